@@ -1,0 +1,36 @@
+# ordergate: every target creates the virtualenv itself; only python3 is needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CRASHES ?= 20
+
+.PHONY: install run test lint bench chaos install-service clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ordergate run
+
+test: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --crashes $(CRASHES)
+
+install-service: $(STAMP)
+	sudo bash systemd/install.sh
+
+clean:
+	rm -rf $(VENV) .ordergate build *.egg-info

@@ -1,0 +1,1 @@
+"""ordergate adapters package."""

@@ -1,0 +1,1 @@
+"""ordergate config package."""

@@ -1,0 +1,434 @@
+"""The settings schema: defaults < TOML file < environment (ORDERGATE_*) < CLI flags.
+
+`Settings` is the whole configuration of the daemon. `ExecutorConfig` and `PipelineConfig` carry the
+names and defaults of the order-execution spec so the domain classes can be built from them alone.
+Secrets are `SecretStr` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+_TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("ordergate_toml_data", default=None)
+DEFAULT_TOML = Path(__file__).with_name("default.toml")
+BROKER_NAMES = ("paper", "alpaca", "ibkr")
+BrokerName = Literal["paper", "alpaca", "ibkr"]
+TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")
+
+
+class InstrumentMode(StrEnum):
+    """Which instrument an entry signal is traded through."""
+
+    STOCK = "stock"
+    OPTIONS = "options"
+    LEVERAGED_ETF = "leveraged_etf"
+    BOTH = "both"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _hhmm(value: str) -> str:
+    try:
+        hours, minutes = value.split(":")
+        if not (0 <= int(hours) < 24 and 0 <= int(minutes) < 60 and len(minutes) == 2):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"must be a time HH:MM, got {value!r}") from None
+    return value
+
+
+class ExecutorConfig(_Section):
+    """Risk limits, exits and instrument choice (the spec's ExecutorConfig and its defaults)."""
+
+    instrument_mode: InstrumentMode = InstrumentMode.BOTH
+    max_risk_per_trade: float = Field(0.05, gt=0, le=1)
+    max_concurrent_positions: int = Field(10, ge=1, le=10_000)
+    daily_loss_limit: float = Field(0.10, gt=0, le=1)
+    max_single_stock_exposure: float = Field(0.15, gt=0, le=1)
+    max_sector_exposure: float = Field(0.30, gt=0, le=1)
+    min_account_equity: float = Field(25_000.0, ge=0)
+    min_position_value: float = Field(100.0, ge=0, description="smallest entry worth sending, in dollars")
+    allow_add_to_winner: bool = True
+    primary_broker: BrokerName = "alpaca"
+    fallback_broker: BrokerName | None = "ibkr"
+    reward_to_risk_target: float = Field(2.0, gt=0)
+    time_stop_minutes: int = Field(120, ge=1)
+    eod_close_time: str = "15:55"
+    trailing_stop_cloud: Literal["pullback", "fast", "trend"] = "pullback"
+    momentum_exhaustion_candles: int = Field(3, ge=1)
+    consecutive_loss_threshold: int = Field(3, ge=1)
+    circuit_breaker_cooldown_minutes: int = Field(60, ge=0)
+    market_hours_bypass_timeframes: list[str] = ["1d"]
+
+    _check_eod = field_validator("eod_close_time")(_hhmm)
+
+    @property
+    def eod_minutes_before_close(self) -> int:
+        """Minutes before a normal 16:00 close that `eod_close_time` stands for (5 by default)."""
+        hours, minutes = (int(x) for x in self.eod_close_time.split(":"))
+        return 16 * 60 - (hours * 60 + minutes)
+
+
+class PipelineConfig(_Section):
+    """The hardened BotOrchestrator pipeline (the spec's PipelineConfig and its defaults)."""
+
+    executor_config: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    enable_signal_recording: bool = True
+    enable_unified_risk: bool = True
+    enable_feedback_loop: bool = True
+    enable_alerting: bool = True
+    enable_analytics: bool = True
+    max_order_retries: int = Field(3, ge=0, le=20)
+    retry_backoff_base: float = Field(1.0, ge=0)
+    retry_backoff_max: float = Field(30.0, gt=0)
+    state_dir: str = ".bot_state"
+    max_signal_age_seconds: float = Field(120.0, gt=0)
+    dedup_window_seconds: float = Field(300.0, ge=0)
+    auto_kill_on_daily_loss: bool = True
+    feedback_adjust_every_n_trades: int = Field(50, ge=1)
+    feedback_window_trades: int = Field(50, ge=2)
+    feedback_weight_min: float = Field(0.5, gt=0)
+    feedback_weight_max: float = Field(1.5, gt=0)
+    max_correlation: float = Field(0.80, gt=0, le=1)
+    correlation_lookback_bars: int = Field(60, ge=5)
+    var_limit: float = Field(0.05, gt=0, le=1, description="95% one-day portfolio VaR, fraction of equity")
+    order_timeout_seconds: float = Field(10.0, gt=0)
+    fill_timeout_seconds: float = Field(30.0, gt=0)
+    fill_slippage_tolerance: float = Field(0.02, ge=0, description="fraction of the reference price")
+
+    @model_validator(mode="after")
+    def _weights_ordered(self) -> PipelineConfig:
+        if self.feedback_weight_min > self.feedback_weight_max:
+            raise ValueError("feedback_weight_min must not exceed feedback_weight_max")
+        return self
+
+
+class BrokerSettings(_Section):
+    """Which broker gets entries first, which one takes over when it is down."""
+
+    primary: BrokerName = "paper"
+    fallback: BrokerName | None = None
+    request_timeout_seconds: float = Field(10.0, gt=0)
+    down_after_failures: int = Field(3, ge=1)
+    breaker_reset_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> BrokerSettings:
+        if self.fallback is not None and self.fallback == self.primary:
+            raise ValueError(f"fallback broker must differ from primary ({self.primary!r})")
+        return self
+
+
+class PaperSettings(_Section):
+    """The simulated broker."""
+
+    initial_cash: float = Field(100_000.0, gt=0)
+    slippage_bps: float = Field(2.0, ge=0)
+    commission_per_share: float = Field(0.0, ge=0)
+    persistent: bool = True
+
+
+class AlpacaSettings(_Section):
+    """Alpaca credentials and endpoints (keys are secrets)."""
+
+    api_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    paper: bool = True
+    base_url: str | None = None
+    trading_stream_url: str | None = None
+    data_stream_url: str | None = None
+    feed: Literal["iex", "sip"] = "iex"
+    requests_per_minute: int = Field(200, ge=1)
+    request_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class IBKRSettings(_Section):
+    """Interactive Brokers TWS / IB Gateway connection."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(7497, ge=1, le=65535)
+    client_id: int = Field(1, ge=0)
+    account: str = ""
+    request_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class DataSettings(_Section):
+    """Where bars come from."""
+
+    source: Literal["synthetic", "replay", "alpaca"] = "synthetic"
+    tickers: list[str] = ["AAPL", "MSFT", "NVDA", "AMD", "JPM", "XOM", "GOOGL", "TSLA"]
+    replay_file: Path | None = None
+    synthetic_seed: int = 7
+    synthetic_days: int = Field(5, ge=1)
+    bars_per_second: float = Field(
+        50.0, ge=0, description="pace of bar timestamps in synthetic/replay runs; 0 = as fast as possible"
+    )
+
+    @field_validator("tickers")
+    @classmethod
+    def _tickers(cls, value: list[str]) -> list[str]:
+        cleaned = [t.strip().upper() for t in value]
+        if not cleaned or any(not t for t in cleaned):
+            raise ValueError("tickers must be a non-empty list of non-empty symbols")
+        return cleaned
+
+
+class StrategySettings(_Section):
+    """EMA-cloud strategy."""
+
+    enabled: bool = True
+    timeframes: list[str] = ["5m"]
+    fast_cloud: tuple[int, int] = (5, 12)
+    pullback_cloud: tuple[int, int] = (8, 9)
+    trend_cloud: tuple[int, int] = (34, 50)
+    volume_lookback: int = Field(20, ge=1)
+    min_conviction: int = Field(50, ge=0, le=100)
+
+    @field_validator("timeframes")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for tf in value:
+            if tf not in TIMEFRAMES:
+                raise ValueError(f"unknown timeframe {tf!r}; allowed: {', '.join(TIMEFRAMES)}")
+        return value
+
+
+class OptionsSettings(_Section):
+    """Option contract selection windows."""
+
+    dte_min: int = Field(7, ge=0)
+    dte_max: int = Field(45, ge=0)
+    delta_min: float = Field(0.30, gt=0, lt=1)
+    delta_max: float = Field(0.60, gt=0, lt=1)
+    min_open_interest: int = Field(100, ge=0)
+    max_spread_pct: float = Field(0.10, gt=0)
+    risk_free_rate: float = 0.04
+
+    @model_validator(mode="after")
+    def _windows(self) -> OptionsSettings:
+        if self.dte_min > self.dte_max:
+            raise ValueError("dte_min must not exceed dte_max")
+        if self.delta_min > self.delta_max:
+            raise ValueError("delta_min must not exceed delta_max")
+        return self
+
+
+class RoutingSettings(_Section):
+    """How InstrumentMode.BOTH chooses, and what happens to a ticker with no sector."""
+
+    options_min_conviction: int = Field(80, ge=0, le=100)
+    options_liquid_tickers: list[str] = ["SPY", "QQQ", "AAPL", "MSFT", "NVDA", "AMD", "TSLA", "AMZN", "META"]
+    no_sector_fallback: Literal["stock", "reject"] = "stock"
+
+
+class WebhookSettings(_Section):
+    """Signal intake over HTTP (disabled unless a token is set)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    token: SecretStr | None = None
+    max_body_bytes: int = Field(65_536, ge=1)
+    rate_per_minute: int = Field(60, ge=1)
+
+
+class MetricsSettings(_Section):
+    """Prometheus endpoint on loopback (port 0 disables)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class AlertSettings(_Section):
+    """Alert sinks beyond the log."""
+
+    webhook_url: str | None = None
+    webhook_format: Literal["generic", "slack", "discord"] = "generic"
+    min_interval_seconds: float = Field(300.0, ge=0)
+    retries: int = Field(3, ge=0)
+    broker_down_alert_seconds: float = Field(60.0, ge=0)
+
+
+class ReconcileSettings(_Section):
+    """Broker vs ledger reconciliation."""
+
+    interval_seconds: float = Field(60.0, gt=0)
+    policy: Literal["alert", "adopt"] = "alert"
+    kill_notional_threshold: float = Field(10_000.0, ge=0)
+
+
+class SmartRouterSettings(_Section):
+    """Venue scoring and order splitting (off by default)."""
+
+    enabled: bool = False
+    split_notional_threshold: float = Field(50_000.0, gt=0)
+    slices: int = Field(5, ge=1)
+    slice_interval_seconds: float = Field(30.0, ge=0)
+
+
+class JournalSettings(_Section):
+    """The SQLite journal."""
+
+    enabled: bool = True
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    batch_interval_ms: int = Field(50, ge=1)
+
+
+class LoggingSettings(_Section):
+    """Log level and format."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ShutdownSettings(_Section):
+    """Graceful stop."""
+
+    cancel_inflight_entries: bool = True
+    timeout_seconds: float = Field(20.0, gt=0)
+
+
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= exports STATE_DIRECTORY=/var/lib/ordergate
+    return Path(os.environ.get("STATE_DIRECTORY", ".ordergate"))
+
+
+class Settings(BaseSettings):
+    """Everything the daemon is configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORDERGATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    paper: PaperSettings = Field(default_factory=PaperSettings)
+    alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
+    ibkr: IBKRSettings = Field(default_factory=IBKRSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    options: OptionsSettings = Field(default_factory=OptionsSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    smart_router: SmartRouterSettings = Field(default_factory=SmartRouterSettings)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+
+    @model_validator(mode="after")
+    def _wire(self) -> Settings:
+        # The [broker] section is the operator's switch; the executor's spec fields follow it, and the
+        # pipeline carries the executor config and state dir it runs with.
+        executor = self.executor.model_copy(
+            update={"primary_broker": self.broker.primary, "fallback_broker": self.broker.fallback}
+        )
+        object.__setattr__(self, "executor", executor)
+        pipeline = self.pipeline.model_copy(
+            update={"executor_config": executor, "state_dir": str(self.state_dir)}
+        )
+        object.__setattr__(self, "pipeline", pipeline)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (CLI overrides) > env > TOML files (passed through _toml_data) > field defaults
+        return (init_settings, env_settings, InitSettingsSource(settings_cls, _TOML_DATA.get() or {}))
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets masked."""
+        return self.model_dump(mode="json", exclude={"pipeline": {"executor_config"}})
+
+
+class ConfigError(Exception):
+    """A configuration problem, said in one line naming the field, the value and what is allowed."""
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: malformed TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: unreadable: {exc.strerror}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the field path, the offending value and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        value = err.get("input")
+        shown = "***" if "key" in field or "token" in field or "secret" in field else repr(value)
+        if isinstance(value, dict):
+            shown = "{...}"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"invalid setting {field}={shown}: {message}")
+    return "; ".join(lines)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: shipped defaults < TOML file < ORDERGATE_* env < `overrides` (CLI).
+
+    The file comes from `config_file` or `ORDERGATE_CONFIG`. Raises ConfigError with one readable line.
+    """
+    data = _read_toml(DEFAULT_TOML)
+    path = config_file or os.environ.get("ORDERGATE_CONFIG")
+    if path:
+        data = _deep_merge(data, _read_toml(Path(path)))
+    token = _TOML_DATA.set(data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    finally:
+        _TOML_DATA.reset(token)

@@ -1,0 +1,1 @@
+"""ordergate daemon package."""

@@ -1,0 +1,1 @@
+"""ordergate pipeline package."""

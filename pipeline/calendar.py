@@ -1,0 +1,75 @@
+"""NYSE sessions from exchange_calendars (XNYS): holidays, early closes, regular hours. Cached per day."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import exchange_calendars as xcals
+import pandas as pd
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+class MarketCalendar:
+    """Answers 'is the market open at t', 'when does today's session close' for XNYS."""
+
+    def __init__(self, start: str = "2015-01-01", end: str | None = None) -> None:
+        end = end or f"{datetime.now(UTC).year + 2}-12-31"
+        self._cal = xcals.get_calendar("XNYS", start=start, end=end)
+        self._session_cache: dict[date, tuple[datetime, datetime] | None] = {}
+
+    def session(self, day: date) -> tuple[datetime, datetime] | None:
+        """(open, close) in UTC of the session on this New York calendar day, or None if it is closed."""
+        try:
+            return self._session_cache[day]
+        except KeyError:
+            pass
+        label = pd.Timestamp(day)
+        result: tuple[datetime, datetime] | None = None
+        if self._cal.first_session <= label <= self._cal.last_session and self._cal.is_session(label):
+            result = (
+                self._cal.session_open(label).to_pydatetime(),
+                self._cal.session_close(label).to_pydatetime(),
+            )
+        self._session_cache[day] = result
+        return result
+
+    def is_session(self, day: date) -> bool:
+        return self.session(day) is not None
+
+    def session_for(self, ts: datetime) -> tuple[datetime, datetime] | None:
+        """The session of the New York day that `ts` falls on."""
+        return self.session(ts.astimezone(NEW_YORK).date())
+
+    def is_open(self, ts: datetime) -> bool:
+        """True during regular trading hours (open inclusive, close exclusive)."""
+        session = self.session_for(ts)
+        return session is not None and session[0] <= ts < session[1]
+
+    def eod_cutoff(self, ts: datetime, minutes_before_close: int = 5) -> datetime | None:
+        """When day trades must be closed on the session of `ts` (15:55 ET normally, 12:55 on early closes)."""
+        session = self.session_for(ts)
+        if session is None:
+            return None
+        return session[1] - timedelta(minutes=minutes_before_close)
+
+    def next_open(self, ts: datetime) -> datetime:
+        """The next session open at or after `ts`."""
+        day = ts.astimezone(NEW_YORK).date()
+        for offset in range(0, 15):
+            session = self.session(day + timedelta(days=offset))
+            if session is not None and session[0] >= ts:
+                return session[0]
+        raise ValueError(f"no NYSE session within 15 days of {ts.isoformat()}")
+
+    def trading_day(self, ts: datetime) -> date:
+        """The New York calendar day of `ts` (the key for daily P&L and rollover)."""
+        return ts.astimezone(NEW_YORK).date()
+
+
+@lru_cache(maxsize=1)
+def default_calendar() -> MarketCalendar:
+    """A process-wide calendar (building one costs ~0.3 s)."""
+    return MarketCalendar()

@@ -1,0 +1,109 @@
+"""The ports: what the pipeline needs from the outside world. Adapters satisfy these Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from pipeline.models import AccountSnapshot, Alert, Bar, BrokerEvent, BrokerPosition, OrderIntent, OrderResult
+
+BrokerEventHandler = Callable[[BrokerEvent], Awaitable[None]]
+
+
+class BrokerError(Exception):
+    """Base of broker failures."""
+
+
+class RetryableBrokerError(BrokerError):
+    """Transient: timeout, connection error, 429, 5xx. `ambiguous` means the order may have been accepted."""
+
+    def __init__(self, message: str, *, ambiguous: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+
+
+class BrokerUnavailable(RetryableBrokerError):
+    """The broker could not be reached at all (connection refused, not connected): nothing was sent."""
+
+
+class OrderRejected(BrokerError):
+    """A final rejection (4xx, IB 201): never retried."""
+
+    def __init__(self, reason: str, *, code: int | str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class DuplicateClientOrderId(OrderRejected):
+    """The broker already holds an order with this client order id (Alpaca 422, IB 103)."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """A venue that takes orders and reports their fate.
+
+    Order updates and fills are pushed to the handler given to `set_event_handler`; every method is a
+    coroutine that never blocks the loop.
+    """
+
+    name: str
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def set_event_handler(self, handler: BrokerEventHandler) -> None: ...
+
+    async def submit_order(self, intent: OrderIntent) -> OrderResult:
+        """Send the order. Raises RetryableBrokerError, BrokerUnavailable or OrderRejected."""
+        ...
+
+    async def get_order_by_client_id(self, client_order_id: str) -> OrderResult | None: ...
+
+    async def cancel_order(self, client_order_id: str) -> None: ...
+
+    async def get_open_orders(self) -> list[OrderResult]: ...
+
+    async def get_positions(self) -> list[BrokerPosition]: ...
+
+    async def get_account(self) -> AccountSnapshot: ...
+
+    def is_connected(self) -> bool: ...
+
+
+@runtime_checkable
+class MarketDataFeed(Protocol):
+    """A source of bars. Yields lists of bars that share one timestamp (one list per time step)."""
+
+    def batches(self) -> AsyncIterator[list[Bar]]: ...
+
+    async def close(self) -> None: ...
+
+
+SignalSubmit = Callable[..., Awaitable[str]]
+
+
+@runtime_checkable
+class SignalSource(Protocol):
+    """A source of external trade signals (webhook, file)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """Where alerts go (log, chat webhook)."""
+
+    async def send(self, alert: Alert) -> None: ...
+
+
+@runtime_checkable
+class OptionChainProvider(Protocol):
+    """Option quotes for an underlying (see pipeline.options.OptionQuote)."""
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list: ...
