@@ -199,12 +199,18 @@ class Journal:
 
         def _write(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
+                row = conn.execute("SELECT status FROM orders WHERE client_order_id=?", (client_order_id,)).fetchone()
+                if row is not None and _STATUS_RANK.get(row[0], 0) > _STATUS_RANK.get(str(status), 0):
+                    # an order never moves backwards (a late submit reply after its fill event, say)
+                    status_now = row[0]
+                else:
+                    status_now = str(status)
                 conn.execute(
                     "UPDATE orders SET status=?, updated_ts=?, broker=COALESCE(?, broker),"
                     " broker_order_id=COALESCE(?, broker_order_id), reason=COALESCE(?, reason),"
                     " filled_qty=COALESCE(?, filled_qty), filled_avg_price=COALESCE(?, filled_avg_price)"
                     " WHERE client_order_id=?",
-                    (str(status), ts.isoformat(), broker, broker_order_id, reason, filled_qty,
+                    (status_now, ts.isoformat(), broker, broker_order_id, reason, filled_qty,
                      filled_avg_price, client_order_id),
                 )
                 conn.execute(
@@ -264,6 +270,10 @@ class Journal:
     async def get_kv(self, key: str, default: Any = None) -> Any:
         rows = await self.query("SELECT value FROM kv WHERE key=?", (key,))
         return json.loads(rows[0]["value"]) if rows else default
+
+
+_STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,
+                "expired": 3, "replaced": 3}
 
 
 def _num(value: Any) -> float | None:

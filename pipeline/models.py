@@ -252,6 +252,7 @@ class OrderIntent:
     broker: str | None = None        # forced venue (exits go to the broker that holds the position)
     created_at: datetime | None = None
     parent_id: str | None = None     # smart-router child orders
+    exit_type: str = ""              # for exits: which exit strategy fired
 
     @property
     def notional(self) -> float:
@@ -431,6 +432,8 @@ class InstrumentDecision:
     leverage: float = 1.0
     asset_class: AssetClass = AssetClass.EQUITY
     option: Any = None               # the selected OptionQuote, for OPTIONS
+    approved: bool = True            # False: no tradable instrument; `reason` says why (reject the signal)
+    sector: str | None = None        # the ticker's sector (sectors.toml), for sizing caps
 
 
 @dataclass(slots=True)
@@ -444,6 +447,7 @@ class PipelineResult:
     position: Position | None = None
     order_result: OrderResult | None = None
     intent: OrderIntent | None = None
+    order_task: Any = None           # the asyncio.Task submitting the order (await it for order_result)
 
 
 @dataclass(slots=True)

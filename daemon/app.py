@@ -1,0 +1,588 @@
+"""The assembled daemon: builds the adapters, the engine and the process services, and runs them.
+
+Start-up order: state file (kill switch fails closed) -> journal -> brokers connected -> ledger rebuilt from
+the journal -> first reconciliation -> READY=1 -> bars flow. Shutdown: stop intake, finish or cancel
+in-flight entries, flush journal and state, STOPPING=1, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal as os_signal
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from config.settings import Settings, load_settings
+from daemon.control import ControlServer, socket_path
+from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
+from pipeline.bus import Bus
+from pipeline.calendar import MarketCalendar, default_calendar
+from pipeline.clock import Clock, LiveClock, SimulatedClock
+from pipeline.engine import TradingEngine
+from pipeline.feedback import FeedbackTracker
+from pipeline.journal import Journal
+from pipeline.ledger import Ledger
+from pipeline.lifecycle import LifecycleManager
+from pipeline.models import AccountState, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
+from pipeline.orchestrator import BotOrchestrator
+from pipeline.order_router import OrderRouter
+from pipeline.ports import Broker, MarketDataFeed
+from pipeline.reconciler import PositionReconciler, ReconciliationReport
+from pipeline.state_manager import PersistentStateManager
+from pipeline.trade_journal import TradeJournalWriter
+
+log = structlog.get_logger("ordergate.daemon")
+
+
+def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) -> Broker:
+    """The broker adapter called `name`, configured from settings."""
+    if name == "paper":
+        from adapters.paper import PaperBroker
+
+        path = state_dir / "paper_book.json" if settings.paper.persistent else None
+        return PaperBroker(settings.paper, clock, state_path=path)
+    if name == "alpaca":
+        from adapters.alpaca import AlpacaBroker
+
+        return AlpacaBroker(settings.alpaca, clock)
+    if name == "ibkr":
+        from adapters.ibkr import IBKRBroker
+
+        return IBKRBroker(settings.ibkr, clock)
+    raise ValueError(f"unknown broker {name!r}")
+
+
+def make_feed(settings: Settings, clock: Clock, calendar: MarketCalendar) -> MarketDataFeed:
+    """The bar source of settings.data."""
+    data = settings.data
+    if data.source == "alpaca":
+        from adapters.alpaca_data import AlpacaBarFeed
+
+        return AlpacaBarFeed(settings.alpaca, data.tickers, clock)
+    if data.source == "replay":
+        from adapters.replay import ReplayFeed
+
+        if data.replay_file is None:
+            raise ValueError("data.replay_file must be set when data.source = 'replay'")
+        return ReplayFeed(data.replay_file, clock, pace_bars_per_s=data.bars_per_second)
+    from adapters.synthetic import SyntheticFeed
+
+    return SyntheticFeed(data.tickers, clock, calendar, seed=data.synthetic_seed, days=data.synthetic_days,
+                         pace_bars_per_s=data.bars_per_second)
+
+
+class Core:
+    """Everything that trades: journal, state, brokers, ledger, orchestrator, lifecycle, engine.
+
+    Shared by the daemon and by `ordergate replay`.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock, *, state_dir: Path | None = None,
+                 calendar: MarketCalendar | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.state_dir = Path(state_dir or settings.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.calendar = calendar or default_calendar()
+        self.config = settings.pipeline
+        self.state = PersistentStateManager(self.state_dir, clock, self.calendar)
+        self.journal: Journal | None = (
+            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous)
+            if settings.journal.enabled else None
+        )
+        names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
+        self.brokers: dict[str, Broker] = {n: make_broker(n, settings, clock, self.state_dir) for n in names}
+        self.bus = Bus()
+        self.ledger = Ledger(cash=0.0)
+        self.starting_equity = 0.0
+        self.router = OrderRouter(self.brokers, self.journal, clock, self.config, settings.broker,
+                                  on_result=self._on_order_result)
+        self.feedback = FeedbackTracker(self.config)
+        self.strategy = self._strategy()
+        self.orchestrator = BotOrchestrator(
+            self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
+            journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
+            feedback=self.feedback, price_lookup=self.ledger.last_prices.get,
+            chain_provider=self._chain_provider(),
+        )
+        self.lifecycle = LifecycleManager(
+            self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
+            router=self.router, journal=self.journal, validator=self.orchestrator.validator,
+            feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
+            alert=self.alert, starting_equity=lambda: self.starting_equity,
+        )
+        listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
+        self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
+                                    settle=self.settle if clock.simulated else None)
+        self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
+        self.trades = TradeJournalWriter(self.journal) if self.journal is not None else None
+        self._events_in = 0
+        self._events_done = 0
+        self._event_task: asyncio.Task[None] | None = None
+        self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
+        self.alert_hook: Any = None
+        self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
+        self.last_reconciliation: dict[str, Any] | None = None
+
+    def _strategy(self) -> Any:
+        from pipeline.strategy import EmaCloudStrategy
+
+        # built even when disabled: the exits read its cloud states
+        return EmaCloudStrategy(self.settings.strategy, calendar=self.calendar)
+
+    def _chain_provider(self) -> Any:
+        primary = self.brokers[self.settings.broker.primary]
+        return primary if hasattr(primary, "chain") else None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.state.load_error:
+            log.error("state_file_unreadable", path=str(self.state.path), error=self.state.load_error,
+                      kill_switch="active")
+        if self.journal is not None:
+            await self.journal.open()
+            stored = await self.journal.get_kv("feedback")
+            if stored:
+                self.feedback = FeedbackTracker.from_dict(stored, self.config)
+                self.orchestrator.feedback = self.feedback
+                self.lifecycle.feedback = self.feedback
+        for broker in self.brokers.values():
+            broker.set_event_handler(self._on_broker_event)
+            await broker.connect()
+        self._event_task = asyncio.create_task(self._consume_events(), name="broker-events")
+        await self.rebuild()
+
+    async def stop(self) -> None:
+        await self.router.drain(self.settings.shutdown.timeout_seconds / 2)
+        await self.settle()
+        if self._event_task is not None:
+            self._event_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._event_task
+        for broker in self.brokers.values():
+            with contextlib.suppress(Exception):
+                await broker.close()
+        if self.journal is not None:
+            await self.journal.close()
+
+    async def rebuild(self) -> None:
+        """Open positions from the journal's fills, cash and equity from the primary broker."""
+        primary = self.brokers[self.settings.broker.primary]
+        account = await primary.get_account()
+        if self.journal is not None:
+            for row in await self.journal.query("SELECT client_order_id, intent FROM orders"):
+                intent = _intent_from_json(row["intent"])
+                if intent is not None:
+                    self.lifecycle.intents[intent.client_order_id] = intent
+            from pipeline.models import Fill, Side
+
+            for row in await self.journal.fills():
+                fill = Fill(row["fill_id"], row["client_order_id"], row["symbol"], Side(row["side"]),
+                            row["quantity"], row["price"], _parse_ts(row["ts"]), row["broker"],
+                            row["broker_order_id"], row["commission"] or 0.0)
+                intent = self.lifecycle.intents.get(fill.client_order_id)
+                self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+            for row in await self.journal.open_orders():
+                intent = self.lifecycle.intents.get(row["client_order_id"])
+                if intent is None:
+                    continue
+                if intent.kind == "entry":
+                    self.orchestrator.reservations.reserve(intent)
+                else:
+                    self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
+                self.orchestrator.validator.track(intent)
+        self.ledger.cash = account.cash  # the broker's cash already reflects the positions rebuilt above
+        self.starting_equity = account.equity
+        self.lifecycle.rebuild_index()
+        log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
+                 equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
+
+    # -- account view ---------------------------------------------------------------------------------
+    def account_state(self) -> AccountState:
+        equity = self.ledger.equity()
+        return AccountState(equity=equity, cash=self.ledger.cash, buying_power=max(0.0, self.ledger.cash),
+                            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
+                            starting_equity=self.starting_equity or equity)
+
+    # -- broker events --------------------------------------------------------------------------------
+    async def _on_broker_event(self, event: BrokerEvent) -> None:
+        self._events_in += 1
+        await self.bus.broker_events.publish(event)
+
+    async def _consume_events(self) -> None:
+        queue = self._event_queue
+        while True:
+            event = await queue.get()
+            try:
+                await self.lifecycle.on_broker_event(event)
+            except Exception:
+                log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
+            finally:
+                self._events_done += 1
+
+    async def consume_signals(self) -> None:
+        """External signals (webhook, CLI) published on the bus, decided one at a time."""
+        queue = self.bus.signals.subscribe() if self._signal_queue is None else self._signal_queue
+        self._signal_queue = queue
+        while True:
+            signal = await queue.get()
+            try:
+                await self.engine.submit_signal(signal)
+            except Exception:
+                log.exception("signal_failed", signal_id=getattr(signal, "signal_id", None))
+
+    async def _on_order_result(self, intent: OrderIntent, result: OrderResult) -> None:
+        # rejections decided by the router (nothing reached a broker, or a final 4xx) produce no broker event
+        if result.status == OrderStatus.REJECTED:
+            await self.lifecycle.on_broker_event(OrderUpdate(
+                intent.client_order_id, OrderStatus.REJECTED, result.broker, result.broker_order_id,
+                intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
+            ))
+
+    async def settle(self) -> None:
+        """Wait until in-flight orders and their broker events have been applied (simulated time)."""
+        for _ in range(10_000):
+            if self.router.in_flight():
+                await self.router.drain(5.0)
+            idle = 0
+            while idle < 4:
+                await asyncio.sleep(0)
+                busy = self.router.in_flight() or self._events_in != self._events_done or \
+                    any(getattr(b, "pending_events", lambda: 0)() for b in self.brokers.values())
+                idle = 0 if busy else idle + 1
+                if busy and not self.router.in_flight() and self._events_in != self._events_done:
+                    await asyncio.sleep(0.0005)
+            if not self.router.in_flight():
+                return
+
+    async def alert(self, kind: str, message: str, severity: str = "warning", **fields: Any) -> None:
+        if self.alert_hook is not None:
+            await self.alert_hook(kind, message, severity, **fields)
+        else:
+            log.warning("alert", kind=kind, message=message, severity=severity, **fields)
+
+    # -- reconciliation -------------------------------------------------------------------------------
+    async def reconcile(self) -> ReconciliationReport:
+        """Broker positions vs the ledger, for every connected broker; applies the configured policy."""
+        broker_positions: list[dict[str, Any]] = []
+        for broker in self.brokers.values():
+            if not broker.is_connected():
+                continue
+            for bp in await broker.get_positions():
+                broker_positions.append({"symbol": bp.symbol, "shares": bp.quantity, "price": bp.market_price
+                                         or bp.avg_price, "broker": broker.name, "avg_price": bp.avg_price})
+        internal = [
+            {"symbol": h.position.symbol, "shares": abs(h.quantity),
+             "direction": "long" if h.quantity > 0 else "short", "price": h.position.current_price}
+            for h in self.ledger.holdings.values()
+        ]
+        # orders still travelling explain a difference: skip symbols with a working order
+        working = {i.symbol for i in self.lifecycle.intents.values()
+                   if i.client_order_id in self.orchestrator.reservations or
+                   self.lifecycle.pending_exits.get(i.symbol) == i.client_order_id}
+        report = self.reconciler.reconcile(
+            [p for p in internal if p["symbol"] not in working],
+            [p for p in broker_positions if p["symbol"] not in working],
+        )
+        self.last_reconciliation = {"matches": report.matches, "mismatches": [
+            {"symbol": m.symbol, "type": m.mismatch_type, "description": m.description} for m in report.mismatches]}
+        if report.mismatches:
+            policy = self.settings.reconcile.policy
+            for m in report.mismatches:
+                log.warning("reconciliation_mismatch", symbol=m.symbol, type=m.mismatch_type,
+                            description=m.description, policy=policy)
+                await self.alert("reconciliation_mismatch", f"{m.symbol}: {m.mismatch_type}: {m.description}")
+            if policy == "adopt":
+                self._adopt(report, broker_positions)
+            if report.severe(self.settings.reconcile.kill_notional_threshold):
+                reason = "reconciliation mismatch above notional threshold: " + ", ".join(
+                    f"{m.symbol} {m.mismatch_type}" for m in report.severe_mismatches(
+                        self.settings.reconcile.kill_notional_threshold))
+                self.state.activate_kill_switch(reason, source="reconciliation")
+                log.error("kill_switch_tripped", reason=reason, source="reconciliation")
+        else:
+            log.info("reconciliation_ok", matches=report.matches)
+        return report
+
+    def _adopt(self, report: ReconciliationReport, broker_positions: list[dict[str, Any]]) -> None:
+        by_symbol = {p["symbol"]: p for p in broker_positions}
+        for m in report.mismatches:
+            bp = by_symbol.get(m.symbol)
+            if bp is None:
+                self.ledger.drop(m.symbol)
+                continue
+            qty = float(bp["shares"])
+            price = float(bp.get("avg_price") or bp.get("price") or 0.0)
+            self.ledger.adopt(Position(
+                ticker=m.symbol, direction="long" if qty > 0 else "short", entry_price=price,
+                current_price=float(bp.get("price") or price), shares=abs(qty), stop_loss=price,
+                entry_time=self.clock.now(), broker=bp.get("broker", ""),
+            ), qty)
+        self.lifecycle.rebuild_index()
+
+    # -- views ----------------------------------------------------------------------------------------
+    def positions(self) -> list[dict[str, Any]]:
+        return [
+            {"ticker": p.ticker, "symbol": p.symbol, "direction": str(p.direction), "shares": p.shares,
+             "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
+             "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
+             "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
+             "entry_time": p.entry_time.isoformat() if p.entry_time else None}
+            for p in self.ledger.positions()
+        ]
+
+    async def daily_summary(self, day: date | None = None) -> dict[str, Any]:
+        if self.trades is None:
+            return {}
+        return await self.trades.daily_summary(day)
+
+
+def _intent_from_json(text: str | None) -> OrderIntent | None:
+    import json
+
+    from pipeline.models import AssetClass, Direction, InstrumentType, OrderType, Side
+
+    if not text:
+        return None
+    data = json.loads(text)
+    try:
+        data["side"] = Side(data["side"])
+        data["order_type"] = OrderType(data["order_type"])
+        data["asset_class"] = AssetClass(data["asset_class"])
+        data["direction"] = Direction(data["direction"])
+        data["instrument_type"] = InstrumentType(data["instrument_type"])
+        data["created_at"] = _parse_ts(data["created_at"]) if data.get("created_at") else None
+        return OrderIntent(**data)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.error("journal_intent_unreadable", error=str(exc))
+        return None
+
+
+def _parse_ts(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
+class Daemon:
+    """The process: core + feed + control socket + OS signals + systemd + metrics + webhook."""
+
+    def __init__(self, settings: Settings, config_file: str | None = None) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        live_data = settings.data.source == "alpaca"
+        self.clock: Clock = LiveClock() if live_data else SimulatedClock()
+        self.core = Core(settings, self.clock)
+        self.notifier = SystemdNotifier()
+        self.control = ControlServer(socket_path(self.core.state_dir), self._handlers())
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.ready = False
+        self.feed_done = False
+
+    # -- run ------------------------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig, handler in ((os_signal.SIGUSR1, self._on_sigusr1), (os_signal.SIGTERM, self._on_stop),
+                             (os_signal.SIGINT, self._on_stop), (os_signal.SIGHUP, self._on_sighup)):
+            loop.add_signal_handler(sig, handler)
+        log.info("daemon_starting", pid=os.getpid(), state_dir=str(self.core.state_dir),
+                 broker=self.settings.broker.primary, data=self.settings.data.source)
+        await self.control.start()
+        try:
+            await self.core.start()
+            await self.core.reconcile()
+            self.ready = True
+            self.notifier.ready(status="trading" if not self.core.state.is_kill_switch_active() else "kill switch active")
+            log.info("daemon_ready", kill_switch=self.core.state.is_kill_switch_active(),
+                     positions=len(self.core.ledger.holdings))
+            interval = watchdog_interval()
+            if interval:
+                self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
+            self._tasks.append(asyncio.create_task(self._pump_bars(), name="bars"))
+            self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _pump_bars(self) -> None:
+        feed = make_feed(self.settings, self.clock, self.core.calendar)
+        engine = self.core.engine
+        first = True
+        last_log = 0
+        try:
+            async for batch in feed.batches():
+                if self._stop.is_set():
+                    break
+                await engine.on_batch(batch)
+                if first:
+                    log.info("bars_flowing", symbols=len(batch), timestamp=batch[0].timestamp.isoformat())
+                    first = False
+                if engine.batches - last_log >= 200:
+                    last_log = engine.batches
+                    log.info("bars", batches=engine.batches, bars=engine.bars, last=batch[0].timestamp.isoformat(),
+                             signals=engine.signals, entries=engine.entries, exits=engine.exits,
+                             positions=len(self.core.ledger.holdings), equity=round(self.core.ledger.equity(), 2))
+        except Exception:
+            log.exception("feed_failed")
+        finally:
+            await feed.close()
+        self.feed_done = True
+        log.info("feed_finished", batches=engine.batches, bars=engine.bars, signals=engine.signals,
+                 entries=engine.entries, exits=engine.exits)
+
+    async def _housekeeping(self) -> None:
+        interval = self.settings.reconcile.interval_seconds
+        while not self._stop.is_set():
+            await asyncio.sleep(interval)
+            try:
+                if self.core.state.check_day_rollover():
+                    log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
+                await self.core.reconcile()
+                if self.core.journal is not None:
+                    await self.core.journal.flush()
+            except Exception:
+                log.exception("housekeeping_failed")
+
+    async def _shutdown(self) -> None:
+        self.notifier.stopping(status="shutting down")
+        log.info("daemon_stopping")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.core.stop()
+        await self.control.stop()
+        log.info("daemon_stopped")
+
+    # -- OS signals -----------------------------------------------------------------------------------
+    def _on_sigusr1(self) -> None:
+        self.core.state.activate_kill_switch("SIGUSR1 received", source="signal")
+        log.error("kill_switch_tripped", reason="SIGUSR1 received", source="signal")
+        self.notifier.status("kill switch active")
+
+    def _on_stop(self) -> None:
+        log.info("shutdown_requested")
+        self._stop.set()
+
+    def _on_sighup(self) -> None:
+        try:
+            fresh = load_settings(self.config_file)
+        except Exception as exc:
+            log.error("config_reload_failed", error=str(exc))
+            return
+        executor = self.core.config.executor_config
+        changed = {}
+        for name in type(fresh.executor).model_fields:
+            if name in ("primary_broker", "fallback_broker"):
+                continue
+            new = getattr(fresh.executor, name)
+            if getattr(executor, name) != new:
+                changed[name] = new
+                setattr(executor, name, new)
+        log.info("risk_limits_reloaded", changed=changed)
+
+    # -- control commands -----------------------------------------------------------------------------
+    def _handlers(self) -> dict[str, Any]:
+        return {
+            "status": self._cmd_status,
+            "kill": self._cmd_kill,
+            "resume": self._cmd_resume,
+            "positions": self._cmd_positions,
+            "orders": self._cmd_orders,
+            "flatten": self._cmd_flatten,
+            "reconcile": self._cmd_reconcile,
+            "journal": self._cmd_journal,
+            "signal": self._cmd_signal,
+        }
+
+    async def _cmd_status(self, _args: dict[str, Any]) -> dict[str, Any]:
+        core = self.core
+        info = core.state.kill_switch_info()
+        equity = core.ledger.equity()
+        exposure: dict[str, float] = {}
+        for p in core.ledger.positions():
+            sector = core.orchestrator.sectors.get(p.ticker) or "unknown"
+            exposure[sector] = round(exposure.get(sector, 0.0) + p.market_value, 2)
+        return {
+            "running": True,
+            "pid": os.getpid(),
+            "ready": self.ready,
+            "kill_switch": {"active": bool(info.get("active")), "reason": info.get("reason"),
+                            "since": info.get("since")},
+            "daily_pnl": core.state.get_daily_pnl(),
+            "open_positions": len(core.ledger.holdings),
+            "positions": core.positions(),
+            "open_orders": len(core.orchestrator.reservations) + len(core.lifecycle.pending_exits),
+            "equity": round(equity, 2),
+            "cash": round(core.ledger.cash, 2),
+            "realized_pnl": round(core.ledger.realized_pnl, 2),
+            "unrealized_pnl": round(core.ledger.unrealized_pnl(), 2),
+            "exposure_by_sector": exposure,
+            "circuit_breaker": core.state.get_circuit_breaker_status(),
+            "brokers": {n: h.snapshot() for n, h in core.router.health.items()},
+            "stats": {"bars": core.engine.bars, "signals": core.engine.signals, "entries": core.engine.entries,
+                      "exits": core.engine.exits, "round_trips": core.lifecycle.round_trips,
+                      "feed_done": self.feed_done},
+            "clock": self.clock.now().isoformat(),
+            "last_reconciliation": core.last_reconciliation,
+        }
+
+    async def _cmd_kill(self, args: dict[str, Any]) -> dict[str, Any]:
+        reason = str(args.get("reason") or "ordergate kill")
+        self.core.state.activate_kill_switch(reason, source="cli")
+        log.error("kill_switch_tripped", reason=reason, source="cli")
+        return self.core.state.kill_switch_info()
+
+    async def _cmd_resume(self, _args: dict[str, Any]) -> dict[str, Any]:
+        self.core.state.deactivate_kill_switch()
+        log.warning("kill_switch_cleared", source="cli")
+        return self.core.state.kill_switch_info()
+
+    async def _cmd_positions(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.core.positions()
+
+    async def _cmd_orders(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.core.journal is None:
+            return []
+        return await self.core.journal.query(
+            "SELECT client_order_id, signal_id, kind, broker, symbol, side, quantity, status, filled_qty,"
+            " filled_avg_price, reason, created_ts FROM orders ORDER BY created_ts DESC LIMIT 200")
+
+    async def _cmd_flatten(self, _args: dict[str, Any]) -> dict[str, Any]:
+        intents = await self.core.lifecycle.emergency_close_all("ordergate flatten")
+        return {"exit_orders": [i.client_order_id for i in intents]}
+
+    async def _cmd_reconcile(self, _args: dict[str, Any]) -> dict[str, Any]:
+        await self.core.reconcile()
+        return self.core.last_reconciliation or {}
+
+    async def _cmd_journal(self, args: dict[str, Any]) -> dict[str, Any]:
+        day = date.fromisoformat(args["day"]) if args.get("day") else self.core.calendar.trading_day(self.clock.now())
+        return await self.core.daily_summary(day)
+
+    async def _cmd_signal(self, args: dict[str, Any]) -> dict[str, Any]:
+        from pipeline.models import TradeSignal
+
+        signal = TradeSignal(
+            signal_type=args.get("signal_type", "manual"), direction=args.get("direction", ""),
+            ticker=str(args.get("ticker", "")).upper(), timeframe=args.get("timeframe", "5m"),
+            conviction=float(args.get("conviction", 75)), entry_price=float(args.get("entry_price", 0)),
+            stop_loss=float(args.get("stop_loss", 0)),
+            target_price=float(args["target_price"]) if args.get("target_price") else None,
+            timestamp=self.clock.now(), source="cli",
+        )
+        result = await self.core.engine.submit_signal(signal)
+        return {"accepted": result, "signal_id": signal.signal_id}
+
+
+def default_settings_path() -> str | None:
+    return os.environ.get("ORDERGATE_CONFIG")

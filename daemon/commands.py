@@ -1,0 +1,146 @@
+"""CLI commands that talk to the running daemon, or work on its files when it is down.
+
+`status`, `kill` and `resume` work either way: with the daemon up through the control socket, with it down
+on the state file (same fail-closed reading). `journal` reads the journal file when the daemon is down.
+Everything else needs the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from config.settings import Settings
+from daemon.control import ControlError, DaemonNotRunning, control_request_sync, socket_path
+from pipeline.state_manager import apply_kill, apply_resume, read_state_file, update_state_file
+
+EXIT_OK, EXIT_FAIL = 0, 1
+STATE_FILE = "state.json"
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    state_dir = Path(settings.state_dir)
+    sock = socket_path(state_dir)
+    cmd = args.command
+    if cmd == "flatten" and not args.yes:
+        answer = input("Close every position and cancel every open order? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("flatten: not confirmed")
+            return EXIT_FAIL
+    request_args = _request_args(args)
+    try:
+        result = control_request_sync(sock, cmd, request_args, timeout=30.0 if cmd == "reconcile" else 10.0)
+    except DaemonNotRunning:
+        return _offline(args, state_dir)
+    except ControlError as exc:
+        print(f"ordergate {cmd}: {exc}")
+        return EXIT_FAIL
+    _print(args, cmd, result)
+    return EXIT_OK
+
+
+def _request_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "kill":
+        return {"reason": args.reason}
+    if args.command == "journal":
+        return {"day": args.day}
+    if args.command == "signal":
+        return {k: getattr(args, k) for k in ("ticker", "direction", "entry_price", "stop_loss", "target_price",
+                                              "conviction", "timeframe", "signal_type")}
+    return {}
+
+
+def _offline(args: argparse.Namespace, state_dir: Path) -> int:
+    path = state_dir / STATE_FILE
+    now = datetime.now(UTC)
+    if args.command == "status":
+        state = read_state_file(path, now)
+        result = {
+            "running": False, "pid": None,
+            "kill_switch": {k: state["kill_switch"].get(k) for k in ("active", "reason", "since")},
+            "daily_pnl": state.get("daily_pnl", 0.0), "open_positions": _journal_positions(state_dir),
+            "circuit_breaker": state.get("circuit_breaker"), "state_error": state.get("load_error"),
+        }
+        _print(args, "status", result)
+        return EXIT_OK
+    if args.command == "kill":
+        state = update_state_file(path, lambda s: apply_kill(s, args.reason, "cli", now), now)
+        _print(args, "kill", {"running": False, **state["kill_switch"]})
+        return EXIT_OK
+    if args.command == "resume":
+        state = update_state_file(path, apply_resume, now)
+        _print(args, "resume", {"running": False, **state["kill_switch"]})
+        return EXIT_OK
+    if args.command == "journal":
+        _print(args, "journal", _offline_journal(state_dir, args.day))
+        return EXIT_OK
+    print(f"ordergate {args.command}: the daemon is not running (no control socket in {state_dir})")
+    return EXIT_FAIL
+
+
+def _journal_positions(state_dir: Path) -> int:
+    """Open positions by the journal's fills (net quantity per symbol), for status with the daemon down."""
+    db = state_dir / "journal.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            rows = conn.execute(
+                "SELECT symbol, SUM(CASE side WHEN 'buy' THEN quantity ELSE -quantity END) FROM fills GROUP BY symbol"
+            ).fetchall()
+    except sqlite3.Error:
+        return 0
+    return sum(1 for _, qty in rows if qty and abs(qty) > 1e-9)
+
+
+def _offline_journal(state_dir: Path, day: str | None) -> dict[str, Any]:
+    from pipeline.trade_journal import ClosedTrade, summarize
+
+    db = state_dir / "journal.db"
+    target = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    if not db.exists():
+        return summarize([])
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT * FROM trades WHERE day=? ORDER BY exit_time", (target.isoformat(),)).fetchall()
+    return summarize([ClosedTrade.from_row(dict(r)) for r in rows])
+
+
+def _print(args: argparse.Namespace, cmd: str, result: Any) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(result, default=str))
+        return
+    if cmd == "status" and isinstance(result, dict):
+        ks = result.get("kill_switch", {})
+        print(f"running:        {result.get('running')}  pid {result.get('pid')}")
+        print(f"kill switch:    {'ACTIVE' if ks.get('active') else 'off'}"
+              + (f"  ({ks.get('reason')}, since {ks.get('since')})" if ks.get("active") else ""))
+        print(f"daily P&L:      {result.get('daily_pnl', 0.0):,.2f}")
+        print(f"open positions: {result.get('open_positions')}")
+        for key in ("equity", "cash", "realized_pnl", "unrealized_pnl", "open_orders"):
+            if key in result:
+                print(f"{key.replace('_', ' ') + ':':<16}{result[key]}")
+        for name, health in (result.get("brokers") or {}).items():
+            print(f"broker {name}:".ljust(16) + f"{health.get('state')}")
+        for sector, value in (result.get("exposure_by_sector") or {}).items():
+            print(f"exposure {sector}:".ljust(16) + f"{value:,.2f}")
+        return
+    if isinstance(result, list):
+        if not result:
+            print("(none)")
+            return
+        keys = list(result[0].keys())
+        widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in result)) for k in keys}
+        print("  ".join(k.ljust(widths[k]) for k in keys))
+        for row in result:
+            print("  ".join(str(row.get(k, "")).ljust(widths[k]) for k in keys))
+        return
+    if isinstance(result, dict):
+        for key, value in result.items():
+            print(f"{key}: {value}")
+        return
+    print(result)

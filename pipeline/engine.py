@@ -1,0 +1,86 @@
+"""TradingEngine: the per-bar path through the domain — marks, strategy, entries, exits.
+
+    batch of bars -> bar listeners (paper broker marks) -> ledger marks + price history
+                  -> strategy -> BotOrchestrator.process_signal (direct await, serialised)
+                  -> LifecycleManager.check_exits (index by ticker + clock deadlines)
+
+Used by the daemon for live and synthetic data and by `ordergate replay` and the benchmarks. In simulated
+time `settle()` waits for in-flight orders and their broker events after each step that sent one, so a
+replay is deterministic: the same file gives the same trades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from pipeline.lifecycle import LifecycleManager
+from pipeline.models import Bar, TradeSignal
+from pipeline.orchestrator import BotOrchestrator
+
+log = structlog.get_logger("ordergate.engine")
+BarListener = Callable[[list[Bar]], None]
+
+
+class TradingEngine:
+    """Drives bars through strategy, orchestrator and lifecycle."""
+
+    def __init__(
+        self,
+        orchestrator: BotOrchestrator,
+        lifecycle: LifecycleManager,
+        strategy: object | None,
+        *,
+        bar_listeners: list[BarListener] | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.orchestrator = orchestrator
+        self.lifecycle = lifecycle
+        self.strategy = strategy
+        self.bar_listeners = bar_listeners or []
+        orchestrator.on_intent = lifecycle.register_intent
+        self._settle = settle
+        self.bars = 0
+        self.batches = 0
+        self.signals = 0
+        self.entries = 0
+        self.exits = 0
+
+    async def on_batch(self, batch: list[Bar]) -> None:
+        """One time step: every bar of the batch shares its timestamp."""
+        self.batches += 1
+        self.bars += len(batch)
+        for listener in self.bar_listeners:
+            listener(batch)
+        self.lifecycle.update_positions(batch)
+        prices = self.orchestrator.prices
+        sent = False
+        strategy = self.strategy
+        for bar in batch:
+            prices.update(bar.symbol, bar.close)
+            if strategy is not None:
+                for signal in strategy.on_bar(bar):  # type: ignore[attr-defined]
+                    sent = await self.submit_signal(signal) or sent
+        exits = self.lifecycle.check_exits(batch)
+        if exits:
+            self.exits += len(exits)
+            sent = True
+        if sent and self._settle is not None:
+            await self._settle()
+
+    async def submit_signal(self, signal: TradeSignal) -> bool:
+        """Run a signal through the orchestrator; True when it produced an order."""
+        self.signals += 1
+        result = await self.orchestrator.process_signal(signal)
+        if result.success and result.intent is not None:
+            self.entries += 1
+            return True
+        return False
+
+
+async def drain_tasks(tasks: set[asyncio.Task[object]]) -> None:
+    """Await a set of tasks that may grow while we wait."""
+    while tasks:
+        await asyncio.gather(*list(tasks), return_exceptions=True)

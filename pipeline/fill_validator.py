@@ -1,0 +1,107 @@
+"""OrderValidator: checks every fill and every 'filled' status against the order it claims to belong to.
+
+Flags (each is journaled and alerted by the caller; a real fill is still booked, since the money moved):
+ghost fills for orders we never sent, overfills, wrong symbol or side, prices beyond the slippage tolerance of
+the decision price, and a 'filled' status with no fill behind it. Accepted market orders that see no fill
+within the timeout are handed back for a broker lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pipeline.models import Fill, OrderIntent, OrderStatus, OrderType, OrderUpdate
+
+
+@dataclass(slots=True)
+class FillIssue:
+    """One problem with a fill or an order status."""
+
+    kind: str            # ghost_fill | overfill | wrong_symbol | wrong_side | price_slippage | filled_without_fill
+    client_order_id: str
+    detail: str
+
+
+@dataclass(slots=True)
+class _OrderTrack:
+    intent: OrderIntent
+    filled_qty: float = 0.0
+    accepted_at: datetime | None = None
+    final: bool = False
+
+
+@dataclass
+class OrderValidator:
+    """Tracks sent orders and validates what the brokers report about them."""
+
+    slippage_tolerance: float = 0.02
+    fill_timeout_seconds: float = 30.0
+    _orders: dict[str, _OrderTrack] = field(default_factory=dict)
+
+    def track(self, intent: OrderIntent) -> None:
+        self._orders.setdefault(intent.client_order_id, _OrderTrack(intent))
+
+    def intent(self, client_order_id: str) -> OrderIntent | None:
+        track = self._orders.get(client_order_id)
+        return track.intent if track else None
+
+    def validate(self, order: OrderIntent | None, fill: Fill) -> list[FillIssue]:
+        """Problems with this fill (empty when it is clean). Records the fill's quantity against the order."""
+        coid = fill.client_order_id
+        if order is None:
+            return [FillIssue("ghost_fill", coid, f"fill {fill.fill_id} of {fill.quantity} {fill.symbol} "
+                                                  f"for an order ordergate never sent")]
+        issues: list[FillIssue] = []
+        track = self._orders.setdefault(coid, _OrderTrack(order))
+        track.filled_qty += fill.quantity
+        if track.filled_qty > order.quantity + 1e-9:
+            issues.append(FillIssue("overfill", coid, f"filled {track.filled_qty} of an order for {order.quantity}"))
+        if fill.symbol != order.symbol:
+            issues.append(FillIssue("wrong_symbol", coid, f"fill for {fill.symbol}, order was for {order.symbol}"))
+        if str(fill.side) != str(order.side):
+            issues.append(FillIssue("wrong_side", coid, f"fill side {fill.side}, order side {order.side}"))
+        ref = _reference_price(order)
+        if ref > 0 and self.slippage_tolerance > 0:
+            adverse = (fill.price - ref) / ref if str(order.side) == "buy" else (ref - fill.price) / ref
+            if adverse > self.slippage_tolerance:
+                issues.append(FillIssue(
+                    "price_slippage", coid,
+                    f"fill price {fill.price} is {adverse:.2%} worse than {ref} (tolerance {self.slippage_tolerance:.2%})",
+                ))
+        return issues
+
+    def on_update(self, update: OrderUpdate, now: datetime, fills_seen: float | None = None) -> list[FillIssue]:
+        """Track acceptance and finality; flag a final 'filled' status that no fill stands behind."""
+        track = self._orders.get(update.client_order_id)
+        if track is None:
+            return []
+        if update.status == OrderStatus.NEW and track.accepted_at is None:
+            track.accepted_at = now
+        if update.status.is_final:
+            track.final = True
+        seen = track.filled_qty if fills_seen is None else fills_seen
+        if update.status == OrderStatus.FILLED and update.filled_qty > seen + 1e-9:
+            return [FillIssue("filled_without_fill", update.client_order_id,
+                              f"broker says filled {update.filled_qty}, fills received {seen}")]
+        return []
+
+    def overdue(self, now: datetime) -> list[OrderIntent]:
+        """Accepted market orders with no fill after the timeout: look these up at the broker."""
+        limit = timedelta(seconds=self.fill_timeout_seconds)
+        return [
+            t.intent for t in self._orders.values()
+            if not t.final and t.accepted_at is not None and t.filled_qty == 0
+            and t.intent.order_type == OrderType.MARKET and now - t.accepted_at >= limit
+        ]
+
+    def forget_final(self) -> None:
+        """Drop finished orders (bounded memory)."""
+        for coid in [c for c, t in self._orders.items() if t.final]:
+            del self._orders[coid]
+
+
+def _reference_price(order: OrderIntent) -> float:
+    if order.order_type == OrderType.LIMIT and order.limit_price:
+        return order.limit_price
+    return order.reference_price

@@ -1,0 +1,349 @@
+"""LifecycleManager: everything that happens to a position after its entry order is sent.
+
+- `on_broker_event`: order updates and fills from the brokers. A fill is validated, journaled (deduplicated
+  by broker execution id) and only then applied to the ledger; a closed round trip goes to the trade
+  journal, the feedback loop, daily P&L and the loss limits (daily loss -> kill switch; consecutive losses
+  -> circuit breaker).
+- `update_positions` / `check_exits`: marks on every bar, the 7 exits evaluated only for positions in the
+  tickers of that bar (an index by ticker), time stops and EOD from a deadline heap, so a bar's cost does not
+  grow with positions in other tickers. Exit orders are reduce-only and never blocked by the kill switch.
+- `emergency_close_all`: cancel open orders, flatten everything.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from config.settings import PipelineConfig
+from pipeline.calendar import MarketCalendar
+from pipeline.clock import Clock
+from pipeline.exit_monitor import ExitMonitor
+from pipeline.feedback import FeedbackTracker
+from pipeline.fill_validator import FillIssue, OrderValidator
+from pipeline.journal import Journal
+from pipeline.ledger import Ledger, RoundTrip
+from pipeline.models import (
+    Bar,
+    ExitSignal,
+    Fill,
+    InstrumentType,
+    OrderIntent,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    Side,
+    client_order_id_for,
+)
+from pipeline.order_router import OrderRouter
+from pipeline.state_manager import PersistentStateManager
+from pipeline.trade_journal import ClosedTrade, TradeJournalWriter
+
+log = structlog.get_logger("ordergate.lifecycle")
+AlertFn = Callable[..., Awaitable[None]]
+CloudSource = Any  # the strategy: recent_states(symbol, timeframe, n), completed_on_last_bar(symbol)
+ReleaseFn = Callable[[str], None]
+
+
+class LifecycleManager:
+    """Active position management (the spec's LifecycleManager)."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        ledger: Ledger,
+        state: PersistentStateManager,
+        clock: Clock,
+        calendar: MarketCalendar,
+        router: OrderRouter | None,
+        journal: Journal | None = None,
+        validator: OrderValidator | None = None,
+        feedback: FeedbackTracker | None = None,
+        clouds: CloudSource = None,
+        release: ReleaseFn | None = None,
+        alert: AlertFn | None = None,
+        starting_equity: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.executor = config.executor_config
+        self.ledger = ledger
+        self.state = state
+        self.clock = clock
+        self.calendar = calendar
+        self.router = router
+        self.journal = journal
+        self.trades = TradeJournalWriter(journal) if journal is not None else None
+        self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds)
+        self.feedback = feedback or FeedbackTracker(config)
+        self.monitor = ExitMonitor(self.executor, calendar, clock)
+        self.clouds = clouds
+        self.release = release
+        self.alert = alert
+        self._starting_equity = starting_equity
+        self.intents: dict[str, OrderIntent] = {}
+        self.pending_exits: dict[str, str] = {}        # symbol -> client order id of its working exit
+        self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
+        self._by_ticker: dict[str, set[str]] = {}      # underlying ticker -> held symbols
+        self._deadlines: list[tuple[datetime, str]] = []
+        self._eod_day: Any = None
+        self._eod_at: datetime | None = None
+        self.issues: list[FillIssue] = []
+        self.round_trips = 0
+
+    # -- registry -------------------------------------------------------------------------------------
+    def register_intent(self, intent: OrderIntent) -> None:
+        """Remember an order we send (entries from the orchestrator, exits from here)."""
+        self.intents[intent.client_order_id] = intent
+        self.validator.track(intent)
+
+    def rebuild_index(self) -> None:
+        """Recompute the ticker index and deadlines from the ledger (after a restart or adoption)."""
+        self._by_ticker.clear()
+        self._deadlines.clear()
+        for pos in self.ledger.positions():
+            self._index(pos)
+
+    def _index(self, pos: Position) -> None:
+        self._by_ticker.setdefault(pos.ticker, set()).add(pos.symbol)
+        if pos.symbol != pos.ticker:
+            self._by_ticker.setdefault(pos.symbol, set()).add(pos.symbol)
+        if pos.entry_time is not None:
+            deadline = pos.entry_time + timedelta(minutes=self.executor.time_stop_minutes)
+            heapq.heappush(self._deadlines, (deadline, pos.symbol))
+
+    def _unindex(self, pos: Position) -> None:
+        for key in (pos.ticker, pos.symbol):
+            held = self._by_ticker.get(key)
+            if held is not None:
+                held.discard(pos.symbol)
+                if not held:
+                    del self._by_ticker[key]
+
+    # -- bars -----------------------------------------------------------------------------------------
+    def update_positions(self, batch: list[Bar]) -> None:
+        """Mark the ledger with the batch's closes."""
+        mark = self.ledger.mark
+        for bar in batch:
+            mark(bar.symbol, bar.close)
+
+    def check_exits(self, batch: list[Bar] | None = None) -> list[OrderIntent]:
+        """Evaluate exits for positions in the batch's tickers, plus due time stops and EOD; dispatch them."""
+        intents: list[OrderIntent] = []
+        if batch:
+            by_ticker = self._by_ticker
+            for bar in batch:
+                held = by_ticker.get(bar.symbol)
+                if held:
+                    for symbol in tuple(held):
+                        intent = self._evaluate(symbol, bar)
+                        if intent is not None:
+                            intents.append(intent)
+        intents.extend(self._check_clock())
+        return intents
+
+    def _evaluate(self, symbol: str, bar: Bar | None) -> OrderIntent | None:
+        if symbol in self.pending_exits:
+            return None
+        pos = self.ledger.position(symbol)
+        if pos is None:
+            return None
+        price = pos.current_price
+        states = None
+        if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and bar is not None \
+                and bar.symbol == pos.ticker and pos.timeframe in self.clouds.completed_on_last_bar(pos.ticker):
+            states = self.clouds.recent_states(pos.ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
+        signal = self.monitor.check_all(pos, price, states, None, self.clock.now())
+        if signal is None:
+            return None
+        return self._exit(pos, signal)
+
+    def _check_clock(self) -> list[OrderIntent]:
+        now = self.clock.now()
+        intents: list[OrderIntent] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, symbol = heapq.heappop(self._deadlines)
+            pos = self.ledger.position(symbol)
+            if pos is not None and symbol not in self.pending_exits:
+                signal = self.monitor.check_time_stop(pos, now)
+                if signal is not None:
+                    intents.append(self._exit(pos, signal))
+        day = self.calendar.trading_day(now)
+        if day != self._eod_day:
+            self._eod_day = day
+            self._eod_at = self.calendar.eod_cutoff(now, self.executor.eod_minutes_before_close)
+        if self._eod_at is not None and now >= self._eod_at and self.ledger.holdings:
+            for pos in self.ledger.positions():
+                if pos.symbol in self.pending_exits:
+                    continue
+                signal = self.monitor.check_eod_close(pos, now)
+                if signal is not None:
+                    intents.append(self._exit(pos, signal))
+        return intents
+
+    def _exit(self, pos: Position, signal: ExitSignal) -> OrderIntent:
+        """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
+        key = pos.signal_id or pos.symbol
+        attempt = self._exit_attempts.get(key, 0)
+        self._exit_attempts[key] = attempt + 1
+        side = Side.SELL if pos.is_long else Side.BUY
+        intent = OrderIntent(
+            client_order_id=client_order_id_for(key, f"exit{attempt}"),
+            signal_id=pos.signal_id or key,
+            symbol=pos.symbol,
+            side=side,
+            quantity=abs(pos.shares),
+            reduce_only=True,
+            kind="exit",
+            ticker=pos.ticker,
+            direction=pos.direction,
+            instrument_type=pos.instrument_type,
+            asset_class="option" if pos.multiplier == 100.0 else "equity",
+            reference_price=pos.current_price,
+            signal_type=pos.signal_type,
+            timeframe=pos.timeframe,
+            broker=pos.broker or None,
+            created_at=self.clock.now(),
+            exit_type=signal.exit_type,
+        )
+        self.pending_exits[pos.symbol] = intent.client_order_id
+        self.register_intent(intent)
+        log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                 symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority, reason=signal.reason)
+        if self.router is not None:
+            self.router.dispatch(intent)
+        return intent
+
+    async def emergency_close_all(self, reason: str = "flatten") -> list[OrderIntent]:
+        """Cancel every open order and close every position now."""
+        if self.router is not None:
+            for coid, intent in list(self.intents.items()):
+                if intent.kind == "entry" and self.release is not None:
+                    try:
+                        await self.router.cancel(coid, intent.broker)
+                    except Exception as exc:  # a cancel that fails must not stop the flatten
+                        log.warning("cancel_failed", client_order_id=coid, error=str(exc))
+        intents = []
+        for pos in self.ledger.positions():
+            if pos.symbol not in self.pending_exits:
+                intents.append(self._exit(pos, ExitSignal(pos.ticker, "flatten", 0, reason, pos.current_price)))
+        return intents
+
+    # -- broker events --------------------------------------------------------------------------------
+    async def on_broker_event(self, event: OrderUpdate | Fill) -> None:
+        """Apply one broker event. Fills are journaled before the ledger changes."""
+        if isinstance(event, Fill):
+            await self._on_fill(event)
+        else:
+            await self._on_update(event)
+
+    async def _on_update(self, update: OrderUpdate) -> None:
+        now = self.clock.now()
+        if self.journal is not None:
+            await self.journal.update_order(
+                update.client_order_id, update.status, ts=now, broker=update.broker,
+                broker_order_id=update.broker_order_id, reason=update.reason, filled_qty=update.filled_qty,
+                filled_avg_price=update.filled_avg_price,
+            )
+        for issue in self.validator.on_update(update, now):
+            await self._issue(issue)
+        if not update.status.is_final:
+            return
+        intent = self.intents.get(update.client_order_id)
+        if intent is not None and intent.kind == "entry" and self.release is not None:
+            self.release(update.client_order_id)
+        if intent is not None and intent.kind in ("exit", "flatten") and update.status != OrderStatus.FILLED:
+            # the exit did not happen: allow the exit loop to try again
+            if self.pending_exits.get(intent.symbol) == update.client_order_id:
+                del self.pending_exits[intent.symbol]
+        if update.status == OrderStatus.REJECTED:
+            log.warning("order_rejected", signal_id=intent.signal_id if intent else None,
+                        client_order_id=update.client_order_id, reason=update.reason)
+            if self.alert is not None:
+                await self.alert("order_rejected", f"order {update.client_order_id} rejected: {update.reason}",
+                                 client_order_id=update.client_order_id)
+
+    async def _on_fill(self, fill: Fill) -> None:
+        intent = self.intents.get(fill.client_order_id)
+        issues = self.validator.validate(intent, fill)
+        if self.journal is not None and not await self.journal.record_fill(fill):
+            log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
+            return
+        for issue in issues:
+            await self._issue(issue)
+        before = self.ledger.position(fill.symbol)
+        trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+        after = self.ledger.position(fill.symbol)
+        log.info("fill_applied", signal_id=intent.signal_id if intent else None,
+                 client_order_id=fill.client_order_id, symbol=fill.symbol, side=str(fill.side),
+                 quantity=fill.quantity, price=fill.price)
+        if before is not None and after is not before:
+            self._unindex(before)
+        if after is not None and after is not before:
+            self._index(after)
+        if after is None and self.pending_exits.get(fill.symbol) == fill.client_order_id:
+            del self.pending_exits[fill.symbol]
+        if trip is not None:
+            await self._closed(trip, fill)
+
+    async def _closed(self, trip: RoundTrip, fill: Fill) -> None:
+        pos = trip.position
+        self.round_trips += 1
+        entry_time = pos.entry_time or trip.exit_time
+        trade = ClosedTrade(
+            signal_id=pos.signal_id, ticker=pos.ticker, symbol=pos.symbol, direction=str(pos.direction),
+            signal_type=pos.signal_type, timeframe=pos.timeframe, entry_time=entry_time,
+            exit_time=trip.exit_time, entry_price=pos.entry_price, exit_price=trip.exit_price,
+            quantity=trip.quantity, pnl=trip.pnl, r_multiple=trip.r_multiple, exit_type=trip.exit_type,
+            holding_minutes=(trip.exit_time - entry_time).total_seconds() / 60, broker=fill.broker,
+        )
+        if self.trades is not None:
+            await self.trades.record(trade)
+        log.info("position_closed", signal_id=pos.signal_id, client_order_id=fill.client_order_id,
+                 symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2), r=round(trip.r_multiple, 2))
+        if self.config.enable_feedback_loop and pos.signal_type:
+            adjustment = self.feedback.record_trade(pos.signal_type, trip.r_multiple)
+            if adjustment:
+                log.info("feedback_weights_adjusted", adjustments=adjustment)
+                if self.journal is not None:
+                    await self.journal.set_kv("feedback", self.feedback.to_dict())
+        await self._loss_limits(trip.pnl)
+
+    async def _loss_limits(self, pnl: float) -> None:
+        self.state.record_pnl(pnl)
+        if pnl < 0:
+            self.state.increment_circuit_breaker()
+            losses = self.state.get_circuit_breaker_status().get("consecutive_losses", 0)
+            if losses >= self.executor.consecutive_loss_threshold and not self.state.is_circuit_breaker_open():
+                until = self.clock.now() + timedelta(minutes=self.executor.circuit_breaker_cooldown_minutes)
+                self.state.open_circuit_breaker(until)
+                log.warning("circuit_breaker_opened", consecutive_losses=losses, until=until.isoformat())
+                if self.alert is not None:
+                    await self.alert("circuit_breaker", f"{losses} consecutive losses: entries paused until "
+                                     f"{until.isoformat()}")
+        else:
+            self.state.reset_circuit_breaker()
+        daily = self.state.get_daily_pnl()
+        base = self._starting_equity() if self._starting_equity is not None else 0.0
+        limit = self.executor.daily_loss_limit * base
+        if (self.config.auto_kill_on_daily_loss and base > 0 and daily <= -limit
+                and not self.state.is_kill_switch_active()):
+            reason = f"daily loss limit: P&L {daily:.2f} crossed -{limit:.2f} ({self.executor.daily_loss_limit:.0%})"
+            self.state.activate_kill_switch(reason, source="daily_loss")
+            log.error("kill_switch_tripped", reason=reason, source="daily_loss")
+            if self.alert is not None:
+                await self.alert("daily_loss_limit", reason, severity="critical")
+
+    async def _issue(self, issue: FillIssue) -> None:
+        self.issues.append(issue)
+        log.error("fill_issue", kind=issue.kind, client_order_id=issue.client_order_id, detail=issue.detail)
+        if self.journal is not None:
+            self.journal.record_decision(None, "fill_validator", issue.kind, issue.detail, self.clock.now(),
+                                         {"client_order_id": issue.client_order_id})
+        if self.alert is not None:
+            await self.alert("ghost_fill" if issue.kind == "ghost_fill" else "fill_issue", issue.detail,
+                             client_order_id=issue.client_order_id)

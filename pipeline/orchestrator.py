@@ -1,0 +1,282 @@
+"""BotOrchestrator: the hardened signal-to-order pipeline, one decision at a time.
+
+    kill switch -> SignalGuard (fresh + dedup) -> SignalRecorder (id + audit) -> RiskGate (8 checks)
+    -> UnifiedRisk (correlation, VaR) -> InstrumentRouter -> PositionSizer / LeveragedETFSizer -> OrderIntent
+
+Every stage is a direct await inside one coroutine (no queue hops). Decisions are serialised by a lock and
+see in-flight orders through the ReservationBook, so a burst can never overshoot the limits. The approved
+intent is reserved, journaled and handed to the OrderRouter in a task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from config.settings import OptionsSettings, PipelineConfig, RoutingSettings
+from pipeline.calendar import MarketCalendar, default_calendar
+from pipeline.catalog import load_sectors
+from pipeline.clock import Clock, LiveClock, monotonic
+from pipeline.feedback import FeedbackTracker
+from pipeline.fill_validator import OrderValidator
+from pipeline.instrument_router import InstrumentRouter
+from pipeline.journal import Journal
+from pipeline.models import (
+    AccountState,
+    AssetClass,
+    Direction,
+    InstrumentDecision,
+    InstrumentType,
+    OrderIntent,
+    PipelineResult,
+    Side,
+    TradeSignal,
+    client_order_id_for,
+)
+from pipeline.order_router import OrderRouter
+from pipeline.recorder import SignalRecorder
+from pipeline.reservations import ReservationBook
+from pipeline.risk_gate import RiskGate
+from pipeline.signal_guard import SignalGuard
+from pipeline.sizing import LeveragedETFSizer, PositionSizer
+from pipeline.state_manager import PersistentStateManager
+from pipeline.unified_risk import PriceHistory, UnifiedRisk
+
+log = structlog.get_logger("ordergate.orchestrator")
+AccountProvider = Callable[[], AccountState]
+PriceLookup = Callable[[str], float | None]
+StageObserver = Callable[[str, str, float], None]
+
+
+@dataclass(slots=True)
+class _Sized:
+    quantity: float
+    notional: float
+    stop_loss: float | None
+    adjustments: dict[str, Any]
+    reason: str = ""
+
+
+class BotOrchestrator:
+    """Hardened pipeline coordinator (the spec's BotOrchestrator)."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        account: AccountState | AccountProvider | None = None,
+        *,
+        clock: Clock | None = None,
+        calendar: MarketCalendar | None = None,
+        state: PersistentStateManager | None = None,
+        journal: Journal | None = None,
+        router: OrderRouter | None = None,
+        routing: RoutingSettings | None = None,
+        options: OptionsSettings | None = None,
+        sectors: dict[str, str] | None = None,
+        feedback: FeedbackTracker | None = None,
+        prices: PriceHistory | None = None,
+        price_lookup: PriceLookup | None = None,
+        validator: OrderValidator | None = None,
+        chain_provider: Any = None,
+        observer: StageObserver | None = None,
+        on_intent: Callable[[OrderIntent], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.executor = config.executor_config
+        self.clock = clock or LiveClock()
+        self.calendar = calendar or default_calendar()
+        self.state = state or PersistentStateManager(config.state_dir, self.clock, self.calendar)
+        self.journal = journal
+        self.router = router
+        self.sectors = sectors if sectors is not None else load_sectors()
+        self.guard = SignalGuard(config)
+        self.recorder = SignalRecorder(journal, config.enable_signal_recording)
+        self.gate = RiskGate(self.executor, self.calendar, self.sectors)
+        self.prices = prices or PriceHistory(config.correlation_lookback_bars + 1)
+        self.unified = UnifiedRisk(config, self.prices) if config.enable_unified_risk else None
+        self.instruments = InstrumentRouter(
+            self.executor, routing or RoutingSettings(), options or OptionsSettings(), sectors=self.sectors,
+            chain_provider=chain_provider,
+        )
+        self.sizer = PositionSizer(self.executor)
+        self.etf_sizer = LeveragedETFSizer(self.executor)
+        self.feedback = feedback or FeedbackTracker(config)
+        self.reservations = ReservationBook()
+        self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds)
+        self._account = account
+        self._price_lookup = price_lookup
+        self._observer = observer
+        self.on_intent = on_intent
+        self._lock = asyncio.Lock()
+        self.counts: dict[str, int] = {}
+
+    # -- account --------------------------------------------------------------------------------------
+    def account_state(self) -> AccountState:
+        """The account as the risk gate sees it: the book plus every in-flight entry."""
+        if callable(self._account):
+            base = self._account()
+        elif self._account is not None:
+            base = self._account
+        else:
+            base = AccountState(equity=0.0, cash=0.0, buying_power=0.0)
+        base.daily_pnl = self.state.get_daily_pnl()
+        return self.reservations.account_view(base)
+
+    # -- kill switch ----------------------------------------------------------------------------------
+    def activate_kill_switch(self, reason: str, source: str = "manual") -> None:
+        self.state.activate_kill_switch(reason, source=source)
+
+    def deactivate_kill_switch(self) -> None:
+        self.state.deactivate_kill_switch()
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "kill_switch": self.state.kill_switch_info(),
+            "daily_pnl": self.state.get_daily_pnl(),
+            "circuit_breaker": self.state.get_circuit_breaker_status(),
+            "in_flight_orders": len(self.reservations),
+            "counts": dict(self.counts),
+            "feedback_weights": self.feedback.to_dict(),
+        }
+
+    # -- the pipeline ---------------------------------------------------------------------------------
+    async def process_signal(self, signal: TradeSignal) -> PipelineResult:
+        """Run one signal through every stage; returns where it stopped and why, or the order intent."""
+        async with self._lock:
+            return self._decide(signal)
+
+    def _decide(self, signal: TradeSignal) -> PipelineResult:
+        now = self.clock.now()
+        started = monotonic()
+        signal_id = self.recorder.assign(signal, now)
+        log_ = log.bind(signal_id=signal_id)
+
+        def reject(stage: str, reason: str, detail: dict[str, Any] | None = None) -> PipelineResult:
+            self.recorder.stage(signal, stage, False, reason, now, detail)
+            self._count(stage, "rejected", started)
+            return PipelineResult(False, signal_id, stage, reason)
+
+        if self.state.is_kill_switch_active():
+            return reject("kill_switch", f"kill switch active: {self.state.kill_switch_info().get('reason')}")
+        if self.state.is_circuit_breaker_open():
+            status = self.state.get_circuit_breaker_status()
+            return reject("circuit_breaker", f"circuit breaker open until {status.get('open_until')}")
+        self.recorder.stage(signal, "kill_switch", True, ts=now)
+
+        guard = self.guard.check(signal, now)
+        if not guard.approved:
+            return reject("signal_guard", guard.reason)
+        self.recorder.stage(signal, "signal_guard", True, ts=now)
+
+        account = self.account_state()
+        gate = self.gate.validate(signal, account, now)
+        if not gate.approved:
+            return reject("risk_gate", gate.reason, {"check": gate.check})
+        self.recorder.stage(signal, "risk_gate", True, ts=now, detail=gate.adjustments or None)
+
+        weight = self.feedback.weight(str(signal.signal_type)) if self.config.enable_feedback_loop else 1.0
+        sector = self.sectors.get(signal.ticker)
+        base = self.sizer.size(signal, account, weight=weight, sector=sector, price=signal.entry_price)
+        if base.shares < 1:
+            return reject("sizing", base.reason or "position below one share")
+
+        if self.unified is not None:
+            unified = self.unified.assess(signal, account, base.notional)
+            if not unified.approved:
+                return reject("unified_risk", unified.reason, {"check": unified.check})
+            self.recorder.stage(signal, "unified_risk", True, ts=now, detail=unified.adjustments or None)
+
+        try:
+            decision = self.instruments.route(signal, now)
+        except Exception as exc:  # a broken catalog or chain must not stop the bus
+            log_.exception("instrument_routing_failed")
+            return reject("instrument_router", f"routing failed: {exc}")
+        if decision is None or not decision.approved or not decision.symbol:
+            return reject("instrument_router", decision.reason if decision else "no instrument")
+        self.recorder.stage(signal, "instrument_router", True, decision.reason, now,
+                            {"instrument": str(decision.instrument_type), "symbol": decision.symbol})
+
+        sized = self._size_instrument(signal, account, decision, base, weight, sector)
+        if sized.quantity < 1:
+            return reject("sizing", sized.reason or "position below one unit")
+        self.recorder.stage(signal, "sizing", True, ts=now,
+                            detail={"quantity": sized.quantity, **sized.adjustments})
+
+        intent = self._intent(signal, decision, sized, now)
+        self.reservations.reserve(intent)
+        self.validator.track(intent)
+        if self.on_intent is not None:
+            self.on_intent(intent)
+        self._count("approved", "approved", started)
+        log_.info("signal_approved", client_order_id=intent.client_order_id, ticker=signal.ticker,
+                  symbol=intent.symbol, side=str(intent.side), quantity=intent.quantity,
+                  instrument=str(decision.instrument_type), reason=decision.reason)
+        task = self.router.dispatch(intent) if self.router is not None else None
+        return PipelineResult(True, signal_id, "order_submitted" if task else "order_intent",
+                              intent=intent, order_task=task)
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _size_instrument(
+        self, signal: TradeSignal, account: AccountState, decision: InstrumentDecision, base: Any,
+        weight: float, sector: str | None,
+    ) -> _Sized:
+        if decision.instrument_type == InstrumentType.STOCK:
+            return _Sized(base.shares, base.notional, signal.stop_loss, dict(base.adjustments))
+        if decision.instrument_type == InstrumentType.LEVERAGED_ETF:
+            price = self._price(decision.symbol)
+            if price is None:
+                return _Sized(0, 0, None, {}, f"no price for {decision.symbol}")
+            etf = self.etf_sizer.compute_shares(signal, account, price, leverage=decision.leverage, weight=weight)
+            return _Sized(etf.shares, etf.shares * price, etf.stop_price, dict(etf.adjustments), etf.reason)
+        if decision.option is None:
+            return _Sized(0, 0, None, {}, f"no option contract for {signal.ticker}")
+        opt = self.sizer.size_option(signal, account, decision.option, weight=weight, sector=sector)
+        return _Sized(opt.shares, opt.notional, opt.stop_price, dict(opt.adjustments), opt.reason)
+
+    def _price(self, symbol: str) -> float | None:
+        return self._price_lookup(symbol) if self._price_lookup is not None else None
+
+    def _intent(self, signal: TradeSignal, decision: InstrumentDecision, sized: _Sized, now: Any) -> OrderIntent:
+        is_option = decision.instrument_type == InstrumentType.OPTIONS
+        # stocks: buy for long, sell short for short; ETFs and options are always bought (bear fund / puts)
+        side = Side.SELL if decision.instrument_type == InstrumentType.STOCK and signal.direction == "short" \
+            else Side.BUY
+        if decision.instrument_type == InstrumentType.STOCK:
+            ref = signal.entry_price
+        elif is_option:
+            ref = float(getattr(decision.option, "ask", 0.0) or getattr(decision.option, "mid", 0.0))
+        else:
+            ref = self._price(decision.symbol) or 0.0
+        return OrderIntent(
+            client_order_id=client_order_id_for(signal.signal_id or "", "entry"),
+            signal_id=signal.signal_id or "",
+            symbol=decision.symbol,
+            side=side,
+            quantity=float(sized.quantity),
+            asset_class=AssetClass.OPTION if is_option else AssetClass.EQUITY,
+            kind="entry",
+            ticker=signal.ticker,
+            direction=Direction(str(signal.direction)) if decision.instrument_type == InstrumentType.STOCK
+            else Direction.LONG,
+            instrument_type=decision.instrument_type,
+            reference_price=ref,
+            stop_loss=sized.stop_loss,
+            target_price=signal.target_price if decision.instrument_type == InstrumentType.STOCK else None,
+            signal_type=str(signal.signal_type),
+            timeframe=signal.timeframe,
+            created_at=now,
+        )
+
+    def _count(self, stage: str, outcome: str, started: float) -> None:
+        key = f"{stage}:{outcome}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if self._observer is not None:
+            self._observer(stage, outcome, monotonic() - started)
+
+    def release(self, client_order_id: str) -> None:
+        """An entry reached a final state: its reservation no longer holds exposure."""
+        self.reservations.release(client_order_id)

@@ -1,0 +1,287 @@
+"""OrderRouter: sends each order intent to exactly one broker, exactly once, with safe retries.
+
+- The intent is journaled (with its deterministic client order id) before anything is sent.
+- Retries use tenacity (exponential backoff with jitter, bounded attempts) and only on retryable errors:
+  timeouts, connection errors, 429 (honouring its retry-after), 5xx. A rejection is final.
+- After an ambiguous failure (a timeout after the request may have arrived) the router asks the broker for
+  the client order id before any resend, so one intent never becomes two orders.
+- Entries go to the primary broker; to the fallback only while the primary is down and nothing could have
+  reached it (every failure was `BrokerUnavailable`): never to both. Exits go to the broker holding the
+  position. Each broker has a health state with a circuit breaker.
+- `dispatch()` runs one task per order, so a slow broker never blocks the next decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from config.settings import BrokerSettings, PipelineConfig
+from pipeline.clock import Clock, monotonic
+from pipeline.journal import Journal
+from pipeline.models import OrderIntent, OrderResult, OrderStatus
+from pipeline.ports import (
+    Broker,
+    BrokerUnavailable,
+    DuplicateClientOrderId,
+    OrderRejected,
+    RetryableBrokerError,
+)
+
+log = structlog.get_logger("ordergate.router")
+ResultHandler = Callable[[OrderIntent, OrderResult], Awaitable[None]]
+
+
+class BrokerHealth:
+    """connected / degraded / down, with a circuit breaker that lets a probe through after a cool-down."""
+
+    CONNECTED, DEGRADED, DOWN = "connected", "degraded", "down"
+
+    def __init__(self, name: str, down_after_failures: int = 3, reset_seconds: float = 30.0) -> None:
+        self.name = name
+        self.down_after_failures = down_after_failures
+        self.reset_seconds = reset_seconds
+        self.consecutive_failures = 0
+        self._down_since: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self._down_since is not None:
+            return self.DOWN
+        return self.DEGRADED if self.consecutive_failures else self.CONNECTED
+
+    def record_success(self) -> None:
+        self.consecutive_failures = 0
+        self._down_since = None
+        self.last_error = None
+
+    def record_failure(self, error: str, *, unreachable: bool = False) -> None:
+        self.consecutive_failures += 1
+        self.last_error = error
+        if unreachable or self.consecutive_failures >= self.down_after_failures:
+            self._down_since = monotonic()
+
+    def mark_down(self, error: str) -> None:
+        self.last_error = error
+        self._down_since = self._down_since or monotonic()
+
+    def available(self) -> bool:
+        """False while the breaker is open; after the cool-down one attempt is let through (half-open)."""
+        if self._down_since is None:
+            return True
+        return monotonic() - self._down_since >= self.reset_seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"state": self.state, "consecutive_failures": self.consecutive_failures, "last_error": self.last_error}
+
+
+class _BackoffWait:
+    """Exponential backoff with full jitter, never shorter than a 429's retry-after."""
+
+    def __init__(self, base: float, maximum: float) -> None:
+        self.base = base
+        self.maximum = maximum
+
+    def __call__(self, state: RetryCallState) -> float:
+        exp = min(self.maximum, self.base * (2 ** (state.attempt_number - 1)))
+        delay = exp / 2 + random.uniform(0, exp / 2)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableBrokerError) and exc.retry_after:
+            delay = max(delay, min(exc.retry_after, self.maximum))
+        return delay
+
+
+@dataclass
+class _Attempts:
+    """What happened across the attempts of one intent."""
+
+    ambiguous: bool = False
+    reached_broker: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+class OrderRouter:
+    """Submits intents safely to the primary or fallback broker."""
+
+    def __init__(
+        self,
+        brokers: dict[str, Broker],
+        journal: Journal | None,
+        clock: Clock,
+        config: PipelineConfig,
+        broker_settings: BrokerSettings,
+        on_result: ResultHandler | None = None,
+    ) -> None:
+        self.brokers = brokers
+        self.journal = journal
+        self.clock = clock
+        self.config = config
+        self.primary = broker_settings.primary
+        self.fallback = broker_settings.fallback if broker_settings.fallback in brokers else None
+        self.timeout = config.order_timeout_seconds
+        self.health = {
+            name: BrokerHealth(name, broker_settings.down_after_failures, broker_settings.breaker_reset_seconds)
+            for name in brokers
+        }
+        self.on_result = on_result
+        self._tasks: set[asyncio.Task[OrderResult]] = set()
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    # -- public ---------------------------------------------------------------------------------------
+    def dispatch(self, intent: OrderIntent) -> asyncio.Task[OrderResult]:
+        """Submit in a task of its own; the result goes to `on_result`."""
+        task = asyncio.create_task(self._submit_and_report(intent), name=f"order-{intent.client_order_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait for in-flight submissions (shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    def choose_broker(self, intent: OrderIntent) -> str:
+        """The venue for this intent: forced (exits), else primary unless it is down and a fallback is up."""
+        if intent.broker:
+            return intent.broker
+        if self.fallback and not self.health[self.primary].available() and self.health[self.fallback].available():
+            return self.fallback
+        return self.primary
+
+    async def submit(self, intent: OrderIntent) -> OrderResult:
+        """Journal, then send with retries; returns the broker's answer or a final rejection."""
+        name = self.choose_broker(intent)
+        logger = log.bind(signal_id=intent.signal_id, client_order_id=intent.client_order_id)
+        if self.journal is not None:
+            fresh = await self.journal.record_order_intent(intent, name, self.clock.now())
+            if not fresh:
+                # journaled before (restart, or a retry of the same signal): the broker may already hold it
+                existing = await self._lookup(name, intent.client_order_id)
+                if existing is not None:
+                    logger.info("order_already_at_broker", broker=name, status=str(existing.status))
+                    return existing
+        result, attempts = await self._send_with_retries(name, intent, logger)
+        unreachable = result.status == OrderStatus.REJECTED and attempts.errors and not attempts.reached_broker
+        if unreachable and not intent.broker and name == self.primary and self.fallback:
+            # nothing reached the primary: the fallback takes the same client order id
+            logger.warning("order_fallback", primary=name, fallback=self.fallback, reason=result.reason)
+            if self.journal is not None:
+                await self.journal.update_order(
+                    intent.client_order_id, OrderStatus.PENDING, ts=self.clock.now(), broker=self.fallback,
+                    reason=f"fallback from {name}: {result.reason}",
+                )
+            result, _ = await self._send_with_retries(self.fallback, intent, logger)
+        await self._journal_result(intent, result)
+        return result
+
+    async def cancel(self, client_order_id: str, broker: str | None = None) -> None:
+        await self.brokers[broker or self.primary].cancel_order(client_order_id)
+
+    # -- internals ------------------------------------------------------------------------------------
+    async def _submit_and_report(self, intent: OrderIntent) -> OrderResult:
+        try:
+            result = await self.submit(intent)
+        except Exception as exc:  # never lose an intent silently
+            log.exception("order_submit_crashed", signal_id=intent.signal_id, client_order_id=intent.client_order_id)
+            result = OrderResult(intent.client_order_id, OrderStatus.REJECTED, intent.broker or self.primary,
+                                 reason=f"internal error: {exc!r}")
+            await self._journal_result(intent, result)
+        if self.on_result is not None:
+            await self.on_result(intent, result)
+        return result
+
+    async def _lookup(self, name: str, client_order_id: str) -> OrderResult | None:
+        try:
+            return await asyncio.wait_for(self.brokers[name].get_order_by_client_id(client_order_id), self.timeout)
+        except (TimeoutError, RetryableBrokerError):
+            raise RetryableBrokerError(f"lookup of {client_order_id} at {name} failed", ambiguous=True) from None
+
+    async def _send_with_retries(
+        self, name: str, intent: OrderIntent, logger: Any
+    ) -> tuple[OrderResult, _Attempts]:
+        broker = self.brokers[name]
+        health = self.health[name]
+        attempts = _Attempts()
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.max_order_retries + 1),
+            wait=_BackoffWait(self.config.retry_backoff_base, self.config.retry_backoff_max),
+            retry=retry_if_exception_type(RetryableBrokerError),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(broker, health, intent, attempts, logger), attempts
+        except OrderRejected as exc:
+            logger.warning("order_rejected", broker=name, reason=exc.reason)
+            return OrderResult(intent.client_order_id, OrderStatus.REJECTED, name, reason=exc.reason), attempts
+        except RetryableBrokerError as exc:
+            kind = "unreachable" if not attempts.reached_broker else "unconfirmed"
+            reason = f"{kind} after {len(attempts.errors)} attempts: {exc}"
+            logger.error("order_submit_failed", broker=name, reason=reason, ambiguous=attempts.ambiguous)
+            status = OrderStatus.PENDING if attempts.ambiguous else OrderStatus.REJECTED
+            return OrderResult(intent.client_order_id, status, name, reason=reason), attempts
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self, broker: Broker, health: BrokerHealth, intent: OrderIntent, attempts: _Attempts, logger: Any
+    ) -> OrderResult:
+        name = broker.name
+        if attempts.ambiguous:
+            # the previous try may have reached the broker: ask before sending again
+            existing = await self._lookup(name, intent.client_order_id)
+            if existing is not None:
+                logger.info("order_found_after_ambiguous_failure", broker=name, status=str(existing.status))
+                health.record_success()
+                return existing
+        try:
+            result = await asyncio.wait_for(broker.submit_order(intent), self.timeout)
+        except TimeoutError:
+            attempts.ambiguous = attempts.reached_broker = True
+            attempts.errors.append("timeout")
+            health.record_failure("timeout")
+            logger.warning("order_submit_timeout", broker=name, attempt=len(attempts.errors))
+            raise RetryableBrokerError(f"no answer from {name} within {self.timeout}s", ambiguous=True) from None
+        except DuplicateClientOrderId:
+            existing = await self._lookup(name, intent.client_order_id)
+            if existing is None:
+                raise OrderRejected(f"{name} reports a duplicate client order id it cannot find") from None
+            health.record_success()
+            return existing
+        except BrokerUnavailable as exc:
+            attempts.errors.append(str(exc))
+            health.record_failure(str(exc), unreachable=True)
+            logger.warning("broker_unavailable", broker=name, error=str(exc))
+            raise
+        except RetryableBrokerError as exc:
+            attempts.reached_broker = True
+            attempts.ambiguous = attempts.ambiguous or exc.ambiguous
+            attempts.errors.append(str(exc))
+            health.record_failure(str(exc))
+            logger.warning("order_submit_retryable", broker=name, error=str(exc), attempt=len(attempts.errors))
+            raise
+        except OrderRejected:
+            health.record_success()
+            raise
+        health.record_success()
+        return result
+
+    async def _journal_result(self, intent: OrderIntent, result: OrderResult) -> None:
+        if self.journal is None:
+            return
+        await self.journal.update_order(
+            intent.client_order_id, result.status, ts=self.clock.now(), broker=result.broker,
+            broker_order_id=result.broker_order_id, reason=result.reason,
+        )
+

@@ -1,0 +1,83 @@
+"""In-flight entry orders: the exposure, position slots and buying power they hold until they settle.
+
+Risk decisions are made one at a time; an approved intent reserves its notional and its ticker's slot at
+once, so a burst of signals can never approve more than the limits allow while orders are still travelling.
+A reservation is released when its order reaches a final state (filled, rejected, canceled, expired).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.models import AccountState, Direction, OrderIntent, Position
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one in-flight entry holds."""
+
+    client_order_id: str
+    ticker: str
+    symbol: str
+    direction: Direction | str
+    notional: float
+    intent: OrderIntent
+
+
+class ReservationBook:
+    """The in-flight entries, folded into the account view the risk gate sees."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Reservation] = {}
+
+    def reserve(self, intent: OrderIntent) -> Reservation:
+        reservation = Reservation(
+            intent.client_order_id, intent.ticker or intent.symbol, intent.symbol, intent.direction,
+            intent.notional, intent,
+        )
+        self._by_id[intent.client_order_id] = reservation
+        return reservation
+
+    def release(self, client_order_id: str) -> Reservation | None:
+        return self._by_id.pop(client_order_id, None)
+
+    def __contains__(self, client_order_id: str) -> bool:
+        return client_order_id in self._by_id
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def reserved_notional(self) -> float:
+        return sum(r.notional for r in self._by_id.values())
+
+    def items(self) -> list[Reservation]:
+        return list(self._by_id.values())
+
+    def account_view(self, account: AccountState) -> AccountState:
+        """The account as if every in-flight entry had filled at its reference price.
+
+        Reserved entries appear as positions (slots, duplicate/conflict checks, exposure) and their notional
+        is taken out of buying power. A ticker both held and reserved counts once per order: conservative.
+        """
+        if not self._by_id:
+            return account
+        extra = [
+            Position(
+                ticker=r.ticker, direction=r.direction, entry_price=r.intent.reference_price,
+                current_price=r.intent.reference_price, shares=r.intent.quantity,
+                stop_loss=r.intent.stop_loss or r.intent.reference_price, symbol=r.symbol,
+                signal_type=r.intent.signal_type, timeframe=r.intent.timeframe,
+                instrument_type=r.intent.instrument_type, signal_id=r.intent.signal_id,
+                multiplier=100.0 if r.intent.asset_class == "option" else 1.0,
+            )
+            for r in self._by_id.values()
+        ]
+        reserved = self.reserved_notional()
+        return AccountState(
+            equity=account.equity,
+            cash=account.cash - reserved,
+            buying_power=account.buying_power - reserved,
+            open_positions=[*account.open_positions, *extra],
+            daily_pnl=account.daily_pnl,
+            starting_equity=account.starting_equity,
+        )

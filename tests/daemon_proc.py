@@ -1,0 +1,109 @@
+"""Run the real daemon as a subprocess for tests: start, wait for READY, send OS signals, read its logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).with_name("ordergate")
+
+
+def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_") and k not in ("NOTIFY_SOCKET",
+                                                                                              "WATCHDOG_USEC")}
+    env.update({
+        "ORDERGATE_STATE_DIR": str(state_dir),
+        "ORDERGATE_METRICS__PORT": "0",
+        "ORDERGATE_LOGGING__FORMAT": "json",
+        "ORDERGATE_RECONCILE__INTERVAL_SECONDS": "2",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def cli(state_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run `ordergate ARGS` to completion."""
+    return subprocess.run([str(BIN), *args], env=env or base_env(state_dir), capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def status(state_dir: Path) -> dict[str, Any]:
+    out = cli(state_dir, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+class DaemonProcess:
+    """`ordergate run` in a subprocess, its stdout (JSON log lines) captured to a file."""
+
+    def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.state_dir = state_dir
+        self.log_path = state_dir.parent / f"{state_dir.name}-daemon.log"
+        self.env = env or base_env(state_dir)
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+
+    def start(self) -> DaemonProcess:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen([str(BIN), *self.args, "run"], env=self.env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=ROOT)
+        return self
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(raw))
+            except json.JSONDecodeError:
+                out.append({"event": "_raw", "text": raw})
+        return out
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, event: str, timeout: float = 30.0, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines():
+                if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
+                    return line
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode} before {event!r}:\n{self.text()[-4000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {event!r} within {timeout}s:\n{self.text()[-4000:]}")
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+        finally:
+            self._log.close()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(5)
