@@ -398,7 +398,8 @@ class Daemon:
             await self.core.start()
             await self.core.reconcile()
             self.ready = True
-            self.notifier.ready(status="trading" if not self.core.state.is_kill_switch_active() else "kill switch active")
+            active = self.core.state.is_kill_switch_active()
+            self.notifier.ready(status="kill switch active" if active else "trading")
             log.info("daemon_ready", kill_switch=self.core.state.is_kill_switch_active(),
                      positions=len(self.core.ledger.holdings))
             interval = watchdog_interval()

@@ -67,7 +67,8 @@ class OrderValidator:
             if adverse > self.slippage_tolerance:
                 issues.append(FillIssue(
                     "price_slippage", coid,
-                    f"fill price {fill.price} is {adverse:.2%} worse than {ref} (tolerance {self.slippage_tolerance:.2%})",
+                    f"fill price {fill.price} is {adverse:.2%} worse than {ref} "
+                    f"(tolerance {self.slippage_tolerance:.2%})",
                 ))
         return issues
 

@@ -175,6 +175,12 @@ def _bad_number(value: Any) -> bool:
 def signal_problems(signal: TradeSignal) -> list[str]:
     """Every reason this signal cannot be traded, each naming the field; empty when it is well formed."""
     problems: list[str] = []
+    for name in ("signal_type", "direction", "timeframe", "source"):
+        value = getattr(signal, name)
+        if not isinstance(value, str):
+            problems.append(f"{name}: must be a string, got {type(value).__name__}")
+    if problems:
+        return problems
     ticker = signal.ticker
     if not isinstance(ticker, str) or not ticker.strip():
         problems.append("ticker: must be a non-empty symbol")

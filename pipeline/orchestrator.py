@@ -96,14 +96,15 @@ class BotOrchestrator:
         self.guard = SignalGuard(config)
         self.recorder = SignalRecorder(journal, config.enable_signal_recording)
         self.gate = RiskGate(self.executor, self.calendar, self.sectors)
-        self.prices = prices or PriceHistory(config.correlation_lookback_bars + 1)
+        # the engine feeds it every feed bar (1-minute bars live and in the embedded data)
+        self.prices = prices or PriceHistory(config.correlation_lookback_bars + 1, "1m")
         self.unified = UnifiedRisk(config, self.prices) if config.enable_unified_risk else None
         self.instruments = InstrumentRouter(
             self.executor, routing or RoutingSettings(), options or OptionsSettings(), sectors=self.sectors,
             chain_provider=chain_provider,
         )
-        self.sizer = PositionSizer(self.executor)
-        self.etf_sizer = LeveragedETFSizer(self.executor)
+        self.sizer = PositionSizer(self.executor, self.sectors)
+        self.etf_sizer = LeveragedETFSizer(self.executor, self.sectors)
         self.feedback = feedback or FeedbackTracker(config)
         self.reservations = ReservationBook()
         self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds)
@@ -230,7 +231,8 @@ class BotOrchestrator:
             price = self._price(decision.symbol)
             if price is None:
                 return _Sized(0, 0, None, {}, f"no price for {decision.symbol}")
-            etf = self.etf_sizer.compute_shares(signal, account, price, leverage=decision.leverage, weight=weight)
+            etf = self.etf_sizer.compute_shares(signal, account, price, leverage=decision.leverage, weight=weight,
+                                                sector=sector)
             return _Sized(etf.shares, etf.shares * price, etf.stop_price, dict(etf.adjustments), etf.reason)
         if decision.option is None:
             return _Sized(0, 0, None, {}, f"no option contract for {signal.ticker}")

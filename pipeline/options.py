@@ -1,0 +1,216 @@
+"""Option contracts: OCC symbols, Black-Scholes, a deterministic synthetic chain and contract selection.
+
+The synthetic chain stands in for a real option chain in paper trading and tests: weekly Friday expiries out
+to about 60 days, strikes around spot, an IV smile near 30 %, and spreads and open interest that vary from
+contract to contract (deterministically, from a hash of the OCC symbol) so the selection filters matter.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from config.settings import OptionsSettings
+
+NEW_YORK = ZoneInfo("America/New_York")
+Right = Literal["C", "P"]
+CHAIN_HORIZON_DAYS = 63
+STRIKES_EACH_SIDE = 20
+BASE_IV = 0.30
+MIN_TICK = 0.01
+_MAX_OCC_STRIKE = 99_999.999
+
+
+@dataclass(frozen=True, slots=True)
+class OptionQuote:
+    """One listed option contract with its quote and greeks."""
+
+    occ_symbol: str
+    underlying: str
+    expiry: date
+    strike: float
+    right: str
+    bid: float
+    ask: float
+    mid: float
+    delta: float
+    open_interest: int
+    iv: float
+
+    def dte(self, as_of: datetime | date) -> int:
+        """Calendar days to expiry from `as_of` (its New York date when it is a datetime)."""
+        return (self.expiry - _ny_date(as_of)).days
+
+    @property
+    def spread_pct(self) -> float:
+        """(ask - bid) / mid; infinite when there is no mid."""
+        return (self.ask - self.bid) / self.mid if self.mid > 0 else math.inf
+
+
+def _ny_date(as_of: datetime | date) -> date:
+    if isinstance(as_of, datetime):
+        return as_of.astimezone(NEW_YORK).date() if as_of.tzinfo else as_of.date()
+    return as_of
+
+
+def occ_symbol(underlying: str, expiry: date, right: str, strike: float) -> str:
+    """The 21-character OCC symbol: root padded to 6, YYMMDD, C/P, strike x 1000 in 8 digits.
+
+    >>> occ_symbol("AAPL", date(2024, 1, 19), "C", 190)
+    'AAPL  240119C00190000'
+    """
+    root = underlying.strip().upper()
+    if not 1 <= len(root) <= 6 or not root.replace(".", "").isalnum():
+        raise ValueError(f"underlying: {underlying!r} is not a 1-6 character option root")
+    side = str(right).upper()
+    if side not in ("C", "P"):
+        raise ValueError(f"right: must be 'C' or 'P', got {right!r}")
+    if not (isinstance(strike, (int, float)) and math.isfinite(strike) and 0 < strike <= _MAX_OCC_STRIKE):
+        raise ValueError(f"strike: must be a positive price up to {_MAX_OCC_STRIKE}, got {strike!r}")
+    return f"{root:<6}{expiry:%y%m%d}{side}{round(strike * 1000):08d}"
+
+
+def parse_occ_symbol(symbol: str) -> tuple[str, date, str, float]:
+    """(underlying, expiry, right, strike) of an OCC symbol; ValueError when it is not one."""
+    if len(symbol) != 21 or symbol[12] not in "CP" or not symbol[6:12].isdigit() or not symbol[13:].isdigit():
+        raise ValueError(f"occ symbol: {symbol!r} is not a 21-character OCC symbol")
+    expiry = datetime.strptime(symbol[6:12], "%y%m%d").date()
+    return symbol[:6].strip(), expiry, symbol[12], int(symbol[13:]) / 1000.0
+
+
+def norm_cdf(x: float) -> float:
+    """Standard normal cumulative distribution."""
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _d1_d2(spot: float, strike: float, years: float, rate: float, vol: float) -> tuple[float, float]:
+    sigma_t = vol * math.sqrt(years)
+    d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / sigma_t
+    return d1, d1 - sigma_t
+
+
+def bs_price(spot: float, strike: float, years: float, rate: float, vol: float, right: str) -> float:
+    """Black-Scholes price of a European call ('C') or put ('P'); intrinsic value at expiry."""
+    call = str(right).upper() == "C"
+    if years <= 0 or vol <= 0:
+        return max(spot - strike, 0.0) if call else max(strike - spot, 0.0)
+    d1, d2 = _d1_d2(spot, strike, years, rate, vol)
+    discount = math.exp(-rate * years)
+    if call:
+        return spot * norm_cdf(d1) - strike * discount * norm_cdf(d2)
+    return strike * discount * norm_cdf(-d2) - spot * norm_cdf(-d1)
+
+
+def bs_delta(spot: float, strike: float, years: float, rate: float, vol: float, right: str) -> float:
+    """Black-Scholes delta: in (0, 1) for calls, (-1, 0) for puts."""
+    call = str(right).upper() == "C"
+    if years <= 0 or vol <= 0:
+        itm = spot > strike if call else spot < strike
+        return (1.0 if call else -1.0) if itm else 0.0
+    d1, _ = _d1_d2(spot, strike, years, rate, vol)
+    return norm_cdf(d1) if call else norm_cdf(d1) - 1.0
+
+
+def strike_step(spot: float) -> float:
+    """The listed strike increment for an underlying at `spot`."""
+    for limit, step in ((25.0, 0.5), (100.0, 1.0), (250.0, 2.5), (1000.0, 5.0)):
+        if spot < limit:
+            return step
+    return 10.0
+
+
+def weekly_expiries(as_of: date, horizon_days: int = CHAIN_HORIZON_DAYS) -> list[date]:
+    """Every Friday after `as_of` up to `horizon_days` away."""
+    first = as_of + timedelta(days=(4 - as_of.weekday()) % 7 or 7)
+    return [first + timedelta(weeks=k) for k in range((horizon_days - (first - as_of).days) // 7 + 1)]
+
+
+def _noise(key: str) -> float:
+    """A deterministic number in [0, 1) derived from `key`."""
+    return (zlib.crc32(key.encode()) & 0xFFFFFF) / float(0x1000000)
+
+
+def _quote(underlying: str, spot: float, expiry: date, strike: float, right: str, dte: int, rate: float) -> OptionQuote:
+    symbol = occ_symbol(underlying, expiry, right, strike)
+    moneyness = math.log(strike / spot)
+    iv = BASE_IV + 0.4 * moneyness * moneyness - 0.02 * moneyness + 0.01 * (_noise(symbol + "iv") - 0.5)
+    years = max(dte, 0.25) / 365.0
+    fair = max(bs_price(spot, strike, years, rate, iv, right), MIN_TICK)
+    delta = bs_delta(spot, strike, years, rate, iv, right)
+    noise = _noise(symbol)
+    # Spreads widen away from the money, for cheap contracts and at random; some exceed any sane filter.
+    spread_pct = 0.015 + 0.35 * abs(moneyness) + 0.02 / math.sqrt(fair) + 0.10 * noise * noise
+    half = max(fair * spread_pct / 2.0, MIN_TICK / 2.0)
+    bid = max(round(fair - half, 2), 0.0)
+    ask = max(round(fair + half, 2), bid + MIN_TICK)
+    # Open interest: highest at the money and in the nearer expiries; a share of strikes is thin.
+    depth = math.exp(-((moneyness / 0.08) ** 2)) * math.exp(-dte / 60.0)
+    open_interest = int(5_000 * depth * (0.2 + 1.6 * _noise(symbol + "oi")))
+    return OptionQuote(
+        occ_symbol=symbol, underlying=underlying, expiry=expiry, strike=strike, right=right,
+        bid=bid, ask=round(ask, 2), mid=round((bid + ask) / 2.0, 4), delta=round(delta, 4),
+        open_interest=open_interest, iv=round(iv, 4),
+    )
+
+
+def synthetic_chain(underlying: str, spot: float, as_of: datetime, settings: OptionsSettings) -> list[OptionQuote]:
+    """A deterministic option chain around `spot`: weekly Friday expiries, calls and puts at listed strikes."""
+    if not (math.isfinite(spot) and spot > 0):
+        raise ValueError(f"spot: must be a finite positive price, got {spot!r}")
+    today = _ny_date(as_of)
+    step = strike_step(spot)
+    atm = round(spot / step) * step
+    strikes = [atm + k * step for k in range(-STRIKES_EACH_SIDE, STRIKES_EACH_SIDE + 1) if atm + k * step > 0]
+    chain: list[OptionQuote] = []
+    for expiry in weekly_expiries(today):
+        dte = (expiry - today).days
+        for strike in strikes:
+            for right in ("C", "P"):
+                chain.append(_quote(underlying.upper(), spot, expiry, round(strike, 3), right, dte,
+                                    settings.risk_free_rate))
+    return chain
+
+
+class SyntheticChainProvider:
+    """An OptionChainProvider backed by `synthetic_chain` (paper trading, tests)."""
+
+    def __init__(self, settings: OptionsSettings | None = None) -> None:
+        self.settings = settings or OptionsSettings()
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
+        return synthetic_chain(underlying, spot, as_of, self.settings)
+
+
+def contract_problems(quote: OptionQuote, right: str, as_of: datetime, settings: OptionsSettings) -> list[str]:
+    """Why `quote` fails the selection windows and filters; empty when it qualifies."""
+    problems: list[str] = []
+    if quote.right != right:
+        problems.append(f"right {quote.right} != {right}")
+    dte = quote.dte(as_of)
+    if not settings.dte_min <= dte <= settings.dte_max:
+        problems.append(f"dte {dte} outside [{settings.dte_min}, {settings.dte_max}]")
+    if not settings.delta_min <= abs(quote.delta) <= settings.delta_max:
+        problems.append(f"|delta| {abs(quote.delta):.2f} outside [{settings.delta_min}, {settings.delta_max}]")
+    if quote.open_interest < settings.min_open_interest:
+        problems.append(f"open_interest {quote.open_interest} < {settings.min_open_interest}")
+    if quote.bid <= 0 or quote.spread_pct > settings.max_spread_pct:
+        problems.append(f"spread {quote.spread_pct:.1%} > {settings.max_spread_pct:.1%} or no bid")
+    return problems
+
+
+def select_contract(
+    chain: list[OptionQuote], direction: str, as_of: datetime, settings: OptionsSettings
+) -> OptionQuote | None:
+    """The best contract for a signal: calls for long, puts for short, inside the DTE and delta windows, with
+    enough open interest and a tight enough spread; best = |delta| closest to the window's middle, then the
+    tightest spread. None when nothing qualifies."""
+    right = "C" if str(direction) == "long" else "P"
+    target = (settings.delta_min + settings.delta_max) / 2.0
+    eligible = [q for q in chain if not contract_problems(q, right, as_of, settings)]
+    if not eligible:
+        return None
+    return min(eligible, key=lambda q: (abs(abs(q.delta) - target), q.spread_pct, q.dte(as_of), q.strike))
