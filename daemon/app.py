@@ -126,6 +126,7 @@ class Core:
         self._event_task: asyncio.Task[None] | None = None
         self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
         self.alert_hook: Any = None
+        self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
         self.last_reconciliation: dict[str, Any] | None = None
 
@@ -212,6 +213,8 @@ class Core:
     # -- broker events --------------------------------------------------------------------------------
     async def _on_broker_event(self, event: BrokerEvent) -> None:
         self._events_in += 1
+        if self.event_observer is not None:
+            self.event_observer(event)
         await self.bus.broker_events.publish(event)
 
     async def _consume_events(self) -> None:
@@ -384,6 +387,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self.ready = False
         self.feed_done = False
+        self._heartbeat = 0.0
+        self.services = Services(self)
 
     # -- run ------------------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -395,8 +400,10 @@ class Daemon:
                  broker=self.settings.broker.primary, data=self.settings.data.source)
         await self.control.start()
         try:
+            await self.services.start_before_core()
             await self.core.start()
             await self.core.reconcile()
+            await self.services.start_after_core()
             self.ready = True
             active = self.core.state.is_kill_switch_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
@@ -407,6 +414,8 @@ class Daemon:
                 self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
             self._tasks.append(asyncio.create_task(self._pump_bars(), name="bars"))
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+            self._tasks.append(asyncio.create_task(self.core.consume_signals(), name="signals"))
+            self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
             await self._stop.wait()
         finally:
             await self._shutdown()
@@ -422,6 +431,7 @@ class Daemon:
                 if self._stop.is_set():
                     break
                 await engine.on_batch(batch)
+                self.services.bars(len(batch))
                 if first:
                     log.info("bars_flowing", symbols=len(batch), timestamp=batch[0].timestamp.isoformat())
                     first = False
@@ -451,9 +461,29 @@ class Daemon:
             except Exception:
                 log.exception("housekeeping_failed")
 
+    async def _gauges(self) -> None:
+        """Once a second: loop heartbeat (for /healthz), gauges, broker-down alerts."""
+        while True:
+            self._heartbeat = asyncio.get_running_loop().time()
+            await self.services.refresh()
+            await asyncio.sleep(1.0)
+
+    def healthy(self) -> tuple[bool, str]:
+        """For /healthz: the loop answers and the primary broker is connected."""
+        lag = asyncio.get_running_loop().time() - self._heartbeat
+        if self._heartbeat and lag > 5.0:
+            return False, f"event loop unresponsive for {lag:.1f}s"
+        primary = self.settings.broker.primary
+        broker = self.core.brokers[primary]
+        state = self.core.router.health[primary].state
+        if not broker.is_connected() or state == "down":
+            return False, f"primary broker {primary} is {'down' if state == 'down' else 'disconnected'}"
+        return True, "ok"
+
     async def _shutdown(self) -> None:
         self.notifier.stopping(status="shutting down")
         log.info("daemon_stopping")
+        await self.services.stop_intake()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -461,6 +491,7 @@ class Daemon:
                 await task
         with contextlib.suppress(Exception):
             await self.core.stop()
+        await self.services.stop()
         await self.control.stop()
         log.info("daemon_stopped")
 
@@ -469,6 +500,7 @@ class Daemon:
         self.core.state.activate_kill_switch("SIGUSR1 received", source="signal")
         log.error("kill_switch_tripped", reason="SIGUSR1 received", source="signal")
         self.notifier.status("kill switch active")
+        self.services.alert_nowait("kill_switch_tripped", "kill switch tripped by SIGUSR1", "critical")
 
     def _on_stop(self) -> None:
         log.info("shutdown_requested")
@@ -541,11 +573,13 @@ class Daemon:
         reason = str(args.get("reason") or "ordergate kill")
         self.core.state.activate_kill_switch(reason, source="cli")
         log.error("kill_switch_tripped", reason=reason, source="cli")
+        await self.core.alert("kill_switch_tripped", f"kill switch tripped: {reason}", "critical")
         return self.core.state.kill_switch_info()
 
     async def _cmd_resume(self, _args: dict[str, Any]) -> dict[str, Any]:
         self.core.state.deactivate_kill_switch()
         log.warning("kill_switch_cleared", source="cli")
+        await self.core.alert("kill_switch_cleared", "kill switch cleared by ordergate resume", "info")
         return self.core.state.kill_switch_info()
 
     async def _cmd_positions(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -587,3 +621,113 @@ class Daemon:
 
 def default_settings_path() -> str | None:
     return os.environ.get("ORDERGATE_CONFIG")
+
+
+class Services:
+    """The operator surface around the core: alerts, metrics endpoint, webhook intake."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.settings = daemon.settings
+        self.alerts: Any = None
+        self.metrics: Any = None
+        self.metrics_server: Any = None
+        self.webhook: Any = None
+        self.broker_monitor: Any = None
+        self.metrics_port: int | None = None
+        self.webhook_port: int | None = None
+
+    async def start_before_core(self) -> None:
+        from adapters.alerts import AlertDispatcher, BrokerDownMonitor, build_alert_sinks
+        from daemon.metrics import Metrics
+
+        core = self.daemon.core
+        wall = LiveClock()
+        self.alerts = AlertDispatcher(self.settings.alerts, wall, build_alert_sinks(self.settings.alerts, core.journal))
+        self.alerts.start()
+        self.broker_monitor = BrokerDownMonitor(self.alerts, wall, self.settings.alerts.broker_down_alert_seconds)
+
+        async def hook(kind: str, message: str, severity: str = "warning", **fields: Any) -> None:
+            await self.alerts.alert(kind, message, severity, **fields)
+
+        core.alert_hook = hook
+        self.metrics = metrics = Metrics()
+        core.orchestrator._observer = self._observe_stage
+        core.event_observer = self._observe_event
+        for topic in core.bus.topics():
+            metrics.watch_queue_depth(topic.name, topic.depth)
+
+    async def start_after_core(self) -> None:
+        from adapters.webhook import WebhookServer
+        from daemon.metrics import MetricsServer
+
+        if self.settings.metrics.port:
+            self.metrics_server = MetricsServer(self.settings.metrics, self.metrics, self.daemon.healthy)
+            self.metrics_port = await self.metrics_server.start()
+            log.info("metrics_listening", host=self.settings.metrics.host, port=self.metrics_port)
+        if self.settings.webhook.token is not None and self.settings.webhook.token.get_secret_value():
+            self.webhook = WebhookServer(self.settings.webhook, self._submit_external, self.daemon.clock)
+            self.webhook_port = await self.webhook.start()
+            log.info("webhook_listening", host=self.settings.webhook.host, port=self.webhook_port)
+
+    async def _submit_external(self, signal: Any) -> str:
+        """Webhook intake: id and journal row first (so a 202 is never lost), then the pipeline's queue."""
+        from pipeline.recorder import signal_id_for
+
+        core = self.daemon.core
+        if not signal.signal_id:
+            signal.signal_id = signal_id_for(signal)
+        if core.journal is not None:
+            core.journal.record_signal(signal, self.daemon.clock.now())
+            core.journal.record_decision(signal.signal_id, "intake", "accepted", str(signal.source),
+                                         self.daemon.clock.now())
+            await core.journal.flush()
+        await core.bus.signals.publish(signal)
+        return signal.signal_id
+
+    def _observe_stage(self, stage: str, outcome: str, seconds: float) -> None:
+        self.metrics.signal(stage, outcome)
+        self.metrics.observe_latency("decision", seconds)
+
+    def _observe_event(self, event: Any) -> None:
+        from pipeline.models import Fill
+
+        if isinstance(event, Fill):
+            self.metrics.fill(event.broker)
+        else:
+            self.metrics.order(event.broker, str(event.status))
+
+    def bars(self, count: int) -> None:
+        if self.metrics is not None:
+            self.metrics.bars(count)
+
+    def alert_nowait(self, kind: str, message: str, severity: str = "warning") -> None:
+        if self.alerts is not None:
+            self.alerts.alert_nowait(kind, message, severity)
+
+    async def refresh(self) -> None:
+        core = self.daemon.core
+        metrics = self.metrics
+        if metrics is None:
+            return
+        metrics.set_kill_switch(core.state.is_kill_switch_active())
+        metrics.set_daily_pnl(core.state.get_daily_pnl())
+        metrics.set_open_positions(len(core.ledger.holdings))
+        for name, health in core.router.health.items():
+            broker = core.brokers[name]
+            state = health.state if broker.is_connected() else "down"
+            metrics.set_broker_health(name, state)
+            await self.broker_monitor.check(name, state != "down")
+
+    async def stop_intake(self) -> None:
+        if self.webhook is not None:
+            self.webhook.begin_shutdown()
+
+    async def stop(self) -> None:
+        for service in (self.webhook, self.metrics_server):
+            if service is not None:
+                with contextlib.suppress(Exception):
+                    await service.stop()
+        if self.alerts is not None:
+            with contextlib.suppress(Exception):
+                await self.alerts.stop()

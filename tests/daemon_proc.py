@@ -29,7 +29,9 @@ def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def cli(state_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+def cli(
+    state_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess:
     """Run `ordergate ARGS` to completion."""
     return subprocess.run([str(BIN), *args], env=env or base_env(state_dir), capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
@@ -42,11 +44,14 @@ def status(state_dir: Path) -> dict[str, Any]:
 
 
 class DaemonProcess:
-    """`ordergate run` in a subprocess, its stdout (JSON log lines) captured to a file."""
+    """`ordergate run` in a subprocess, its stdout (JSON log lines) captured to a file of its own."""
+
+    _count = 0
 
     def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
-        self.log_path = state_dir.parent / f"{state_dir.name}-daemon.log"
+        DaemonProcess._count += 1
+        self.log_path = state_dir.parent / f"{state_dir.name}-daemon-{DaemonProcess._count}.log"
         self.env = env or base_env(state_dir)
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None

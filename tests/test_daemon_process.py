@@ -72,7 +72,8 @@ def test_sigusr1_trips_kill_switch_and_it_survives_restart_until_resume(tmp_path
         assert out.returncode == 0, out.stderr
         assert status(state_dir)["kill_switch"]["active"] is False
     finally:
-        assert again.stop() == 0
+        code = again.stop()
+        assert code == 0, again.text()[-3000:]
 
 
 def test_kill_and_resume_with_daemon_down(tmp_path: Path) -> None:
