@@ -155,8 +155,12 @@ class Core:
         for broker in self.brokers.values():
             broker.set_event_handler(self._on_broker_event)
             await broker.connect()
-        self._event_task = asyncio.create_task(self._consume_events(), name="broker-events")
+        # events the brokers (re)deliver on connect wait in the bus queue until the book is rebuilt from the
+        # journal; only then are they applied (a fill already journaled is recognised and skipped)
         await self.rebuild()
+        self._event_task = asyncio.create_task(self._consume_events(), name="broker-events")
+        await self.settle()
+        await self.sync_account()
 
     async def stop(self) -> None:
         await self.router.drain(self.settings.shutdown.timeout_seconds / 2)
@@ -171,10 +175,16 @@ class Core:
         if self.journal is not None:
             await self.journal.close()
 
+    async def sync_account(self) -> None:
+        """Cash and starting equity from the primary broker (the broker's cash already reflects every fill)."""
+        account = await self.brokers[self.settings.broker.primary].get_account()
+        self.ledger.cash = account.cash
+        self.starting_equity = account.equity
+        log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
+                 equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
+
     async def rebuild(self) -> None:
-        """Open positions from the journal's fills, cash and equity from the primary broker."""
-        primary = self.brokers[self.settings.broker.primary]
-        account = await primary.get_account()
+        """Open positions, intents and working orders from the journal."""
         if self.journal is not None:
             for row in await self.journal.query("SELECT client_order_id, intent FROM orders"):
                 intent = _intent_from_json(row["intent"])
@@ -197,11 +207,7 @@ class Core:
                 else:
                     self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
                 self.orchestrator.validator.track(intent)
-        self.ledger.cash = account.cash  # the broker's cash already reflects the positions rebuilt above
-        self.starting_equity = account.equity
         self.lifecycle.rebuild_index()
-        log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
-                 equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
 
     # -- account view ---------------------------------------------------------------------------------
     def account_state(self) -> AccountState:

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--json", action="store_true")
 
     replay = sub.add_parser("replay", help="run the whole pipeline over a CSV of bars, print the summaries")
-    replay.add_argument("file", type=Path)
+    replay.add_argument("file", type=Path, help="CSV of timestamp,symbol,open,high,low,close,volume, "
+                        "or 'embedded' for the built-in synthetic data")
     replay.add_argument("--timeframe", help="bar interval of the file (inferred when omitted)")
     replay.add_argument("--json", action="store_true")
 

@@ -18,6 +18,7 @@ from config.settings import Settings
 from pipeline.clock import SimulatedClock
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+EMBEDDED = "embedded"  # `ordergate replay embedded`: the synthetic data `make run` trades
 
 
 def replay_settings(settings: Settings, timeframe: str, state_dir: Path) -> Settings:
@@ -74,8 +75,22 @@ async def replay(settings: Settings, path: Path, timeframe: str | None = None,
     }
 
 
+def embedded_csv(settings: Settings, directory: Path) -> Path:
+    """The embedded synthetic data (the tickers, seed and days of settings.data) as a replay CSV."""
+    from adapters.synthetic import write_csv
+
+    path = directory / "embedded.csv"
+    write_csv(path, settings.data.tickers, seed=settings.data.synthetic_seed, days=settings.data.synthetic_days)
+    return path
+
+
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     path: Path = args.file
+    if str(path) == EMBEDDED and not path.exists():
+        with tempfile.TemporaryDirectory(prefix="ordergate-embedded-") as tmp:
+            args.file = embedded_csv(settings, Path(tmp))
+            args.label = EMBEDDED
+            return run_replay(args, settings)
     if not path.is_file():
         print(f"ordergate replay: {path}: no such file", file=sys.stderr)
         return EXIT_CONFIG
@@ -83,13 +98,14 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from daemon.logging import configure_logging
 
-    configure_logging("WARNING", "json" if args.json else "auto", stream=sys.stderr)
-    logging.getLogger().setLevel(logging.WARNING)
+    configure_logging("ERROR", "json" if args.json else "auto", stream=sys.stderr)
+    logging.getLogger().setLevel(logging.ERROR)
     try:
         result = asyncio.run(replay(settings, path, args.timeframe))
     except ValueError as exc:
         print(f"ordergate replay: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    result["file"] = getattr(args, "label", None) or str(path)
     if args.json:
         print(json.dumps(result, default=str, sort_keys=True))
         return EXIT_OK
