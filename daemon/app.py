@@ -252,6 +252,9 @@ class Core:
                 intent.client_order_id, OrderStatus.REJECTED, result.broker, result.broker_order_id,
                 intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
             ))
+        elif result.found_existing and result.status.is_final and intent.kind == "entry":
+            # a resend after a restart found it already final at the broker: no event will come to release it
+            self.orchestrator.release(intent.client_order_id)
 
     async def settle(self) -> None:
         """Wait until in-flight orders and their broker events have been applied (simulated time)."""

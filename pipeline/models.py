@@ -281,6 +281,7 @@ class OrderResult:
     filled_avg_price: float | None = None
     reason: str | None = None
     submitted_at: datetime | None = None
+    found_existing: bool = False     # the router found it already at the broker (journaled before: a restart)
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ intent is reserved, journaled and handed to the OrderRouter in a task of its own
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ from pipeline.recorder import SignalRecorder
 from pipeline.reservations import ReservationBook
 from pipeline.risk_gate import RiskGate
 from pipeline.signal_guard import SignalGuard
-from pipeline.sizing import LeveragedETFSizer, PositionSizer
+from pipeline.sizing import LeveragedETFSizer, PositionSizer, SizingResult
 from pipeline.state_manager import PersistentStateManager
 from pipeline.unified_risk import PriceHistory, UnifiedRisk
 
@@ -50,6 +51,8 @@ log = structlog.get_logger("ordergate.orchestrator")
 AccountProvider = Callable[[], AccountState]
 PriceLookup = Callable[[str], float | None]
 StageObserver = Callable[[str, str, float], None]
+QUANTITY_KEY = "quantity"        # signal.metadata: an explicit size (whole shares), capped by the risk sizing
+INSTRUMENT_KEY = "instrument"    # signal.metadata: "stock" trades the ticker itself (no ETF / option routing)
 
 
 @dataclass(slots=True)
@@ -182,6 +185,9 @@ class BotOrchestrator:
         weight = self.feedback.weight(str(signal.signal_type)) if self.config.enable_feedback_loop else 1.0
         sector = self.sectors.get(signal.ticker)
         base = self.sizer.size(signal, account, weight=weight, sector=sector, price=signal.entry_price)
+        metadata = signal.metadata if isinstance(signal.metadata, dict) else {}
+        if metadata.get(QUANTITY_KEY) is not None:
+            base = self._honour_quantity(base, metadata[QUANTITY_KEY], signal)
         if base.shares < 1:
             return reject("sizing", base.reason or "position below one share")
 
@@ -192,7 +198,7 @@ class BotOrchestrator:
             self.recorder.stage(signal, "unified_risk", True, ts=now, detail=unified.adjustments or None)
 
         try:
-            decision = self.instruments.route(signal, now)
+            decision = self._route(signal, now)
         except Exception as exc:  # a broken catalog or chain must not stop the bus
             log_.exception("instrument_routing_failed")
             return reject("instrument_router", f"routing failed: {exc}")
@@ -221,6 +227,33 @@ class BotOrchestrator:
                               intent=intent, order_task=task)
 
     # -- helpers --------------------------------------------------------------------------------------
+    def _honour_quantity(self, base: SizingResult, requested: Any, signal: TradeSignal) -> SizingResult:
+        """An explicit quantity is sent as asked, never above what the risk sizing and its caps allow."""
+        bad = isinstance(requested, bool) or not isinstance(requested, (int, float)) or \
+            not math.isfinite(requested) or requested < 1
+        if bad:
+            return SizingResult(0, 0.0, base.adjustments, f"sizing: metadata quantity {requested!r} is not >= 1")
+        wanted = math.floor(requested)
+        adjustments = {**base.adjustments, "requested_quantity": wanted}
+        if wanted >= base.shares:
+            if wanted > base.shares:
+                adjustments["requested_quantity_cap"] = {"from": wanted, "to": base.shares}
+            return SizingResult(base.shares, base.notional, adjustments, base.reason, base.risk_amount,
+                                base.stop_price)
+        notional = wanted * signal.entry_price
+        if notional < self.executor.min_position_value:
+            return SizingResult(0, 0.0, adjustments, f"sizing: notional {notional:,.2f} < min_position_value "
+                                f"{self.executor.min_position_value:,.2f}")
+        return SizingResult(wanted, round(notional, 2), adjustments, f"{wanted} share(s) as requested",
+                            round(wanted * signal.risk_per_share, 2))
+
+    def _route(self, signal: TradeSignal, now: Any) -> InstrumentDecision:
+        if isinstance(signal.metadata, dict) and signal.metadata.get(INSTRUMENT_KEY) == "stock":
+            ticker = signal.ticker.strip().upper()
+            return InstrumentDecision(InstrumentType.STOCK, ticker, f"explicit instrument: {ticker} stock",
+                                      sector=self.sectors.get(ticker))
+        return self.instruments.route(signal, now)
+
     def _size_instrument(
         self, signal: TradeSignal, account: AccountState, decision: InstrumentDecision, base: Any,
         weight: float, sector: str | None,

@@ -169,6 +169,7 @@ class OrderRouter:
                 existing = await self._lookup(name, intent.client_order_id)
                 if existing is not None:
                     logger.info("order_already_at_broker", broker=name, status=str(existing.status))
+                    existing.found_existing = True
                     return existing
         result, attempts = await self._send_with_retries(name, intent, logger)
         unreachable = result.status == OrderStatus.REJECTED and attempts.errors and not attempts.reached_broker
