@@ -397,6 +397,7 @@ class Daemon:
         self.ready = False
         self.feed_done = False
         self._heartbeat = 0.0
+        self._trading: Any = None
         self.services = Services(self)
 
     # -- run ------------------------------------------------------------------------------------------
@@ -490,6 +491,9 @@ class Daemon:
         return True, "ok"
 
     async def _shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (os_signal.SIGUSR1, os_signal.SIGTERM, os_signal.SIGINT, os_signal.SIGHUP):
+            loop.remove_signal_handler(sig)
         self.notifier.stopping(status="shutting down")
         log.info("daemon_stopping")
         await self.services.stop_intake()
@@ -510,6 +514,10 @@ class Daemon:
         log.error("kill_switch_tripped", reason="SIGUSR1 received", source="signal")
         self.notifier.status("kill switch active")
         self.services.alert_nowait("kill_switch_tripped", "kill switch tripped by SIGUSR1", "critical")
+
+    def request_stop(self) -> None:
+        """Stop as SIGTERM would."""
+        self._on_stop()
 
     def _on_stop(self) -> None:
         log.info("shutdown_requested")
@@ -544,6 +552,9 @@ class Daemon:
             "reconcile": self._cmd_reconcile,
             "journal": self._cmd_journal,
             "signal": self._cmd_signal,
+            "buy": self._cmd_buy,
+            "sell": self._cmd_sell,
+            "rebalance": self._cmd_rebalance,
         }
 
     async def _cmd_status(self, _args: dict[str, Any]) -> dict[str, Any]:
@@ -613,6 +624,40 @@ class Daemon:
         day = date.fromisoformat(args["day"]) if args.get("day") else self.core.calendar.trading_day(self.clock.now())
         return await self.core.daily_summary(day)
 
+    def trading_service(self) -> Any:
+        """The high-level buy/sell/rebalance API over this daemon's core (built on first use)."""
+        if self._trading is None:
+            from pipeline.trading_service import TradingConfig, TradingService
+
+            core = self.core
+            self._trading = TradingService(
+                TradingConfig.from_settings(self.settings), orchestrator=core.orchestrator, ledger=core.ledger,
+                price_lookup=core.ledger.last_prices.get, account=core.account_state, clock=self.clock,
+                lifecycle=core.lifecycle, settle=core.settle,
+            )
+        return self._trading
+
+    async def _cmd_buy(self, args: dict[str, Any]) -> dict[str, Any]:
+        result = await self.trading_service().buy(str(args.get("ticker", "")), **_trade_size(args))
+        return result.to_dict()
+
+    async def _cmd_sell(self, args: dict[str, Any]) -> dict[str, Any]:
+        service = self.trading_service()
+        result = await service.sell(str(args.get("ticker", "")), short=bool(args.get("short")), **_trade_size(args))
+        return result.to_dict()
+
+    async def _cmd_rebalance(self, args: dict[str, Any]) -> dict[str, Any]:
+        service = self.trading_service()
+        targets = args.get("targets")
+        if not isinstance(targets, dict):
+            raise ValueError("targets: expected a table of ticker = weight")
+        proposal = await service.preview_rebalance({str(k): v for k, v in targets.items()})
+        if not args.get("execute"):
+            return {"executed": False, "proposal": proposal.to_dict()}
+        proposal.approved = True
+        result = await service.execute_rebalance(proposal)
+        return {"executed": result.executed, "proposal": proposal.to_dict(), "result": result.to_dict()}
+
     async def _cmd_signal(self, args: dict[str, Any]) -> dict[str, Any]:
         from pipeline.models import TradeSignal
 
@@ -626,6 +671,12 @@ class Daemon:
         )
         result = await self.core.engine.submit_signal(signal)
         return {"accepted": result, "signal_id": signal.signal_id}
+
+
+def _trade_size(args: dict[str, Any]) -> dict[str, float | None]:
+    dollars, shares = args.get("dollars"), args.get("shares")
+    return {"dollars": float(dollars) if dollars is not None else None,
+            "shares": float(shares) if shares is not None else None}
 
 
 def default_settings_path() -> str | None:

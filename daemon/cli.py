@@ -58,6 +58,20 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--signal-type", default="manual")
     signal.add_argument("--json", action="store_true")
 
+    for name in ("buy", "sell"):
+        trade = sub.add_parser(name, help=f"{name} through the kill switch and the risk limits")
+        trade.add_argument("ticker")
+        size = trade.add_mutually_exclusive_group(required=True)
+        size.add_argument("--dollars", type=float)
+        size.add_argument("--shares", type=float)
+        if name == "sell":
+            trade.add_argument("--short", action="store_true", help="allow opening a short")
+        trade.add_argument("--json", action="store_true")
+    rebalance = sub.add_parser("rebalance", help="rebalance to target weights (preview unless --execute)")
+    rebalance.add_argument("targets", type=Path, help="TOML file: ticker = weight, e.g. AAPL = 0.3")
+    rebalance.add_argument("--execute", action="store_true")
+    rebalance.add_argument("--json", action="store_true")
+
     replay = sub.add_parser("replay", help="run the whole pipeline over a CSV of bars, print the summaries")
     replay.add_argument("file", type=Path, help="CSV of timestamp,symbol,open,high,low,close,volume, "
                         "or 'embedded' for the built-in synthetic data")

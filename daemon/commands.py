@@ -31,7 +31,11 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("flatten: not confirmed")
             return EXIT_FAIL
-    request_args = _request_args(args)
+    try:
+        request_args = _request_args(args)
+    except ValueError as exc:
+        print(f"ordergate {cmd}: {exc}")
+        return 2
     try:
         result = control_request_sync(sock, cmd, request_args, timeout=30.0 if cmd == "reconcile" else 10.0)
     except DaemonNotRunning:
@@ -40,7 +44,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ordergate {cmd}: {exc}")
         return EXIT_FAIL
     _print(args, cmd, result)
-    return EXIT_OK
+    refused = isinstance(result, dict) and (result.get("ok") is False or result.get("accepted") is False)
+    return EXIT_FAIL if refused else EXIT_OK
 
 
 def _request_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -48,10 +53,34 @@ def _request_args(args: argparse.Namespace) -> dict[str, Any]:
         return {"reason": args.reason}
     if args.command == "journal":
         return {"day": args.day}
+    if args.command in ("buy", "sell"):
+        return {"ticker": args.ticker, "dollars": args.dollars, "shares": args.shares,
+                "short": getattr(args, "short", False)}
+    if args.command == "rebalance":
+        return {"targets": _read_targets(args.targets), "execute": args.execute}
     if args.command == "signal":
         return {k: getattr(args, k) for k in ("ticker", "direction", "entry_price", "stop_loss", "target_price",
                                               "conviction", "timeframe", "signal_type")}
     return {}
+
+
+def _read_targets(path: Path) -> dict[str, float]:
+    """Target weights from a TOML file: either top-level `TICKER = weight` or a [targets] table."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: malformed TOML: {exc}") from None
+    table = data.get("targets", data)
+    if not isinstance(table, dict) or not table:
+        raise ValueError(f"{path}: expected ticker = weight entries")
+    for ticker, weight in table.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError(f"{path}: weight of {ticker} must be a number, got {weight!r}")
+    return {str(k).upper(): float(v) for k, v in table.items()}
 
 
 def _offline(args: argparse.Namespace, state_dir: Path) -> int:
@@ -113,6 +142,23 @@ def _offline_journal(state_dir: Path, day: str | None) -> dict[str, Any]:
 def _print(args: argparse.Namespace, cmd: str, result: Any) -> None:
     if getattr(args, "json", False):
         print(json.dumps(result, default=str))
+        return
+    if cmd == "rebalance" and isinstance(result, dict):
+        proposal = result.get("proposal", {})
+        print("trades:" if proposal.get("trades") else "trades: none needed")
+        for trade in proposal.get("trades", []):
+            print(f"  {trade['side']:<4} {trade['shares']:>8g} {trade['ticker']:<6} ~{trade['est_price']:,.2f}"
+                  f" = {trade['est_value']:,.2f}")
+        print(f"estimated cost: {proposal.get('estimated_cost', 0):,.2f}")
+        for ticker, weight in (proposal.get("resulting_weights") or {}).items():
+            print(f"  {ticker:<6} -> {weight:.1%}")
+        for warning in proposal.get("warnings", []):
+            print(f"warning: {warning}")
+        if result.get("executed"):
+            outcome = result.get("result", {})
+            print(f"executed: {outcome.get('ok', outcome.get('executed'))} {outcome.get('reason') or ''}")
+        else:
+            print("preview only: run again with --execute to trade")
         return
     if cmd == "status" and isinstance(result, dict):
         ks = result.get("kill_switch", {})
