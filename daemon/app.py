@@ -31,7 +31,7 @@ from pipeline.lifecycle import LifecycleManager
 from pipeline.models import AccountState, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
 from pipeline.orchestrator import BotOrchestrator
 from pipeline.order_router import OrderRouter
-from pipeline.ports import Broker, MarketDataFeed
+from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
 from pipeline.reconciler import PositionReconciler, ReconciliationReport
 from pipeline.state_manager import PersistentStateManager
 from pipeline.trade_journal import TradeJournalWriter
@@ -120,6 +120,11 @@ class Core:
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
                                     settle=self.settle if clock.simulated else None)
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
+        if settings.smart_router.enabled:
+            from pipeline.smart_router import SmartRouter, Venue
+
+            self.router.smart = SmartRouter(settings.smart_router, [Venue(n) for n in self.brokers], clock)
+            self.router.on_split = self._on_split
         self.trades = TradeJournalWriter(self.journal) if self.journal is not None else None
         self._events_in = 0
         self._events_done = 0
@@ -152,9 +157,18 @@ class Core:
                 self.feedback = FeedbackTracker.from_dict(stored, self.config)
                 self.orchestrator.feedback = self.feedback
                 self.lifecycle.feedback = self.feedback
-        for broker in self.brokers.values():
+        down: list[BrokerUnavailable] = []
+        for name, broker in self.brokers.items():
             broker.set_event_handler(self._on_broker_event)
-            await broker.connect()
+            try:
+                await broker.connect()
+            except BrokerUnavailable as exc:
+                # start anyway with this broker marked down: entries go to the other one meanwhile
+                down.append(exc)
+                self.router.health[name].mark_down(str(exc))
+                log.error("broker_down_at_start", broker=name, error=str(exc))
+        if len(down) == len(self.brokers):
+            raise down[0]
         # events the brokers (re)deliver on connect wait in the bus queue until the book is rebuilt from the
         # journal; only then are they applied (a fill already journaled is recognised and skipped)
         await self.rebuild()
@@ -177,7 +191,10 @@ class Core:
 
     async def sync_account(self) -> None:
         """Cash and starting equity from the primary broker (the broker's cash already reflects every fill)."""
-        account = await self.brokers[self.settings.broker.primary].get_account()
+        name = self.settings.broker.primary
+        if not self.brokers[name].is_connected():  # primary down at start-up: the broker that trades meanwhile
+            name = next((n for n, b in self.brokers.items() if b.is_connected()), name)
+        account = await self.brokers[name].get_account()
         self.ledger.cash = account.cash
         self.starting_equity = account.equity
         log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
@@ -202,6 +219,8 @@ class Core:
                 intent = self.lifecycle.intents.get(row["client_order_id"])
                 if intent is None:
                     continue
+                if row.get("broker") in self.brokers:  # a cancel goes where the order went (primary or fallback)
+                    self.router.venues[intent.client_order_id] = row["broker"]
                 if intent.kind == "entry":
                     self.orchestrator.reservations.reserve(intent)
                 else:
@@ -233,6 +252,13 @@ class Core:
                 log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
             finally:
                 self._events_done += 1
+
+    def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
+        """The parent's reservation passes to its child orders, each tracked as an order of its own."""
+        self.orchestrator.release(parent.client_order_id)
+        for child in children:
+            self.orchestrator.reservations.reserve(child)
+            self.lifecycle.register_intent(child)
 
     async def consume_signals(self) -> None:
         """External signals (webhook, CLI) published on the bus, decided one at a time."""
@@ -288,10 +314,12 @@ class Core:
             for bp in await broker.get_positions():
                 broker_positions.append({"symbol": bp.symbol, "shares": bp.quantity, "price": bp.market_price
                                          or bp.avg_price, "broker": broker.name, "avg_price": bp.avg_price})
+        # a position held at a broker that is not connected cannot be checked: it is not an orphan
+        unreachable = {name for name, broker in self.brokers.items() if not broker.is_connected()}
         internal = [
             {"symbol": h.position.symbol, "shares": abs(h.quantity),
              "direction": "long" if h.quantity > 0 else "short", "price": h.position.current_price}
-            for h in self.ledger.holdings.values()
+            for h in self.ledger.holdings.values() if h.position.broker not in unreachable
         ]
         # orders still travelling explain a difference: skip symbols with a working order
         working = {i.symbol for i in self.lifecycle.intents.values()

@@ -150,12 +150,10 @@ def _preflight(settings: Settings) -> list[str]:
     """Configuration that validates field by field but cannot run (missing credentials and the like)."""
     problems: list[str] = []
     uses_alpaca = "alpaca" in (settings.broker.primary, settings.broker.fallback) or settings.data.source == "alpaca"
-    if uses_alpaca:
-        for key in ("api_key", "secret_key"):
-            value = getattr(settings.alpaca, key)
-            if value is None or not value.get_secret_value().strip():
-                problems.append(f"invalid setting alpaca.{key}: required when Alpaca is used "
-                                f"(set ORDERGATE_ALPACA__{key.upper()})")
+    if uses_alpaca:  # keys and endpoint URLs, each problem naming its field (imports alpaca-py only when used)
+        from adapters.alpaca import validate_alpaca_settings
+
+        problems.extend(f"invalid setting {problem}" for problem in validate_alpaca_settings(settings))
     if settings.data.source == "replay" and settings.data.replay_file is None:
         problems.append("invalid setting data.replay_file: required when data.source = 'replay'")
     return problems

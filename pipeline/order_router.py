@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pipeline.ports import (
     OrderRejected,
     RetryableBrokerError,
 )
+from pipeline.smart_router import SmartRouter
 
 log = structlog.get_logger("ordergate.router")
 ResultHandler = Callable[[OrderIntent, OrderResult], Awaitable[None]]
@@ -133,22 +135,69 @@ class OrderRouter:
         self.on_result = on_result
         self._tasks: set[asyncio.Task[OrderResult]] = set()
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self.venues: dict[str, str] = {}  # client order id -> the broker it was sent to (for cancels)
+        self.smart: SmartRouter | None = None
+        self._scheduled = 0
+        self._parents = 0
+        self.on_split: Callable[[OrderIntent, list[OrderIntent]], None] | None = None
 
     # -- public ---------------------------------------------------------------------------------------
     def dispatch(self, intent: OrderIntent) -> asyncio.Task[OrderResult]:
-        """Submit in a task of its own; the result goes to `on_result`."""
-        task = asyncio.create_task(self._submit_and_report(intent), name=f"order-{intent.client_order_id}")
+        """Submit in a task of its own; the result goes to `on_result`.
+
+        With the smart router on, an entry without a forced venue is first scored across the healthy venues (the
+        decision journaled with its scores) and, above the split threshold, sent as TWAP child orders.
+        """
+        if self.smart is not None and self.smart.enabled and intent.kind == "entry" and not intent.broker:
+            intent, children = self._smart_route(intent)
+            if len(children) > 1:
+                if self.on_split is not None:
+                    self.on_split(intent, children)
+                tasks = [self._spawn(self._submit_and_report(c, at=c.created_at), c) for c in children]
+                return self._spawn(self._all_children(intent, tasks), intent)
+        return self._spawn(self._submit_and_report(intent), intent)
+
+    def _spawn(self, coro: Any, intent: OrderIntent) -> asyncio.Task[OrderResult]:
+        task = asyncio.create_task(coro, name=f"order-{intent.client_order_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _smart_route(self, intent: OrderIntent) -> tuple[OrderIntent, list[OrderIntent]]:
+        assert self.smart is not None
+        decision = self.smart.route(intent)
+        venue = decision.venue if self.health.get(decision.venue, None) and self.health[decision.venue].available() \
+            else self.choose_broker(intent)
+        routed = dataclasses.replace(intent, broker=venue)
+        children = [dataclasses.replace(c, broker=venue) for c in decision.children]
+        if self.journal is not None:
+            self.journal.record_decision(intent.signal_id, "smart_router", "routed", decision.reason,
+                                         self.clock.now(), {**decision.as_dict(), "venue": venue})
+        log.info("smart_route", signal_id=intent.signal_id, client_order_id=intent.client_order_id, venue=venue,
+                 children=len(children), reason=decision.reason)
+        return routed, children
+
+    async def _all_children(self, parent: OrderIntent, tasks: list[asyncio.Task[OrderResult]]) -> OrderResult:
+        """The parent's task: done when every child order has been submitted."""
+        self._parents += 1
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            self._parents -= 1
+        rejected = sum(1 for r in results if r.status == OrderStatus.REJECTED)
+        status = OrderStatus.REJECTED if rejected == len(results) else OrderStatus.NEW
+        return OrderResult(parent.client_order_id, status, parent.broker or self.primary,
+                           reason=f"{len(results)} child orders, {rejected} rejected")
+
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Orders being submitted now (scheduled TWAP slices and their parents are not counted)."""
+        return max(0, len(self._tasks) - self._scheduled - self._parents)
 
     async def drain(self, timeout: float) -> None:
-        """Wait for in-flight submissions (shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        """Wait for in-flight submissions (shutdown); scheduled slices are not waited for."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.in_flight() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=min(0.05, timeout), return_when=asyncio.FIRST_COMPLETED)
 
     def choose_broker(self, intent: OrderIntent) -> str:
         """The venue for this intent: forced (exits), else primary unless it is down and a fallback is up."""
@@ -165,12 +214,16 @@ class OrderRouter:
         if self.journal is not None:
             fresh = await self.journal.record_order_intent(intent, name, self.clock.now())
             if not fresh:
-                # journaled before (restart, or a retry of the same signal): the broker may already hold it
+                # journaled before (restart, or a retry of the same signal): the broker it went to may hold it
+                name = self.venues.get(intent.client_order_id) or \
+                    await self._journaled_broker(intent.client_order_id) or name
+                self.venues[intent.client_order_id] = name
                 existing = await self._lookup(name, intent.client_order_id)
                 if existing is not None:
                     logger.info("order_already_at_broker", broker=name, status=str(existing.status))
                     existing.found_existing = True
                     return existing
+        self.venues[intent.client_order_id] = name
         result, attempts = await self._send_with_retries(name, intent, logger)
         unreachable = result.status == OrderStatus.REJECTED and attempts.errors and not attempts.reached_broker
         if unreachable and not intent.broker and name == self.primary and self.fallback:
@@ -181,15 +234,25 @@ class OrderRouter:
                     intent.client_order_id, OrderStatus.PENDING, ts=self.clock.now(), broker=self.fallback,
                     reason=f"fallback from {name}: {result.reason}",
                 )
+            self.venues[intent.client_order_id] = self.fallback
             result, _ = await self._send_with_retries(self.fallback, intent, logger)
         await self._journal_result(intent, result)
         return result
 
     async def cancel(self, client_order_id: str, broker: str | None = None) -> None:
-        await self.brokers[broker or self.primary].cancel_order(client_order_id)
+        name = broker or self.venues.get(client_order_id, self.primary)
+        await self.brokers[name].cancel_order(client_order_id)
 
     # -- internals ------------------------------------------------------------------------------------
-    async def _submit_and_report(self, intent: OrderIntent) -> OrderResult:
+    async def _submit_and_report(self, intent: OrderIntent, at: Any = None) -> OrderResult:
+        if at is not None:
+            delay = (at - self.clock.now()).total_seconds()
+            if delay > 0:
+                self._scheduled += 1  # waiting for its time is not "in flight": settle() must not wait for it
+                try:
+                    await self.clock.sleep(delay)  # a TWAP slice waits for its time
+                finally:
+                    self._scheduled -= 1
         try:
             result = await self.submit(intent)
         except Exception as exc:  # never lose an intent silently
@@ -200,6 +263,12 @@ class OrderRouter:
         if self.on_result is not None:
             await self.on_result(intent, result)
         return result
+
+    async def _journaled_broker(self, client_order_id: str) -> str | None:
+        assert self.journal is not None
+        rows = await self.journal.query("SELECT broker FROM orders WHERE client_order_id=?", (client_order_id,))
+        broker = rows[0]["broker"] if rows else None
+        return broker if broker in self.brokers else None
 
     async def _lookup(self, name: str, client_order_id: str) -> OrderResult | None:
         try:
