@@ -580,6 +580,19 @@ class AlpacaBroker:
                 setattr(tracked, key, value)
         return tracked
 
+    def track(
+        self, client_order_id: str, *, filled_qty: float, filled_notional: float, symbol: str = "",
+        side: Side | None = None, submitted_at: datetime | None = None,
+    ) -> None:
+        """Adopt an order sent before this process started, with the fills the journal already holds.
+
+        Seeds the per-order fill bookkeeping so a later `resync()` (or stream event) emits only what the
+        journal is missing, never the part it already has.
+        """
+        tracked = self._track(client_order_id, symbol=symbol or None, side=side, submitted_at=submitted_at)
+        tracked.reported_qty = filled_qty
+        tracked.reported_notional = filled_notional
+
     def _remember(self, order: Order) -> _Tracked:
         return self._track(order.client_order_id, order_id=str(order.id), symbol=order.symbol,
                            side=Side(_enum_value(order.side)) if order.side else None,

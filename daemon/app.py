@@ -174,6 +174,7 @@ class Core:
         await self.rebuild()
         self._event_task = asyncio.create_task(self._consume_events(), name="broker-events")
         await self.settle()
+        await self.recover_open_orders()
         await self.sync_account()
 
     async def stop(self) -> None:
@@ -199,6 +200,40 @@ class Core:
         self.starting_equity = account.equity
         log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
                  equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
+
+    async def recover_open_orders(self) -> None:
+        """Orders the journal still calls open were sent by an earlier run: ask their broker what became of them.
+
+        A broker that can adopt orders (`track` + `resync`: Alpaca) is told how much of each the journal already
+        holds and then emits only what happened while we were down. Brokers that replay their own history on
+        connect (IB by orderRef, the paper book's unacknowledged fills) have already done so by now.
+        """
+        if self.journal is None:
+            return
+        rows = await self.journal.query(
+            "SELECT o.client_order_id, o.broker, o.symbol, o.side, o.created_ts,"
+            " COALESCE(SUM(f.quantity), 0) AS qty, COALESCE(SUM(f.quantity * f.price), 0) AS notional"
+            " FROM orders o LEFT JOIN fills f ON f.client_order_id = o.client_order_id"
+            " WHERE o.status IN ('pending','new','partially_filled') GROUP BY o.client_order_id")
+        adopting: set[str] = set()
+        for row in rows:
+            broker = self.brokers.get(row["broker"] or "")
+            if broker is None or not hasattr(broker, "track") or not broker.is_connected():
+                continue
+            from pipeline.models import Side
+
+            broker.track(row["client_order_id"], filled_qty=row["qty"], filled_notional=row["notional"],
+                         symbol=row["symbol"], side=Side(row["side"]),
+                         submitted_at=_parse_ts(row["created_ts"]) if row["created_ts"] else None)
+            adopting.add(broker.name)
+        for name in adopting:
+            try:
+                checked = await self.brokers[name].resync()  # type: ignore[attr-defined]
+                log.info("open_orders_recovered", broker=name, orders=checked)
+            except Exception as exc:
+                log.error("open_orders_recovery_failed", broker=name, error=str(exc))
+        if adopting:
+            await self.settle()
 
     async def rebuild(self) -> None:
         """Open positions, intents and working orders from the journal."""

@@ -323,13 +323,9 @@ async def test_ordergate_run_with_bad_alpaca_settings_exits_2_with_one_line(
     assert not (state_dir / "journal.db").exists()  # refused before anything started
 
 
-# -- known bugs (found writing this suite; strict xfail so they are noticed when fixed) -----------------------
-RESTART_BUG = ("after a restart the AlpacaBroker tracks no orders: open journal orders are never looked up at "
-               "Alpaca (missed fills lost, reservation held, reconcile skips the symbol) and a later live fill of "
-               "a partly filled order is applied at its full cumulative quantity")
+# -- restart recovery: open journal orders are adopted by the adapter (Core.recover_open_orders) -------------
 
 
-@pytest.mark.xfail(strict=True, reason=RESTART_BUG)
 async def test_fill_while_daemon_down_is_applied_after_restart(tmp_path: Path, fake: FakeAlpaca) -> None:
     core = await _core(tmp_path, fake)
     result = await core.orchestrator.process_signal(_signal("AAPL"))  # accepted, stays open
@@ -346,7 +342,6 @@ async def test_fill_while_daemon_down_is_applied_after_restart(tmp_path: Path, f
         await core.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=RESTART_BUG)
 async def test_partial_fill_before_restart_is_not_counted_twice(tmp_path: Path, fake: FakeAlpaca) -> None:
     core = await _core(tmp_path, fake)
     result = await core.orchestrator.process_signal(_signal("MSFT"))
