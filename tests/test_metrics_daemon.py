@@ -1,4 +1,4 @@
-"""/metrics and /healthz of a running daemon (in process): counters move during a replay; 503 when the broker is down."""
+"""/metrics and /healthz of a running daemon: counters move during a replay; 503 when the broker is down."""
 
 from __future__ import annotations
 
