@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from pipeline.calendar import MarketCalendar, default_calendar
 from pipeline.clock import SimulatedClock
 from pipeline.models import TIMEFRAME_SECONDS, Bar
 
@@ -343,6 +344,7 @@ class ReplayFeed:
         self.clock = clock
         self.pace_bars_per_s = pace_bars_per_s
         self._requested_timeframe = timeframe
+        self._cal: MarketCalendar | None = None
         self._reader: _Reader | None = None
         self._closed = False
         self.batches_read = 0
@@ -379,13 +381,27 @@ class ReplayFeed:
             if self._closed:
                 break
             if self.clock is not None:
-                self.clock.advance_to(batch[0].timestamp + interval)
+                self.clock.advance_to(self._close_time(batch[0].timestamp, interval))
             self.batches_read += 1
             yield batch
             if delay:
                 await asyncio.sleep(delay)
             elif self.batches_read % YIELD_EVERY_BATCHES == 0:
                 await asyncio.sleep(0)
+
+    def _close_time(self, ts: datetime, interval: timedelta) -> datetime:
+        """When the bar's data is known: open + interval, but a daily bar closes with its NYSE session."""
+        if interval < timedelta(days=1):
+            return ts + interval
+        session = self._calendar().session_for(ts)
+        if session is not None and session[1] >= ts:
+            return session[1]
+        return ts + interval
+
+    def _calendar(self) -> MarketCalendar:
+        if self._cal is None:
+            self._cal = default_calendar()
+        return self._cal
 
     async def close(self) -> None:
         self._closed = True

@@ -40,6 +40,8 @@ class SimulatedClock:
     simulated = True
 
     def __init__(self, start: datetime | None = None) -> None:
+        # without a start, the first advance_to() sets the time wherever the data begins
+        self._started = start is not None
         self._now = start or datetime(2026, 1, 2, 14, 30, tzinfo=UTC)
         self._waiters: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
@@ -48,9 +50,10 @@ class SimulatedClock:
         return self._now
 
     def advance_to(self, when: datetime) -> None:
-        """Move time forward (never back) and wake sleepers whose time has come."""
-        if when > self._now:
+        """Move time forward (never back, except to set a clock built without a start) and wake sleepers."""
+        if when > self._now or not self._started:
             self._now = when
+            self._started = True
         while self._waiters and self._waiters[0][0] <= self._now:
             _, _, fut = heapq.heappop(self._waiters)
             if not fut.done():

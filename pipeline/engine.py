@@ -41,6 +41,7 @@ class TradingEngine:
         self.strategy = strategy
         self.bar_listeners = bar_listeners or []
         orchestrator.on_intent = lifecycle.register_intent
+        orchestrator.exiting = lifecycle.exiting
         self._settle = settle
         self.bars = 0
         self.batches = 0

@@ -172,8 +172,9 @@ class ExitMonitor:
 
     # -- 5 time stop ----------------------------------------------------------------------------------
     def check_time_stop(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
-        """Held for time_stop_minutes or longer (positions without an entry time never time out)."""
-        if position.entry_time is None:
+        """Held for time_stop_minutes or longer: intraday positions only (a daily-bar swing trade is not a scalp);
+        positions without an entry time never time out."""
+        if position.entry_time is None or not is_intraday(position.timeframe):
             return None
         when = now if now is not None else self.clock.now()
         held = when - position.entry_time

@@ -96,6 +96,10 @@ class LifecycleManager:
         self.round_trips = 0
 
     # -- registry -------------------------------------------------------------------------------------
+    def exiting(self, ticker: str) -> bool:
+        """True while an exit order for this ticker's position is working (no adding to it meanwhile)."""
+        return any(symbol in self.pending_exits for symbol in self._by_ticker.get(ticker, ()))
+
     def register_intent(self, intent: OrderIntent) -> None:
         """Remember an order we send (entries from the orchestrator, exits from here)."""
         self.intents[intent.client_order_id] = intent
@@ -176,6 +180,8 @@ class LifecycleManager:
         if day != self._eod_day:
             self._eod_day = day
             self._eod_at = self.calendar.eod_cutoff(now, self.executor.eod_minutes_before_close)
+            if self.state.check_day_rollover():  # a new session: daily P&L and the breaker start over
+                log.info("day_rollover", day=str(day))
         if self._eod_at is not None and now >= self._eod_at and self.ledger.holdings:
             for pos in self.ledger.positions():
                 if pos.symbol in self.pending_exits:
@@ -256,10 +262,11 @@ class LifecycleManager:
         intent = self.intents.get(update.client_order_id)
         if intent is not None and intent.kind == "entry" and self.release is not None:
             self.release(update.client_order_id)
-        if intent is not None and intent.kind in ("exit", "flatten") and update.status != OrderStatus.FILLED:
-            # the exit did not happen: allow the exit loop to try again
-            if self.pending_exits.get(intent.symbol) == update.client_order_id:
-                del self.pending_exits[intent.symbol]
+        if intent is not None and intent.kind in ("exit", "flatten") \
+                and self.pending_exits.get(intent.symbol) == update.client_order_id:
+            # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
+            # loop looks at the position again
+            del self.pending_exits[intent.symbol]
         if update.status == OrderStatus.REJECTED:
             log.warning("order_rejected", signal_id=intent.signal_id if intent else None,
                         client_order_id=update.client_order_id, reason=update.reason)

@@ -115,6 +115,7 @@ class BotOrchestrator:
         self._price_lookup = price_lookup
         self._observer = observer
         self.on_intent = on_intent
+        self.exiting: Callable[[str], bool] | None = None
         self._lock = asyncio.Lock()
         self.counts: dict[str, int] = {}
 
@@ -170,6 +171,8 @@ class BotOrchestrator:
             status = self.state.get_circuit_breaker_status()
             return reject("circuit_breaker", f"circuit breaker open until {status.get('open_until')}")
         self.recorder.stage(signal, "kill_switch", True, ts=now)
+        if self.exiting is not None and self.exiting(str(signal.ticker)):
+            return reject("exit_pending", f"an exit order for {signal.ticker} is working")
 
         guard = self.guard.check(signal, now)
         if not guard.approved:

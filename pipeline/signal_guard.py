@@ -12,7 +12,7 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from config.settings import PipelineConfig
-from pipeline.models import RiskDecision, TradeSignal, signal_problems
+from pipeline.models import TIMEFRAME_SECONDS, RiskDecision, TradeSignal, signal_problems
 
 FUTURE_TOLERANCE_SECONDS = 5.0
 MAX_DEDUP_ENTRIES = 100_000
@@ -77,7 +77,7 @@ class SignalGuard:
         if problem is not None:
             return RiskDecision(False, f"invalid signal: {problem}", check="validation")
         signal_time = signal.timestamp or now
-        stale = freshness_failure(signal_time, now, self.config.max_signal_age_seconds, self.future_tolerance_seconds)
+        stale = freshness_failure(signal_time, now, self.max_age_for(signal.timeframe), self.future_tolerance_seconds)
         if stale is not None:
             return RiskDecision(False, stale, check="freshness")
         self._evict(now)
@@ -88,6 +88,13 @@ class SignalGuard:
         self._remember(key, now)
         age = (now - signal_time).total_seconds()
         return RiskDecision(True, "fresh and not a duplicate", {"signal_age_seconds": age})
+
+    def max_age_for(self, timeframe: str) -> float:
+        """How old a signal may be: max_signal_age_seconds, but a daily-bar signal (stamped at the session close
+        and acted on until the next bar) stays fresh for one day."""
+        if timeframe == "1d":
+            return max(self.config.max_signal_age_seconds, float(TIMEFRAME_SECONDS["1d"]))
+        return self.config.max_signal_age_seconds
 
     def _duplicate_failure(self, key: DedupKey, now: datetime) -> str | None:
         seen = self._seen.get(key)

@@ -116,3 +116,20 @@ async def test_a_win_resets_the_loss_count(tmp_path: Path) -> None:
         assert not core.state.is_circuit_breaker_open()
     finally:
         await core.stop()
+
+
+async def test_no_adding_to_a_position_while_its_exit_is_working(tmp_path: Path) -> None:
+    core = await _core(tmp_path, daily_loss_limit=0.5)
+    try:
+        await _open(core, "AAA")
+        paper = core.brokers["paper"]
+        paper.faults.drop_updates = True          # the exit's fill is held back: the exit stays working
+        await _bar(core, "AAA", 97.0)
+        assert "AAA" in core.lifecycle.pending_exits
+        add = await core.orchestrator.process_signal(_signal(core, "AAA", 97.0))
+        assert not add.success and add.pipeline_stage == "exit_pending"
+        paper.redeliver()
+        await core.settle()
+        assert core.ledger.position("AAA") is None and not core.lifecycle.pending_exits
+    finally:
+        await core.stop()
