@@ -263,6 +263,30 @@ def _connect_failed(exc: requests.exceptions.ConnectionError) -> bool:
     return False
 
 
+async def supervise_stream(
+    owner: Any, make_stream: Any, on_closed: Any, backoff: tuple[float, float], event: str,
+) -> None:
+    """Run an SDK stream's `_run_forever()` on our loop; if it ever ends or dies, start a fresh one after an
+    exponential backoff, until `owner._closing`. The running stream is kept in `owner._stream` (for stopping)."""
+    failures = 0
+    while not owner._closing:
+        owner._stream = make_stream()
+        try:
+            await owner._stream._run_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(f"{event}_crashed")
+        on_closed()
+        if owner._closing:
+            return
+        failures += 1
+        low, high = backoff
+        delay = min(high, low * 2 ** min(failures - 1, 10))
+        log.warning(f"{event}_restart", delay=delay)
+        await asyncio.sleep(delay)
+
+
 @dataclass(slots=True)
 class _Tracked:
     """What this process knows about one order (for dedup and catch-up)."""
@@ -674,24 +698,7 @@ class AlpacaBroker:
         return stream
 
     async def _supervise_stream(self) -> None:
-        """Run the SDK's `_run_forever()` on our loop; if it ever ends or dies, start a fresh one after a backoff."""
-        failures = 0
-        while not self._closing:
-            self._stream = self._make_stream()
-            try:
-                await self._stream._run_forever()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("alpaca_stream_crashed", broker=self.name)
-            self._on_stream_closed()
-            if self._closing:
-                return
-            failures += 1
-            low, high = self.stream_backoff
-            delay = min(high, low * 2 ** min(failures - 1, 10))
-            log.warning("alpaca_stream_restart", broker=self.name, delay=delay)
-            await asyncio.sleep(delay)
+        await supervise_stream(self, self._make_stream, self._on_stream_closed, self.stream_backoff, "alpaca_stream")
 
     def _on_stream_closed(self) -> None:
         if self._listening.is_set():

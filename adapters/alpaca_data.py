@@ -20,6 +20,7 @@ import structlog
 from alpaca.data.enums import DataFeed
 from alpaca.data.live.stock import StockDataStream
 
+from adapters.alpaca import _secret, supervise_stream
 from config.settings import AlpacaSettings
 from pipeline.clock import Clock
 from pipeline.models import Bar
@@ -27,8 +28,6 @@ from pipeline.models import Bar
 log = structlog.get_logger("ordergate.alpaca_data")
 
 
-def _secret(value: Any) -> str:
-    return value.get_secret_value() if value is not None else ""
 
 
 def _utc(ts: datetime) -> datetime:
@@ -140,23 +139,8 @@ class AlpacaBarFeed:
         return stream
 
     async def _supervise(self) -> None:
-        failures = 0
-        while not self._closing:
-            self._stream = self._make_stream()
-            try:
-                await self._stream._run_forever()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("alpaca_bars_stream_crashed")
-            self._set_connected(False)
-            if self._closing:
-                return
-            failures += 1
-            low, high = self.stream_backoff
-            delay = min(high, low * 2 ** min(failures - 1, 10))
-            log.warning("alpaca_bars_stream_restart", delay=delay)
-            await asyncio.sleep(delay)
+        await supervise_stream(self, self._make_stream, lambda: self._set_connected(False), self.stream_backoff,
+                               "alpaca_bars_stream")
 
     # -- batching ---------------------------------------------------------------------------------------
     async def _on_bar(self, raw: Any) -> None:
