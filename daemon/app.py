@@ -529,6 +529,7 @@ class Daemon:
                 if self.core.state.check_day_rollover():
                     log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
                 await self.core.reconcile()
+                self.core.lifecycle.prune()
                 if self.core.journal is not None:
                     await self.core.journal.flush()
             except Exception:

@@ -11,7 +11,6 @@ replay is deterministic: the same file gives the same trades.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -70,6 +69,8 @@ class TradingEngine:
             sent = True
         if sent and self._settle is not None:
             await self._settle()
+        if self.batches % 10_000 == 0:
+            self.lifecycle.prune()
 
     async def submit_signal(self, signal: TradeSignal) -> bool:
         """Run a signal through the orchestrator; True when it produced an order."""
@@ -80,8 +81,3 @@ class TradingEngine:
             return True
         return False
 
-
-async def drain_tasks(tasks: set[asyncio.Task[object]]) -> None:
-    """Await a set of tasks that may grow while we wait."""
-    while tasks:
-        await asyncio.gather(*list(tasks), return_exceptions=True)

@@ -87,6 +87,10 @@ class OrderValidator:
                               f"broker says filled {update.filled_qty}, fills received {seen}")]
         return []
 
+    def working(self) -> list[OrderIntent]:
+        """Orders sent and not yet in a final state."""
+        return [t.intent for t in self._orders.values() if not t.final]
+
     def overdue(self, now: datetime) -> list[OrderIntent]:
         """Accepted market orders with no fill after the timeout: look these up at the broker."""
         limit = timedelta(seconds=self.fill_timeout_seconds)

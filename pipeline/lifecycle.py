@@ -105,6 +105,18 @@ class LifecycleManager:
         self.intents[intent.client_order_id] = intent
         self.validator.track(intent)
 
+    def prune(self, keep: int = 10_000) -> int:
+        """Forget the oldest finished orders beyond `keep` (bounded memory in a long run); returns how many."""
+        if len(self.intents) <= keep:
+            return 0
+        working = {i.client_order_id for i in self.validator.working()} | set(self.pending_exits.values())
+        excess = len(self.intents) - keep
+        drop = [coid for coid in self.intents if coid not in working][:excess]
+        for coid in drop:
+            del self.intents[coid]
+        self.validator.forget_final()
+        return len(drop)
+
     def rebuild_index(self) -> None:
         """Recompute the ticker index and deadlines from the ledger (after a restart or adoption)."""
         self._by_ticker.clear()
@@ -227,12 +239,13 @@ class LifecycleManager:
     async def emergency_close_all(self, reason: str = "flatten") -> list[OrderIntent]:
         """Cancel every open order and close every position now."""
         if self.router is not None:
-            for coid, intent in list(self.intents.items()):
-                if intent.kind == "entry" and self.release is not None:
-                    try:
-                        await self.router.cancel(coid, intent.broker)
-                    except Exception as exc:  # a cancel that fails must not stop the flatten
-                        log.warning("cancel_failed", client_order_id=coid, error=str(exc))
+            for intent in self.validator.working():
+                if intent.kind != "entry":
+                    continue
+                try:
+                    await self.router.cancel(intent.client_order_id, intent.broker)
+                except Exception as exc:  # a cancel that fails must not stop the flatten
+                    log.warning("cancel_failed", client_order_id=intent.client_order_id, error=str(exc))
         intents = []
         for pos in self.ledger.positions():
             if pos.symbol not in self.pending_exits:

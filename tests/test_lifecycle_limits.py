@@ -133,3 +133,23 @@ async def test_no_adding_to_a_position_while_its_exit_is_working(tmp_path: Path)
         assert core.ledger.position("AAA") is None and not core.lifecycle.pending_exits
     finally:
         await core.stop()
+
+
+async def test_prune_forgets_finished_orders_but_keeps_working_ones(tmp_path: Path) -> None:
+    core = await _core(tmp_path, daily_loss_limit=0.5, consecutive_loss_threshold=50)
+    try:
+        for ticker in ("AAA", "BBB", "CCC"):
+            await _open(core, ticker)
+        await _bar(core, "AAA", 97.0)
+        await core.settle()
+        core.brokers["paper"].faults.drop_updates = True
+        await _bar(core, "BBB", 97.0)              # BBB's exit is working, its updates held back
+        assert len(core.lifecycle.intents) == 5     # 3 entries, 2 exits
+        dropped = core.lifecycle.prune(keep=1)
+        working = core.lifecycle.pending_exits["BBB"]
+        assert dropped == 4 and list(core.lifecycle.intents) == [working]
+        core.brokers["paper"].redeliver()
+        await core.settle()
+        assert core.ledger.position("BBB") is None  # the working exit still completes after the prune
+    finally:
+        await core.stop()
