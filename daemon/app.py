@@ -90,9 +90,12 @@ class Core:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.calendar = calendar or default_calendar()
         self.config = settings.pipeline
-        self.state = PersistentStateManager(self.state_dir, clock, self.calendar)
+        # a replay (simulated clock, NORMAL journal: replay_settings) trades in a throwaway directory: no fsync
+        # and no disk thread; the live daemon keeps both
+        throwaway = clock.simulated and settings.journal.synchronous == "NORMAL"
+        self.state = PersistentStateManager(self.state_dir, clock, self.calendar, durable=not throwaway)
         self.journal: Journal | None = (
-            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous)
+            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous, inline=throwaway)
             if settings.journal.enabled else None
         )
         names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
@@ -189,6 +192,7 @@ class Core:
                 await broker.close()
         if self.journal is not None:
             await self.journal.close()
+        self.state.flush()
 
     async def sync_account(self) -> None:
         """Cash and starting equity from the primary broker (the broker's cash already reflects every fill)."""

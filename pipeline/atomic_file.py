@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data` atomically and durably."""
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically and (unless `durable=False`: simulated runs) durably."""
     path = Path(path)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -23,7 +23,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o600) -> None
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
     except BaseException:
@@ -32,6 +33,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int = 0o600) -> None
         except FileNotFoundError:
             pass
         raise
+    if not durable:
+        return
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)

@@ -200,8 +200,8 @@ def state_file_lock(path: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _write_state(path: Path, state: State) -> None:
-    atomic_write_bytes(path, encode_state(state))
+def _write_state(path: Path, state: State, durable: bool = True) -> None:
+    atomic_write_bytes(path, encode_state(state), durable=durable)
     _match_directory_owner(path)
 
 
@@ -269,6 +269,7 @@ class PersistentStateManager:
         clock: Clock,
         calendar: MarketCalendar | None = None,
         filename: str = DEFAULT_FILENAME,
+        durable: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / filename
@@ -278,6 +279,9 @@ class PersistentStateManager:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cleanup_temp_files(self.state_dir, filename)
         self.load_error: str | None = None
+        # fsync'd writes; a simulated run (replay, bench) in a throwaway directory may turn this off
+        self.durable = durable
+        self._unwritten = False
         self._state = self._load_or_fail_closed()
 
     # ------------------------------------------------------------------------------------------ loading
@@ -316,20 +320,32 @@ class PersistentStateManager:
 
     def _persist(self, state: State) -> None:
         with state_file_lock(self.path):
-            _write_state(self.path, state)
+            _write_state(self.path, state, self.durable)
 
     def _commit(self, new_state: State, tighten: bool) -> bool:
         """Store `new_state` if it differs; write it. Returns True when something changed."""
         if new_state == self._state:
             return False
         new_state["updated_at"] = self._now_iso()
+        if not self.durable and new_state["kill_switch"] == self._state["kill_switch"]:
+            # a throwaway (simulated) run writes P&L and breaker changes at flush(); the kill switch at once
+            self._state = new_state
+            self._unwritten = True
+            return True
         if tighten:
             self._state = new_state
             self._persist(new_state)
         else:
             self._persist(new_state)
             self._state = new_state
+        self._unwritten = False
         return True
+
+    def flush(self) -> None:
+        """Write changes held back in non-durable mode (a no-op otherwise)."""
+        if self._unwritten:
+            self._persist(self._state)
+            self._unwritten = False
 
     def _draft(self) -> State:
         return copy.deepcopy(self._state)

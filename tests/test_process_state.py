@@ -190,7 +190,7 @@ def test_unreadable_file_fails_closed(tmp_path: Path, clock: SimulatedClock) -> 
 def test_failed_write_still_fails_closed(tmp_path: Path, clock: SimulatedClock, monkeypatch) -> None:
     mgr = make(tmp_path, clock)
 
-    def disk_full(path: Path, state: dict) -> None:
+    def disk_full(path: Path, state: dict, durable: bool = True) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(sm, "_write_state", disk_full)
