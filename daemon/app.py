@@ -169,6 +169,7 @@ class Core:
                 # start anyway with this broker marked down: entries go to the other one meanwhile
                 down.append(exc)
                 self.router.health[name].mark_down(str(exc))
+                self.router.unstarted.add(name)
                 log.error("broker_down_at_start", broker=name, error=str(exc))
         if len(down) == len(self.brokers):
             raise down[0]
@@ -204,6 +205,28 @@ class Core:
         self.starting_equity = account.equity
         log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
                  equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
+
+    async def connect_unstarted(self) -> list[str]:
+        """Try again to connect the brokers that were down at start-up; returns those now connected.
+
+        Until then the router does not consider them at all (not even as a half-open probe), since their event
+        streams were never started and fills sent there could not be seen.
+        """
+        connected = []
+        for name in sorted(self.router.unstarted):
+            try:
+                await asyncio.wait_for(self.brokers[name].connect(), self.settings.broker.request_timeout_seconds)
+            except Exception as exc:
+                log.info("broker_still_down", broker=name, error=str(exc))
+                continue
+            self.router.unstarted.discard(name)
+            self.router.health[name].record_success()
+            connected.append(name)
+            log.warning("broker_connected_late", broker=name)
+        if connected:
+            await self.settle()
+            await self.recover_open_orders()
+        return connected
 
     async def recover_open_orders(self) -> None:
         """Orders the journal still calls open were sent by an earlier run: ask their broker what became of them.
@@ -541,9 +564,13 @@ class Daemon:
 
     async def _gauges(self) -> None:
         """Once a second: loop heartbeat (for /healthz), gauges, broker-down alerts."""
+        ticks = 0
         while True:
             self._heartbeat = asyncio.get_running_loop().time()
             await self.services.refresh()
+            ticks += 1
+            if ticks % 5 == 0 and self.core.router.unstarted:
+                await self.core.connect_unstarted()
             await asyncio.sleep(1.0)
 
     def healthy(self) -> tuple[bool, str]:

@@ -136,6 +136,7 @@ class OrderRouter:
         self._tasks: set[asyncio.Task[OrderResult]] = set()
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.venues: dict[str, str] = {}  # client order id -> the broker it was sent to (for cancels)
+        self.unstarted: set[str] = set()  # brokers whose connect() never succeeded: never routed to
         self.smart: SmartRouter | None = None
         self._scheduled = 0
         self._parents = 0
@@ -203,8 +204,11 @@ class OrderRouter:
         """The venue for this intent: forced (exits), else primary unless it is down and a fallback is up."""
         if intent.broker:
             return intent.broker
-        if self.fallback and not self.health[self.primary].available() and self.health[self.fallback].available():
-            return self.fallback
+        primary_up = self.primary not in self.unstarted and self.health[self.primary].available()
+        fallback_up = self.fallback is not None and self.fallback not in self.unstarted \
+            and self.health[self.fallback].available()
+        if not primary_up and fallback_up:
+            return self.fallback  # type: ignore[return-value]
         return self.primary
 
     async def submit(self, intent: OrderIntent) -> OrderResult:

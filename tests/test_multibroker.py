@@ -443,3 +443,23 @@ async def test_smart_router_journals_decisions_and_children_go_to_one_venue(tmp_
         await until(lambda: core.ledger.signed_quantities().get("AAPL") == intent.quantity)
     finally:
         await core.stop()
+
+
+async def test_broker_down_at_startup_is_connected_later_and_used_again(tmp_path: Path, venues: Venues) -> None:
+    await venues.alpaca.stop()
+    core = make_core(tmp_path, venues)
+    await core.start()
+    try:
+        assert core.router.unstarted == {"alpaca"}
+        core.router.health["alpaca"].reset_seconds = 0.0  # the breaker alone would let a probe through now
+        first = await enter(core, "AAPL")
+        assert core.router.venues[first.client_order_id] == "ibkr"  # never probed: its stream never ran
+        assert await core.connect_unstarted() == []                # still down
+        await venues.alpaca.start()                                  # back, same address
+        assert await core.connect_unstarted() == ["alpaca"]
+        assert core.brokers["alpaca"].is_connected() and not core.router.unstarted
+        second = await enter(core, "MSFT")
+        await until(lambda: second.client_order_id in alpaca_refs(venues.alpaca))
+        assert second.client_order_id not in ib_refs(venues.tws)
+    finally:
+        await core.stop()
