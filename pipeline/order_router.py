@@ -222,11 +222,22 @@ class OrderRouter:
                 name = self.venues.get(intent.client_order_id) or \
                     await self._journaled_broker(intent.client_order_id) or name
                 self.venues[intent.client_order_id] = name
-                existing = await self._lookup(name, intent.client_order_id)
-                if existing is not None:
-                    logger.info("order_already_at_broker", broker=name, status=str(existing.status))
-                    existing.found_existing = True
-                    return existing
+                try:
+                    existing = await self._lookup(name, intent.client_order_id)
+                except RetryableBrokerError as exc:
+                    # cannot tell whether that broker holds it: ask again before every send, never fall back
+                    logger.warning("order_lookup_failed", broker=name, error=str(exc))
+                    resent = True
+                else:
+                    if existing is not None:
+                        logger.info("order_already_at_broker", broker=name, status=str(existing.status))
+                        existing.found_existing = True
+                        return existing
+                    resent = False
+                if resent:
+                    result, _ = await self._send_with_retries(name, intent, logger, may_exist=True)
+                    await self._journal_result(intent, result)
+                    return result
         self.venues[intent.client_order_id] = name
         result, attempts = await self._send_with_retries(name, intent, logger)
         unreachable = result.status == OrderStatus.REJECTED and attempts.errors and not attempts.reached_broker
@@ -281,11 +292,12 @@ class OrderRouter:
             raise RetryableBrokerError(f"lookup of {client_order_id} at {name} failed", ambiguous=True) from None
 
     async def _send_with_retries(
-        self, name: str, intent: OrderIntent, logger: Any
+        self, name: str, intent: OrderIntent, logger: Any, may_exist: bool = False
     ) -> tuple[OrderResult, _Attempts]:
         broker = self.brokers[name]
         health = self.health[name]
-        attempts = _Attempts()
+        # may_exist: an earlier run may have placed it, so every attempt asks the broker first
+        attempts = _Attempts(ambiguous=may_exist, reached_broker=may_exist)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.max_order_retries + 1),
             wait=_BackoffWait(self.config.retry_backoff_base, self.config.retry_backoff_max),

@@ -134,3 +134,17 @@ async def test_resubmitting_a_journaled_intent_does_not_duplicate(setup) -> None
     again = await router.submit(intent)  # a restart replaying the same signal
     assert again.client_order_id == first.client_order_id
     assert _calls(primary, "submit_order", intent.client_order_id) == 1
+
+
+async def test_resend_whose_broker_cannot_be_asked_stays_pending_and_never_goes_elsewhere(setup) -> None:
+    router, primary, fallback, journal = setup
+    intent = _intent(41)
+    await router.submit(intent)                       # placed at the primary
+    router.venues.clear()                             # a restarted process: only the journal remembers
+    primary.faults.unavailable = True
+    again = await router.submit(intent)
+    assert again.status == OrderStatus.PENDING and "unconfirmed" in again.reason
+    assert _calls(fallback, "submit_order", intent.client_order_id) == 0
+    primary.faults.unavailable = False
+    assert _calls(primary, "submit_order", intent.client_order_id) == 1
+    assert (await journal.get_order(intent.client_order_id))["status"] != "rejected"
