@@ -1,0 +1,177 @@
+"""`python -m bench` (`make bench`): every figure of issue 8 beside its floor, as a table and optional JSON.
+
+Sizes: the full run is the issue's (20 000 signals, 50 x 20 000 bars); BENCH_QUICK=1 shrinks them. Replays
+run in child processes so each one's RSS is its own. BENCH_JSON=path writes every figure as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import median, quick, quiet_logging, run
+from bench.replay import rss_verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {
+    "signal_to_order_p50_hops": ("<=", 8.0),
+    "signal_to_order_p99_hops": ("<=", 20.0),
+    "replay_floor_ratio": (">=", 0.15),
+    "exit_scaling_ratio": ("<=", 1.2),
+    "journal_on_off_ratio": (">=", 0.8),
+    "peak_rss_mb": ("<=", 200.0),
+    "ready_s": ("<=", 1.5),
+}
+
+
+def sizes() -> dict[str, int]:
+    if quick():
+        return {"signals": 1500, "rounds": 3, "tickers": 50, "bars": 2000, "onoff_bars": 1000, "onoff_pairs": 3,
+                "exit_batches": 1000, "ready": 3}
+    return {"signals": 20_000, "rounds": 3, "tickers": 50, "bars": 20_000, "onoff_bars": 2000, "onoff_pairs": 3,
+            "exit_batches": 2000, "ready": 5}
+
+
+def _child_replay(n_tickers: int, n_bars: int, journal: bool) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.replay", str(n_tickers), str(n_bars), "1" if journal else "0"],
+                         cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.replay failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+async def _latency(n: int, rounds: int) -> dict[str, Any]:
+    from bench.latency import queue_hop_floor, signal_to_order, summarize
+
+    per_round: list[dict[str, float]] = []
+    decide: list[float] = []
+    rejected: dict[str, int] = {}
+    for index in range(rounds):
+        floor = await queue_hop_floor(5000)
+        result = await signal_to_order(n // rounds + (1 if index < n % rounds else 0))
+        per_round.append(summarize(result["samples"], floor))
+        decide.extend(result["decide"])
+        for k, v in result["rejected"].items():
+            rejected[k] = rejected.get(k, 0) + v
+    keys = per_round[0].keys()
+    out = {k: median([r[k] for r in per_round]) for k in keys}
+    out["count"] = sum(r["count"] for r in per_round)
+    out["decide_p50_us"] = median(decide)
+    out["rejected"] = rejected
+    return out
+
+
+def measure() -> dict[str, Any]:
+    size = sizes()
+    figures: dict[str, Any] = {"quick": quick(), "sizes": size}
+    started = time.perf_counter()
+
+    lat = run(lambda: _latency(size["signals"], size["rounds"]))
+    figures.update({
+        "signal_to_order_p50_us": lat["p50_us"], "signal_to_order_p99_us": lat["p99_us"],
+        "signal_to_order_p999_us": lat["p999_us"], "signal_to_order_p50_hops": lat["p50_hops"],
+        "signal_to_order_p99_hops": lat["p99_hops"], "signal_to_order_p999_hops": lat["p999_hops"],
+        "queue_hop_us": lat["floor_hop_us"], "signal_decide_p50_us": lat["decide_p50_us"],
+        "signals_measured": lat["count"], "signals_not_approved": lat["rejected"],
+    })
+    _progress("signal -> order", started)
+
+    big = _child_replay(size["tickers"], size["bars"], journal=True)
+    figures.update({
+        "replay_bars": big["bars"], "replay_bars_per_s": big["bars_per_s"],
+        "replay_median_chunk_bars_per_s": big["median_chunk_bars_per_s"],
+        "replay_floor_bars_per_s": big["median_floor_bars_per_s"],
+        "replay_floor_ratio": big["median_chunk_bars_per_s"] / big["median_floor_bars_per_s"],
+        "replay_entries": big["entries"], "replay_exits": big["exits"], "rss_samples_mb": big["rss_mb"],
+        **rss_verdict(big["rss_mb"]),
+    })
+    _progress("replay + RSS", started)
+
+    on: list[float] = []
+    off: list[float] = []
+    for _ in range(size["onoff_pairs"]):
+        on.append(_child_replay(size["tickers"], size["onoff_bars"], journal=True)["bars_per_s"])
+        off.append(_child_replay(size["tickers"], size["onoff_bars"], journal=False)["bars_per_s"])
+    figures.update({"replay_journal_on_bars_per_s": median(on), "replay_journal_off_bars_per_s": median(off),
+                    "journal_on_off_ratio": median(on) / median(off)})
+    _progress("journal on/off", started)
+
+    from bench.exits import exit_scaling
+
+    figures.update(run(lambda: exit_scaling(size["exit_batches"], 3)))
+    _progress("exit loop", started)
+
+    from bench.ready import ready_figures
+
+    figures.update(ready_figures(size["ready"]))
+    _progress("READY=1", started)
+    figures["bench_seconds"] = time.perf_counter() - started
+    figures["targets"] = {k: _holds(figures[k], op, limit) for k, (op, limit) in TARGETS.items()}
+    figures["targets"]["rss_flat_second_half"] = not figures["rss_grows_in_second_half"]
+    return figures
+
+
+def _holds(value: float, op: str, limit: float) -> bool:
+    return value <= limit if op == "<=" else value >= limit
+
+
+def _progress(step: str, started: float) -> None:
+    print(f"  .. {step} done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+
+def table(f: dict[str, Any]) -> str:
+    t = f["targets"]
+
+    def ok(key: str) -> str:
+        return "holds" if t[key] else "MISSED"
+
+    rows = [
+        ("1 signal->order p50", f"{f['signal_to_order_p50_us']:.1f} µs", f"{f['queue_hop_us']:.2f} µs hop",
+         f"{f['signal_to_order_p50_hops']:.1f} hops", "<= 8 hops", ok("signal_to_order_p50_hops")),
+        ("  signal->order p99", f"{f['signal_to_order_p99_us']:.1f} µs", "",
+         f"{f['signal_to_order_p99_hops']:.1f} hops", "<= 20 hops", ok("signal_to_order_p99_hops")),
+        ("  signal->order p99.9", f"{f['signal_to_order_p999_us']:.1f} µs", "",
+         f"{f['signal_to_order_p999_hops']:.1f} hops", "", ""),
+        ("  (inside process_signal p50)", f"{f['signal_decide_p50_us']:.1f} µs", "", "", "", ""),
+        ("2 replay throughput", f"{f['replay_median_chunk_bars_per_s']:,.0f} bars/s",
+         f"{f['replay_floor_bars_per_s']:,.0f} bars/s EMA loop", f"{f['replay_floor_ratio']:.4f}x", ">= 0.15x",
+         ok("replay_floor_ratio")),
+        ("3 exit loop per bar", f"{f['exit_us_per_bar_10000']:.3f} µs @10k", f"{f['exit_us_per_bar_10']:.3f} µs @10",
+         f"{f['exit_scaling_ratio']:.2f}x", "<= 1.2x", ok("exit_scaling_ratio")),
+        ("4 replay journal on/off", f"{f['replay_journal_on_bars_per_s']:,.0f} bars/s",
+         f"{f['replay_journal_off_bars_per_s']:,.0f} bars/s off", f"{f['journal_on_off_ratio']:.2f}x", ">= 0.8x",
+         ok("journal_on_off_ratio")),
+        ("5 peak RSS", f"{f['peak_rss_mb']:.0f} MB", f"{f['rss_mid_mb']:.0f} MB 1st half",
+         f"{f['rss_second_half_growth_mb']:+.1f} MB 2nd half", "<= 200 MB, flat",
+         "holds" if t["peak_rss_mb"] and t["rss_flat_second_half"] else "MISSED"),
+        ("6 start to READY=1", f"{f['ready_s']:.2f} s", f"{f['python_startup_s']:.3f} s bare python", "",
+         "<= 1.5 s", ok("ready_s")),
+    ]
+    head = ("figure", "measured", "floor (same run)", "ratio", "target", "")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    mode = "quick sizes" if f["quick"] else "full sizes"
+    lines.append(f"({mode}: {f['signals_measured']:.0f} signals, {f['replay_bars']:,} bars replayed with "
+                 f"{f['replay_entries']} entries / {f['replay_exits']} exits; {f['bench_seconds']:.0f} s)")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    quiet_logging()
+    figures = measure()
+    print(table(figures))
+    path = os.environ.get("BENCH_JSON")
+    if path:
+        Path(path).write_text(json.dumps(figures, indent=2, sort_keys=True, default=str) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
