@@ -608,6 +608,20 @@ class PaperBroker:
         equity = self.cash + long_value - short_value
         return AccountSnapshot(equity, self.cash, self._buying_power(short_value), self.name)
 
+    def prune(self, keep: int = 2_000) -> int:
+        """An in-memory book (no state_path: replays, benchmarks) forgets its oldest final orders beyond `keep`.
+
+        A persistent book keeps everything: it is the broker's record the chaos suite audits.
+        """
+        if self.state_path is not None or len(self._orders) <= keep:
+            return 0
+        final = [coid for coid, o in self._orders.items() if o.status.is_final]
+        drop = final[: len(self._orders) - keep]
+        for coid in drop:
+            del self._orders[coid]
+            self._final_json.pop(coid, None)
+        return len(drop)
+
     def all_orders(self) -> list[OrderResult]:
         """Every order the book holds, in submission order."""
         return [self._result(o) for o in self._orders.values()]

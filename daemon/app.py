@@ -122,6 +122,7 @@ class Core:
         listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
                                     settle=self.settle if clock.simulated else None)
+        self.engine.pruners = [b.prune for b in self.brokers.values() if hasattr(b, "prune")]
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
         if settings.smart_router.enabled:
             from pipeline.smart_router import SmartRouter, Venue
@@ -131,6 +132,8 @@ class Core:
         self.trades = TradeJournalWriter(self.journal) if self.journal is not None else None
         self._events_in = 0
         self._events_done = 0
+        self._events_idle = asyncio.Event()
+        self._events_idle.set()
         self._event_task: asyncio.Task[None] | None = None
         self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
         self.alert_hook: Any = None
@@ -300,6 +303,7 @@ class Core:
     # -- broker events --------------------------------------------------------------------------------
     async def _on_broker_event(self, event: BrokerEvent) -> None:
         self._events_in += 1
+        self._events_idle.clear()
         if self.event_observer is not None:
             self.event_observer(event)
         await self.bus.broker_events.publish(event)
@@ -314,6 +318,8 @@ class Core:
                 log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
             finally:
                 self._events_done += 1
+                if self._events_done == self._events_in:
+                    self._events_idle.set()
 
     def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
         """The parent's reservation passes to its child orders, each tracked as an order of its own."""
@@ -344,21 +350,31 @@ class Core:
             # a resend after a restart found it already final at the broker: no event will come to release it
             self.orchestrator.release(intent.client_order_id)
 
-    async def settle(self) -> None:
-        """Wait until in-flight orders and their broker events have been applied (simulated time)."""
-        for _ in range(10_000):
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until in-flight orders and the broker events they caused have been applied.
+
+        Used in simulated time after each step that sent an order (so a replay is deterministic) and at start
+        and stop. Event-driven: the router's tasks, each broker's own delivery queue, then our consumer.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
             if self.router.in_flight():
-                await self.router.drain(5.0)
-            idle = 0
-            while idle < 4:
+                await self.router.drain(max(0.0, deadline - loop.time()))
+            for broker in self.brokers.values():
+                flush = getattr(broker, "drain", None) or getattr(broker, "flush_events", None)
+                if flush is not None and broker.is_connected():
+                    with contextlib.suppress(Exception):
+                        await flush(timeout=max(0.01, deadline - loop.time()))
+            if self._event_task is not None and not self._event_task.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._events_idle.wait(), max(0.01, deadline - loop.time()))
+            else:
                 await asyncio.sleep(0)
-                busy = self.router.in_flight() or self._events_in != self._events_done or \
-                    any(getattr(b, "pending_events", lambda: 0)() for b in self.brokers.values())
-                idle = 0 if busy else idle + 1
-                if busy and not self.router.in_flight() and self._events_in != self._events_done:
-                    await asyncio.sleep(0.0005)
-            if not self.router.in_flight():
+            if not self.router.in_flight() and self._events_in == self._events_done:
                 return
+        log.warning("settle_timed_out", in_flight=self.router.in_flight(),
+                    events_pending=self._events_in - self._events_done)
 
     async def alert(self, kind: str, message: str, severity: str = "warning", **fields: Any) -> None:
         if self.alert_hook is not None:
@@ -556,7 +572,7 @@ class Daemon:
                 if self.core.state.check_day_rollover():
                     log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
                 await self.core.reconcile()
-                self.core.lifecycle.prune()
+                self.core.engine.prune()
                 if self.core.journal is not None:
                     await self.core.journal.flush()
             except Exception:

@@ -39,6 +39,7 @@ class TradingEngine:
         self.lifecycle = lifecycle
         self.strategy = strategy
         self.bar_listeners = bar_listeners or []
+        self.pruners: list[Callable[[], object]] = []
         orchestrator.on_intent = lifecycle.register_intent
         orchestrator.exiting = lifecycle.exiting
         self._settle = settle
@@ -69,8 +70,14 @@ class TradingEngine:
             sent = True
         if sent and self._settle is not None:
             await self._settle()
-        if self.batches % 10_000 == 0:
-            self.lifecycle.prune()
+        if self.batches % 1_000 == 0:
+            self.prune()
+
+    def prune(self) -> None:
+        """Bounded memory in long runs: finished orders are forgotten by the lifecycle and in-memory brokers."""
+        self.lifecycle.prune(keep=2_000)
+        for pruner in self.pruners:
+            pruner()
 
     async def submit_signal(self, signal: TradeSignal) -> bool:
         """Run a signal through the orchestrator; True when it produced an order."""
