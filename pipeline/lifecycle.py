@@ -115,6 +115,11 @@ class LifecycleManager:
         for coid in drop:
             del self.intents[coid]
         self.validator.forget_final()
+        held = {pos.signal_id or pos.symbol for pos in self.ledger.positions()}
+        for key in [k for k in self._exit_attempts if k not in held]:
+            del self._exit_attempts[key]  # a closed position's exits are over; its signal never reopens
+        if self.router is not None:
+            self.router.prune(keep)
         return len(drop)
 
     def rebuild_index(self) -> None:

@@ -190,6 +190,12 @@ class OrderRouter:
         return OrderResult(parent.client_order_id, status, parent.broker or self.primary,
                            reason=f"{len(results)} child orders, {rejected} rejected")
 
+    def prune(self, keep: int = 2_000) -> None:
+        """Forget where the oldest orders went beyond `keep` (the journal still knows, see _journaled_broker)."""
+        excess = len(self.venues) - keep
+        for coid in list(self.venues)[:max(0, excess)]:
+            del self.venues[coid]
+
     def in_flight(self) -> int:
         """Orders being submitted now (scheduled TWAP slices and their parents are not counted)."""
         return max(0, len(self._tasks) - self._scheduled - self._parents)
