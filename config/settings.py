@@ -32,7 +32,6 @@ from pydantic_settings import (
 
 _TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("ordergate_toml_data", default=None)
 DEFAULT_TOML = Path(__file__).with_name("default.toml")
-BROKER_NAMES = ("paper", "alpaca", "ibkr")
 BrokerName = Literal["paper", "alpaca", "ibkr"]
 TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")
 

@@ -209,6 +209,37 @@ class Core:
         log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
                  equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
 
+    async def check_overdue(self) -> list[str]:
+        """Accepted market orders that saw no fill in time are looked up at their broker (issue: lost fills).
+
+        A broker that can re-fetch missed events (`resync`) is asked to; otherwise the finding is alerted. Returns
+        the client order ids looked up.
+        """
+        checked = []
+        for intent in self.orchestrator.validator.overdue(self.clock.now()):
+            name = self.router.venues.get(intent.client_order_id) or intent.broker or self.settings.broker.primary
+            broker = self.brokers.get(name)
+            if broker is None or not broker.is_connected():
+                continue
+            checked.append(intent.client_order_id)
+            try:
+                found = await broker.get_order_by_client_id(intent.client_order_id)
+            except Exception as exc:
+                log.warning("overdue_lookup_failed", client_order_id=intent.client_order_id, error=str(exc))
+                continue
+            status = str(found.status) if found else "not found"
+            filled = found.filled_qty if found else 0.0
+            log.warning("order_overdue", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                        broker=name, status=status, filled_qty=filled)
+            if found is not None and filled > 0:
+                if hasattr(broker, "resync"):
+                    await broker.resync()  # type: ignore[attr-defined]
+                else:
+                    await self.alert("fill_missing", f"{name} reports {filled:g} filled for "
+                                     f"{intent.client_order_id} but no fill has arrived", "critical",
+                                     client_order_id=intent.client_order_id)
+        return checked
+
     async def connect_unstarted(self) -> list[str]:
         """Try again to connect the brokers that were down at start-up; returns those now connected.
 
@@ -346,7 +377,9 @@ class Core:
                 intent.client_order_id, OrderStatus.REJECTED, result.broker, result.broker_order_id,
                 intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
             ))
-        elif result.found_existing and result.status.is_final and intent.kind == "entry":
+        elif result.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
+            self.orchestrator.validator.mark_accepted(intent.client_order_id, self.clock.now())
+        if result.found_existing and result.status.is_final and intent.kind == "entry":
             # a resend after a restart found it already final at the broker: no event will come to release it
             self.orchestrator.release(intent.client_order_id)
 
@@ -585,8 +618,10 @@ class Daemon:
             self._heartbeat = asyncio.get_running_loop().time()
             await self.services.refresh()
             ticks += 1
-            if ticks % 5 == 0 and self.core.router.unstarted:
-                await self.core.connect_unstarted()
+            if ticks % 5 == 0:
+                if self.core.router.unstarted:
+                    await self.core.connect_unstarted()
+                await self.core.check_overdue()
             await asyncio.sleep(1.0)
 
     def healthy(self) -> tuple[bool, str]:
@@ -790,8 +825,6 @@ def _trade_size(args: dict[str, Any]) -> dict[str, float | None]:
             "shares": float(shares) if shares is not None else None}
 
 
-def default_settings_path() -> str | None:
-    return os.environ.get("ORDERGATE_CONFIG")
 
 
 class Services:

@@ -29,6 +29,8 @@ class _OrderTrack:
     filled_qty: float = 0.0
     accepted_at: datetime | None = None
     final: bool = False
+    status: OrderStatus | None = None
+    checked_at: datetime | None = None
 
 
 @dataclass
@@ -79,6 +81,7 @@ class OrderValidator:
             return []
         if update.status == OrderStatus.NEW and track.accepted_at is None:
             track.accepted_at = now
+        track.status = update.status
         if update.status.is_final:
             track.final = True
         seen = track.filled_qty if fills_seen is None else fills_seen
@@ -91,14 +94,27 @@ class OrderValidator:
         """Orders sent and not yet in a final state."""
         return [t.intent for t in self._orders.values() if not t.final]
 
+    def mark_accepted(self, client_order_id: str, now: datetime) -> None:
+        """The broker answered the submit with an accepted (or filled) order."""
+        track = self._orders.get(client_order_id)
+        if track is not None and track.accepted_at is None:
+            track.accepted_at = now
+
     def overdue(self, now: datetime) -> list[OrderIntent]:
-        """Accepted market orders with no fill after the timeout: look these up at the broker."""
+        """Accepted market orders with no fill after the timeout (also those said 'filled' with no fill behind
+        it): look these up at the broker. Each is returned at most once per timeout period."""
         limit = timedelta(seconds=self.fill_timeout_seconds)
-        return [
-            t.intent for t in self._orders.values()
-            if not t.final and t.accepted_at is not None and t.filled_qty == 0
-            and t.intent.order_type == OrderType.MARKET and now - t.accepted_at >= limit
-        ]
+        due = []
+        for t in self._orders.values():
+            if t.filled_qty or t.accepted_at is None or t.intent.order_type != OrderType.MARKET:
+                continue
+            if t.final and t.status != OrderStatus.FILLED:
+                continue  # canceled, rejected, expired: nothing to find
+            if now - t.accepted_at < limit or (t.checked_at is not None and now - t.checked_at < limit):
+                continue
+            t.checked_at = now
+            due.append(t.intent)
+        return due
 
     def forget_final(self) -> None:
         """Drop finished orders (bounded memory)."""

@@ -153,3 +153,33 @@ async def test_prune_forgets_finished_orders_but_keeps_working_ones(tmp_path: Pa
         assert core.ledger.position("BBB") is None  # the working exit still completes after the prune
     finally:
         await core.stop()
+
+
+async def test_accepted_market_order_without_fill_is_looked_up_and_alerted(tmp_path: Path) -> None:
+    core = await _core(tmp_path, daily_loss_limit=0.5)
+    alerts: list[tuple[str, str]] = []
+
+    async def hook(kind: str, message: str, severity: str = "warning", **_fields) -> None:
+        alerts.append((kind, message))
+
+    core.alert_hook = hook
+    paper = core.brokers["paper"]
+    try:
+        paper.set_price("AAA", 100.0)
+        paper.faults.drop_updates = True            # the fill happens at the broker but never reaches us
+        assert await core.engine.submit_signal(_signal(core, "AAA"))
+        await core.settle()
+        coid = next(iter(core.lifecycle.intents))
+        assert await core.check_overdue() == []     # not yet overdue
+        core.clock.advance(core.config.fill_timeout_seconds + 1)
+        assert await core.check_overdue() == [coid]
+        assert any(r.method == "get_order_by_client_id" and r.client_order_id == coid for r in paper.request_log)
+        assert alerts and alerts[0][0] == "fill_missing" and coid in alerts[0][1]
+        assert await core.check_overdue() == []     # once per timeout period
+        paper.redeliver()
+        await core.settle()
+        assert core.ledger.position("AAA") is not None
+        core.clock.advance(core.config.fill_timeout_seconds + 1)
+        assert await core.check_overdue() == []     # filled now: nothing to look up
+    finally:
+        await core.stop()
