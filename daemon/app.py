@@ -565,6 +565,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
             self._tasks.append(asyncio.create_task(self.core.consume_signals(), name="signals"))
             self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
+            self._tasks.append(asyncio.create_task(self._journal_writer(), name="journal-writer"))
             await self._stop.wait()
         finally:
             await self._shutdown()
@@ -623,6 +624,20 @@ class Daemon:
                     await self.core.connect_unstarted()
                 await self.core.check_overdue()
             await asyncio.sleep(1.0)
+
+    async def _journal_writer(self) -> None:
+        """Commit buffered signal and decision rows every [journal] batch_interval_ms (off the decision path)."""
+        journal = self.core.journal
+        if journal is None:
+            return
+        interval = self.settings.journal.batch_interval_ms / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            if journal.pending_count():
+                try:
+                    await journal.flush()
+                except Exception:
+                    log.exception("journal_flush_failed", pending=journal.pending_count())
 
     def healthy(self) -> tuple[bool, str]:
         """For /healthz: the loop answers and the primary broker is connected."""

@@ -170,7 +170,11 @@ class Journal:
                 for sql, params in rows:
                     conn.execute(sql, params)
 
-        await self.run(_write)
+        try:
+            await self.run(_write)
+        except BaseException:
+            self._pending[:0] = rows  # nothing is lost: the next flush tries them again, first
+            raise
 
     # -- durable now: orders and fills ----------------------------------------------------------------
     async def record_order_intent(self, intent: OrderIntent, broker: str, ts: datetime) -> bool:

@@ -33,6 +33,14 @@ def test_make_run_log_shows_approvals_rejections_fills_and_exits(tmp_path: Path)
         assert approved["signal_id"] and approved["client_order_id"].startswith("og-entry-")
         rejected = daemon.wait_for("signal_rejected", timeout=60)
         assert rejected["reason"] and rejected["stage"] and rejected["signal_id"]
+        deadline = time.monotonic() + 3  # the writer task commits decisions within batch_interval_ms
+        rows: list = []
+        while time.monotonic() < deadline and not rows:
+            with sqlite3.connect(daemon.state_dir / "journal.db") as conn:
+                rows = conn.execute("SELECT outcome, reason FROM decisions WHERE signal_id=? AND stage=?",
+                                    (rejected["signal_id"], rejected["stage"])).fetchall()
+            time.sleep(0.05)
+        assert rows and rows[0][0] == "rejected" and rows[0][1] == rejected["reason"]
         fill = daemon.wait_for("fill_applied", timeout=60)
         assert fill["client_order_id"] and fill["signal_id"]
         closed = daemon.wait_for("position_closed", timeout=60)
