@@ -185,8 +185,12 @@ class Core:
         await self.sync_account()
 
     async def stop(self) -> None:
+        """Finish submissions under way, cancel working entries if so configured, flush, disconnect."""
         await self.router.drain(self.settings.shutdown.timeout_seconds / 2)
+        self.router.cancel_scheduled()  # TWAP slices not yet due are not sent
         await self.settle()
+        if self.settings.shutdown.cancel_inflight_entries:
+            await self.cancel_working_entries()
         if self._event_task is not None:
             self._event_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -208,6 +212,24 @@ class Core:
         self.starting_equity = account.equity
         log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
                  equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
+
+    async def cancel_working_entries(self) -> list[str]:
+        """Cancel entry orders still working at a broker (shutdown with [shutdown] cancel_inflight_entries)."""
+        cancelled = []
+        for intent in self.orchestrator.validator.working():
+            if intent.kind != "entry":
+                continue
+            try:
+                await asyncio.wait_for(self.router.cancel(intent.client_order_id, intent.broker),
+                                       self.settings.broker.request_timeout_seconds)
+                cancelled.append(intent.client_order_id)
+                log.info("entry_cancelled_at_shutdown", signal_id=intent.signal_id,
+                         client_order_id=intent.client_order_id)
+            except Exception as exc:  # filled meanwhile, or the broker is gone: the journal and reconcile tell
+                log.warning("entry_cancel_failed", client_order_id=intent.client_order_id, error=str(exc))
+        if cancelled:
+            await self.settle()
+        return cancelled
 
     async def check_overdue(self) -> list[str]:
         """Accepted market orders that saw no fill in time are looked up at their broker (issue: lost fills).

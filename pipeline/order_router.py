@@ -196,6 +196,13 @@ class OrderRouter:
         for coid in list(self.venues)[:max(0, excess)]:
             del self.venues[coid]
 
+    def cancel_scheduled(self) -> int:
+        """Drop TWAP slices still waiting for their time (shutdown); returns how many."""
+        waiting = [t for t in self._tasks if not t.done()] if self._scheduled or self._parents else []
+        for task in waiting:
+            task.cancel()
+        return len(waiting)
+
     def in_flight(self) -> int:
         """Orders being submitted now (scheduled TWAP slices and their parents are not counted)."""
         return max(0, len(self._tasks) - self._scheduled - self._parents)

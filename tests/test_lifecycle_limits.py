@@ -183,3 +183,19 @@ async def test_accepted_market_order_without_fill_is_looked_up_and_alerted(tmp_p
         assert await core.check_overdue() == []     # filled now: nothing to look up
     finally:
         await core.stop()
+
+
+async def test_shutdown_cancels_working_entries_when_configured(tmp_path: Path) -> None:
+    from pipeline.models import OrderIntent, OrderType, Side
+
+    core = await _core(tmp_path)
+    paper = core.brokers["paper"]
+    paper.set_price("AAA", 100.0)
+    resting = OrderIntent("og-entry-resting", "sig-resting", "AAA", Side.BUY, 5, order_type=OrderType.LIMIT,
+                          limit_price=90.0, ticker="AAA", reference_price=90.0)
+    core.lifecycle.register_intent(resting)
+    core.router.dispatch(resting)
+    await core.settle()
+    assert [o.status for o in paper.all_orders()] == ["new"]
+    await core.stop()
+    assert [o.status for o in paper.all_orders()] == ["canceled"]
