@@ -327,14 +327,14 @@ async def test_ordergate_run_with_bad_alpaca_settings_exits_2_with_one_line(
 
 
 async def test_fill_while_daemon_down_is_applied_after_restart(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake)
+    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
     result = await core.orchestrator.process_signal(_signal("AAPL"))  # accepted, stays open
     coid = client_order_id_for(result.signal_id)
     await _until(lambda: _status_is(core, coid, "new"), what="order acknowledged")
     await core.stop()
     qty = float(fake.order_by_client_id(coid)["qty"])
     await fake.fill(coid, qty, 100.0)  # filled while the daemon is down
-    core = await _core(tmp_path, fake)
+    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
     try:
         await _until(lambda: _status_is(core, coid, "filled"), timeout=3, what="missed fill applied")
         assert _held(core, "AAPL") == qty
@@ -343,14 +343,14 @@ async def test_fill_while_daemon_down_is_applied_after_restart(tmp_path: Path, f
 
 
 async def test_partial_fill_before_restart_is_not_counted_twice(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake)
+    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
     result = await core.orchestrator.process_signal(_signal("MSFT"))
     coid = client_order_id_for(result.signal_id)
     await _until(lambda: _status_is(core, coid, "new"), what="order acknowledged")
     await fake.fill(coid, 40, 100.0)
     await _until(lambda: _held(core, "MSFT") == 40, what="partial fill booked")
     await core.stop()
-    core = await _core(tmp_path, fake)
+    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
     try:
         qty = float(fake.order_by_client_id(coid)["qty"])
         await fake.fill(coid, qty - 40, 100.0)  # the rest, live, after the restart
