@@ -25,6 +25,9 @@ Z_95 = 1.645
 SESSION_SECONDS = 6.5 * 3600
 
 
+_MISSING = object()
+
+
 class PriceHistory:
     """The last `maxlen` closes of each symbol, fed one bar at a time."""
 
@@ -74,6 +77,21 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def correlations(candidate: np.ndarray, peers: list[np.ndarray]) -> list[float | None]:
+    """Pearson correlation of `candidate` with each peer over their common tail, in one matrix operation;
+    None for a flat series."""
+    n = min(candidate.size, *(p.size for p in peers))
+    if n < 2:
+        return [None] * len(peers)
+    matrix = np.vstack([candidate[-n:], *(p[-n:] for p in peers)])
+    std = matrix.std(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row = np.corrcoef(matrix)[0, 1:]
+    if std[0] == 0:
+        return [None] * len(peers)
+    return [None if std[i + 1] == 0 or not math.isfinite(row[i]) else float(row[i]) for i in range(len(peers))]
+
+
 def parametric_var(exposures: np.ndarray, returns: np.ndarray, bars_per_day: float, z: float = Z_95) -> float:
     """z x sqrt(w' S w): `returns` is bars x assets, S its covariance scaled to one day, w signed dollars."""
     if returns.shape[1] == 1:
@@ -114,14 +132,21 @@ class UnifiedRisk:
         self.lookback = config.correlation_lookback_bars
         self.history = history or PriceHistory(self.lookback + 1)
         self.min_history = min_history or min(self.lookback, 20)
+        self._cache: dict[str, np.ndarray | None] = {}
 
     def _returns(self, ticker: str) -> np.ndarray | None:
+        cached = self._cache.get(ticker, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
         series = self.history.returns(ticker, self.lookback)
-        return series if series.size >= self.min_history else None
+        result = series if series.size >= self.min_history else None
+        self._cache[ticker] = result
+        return result
 
     def assess(self, signal: TradeSignal, account: AccountState, intended_notional: float) -> RiskDecision:
         """Approve, or reject with check 'correlation' or 'var' and the figures."""
         notes: dict[str, Any] = {}
+        self._cache = {}  # each ticker's returns are built once per assessment
         rejection = self._check_correlation(signal, account.open_positions, notes)
         if rejection is None:
             rejection = self._check_var(signal, account, intended_notional, notes)
@@ -141,14 +166,20 @@ class UnifiedRisk:
             return None
         worst: tuple[str, float] | None = None
         skipped = []
+        usable: list[tuple[str, np.ndarray]] = []
         for peer in peers:
             series = self._returns(peer)
-            corr = correlation(candidate, series) if series is not None else None
-            if corr is None:
+            if series is None:
                 skipped.append(peer)
-                continue
-            if worst is None or abs(corr) > abs(worst[1]):
-                worst = (peer, corr)
+            else:
+                usable.append((peer, series))
+        if usable:
+            for peer, corr in zip((p for p, _ in usable), correlations(candidate, [s for _, s in usable]),
+                                  strict=True):
+                if corr is None:
+                    skipped.append(peer)
+                elif worst is None or abs(corr) > abs(worst[1]):
+                    worst = (peer, corr)
         if skipped:
             notes["correlation_skipped"] = skipped
         if worst is None:
