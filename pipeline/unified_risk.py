@@ -83,13 +83,16 @@ def correlations(candidate: np.ndarray, peers: list[np.ndarray]) -> list[float |
     n = min(candidate.size, *(p.size for p in peers))
     if n < 2:
         return [None] * len(peers)
-    matrix = np.vstack([candidate[-n:], *(p[-n:] for p in peers)])
-    std = matrix.std(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        row = np.corrcoef(matrix)[0, 1:]
-    if std[0] == 0:
+    raw = np.vstack([p[-n:] for p in peers])
+    if np.ptp(candidate[-n:]) == 0:
         return [None] * len(peers)
-    return [None if std[i + 1] == 0 or not math.isfinite(row[i]) else float(row[i]) for i in range(len(peers))]
+    flat = np.ptp(raw, axis=1) == 0  # a constant series has no correlation (centering leaves only rounding)
+    x = candidate[-n:] - candidate[-n:].mean()
+    centred = raw - raw.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", centred, centred))
+    norms[flat] = 1.0
+    row = (centred @ x) / (norms * math.sqrt(float(x @ x)))  # only the candidate's row: O(peers), not O(peers^2)
+    return [None if flat[i] else float(row[i]) for i in range(len(peers))]
 
 
 def parametric_var(exposures: np.ndarray, returns: np.ndarray, bars_per_day: float, z: float = Z_95) -> float:

@@ -151,3 +151,17 @@ def test_price_history_is_bounded_and_ignores_bad_closes() -> None:
     assert h.returns("X", 5).size == 5
     assert h.returns("missing", 5).size == 0
     assert PriceHistory(10, "1d").bars_per_day == 1.0
+
+
+def test_vectorised_correlations_equal_the_pairwise_ones() -> None:
+    import numpy as np
+
+    from pipeline.unified_risk import correlation, correlations
+
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=60)
+    peers = [rng.normal(size=60) + k * base for k in (0.0, 0.3, 1.0, -2.0)] + [np.full(60, 0.01)]
+    fast = correlations(base, peers)
+    slow = [correlation(base, p) for p in peers]
+    assert fast[-1] is None  # a constant series: no correlation (the pairwise helper sees float noise there)
+    assert fast[:-1] == pytest.approx(slow[:-1], abs=1e-12)
