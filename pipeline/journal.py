@@ -167,8 +167,7 @@ class Journal:
 
         def _write(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                for sql, params in rows:
-                    conn.execute(sql, params)
+                _insert_rows(conn, rows)
 
         try:
             await self.run(_write)
@@ -184,8 +183,7 @@ class Journal:
 
         def _write(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):
-                for sql, params in rows:
-                    conn.execute(sql, params)
+                _insert_rows(conn, rows)
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
                     " order_type, status, created_ts, updated_ts, intent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -205,27 +203,19 @@ class Journal:
         filled_avg_price: float | None = None,
     ) -> None:
         """Record a status change of an order (and keep its event history)."""
+        stamp = ts.isoformat()
+        status = str(status)
+        update = (_STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id, reason, filled_qty,
+                  filled_avg_price, client_order_id)
+        event = (client_order_id, status, broker, reason, filled_qty, stamp)
 
         def _write(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                row = conn.execute("SELECT status FROM orders WHERE client_order_id=?", (client_order_id,)).fetchone()
-                if row is not None and _STATUS_RANK.get(row[0], 0) > _STATUS_RANK.get(str(status), 0):
-                    # an order never moves backwards (a late submit reply after its fill event, say)
-                    status_now = row[0]
-                else:
-                    status_now = str(status)
-                conn.execute(
-                    "UPDATE orders SET status=?, updated_ts=?, broker=COALESCE(?, broker),"
-                    " broker_order_id=COALESCE(?, broker_order_id), reason=COALESCE(?, reason),"
-                    " filled_qty=COALESCE(?, filled_qty), filled_avg_price=COALESCE(?, filled_avg_price)"
-                    " WHERE client_order_id=?",
-                    (status_now, ts.isoformat(), broker, broker_order_id, reason, filled_qty,
-                     filled_avg_price, client_order_id),
-                )
+                conn.execute(_UPDATE_ORDER, update)
                 conn.execute(
                     "INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
                     " VALUES (?,?,?,?,?,?)",
-                    (client_order_id, str(status), broker, reason, filled_qty, ts.isoformat()),
+                    event,
                 )
 
         await self.run(_write)
@@ -234,14 +224,14 @@ class Journal:
         """Commit a fill. False when this (broker, fill_id) was already journaled: apply it only once."""
 
         def _write(conn: sqlite3.Connection) -> bool:
-            with _transaction(conn):
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
-                    " side, quantity, price, commission, ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
-                     str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat()),
-                )
-                return cur.rowcount == 1
+            # one statement: its own transaction, committed (and fsync'd with synchronous=FULL) before this returns
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
+                " side, quantity, price, commission, ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
+                 str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat()),
+            )
+            return cur.rowcount == 1
 
         return await self.run(_write)
 
@@ -283,6 +273,27 @@ class Journal:
 
 _STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,
                 "expired": 3, "replaced": 3}
+# An order never moves backwards (a late submit reply after its fill event, say): the stored status stays when
+# its rank is above the new one's. Parameters: the new status's rank, the new status, updated_ts, broker,
+# broker_order_id, reason, filled_qty, filled_avg_price, client_order_id.
+_UPDATE_ORDER = (
+    "UPDATE orders SET status=CASE WHEN (CASE status "
+    + " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in _STATUS_RANK.items())
+    + " ELSE 0 END) > ? THEN status ELSE ? END, updated_ts=?, broker=COALESCE(?, broker),"
+    " broker_order_id=COALESCE(?, broker_order_id), reason=COALESCE(?, reason),"
+    " filled_qty=COALESCE(?, filled_qty), filled_avg_price=COALESCE(?, filled_avg_price)"
+    " WHERE client_order_id=?"
+)
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Execute buffered rows, one executemany per statement. Each statement inserts into its own table, so rows
+    keep their order within a table (the decisions' ids stay causal)."""
+    by_sql: dict[str, list[tuple[Any, ...]]] = {}
+    for sql, params in rows:
+        by_sql.setdefault(sql, []).append(params)
+    for sql, params_list in by_sql.items():
+        conn.executemany(sql, params_list)
 
 
 def _shallow(obj: Any) -> dict[str, Any]:
