@@ -605,7 +605,7 @@ class Daemon:
                 await engine.on_batch(batch)
                 self.services.bars(len(batch))
                 if first:
-                    log.info("bars_flowing", symbols=len(batch), timestamp=batch[0].timestamp.isoformat())
+                    log.info("bars_flowing", symbols=len(batch), bar_time=batch[0].timestamp.isoformat())
                     first = False
                 if engine.batches - last_log >= 200:
                     last_log = engine.batches
@@ -904,12 +904,10 @@ class Services:
 
         if self.settings.metrics.port:
             self.metrics_server = MetricsServer(self.settings.metrics, self.metrics, self.daemon.healthy)
-            self.metrics_port = await self.metrics_server.start()
-            log.info("metrics_listening", host=self.settings.metrics.host, port=self.metrics_port)
+            self.metrics_port = await self.metrics_server.start()  # it logs metrics_listening
         if self.settings.webhook.token is not None and self.settings.webhook.token.get_secret_value():
             self.webhook = WebhookServer(self.settings.webhook, self._submit_external, self.daemon.clock)
-            self.webhook_port = await self.webhook.start()
-            log.info("webhook_listening", host=self.settings.webhook.host, port=self.webhook_port)
+            self.webhook_port = await self.webhook.start()  # it logs webhook_listening
 
     async def _submit_external(self, signal: Any) -> str:
         """Webhook intake: id and journal row first (so a 202 is never lost), then the pipeline's queue."""

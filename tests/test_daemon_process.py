@@ -30,7 +30,7 @@ def test_bars_flow_within_five_seconds_then_sigterm_exits_zero(tmp_path: Path) -
     daemon = DaemonProcess(tmp_path / "state").start()
     try:
         line = daemon.wait_for("bars_flowing", timeout=5.0)
-        assert line["level"] == "info" and "timestamp" in line
+        assert line["level"] == "info" and "timestamp" in line and "bar_time" in line
         daemon.wait_for("daemon_ready", timeout=1.0)
         st = status(daemon.state_dir)
         assert st["running"] is True and st["pid"] == daemon.proc.pid
