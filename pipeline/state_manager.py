@@ -19,7 +19,6 @@ Schema (version 1)::
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import json
 import math
@@ -63,6 +62,16 @@ def default_state() -> State:
         "circuit_breaker": {"consecutive_losses": 0, "open": False, "open_until": None},
         "updated_at": None,
     }
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars): what copy.deepcopy does here, several times
+    faster (a draft is taken for every P&L update)."""
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(v) for v in value]
+    return value
 
 
 def _fail_closed_state(reason: str, since: str | None) -> State:
@@ -348,7 +357,7 @@ class PersistentStateManager:
             self._unwritten = False
 
     def _draft(self) -> State:
-        return copy.deepcopy(self._state)
+        return _copy_json(self._state)
 
     # ------------------------------------------------------------------------------------------ kill switch
 
@@ -471,7 +480,7 @@ class PersistentStateManager:
     def snapshot(self) -> dict[str, Any]:
         """A copy of the state for `status` (effective P&L/breaker, plus path and load_error)."""
         with self._lock:
-            snap = copy.deepcopy(self._state)
+            snap = _copy_json(self._state)
         snap["daily_pnl"] = self.get_daily_pnl()
         snap["circuit_breaker"] = self.get_circuit_breaker_status()
         snap["path"] = str(self.path)
