@@ -76,6 +76,7 @@ from pipeline.ports import (
 
 log = structlog.get_logger("ordergate.alpaca")
 T = TypeVar("T")
+C = TypeVar("C")
 EPS = 1e-9
 OCC_SYMBOL = re.compile(r"^[A-Z]{1,6}\d{6}[CP]\d{8}$")
 MAX_RETRY_AFTER = 60.0
@@ -122,13 +123,15 @@ def validate_alpaca_settings(settings: Settings) -> list[str]:
         if value is None or not value.get_secret_value().strip():
             problems.append(f"alpaca.{field}: {why} (set ORDERGATE_ALPACA__{field.upper()})")
     checks = (("base_url", ("http://", "https://")), ("trading_stream_url", ("ws://", "wss://")),
-              ("data_stream_url", ("ws://", "wss://")))
+              ("data_stream_url", ("ws://", "wss://")), ("data_url", ("http://", "https://")))
     for field, schemes in checks:
         value = getattr(alpaca, field)
         if value is not None and not value.startswith(schemes):
             problems.append(f"alpaca.{field}: must start with {' or '.join(schemes)}, got {value!r}")
-    if alpaca.base_url and alpaca.base_url.rstrip("/").endswith("/v2"):
-        problems.append(f"alpaca.base_url: give the host without /v2 (the SDK adds it), got {alpaca.base_url!r}")
+    for field in ("base_url", "data_url"):
+        value = getattr(alpaca, field)
+        if value and value.rstrip("/").endswith("/v2"):
+            problems.append(f"alpaca.{field}: give the host without /v2 (the SDK adds it), got {value!r}")
     return problems
 
 
@@ -192,10 +195,15 @@ def build_trading_client(settings: AlpacaSettings) -> TradingClient:
         url_override=settings.base_url.rstrip("/") if settings.base_url else None,
     )
     client._retry = 0  # one attempt; our router retries with backoff (the SDK would sleep 3 s x 3 in a thread)
-    timeout = settings.request_timeout_seconds
+    return with_request_timeout(client, settings.request_timeout_seconds)
+
+
+
+def with_request_timeout(client: C, timeout: float) -> C:
+    """Mount a (connect, read) timeout on an alpaca-py REST client's requests session."""
     adapter = _TimeoutAdapter((min(5.0, timeout), timeout))
-    client._session.mount("http://", adapter)
-    client._session.mount("https://", adapter)
+    client._session.mount("http://", adapter)  # type: ignore[attr-defined]
+    client._session.mount("https://", adapter)  # type: ignore[attr-defined]
     return client
 
 

@@ -5,7 +5,12 @@ fresh stream with backoff if the task ends or dies (the SDK itself reconnects af
 Bars arrive one frame at a time per symbol; they are batched per bar timestamp and a batch is released when
 every ticker has reported, when a later timestamp arrives, or `batch_window_seconds` after its first bar.
 A bar at or before the last one released for its symbol (a replay after a reconnect) is dropped.
-Bars missed while disconnected are not backfilled here.
+
+History comes from the REST data API (`StockHistoricalDataClient.get_stock_bars`, in a thread, with a timeout on
+every request): `warm_up(start)` returns the minute bars before the daemon started, for the strategy's
+indicators; and on every (re)connect after bars have been released, the minutes missed since the last one are
+fetched and released before any live bar that arrived meanwhile (held back until then), so a dropped data
+socket leaves no gap in the clouds.
 """
 
 from __future__ import annotations
@@ -13,25 +18,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from alpaca.data.enums import DataFeed
+from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.data.live.stock import StockDataStream
+from alpaca.data.requests import StockBarsRequest
+from alpaca.data.timeframe import TimeFrame
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
-from adapters.alpaca import _secret, supervise_stream
+from adapters.alpaca import _secret, supervise_stream, with_request_timeout
 from config.settings import AlpacaSettings
 from pipeline.clock import Clock
 from pipeline.models import Bar
 
 log = structlog.get_logger("ordergate.alpaca_data")
 
-
+MINUTE = timedelta(minutes=1)
+BACKFILL_MAX = timedelta(days=4)  # a longer outage resumes from the last 4 days (a long weekend)
+HISTORY_ATTEMPTS = 3
 
 
 def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _to_bar(raw: Any) -> Bar | None:
+    """Our 1m Bar from an alpaca-py bar (stream or REST), None when it is malformed."""
+    try:
+        return Bar(symbol=raw.symbol, timestamp=_utc(raw.timestamp), open=float(raw.open), high=float(raw.high),
+                   low=float(raw.low), close=float(raw.close), volume=float(raw.volume), timeframe="1m")
+    except (AttributeError, TypeError, ValueError):
+        log.warning("alpaca_bar_malformed", bar=repr(raw)[:200])
+        return None
+
+
+def _batched(bars: list[Bar]) -> list[list[Bar]]:
+    """Bars grouped per timestamp, in time order (symbols sorted within a batch)."""
+    by_ts: dict[datetime, list[Bar]] = {}
+    for bar in sorted(bars, key=lambda b: (b.timestamp, b.symbol)):
+        by_ts.setdefault(bar.timestamp, []).append(bar)
+    return list(by_ts.values())
 
 
 class _ObservedDataStream(StockDataStream):
@@ -80,8 +109,12 @@ class AlpacaBarFeed:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._connected = False
+        self._history: StockHistoricalDataClient | None = None
+        self._holding: list[Bar] | None = None  # live bars held back while a gap is backfilled
+        self._backfill_task: asyncio.Task[None] | None = None
         self.connects = 0
         self.bars_received = 0
+        self.bars_backfilled = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -104,10 +137,11 @@ class AlpacaBarFeed:
         if stream is not None:
             with contextlib.suppress(Exception):
                 await stream.stop_ws()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for running in (task, self._backfill_task):
+            if running is not None:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await running
         if stream is not None:
             with contextlib.suppress(Exception):
                 await stream.close()
@@ -124,6 +158,9 @@ class AlpacaBarFeed:
         if value and not self._connected:
             self.connects += 1
             log.info("alpaca_bars_connected", tickers=len(self.tickers), connects=self.connects)
+            if self._last_released and self._holding is None and not self._closing:
+                self._holding = []
+                self._backfill_task = asyncio.get_running_loop().create_task(self._backfill(), name="alpaca-backfill")
         elif not value and self._connected:
             log.warning("alpaca_bars_disconnected")
         self._connected = value
@@ -142,22 +179,89 @@ class AlpacaBarFeed:
         await supervise_stream(self, self._make_stream, lambda: self._set_connected(False), self.stream_backoff,
                                "alpaca_bars_stream")
 
+    # -- history ----------------------------------------------------------------------------------------
+    async def warm_up(self, start: datetime) -> list[list[Bar]]:
+        """The minute bars from `start` to now, batched per timestamp in time order, for the indicators; live
+        bars continue after them. [] (logged) when the data API cannot be reached: the strategy then warms up
+        on live bars."""
+        end = self.clock.now()
+        try:
+            bars = await self._fetch(start, end)
+        except Exception as exc:
+            log.warning("alpaca_warm_up_failed", start=start.isoformat(), error=str(exc)[:300])
+            return []
+        for bar in bars:
+            self._last_released[bar.symbol] = bar.timestamp  # sorted by time: the last one stays
+        log.info("alpaca_warm_up", bars=len(bars), start=start.isoformat(), end=end.isoformat())
+        return _batched(bars)
+
+    async def _backfill(self) -> None:
+        """After a (re)connect: release the minutes missed since the last released bar, then the live bars held
+        back meanwhile."""
+        end = self.clock.now()
+        start = max(min(self._last_released.values()) + MINUTE, end - BACKFILL_MAX)
+        try:
+            bars = await self._fetch(start, end)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("alpaca_backfill_failed", start=start.isoformat(), end=end.isoformat(), error=str(exc)[:300])
+            bars = []
+        else:
+            log.info("alpaca_backfill", bars=len(bars), start=start.isoformat(), end=end.isoformat())
+        for bar in bars:
+            if await self._add(bar):
+                self.bars_backfilled += 1
+        held, self._holding = self._holding or [], None
+        for bar in held:
+            await self._add(bar)
+
+    async def _fetch(self, start: datetime, end: datetime) -> list[Bar]:
+        """Minute bars of every ticker in [start, end] from the REST data API (retried on any failure)."""
+        if end < start:
+            return []
+        request = StockBarsRequest(symbol_or_symbols=self.tickers, timeframe=TimeFrame.Minute, start=start, end=end,
+                                   feed=DataFeed(self.settings.feed))
+        client = self._history_client()
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(HISTORY_ATTEMPTS), reraise=True,
+                                           wait=wait_exponential(multiplier=self.stream_backoff[0],
+                                                                 max=self.stream_backoff[1])):
+            with attempt:
+                barset = await asyncio.to_thread(client.get_stock_bars, request)
+        bars = [bar for rows in barset.data.values() for raw in rows if (bar := _to_bar(raw)) is not None]  # type: ignore[union-attr]
+        bars.sort(key=lambda b: (b.timestamp, b.symbol))
+        return bars
+
+    def _history_client(self) -> StockHistoricalDataClient:
+        if self._history is None:
+            client = StockHistoricalDataClient(
+                _secret(self.settings.api_key), _secret(self.settings.secret_key),
+                url_override=self.settings.data_url.rstrip("/") if self.settings.data_url else None,
+            )
+            client._retry = 0  # our own retry loop (the SDK's sleeps 3 s x 3 in the thread)
+            self._history = with_request_timeout(client, self.settings.request_timeout_seconds)
+        return self._history
+
     # -- batching ---------------------------------------------------------------------------------------
     async def _on_bar(self, raw: Any) -> None:
-        try:
-            bar = Bar(symbol=raw.symbol, timestamp=_utc(raw.timestamp), open=float(raw.open), high=float(raw.high),
-                      low=float(raw.low), close=float(raw.close), volume=float(raw.volume), timeframe="1m")
-        except (AttributeError, TypeError, ValueError):
-            log.warning("alpaca_bar_malformed", bar=repr(raw)[:200])
-            return
-        await self.add_bar(bar)
+        bar = _to_bar(raw)
+        if bar is not None:
+            await self.add_bar(bar)
 
     async def add_bar(self, bar: Bar) -> None:
-        """Buffer one bar; release whatever batches are complete."""
+        """Buffer one live bar (held back while a gap is being backfilled); release whatever batches are
+        complete."""
+        if self._holding is not None:
+            self._holding.append(bar)
+            return
+        await self._add(bar)
+
+    async def _add(self, bar: Bar) -> bool:
+        """Buffer one bar unless it is at or before the last released for its symbol; True when buffered."""
         last = self._last_released.get(bar.symbol)
         if last is not None and bar.timestamp <= last:
             log.debug("alpaca_bar_stale", symbol=bar.symbol, ts=bar.timestamp.isoformat())
-            return
+            return False
         self.bars_received += 1
         older = [t for t in self._pending if t < bar.timestamp]
         if older:
@@ -169,6 +273,7 @@ class AlpacaBarFeed:
         elif bar.timestamp not in self._timers:
             loop = asyncio.get_running_loop()
             self._timers[bar.timestamp] = loop.call_later(self.batch_window, self._release_later, bar.timestamp)
+        return True
 
     def _release_later(self, ts: datetime) -> None:
         self._timers.pop(ts, None)

@@ -372,6 +372,10 @@ class ReplayFeed:
     def bars_read(self) -> int:
         return self._get_reader().bars_read
 
+    async def warm_up(self, start: datetime) -> list[list[Bar]]:
+        """Nothing: a replay starts at the file's first bar."""
+        return []
+
     async def batches(self) -> AsyncIterator[list[Bar]]:
         """Yield each time step's bars; pace between batches (0 = as fast as possible)."""
         reader = self._get_reader()

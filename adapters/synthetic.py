@@ -179,6 +179,10 @@ class SyntheticFeed:
         for ts, raw in _raw_stream(self.tickers, self.sessions, self.seed):
             yield _to_bars(ts, raw)
 
+    async def warm_up(self, start: datetime) -> list[list[Bar]]:
+        """Nothing: the synthetic sessions start with the first bar."""
+        return []
+
     async def batches(self) -> AsyncIterator[list[Bar]]:
         """Yield each minute's bars (all tickers); pace between batches (0 = as fast as possible)."""
         delay = 1.0 / self.pace_bars_per_s if self.pace_bars_per_s > 0 else 0.0

@@ -159,6 +159,7 @@ class AlpacaSettings(_Section):
     base_url: str | None = None
     trading_stream_url: str | None = None
     data_stream_url: str | None = None
+    data_url: str | None = None  # historical bars REST (warm-up, gap backfill); None = Alpaca's data API
     feed: Literal["iex", "sip"] = "iex"
     requests_per_minute: int = Field(200, ge=1)
     request_timeout_seconds: float = Field(10.0, gt=0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal as os_signal
 from datetime import date
@@ -37,6 +38,8 @@ from pipeline.state_manager import PersistentStateManager
 from pipeline.trade_journal import TradeJournalWriter
 
 log = structlog.get_logger("ordergate.daemon")
+SESSION_MINUTES = 390
+WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
 
 
 def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) -> Broker:
@@ -599,6 +602,11 @@ class Daemon:
         first = True
         last_log = 0
         try:
+            if not self.clock.simulated:
+                try:
+                    await self._warm_up(feed)
+                except Exception:  # the strategy then warms up on live bars
+                    log.exception("warm_up_failed")
             async for batch in feed.batches():
                 if self._stop.is_set():
                     break
@@ -619,6 +627,19 @@ class Daemon:
         self.feed_done = True
         log.info("feed_finished", batches=engine.batches, bars=engine.bars, signals=engine.signals,
                  entries=engine.entries, exits=engine.exits)
+
+    async def _warm_up(self, feed: MarketDataFeed) -> None:
+        """A live feed's history before now goes through the strategy's clouds (no signals, no exits), so it
+        can trade from the first live bar instead of after warmup_bars bars of its largest timeframe."""
+        strategy = self.core.strategy
+        sessions = min(WARM_UP_MAX_SESSIONS, math.ceil(strategy.warm_up_minutes() / SESSION_MINUTES) + 1)
+        start = self.core.calendar.open_sessions_back(self.clock.now(), sessions)
+        batches = await feed.warm_up(start)
+        for batch in batches:
+            self.core.engine.warm_up(batch)
+        warm = sum(strategy.is_warm(s, tf) for s in self.settings.data.tickers for tf in strategy.timeframes)
+        log.info("strategy_warmed_up", batches=len(batches), start=start.isoformat(), sessions=sessions,
+                 warm=warm, of=len(self.settings.data.tickers) * len(strategy.timeframes))
 
     async def _housekeeping(self) -> None:
         interval = self.settings.reconcile.interval_seconds

@@ -64,6 +64,23 @@ class MarketCalendar:
                 return session[0]
         raise ValueError(f"no NYSE session within 15 days of {ts.isoformat()}")
 
+    def open_sessions_back(self, ts: datetime, sessions: int) -> datetime:
+        """The open of the `sessions`-th session counting back from `ts` (1: the latest session opened at or
+        before `ts`)."""
+        day = ts.astimezone(NEW_YORK).date()
+        found: datetime | None = None
+        for offset in range(0, sessions * 2 + 15):
+            session = self.session(day - timedelta(days=offset))
+            if session is None or session[0] > ts:
+                continue
+            found = session[0]
+            sessions -= 1
+            if sessions <= 0:
+                return found
+        if found is None:
+            raise ValueError(f"no NYSE session before {ts.isoformat()}")
+        return found
+
     def trading_day(self, ts: datetime) -> date:
         """The New York calendar day of `ts` (the key for daily P&L and rollover)."""
         return ts.astimezone(NEW_YORK).date()

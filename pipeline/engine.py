@@ -73,6 +73,16 @@ class TradingEngine:
         if self.batches % 1_000 == 0:
             self.prune()
 
+    def warm_up(self, batch: list[Bar]) -> None:
+        """History from before the daemon started: it feeds the strategy's clouds and the price history of the
+        correlation/VaR checks only. No signal, no exit, no fill comes of it (those prices are gone)."""
+        prices = self.orchestrator.prices
+        strategy = self.strategy
+        for bar in batch:
+            prices.update(bar.symbol, bar.close)
+            if strategy is not None:
+                strategy.on_bar(bar)  # type: ignore[attr-defined]
+
     def prune(self) -> None:
         """Bounded memory in long runs: finished orders are forgotten by the lifecycle and in-memory brokers."""
         self.lifecycle.prune(keep=2_000)

@@ -78,6 +78,11 @@ class Broker(Protocol):
 class MarketDataFeed(Protocol):
     """A source of bars. Yields lists of bars that share one timestamp (one list per time step)."""
 
+    async def warm_up(self, start: datetime) -> list[list[Bar]]:
+        """Bars from `start` up to the first batch `batches()` will yield, for the indicators only (a live feed's
+        history before the daemon started); [] for a feed that starts at the beginning of its data."""
+        ...
+
     def batches(self) -> AsyncIterator[list[Bar]]: ...
 
     async def close(self) -> None: ...

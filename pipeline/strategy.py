@@ -587,6 +587,10 @@ class EmaCloudStrategy:
         """True once signals can be emitted for (symbol, timeframe)."""
         return self.bars_seen(symbol, timeframe) > self.warmup_bars
 
+    def warm_up_minutes(self) -> int:
+        """Minutes of trading (1m bars) that complete enough bars of every timeframe to emit signals."""
+        return max(TIMEFRAME_SECONDS[tf] for tf in self.timeframes) // 60 * (self.warmup_bars + 2)
+
 
 def _tail(items: deque, n: int) -> list:
     size = len(items)

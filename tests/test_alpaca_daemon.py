@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -360,3 +361,47 @@ async def test_partial_fill_before_restart_is_not_counted_twice(tmp_path: Path, 
         assert _held(core, "MSFT") == qty  # not qty + 40
     finally:
         await core.stop()
+
+
+async def test_ordergate_run_warms_the_strategy_from_history_without_trading(tmp_path: Path, fake: FakeAlpaca) -> None:
+    """At start, the minute bars of the sessions before now come from the data API and warm the clouds: the
+    daemon can signal on its first live bar, and the history itself never trades."""
+    from pipeline.calendar import default_calendar
+
+    calendar = default_calendar()
+    now = datetime.now(UTC)
+    start = calendar.open_sessions_back(now, 2)  # the default 5m timeframe needs 52 x 5 minutes: 2 sessions
+    bars = 0
+    day = start
+    while day <= now:
+        session = calendar.session_for(day)
+        if session is not None:
+            minute = session[0]
+            while minute < min(session[1], now - timedelta(minutes=1)):
+                price = 100.0 + 3.0 * ((bars // 40) % 2) + 0.01 * (bars % 40)  # a zig-zag: the clouds cross
+                fake.add_history("AAPL", minute, price, price + 0.2, price - 0.2, price + 0.05, 1000)
+                bars += 1
+                minute += timedelta(minutes=1)
+        day += timedelta(days=1)
+    assert bars >= 390
+    state_dir = tmp_path / "state"
+    env = base_env(state_dir, **fake.env(tickers=["AAPL"]), ORDERGATE_ALPACA__REQUEST_TIMEOUT_SECONDS="5")
+    daemon = DaemonProcess(state_dir, env=env).start()
+    try:
+        line = await asyncio.to_thread(daemon.wait_for, "strategy_warmed_up", 45.0)
+        assert (line["batches"], line["warm"], line["of"], line["sessions"]) == (bars, 1, 1, 2)
+        assert datetime.fromisoformat(line["start"]) == start
+        warm_up_request = fake.history_requests()[0]
+        assert warm_up_request.query["symbols"] == "AAPL"
+        await fake.wait_for(lambda: "AAPL" in fake.data_subscriptions, timeout=15)
+        # the first connect after the warm-up asks for the minutes since its last bar (none here)
+        await fake.wait_for(lambda: len(fake.history_requests()) == 2, timeout=15)
+        await asyncio.sleep(0.5)
+        assert fake.submits() == []
+        st = await _status(state_dir, env)
+        assert st["positions"] == []
+    finally:
+        code = await asyncio.to_thread(daemon.stop)
+    assert code == 0, daemon.text()[-3000:]
+    with sqlite3.connect(state_dir / "journal.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM signals").fetchone()[0] == 0

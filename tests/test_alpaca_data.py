@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adapters.alpaca_data import AlpacaBarFeed
-from pipeline.clock import LiveClock
+from pipeline.clock import LiveClock, SimulatedClock
 from pipeline.models import Bar
 from pipeline.ports import MarketDataFeed
 from tests.fakes.alpaca_server import FakeAlpaca
@@ -91,3 +91,71 @@ async def test_reconnect_after_drop_and_stale_bars_dropped(fake: FakeAlpaca) -> 
 async def test_empty_tickers_rejected(fake: FakeAlpaca) -> None:
     with pytest.raises(ValueError, match="tickers"):
         AlpacaBarFeed(fake.alpaca_settings(), [" "], LiveClock())
+
+
+# -- history: warm-up at start, backfill after a dropped data socket ---------------------------------------------
+def _history(fake: FakeAlpaca, symbols: list[str], minutes: range) -> None:
+    for m in minutes:
+        for k, symbol in enumerate(symbols):
+            price = 100.0 + k * 10 + m * 0.1
+            fake.add_history(symbol, T0 + timedelta(minutes=m), price, price + 0.5, price - 0.5, price + 0.2, 100 + m)
+
+
+async def test_warm_up_returns_history_in_time_order_across_pages(fake: FakeAlpaca) -> None:
+    _history(fake, ["AAPL", "MSFT"], range(0, 7))
+    fake.history_page_size = 3  # 12 bars in the window: four pages, each by symbol then time
+    fake.history_fail = 1  # and a 500 first: retried
+    clock = SimulatedClock(T0 + timedelta(minutes=30))
+    feed = AlpacaBarFeed(fake.alpaca_settings(), ["AAPL", "MSFT"], clock, batch_window_seconds=0.3,
+                         stream_backoff=(0.05, 0.3))
+    try:
+        batches = await feed.warm_up(T0 + timedelta(minutes=1))
+        assert [[b.symbol for b in batch] for batch in batches] == [["AAPL", "MSFT"]] * 6
+        assert [batch[0].timestamp for batch in batches] == [T0 + timedelta(minutes=m) for m in range(1, 7)]
+        first = batches[0][0]
+        assert (first.open, first.close, first.volume, first.timeframe) == (100.1, 100.3, 101.0, "1m")
+        requests = fake.history_requests()
+        assert len(requests) == 5  # the failed one, then four pages
+        assert requests[-1].query["symbols"] == "AAPL,MSFT" and requests[-1].query["timeframe"] == "1Min"
+        assert requests[-1].query["feed"] == "iex"
+    finally:
+        await feed.close()
+
+
+async def test_warm_up_that_cannot_reach_the_data_api_returns_nothing(fake: FakeAlpaca) -> None:
+    _history(fake, ["AAPL"], range(0, 3))
+    fake.history_fail = 10
+    feed = AlpacaBarFeed(fake.alpaca_settings(), ["AAPL"], SimulatedClock(T0 + timedelta(minutes=5)),
+                         stream_backoff=(0.01, 0.05))
+    try:
+        assert await feed.warm_up(T0) == []
+        assert len(fake.history_requests()) == 3  # every attempt made
+    finally:
+        await feed.close()
+
+
+async def test_minutes_missed_while_the_data_socket_was_down_are_backfilled_in_order(fake: FakeAlpaca) -> None:
+    clock = SimulatedClock(T0 + timedelta(minutes=10))
+    feed = AlpacaBarFeed(fake.alpaca_settings(), ["AAPL"], clock, batch_window_seconds=0.3,
+                         stream_backoff=(0.05, 0.3))
+    c = Collector(feed)
+    try:
+        await fake.wait_for(lambda: "AAPL" in fake.data_subscriptions and len(fake.data_sockets) == 1)
+        assert fake.history_requests() == []  # nothing released yet: no gap to fill
+        await fake.push_bar("AAPL", T0, 1, 2, 0.5, 1.5, 10)
+        await fake.wait_for(lambda: len(c.batches) == 1)
+        _history(fake, ["AAPL"], range(0, 3))  # T0 (already released), then the two minutes missed
+        fake.history_fail = 1
+        fake.history_delay = 0.3  # the live bar below arrives while the backfill is still running
+        fake.drop_data_stream()
+        await fake.wait_for(lambda: fake.data_stream_connects == 2 and len(fake.data_sockets) == 1)
+        await fake.wait_for(lambda: "AAPL" in fake.data_subscriptions)
+        await fake.push_bar("AAPL", T0 + timedelta(minutes=3), 3, 4, 2.5, 3.5, 30)
+        await fake.wait_for(lambda: len(c.batches) == 4)
+        assert [b[0].timestamp for b in c.batches] == [T0 + timedelta(minutes=m) for m in range(4)]
+        assert [b[0].close for b in c.batches] == [1.5, 100.3, 100.4, 3.5]
+        assert feed.bars_backfilled == 2
+        (request, *_) = fake.history_requests()
+        assert datetime.fromisoformat(request.query["start"].replace("Z", "+00:00")) == T0 + timedelta(minutes=1)
+    finally:
+        await c.stop()

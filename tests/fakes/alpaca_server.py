@@ -102,6 +102,10 @@ class FakeAlpaca:
         self.trade_sockets: set[web.WebSocketResponse] = set()
         self.data_sockets: set[web.WebSocketResponse] = set()
         self.data_subscriptions: set[str] = set()
+        self.history: list[dict[str, Any]] = []  # minute bars served by GET /v2/stocks/bars (S, t, o, h, l, c, v)
+        self.history_fail = 0  # answer that many history requests with a 500
+        self.history_page_size = 10_000  # bars per page at most (the SDK asks for 10 000)
+        self.history_delay = 0.0  # seconds before a history page is answered
         self.trade_stream_connects = 0
         self.data_stream_connects = 0
         self.block_trade_stream = False
@@ -127,6 +131,7 @@ class FakeAlpaca:
         app.router.add_delete("/v2/positions", self._close_all)
         app.router.add_delete("/v2/positions/{symbol}", self._close_one)
         app.router.add_get("/stream", self._trade_ws)
+        app.router.add_get("/v2/stocks/bars", self._history_bars)
         app.router.add_get("/v2/{feed}", self._data_ws)
         app.middlewares.append(self._record_and_auth)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
@@ -172,7 +177,7 @@ class FakeAlpaca:
         values: dict[str, Any] = {
             "api_key": self.api_key, "secret_key": self.secret_key, "paper": True, "base_url": self.base_url,
             "trading_stream_url": self.trading_stream_url, "data_stream_url": self.data_stream_url("iex"),
-            "feed": "iex",
+            "data_url": self.base_url, "feed": "iex",
         }
         values.update(overrides)
         return AlpacaSettings(**values)
@@ -187,6 +192,7 @@ class FakeAlpaca:
             "ORDERGATE_ALPACA__BASE_URL": self.base_url,
             "ORDERGATE_ALPACA__TRADING_STREAM_URL": self.trading_stream_url,
             "ORDERGATE_ALPACA__DATA_STREAM_URL": self.data_stream_url("iex"),
+            "ORDERGATE_ALPACA__DATA_URL": self.base_url,
         }
 
     # -- scripting ------------------------------------------------------------------------------------
@@ -264,6 +270,13 @@ class FakeAlpaca:
 
     def allow_trade_stream(self) -> None:
         self.block_trade_stream = False
+
+    def add_history(self, symbol: str, ts: datetime, o: float, h: float, low: float, c: float, v: float) -> None:
+        """A minute bar the historical bars endpoint serves."""
+        self.history.append({"S": symbol, "t": ts, "o": o, "h": h, "l": low, "c": c, "v": v})
+
+    def history_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == "/v2/stocks/bars"]
 
     def drop_data_stream(self) -> None:
         for ws in list(self.data_sockets):
@@ -406,6 +419,31 @@ class FakeAlpaca:
         if remaining > 1e-9:
             await asyncio.sleep(script.delay)
             await self.fill(order["client_order_id"], remaining, script.price)
+
+    async def _history_bars(self, request: web.Request) -> web.Response:
+        """Historical bars as the data API pages them: by symbol then time, `limit` a page, a next_page_token."""
+        if self.history_delay:
+            await asyncio.sleep(self.history_delay)
+        if self.history_fail > 0:
+            self.history_fail -= 1
+            return _error(500, 50010000, "internal server error")
+        q = request.query
+        if q.get("timeframe") != "1Min":
+            return _error(422, 42210000, f"unsupported timeframe {q.get('timeframe')!r}")
+        symbols = set(q.get("symbols", "").split(","))
+        start = _parse_ts(q["start"]) if "start" in q else datetime.min.replace(tzinfo=UTC)
+        end = _parse_ts(q["end"]) if "end" in q else datetime.max.replace(tzinfo=UTC)
+        rows = sorted((b for b in self.history if b["S"] in symbols and start <= b["t"] <= end),
+                      key=lambda b: (b["S"], b["t"]))
+        offset = int(q.get("page_token") or 0)
+        limit = min(int(q.get("limit") or 1000), self.history_page_size)
+        page = rows[offset:offset + limit]
+        bars: dict[str, list[dict[str, Any]]] = {}
+        for b in page:
+            bars.setdefault(b["S"], []).append({"t": _iso(b["t"]), "o": b["o"], "h": b["h"], "l": b["l"],
+                                                 "c": b["c"], "v": b["v"], "n": 10, "vw": b["c"]})
+        token = str(offset + limit) if offset + limit < len(rows) else None
+        return web.json_response({"bars": bars, "next_page_token": token})
 
     async def _list_orders(self, request: web.Request) -> web.Response:
         q = request.query
