@@ -7,6 +7,7 @@ same format. Any key whose name contains token / secret / api_key / password (at
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Mapping
@@ -23,9 +24,15 @@ _HANDLER_MARK = "_ordergate_handler"
 _MAX_DEPTH = 6
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(name: str) -> bool:
+    lowered = name.lower()
+    return any(marker in lowered for marker in SECRET_MARKERS)
+
+
 def _is_secret_key(key: object) -> bool:
-    name = str(key).lower()
-    return any(marker in name for marker in SECRET_MARKERS)
+    """True for a key naming a secret (answers cached: log lines repeat the same keys)."""
+    return _is_secret_name(key if isinstance(key, str) else str(key))
 
 
 def _mask_value(value: Any, depth: int) -> Any:
