@@ -217,7 +217,8 @@ class AlpacaBarFeed:
             await self._add(bar)
 
     async def _fetch(self, start: datetime, end: datetime) -> list[Bar]:
-        """Minute bars of every ticker in [start, end] from the REST data API (retried on any failure)."""
+        """Closed minute bars of every ticker in [start, end] from the REST data API (retried on any failure); the
+        bar of a minute not over by `end` is left to the live stream."""
         if end < start:
             return []
         request = StockBarsRequest(symbol_or_symbols=self.tickers, timeframe=TimeFrame.Minute, start=start, end=end,
@@ -228,7 +229,8 @@ class AlpacaBarFeed:
                                                                  max=self.stream_backoff[1])):
             with attempt:
                 barset = await asyncio.to_thread(client.get_stock_bars, request)
-        bars = [bar for rows in barset.data.values() for raw in rows if (bar := _to_bar(raw)) is not None]  # type: ignore[union-attr]
+        bars = [bar for rows in barset.data.values() for raw in rows  # type: ignore[union-attr]
+                if (bar := _to_bar(raw)) is not None and bar.timestamp + MINUTE <= end]  # a minute still open waits
         bars.sort(key=lambda b: (b.timestamp, b.symbol))
         return bars
 

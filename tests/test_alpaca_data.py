@@ -103,7 +103,8 @@ def _history(fake: FakeAlpaca, symbols: list[str], minutes: range) -> None:
 
 async def test_warm_up_returns_history_in_time_order_across_pages(fake: FakeAlpaca) -> None:
     _history(fake, ["AAPL", "MSFT"], range(0, 7))
-    fake.history_page_size = 3  # 12 bars in the window: four pages, each by symbol then time
+    fake.add_history("AAPL", T0 + timedelta(minutes=30), 1, 1, 1, 1, 1)  # the minute now under way: not closed
+    fake.history_page_size = 3  # 13 bars in the window: five pages, each by symbol then time
     fake.history_fail = 1  # and a 500 first: retried
     clock = SimulatedClock(T0 + timedelta(minutes=30))
     feed = AlpacaBarFeed(fake.alpaca_settings(), ["AAPL", "MSFT"], clock, batch_window_seconds=0.3,
@@ -115,7 +116,7 @@ async def test_warm_up_returns_history_in_time_order_across_pages(fake: FakeAlpa
         first = batches[0][0]
         assert (first.open, first.close, first.volume, first.timeframe) == (100.1, 100.3, 101.0, "1m")
         requests = fake.history_requests()
-        assert len(requests) == 5  # the failed one, then four pages
+        assert len(requests) == 6  # the failed one, then five pages
         assert requests[-1].query["symbols"] == "AAPL,MSFT" and requests[-1].query["timeframe"] == "1Min"
         assert requests[-1].query["feed"] == "iex"
     finally:
