@@ -35,3 +35,11 @@ def test_bad_urls_named() -> None:
         "trading_stream_url": "https://x/stream"})
     problems = validate_alpaca_settings(bad)
     assert [p.split(":")[0] for p in problems] == ["alpaca.trading_stream_url", "alpaca.base_url"]
+
+
+def test_bad_data_url_named() -> None:
+    for url, why in (("wss://data.alpaca.markets", "must start with http:// or https://"),
+                     ("https://data.alpaca.markets/v2", "without /v2")):
+        bad = _settings(data={"source": "alpaca"}, alpaca={"api_key": "k", "secret_key": "s", "data_url": url})
+        (problem,) = validate_alpaca_settings(bad)
+        assert problem.startswith("alpaca.data_url:") and why in problem and url in problem
