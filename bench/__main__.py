@@ -45,7 +45,7 @@ def _child_replay(n_tickers: int, n_bars: int, journal: bool) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-async def _latency(n: int, rounds: int) -> dict[str, Any]:
+async def _latency(n: int, rounds: int, fsync: bool = True) -> dict[str, Any]:
     from bench.latency import queue_hop_floor, signal_to_order, summarize
 
     per_round: list[dict[str, float]] = []
@@ -53,7 +53,7 @@ async def _latency(n: int, rounds: int) -> dict[str, Any]:
     rejected: dict[str, int] = {}
     for index in range(rounds):
         floor = await queue_hop_floor(5000)
-        result = await signal_to_order(n // rounds + (1 if index < n % rounds else 0))
+        result = await signal_to_order(n // rounds + (1 if index < n % rounds else 0), fsync)
         per_round.append(summarize(result["samples"], floor))
         decide.extend(result["decide"])
         for k, v in result["rejected"].items():
@@ -80,6 +80,11 @@ def measure() -> dict[str, Any]:
         "signals_measured": lat["count"], "signals_not_approved": lat["rejected"],
     })
     _progress("signal -> order", started)
+    # diagnostic, no target: the same path with the journal's commits not fsync'd, to show the fsync's share
+    nofsync = run(lambda: _latency(size["signals"] // 4, 1, fsync=False))
+    figures.update({"signal_to_order_nofsync_p50_us": nofsync["p50_us"],
+                    "signal_to_order_nofsync_p50_hops": nofsync["p50_hops"]})
+    _progress("signal -> order without fsync", started)
 
     big = _child_replay(size["tickers"], size["bars"], journal=True)
     figures.update({
@@ -138,6 +143,8 @@ def table(f: dict[str, Any]) -> str:
         ("  signal->order p99.9", f"{f['signal_to_order_p999_us']:.1f} µs", "",
          f"{f['signal_to_order_p999_hops']:.1f} hops", "", ""),
         ("  (inside process_signal p50)", f"{f['signal_decide_p50_us']:.1f} µs", "", "", "", ""),
+        ("  (journal not fsync'd, p50)", f"{f['signal_to_order_nofsync_p50_us']:.1f} µs", "",
+         f"{f['signal_to_order_nofsync_p50_hops']:.1f} hops", "", ""),
         ("2 replay throughput", f"{f['replay_median_chunk_bars_per_s']:,.0f} bars/s",
          f"{f['replay_floor_bars_per_s']:,.0f} bars/s EMA loop", f"{f['replay_floor_ratio']:.4f}x", ">= 0.15x",
          ok("replay_floor_ratio")),

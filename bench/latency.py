@@ -53,11 +53,12 @@ def _ticker(i: int) -> str:
     return "Z" + out
 
 
-async def signal_to_order(n: int, synchronous: str = "FULL") -> dict[str, Any]:
+async def signal_to_order(n: int, fsync: bool = True) -> dict[str, Any]:
     """Latencies (µs) of n signals through the orchestrator to the paper broker's submit_order.
 
     Also `decide`: the part spent inside `process_signal` (the rest is the router's task: journal the
-    intent with its fsync, then call the broker).
+    intent with its fsync, then call the broker). `fsync=False` (a diagnostic only) keeps everything else, the
+    journal's thread included, and turns the commits' fsync off (PRAGMA synchronous=OFF).
     """
     from daemon.app import Core
     from pipeline.clock import SimulatedClock
@@ -66,13 +67,15 @@ async def signal_to_order(n: int, synchronous: str = "FULL") -> dict[str, Any]:
     start = datetime.fromisoformat(SESSION_ISO)
     with tempfile.TemporaryDirectory(prefix="ordergate-bench-") as tmp:
         settings = bench_settings(
-            Path(tmp), paper={"initial_cash": 1e9}, journal={"enabled": True, "synchronous": synchronous},
+            Path(tmp), paper={"initial_cash": 1e9}, journal={"enabled": True, "synchronous": "FULL"},
             executor={"max_concurrent_positions": 10_000, "max_single_stock_exposure": 0.01},
             pipeline={"retry_backoff_base": 0.0},
         )
         core = Core(settings, SimulatedClock(start))
         core.state.deactivate_kill_switch()
         await core.start()
+        if not fsync and core.journal is not None:
+            await core.journal.run(lambda conn: conn.execute("PRAGMA synchronous=OFF"))
         paper = core.brokers["paper"]
         entered: list[int] = []
         original = paper.submit_order
