@@ -300,7 +300,8 @@ class OrderRouter:
 
     async def _lookup(self, name: str, client_order_id: str) -> OrderResult | None:
         try:
-            return await asyncio.wait_for(self.brokers[name].get_order_by_client_id(client_order_id), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await self.brokers[name].get_order_by_client_id(client_order_id)
         except (TimeoutError, RetryableBrokerError):
             raise RetryableBrokerError(f"lookup of {client_order_id} at {name} failed", ambiguous=True) from None
 
@@ -345,7 +346,8 @@ class OrderRouter:
                 health.record_success()
                 return existing
         try:
-            result = await asyncio.wait_for(broker.submit_order(intent), self.timeout)
+            async with asyncio.timeout(self.timeout):  # in this task: no task per send (asyncio.wait_for makes one)
+                result = await broker.submit_order(intent)
         except TimeoutError:
             attempts.ambiguous = attempts.reached_broker = True
             attempts.errors.append("timeout")
