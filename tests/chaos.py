@@ -72,6 +72,7 @@ async def drive(state_dir: Path) -> None:
     await core.start()
     print("ready", flush=True)
     step = timedelta(minutes=1)
+    timeframe = core.strategy.timeframes[-1]
     while True:
         feed = SyntheticFeed(TICKERS, None, core.calendar, seed=7 + epoch, days=DAYS,
                              start=DEFAULT_START + timedelta(weeks=epoch), pace_bars_per_s=0)
@@ -84,7 +85,8 @@ async def drive(state_dir: Path) -> None:
                     core.strategy.on_bar(bar)
                 continue
             await core.engine.on_batch(batch)
-            await asyncio.sleep(PACE_S)
+            if core.strategy.is_warm(TICKERS[0], timeframe):  # no pacing while nothing can trade yet: the kills
+                await asyncio.sleep(PACE_S)  # land in trading, also on a loaded machine
             if index % 25 == 0:
                 progress.write_text(f"{epoch} {index}")
         await core.settle()
