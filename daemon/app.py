@@ -120,6 +120,7 @@ class Core:
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
             router=self.router, journal=self.journal, validator=self.orchestrator.validator,
             feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
+            entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity,
         )
         listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]

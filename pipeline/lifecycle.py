@@ -47,6 +47,7 @@ log = structlog.get_logger("ordergate.lifecycle")
 AlertFn = Callable[..., Awaitable[None]]
 CloudSource = Any  # the strategy: recent_states(symbol, timeframe, n), completed_on_last_bar(symbol)
 ReleaseFn = Callable[[str], None]
+EntryFilledFn = Callable[[str, float], None]
 
 
 class LifecycleManager:
@@ -66,6 +67,7 @@ class LifecycleManager:
         feedback: FeedbackTracker | None = None,
         clouds: CloudSource = None,
         release: ReleaseFn | None = None,
+        entry_filled: EntryFilledFn | None = None,
         alert: AlertFn | None = None,
         starting_equity: Callable[[], float] | None = None,
     ) -> None:
@@ -83,6 +85,7 @@ class LifecycleManager:
         self.monitor = ExitMonitor(self.executor, calendar, clock)
         self.clouds = clouds
         self.release = release
+        self.entry_filled = entry_filled
         self.alert = alert
         self._starting_equity = starting_equity
         self.intents: dict[str, OrderIntent] = {}
@@ -303,6 +306,8 @@ class LifecycleManager:
         before = self.ledger.position(fill.symbol)
         trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
         after = self.ledger.position(fill.symbol)
+        if intent is not None and intent.kind == "entry" and self.entry_filled is not None:
+            self.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
         log.info("fill_applied", signal_id=intent.signal_id if intent else None,
                  client_order_id=fill.client_order_id, symbol=fill.symbol, side=str(fill.side),
                  quantity=fill.quantity, price=fill.price)

@@ -318,3 +318,7 @@ class BotOrchestrator:
     def release(self, client_order_id: str) -> None:
         """An entry reached a final state: its reservation no longer holds exposure."""
         self.reservations.release(client_order_id)
+
+    def entry_filled(self, client_order_id: str, quantity: float) -> None:
+        """Part of an entry filled and is in the ledger: its reservation keeps only the unfilled rest."""
+        self.reservations.filled(client_order_id, quantity)

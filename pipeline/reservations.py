@@ -2,7 +2,9 @@
 
 Risk decisions are made one at a time; an approved intent reserves its notional and its ticker's slot at
 once, so a burst of signals can never approve more than the limits allow while orders are still travelling.
-A reservation is released when its order reaches a final state (filled, rejected, canceled, expired).
+Each fill moves its part from the reservation to the ledger (the reservation keeps only the unfilled rest, so
+nothing is counted twice between a fill and its order's final status); what is left is released when the
+order reaches a final state (filled, rejected, canceled, expired).
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from pipeline.models import AccountState, Direction, OrderIntent, Position
 
 @dataclass(slots=True)
 class Reservation:
-    """What one in-flight entry holds."""
+    """What one in-flight entry holds: its quantity not yet filled, at the intent's reference price."""
 
     client_order_id: str
     ticker: str
     symbol: str
     direction: Direction | str
-    notional: float
     intent: OrderIntent
+    remaining: float
+
+    @property
+    def notional(self) -> float:
+        quantity = abs(self.intent.quantity)
+        return self.intent.notional * self.remaining / quantity if quantity else 0.0
 
 
 class ReservationBook:
@@ -32,11 +39,20 @@ class ReservationBook:
 
     def reserve(self, intent: OrderIntent) -> Reservation:
         reservation = Reservation(
-            intent.client_order_id, intent.ticker or intent.symbol, intent.symbol, intent.direction,
-            intent.notional, intent,
+            intent.client_order_id, intent.ticker or intent.symbol, intent.symbol, intent.direction, intent,
+            abs(intent.quantity),
         )
         self._by_id[intent.client_order_id] = reservation
         return reservation
+
+    def filled(self, client_order_id: str, quantity: float) -> None:
+        """`quantity` of this entry filled and is in the ledger now: the reservation keeps only the rest."""
+        reservation = self._by_id.get(client_order_id)
+        if reservation is None:
+            return
+        reservation.remaining -= abs(quantity)
+        if reservation.remaining <= 1e-9:
+            del self._by_id[client_order_id]
 
     def release(self, client_order_id: str) -> Reservation | None:
         return self._by_id.pop(client_order_id, None)
@@ -64,7 +80,7 @@ class ReservationBook:
         extra = [
             Position(
                 ticker=r.ticker, direction=r.direction, entry_price=r.intent.reference_price,
-                current_price=r.intent.reference_price, shares=r.intent.quantity,
+                current_price=r.intent.reference_price, shares=r.remaining,
                 stop_loss=r.intent.stop_loss or r.intent.reference_price, symbol=r.symbol,
                 signal_type=r.intent.signal_type, timeframe=r.intent.timeframe,
                 instrument_type=r.intent.instrument_type, signal_id=r.intent.signal_id,
