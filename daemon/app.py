@@ -331,12 +331,14 @@ class Core:
                     self.lifecycle.intents[intent.client_order_id] = intent
             from pipeline.models import Fill, Side
 
+            applied: dict[str, float] = {}
             for row in await self.journal.fills():
                 fill = Fill(row["fill_id"], row["client_order_id"], row["symbol"], Side(row["side"]),
                             row["quantity"], row["price"], _parse_ts(row["ts"]), row["broker"],
                             row["broker_order_id"], row["commission"] or 0.0)
                 intent = self.lifecycle.intents.get(fill.client_order_id)
                 self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+                applied[fill.client_order_id] = applied.get(fill.client_order_id, 0.0) + fill.quantity
             for row in await self.journal.open_orders():
                 intent = self.lifecycle.intents.get(row["client_order_id"])
                 if intent is None:
@@ -344,7 +346,10 @@ class Core:
                 if row.get("broker") in self.brokers:  # a cancel goes where the order went (primary or fallback)
                     self.router.venues[intent.client_order_id] = row["broker"]
                 if intent.kind == "entry":
-                    self.orchestrator.reservations.reserve(intent)
+                    reservations = self.orchestrator.reservations
+                    reservations.reserve(intent)
+                    # what already filled is in the ledger: the reservation holds the rest only
+                    reservations.filled(intent.client_order_id, applied.get(intent.client_order_id, 0.0))
                 else:
                     self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
                 self.orchestrator.validator.track(intent)

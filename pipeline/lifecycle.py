@@ -46,7 +46,7 @@ from pipeline.trade_journal import ClosedTrade, TradeJournalWriter
 log = structlog.get_logger("ordergate.lifecycle")
 AlertFn = Callable[..., Awaitable[None]]
 CloudSource = Any  # the strategy: recent_states(symbol, timeframe, n), completed_on_last_bar(symbol)
-ReleaseFn = Callable[[str], None]
+ReleaseFn = Callable[[str, float | None, bool], None]
 EntryFilledFn = Callable[[str, float], None]
 
 
@@ -282,7 +282,7 @@ class LifecycleManager:
             return
         intent = self.intents.get(update.client_order_id)
         if intent is not None and intent.kind == "entry" and self.release is not None:
-            self.release(update.client_order_id)
+            self.release(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
         if intent is not None and intent.kind in ("exit", "flatten") \
                 and self.pending_exits.get(intent.symbol) == update.client_order_id:
             # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit

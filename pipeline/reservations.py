@@ -4,7 +4,8 @@ Risk decisions are made one at a time; an approved intent reserves its notional 
 once, so a burst of signals can never approve more than the limits allow while orders are still travelling.
 Each fill moves its part from the reservation to the ledger (the reservation keeps only the unfilled rest, so
 nothing is counted twice between a fill and its order's final status); what is left is released when the
-order reaches a final state (filled, rejected, canceled, expired).
+order reaches a final state (filled, rejected, canceled, expired), except for the part that filled and whose
+fill events have not arrived yet (a status can overtake them).
 """
 
 from __future__ import annotations
@@ -54,8 +55,25 @@ class ReservationBook:
         if reservation.remaining <= 1e-9:
             del self._by_id[client_order_id]
 
-    def release(self, client_order_id: str) -> Reservation | None:
-        return self._by_id.pop(client_order_id, None)
+    def release(
+        self, client_order_id: str, filled_qty: float | None = None, fully_filled: bool = False
+    ) -> Reservation | None:
+        """The order reached a final state. What it filled (`filled_qty`, cumulative; all of it when
+        `fully_filled` and no quantity is given) but the ledger has not seen yet stays reserved until those
+        fills arrive (a status can overtake its fill events); the rest is released."""
+        reservation = self._by_id.get(client_order_id)
+        if reservation is None:
+            return None
+        quantity = abs(reservation.intent.quantity)
+        applied = quantity - reservation.remaining
+        if filled_qty is not None:
+            filled = min(quantity, abs(filled_qty))
+        else:
+            filled = quantity if fully_filled else applied
+        if filled - applied > 1e-9:
+            reservation.remaining = filled - applied
+            return None
+        return self._by_id.pop(client_order_id)
 
     def __contains__(self, client_order_id: str) -> bool:
         return client_order_id in self._by_id

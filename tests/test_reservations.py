@@ -67,3 +67,82 @@ async def test_a_filled_entry_is_counted_once_before_its_final_status_arrives(tm
         assert intent.client_order_id not in core.orchestrator.reservations
     finally:
         await core.stop()
+
+
+def test_a_final_status_ahead_of_its_fills_keeps_their_part_reserved() -> None:
+    book = ReservationBook()
+    intent = _intent()
+    book.reserve(intent)
+    book.filled(intent.client_order_id, 20)
+    # FILLED (100) arrives while 80 are still on their way: those 80 stay reserved until they are applied
+    assert book.release(intent.client_order_id, 100.0, fully_filled=True) is None
+    assert book.reserved_notional() == pytest.approx(80 * 50.0)
+    book.filled(intent.client_order_id, 80)
+    assert intent.client_order_id not in book
+    # canceled after 30 filled, none applied yet: 30 stay, the 70 never filled are released
+    other = _intent(name="sig-r2")
+    book.reserve(other)
+    book.release(other.client_order_id, 30.0)
+    assert book.reserved_notional() == pytest.approx(30 * 50.0)
+    book.filled(other.client_order_id, 30)
+    assert len(book) == 0
+    # a status with no quantity: FILLED means all of it, anything else what was applied
+    third = _intent(name="sig-r3")
+    book.reserve(third)
+    book.release(third.client_order_id, None, fully_filled=True)
+    assert book.reserved_notional() == pytest.approx(5_000.0)
+    fourth = _intent(name="sig-r4")
+    book.reserve(fourth)
+    assert book.release(fourth.client_order_id) is not None and fourth.client_order_id not in book
+
+
+async def test_a_filled_status_before_its_fill_never_frees_the_buying_power_early(tmp_path: Path) -> None:
+    from pipeline.models import OrderStatus, OrderUpdate
+
+    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
+                             paper={"persistent": False, "initial_cash": 100_000.0})
+    core = Core(settings, SimulatedClock(NOW))
+    await core.start()
+    try:
+        cash_before = core.orchestrator.account_state().cash
+        intent = _intent()
+        core.orchestrator.reservations.reserve(intent)
+        core.lifecycle.register_intent(intent)
+        await core.lifecycle.on_broker_event(OrderUpdate(
+            intent.client_order_id, OrderStatus.FILLED, "paper", "b-1", "AAPL", Side.BUY, filled_qty=100,
+            filled_avg_price=50.0, timestamp=NOW))
+        assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
+        await core.lifecycle.on_broker_event(Fill(
+            fill_id="f-1", client_order_id=intent.client_order_id, symbol="AAPL", side=Side.BUY, quantity=100,
+            price=50.0, timestamp=NOW, broker="paper", broker_order_id="b-1"))
+        assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
+        assert intent.client_order_id not in core.orchestrator.reservations
+    finally:
+        await core.stop()
+
+
+async def test_rebuilt_from_the_journal_a_partly_filled_entry_reserves_only_its_rest(tmp_path: Path) -> None:
+    from pipeline.journal import Journal
+    from pipeline.models import OrderStatus
+
+    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
+                             paper={"persistent": False, "initial_cash": 100_000.0})
+    journal = Journal(tmp_path / "state" / "journal.db")
+    await journal.open()
+    intent = _intent()
+    await journal.record_order_intent(intent, "paper", NOW)
+    await journal.update_order(intent.client_order_id, OrderStatus.PARTIALLY_FILLED, ts=NOW, filled_qty=40)
+    await journal.record_fill(Fill(fill_id="f-1", client_order_id=intent.client_order_id, symbol="AAPL",
+                                   side=Side.BUY, quantity=40, price=50.0, timestamp=NOW, broker="paper"))
+    await journal.close()
+    core = Core(settings, SimulatedClock(NOW))
+    assert core.journal is not None
+    await core.journal.open()
+    try:
+        await core.rebuild()
+        (reservation,) = core.orchestrator.reservations.items()
+        assert reservation.remaining == 60 and reservation.notional == pytest.approx(3_000.0)
+        held = [p for p in core.orchestrator.account_state().open_positions if p.ticker == "AAPL"]
+        assert sorted(p.shares for p in held) == [40, 60]  # the ledger's 40 and the reservation's 60, once each
+    finally:
+        await core.journal.close()
