@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 import signal as os_signal
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from pipeline.trade_journal import TradeJournalWriter
 
 log = structlog.get_logger("ordergate.daemon")
 SESSION_MINUTES = 390
+FILL_GRACE = timedelta(minutes=5)  # a finished entry's awaited fills: after this, reconciliation takes over
 WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
 
 
@@ -449,6 +450,9 @@ class Core:
     # -- reconciliation -------------------------------------------------------------------------------
     async def reconcile(self) -> ReconciliationReport:
         """Broker positions vs the ledger, for every connected broker; applies the configured policy."""
+        for stale in self.orchestrator.reservations.expire(self.clock.now(), FILL_GRACE):
+            log.warning("reservation_expired", client_order_id=stale.client_order_id, symbol=stale.symbol,
+                        awaited_qty=stale.remaining, reason="final status seen, its fills never arrived")
         broker_positions: list[dict[str, Any]] = []
         for broker in self.brokers.values():
             if not broker.is_connected():

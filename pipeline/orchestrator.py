@@ -318,7 +318,7 @@ class BotOrchestrator:
     def release(self, client_order_id: str, filled_qty: float | None = None, fully_filled: bool = False) -> None:
         """An entry reached a final state: its reservation no longer holds exposure, but for what filled and is
         not in the ledger yet (see ReservationBook.release)."""
-        self.reservations.release(client_order_id, filled_qty, fully_filled)
+        self.reservations.release(client_order_id, filled_qty, fully_filled, self.clock.now())
 
     def entry_filled(self, client_order_id: str, quantity: float) -> None:
         """Part of an entry filled and is in the ledger: its reservation keeps only the unfilled rest."""

@@ -11,6 +11,7 @@ fill events have not arrived yet (a status can overtake them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pipeline.models import AccountState, Direction, OrderIntent, Position
 
@@ -25,6 +26,7 @@ class Reservation:
     direction: Direction | str
     intent: OrderIntent
     remaining: float
+    finished_at: datetime | None = None  # final status seen, fills still awaited
 
     @property
     def notional(self) -> float:
@@ -56,11 +58,12 @@ class ReservationBook:
             del self._by_id[client_order_id]
 
     def release(
-        self, client_order_id: str, filled_qty: float | None = None, fully_filled: bool = False
+        self, client_order_id: str, filled_qty: float | None = None, fully_filled: bool = False,
+        now: datetime | None = None,
     ) -> Reservation | None:
         """The order reached a final state. What it filled (`filled_qty`, cumulative; all of it when
         `fully_filled` and no quantity is given) but the ledger has not seen yet stays reserved until those
-        fills arrive (a status can overtake its fill events); the rest is released."""
+        fills arrive (a status can overtake its fill events) or `expire` gives up on them; the rest is released."""
         reservation = self._by_id.get(client_order_id)
         if reservation is None:
             return None
@@ -72,8 +75,17 @@ class ReservationBook:
             filled = quantity if fully_filled else applied
         if filled - applied > 1e-9:
             reservation.remaining = filled - applied
+            reservation.finished_at = reservation.finished_at or now
             return None
         return self._by_id.pop(client_order_id)
+
+    def expire(self, now: datetime, grace: timedelta) -> list[Reservation]:
+        """Release what finished orders still hold for fills that did not arrive within `grace` (a lost fill is
+        for reconciliation to find; a reservation must not block the ticker for ever). Returns them."""
+        stale = [r for r in self._by_id.values() if r.finished_at is not None and now - r.finished_at >= grace]
+        for reservation in stale:
+            del self._by_id[reservation.client_order_id]
+        return stale
 
     def __contains__(self, client_order_id: str) -> bool:
         return client_order_id in self._by_id

@@ -146,3 +146,41 @@ async def test_rebuilt_from_the_journal_a_partly_filled_entry_reserves_only_its_
         assert sorted(p.shares for p in held) == [40, 60]  # the ledger's 40 and the reservation's 60, once each
     finally:
         await core.journal.close()
+
+
+def test_fills_that_never_arrive_are_given_up_after_the_grace() -> None:
+    from datetime import timedelta
+
+    book = ReservationBook()
+    intent, working = _intent(), _intent(name="sig-w")
+    book.reserve(intent)
+    book.reserve(working)
+    book.release(intent.client_order_id, 100.0, fully_filled=True, now=NOW)
+    assert book.expire(NOW + timedelta(minutes=4), timedelta(minutes=5)) == []
+    (gone,) = book.expire(NOW + timedelta(minutes=5), timedelta(minutes=5))
+    assert gone.client_order_id == intent.client_order_id and gone.remaining == 100
+    assert working.client_order_id in book  # still working at the broker: never expired
+
+
+async def test_reconciliation_gives_up_on_fills_that_never_came(tmp_path: Path) -> None:
+    from pipeline.models import OrderStatus, OrderUpdate
+
+    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
+                             paper={"persistent": False, "initial_cash": 100_000.0})
+    clock = SimulatedClock(NOW)
+    core = Core(settings, clock)
+    await core.start()
+    try:
+        intent = _intent()
+        core.orchestrator.reservations.reserve(intent)
+        core.lifecycle.register_intent(intent)
+        await core.lifecycle.on_broker_event(OrderUpdate(
+            intent.client_order_id, OrderStatus.FILLED, "paper", "b-1", "AAPL", Side.BUY, filled_qty=100,
+            timestamp=NOW))
+        await core.reconcile()
+        assert intent.client_order_id in core.orchestrator.reservations
+        clock.advance(300)
+        await core.reconcile()
+        assert intent.client_order_id not in core.orchestrator.reservations
+    finally:
+        await core.stop()
