@@ -37,6 +37,7 @@ TICKERS = ["AAPL", "MSFT", "NVDA", "AMD", "JPM", "XOM", "GOOGL", "TSLA"]
 DAYS = 5
 PACE_S = 0.002  # per batch: a fast replay, so the kills spread over trading and the calendar lasts
 PROGRESS = "chaos_progress.txt"
+LEAKS = "chaos_leaks.txt"
 WARMUP_BATCHES = 300
 
 
@@ -89,6 +90,7 @@ async def drive(state_dir: Path) -> None:
                 await asyncio.sleep(PACE_S)  # land in trading, also on a loaded machine
             if index % 25 == 0:
                 progress.write_text(f"{epoch} {index}")
+                _note_leaks(await _leaked(core), state_dir)
         await core.settle()
         epoch, done = epoch + 1, 0
         progress.write_text(f"{epoch} 0")
@@ -132,9 +134,42 @@ async def verify(state_dir: Path) -> dict[str, Any]:
         "ledger_positions": ledger_pos,
         "kill_switch_active": core.state.is_kill_switch_active(),
         "state_load_error": core.state.load_error,
+        # in-flight holds whose order is final at the broker and whose fills are all in (a leak blocks entries):
+        # in this process, and as the killed drivers noted them along the way
+        "reservations_of_finished_orders": len(await _leaked(core)) + _count_noted_leaks(state_dir),
     }
     await core.stop()
     return result
+
+
+async def _leaked(core: Any) -> list[str]:
+    """After settling: reservations whose order is final at the (paper) broker with every one of its fills in the
+    journal, so nothing can ever release them."""
+    await core.settle()
+    paper = core.brokers["paper"]
+    final = {o.client_order_id: o for o in paper.all_orders() if o.status.is_final}
+    held = [r.client_order_id for r in core.orchestrator.reservations.items() if r.client_order_id in final]
+    if not held:
+        return []
+    rows = await core.journal.query(
+        f"SELECT client_order_id, SUM(quantity) AS qty FROM fills WHERE client_order_id IN "
+        f"({','.join('?' * len(held))}) GROUP BY client_order_id", tuple(held))
+    journaled = {r["client_order_id"]: r["qty"] for r in rows}
+    return [c for c in held if journaled.get(c, 0.0) >= final[c].filled_qty - 1e-9]
+
+
+def _note_leaks(leaked: list[str], state_dir: Path) -> None:
+    """Append leaked reservations seen mid-run (the driver is killed: the verify step reads the file)."""
+    if leaked:
+        with open(state_dir / LEAKS, "a", encoding="ascii") as fh:
+            fh.write(" ".join(leaked) + "\n")
+
+
+def _count_noted_leaks(state_dir: Path) -> int:
+    try:
+        return sum(len(line.split()) for line in (state_dir / LEAKS).read_text(encoding="ascii").splitlines())
+    except FileNotFoundError:
+        return 0
 
 
 def _loop_runner() -> Any:
@@ -272,6 +307,9 @@ def _judge_crash(result: dict[str, Any], expected_kill: bool, board: Scoreboard)
         board.lose(f"crash points: kill switch active={result['kill_switch_active']}, left as {expected_kill}")
     if result["state_load_error"]:
         board.lose(f"crash points: state file unreadable after crashes: {result['state_load_error']}")
+    if result.get("reservations_of_finished_orders"):
+        board.lose(f"crash points: reservations held for finished orders, seen "
+                   f"{result['reservations_of_finished_orders']} times")
     if result["broker_fills"] == 0:
         board.lose("crash points: no fill ever happened (the run exercised nothing)")
 

@@ -37,7 +37,8 @@ def test_the_crash_judge_reports_each_kind_of_loss() -> None:
     _judge_crash(clean, True, board)
     assert board.losses == []
     for key, bad in (("fills_missing_from_journal", 1), ("fills_applied_twice", 2), ("positions_equal", False),
-                     ("kill_switch_active", False), ("entries_with_two_orders", 1)):
+                     ("kill_switch_active", False), ("entries_with_two_orders", 1),
+                     ("reservations_of_finished_orders", 2)):
         board = Scoreboard()
         _judge_crash({**clean, key: bad}, True, board)
         assert len(board.losses) == 1, key
