@@ -13,7 +13,7 @@
   construction, so it outlives a crash of the daemon as a real broker would. A corrupt book raises
   `PaperBookCorrupt`; it is never silently reset. Price marks alone are saved with the next change.
 - `faults` (a `PaperFaults`) scripts broker failures for tests and the chaos suite; `request_log` records
-  every call.
+  the latest REQUEST_LOG_SIZE calls.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import json
 import math
 import re
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -59,6 +59,7 @@ from pipeline.ports import (
 )
 
 log = structlog.get_logger("ordergate.paper")
+REQUEST_LOG_SIZE = 10_000  # bounded: a long replay makes a call per order and event
 
 BOOK_VERSION = 1
 OPTION_MULTIPLIER = 100.0
@@ -270,7 +271,7 @@ class PaperBroker:
         self.state_path = Path(state_path) if state_path is not None else None
         self.options_settings = options or OptionsSettings()
         self.faults = PaperFaults()
-        self.request_log: list[PaperRequest] = []
+        self.request_log: deque[PaperRequest] = deque(maxlen=REQUEST_LOG_SIZE)  # the latest calls
         self.redeliver_unacked_on_connect = redeliver_unacked_on_connect
         self._slip = settings.slippage_bps / 10_000.0
         self._handler: BrokerEventHandler | None = None
@@ -632,7 +633,7 @@ class PaperBroker:
         return [fill for _, fill in sorted(fills, key=lambda item: item[0])]
 
     def submissions(self) -> int:
-        """How many times submit_order was called."""
+        """How many times submit_order was called (among the latest REQUEST_LOG_SIZE calls)."""
         return sum(1 for r in self.request_log if r.method == "submit_order")
 
     # ----------------------------------------------------------------- internals: accepting and executing
