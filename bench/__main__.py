@@ -33,7 +33,7 @@ def sizes() -> dict[str, int]:
     if quick():
         return {"signals": 1500, "rounds": 3, "tickers": 50, "bars": 2000, "onoff_bars": 1000, "onoff_pairs": 3,
                 "exit_batches": 1000, "ready": 3}
-    return {"signals": 20_000, "rounds": 3, "tickers": 50, "bars": 20_000, "onoff_bars": 2000, "onoff_pairs": 3,
+    return {"signals": 20_000, "rounds": 3, "tickers": 50, "bars": 20_000, "onoff_bars": 4000, "onoff_pairs": 5,
             "exit_batches": 2000, "ready": 5}
 
 
@@ -99,9 +99,10 @@ def measure() -> dict[str, Any]:
 
     on: list[float] = []
     off: list[float] = []
-    for _ in range(size["onoff_pairs"]):
-        on.append(_child_replay(size["tickers"], size["onoff_bars"], journal=True)["bars_per_s"])
-        off.append(_child_replay(size["tickers"], size["onoff_bars"], journal=False)["bars_per_s"])
+    for pair in range(size["onoff_pairs"]):
+        for journal in (True, False) if pair % 2 == 0 else (False, True):  # alternate: no order bias
+            (on if journal else off).append(
+                _child_replay(size["tickers"], size["onoff_bars"], journal=journal)["bars_per_s"])
     figures.update({"replay_journal_on_bars_per_s": median(on), "replay_journal_off_bars_per_s": median(off),
                     "journal_on_off_ratio": median(on) / median(off)})
     _progress("journal on/off", started)
