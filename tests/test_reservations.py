@@ -4,15 +4,25 @@ last buy down to a single share)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from config.settings import load_settings
+from config.settings import Settings, load_settings
 from daemon.app import Core
 from pipeline.clock import SimulatedClock
-from pipeline.models import Direction, Fill, OrderIntent, Side, client_order_id_for
+from pipeline.models import (
+    AccountState,
+    Direction,
+    Fill,
+    OrderIntent,
+    OrderStatus,
+    OrderUpdate,
+    Side,
+    client_order_id_for,
+)
 from pipeline.reservations import ReservationBook
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
@@ -38,35 +48,44 @@ def test_fills_shrink_the_reservation_until_it_is_gone() -> None:
     assert book.release(intent.client_order_id) is None
 
 
-def _account():
-    from pipeline.models import AccountState
-
+def _account() -> AccountState:
     return AccountState(equity=100_000.0, cash=100_000.0, buying_power=100_000.0)
 
 
-async def test_a_filled_entry_is_counted_once_before_its_final_status_arrives(tmp_path: Path) -> None:
-    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
-                             paper={"persistent": False, "initial_cash": 100_000.0})
-    core = Core(settings, SimulatedClock(NOW))
-    await core.start()
-    try:
-        cash_before = core.orchestrator.account_state().cash
-        intent = _intent()
-        core.orchestrator.reservations.reserve(intent)
-        core.lifecycle.register_intent(intent)
-        assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
-        for n, quantity in enumerate((30, 70)):
-            await core.lifecycle.on_broker_event(Fill(
-                fill_id=f"f-{n}", client_order_id=intent.client_order_id, symbol="AAPL", side=Side.BUY,
-                quantity=quantity, price=50.0, timestamp=NOW, broker="paper", broker_order_id="b-1"))
-            # the ledger holds what filled, the reservation the rest: together the order, once
-            seen = core.orchestrator.account_state()
-            assert seen.cash == pytest.approx(cash_before - 5_000.0)
-            held = sum(p.shares for p in seen.open_positions if p.ticker == "AAPL")
-            assert held == 100
-        assert intent.client_order_id not in core.orchestrator.reservations
-    finally:
-        await core.stop()
+def _settings(tmp_path: Path) -> Settings:
+    return load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
+                         paper={"persistent": False, "initial_cash": 100_000.0})
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
+    started = Core(_settings(tmp_path), SimulatedClock(NOW))
+    await started.start()
+    yield started
+    await started.stop()
+
+
+def _in_flight(core: Core) -> OrderIntent:
+    """An entry of 100 AAPL at 50 the orchestrator approved and sent: reserved and tracked."""
+    intent = _intent()
+    core.orchestrator.reservations.reserve(intent)
+    core.lifecycle.register_intent(intent)
+    return intent
+
+
+async def test_a_filled_entry_is_counted_once_before_its_final_status_arrives(core: Core) -> None:
+    cash_before = core.orchestrator.account_state().cash
+    intent = _in_flight(core)
+    assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
+    for n, quantity in enumerate((30, 70)):
+        await core.lifecycle.on_broker_event(Fill(
+            fill_id=f"f-{n}", client_order_id=intent.client_order_id, symbol="AAPL", side=Side.BUY,
+            quantity=quantity, price=50.0, timestamp=NOW, broker="paper", broker_order_id="b-1"))
+        # the ledger holds what filled, the reservation the rest: together the order, once
+        seen = core.orchestrator.account_state()
+        assert seen.cash == pytest.approx(cash_before - 5_000.0)
+        assert sum(p.shares for p in seen.open_positions if p.ticker == "AAPL") == 100
+    assert intent.client_order_id not in core.orchestrator.reservations
 
 
 def test_a_final_status_ahead_of_its_fills_keeps_their_part_reserved() -> None:
@@ -96,37 +115,24 @@ def test_a_final_status_ahead_of_its_fills_keeps_their_part_reserved() -> None:
     assert book.release(fourth.client_order_id) is not None and fourth.client_order_id not in book
 
 
-async def test_a_filled_status_before_its_fill_never_frees_the_buying_power_early(tmp_path: Path) -> None:
-    from pipeline.models import OrderStatus, OrderUpdate
-
-    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
-                             paper={"persistent": False, "initial_cash": 100_000.0})
-    core = Core(settings, SimulatedClock(NOW))
-    await core.start()
-    try:
-        cash_before = core.orchestrator.account_state().cash
-        intent = _intent()
-        core.orchestrator.reservations.reserve(intent)
-        core.lifecycle.register_intent(intent)
-        await core.lifecycle.on_broker_event(OrderUpdate(
-            intent.client_order_id, OrderStatus.FILLED, "paper", "b-1", "AAPL", Side.BUY, filled_qty=100,
-            filled_avg_price=50.0, timestamp=NOW))
-        assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
-        await core.lifecycle.on_broker_event(Fill(
-            fill_id="f-1", client_order_id=intent.client_order_id, symbol="AAPL", side=Side.BUY, quantity=100,
-            price=50.0, timestamp=NOW, broker="paper", broker_order_id="b-1"))
-        assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
-        assert intent.client_order_id not in core.orchestrator.reservations
-    finally:
-        await core.stop()
+async def test_a_filled_status_before_its_fill_never_frees_the_buying_power_early(core: Core) -> None:
+    cash_before = core.orchestrator.account_state().cash
+    intent = _in_flight(core)
+    await core.lifecycle.on_broker_event(OrderUpdate(
+        intent.client_order_id, OrderStatus.FILLED, "paper", "b-1", "AAPL", Side.BUY, filled_qty=100,
+        filled_avg_price=50.0, timestamp=NOW))
+    assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
+    await core.lifecycle.on_broker_event(Fill(
+        fill_id="f-1", client_order_id=intent.client_order_id, symbol="AAPL", side=Side.BUY, quantity=100,
+        price=50.0, timestamp=NOW, broker="paper", broker_order_id="b-1"))
+    assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
+    assert intent.client_order_id not in core.orchestrator.reservations
 
 
 async def test_rebuilt_from_the_journal_a_partly_filled_entry_reserves_only_its_rest(tmp_path: Path) -> None:
     from pipeline.journal import Journal
-    from pipeline.models import OrderStatus
 
-    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
-                             paper={"persistent": False, "initial_cash": 100_000.0})
+    settings = _settings(tmp_path)
     journal = Journal(tmp_path / "state" / "journal.db")
     await journal.open()
     intent = _intent()
@@ -149,8 +155,6 @@ async def test_rebuilt_from_the_journal_a_partly_filled_entry_reserves_only_its_
 
 
 def test_fills_that_never_arrive_are_given_up_after_the_grace() -> None:
-    from datetime import timedelta
-
     book = ReservationBook()
     intent, working = _intent(), _intent(name="sig-w")
     book.reserve(intent)
@@ -162,25 +166,13 @@ def test_fills_that_never_arrive_are_given_up_after_the_grace() -> None:
     assert working.client_order_id in book  # still working at the broker: never expired
 
 
-async def test_reconciliation_gives_up_on_fills_that_never_came(tmp_path: Path) -> None:
-    from pipeline.models import OrderStatus, OrderUpdate
-
-    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
-                             paper={"persistent": False, "initial_cash": 100_000.0})
-    clock = SimulatedClock(NOW)
-    core = Core(settings, clock)
-    await core.start()
-    try:
-        intent = _intent()
-        core.orchestrator.reservations.reserve(intent)
-        core.lifecycle.register_intent(intent)
-        await core.lifecycle.on_broker_event(OrderUpdate(
-            intent.client_order_id, OrderStatus.FILLED, "paper", "b-1", "AAPL", Side.BUY, filled_qty=100,
-            timestamp=NOW))
-        await core.reconcile()
-        assert intent.client_order_id in core.orchestrator.reservations
-        clock.advance(300)
-        await core.reconcile()
-        assert intent.client_order_id not in core.orchestrator.reservations
-    finally:
-        await core.stop()
+async def test_reconciliation_gives_up_on_fills_that_never_came(core: Core) -> None:
+    intent = _in_flight(core)
+    await core.lifecycle.on_broker_event(OrderUpdate(
+        intent.client_order_id, OrderStatus.FILLED, "paper", "b-1", "AAPL", Side.BUY, filled_qty=100,
+        timestamp=NOW))
+    await core.reconcile()
+    assert intent.client_order_id in core.orchestrator.reservations
+    core.clock.advance(300)  # type: ignore[attr-defined]
+    await core.reconcile()
+    assert intent.client_order_id not in core.orchestrator.reservations
