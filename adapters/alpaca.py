@@ -72,12 +72,16 @@ from pipeline.ports import (
     DuplicateClientOrderId,
     OrderRejected,
     RetryableBrokerError,
+    SendGuard,
+    send_anything,
 )
 
 log = structlog.get_logger("ordergate.alpaca")
+
 T = TypeVar("T")
 C = TypeVar("C")
 EPS = 1e-9
+CHECK_EVERY = 0.1  # seconds: how often an order waiting for the rate limiter asks its send guard again
 OCC_SYMBOL = re.compile(r"^[A-Z]{1,6}\d{6}[CP]\d{8}$")
 MAX_RETRY_AFTER = 60.0
 MAX_TRACKED = 20_000
@@ -168,10 +172,16 @@ class TokenBucket:
         pause = max(0.0, self._paused_until - self._now())
         return max(pause, 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate)
 
-    async def acquire(self) -> None:
+    async def acquire(self, check: Callable[[], None] | None = None) -> None:
+        """Wait for a token. `check()` is called before the wait, every 0.1 s of it and once a token is there; an
+        exception it raises (the kill switch's refusal) leaves the queue at once without spending a token."""
         async with self._lock:
+            if check is not None:
+                check()
             while (delay := self.wait_time()) > 0:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay if check is None else min(delay, CHECK_EVERY))
+                if check is not None:
+                    check()
             self.tokens -= 1.0
 
 
@@ -358,6 +368,7 @@ class AlpacaBroker:
         self._client: TradingClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._handler: BrokerEventHandler | None = None
+        self._send_guard: SendGuard = send_anything
         self._stream: _SupervisedTradingStream | None = None
         self._stream_task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -414,15 +425,20 @@ class AlpacaBroker:
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
 
+    def set_send_guard(self, guard: SendGuard) -> None:
+        self._send_guard = guard
+
     def is_connected(self) -> bool:
         return self._listening.is_set() and not self._closing
 
     # -- REST -------------------------------------------------------------------------------------------
-    async def _call(self, fn: Callable[..., T], *args: Any, op: str, submit: bool = False) -> T:
-        """One SDK call in a thread, rate-limited and bounded; SDK/transport errors become port errors."""
+    async def _call(self, fn: Callable[..., T], *args: Any, op: str, submit: bool = False,
+                    check: Callable[[], None] | None = None) -> T:
+        """One SDK call in a thread, rate-limited and bounded; SDK/transport errors become port errors. `check` is
+        called while it waits for the rate limiter (see TokenBucket.acquire)."""
         if self._client is None or self._executor is None:
             raise BrokerUnavailable(f"alpaca {op}: not connected")
-        await self.bucket.acquire()
+        await self.bucket.acquire(check)
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(loop.run_in_executor(self._executor, functools.partial(fn, *args)),
@@ -473,8 +489,16 @@ class AlpacaBroker:
         # the local send time bounds the catch-up query until the broker's own timestamp is known
         self._track(coid, symbol=intent.symbol, side=intent.side,
                     submitted_at=self.clock.now() if fresh else None)
+        submit = self._client_fn("submit_order")
+        guard = self._send_guard
+
+        def guarded_submit(req: Any) -> Any:  # in the REST worker thread, after the rate limiter's wait
+            guard(intent)
+            return submit(req)
+
         try:
-            order = await self._call(self._client_fn("submit_order"), request, op="submit", submit=True)
+            order = await self._call(guarded_submit, request, op="submit", submit=True,
+                                     check=lambda: guard(intent))
         except BrokerError as exc:
             certainly_absent = not getattr(exc, "ambiguous", False) and not isinstance(exc, DuplicateClientOrderId)
             if fresh and certainly_absent and self._tracked[coid].order_id is None:

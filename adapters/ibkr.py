@@ -54,6 +54,8 @@ from pipeline.ports import (
     DuplicateClientOrderId,
     OrderRejected,
     RetryableBrokerError,
+    SendGuard,
+    send_anything,
 )
 
 log = logging.getLogger("ordergate.adapters.ibkr")
@@ -221,6 +223,7 @@ class IBKRBroker:
         self.reconnect_max_delay = reconnect_max_delay
         self._timeout = settings.request_timeout_seconds
         self._handler: BrokerEventHandler | None = None
+        self._send_guard: SendGuard = send_anything
         self._health_listener: Callable[[str, str], None] | None = None
         self._health = HEALTH_DOWN
         self._ready = asyncio.Event()
@@ -265,6 +268,9 @@ class IBKRBroker:
 
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
+
+    def set_send_guard(self, guard: SendGuard) -> None:
+        self._send_guard = guard
 
     def set_health_listener(self, listener: Callable[[str, str], None]) -> None:
         """Called with (broker name, health) whenever the health changes."""
@@ -703,6 +709,7 @@ class IBKRBroker:
         order = self._build_order(intent)
         contract = await self._qualify(intent)
         self._require_ready()
+        self._send_guard(intent)  # after the contract lookup; nothing is awaited before placeOrder
         if tracked is not None and tracked.order_id and self._reusable(tracked.order_id):
             order.orderId = tracked.order_id  # resend of an unacknowledged order: same IB id, so never two orders
         tracked = tracked or _Tracked(cid)

@@ -56,9 +56,12 @@ from pipeline.ports import (
     DuplicateClientOrderId,
     OrderRejected,
     RetryableBrokerError,
+    SendGuard,
+    send_anything,
 )
 
 log = structlog.get_logger("ordergate.paper")
+
 REQUEST_LOG_SIZE = 10_000  # bounded: a long replay makes a call per order and event
 
 BOOK_VERSION = 1
@@ -275,6 +278,7 @@ class PaperBroker:
         self.redeliver_unacked_on_connect = redeliver_unacked_on_connect
         self._slip = settings.slippage_bps / 10_000.0
         self._handler: BrokerEventHandler | None = None
+        self._send_guard: SendGuard = send_anything
         self._queue: asyncio.Queue[BrokerEvent] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
         self._persist_lock = asyncio.Lock()
@@ -331,6 +335,9 @@ class PaperBroker:
 
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
+
+    def set_send_guard(self, guard: SendGuard) -> None:
+        self._send_guard = guard
 
     def is_connected(self) -> bool:
         return self._connected and not self.faults.unavailable
@@ -528,6 +535,7 @@ class PaperBroker:
         if faults.reject_next is not None:
             reason, faults.reject_next = faults.reject_next, None
             raise OrderRejected(reason, code="scripted")
+        self._send_guard(intent)  # nothing is awaited between this and booking the order
         order, price = self._accept(intent)
         events: list[BrokerEvent] = [self._update_event(order)]
         if price is not None:

@@ -27,6 +27,7 @@ from pipeline.clock import Clock, LiveClock, SimulatedClock
 from pipeline.engine import TradingEngine
 from pipeline.feedback import FeedbackTracker
 from pipeline.journal import Journal
+from pipeline.kill_switch import KillSwitch
 from pipeline.ledger import Ledger
 from pipeline.lifecycle import LifecycleManager
 from pipeline.models import AccountState, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
@@ -98,31 +99,35 @@ class Core:
         # and no disk thread; the live daemon keeps both
         throwaway = clock.simulated and settings.journal.synchronous == "NORMAL"
         self.state = PersistentStateManager(self.state_dir, clock, self.calendar, durable=not throwaway)
+        self._alert_tasks: set[asyncio.Task[None]] = set()
+        self.kill_switch = KillSwitch(self.state, alert=self._alert_soon)  # every trip goes through it
         self.journal: Journal | None = (
             Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous, inline=throwaway)
             if settings.journal.enabled else None
         )
         names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
         self.brokers: dict[str, Broker] = {n: make_broker(n, settings, clock, self.state_dir) for n in names}
+        for broker in self.brokers.values():
+            broker.set_send_guard(self.kill_switch.guard)  # checked by the adapter right before the wire
         self.bus = Bus()
         self.ledger = Ledger(cash=0.0)
         self.starting_equity = 0.0
         self.router = OrderRouter(self.brokers, self.journal, clock, self.config, settings.broker,
-                                  on_result=self._on_order_result)
+                                  on_result=self._on_order_result, kill_switch=self.kill_switch)
         self.feedback = FeedbackTracker(self.config)
         self.strategy = self._strategy()
         self.orchestrator = BotOrchestrator(
             self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
             journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
             feedback=self.feedback, price_lookup=self.ledger.last_prices.get,
-            chain_provider=self._chain_provider(),
+            chain_provider=self._chain_provider(), kill_switch=self.kill_switch,
         )
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
             router=self.router, journal=self.journal, validator=self.orchestrator.validator,
             feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
             entry_filled=self.orchestrator.entry_filled,
-            alert=self.alert, starting_equity=lambda: self.starting_equity,
+            alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
         )
         listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
@@ -403,10 +408,12 @@ class Core:
                 log.exception("signal_failed", signal_id=getattr(signal, "signal_id", None))
 
     async def _on_order_result(self, intent: OrderIntent, result: OrderResult) -> None:
-        # rejections decided by the router (nothing reached a broker, or a final 4xx) produce no broker event
-        if result.status == OrderStatus.REJECTED:
+        # rejections decided by the router (nothing reached a broker, or a final 4xx) and entries the kill switch
+        # stopped before the wire produce no broker event
+        withheld = result.status == OrderStatus.CANCELED and not result.found_existing
+        if result.status == OrderStatus.REJECTED or withheld:
             await self.lifecycle.on_broker_event(OrderUpdate(
-                intent.client_order_id, OrderStatus.REJECTED, result.broker, result.broker_order_id,
+                intent.client_order_id, result.status, result.broker, result.broker_order_id,
                 intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
             ))
         elif result.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
@@ -446,6 +453,17 @@ class Core:
             await self.alert_hook(kind, message, severity, **fields)
         else:
             log.warning("alert", kind=kind, message=message, severity=severity, **fields)
+
+    def _alert_soon(self, kind: str, message: str, severity: str = "warning") -> None:
+        """Fire-and-forget alert from synchronous code (a kill switch trip in a signal handler)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            log.warning("alert", kind=kind, message=message, severity=severity)
+            return
+        task = loop.create_task(self.alert(kind, message, severity))
+        self._alert_tasks.add(task)
+        task.add_done_callback(self._alert_tasks.discard)
 
     # -- reconciliation -------------------------------------------------------------------------------
     async def reconcile(self) -> ReconciliationReport:
@@ -489,8 +507,7 @@ class Core:
                 reason = "reconciliation mismatch above notional threshold: " + ", ".join(
                     f"{m.symbol} {m.mismatch_type}" for m in report.severe_mismatches(
                         self.settings.reconcile.kill_notional_threshold))
-                self.state.activate_kill_switch(reason, source="reconciliation")
-                log.error("kill_switch_tripped", reason=reason, source="reconciliation")
+                self.kill_switch.activate(reason, source="reconciliation")
         else:
             log.info("reconciliation_ok", matches=report.matches)
         return report
@@ -589,9 +606,9 @@ class Daemon:
             await self.core.reconcile()
             await self.services.start_after_core()
             self.ready = True
-            active = self.core.state.is_kill_switch_active()
+            active = self.core.kill_switch.is_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
-            log.info("daemon_ready", kill_switch=self.core.state.is_kill_switch_active(),
+            log.info("daemon_ready", kill_switch=active,
                      positions=len(self.core.ledger.holdings))
             interval = watchdog_interval()
             if interval:
@@ -604,6 +621,7 @@ class Daemon:
             await self._stop.wait()
         finally:
             await self._shutdown()
+            self._hand_over_signals()
         return 0
 
     async def _pump_bars(self) -> None:
@@ -670,6 +688,7 @@ class Daemon:
         ticks = 0
         while True:
             self._heartbeat = asyncio.get_running_loop().time()
+            self.core.kill_switch.retry()  # a trip whose write failed is written again until it lands
             await self.services.refresh()
             ticks += 1
             if ticks % 5 == 0:
@@ -705,9 +724,11 @@ class Daemon:
         return True, "ok"
 
     async def _shutdown(self) -> None:
+        # OS signals stay handled to the end: SIGUSR1 still trips the kill switch (durably); another SIGTERM or
+        # SIGINT, or a SIGHUP, is logged and changes nothing
         loop = asyncio.get_running_loop()
-        for sig in (os_signal.SIGUSR1, os_signal.SIGTERM, os_signal.SIGINT, os_signal.SIGHUP):
-            loop.remove_signal_handler(sig)
+        for sig in (os_signal.SIGTERM, os_signal.SIGINT, os_signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_signal_while_stopping, sig)
         self.notifier.stopping(status="shutting down")
         log.info("daemon_stopping")
         await self.services.stop_intake()
@@ -723,11 +744,29 @@ class Daemon:
         log.info("daemon_stopped")
 
     # -- OS signals -----------------------------------------------------------------------------------
+    def _on_signal_while_stopping(self, sig: int) -> None:
+        log.warning("signal_ignored_during_shutdown", signal=os_signal.Signals(sig).name)
+
+    def _hand_over_signals(self) -> None:
+        """Before the event loop closes (which would put the default actions back: SIGUSR1's kills the process),
+        hand the signals to plain handlers that live until the process exits. Blocked meanwhile, so none is lost
+        or gets the default action in between."""
+        loop = asyncio.get_running_loop()
+        handled = {os_signal.SIGUSR1, os_signal.SIGTERM, os_signal.SIGINT, os_signal.SIGHUP}
+        previous = os_signal.pthread_sigmask(os_signal.SIG_BLOCK, handled)
+        try:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+            os_signal.signal(os_signal.SIGUSR1, lambda _sig, _frame: self._on_sigusr1())
+            for sig in handled - {os_signal.SIGUSR1}:
+                os_signal.signal(sig, lambda sig, _frame: self._on_signal_while_stopping(sig))
+        finally:
+            os_signal.pthread_sigmask(os_signal.SIG_SETMASK, previous)
+
     def _on_sigusr1(self) -> None:
-        self.core.state.activate_kill_switch("SIGUSR1 received", source="signal")
-        log.error("kill_switch_tripped", reason="SIGUSR1 received", source="signal")
-        self.notifier.status("kill switch active")
-        self.services.alert_nowait("kill_switch_tripped", "kill switch tripped by SIGUSR1", "critical")
+        self.core.kill_switch.activate("SIGUSR1 received", source="signal")  # logs and alerts the trip
+        self.notifier.status("kill switch active" if self.core.kill_switch.durable
+                             else "kill switch active (NOT on disk)")
 
     def request_stop(self) -> None:
         """Stop as SIGTERM would."""
@@ -773,7 +812,7 @@ class Daemon:
 
     async def _cmd_status(self, _args: dict[str, Any]) -> dict[str, Any]:
         core = self.core
-        info = core.state.kill_switch_info()
+        info = core.kill_switch.info()
         equity = core.ledger.equity()
         exposure: dict[str, float] = {}
         for p in core.ledger.positions():
@@ -784,7 +823,8 @@ class Daemon:
             "pid": os.getpid(),
             "ready": self.ready,
             "kill_switch": {"active": bool(info.get("active")), "reason": info.get("reason"),
-                            "since": info.get("since")},
+                            "since": info.get("since"), "durable": info["durable"],
+                            "write_error": info["write_error"]},
             "daily_pnl": core.state.get_daily_pnl(),
             "open_positions": len(core.ledger.holdings),
             "positions": core.positions(),
@@ -805,16 +845,12 @@ class Daemon:
 
     async def _cmd_kill(self, args: dict[str, Any]) -> dict[str, Any]:
         reason = str(args.get("reason") or "ordergate kill")
-        self.core.state.activate_kill_switch(reason, source="cli")
-        log.error("kill_switch_tripped", reason=reason, source="cli")
-        await self.core.alert("kill_switch_tripped", f"kill switch tripped: {reason}", "critical")
-        return self.core.state.kill_switch_info()
+        self.core.kill_switch.activate(reason, source="cli")  # logs and alerts; never raises for a failed write
+        return self.core.kill_switch.info()
 
     async def _cmd_resume(self, _args: dict[str, Any]) -> dict[str, Any]:
-        self.core.state.deactivate_kill_switch()
-        log.warning("kill_switch_cleared", source="cli")
-        await self.core.alert("kill_switch_cleared", "kill switch cleared by ordergate resume", "info")
-        return self.core.state.kill_switch_info()
+        self.core.kill_switch.deactivate(source="cli")
+        return self.core.kill_switch.info()
 
     async def _cmd_positions(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
         return self.core.positions()
@@ -980,7 +1016,7 @@ class Services:
         metrics = self.metrics
         if metrics is None:
             return
-        metrics.set_kill_switch(core.state.is_kill_switch_active())
+        metrics.set_kill_switch(core.kill_switch.is_active())
         metrics.set_daily_pnl(core.state.get_daily_pnl())
         metrics.set_open_positions(len(core.ledger.holdings))
         for name, health in core.router.health.items():

@@ -160,11 +160,22 @@ def _print(args: argparse.Namespace, cmd: str, result: Any) -> None:
         else:
             print("preview only: run again with --execute to trade")
         return
+    if cmd == "kill" and isinstance(result, dict) and result.get("active"):
+        print(f"kill switch ACTIVE: {result.get('reason')} (since {result.get('since')})")
+        if result.get("durable") is False:
+            print(f"warning: the trip is held in the daemon's memory only, the state file write failed "
+                  f"({result.get('write_error')}); the daemon retries it. Do not restart it until this clears.")
+        elif result.get("write_error"):
+            print(f"warning: the state file write failed ({result.get('write_error')}); the trip is kept in the "
+                  "trip record, and the daemon retries the state file")
+        return
     if cmd == "status" and isinstance(result, dict):
         ks = result.get("kill_switch", {})
         print(f"running:        {result.get('running')}  pid {result.get('pid')}")
         print(f"kill switch:    {'ACTIVE' if ks.get('active') else 'off'}"
               + (f"  ({ks.get('reason')}, since {ks.get('since')})" if ks.get("active") else ""))
+        if ks.get("active") and ks.get("durable") is False:
+            print(f"                NOT ON DISK: a restart now would lose it ({ks.get('write_error')}; retrying)")
         print(f"daily P&L:      {result.get('daily_pnl', 0.0):,.2f}")
         print(f"open positions: {result.get('open_positions')}")
         for key in ("equity", "cash", "realized_pnl", "unrealized_pnl", "open_orders"):

@@ -48,7 +48,7 @@ async def replay(settings: Settings, path: Path, timeframe: str | None = None,
         run_settings = Settings.model_validate(run_settings.model_dump())
         core = Core(run_settings, clock)
         # the kill switch of a replay starts clean: it is not the live daemon's
-        core.state.deactivate_kill_switch()
+        core.kill_switch.deactivate(source="replay")
         await core.start()
         engine = core.engine
         try:

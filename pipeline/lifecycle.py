@@ -26,6 +26,7 @@ from pipeline.exit_monitor import ExitMonitor
 from pipeline.feedback import FeedbackTracker
 from pipeline.fill_validator import FillIssue, OrderValidator
 from pipeline.journal import Journal
+from pipeline.kill_switch import KillSwitch
 from pipeline.ledger import Ledger, RoundTrip
 from pipeline.models import (
     Bar,
@@ -70,11 +71,13 @@ class LifecycleManager:
         entry_filled: EntryFilledFn | None = None,
         alert: AlertFn | None = None,
         starting_equity: Callable[[], float] | None = None,
+        kill_switch: KillSwitch | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
         self.ledger = ledger
         self.state = state
+        self.kill_switch = kill_switch or KillSwitch(state)
         self.clock = clock
         self.calendar = calendar
         self.router = router
@@ -361,10 +364,9 @@ class LifecycleManager:
         base = self._starting_equity() if self._starting_equity is not None else 0.0
         limit = self.executor.daily_loss_limit * base
         if (self.config.auto_kill_on_daily_loss and base > 0 and daily <= -limit
-                and not self.state.is_kill_switch_active()):
+                and not self.kill_switch.is_active()):
             reason = f"daily loss limit: P&L {daily:.2f} crossed -{limit:.2f} ({self.executor.daily_loss_limit:.0%})"
-            self.state.activate_kill_switch(reason, source="daily_loss")
-            log.error("kill_switch_tripped", reason=reason, source="daily_loss")
+            self.kill_switch.activate(reason, source="daily_loss")
             if self.alert is not None:
                 await self.alert("daily_loss_limit", reason, severity="critical")
 

@@ -26,6 +26,7 @@ from pipeline.feedback import FeedbackTracker
 from pipeline.fill_validator import OrderValidator
 from pipeline.instrument_router import InstrumentRouter
 from pipeline.journal import Journal
+from pipeline.kill_switch import KillSwitch
 from pipeline.models import (
     AccountState,
     AssetClass,
@@ -87,12 +88,14 @@ class BotOrchestrator:
         chain_provider: Any = None,
         observer: StageObserver | None = None,
         on_intent: Callable[[OrderIntent], None] | None = None,
+        kill_switch: KillSwitch | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
         self.clock = clock or LiveClock()
         self.calendar = calendar or default_calendar()
         self.state = state or PersistentStateManager(config.state_dir, self.clock, self.calendar)
+        self.kill_switch = kill_switch or KillSwitch(self.state)
         self.journal = journal
         self.router = router
         self.sectors = sectors if sectors is not None else load_sectors()
@@ -133,14 +136,14 @@ class BotOrchestrator:
 
     # -- kill switch ----------------------------------------------------------------------------------
     def activate_kill_switch(self, reason: str, source: str = "manual") -> None:
-        self.state.activate_kill_switch(reason, source=source)
+        self.kill_switch.activate(reason, source=source)
 
     def deactivate_kill_switch(self) -> None:
-        self.state.deactivate_kill_switch()
+        self.kill_switch.deactivate()
 
     def get_state(self) -> dict[str, Any]:
         return {
-            "kill_switch": self.state.kill_switch_info(),
+            "kill_switch": self.kill_switch.info(),
             "daily_pnl": self.state.get_daily_pnl(),
             "circuit_breaker": self.state.get_circuit_breaker_status(),
             "in_flight_orders": len(self.reservations),
@@ -165,8 +168,8 @@ class BotOrchestrator:
             self._count(stage, "rejected", started)
             return PipelineResult(False, signal_id, stage, reason)
 
-        if self.state.is_kill_switch_active():
-            return reject("kill_switch", f"kill switch active: {self.state.kill_switch_info().get('reason')}")
+        if self.kill_switch.is_active():
+            return reject("kill_switch", f"kill switch active: {self.kill_switch.info().get('reason')}")
         if self.state.is_circuit_breaker_open():
             status = self.state.get_circuit_breaker_status()
             return reject("circuit_breaker", f"circuit breaker open until {status.get('open_until')}")

@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from config.settings import BrokerSettings, PipelineConfig
 from pipeline.clock import Clock, monotonic
 from pipeline.journal import Journal
+from pipeline.kill_switch import KillSwitch
 from pipeline.models import OrderIntent, OrderResult, OrderStatus
 from pipeline.ports import (
     Broker,
@@ -33,6 +34,7 @@ from pipeline.ports import (
     DuplicateClientOrderId,
     OrderRejected,
     RetryableBrokerError,
+    SendRefused,
 )
 from pipeline.smart_router import SmartRouter
 
@@ -120,8 +122,10 @@ class OrderRouter:
         config: PipelineConfig,
         broker_settings: BrokerSettings,
         on_result: ResultHandler | None = None,
+        kill_switch: KillSwitch | None = None,
     ) -> None:
         self.brokers = brokers
+        self.kill_switch = kill_switch  # checked before every send and resend (entries only)
         self.journal = journal
         self.clock = clock
         self.config = config
@@ -323,6 +327,12 @@ class OrderRouter:
             async for attempt in retrying:
                 with attempt:
                     return await self._attempt(broker, health, intent, attempts, logger), attempts
+        except SendRefused as exc:
+            # the kill switch stopped it before it left the process; if an earlier try may have reached the
+            # broker it stays pending, to be looked up, instead of being called cancelled
+            logger.warning("order_withheld", broker=name, reason=exc.reason, may_be_at_broker=attempts.ambiguous)
+            status = OrderStatus.PENDING if attempts.ambiguous else OrderStatus.CANCELED
+            return OrderResult(intent.client_order_id, status, name, reason=f"not sent: {exc.reason}"), attempts
         except OrderRejected as exc:
             logger.warning("order_rejected", broker=name, reason=exc.reason)
             return OrderResult(intent.client_order_id, OrderStatus.REJECTED, name, reason=exc.reason), attempts
@@ -345,6 +355,8 @@ class OrderRouter:
                 logger.info("order_found_after_ambiguous_failure", broker=name, status=str(existing.status))
                 health.record_success()
                 return existing
+        if self.kill_switch is not None:
+            self.kill_switch.guard(intent)  # every send and resend; the adapter checks again at the wire
         try:
             async with asyncio.timeout(self.timeout):  # in this task: no task per send (asyncio.wait_for makes one)
                 result = await broker.submit_order(intent)
@@ -371,6 +383,8 @@ class OrderRouter:
             attempts.errors.append(str(exc))
             health.record_failure(str(exc))
             logger.warning("order_submit_retryable", broker=name, error=str(exc), attempt=len(attempts.errors))
+            raise
+        except SendRefused:
             raise
         except OrderRejected:
             health.record_success()

@@ -41,6 +41,19 @@ class DuplicateClientOrderId(OrderRejected):
     """The broker already holds an order with this client order id (Alpaca 422, IB 103)."""
 
 
+class SendRefused(OrderRejected):
+    """Refused before it left the process (the kill switch is active): nothing reached the broker."""
+
+
+SendGuard = Callable[[OrderIntent], None]
+"""Called right before an order goes on the wire; raises `SendRefused` to stop it."""
+
+
+def send_anything(intent: OrderIntent) -> None:
+    """The send guard a broker adapter starts with: lets every order through (the daemon installs the kill
+    switch's guard)."""
+
+
 @runtime_checkable
 class Broker(Protocol):
     """A venue that takes orders and reports their fate.
@@ -56,6 +69,11 @@ class Broker(Protocol):
     async def close(self) -> None: ...
 
     def set_event_handler(self, handler: BrokerEventHandler) -> None: ...
+
+    def set_send_guard(self, guard: SendGuard) -> None:
+        """`guard(intent)` is called right before each order is written to the wire (after any local queueing:
+        rate limiter, worker threads, contract lookups), so a kill switch tripped meanwhile still stops it."""
+        ...
 
     async def submit_order(self, intent: OrderIntent) -> OrderResult:
         """Send the order. Raises RetryableBrokerError, BrokerUnavailable or OrderRejected."""

@@ -23,9 +23,10 @@ import fcntl
 import json
 import math
 import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,6 +177,119 @@ def _load(path: Path) -> tuple[State | None, bytes | None, str | None]:
         return None, data, f"state file {path} is invalid: {exc}"
 
 
+TRIP_RECORD_FILENAME = "kill_switch.trip"
+TRIP_RECORD_BYTES = 4096
+
+
+class TripRecord:
+    """A preallocated file, held open for the life of the daemon, that a trip is written into in place when the
+    state file cannot be written (a full disk, no free file descriptors): no new block and no new descriptor is
+    needed, so the trip still reaches the disk. Start-up and the CLI read it and hold the kill switch active; it
+    is cleared once the state file holds the switch again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.holds_trip = False
+
+    def open(self) -> None:
+        """Create (mode 0600) and preallocate the file, and keep it open."""
+        if self._fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{self.path} is not a regular file")
+            os.posix_fallocate(fd, 0, TRIP_RECORD_BYTES)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self.holds_trip = read_trip_record(self.path) is not None
+
+    def write(self, kill_switch: dict[str, Any]) -> None:
+        """Write the active kill switch in place and fsync it (raises OSError when even that fails)."""
+        if self._fd is None:
+            raise OSError(f"{self.path} is not open")
+        record = {k: kill_switch.get(k) for k in ("active", "reason", "since", "source")}
+        record["reason"] = str(record.get("reason") or "")[:1000]
+        data = json.dumps(record, sort_keys=True).encode()
+        os.pwrite(self._fd, data.ljust(TRIP_RECORD_BYTES, b" "), 0)
+        os.fsync(self._fd)
+        self.holds_trip = True
+
+    def clear(self) -> None:
+        """The state file holds the switch again: blank the record (only when it holds something)."""
+        if self._fd is None or not self.holds_trip:
+            return
+        os.pwrite(self._fd, b" " * TRIP_RECORD_BYTES, 0)
+        os.fsync(self._fd)
+        self.holds_trip = False
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        with suppress(OSError):
+            self.close()
+
+
+def read_trip_record(path: str | Path) -> dict[str, Any] | None:
+    """The trip a failed state write left in the trip record, or None when there is none (or no file).
+
+    Anything in the file that is not a readable record still counts as a trip (fail closed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return {"active": True, "reason": f"trip record {path} is unreadable: {exc.strerror or exc}",
+                "since": None, "source": "trip_record"}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {"active": True, "reason": f"trip record {path} is not a regular file", "since": None,
+                    "source": "trip_record"}
+        data = os.pread(fd, TRIP_RECORD_BYTES, 0)
+    finally:
+        os.close(fd)
+    text = data.replace(b"\0", b" ").strip()
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+        if not isinstance(record, dict) or record.get("active") is not True:
+            raise ValueError("not a trip")
+        return {"active": True, "reason": str(record.get("reason") or "kill switch"),
+                "since": record.get("since") if isinstance(record.get("since"), str) else None,
+                "source": str(record.get("source") or "trip_record")}
+    except ValueError:
+        return {"active": True, "reason": f"trip record {path} holds something unreadable", "since": None,
+                "source": "trip_record"}
+
+
+def _with_trip_record(state: State, path: Path) -> State:
+    """`state` with the kill switch active when the trip record beside the state file holds a trip."""
+    record = read_trip_record(path.with_name(TRIP_RECORD_FILENAME))
+    if record is not None and not state["kill_switch"]["active"]:
+        if _valid_iso(record.get("since")) is None:
+            record["since"] = None
+        record["reason"] = f"{record['reason']} (kept in {TRIP_RECORD_FILENAME}: the state file write had failed)"
+        state["kill_switch"] = record
+    return state
+
+
+def _valid_iso(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return value
+
+
 def read_state_file(path: str | Path, now: datetime | None = None) -> State:
     """Read a state file with the daemon's fail-closed rules (for the CLI while the daemon is down).
 
@@ -188,6 +302,7 @@ def read_state_file(path: str | Path, now: datetime | None = None) -> State:
         state = _fail_closed_state(_fail_reason(error), now.isoformat() if now else None)
     elif state is None:
         state = default_state()
+    state = _with_trip_record(state, path)
     state["load_error"] = error
     return state
 
@@ -240,7 +355,21 @@ def update_state_file(
         if now is not None:
             new_state["updated_at"] = now.isoformat()
         _write_state(path, new_state)
+        _clear_trip_record(path.with_name(TRIP_RECORD_FILENAME))
         return new_state
+
+
+def _clear_trip_record(path: Path) -> None:
+    """The state file was written (it holds the switch now): blank a trip record that holds a trip."""
+    if read_trip_record(path) is None or not path.is_file():
+        return
+    record = TripRecord(path)
+    record.open()
+    try:
+        record.holds_trip = True
+        record.clear()
+    finally:
+        record.close()
 
 
 def apply_kill(state: State, reason: str, source: str, since: datetime | None) -> State:
@@ -291,14 +420,18 @@ class PersistentStateManager:
         # fsync'd writes; a simulated run (replay, bench) in a throwaway directory may turn this off
         self.durable = durable
         self._unwritten = False
+        self.write_error: str | None = None  # why the last write failed (None once one succeeds)
+        self.trip_record = TripRecord(self.state_dir / TRIP_RECORD_FILENAME) if durable else None
         self._state = self._load_or_fail_closed()
+        if durable:
+            self._check_writable()
 
     # ------------------------------------------------------------------------------------------ loading
 
     def _load_or_fail_closed(self) -> State:
         state, data, error = _load(self.path)
         if error is None:
-            return state if state is not None else default_state()
+            return _with_trip_record(state if state is not None else default_state(), self.path)
         self.load_error = error
         failed = _fail_closed_state(_fail_reason(error), self._now_iso())
         self._preserve_bad_file(data)
@@ -307,6 +440,22 @@ class PersistentStateManager:
         except OSError:
             pass  # stays active in memory; the daemon logs load_error
         return failed
+
+    def _check_writable(self) -> None:
+        """A start that cannot write beside its state file fails closed: kill switch active.
+
+        The probe is the trip record itself (created and preallocated in the state directory), so a clean start
+        still writes no state file. A trip the record holds is handed to the state file at once."""
+        assert self.trip_record is not None
+        try:
+            self.trip_record.open()
+            if self.trip_record.holds_trip:
+                self._persist(self._state)
+        except OSError as exc:
+            error = f"state directory {self.state_dir} cannot be written: {exc.strerror or exc}"
+            self.load_error = self.load_error or error
+            if not self._state["kill_switch"]["active"]:
+                self._state = _fail_closed_state(_fail_reason(error), self._now_iso())
 
     def _preserve_bad_file(self, data: bytes | None) -> None:
         if data is None:
@@ -328,8 +477,27 @@ class PersistentStateManager:
         return now.astimezone(NEW_YORK).date().isoformat()
 
     def _persist(self, state: State) -> None:
-        with state_file_lock(self.path):
-            _write_state(self.path, state, self.durable)
+        try:
+            with state_file_lock(self.path):
+                _write_state(self.path, state, self.durable)
+        except OSError as exc:
+            self.write_error = str(exc.strerror or exc)
+            raise
+        self.write_error = None
+        if self.trip_record is not None:
+            with suppress(OSError):  # a record left holding a trip only errs on the safe side at the next start
+                self.trip_record.clear()
+
+    def persist_again(self) -> None:
+        """Write the state as it is in memory (after a failed write; raises OSError while it still fails)."""
+        with self._lock:
+            self._persist(self._state)
+
+    def record_trip(self) -> None:
+        """Write the active kill switch into the trip record (when the state file cannot be written)."""
+        if self.trip_record is None:
+            raise OSError("no trip record in a non-durable run")
+        self.trip_record.write(self._state["kill_switch"])
 
     def _commit(self, new_state: State, tighten: bool) -> bool:
         """Store `new_state` if it differs; write it. Returns True when something changed."""

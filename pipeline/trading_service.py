@@ -287,10 +287,10 @@ class TradingService:
 
     def kill_switch_reason(self) -> str | None:
         """Why nothing may be sent now (kill switch active), or None."""
-        state = self.orchestrator.state
-        if not state.is_kill_switch_active():
+        kill_switch = self.orchestrator.kill_switch
+        if not kill_switch.is_active():
             return None
-        return f"kill switch active: {state.kill_switch_info().get('reason')}"
+        return f"kill switch active: {kill_switch.info().get('reason')}"
 
     # -- buy / sell ---------------------------------------------------------------------------------------
     async def buy(self, ticker: str, *, dollars: float | None = None, shares: float | None = None) -> TradeResult:
