@@ -12,7 +12,8 @@ import contextlib
 import math
 import os
 import signal as os_signal
-from datetime import date, timedelta
+from collections import deque
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from pipeline.journal import Journal
 from pipeline.kill_switch import KillSwitch
 from pipeline.ledger import Ledger
 from pipeline.lifecycle import LifecycleManager
-from pipeline.models import AccountState, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
+from pipeline.models import AccountState, Bar, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
 from pipeline.orchestrator import BotOrchestrator
 from pipeline.order_router import OrderRouter
 from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
@@ -42,6 +43,9 @@ log = structlog.get_logger("ordergate.daemon")
 SESSION_MINUTES = 390
 FILL_GRACE = timedelta(minutes=5)  # a finished entry's awaited fills: after this, reconciliation takes over
 WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
+RESUME_KEY = "simulated_feed_position"  # journal kv: the last bar time a simulated run traded
+RESUME_EVERY_BATCHES = 50
+RESUME_WARM_BATCHES = 400  # bars before the resume point that warm the strategy again (its slowest cloud: 50x5m)
 
 
 def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) -> Broker:
@@ -629,6 +633,9 @@ class Daemon:
         engine = self.core.engine
         first = True
         last_log = 0
+        resume = await self._resume_point(feed)
+        skipped: deque[list[Bar]] = deque(maxlen=RESUME_WARM_BATCHES)
+        last_traded: datetime | None = None
         try:
             if not self.clock.simulated:
                 try:
@@ -638,7 +645,16 @@ class Daemon:
             async for batch in feed.batches():
                 if self._stop.is_set():
                     break
+                if resume is not None:
+                    if batch[0].timestamp <= resume:
+                        skipped.append(batch)  # traded by an earlier run of this state dir
+                        continue
+                    self._resumed(resume, skipped)
+                    resume = None
                 await engine.on_batch(batch)
+                last_traded = batch[0].timestamp
+                if self.clock.simulated and engine.batches % RESUME_EVERY_BATCHES == 0:
+                    await self._save_resume_point(last_traded)
                 self.services.bars(len(batch))
                 if first:
                     log.info("bars_flowing", symbols=len(batch), bar_time=batch[0].timestamp.isoformat())
@@ -652,9 +668,41 @@ class Daemon:
             log.exception("feed_failed")
         finally:
             await feed.close()
+            if self.clock.simulated and last_traded is not None:
+                await self._save_resume_point(last_traded)
         self.feed_done = True
         log.info("feed_finished", batches=engine.batches, bars=engine.bars, signals=engine.signals,
                  entries=engine.entries, exits=engine.exits)
+
+    async def _resume_point(self, feed: MarketDataFeed) -> datetime | None:
+        """Where a simulated run on this state dir left off (the journal remembers it): the bars up to there were
+        traded already, so a restart continues the sessions instead of trading them again."""
+        journal = self.core.journal
+        if not self.clock.simulated or journal is None:
+            return None
+        stored = await journal.get_kv(RESUME_KEY)
+        if not isinstance(stored, str):
+            return None
+        try:
+            resume = datetime.fromisoformat(stored)
+        except ValueError:
+            log.error("simulated_feed_position_unreadable", value=stored[:100])
+            return None
+        feed.unpaced_until = resume  # type: ignore[attr-defined]  # simulated feeds: no pacing while skipping
+        return resume
+
+    def _resumed(self, resume: datetime, skipped: deque[list[Bar]]) -> None:
+        for batch in skipped:
+            self.core.engine.warm_up(batch)
+        log.info("simulated_feed_resumed", after=resume.isoformat(), warmed_batches=len(skipped))
+        skipped.clear()
+
+    async def _save_resume_point(self, timestamp: datetime) -> None:
+        if self.core.journal is not None:
+            try:
+                await self.core.journal.set_kv(RESUME_KEY, timestamp.isoformat())
+            except Exception as exc:  # a full disk: the run goes on, a restart re-trades a few more bars
+                log.warning("simulated_feed_position_not_saved", error=str(exc))
 
     async def _warm_up(self, feed: MarketDataFeed) -> None:
         """A live feed's history before now goes through the strategy's clouds (no signals, no exits), so it
@@ -840,6 +888,7 @@ class Daemon:
                       "exits": core.engine.exits, "round_trips": core.lifecycle.round_trips,
                       "feed_done": self.feed_done},
             "clock": self.clock.now().isoformat(),
+            "quotes": {t: core.ledger.last_prices.get(t) for t in self.settings.data.tickers},
             "last_reconciliation": core.last_reconciliation,
         }
 
