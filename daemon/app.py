@@ -114,8 +114,8 @@ class Core:
         self.orchestrator = BotOrchestrator(
             self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
             journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
-            feedback=self.feedback, price_lookup=self.ledger.last_prices.get,
-            chain_provider=self._chain_provider(),
+            feedback=self.feedback, price_lookup=self.market_price,
+            chain_provider=self._chain_provider(), slippage=settings.entry_slippage(),
         )
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
@@ -151,6 +151,13 @@ class Core:
 
         # built even when disabled: the exits read its cloud states
         return EmaCloudStrategy(self.settings.strategy, calendar=self.calendar)
+
+    def market_price(self, symbol: str) -> float | None:
+        """The price entries are sized on: the primary broker's own (the paper broker's, what it fills at), else
+        the data feed's last bar (the ledger's marks); None when neither has one."""
+        own = getattr(self.brokers[self.settings.broker.primary], "last_price", None)
+        price = own(symbol) if own is not None else None
+        return price if price is not None else self.ledger.last_prices.get(symbol)
 
     def _chain_provider(self) -> Any:
         primary = self.brokers[self.settings.broker.primary]
@@ -846,7 +853,7 @@ class Daemon:
             core = self.core
             self._trading = TradingService(
                 TradingConfig.from_settings(self.settings), orchestrator=core.orchestrator, ledger=core.ledger,
-                price_lookup=core.ledger.last_prices.get, account=core.account_state, clock=self.clock,
+                price_lookup=core.orchestrator.market_price, account=core.account_state, clock=self.clock,
                 lifecycle=core.lifecycle, settle=core.settle,
             )
         return self._trading
@@ -883,8 +890,12 @@ class Daemon:
             target_price=float(args["target_price"]) if args.get("target_price") else None,
             timestamp=self.clock.now(), source="cli",
         )
-        result = await self.core.engine.submit_signal(signal)
-        return {"accepted": result, "signal_id": signal.signal_id}
+        result = await self.core.engine.decide_signal(signal)
+        accepted = result.success and result.intent is not None
+        reply: dict[str, Any] = {"accepted": accepted, "signal_id": signal.signal_id}
+        if not accepted:
+            reply.update(stage=result.pipeline_stage, reason=result.rejection_reason)
+        return reply
 
 
 def _trade_size(args: dict[str, Any]) -> dict[str, float | None]:
