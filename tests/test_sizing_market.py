@@ -274,3 +274,25 @@ async def test_fake_alpaca_refuses_an_order_it_cannot_fund_at_its_fill_price(fak
         await broker.submit_order(third)                 # 49 x 101 = 4 949 fits
     finally:
         await broker.close()
+
+
+# -- the high-level API and the paper broker -------------------------------------------------------------------
+async def test_trading_service_buys_on_the_market_price_not_a_stale_mark(tmp_path: Path) -> None:
+    """`ordergate buy` (the daemon's TradingService) prices the order where the entry is sized: the paper broker's
+    own price, not the ledger's mark from an earlier bar."""
+    from daemon.app import Daemon
+
+    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper"},
+                             paper={"persistent": False}, pipeline={"enable_unified_risk": False})
+    daemon = Daemon(settings)
+    core = daemon.core
+    await core.start()
+    try:
+        core.ledger.mark("ACME", 50.0)                  # an old bar
+        core.brokers["paper"].set_price("ACME", 100.0)  # where the paper broker fills now
+        result = await daemon.trading_service().buy("ACME", dollars=5_000.0)
+        assert result.ok, result.reason
+        assert result.est_price == 100.0 and result.shares == 50
+        assert result.filled_qty == 50 and result.filled_avg_price == pytest.approx(100.0 * 1.0002)
+    finally:
+        await core.stop()
