@@ -366,7 +366,10 @@ class Core:
     # -- account view ---------------------------------------------------------------------------------
     def account_state(self) -> AccountState:
         equity = self.ledger.equity()
-        return AccountState(equity=equity, cash=self.ledger.cash, buying_power=max(0.0, self.ledger.cash),
+        # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
+        # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
+        buying_power = max(0.0, self.ledger.cash - 2.0 * self.ledger.short_market_value())
+        return AccountState(equity=equity, cash=self.ledger.cash, buying_power=buying_power,
                             open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
                             starting_equity=self.starting_equity or equity)
 

@@ -296,3 +296,21 @@ async def test_trading_service_buys_on_the_market_price_not_a_stale_mark(tmp_pat
         assert result.filled_qty == 50 and result.filled_avg_price == pytest.approx(100.0 * 1.0002)
     finally:
         await core.stop()
+
+
+async def test_a_burst_after_short_sales_gets_no_paper_rejection(tmp_path: Path) -> None:
+    """Short-sale proceeds are cash in the ledger but not buying power at the broker: after shorts, a burst of longs
+    near the limit must still fit what the broker will fund."""
+    core = await _core(tmp_path, paper={"slippage_bps": 30.0}, executor=BURST_LIMITS)
+    try:
+        shorts = [f"S{i:02d}" for i in range(6)]
+        longs = [f"L{i:03d}" for i in range(60)]
+        await _feed_bars(core, dict.fromkeys(shorts + longs, 40.0))
+        await _run_burst(core, [_signal(t, 40.0, 41.0, direction="short") for t in shorts])
+        assert all(core.ledger.holdings[t].quantity < 0 for t in shorts)
+        await _run_burst(core, _burst(longs, 40.0, shorts=False))
+        orders = await _order_statuses(core)
+        assert len(orders) > len(shorts) + 5
+        assert [o for o in orders if o["status"] == "rejected"] == []
+    finally:
+        await core.stop()
