@@ -188,11 +188,11 @@ async def _run_burst(core: Core, signals: list[TradeSignal]) -> None:
     consumer = asyncio.create_task(core.consume_signals())
     try:
         await asyncio.gather(*(core.bus.signals.publish(s) for s in signals))
-        for _ in range(1_000):
+        for _ in range(6_000):  # a bound for a loaded machine, not a speed requirement
             await asyncio.sleep(0.01)
             if core.bus.signals.depth() == 0 and not core.router.in_flight():
                 break
-        await core.settle()
+        await core.settle(timeout=60.0)
     finally:
         consumer.cancel()
 
@@ -236,8 +236,9 @@ async def test_burst_of_100_near_the_buying_power_limit_gets_no_alpaca_rejection
         fake.prices.update(dict.fromkeys(tickers, 40.0))
         await _feed_bars(core, dict.fromkeys(tickers, 40.0))
         await _run_burst(core, _burst(tickers, 40.0))
-        await fake.wait_for(lambda: all(o["status"] in ("filled", "rejected") for o in fake.orders.values()))
-        await core.settle()
+        await fake.wait_for(lambda: all(o["status"] in ("filled", "rejected") for o in fake.orders.values()),
+                            timeout=60.0)
+        await core.settle(timeout=60.0)
         rejections = [r for r in fake.submit_answers if r >= 400]
         assert rejections == []
         orders = await _order_statuses(core)
