@@ -2,7 +2,9 @@
 
 - Prices come from `on_bars()` (the last close of each symbol). Market orders fill at once at the last price
   plus or minus `slippage_bps` (a buy pays up, a sell receives less) with `commission_per_share`; resting
-  limit and stop orders trigger on a later bar that crosses them (a gap fills at the bar's open).
+  limit and stop orders trigger on a later bar that crosses them (a gap fills at the bar's open). An order
+  that opens a position must be funded at the price it fills at (slippage included; a stop at its stop plus
+  slippage), else it is rejected for buying power.
 - Options (OCC symbols) are priced with Black-Scholes from the underlying's last price; `chain()` serves the
   synthetic option chain of `pipeline.options`.
 - Order updates and fills reach the handler of `set_event_handler` in order, through one queue pumped by a
@@ -681,7 +683,7 @@ class PaperBroker:
             submitted_at=self.clock.now(),
         )
         price = _immediate_price(order, last, self._slip)
-        self._check_funding(order, price if price is not None else (order.limit_price or order.stop_price or last))
+        self._check_funding(order, price if price is not None else _resting_price(order, last, self._slip))
         self._order_seq += 1
         self._orders[order.client_order_id] = order
         return order, price
@@ -911,6 +913,15 @@ def _immediate_price(order: _Order, last: float, slip: float) -> float | None:
     if (buy and last >= stop) or (not buy and last <= stop):
         return with_slippage
     return None
+
+
+def _resting_price(order: _Order, last: float, slip: float) -> float:
+    """The price a resting order is funded at: its limit, or its stop moved by the slippage it fills with."""
+    if order.order_type == OrderType.LIMIT and order.limit_price:
+        return order.limit_price
+    if order.order_type == OrderType.STOP and order.stop_price:
+        return order.stop_price * (1.0 + slip) if order.side == Side.BUY else order.stop_price * (1.0 - slip)
+    return last
 
 
 def _trigger_price(order: _Order, open_: float, high: float, low: float, slip: float) -> float | None:

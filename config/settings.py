@@ -117,6 +117,12 @@ class PipelineConfig(_Section):
     order_timeout_seconds: float = Field(10.0, gt=0)
     fill_timeout_seconds: float = Field(30.0, gt=0)
     fill_slippage_tolerance: float = Field(0.02, ge=0, description="fraction of the reference price")
+    max_entry_deviation: float = Field(
+        0.02, gt=0, le=1, description="a signal's entry_price this far (fraction) from the market is rejected"
+    )
+    expected_slippage: float = Field(
+        0.005, ge=0, lt=0.5, description="fraction a market entry fills away from the last price; sized and reserved"
+    )
 
     @model_validator(mode="after")
     def _weights_ordered(self) -> PipelineConfig:
@@ -370,6 +376,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # init (CLI overrides) > env > TOML files (passed through _toml_data) > field defaults
         return (init_settings, env_settings, InitSettingsSource(settings_cls, _TOML_DATA.get() or {}))
+
+    def entry_slippage(self) -> float:
+        """The slippage entries are sized and reserved with: [pipeline] expected_slippage, or the paper broker's
+        slippage_bps when it trades and fills further away."""
+        slippage = self.pipeline.expected_slippage
+        if "paper" in (self.broker.primary, self.broker.fallback):
+            slippage = max(slippage, self.paper.slippage_bps / 10_000.0)
+        return slippage
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets masked."""

@@ -123,8 +123,9 @@ class Core:
         self.orchestrator = BotOrchestrator(
             self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
             journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
-            feedback=self.feedback, price_lookup=self.ledger.last_prices.get,
-            chain_provider=self._chain_provider(), kill_switch=self.kill_switch,
+            feedback=self.feedback, price_lookup=self.market_price,
+            chain_provider=self._chain_provider(), slippage=settings.entry_slippage(),
+            kill_switch=self.kill_switch,
         )
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
@@ -160,6 +161,13 @@ class Core:
 
         # built even when disabled: the exits read its cloud states
         return EmaCloudStrategy(self.settings.strategy, calendar=self.calendar)
+
+    def market_price(self, symbol: str) -> float | None:
+        """The price entries are sized on: the primary broker's own (the paper broker's, what it fills at), else
+        the data feed's last bar (the ledger's marks); None when neither has one."""
+        own = getattr(self.brokers[self.settings.broker.primary], "last_price", None)
+        price = own(symbol) if own is not None else None
+        return price if price is not None else self.ledger.last_prices.get(symbol)
 
     def _chain_provider(self) -> Any:
         primary = self.brokers[self.settings.broker.primary]
@@ -368,7 +376,10 @@ class Core:
     # -- account view ---------------------------------------------------------------------------------
     def account_state(self) -> AccountState:
         equity = self.ledger.equity()
-        return AccountState(equity=equity, cash=self.ledger.cash, buying_power=max(0.0, self.ledger.cash),
+        # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
+        # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
+        buying_power = max(0.0, self.ledger.cash - 2.0 * self.ledger.short_market_value())
+        return AccountState(equity=equity, cash=self.ledger.cash, buying_power=buying_power,
                             open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
                             starting_equity=self.starting_equity or equity)
 
@@ -931,7 +942,7 @@ class Daemon:
             core = self.core
             self._trading = TradingService(
                 TradingConfig.from_settings(self.settings), orchestrator=core.orchestrator, ledger=core.ledger,
-                price_lookup=core.ledger.last_prices.get, account=core.account_state, clock=self.clock,
+                price_lookup=core.orchestrator.market_price, account=core.account_state, clock=self.clock,
                 lifecycle=core.lifecycle, settle=core.settle,
             )
         return self._trading
@@ -968,8 +979,12 @@ class Daemon:
             target_price=float(args["target_price"]) if args.get("target_price") else None,
             timestamp=self.clock.now(), source="cli",
         )
-        result = await self.core.engine.submit_signal(signal)
-        return {"accepted": result, "signal_id": signal.signal_id}
+        result = await self.core.engine.decide_signal(signal)
+        accepted = result.success and result.intent is not None
+        reply: dict[str, Any] = {"accepted": accepted, "signal_id": signal.signal_id}
+        if not accepted:
+            reply.update(stage=result.pipeline_stage, reason=result.rejection_reason)
+        return reply
 
 
 def _trade_size(args: dict[str, Any]) -> dict[str, float | None]:

@@ -26,6 +26,7 @@ from pipeline.clock import SimulatedClock
 from pipeline.models import Position, TradeSignal, client_order_id_for
 from tests.daemon_proc import DaemonProcess, base_env, cli
 from tests.fakes.alpaca_server import FakeAlpaca
+from tests.market import set_market
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,6 +58,7 @@ async def _core(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock | None =
     assert isinstance(broker, AlpacaBroker)
     broker.stream_backoff = (0.05, 0.3)  # reconnect quickly after a drop (the default waits a second or more)
     await core.start()
+    set_market(core, dict.fromkeys(("AAPL", "MSFT", "NVDA"), 100.0))  # the feed's last bars: _signal's price
     return core
 
 
@@ -271,6 +273,10 @@ async def test_ordergate_run_trades_through_alpaca(tmp_path: Path, fake: FakeAlp
         await asyncio.to_thread(daemon.wait_for, "daemon_ready", 45.0)
         assert fake.trade_stream_connects == 1
         await fake.wait_for(lambda: "AAPL" in fake.data_subscriptions, timeout=15)
+        # the market the entry is sized on: one minute bar from the data socket
+        await fake.push_bar("AAPL", datetime.now(UTC).replace(second=0, microsecond=0), 187.5, 187.5, 187.5, 187.5,
+                            1_000)
+        await asyncio.to_thread(daemon.wait_for, "bars_flowing", 15.0)
         fake.next_submit_fills(187.5, partials=(10,))
         out = await _cli(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "187.5",
                          "--stop", "183.0", "--timeframe", "1d", "--json", env=env)

@@ -24,6 +24,7 @@ from pipeline.clock import SimulatedClock
 from pipeline.models import OrderIntent, Position, TradeSignal
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.fakes.tws_server import FakeTWS, OrderScript
+from tests.market import set_market
 
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET on a regular session
 WAIT = 15.0
@@ -87,7 +88,8 @@ def signal(symbol: str, clock: SimulatedClock) -> TradeSignal:
 
 
 async def enter(core: Core, symbol: str) -> OrderIntent:
-    """Run one long entry through the pipeline and wait until the router has answered."""
+    """Run one long entry through the pipeline (the feed's market at PRICES) and wait until the router answered."""
+    set_market(core, {symbol: PRICES[symbol]})
     result = await core.orchestrator.process_signal(signal(symbol, core.clock))  # type: ignore[arg-type]
     assert result.success, result.rejection_reason
     assert result.intent is not None

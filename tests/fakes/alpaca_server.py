@@ -14,6 +14,7 @@ accepted and stay open):
 
     fake.next_submit_accepts()
     fake.next_submit_fills(price, partials=(40, 30))   # new, partial_fill x2, fill (rest) pushed on the stream
+    fake.market_fills(slippage=0.003)                  # unscripted market orders fill at last price x (1 +- 0.3 %)
     fake.next_submit_rejects("insufficient buying power", status=403)
     fake.next_submit_rate_limited(reset_in=1.0, times=1)   # 429 with X-RateLimit-Reset (epoch seconds)
     fake.next_submit_errors(status=500, times=1)
@@ -24,8 +25,11 @@ accepted and stay open):
     await fake.push_bar("AAPL", ts, o, h, l, c, v) ; fake.drop_data_stream()
     fake.set_position("AAPL", 10, 100.0) ; fake.account.update(equity="...")
 
-A duplicate `client_order_id` is answered 422 like Alpaca. Everything received is in `fake.requests`
-(method, path, query, json body); orders are in `fake.orders` (Alpaca JSON dicts keyed by order id).
+Buying power is checked like Alpaca does: an order that opens or adds to a position needs its cost at the price it
+will fill at (a market order: the last price moved by the fill slippage; a limit: its limit) within the account's
+`buying_power` less what the open orders hold, else 403 "insufficient buying power" (code 40310000); fills move
+`cash` and `buying_power`. A duplicate `client_order_id` is answered 422 like Alpaca. Everything received is in
+`fake.requests` (method, path, query, json body); orders are in `fake.orders` (Alpaca JSON dicts keyed by order id).
 """
 
 from __future__ import annotations
@@ -110,6 +114,10 @@ class FakeAlpaca:
         self.data_stream_connects = 0
         self.block_trade_stream = False
         self.sent_trade_frames: list[dict[str, Any]] = []
+        self.fill_slippage = 0.0  # market orders are funded (and, with market_fills, filled) this far from the last
+        self.auto_fill: SubmitScript | None = None  # how unscripted market orders are answered (market_fills)
+        self.submit_answers: list[int] = []  # the HTTP status of every POST /v2/orders answered
+        self._holds: dict[str, float] = {}  # order id -> buying power held per unfilled unit
         self._scripts: deque[SubmitScript] = deque()
         self._hung: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -202,6 +210,11 @@ class FakeAlpaca:
     def next_submit_fills(self, price: float, partials: tuple[float, ...] = (), delay: float = 0.02) -> None:
         """Accept, then push new, one partial_fill per `partials` qty, and a fill for the rest."""
         self._scripts.append(SubmitScript("fill", price=price, partials=tuple(partials), delay=delay))
+
+    def market_fills(self, slippage: float = 0.0, delay: float = 0.02) -> None:
+        """Unscripted market orders fill in full after `delay` at the last price moved `slippage` against them."""
+        self.fill_slippage = slippage
+        self.auto_fill = SubmitScript("fill", delay=delay)
 
     def next_submit_rejects(self, message: str, status: int = 403, code: int = 40310000) -> None:
         self._scripts.append(SubmitScript("reject", status=status, message=message, code=code))
@@ -325,8 +338,54 @@ class FakeAlpaca:
         done = total >= float(order["qty"]) - 1e-9
         self._set_status(order, "filled" if done else "partially_filled", "filled_at" if done else None)
         signed = qty if order["side"] == "buy" else -qty
-        self._apply_to_position(order["symbol"], signed, price, order.get("asset_class", "us_equity"))
+        asset_class = order.get("asset_class", "us_equity")
+        self._move_cash(order, signed, price, 100.0 if asset_class == "us_option" else 1.0)
+        self._apply_to_position(order["symbol"], signed, price, asset_class)
         return str(uuid.uuid4())
+
+    def _move_cash(self, order: dict[str, Any], signed_qty: float, price: float, multiplier: float) -> None:
+        """A fill pays or receives cash; buying power goes down by what it opens and up by what it closes."""
+        held = self._held_qty(order["symbol"])
+        closing = min(abs(signed_qty), abs(held)) if held and (held > 0) != (signed_qty > 0) else 0.0
+        opening = abs(signed_qty) - closing
+        self.account["cash"] = _num(float(self.account["cash"]) - signed_qty * price * multiplier)
+        power = float(self.account["buying_power"]) + (closing - opening) * price * multiplier
+        self.account["buying_power"] = _num(power)
+        if float(order["filled_qty"]) >= float(order["qty"]) - 1e-9:
+            self._holds.pop(order["id"], None)
+
+    def _held_qty(self, symbol: str) -> float:
+        current = self.positions.get(symbol)
+        return float(current["qty"]) if current else 0.0
+
+    def _funding_problem(self, body: dict[str, Any]) -> tuple[str, float] | None:
+        """None when there is nothing to fund (it only closes, or no price is known); ("insufficient buying power",
+        0) when its opening part costs more at its fill price than the buying power left; else ("", cost per unit)."""
+        symbol = str(body["symbol"])
+        qty = float(body.get("qty") or 0)
+        buy = body["side"] == "buy"
+        held = self._held_qty(symbol)
+        closing = min(qty, abs(held)) if held and (held > 0) != buy else 0.0
+        if qty - closing <= 1e-9:
+            return None
+        last = self.prices.get(symbol)
+        kind = body["type"]
+        if kind in ("limit", "stop_limit"):
+            unit = float(body["limit_price"])
+        elif last is not None:
+            unit = last * (1 + self.fill_slippage) if buy else last
+        elif kind == "stop":
+            unit = float(body["stop_price"]) * (1 + self.fill_slippage)
+        else:
+            return None  # no price known: nothing to check against
+        multiplier = 100.0 if len(symbol) > 15 else 1.0
+        unit *= multiplier
+        available = float(self.account["buying_power"]) - sum(
+            hold * (float(o["qty"]) - float(o["filled_qty"]))
+            for oid, hold in self._holds.items() if (o := self.orders.get(oid)) and o["status"] not in FINAL)
+        if (qty - closing) * unit > available + 1e-6:
+            return ("insufficient buying power", 0.0)
+        return ("", unit)
 
     def _apply_to_position(self, symbol: str, signed_qty: float, price: float, asset_class: str) -> None:
         self.prices[symbol] = price
@@ -378,8 +437,18 @@ class FakeAlpaca:
         })
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer_submit(request)
+        self.submit_answers.append(response.status)
+        return response
+
+    async def _answer_submit(self, request: web.Request) -> web.StreamResponse:
         body = json.loads(await request.read() or b"{}")
-        script = self._scripts.popleft() if self._scripts else SubmitScript("accept")
+        script = self._scripts.popleft() if self._scripts else None
+        if script is None:
+            market = body.get("type") == "market" and self.auto_fill is not None
+            script = self.auto_fill if market else SubmitScript("accept")
+            if market:
+                script = SubmitScript("fill", price=self._fill_price(body), delay=script.delay)
         if script.kind == "rate_limit":
             reset = _now().timestamp() + script.reset_in
             return _error(429, 42910000, "rate limit exceeded",
@@ -395,13 +464,22 @@ class FakeAlpaca:
         coid = body.get("client_order_id")
         if coid and self.order_by_client_id(coid) is not None:
             return _error(422, 40010001, DUPLICATE_MESSAGE)
+        funding = self._funding_problem(body)
+        if funding is not None and funding[0]:
+            return _error(403, 40310000, funding[0])
         order = self._new_order(body)
+        if funding is not None:
+            self._holds[order["id"]] = funding[1]
         self._spawn(self._after_submit(order, script))
         if script.kind == "hang":
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._hung.append(fut)
             await fut
         return web.json_response(order)
+
+    def _fill_price(self, body: dict[str, Any]) -> float:
+        last = self.prices.get(str(body["symbol"]), 0.0)
+        return last * (1 + self.fill_slippage) if body["side"] == "buy" else last * (1 - self.fill_slippage)
 
     async def _after_submit(self, order: dict[str, Any], script: SubmitScript) -> None:
         await asyncio.sleep(script.delay)
