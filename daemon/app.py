@@ -18,8 +18,9 @@ from typing import Any
 
 import structlog
 
-from config.settings import Settings, load_settings
+from config.settings import ConfigError, Settings, load_settings
 from daemon.control import ControlServer, socket_path
+from daemon.live_rule import live_rule_problem
 from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
 from pipeline.bus import Bus
 from pipeline.calendar import MarketCalendar, default_calendar
@@ -40,6 +41,9 @@ from pipeline.trade_journal import TradeJournalWriter
 log = structlog.get_logger("ordergate.daemon")
 SESSION_MINUTES = 390
 FILL_GRACE = timedelta(minutes=5)  # a finished entry's awaited fills: after this, reconciliation takes over
+RISK_LIMITS = ("max_risk_per_trade", "max_concurrent_positions", "daily_loss_limit", "max_single_stock_exposure",
+               "max_sector_exposure", "min_account_equity", "consecutive_loss_threshold", "instrument_mode")
+PIPELINE_LIMITS = ("max_correlation", "var_limit", "auto_kill_on_daily_loss", "max_signal_age_seconds")
 WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
 
 
@@ -559,6 +563,9 @@ class Daemon:
     """The process: core + feed + control socket + OS signals + systemd + metrics + webhook."""
 
     def __init__(self, settings: Settings, config_file: str | None = None) -> None:
+        problem = live_rule_problem(settings)  # `ordergate run` refuses it earlier; nothing may build it anyway
+        if problem:
+            raise ConfigError(problem)
         self.settings = settings
         self.config_file = config_file
         live_data = settings.data.source == "alpaca"
@@ -592,7 +599,7 @@ class Daemon:
             active = self.core.state.is_kill_switch_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
             log.info("daemon_ready", kill_switch=self.core.state.is_kill_switch_active(),
-                     positions=len(self.core.ledger.holdings))
+                     positions=len(self.core.ledger.holdings), **await self.ready_summary())
             interval = watchdog_interval()
             if interval:
                 self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
@@ -605,6 +612,30 @@ class Daemon:
         finally:
             await self._shutdown()
         return 0
+
+    async def ready_summary(self) -> dict[str, Any]:
+        """What the daemon trades on, for the one `daemon_ready` line: broker, paper or live account, account id,
+        data source, clock, and the risk limits in force."""
+        accounts: dict[str, dict[str, Any]] = {}
+        for name, broker in self.core.brokers.items():
+            account: dict[str, Any] = {"account": "unknown", "account_id": ""}
+            if broker.is_connected():
+                try:
+                    snapshot = await asyncio.wait_for(broker.get_account(),
+                                                      self.settings.broker.request_timeout_seconds)
+                    kind = "unknown" if snapshot.paper is None else "paper" if snapshot.paper else "live"
+                    account = {"account": kind, "account_id": snapshot.account_id}
+                except Exception as exc:
+                    log.warning("account_lookup_failed", broker=name, error=str(exc))
+            accounts[name] = account
+        primary = self.settings.broker.primary
+        executor, pipeline = self.core.config.executor_config, self.core.config
+        limits: dict[str, Any] = {name: getattr(executor, name) for name in RISK_LIMITS}
+        limits.update({name: getattr(pipeline, name) for name in PIPELINE_LIMITS})
+        limits["kill_notional_threshold"] = self.settings.reconcile.kill_notional_threshold
+        return {"broker": primary, **accounts[primary], "fallback": self.settings.broker.fallback,
+                "accounts": accounts, "data": self.settings.data.source,
+                "clock": "simulated" if self.clock.simulated else "live", "risk_limits": limits}
 
     async def _pump_bars(self) -> None:
         feed = make_feed(self.settings, self.clock, self.core.calendar)

@@ -162,7 +162,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _preflight(settings: Settings) -> list[str]:
     """Configuration that validates field by field but cannot run (missing credentials and the like)."""
+    from daemon.live_rule import live_rule_problem
+
     problems: list[str] = []
+    live = live_rule_problem(settings)  # first: a real broker on simulated data is refused whatever else is set
+    if live:
+        problems.append(live)
     uses_alpaca = "alpaca" in (settings.broker.primary, settings.broker.fallback) or settings.data.source == "alpaca"
     if uses_alpaca:  # keys and endpoint URLs, each problem naming its field (imports alpaca-py only when used)
         from adapters.alpaca import validate_alpaca_settings
