@@ -211,6 +211,55 @@ class Core:
             await self.journal.close()
         self.state.flush()
 
+    async def fail_closed_if_journal_lost(self) -> str | None:
+        """A journal missing, empty or damaged while a broker holds positions or open orders: start halted.
+
+        The ledger is rebuilt from the journal; without it every position at the broker looks like someone
+        else's and the strategy would enter again beside them. So the kill switch is tripped (exits and
+        `flatten` still go), said in the log and alerted. The daemon (not every Core: tests and replays build
+        fresh ones beside scripted broker positions) calls this once the brokers are connected. Returns the
+        reason when it tripped.
+        """
+        journal = self.journal
+        if journal is None or not journal.condition.lost:
+            return None
+        condition = journal.condition
+        if condition.state == "damaged":
+            log.error("journal_damaged", path=str(journal.path), error=condition.detail,
+                      preserved=list(condition.preserved))
+        held: list[str] = []
+        open_orders = 0
+        unknown: list[str] = []
+        for name, broker in self.brokers.items():
+            if not broker.is_connected():
+                unknown.append(name)
+                continue
+            try:
+                positions = await asyncio.wait_for(broker.get_positions(), self.settings.broker.request_timeout_seconds)
+                orders = await asyncio.wait_for(broker.get_open_orders(), self.settings.broker.request_timeout_seconds)
+            except Exception as exc:
+                log.error("journal_check_broker_failed", broker=name, error=str(exc))
+                unknown.append(name)
+                continue
+            held.extend(f"{name}:{p.symbol}" for p in positions if p.quantity)
+            open_orders += len(orders)
+        if not held and not open_orders and not unknown:
+            log.info("journal_new", state=condition.state, detail=condition.detail, reason="no broker holds anything")
+            return None
+        what = condition.detail + (f"; kept as {', '.join(condition.preserved)}" if condition.preserved else "")
+        found = f"{len(held)} positions ({', '.join(held[:10])}{', ...' if len(held) > 10 else ''})" \
+            f" and {open_orders} open orders at the broker"
+        if unknown:
+            found += f", and {', '.join(unknown)} could not be asked"
+        reason = (f"journal {condition.state} ({what}) while there are {found}: the ledger cannot be rebuilt;"
+                  " entries halted until `ordergate resume` (check the account first)")
+        self.state.activate_kill_switch(reason, source="journal")
+        log.error("journal_lost", state=condition.state, detail=condition.detail, preserved=list(condition.preserved),
+                  positions=len(held), open_orders=open_orders, unknown=unknown, kill_switch="active")
+        log.error("kill_switch_tripped", reason=reason, source="journal")
+        await self.alert("journal_lost", f"kill switch tripped: {reason}", "critical")
+        return reason
+
     async def sync_account(self) -> None:
         """Cash and starting equity from the primary broker (the broker's cash already reflects every fill)."""
         name = self.settings.broker.primary
@@ -593,6 +642,7 @@ class Daemon:
         try:
             await self.services.start_before_core()
             await self.core.start()
+            await self.core.fail_closed_if_journal_lost()
             await self.core.reconcile()
             await self.services.start_after_core()
             self.ready = True
