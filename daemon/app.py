@@ -45,6 +45,7 @@ RISK_LIMITS = ("max_risk_per_trade", "max_concurrent_positions", "daily_loss_lim
                "max_sector_exposure", "min_account_equity", "consecutive_loss_threshold", "instrument_mode")
 PIPELINE_LIMITS = ("max_correlation", "var_limit", "auto_kill_on_daily_loss", "max_signal_age_seconds")
 WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
+JOURNAL_LOST_KEY = "journal_lost"  # kv row of a journal begun after a lost one (see fail_closed_if_journal_lost)
 
 
 def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) -> Broker:
@@ -224,6 +225,10 @@ class Core:
         if journal is None or not journal.condition.lost:
             return None
         condition = journal.condition
+        marker = await journal.get_kv(JOURNAL_LOST_KEY) if condition.state == "empty" else None
+        if marker:  # the journal begun after a loss that was already halted on (and maybe resumed since)
+            log.info("journal_begun_after_loss", since=marker.get("since"), reason=marker.get("reason"))
+            return None
         if condition.state == "damaged":
             log.error("journal_damaged", path=str(journal.path), error=condition.detail,
                       preserved=list(condition.preserved))
@@ -254,6 +259,10 @@ class Core:
         reason = (f"journal {condition.state} ({what}) while there are {found}: the ledger cannot be rebuilt;"
                   " entries halted until `ordergate resume` (check the account first)")
         self.state.activate_kill_switch(reason, source="journal")
+        try:  # so that once resumed, a restart on this (still order-less) journal does not halt again
+            await journal.set_kv(JOURNAL_LOST_KEY, {"reason": reason, "since": self.clock.now().isoformat()})
+        except Exception as exc:
+            log.error("journal_write_failed", key=JOURNAL_LOST_KEY, error=str(exc))
         log.error("journal_lost", state=condition.state, detail=condition.detail, preserved=list(condition.preserved),
                   positions=len(held), open_orders=open_orders, unknown=unknown, kill_switch="active")
         log.error("kill_switch_tripped", reason=reason, source="journal")

@@ -17,7 +17,7 @@ import pytest
 from adapters.paper import PaperBroker
 from config.settings import PaperSettings
 from pipeline.clock import SimulatedClock
-from tests.daemon_proc import DaemonProcess, base_env, status
+from tests.daemon_proc import DaemonProcess, base_env, cli, status
 
 pytestmark = pytest.mark.timeout(240)
 JOURNAL_FILES = ("journal.db", "journal.db-wal", "journal.db-shm")
@@ -101,6 +101,17 @@ def test_deleted_journal_with_broker_positions_starts_halted(crashed: Path, tmp_
     # the status offline says so too, until `ordergate resume`
     down = status(state_dir)
     assert down["running"] is False and down["kill_switch"]["active"] is True
+    # once resumed, a restart on the journal begun then does not halt again (the Alpaca case of a journal that
+    # stays without orders is in test_journal_lost_core.py)
+    assert cli(state_dir, "resume").returncode == 0
+    st, daemon, _before, _after = _restart_and_look(state_dir)
+    assert st["kill_switch"]["active"] is False, st["kill_switch"]
+    assert not [line for line in daemon.lines() if line.get("event") == "journal_lost"]
+    # but deleting it again is a new loss
+    for name in JOURNAL_FILES:
+        (state_dir / name).unlink(missing_ok=True)
+    st, daemon, before, after = _restart_and_look(state_dir)
+    _assert_halted(st, daemon, before, after, "missing")
 
 
 def test_garbage_journal_is_kept_aside_and_starts_halted(crashed: Path, tmp_path: Path) -> None:
