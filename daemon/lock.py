@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 LOCK_FILE = "daemon.lock"
+ACQUIRE_ATTEMPTS = 5  # the CLI's probe (`is_locked`) holds a shared lock for microseconds: not a reason to fail
+ACQUIRE_INTERVAL_S = 0.1
 
 
 class DaemonLockHeld(RuntimeError):
@@ -42,7 +45,14 @@ class DaemonLock:
         path = state_dir / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for attempt in range(ACQUIRE_ATTEMPTS):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == ACQUIRE_ATTEMPTS - 1:
+                        raise
+                    time.sleep(ACQUIRE_INTERVAL_S)
         except BlockingIOError:
             os.close(fd)
             raise DaemonLockHeld(path, holder_pid(state_dir)) from None
@@ -88,4 +98,9 @@ def is_locked(state_dir: str | Path) -> bool:
     return False
 
 
-__all__ = ["LOCK_FILE", "DaemonLock", "DaemonLockHeld", "holder_pid", "is_locked"]
+def running_pid(state_dir: str | Path) -> int | None:
+    """The pid of the daemon holding the state directory, or None when no process holds it."""
+    return holder_pid(state_dir) if is_locked(state_dir) else None
+
+
+__all__ = ["LOCK_FILE", "DaemonLock", "DaemonLockHeld", "holder_pid", "is_locked", "running_pid"]

@@ -60,3 +60,32 @@ def test_a_stale_lock_file_does_not_block_a_start(tmp_path: Path) -> None:
         assert (state_dir / "daemon.lock").read_text().strip() == str(again.proc.pid)
     finally:
         assert again.stop() == 0, again.text()[-3000:]
+
+
+def test_kill_with_the_control_socket_gone_still_reaches_the_running_daemon(tmp_path: Path) -> None:
+    """Writing the state file is not enough while a daemon runs (it never rereads it, and its next write would
+    put its own state back): `kill` signals the lock's holder, `status` names it, `resume` refuses."""
+    state_dir = tmp_path / "state"
+    env = base_env(state_dir, ORDERGATE_DATA__BARS_PER_SECOND="5")
+    daemon = DaemonProcess(state_dir, env=env).start()
+    try:
+        daemon.wait_for("daemon_ready")
+        assert daemon.proc is not None
+        (state_dir / "control.sock").unlink()
+        st = json.loads(cli(state_dir, "status", "--json", env=env).stdout)
+        assert st["running"] is True and st["pid"] == daemon.proc.pid and st["control_socket"] == "missing", st
+        out = cli(state_dir, "kill", "--reason", "socket gone", "--json", env=env)
+        assert out.returncode == 0, (out.stdout, out.stderr)
+        tripped = daemon.wait_for("kill_switch_tripped", timeout=10.0)
+        assert tripped["source"] == "signal"
+        st = json.loads(cli(state_dir, "status", "--json", env=env).stdout)
+        assert st["kill_switch"]["active"] is True
+        out = cli(state_dir, "resume", env=env)
+        assert out.returncode == 1 and f"pid {daemon.proc.pid}" in out.stdout + out.stderr, out
+        assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0, daemon.text()[-3000:]
+    # after the stop the kill is on disk, and resume works again with the daemon down
+    st = json.loads(cli(state_dir, "status", "--json", env=env).stdout)
+    assert st["running"] is False and st["kill_switch"]["active"] is True
+    assert cli(state_dir, "resume", env=env).returncode == 0
