@@ -20,7 +20,9 @@ import structlog
 
 from config.settings import ConfigError, Settings, load_settings
 from daemon.control import ControlServer, socket_path
+from daemon.journal_guard import fail_closed_if_journal_lost
 from daemon.live_rule import live_rule_problem
+from daemon.ready import ready_summary
 from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
 from pipeline.bus import Bus
 from pipeline.calendar import MarketCalendar, default_calendar
@@ -41,11 +43,7 @@ from pipeline.trade_journal import TradeJournalWriter
 log = structlog.get_logger("ordergate.daemon")
 SESSION_MINUTES = 390
 FILL_GRACE = timedelta(minutes=5)  # a finished entry's awaited fills: after this, reconciliation takes over
-RISK_LIMITS = ("max_risk_per_trade", "max_concurrent_positions", "daily_loss_limit", "max_single_stock_exposure",
-               "max_sector_exposure", "min_account_equity", "consecutive_loss_threshold", "instrument_mode")
-PIPELINE_LIMITS = ("max_correlation", "var_limit", "auto_kill_on_daily_loss", "max_signal_age_seconds")
 WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
-JOURNAL_LOST_KEY = "journal_lost"  # kv row of a journal begun after a lost one (see fail_closed_if_journal_lost)
 
 
 def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) -> Broker:
@@ -211,63 +209,6 @@ class Core:
         if self.journal is not None:
             await self.journal.close()
         self.state.flush()
-
-    async def fail_closed_if_journal_lost(self) -> str | None:
-        """A journal missing, empty or damaged while a broker holds positions or open orders: start halted.
-
-        The ledger is rebuilt from the journal; without it every position at the broker looks like someone
-        else's and the strategy would enter again beside them. So the kill switch is tripped (exits and
-        `flatten` still go), said in the log and alerted. The daemon (not every Core: tests and replays build
-        fresh ones beside scripted broker positions) calls this once the brokers are connected. Returns the
-        reason when it tripped.
-        """
-        journal = self.journal
-        if journal is None or not journal.condition.lost:
-            return None
-        condition = journal.condition
-        marker = await journal.get_kv(JOURNAL_LOST_KEY) if condition.state == "empty" else None
-        if marker:  # the journal begun after a loss that was already halted on (and maybe resumed since)
-            log.info("journal_begun_after_loss", since=marker.get("since"), reason=marker.get("reason"))
-            return None
-        if condition.state == "damaged":
-            log.error("journal_damaged", path=str(journal.path), error=condition.detail,
-                      preserved=list(condition.preserved))
-        held: list[str] = []
-        open_orders = 0
-        unknown: list[str] = []
-        for name, broker in self.brokers.items():
-            if not broker.is_connected():
-                unknown.append(name)
-                continue
-            try:
-                positions = await asyncio.wait_for(broker.get_positions(), self.settings.broker.request_timeout_seconds)
-                orders = await asyncio.wait_for(broker.get_open_orders(), self.settings.broker.request_timeout_seconds)
-            except Exception as exc:
-                log.error("journal_check_broker_failed", broker=name, error=str(exc))
-                unknown.append(name)
-                continue
-            held.extend(f"{name}:{p.symbol}" for p in positions if p.quantity)
-            open_orders += len(orders)
-        if not held and not open_orders and not unknown:
-            log.info("journal_new", state=condition.state, detail=condition.detail, reason="no broker holds anything")
-            return None
-        what = condition.detail + (f"; kept as {', '.join(condition.preserved)}" if condition.preserved else "")
-        found = f"{len(held)} positions ({', '.join(held[:10])}{', ...' if len(held) > 10 else ''})" \
-            f" and {open_orders} open orders at the broker"
-        if unknown:
-            found += f", and {', '.join(unknown)} could not be asked"
-        reason = (f"journal {condition.state} ({what}) while there are {found}: the ledger cannot be rebuilt;"
-                  " entries halted until `ordergate resume` (check the account first)")
-        self.state.activate_kill_switch(reason, source="journal")
-        try:  # so that once resumed, a restart on this (still order-less) journal does not halt again
-            await journal.set_kv(JOURNAL_LOST_KEY, {"reason": reason, "since": self.clock.now().isoformat()})
-        except Exception as exc:
-            log.error("journal_write_failed", key=JOURNAL_LOST_KEY, error=str(exc))
-        log.error("journal_lost", state=condition.state, detail=condition.detail, preserved=list(condition.preserved),
-                  positions=len(held), open_orders=open_orders, unknown=unknown, kill_switch="active")
-        log.error("kill_switch_tripped", reason=reason, source="journal")
-        await self.alert("journal_lost", f"kill switch tripped: {reason}", "critical")
-        return reason
 
     async def sync_account(self) -> None:
         """Cash and starting equity from the primary broker (the broker's cash already reflects every fill)."""
@@ -651,14 +592,14 @@ class Daemon:
         try:
             await self.services.start_before_core()
             await self.core.start()
-            await self.core.fail_closed_if_journal_lost()
+            await fail_closed_if_journal_lost(self.core)
             await self.core.reconcile()
             await self.services.start_after_core()
             self.ready = True
             active = self.core.state.is_kill_switch_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
             log.info("daemon_ready", kill_switch=self.core.state.is_kill_switch_active(),
-                     positions=len(self.core.ledger.holdings), **await self.ready_summary())
+                     positions=len(self.core.ledger.holdings), **await ready_summary(self.core, self.clock))
             interval = watchdog_interval()
             if interval:
                 self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
@@ -671,30 +612,6 @@ class Daemon:
         finally:
             await self._shutdown()
         return 0
-
-    async def ready_summary(self) -> dict[str, Any]:
-        """What the daemon trades on, for the one `daemon_ready` line: broker, paper or live account, account id,
-        data source, clock, and the risk limits in force."""
-        accounts: dict[str, dict[str, Any]] = {}
-        for name, broker in self.core.brokers.items():
-            account: dict[str, Any] = {"account": "unknown", "account_id": ""}
-            if broker.is_connected():
-                try:
-                    snapshot = await asyncio.wait_for(broker.get_account(),
-                                                      self.settings.broker.request_timeout_seconds)
-                    kind = "unknown" if snapshot.paper is None else "paper" if snapshot.paper else "live"
-                    account = {"account": kind, "account_id": snapshot.account_id}
-                except Exception as exc:
-                    log.warning("account_lookup_failed", broker=name, error=str(exc))
-            accounts[name] = account
-        primary = self.settings.broker.primary
-        executor, pipeline = self.core.config.executor_config, self.core.config
-        limits: dict[str, Any] = {name: getattr(executor, name) for name in RISK_LIMITS}
-        limits.update({name: getattr(pipeline, name) for name in PIPELINE_LIMITS})
-        limits["kill_notional_threshold"] = self.settings.reconcile.kill_notional_threshold
-        return {"broker": primary, **accounts[primary], "fallback": self.settings.broker.fallback,
-                "accounts": accounts, "data": self.settings.data.source,
-                "clock": "simulated" if self.clock.simulated else "live", "risk_limits": limits}
 
     async def _pump_bars(self) -> None:
         feed = make_feed(self.settings, self.clock, self.core.calendar)

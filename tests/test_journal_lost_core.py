@@ -1,6 +1,6 @@
 """Issue 11.6 with alpaca-py against the Alpaca fake: the start-up journal check of the assembled Core.
 
-`Core.fail_closed_if_journal_lost` is what the daemon calls once its brokers are connected (see
+`daemon.journal_guard.fail_closed_if_journal_lost` is what the daemon calls once its brokers are connected (see
 test_process_journal_lost.py for the daemon subprocess on the paper book).
 """
 
@@ -14,6 +14,7 @@ import pytest
 
 from config.settings import load_settings
 from daemon.app import Core
+from daemon.journal_guard import fail_closed_if_journal_lost
 from pipeline.clock import SimulatedClock
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.test_alpaca_daemon import SESSION
@@ -48,7 +49,7 @@ async def test_positions_at_alpaca_with_no_journal_halt_until_resumed_and_only_o
         fake.set_position(symbol, 26, 187.5)  # ~$4.9k each, each far below the reconciliation's threshold
     core = await _started(tmp_path, fake)
     try:
-        reason = await core.fail_closed_if_journal_lost()
+        reason = await fail_closed_if_journal_lost(core)
         assert reason is not None and "journal missing" in reason and "4 positions" in reason, reason
         info = core.state.kill_switch_info()
         assert info["active"] and info["reason"] == reason and info["source"] == "journal"
@@ -60,7 +61,7 @@ async def test_positions_at_alpaca_with_no_journal_halt_until_resumed_and_only_o
     core = await _started(tmp_path, fake)
     try:
         assert core.journal is not None and core.journal.condition.state == "empty"
-        assert await core.fail_closed_if_journal_lost() is None
+        assert await fail_closed_if_journal_lost(core) is None
         assert not core.state.is_kill_switch_active()
     finally:
         await core.stop()
@@ -71,7 +72,7 @@ async def test_no_journal_and_nothing_at_the_broker_starts_clean(tmp_path: Path,
     core = await _started(tmp_path, fake)
     try:
         assert core.journal is not None and core.journal.condition.state == "missing"
-        assert await core.fail_closed_if_journal_lost() is None
+        assert await fail_closed_if_journal_lost(core) is None
         assert not core.state.is_kill_switch_active()
     finally:
         await core.stop()
@@ -94,7 +95,7 @@ async def test_an_open_order_at_alpaca_with_no_journal_halts(tmp_path: Path, fak
         (tmp_path / "state" / f"journal.db{suffix}").unlink(missing_ok=True)
     core = await _started(tmp_path, fake)
     try:
-        reason = await core.fail_closed_if_journal_lost()
+        reason = await fail_closed_if_journal_lost(core)
         assert reason is not None and "1 open orders" in reason and "0 positions" in reason, reason
         assert core.state.is_kill_switch_active()
     finally:
