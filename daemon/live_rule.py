@@ -14,15 +14,25 @@ REAL_BROKERS = frozenset({"alpaca", "ibkr"})
 LIVE_DATA_SOURCE = "alpaca"
 
 
-def live_rule_problem(settings: Settings) -> str | None:
-    """One line naming the settings and what to set, or None when the broker and the data go together."""
-    source = settings.data.source
-    if source == LIVE_DATA_SOURCE:
-        return None
-    real = [(field, name) for field, name in (("broker.primary", settings.broker.primary),
+def _real_brokers(settings: Settings) -> list[tuple[str, str]]:
+    return [(field, name) for field, name in (("broker.primary", settings.broker.primary),
                                               ("broker.fallback", settings.broker.fallback))
             if name in REAL_BROKERS]
-    if not real:
+
+
+def live_rule_problem(settings: Settings) -> str | None:
+    """One line naming the settings and what to set, or None when the broker and the data go together.
+
+    A real broker also needs the journal: without it every restart rebuilds an empty ledger beside the
+    account's positions (the failure a lost journal is halted for).
+    """
+    real = _real_brokers(settings)
+    if real and not settings.journal.enabled:
+        named = " and ".join(f"{field}={name!r}" for field, name in real)
+        return (f"invalid setting journal.enabled=False with {named}: a real broker needs the journal to rebuild"
+                " its positions after a restart; set journal.enabled = true (ORDERGATE_JOURNAL__ENABLED=true)")
+    source = settings.data.source
+    if source == LIVE_DATA_SOURCE or not real:
         return None
     named = " and ".join(f"{field}={name!r}" for field, name in real)
     instead = " and ".join(

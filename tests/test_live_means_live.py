@@ -98,6 +98,16 @@ async def test_real_fallback_broker_with_replay_data_exits_2(tmp_path: Path, alp
     assert alpaca.requests == []
 
 
+async def test_real_broker_without_the_journal_exits_2(tmp_path: Path, alpaca: FakeAlpaca) -> None:
+    state_dir = tmp_path / "state"
+    env = base_env(state_dir, **alpaca.env(tickers=["AAPL"]), ORDERGATE_JOURNAL__ENABLED="false")
+    code, out = await _refused(state_dir, env)
+    assert code == 2, out[-3000:]
+    line = _one_line(out)
+    assert "journal.enabled=False" in line and "ORDERGATE_JOURNAL__ENABLED=true" in line, line
+    assert alpaca.requests == []
+
+
 async def test_ready_line_names_broker_account_data_and_limits_alpaca(tmp_path: Path, alpaca: FakeAlpaca) -> None:
     state_dir = tmp_path / "state"
     env = base_env(state_dir, **alpaca.env(tickers=["AAPL"]), ORDERGATE_EXECUTOR__MAX_RISK_PER_TRADE="0.02",
