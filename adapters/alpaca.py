@@ -548,7 +548,8 @@ class AlpacaBroker:
     async def get_account(self) -> AccountSnapshot:
         account = await self._call(self._client_fn("get_account"), op="account")
         return AccountSnapshot(equity=_f(account.equity), cash=_f(account.cash),
-                               buying_power=_f(account.buying_power), broker=self.name)
+                               buying_power=_f(account.buying_power), broker=self.name,
+                               account_id=str(account.account_number or ""), paper=self.settings.paper)
 
     async def get_clock(self) -> dict[str, Any]:
         """Alpaca's market clock: timestamp, is_open, next_open, next_close."""

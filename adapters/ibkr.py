@@ -897,9 +897,12 @@ class IBKRBroker:
         missing = [t for t in ("NetLiquidation", "TotalCashValue") if t not in by_tag]
         if missing:
             raise RetryableBrokerError(f"{self.name}: account summary lacks {', '.join(missing)}")
+        account = self.settings.account or next((v.account for v in values if v.account), "")
         return AccountSnapshot(
             equity=by_tag["NetLiquidation"], cash=by_tag["TotalCashValue"],
             buying_power=by_tag.get("BuyingPower", by_tag["TotalCashValue"]), broker=self.name,
+            # IB's paper accounts are the D ones (DU..., DF... for advisors); live accounts start with U, F, I
+            account_id=account, paper=account.startswith("D") if account else None,
         )
 
     def _require_connected(self) -> None:

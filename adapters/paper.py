@@ -617,7 +617,8 @@ class PaperBroker:
         """Equity marked to last prices; buying power is cash less the value owed on short positions."""
         long_value, short_value = self._market_values()
         equity = self.cash + long_value - short_value
-        return AccountSnapshot(equity, self.cash, self._buying_power(short_value), self.name)
+        return AccountSnapshot(equity, self.cash, self._buying_power(short_value), self.name, account_id="paper",
+                               paper=True)
 
     def prune(self, keep: int = 2_000) -> int:
         """An in-memory book (no state_path: replays, benchmarks) forgets its oldest final orders beyond `keep`.

@@ -19,8 +19,11 @@ from typing import Any
 
 import structlog
 
-from config.settings import Settings, load_settings
+from config.settings import ConfigError, Settings, load_settings
 from daemon.control import ControlServer, socket_path
+from daemon.journal_guard import fail_closed_if_journal_lost
+from daemon.live_rule import live_rule_problem
+from daemon.ready import ready_summary
 from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
 from pipeline.bus import Bus
 from pipeline.calendar import MarketCalendar, default_calendar
@@ -591,6 +594,9 @@ class Daemon:
     """The process: core + feed + control socket + OS signals + systemd + metrics + webhook."""
 
     def __init__(self, settings: Settings, config_file: str | None = None) -> None:
+        problem = live_rule_problem(settings)  # `ordergate run` refuses it earlier; nothing may build it anyway
+        if problem:
+            raise ConfigError(problem)
         self.settings = settings
         self.config_file = config_file
         live_data = settings.data.source == "alpaca"
@@ -618,13 +624,14 @@ class Daemon:
         try:
             await self.services.start_before_core()
             await self.core.start()
+            await fail_closed_if_journal_lost(self.core)
             await self.core.reconcile()
             await self.services.start_after_core()
             self.ready = True
             active = self.core.kill_switch.is_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
             log.info("daemon_ready", kill_switch=active,
-                     positions=len(self.core.ledger.holdings))
+                     positions=len(self.core.ledger.holdings), **await ready_summary(self.core, self.clock))
             interval = watchdog_interval()
             if interval:
                 self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))

@@ -12,11 +12,12 @@ import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+from pipeline.journal_check import journal_damage, move_aside
 from pipeline.models import Fill, OrderIntent, OrderStatus, TradeSignal
 
 T = TypeVar("T")
@@ -77,6 +78,24 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, sort_keys=True)
 
 
+@dataclass(frozen=True, slots=True)
+class JournalCondition:
+    """What `Journal.open()` found on disk.
+
+    intact: it holds orders. missing: there was no file. empty: a file without a single order. damaged: it
+    could not be opened or failed its check; its files were moved aside to `preserved` and a new one begun.
+    Anything but intact means the ledger cannot be rebuilt from it.
+    """
+
+    state: Literal["intact", "missing", "empty", "damaged"]
+    detail: str = ""
+    preserved: tuple[str, ...] = ()
+
+    @property
+    def lost(self) -> bool:
+        return self.state != "intact"
+
+
 class Journal:
     """Async facade over one SQLite file; every call runs on the journal's own thread."""
 
@@ -89,6 +108,7 @@ class Journal:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.condition = JournalCondition("missing")
 
     # -- plumbing -------------------------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -105,6 +125,11 @@ class Journal:
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists()
+        damage = journal_damage(self.path) if existed else None
+        preserved: tuple[str, ...] = ()
+        if damage is not None:
+            preserved = move_aside(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         # inline mode is a throwaway simulated run: a crash loses nothing anyone keeps
@@ -115,6 +140,14 @@ class Journal:
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
         self._conn = conn
+        if damage is not None:
+            self.condition = JournalCondition("damaged", damage, preserved)
+        elif not existed:
+            self.condition = JournalCondition("missing", f"{self.path.name} not found")
+        elif conn.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is None:
+            self.condition = JournalCondition("empty", f"{self.path.name} holds no orders")
+        else:
+            self.condition = JournalCondition("intact")
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()

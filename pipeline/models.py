@@ -338,6 +338,8 @@ class AccountSnapshot:
     cash: float
     buying_power: float
     broker: str = ""
+    account_id: str = ""  # the broker's account number (Alpaca account_number, IB account code)
+    paper: bool | None = None  # a paper (simulated) account at the broker; None when the broker cannot tell
 
 
 @dataclass(slots=True)

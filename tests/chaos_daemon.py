@@ -21,7 +21,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -88,7 +87,7 @@ class WebhookFeeder(threading.Thread):
         while not self.halt.is_set():
             try:
                 status = control_request_sync(self.socket, "status", {}, timeout=2.0)
-            except Exception:  # noqa: BLE001 - the daemon is being killed under us: that is the point
+            except Exception:
                 return
             quotes = {t: p for t, p in (status.get("quotes") or {}).items() if p}
             if quotes:
