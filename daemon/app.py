@@ -353,13 +353,17 @@ class Core:
             from pipeline.models import Fill, Side
 
             applied: dict[str, float] = {}
+            closed = []
             for row in await self.journal.fills():
                 fill = Fill(row["fill_id"], row["client_order_id"], row["symbol"], Side(row["side"]),
                             row["quantity"], row["price"], _parse_ts(row["ts"]), row["broker"],
                             row["broker_order_id"], row["commission"] or 0.0)
                 intent = self.lifecycle.intents.get(fill.client_order_id)
-                self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+                trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+                if trip is not None:
+                    closed.append((trip, fill))
                 applied[fill.client_order_id] = applied.get(fill.client_order_id, 0.0) + fill.quantity
+            await self.lifecycle.record_missing_trades(closed)
             for row in await self.journal.open_orders():
                 intent = self.lifecycle.intents.get(row["client_order_id"])
                 if intent is None:

@@ -54,7 +54,8 @@ CREATE INDEX IF NOT EXISTS fills_order ON fills(client_order_id);
 CREATE TABLE IF NOT EXISTS trades (
     id INTEGER PRIMARY KEY AUTOINCREMENT, signal_id TEXT, ticker TEXT, symbol TEXT, direction TEXT,
     signal_type TEXT, timeframe TEXT, entry_time TEXT, exit_time TEXT, entry_price REAL, exit_price REAL,
-    quantity REAL, pnl REAL, r_multiple REAL, exit_type TEXT, holding_minutes REAL, broker TEXT, day TEXT
+    quantity REAL, pnl REAL, r_multiple REAL, exit_type TEXT, holding_minutes REAL, broker TEXT, day TEXT,
+    exit_fill_id TEXT
 );
 CREATE INDEX IF NOT EXISTS trades_day ON trades(day);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -62,6 +63,14 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added since a journal was created: trades.exit_fill_id (one trade row per closing fill)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(trades)")}
+    if "exit_fill_id" not in columns:
+        conn.execute("ALTER TABLE trades ADD COLUMN exit_fill_id TEXT")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS trades_exit_fill ON trades(exit_fill_id)")
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -136,6 +145,7 @@ class Journal:
         conn.execute(f"PRAGMA synchronous={'OFF' if self.inline else self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
+        _migrate(conn)
         conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )

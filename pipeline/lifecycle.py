@@ -323,6 +323,19 @@ class LifecycleManager:
         if trip is not None:
             await self._closed(trip, fill)
 
+    async def record_missing_trades(self, closed: list[tuple[RoundTrip, Fill]]) -> int:
+        """After a restart: round trips the journal's fills close but whose trade row (and P&L, feedback, loss
+        limits) a crash cut off are booked now. `closed` in fill order; returns how many were missing."""
+        if self.trades is None or not closed:
+            return 0
+        missing = set(await self.trades.unrecorded([fill.fill_id for _, fill in closed]))
+        for trip, fill in closed:
+            if fill.fill_id in missing:
+                log.warning("trade_row_recovered", signal_id=trip.position.signal_id, symbol=fill.symbol,
+                            fill_id=fill.fill_id)
+                await self._closed(trip, fill)
+        return len(missing)
+
     async def _closed(self, trip: RoundTrip, fill: Fill) -> None:
         pos = trip.position
         self.round_trips += 1
@@ -333,6 +346,7 @@ class LifecycleManager:
             exit_time=trip.exit_time, entry_price=pos.entry_price, exit_price=trip.exit_price,
             quantity=trip.quantity, pnl=trip.pnl, r_multiple=trip.r_multiple, exit_type=trip.exit_type,
             holding_minutes=(trip.exit_time - entry_time).total_seconds() / 60, broker=fill.broker,
+            exit_fill_id=fill.fill_id,
         )
         if self.trades is not None:
             await self.trades.record(trade)
