@@ -8,6 +8,9 @@
   tickers of that bar (an index by ticker), time stops and EOD from a deadline heap, so a bar's cost does not
   grow with positions in other tickers. Exit orders are reduce-only and never blocked by the kill switch.
 - `emergency_close_all`: cancel open orders, flatten everything.
+- Only its own orders: a fill whose client order id ordergate did not send (not a known intent, not of its id
+  scheme) is journaled and alerted as external and handed to `on_external_fill`; it never touches the ledger,
+  so it is never exited. `activity` holds each symbol's last order activity (for reconciliation's grace).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pipeline.models import (
     Position,
     Side,
     client_order_id_for,
+    is_own_client_order_id,
 )
 from pipeline.order_router import OrderRouter
 from pipeline.state_manager import PersistentStateManager
@@ -70,6 +74,7 @@ class LifecycleManager:
         entry_filled: EntryFilledFn | None = None,
         alert: AlertFn | None = None,
         starting_equity: Callable[[], float] | None = None,
+        on_external_fill: Callable[[Fill], bool] | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
@@ -88,6 +93,8 @@ class LifecycleManager:
         self.entry_filled = entry_filled
         self.alert = alert
         self._starting_equity = starting_equity
+        self.on_external_fill = on_external_fill
+        self.activity: dict[str, datetime] = {}         # symbol -> last order activity (ours or anyone's)
         self.intents: dict[str, OrderIntent] = {}
         self.pending_exits: dict[str, str] = {}        # symbol -> client order id of its working exit
         self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
@@ -107,6 +114,7 @@ class LifecycleManager:
         """Remember an order we send (entries from the orchestrator, exits from here)."""
         self.intents[intent.client_order_id] = intent
         self.validator.track(intent)
+        self.activity[intent.symbol] = self.clock.now()
 
     def prune(self, keep: int = 10_000) -> int:
         """Forget the oldest finished orders beyond `keep` (bounded memory in a long run); returns how many."""
@@ -263,6 +271,8 @@ class LifecycleManager:
     # -- broker events --------------------------------------------------------------------------------
     async def on_broker_event(self, event: OrderUpdate | Fill) -> None:
         """Apply one broker event. Fills are journaled before the ledger changes."""
+        if event.symbol:
+            self.activity[event.symbol] = self.clock.now()
         if isinstance(event, Fill):
             await self._on_fill(event)
         else:
@@ -270,6 +280,10 @@ class LifecycleManager:
 
     async def _on_update(self, update: OrderUpdate) -> None:
         now = self.clock.now()
+        if update.client_order_id not in self.intents and not is_own_client_order_id(update.client_order_id):
+            log.info("external_order_update", client_order_id=update.client_order_id, symbol=update.symbol,
+                     status=str(update.status), broker=update.broker)
+            return  # someone else's order: not ours to journal or to act on (its fills are recorded as external)
         if self.journal is not None:
             await self.journal.update_order(
                 update.client_order_id, update.status, ts=now, broker=update.broker,
@@ -297,6 +311,9 @@ class LifecycleManager:
 
     async def _on_fill(self, fill: Fill) -> None:
         intent = self.intents.get(fill.client_order_id)
+        if intent is None and not is_own_client_order_id(fill.client_order_id):
+            await self._external_fill(fill)
+            return
         issues = self.validator.validate(intent, fill)
         if self.journal is not None and not await self.journal.record_fill(fill):
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
@@ -319,6 +336,23 @@ class LifecycleManager:
             del self.pending_exits[fill.symbol]
         if trip is not None:
             await self._closed(trip, fill)
+
+    async def _external_fill(self, fill: Fill) -> None:
+        """A fill of an order someone else placed in the account: recorded and alerted, never booked."""
+        fresh = self.on_external_fill(fill) if self.on_external_fill is not None else True
+        if not fresh:
+            return
+        detail = (f"fill {fill.fill_id}: {fill.side} {fill.quantity:g} {fill.symbol} at {fill.price:g} for order "
+                  f"{fill.client_order_id or '(no id)'} that ordergate did not send: external, not traded")
+        log.warning("external_fill", client_order_id=fill.client_order_id, fill_id=fill.fill_id,
+                    symbol=fill.symbol, side=str(fill.side), quantity=fill.quantity, price=fill.price,
+                    broker=fill.broker)
+        if self.journal is not None:
+            self.journal.record_decision(None, "external", "external_fill", detail, self.clock.now(), {
+                "client_order_id": fill.client_order_id, "fill_id": fill.fill_id, "broker": fill.broker,
+                "symbol": fill.symbol, "side": str(fill.side), "quantity": fill.quantity, "price": fill.price})
+        if self.alert is not None:
+            await self.alert("external_fill", detail, client_order_id=fill.client_order_id)
 
     async def _closed(self, trip: RoundTrip, fill: Fill) -> None:
         pos = trip.position
