@@ -125,7 +125,7 @@ class Core:
             feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
             entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity,
-            on_external_fill=self.external.apply_fill,
+            on_external_fill=self.external.apply_fill, exit_cap=self.external.exit_cap,
         )
         listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,

@@ -109,6 +109,15 @@ class ExternalBook:
         held = self._held.get(symbol)
         return held.quantity if held else 0.0
 
+    def exit_cap(self, symbol: str, ours: float) -> float:
+        """The most an exit of ordergate's `ours` (signed) in `symbol` may trade: all of it, unless an external
+        trade on the other side (someone sold ordergate's shares by hand) left the account holding less."""
+        external = self.quantity(symbol)
+        if not external or (external > 0) == (ours > 0):
+            return abs(ours)
+        net = ours + external
+        return abs(net) if abs(net) > 1e-9 and (net > 0) == (ours > 0) else 0.0
+
     def __contains__(self, symbol: str) -> bool:
         return symbol in self._held
 

@@ -75,6 +75,7 @@ class LifecycleManager:
         alert: AlertFn | None = None,
         starting_equity: Callable[[], float] | None = None,
         on_external_fill: Callable[[Fill], bool] | None = None,
+        exit_cap: Callable[[str, float], float] | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
@@ -94,6 +95,7 @@ class LifecycleManager:
         self.alert = alert
         self._starting_equity = starting_equity
         self.on_external_fill = on_external_fill
+        self.exit_cap = exit_cap                         # (symbol, our signed qty) -> most an exit may trade
         self.activity: dict[str, datetime] = {}         # symbol -> last order activity (ours or anyone's)
         self.intents: dict[str, OrderIntent] = {}
         self.pending_exits: dict[str, str] = {}        # symbol -> client order id of its working exit
@@ -182,7 +184,7 @@ class LifecycleManager:
         if symbol in self.pending_exits:
             return None
         pos = self.ledger.position(symbol)
-        if pos is None:
+        if pos is None or self._exit_quantity(pos) <= 0:
             return None
         price = pos.current_price
         states = None
@@ -200,7 +202,7 @@ class LifecycleManager:
         while self._deadlines and self._deadlines[0][0] <= now:
             _, symbol = heapq.heappop(self._deadlines)
             pos = self.ledger.position(symbol)
-            if pos is not None and symbol not in self.pending_exits:
+            if pos is not None and symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
                 signal = self.monitor.check_time_stop(pos, now)
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
@@ -212,12 +214,19 @@ class LifecycleManager:
                 log.info("day_rollover", day=str(day))
         if self._eod_at is not None and now >= self._eod_at and self.ledger.holdings:
             for pos in self.ledger.positions():
-                if pos.symbol in self.pending_exits:
+                if pos.symbol in self.pending_exits or self._exit_quantity(pos) <= 0:
                     continue
                 signal = self.monitor.check_eod_close(pos, now)
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
         return intents
+
+    def _exit_quantity(self, pos: Position) -> float:
+        """What an exit of this position may sell (buy back): its size, capped by `exit_cap` when someone else's
+        trade has already taken part of it out of the account (an exit must never oversell into the other side)."""
+        if self.exit_cap is None:
+            return abs(pos.shares)
+        return min(abs(pos.shares), self.exit_cap(pos.symbol, pos.shares if pos.is_long else -pos.shares))
 
     def _exit(self, pos: Position, signal: ExitSignal) -> OrderIntent:
         """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
@@ -230,7 +239,7 @@ class LifecycleManager:
             signal_id=pos.signal_id or key,
             symbol=pos.symbol,
             side=side,
-            quantity=abs(pos.shares),
+            quantity=self._exit_quantity(pos),
             reduce_only=True,
             kind="exit",
             ticker=pos.ticker,
@@ -264,7 +273,7 @@ class LifecycleManager:
                     log.warning("cancel_failed", client_order_id=intent.client_order_id, error=str(exc))
         intents = []
         for pos in self.ledger.positions():
-            if pos.symbol not in self.pending_exits:
+            if pos.symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
                 intents.append(self._exit(pos, ExitSignal(pos.ticker, "flatten", 0, reason, pos.current_price)))
         return intents
 
@@ -344,6 +353,12 @@ class LifecycleManager:
             return
         detail = (f"fill {fill.fill_id}: {fill.side} {fill.quantity:g} {fill.symbol} at {fill.price:g} for order "
                   f"{fill.client_order_id or '(no id)'} that ordergate did not send: external, not traded")
+        ours = self.ledger.position(fill.symbol)
+        severity = "warning"
+        if ours is not None and ours.is_long != (fill.side == Side.BUY):
+            severity = "critical"  # someone traded ordergate's position down by hand
+            cap = self._exit_quantity(ours)
+            detail += f"; it reduces ordergate's {ours.direction} {ours.shares:g}: its exits now trade at most {cap:g}"
         log.warning("external_fill", client_order_id=fill.client_order_id, fill_id=fill.fill_id,
                     symbol=fill.symbol, side=str(fill.side), quantity=fill.quantity, price=fill.price,
                     broker=fill.broker)
@@ -352,7 +367,7 @@ class LifecycleManager:
                 "client_order_id": fill.client_order_id, "fill_id": fill.fill_id, "broker": fill.broker,
                 "symbol": fill.symbol, "side": str(fill.side), "quantity": fill.quantity, "price": fill.price})
         if self.alert is not None:
-            await self.alert("external_fill", detail, client_order_id=fill.client_order_id)
+            await self.alert("external_fill", detail, severity, client_order_id=fill.client_order_id)
 
     async def _closed(self, trip: RoundTrip, fill: Fill) -> None:
         pos = trip.position

@@ -199,3 +199,49 @@ async def test_adopted_position_closed_by_ordergate_stays_closed_after_a_restart
         await _until(lambda: "MSFT" not in again.ledger.holdings, what="closed again")
     finally:
         await again.stop()
+
+
+async def test_exits_trade_only_ordergates_part_of_a_symbol_someone_else_also_trades(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """A hand trade on a symbol ordergate holds: a hand buy beside it is not sold by ordergate's exit; a hand sale
+    of part of ordergate's shares caps the exit at what the account still holds (no oversell into a short)."""
+    from tests.test_alpaca_daemon import _signal
+
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock=clock)
+    alerts: list[tuple[str, str, str]] = []
+
+    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
+        alerts.append((kind, severity, message))
+
+    core.alert_hook = hook
+    try:
+        held = {}
+        for ticker in ("AAPL", "MSFT"):
+            fake.next_submit_fills(100.0)
+            result = await core.orchestrator.process_signal(_signal(ticker))
+            assert result.success, result
+            await _until(lambda t=ticker: _held(core, t) > 0, what=f"{ticker} bought")
+            held[ticker] = _held(core, ticker)
+        await fake.place_manual_order("AAPL", 10, "buy", 101.0)   # beside ordergate's AAPL
+        await fake.place_manual_order("MSFT", 5, "sell", 99.0)    # out of ordergate's MSFT
+        await _until(lambda: core.external.quantity("MSFT") == -5 and core.external.quantity("AAPL") == 10,
+                     what="both hand trades recorded as external")
+        assert core.ledger.signed_quantities() == held  # neither booked
+        assert [s for k, s, _ in alerts if k == "external_fill"] == ["warning", "critical"]
+        fake.next_submit_fills(100.0)
+        fake.next_submit_fills(100.0)
+        exits = {i.symbol: i.quantity for i in await core.lifecycle.emergency_close_all("test flatten")}
+        assert exits == {"AAPL": held["AAPL"], "MSFT": held["MSFT"] - 5}
+        await _until(lambda: float(fake.positions.get("MSFT", {}).get("qty", 0)) == 0
+                     and float(fake.positions.get("AAPL", {}).get("qty", 0)) == 10, what="exits filled")
+        assert "MSFT" not in fake.positions  # flat, not short
+        await _until(lambda: "AAPL" not in core.ledger.holdings, what="AAPL closed in the ledger")
+        assert await core.lifecycle.emergency_close_all("again") == []  # nothing of ordergate's left to trade
+        clock.advance(core.settings.reconcile.grace_seconds + 1)
+        await core.reconcile()
+        report = await core.reconcile()
+        assert report.mismatches == [] and not core.state.is_kill_switch_active()
+    finally:
+        await core.stop()
