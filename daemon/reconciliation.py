@@ -39,8 +39,14 @@ class Reconciliation:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.confirmer = MismatchConfirmer(core.settings.reconcile.grace_seconds)
+        self._lock = asyncio.Lock()  # the timer and `ordergate reconcile` never interleave their checks
 
     async def run(self) -> ReconciliationReport:
+        """One check (serialised with any other under way); see `_check`."""
+        async with self._lock:
+            return await self._check()
+
+    async def _check(self) -> ReconciliationReport:
         """Broker positions vs the ledger and the external positions, for every connected broker.
 
         Each broker's open orders are read before its positions (an order that appeared, filled some more or

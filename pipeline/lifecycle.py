@@ -184,7 +184,7 @@ class LifecycleManager:
         if symbol in self.pending_exits:
             return None
         pos = self.ledger.position(symbol)
-        if pos is None or self._exit_quantity(pos) <= 0:
+        if pos is None:
             return None
         price = pos.current_price
         states = None
@@ -192,7 +192,7 @@ class LifecycleManager:
                 and bar.symbol == pos.ticker and pos.timeframe in self.clouds.completed_on_last_bar(pos.ticker):
             states = self.clouds.recent_states(pos.ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
         signal = self.monitor.check_all(pos, price, states, None, self.clock.now())
-        if signal is None:
+        if signal is None or self._exit_quantity(pos) <= 0:
             return None
         return self._exit(pos, signal)
 

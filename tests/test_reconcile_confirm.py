@@ -102,12 +102,20 @@ async def test_unexplained_notional_is_judged_in_total(tmp_path: Path, fake: Fak
     core = await _core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 10_000.0})
     _alerts(core)
     try:
-        for symbol in ("AAA", "BBB", "CCC", "DDD"):  # ours in the book, ~$4.9k each, not at the broker
+        for symbol in ("AAA", "BBB"):  # ours in the book, ~$4.9k each, not at the broker
             core.ledger.adopt(Position(symbol, "long", 49.0, 49.0, 100, 48.0, symbol=symbol, broker="alpaca"), 100)
+        assert core.journal is not None
+        for symbol in ("CCC", "DDD"):  # at the broker from entries of ours the journal has not seen finish
+            intent = OrderIntent(f"og-entry-{symbol.lower()}456789abcdef0123", f"sig-{symbol}", symbol, Side.BUY,
+                                 100, reference_price=49.0, ticker=symbol, created_at=SESSION)
+            await core.journal.record_order_intent(intent, "alpaca", SESSION)
+            fake.set_position(symbol, 100, 49.0)
+        clock.advance(core.settings.reconcile.grace_seconds + 1)
         await core.reconcile()
         assert not core.state.is_kill_switch_active()
         report = await core.reconcile()
-        assert sorted(m.symbol for m in report.mismatches) == ["AAA", "BBB", "CCC", "DDD"]
+        assert sorted((m.symbol, m.mismatch_type) for m in report.mismatches) == [
+            ("AAA", "orphan"), ("BBB", "orphan"), ("CCC", "ghost"), ("DDD", "ghost")]
         assert all(m.notional < 10_000.0 for m in report.mismatches)
         assert report.unexplained_notional == pytest.approx(19_600.0)
         assert core.state.is_kill_switch_active()
