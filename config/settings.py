@@ -278,11 +278,22 @@ class AlertSettings(_Section):
 
 
 class ReconcileSettings(_Section):
-    """Broker vs ledger reconciliation."""
+    """Broker vs ledger reconciliation.
+
+    `policy` is what happens to a difference in ordergate's *own* positions that persists (alert only, or make
+    the ledger match the broker); `external` is what happens to positions ordergate did not open (ignore:
+    shown and counted as risk, never traded; adopt: managed from then on, with a stop `adopt_stop_pct` away).
+    """
 
     interval_seconds: float = Field(60.0, gt=0)
     policy: Literal["alert", "adopt"] = "alert"
-    kill_notional_threshold: float = Field(10_000.0, ge=0)
+    kill_notional_threshold: float = Field(10_000.0, ge=0, description="total unexplained notional that trips")
+    external: Literal["ignore", "adopt"] = "ignore"
+    grace_seconds: float = Field(
+        30.0, ge=0, description="a symbol with order activity this recent is not judged (broker views lag)"
+    )
+    confirm_seconds: float = Field(2.0, ge=0, description="pause before the start-up's confirming second check")
+    adopt_stop_pct: float = Field(0.05, gt=0, lt=1, description="stop distance of an adopted position")
 
 
 class SmartRouterSettings(_Section):

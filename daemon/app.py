@@ -13,7 +13,7 @@ import math
 import os
 import signal as os_signal
 from collections import deque
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,13 @@ from daemon.control import ControlServer, socket_path
 from daemon.journal_guard import fail_closed_if_journal_lost
 from daemon.live_rule import live_rule_problem
 from daemon.ready import ready_summary
+from daemon.reconciliation import FILL_GRACE, Reconciliation  # noqa: F401 (FILL_GRACE: re-exported)
 from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
 from pipeline.bus import Bus
 from pipeline.calendar import MarketCalendar, default_calendar
 from pipeline.clock import Clock, LiveClock, SimulatedClock
 from pipeline.engine import TradingEngine
+from pipeline.external import ExternalBook
 from pipeline.feedback import FeedbackTracker
 from pipeline.journal import Journal
 from pipeline.kill_switch import KillSwitch
@@ -44,7 +46,6 @@ from pipeline.trade_journal import TradeJournalWriter
 
 log = structlog.get_logger("ordergate.daemon")
 SESSION_MINUTES = 390
-FILL_GRACE = timedelta(minutes=5)  # a finished entry's awaited fills: after this, reconciliation takes over
 WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
 RESUME_KEY = "simulated_feed_position"  # journal kv: the last bar time a simulated run traded
 RESUME_EVERY_BATCHES = 50
@@ -118,6 +119,7 @@ class Core:
             broker.set_send_guard(self.kill_switch.guard)  # checked by the adapter right before the wire
         self.bus = Bus()
         self.ledger = Ledger(cash=0.0)
+        self.external = ExternalBook(self.ledger.last_prices.get)  # positions at the broker that are not ours
         self.starting_equity = 0.0
         self.router = OrderRouter(self.brokers, self.journal, clock, self.config, settings.broker,
                                   on_result=self._on_order_result, kill_switch=self.kill_switch)
@@ -136,12 +138,14 @@ class Core:
             feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
             entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
+            on_external_fill=self.external.apply_fill, exit_cap=self.external.exit_cap,
         )
         listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
                                     settle=self.settle if clock.simulated else None)
         self.engine.pruners = [b.prune for b in self.brokers.values() if hasattr(b, "prune")]
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
+        self.reconciliation = Reconciliation(self)
         if settings.smart_router.enabled:
             from pipeline.smart_router import SmartRouter, Venue
 
@@ -234,6 +238,7 @@ class Core:
             name = next((n for n, b in self.brokers.items() if b.is_connected()), name)
         account = await self.brokers[name].get_account()
         self.ledger.cash = account.cash
+        self.external.reset_cash()  # the broker's cash already reflects every hand trade so far
         self.starting_equity = account.equity
         log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
                  equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
@@ -359,6 +364,12 @@ class Core:
                             row["quantity"], row["price"], _parse_ts(row["ts"]), row["broker"],
                             row["broker_order_id"], row["commission"] or 0.0)
                 intent = self.lifecycle.intents.get(fill.client_order_id)
+                if intent is not None and intent.reduce_only and fill.symbol not in self.ledger.holdings:
+                    # the exit of a position that was not in the journal (adopted from the broker): it closed
+                    # that position, it must not open one the other way
+                    log.warning("rebuild_exit_without_position", client_order_id=fill.client_order_id,
+                                symbol=fill.symbol, quantity=fill.quantity)
+                    continue
                 trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
                 if trip is not None:
                     closed.append((trip, fill))
@@ -382,13 +393,15 @@ class Core:
 
     # -- account view ---------------------------------------------------------------------------------
     def account_state(self) -> AccountState:
+        """The book as the risk gate sees it, external positions included (they are real risk)."""
         equity = self.ledger.equity()
         # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
         # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
         buying_power = max(0.0, self.ledger.cash - 2.0 * self.ledger.short_market_value())
-        return AccountState(equity=equity, cash=self.ledger.cash, buying_power=buying_power,
-                            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
-                            starting_equity=self.starting_equity or equity)
+        return self.external.account_view(AccountState(
+            equity=equity, cash=self.ledger.cash, buying_power=buying_power,
+            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
+            starting_equity=self.starting_equity or equity))
 
     # -- broker events --------------------------------------------------------------------------------
     async def _on_broker_event(self, event: BrokerEvent) -> None:
@@ -489,77 +502,32 @@ class Core:
 
     # -- reconciliation -------------------------------------------------------------------------------
     async def reconcile(self) -> ReconciliationReport:
-        """Broker positions vs the ledger, for every connected broker; applies the configured policy."""
-        for stale in self.orchestrator.reservations.expire(self.clock.now(), FILL_GRACE):
-            log.warning("reservation_expired", client_order_id=stale.client_order_id, symbol=stale.symbol,
-                        awaited_qty=stale.remaining, reason="final status seen, its fills never arrived")
-        broker_positions: list[dict[str, Any]] = []
-        for broker in self.brokers.values():
-            if not broker.is_connected():
-                continue
-            for bp in await broker.get_positions():
-                broker_positions.append({"symbol": bp.symbol, "shares": bp.quantity, "price": bp.market_price
-                                         or bp.avg_price, "broker": broker.name, "avg_price": bp.avg_price})
-        # a position held at a broker that is not connected cannot be checked: it is not an orphan
-        unreachable = {name for name, broker in self.brokers.items() if not broker.is_connected()}
-        internal = [
-            {"symbol": h.position.symbol, "shares": abs(h.quantity),
-             "direction": "long" if h.quantity > 0 else "short", "price": h.position.current_price}
-            for h in self.ledger.holdings.values() if h.position.broker not in unreachable
-        ]
-        # orders still travelling explain a difference: skip symbols with a working order
-        working = {i.symbol for i in self.lifecycle.intents.values()
-                   if i.client_order_id in self.orchestrator.reservations or
-                   self.lifecycle.pending_exits.get(i.symbol) == i.client_order_id}
-        report = self.reconciler.reconcile(
-            [p for p in internal if p["symbol"] not in working],
-            [p for p in broker_positions if p["symbol"] not in working],
-        )
-        self.last_reconciliation = {"matches": report.matches, "mismatches": [
-            {"symbol": m.symbol, "type": m.mismatch_type, "description": m.description} for m in report.mismatches]}
-        if report.mismatches:
-            policy = self.settings.reconcile.policy
-            for m in report.mismatches:
-                log.warning("reconciliation_mismatch", symbol=m.symbol, type=m.mismatch_type,
-                            description=m.description, policy=policy)
-                await self.alert("reconciliation_mismatch", f"{m.symbol}: {m.mismatch_type}: {m.description}")
-            if policy == "adopt":
-                self._adopt(report, broker_positions)
-            if report.severe(self.settings.reconcile.kill_notional_threshold):
-                reason = "reconciliation mismatch above notional threshold: " + ", ".join(
-                    f"{m.symbol} {m.mismatch_type}" for m in report.severe_mismatches(
-                        self.settings.reconcile.kill_notional_threshold))
-                self.kill_switch.activate(reason, source="reconciliation")
-        else:
-            log.info("reconciliation_ok", matches=report.matches)
-        return report
+        """One reconciliation pass over every connected broker (see `daemon.reconciliation`)."""
+        return await self.reconciliation.run()
 
-    def _adopt(self, report: ReconciliationReport, broker_positions: list[dict[str, Any]]) -> None:
-        by_symbol = {p["symbol"]: p for p in broker_positions}
-        for m in report.mismatches:
-            bp = by_symbol.get(m.symbol)
-            if bp is None:
-                self.ledger.drop(m.symbol)
-                continue
-            qty = float(bp["shares"])
-            price = float(bp.get("avg_price") or bp.get("price") or 0.0)
-            self.ledger.adopt(Position(
-                ticker=m.symbol, direction="long" if qty > 0 else "short", entry_price=price,
-                current_price=float(bp.get("price") or price), shares=abs(qty), stop_loss=price,
-                entry_time=self.clock.now(), broker=bp.get("broker", ""),
-            ), qty)
-        self.lifecycle.rebuild_index()
+    async def reconcile_at_start(self) -> ReconciliationReport:
+        """The start-up reconciliation before READY: a difference the first check sees is checked once more."""
+        return await self.reconciliation.at_start()
 
     # -- views ----------------------------------------------------------------------------------------
     def positions(self) -> list[dict[str, Any]]:
-        return [
-            {"ticker": p.ticker, "symbol": p.symbol, "direction": str(p.direction), "shares": p.shares,
-             "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
-             "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
-             "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
-             "entry_time": p.entry_time.isoformat() if p.entry_time else None}
-            for p in self.ledger.positions()
-        ]
+        """ordergate's own positions (`adopted`: taken over from the broker, managed with a visible stop)."""
+        return [self._position_row(p) for p in self.ledger.positions()]
+
+    def external_positions(self) -> list[dict[str, Any]]:
+        """Positions at the broker that ordergate did not open: counted as risk, never traded (no stop of ours)."""
+        rows = [self._position_row(p) for p in self.external.positions()]
+        for row in rows:
+            row["stop_loss"] = None
+        return rows
+
+    def _position_row(self, p: Position) -> dict[str, Any]:
+        return {"ticker": p.ticker, "symbol": p.symbol, "direction": str(p.direction), "shares": p.shares,
+                "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
+                "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
+                "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
+                "entry_time": p.entry_time.isoformat() if p.entry_time else None,
+                "external": p.origin == "external", "adopted": p.origin == "adopted"}
 
     async def daily_summary(self, day: date | None = None) -> dict[str, Any]:
         if self.trades is None:
@@ -629,7 +597,7 @@ class Daemon:
             await self.services.start_before_core()
             await self.core.start()
             await fail_closed_if_journal_lost(self.core)
-            await self.core.reconcile()
+            await self.core.reconcile_at_start()
             await self.services.start_after_core()
             self.ready = True
             active = self.core.kill_switch.is_active()
@@ -898,6 +866,7 @@ class Daemon:
             "daily_pnl": core.state.get_daily_pnl(),
             "open_positions": len(core.ledger.holdings),
             "positions": core.positions(),
+            "external_positions": core.external_positions(),  # not ordergate's: counted as risk, never traded
             "open_orders": len(core.orchestrator.reservations) + len(core.lifecycle.pending_exits),
             "equity": round(equity, 2),
             "cash": round(core.ledger.cash, 2),
@@ -924,7 +893,7 @@ class Daemon:
         return self.core.kill_switch.info()
 
     async def _cmd_positions(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.core.positions()
+        return self.core.positions() + self.core.external_positions()
 
     async def _cmd_orders(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
         if self.core.journal is None:

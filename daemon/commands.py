@@ -209,6 +209,10 @@ def _print(args: argparse.Namespace, cmd: str, result: Any) -> None:
             print(f"                NOT ON DISK: a restart now would lose it ({ks.get('write_error')}; retrying)")
         print(f"daily P&L:      {result.get('daily_pnl', 0.0):,.2f}")
         print(f"open positions: {result.get('open_positions')}")
+        external = result.get("external_positions") or []
+        if external:
+            print("external:       " + ", ".join(f"{p['symbol']} {p['shares']:g}" for p in external)
+                  + "  (not ordergate's: counted as risk, never traded)")
         for key in ("equity", "cash", "realized_pnl", "unrealized_pnl", "open_orders"):
             if key in result:
                 print(f"{key.replace('_', ' ') + ':':<16}{result[key]}")

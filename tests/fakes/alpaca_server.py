@@ -24,6 +24,8 @@ accepted and stay open):
     fake.drop_trade_stream(block=True) / fake.allow_trade_stream()
     await fake.push_bar("AAPL", ts, o, h, l, c, v) ; fake.drop_data_stream()
     fake.set_position("AAPL", 10, 100.0) ; fake.account.update(equity="...")
+    await fake.place_manual_order("AAPL", 10, "buy", 100.0)  # a hand-placed order (foreign id), filled at once
+    fake.positions_lag = 2.0   # GET /v2/positions answers the positions as they were 2 s ago
 
 Buying power is checked like Alpaca does: an order that opens or adds to a position needs its cost at the price it
 will fill at (a market order: the last price moved by the fill slippage; a limit: its limit) within the account's
@@ -118,6 +120,8 @@ class FakeAlpaca:
         self.auto_fill: SubmitScript | None = None  # how unscripted market orders are answered (market_fills)
         self.submit_answers: list[int] = []  # the HTTP status of every POST /v2/orders answered
         self._holds: dict[str, float] = {}  # order id -> buying power held per unfilled unit
+        self.positions_lag = 0.0  # seconds GET /v2/positions lags behind the account (Alpaca's can)
+        self._position_history: deque[tuple[float, list[dict[str, Any]]]] = deque(maxlen=1000)
         self._scripts: deque[SubmitScript] = deque()
         self._hung: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -147,6 +151,7 @@ class FakeAlpaca:
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)  # 0 at first; a restart reuses the port
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._positions_changed()
         return self
 
     async def stop(self) -> None:
@@ -236,8 +241,22 @@ class FakeAlpaca:
         self.prices[symbol] = price if price is not None else avg_price
         if qty == 0:
             self.positions.pop(symbol, None)
+            self._positions_changed()
             return
         self.positions[symbol] = _position_json(symbol, qty, avg_price, self.prices[symbol])
+        self._positions_changed()
+
+    async def place_manual_order(self, symbol: str, qty: float, side: str, price: float, *,
+                                 client_order_id: str | None = None) -> dict[str, Any]:
+        """An order the account holder placed by hand (web app, another program): a client order id ordergate
+        did not make (a UUID, as Alpaca assigns one), filled at once; its new and fill events go out on
+        trade_updates to every listener, as a real account shows them, and the position changes."""
+        order = self._new_order({"symbol": symbol, "qty": _num(qty), "side": side, "type": "market",
+                                 "time_in_force": "day", "client_order_id": client_order_id or str(uuid.uuid4())})
+        self._set_status(order, "new")
+        await self.push_trade_update("new", order)
+        await self.fill(order["client_order_id"], qty, price)
+        return order
 
     def order_by_client_id(self, client_order_id: str) -> dict[str, Any] | None:
         return next((o for o in self.orders.values() if o["client_order_id"] == client_order_id), None)
@@ -395,12 +414,35 @@ class FakeAlpaca:
         new_qty = qty + signed_qty
         if abs(new_qty) < 1e-9:
             self.positions.pop(symbol, None)
+        else:
+            if qty == 0 or (qty > 0) != (new_qty > 0):
+                avg = price
+            elif abs(new_qty) > abs(qty):
+                avg = (abs(qty) * avg + abs(signed_qty) * price) / abs(new_qty)
+            self.positions[symbol] = _position_json(symbol, new_qty, avg, price, asset_class)
+        self._positions_changed()
+
+    def _positions_changed(self) -> None:
+        """Remember the positions as of now, for a lagging positions endpoint (`positions_lag`)."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
             return
-        if qty == 0 or (qty > 0) != (new_qty > 0):
-            avg = price
-        elif abs(new_qty) > abs(qty):
-            avg = (abs(qty) * avg + abs(signed_qty) * price) / abs(new_qty)
-        self.positions[symbol] = _position_json(symbol, new_qty, avg, price, asset_class)
+        self._position_history.append((now, [dict(p) for p in self.positions.values()]))
+
+    def _positions_seen(self) -> list[dict[str, Any]]:
+        """What GET /v2/positions answers: the positions as they were `positions_lag` seconds ago."""
+        if self.positions_lag <= 0:
+            return list(self.positions.values())
+        cutoff = asyncio.get_running_loop().time() - self.positions_lag
+        seen: list[dict[str, Any]] | None = None
+        for at, snapshot in self._position_history:
+            if at > cutoff:
+                break
+            seen = snapshot
+        if seen is None:  # the lag reaches back before the fake started: what it started with
+            return self._position_history[0][1] if self._position_history else list(self.positions.values())
+        return seen
 
     def _new_order(self, body: dict[str, Any]) -> dict[str, Any]:
         now = _iso(_now())
@@ -576,7 +618,7 @@ class FakeAlpaca:
         return web.json_response(out, status=207)
 
     async def _list_positions(self, request: web.Request) -> web.Response:
-        return web.json_response(list(self.positions.values()))
+        return web.json_response(self._positions_seen())
 
     async def _close_one(self, request: web.Request) -> web.Response:
         symbol = request.match_info["symbol"]
