@@ -21,6 +21,7 @@ import pytest
 from pipeline.clock import SimulatedClock
 from tests.daemon_proc import DaemonProcess, base_env
 from tests.fakes.alpaca_server import FakeAlpaca
+from tests.market import set_market
 from tests.test_alpaca_daemon import SESSION, _cli, _core, _held, _status, _until
 
 pytestmark = pytest.mark.timeout(150)
@@ -103,6 +104,7 @@ async def test_external_at_start_is_counted_not_traded_and_adopt_gives_a_visible
     fake.set_position("MSFT", 20, 400.0)  # held before ordergate ever ran: not its position
     clock = SimulatedClock(SESSION)
     core = await _core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 100.0})
+    set_market(core, {"MSFT": 400.0})  # _core marks MSFT at 100: the external position is valued at the market
     try:
         await core.reconcile_at_start()
         assert not core.state.is_kill_switch_active()
@@ -144,6 +146,7 @@ async def test_hand_placed_tws_order_is_external_and_blocks_a_duplicate(tmp_path
         core = make_core(tmp_path, venues, primary="ibkr", fallback=None,
                          reconcile={"kill_notional_threshold": 100.0, "confirm_seconds": 0})
         await core.start()
+        set_market(core, PRICES)  # the feed's last bars
         try:
             contract = next(c for c in tws.contracts if c.symbol == "AAPL")
             tws.place_manual_order(contract, "BUY", 10, PRICES["AAPL"])
