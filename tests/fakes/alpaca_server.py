@@ -23,6 +23,8 @@ accepted and stay open):
     fake.drop_trade_stream(block=True) / fake.allow_trade_stream()
     await fake.push_bar("AAPL", ts, o, h, l, c, v) ; fake.drop_data_stream()
     fake.set_position("AAPL", 10, 100.0) ; fake.account.update(equity="...")
+    fake.fail_requests("GET", "/v2/orders", status=503, times=1)   # the next matching requests answer 503
+    fake.clock_offset = -10.0     # Alpaca's clock 10 s behind the host's: its timestamps and GET /v2/clock
 
 A duplicate `client_order_id` is answered 422 like Alpaca. Everything received is in `fake.requests`
 (method, path, query, json body); orders are in `fake.orders` (Alpaca JSON dicts keyed by order id).
@@ -110,6 +112,8 @@ class FakeAlpaca:
         self.data_stream_connects = 0
         self.block_trade_stream = False
         self.sent_trade_frames: list[dict[str, Any]] = []
+        self.clock_offset = 0.0  # seconds Alpaca's clock is ahead of the host's (negative: behind)
+        self._failures: list[list[Any]] = []  # [method, path, status, times left]
         self._scripts: deque[SubmitScript] = deque()
         self._hung: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -195,7 +199,15 @@ class FakeAlpaca:
             "ORDERGATE_ALPACA__DATA_URL": self.base_url,
         }
 
+    def now(self) -> datetime:
+        """Alpaca's time: the host's plus `clock_offset`."""
+        return _now() + timedelta(seconds=self.clock_offset)
+
     # -- scripting ------------------------------------------------------------------------------------
+    def fail_requests(self, method: str, path: str, status: int = 503, times: int = 1) -> None:
+        """Answer the next `times` requests for METHOD PATH (exact path) with `status` (a 5xx: server error)."""
+        self._failures.append([method.upper(), path, status, times])
+
     def next_submit_accepts(self) -> None:
         self._scripts.append(SubmitScript("accept"))
 
@@ -310,7 +322,7 @@ class FakeAlpaca:
 
     # -- order state ----------------------------------------------------------------------------------
     def _set_status(self, order: dict[str, Any], status: str, stamp: str | None = None) -> None:
-        now = _iso(_now())
+        now = _iso(self.now())
         order["status"] = status
         order["updated_at"] = now
         if stamp:
@@ -344,7 +356,7 @@ class FakeAlpaca:
         self.positions[symbol] = _position_json(symbol, new_qty, avg, price, asset_class)
 
     def _new_order(self, body: dict[str, Any]) -> dict[str, Any]:
-        now = _iso(_now())
+        now = _iso(self.now())
         symbol = str(body.get("symbol", ""))
         option = len(symbol) > 15 and any(ch.isdigit() for ch in symbol)
         order: dict[str, Any] = _order_json(body, now, "us_option" if option else "us_equity")
@@ -365,13 +377,17 @@ class FakeAlpaca:
         if not is_ws and (request.headers.get("APCA-API-KEY-ID") != self.api_key
                           or request.headers.get("APCA-API-SECRET-KEY") != self.secret_key):
             return _error(401, 40110000, "request is not authorized")
+        for failure in self._failures:
+            if failure[0] == request.method and failure[1] == request.path and failure[3] > 0:
+                failure[3] -= 1
+                return _error(failure[2], 50010000, "service unavailable")
         return await handler(request)
 
     async def _account(self, request: web.Request) -> web.Response:
         return web.json_response(self.account)
 
     async def _clock(self, request: web.Request) -> web.Response:
-        now = _now()
+        now = self.now()
         return web.json_response({
             "timestamp": now.isoformat(), "is_open": self.clock_open,
             "next_open": (now + timedelta(hours=17)).isoformat(), "next_close": (now + timedelta(hours=2)).isoformat(),
