@@ -736,24 +736,38 @@ class AlpacaBroker:
         log.error("alpaca_catch_up_gave_up", attempts=attempts)
 
     async def resync(self) -> int:
-        """Fetch the tracked, not-final orders and emit the fills and status changes the stream missed.
+        """Look up every tracked, not-final order by its client order id and emit the fills and status changes
+        the stream missed (by identity, not by a time window: a skewed clock cannot hide an order).
 
         Runs by itself after every stream reconnect; the reconciler may call it too. Returns how many
-        orders were checked. Raises BrokerError when Alpaca cannot be asked.
+        orders were checked. Raises BrokerError when Alpaca cannot be asked (the orders not yet checked are
+        checked on the next call).
         """
-        pending = [t for t in self._tracked.values() if not t.final]
-        if not pending:
-            return 0
-        starts = [t.submitted_at for t in pending if t.submitted_at is not None]
-        after = (min(starts) if starts else self.clock.now()) - self.catch_up_margin
-        orders = await self._orders_since(after)
-        wanted = {t.client_order_id for t in pending}
-        async with self._event_lock:
-            for order in orders:
-                if order.client_order_id in wanted:
-                    await self._reconcile_order(order)
+        pending = [t.client_order_id for t in self._tracked.values() if not t.final]
+        for coid in pending:
+            await self.resolve_order(coid)
         self._prune()
-        return len(wanted)
+        return len(pending)
+
+    async def resolve_order(self, client_order_id: str) -> OrderResult | None:
+        """GET the order by client order id; emit what the stream missed of it. None when Alpaca has no such order."""
+        try:
+            order = await self._call(self._client_fn("get_order_by_client_id"), client_order_id, op="lookup")
+        except OrderRejected as exc:
+            if exc.code == 404:
+                return None
+            raise
+        async with self._event_lock:
+            await self._reconcile_order(order)
+        return order_result(order, self.name)
+
+    async def clock_offset(self) -> float:
+        """Seconds Alpaca's clock is ahead of ours (GET /v2/clock against the midpoint of the request)."""
+        before = self.clock.now()
+        clock = await self._call(self._client_fn("get_clock"), op="clock")
+        after = self.clock.now()
+        midpoint = before + (after - before) / 2
+        return (clock.timestamp - midpoint).total_seconds()
 
     def _prune(self) -> None:
         """Bound memory in a long run: forget the oldest final orders and fill ids."""
@@ -763,17 +777,6 @@ class AlpacaBroker:
                 del self._tracked[coid]
         while len(self._seen_fills) > MAX_TRACKED:
             self._seen_fills.popitem(last=False)
-
-    async def _orders_since(self, after: datetime) -> list[Order]:
-        out: list[Order] = []
-        for _ in range(10):  # at most 5000 orders
-            request = GetOrdersRequest(status=QueryOrderStatus.ALL, after=after, direction=Sort.ASC, limit=500)
-            page = await self._call(self._client_fn("get_orders"), request, op="catch_up")
-            out.extend(page)
-            if len(page) < 500:
-                break
-            after = page[-1].submitted_at
-        return out
 
     async def _reconcile_order(self, order: Order) -> None:
         tracked = self._remember(order)

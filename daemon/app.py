@@ -31,6 +31,7 @@ from pipeline.ledger import Ledger
 from pipeline.lifecycle import LifecycleManager
 from pipeline.models import AccountState, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
 from pipeline.orchestrator import BotOrchestrator
+from pipeline.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
 from pipeline.order_router import OrderRouter
 from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
 from pipeline.reconciler import PositionReconciler, ReconciliationReport
@@ -129,6 +130,9 @@ class Core:
                                     settle=self.settle if clock.simulated else None)
         self.engine.pruners = [b.prune for b in self.brokers.values() if hasattr(b, "prune")]
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
+        self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
+                                      timeout=settings.broker.request_timeout_seconds)
+        self.clock_offsets: dict[str, float] = {}
         if settings.smart_router.enabled:
             from pipeline.smart_router import SmartRouter, Venue
 
@@ -186,6 +190,7 @@ class Core:
         await self.rebuild()
         self._event_task = asyncio.create_task(self._consume_events(), name="broker-events")
         await self.settle()
+        await self.measure_clock_offsets()
         await self.recover_open_orders()
         await self.sync_account()
 
@@ -265,6 +270,8 @@ class Core:
                     await self.alert("fill_missing", f"{name} reports {filled:g} filled for "
                                      f"{intent.client_order_id} but no fill has arrived", "critical",
                                      client_order_id=intent.client_order_id)
+        await self.retry_unjournaled()
+        await self.resolve_orders()
         return checked
 
     async def connect_unstarted(self) -> list[str]:
@@ -292,9 +299,9 @@ class Core:
     async def recover_open_orders(self) -> None:
         """Orders the journal still calls open were sent by an earlier run: ask their broker what became of them.
 
-        A broker that can adopt orders (`track` + `resync`: Alpaca) is told how much of each the journal already
-        holds and then emits only what happened while we were down. Brokers that replay their own history on
-        connect (IB by orderRef, the paper book's unacknowledged fills) have already done so by now.
+        A broker that can adopt orders (`track`: Alpaca) is first told how much of each the journal already holds,
+        so it emits only what happened while we were down. Then every order not final, at every connected broker,
+        is looked up by client order id (`resolve_orders`), with retries until each broker has answered.
         """
         if self.journal is None:
             return
@@ -314,14 +321,171 @@ class Core:
                          symbol=row["symbol"], side=Side(row["side"]),
                          submitted_at=_parse_ts(row["created_ts"]) if row["created_ts"] else None)
             adopting.add(broker.name)
-        for name in adopting:
-            try:
-                checked = await self.brokers[name].resync()  # type: ignore[attr-defined]
-                log.info("open_orders_recovered", broker=name, orders=checked)
-            except Exception as exc:
-                log.error("open_orders_recovery_failed", broker=name, error=str(exc))
-        if adopting:
+        # every broker, by client order id, asking again with backoff until each has answered (READY only after)
+        resolutions = await self.resolve_orders(until_answered=True)
+        log.info("open_orders_recovered", orders=len(resolutions),
+                 found=sum(1 for r in resolutions if r.verdict == Verdict.FOUND))
+
+    # -- no order in limbo (issue 12) ------------------------------------------------------------------
+    def open_orders(self) -> list[OpenOrder]:
+        """Every order not final that no submission task of this process is sending now, exits first."""
+        sending = self.router.sending()
+        validator = self.orchestrator.validator
+        out = []
+        for intent in validator.working():
+            coid = intent.client_order_id
+            if coid in sending:
+                continue
+            broker = self.router.venues.get(coid) or intent.broker or self.settings.broker.primary
+            out.append(OpenOrder(intent, broker, acknowledged=validator.acknowledged(coid)))
+        out.sort(key=lambda o: o.intent.kind == "entry")
+        return out
+
+    async def resolve_orders(self, *, until_answered: bool = False) -> list[Resolution]:
+        """Look every open order up at its broker by client order id and act on what is found.
+
+        A broker with `resolve_order` emits the missed fills and statuses itself; for any other, a final status
+        it reports is applied here. An order never heard of for long enough ends `never_reached`. With
+        `until_answered` (start-up, reconnect) the lookups are repeated with backoff until every connected
+        broker has answered; brokers not connected are left to the timer.
+        """
+        orders = self.resolver.due(self.open_orders())
+        if until_answered:
+            orders = [o for o in orders if o.broker in self.brokers and self.brokers[o.broker].is_connected()]
+
+            def retrying(unanswered: list[Resolution], delay: float) -> None:
+                log.warning("open_orders_lookup_retry", orders=len(unanswered), delay=delay,
+                            error=unanswered[0].error, broker=unanswered[0].order.broker)
+
+            resolutions = await self.resolver.resolve_until_answered(orders, on_retry=retrying)
+        else:
+            resolutions = await self.resolver.resolve(orders)
+        for resolution in resolutions:
+            await self._apply_resolution(resolution)
+        if resolutions:
             await self.settle()
+            await self._finish_found(resolutions)
+        return resolutions
+
+    async def _finish_found(self, resolutions: list[Resolution]) -> None:
+        """A final status the broker reports but no event has brought (a broker without `resolve_order`, or one
+        whose adapter had already reported it before a restart): applied here, once."""
+        working = {i.client_order_id for i in self.orchestrator.validator.working()}
+        finished = False
+        for r in resolutions:
+            result = r.result
+            if r.verdict != Verdict.FOUND or result is None or not result.status.is_final \
+                    or r.client_order_id not in working:
+                continue
+            intent = r.order.intent
+            finished = True
+            await self._on_broker_event(OrderUpdate(
+                result.client_order_id, result.status, r.order.broker, result.broker_order_id,
+                result.symbol or intent.symbol, result.side or intent.side, filled_qty=result.filled_qty,
+                filled_avg_price=result.filled_avg_price, reason=result.reason, timestamp=self.clock.now()))
+        if finished:
+            await self.settle()
+
+    async def _apply_resolution(self, resolution: Resolution) -> None:
+        order = resolution.order
+        if resolution.verdict == Verdict.NEVER_REACHED:
+            await self.order_never_reached(order, "not found at the broker on repeated lookups")
+        elif resolution.verdict == Verdict.MISSING and order.acknowledged and \
+                self.resolver.misses(order.intent.client_order_id) == self.resolver.lookups_required:
+            await self.alert("order_missing_at_broker", f"{order.broker} no longer knows "
+                             f"{order.intent.client_order_id}, which it acknowledged", "critical",
+                             client_order_id=order.intent.client_order_id)
+
+    async def order_never_reached(self, order: OpenOrder, why: str) -> None:
+        """The order never got to its broker: final `never_reached`, its reservation freed, an alert, and for an
+        exit a fresh exit (the position is never left without one)."""
+        intent = order.intent
+        coid = intent.client_order_id
+        self.resolver.forget(coid)
+        log.error("order_never_reached", signal_id=intent.signal_id, client_order_id=coid, broker=order.broker,
+                  kind=intent.kind, symbol=intent.symbol, reason=why)
+        await self._on_broker_event(OrderUpdate(
+            coid, OrderStatus.NEVER_REACHED, order.broker, None, intent.symbol, intent.side,
+            reason=f"never reached {order.broker}: {why}", timestamp=self.clock.now()))
+        await self.settle()
+        await self.alert("order_never_reached", f"{intent.kind} {coid} ({intent.symbol}) never reached "
+                         f"{order.broker}: {why}", "critical", client_order_id=coid)
+        if intent.kind != "entry":
+            fresh = self.lifecycle.resend_exit(intent, f"exit {coid} never reached {order.broker}")
+            if fresh is not None:
+                log.warning("exit_resent", signal_id=intent.signal_id, client_order_id=fresh.client_order_id,
+                            replaces=coid, symbol=intent.symbol)
+
+    async def retry_unjournaled(self) -> list[str]:
+        """Orders whose intent never made it into the journal (a full disk): dispatched again, exits first, so the
+        write is retried once the disk has room. Nothing was sent for them (the journal comes before the send)."""
+        if self.journal is None:
+            return []
+        sending = self.router.sending()
+        candidates = {i.client_order_id: i for i in self.orchestrator.validator.working()
+                      if i.client_order_id not in sending}
+        if not candidates:
+            return []
+        marks = ",".join("?" * len(candidates))
+        try:
+            rows = await self.journal.query(f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})",
+                                            tuple(candidates))
+        except Exception as exc:
+            log.warning("journal_unreadable", error=str(exc))
+            return []
+        for row in rows:
+            candidates.pop(row["client_order_id"], None)
+        retried = sorted(candidates.values(), key=lambda i: i.kind == "entry")
+        for intent in retried:
+            log.warning("order_intent_retried", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                        kind=intent.kind, reason="its journal write failed")
+            self.router.dispatch(intent)
+        if retried:
+            await self.settle()
+        return [i.client_order_id for i in retried]
+
+    async def measure_clock_offsets(self) -> dict[str, float]:
+        """Each connected broker's clock against ours, logged; a skew above [broker] max_clock_skew_seconds is an
+        alert (orders are caught up by identity, so a skew hides nothing, but it skews every timestamp)."""
+        limit = self.settings.broker.max_clock_skew_seconds
+        for name, broker in self.brokers.items():
+            measure = getattr(broker, "clock_offset", None)
+            if measure is None or not broker.is_connected():
+                continue
+            try:
+                offset = float(await asyncio.wait_for(measure(), self.settings.broker.request_timeout_seconds))
+            except Exception as exc:
+                log.warning("broker_clock_unmeasured", broker=name, error=str(exc))
+                continue
+            self.clock_offsets[name] = offset
+            log.info("broker_clock_offset", broker=name, offset_seconds=round(offset, 3))
+            if abs(offset) > limit:
+                await self.alert("broker_clock_skew", f"{name}'s clock is {offset:+.1f}s from ours "
+                                 f"(limit {limit:g}s)", "warning", broker=name, offset_seconds=round(offset, 3))
+        return self.clock_offsets
+
+    async def flatten(self, reason: str = "flatten") -> dict[str, Any]:
+        """Close every position now, including those whose exit is stuck (journaled, never acknowledged, not being
+        sent): each is looked up first; one its broker does not hold ends never_reached and is replaced."""
+        stuck = [o for o in self.open_orders() if o.intent.kind != "entry" and not o.acknowledged]
+        replaced, unanswered = [], []
+        for resolution in await self.resolver.resolve(stuck):
+            coid = resolution.client_order_id
+            if resolution.verdict in (Verdict.MISSING, Verdict.NEVER_REACHED):
+                await self.order_never_reached(resolution.order, f"not found at the broker by {reason}")
+                replaced.append(coid)
+            elif resolution.verdict == Verdict.UNANSWERED:
+                unanswered.append(coid)
+        resent = [self.lifecycle.pending_exits[o.intent.symbol] for o in stuck
+                  if o.intent.client_order_id in replaced and o.intent.symbol in self.lifecycle.pending_exits]
+        intents = await self.lifecycle.emergency_close_all(reason)
+        working = sorted(set(self.lifecycle.pending_exits.values()) - {i.client_order_id for i in intents}
+                         - set(resent))
+        report = {"exit_orders": resent + [i.client_order_id for i in intents], "stuck_exits": replaced,
+                  "exits_working": working, "exits_unanswered": unanswered,
+                  "ok": not unanswered}  # a stuck exit its broker could not be asked about: not done
+        log.warning("flatten", reason=reason, **report)
+        return report
 
     async def rebuild(self) -> None:
         """Open positions, intents and working orders from the journal."""
@@ -353,7 +517,8 @@ class Core:
                     reservations.filled(intent.client_order_id, applied.get(intent.client_order_id, 0.0))
                 else:
                     self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
-                self.orchestrator.validator.track(intent)
+                self.orchestrator.validator.track(intent, filled_qty=applied.get(intent.client_order_id, 0.0),
+                                                  status=_status_of(row.get("status")))
         self.lifecycle.rebuild_index()
 
     # -- account view ---------------------------------------------------------------------------------
@@ -387,6 +552,7 @@ class Core:
     def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
         """The parent's reservation passes to its child orders, each tracked as an order of its own."""
         self.orchestrator.release(parent.client_order_id)
+        self.orchestrator.validator.finish(parent.client_order_id)  # never sent itself: nothing to resolve
         for child in children:
             self.orchestrator.reservations.reserve(child)
             self.lifecycle.register_intent(child)
@@ -546,6 +712,13 @@ def _intent_from_json(text: str | None) -> OrderIntent | None:
         return OrderIntent(**data)
     except (KeyError, ValueError, TypeError) as exc:
         log.error("journal_intent_unreadable", error=str(exc))
+        return None
+
+
+def _status_of(text: str | None) -> OrderStatus | None:
+    try:
+        return OrderStatus(text) if text else None
+    except ValueError:
         return None
 
 
@@ -827,8 +1000,7 @@ class Daemon:
             " filled_avg_price, reason, created_ts FROM orders ORDER BY created_ts DESC LIMIT 200")
 
     async def _cmd_flatten(self, _args: dict[str, Any]) -> dict[str, Any]:
-        intents = await self.core.lifecycle.emergency_close_all("ordergate flatten")
-        return {"exit_orders": [i.client_order_id for i in intents]}
+        return await self.core.flatten("ordergate flatten")
 
     async def _cmd_reconcile(self, _args: dict[str, Any]) -> dict[str, Any]:
         await self.core.reconcile()
