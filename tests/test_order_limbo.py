@@ -9,7 +9,9 @@ directory. The resolver's timer is `Core.check_overdue` (the daemon's gauges loo
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from daemon.app import Core
 from pipeline.clock import LiveClock, SimulatedClock
 from pipeline.journal import Journal
 from pipeline.models import Direction, OrderIntent, Side, TradeSignal, client_order_id_for
+from tests.daemon_proc import DaemonProcess, base_env, cli, status
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.fakes.tws_server import FakeTWS
 
@@ -187,6 +190,35 @@ async def test_paper_ten_unsent_entries_do_not_block_entries_after_restart(tmp_p
 
 async def test_alpaca_ten_unsent_entries_do_not_block_entries_after_restart(tmp_path: Path, fake: FakeAlpaca) -> None:
     await _ten_unsent_then_a_new_entry(tmp_path, "alpaca", fake)
+
+
+def test_daemon_ten_sends_hung_at_shutdown_do_not_block_entries_after_restart(tmp_path: Path) -> None:
+    """`ordergate run` (paper, synthetic bars): ten entries a shutdown left journaled and unsent are resolved by
+    the daemon's own timer, and a new entry is accepted; before, every restart reserved all ten again."""
+    unsent = [_entry(t, "paper") for t in ("META", "AMZN", "NFLX", "ORCL", "IBM", "INTC", "CSCO", "ADBE", "CRM",
+                                           "QCOM")]
+    asyncio.run(_journal_unsent(tmp_path, unsent, "paper"))
+    state_dir = tmp_path / "state"
+    env = base_env(state_dir, ORDERGATE_BROKER__NEVER_REACHED_AFTER_SECONDS="1", ORDERGATE_STRATEGY__ENABLED="false",
+                   ORDERGATE_DATA__BARS_PER_SECOND="20", ORDERGATE_EXECUTOR__MAX_SINGLE_STOCK_EXPOSURE="0.5",
+                   ORDERGATE_EXECUTOR__MAX_SECTOR_EXPOSURE="1.0")
+    daemon = DaemonProcess(state_dir, env=env).start()
+    try:
+        daemon.wait_for("daemon_ready")
+        daemon.wait_for("bars_flowing")
+        assert status(state_dir)["open_orders"] == 10
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and \
+                sum(1 for line in daemon.lines() if line.get("event") == "order_never_reached") < 10:
+            time.sleep(0.1)
+        assert status(state_dir)["open_orders"] == 0, daemon.text()[-3000:]
+        out = cli(state_dir, "buy", "AAPL", "--shares", "10", "--json", env=env)
+        assert out.returncode == 0 and json.loads(out.stdout)["ok"], (out.stdout, out.stderr)
+        orders = json.loads(cli(state_dir, "orders", "--json", env=env).stdout)
+        assert sorted(o["client_order_id"] for o in orders if o["status"] == "never_reached") == \
+            sorted(i.client_order_id for i in unsent)
+    finally:
+        assert daemon.stop() == 0
 
 
 async def test_ibkr_unsent_entry_ends_never_reached(tmp_path: Path, tws: FakeTWS) -> None:
