@@ -369,13 +369,16 @@ class Core:
 
     async def _finish_found(self, resolutions: list[Resolution]) -> None:
         """A final status the broker reports but no event has brought (a broker without `resolve_order`, or one
-        whose adapter had already reported it before a restart): applied here, once."""
-        working = {i.client_order_id for i in self.orchestrator.validator.working()}
+        whose adapter had already reported it before a restart): applied here, once. Not while fills it claims
+        are still missing: those are check_overdue's (resync, else a fill_missing alert)."""
+        validator = self.orchestrator.validator
+        working = {i.client_order_id for i in validator.working()}
         finished = False
         for r in resolutions:
             result = r.result
             if r.verdict != Verdict.FOUND or result is None or not result.status.is_final \
-                    or r.client_order_id not in working:
+                    or r.client_order_id not in working \
+                    or result.filled_qty > validator.filled(r.client_order_id) + 1e-9:
                 continue
             intent = r.order.intent
             finished = True

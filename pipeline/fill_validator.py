@@ -56,6 +56,11 @@ class OrderValidator:
         return track.accepted_at is not None or track.filled_qty > 0 or \
             (track.status is not None and track.status != OrderStatus.PENDING)
 
+    def filled(self, client_order_id: str) -> float:
+        """How much of this order the fills received so far cover."""
+        track = self._orders.get(client_order_id)
+        return track.filled_qty if track else 0.0
+
     def finish(self, client_order_id: str) -> None:
         """Stop treating this order as working without a broker status (a parent split into child orders)."""
         track = self._orders.get(client_order_id)
