@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -461,3 +461,50 @@ async def test_paper_restart_asks_the_book_for_every_open_order(tmp_path: Path) 
         assert resting.client_order_id not in core.orchestrator.reservations
     finally:
         await core.stop()
+
+
+# -- IB: asked at restart by orderRef (open trades, completed orders, executions) -------------------------------
+async def _resting_at_ib(tmp_path: Path, tws: FakeTWS) -> OrderIntent:
+    core = await _start(tmp_path, "ibkr", tws)
+    tws.script("rest")
+    intent = _entry("AAPL", "ibkr", name="sig-ib-rest")
+    _send(core, intent)
+    await _until(lambda: _status(core, intent.client_order_id), what="journal row")
+    await _until(lambda: tws.orders_with_ref(intent.client_order_id), what="order at TWS")
+    await core.settle()
+    await core.stop()
+    return intent
+
+
+@pytest.mark.parametrize("while_down", ["cancelled", "filled"])
+async def test_ibkr_order_finished_while_down_is_resolved_at_restart(tmp_path: Path, tws: FakeTWS,
+                                                                    while_down: str) -> None:
+    intent = await _resting_at_ib(tmp_path, tws)
+    coid = intent.client_order_id
+    (held,) = tws.orders_with_ref(coid)
+    if while_down == "cancelled":
+        held.status = "Cancelled"
+    else:
+        tws.fill(held, push=False)
+    core = await _start(tmp_path, "ibkr", tws)
+    try:
+        await core.settle()
+        assert await _status(core, coid) == ("canceled" if while_down == "cancelled" else "filled")
+        assert coid not in core.orchestrator.reservations
+        assert _held(core, "AAPL") == (0 if while_down == "cancelled" else intent.quantity)
+    finally:
+        await core.stop()
+
+
+async def test_ibkr_clock_offset_is_measured_and_a_skew_alerted(tmp_path: Path) -> None:
+    server = FakeTWS(now=lambda: datetime.now(UTC) + timedelta(seconds=10))
+    await server.start()
+    alerts = Alerts()
+    core = await _start(tmp_path, "ibkr", server, clock=LiveClock(), alerts=alerts)
+    try:
+        assert core.clock_offsets["ibkr"] == pytest.approx(10.0, abs=1.5)
+        (skew,) = [f for k, _, f in alerts.seen if k == "broker_clock_skew"]
+        assert skew["broker"] == "ibkr"
+    finally:
+        await core.stop()
+        await server.stop()
