@@ -7,7 +7,7 @@ changes it finds through its event handler; the caller applies the rest.
 
 An order its broker has never heard of — not found on `lookups_required` lookups, the first at least
 `never_reached_after` seconds before the last — is `never_reached`: the caller frees its reservation, alerts,
-and resends an exit. The bound is measured on a monotonic clock: it waits for the broker's own consistency
+and resends an exit. An order its broker once acknowledged is never `never_reached` (only MISSING, alerted). The bound is measured on a monotonic clock: it waits for the broker's own consistency
 (wall time), not for market time, which a replay's simulated clock may race through or stop.
 """
 
@@ -96,9 +96,22 @@ class OrderResolver:
         return out
 
     async def resolve(self, orders: Iterable[OpenOrder]) -> list[Resolution]:
-        """Look each order up once (exits first); returns one resolution per order."""
+        """Look each order up once (exits first); returns one resolution per order.
+
+        A broker that fails to answer is not asked about its other orders in the same pass (they are
+        UNANSWERED too), so one hung broker costs a pass at most one timeout, not one per order."""
         ordered = sorted(orders, key=lambda o: o.intent.kind == "entry")
-        return [await self._resolve_one(order) for order in ordered]
+        silent: dict[str, str] = {}
+        out = []
+        for order in ordered:
+            if order.broker in silent:
+                out.append(Resolution(order, Verdict.UNANSWERED, error=silent[order.broker]))
+                continue
+            resolution = await self._resolve_one(order)
+            if resolution.verdict == Verdict.UNANSWERED:
+                silent[order.broker] = resolution.error or "no answer"
+            out.append(resolution)
+        return out
 
     async def resolve_until_answered(
         self, orders: Iterable[OpenOrder], *, backoff: tuple[float, float] = (0.5, 30.0),
@@ -153,6 +166,8 @@ class OrderResolver:
             return Resolution(order, Verdict.FOUND, result)
         miss = self._misses.setdefault(coid, _Misses(first_at=now))
         miss.count += 1
+        if order.acknowledged:
+            return Resolution(order, Verdict.MISSING)  # the broker answered for it once: it did reach it
         if miss.count >= self.lookups_required and now - miss.first_at >= self.never_reached_after:
             self.forget(coid)
             return Resolution(order, Verdict.NEVER_REACHED)
