@@ -310,17 +310,15 @@ class Core:
             " COALESCE(SUM(f.quantity), 0) AS qty, COALESCE(SUM(f.quantity * f.price), 0) AS notional"
             " FROM orders o LEFT JOIN fills f ON f.client_order_id = o.client_order_id"
             " WHERE o.status IN ('pending','new','partially_filled') GROUP BY o.client_order_id")
-        adopting: set[str] = set()
         for row in rows:
             broker = self.brokers.get(row["broker"] or "")
-            if broker is None or not hasattr(broker, "track") or not broker.is_connected():
+            if broker is None or not hasattr(broker, "track"):  # local bookkeeping: connected or not
                 continue
             from pipeline.models import Side
 
             broker.track(row["client_order_id"], filled_qty=row["qty"], filled_notional=row["notional"],
                          symbol=row["symbol"], side=Side(row["side"]),
                          submitted_at=_parse_ts(row["created_ts"]) if row["created_ts"] else None)
-            adopting.add(broker.name)
         # every broker, by client order id, asking again with backoff until each has answered (READY only after)
         resolutions = await self.resolve_orders(until_answered=True)
         log.info("open_orders_recovered", orders=len(resolutions),

@@ -7,8 +7,9 @@ changes it finds through its event handler; the caller applies the rest.
 
 An order its broker has never heard of — not found on `lookups_required` lookups, the first at least
 `never_reached_after` seconds before the last — is `never_reached`: the caller frees its reservation, alerts,
-and resends an exit. An order its broker once acknowledged is never `never_reached` (only MISSING, alerted). The bound is measured on a monotonic clock: it waits for the broker's own consistency
-(wall time), not for market time, which a replay's simulated clock may race through or stop.
+and resends an exit. An order its broker once acknowledged is never `never_reached` (only MISSING, alerted).
+The bound is measured on a monotonic clock: it waits for the broker's own consistency (wall time), not for
+market time, which a replay's simulated clock may race through or stop.
 """
 
 from __future__ import annotations
