@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import signal as os_signal
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,7 @@ class Core:
         self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
                                       timeout=settings.broker.request_timeout_seconds)
         self.clock_offsets: dict[str, float] = {}
+        self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
         if settings.smart_router.enabled:
             from pipeline.smart_router import SmartRouter, Venue
 
@@ -355,7 +357,8 @@ class Core:
                 log.warning("open_orders_lookup_retry", orders=len(unanswered), delay=delay,
                             error=unanswered[0].error, broker=unanswered[0].order.broker)
 
-            resolutions = await self.resolver.resolve_until_answered(orders, on_retry=retrying)
+            resolutions = await self.resolver.resolve_until_answered(orders, on_retry=retrying,
+                                                                     stop=self.stop_requested)
         else:
             resolutions = await self.resolver.resolve(orders)
         for resolution in resolutions:
@@ -741,6 +744,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.control = ControlServer(socket_path(self.core.state_dir), self._handlers())
         self._stop = asyncio.Event()
+        self.core.stop_requested = self._stop.is_set
         self._tasks: list[asyncio.Task[Any]] = []
         self.ready = False
         self.feed_done = False

@@ -118,8 +118,11 @@ class OrderResolver:
         self, orders: Iterable[OpenOrder], *, backoff: tuple[float, float] = (0.5, 30.0),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_retry: Callable[[list[Resolution], float], None] | None = None,
+        stop: Callable[[], bool] = lambda: False,
     ) -> list[Resolution]:
-        """Look every order up, asking again with exponential backoff while its broker cannot answer."""
+        """Look every order up, asking again with exponential backoff while its broker cannot answer.
+
+        Returns early (the unanswered ones included, as such) only when `stop()` says the process is stopping."""
         waiting = list(orders)
         answered: list[Resolution] = []
         delay = backoff[0]
@@ -127,11 +130,15 @@ class OrderResolver:
             unanswered = []
             for resolution in await self.resolve(waiting):
                 (unanswered if resolution.verdict == Verdict.UNANSWERED else answered).append(resolution)
-            if not unanswered:
-                return answered
+            if not unanswered or stop():
+                return answered + unanswered
             if on_retry is not None:
                 on_retry(unanswered, delay)
-            await sleep(delay)
+            slept = 0.0
+            while slept < delay and not stop():  # a stop request is seen within a quarter second
+                step = min(0.25, delay - slept)
+                await sleep(step)
+                slept += step
             delay = min(backoff[1], delay * 2)
             waiting = [r.order for r in unanswered]
 

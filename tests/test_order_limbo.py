@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -508,3 +509,34 @@ async def test_ibkr_clock_offset_is_measured_and_a_skew_alerted(tmp_path: Path) 
     finally:
         await core.stop()
         await server.stop()
+
+
+async def test_ordergate_run_is_ready_only_after_alpaca_answered_and_sigterm_ends_the_wait(
+        tmp_path: Path, fake: FakeAlpaca) -> None:
+    unsent = _entry("AAPL", "alpaca", name="sig-ready")
+    await _journal_unsent(tmp_path, [unsent], "alpaca")
+    lookups = "/v2/orders:by_client_order_id"
+    fake.fail_requests("GET", lookups, status=503, times=1_000_000)
+    state_dir = tmp_path / "state"
+    env = base_env(state_dir, **fake.env(tickers=["AAPL"]), ORDERGATE_ALPACA__REQUEST_TIMEOUT_SECONDS="5")
+    daemon = DaemonProcess(state_dir, env=env).start()
+    try:
+        await asyncio.to_thread(daemon.wait_for, "open_orders_lookup_retry", 45.0)
+        await asyncio.to_thread(daemon.wait_for, "open_orders_lookup_retry", 10.0, delay=1.0)  # backing off
+        assert not [line for line in daemon.lines() if line.get("event") == "daemon_ready"]
+        fake._failures.clear()  # Alpaca answers again: 404, the order never got there
+        await asyncio.to_thread(daemon.wait_for, "daemon_ready", 30.0)
+        asked = [r for r in fake.requests if r.path == lookups]
+        assert len(asked) >= 3 and all(r.query["client_order_id"] == unsent.client_order_id for r in asked)
+    finally:
+        code = await asyncio.to_thread(daemon.stop)
+    assert code == 0, daemon.text()[-3000:]
+    fake.fail_requests("GET", lookups, status=503, times=1_000_000)  # and again at the next start: SIGTERM
+    daemon = DaemonProcess(state_dir, env=env).start()
+    try:
+        await asyncio.to_thread(daemon.wait_for, "open_orders_lookup_retry", 45.0)
+        daemon.signal(signal.SIGTERM)
+        code = await asyncio.to_thread(daemon.wait, 15.0)
+    finally:
+        await asyncio.to_thread(daemon.stop)
+    assert code == 0, daemon.text()[-3000:]

@@ -85,12 +85,12 @@ async def test_unanswered_is_asked_again_with_backoff_until_it_answers(paper: Pa
 
     async def sleep(delay: float) -> None:
         slept.append(delay)
-        if len(slept) == 3:
-            paper.faults.unavailable = False  # the broker comes back
+        if sum(slept) >= 0.5 + 1.0 + 1.5 - 1e-9:
+            paper.faults.unavailable = False  # the broker comes back after three waits
 
     exit_order, entry = _order("sig-x", kind="exit"), _order("sig-e")
     resolutions = await resolver.resolve_until_answered([entry, exit_order], backoff=(0.5, 1.5), sleep=sleep)
-    assert slept == [0.5, 1.0, 1.5]
+    assert sum(slept) == pytest.approx(3.0) and max(slept) <= 0.25  # 0.5, 1.0, 1.5 in quarter-second steps
     assert [(r.order.intent.kind, r.verdict) for r in resolutions] == [("exit", Verdict.MISSING),
                                                                       ("entry", Verdict.MISSING)]
 
@@ -102,3 +102,16 @@ async def test_a_broker_that_does_not_answer_is_asked_once_per_pass(paper: Paper
     resolutions = await resolver.resolve([_order(f"sig-{n}") for n in range(5)])
     assert {r.verdict for r in resolutions} == {Verdict.UNANSWERED}
     assert len(paper.request_log) - before == 1
+
+
+async def test_the_retry_loop_gives_up_only_when_the_process_stops(paper: PaperBroker) -> None:
+    resolver = OrderResolver({"paper": paper}, never_reached_after=0, timeout=2)
+    paper.faults.unavailable = True
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+
+    resolutions = await resolver.resolve_until_answered([_order("sig-s")], backoff=(0.5, 30.0), sleep=sleep,
+                                                        stop=lambda: len(waits) >= 7)
+    assert [r.verdict for r in resolutions] == [Verdict.UNANSWERED] and len(waits) == 7
