@@ -11,8 +11,10 @@
     connection refused / connect timeout (nothing sent) -> BrokerUnavailable.
 - Stream: a `TradingStream` subclass runs `_run_forever()` as a task on our loop (never `run()`), under a
   supervisor that restarts it with backoff if it dies. Every time the stream is listening again after a
-  drop, the orders this process tracks that are not final are fetched (GET /v2/orders status=all) and
-  missed fills are synthesized from `filled_qty`, with the deterministic id f"{order_id}:{cum_qty}".
+  drop, the orders this process tracks that are not final are looked up one by one by client order id
+  (GET /v2/orders:by_client_order_id: by identity, so a skewed clock hides nothing) and missed fills are
+  synthesized from `filled_qty`, with the deterministic id f"{order_id}:{cum_qty}". `resolve_order` does the
+  same for one order (the daemon's resolver, issue 12); `clock_offset` measures Alpaca's clock (GET /v2/clock).
   Fills are emitted once: by execution id, and by cumulative quantity per client order id.
 - Events go to the handler in order: for a fill event the `Fill` first, then the `OrderUpdate`.
 """
@@ -346,7 +348,7 @@ class AlpacaBroker:
         name: str = "alpaca",
         *,
         stream_backoff: tuple[float, float] = (1.0, 30.0),
-        catch_up_margin_seconds: float = 5.0,
+        catch_up_margin_seconds: float = 5.0,  # unused since catch-up is by client order id (kept for callers)
     ) -> None:
         self.name = name
         self.settings = settings
@@ -470,7 +472,7 @@ class AlpacaBroker:
         request = self._order_request(intent)
         coid = intent.client_order_id
         fresh = coid not in self._tracked
-        # the local send time bounds the catch-up query until the broker's own timestamp is known
+        # the local send time, until the broker's own timestamp is known
         self._track(coid, symbol=intent.symbol, side=intent.side,
                     submitted_at=self.clock.now() if fresh else None)
         try:
