@@ -295,10 +295,10 @@ class Core:
             log.warning("broker_connected_late", broker=name)
         if connected:
             await self.settle()
-            await self.recover_open_orders()
+            await self.recover_open_orders(until_answered=False)  # from the gauges loop: never wait there
         return connected
 
-    async def recover_open_orders(self) -> None:
+    async def recover_open_orders(self, *, until_answered: bool = True) -> None:
         """Orders the journal still calls open were sent by an earlier run: ask their broker what became of them.
 
         A broker that can adopt orders (`track`: Alpaca) is first told how much of each the journal already holds,
@@ -322,7 +322,7 @@ class Core:
                          symbol=row["symbol"], side=Side(row["side"]),
                          submitted_at=_parse_ts(row["created_ts"]) if row["created_ts"] else None)
         # every broker, by client order id, asking again with backoff until each has answered (READY only after)
-        resolutions = await self.resolve_orders(until_answered=True)
+        resolutions = await self.resolve_orders(until_answered=until_answered)
         log.info("open_orders_recovered", orders=len(resolutions),
                  found=sum(1 for r in resolutions if r.verdict == Verdict.FOUND))
 
