@@ -8,10 +8,12 @@ in-flight entries, flush journal and state, STOPPING=1, exit 0.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import os
 import signal as os_signal
+import sqlite3
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -147,6 +149,7 @@ class Core:
         self._events_idle.set()
         self._event_task: asyncio.Task[None] | None = None
         self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
+        self._held_events: collections.deque[BrokerEvent] = collections.deque()  # journal writes failing
         self.alert_hook: Any = None
         self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
@@ -203,6 +206,11 @@ class Core:
         await self.settle()
         if self.settings.shutdown.cancel_inflight_entries:
             await self.cancel_working_entries()
+        if self._held_events:
+            await self.apply_held_events()
+        if self._held_events:
+            log.error("broker_events_unapplied_at_shutdown", held=len(self._held_events),
+                      reason="the journal still cannot be written; the brokers are asked again at the next start")
         if self._event_task is not None:
             self._event_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -272,6 +280,7 @@ class Core:
                     await self.alert("fill_missing", f"{name} reports {filled:g} filled for "
                                      f"{intent.client_order_id} but no fill has arrived", "critical",
                                      client_order_id=intent.client_order_id)
+        await self.apply_held_events()
         await self.retry_unjournaled()
         await self.resolve_orders()
         return checked
@@ -545,13 +554,45 @@ class Core:
         while True:
             event = await queue.get()
             try:
-                await self.lifecycle.on_broker_event(event)
+                await self._apply_event(event)
             except Exception:
                 log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
             finally:
                 self._events_done += 1
                 if self._events_done == self._events_in:
                     self._events_idle.set()
+
+    async def _apply_event(self, event: BrokerEvent) -> None:
+        """Apply one broker event; while the journal cannot be written (a full disk) hold it, and every later one
+        in order: the journal comes before the ledger, and nothing is dropped."""
+        if self._held_events:
+            self._held_events.append(event)
+            await self.apply_held_events()
+            return
+        try:
+            await self.lifecycle.on_broker_event(event)
+        except (sqlite3.Error, OSError) as exc:
+            self._held_events.append(event)
+            log.error("broker_event_held", client_order_id=getattr(event, "client_order_id", None),
+                      event_type=type(event).__name__, reason="journal write failed", error=str(exc))
+
+    async def apply_held_events(self) -> int:
+        """Apply the events held while the journal could not be written, oldest first; stops at the first that
+        still cannot be journaled. Returns how many were applied."""
+        applied = 0
+        while self._held_events:
+            try:
+                await self.lifecycle.on_broker_event(self._held_events[0])
+            except (sqlite3.Error, OSError):
+                break
+            except Exception:  # not a journal problem: as for a live event, logged and not retried
+                log.exception("broker_event_failed",
+                              client_order_id=getattr(self._held_events[0], "client_order_id", None))
+            self._held_events.popleft()
+            applied += 1
+        if applied:
+            log.warning("held_broker_events_applied", applied=applied, still_held=len(self._held_events))
+        return applied
 
     def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
         """The parent's reservation passes to its child orders, each tracked as an order of its own."""

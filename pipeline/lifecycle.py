@@ -307,10 +307,11 @@ class LifecycleManager:
 
     async def _on_fill(self, fill: Fill) -> None:
         intent = self.intents.get(fill.client_order_id)
-        issues = self.validator.validate(intent, fill)
+        # journaled first: a write that fails changes nothing here, so the caller can apply the fill again later
         if self.journal is not None and not await self.journal.record_fill(fill):
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
+        issues = self.validator.validate(intent, fill)
         for issue in issues:
             await self._issue(issue)
         before = self.ledger.position(fill.symbol)

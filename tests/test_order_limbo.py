@@ -367,6 +367,33 @@ async def _journal_writes_fail(journal: Journal, failing: bool) -> None:
     await journal.run(switch)
 
 
+async def test_a_fill_whose_journal_write_failed_is_applied_once_when_the_disk_recovers(tmp_path: Path) -> None:
+    core = await _start(tmp_path, "paper")
+    paper = core.brokers["paper"]
+    assert isinstance(paper, PaperBroker) and core.journal is not None
+    try:
+        paper.faults.drop_updates = True  # the order is sent and journaled; its events wait at the broker
+        result = await core.orchestrator.process_signal(_signal("AAPL"))
+        assert result.success and result.intent is not None
+        coid = result.intent.client_order_id
+        await core.settle()
+        assert await _status(core, coid) in ("new", "filled")
+        await _journal_writes_fail(core.journal, True)
+        paper.redeliver()  # the fill arrives while the journal cannot be written
+        await core.settle()
+        await core.check_overdue()  # still failing: held, not dropped, not applied (journal before ledger)
+        assert _held(core, "AAPL") == 0
+        await _journal_writes_fail(core.journal, False)
+        await core.check_overdue()
+        await _until(lambda: _held(core, "AAPL") == result.intent.quantity, what="fill applied after recovery")
+        fills = await core.journal.query("SELECT quantity FROM fills WHERE client_order_id=?", (coid,))
+        assert [f["quantity"] for f in fills] == [result.intent.quantity]
+        assert await _status(core, coid) == "filled" and coid not in core.orchestrator.reservations
+        assert not [i for i in core.lifecycle.issues if i.kind == "overfill"]
+    finally:
+        await core.stop()
+
+
 # -- 3. a fill while the daemon was down, found by identity --------------------------------------------------
 async def _fill_while_down(tmp_path: Path, fake: FakeAlpaca, clock: Callable[[], Any]) -> tuple[str, float]:
     core = await _start(tmp_path, "alpaca", fake, clock=clock())
