@@ -581,15 +581,19 @@ class Core:
         still cannot be journaled. Returns how many were applied."""
         applied = 0
         while self._held_events:
+            event = self._held_events[0]
             try:
-                await self.lifecycle.on_broker_event(self._held_events[0])
+                await self.lifecycle.on_broker_event(event)
             except (sqlite3.Error, OSError):
                 break
             except Exception:  # not a journal problem: as for a live event, logged and not retried
-                log.exception("broker_event_failed",
-                              client_order_id=getattr(self._held_events[0], "client_order_id", None))
+                log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
             self._held_events.popleft()
             applied += 1
+            intent = self.lifecycle.intents.get(event.client_order_id)
+            if isinstance(event, OrderUpdate) and event.status == OrderStatus.NEVER_REACHED and intent is not None \
+                    and intent.kind != "entry":
+                self.lifecycle.resend_exit(intent, f"exit {intent.client_order_id} never reached {event.broker}")
         if applied:
             log.warning("held_broker_events_applied", applied=applied, still_held=len(self._held_events))
         return applied
