@@ -431,7 +431,8 @@ class Core:
 
     async def retry_unjournaled(self) -> list[str]:
         """Orders whose intent never made it into the journal (a full disk): dispatched again, exits first, so the
-        write is retried once the disk has room. Nothing was sent for them (the journal comes before the send)."""
+        write is retried once the disk has room. Nothing was sent for them (the journal comes before the send).
+        An entry older than [pipeline] max_signal_age_seconds is given up instead (released, alerted)."""
         if self.journal is None:
             return []
         sending = self.router.sending()
@@ -449,6 +450,18 @@ class Core:
         for row in rows:
             candidates.pop(row["client_order_id"], None)
         retried = sorted(candidates.values(), key=lambda i: i.kind == "entry")
+        max_age = timedelta(seconds=self.config.max_signal_age_seconds)
+        now = self.clock.now()
+        for intent in [i for i in retried if i.kind == "entry" and i.created_at and now - i.created_at > max_age]:
+            # decided on a market that is gone: an entry is never sent late (an exit always is)
+            retried.remove(intent)
+            coid = intent.client_order_id
+            self.orchestrator.validator.finish(coid)
+            self.orchestrator.release(coid)
+            log.error("entry_not_sent", signal_id=intent.signal_id, client_order_id=coid, symbol=intent.symbol,
+                      reason="its journal write failed until it was older than max_signal_age_seconds")
+            await self.alert("entry_not_sent", f"entry {coid} ({intent.symbol}) not sent: the journal could not "
+                             "record it before it went stale", "warning", client_order_id=coid)
         for intent in retried:
             log.warning("order_intent_retried", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
                         kind=intent.kind, reason="its journal write failed")

@@ -103,9 +103,9 @@ async def _journal_unsent(tmp_path: Path, intents: list[OrderIntent], broker: st
         await journal.close()
 
 
-def _signal(ticker: str) -> TradeSignal:
+def _signal(ticker: str, at: datetime = SESSION) -> TradeSignal:
     return TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=ticker, timeframe="5m",
-                       conviction=80, entry_price=100.0, stop_loss=98.0, timestamp=SESSION, source="test")
+                       conviction=80, entry_price=100.0, stop_loss=98.0, timestamp=at, source="test")
 
 
 async def _status(core: Core, coid: str) -> str | None:
@@ -365,6 +365,34 @@ async def _journal_writes_fail(journal: Journal, failing: bool) -> None:
         conn.execute(f"PRAGMA query_only={'ON' if failing else 'OFF'}")
 
     await journal.run(switch)
+
+
+async def test_an_entry_whose_journal_write_failed_is_sent_while_fresh_and_given_up_when_stale(tmp_path: Path) -> None:
+    clock = SimulatedClock(SESSION)
+    alerts = Alerts()
+    core = await _start(tmp_path, "paper", clock=clock, alerts=alerts)
+    assert core.journal is not None
+    try:
+        await _journal_writes_fail(core.journal, True)
+        stale = await core.orchestrator.process_signal(_signal("MSFT"))
+        clock.advance(core.config.max_signal_age_seconds + 1)
+        fresh = await core.orchestrator.process_signal(_signal("AAPL", clock.now()))
+        assert fresh.intent is not None and stale.intent is not None
+        await core.settle()
+        assert _held(core, "AAPL") == 0 and _held(core, "MSFT") == 0
+        await _journal_writes_fail(core.journal, False)
+        await core.check_overdue()  # AAPL's entry is retried; MSFT's is past [pipeline] max_signal_age_seconds
+        await _until(lambda: _held(core, "AAPL") > 0, what="fresh entry sent once the journal works")
+        await core.settle()
+        assert _held(core, "MSFT") == 0 and stale.intent.client_order_id not in core.orchestrator.reservations
+        paper = core.brokers["paper"]
+        assert isinstance(paper, PaperBroker)
+        assert stale.intent.client_order_id not in {o.client_order_id for o in paper.all_orders()}
+        await core.check_overdue()
+        assert stale.intent.client_order_id not in {o.client_order_id for o in paper.all_orders()}
+        assert "entry_not_sent" in alerts.kinds()
+    finally:
+        await core.stop()
 
 
 async def test_a_fill_whose_journal_write_failed_is_applied_once_when_the_disk_recovers(tmp_path: Path) -> None:
