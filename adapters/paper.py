@@ -290,6 +290,7 @@ class PaperBroker:
         self._reorder_held: BrokerEvent | None = None
         self._option_iv: dict[str, float] = {}
         self._final_json: dict[str, str] = {}
+        self._resolved: dict[str, tuple[str, float]] = {}  # client order id -> status last delivered by a lookup
         self._warned_no_handler = False
         self._resting: dict[str, list[_Order]] = defaultdict(list)
         self.cash = settings.initial_cash
@@ -563,6 +564,22 @@ class PaperBroker:
         await self._before_call()
         order = self._orders.get(client_order_id)
         return None if order is None else self._result(order)
+
+    async def resolve_order(self, client_order_id: str) -> OrderResult | None:
+        """Look the order up and deliver its current status (after any fill re-sent at connect) when it changed
+        since the last lookup: the journal of a daemon that crashed may still call it pending."""
+        result = await self.get_order_by_client_id(client_order_id)
+        order = self._orders.get(client_order_id)
+        if order is not None:
+            key = (str(order.status), order.filled_qty)
+            if self._resolved.get(client_order_id) != key:
+                self._resolved[client_order_id] = key
+                self._emit(self._update_event(order))
+        return result
+
+    async def clock_offset(self) -> float:
+        """The simulated broker runs on our own clock."""
+        return 0.0
 
     async def cancel_order(self, client_order_id: str) -> None:
         """Cancel a resting order; canceling a canceled order is a no-op, a filled one is rejected."""

@@ -139,6 +139,10 @@ class BrokerSettings(_Section):
     request_timeout_seconds: float = Field(10.0, gt=0)
     down_after_failures: int = Field(3, ge=1)
     breaker_reset_seconds: float = Field(30.0, gt=0)
+    # an order its broker has not heard of this long after the first miss (and on two lookups) is never_reached
+    never_reached_after_seconds: float = Field(120.0, ge=0)
+    # a broker clock this far from ours (measured at start) is alerted
+    max_clock_skew_seconds: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
     def _distinct(self) -> BrokerSettings:

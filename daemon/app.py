@@ -8,12 +8,15 @@ in-flight entries, flush journal and state, STOPPING=1, exit 0.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import os
 import signal as os_signal
+import sqlite3
 from collections import deque
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from pipeline.ledger import Ledger
 from pipeline.lifecycle import LifecycleManager
 from pipeline.models import AccountState, Bar, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
 from pipeline.orchestrator import BotOrchestrator
+from pipeline.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
 from pipeline.order_router import OrderRouter
 from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
 from pipeline.reconciler import PositionReconciler, ReconciliationReport
@@ -146,6 +150,10 @@ class Core:
         self.engine.pruners = [b.prune for b in self.brokers.values() if hasattr(b, "prune")]
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
         self.reconciliation = Reconciliation(self)
+        self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
+                                      timeout=settings.broker.request_timeout_seconds)
+        self.clock_offsets: dict[str, float] = {}
+        self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
         if settings.smart_router.enabled:
             from pipeline.smart_router import SmartRouter, Venue
 
@@ -158,6 +166,7 @@ class Core:
         self._events_idle.set()
         self._event_task: asyncio.Task[None] | None = None
         self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
+        self._held_events: collections.deque[BrokerEvent] = collections.deque()  # journal writes failing
         self.alert_hook: Any = None
         self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
@@ -210,6 +219,7 @@ class Core:
         await self.rebuild()
         self._event_task = asyncio.create_task(self._consume_events(), name="broker-events")
         await self.settle()
+        await self.measure_clock_offsets()
         await self.recover_open_orders()
         await self.sync_account()
 
@@ -220,6 +230,11 @@ class Core:
         await self.settle()
         if self.settings.shutdown.cancel_inflight_entries:
             await self.cancel_working_entries()
+        if self._held_events:
+            await self.apply_held_events()
+        if self._held_events:
+            log.error("broker_events_unapplied_at_shutdown", held=len(self._held_events),
+                      reason="the journal still cannot be written; the brokers are asked again at the next start")
         if self._event_task is not None:
             self._event_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -290,6 +305,9 @@ class Core:
                     await self.alert("fill_missing", f"{name} reports {filled:g} filled for "
                                      f"{intent.client_order_id} but no fill has arrived", "critical",
                                      client_order_id=intent.client_order_id)
+        await self.apply_held_events()
+        await self.retry_unjournaled()
+        await self.resolve_orders()
         return checked
 
     async def connect_unstarted(self) -> list[str]:
@@ -311,15 +329,15 @@ class Core:
             log.warning("broker_connected_late", broker=name)
         if connected:
             await self.settle()
-            await self.recover_open_orders()
+            await self.recover_open_orders(until_answered=False)  # from the gauges loop: never wait there
         return connected
 
-    async def recover_open_orders(self) -> None:
+    async def recover_open_orders(self, *, until_answered: bool = True) -> None:
         """Orders the journal still calls open were sent by an earlier run: ask their broker what became of them.
 
-        A broker that can adopt orders (`track` + `resync`: Alpaca) is told how much of each the journal already
-        holds and then emits only what happened while we were down. Brokers that replay their own history on
-        connect (IB by orderRef, the paper book's unacknowledged fills) have already done so by now.
+        A broker that can adopt orders (`track`: Alpaca) is first told how much of each the journal already holds,
+        so it emits only what happened while we were down. Then every order not final, at every connected broker,
+        is looked up by client order id (`resolve_orders`), with retries until each broker has answered.
         """
         if self.journal is None:
             return
@@ -328,25 +346,197 @@ class Core:
             " COALESCE(SUM(f.quantity), 0) AS qty, COALESCE(SUM(f.quantity * f.price), 0) AS notional"
             " FROM orders o LEFT JOIN fills f ON f.client_order_id = o.client_order_id"
             " WHERE o.status IN ('pending','new','partially_filled') GROUP BY o.client_order_id")
-        adopting: set[str] = set()
         for row in rows:
             broker = self.brokers.get(row["broker"] or "")
-            if broker is None or not hasattr(broker, "track") or not broker.is_connected():
+            if broker is None or not hasattr(broker, "track"):  # local bookkeeping: connected or not
                 continue
             from pipeline.models import Side
 
             broker.track(row["client_order_id"], filled_qty=row["qty"], filled_notional=row["notional"],
                          symbol=row["symbol"], side=Side(row["side"]),
                          submitted_at=_parse_ts(row["created_ts"]) if row["created_ts"] else None)
-            adopting.add(broker.name)
-        for name in adopting:
-            try:
-                checked = await self.brokers[name].resync()  # type: ignore[attr-defined]
-                log.info("open_orders_recovered", broker=name, orders=checked)
-            except Exception as exc:
-                log.error("open_orders_recovery_failed", broker=name, error=str(exc))
-        if adopting:
+        # every broker, by client order id, asking again with backoff until each has answered (READY only after)
+        resolutions = await self.resolve_orders(until_answered=until_answered)
+        log.info("open_orders_recovered", orders=len(resolutions),
+                 found=sum(1 for r in resolutions if r.verdict == Verdict.FOUND))
+
+    # -- no order in limbo (issue 12) ------------------------------------------------------------------
+    def open_orders(self) -> list[OpenOrder]:
+        """Every order not final that no submission task of this process is sending now, exits first."""
+        sending = self.router.sending()
+        validator = self.orchestrator.validator
+        out = []
+        for intent in validator.working():
+            coid = intent.client_order_id
+            if coid in sending:
+                continue
+            broker = self.router.venues.get(coid) or intent.broker or self.settings.broker.primary
+            out.append(OpenOrder(intent, broker, acknowledged=validator.acknowledged(coid)))
+        out.sort(key=lambda o: o.intent.kind == "entry")
+        return out
+
+    async def resolve_orders(self, *, until_answered: bool = False) -> list[Resolution]:
+        """Look every open order up at its broker by client order id and act on what is found.
+
+        A broker with `resolve_order` emits the missed fills and statuses itself; for any other, a final status
+        it reports is applied here. An order never heard of for long enough ends `never_reached`. With
+        `until_answered` (start-up, reconnect) the lookups are repeated with backoff until every connected
+        broker has answered; brokers not connected are left to the timer.
+        """
+        orders = self.resolver.due(self.open_orders())
+        if until_answered:
+            orders = [o for o in orders if o.broker in self.brokers and self.brokers[o.broker].is_connected()]
+
+            def retrying(unanswered: list[Resolution], delay: float) -> None:
+                log.warning("open_orders_lookup_retry", orders=len(unanswered), delay=delay,
+                            error=unanswered[0].error, broker=unanswered[0].order.broker)
+
+            resolutions = await self.resolver.resolve_until_answered(orders, on_retry=retrying,
+                                                                     stop=self.stop_requested)
+        else:
+            resolutions = await self.resolver.resolve(orders)
+        for resolution in resolutions:
+            await self._apply_resolution(resolution)
+        if resolutions:
             await self.settle()
+            await self._finish_found(resolutions)
+        return resolutions
+
+    async def _finish_found(self, resolutions: list[Resolution]) -> None:
+        """A final status the broker reports but no event has brought (a broker without `resolve_order`, or one
+        whose adapter had already reported it before a restart): applied here, once. Not while fills it claims
+        are still missing: those are check_overdue's (resync, else a fill_missing alert)."""
+        validator = self.orchestrator.validator
+        working = {i.client_order_id for i in validator.working()}
+        finished = False
+        for r in resolutions:
+            result = r.result
+            if r.verdict != Verdict.FOUND or result is None or not result.status.is_final \
+                    or r.client_order_id not in working \
+                    or result.filled_qty > validator.filled(r.client_order_id) + 1e-9:
+                continue
+            intent = r.order.intent
+            finished = True
+            await self._on_broker_event(OrderUpdate(
+                result.client_order_id, result.status, r.order.broker, result.broker_order_id,
+                result.symbol or intent.symbol, result.side or intent.side, filled_qty=result.filled_qty,
+                filled_avg_price=result.filled_avg_price, reason=result.reason, timestamp=self.clock.now()))
+        if finished:
+            await self.settle()
+
+    async def _apply_resolution(self, resolution: Resolution) -> None:
+        order = resolution.order
+        if resolution.verdict == Verdict.NEVER_REACHED:
+            await self.order_never_reached(order, "not found at the broker on repeated lookups")
+        elif resolution.verdict == Verdict.MISSING and order.acknowledged and \
+                self.resolver.misses(order.intent.client_order_id) == self.resolver.lookups_required:
+            await self.alert("order_missing_at_broker", f"{order.broker} no longer knows "
+                             f"{order.intent.client_order_id}, which it acknowledged", "critical",
+                             client_order_id=order.intent.client_order_id)
+
+    async def order_never_reached(self, order: OpenOrder, why: str) -> None:
+        """The order never got to its broker: final `never_reached`, its reservation freed, an alert, and for an
+        exit a fresh exit (the position is never left without one)."""
+        intent = order.intent
+        coid = intent.client_order_id
+        self.resolver.forget(coid)
+        log.error("order_never_reached", signal_id=intent.signal_id, client_order_id=coid, broker=order.broker,
+                  kind=intent.kind, symbol=intent.symbol, reason=why)
+        await self._on_broker_event(OrderUpdate(
+            coid, OrderStatus.NEVER_REACHED, order.broker, None, intent.symbol, intent.side,
+            reason=f"never reached {order.broker}: {why}", timestamp=self.clock.now()))
+        await self.settle()
+        await self.alert("order_never_reached", f"{intent.kind} {coid} ({intent.symbol}) never reached "
+                         f"{order.broker}: {why}", "critical", client_order_id=coid)
+        if intent.kind != "entry":
+            fresh = self.lifecycle.resend_exit(intent, f"exit {coid} never reached {order.broker}")
+            if fresh is not None:
+                log.warning("exit_resent", signal_id=intent.signal_id, client_order_id=fresh.client_order_id,
+                            replaces=coid, symbol=intent.symbol)
+
+    async def retry_unjournaled(self) -> list[str]:
+        """Orders whose intent never made it into the journal (a full disk): dispatched again, exits first, so the
+        write is retried once the disk has room. Nothing was sent for them (the journal comes before the send).
+        An entry older than [pipeline] max_signal_age_seconds is given up instead (released, alerted)."""
+        if self.journal is None:
+            return []
+        sending = self.router.sending()
+        candidates = {i.client_order_id: i for i in self.orchestrator.validator.working()
+                      if i.client_order_id not in sending}
+        if not candidates:
+            return []
+        marks = ",".join("?" * len(candidates))
+        try:
+            rows = await self.journal.query(f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})",
+                                            tuple(candidates))
+        except Exception as exc:
+            log.warning("journal_unreadable", error=str(exc))
+            return []
+        for row in rows:
+            candidates.pop(row["client_order_id"], None)
+        retried = sorted(candidates.values(), key=lambda i: i.kind == "entry")
+        max_age = timedelta(seconds=self.config.max_signal_age_seconds)
+        now = self.clock.now()
+        for intent in [i for i in retried if i.kind == "entry" and i.created_at and now - i.created_at > max_age]:
+            # decided on a market that is gone: an entry is never sent late (an exit always is)
+            retried.remove(intent)
+            coid = intent.client_order_id
+            self.orchestrator.validator.finish(coid)
+            self.orchestrator.release(coid)
+            log.error("entry_not_sent", signal_id=intent.signal_id, client_order_id=coid, symbol=intent.symbol,
+                      reason="its journal write failed until it was older than max_signal_age_seconds")
+            await self.alert("entry_not_sent", f"entry {coid} ({intent.symbol}) not sent: the journal could not "
+                             "record it before it went stale", "warning", client_order_id=coid)
+        for intent in retried:
+            log.warning("order_intent_retried", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                        kind=intent.kind, reason="its journal write failed")
+            self.router.dispatch(intent)
+        if retried:
+            await self.settle()
+        return [i.client_order_id for i in retried]
+
+    async def measure_clock_offsets(self) -> dict[str, float]:
+        """Each connected broker's clock against ours, logged; a skew above [broker] max_clock_skew_seconds is an
+        alert (orders are caught up by identity, so a skew hides nothing, but it skews every timestamp)."""
+        limit = self.settings.broker.max_clock_skew_seconds
+        for name, broker in self.brokers.items():
+            measure = getattr(broker, "clock_offset", None)
+            if measure is None or not broker.is_connected():
+                continue
+            try:
+                offset = float(await asyncio.wait_for(measure(), self.settings.broker.request_timeout_seconds))
+            except Exception as exc:
+                log.warning("broker_clock_unmeasured", broker=name, error=str(exc))
+                continue
+            self.clock_offsets[name] = offset
+            log.info("broker_clock_offset", broker=name, offset_seconds=round(offset, 3))
+            if abs(offset) > limit:
+                await self.alert("broker_clock_skew", f"{name}'s clock is {offset:+.1f}s from ours "
+                                 f"(limit {limit:g}s)", "warning", broker=name, offset_seconds=round(offset, 3))
+        return self.clock_offsets
+
+    async def flatten(self, reason: str = "flatten") -> dict[str, Any]:
+        """Close every position now, including those whose exit is stuck (journaled, never acknowledged, not being
+        sent): each is looked up first; one its broker does not hold ends never_reached and is replaced."""
+        stuck = [o for o in self.open_orders() if o.intent.kind != "entry" and not o.acknowledged]
+        replaced, unanswered = [], []
+        for resolution in await self.resolver.resolve(stuck):
+            coid = resolution.client_order_id
+            if resolution.verdict in (Verdict.MISSING, Verdict.NEVER_REACHED):
+                await self.order_never_reached(resolution.order, f"not found at the broker by {reason}")
+                replaced.append(coid)
+            elif resolution.verdict == Verdict.UNANSWERED:
+                unanswered.append(coid)
+        resent = [self.lifecycle.pending_exits[o.intent.symbol] for o in stuck
+                  if o.intent.client_order_id in replaced and o.intent.symbol in self.lifecycle.pending_exits]
+        intents = await self.lifecycle.emergency_close_all(reason)
+        working = sorted(set(self.lifecycle.pending_exits.values()) - {i.client_order_id for i in intents}
+                         - set(resent))
+        report = {"exit_orders": resent + [i.client_order_id for i in intents], "stuck_exits": replaced,
+                  "exits_working": working, "exits_unanswered": unanswered,
+                  "ok": not unanswered}  # a stuck exit its broker could not be asked about: not done
+        log.warning("flatten", reason=reason, **report)
+        return report
 
     async def rebuild(self) -> None:
         """Open positions, intents and working orders from the journal."""
@@ -388,7 +578,8 @@ class Core:
                     reservations.filled(intent.client_order_id, applied.get(intent.client_order_id, 0.0))
                 else:
                     self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
-                self.orchestrator.validator.track(intent)
+                self.orchestrator.validator.track(intent, filled_qty=applied.get(intent.client_order_id, 0.0),
+                                                  status=_status_of(row.get("status")))
         self.lifecycle.rebuild_index()
 
     # -- account view ---------------------------------------------------------------------------------
@@ -416,7 +607,7 @@ class Core:
         while True:
             event = await queue.get()
             try:
-                await self.lifecycle.on_broker_event(event)
+                await self._apply_event(event)
             except Exception:
                 log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
             finally:
@@ -424,9 +615,46 @@ class Core:
                 if self._events_done == self._events_in:
                     self._events_idle.set()
 
+    async def _apply_event(self, event: BrokerEvent) -> None:
+        """Apply one broker event; while the journal cannot be written (a full disk) hold it, and every later one
+        in order: the journal comes before the ledger, and nothing is dropped."""
+        if self._held_events:
+            self._held_events.append(event)
+            await self.apply_held_events()
+            return
+        try:
+            await self.lifecycle.on_broker_event(event)
+        except (sqlite3.Error, OSError) as exc:
+            self._held_events.append(event)
+            log.error("broker_event_held", client_order_id=getattr(event, "client_order_id", None),
+                      event_type=type(event).__name__, reason="journal write failed", error=str(exc))
+
+    async def apply_held_events(self) -> int:
+        """Apply the events held while the journal could not be written, oldest first; stops at the first that
+        still cannot be journaled. Returns how many were applied."""
+        applied = 0
+        while self._held_events:
+            event = self._held_events[0]
+            try:
+                await self.lifecycle.on_broker_event(event)
+            except (sqlite3.Error, OSError):
+                break
+            except Exception:  # not a journal problem: as for a live event, logged and not retried
+                log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
+            self._held_events.popleft()
+            applied += 1
+            intent = self.lifecycle.intents.get(event.client_order_id)
+            if isinstance(event, OrderUpdate) and event.status == OrderStatus.NEVER_REACHED and intent is not None \
+                    and intent.kind != "entry":
+                self.lifecycle.resend_exit(intent, f"exit {intent.client_order_id} never reached {event.broker}")
+        if applied:
+            log.warning("held_broker_events_applied", applied=applied, still_held=len(self._held_events))
+        return applied
+
     def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
         """The parent's reservation passes to its child orders, each tracked as an order of its own."""
         self.orchestrator.release(parent.client_order_id)
+        self.orchestrator.validator.finish(parent.client_order_id)  # never sent itself: nothing to resolve
         for child in children:
             self.orchestrator.reservations.reserve(child)
             self.lifecycle.register_intent(child)
@@ -556,6 +784,13 @@ def _intent_from_json(text: str | None) -> OrderIntent | None:
         return None
 
 
+def _status_of(text: str | None) -> OrderStatus | None:
+    try:
+        return OrderStatus(text) if text else None
+    except ValueError:
+        return None
+
+
 def _parse_ts(text: str) -> Any:
     from datetime import datetime
 
@@ -577,6 +812,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.control = ControlServer(socket_path(self.core.state_dir), self._handlers())
         self._stop = asyncio.Event()
+        self.core.stop_requested = self._stop.is_set
         self._tasks: list[asyncio.Task[Any]] = []
         self.ready = False
         self.feed_done = False
@@ -903,8 +1139,7 @@ class Daemon:
             " filled_avg_price, reason, created_ts FROM orders ORDER BY created_ts DESC LIMIT 200")
 
     async def _cmd_flatten(self, _args: dict[str, Any]) -> dict[str, Any]:
-        intents = await self.core.lifecycle.emergency_close_all("ordergate flatten")
-        return {"exit_orders": [i.client_order_id for i in intents]}
+        return await self.core.flatten("ordergate flatten")
 
     async def _cmd_reconcile(self, _args: dict[str, Any]) -> dict[str, Any]:
         await self.core.reconcile()

@@ -238,7 +238,11 @@ class Journal:
                 )
                 return cur.rowcount == 1
 
-        return await self.run(_write)
+        try:
+            return await self.run(_write)
+        except BaseException:
+            self._pending[:0] = rows  # a failed write (full disk) keeps the buffered rows for the next one
+            raise
 
     async def update_order(
         self, client_order_id: str, status: OrderStatus | str, *, ts: datetime, broker: str | None = None,
@@ -315,7 +319,7 @@ class Journal:
 
 
 _STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,
-                "expired": 3, "replaced": 3}
+                "expired": 3, "replaced": 3, "never_reached": 3}
 # An order never moves backwards (a late submit reply after its fill event, say): the stored status stays when
 # its rank is above the new one's. Parameters: the new status's rank, the new status, updated_ts, broker,
 # broker_order_id, reason, filled_qty, filled_avg_price, client_order_id.

@@ -235,6 +235,8 @@ class LifecycleManager:
         """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
         key = pos.signal_id or pos.symbol
         attempt = self._exit_attempts.get(key, 0)
+        while client_order_id_for(key, f"exit{attempt}") in self.intents:  # an earlier run's exits (restart)
+            attempt += 1
         self._exit_attempts[key] = attempt + 1
         side = Side.SELL if pos.is_long else Side.BUY
         intent = OrderIntent(
@@ -263,6 +265,14 @@ class LifecycleManager:
         if self.router is not None:
             self.router.dispatch(intent)
         return intent
+
+    def resend_exit(self, stuck: OrderIntent, reason: str) -> OrderIntent | None:
+        """An exit that never reached its broker: the position it was for gets a fresh one (a new client order
+        id), so a position is never left without its exits. None when nothing is held or an exit is working."""
+        pos = self.ledger.position(stuck.symbol)
+        if pos is None or stuck.symbol in self.pending_exits:
+            return None
+        return self._exit(pos, ExitSignal(pos.ticker, stuck.exit_type or "resend", 0, reason, pos.current_price))
 
     async def emergency_close_all(self, reason: str = "flatten") -> list[OrderIntent]:
         """Cancel every open order and close every position now."""
@@ -326,10 +336,11 @@ class LifecycleManager:
         if intent is None and not is_own_client_order_id(fill.client_order_id):
             await self._external_fill(fill)
             return
-        issues = self.validator.validate(intent, fill)
+        # journaled first: a write that fails changes nothing here, so the caller can apply the fill again later
         if self.journal is not None and not await self.journal.record_fill(fill):
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
+        issues = self.validator.validate(intent, fill)
         for issue in issues:
             await self._issue(issue)
         before = self.ledger.position(fill.symbol)

@@ -82,6 +82,7 @@ class OrderStatus(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     REPLACED = "replaced"
+    NEVER_REACHED = "never_reached"  # journaled, and its broker never heard of it (see pipeline.order_resolver)
 
     @property
     def is_final(self) -> bool:
@@ -89,7 +90,8 @@ class OrderStatus(StrEnum):
 
 
 _FINAL_STATUSES = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.REPLACED}
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.REPLACED,
+     OrderStatus.NEVER_REACHED}
 )
 
 

@@ -26,6 +26,8 @@ accepted and stay open):
     fake.set_position("AAPL", 10, 100.0) ; fake.account.update(equity="...")
     await fake.place_manual_order("AAPL", 10, "buy", 100.0)  # a hand-placed order (foreign id), filled at once
     fake.positions_lag = 2.0   # GET /v2/positions answers the positions as they were 2 s ago
+    fake.fail_requests("GET", "/v2/orders", status=503, times=1)   # the next matching requests answer 503
+    fake.clock_offset = -10.0     # Alpaca's clock 10 s behind the host's: its timestamps and GET /v2/clock
 
 Buying power is checked like Alpaca does: an order that opens or adds to a position needs its cost at the price it
 will fill at (a market order: the last price moved by the fill slippage; a limit: its limit) within the account's
@@ -122,6 +124,8 @@ class FakeAlpaca:
         self._holds: dict[str, float] = {}  # order id -> buying power held per unfilled unit
         self.positions_lag = 0.0  # seconds GET /v2/positions lags behind the account (Alpaca's can)
         self._position_history: deque[tuple[float, list[dict[str, Any]]]] = deque(maxlen=1000)
+        self.clock_offset = 0.0  # seconds Alpaca's clock is ahead of the host's (negative: behind)
+        self._failures: list[list[Any]] = []  # [method, path, status, times left]
         self._scripts: deque[SubmitScript] = deque()
         self._hung: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -208,7 +212,15 @@ class FakeAlpaca:
             "ORDERGATE_ALPACA__DATA_URL": self.base_url,
         }
 
+    def now(self) -> datetime:
+        """Alpaca's time: the host's plus `clock_offset`."""
+        return _now() + timedelta(seconds=self.clock_offset)
+
     # -- scripting ------------------------------------------------------------------------------------
+    def fail_requests(self, method: str, path: str, status: int = 503, times: int = 1) -> None:
+        """Answer the next `times` requests for METHOD PATH (exact path) with `status` (a 5xx: server error)."""
+        self._failures.append([method.upper(), path, status, times])
+
     def next_submit_accepts(self) -> None:
         self._scripts.append(SubmitScript("accept"))
 
@@ -342,7 +354,7 @@ class FakeAlpaca:
 
     # -- order state ----------------------------------------------------------------------------------
     def _set_status(self, order: dict[str, Any], status: str, stamp: str | None = None) -> None:
-        now = _iso(_now())
+        now = _iso(self.now())
         order["status"] = status
         order["updated_at"] = now
         if stamp:
@@ -445,7 +457,7 @@ class FakeAlpaca:
         return seen
 
     def _new_order(self, body: dict[str, Any]) -> dict[str, Any]:
-        now = _iso(_now())
+        now = _iso(self.now())
         symbol = str(body.get("symbol", ""))
         option = len(symbol) > 15 and any(ch.isdigit() for ch in symbol)
         order: dict[str, Any] = _order_json(body, now, "us_option" if option else "us_equity")
@@ -466,13 +478,17 @@ class FakeAlpaca:
         if not is_ws and (request.headers.get("APCA-API-KEY-ID") != self.api_key
                           or request.headers.get("APCA-API-SECRET-KEY") != self.secret_key):
             return _error(401, 40110000, "request is not authorized")
+        for failure in self._failures:
+            if failure[0] == request.method and failure[1] == request.path and failure[3] > 0:
+                failure[3] -= 1
+                return _error(failure[2], 50010000, "service unavailable")
         return await handler(request)
 
     async def _account(self, request: web.Request) -> web.Response:
         return web.json_response(self.account)
 
     async def _clock(self, request: web.Request) -> web.Response:
-        now = _now()
+        now = self.now()
         return web.json_response({
             "timestamp": now.isoformat(), "is_open": self.clock_open,
             "next_open": (now + timedelta(hours=17)).isoformat(), "next_close": (now + timedelta(hours=2)).isoformat(),
