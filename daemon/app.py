@@ -1104,6 +1104,8 @@ class Daemon:
             "positions": core.positions(),
             "external_positions": core.external_positions(),  # not ordergate's: counted as risk, never traded
             "open_orders": len(core.orchestrator.reservations) + len(core.lifecycle.pending_exits),
+            "working_orders": sorted({r.client_order_id for r in core.orchestrator.reservations.items()}
+                                     | set(core.lifecycle.pending_exits.values())),
             "equity": round(equity, 2),
             "cash": round(core.ledger.cash, 2),
             "realized_pnl": round(core.ledger.realized_pnl, 2),
