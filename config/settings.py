@@ -252,6 +252,11 @@ class WebhookSettings(_Section):
     token: SecretStr | None = None
     max_body_bytes: int = Field(65_536, ge=1)
     rate_per_minute: int = Field(60, ge=1)
+    max_connections: int = Field(256, ge=1, le=16_384, description="open connections; more are answered 503")
+    idle_timeout_seconds: float = Field(
+        15.0, gt=0, le=3600, description="to send a request head after connecting or after the last answer"
+    )
+    body_timeout_seconds: float = Field(10.0, gt=0, le=600, description="to send the body once the head is in")
 
 
 class MetricsSettings(_Section):

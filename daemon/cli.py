@@ -132,9 +132,17 @@ def _run(args: argparse.Namespace) -> int:
     if problems:
         print(f"ordergate: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_CONFIG
+    from daemon.resources import fd_budget_problem, raise_fd_limit
+
+    fd_limit = raise_fd_limit()
+    fd_problem = fd_budget_problem(settings, fd_limit)
+    if fd_problem:
+        print(f"ordergate: {fd_problem}", file=sys.stderr)
+        return EXIT_CONFIG
     from daemon.logging import configure_logging
 
     configure_logging(settings.logging.level, settings.logging.format)
+    _log_fd_limit(fd_limit)
     from daemon.app import Daemon
 
     try:
@@ -144,6 +152,16 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
     return runner(Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG")).run())
+
+
+def _log_fd_limit(limit: Any) -> None:
+    import structlog
+
+    log = structlog.get_logger("ordergate.daemon")
+    if limit.error:
+        log.warning("fd_limit", soft=limit.soft, hard=limit.hard, error=limit.error)
+    else:
+        log.info("fd_limit", soft=limit.soft, hard=limit.hard, raised_from=limit.was)
 
 
 def _preflight(settings: Settings) -> list[str]:
