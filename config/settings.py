@@ -12,7 +12,8 @@ import tomllib
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -20,9 +21,11 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -30,9 +33,17 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from config.files import MAX_CONFIG_BYTES, UnreadableFile, read_toml_file
+
 _TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("ordergate_toml_data", default=None)
 DEFAULT_TOML = Path(__file__).with_name("default.toml")
 BrokerName = Literal["paper", "alpaca", "ibkr"]
+EmaPeriod = Annotated[int, Field(ge=1, le=1000)]
+# Upper bounds: generous for any real use, small enough that no arithmetic on them overflows.
+MAX_DOLLARS = 1e12
+MINUTES_PER_YEAR = 366 * 24 * 60
+SECONDS_PER_DAY = 24 * 3600
+SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")
 
 
@@ -45,8 +56,40 @@ class InstrumentMode(StrEnum):
     BOTH = "both"
 
 
+def _scalar_type(annotation: Any) -> Any:
+    """`int` for `int`, `int | None` and `tuple[int, int]`; the annotation itself otherwise."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _scalar_type(args[0])
+    if origin in (Union, UnionType) and len(args) == 1:
+        return _scalar_type(args[0])
+    if origin in (tuple, list) and args and all(a == args[0] for a in args):
+        return _scalar_type(args[0])
+    return annotation
+
+
+def _refuse_type_punning(expected: Any, value: Any) -> None:
+    """TOML `true` is not the number 1, and `0` is not `false` (pydantic's lax mode would take both)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    if expected in (int, float) and any(isinstance(v, bool) for v in values):
+        raise PydanticCustomError("number_type", "must be a number, not a boolean")
+    if expected is bool and any(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise PydanticCustomError("bool_type", "must be true or false, not a number")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """A settings section: unknown keys refused, numbers finite, no boolean/number punning."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None:
+            _refuse_type_punning(_scalar_type(field.annotation), value)
+        return value
 
 
 def _hhmm(value: str) -> str:
@@ -68,18 +111,19 @@ class ExecutorConfig(_Section):
     daily_loss_limit: float = Field(0.10, gt=0, le=1)
     max_single_stock_exposure: float = Field(0.15, gt=0, le=1)
     max_sector_exposure: float = Field(0.30, gt=0, le=1)
-    min_account_equity: float = Field(25_000.0, ge=0)
-    min_position_value: float = Field(100.0, ge=0, description="smallest entry worth sending, in dollars")
+    min_account_equity: float = Field(25_000.0, ge=0, le=MAX_DOLLARS)
+    min_position_value: float = Field(100.0, ge=0, le=MAX_DOLLARS,
+                                      description="smallest entry worth sending, in dollars")
     allow_add_to_winner: bool = True
     primary_broker: BrokerName = "alpaca"
     fallback_broker: BrokerName | None = "ibkr"
-    reward_to_risk_target: float = Field(2.0, gt=0)
-    time_stop_minutes: int = Field(120, ge=1)
+    reward_to_risk_target: float = Field(2.0, gt=0, le=100)
+    time_stop_minutes: int = Field(120, ge=1, le=MINUTES_PER_YEAR)
     eod_close_time: str = "15:55"
     trailing_stop_cloud: Literal["pullback", "fast", "trend"] = "pullback"
-    momentum_exhaustion_candles: int = Field(3, ge=1)
-    consecutive_loss_threshold: int = Field(3, ge=1)
-    circuit_breaker_cooldown_minutes: int = Field(60, ge=0)
+    momentum_exhaustion_candles: int = Field(3, ge=1, le=1000)
+    consecutive_loss_threshold: int = Field(3, ge=1, le=1000)
+    circuit_breaker_cooldown_minutes: int = Field(60, ge=0, le=MINUTES_PER_YEAR)
     market_hours_bypass_timeframes: list[str] = ["1d"]
 
     _check_eod = field_validator("eod_close_time")(_hhmm)
@@ -101,22 +145,22 @@ class PipelineConfig(_Section):
     enable_alerting: bool = True
     enable_analytics: bool = True
     max_order_retries: int = Field(3, ge=0, le=20)
-    retry_backoff_base: float = Field(1.0, ge=0)
-    retry_backoff_max: float = Field(30.0, gt=0)
+    retry_backoff_base: float = Field(1.0, ge=0, le=60)
+    retry_backoff_max: float = Field(30.0, gt=0, le=3600)
     state_dir: str = ".bot_state"
-    max_signal_age_seconds: float = Field(120.0, gt=0)
-    dedup_window_seconds: float = Field(300.0, ge=0)
+    max_signal_age_seconds: float = Field(120.0, gt=0, le=SECONDS_PER_WEEK)
+    dedup_window_seconds: float = Field(300.0, ge=0, le=SECONDS_PER_WEEK)
     auto_kill_on_daily_loss: bool = True
-    feedback_adjust_every_n_trades: int = Field(50, ge=1)
-    feedback_window_trades: int = Field(50, ge=2)
-    feedback_weight_min: float = Field(0.5, gt=0)
-    feedback_weight_max: float = Field(1.5, gt=0)
+    feedback_adjust_every_n_trades: int = Field(50, ge=1, le=100_000)
+    feedback_window_trades: int = Field(50, ge=2, le=100_000)
+    feedback_weight_min: float = Field(0.5, gt=0, le=10)
+    feedback_weight_max: float = Field(1.5, gt=0, le=10)
     max_correlation: float = Field(0.80, gt=0, le=1)
-    correlation_lookback_bars: int = Field(60, ge=5)
+    correlation_lookback_bars: int = Field(60, ge=5, le=100_000)
     var_limit: float = Field(0.05, gt=0, le=1, description="95% one-day portfolio VaR, fraction of equity")
-    order_timeout_seconds: float = Field(10.0, gt=0)
-    fill_timeout_seconds: float = Field(30.0, gt=0)
-    fill_slippage_tolerance: float = Field(0.02, ge=0, description="fraction of the reference price")
+    order_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    fill_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    fill_slippage_tolerance: float = Field(0.02, ge=0, le=1, description="fraction of the reference price")
 
     @model_validator(mode="after")
     def _weights_ordered(self) -> PipelineConfig:
@@ -130,9 +174,9 @@ class BrokerSettings(_Section):
 
     primary: BrokerName = "paper"
     fallback: BrokerName | None = None
-    request_timeout_seconds: float = Field(10.0, gt=0)
-    down_after_failures: int = Field(3, ge=1)
-    breaker_reset_seconds: float = Field(30.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    down_after_failures: int = Field(3, ge=1, le=1000)
+    breaker_reset_seconds: float = Field(30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _distinct(self) -> BrokerSettings:
@@ -144,9 +188,9 @@ class BrokerSettings(_Section):
 class PaperSettings(_Section):
     """The simulated broker."""
 
-    initial_cash: float = Field(100_000.0, gt=0)
-    slippage_bps: float = Field(2.0, ge=0)
-    commission_per_share: float = Field(0.0, ge=0)
+    initial_cash: float = Field(100_000.0, gt=0, le=MAX_DOLLARS)
+    slippage_bps: float = Field(2.0, ge=0, le=10_000)
+    commission_per_share: float = Field(0.0, ge=0, le=100)
     persistent: bool = True
 
 
@@ -161,8 +205,8 @@ class AlpacaSettings(_Section):
     data_stream_url: str | None = None
     data_url: str | None = None  # historical bars REST (warm-up, gap backfill); None = Alpaca's data API
     feed: Literal["iex", "sip"] = "iex"
-    requests_per_minute: int = Field(200, ge=1)
-    request_timeout_seconds: float = Field(10.0, gt=0)
+    requests_per_minute: int = Field(200, ge=1, le=100_000)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=300)
 
 
 class IBKRSettings(_Section):
@@ -170,9 +214,9 @@ class IBKRSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(7497, ge=1, le=65535)
-    client_id: int = Field(1, ge=0)
+    client_id: int = Field(1, ge=0, le=2**31 - 1)
     account: str = ""
-    request_timeout_seconds: float = Field(10.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=300)
 
 
 class DataSettings(_Section):
@@ -181,10 +225,11 @@ class DataSettings(_Section):
     source: Literal["synthetic", "replay", "alpaca"] = "synthetic"
     tickers: list[str] = ["AAPL", "MSFT", "NVDA", "AMD", "JPM", "XOM", "GOOGL", "TSLA"]
     replay_file: Path | None = None
-    synthetic_seed: int = 7
-    synthetic_days: int = Field(5, ge=1)
+    synthetic_seed: int = Field(7, ge=0, le=2**63 - 1)
+    synthetic_days: int = Field(5, ge=1, le=1000)
     bars_per_second: float = Field(
-        50.0, ge=0, description="pace of bar timestamps in synthetic/replay runs; 0 = as fast as possible"
+        50.0, ge=0, le=10_000_000,
+        description="pace of bar timestamps in synthetic/replay runs; 0 = as fast as possible",
     )
 
     @field_validator("tickers")
@@ -201,10 +246,10 @@ class StrategySettings(_Section):
 
     enabled: bool = True
     timeframes: list[str] = ["5m"]
-    fast_cloud: tuple[int, int] = (5, 12)
-    pullback_cloud: tuple[int, int] = (8, 9)
-    trend_cloud: tuple[int, int] = (34, 50)
-    volume_lookback: int = Field(20, ge=1)
+    fast_cloud: tuple[EmaPeriod, EmaPeriod] = (5, 12)
+    pullback_cloud: tuple[EmaPeriod, EmaPeriod] = (8, 9)
+    trend_cloud: tuple[EmaPeriod, EmaPeriod] = (34, 50)
+    volume_lookback: int = Field(20, ge=1, le=10_000)
     min_conviction: int = Field(50, ge=0, le=100)
 
     @field_validator("timeframes")
@@ -219,13 +264,13 @@ class StrategySettings(_Section):
 class OptionsSettings(_Section):
     """Option contract selection windows."""
 
-    dte_min: int = Field(7, ge=0)
-    dte_max: int = Field(45, ge=0)
+    dte_min: int = Field(7, ge=0, le=3650)
+    dte_max: int = Field(45, ge=0, le=3650)
     delta_min: float = Field(0.30, gt=0, lt=1)
     delta_max: float = Field(0.60, gt=0, lt=1)
-    min_open_interest: int = Field(100, ge=0)
-    max_spread_pct: float = Field(0.10, gt=0)
-    risk_free_rate: float = 0.04
+    min_open_interest: int = Field(100, ge=0, le=1_000_000_000)
+    max_spread_pct: float = Field(0.10, gt=0, le=1)
+    risk_free_rate: float = Field(0.04, ge=-1, le=1)
 
     @model_validator(mode="after")
     def _windows(self) -> OptionsSettings:
@@ -250,8 +295,8 @@ class WebhookSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
     token: SecretStr | None = None
-    max_body_bytes: int = Field(65_536, ge=1)
-    rate_per_minute: int = Field(60, ge=1)
+    max_body_bytes: int = Field(65_536, ge=1, le=16 * 1024 * 1024)
+    rate_per_minute: int = Field(60, ge=1, le=1_000_000)
     max_connections: int = Field(256, ge=1, le=16_384, description="open connections; more are answered 503")
     idle_timeout_seconds: float = Field(
         15.0, gt=0, le=3600, description="to send a request head after connecting or after the last answer"
@@ -271,26 +316,26 @@ class AlertSettings(_Section):
 
     webhook_url: str | None = None
     webhook_format: Literal["generic", "slack", "discord"] = "generic"
-    min_interval_seconds: float = Field(300.0, ge=0)
-    retries: int = Field(3, ge=0)
-    broker_down_alert_seconds: float = Field(60.0, ge=0)
+    min_interval_seconds: float = Field(300.0, ge=0, le=SECONDS_PER_DAY)
+    retries: int = Field(3, ge=0, le=100)
+    broker_down_alert_seconds: float = Field(60.0, ge=0, le=SECONDS_PER_DAY)
 
 
 class ReconcileSettings(_Section):
     """Broker vs ledger reconciliation."""
 
-    interval_seconds: float = Field(60.0, gt=0)
+    interval_seconds: float = Field(60.0, gt=0, le=SECONDS_PER_DAY)
     policy: Literal["alert", "adopt"] = "alert"
-    kill_notional_threshold: float = Field(10_000.0, ge=0)
+    kill_notional_threshold: float = Field(10_000.0, ge=0, le=MAX_DOLLARS)
 
 
 class SmartRouterSettings(_Section):
     """Venue scoring and order splitting (off by default)."""
 
     enabled: bool = False
-    split_notional_threshold: float = Field(50_000.0, gt=0)
-    slices: int = Field(5, ge=1)
-    slice_interval_seconds: float = Field(30.0, ge=0)
+    split_notional_threshold: float = Field(50_000.0, gt=0, le=MAX_DOLLARS)
+    slices: int = Field(5, ge=1, le=1000)
+    slice_interval_seconds: float = Field(30.0, ge=0, le=3600)
 
 
 class JournalSettings(_Section):
@@ -298,7 +343,7 @@ class JournalSettings(_Section):
 
     enabled: bool = True
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    batch_interval_ms: int = Field(50, ge=1)
+    batch_interval_ms: int = Field(50, ge=1, le=60_000)
 
 
 class LoggingSettings(_Section):
@@ -312,7 +357,7 @@ class ShutdownSettings(_Section):
     """Graceful stop."""
 
     cancel_inflight_entries: bool = True
-    timeout_seconds: float = Field(20.0, gt=0)
+    timeout_seconds: float = Field(20.0, gt=0, le=600)
 
 
 def _default_state_dir() -> Path:
@@ -397,14 +442,15 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return read_toml_file(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"config file {path}: not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: malformed TOML: {exc}") from None
+    except UnreadableFile as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path}: unreadable: {exc.strerror}") from None
+        raise ConfigError(f"config file {path}: unreadable: {exc.strerror or exc}") from None
 
 
 def format_validation_error(exc: ValidationError) -> str:
