@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from config.files import MAX_CONFIG_BYTES, UnreadableFile, read_toml_file
+from config.symbols import symbol_problem
 
 _TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("ordergate_toml_data", default=None)
 DEFAULT_TOML = Path(__file__).with_name("default.toml")
@@ -44,6 +45,7 @@ MAX_DOLLARS = 1e12
 MINUTES_PER_YEAR = 366 * 24 * 60
 SECONDS_PER_DAY = 24 * 3600
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+MAX_TICKERS = 5000
 TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")
 
 
@@ -76,6 +78,20 @@ def _refuse_type_punning(expected: Any, value: Any) -> None:
         raise PydanticCustomError("number_type", "must be a number, not a boolean")
     if expected is bool and any(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         raise PydanticCustomError("bool_type", "must be true or false, not a number")
+
+
+def _symbols(value: list[str]) -> list[str]:
+    """Each ticker stripped, upper-cased and checked as a broker symbol (config/symbols.py)."""
+    if len(value) > MAX_TICKERS:
+        raise ValueError(f"at most {MAX_TICKERS} tickers, got {len(value)}")
+    cleaned = []
+    for ticker in value:
+        symbol = ticker.strip().upper()
+        problem = symbol_problem(symbol)
+        if problem is not None:
+            raise ValueError(f"ticker {problem}")
+        cleaned.append(symbol)
+    return cleaned
 
 
 class _Section(BaseModel):
@@ -235,10 +251,9 @@ class DataSettings(_Section):
     @field_validator("tickers")
     @classmethod
     def _tickers(cls, value: list[str]) -> list[str]:
-        cleaned = [t.strip().upper() for t in value]
-        if not cleaned or any(not t for t in cleaned):
+        if not value:
             raise ValueError("tickers must be a non-empty list of non-empty symbols")
-        return cleaned
+        return _symbols(value)
 
 
 class StrategySettings(_Section):
@@ -287,6 +302,11 @@ class RoutingSettings(_Section):
     options_min_conviction: int = Field(80, ge=0, le=100)
     options_liquid_tickers: list[str] = ["SPY", "QQQ", "AAPL", "MSFT", "NVDA", "AMD", "TSLA", "AMZN", "META"]
     no_sector_fallback: Literal["stock", "reject"] = "stock"
+
+    @field_validator("options_liquid_tickers")
+    @classmethod
+    def _liquid(cls, value: list[str]) -> list[str]:
+        return _symbols(value)
 
 
 class WebhookSettings(_Section):

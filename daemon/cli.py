@@ -12,15 +12,31 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from config.settings import ConfigError, Settings, load_settings
+from config.symbols import normalize_symbol
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error said in one line (exit status 2); `--help` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _ticker(value: str) -> str:
+    """A CLI ticker argument: an ASCII broker symbol, upper-cased."""
+    try:
+        return normalize_symbol(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ordergate", description="Trading daemon: signals -> risk -> orders.")
+    parser = _Parser(prog="ordergate", description="Trading daemon: signals -> risk -> orders.")
     parser.add_argument("--config", help="TOML config file (default: $ORDERGATE_CONFIG)")
     parser.add_argument("--state-dir", help="state directory (default: $ORDERGATE_STATE_DIR or ./.ordergate)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     journal.add_argument("--day", help="YYYY-MM-DD (default: today)")
     journal.add_argument("--json", action="store_true")
     signal = sub.add_parser("signal", help="send a manual signal through the pipeline")
-    signal.add_argument("--ticker", required=True)
+    signal.add_argument("--ticker", required=True, type=_ticker)
     signal.add_argument("--direction", required=True, choices=["long", "short"])
     signal.add_argument("--entry", type=float, required=True, dest="entry_price")
     signal.add_argument("--stop", type=float, required=True, dest="stop_loss")
@@ -60,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name in ("buy", "sell"):
         trade = sub.add_parser(name, help=f"{name} through the kill switch and the risk limits")
-        trade.add_argument("ticker")
+        trade.add_argument("ticker", type=_ticker)
         size = trade.add_mutually_exclusive_group(required=True)
         size.add_argument("--dollars", type=float)
         size.add_argument("--shares", type=float)
