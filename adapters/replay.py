@@ -28,6 +28,7 @@ SAMPLE_ROWS = 5000
 MAX_STORED_PROBLEMS = 10_000
 YIELD_EVERY_BATCHES = 256
 _MAX_EPOCH_SECONDS = 1e11  # beyond year 5000: almost surely milliseconds
+MIN_YEAR, MAX_YEAR = 1970, 2200  # bar times are shifted by intervals and sessions: year 9999 would overflow
 _DAILY_GAP_SECONDS = 20 * 3600
 
 
@@ -120,14 +121,23 @@ def parse_timestamp(text: str) -> datetime:
             raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
         if not math.isfinite(seconds) or not 0 <= seconds < _MAX_EPOCH_SECONDS:
             raise _BadRow(f"timestamp: epoch {text[:40]!r} out of range (epoch seconds expected, not milliseconds)")
-        return datetime.fromtimestamp(seconds, UTC)
+        ts = datetime.fromtimestamp(seconds, UTC)
+        if ts.year > MAX_YEAR:
+            raise _BadRow(f"timestamp: epoch {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
+        return ts
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
         raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
     if ts.tzinfo is None:
         raise _BadRow(f"timestamp: {text[:40]!r} has no time zone (use Z or an offset)")
-    return ts.astimezone(UTC)
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:
+        ts = None
+    if ts is None or not MIN_YEAR <= ts.year <= MAX_YEAR:
+        raise _BadRow(f"timestamp: {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
+    return ts
 
 
 def _number(text: str, name: str) -> float:

@@ -31,6 +31,7 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from config.files import MAX_CONFIG_BYTES, UnreadableFile, read_toml_file
@@ -46,6 +47,7 @@ MINUTES_PER_YEAR = 366 * 24 * 60
 SECONDS_PER_DAY = 24 * 3600
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 MAX_TICKERS = 5000
+MAX_UNIX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the NUL (daemon/control.py binds <state_dir>/control.sock)
 TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")
 
 
@@ -312,6 +314,13 @@ class RoutingSettings(_Section):
 class WebhookSettings(_Section):
     """Signal intake over HTTP (disabled unless a token is set)."""
 
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (use a random secret, e.g. `openssl rand -hex 32`)")
+        return value
+
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
     token: SecretStr | None = None
@@ -415,6 +424,18 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
 
+    @field_validator("state_dir")
+    @classmethod
+    def _usable_path(cls, value: Path) -> Path:
+        text = str(value)
+        if not text.strip() or "\x00" in text:
+            raise ValueError("must be a directory path")
+        socket_bytes = len(os.fsencode(value / "control.sock"))
+        if socket_bytes > MAX_UNIX_SOCKET_PATH:
+            raise ValueError(f"is too long: its control socket path would be {socket_bytes} bytes, a unix socket "
+                             f"allows {MAX_UNIX_SOCKET_PATH}; use a shorter directory")
+        return value
+
     @model_validator(mode="after")
     def _wire(self) -> Settings:
         # The [broker] section is the operator's switch; the executor's spec fields follow it, and the
@@ -501,5 +522,19 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(_environment_error(exc)) from None
     finally:
         _TOML_DATA.reset(token)
+
+
+def _environment_error(exc: SettingsError) -> str:
+    """One line naming the ORDERGATE_* variables of the field pydantic-settings could not parse (values are
+    not shown: they may be secrets)."""
+    message = str(exc)
+    field = message.split('"')[1] if message.count('"') >= 2 else ""
+    prefix = f"ORDERGATE_{field.upper()}"
+    names = sorted(k for k in os.environ if k.upper() == prefix or k.upper().startswith(prefix + "__"))
+    shown = ", ".join(names) or f"ORDERGATE_{field.upper()}*"
+    return (f"invalid environment {shown}: not valid JSON (a list or table from the environment must be JSON, "
+            f"e.g. ORDERGATE_DATA__TICKERS='[\"AAPL\", \"MSFT\"]')")

@@ -132,8 +132,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_replay(args, _load(args))
     from daemon.commands import run_command
+    from daemon.preflight import state_dir_problem
 
-    return run_command(args, _load(args))
+    settings = _load(args)
+    problem = state_dir_problem(Path(settings.state_dir), create=False)
+    if problem:
+        raise ConfigError(problem)
+    return run_command(args, settings)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -145,6 +150,10 @@ def _run(args: argparse.Namespace) -> int:
         overrides["logging"] = logging_overrides
     settings = _load(args, **overrides)
     problems = _preflight(settings)
+    if not problems:
+        from daemon.preflight import host_problems
+
+        problems = host_problems(settings)
     if problems:
         print(f"ordergate: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_CONFIG
@@ -167,7 +176,39 @@ def _run(args: argparse.Namespace) -> int:
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
-    return runner(Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG")).run())
+    daemon = Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG"))
+    try:
+        return runner(daemon.run())
+    except Exception as exc:  # a start that failed (journal locked, broker unreachable, ...): one line, no traceback
+        return _start_failed(exc, ready=daemon.ready)
+
+
+def _start_failed(exc: Exception, *, ready: bool) -> int:
+    """Say in one line why the daemon stopped (the traceback goes to the log at debug level): exit 2 when it
+    never became ready, 1 when it failed while running."""
+    import structlog
+
+    reason = describe_start_failure(exc)
+    log = structlog.get_logger("ordergate.daemon")
+    log.debug("daemon_failed_traceback", exc_info=exc)
+    log.error("daemon_failed", error=reason, ready=ready)
+    print(f"ordergate: {'daemon failed' if ready else 'cannot start'}: {reason}", file=sys.stderr)
+    return EXIT_FAIL if ready else EXIT_CONFIG
+
+
+def describe_start_failure(exc: BaseException) -> str:
+    """One line for an exception that ended a start: the known kinds said plainly, others by type and text."""
+    import sqlite3
+
+    text = " ".join(str(exc).split())[:300]
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return f"the journal is locked by another process ({text}); is another ordergate or a sqlite3 shell open?"
+    if isinstance(exc, sqlite3.Error):
+        return f"the journal cannot be used: {type(exc).__name__}: {text}"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where} ({text})" if text and exc.strerror not in text else f"{text or exc.strerror}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _log_fd_limit(limit: Any) -> None:
