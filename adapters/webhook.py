@@ -83,7 +83,7 @@ import hmac
 import json
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -105,6 +105,7 @@ MAX_FIELD_NAME_LEN = 64
 MAX_RATE_BUCKETS = 10_000
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 DEFAULT_SUBMIT_TIMEOUT_SECONDS = 10.0
+REDACTED = "[REDACTED]"
 LINGERING_SECONDS = 2.0  # reading (and discarding) an unread body after the answer, e.g. after a 401
 
 # TradingView `{{interval}}` values -> ordergate timeframes.
@@ -314,6 +315,7 @@ class WebhookServer:
         logger: Any = None,
         *,
         submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT_SECONDS,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.submit = submit
@@ -324,6 +326,10 @@ class WebhookServer:
         self.port: int | None = None
         self._token = self._token_bytes(settings)
         self._token_digest = hashlib.sha256(self._token or b"").digest()
+        # the token and every other configured secret are blanked out of a signal's free text before it is
+        # handed on (and journaled): a sender may paste one into `source`
+        own = [self._token.decode("utf-8")] if self._token else []
+        self._secrets = sorted({*own, *(x for x in secrets if x)}, key=len, reverse=True)
         self._runner: web.AppRunner | None = None
         self._site: CappedTCPSite | None = None
         self._shutting_down = False
@@ -439,9 +445,8 @@ class WebhookServer:
 
     def _redact(self, value: Any) -> Any:
         """Blank the token out of a logged value (a sender may have pasted it into the body)."""
-        token = self._token.decode("utf-8") if self._token else ""
-        if token and isinstance(value, str) and token in value:
-            return value.replace(token, "[REDACTED]")
+        if isinstance(value, str):
+            return self._scrub(value)
         if isinstance(value, list):
             return [self._redact(v) for v in value]
         return value
@@ -515,8 +520,15 @@ class WebhookServer:
             return _json_response(400, {"errors": errors[:MAX_REPORTED_ERRORS]})
         return await self._submit(payload, info)
 
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
     async def _submit(self, payload: SignalPayload, info: dict[str, Any]) -> web.Response:
         signal = payload.to_signal(received=self.clock.now())
+        signal.source = self._scrub(signal.source)
         info.update(ticker=signal.ticker, direction=str(signal.direction), source=signal.source)
         task = asyncio.ensure_future(self.submit(signal))
         self._pending.add(task)

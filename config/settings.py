@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -47,6 +48,8 @@ MINUTES_PER_YEAR = 366 * 24 * 60
 SECONDS_PER_DAY = 24 * 3600
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 MAX_TICKERS = 5000
+MIN_SCRUBBED_SECRET = 8  # shorter "secrets" would blank ordinary words out of the text they are scrubbed from
+SECRET_FIELD_WORDS = ("key", "token", "secret", "webhook_url", "password")
 MAX_UNIX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the NUL (daemon/control.py binds <state_dir>/control.sock)
 TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")
 
@@ -341,13 +344,24 @@ class MetricsSettings(_Section):
 
 
 class AlertSettings(_Section):
-    """Alert sinks beyond the log."""
+    """Alert sinks beyond the log. The webhook URL is a secret (Slack and Discord URLs are credentials)."""
 
-    webhook_url: str | None = None
+    webhook_url: SecretStr | None = None
     webhook_format: Literal["generic", "slack", "discord"] = "generic"
     min_interval_seconds: float = Field(300.0, ge=0, le=SECONDS_PER_DAY)
     retries: int = Field(3, ge=0, le=100)
     broker_down_alert_seconds: float = Field(60.0, ge=0, le=SECONDS_PER_DAY)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value().strip() if value is not None else ""
+        if not url:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL")
+        return SecretStr(url)
 
 
 class ReconcileSettings(_Section):
@@ -462,6 +476,21 @@ class Settings(BaseSettings):
         # init (CLI overrides) > env > TOML files (passed through _toml_data) > field defaults
         return (init_settings, env_settings, InitSettingsSource(settings_cls, _TOML_DATA.get() or {}))
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret (API keys, tokens, webhook URLs), longest first, for scrubbing free text."""
+        found: list[str] = []
+
+        def walk(model: BaseModel) -> None:
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                if isinstance(value, SecretStr) and len(value.get_secret_value().strip()) >= MIN_SCRUBBED_SECRET:
+                    found.append(value.get_secret_value().strip())
+                elif isinstance(value, BaseModel):
+                    walk(value)
+
+        walk(self)
+        return sorted(set(found), key=len, reverse=True)
+
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets masked."""
         return self.model_dump(mode="json", exclude={"pipeline": {"executor_config"}})
@@ -500,7 +529,7 @@ def format_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         value = err.get("input")
-        shown = "***" if "key" in field or "token" in field or "secret" in field else repr(value)
+        shown = "***" if any(word in field for word in SECRET_FIELD_WORDS) else repr(value)
         if isinstance(value, dict):
             shown = "{...}"
         message = err["msg"].removeprefix("Value error, ")

@@ -18,6 +18,7 @@ from config.settings import ConfigError, Settings, load_settings
 from config.symbols import normalize_symbol
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+PRIVATE_UMASK = 0o077
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,6 +110,7 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)  # every file ordergate creates is 0600, every directory 0700, whatever the shell's umask
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -168,6 +170,7 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging(settings.logging.level, settings.logging.format)
     _log_fd_limit(fd_limit)
+    _tighten_state_dir(Path(settings.state_dir))
     from daemon.app import Daemon
 
     try:
@@ -209,6 +212,17 @@ def describe_start_failure(exc: BaseException) -> str:
         where = f" {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where} ({text})" if text and exc.strerror not in text else f"{text or exc.strerror}"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _tighten_state_dir(state_dir: Path) -> None:
+    import structlog
+
+    from daemon.preflight import tighten_modes
+
+    tightened = tighten_modes(state_dir)
+    if tightened:
+        structlog.get_logger("ordergate.daemon").warning(
+            "state_dir_permissions_tightened", state_dir=str(state_dir), files=tightened[:50], count=len(tightened))
 
 
 def _log_fd_limit(limit: Any) -> None:

@@ -87,3 +87,25 @@ def host_problems(settings: Settings) -> list[str]:
         if problem:
             problems.append(problem)
     return problems
+
+
+def tighten_modes(state_dir: Path) -> list[str]:
+    """Make the state directory 0700 and everything in it owner-only (files 0600, directories 0700), as
+    `ordergate run` would have created them; returns "name: old mode" for each one changed. Symlinks are
+    left alone (chmod would follow them out of the directory)."""
+    changed: list[str] = []
+    for path in [state_dir, *sorted(state_dir.rglob("*"))]:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue  # a journal -shm that went away meanwhile
+        mode = stat.S_IMODE(info.st_mode)
+        if stat.S_ISLNK(info.st_mode) or not mode & 0o077:
+            continue
+        private = mode & 0o700 | (0o700 if stat.S_ISDIR(info.st_mode) else 0o600)
+        try:
+            os.chmod(path, private)
+        except OSError:
+            continue  # not ours: the state_dir check names what cannot be written
+        changed.append(f"{path.relative_to(state_dir) if path != state_dir else '.'}: {mode:04o}")
+    return changed
