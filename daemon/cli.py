@@ -179,11 +179,12 @@ def _run(args: argparse.Namespace) -> int:
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
-    daemon = Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG"))
+    daemon: Any = None
     try:
+        daemon = Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG"))
         return runner(daemon.run())
     except Exception as exc:  # a start that failed (journal locked, broker unreachable, ...): one line, no traceback
-        return _start_failed(exc, ready=daemon.ready)
+        return _start_failed(exc, ready=daemon is not None and daemon.ready)
 
 
 def _start_failed(exc: Exception, *, ready: bool) -> int:

@@ -91,3 +91,19 @@ def test_daemon_starts_with_the_kill_switch_active_and_resume_repairs(tmp_path: 
         assert json.loads((state_dir / "state.json").read_text())["kill_switch"]["active"] is False
     finally:
         assert daemon.stop() == 0, daemon.text()[-3000:]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "deep"])
+def test_a_paper_book_that_is_not_a_regular_shallow_file_stops_the_start_in_one_line(tmp_path: Path,
+                                                                                      kind: str) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    book = state_dir / "paper_book.json"
+    if kind == "fifo":
+        os.mkfifo(book)
+    else:
+        book.write_bytes(DEEP)
+    out = cli(state_dir, "run", timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr, (out.stdout[-2000:], out.stderr)
+    [line] = [line for line in out.stderr.splitlines() if line.strip()]
+    assert "paper broker book" in line and ("FIFO" in line if kind == "fifo" else "nested" in line), line
