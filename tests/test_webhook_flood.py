@@ -1,5 +1,6 @@
 """A flooded webhook leaves the kill switch working: the daemon as a subprocess with a low file-descriptor
-limit, 1 500 idle TCP connections and slowloris partial headers on its webhook port, then `ordergate kill`,
+limit, 1 500 idle TCP connections and slowloris partial headers on its webhook port (and 500 idle ones on
+its metrics port), then `ordergate kill`,
 `ordergate resume` and SIGUSR1 over real sockets and a real signal, each checked in the state file."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.timeout(180)
 TOKEN = "flood-test-token-0123456789abcdef"
 IDLE_CONNECTIONS = 1500
 SLOWLORIS_CONNECTIONS = 40
+METRICS_CONNECTIONS = 500
 # The daemon starts with this RLIMIT_NOFILE (soft, hard): 1 500 connections exceed both.
 DAEMON_NOFILE = (512, 1024)
 
@@ -129,18 +131,19 @@ def _wait_fds_settle(daemon: LimitedDaemon, seconds: float) -> int:
 
 
 def test_flooded_webhook_leaves_kill_resume_and_sigusr1_working(tmp_path: Path) -> None:
-    _raise_own_fd_limit(IDLE_CONNECTIONS + SLOWLORIS_CONNECTIONS + 512)
-    port = _free_port()
+    _raise_own_fd_limit(IDLE_CONNECTIONS + SLOWLORIS_CONNECTIONS + METRICS_CONNECTIONS + 512)
+    port, metrics_port = _free_port(), _free_port()
     state_dir = tmp_path / "state"
     env = base_env(state_dir, ORDERGATE_WEBHOOK__TOKEN=TOKEN, ORDERGATE_WEBHOOK__PORT=str(port),
-                   ORDERGATE_DATA__BARS_PER_SECOND="5")
+                   ORDERGATE_METRICS__PORT=str(metrics_port), ORDERGATE_DATA__BARS_PER_SECOND="5")
     daemon = LimitedDaemon(state_dir, DAEMON_NOFILE, env).start()
     socks: list[socket.socket] = []
     try:
         daemon.wait_for("daemon_ready", timeout=60)
         idle = _open_connections(port, IDLE_CONNECTIONS)
         slow = _open_connections(port, SLOWLORIS_CONNECTIONS)
-        socks = idle + slow
+        metrics_idle = _open_connections(metrics_port, METRICS_CONNECTIONS)  # the other listener, flooded too
+        socks = idle + slow + metrics_idle
         _wait_connected(slow, 5.0)
         for s in slow:  # a request head that never ends
             _send_quietly(s, b"POST /v1/signals HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -166,7 +169,8 @@ def test_flooded_webhook_leaves_kill_resume_and_sigusr1_working(tmp_path: Path) 
 
         # The daemon took the soft limit up to the hard one, and the webhook kept well inside it.
         assert daemon.nofile_soft_limit() == DAEMON_NOFILE[1]
-        assert peak < DAEMON_NOFILE[1] - 256, f"the daemon held {peak} descriptors under the flood"
+        # the listeners' caps (webhook 256, metrics 64) plus what the daemon holds anyway (~20-40)
+        assert peak <= 256 + 64 + 100, f"the daemon held {peak} descriptors under the flood"
 
         # The flood ends: the webhook serves again.
         for s in socks:
