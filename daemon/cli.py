@@ -8,17 +8,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import MAX_DOLLARS, ConfigError, Settings, load_settings
 from config.symbols import normalize_symbol
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 PRIVATE_UMASK = 0o077
+MAX_PRICE = 1_000_000.0  # pipeline.models.MAX_SIGNAL_PRICE
+MAX_SHARES = 1_000_000_000.0
+MAX_REASON_LEN = 500
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +41,35 @@ def _ticker(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _number(low: float, high: float, *, low_open: bool = True) -> Callable[[str], float]:
+    """An argparse type: a finite number in (low, high] (or [low, high] when not `low_open`)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+        above = value > low if low_open else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            bracket = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} must be a finite number in {bracket}{low:g}, {high:g}]")
+        return value
+
+    return parse
+
+
+def _day(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date YYYY-MM-DD") from None
+
+
+def _reason(text: str) -> str:
+    if len(text) > MAX_REASON_LEN or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_REASON_LEN} printable characters")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ordergate", description="Trading daemon: signals -> risk -> orders.")
     parser.add_argument("--config", help="TOML config file (default: $ORDERGATE_CONFIG)")
@@ -50,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="daemon status (reads the state file when it is down)")
     status.add_argument("--json", action="store_true")
     kill = sub.add_parser("kill", help="trip the kill switch")
-    kill.add_argument("--reason", default="ordergate kill")
+    kill.add_argument("--reason", default="ordergate kill", type=_reason)
     kill.add_argument("--json", action="store_true")
     resume = sub.add_parser("resume", help="clear the kill switch")
     resume.add_argument("--json", action="store_true")
@@ -62,15 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     flatten.add_argument("--yes", action="store_true", help="do not ask")
     flatten.add_argument("--json", action="store_true")
     journal = sub.add_parser("journal", help="daily trade summary")
-    journal.add_argument("--day", help="YYYY-MM-DD (default: today)")
+    journal.add_argument("--day", help="YYYY-MM-DD (default: today)", type=_day)
     journal.add_argument("--json", action="store_true")
     signal = sub.add_parser("signal", help="send a manual signal through the pipeline")
     signal.add_argument("--ticker", required=True, type=_ticker)
     signal.add_argument("--direction", required=True, choices=["long", "short"])
-    signal.add_argument("--entry", type=float, required=True, dest="entry_price")
-    signal.add_argument("--stop", type=float, required=True, dest="stop_loss")
-    signal.add_argument("--target", type=float, dest="target_price")
-    signal.add_argument("--conviction", type=float, default=75.0)
+    signal.add_argument("--entry", type=_number(0, MAX_PRICE), required=True, dest="entry_price")
+    signal.add_argument("--stop", type=_number(0, MAX_PRICE), required=True, dest="stop_loss")
+    signal.add_argument("--target", type=_number(0, MAX_PRICE), dest="target_price")
+    signal.add_argument("--conviction", type=_number(0, 100, low_open=False), default=75.0)
     signal.add_argument("--timeframe", default="5m")
     signal.add_argument("--signal-type", default="manual")
     signal.add_argument("--json", action="store_true")
@@ -79,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
         trade = sub.add_parser(name, help=f"{name} through the kill switch and the risk limits")
         trade.add_argument("ticker", type=_ticker)
         size = trade.add_mutually_exclusive_group(required=True)
-        size.add_argument("--dollars", type=float)
-        size.add_argument("--shares", type=float)
+        size.add_argument("--dollars", type=_number(0, MAX_DOLLARS))
+        size.add_argument("--shares", type=_number(0, MAX_SHARES))
         if name == "sell":
             trade.add_argument("--short", action="store_true", help="allow opening a short")
         trade.add_argument("--json", action="store_true")

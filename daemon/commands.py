@@ -29,7 +29,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     sock = socket_path(state_dir)
     cmd = args.command
     if cmd == "flatten" and not args.yes:
-        answer = input("Close every position and cancel every open order? [y/N] ")
+        try:
+            answer = input("Close every position and cancel every open order? [y/N] ")
+        except EOFError:  # no terminal to ask (a script, a pipe): not confirmed
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("flatten: not confirmed")
             return EXIT_FAIL

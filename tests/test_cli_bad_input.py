@@ -71,6 +71,15 @@ CLI_CASES: dict[str, tuple[Callable[[Path], list[str]], dict[str, str], tuple[st
     "state-dir-dev-null-resume": (lambda t: ["--state-dir", "/dev/null", "resume"], {}, ("state_dir",)),
     "state-dir-long-kill": (lambda t: ["--state-dir", str(t / ("d" * 300)), "kill"], {}, ("state_dir",)),
     "state-dir-long-status": (lambda t: ["--state-dir", str(t / ("d/" * 60)), "status"], {}, ("state_dir",)),
+    "journal-day-not-a-date": (lambda t: ["journal", "--day", "9999-99-99"], {}, ("--day", "9999-99-99")),
+    "buy-dollars-nan": (lambda t: ["buy", "AAPL", "--dollars", "nan"], {}, ("--dollars",)),
+    "buy-dollars-negative": (lambda t: ["buy", "AAPL", "--dollars", "-5"], {}, ("--dollars",)),
+    "sell-shares-huge": (lambda t: ["sell", "AAPL", "--shares", "1e400"], {}, ("--shares",)),
+    "signal-entry-inf": (lambda t: ["signal", "--ticker", "AAPL", "--direction", "long", "--entry", "inf",
+                                    "--stop", "1"], {}, ("--entry",)),
+    "signal-conviction-out-of-range": (lambda t: ["signal", "--ticker", "AAPL", "--direction", "long", "--entry",
+                                                  "10", "--stop", "9", "--conviction", "101"], {}, ("--conviction",)),
+    "kill-reason-too-long": (lambda t: ["kill", "--reason", "r" * 100_000], {}, ("--reason",)),
     "env-tickers-not-json": (lambda t: ["config", "show"], {"ORDERGATE_DATA__TICKERS": "notjson"},
                              ("ORDERGATE_DATA__TICKERS", "JSON")),
     "env-section-not-json": (lambda t: ["config", "show"], {"ORDERGATE_EXECUTOR": "{bad"},
@@ -86,6 +95,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None
     line = _one_line(out)
     for needle in needles:
         assert needle in line, line
+
+
+def test_flatten_without_a_terminal_is_not_confirmed(tmp_path: Path) -> None:
+    out = subprocess.run([str(BIN), "flatten"], env=base_env(tmp_path / "state"), capture_output=True, text=True,
+                         timeout=30, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert out.returncode == 1 and "not confirmed" in out.stdout + out.stderr
 
 
 def test_replay_reports_year_9999_rows_by_line(tmp_path: Path) -> None:
