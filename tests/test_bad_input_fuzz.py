@@ -32,7 +32,7 @@ from tests.daemon_proc import base_env, cli
 pytestmark = pytest.mark.timeout(300)
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                           HealthCheck.too_slow])
-SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+SLOW = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
 
 
@@ -306,8 +306,10 @@ def test_control_request_gets_one_answer(control_socket: Path, request: bytes) -
 # -- CLI arguments (the real command, as a subprocess: few examples) ----------------------------------------
 cli_words = st.sampled_from(["status", "kill", "resume", "positions", "journal", "signal", "buy", "sell",
                              "rebalance", "replay", "config", "show", "--json", "--ticker", "--dollars",
-                             "--shares", "--day", "--reason", "--entry", "--stop", "株式", "ＡＡＰＬ", "AAPL",
-                             "-1", "1e400", "nan", "9999-99-99", "/dev/zero", "/dev/null", "", "x" * 300])
+                             "--shares", "--day", "--reason", "--entry", "--stop", "--target", "--conviction",
+                             "--direction", "long", "--state-dir", "--config", "株式", "ＡＡＰＬ", "AAPL",
+                             "-1", "0", "101", "1e400", "nan", "9999-99-99", "2026-03-02", "/dev/zero", "/dev/null",
+                             "", "x" * 300])
 
 
 @SLOW
