@@ -117,3 +117,16 @@ def test_a_token_pasted_into_a_signal_is_not_journaled(tmp_path: Path) -> None:
     raw = b"".join(p.read_bytes() for p in state_dir.iterdir() if p.is_file())
     assert TOKEN.encode() not in raw
     assert TOKEN not in daemon.text()
+
+
+def test_a_logged_webhook_url_is_masked() -> None:
+    import io
+
+    import structlog
+
+    from daemon.logging import configure_logging
+
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    structlog.get_logger().info("alerts_configured", webhook_url=SLACK, alerts={"webhook_url": SLACK})
+    assert "SECRETPART" not in out.getvalue()
