@@ -38,6 +38,26 @@ def state_dir_problem(path: Path, *, create: bool) -> str | None:
     return None
 
 
+# Files in the state dir that SQLite or the paper broker open without our bounded reader: a FIFO there would
+# hang the start (SQLite blocks reading a FIFO -wal), a device would be read as a database.
+OPENED_FILES = ("journal.db", "journal.db-wal", "journal.db-shm", "journal.db-journal", "paper_book.json")
+
+
+def special_file_problem(state_dir: Path) -> str | None:
+    """One line naming the first of OPENED_FILES that exists and is not a regular file, or None."""
+    for name in OPENED_FILES:
+        try:
+            mode = os.stat(state_dir / name).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"{state_dir / name}: unusable ({exc.strerror or exc})"
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            return f"{state_dir / name} is {kind}; ordergate keeps only regular files there: move it aside"
+    return None
+
+
 def _write_problem(path: Path, shown: str) -> str | None:
     probe = path / f".ordergate-write-test-{os.getpid()}"
     try:
@@ -74,7 +94,7 @@ def port_problem(name: str, host: str, port: int) -> str | None:
 def host_problems(settings: Settings) -> list[str]:
     """Every start-up problem of the host: the state directory, then the listening ports."""
     problems: list[str] = []
-    state = state_dir_problem(Path(settings.state_dir), create=True)
+    state = state_dir_problem(Path(settings.state_dir), create=True) or special_file_problem(Path(settings.state_dir))
     if state:
         problems.append(state)
     if settings.metrics.port:

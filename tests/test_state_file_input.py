@@ -106,4 +106,15 @@ def test_a_paper_book_that_is_not_a_regular_shallow_file_stops_the_start_in_one_
     out = cli(state_dir, "run", timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr, (out.stdout[-2000:], out.stderr)
     [line] = [line for line in out.stderr.splitlines() if line.strip()]
-    assert "paper broker book" in line and ("FIFO" in line if kind == "fifo" else "nested" in line), line
+    assert "paper_book.json" in line and ("FIFO" in line if kind == "fifo" else "nested" in line), line
+
+
+@pytest.mark.parametrize("name", ["journal.db", "journal.db-wal"])
+def test_a_journal_that_is_not_a_regular_file_stops_the_start_in_one_line(tmp_path: Path, name: str) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    os.mkfifo(state_dir / name)
+    out = cli(state_dir, "run", timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr, (out.stdout[-2000:], out.stderr)
+    [line] = [line for line in out.stderr.splitlines() if line.strip()]
+    assert name in line and "FIFO" in line, line
