@@ -49,6 +49,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         except OSError as exc:  # the state dir or file cannot be written (read-only, full, not ours)
             print(f"ordergate {cmd}: {state_dir}: {exc.strerror or exc}", file=sys.stderr)
             return 2
+        except sqlite3.Error as exc:  # a journal that is not ordergate's, damaged, or locked
+            print(f"ordergate {cmd}: the journal in {state_dir} cannot be read: {exc}", file=sys.stderr)
+            return EXIT_FAIL
     except ControlError as exc:
         print(f"ordergate {cmd}: {exc}")
         return EXIT_FAIL

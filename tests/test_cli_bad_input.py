@@ -191,3 +191,13 @@ def test_unreachable_alpaca_at_start(tmp_path: Path) -> None:
                ORDERGATE_ALPACA__DATA_URL=f"http://127.0.0.1:{port}")
     line = _one_line(out)
     assert "alpaca" in line and "connect" in line
+
+
+def test_offline_journal_of_a_foreign_database_is_one_line(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    with sqlite3.connect(state_dir / "journal.db") as conn:
+        conn.execute("CREATE TABLE other (x)")
+    out = cli(state_dir, "journal", "--json")
+    assert "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert out.returncode == 1 and "journal" in out.stderr and len(out.stderr.strip().splitlines()) == 1
