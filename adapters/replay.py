@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from config.symbols import symbol_problem
 from pipeline.calendar import MarketCalendar, default_calendar
 from pipeline.clock import SimulatedClock
 from pipeline.models import TIMEFRAME_SECONDS, Bar
@@ -28,6 +29,8 @@ SAMPLE_ROWS = 5000
 MAX_STORED_PROBLEMS = 10_000
 YIELD_EVERY_BATCHES = 256
 _MAX_EPOCH_SECONDS = 1e11  # beyond year 5000: almost surely milliseconds
+MAX_CACHED_SYMBOLS = 100_000
+MIN_YEAR, MAX_YEAR = 1970, 2200  # bar times are shifted by intervals and sessions: year 9999 would overflow
 _DAILY_GAP_SECONDS = 20 * 3600
 
 
@@ -65,6 +68,7 @@ class _Parser:
         self.width = len(names)
         self._last_text: str | None = None
         self._last_ts: datetime | None = None
+        self._symbols: dict[str, str] = {}
 
     def parse(self, row: list[str]) -> Row:
         """A checked row; raises _BadRow naming the problem. Fast path first, the careful one to explain."""
@@ -72,7 +76,7 @@ class _Parser:
             raise _BadRow(f"expected {self.width} fields, got {len(row)}")
         i_ts, i_sym, i_o, i_h, i_l, i_c, i_v = self.index
         ts = self._timestamp(row[i_ts].strip())
-        symbol = row[i_sym].strip()
+        symbol = self._symbol(row[i_sym])
         try:
             o, h, low, c, v = float(row[i_o]), float(row[i_h]), float(row[i_l]), float(row[i_c]), float(row[i_v])
         except ValueError:
@@ -101,6 +105,18 @@ class _Parser:
             raise _BadRow(f"close {c} outside [low {low}, high {h}]")
         return ts, symbol, o, h, low, c, volume
 
+    def _symbol(self, text: str) -> str:
+        """The upper-case broker symbol of a row (each distinct text checked once), "" when the cell is empty."""
+        symbol = self._symbols.get(text)
+        if symbol is None:
+            symbol = text.strip().upper()
+            problem = symbol_problem(symbol) if symbol else None
+            if problem is not None:
+                raise _BadRow(f"symbol: {problem}")
+            if len(self._symbols) < MAX_CACHED_SYMBOLS:
+                self._symbols[text] = symbol
+        return symbol
+
     def _timestamp(self, text: str) -> datetime:
         if text == self._last_text and self._last_ts is not None:
             return self._last_ts
@@ -120,14 +136,23 @@ def parse_timestamp(text: str) -> datetime:
             raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
         if not math.isfinite(seconds) or not 0 <= seconds < _MAX_EPOCH_SECONDS:
             raise _BadRow(f"timestamp: epoch {text[:40]!r} out of range (epoch seconds expected, not milliseconds)")
-        return datetime.fromtimestamp(seconds, UTC)
+        ts = datetime.fromtimestamp(seconds, UTC)
+        if ts.year > MAX_YEAR:
+            raise _BadRow(f"timestamp: epoch {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
+        return ts
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
         raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
     if ts.tzinfo is None:
         raise _BadRow(f"timestamp: {text[:40]!r} has no time zone (use Z or an offset)")
-    return ts.astimezone(UTC)
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:
+        ts = None
+    if ts is None or not MIN_YEAR <= ts.year <= MAX_YEAR:
+        raise _BadRow(f"timestamp: {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
+    return ts
 
 
 def _number(text: str, name: str) -> float:

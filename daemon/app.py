@@ -1254,7 +1254,8 @@ class Services:
             self.metrics_server = MetricsServer(self.settings.metrics, self.metrics, self.daemon.healthy)
             self.metrics_port = await self.metrics_server.start()  # it logs metrics_listening
         if self.settings.webhook.token is not None and self.settings.webhook.token.get_secret_value():
-            self.webhook = WebhookServer(self.settings.webhook, self._submit_external, self.daemon.clock)
+            self.webhook = WebhookServer(self.settings.webhook, self._submit_external, self.daemon.clock,
+                                         secrets=self.settings.secret_values())
             self.webhook_port = await self.webhook.start()  # it logs webhook_listening
 
     async def _submit_external(self, signal: Any) -> str:
