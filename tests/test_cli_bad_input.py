@@ -178,6 +178,7 @@ def test_locked_journal(tmp_path: Path) -> None:
     finally:
         holder.close()
     assert "journal" in line and "locked" in line
+    assert not list(state_dir.glob("journal.db.damaged*"))  # in use by someone else is not damaged: left alone
 
 
 def test_unreachable_alpaca_at_start(tmp_path: Path) -> None:
