@@ -15,11 +15,11 @@ import math
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.calendar import MarketCalendar, default_calendar
+from pipeline.calendar import NEW_YORK, MarketCalendar, daily_session_date, default_calendar
 from pipeline.clock import SimulatedClock
 from pipeline.models import TIMEFRAME_SECONDS, Bar
 
@@ -53,7 +53,7 @@ Row = tuple[datetime, str, float, float, float, float, float]
 class _Parser:
     """Turns CSV rows into checked tuples; remembers the last timestamp text (rows of one time step repeat it)."""
 
-    def __init__(self, header: list[str], path: Path) -> None:
+    def __init__(self, header: list[str], path: Path, mode: str = "sample") -> None:
         names = [h.strip().lower() for h in header]
         missing = [c for c in COLUMNS if c not in names]
         if missing:
@@ -65,6 +65,8 @@ class _Parser:
         self.width = len(names)
         self._last_text: str | None = None
         self._last_ts: datetime | None = None
+        self.mode = mode  # "sample" (timeframe unknown), "daily" or "intraday"
+        self._cal: MarketCalendar | None = None
 
     def parse(self, row: list[str]) -> Row:
         """A checked row; raises _BadRow naming the problem. Fast path first, the careful one to explain."""
@@ -104,13 +106,43 @@ class _Parser:
     def _timestamp(self, text: str) -> datetime:
         if text == self._last_text and self._last_ts is not None:
             return self._last_ts
-        ts = parse_timestamp(text)
+        if self.mode == "daily":
+            ts = self._session_stamp(text)
+        else:
+            ts = parse_timestamp(text, allow_date=self.mode == "sample")
         self._last_text, self._last_ts = text, ts
         return ts
 
+    def _session_stamp(self, text: str) -> datetime:
+        """A daily row is the NYSE session of the date it names: stamped at midnight ET of that date (the
+        aggregator's convention), so its close is that session's close, early closes included."""
+        day = stamp_date(text)
+        if self._cal is None:
+            self._cal = default_calendar()
+        if self._cal.session(day) is None:
+            raise _BadRow(f"timestamp: {day.isoformat()} is not an NYSE session (weekend or holiday)")
+        return datetime.combine(day, time(0), NEW_YORK).astimezone(UTC)
 
-def parse_timestamp(text: str) -> datetime:
-    """ISO 8601 with a zone, or epoch seconds -> UTC datetime. Raises ValueError naming the problem."""
+
+def stamp_date(text: str) -> date:
+    """The date a daily row names: a date-only row, the date written in an ISO stamp (any time, any zone), or
+    the exchange date of epoch seconds (see `daily_session_date`)."""
+    if len(text) == 10 and text[4:5] == "-" and text[7:8] == "-":
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise _BadRow(f"timestamp: {text!r} is not a date (YYYY-MM-DD)") from None
+    if text[:1].isdigit() and "-" not in text and ":" not in text:
+        return daily_session_date(parse_timestamp(text))
+    try:
+        return datetime.fromisoformat(text).date()
+    except ValueError:
+        raise _BadRow(f"timestamp: {text[:40]!r} is neither a date, ISO 8601 nor epoch seconds") from None
+
+
+def parse_timestamp(text: str, allow_date: bool = False) -> datetime:
+    """ISO 8601 with a zone, or epoch seconds -> UTC datetime; with `allow_date` a date-only text is midnight
+    UTC of that date (only daily bars may have one). Raises ValueError naming the problem."""
     if not text:
         raise _BadRow("timestamp: empty")
     if text[0] in "0123456789" and ("-" not in text and ":" not in text):
@@ -126,6 +158,10 @@ def parse_timestamp(text: str) -> datetime:
     except ValueError:
         raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
     if ts.tzinfo is None:
+        if len(text) == 10:
+            if allow_date:
+                return ts.replace(tzinfo=UTC)
+            raise _BadRow(f"timestamp: {text!r} has a date and no time: only daily bars (--timeframe 1d) may")
         raise _BadRow(f"timestamp: {text[:40]!r} has no time zone (use Z or an offset)")
     return ts.astimezone(UTC)
 
@@ -147,7 +183,7 @@ def _price(text: str, name: str) -> float:
     return value
 
 
-def _open(path: Path) -> tuple[TextIO, Iterator[list[str]], _Parser]:
+def _open(path: Path, mode: str = "sample") -> tuple[TextIO, Iterator[list[str]], _Parser]:
     try:
         fh = path.open(newline="", encoding="utf-8")
     except FileNotFoundError:
@@ -160,7 +196,7 @@ def _open(path: Path) -> tuple[TextIO, Iterator[list[str]], _Parser]:
         fh.close()
         raise ReplayError(f"replay file {path} is empty (a header {','.join(COLUMNS)} is required)")
     try:
-        parser = _Parser(header, path)
+        parser = _Parser(header, path, mode)
     except ReplayError:
         fh.close()
         raise
@@ -242,7 +278,7 @@ class _Reader:
 
     def _rows(self) -> Iterator[tuple[int, Row]]:
         """Checked rows in file order, with per-symbol order and duplicate checks."""
-        fh, reader, parser = _open(self.path)
+        fh, reader, parser = _open(self.path, "daily" if self.timeframe == "1d" else "intraday")
         last: dict[str, datetime] = {}
         with fh:
             for row in reader:

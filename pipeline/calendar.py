@@ -15,7 +15,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 class MarketCalendar:
     """Answers 'is the market open at t', 'when does today's session close' for XNYS."""
 
-    def __init__(self, start: str = "2015-01-01", end: str | None = None) -> None:
+    def __init__(self, start: str = "2000-01-01", end: str | None = None) -> None:
         end = end or f"{datetime.now(UTC).year + 2}-12-31"
         self._cal = xcals.get_calendar("XNYS", start=start, end=end)
         self._session_cache: dict[date, tuple[datetime, datetime] | None] = {}
@@ -81,9 +81,24 @@ class MarketCalendar:
             raise ValueError(f"no NYSE session before {ts.isoformat()}")
         return found
 
+    def daily_close(self, ts: datetime) -> datetime | None:
+        """The close of the session a daily bar or daily signal stamped `ts` belongs to (None: no session that
+        day). See `daily_session_date`."""
+        session = self.session(daily_session_date(ts))
+        return session[1] if session is not None else None
+
     def trading_day(self, ts: datetime) -> date:
         """The New York calendar day of `ts` (the key for daily P&L and rollover)."""
         return ts.astimezone(NEW_YORK).date()
+
+
+def daily_session_date(ts: datetime) -> date:
+    """The exchange date a daily stamp names: a stamp at exactly 00:00 UTC is a date written without a time
+    (its UTC date); any other stamp is the New York date it falls on (20:00Z all year, 16:00 ET, the close)."""
+    utc = ts.astimezone(UTC)
+    if utc.hour == 0 and utc.minute == 0 and utc.second == 0 and utc.microsecond == 0:
+        return utc.date()
+    return ts.astimezone(NEW_YORK).date()
 
 
 @lru_cache(maxsize=1)

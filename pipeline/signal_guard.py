@@ -1,9 +1,11 @@
 """SignalGuard: the first stage after the kill switch — well-formed, fresh, and not a duplicate.
 
 Checks in order: the signal rules of `models.signal_problems()` (every problem named by its field), freshness
-(older than `max_signal_age_seconds` or dated in the future -> rejected) and dedup (the same ticker, direction,
-type and timeframe within `dedup_window_seconds` -> rejected). Only a signal that passes is remembered for
-dedup; the memory is bounded (entries older than the window are evicted, and a hard cap holds in any case).
+(older than `max_signal_age_seconds` or dated in the future -> rejected; a daily signal's age is measured from
+the NYSE close of its session, so no stamp hour and no DST change puts it in the future) and dedup (the same
+ticker, direction, type and timeframe within `dedup_window_seconds` -> rejected). Only a signal that passes is
+remembered for dedup; the memory is bounded (entries older than the window are evicted, and a hard cap holds
+in any case).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from config.settings import PipelineConfig
+from pipeline.calendar import MarketCalendar, daily_session_date, default_calendar
 from pipeline.models import TIMEFRAME_SECONDS, RiskDecision, TradeSignal, signal_problems
 
 FUTURE_TOLERANCE_SECONDS = 5.0
+DAILY = "1d"
 MAX_DEDUP_ENTRIES = 100_000
 TEXT_FIELDS = ("signal_type", "direction", "ticker", "timeframe")
 
@@ -65,8 +69,10 @@ class SignalGuard:
         config: PipelineConfig,
         future_tolerance_seconds: float = FUTURE_TOLERANCE_SECONDS,
         max_entries: int = MAX_DEDUP_ENTRIES,
+        calendar: MarketCalendar | None = None,
     ) -> None:
         self.config = config
+        self._calendar = calendar
         self.future_tolerance_seconds = future_tolerance_seconds
         self.max_entries = max_entries
         self._seen: OrderedDict[DedupKey, datetime] = OrderedDict()
@@ -77,6 +83,16 @@ class SignalGuard:
         if problem is not None:
             return RiskDecision(False, f"invalid signal: {problem}", check="validation")
         signal_time = signal.timestamp or now
+        if signal.timeframe == DAILY:
+            close = self.calendar.daily_close(signal_time)
+            if close is None:
+                return RiskDecision(False, f"freshness: daily signal dated {daily_session_date(signal_time)} "
+                                    "which is not an NYSE session", check="freshness")
+            if -(now - close).total_seconds() > self.future_tolerance_seconds:
+                return RiskDecision(False, f"freshness: daily signal of {daily_session_date(signal_time)} is in the "
+                                    f"future: that session close {close.isoformat()} is "
+                                    f"{(close - now).total_seconds():.1f}s away", check="freshness")
+            signal_time = close
         stale = freshness_failure(signal_time, now, self.max_age_for(signal.timeframe), self.future_tolerance_seconds)
         if stale is not None:
             return RiskDecision(False, stale, check="freshness")
@@ -88,6 +104,13 @@ class SignalGuard:
         self._remember(key, now)
         age = (now - signal_time).total_seconds()
         return RiskDecision(True, "fresh and not a duplicate", {"signal_age_seconds": age})
+
+    @property
+    def calendar(self) -> MarketCalendar:
+        """The NYSE calendar daily signals are dated by (the process-wide one unless given)."""
+        if self._calendar is None:
+            self._calendar = default_calendar()
+        return self._calendar
 
     def max_age_for(self, timeframe: str) -> float:
         """How old a signal may be: max_signal_age_seconds, but a daily-bar signal (stamped at the session close
