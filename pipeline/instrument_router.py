@@ -10,12 +10,13 @@ Modes (ExecutorConfig.instrument_mode):
 - BOTH: options when conviction >= routing.options_min_conviction, the ticker is in
   routing.options_liquid_tickers and a contract qualifies; else the sector ETF if there is one; else the stock.
 
+A routed ETF with no price (`priced`) falls back to the stock in BOTH and is rejected in LEVERAGED_ETF.
 A decision with approved=False carries the reason; the orchestrator rejects the signal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from config.settings import ExecutorConfig, InstrumentMode, OptionsSettings, RoutingSettings
@@ -68,6 +69,21 @@ class InstrumentRouter:
                 return self._reject(signal, f"options: {why}")
             return self._option_decision(signal, quote, "instrument_mode=options")
         return self._both(signal, now)
+
+    def priced(
+        self, signal: TradeSignal, decision: InstrumentDecision, price_of: Callable[[str], float | None]
+    ) -> InstrumentDecision:
+        """A routed leveraged ETF must have a price to be sized and sent. Without one (no bars, no quote) mode
+        `both` trades the stock itself and says why; mode `leveraged_etf` rejects saying what to add."""
+        if not decision.approved or decision.instrument_type != InstrumentType.LEVERAGED_ETF:
+            return decision
+        if price_of(decision.symbol) is not None:
+            return decision
+        missing = f"no price for {decision.symbol} (no bars, no quote)"
+        if InstrumentMode(self.config.instrument_mode) is InstrumentMode.BOTH:
+            return self._stock(signal, f"both: {missing}, so")
+        return self._reject(signal, f"leveraged_etf: {missing}: add {decision.symbol}'s bars to the data (the "
+                            f"replay file, data.tickers) or use instrument_mode=both or stock")
 
     # -- the instruments ------------------------------------------------------------------------------------
 
