@@ -40,7 +40,8 @@ def replay_settings(settings: Settings, timeframe: str, state_dir: Path) -> Sett
 
 async def replay(settings: Settings, path: Path | list[Path], timeframe: str | None = None,
                  state_dir: Path | None = None, symbols: list[str] | None = None,
-                 progress: Callable[[datetime, int, int, int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[datetime, int, int, int], None] | None = None,
+                 keep_closes: bool = False) -> dict[str, Any]:
     """Run the files through a fresh Core; returns the summaries, where the signals went, the performance
     against buy-and-hold, and the problems found in the files."""
     from adapters.replay import ReplayFeed
@@ -52,7 +53,7 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
     clock = SimulatedClock()
     feed = ReplayFeed(paths, clock, timeframe=timeframe, pace_bars_per_s=0, symbols=symbols)
     tf = feed.timeframe
-    recorder = EquityRecorder()
+    recorder = EquityRecorder(keep_closes=keep_closes)
     with tempfile.TemporaryDirectory(prefix="ordergate-replay-") as tmp:
         run_settings = replay_settings(settings, tf, Path(state_dir or tmp))
         run_settings = Settings.model_validate(run_settings.model_dump())
@@ -77,7 +78,9 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
         finally:
             await core.stop()
     period = "month" if tf == "1d" else "day"
+    closes = {s: [(d.isoformat(), c) for d, c in sorted(days.items())] for s, days in recorder.closes.items()}
     return {
+        **({"closes": closes} if keep_closes else {}),
         "file": ", ".join(str(p) for p in paths),
         "files": [asdict(f) for f in feed.formats()],
         "timeframe": tf,
@@ -171,7 +174,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     progress = tty_progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     try:
         result = asyncio.run(replay(settings, paths, args.timeframe, symbols=getattr(args, "symbol", None),
-                                    progress=progress))
+                                    progress=progress, keep_closes=report is not None))
     except ValueError as exc:
         print(f"ordergate replay: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -182,7 +185,8 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     if report is not None:
         from daemon.replay_report import write_report
 
-        write_report(result, paths, report)
+        write_report(result, report)
+        result.pop("closes", None)
         result["report"] = str(report)
     if args.json:
         print(json.dumps(result, default=str, sort_keys=True))

@@ -14,7 +14,7 @@ def tty_progress(stream: TextIO) -> Callable[[datetime, int, int, int], None]:
     """A progress callback that rewrites one line on `stream` (a terminal)."""
 
     def show(now: datetime, bars: int, signals: int, entries: int) -> None:
-        stream.write(f"\\rreplay at {now:%Y-%m-%d %H:%M}Z: {bars:,} bars, {signals:,} signals, {entries:,} entries ")
+        stream.write(f"\rreplay at {now:%Y-%m-%d %H:%M}Z: {bars:,} bars, {signals:,} signals, {entries:,} entries ")
         stream.flush()
 
     return show

@@ -30,6 +30,8 @@ class EquityRecorder:
     first_close: dict[str, float] = field(default_factory=dict)
     last_close: dict[str, float] = field(default_factory=dict)
     hold_days: dict[date, float] = field(default_factory=dict)
+    keep_closes: bool = False   # also keep each symbol's day closes (the report's price charts)
+    closes: dict[str, dict[date, float]] = field(default_factory=dict)
 
     def record(self, ts: datetime, equity: float, exposed: bool, closes: dict[str, float]) -> None:
         """One step at `ts`: the equity after it, whether any position is open, the bars' closes."""
@@ -40,6 +42,8 @@ class EquityRecorder:
         for symbol, close in closes.items():
             self.first_close.setdefault(symbol, close)
             self.last_close[symbol] = close
+            if self.keep_closes:
+                self.closes.setdefault(symbol, {})[day] = close
         if self.first_close:
             self.hold_days[day] = sum(self.last_close[s] / c for s, c in self.first_close.items()) / len(
                 self.first_close)
