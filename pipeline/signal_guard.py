@@ -14,7 +14,7 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from config.settings import PipelineConfig
-from pipeline.calendar import MarketCalendar, daily_session_date, default_calendar
+from pipeline.calendar import NEW_YORK, MarketCalendar, default_calendar, is_date_stamp
 from pipeline.models import TIMEFRAME_SECONDS, RiskDecision, TradeSignal, signal_problems
 
 FUTURE_TOLERANCE_SECONDS = 5.0
@@ -84,15 +84,19 @@ class SignalGuard:
             return RiskDecision(False, f"invalid signal: {problem}", check="validation")
         signal_time = signal.timestamp or now
         if signal.timeframe == DAILY:
-            close = self.calendar.daily_close(signal_time)
-            if close is None:
-                return RiskDecision(False, f"freshness: daily signal dated {daily_session_date(signal_time)} "
-                                    "which is not an NYSE session", check="freshness")
-            if -(now - close).total_seconds() > self.future_tolerance_seconds:
-                return RiskDecision(False, f"freshness: daily signal of {daily_session_date(signal_time)} is in the "
-                                    f"future: that session close {close.isoformat()} is "
-                                    f"{(close - now).total_seconds():.1f}s away", check="freshness")
-            signal_time = close
+            session = self.calendar.daily_session(signal_time)
+            if session is None:
+                return RiskDecision(False, f"freshness: daily signal {signal_time.isoformat()}: no NYSE session on "
+                                    "or before it in the calendar", check="freshness")
+            # any stamp after its session's close means that close (20:00Z all year, an early close)
+            stamp = session[0] if is_date_stamp(signal_time) else min(signal_time, session[1])
+            ahead = max((session[0] - now).total_seconds(), (stamp - now).total_seconds())
+            if ahead > self.future_tolerance_seconds:
+                return RiskDecision(False, f"freshness: daily signal {signal_time.isoformat()} of the "
+                                    f"{session[0].astimezone(NEW_YORK).date()} session is {ahead:.1f}s in the future",
+                                    check="freshness")
+            # during its session the daily bar is forming (age 0); after it, age counts from that session's close
+            signal_time = min(session[1], now)
         stale = freshness_failure(signal_time, now, self.max_age_for(signal.timeframe), self.future_tolerance_seconds)
         if stale is not None:
             return RiskDecision(False, stale, check="freshness")

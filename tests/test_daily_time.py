@@ -75,16 +75,32 @@ def test_freshness_of_a_daily_signal_is_measured_from_its_session_close() -> Non
         assert decision.approved, decision.reason
         assert decision.adjustments["signal_age_seconds"] == 0.0
         guard.clear()
-    # a daily signal of a session that has not closed yet is not a daily signal yet
+    # during its session a daily signal is fresh (its bar is forming: a manual trade, an intraday alert)
     during = guard.check(_daily_signal(datetime(2013, 1, 24, 0, 0, tzinfo=UTC)), datetime(2013, 1, 24, 15, 0,
                                                                                         tzinfo=UTC))
-    assert not during.approved and "in the future" in during.reason and "session close" in during.reason
+    assert during.approved and during.adjustments["signal_age_seconds"] == 0.0
+    guard.clear()
+    # a daily signal of a session that has not opened yet is in the future
+    ahead = guard.check(_daily_signal(datetime(2013, 1, 25, 0, 0, tzinfo=UTC)), winter_close)
+    assert not ahead.approved and "in the future" in ahead.reason and "2013-01-25 session" in ahead.reason
+    # stamped before the open, at night or at a weekend: the last session's bar (a manual or overnight signal)
+    overnight = guard.check(_daily_signal(datetime(2013, 1, 26, 15, 0, tzinfo=UTC)),
+                            datetime(2013, 1, 26, 15, 0, 1, tzinfo=UTC))
+    assert overnight.approved and overnight.adjustments["signal_age_seconds"] == 18 * 3600 + 1
+    guard.clear()
+    # a day later it is stale: a day counts from the close, not from the stamp
+    stale = guard.check(_daily_signal(datetime(2013, 1, 24, 20, 0, tzinfo=UTC)), winter_close + timedelta(days=1,
+                                                                                                        seconds=1))
+    assert not stale.approved and "old" in stale.reason
     # an early close: 13:00 ET on the day after Thanksgiving
     early = guard.check(_daily_signal(datetime(2012, 11, 23, 20, 0, tzinfo=UTC)),
                         datetime(2012, 11, 23, 18, 0, 30, tzinfo=UTC))
     assert early.approved and early.adjustments["signal_age_seconds"] == 30.0
-    weekend = guard.check(_daily_signal(datetime(2013, 1, 5, 20, 0, tzinfo=UTC)), winter_close + timedelta(days=2))
-    assert not weekend.approved and "not an NYSE session" in weekend.reason
+    guard.clear()
+    # DST: a summer daily signal stamped 20:00Z is the 16:00 EDT close, never an hour ahead of the clock
+    summer_close = datetime(2013, 7, 24, 20, 0, tzinfo=UTC)
+    summer = guard.check(_daily_signal(summer_close), summer_close)
+    assert summer.approved and summer.adjustments["signal_age_seconds"] == 0.0
 
 
 def _stamped_file(tmp_path: Path, hour_utc: int) -> Path:
