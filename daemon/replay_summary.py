@@ -42,7 +42,8 @@ def _print_stages(result: dict[str, Any]) -> None:
     stages = result.get("stages") or {}
     if stages:
         print("signals by stage: " + ", ".join(
-            f"{stage} {outcome} {n}" for stage, outcomes in stages.items() for outcome, n in outcomes.items()))
+            f"{stage} {n}" if stage == outcome else f"{stage} {outcome} {n}"
+            for stage, outcomes in stages.items() for outcome, n in outcomes.items()))
     top = result.get("top_rejections") or []
     if top:
         print("top rejection reasons:")
