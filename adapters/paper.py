@@ -461,6 +461,8 @@ class PaperBroker:
             return self._option_value(symbol, occ)
         return self._last.get(symbol)  # an equity (or a long symbol that is not OCC)
 
+    chain_label = "synthetic chain (paper broker)"
+
     def chain(self, underlying: str, spot: float, as_of: datetime) -> list:
         """The synthetic option chain of an underlying (OptionChainProvider)."""
         from pipeline.options import synthetic_chain

@@ -186,8 +186,12 @@ class Core:
         return price if price is not None else self.ledger.last_prices.get(symbol)
 
     def _chain_provider(self) -> Any:
-        primary = self.brokers[self.settings.broker.primary]
-        return primary if hasattr(primary, "chain") else None
+        """The primary broker's option chain; a broker without one gets none (never the synthetic chain)."""
+        from pipeline.options import NoOptionChain
+
+        name = self.settings.broker.primary
+        primary = self.brokers[name]
+        return primary if hasattr(primary, "chain") else NoOptionChain(f"the {name} broker")
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -124,9 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     rebalance.add_argument("--json", action="store_true")
 
     replay = sub.add_parser("replay", help="run the whole pipeline over a CSV of bars, print the summaries")
-    replay.add_argument("file", type=Path, help="CSV of timestamp,symbol,open,high,low,close,volume, "
-                        "or 'embedded' for the built-in synthetic data")
-    replay.add_argument("--timeframe", help="bar interval of the file (inferred when omitted)")
+    replay.add_argument("file", type=Path, nargs="+", help="CSV files of timestamp,symbol,open,high,low,close,"
+                        "volume or one symbol's Yahoo/Stooq Date,Open,High,Low,Close[,Adj Close],Volume; or "
+                        "'embedded' for the built-in synthetic data")
+    replay.add_argument("--timeframe", help="bar interval of the files (inferred when omitted)")
+    replay.add_argument("--symbol", action="append", help="the symbol of a one-symbol file (Yahoo, Stooq); once per "
+                        "file, in the files' order (default: the file name when it is a ticker)")
+    replay.add_argument("--report", type=Path, help="write a self-contained HTML report (equity, drawdown, trades)")
     replay.add_argument("--json", action="store_true")
 
     config = sub.add_parser("config", help="configuration")
