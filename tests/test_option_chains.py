@@ -19,6 +19,7 @@ from daemon.app import Core
 from pipeline.clock import SimulatedClock
 from pipeline.models import TradeSignal
 from tests.fakes.alpaca_server import FakeAlpaca
+from tests.market import set_market
 
 pytestmark = pytest.mark.timeout(120)
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET
@@ -48,6 +49,7 @@ def _alpaca(tmp_path: Path, fake: FakeAlpaca, mode: str) -> Any:
 async def test_no_synthetic_chain_behind_a_real_broker(tmp_path: Path, fake: FakeAlpaca, mode: str) -> None:
     core = Core(_alpaca(tmp_path, fake, mode), SimulatedClock(SESSION))
     await core.start()
+    set_market(core, {"NVDA": 100.0})  # the feed's last bar: entries are sized on the market
     try:
         result = await core.orchestrator.process_signal(_signal())
         await core.settle()
