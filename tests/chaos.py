@@ -1,9 +1,10 @@
 """The chaos suite: `python -m tests.chaos --crashes N` (`make chaos CRASHES=200`).
 
-- crash points: a subprocess (this module with `--driver STATE run`) runs the Core with the PERSISTENT paper
-  broker and the journal on one state directory over synthetic bars; it is SIGKILLed at a random moment and
-  restarted, N times, with the kill switch toggled between some runs. A last `--driver STATE verify` rebuilds
-  the Core and compares the broker's book with the journal and the ledger rebuilt from it.
+- crash points: the real daemon (`ordergate run` as a subprocess: persistent paper broker, journal FULL, durable
+  state, strategy signals and webhook signals at once) is ended at a random moment (SIGKILL, now and then SIGTERM)
+  and restarted, N times, with the kill switch flipped by the CLI between some runs; the broker's book and the
+  journal are compared both ways after restarts and at the end (tests/chaos_daemon.py; every counter is shown
+  able to move by tests/chaos_breaks.py).
 - broker faults: in-process mixes of `PaperFaults` (reply lost after accept, 5xx, 429 with retry-after, a
   dropped update stream during fills, fills delivered twice, updates out of order), each ending with exactly
   one broker order per intent and each fill applied once.
@@ -18,183 +19,17 @@ import argparse
 import asyncio
 import json
 import os
-import random
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 New York, a regular session
-
-# ---------------------------------------------------------------------------------------------- the driver
-TICKERS = ["AAPL", "MSFT", "NVDA", "AMD", "JPM", "XOM", "GOOGL", "TSLA"]
-DAYS = 5
-PACE_S = 0.002  # per batch: a fast replay, so the kills spread over trading and the calendar lasts
-PROGRESS = "chaos_progress.txt"
-LEAKS = "chaos_leaks.txt"
-WARMUP_BATCHES = 300
-
-
-def settings_for(state_dir: Path) -> Any:
-    from config.settings import load_settings
-
-    return load_settings(
-        state_dir=state_dir, broker={"primary": "paper", "fallback": None}, paper={"persistent": True},
-        journal={"enabled": True, "synchronous": "NORMAL"},
-        pipeline={"retry_backoff_base": 0.001, "retry_backoff_max": 0.01, "auto_kill_on_daily_loss": False},
-        executor={"max_concurrent_positions": 8},
-    )
-
-
-def _read_progress(path: Path) -> tuple[int, int]:
-    try:
-        epoch, done = path.read_text().split()
-        return int(epoch), int(done)
-    except (OSError, ValueError):
-        return 0, 0
-
-
-async def drive(state_dir: Path) -> None:
-    """Trade synthetic bars from the last progress mark until killed (the data loops in new epochs)."""
-    from adapters.synthetic import DEFAULT_START, SyntheticFeed
-    from daemon.app import Core
-    from pipeline.clock import SimulatedClock
-
-    progress = state_dir / PROGRESS
-    epoch, done = _read_progress(progress)
-    clock = SimulatedClock()
-    core = Core(settings_for(state_dir), clock)
-    await core.start()
-    print("ready", flush=True)
-    step = timedelta(minutes=1)
-    timeframe = core.strategy.timeframes[-1]
-    while True:
-        feed = SyntheticFeed(TICKERS, None, core.calendar, seed=7 + epoch, days=DAYS,
-                             start=DEFAULT_START + timedelta(weeks=epoch), pace_bars_per_s=0)
-        for index, batch in enumerate(feed.bar_batches()):
-            clock.advance_to(batch[0].timestamp + step)
-            if index < done:  # already traded before the last crash: warm the strategy only (its slowest
-                if index < done - WARMUP_BATCHES:  # cloud needs 50 five-minute bars), so kills land in trading
-                    continue
-                for bar in batch:
-                    core.strategy.on_bar(bar)
-                continue
-            await core.engine.on_batch(batch)
-            if core.strategy.is_warm(TICKERS[0], timeframe):  # no pacing while nothing can trade yet: the kills
-                await asyncio.sleep(PACE_S)  # land in trading, also on a loaded machine
-            if index % 25 == 0:
-                progress.write_text(f"{epoch} {index}")
-                _note_leaks(await _leaked(core), state_dir)
-        await core.settle()
-        epoch, done = epoch + 1, 0
-        progress.write_text(f"{epoch} 0")
-
-
-async def verify(state_dir: Path) -> dict[str, Any]:
-    """Rebuild the Core on the state directory, let redelivered events settle, compare book, journal, ledger."""
-    from daemon.app import Core
-    from pipeline.clock import SimulatedClock
-
-    clock = SimulatedClock()
-    core = Core(settings_for(state_dir), clock)
-    await core.start()
-    paper = core.brokers["paper"]
-    await paper.drain(30)
-    await core.settle()
-    journal = core.journal
-    assert journal is not None
-    book_orders = paper.all_orders()
-    book_fills = paper.all_fills()
-    rows = await journal.query("SELECT client_order_id, kind, signal_id FROM orders")
-    j_orders = {r["client_order_id"]: r for r in rows}
-    j_fill_rows = await journal.query("SELECT fill_id FROM fills")
-    j_fills = Counter(r["fill_id"] for r in j_fill_rows)
-    per_intent = Counter((j_orders[o.client_order_id]["signal_id"], j_orders[o.client_order_id]["kind"])
-                         for o in book_orders if o.client_order_id in j_orders and
-                         j_orders[o.client_order_id]["kind"] == "entry")
-    broker_pos = {p.symbol: round(p.quantity, 6) for p in paper.positions()}
-    ledger_pos = {s: round(q, 6) for s, q in core.ledger.signed_quantities().items() if abs(q) > 1e-9}
-    result = {
-        "broker_orders": len(book_orders),
-        "broker_fills": len(book_fills),
-        "duplicate_client_order_ids": len(book_orders) - len({o.client_order_id for o in book_orders}),
-        "entries_with_two_orders": sum(1 for c in per_intent.values() if c > 1),
-        "orders_unknown_to_journal": sum(1 for o in book_orders if o.client_order_id not in j_orders),
-        "fills_missing_from_journal": sum(1 for f in book_fills if f.fill_id not in j_fills),
-        "fills_applied_twice": sum(c - 1 for c in j_fills.values() if c > 1),
-        "journal_fills_unknown_to_broker": len(set(j_fills) - {f.fill_id for f in book_fills}),
-        "positions_equal": broker_pos == ledger_pos,
-        "broker_positions": broker_pos,
-        "ledger_positions": ledger_pos,
-        "kill_switch_active": core.state.is_kill_switch_active(),
-        "state_load_error": core.state.load_error,
-        # in-flight holds whose order is final at the broker and whose fills are all in (a leak blocks entries):
-        # in this process, and as the killed drivers noted them along the way
-        "reservations_of_finished_orders": len(await _leaked(core)) + _count_noted_leaks(state_dir),
-    }
-    await core.stop()
-    return result
-
-
-async def _leaked(core: Any) -> list[str]:
-    """After settling: reservations whose order is final at the (paper) broker with every one of its fills in the
-    journal, so nothing can ever release them."""
-    await core.settle()
-    paper = core.brokers["paper"]
-    final = {o.client_order_id: o for o in paper.all_orders() if o.status.is_final}
-    held = [r.client_order_id for r in core.orchestrator.reservations.items() if r.client_order_id in final]
-    if not held:
-        return []
-    rows = await core.journal.query(
-        f"SELECT client_order_id, SUM(quantity) AS qty FROM fills WHERE client_order_id IN "
-        f"({','.join('?' * len(held))}) GROUP BY client_order_id", tuple(held))
-    journaled = {r["client_order_id"]: r["qty"] for r in rows}
-    return [c for c in held if journaled.get(c, 0.0) >= final[c].filled_qty - 1e-9]
-
-
-def _note_leaks(leaked: list[str], state_dir: Path) -> None:
-    """Append leaked reservations seen mid-run (the driver is killed: the verify step reads the file)."""
-    if leaked:
-        with open(state_dir / LEAKS, "a", encoding="ascii") as fh:
-            fh.write(" ".join(leaked) + "\n")
-
-
-def _count_noted_leaks(state_dir: Path) -> int:
-    try:
-        return sum(len(line.split()) for line in (state_dir / LEAKS).read_text(encoding="ascii").splitlines())
-    except FileNotFoundError:
-        return 0
-
-
-def _loop_runner() -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run
-    except ImportError:  # pragma: no cover
-        return asyncio.run
-
-
-def driver_main(state_dir: Path, mode: str) -> int:
-    import logging
-
-    from daemon.logging import configure_logging
-
-    configure_logging("ERROR", "json", stream=sys.stderr)
-    logging.getLogger().setLevel(logging.ERROR)
-    runner = _loop_runner()
-    if mode == "run":
-        runner(drive(state_dir))
-        return 0
-    print(json.dumps(runner(verify(state_dir))), flush=True)
-    return 0
-
 
 # ---------------------------------------------------------------------------------------------- scoreboard
 @dataclass
@@ -206,6 +41,7 @@ class Scoreboard:
     fuzz_cases: int = 0
     losses: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
 
     def lose(self, what: str) -> None:
         self.losses.append(what)
@@ -218,100 +54,40 @@ class Scoreboard:
             f"  fuzz cases tried      : {self.fuzz_cases}",
             f"  losses found          : {len(self.losses)}",
         ]
+        if self.counters:
+            run = self.details.get("crash_run", {})
+            final = self.details.get("crash_verify", {})
+            lines.append(f"  crash run             : {run.get('kills', 0)} SIGKILL, {run.get('sigterms', 0)} SIGTERM, "
+                         f"{run.get('webhook_signals', 0)} webhook signals, {final.get('orders', 0)} broker orders, "
+                         f"{final.get('fills', 0)} fills, {final.get('trades', 0)} trades, {run.get('seconds', 0)} s")
+            lines += [f"    {name:<34}: {value}" for name, value in self.counters.items()]
         lines += [f"    - {loss}" for loss in self.losses]
         return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- crash points
-def _spawn(state_dir: Path, mode: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.Popen([sys.executable, "-m", "tests.chaos", "--driver", str(state_dir), mode], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def crash_points(n: int, state_dir: Path, board: Scoreboard, seed: int = 8, max_delay: float = 1.5) -> None:
+    """The real daemon killed at n random moments and restarted (tests/chaos_daemon.py), then verified."""
+    from tests.chaos_daemon import COUNTERS
+    from tests.chaos_daemon import crash_points as run_crash_points
+
+    run = run_crash_points(n, state_dir, seed=seed, max_delay=max_delay)
+    board.crash_points += run.crash_points
+    board.details["crash_verify"] = run.final
+    board.details["crash_run"] = {"kills": run.kills, "sigterms": run.terms, "webhook_signals": run.webhook_signals,
+                                  "seconds": round(run.seconds, 1)}
+    board.counters = {k: run.final.get(k, 0) for k in COUNTERS}
+    for loss in run.losses:
+        board.lose(loss)
 
 
-def _wait_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    import select
+def _loop_runner() -> Any:
+    try:
+        import uvloop
 
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        return b""
-    return proc.stdout.readline()
-
-
-def _set_kill_switch(state_dir: Path, active: bool) -> None:
-    from pipeline.clock import SimulatedClock
-    from pipeline.state_manager import PersistentStateManager
-
-    manager = PersistentStateManager(state_dir, SimulatedClock(SESSION))
-    if active:
-        manager.activate_kill_switch("chaos: left active", source="chaos")
-    else:
-        manager.deactivate_kill_switch()
-
-
-def crash_points(n: int, state_dir: Path, board: Scoreboard, seed: int = 8, max_delay: float = 1.2) -> None:
-    """SIGKILL the driver at n random moments, restarting on the same state dir; then verify."""
-    rng = random.Random(seed)
-    expected_kill = False
-    _set_kill_switch(state_dir, False)
-    for i in range(n):
-        if i and rng.random() < 0.1:  # now and then the operator flips the kill switch while the daemon is down
-            expected_kill = not expected_kill
-            _set_kill_switch(state_dir, expected_kill)
-        proc = _spawn(state_dir, "run")
-        try:
-            line = _wait_line(proc, 60)
-            if line.strip() != b"ready":
-                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.poll() is not None else ""
-                board.lose(f"crash {i}: driver did not start (exit {proc.poll()}): {line!r} {err}")
-                return
-            time.sleep(rng.uniform(0.0, max_delay))
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-                board.lose(f"crash {i}: the driver died by itself (exit {proc.returncode}) before the kill: {err}")
-                return
-        finally:
-            proc.kill()
-            proc.wait(30)
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-        board.crash_points += 1
-    result = verify_subprocess(state_dir)
-    board.details["crash_verify"] = result
-    _judge_crash(result, expected_kill, board)
-
-
-def verify_subprocess(state_dir: Path) -> dict[str, Any]:
-    proc = _spawn(state_dir, "verify")
-    out, err = proc.communicate(timeout=120)
-    if proc.returncode != 0:
-        return {"error": f"verify exited {proc.returncode}: {err.decode(errors='replace')[-3000:]}"}
-    return json.loads(out.decode().strip().splitlines()[-1])
-
-
-def _judge_crash(result: dict[str, Any], expected_kill: bool, board: Scoreboard) -> None:
-    if "error" in result:
-        board.lose(result["error"])
-        return
-    for key in ("duplicate_client_order_ids", "entries_with_two_orders", "orders_unknown_to_journal",
-                "fills_missing_from_journal", "fills_applied_twice", "journal_fills_unknown_to_broker"):
-        if result[key]:
-            board.lose(f"crash points: {key} = {result[key]}")
-    if not result["positions_equal"]:
-        board.lose(f"crash points: positions differ: broker {result['broker_positions']} "
-                   f"ledger {result['ledger_positions']}")
-    if result["kill_switch_active"] != expected_kill:
-        board.lose(f"crash points: kill switch active={result['kill_switch_active']}, left as {expected_kill}")
-    if result["state_load_error"]:
-        board.lose(f"crash points: state file unreadable after crashes: {result['state_load_error']}")
-    if result.get("reservations_of_finished_orders"):
-        board.lose(f"crash points: reservations held for finished orders, seen "
-                   f"{result['reservations_of_finished_orders']} times")
-    if result["broker_fills"] == 0:
-        board.lose("crash points: no fill ever happened (the run exercised nothing)")
+        return uvloop.run
+    except ImportError:  # pragma: no cover
+        return asyncio.run
 
 
 # ---------------------------------------------------------------------------------------------- broker faults
@@ -660,10 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz-examples", type=int, default=300, help="hypothesis examples per fuzz target")
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--state-dir", type=Path, default=None, help="keep the crash run's state here")
-    parser.add_argument("--driver", nargs=2, metavar=("STATE_DIR", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.driver:
-        return driver_main(Path(args.driver[0]), args.driver[1])
     import logging
 
     from daemon.logging import configure_logging
@@ -676,8 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir = args.state_dir or Path(tmp) / "state"
         if args.crashes > 0:
             crash_points(args.crashes, state_dir, board, seed=args.seed)
-            print(f"  .. crash points done ({time.monotonic() - started:.0f} s): "
-                  f"{json.dumps(board.details.get('crash_verify', {}))[:400]}", file=sys.stderr)
+            print(f"  .. crash points done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     for section, run_section in (("fault mixes", lambda: fault_mixes(board)),
                                  ("fuzz", lambda: fuzz_all(args.fuzz_examples, board))):
         try:
