@@ -93,7 +93,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapters.connection_cap import CappedTCPSite
-from config.settings import WebhookSettings
+from config.settings import WebhookSettings, scrub_secrets
 from pipeline.clock import Clock
 from pipeline.models import Direction, SignalType, TradeSignal, signal_problems
 
@@ -105,7 +105,6 @@ MAX_FIELD_NAME_LEN = 64
 MAX_RATE_BUCKETS = 10_000
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 DEFAULT_SUBMIT_TIMEOUT_SECONDS = 10.0
-REDACTED = "[REDACTED]"
 LINGERING_SECONDS = 2.0  # reading (and discarding) an unread body after the answer, e.g. after a 401
 
 # TradingView `{{interval}}` values -> ordergate timeframes.
@@ -521,10 +520,7 @@ class WebhookServer:
         return await self._submit(payload, info)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        return scrub_secrets(text, self._secrets)
 
     async def _submit(self, payload: SignalPayload, info: dict[str, Any]) -> web.Response:
         signal = payload.to_signal(received=self.clock.now())

@@ -49,6 +49,15 @@ SECONDS_PER_DAY = 24 * 3600
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 MAX_TICKERS = 5000
 MIN_SCRUBBED_SECRET = 8  # shorter "secrets" would blank ordinary words out of the text they are scrubbed from
+REDACTED = "[REDACTED]"
+
+
+def scrub_secrets(text: str, secrets: list[str] | tuple[str, ...]) -> str:
+    """`text` with every one of `secrets` (longest first, see Settings.secret_values) blanked out."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 SECRET_FIELD_WORDS = ("key", "token", "secret", "webhook_url", "password")
 MAX_UNIX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the NUL (daemon/control.py binds <state_dir>/control.sock)
 TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, Settings, load_settings, scrub_secrets
 from daemon.control import ControlServer, socket_path
 from daemon.journal_guard import fail_closed_if_journal_lost
 from daemon.live_rule import live_rule_problem
@@ -1126,7 +1126,8 @@ class Daemon:
         }
 
     async def _cmd_kill(self, args: dict[str, Any]) -> dict[str, Any]:
-        reason = str(args.get("reason") or "ordergate kill")
+        # the reason is logged, alerted and kept in the state file: a pasted credential is blanked out first
+        reason = scrub_secrets(str(args.get("reason") or "ordergate kill"), self.settings.secret_values())
         self.core.kill_switch.activate(reason, source="cli")  # logs and alerts; never raises for a failed write
         return self.core.kill_switch.info()
 

@@ -201,3 +201,18 @@ async def test_sigusr1_during_shutdown_trips_durably_and_a_second_sigterm_does_n
         daemon.stop()
     assert code == 0, daemon.text()[-3000:]
     assert _on_disk(state_dir)["active"] is True and _on_disk(state_dir)["reason"] == "SIGUSR1 received"
+
+
+def test_a_credential_pasted_into_a_kill_reason_is_blanked_out(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    token = "hunter2-webhook-token-0123456789"
+    env = base_env(state_dir, ORDERGATE_WEBHOOK__TOKEN=token, ORDERGATE_WEBHOOK__PORT="0")
+    daemon = DaemonProcess(state_dir, env=env).start()
+    try:
+        daemon.wait_for("daemon_ready", 45.0)
+        out = cli(state_dir, "kill", "--reason", f"oops {token} pasted", "--json", env=env)
+        assert out.returncode == 0, out.stderr
+        assert token not in out.stdout and "[REDACTED]" in json.loads(out.stdout)["reason"]
+    finally:
+        assert daemon.stop() == 0
+    assert token not in (state_dir / "state.json").read_text() and token not in daemon.text()
