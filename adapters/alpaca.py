@@ -512,14 +512,20 @@ class AlpacaBroker:
         return order_result(order, self.name)
 
     async def get_order_by_client_id(self, client_order_id: str) -> OrderResult | None:
+        order = await self._order_by_client_id(client_order_id)
+        if order is None:
+            return None
+        self._remember(order)
+        return order_result(order, self.name)
+
+    async def _order_by_client_id(self, client_order_id: str) -> Any:
+        """GET /v2/orders:by_client_order_id; None when Alpaca has no such order (404)."""
         try:
-            order = await self._call(self._client_fn("get_order_by_client_id"), client_order_id, op="lookup")
+            return await self._call(self._client_fn("get_order_by_client_id"), client_order_id, op="lookup")
         except OrderRejected as exc:
             if exc.code == 404:
                 return None
             raise
-        self._remember(order)
-        return order_result(order, self.name)
 
     async def cancel_order(self, client_order_id: str) -> None:
         """Cancel by client order id (looked up when this process has not seen the order's id)."""
@@ -778,12 +784,9 @@ class AlpacaBroker:
 
     async def resolve_order(self, client_order_id: str) -> OrderResult | None:
         """GET the order by client order id; emit what the stream missed of it. None when Alpaca has no such order."""
-        try:
-            order = await self._call(self._client_fn("get_order_by_client_id"), client_order_id, op="lookup")
-        except OrderRejected as exc:
-            if exc.code == 404:
-                return None
-            raise
+        order = await self._order_by_client_id(client_order_id)
+        if order is None:
+            return None
         async with self._event_lock:
             await self._reconcile_order(order)
         return order_result(order, self.name)
