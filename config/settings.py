@@ -310,6 +310,15 @@ class ShutdownSettings(_Section):
     timeout_seconds: float = Field(20.0, gt=0)
 
 
+class ExitsSettings(_Section):
+    """Protective stops held at the broker (issue 13): a position stays protected while the daemon is down."""
+
+    broker_stop: bool = True
+    trail_broker_stop: bool = True
+    stop_replace_min_seconds: float = Field(30.0, ge=0, description="rate limit of moving a resting stop")
+    stop_confirm_timeout_seconds: float = Field(10.0, gt=0, description="wait for a cancelled stop to be final")
+
+
 def _default_state_dir() -> Path:
     # systemd's StateDirectory= exports STATE_DIRECTORY=/var/lib/ordergate
     return Path(os.environ.get("STATE_DIRECTORY", ".ordergate"))
@@ -344,6 +353,7 @@ class Settings(BaseSettings):
     journal: JournalSettings = Field(default_factory=JournalSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    exits: ExitsSettings = Field(default_factory=ExitsSettings)
 
     @model_validator(mode="after")
     def _wire(self) -> Settings:

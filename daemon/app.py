@@ -34,6 +34,7 @@ from pipeline.models import AccountState, BrokerEvent, OrderIntent, OrderResult,
 from pipeline.orchestrator import BotOrchestrator
 from pipeline.order_router import OrderRouter
 from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
+from pipeline.protective_stops import STOP_KIND, ProtectiveStops
 from pipeline.reconciler import PositionReconciler, ReconciliationReport
 from pipeline.state_manager import PersistentStateManager
 from pipeline.trade_journal import TradeJournalWriter
@@ -129,6 +130,12 @@ class Core:
             entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
         )
+        self.stops = ProtectiveStops(
+            settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
+            register=self.lifecycle.register_intent, journal=self.journal, alert=self.alert,
+            timeout=settings.broker.request_timeout_seconds,
+        )
+        self.lifecycle.stops = self.stops
         listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
                                     settle=self.settle if clock.simulated else None)
@@ -192,6 +199,8 @@ class Core:
         self._event_task = asyncio.create_task(self._consume_events(), name="broker-events")
         await self.settle()
         await self.recover_open_orders()
+        await self.stops.check_at_start()  # every open position has its resting stop; orphans are cancelled
+        await self.settle()
         await self.sync_account()
 
     async def stop(self) -> None:
@@ -356,9 +365,10 @@ class Core:
                     reservations.reserve(intent)
                     # what already filled is in the ledger: the reservation holds the rest only
                     reservations.filled(intent.client_order_id, applied.get(intent.client_order_id, 0.0))
-                else:
+                elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
                     self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
                 self.orchestrator.validator.track(intent)
+            await self.stops.rebuild()
         self.lifecycle.rebuild_index()
 
     # -- account view ---------------------------------------------------------------------------------
@@ -535,7 +545,8 @@ class Core:
              "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
              "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
              "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
-             "entry_time": p.entry_time.isoformat() if p.entry_time else None}
+             "entry_time": p.entry_time.isoformat() if p.entry_time else None,
+             "resting_stop": self.stops.view(p.symbol)}
             for p in self.ledger.positions()
         ]
 

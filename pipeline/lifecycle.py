@@ -100,6 +100,7 @@ class LifecycleManager:
         self._eod_at: datetime | None = None
         self.issues: list[FillIssue] = []
         self.round_trips = 0
+        self.stops: Any = None  # pipeline.protective_stops.ProtectiveStops (set by the daemon): stops at the broker
 
     # -- registry -------------------------------------------------------------------------------------
     def exiting(self, ticker: str) -> bool:
@@ -186,6 +187,10 @@ class LifecycleManager:
             states = self.clouds.recent_states(pos.ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
         signal = self.monitor.check_all(pos, price, states, None, self.clock.now())
         if signal is None:
+            if states and self.stops is not None:  # the trailing level moves the resting stop (rate-limited)
+                level = self.monitor.trailing_stop_level(pos, states)
+                if level is not None:
+                    self.stops.trail(pos, level)
             return None
         return self._exit(pos, signal)
 
@@ -244,8 +249,18 @@ class LifecycleManager:
         log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
                  symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority, reason=signal.reason)
         if self.router is not None:
-            self.router.dispatch(intent)
+            if self.stops is not None and self.stops.guards(pos.symbol):
+                self.router.dispatch_after(intent, self._release_stop)  # one exit, never two
+            else:
+                self.router.dispatch(intent)
         return intent
+
+    async def _release_stop(self, intent: OrderIntent) -> OrderIntent | str:
+        """Cancel the position's resting stop (confirmed) before its exit; the exit to send or why not."""
+        ready = await self.stops.release(intent)
+        if isinstance(ready, OrderIntent) and ready is not intent:
+            self.register_intent(ready)
+        return ready
 
     async def emergency_close_all(self, reason: str = "flatten") -> list[OrderIntent]:
         """Cancel every open order and close every position now."""
@@ -281,6 +296,8 @@ class LifecycleManager:
             )
         for issue in self.validator.on_update(update, now):
             await self._issue(issue)
+        if self.stops is not None:
+            self.stops.on_update(update)
         if not update.status.is_final:
             return
         intent = self.intents.get(update.client_order_id)
@@ -291,6 +308,8 @@ class LifecycleManager:
             # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
             # loop looks at the position again
             del self.pending_exits[intent.symbol]
+            if self.stops is not None:
+                self.stops.exit_over(intent.symbol)  # still open: its protective stop goes back
         if update.status == OrderStatus.REJECTED:
             log.warning("order_rejected", signal_id=intent.signal_id if intent else None,
                         client_order_id=update.client_order_id, reason=update.reason)
@@ -320,6 +339,10 @@ class LifecycleManager:
             self._index(after)
         if after is None and self.pending_exits.get(fill.symbol) == fill.client_order_id:
             del self.pending_exits[fill.symbol]
+            if self.stops is not None:
+                self.stops.exit_over(fill.symbol)
+        if self.stops is not None:
+            self.stops.on_fill(fill, intent)
         if trip is not None:
             await self._closed(trip, fill)
 
