@@ -115,9 +115,12 @@ async def test_a_daemon_exit_cancels_the_stop_first_and_sells_once(tmp_path: Pat
         await _enter(core)
         held = core.ledger.holdings["AAPL"].quantity
         (stop,) = _open_stops(_paper(core))
-        await core.lifecycle.emergency_close_all("test flatten")  # flatten: cancels the stops as it closes
+        (exit_intent,) = await core.lifecycle.emergency_close_all("test flatten")  # flatten cancels the stops
         await core.settle()
         assert stop.status == OrderStatus.CANCELED
+        calls = [(r.method, r.client_order_id) for r in _paper(core).request_log]
+        assert calls.index(("cancel_order", stop.client_order_id)) < calls.index(("submit_order",
+                                                                                   exit_intent.client_order_id))
         assert "AAPL" not in core.ledger.holdings
         await _bar(core, "AAPL", 90.0, low=89.0)  # the price falls through the old level: nothing left to sell
         assert _sells(_paper(core), "AAPL") == pytest.approx(held)
