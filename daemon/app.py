@@ -59,7 +59,9 @@ def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) ->
     if name == "ibkr":
         from adapters.ibkr import IBKRBroker
 
-        return IBKRBroker(settings.ibkr, clock)
+        broker = IBKRBroker(settings.ibkr, clock)
+        broker.attach_stops = settings.exits.broker_stop  # the entry's protective STP rides with it as a child
+        return broker
     raise ValueError(f"unknown broker {name!r}")
 
 

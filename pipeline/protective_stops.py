@@ -241,17 +241,24 @@ class ProtectiveStops:
             lock = self._locks[symbol] = asyncio.Lock()
         return lock
 
-    async def _sync(self, symbol: str) -> None:
+    async def _sync(self, symbol: str, at_broker: dict[str, float] | None = None) -> None:
+        """`at_broker` (start-up): signed quantities the brokers hold; a stop never exceeds what the broker holds
+        (a sell stop without the shares behind it would open a short when it fires)."""
         if symbol in self._releasing:
             return
         pos = self.ledger.position(symbol)
         stop = self.stops.get(symbol)
-        if pos is None or pos.shares <= _EPS:
+        qty = abs(pos.shares) if pos is not None else 0.0
+        if pos is not None and at_broker is not None:
+            held = at_broker.get(symbol, 0.0)
+            qty = min(qty, abs(held)) if (held > 0) == pos.is_long else 0.0
+            if qty <= _EPS:
+                await self._unprotected(symbol, "the broker holds no such position (see reconciliation)")
+        if pos is None or qty <= _EPS:
             if stop is not None and stop.live:
                 log.info("protective_stop_orphaned", symbol=symbol, client_order_id=stop.client_order_id)
                 await self._cancel_confirmed(stop)
             return
-        qty = abs(pos.shares)
         mine = stop is not None and stop.signal_id == (pos.signal_id or pos.symbol)
         level = self._targets.get(symbol) or (stop.stop_price if mine and stop else round_stop(pos.stop_loss))
         if stop is None or not stop.live:
@@ -293,6 +300,11 @@ class ProtectiveStops:
         self._targets.pop(pos.symbol, None)
         result = await self.router.submit(intent)
         self._apply(stop, result)
+        if result.quantity > 0 and abs(result.quantity - qty) > _EPS:
+            # already at the broker with another size: the child the venue attached to the entry (IB: the whole
+            # entry's quantity), or a send before a restart; the next sync brings it to what is held
+            stop.quantity = result.quantity
+            self._dirty.add(pos.symbol)
         if result.status == OrderStatus.REJECTED:
             await self._unprotected(pos.symbol, f"stop rejected by {name}: {result.reason}")
             return
@@ -463,12 +475,24 @@ class ProtectiveStops:
                 if order.client_order_id.startswith(STOP_PREFIX) and order.client_order_id not in current:
                     if await self._cancel_stray(broker, order):
                         done["cancelled"].append(order.client_order_id)
+        at_broker: dict[str, float] | None = {}
+        for name, broker in self.brokers.items():
+            if not broker.is_connected():
+                at_broker = None  # a position there cannot be checked: size by the ledger
+                break
+            try:
+                for bp in await broker.get_positions():
+                    at_broker[bp.symbol] = at_broker.get(bp.symbol, 0.0) + bp.quantity
+            except BrokerError as exc:  # cannot tell what is held: size by the ledger
+                log.warning("protective_stop_positions_failed", broker=name, error=str(exc))
+                at_broker = None
+                break
         symbols = set(self.stops) | set(self.ledger.holdings)
         for symbol in sorted(symbols):
             before = self.stops.get(symbol)
             was = before.client_order_id if before is not None and before.live else None
             async with self._lock(symbol):
-                await self._sync(symbol)
+                await self._sync(symbol, at_broker)
             after = self.stops.get(symbol)
             if after is not None and after.live and after.client_order_id != was:
                 done["placed"].append(after.client_order_id)

@@ -237,3 +237,42 @@ async def test_restart_places_a_missing_stop_at_the_journals_level(tmp_path: Pat
         assert [o.client_order_id for o in _open_stops(_paper(core))] == [placed.client_order_id]
     finally:
         await core.stop()
+
+
+async def test_restart_cancels_a_stop_whose_position_is_gone_and_a_stray_one(tmp_path: Path) -> None:
+    from pipeline.models import OrderIntent, Side
+
+    clock = SimulatedClock(NOW)
+    core = await _core(tmp_path, clock)
+    try:
+        await _enter(core)
+        held = core.ledger.holdings["AAPL"].quantity
+        (stop,) = _open_stops(_paper(core))
+    finally:
+        core.settings.shutdown.cancel_inflight_entries = False
+        await core.stop()
+    # while the daemon is down: the position is sold in the broker's app, and a stop of ours the journal never
+    # heard of rests for MSFT (a crash between its send and its journal row cannot happen; a hand-made one can)
+    book = PaperBroker(PaperSettings(), clock, state_path=tmp_path / "state" / "paper_book.json")
+    seen: list[Any] = []
+
+    async def someone_else(event: Any) -> None:  # that app saw its own fill: it is not redelivered to us
+        seen.append(event)
+
+    book.set_event_handler(someone_else)
+    await book.connect()
+    book.set_price("MSFT", 50.0)
+    await book.submit_order(OrderIntent("manual-sale", "manual", "AAPL", Side.SELL, held, reference_price=100.0))
+    await book.submit_order(OrderIntent(client_order_id_for("nobody", "stop0"), "nobody", "MSFT", Side.SELL, 1,
+                                        order_type=OrderType.STOP, stop_price=40.0, reference_price=40.0))
+    await book.drain()
+    await book.close()
+    core = await _core(tmp_path, clock)
+    try:
+        paper = _paper(core)
+        assert _open_stops(paper) == []  # no stop without shares behind it (it would open a short)
+        assert paper._orders[stop.client_order_id].status == OrderStatus.CANCELED
+        assert paper.position("AAPL")[0] == 0.0 and "AAPL" in core.ledger.holdings  # reconciliation's to tell
+        assert core.positions()[0]["resting_stop"]["status"] == "unprotected"
+    finally:
+        await core.stop()

@@ -190,3 +190,29 @@ async def test_sigkill_then_price_falls_through_the_stop_booked_once_on_restart(
         code = await asyncio.to_thread(again.stop)
     assert code == 0, again.text()[-3000:]
     assert _trades(state_dir) == [("AAPL", BROKER_STOP_EXIT, qty)]  # once, also after a clean stop
+
+
+async def test_an_option_position_at_alpaca_is_marked_unprotected_and_the_operator_told(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    from pipeline.models import InstrumentType, Position
+
+    core = await _core(tmp_path, fake)
+    alerts: list[tuple[str, str]] = []
+
+    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
+        alerts.append((kind, message))
+
+    core.alert_hook = hook
+    try:
+        occ = "AAPL261218C00230000"
+        core.ledger.adopt(Position("AAPL", "long", 5.0, 5.0, 2, 2.5, symbol=occ, instrument_type=InstrumentType.OPTIONS,
+                                   broker="alpaca", signal_id="sig-opt", multiplier=100.0), 2)
+        core.stops.request_sync(occ)  # what an entry fill does
+        await core.settle()
+        assert [o for o in fake.orders.values() if o["type"] == "stop"] == []
+        (shown,) = core.positions()
+        assert shown["resting_stop"]["status"] == "unprotected" and "options" in shown["resting_stop"]["reason"]
+        assert [kind for kind, _ in alerts] == ["position_unprotected"] and occ in alerts[0][1]
+    finally:
+        await core.stop()
