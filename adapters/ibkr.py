@@ -756,6 +756,8 @@ class IBKRBroker:
         tracked = self._orders.setdefault(cid, _Tracked(cid))
         tracked.symbol, tracked.quantity = intent.symbol, float(child.totalQuantity)
         tracked.side = Side.SELL if intent.side == Side.BUY else Side.BUY
+        if tracked.order_id and self._reusable(tracked.order_id):
+            child.orderId = tracked.order_id  # a resend of the pair: the same child, never a second one
         trade = self.ib.placeOrder(contract, child)
         tracked.order_id = trade.order.orderId
         self._by_order_id[tracked.order_id] = cid

@@ -250,12 +250,12 @@ class LifecycleManager:
                  symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority, reason=signal.reason)
         if self.router is not None:
             if self.stops is not None and self.stops.guards(pos.symbol):
-                self.router.dispatch_after(intent, self._release_stop)  # one exit, never two
+                self.router.dispatch_after(intent, self.release_stop)  # one exit, never two
             else:
                 self.router.dispatch(intent)
         return intent
 
-    async def _release_stop(self, intent: OrderIntent) -> OrderIntent | str:
+    async def release_stop(self, intent: OrderIntent) -> OrderIntent | str:
         """Cancel the position's resting stop (confirmed) before its exit; the exit to send or why not."""
         ready = await self.stops.release(intent)
         if isinstance(ready, OrderIntent) and ready is not intent:
@@ -308,8 +308,6 @@ class LifecycleManager:
             # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
             # loop looks at the position again
             del self.pending_exits[intent.symbol]
-            if self.stops is not None:
-                self.stops.exit_over(intent.symbol)  # still open: its protective stop goes back
         if update.status == OrderStatus.REJECTED:
             log.warning("order_rejected", signal_id=intent.signal_id if intent else None,
                         client_order_id=update.client_order_id, reason=update.reason)
@@ -339,8 +337,6 @@ class LifecycleManager:
             self._index(after)
         if after is None and self.pending_exits.get(fill.symbol) == fill.client_order_id:
             del self.pending_exits[fill.symbol]
-            if self.stops is not None:
-                self.stops.exit_over(fill.symbol)
         if self.stops is not None:
             self.stops.on_fill(fill, intent)
         if trip is not None:

@@ -133,7 +133,7 @@ class ProtectiveStops:
         self._locks: dict[str, asyncio.Lock] = {}
         self._dirty: set[str] = set()
         self._syncing: set[str] = set()
-        self._releasing: set[str] = set()
+        self._releasing: dict[str, str] = {}         # symbol -> the daemon exit its stop was released for
 
     @property
     def enabled(self) -> bool:
@@ -174,6 +174,9 @@ class ProtectiveStops:
     def on_update(self, update: OrderUpdate) -> None:
         """A status of one of our stops: a stop that ended without selling (expired, cancelled by hand) is put
         back while its position is open."""
+        released = self._released_for(update.client_order_id)
+        if released is not None and update.status.is_final:
+            self.exit_over(released)  # the exit is over: a position still open gets its stop back
         symbol = self._by_coid.get(update.client_order_id)
         stop = self.stops.get(symbol) if symbol else None
         if stop is None or stop.client_order_id != update.client_order_id:
@@ -191,8 +194,14 @@ class ProtectiveStops:
 
     def exit_over(self, symbol: str) -> None:
         """A daemon exit of this symbol is final: if the position is still open, it gets its stop back."""
-        self._releasing.discard(symbol)
+        self._releasing.pop(symbol, None)
         self.request_sync(symbol)
+
+    def _released_for(self, client_order_id: str) -> str | None:
+        for symbol, exit_coid in self._releasing.items():
+            if exit_coid == client_order_id:
+                return symbol
+        return None
 
     def trail(self, position: Position, level: float) -> bool:
         """Move the resting stop to `level` if that is tighter and the last move is old enough; True if asked."""
@@ -365,19 +374,19 @@ class ProtectiveStops:
         of the stop's fills not yet applied; filled -> nothing is left to sell. Unconfirmed -> nothing is sent.
         """
         symbol = exit_intent.symbol
-        self._releasing.add(symbol)
+        self._releasing[symbol] = exit_intent.client_order_id
         async with self._lock(symbol):
             stop = self.stops.get(symbol)
             if stop is not None and stop.live:
                 if not await self._cancel_confirmed(stop):
-                    self._releasing.discard(symbol)
+                    self._releasing.pop(symbol, None)
                     return f"protective stop {stop.client_order_id} could not be confirmed cancelled; it still rests"
             pos = self.ledger.position(symbol)
             held = abs(pos.shares) if pos is not None else 0.0
             unapplied = max(0.0, stop.filled_qty - stop.applied_qty) if stop is not None else 0.0
             qty = min(exit_intent.quantity, held - unapplied)
             if qty <= _EPS:
-                self._releasing.discard(symbol)
+                self._releasing.pop(symbol, None)
                 log.info("exit_not_needed", symbol=symbol, client_order_id=exit_intent.client_order_id,
                          reason="the broker's stop sold the position")
                 return "nothing to sell: the broker's protective stop filled first"

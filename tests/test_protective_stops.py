@@ -276,3 +276,26 @@ async def test_restart_cancels_a_stop_whose_position_is_gone_and_a_stray_one(tmp
         assert core.positions()[0]["resting_stop"]["status"] == "unprotected"
     finally:
         await core.stop()
+
+
+async def test_a_partial_sell_releases_the_stop_then_protects_the_rest(tmp_path: Path) -> None:
+    from pipeline.trading_service import TradingConfig, TradingService
+
+    core = await _core(tmp_path)
+    try:
+        await _enter(core)
+        held = core.ledger.holdings["AAPL"].quantity
+        (first,) = _open_stops(_paper(core))
+        service = TradingService(TradingConfig(), orchestrator=core.orchestrator, ledger=core.ledger,
+                                 price_lookup=core.ledger.last_prices.get, account=core.account_state,
+                                 clock=core.clock, lifecycle=core.lifecycle, settle=core.settle)
+        result = await service.sell("AAPL", shares=50)
+        await core.settle()
+        assert result.ok, result
+        assert first.status == OrderStatus.CANCELED  # released before the sale: never two sells for one share
+        (rest,) = _open_stops(_paper(core))
+        assert (rest.quantity, rest.stop_price) == (held - 50, 97.0)
+        await _bar(core, "AAPL", 96.0, low=95.0)
+        assert _sells(_paper(core), "AAPL") == pytest.approx(held) and _paper(core).position("AAPL")[0] == 0.0
+    finally:
+        await core.stop()

@@ -20,7 +20,8 @@ from pipeline.models import client_order_id_for
 from pipeline.protective_stops import BROKER_STOP_EXIT
 from tests.daemon_proc import DaemonProcess, base_env
 from tests.fakes.alpaca_server import FINAL, FakeAlpaca
-from tests.test_alpaca_daemon import _cli, _core, _held, _signal, _status, _until
+from tests.test_alpaca_daemon import _cli, _held, _signal, _status, _until
+from tests.test_alpaca_daemon import _core as _alpaca_core
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,6 +30,11 @@ pytestmark = pytest.mark.timeout(120)
 async def fake() -> AsyncIterator[FakeAlpaca]:
     async with FakeAlpaca() as server:
         yield server
+
+
+async def _core(tmp_path: Path, fake: FakeAlpaca, **overrides: Any) -> Core:
+    exits = {"broker_stop": True, **overrides.pop("exits", {})}
+    return await _alpaca_core(tmp_path, fake, exits=exits, **overrides)
 
 
 def _stops(fake: FakeAlpaca, symbol: str = "AAPL", open_only: bool = True) -> list[dict[str, Any]]:
