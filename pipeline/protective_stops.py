@@ -263,6 +263,10 @@ class ProtectiveStops:
             qty = min(qty, abs(held)) if (held > 0) == pos.is_long else 0.0
             if qty <= _EPS:
                 await self._unprotected(symbol, "the broker holds no such position (see reconciliation)")
+        if pos is not None and not pos.signal_id:
+            # adopted from the broker: no stop level of ours (the ledger's is its entry price), not our position
+            await self._unprotected(symbol, "not opened by ordergate: no stop level to rest")
+            qty = 0.0
         if pos is None or qty <= _EPS:
             if stop is not None and stop.live:
                 log.info("protective_stop_orphaned", symbol=symbol, client_order_id=stop.client_order_id)
