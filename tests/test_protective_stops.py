@@ -18,6 +18,7 @@ from daemon.app import Core
 from pipeline.clock import SimulatedClock
 from pipeline.models import Bar, CloudState, OrderStatus, OrderType, TradeSignal, client_order_id_for
 from pipeline.protective_stops import BROKER_STOP_EXIT
+from tests.protective_audit import oversold, protection_gaps
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET on a Tuesday: the market is open
 
@@ -87,6 +88,7 @@ async def test_entry_fill_rests_a_stop_for_the_filled_quantity(tmp_path: Path) -
         assert core.journal is not None
         row = await core.journal.get_order(stop.client_order_id)
         assert row is not None and row["kind"] == "stop" and row["status"] == "new"
+        assert protection_gaps(_paper(core)) == []
         # the kill switch stops entries, never the protective stop
         core.kill_switch.activate("test", source="test")
         await core.settle()
@@ -125,7 +127,7 @@ async def test_a_daemon_exit_cancels_the_stop_first_and_sells_once(tmp_path: Pat
         await _bar(core, "AAPL", 90.0, low=89.0)  # the price falls through the old level: nothing left to sell
         assert _sells(_paper(core), "AAPL") == pytest.approx(held)
         assert [t["exit_type"] for t in await _trades(core)] == ["flatten"]
-        assert _open_stops(_paper(core)) == []
+        assert _open_stops(_paper(core)) == [] and oversold(_paper(core)) == []
     finally:
         await core.stop()
 
@@ -151,6 +153,7 @@ async def test_broker_stop_filled_before_the_daemon_exit_leaves_nothing_to_sell(
         row = await core.journal.get_order(exit_intent.client_order_id)
         assert row is not None and row["status"] == "canceled" and "nothing to sell" in row["reason"]
         assert [t["exit_type"] for t in await _trades(core)] == [BROKER_STOP_EXIT]
+        assert oversold(paper) == [] and protection_gaps(paper) == []
     finally:
         await core.stop()
 
@@ -295,7 +298,25 @@ async def test_a_partial_sell_releases_the_stop_then_protects_the_rest(tmp_path:
         assert first.status == OrderStatus.CANCELED  # released before the sale: never two sells for one share
         (rest,) = _open_stops(_paper(core))
         assert (rest.quantity, rest.stop_price) == (held - 50, 97.0)
+        assert protection_gaps(_paper(core)) == []
         await _bar(core, "AAPL", 96.0, low=95.0)
         assert _sells(_paper(core), "AAPL") == pytest.approx(held) and _paper(core).position("AAPL")[0] == 0.0
     finally:
         await core.stop()
+
+
+async def test_the_audit_catches_an_unprotected_position_and_a_double_sale() -> None:
+    from pipeline.models import OrderIntent, Side
+
+    book = PaperBroker(PaperSettings(), SimulatedClock(NOW))
+    book.set_price("AAPL", 100.0)
+    await book.submit_order(OrderIntent("buy", "s", "AAPL", Side.BUY, 10, reference_price=100.0))
+    assert protection_gaps(book) == ["AAPL: position 10 has 0 resting stops"]
+    await book.submit_order(OrderIntent(client_order_id_for("s", "stop0"), "s", "AAPL", Side.SELL, 10,
+                                        order_type=OrderType.STOP, stop_price=97.0, reference_price=97.0,
+                                        reduce_only=True))
+    assert protection_gaps(book) == [] and oversold(book) == []
+    await book.submit_order(OrderIntent("exit", "s", "AAPL", Side.SELL, 10, reference_price=100.0))
+    assert protection_gaps(book) == [f"AAPL: stop {client_order_id_for('s', 'stop0')} rests without a position"]
+    book.set_price("AAPL", 96.0)  # the stop left behind fires: the long is sold twice
+    assert oversold(book) == [f"AAPL: 0 -> -10 by {client_order_id_for('s', 'stop0')}"]

@@ -19,6 +19,7 @@ from pipeline.clock import SimulatedClock
 from pipeline.models import Bar, OrderStatus, OrderType
 from pipeline.protective_stops import BROKER_STOP_EXIT
 from tests.daemon_proc import DaemonProcess, base_env, cli
+from tests.protective_audit import oversold, protection_gaps
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -58,6 +59,7 @@ def test_stop_fills_in_the_paper_book_while_the_daemon_is_down(tmp_path: Path) -
         first.kill9()
         first.stop()
     book = _book(state_dir)
+    assert protection_gaps(book) == []  # the position rests its stop across the kill
     (stop,) = _open_stops(book)
     assert stop.client_order_id == shown["client_order_id"]
     level = stop.stop_price
@@ -73,7 +75,7 @@ def test_stop_fills_in_the_paper_book_while_the_daemon_is_down(tmp_path: Path) -
         second.wait_for("daemon_ready")
         assert [p for p in _status_positions(state_dir, env) if p["symbol"] == "AAPL"] == []
         assert _trades(state_dir) == [("AAPL", BROKER_STOP_EXIT, 10.0)]
-        assert _open_stops(_book(state_dir)) == []
+        assert _open_stops(_book(state_dir)) == [] and oversold(_book(state_dir)) == []
     finally:
         assert second.stop() == 0
     assert _trades(state_dir) == [("AAPL", BROKER_STOP_EXIT, 10.0)]
