@@ -132,6 +132,11 @@ async def test_trailing_moves_the_stop_with_a_replace(tmp_path: Path, fake: Fake
         (patch,) = fake.replaces()
         assert patch.body["stop_price"] == 99.25 and patch.body["client_order_id"] == new["client_order_id"]
         assert float(new["qty"]) == qty
+        assert await fake.trade("AAPL", 99.0) == [new["client_order_id"]]  # fills there, on the live stream
+        await _until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked")
+        await core.settle()
+        assert core.trades is not None
+        assert [t.exit_type for t in await core.trades.all_trades()] == [BROKER_STOP_EXIT]
     finally:
         await core.stop()
 

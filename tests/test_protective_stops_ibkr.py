@@ -106,3 +106,30 @@ async def test_entry_goes_out_with_its_stop_attached_as_a_child(tmp_path: Path, 
         assert len(tws.place_requests) == 3  # the daemon sent no exit of its own
     finally:
         await core.stop()
+
+
+async def test_restart_with_the_child_gone_places_a_standalone_stop(tmp_path: Path, tws: FakeTWS) -> None:
+    core = await _core(tmp_path, tws, shutdown={"cancel_inflight_entries": False})
+    try:
+        signal_id, qty = await _enter(core)
+        (child,) = tws.orders_with_ref(client_order_id_for(signal_id, "stop0"))
+    finally:
+        await core.stop()
+    child.status = "Cancelled"  # cancelled in TWS by hand while the daemon is down
+    core = await _core(tmp_path, tws, shutdown={"cancel_inflight_entries": False})
+    try:
+        stop_ref = client_order_id_for(signal_id, "stop1")
+        await _until(lambda: bool(tws.orders_with_ref(stop_ref)), "a new stop")
+        (placed,) = tws.orders_with_ref(stop_ref)
+        assert (placed.order_type, float(placed.aux_price), placed.action) == ("STP", 97.0, "SELL")
+        assert placed.quantity == qty
+        assert placed.parent_id == 0 and not placed.is_done  # on its own: the entry is long done
+        assert core.stops.view("AAPL")["client_order_id"] == stop_ref
+    finally:
+        await core.stop()
+    core = await _core(tmp_path, tws, shutdown={"cancel_inflight_entries": False})
+    try:  # resting: left alone
+        await core.settle()
+        assert len(tws.place_requests) == 3 and core.stops.view("AAPL")["client_order_id"] == stop_ref
+    finally:
+        await core.stop()

@@ -583,8 +583,8 @@ class FakeTWS:
             self._modify(existing, fields)
             return
         parent_id = int(fields[28] or 0)
-        if parent_id:
-            script = OrderScript("rest")  # an attached child (a protective stop) rests until it triggers
+        if parent_id or (fields[18] == "STP" and not self.scripts):
+            script = OrderScript("rest")  # a stop (an attached child, or one unscripted) rests until trade() hits it
         else:
             script = self.scripts.popleft() if self.scripts else self.default_script
         if script.action == "pacing":
