@@ -65,6 +65,7 @@ BROKER_STOP_EXIT = "stop_loss (broker)"
 STOP_KIND = "stop"
 STOP_PREFIX = "og-stop"
 _EPS = 1e-9
+MAX_PUT_BACK = 3  # a stop the broker keeps ending (cancelled, expired) is put back this often, then alerted
 AlertFn = Callable[..., Awaitable[None]]
 
 
@@ -134,6 +135,7 @@ class ProtectiveStops:
         self._dirty: set[str] = set()
         self._syncing: set[str] = set()
         self._releasing: dict[str, str] = {}         # symbol -> the daemon exit its stop was released for
+        self._put_back: dict[str, int] = {}          # symbol -> stops put back after the broker ended them
 
     @property
     def enabled(self) -> bool:
@@ -184,12 +186,15 @@ class ProtectiveStops:
         stop.status = update.status
         stop.filled_qty = max(stop.filled_qty, update.filled_qty)
         stop.broker_order_id = update.broker_order_id or stop.broker_order_id
-        if update.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
-            if update.status == OrderStatus.REJECTED:
-                self.unprotected[stop.symbol] = f"stop rejected: {update.reason}"
-            elif symbol not in self._releasing:
-                log.warning("protective_stop_gone", symbol=symbol, client_order_id=stop.client_order_id,
-                            status=str(update.status), reason=update.reason)
+        if update.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED) \
+                and stop.symbol not in self._releasing:
+            log.warning("protective_stop_gone", symbol=stop.symbol, client_order_id=stop.client_order_id,
+                        status=str(update.status), reason=update.reason)
+            tries = self._put_back[stop.symbol] = self._put_back.get(stop.symbol, 0) + 1
+            if update.status == OrderStatus.REJECTED or tries > MAX_PUT_BACK:
+                why = f"stop {update.status} by {stop.broker}: {update.reason or 'no reason given'}"
+                self.router.spawn(self._unprotected(stop.symbol, why), f"stop-alert-{stop.symbol}")
+            else:
                 self.request_sync(stop.symbol)
 
     def exit_over(self, symbol: str) -> None:
@@ -239,8 +244,9 @@ class ProtectiveStops:
                 self._dirty.discard(symbol)
                 async with self._lock(symbol):
                     await self._sync(symbol)
-        except Exception:  # a stop that could not be placed must not kill the loop: reconcile says so
+        except Exception as exc:  # a stop that could not be placed: the position is unprotected, and we say so
             log.exception("protective_stop_sync_failed", symbol=symbol)
+            await self._unprotected(symbol, f"placing its stop failed: {exc!r}")
         finally:
             self._syncing.discard(symbol)
 
@@ -267,6 +273,8 @@ class ProtectiveStops:
             # adopted from the broker: no stop level of ours (the ledger's is its entry price), not our position
             await self._unprotected(symbol, "not opened by ordergate: no stop level to rest")
             qty = 0.0
+        if pos is None:
+            self._put_back.pop(symbol, None)
         if pos is None or qty <= _EPS:
             if stop is not None and stop.live:
                 log.info("protective_stop_orphaned", symbol=symbol, client_order_id=stop.client_order_id)

@@ -227,3 +227,31 @@ async def test_an_option_position_at_alpaca_is_marked_unprotected_and_the_operat
         assert [kind for kind, _ in alerts] == ["position_unprotected"] and occ in alerts[0][1]
     finally:
         await core.stop()
+
+
+async def test_a_stop_cancelled_at_alpaca_is_put_back_then_alerted_if_it_keeps_going(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    from pipeline.protective_stops import MAX_PUT_BACK
+
+    core = await _core(tmp_path, fake)
+    alerts: list[str] = []
+
+    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
+        alerts.append(kind)
+
+    core.alert_hook = hook
+    try:
+        signal_id, _ = await _entered(core, fake)
+        for n in range(1, MAX_PUT_BACK + 1):
+            (stop,) = _stops(fake)
+            await fake.cancel(stop["client_order_id"])  # cancelled in Alpaca's app
+            again = client_order_id_for(signal_id, f"stop{n}")
+            await _until(lambda again=again: [o["client_order_id"] for o in _stops(fake)] == [again],
+                         what=f"stop put back ({n})")
+        (stop,) = _stops(fake)
+        await fake.cancel(stop["client_order_id"])
+        await _until(lambda: "position_unprotected" in alerts, what="the operator told")
+        assert _stops(fake) == [] and core.positions()[0]["resting_stop"]["status"] == "unprotected"
+    finally:
+        await core.stop()
