@@ -137,9 +137,9 @@ class StopVenue(Protocol):
     """A broker that can hold protective stops: says which it refuses and moves a resting one in place.
 
     `replace_stop` changes the quantity and stop price of the resting stop `client_order_id` (Alpaca
-    PATCH /v2/orders/{id}, IB re-placing the same order id); the order is known as `new_client_order_id`
-    afterwards where the venue gives a replacement its own id (Alpaca, paper), else under its old id (IB). The
-    answer names the id it is known by now.
+    PATCH /v2/orders/{id}, IB placing the same order id again, the paper book's replace); the order is known as
+    `new_client_order_id` afterwards (Alpaca's replacement carries it, IB's orderRef is changed to it) and the old
+    id ends `replaced`. Raises OrderRejected when the stop is no longer resting (filled, cancelled).
     """
 
     def stop_refusal(self, intent: OrderIntent) -> str | None:
