@@ -136,6 +136,7 @@ class ProtectiveStops:
         self._syncing: set[str] = set()
         self._releasing: dict[str, str] = {}         # symbol -> the daemon exit its stop was released for
         self._put_back: dict[str, int] = {}          # symbol -> stops put back after the broker ended them
+        self._announced: dict[str, OrderIntent] = {}  # symbol -> its next stop, registered before it is placed
 
     @property
     def enabled(self) -> bool:
@@ -171,7 +172,20 @@ class ProtectiveStops:
                 stop.applied_qty += fill.quantity
             return
         if intent is not None and intent.kind == "entry":
+            self._announce(fill.symbol)
             self.request_sync(fill.symbol)
+
+    def _announce(self, symbol: str) -> None:
+        """Register the stop an entry fill is about to get, at once: a venue that attached it to the entry (IB)
+        may report its fill before the placing task has run, and that fill must be known as ours."""
+        stop = self.stops.get(symbol)
+        pos = self.ledger.position(symbol)
+        if not self.enabled or symbol in self._announced or pos is None or not pos.signal_id \
+                or (stop is not None and stop.live):
+            return
+        intent = self._stop_intent(pos, abs(pos.shares), round_stop(pos.stop_loss))
+        self._announced[symbol] = intent
+        self.register(intent)
 
     def on_update(self, update: OrderUpdate) -> None:
         """A status of one of our stops: a stop that ended without selling (expired, cancelled by hand) is put
@@ -275,6 +289,7 @@ class ProtectiveStops:
             qty = 0.0
         if pos is None:
             self._put_back.pop(symbol, None)
+            self._announced.pop(symbol, None)
         if pos is None or qty <= _EPS:
             if stop is not None and stop.live:
                 log.info("protective_stop_orphaned", symbol=symbol, client_order_id=stop.client_order_id)
@@ -305,7 +320,12 @@ class ProtectiveStops:
         )
 
     async def _place(self, pos: Position, qty: float, price: float) -> None:
-        intent = self._stop_intent(pos, qty, price)
+        announced = self._announced.pop(pos.symbol, None)
+        if announced is not None and announced.signal_id == (pos.signal_id or pos.symbol):
+            intent = dataclasses.replace(announced, quantity=qty, stop_price=price, stop_loss=price,
+                                         reference_price=price, created_at=self.clock.now())
+        else:
+            intent = self._stop_intent(pos, qty, price)
         name = intent.broker or self.router.primary
         venue = self.brokers.get(name)
         refusal = venue.stop_refusal(intent) if isinstance(venue, StopVenue) else \
