@@ -11,8 +11,10 @@
     connection refused / connect timeout (nothing sent) -> BrokerUnavailable.
 - Stream: a `TradingStream` subclass runs `_run_forever()` as a task on our loop (never `run()`), under a
   supervisor that restarts it with backoff if it dies. Every time the stream is listening again after a
-  drop, the orders this process tracks that are not final are fetched (GET /v2/orders status=all) and
-  missed fills are synthesized from `filled_qty`, with the deterministic id f"{order_id}:{cum_qty}".
+  drop, the orders this process tracks that are not final are looked up one by one by client order id
+  (GET /v2/orders:by_client_order_id: by identity, so a skewed clock hides nothing) and missed fills are
+  synthesized from `filled_qty`, with the deterministic id f"{order_id}:{cum_qty}". `resolve_order` does the
+  same for one order (the daemon's resolver, issue 12); `clock_offset` measures Alpaca's clock (GET /v2/clock).
   Fills are emitted once: by execution id, and by cumulative quantity per client order id.
 - Events go to the handler in order: for a fill event the `Fill` first, then the `OrderUpdate`.
 """
@@ -357,7 +359,7 @@ class AlpacaBroker:
         name: str = "alpaca",
         *,
         stream_backoff: tuple[float, float] = (1.0, 30.0),
-        catch_up_margin_seconds: float = 5.0,
+        catch_up_margin_seconds: float = 5.0,  # unused since catch-up is by client order id (kept for callers)
     ) -> None:
         self.name = name
         self.settings = settings
@@ -487,7 +489,7 @@ class AlpacaBroker:
         request = self._order_request(intent)
         coid = intent.client_order_id
         fresh = coid not in self._tracked
-        # the local send time bounds the catch-up query until the broker's own timestamp is known
+        # the local send time, until the broker's own timestamp is known
         self._track(coid, symbol=intent.symbol, side=intent.side,
                     submitted_at=self.clock.now() if fresh else None)
         submit = self._client_fn("submit_order")
@@ -582,7 +584,8 @@ class AlpacaBroker:
     async def get_account(self) -> AccountSnapshot:
         account = await self._call(self._client_fn("get_account"), op="account")
         return AccountSnapshot(equity=_f(account.equity), cash=_f(account.cash),
-                               buying_power=_f(account.buying_power), broker=self.name)
+                               buying_power=_f(account.buying_power), broker=self.name,
+                               account_id=str(account.account_number or ""), paper=self.settings.paper)
 
     async def get_clock(self) -> dict[str, Any]:
         """Alpaca's market clock: timestamp, is_open, next_open, next_close."""
@@ -794,24 +797,38 @@ class AlpacaBroker:
         log.error("alpaca_catch_up_gave_up", attempts=attempts)
 
     async def resync(self) -> int:
-        """Fetch the tracked, not-final orders and emit the fills and status changes the stream missed.
+        """Look up every tracked, not-final order by its client order id and emit the fills and status changes
+        the stream missed (by identity, not by a time window: a skewed clock cannot hide an order).
 
         Runs by itself after every stream reconnect; the reconciler may call it too. Returns how many
-        orders were checked. Raises BrokerError when Alpaca cannot be asked.
+        orders were checked. Raises BrokerError when Alpaca cannot be asked (the orders not yet checked are
+        checked on the next call).
         """
-        pending = [t for t in self._tracked.values() if not t.final]
-        if not pending:
-            return 0
-        starts = [t.submitted_at for t in pending if t.submitted_at is not None]
-        after = (min(starts) if starts else self.clock.now()) - self.catch_up_margin
-        orders = await self._orders_since(after)
-        wanted = {t.client_order_id for t in pending}
-        async with self._event_lock:
-            for order in orders:
-                if order.client_order_id in wanted:
-                    await self._reconcile_order(order)
+        pending = [t.client_order_id for t in self._tracked.values() if not t.final]
+        for coid in pending:
+            await self.resolve_order(coid)
         self._prune()
-        return len(wanted)
+        return len(pending)
+
+    async def resolve_order(self, client_order_id: str) -> OrderResult | None:
+        """GET the order by client order id; emit what the stream missed of it. None when Alpaca has no such order."""
+        try:
+            order = await self._call(self._client_fn("get_order_by_client_id"), client_order_id, op="lookup")
+        except OrderRejected as exc:
+            if exc.code == 404:
+                return None
+            raise
+        async with self._event_lock:
+            await self._reconcile_order(order)
+        return order_result(order, self.name)
+
+    async def clock_offset(self) -> float:
+        """Seconds Alpaca's clock is ahead of ours (GET /v2/clock against the midpoint of the request)."""
+        before = self.clock.now()
+        clock = await self._call(self._client_fn("get_clock"), op="clock")
+        after = self.clock.now()
+        midpoint = before + (after - before) / 2
+        return (clock.timestamp - midpoint).total_seconds()
 
     def _prune(self) -> None:
         """Bound memory in a long run: forget the oldest final orders and fill ids."""
@@ -821,17 +838,6 @@ class AlpacaBroker:
                 del self._tracked[coid]
         while len(self._seen_fills) > MAX_TRACKED:
             self._seen_fills.popitem(last=False)
-
-    async def _orders_since(self, after: datetime) -> list[Order]:
-        out: list[Order] = []
-        for _ in range(10):  # at most 5000 orders
-            request = GetOrdersRequest(status=QueryOrderStatus.ALL, after=after, direction=Sort.ASC, limit=500)
-            page = await self._call(self._client_fn("get_orders"), request, op="catch_up")
-            out.extend(page)
-            if len(page) < 500:
-                break
-            after = page[-1].submitted_at
-        return out
 
     async def _reconcile_order(self, order: Order) -> None:
         tracked = self._remember(order)

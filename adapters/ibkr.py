@@ -881,6 +881,35 @@ class IBKRBroker:
             return self._result(tracked)
         return None
 
+    async def resolve_order(self, client_order_id: str) -> OrderResult | None:
+        """Look the order up by orderRef (open trades, completed orders, executions) and emit the executions and
+        the status the event stream has not delivered for it. None when IB has never heard of it."""
+        result = await self.get_order_by_client_id(client_order_id)
+        if result is None:
+            return None
+        tracked = self._orders.setdefault(client_order_id, _Tracked(client_order_id, symbol=result.symbol,
+                                                                      side=result.side, quantity=result.quantity))
+        tracked.acked = True
+        for ib_fill in sorted((f for f in self.ib.fills() if f.execution.orderRef == client_order_id),
+                              key=lambda f: f.execution.time):
+            if ib_fill.execution.execId not in self._seen_execs:
+                self._seen_execs.add(ib_fill.execution.execId)
+                self._outbox.put(self._make_fill(ib_fill, tracked))
+        if result.status != OrderStatus.PENDING and not (tracked.status.is_final and not result.status.is_final):
+            tracked.status, tracked.reason = result.status, result.reason or tracked.reason
+            tracked.filled = max(tracked.filled, result.filled_qty)
+            tracked.avg_price = result.filled_avg_price or tracked.avg_price
+            self._emit_update(tracked)
+        return result
+
+    async def clock_offset(self) -> float:
+        """Seconds TWS's clock is ahead of ours (reqCurrentTime, whole seconds, against the request's midpoint)."""
+        self._require_connected()
+        before = self.clock.now()
+        server = await self._call(lambda: self.ib.reqCurrentTimeAsync(), "current time")
+        after = self.clock.now()
+        return (server - (before + (after - before) / 2)).total_seconds()
+
     def _find_trade(self, client_order_id: str) -> Trade | None:
         matches = [t for t in self.ib.trades() if t.order.orderRef == client_order_id]
         active = [t for t in matches if not t.isDone()]
@@ -969,9 +998,12 @@ class IBKRBroker:
         missing = [t for t in ("NetLiquidation", "TotalCashValue") if t not in by_tag]
         if missing:
             raise RetryableBrokerError(f"{self.name}: account summary lacks {', '.join(missing)}")
+        account = self.settings.account or next((v.account for v in values if v.account), "")
         return AccountSnapshot(
             equity=by_tag["NetLiquidation"], cash=by_tag["TotalCashValue"],
             buying_power=by_tag.get("BuyingPower", by_tag["TotalCashValue"]), broker=self.name,
+            # IB's paper accounts are the D ones (DU..., DF... for advisors); live accounts start with U, F, I
+            account_id=account, paper=account.startswith("D") if account else None,
         )
 
     def _require_connected(self) -> None:

@@ -2,7 +2,9 @@
 
 - Prices come from `on_bars()` (the last close of each symbol). Market orders fill at once at the last price
   plus or minus `slippage_bps` (a buy pays up, a sell receives less) with `commission_per_share`; resting
-  limit and stop orders trigger on a later bar that crosses them (a gap fills at the bar's open).
+  limit and stop orders trigger on a later bar that crosses them (a gap fills at the bar's open). An order
+  that opens a position must be funded at the price it fills at (slippage included; a stop at its stop plus
+  slippage), else it is rejected for buying power.
 - Options (OCC symbols) are priced with Black-Scholes from the underlying's last price; `chain()` serves the
   synthetic option chain of `pipeline.options`.
 - Order updates and fills reach the handler of `set_event_handler` in order, through one queue pumped by a
@@ -288,6 +290,7 @@ class PaperBroker:
         self._reorder_held: BrokerEvent | None = None
         self._option_iv: dict[str, float] = {}
         self._final_json: dict[str, str] = {}
+        self._resolved: dict[str, tuple[str, float]] = {}  # client order id -> status last delivered by a lookup
         self._warned_no_handler = False
         self._resting: dict[str, list[_Order]] = defaultdict(list)
         self.cash = settings.initial_cash
@@ -562,6 +565,22 @@ class PaperBroker:
         order = self._orders.get(client_order_id)
         return None if order is None else self._result(order)
 
+    async def resolve_order(self, client_order_id: str) -> OrderResult | None:
+        """Look the order up and deliver its current status (after any fill re-sent at connect) when it changed
+        since the last lookup: the journal of a daemon that crashed may still call it pending."""
+        result = await self.get_order_by_client_id(client_order_id)
+        order = self._orders.get(client_order_id)
+        if order is not None:
+            key = (str(order.status), order.filled_qty)
+            if self._resolved.get(client_order_id) != key:
+                self._resolved[client_order_id] = key
+                self._emit(self._update_event(order))
+        return result
+
+    async def clock_offset(self) -> float:
+        """The simulated broker runs on our own clock."""
+        return 0.0
+
     async def cancel_order(self, client_order_id: str) -> None:
         """Cancel a resting order; canceling a canceled order is a no-op, a filled one is rejected."""
         self._log_request("cancel_order", client_order_id)
@@ -663,7 +682,8 @@ class PaperBroker:
         """Equity marked to last prices; buying power is cash less the value owed on short positions."""
         long_value, short_value = self._market_values()
         equity = self.cash + long_value - short_value
-        return AccountSnapshot(equity, self.cash, self._buying_power(short_value), self.name)
+        return AccountSnapshot(equity, self.cash, self._buying_power(short_value), self.name, account_id="paper",
+                               paper=True)
 
     def prune(self, keep: int = 2_000) -> int:
         """An in-memory book (no state_path: replays, benchmarks) forgets its oldest final orders beyond `keep`.
@@ -729,7 +749,7 @@ class PaperBroker:
             submitted_at=self.clock.now(),
         )
         price = _immediate_price(order, last, self._slip)
-        self._check_funding(order, price if price is not None else (order.limit_price or order.stop_price or last))
+        self._check_funding(order, price if price is not None else _resting_price(order, last, self._slip))
         self._order_seq += 1
         self._orders[order.client_order_id] = order
         return order, price
@@ -959,6 +979,15 @@ def _immediate_price(order: _Order, last: float, slip: float) -> float | None:
     if (buy and last >= stop) or (not buy and last <= stop):
         return with_slippage
     return None
+
+
+def _resting_price(order: _Order, last: float, slip: float) -> float:
+    """The price a resting order is funded at: its limit, or its stop moved by the slippage it fills with."""
+    if order.order_type == OrderType.LIMIT and order.limit_price:
+        return order.limit_price
+    if order.order_type == OrderType.STOP and order.stop_price:
+        return order.stop_price * (1.0 + slip) if order.side == Side.BUY else order.stop_price * (1.0 - slip)
+    return last
 
 
 def _trigger_price(order: _Order, open_: float, high: float, low: float, slip: float) -> float | None:

@@ -348,6 +348,7 @@ class ReplayFeed:
         self._reader: _Reader | None = None
         self._closed = False
         self.batches_read = 0
+        self.unpaced_until: datetime | None = None  # batches up to this time go without pacing (a resumed run)
 
     def _get_reader(self) -> _Reader:
         if self._reader is None:
@@ -388,7 +389,7 @@ class ReplayFeed:
                 self.clock.advance_to(self._close_time(batch[0].timestamp, interval))
             self.batches_read += 1
             yield batch
-            if delay:
+            if delay and (self.unpaced_until is None or batch[0].timestamp > self.unpaced_until):
                 await asyncio.sleep(delay)
             elif self.batches_read % YIELD_EVERY_BATCHES == 0:
                 await asyncio.sleep(0)

@@ -172,6 +172,7 @@ class SyntheticFeed:
         self.pace_bars_per_s = pace_bars_per_s
         self.timeframe = "1m"
         self.batches_read = 0
+        self.unpaced_until: datetime | None = None  # batches up to this time go without pacing (a resumed run)
         self._closed = False
 
     def bar_batches(self) -> Iterator[list[Bar]]:
@@ -194,7 +195,7 @@ class SyntheticFeed:
                 self.clock.advance_to(ts + step)
             self.batches_read += 1
             yield _to_bars(ts, raw)
-            if delay:
+            if delay and (self.unpaced_until is None or ts > self.unpaced_until):
                 await asyncio.sleep(delay)
             elif self.batches_read % YIELD_EVERY_BATCHES == 0:
                 await asyncio.sleep(0)

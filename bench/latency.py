@@ -88,6 +88,8 @@ async def signal_to_order(n: int, fsync: bool = True) -> dict[str, Any]:
         samples: list[float] = []
         decide: list[float] = []
         rejected: dict[str, int] = {}
+        for i in range(n):  # the market the entries are sized on (issue 11.3): the paper broker's own price
+            paper.set_price(_ticker(i), 100.0)
         try:
             for i in range(n):
                 signal = TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=_ticker(i),

@@ -117,6 +117,12 @@ class PipelineConfig(_Section):
     order_timeout_seconds: float = Field(10.0, gt=0)
     fill_timeout_seconds: float = Field(30.0, gt=0)
     fill_slippage_tolerance: float = Field(0.02, ge=0, description="fraction of the reference price")
+    max_entry_deviation: float = Field(
+        0.02, gt=0, le=1, description="a signal's entry_price this far (fraction) from the market is rejected"
+    )
+    expected_slippage: float = Field(
+        0.005, ge=0, lt=0.5, description="fraction a market entry fills away from the last price; sized and reserved"
+    )
 
     @model_validator(mode="after")
     def _weights_ordered(self) -> PipelineConfig:
@@ -133,6 +139,10 @@ class BrokerSettings(_Section):
     request_timeout_seconds: float = Field(10.0, gt=0)
     down_after_failures: int = Field(3, ge=1)
     breaker_reset_seconds: float = Field(30.0, gt=0)
+    # an order its broker has not heard of this long after the first miss (and on two lookups) is never_reached
+    never_reached_after_seconds: float = Field(120.0, ge=0)
+    # a broker clock this far from ours (measured at start) is alerted
+    max_clock_skew_seconds: float = Field(2.0, gt=0)
 
     @model_validator(mode="after")
     def _distinct(self) -> BrokerSettings:
@@ -272,11 +282,22 @@ class AlertSettings(_Section):
 
 
 class ReconcileSettings(_Section):
-    """Broker vs ledger reconciliation."""
+    """Broker vs ledger reconciliation.
+
+    `policy` is what happens to a difference in ordergate's *own* positions that persists (alert only, or make
+    the ledger match the broker); `external` is what happens to positions ordergate did not open (ignore:
+    shown and counted as risk, never traded; adopt: managed from then on, with a stop `adopt_stop_pct` away).
+    """
 
     interval_seconds: float = Field(60.0, gt=0)
     policy: Literal["alert", "adopt"] = "alert"
-    kill_notional_threshold: float = Field(10_000.0, ge=0)
+    kill_notional_threshold: float = Field(10_000.0, ge=0, description="total unexplained notional that trips")
+    external: Literal["ignore", "adopt"] = "ignore"
+    grace_seconds: float = Field(
+        30.0, ge=0, description="a symbol with order activity this recent is not judged (broker views lag)"
+    )
+    confirm_seconds: float = Field(2.0, ge=0, description="pause before the start-up's confirming second check")
+    adopt_stop_pct: float = Field(0.05, gt=0, lt=1, description="stop distance of an adopted position")
 
 
 class SmartRouterSettings(_Section):
@@ -380,6 +401,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # init (CLI overrides) > env > TOML files (passed through _toml_data) > field defaults
         return (init_settings, env_settings, InitSettingsSource(settings_cls, _TOML_DATA.get() or {}))
+
+    def entry_slippage(self) -> float:
+        """The slippage entries are sized and reserved with: [pipeline] expected_slippage, or the paper broker's
+        slippage_bps when it trades and fills further away."""
+        slippage = self.pipeline.expected_slippage
+        if "paper" in (self.broker.primary, self.broker.fallback):
+            slippage = max(slippage, self.paper.slippage_bps / 10_000.0)
+        return slippage
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets masked."""

@@ -8,30 +8,40 @@ in-flight entries, flush journal and state, STOPPING=1, exit 0.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import os
 import signal as os_signal
-from datetime import date, timedelta
+import sqlite3
+from collections import deque
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from config.settings import Settings, load_settings
+from config.settings import ConfigError, Settings, load_settings
 from daemon.control import ControlServer, socket_path
+from daemon.journal_guard import fail_closed_if_journal_lost
+from daemon.live_rule import live_rule_problem
+from daemon.ready import ready_summary
+from daemon.reconciliation import FILL_GRACE, Reconciliation  # noqa: F401 (FILL_GRACE: re-exported)
 from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
 from pipeline.bus import Bus
 from pipeline.calendar import MarketCalendar, default_calendar
 from pipeline.clock import Clock, LiveClock, SimulatedClock
 from pipeline.engine import TradingEngine
+from pipeline.external import ExternalBook
 from pipeline.feedback import FeedbackTracker
 from pipeline.journal import Journal
 from pipeline.kill_switch import KillSwitch
 from pipeline.ledger import Ledger
 from pipeline.lifecycle import LifecycleManager
-from pipeline.models import AccountState, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
+from pipeline.models import AccountState, Bar, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
 from pipeline.orchestrator import BotOrchestrator
+from pipeline.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
 from pipeline.order_router import OrderRouter
 from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
 from pipeline.protective_stops import STOP_KIND, ProtectiveStops
@@ -41,8 +51,10 @@ from pipeline.trade_journal import TradeJournalWriter
 
 log = structlog.get_logger("ordergate.daemon")
 SESSION_MINUTES = 390
-FILL_GRACE = timedelta(minutes=5)  # a finished entry's awaited fills: after this, reconciliation takes over
 WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
+RESUME_KEY = "simulated_feed_position"  # journal kv: the last bar time a simulated run traded
+RESUME_EVERY_BATCHES = 50
+RESUME_WARM_BATCHES = 400  # bars before the resume point that warm the strategy again (its slowest cloud: 50x5m)
 
 
 def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) -> Broker:
@@ -114,6 +126,7 @@ class Core:
             broker.set_send_guard(self.kill_switch.guard)  # checked by the adapter right before the wire
         self.bus = Bus()
         self.ledger = Ledger(cash=0.0)
+        self.external = ExternalBook(self.ledger.last_prices.get)  # positions at the broker that are not ours
         self.starting_equity = 0.0
         self.router = OrderRouter(self.brokers, self.journal, clock, self.config, settings.broker,
                                   on_result=self._on_order_result, kill_switch=self.kill_switch)
@@ -122,8 +135,9 @@ class Core:
         self.orchestrator = BotOrchestrator(
             self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
             journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
-            feedback=self.feedback, price_lookup=self.ledger.last_prices.get,
-            chain_provider=self._chain_provider(), kill_switch=self.kill_switch,
+            feedback=self.feedback, price_lookup=self.market_price,
+            chain_provider=self._chain_provider(), slippage=settings.entry_slippage(),
+            kill_switch=self.kill_switch,
         )
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
@@ -131,6 +145,7 @@ class Core:
             feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
             entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
+            on_external_fill=self.external.apply_fill, exit_cap=self.external.exit_cap,
         )
         self.stops = ProtectiveStops(
             settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
@@ -143,6 +158,11 @@ class Core:
                                     settle=self.settle if clock.simulated else None)
         self.engine.pruners = [b.prune for b in self.brokers.values() if hasattr(b, "prune")]
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
+        self.reconciliation = Reconciliation(self)
+        self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
+                                      timeout=settings.broker.request_timeout_seconds)
+        self.clock_offsets: dict[str, float] = {}
+        self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
         if settings.smart_router.enabled:
             from pipeline.smart_router import SmartRouter, Venue
 
@@ -155,6 +175,7 @@ class Core:
         self._events_idle.set()
         self._event_task: asyncio.Task[None] | None = None
         self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
+        self._held_events: collections.deque[BrokerEvent] = collections.deque()  # journal writes failing
         self.alert_hook: Any = None
         self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
@@ -165,6 +186,13 @@ class Core:
 
         # built even when disabled: the exits read its cloud states
         return EmaCloudStrategy(self.settings.strategy, calendar=self.calendar)
+
+    def market_price(self, symbol: str) -> float | None:
+        """The price entries are sized on: the primary broker's own (the paper broker's, what it fills at), else
+        the data feed's last bar (the ledger's marks); None when neither has one."""
+        own = getattr(self.brokers[self.settings.broker.primary], "last_price", None)
+        price = own(symbol) if own is not None else None
+        return price if price is not None else self.ledger.last_prices.get(symbol)
 
     def _chain_provider(self) -> Any:
         primary = self.brokers[self.settings.broker.primary]
@@ -200,6 +228,7 @@ class Core:
         await self.rebuild()
         self._event_task = asyncio.create_task(self._consume_events(), name="broker-events")
         await self.settle()
+        await self.measure_clock_offsets()
         await self.recover_open_orders()
         await self.stops.check_at_start()  # every open position has its resting stop; orphans are cancelled
         await self.settle()
@@ -212,6 +241,11 @@ class Core:
         await self.settle()
         if self.settings.shutdown.cancel_inflight_entries:
             await self.cancel_working_entries()
+        if self._held_events:
+            await self.apply_held_events()
+        if self._held_events:
+            log.error("broker_events_unapplied_at_shutdown", held=len(self._held_events),
+                      reason="the journal still cannot be written; the brokers are asked again at the next start")
         if self._event_task is not None:
             self._event_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -230,6 +264,7 @@ class Core:
             name = next((n for n, b in self.brokers.items() if b.is_connected()), name)
         account = await self.brokers[name].get_account()
         self.ledger.cash = account.cash
+        self.external.reset_cash()  # the broker's cash already reflects every hand trade so far
         self.starting_equity = account.equity
         log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
                  equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
@@ -281,6 +316,9 @@ class Core:
                     await self.alert("fill_missing", f"{name} reports {filled:g} filled for "
                                      f"{intent.client_order_id} but no fill has arrived", "critical",
                                      client_order_id=intent.client_order_id)
+        await self.apply_held_events()
+        await self.retry_unjournaled()
+        await self.resolve_orders()
         return checked
 
     async def connect_unstarted(self) -> list[str]:
@@ -302,15 +340,15 @@ class Core:
             log.warning("broker_connected_late", broker=name)
         if connected:
             await self.settle()
-            await self.recover_open_orders()
+            await self.recover_open_orders(until_answered=False)  # from the gauges loop: never wait there
         return connected
 
-    async def recover_open_orders(self) -> None:
+    async def recover_open_orders(self, *, until_answered: bool = True) -> None:
         """Orders the journal still calls open were sent by an earlier run: ask their broker what became of them.
 
-        A broker that can adopt orders (`track` + `resync`: Alpaca) is told how much of each the journal already
-        holds and then emits only what happened while we were down. Brokers that replay their own history on
-        connect (IB by orderRef, the paper book's unacknowledged fills) have already done so by now.
+        A broker that can adopt orders (`track`: Alpaca) is first told how much of each the journal already holds,
+        so it emits only what happened while we were down. Then every order not final, at every connected broker,
+        is looked up by client order id (`resolve_orders`), with retries until each broker has answered.
         """
         if self.journal is None:
             return
@@ -319,25 +357,199 @@ class Core:
             " COALESCE(SUM(f.quantity), 0) AS qty, COALESCE(SUM(f.quantity * f.price), 0) AS notional"
             " FROM orders o LEFT JOIN fills f ON f.client_order_id = o.client_order_id"
             " WHERE o.status IN ('pending','new','partially_filled') GROUP BY o.client_order_id")
-        adopting: set[str] = set()
         for row in rows:
             broker = self.brokers.get(row["broker"] or "")
-            if broker is None or not hasattr(broker, "track") or not broker.is_connected():
+            if broker is None or not hasattr(broker, "track"):  # local bookkeeping: connected or not
                 continue
             from pipeline.models import Side
 
             broker.track(row["client_order_id"], filled_qty=row["qty"], filled_notional=row["notional"],
                          symbol=row["symbol"], side=Side(row["side"]),
                          submitted_at=_parse_ts(row["created_ts"]) if row["created_ts"] else None)
-            adopting.add(broker.name)
-        for name in adopting:
-            try:
-                checked = await self.brokers[name].resync()  # type: ignore[attr-defined]
-                log.info("open_orders_recovered", broker=name, orders=checked)
-            except Exception as exc:
-                log.error("open_orders_recovery_failed", broker=name, error=str(exc))
-        if adopting:
+        # every broker, by client order id, asking again with backoff until each has answered (READY only after)
+        resolutions = await self.resolve_orders(until_answered=until_answered)
+        log.info("open_orders_recovered", orders=len(resolutions),
+                 found=sum(1 for r in resolutions if r.verdict == Verdict.FOUND))
+
+    # -- no order in limbo (issue 12) ------------------------------------------------------------------
+    def open_orders(self) -> list[OpenOrder]:
+        """Every order not final that no submission task of this process is sending now, exits first."""
+        sending = self.router.sending()
+        validator = self.orchestrator.validator
+        out = []
+        for intent in validator.working():
+            coid = intent.client_order_id
+            if coid in sending:
+                continue
+            broker = self.router.venues.get(coid) or intent.broker or self.settings.broker.primary
+            out.append(OpenOrder(intent, broker, acknowledged=validator.acknowledged(coid)))
+        out.sort(key=lambda o: o.intent.kind == "entry")
+        return out
+
+    async def resolve_orders(self, *, until_answered: bool = False) -> list[Resolution]:
+        """Look every open order up at its broker by client order id and act on what is found.
+
+        A broker with `resolve_order` emits the missed fills and statuses itself; for any other, a final status
+        it reports is applied here. An order never heard of for long enough ends `never_reached`. With
+        `until_answered` (start-up, reconnect) the lookups are repeated with backoff until every connected
+        broker has answered; brokers not connected are left to the timer.
+        """
+        orders = self.resolver.due(self.open_orders())
+        if until_answered:
+            orders = [o for o in orders if o.broker in self.brokers and self.brokers[o.broker].is_connected()]
+
+            def retrying(unanswered: list[Resolution], delay: float) -> None:
+                log.warning("open_orders_lookup_retry", orders=len(unanswered), delay=delay,
+                            error=unanswered[0].error, broker=unanswered[0].order.broker)
+
+            resolutions = await self.resolver.resolve_until_answered(orders, on_retry=retrying,
+                                                                     stop=self.stop_requested)
+        else:
+            resolutions = await self.resolver.resolve(orders)
+        for resolution in resolutions:
+            await self._apply_resolution(resolution)
+        if resolutions:
             await self.settle()
+            await self._finish_found(resolutions)
+        return resolutions
+
+    async def _finish_found(self, resolutions: list[Resolution]) -> None:
+        """A final status the broker reports but no event has brought (a broker without `resolve_order`, or one
+        whose adapter had already reported it before a restart): applied here, once. Not while fills it claims
+        are still missing: those are check_overdue's (resync, else a fill_missing alert)."""
+        validator = self.orchestrator.validator
+        working = {i.client_order_id for i in validator.working()}
+        finished = False
+        for r in resolutions:
+            result = r.result
+            if r.verdict != Verdict.FOUND or result is None or not result.status.is_final \
+                    or r.client_order_id not in working \
+                    or result.filled_qty > validator.filled(r.client_order_id) + 1e-9:
+                continue
+            intent = r.order.intent
+            finished = True
+            await self._on_broker_event(OrderUpdate(
+                result.client_order_id, result.status, r.order.broker, result.broker_order_id,
+                result.symbol or intent.symbol, result.side or intent.side, filled_qty=result.filled_qty,
+                filled_avg_price=result.filled_avg_price, reason=result.reason, timestamp=self.clock.now()))
+        if finished:
+            await self.settle()
+
+    async def _apply_resolution(self, resolution: Resolution) -> None:
+        order = resolution.order
+        if resolution.verdict == Verdict.NEVER_REACHED:
+            await self.order_never_reached(order, "not found at the broker on repeated lookups")
+        elif resolution.verdict == Verdict.MISSING and order.acknowledged and \
+                self.resolver.misses(order.intent.client_order_id) == self.resolver.lookups_required:
+            await self.alert("order_missing_at_broker", f"{order.broker} no longer knows "
+                             f"{order.intent.client_order_id}, which it acknowledged", "critical",
+                             client_order_id=order.intent.client_order_id)
+
+    async def order_never_reached(self, order: OpenOrder, why: str) -> None:
+        """The order never got to its broker: final `never_reached`, its reservation freed, an alert, and for an
+        exit a fresh exit (the position is never left without one)."""
+        intent = order.intent
+        coid = intent.client_order_id
+        self.resolver.forget(coid)
+        log.error("order_never_reached", signal_id=intent.signal_id, client_order_id=coid, broker=order.broker,
+                  kind=intent.kind, symbol=intent.symbol, reason=why)
+        await self._on_broker_event(OrderUpdate(
+            coid, OrderStatus.NEVER_REACHED, order.broker, None, intent.symbol, intent.side,
+            reason=f"never reached {order.broker}: {why}", timestamp=self.clock.now()))
+        await self.settle()
+        await self.alert("order_never_reached", f"{intent.kind} {coid} ({intent.symbol}) never reached "
+                         f"{order.broker}: {why}", "critical", client_order_id=coid)
+        if intent.kind == STOP_KIND:
+            self.stops.request_sync(intent.symbol)  # a protective stop is placed again, never turned into an exit
+        elif intent.kind != "entry":
+            fresh = self.lifecycle.resend_exit(intent, f"exit {coid} never reached {order.broker}")
+            if fresh is not None:
+                log.warning("exit_resent", signal_id=intent.signal_id, client_order_id=fresh.client_order_id,
+                            replaces=coid, symbol=intent.symbol)
+
+    async def retry_unjournaled(self) -> list[str]:
+        """Orders whose intent never made it into the journal (a full disk): dispatched again, exits first, so the
+        write is retried once the disk has room. Nothing was sent for them (the journal comes before the send).
+        An entry older than [pipeline] max_signal_age_seconds is given up instead (released, alerted)."""
+        if self.journal is None:
+            return []
+        sending = self.router.sending()
+        candidates = {i.client_order_id: i for i in self.orchestrator.validator.working()
+                      if i.client_order_id not in sending}
+        if not candidates:
+            return []
+        marks = ",".join("?" * len(candidates))
+        try:
+            rows = await self.journal.query(f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})",
+                                            tuple(candidates))
+        except Exception as exc:
+            log.warning("journal_unreadable", error=str(exc))
+            return []
+        for row in rows:
+            candidates.pop(row["client_order_id"], None)
+        retried = sorted(candidates.values(), key=lambda i: i.kind == "entry")
+        max_age = timedelta(seconds=self.config.max_signal_age_seconds)
+        now = self.clock.now()
+        for intent in [i for i in retried if i.kind == "entry" and i.created_at and now - i.created_at > max_age]:
+            # decided on a market that is gone: an entry is never sent late (an exit always is)
+            retried.remove(intent)
+            coid = intent.client_order_id
+            self.orchestrator.validator.finish(coid)
+            self.orchestrator.release(coid)
+            log.error("entry_not_sent", signal_id=intent.signal_id, client_order_id=coid, symbol=intent.symbol,
+                      reason="its journal write failed until it was older than max_signal_age_seconds")
+            await self.alert("entry_not_sent", f"entry {coid} ({intent.symbol}) not sent: the journal could not "
+                             "record it before it went stale", "warning", client_order_id=coid)
+        for intent in retried:
+            log.warning("order_intent_retried", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                        kind=intent.kind, reason="its journal write failed")
+            self.router.dispatch(intent)
+        if retried:
+            await self.settle()
+        return [i.client_order_id for i in retried]
+
+    async def measure_clock_offsets(self) -> dict[str, float]:
+        """Each connected broker's clock against ours, logged; a skew above [broker] max_clock_skew_seconds is an
+        alert (orders are caught up by identity, so a skew hides nothing, but it skews every timestamp)."""
+        limit = self.settings.broker.max_clock_skew_seconds
+        for name, broker in self.brokers.items():
+            measure = getattr(broker, "clock_offset", None)
+            if measure is None or not broker.is_connected():
+                continue
+            try:
+                offset = float(await asyncio.wait_for(measure(), self.settings.broker.request_timeout_seconds))
+            except Exception as exc:
+                log.warning("broker_clock_unmeasured", broker=name, error=str(exc))
+                continue
+            self.clock_offsets[name] = offset
+            log.info("broker_clock_offset", broker=name, offset_seconds=round(offset, 3))
+            if abs(offset) > limit:
+                await self.alert("broker_clock_skew", f"{name}'s clock is {offset:+.1f}s from ours "
+                                 f"(limit {limit:g}s)", "warning", broker=name, offset_seconds=round(offset, 3))
+        return self.clock_offsets
+
+    async def flatten(self, reason: str = "flatten") -> dict[str, Any]:
+        """Close every position now, including those whose exit is stuck (journaled, never acknowledged, not being
+        sent): each is looked up first; one its broker does not hold ends never_reached and is replaced."""
+        stuck = [o for o in self.open_orders() if o.intent.kind != "entry" and not o.acknowledged]
+        replaced, unanswered = [], []
+        for resolution in await self.resolver.resolve(stuck):
+            coid = resolution.client_order_id
+            if resolution.verdict in (Verdict.MISSING, Verdict.NEVER_REACHED):
+                await self.order_never_reached(resolution.order, f"not found at the broker by {reason}")
+                replaced.append(coid)
+            elif resolution.verdict == Verdict.UNANSWERED:
+                unanswered.append(coid)
+        resent = [self.lifecycle.pending_exits[o.intent.symbol] for o in stuck
+                  if o.intent.client_order_id in replaced and o.intent.symbol in self.lifecycle.pending_exits]
+        intents = await self.lifecycle.emergency_close_all(reason)
+        working = sorted(set(self.lifecycle.pending_exits.values()) - {i.client_order_id for i in intents}
+                         - set(resent))
+        report = {"exit_orders": resent + [i.client_order_id for i in intents], "stuck_exits": replaced,
+                  "exits_working": working, "exits_unanswered": unanswered,
+                  "ok": not unanswered}  # a stuck exit its broker could not be asked about: not done
+        log.warning("flatten", reason=reason, **report)
+        return report
 
     async def rebuild(self) -> None:
         """Open positions, intents and working orders from the journal."""
@@ -349,13 +561,23 @@ class Core:
             from pipeline.models import Fill, Side
 
             applied: dict[str, float] = {}
+            closed = []
             for row in await self.journal.fills():
                 fill = Fill(row["fill_id"], row["client_order_id"], row["symbol"], Side(row["side"]),
                             row["quantity"], row["price"], _parse_ts(row["ts"]), row["broker"],
                             row["broker_order_id"], row["commission"] or 0.0)
                 intent = self.lifecycle.intents.get(fill.client_order_id)
-                self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+                if intent is not None and intent.reduce_only and fill.symbol not in self.ledger.holdings:
+                    # the exit of a position that was not in the journal (adopted from the broker): it closed
+                    # that position, it must not open one the other way
+                    log.warning("rebuild_exit_without_position", client_order_id=fill.client_order_id,
+                                symbol=fill.symbol, quantity=fill.quantity)
+                    continue
+                trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+                if trip is not None:
+                    closed.append((trip, fill))
                 applied[fill.client_order_id] = applied.get(fill.client_order_id, 0.0) + fill.quantity
+            await self.lifecycle.record_missing_trades(closed)
             for row in await self.journal.open_orders():
                 intent = self.lifecycle.intents.get(row["client_order_id"])
                 if intent is None:
@@ -369,16 +591,22 @@ class Core:
                     reservations.filled(intent.client_order_id, applied.get(intent.client_order_id, 0.0))
                 elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
                     self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
-                self.orchestrator.validator.track(intent)
+                self.orchestrator.validator.track(intent, filled_qty=applied.get(intent.client_order_id, 0.0),
+                                                  status=_status_of(row.get("status")))
             await self.stops.rebuild()
         self.lifecycle.rebuild_index()
 
     # -- account view ---------------------------------------------------------------------------------
     def account_state(self) -> AccountState:
+        """The book as the risk gate sees it, external positions included (they are real risk)."""
         equity = self.ledger.equity()
-        return AccountState(equity=equity, cash=self.ledger.cash, buying_power=max(0.0, self.ledger.cash),
-                            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
-                            starting_equity=self.starting_equity or equity)
+        # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
+        # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
+        buying_power = max(0.0, self.ledger.cash - 2.0 * self.ledger.short_market_value())
+        return self.external.account_view(AccountState(
+            equity=equity, cash=self.ledger.cash, buying_power=buying_power,
+            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
+            starting_equity=self.starting_equity or equity))
 
     # -- broker events --------------------------------------------------------------------------------
     async def _on_broker_event(self, event: BrokerEvent) -> None:
@@ -393,7 +621,7 @@ class Core:
         while True:
             event = await queue.get()
             try:
-                await self.lifecycle.on_broker_event(event)
+                await self._apply_event(event)
             except Exception:
                 log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
             finally:
@@ -401,9 +629,46 @@ class Core:
                 if self._events_done == self._events_in:
                     self._events_idle.set()
 
+    async def _apply_event(self, event: BrokerEvent) -> None:
+        """Apply one broker event; while the journal cannot be written (a full disk) hold it, and every later one
+        in order: the journal comes before the ledger, and nothing is dropped."""
+        if self._held_events:
+            self._held_events.append(event)
+            await self.apply_held_events()
+            return
+        try:
+            await self.lifecycle.on_broker_event(event)
+        except (sqlite3.Error, OSError) as exc:
+            self._held_events.append(event)
+            log.error("broker_event_held", client_order_id=getattr(event, "client_order_id", None),
+                      event_type=type(event).__name__, reason="journal write failed", error=str(exc))
+
+    async def apply_held_events(self) -> int:
+        """Apply the events held while the journal could not be written, oldest first; stops at the first that
+        still cannot be journaled. Returns how many were applied."""
+        applied = 0
+        while self._held_events:
+            event = self._held_events[0]
+            try:
+                await self.lifecycle.on_broker_event(event)
+            except (sqlite3.Error, OSError):
+                break
+            except Exception:  # not a journal problem: as for a live event, logged and not retried
+                log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
+            self._held_events.popleft()
+            applied += 1
+            intent = self.lifecycle.intents.get(event.client_order_id)
+            if isinstance(event, OrderUpdate) and event.status == OrderStatus.NEVER_REACHED and intent is not None \
+                    and intent.kind not in ("entry", STOP_KIND):
+                self.lifecycle.resend_exit(intent, f"exit {intent.client_order_id} never reached {event.broker}")
+        if applied:
+            log.warning("held_broker_events_applied", applied=applied, still_held=len(self._held_events))
+        return applied
+
     def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
         """The parent's reservation passes to its child orders, each tracked as an order of its own."""
         self.orchestrator.release(parent.client_order_id)
+        self.orchestrator.validator.finish(parent.client_order_id)  # never sent itself: nothing to resolve
         for child in children:
             self.orchestrator.reservations.reserve(child)
             self.lifecycle.register_intent(child)
@@ -479,78 +744,33 @@ class Core:
 
     # -- reconciliation -------------------------------------------------------------------------------
     async def reconcile(self) -> ReconciliationReport:
-        """Broker positions vs the ledger, for every connected broker; applies the configured policy."""
-        for stale in self.orchestrator.reservations.expire(self.clock.now(), FILL_GRACE):
-            log.warning("reservation_expired", client_order_id=stale.client_order_id, symbol=stale.symbol,
-                        awaited_qty=stale.remaining, reason="final status seen, its fills never arrived")
-        broker_positions: list[dict[str, Any]] = []
-        for broker in self.brokers.values():
-            if not broker.is_connected():
-                continue
-            for bp in await broker.get_positions():
-                broker_positions.append({"symbol": bp.symbol, "shares": bp.quantity, "price": bp.market_price
-                                         or bp.avg_price, "broker": broker.name, "avg_price": bp.avg_price})
-        # a position held at a broker that is not connected cannot be checked: it is not an orphan
-        unreachable = {name for name, broker in self.brokers.items() if not broker.is_connected()}
-        internal = [
-            {"symbol": h.position.symbol, "shares": abs(h.quantity),
-             "direction": "long" if h.quantity > 0 else "short", "price": h.position.current_price}
-            for h in self.ledger.holdings.values() if h.position.broker not in unreachable
-        ]
-        # orders still travelling explain a difference: skip symbols with a working order
-        working = {i.symbol for i in self.lifecycle.intents.values()
-                   if i.client_order_id in self.orchestrator.reservations or
-                   self.lifecycle.pending_exits.get(i.symbol) == i.client_order_id}
-        report = self.reconciler.reconcile(
-            [p for p in internal if p["symbol"] not in working],
-            [p for p in broker_positions if p["symbol"] not in working],
-        )
-        self.last_reconciliation = {"matches": report.matches, "mismatches": [
-            {"symbol": m.symbol, "type": m.mismatch_type, "description": m.description} for m in report.mismatches]}
-        if report.mismatches:
-            policy = self.settings.reconcile.policy
-            for m in report.mismatches:
-                log.warning("reconciliation_mismatch", symbol=m.symbol, type=m.mismatch_type,
-                            description=m.description, policy=policy)
-                await self.alert("reconciliation_mismatch", f"{m.symbol}: {m.mismatch_type}: {m.description}")
-            if policy == "adopt":
-                self._adopt(report, broker_positions)
-            if report.severe(self.settings.reconcile.kill_notional_threshold):
-                reason = "reconciliation mismatch above notional threshold: " + ", ".join(
-                    f"{m.symbol} {m.mismatch_type}" for m in report.severe_mismatches(
-                        self.settings.reconcile.kill_notional_threshold))
-                self.kill_switch.activate(reason, source="reconciliation")
-        else:
-            log.info("reconciliation_ok", matches=report.matches)
-        return report
+        """One reconciliation pass over every connected broker (see `daemon.reconciliation`)."""
+        return await self.reconciliation.run()
 
-    def _adopt(self, report: ReconciliationReport, broker_positions: list[dict[str, Any]]) -> None:
-        by_symbol = {p["symbol"]: p for p in broker_positions}
-        for m in report.mismatches:
-            bp = by_symbol.get(m.symbol)
-            if bp is None:
-                self.ledger.drop(m.symbol)
-                continue
-            qty = float(bp["shares"])
-            price = float(bp.get("avg_price") or bp.get("price") or 0.0)
-            self.ledger.adopt(Position(
-                ticker=m.symbol, direction="long" if qty > 0 else "short", entry_price=price,
-                current_price=float(bp.get("price") or price), shares=abs(qty), stop_loss=price,
-                entry_time=self.clock.now(), broker=bp.get("broker", ""),
-            ), qty)
-        self.lifecycle.rebuild_index()
+    async def reconcile_at_start(self) -> ReconciliationReport:
+        """The start-up reconciliation before READY: a difference the first check sees is checked once more."""
+        return await self.reconciliation.at_start()
 
     # -- views ----------------------------------------------------------------------------------------
     def positions(self) -> list[dict[str, Any]]:
-        return [
-            {"ticker": p.ticker, "symbol": p.symbol, "direction": str(p.direction), "shares": p.shares,
-             "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
-             "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
-             "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
-             "entry_time": p.entry_time.isoformat() if p.entry_time else None,
-             "resting_stop": self.stops.view(p.symbol)}
-            for p in self.ledger.positions()
-        ]
+        """ordergate's own positions (`adopted`: taken over from the broker, managed with a visible stop)."""
+        return [self._position_row(p) for p in self.ledger.positions()]
+
+    def external_positions(self) -> list[dict[str, Any]]:
+        """Positions at the broker that ordergate did not open: counted as risk, never traded (no stop of ours)."""
+        rows = [self._position_row(p) for p in self.external.positions()]
+        for row in rows:
+            row["stop_loss"] = None
+        return rows
+
+    def _position_row(self, p: Position) -> dict[str, Any]:
+        return {"ticker": p.ticker, "symbol": p.symbol, "direction": str(p.direction), "shares": p.shares,
+                "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
+                "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
+                "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
+                "entry_time": p.entry_time.isoformat() if p.entry_time else None,
+                "external": p.origin == "external", "adopted": p.origin == "adopted",
+                "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}
 
     async def daily_summary(self, day: date | None = None) -> dict[str, Any]:
         if self.trades is None:
@@ -579,6 +799,13 @@ def _intent_from_json(text: str | None) -> OrderIntent | None:
         return None
 
 
+def _status_of(text: str | None) -> OrderStatus | None:
+    try:
+        return OrderStatus(text) if text else None
+    except ValueError:
+        return None
+
+
 def _parse_ts(text: str) -> Any:
     from datetime import datetime
 
@@ -589,6 +816,9 @@ class Daemon:
     """The process: core + feed + control socket + OS signals + systemd + metrics + webhook."""
 
     def __init__(self, settings: Settings, config_file: str | None = None) -> None:
+        problem = live_rule_problem(settings)  # `ordergate run` refuses it earlier; nothing may build it anyway
+        if problem:
+            raise ConfigError(problem)
         self.settings = settings
         self.config_file = config_file
         live_data = settings.data.source == "alpaca"
@@ -597,6 +827,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.control = ControlServer(socket_path(self.core.state_dir), self._handlers())
         self._stop = asyncio.Event()
+        self.core.stop_requested = self._stop.is_set
         self._tasks: list[asyncio.Task[Any]] = []
         self.ready = False
         self.feed_done = False
@@ -616,13 +847,14 @@ class Daemon:
         try:
             await self.services.start_before_core()
             await self.core.start()
-            await self.core.reconcile()
+            await fail_closed_if_journal_lost(self.core)
+            await self.core.reconcile_at_start()
             await self.services.start_after_core()
             self.ready = True
             active = self.core.kill_switch.is_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
             log.info("daemon_ready", kill_switch=active,
-                     positions=len(self.core.ledger.holdings))
+                     positions=len(self.core.ledger.holdings), **await ready_summary(self.core, self.clock))
             interval = watchdog_interval()
             if interval:
                 self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
@@ -642,6 +874,9 @@ class Daemon:
         engine = self.core.engine
         first = True
         last_log = 0
+        resume = await self._resume_point(feed)
+        skipped: deque[list[Bar]] = deque(maxlen=RESUME_WARM_BATCHES)
+        last_traded: datetime | None = None
         try:
             if not self.clock.simulated:
                 try:
@@ -651,7 +886,16 @@ class Daemon:
             async for batch in feed.batches():
                 if self._stop.is_set():
                     break
+                if resume is not None:
+                    if batch[0].timestamp <= resume:
+                        skipped.append(batch)  # traded by an earlier run of this state dir
+                        continue
+                    self._resumed(resume, skipped)
+                    resume = None
                 await engine.on_batch(batch)
+                last_traded = batch[0].timestamp
+                if self.clock.simulated and engine.batches % RESUME_EVERY_BATCHES == 0:
+                    await self._save_resume_point(last_traded)
                 self.services.bars(len(batch))
                 if first:
                     log.info("bars_flowing", symbols=len(batch), bar_time=batch[0].timestamp.isoformat())
@@ -665,9 +909,41 @@ class Daemon:
             log.exception("feed_failed")
         finally:
             await feed.close()
+            if self.clock.simulated and last_traded is not None:
+                await self._save_resume_point(last_traded)
         self.feed_done = True
         log.info("feed_finished", batches=engine.batches, bars=engine.bars, signals=engine.signals,
                  entries=engine.entries, exits=engine.exits)
+
+    async def _resume_point(self, feed: MarketDataFeed) -> datetime | None:
+        """Where a simulated run on this state dir left off (the journal remembers it): the bars up to there were
+        traded already, so a restart continues the sessions instead of trading them again."""
+        journal = self.core.journal
+        if not self.clock.simulated or journal is None:
+            return None
+        stored = await journal.get_kv(RESUME_KEY)
+        if not isinstance(stored, str):
+            return None
+        try:
+            resume = datetime.fromisoformat(stored)
+        except ValueError:
+            log.error("simulated_feed_position_unreadable", value=stored[:100])
+            return None
+        feed.unpaced_until = resume  # type: ignore[attr-defined]  # simulated feeds: no pacing while skipping
+        return resume
+
+    def _resumed(self, resume: datetime, skipped: deque[list[Bar]]) -> None:
+        for batch in skipped:
+            self.core.engine.warm_up(batch)
+        log.info("simulated_feed_resumed", after=resume.isoformat(), warmed_batches=len(skipped))
+        skipped.clear()
+
+    async def _save_resume_point(self, timestamp: datetime) -> None:
+        if self.core.journal is not None:
+            try:
+                await self.core.journal.set_kv(RESUME_KEY, timestamp.isoformat())
+            except Exception as exc:  # a full disk: the run goes on, a restart re-trades a few more bars
+                log.warning("simulated_feed_position_not_saved", error=str(exc))
 
     async def _warm_up(self, feed: MarketDataFeed) -> None:
         """A live feed's history before now goes through the strategy's clouds (no signals, no exits), so it
@@ -841,6 +1117,7 @@ class Daemon:
             "daily_pnl": core.state.get_daily_pnl(),
             "open_positions": len(core.ledger.holdings),
             "positions": core.positions(),
+            "external_positions": core.external_positions(),  # not ordergate's: counted as risk, never traded
             "open_orders": len(core.orchestrator.reservations) + len(core.lifecycle.pending_exits),
             "equity": round(equity, 2),
             "cash": round(core.ledger.cash, 2),
@@ -853,6 +1130,7 @@ class Daemon:
                       "exits": core.engine.exits, "round_trips": core.lifecycle.round_trips,
                       "feed_done": self.feed_done},
             "clock": self.clock.now().isoformat(),
+            "quotes": {t: core.ledger.last_prices.get(t) for t in self.settings.data.tickers},
             "last_reconciliation": core.last_reconciliation,
         }
 
@@ -866,7 +1144,7 @@ class Daemon:
         return self.core.kill_switch.info()
 
     async def _cmd_positions(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.core.positions()
+        return self.core.positions() + self.core.external_positions()
 
     async def _cmd_orders(self, _args: dict[str, Any]) -> list[dict[str, Any]]:
         if self.core.journal is None:
@@ -876,8 +1154,7 @@ class Daemon:
             " filled_avg_price, reason, created_ts FROM orders ORDER BY created_ts DESC LIMIT 200")
 
     async def _cmd_flatten(self, _args: dict[str, Any]) -> dict[str, Any]:
-        intents = await self.core.lifecycle.emergency_close_all("ordergate flatten")
-        return {"exit_orders": [i.client_order_id for i in intents]}
+        return await self.core.flatten("ordergate flatten")
 
     async def _cmd_reconcile(self, _args: dict[str, Any]) -> dict[str, Any]:
         await self.core.reconcile()
@@ -895,7 +1172,7 @@ class Daemon:
             core = self.core
             self._trading = TradingService(
                 TradingConfig.from_settings(self.settings), orchestrator=core.orchestrator, ledger=core.ledger,
-                price_lookup=core.ledger.last_prices.get, account=core.account_state, clock=self.clock,
+                price_lookup=core.orchestrator.market_price, account=core.account_state, clock=self.clock,
                 lifecycle=core.lifecycle, settle=core.settle,
             )
         return self._trading
@@ -932,8 +1209,12 @@ class Daemon:
             target_price=float(args["target_price"]) if args.get("target_price") else None,
             timestamp=self.clock.now(), source="cli",
         )
-        result = await self.core.engine.submit_signal(signal)
-        return {"accepted": result, "signal_id": signal.signal_id}
+        result = await self.core.engine.decide_signal(signal)
+        accepted = result.success and result.intent is not None
+        reply: dict[str, Any] = {"accepted": accepted, "signal_id": signal.signal_id}
+        if not accepted:
+            reply.update(stage=result.pipeline_stage, reason=result.rejection_reason)
+        return reply
 
 
 def _trade_size(args: dict[str, Any]) -> dict[str, float | None]:

@@ -132,6 +132,17 @@ def _run(args: argparse.Namespace) -> int:
     if problems:
         print(f"ordergate: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_CONFIG
+    from daemon.lock import DaemonLock, DaemonLockHeld
+
+    try:  # before anything opens the journal, the state file or the paper book; held until the process ends
+        lock = DaemonLock.acquire(settings.state_dir)
+    except DaemonLockHeld as exc:
+        print(f"ordergate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"ordergate: state dir {settings.state_dir}: cannot take the daemon lock: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_CONFIG
     from daemon.logging import configure_logging
 
     configure_logging(settings.logging.level, settings.logging.format)
@@ -143,12 +154,20 @@ def _run(args: argparse.Namespace) -> int:
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
-    return runner(Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG")).run())
+    try:
+        return runner(Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG")).run())
+    finally:
+        lock.release()
 
 
 def _preflight(settings: Settings) -> list[str]:
     """Configuration that validates field by field but cannot run (missing credentials and the like)."""
+    from daemon.live_rule import live_rule_problem
+
     problems: list[str] = []
+    live = live_rule_problem(settings)  # first: a real broker on simulated data is refused whatever else is set
+    if live:
+        problems.append(live)
     uses_alpaca = "alpaca" in (settings.broker.primary, settings.broker.fallback) or settings.data.source == "alpaca"
     if uses_alpaca:  # keys and endpoint URLs, each problem naming its field (imports alpaca-py only when used)
         from adapters.alpaca import validate_alpaca_settings

@@ -1,14 +1,17 @@
 """CLI commands that talk to the running daemon, or work on its files when it is down.
 
 `status`, `kill` and `resume` work either way: with the daemon up through the control socket, with it down
-on the state file (same fail-closed reading). `journal` reads the journal file when the daemon is down.
-Everything else needs the daemon.
+on the state file (same fail-closed reading). A daemon that holds the state dir's lock but lost its socket
+is named by `status`, sent SIGUSR1 by `kill`, and `resume` refuses. `journal` reads the journal file when the
+daemon is down. Everything else needs the daemon.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 
 from config.settings import Settings
 from daemon.control import ControlError, DaemonNotRunning, control_request_sync, socket_path
+from daemon.lock import running_pid
 from pipeline.state_manager import apply_kill, apply_resume, read_state_file, update_state_file
 
 EXIT_OK, EXIT_FAIL = 0, 1
@@ -86,10 +90,14 @@ def _read_targets(path: Path) -> dict[str, float]:
 def _offline(args: argparse.Namespace, state_dir: Path) -> int:
     path = state_dir / STATE_FILE
     now = datetime.now(UTC)
+    pid = running_pid(state_dir)  # a daemon runs but its control socket is gone (deleted)
+    if pid is not None and args.command in ("kill", "resume"):
+        return _socketless(args, state_dir, pid, now)
     if args.command == "status":
         state = read_state_file(path, now)
         result = {
-            "running": False, "pid": None,
+            "running": pid is not None, "pid": pid,
+            **({"control_socket": "missing"} if pid is not None else {}),
             "kill_switch": {k: state["kill_switch"].get(k) for k in ("active", "reason", "since")},
             "daily_pnl": state.get("daily_pnl", 0.0), "open_positions": _journal_positions(state_dir),
             "circuit_breaker": state.get("circuit_breaker"), "state_error": state.get("load_error"),
@@ -109,6 +117,29 @@ def _offline(args: argparse.Namespace, state_dir: Path) -> int:
         return EXIT_OK
     print(f"ordergate {args.command}: the daemon is not running (no control socket in {state_dir})")
     return EXIT_FAIL
+
+
+def _socketless(args: argparse.Namespace, state_dir: Path, pid: int, now: datetime) -> int:
+    """`kill` / `resume` while a daemon holds the state dir without a control socket.
+
+    The running daemon never rereads the state file (and its next write puts its own state back), so a kill
+    goes to it as SIGUSR1 (and to the file, for the next start); a resume is refused.
+    """
+    sock = socket_path(state_dir)
+    if args.command == "resume":
+        print(f"ordergate resume: the daemon (pid {pid}) is running without its control socket {sock}; "
+              "restart it (systemctl restart ordergate), then resume")
+        return EXIT_FAIL
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except OSError as exc:
+        print(f"ordergate kill: the daemon (pid {pid}) has no control socket {sock} and cannot be signalled: "
+              f"{exc.strerror}; send it SIGUSR1 as its user (systemctl kill -s SIGUSR1 ordergate)")
+        return EXIT_FAIL
+    state = update_state_file(state_dir / STATE_FILE, lambda s: apply_kill(s, args.reason, "cli", now), now)
+    _print(args, "kill", {"running": True, "pid": pid, "control_socket": "missing", "signalled": "SIGUSR1",
+                          **state["kill_switch"]})
+    return EXIT_OK
 
 
 def _journal_positions(state_dir: Path) -> int:
@@ -178,6 +209,10 @@ def _print(args: argparse.Namespace, cmd: str, result: Any) -> None:
             print(f"                NOT ON DISK: a restart now would lose it ({ks.get('write_error')}; retrying)")
         print(f"daily P&L:      {result.get('daily_pnl', 0.0):,.2f}")
         print(f"open positions: {result.get('open_positions')}")
+        external = result.get("external_positions") or []
+        if external:
+            print("external:       " + ", ".join(f"{p['symbol']} {p['shares']:g}" for p in external)
+                  + "  (not ordergate's: counted as risk, never traded)")
         for key in ("equity", "cash", "realized_pnl", "unrealized_pnl", "open_orders"):
             if key in result:
                 print(f"{key.replace('_', ' ') + ':':<16}{result[key]}")

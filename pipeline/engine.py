@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from pipeline.lifecycle import LifecycleManager
-from pipeline.models import Bar, TradeSignal
+from pipeline.models import Bar, PipelineResult, TradeSignal
 from pipeline.orchestrator import BotOrchestrator
 
 log = structlog.get_logger("ordergate.engine")
@@ -91,10 +91,14 @@ class TradingEngine:
 
     async def submit_signal(self, signal: TradeSignal) -> bool:
         """Run a signal through the orchestrator; True when it produced an order."""
+        result = await self.decide_signal(signal)
+        return result.success and result.intent is not None
+
+    async def decide_signal(self, signal: TradeSignal) -> PipelineResult:
+        """Run a signal through the orchestrator; the result says where it stopped and why."""
         self.signals += 1
         result = await self.orchestrator.process_signal(signal)
         if result.success and result.intent is not None:
             self.entries += 1
-            return True
-        return False
+        return result
 

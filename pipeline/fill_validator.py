@@ -41,8 +41,31 @@ class OrderValidator:
     fill_timeout_seconds: float = 30.0
     _orders: dict[str, _OrderTrack] = field(default_factory=dict)
 
-    def track(self, intent: OrderIntent) -> None:
-        self._orders.setdefault(intent.client_order_id, _OrderTrack(intent))
+    def track(self, intent: OrderIntent, *, filled_qty: float = 0.0, status: OrderStatus | None = None) -> None:
+        """Watch an order; a restart passes what the journal already holds of it (its fills, its status)."""
+        track = self._orders.setdefault(intent.client_order_id, _OrderTrack(intent))
+        track.filled_qty = max(track.filled_qty, filled_qty)
+        if status is not None and status != OrderStatus.PENDING:
+            track.status = status
+
+    def acknowledged(self, client_order_id: str) -> bool:
+        """True once a broker has answered for this order (a status past pending, or a fill), in any run."""
+        track = self._orders.get(client_order_id)
+        if track is None:
+            return False
+        return track.accepted_at is not None or track.filled_qty > 0 or \
+            (track.status is not None and track.status != OrderStatus.PENDING)
+
+    def filled(self, client_order_id: str) -> float:
+        """How much of this order the fills received so far cover."""
+        track = self._orders.get(client_order_id)
+        return track.filled_qty if track else 0.0
+
+    def finish(self, client_order_id: str) -> None:
+        """Stop treating this order as working without a broker status (a parent split into child orders)."""
+        track = self._orders.get(client_order_id)
+        if track is not None:
+            track.final = True
 
     def intent(self, client_order_id: str) -> OrderIntent | None:
         track = self._orders.get(client_order_id)

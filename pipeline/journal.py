@@ -12,11 +12,12 @@ import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+from pipeline.journal_check import journal_damage, move_aside
 from pipeline.models import Fill, OrderIntent, OrderStatus, TradeSignal
 
 T = TypeVar("T")
@@ -53,7 +54,8 @@ CREATE INDEX IF NOT EXISTS fills_order ON fills(client_order_id);
 CREATE TABLE IF NOT EXISTS trades (
     id INTEGER PRIMARY KEY AUTOINCREMENT, signal_id TEXT, ticker TEXT, symbol TEXT, direction TEXT,
     signal_type TEXT, timeframe TEXT, entry_time TEXT, exit_time TEXT, entry_price REAL, exit_price REAL,
-    quantity REAL, pnl REAL, r_multiple REAL, exit_type TEXT, holding_minutes REAL, broker TEXT, day TEXT
+    quantity REAL, pnl REAL, r_multiple REAL, exit_type TEXT, holding_minutes REAL, broker TEXT, day TEXT,
+    exit_fill_id TEXT
 );
 CREATE INDEX IF NOT EXISTS trades_day ON trades(day);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -61,6 +63,14 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added since a journal was created: trades.exit_fill_id (one trade row per closing fill)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(trades)")}
+    if "exit_fill_id" not in columns:
+        conn.execute("ALTER TABLE trades ADD COLUMN exit_fill_id TEXT")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS trades_exit_fill ON trades(exit_fill_id)")
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -77,6 +87,24 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, sort_keys=True)
 
 
+@dataclass(frozen=True, slots=True)
+class JournalCondition:
+    """What `Journal.open()` found on disk.
+
+    intact: it holds orders. missing: there was no file. empty: a file without a single order. damaged: it
+    could not be opened or failed its check; its files were moved aside to `preserved` and a new one begun.
+    Anything but intact means the ledger cannot be rebuilt from it.
+    """
+
+    state: Literal["intact", "missing", "empty", "damaged"]
+    detail: str = ""
+    preserved: tuple[str, ...] = ()
+
+    @property
+    def lost(self) -> bool:
+        return self.state != "intact"
+
+
 class Journal:
     """Async facade over one SQLite file; every call runs on the journal's own thread."""
 
@@ -89,6 +117,7 @@ class Journal:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.condition = JournalCondition("missing")
 
     # -- plumbing -------------------------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -105,16 +134,30 @@ class Journal:
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists()
+        damage = journal_damage(self.path) if existed else None
+        preserved: tuple[str, ...] = ()
+        if damage is not None:
+            preserved = move_aside(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         # inline mode is a throwaway simulated run: a crash loses nothing anyone keeps
         conn.execute(f"PRAGMA synchronous={'OFF' if self.inline else self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
+        _migrate(conn)
         conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
         self._conn = conn
+        if damage is not None:
+            self.condition = JournalCondition("damaged", damage, preserved)
+        elif not existed:
+            self.condition = JournalCondition("missing", f"{self.path.name} not found")
+        elif conn.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is None:
+            self.condition = JournalCondition("empty", f"{self.path.name} holds no orders")
+        else:
+            self.condition = JournalCondition("intact")
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -195,7 +238,11 @@ class Journal:
                 )
                 return cur.rowcount == 1
 
-        return await self.run(_write)
+        try:
+            return await self.run(_write)
+        except BaseException:
+            self._pending[:0] = rows  # a failed write (full disk) keeps the buffered rows for the next one
+            raise
 
     async def update_order(
         self, client_order_id: str, status: OrderStatus | str, *, ts: datetime, broker: str | None = None,
@@ -272,7 +319,7 @@ class Journal:
 
 
 _STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,
-                "expired": 3, "replaced": 3}
+                "expired": 3, "replaced": 3, "never_reached": 3}
 # An order never moves backwards (a late submit reply after its fill event, say): the stored status stays when
 # its rank is above the new one's. Parameters: the new status's rank, the new status, updated_ts, broker,
 # broker_order_id, reason, filled_qty, filled_avg_price, client_order_id.

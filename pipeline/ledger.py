@@ -64,6 +64,11 @@ class Ledger:
             total += h.quantity * price * h.position.multiplier
         return total
 
+    def short_market_value(self) -> float:
+        """The marked value of every short holding (positive)."""
+        return sum(-h.quantity * self.last_prices.get(symbol, h.position.current_price) * h.position.multiplier
+                   for symbol, h in self.holdings.items() if h.quantity < 0)
+
     def unrealized_pnl(self) -> float:
         return sum(h.position.unrealized_pnl for h in self.holdings.values())
 

@@ -8,6 +8,9 @@
   tickers of that bar (an index by ticker), time stops and EOD from a deadline heap, so a bar's cost does not
   grow with positions in other tickers. Exit orders are reduce-only and never blocked by the kill switch.
 - `emergency_close_all`: cancel open orders, flatten everything.
+- Only its own orders: a fill whose client order id ordergate did not send (not a known intent, not of its id
+  scheme) is journaled and alerted as external and handed to `on_external_fill`; it never touches the ledger,
+  so it is never exited. `activity` holds each symbol's last order activity (for reconciliation's grace).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pipeline.models import (
     Position,
     Side,
     client_order_id_for,
+    is_own_client_order_id,
 )
 from pipeline.order_router import OrderRouter
 from pipeline.state_manager import PersistentStateManager
@@ -72,6 +76,8 @@ class LifecycleManager:
         alert: AlertFn | None = None,
         starting_equity: Callable[[], float] | None = None,
         kill_switch: KillSwitch | None = None,
+        on_external_fill: Callable[[Fill], bool] | None = None,
+        exit_cap: Callable[[str, float], float] | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
@@ -91,6 +97,9 @@ class LifecycleManager:
         self.entry_filled = entry_filled
         self.alert = alert
         self._starting_equity = starting_equity
+        self.on_external_fill = on_external_fill
+        self.exit_cap = exit_cap                         # (symbol, our signed qty) -> most an exit may trade
+        self.activity: dict[str, datetime] = {}         # symbol -> last order activity (ours or anyone's)
         self.intents: dict[str, OrderIntent] = {}
         self.pending_exits: dict[str, str] = {}        # symbol -> client order id of its working exit
         self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
@@ -111,6 +120,7 @@ class LifecycleManager:
         """Remember an order we send (entries from the orchestrator, exits from here)."""
         self.intents[intent.client_order_id] = intent
         self.validator.track(intent)
+        self.activity[intent.symbol] = self.clock.now()
 
     def prune(self, keep: int = 10_000) -> int:
         """Forget the oldest finished orders beyond `keep` (bounded memory in a long run); returns how many."""
@@ -192,6 +202,8 @@ class LifecycleManager:
                 if level is not None:
                     self.stops.trail(pos, level)
             return None
+        if self._exit_quantity(pos) <= 0:
+            return None
         return self._exit(pos, signal)
 
     def _check_clock(self) -> list[OrderIntent]:
@@ -200,7 +212,7 @@ class LifecycleManager:
         while self._deadlines and self._deadlines[0][0] <= now:
             _, symbol = heapq.heappop(self._deadlines)
             pos = self.ledger.position(symbol)
-            if pos is not None and symbol not in self.pending_exits:
+            if pos is not None and symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
                 signal = self.monitor.check_time_stop(pos, now)
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
@@ -212,17 +224,26 @@ class LifecycleManager:
                 log.info("day_rollover", day=str(day))
         if self._eod_at is not None and now >= self._eod_at and self.ledger.holdings:
             for pos in self.ledger.positions():
-                if pos.symbol in self.pending_exits:
+                if pos.symbol in self.pending_exits or self._exit_quantity(pos) <= 0:
                     continue
                 signal = self.monitor.check_eod_close(pos, now)
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
         return intents
 
+    def _exit_quantity(self, pos: Position) -> float:
+        """What an exit of this position may sell (buy back): its size, capped by `exit_cap` when someone else's
+        trade has already taken part of it out of the account (an exit must never oversell into the other side)."""
+        if self.exit_cap is None:
+            return abs(pos.shares)
+        return min(abs(pos.shares), self.exit_cap(pos.symbol, pos.shares if pos.is_long else -pos.shares))
+
     def _exit(self, pos: Position, signal: ExitSignal) -> OrderIntent:
         """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
         key = pos.signal_id or pos.symbol
         attempt = self._exit_attempts.get(key, 0)
+        while client_order_id_for(key, f"exit{attempt}") in self.intents:  # an earlier run's exits (restart)
+            attempt += 1
         self._exit_attempts[key] = attempt + 1
         side = Side.SELL if pos.is_long else Side.BUY
         intent = OrderIntent(
@@ -230,7 +251,7 @@ class LifecycleManager:
             signal_id=pos.signal_id or key,
             symbol=pos.symbol,
             side=side,
-            quantity=abs(pos.shares),
+            quantity=self._exit_quantity(pos),
             reduce_only=True,
             kind="exit",
             ticker=pos.ticker,
@@ -262,6 +283,14 @@ class LifecycleManager:
             self.register_intent(ready)
         return ready
 
+    def resend_exit(self, stuck: OrderIntent, reason: str) -> OrderIntent | None:
+        """An exit that never reached its broker: the position it was for gets a fresh one (a new client order
+        id), so a position is never left without its exits. None when nothing is held or an exit is working."""
+        pos = self.ledger.position(stuck.symbol)
+        if pos is None or stuck.symbol in self.pending_exits:
+            return None
+        return self._exit(pos, ExitSignal(pos.ticker, stuck.exit_type or "resend", 0, reason, pos.current_price))
+
     async def emergency_close_all(self, reason: str = "flatten") -> list[OrderIntent]:
         """Cancel every open order and close every position now."""
         if self.router is not None:
@@ -274,13 +303,15 @@ class LifecycleManager:
                     log.warning("cancel_failed", client_order_id=intent.client_order_id, error=str(exc))
         intents = []
         for pos in self.ledger.positions():
-            if pos.symbol not in self.pending_exits:
+            if pos.symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
                 intents.append(self._exit(pos, ExitSignal(pos.ticker, "flatten", 0, reason, pos.current_price)))
         return intents
 
     # -- broker events --------------------------------------------------------------------------------
     async def on_broker_event(self, event: OrderUpdate | Fill) -> None:
         """Apply one broker event. Fills are journaled before the ledger changes."""
+        if event.symbol:
+            self.activity[event.symbol] = self.clock.now()
         if isinstance(event, Fill):
             await self._on_fill(event)
         else:
@@ -288,6 +319,10 @@ class LifecycleManager:
 
     async def _on_update(self, update: OrderUpdate) -> None:
         now = self.clock.now()
+        if update.client_order_id not in self.intents and not is_own_client_order_id(update.client_order_id):
+            log.info("external_order_update", client_order_id=update.client_order_id, symbol=update.symbol,
+                     status=str(update.status), broker=update.broker)
+            return  # someone else's order: not ours to journal or to act on (its fills are recorded as external)
         if self.journal is not None:
             await self.journal.update_order(
                 update.client_order_id, update.status, ts=now, broker=update.broker,
@@ -317,10 +352,14 @@ class LifecycleManager:
 
     async def _on_fill(self, fill: Fill) -> None:
         intent = self.intents.get(fill.client_order_id)
-        issues = self.validator.validate(intent, fill)
+        if intent is None and not is_own_client_order_id(fill.client_order_id):
+            await self._external_fill(fill)
+            return
+        # journaled first: a write that fails changes nothing here, so the caller can apply the fill again later
         if self.journal is not None and not await self.journal.record_fill(fill):
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
+        issues = self.validator.validate(intent, fill)
         for issue in issues:
             await self._issue(issue)
         before = self.ledger.position(fill.symbol)
@@ -342,6 +381,42 @@ class LifecycleManager:
         if trip is not None:
             await self._closed(trip, fill)
 
+    async def record_missing_trades(self, closed: list[tuple[RoundTrip, Fill]]) -> int:
+        """After a restart: round trips the journal's fills close but whose trade row (and P&L, feedback, loss
+        limits) a crash cut off are booked now. `closed` in fill order; returns how many were missing."""
+        if self.trades is None or not closed:
+            return 0
+        missing = set(await self.trades.unrecorded([fill.fill_id for _, fill in closed]))
+        for trip, fill in closed:
+            if fill.fill_id in missing:
+                log.warning("trade_row_recovered", signal_id=trip.position.signal_id, symbol=fill.symbol,
+                            fill_id=fill.fill_id)
+                await self._closed(trip, fill)
+        return len(missing)
+
+    async def _external_fill(self, fill: Fill) -> None:
+        """A fill of an order someone else placed in the account: recorded and alerted, never booked."""
+        fresh = self.on_external_fill(fill) if self.on_external_fill is not None else True
+        if not fresh:
+            return
+        detail = (f"fill {fill.fill_id}: {fill.side} {fill.quantity:g} {fill.symbol} at {fill.price:g} for order "
+                  f"{fill.client_order_id or '(no id)'} that ordergate did not send: external, not traded")
+        ours = self.ledger.position(fill.symbol)
+        severity = "warning"
+        if ours is not None and ours.is_long != (fill.side == Side.BUY):
+            severity = "critical"  # someone traded ordergate's position down by hand
+            cap = self._exit_quantity(ours)
+            detail += f"; it reduces ordergate's {ours.direction} {ours.shares:g}: its exits now trade at most {cap:g}"
+        log.warning("external_fill", client_order_id=fill.client_order_id, fill_id=fill.fill_id,
+                    symbol=fill.symbol, side=str(fill.side), quantity=fill.quantity, price=fill.price,
+                    broker=fill.broker)
+        if self.journal is not None:
+            self.journal.record_decision(None, "external", "external_fill", detail, self.clock.now(), {
+                "client_order_id": fill.client_order_id, "fill_id": fill.fill_id, "broker": fill.broker,
+                "symbol": fill.symbol, "side": str(fill.side), "quantity": fill.quantity, "price": fill.price})
+        if self.alert is not None:
+            await self.alert("external_fill", detail, severity, client_order_id=fill.client_order_id)
+
     async def _closed(self, trip: RoundTrip, fill: Fill) -> None:
         pos = trip.position
         self.round_trips += 1
@@ -352,6 +427,7 @@ class LifecycleManager:
             exit_time=trip.exit_time, entry_price=pos.entry_price, exit_price=trip.exit_price,
             quantity=trip.quantity, pnl=trip.pnl, r_multiple=trip.r_multiple, exit_type=trip.exit_type,
             holding_minutes=(trip.exit_time - entry_time).total_seconds() / 60, broker=fill.broker,
+            exit_fill_id=fill.fill_id,
         )
         if self.trades is not None:
             await self.trades.record(trade)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -81,6 +82,7 @@ class OrderStatus(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     REPLACED = "replaced"
+    NEVER_REACHED = "never_reached"  # journaled, and its broker never heard of it (see pipeline.order_resolver)
 
     @property
     def is_final(self) -> bool:
@@ -88,7 +90,8 @@ class OrderStatus(StrEnum):
 
 
 _FINAL_STATUSES = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.REPLACED}
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.REPLACED,
+     OrderStatus.NEVER_REACHED}
 )
 
 
@@ -230,6 +233,19 @@ def client_order_id_for(signal_id: str, leg: str = "entry") -> str:
     return f"og-{leg[:8]}-{digest}"
 
 
+# og-<leg, up to 8>-<20 hex>, optionally a smart-router child suffix (see smart_router.child_client_order_id)
+_OWN_ID = re.compile(r"^og-[a-z0-9]{1,8}-[0-9a-f]{10,20}(-[0-9a-z]+)*$")
+
+
+def is_own_client_order_id(client_order_id: str | None) -> bool:
+    """True when the id is of ordergate's scheme (`client_order_id_for`, smart-router children).
+
+    An order or fill with any other id (a UUID from the broker's app, IB's empty orderRef) was placed by
+    someone else in the account: never applied to the ledger, never exited.
+    """
+    return bool(client_order_id) and _OWN_ID.match(client_order_id or "") is not None
+
+
 @dataclass(slots=True)
 class OrderIntent:
     """An order the pipeline decided to send. Journaled before it is sent; `client_order_id` is idempotent."""
@@ -338,6 +354,8 @@ class AccountSnapshot:
     cash: float
     buying_power: float
     broker: str = ""
+    account_id: str = ""  # the broker's account number (Alpaca account_number, IB account code)
+    paper: bool | None = None  # a paper (simulated) account at the broker; None when the broker cannot tell
 
 
 @dataclass(slots=True)
@@ -360,6 +378,7 @@ class Position:
     signal_id: str = ""
     sector: str | None = None
     multiplier: float = 1.0
+    origin: str = ""                 # "": opened by ordergate; "external": not ours; "adopted": external, managed
 
     def __post_init__(self) -> None:
         if not self.symbol:

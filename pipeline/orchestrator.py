@@ -1,7 +1,11 @@
 """BotOrchestrator: the hardened signal-to-order pipeline, one decision at a time.
 
-    kill switch -> SignalGuard (fresh + dedup) -> SignalRecorder (id + audit) -> RiskGate (8 checks)
-    -> UnifiedRisk (correlation, VaR) -> InstrumentRouter -> PositionSizer / LeveragedETFSizer -> OrderIntent
+    kill switch -> SignalGuard (fresh + dedup) -> SignalRecorder (id + audit) -> MarketPrice (entry on the
+    market) -> RiskGate (8 checks) -> UnifiedRisk (correlation, VaR) -> InstrumentRouter
+    -> PositionSizer / LeveragedETFSizer -> OrderIntent
+
+Everything after MarketPrice sees the signal moved to the market price: entries are sized on the price they
+will fill at, and reserved at it plus the expected slippage.
 
 Every stage is a direct await inside one coroutine (no queue hops). Decisions are serialised by a lock and
 see in-flight orders through the ReservationBook, so a burst can never overshoot the limits. The approved
@@ -27,6 +31,7 @@ from pipeline.fill_validator import OrderValidator
 from pipeline.instrument_router import InstrumentRouter
 from pipeline.journal import Journal
 from pipeline.kill_switch import KillSwitch
+from pipeline.market_price import price_on_market, usable_price
 from pipeline.models import (
     AccountState,
     AssetClass,
@@ -89,6 +94,7 @@ class BotOrchestrator:
         observer: StageObserver | None = None,
         on_intent: Callable[[OrderIntent], None] | None = None,
         kill_switch: KillSwitch | None = None,
+        slippage: float | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
@@ -109,10 +115,12 @@ class BotOrchestrator:
             self.executor, routing or RoutingSettings(), options or OptionsSettings(), sectors=self.sectors,
             chain_provider=chain_provider,
         )
-        self.sizer = PositionSizer(self.executor, self.sectors)
-        self.etf_sizer = LeveragedETFSizer(self.executor, self.sectors)
+        # how far an entry fills from the market price: sized and reserved with it ([pipeline] expected_slippage)
+        self.slippage = config.expected_slippage if slippage is None else slippage
+        self.sizer = PositionSizer(self.executor, self.sectors, slippage=self.slippage)
+        self.etf_sizer = LeveragedETFSizer(self.executor, self.sectors, slippage=self.slippage)
         self.feedback = feedback or FeedbackTracker(config)
-        self.reservations = ReservationBook()
+        self.reservations = ReservationBook(self.slippage)
         self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds)
         self._account = account
         self._price_lookup = price_lookup
@@ -181,6 +189,12 @@ class BotOrchestrator:
         if not guard.approved:
             return reject("signal_guard", guard.reason)
         self.recorder.stage(signal, "signal_guard", True, ts=now)
+
+        priced = price_on_market(signal, self.market_price(signal.ticker), self.config.max_entry_deviation)
+        if not priced.approved or priced.signal is None:
+            return reject("market_price", priced.reason, priced.detail)
+        self.recorder.stage(signal, "market_price", True, priced.reason, now, priced.detail)
+        signal = priced.signal  # from here on: the signal on the market price
 
         account = self.account_state()
         gate = self.gate.validate(signal, account, now)
@@ -278,8 +292,18 @@ class BotOrchestrator:
         opt = self.sizer.size_option(signal, account, decision.option, weight=weight, sector=sector)
         return _Sized(opt.shares, opt.notional, opt.stop_price, dict(opt.adjustments), opt.reason)
 
+    def market_price(self, symbol: str) -> float | None:
+        """The current market price of `symbol` from the price lookup (feed / broker), or None when unknown."""
+        if self._price_lookup is None:
+            return None
+        try:
+            return usable_price(self._price_lookup(symbol))
+        except Exception:  # a broken lookup is no price: the entry is rejected, the bus keeps going
+            log.exception("market_price_lookup_failed", symbol=symbol)
+            return None
+
     def _price(self, symbol: str) -> float | None:
-        return self._price_lookup(symbol) if self._price_lookup is not None else None
+        return self.market_price(symbol)
 
     def _intent(self, signal: TradeSignal, decision: InstrumentDecision, sized: _Sized, now: Any) -> OrderIntent:
         is_option = decision.instrument_type == InstrumentType.OPTIONS

@@ -243,6 +243,10 @@ class OrderRouter:
             task.cancel()
         return len(waiting)
 
+    def sending(self) -> set[str]:
+        """Client order ids whose submission task is running now (a resolver must not call them missing)."""
+        return {t.get_name().removeprefix("order-") for t in self._tasks if not t.done()}
+
     def in_flight(self) -> int:
         """Orders being submitted now (scheduled TWAP slices and their parents are not counted)."""
         return max(0, len(self._tasks) - self._scheduled - self._parents)

@@ -200,7 +200,7 @@ class ProtectiveStops:
         stop.status = update.status
         stop.filled_qty = max(stop.filled_qty, update.filled_qty)
         stop.broker_order_id = update.broker_order_id or stop.broker_order_id
-        if update.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED) \
+        if update.status.is_final and update.status not in (OrderStatus.FILLED, OrderStatus.REPLACED) \
                 and stop.symbol not in self._releasing:
             log.warning("protective_stop_gone", symbol=stop.symbol, client_order_id=stop.client_order_id,
                         status=str(update.status), reason=update.reason)

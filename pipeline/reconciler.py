@@ -1,7 +1,12 @@
 """Broker positions vs the daemon's own book: ghosts, orphans and quantity mismatches.
 
 Pure comparison; the daemon's reconciler loop applies the policy (alert only, or adopt the broker's truth)
-and trips the kill switch when `ReconciliationReport.severe()` says a mismatch is too large.
+and trips the kill switch when `ReconciliationReport.severe()` says the mismatches are too large *in total*
+(four gaps of $4.9k each are $19.6k unexplained, whatever each one is alone).
+
+`MismatchConfirmer` keeps the reconciler from false alarms: a difference counts only when the same difference
+is seen on two consecutive checks and its symbol has had no order activity within the grace period (a broker's
+positions view can lag its fills by seconds); until then it is *pending*, reported as such, never "OK".
 
 Quantities are compared signed (short = negative), per symbol (several internal positions in one symbol are
 summed). Symbols are compared upper-case without spaces, so an IB-padded OCC symbol matches Alpaca's.
@@ -13,6 +18,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pipeline.models import BrokerPosition, Position
@@ -56,14 +62,21 @@ class ReconciliationReport:
     def of_type(self, mismatch_type: MismatchType) -> list[Mismatch]:
         return [m for m in self.mismatches if m.mismatch_type == mismatch_type]
 
+    @property
+    def unexplained_notional(self) -> float:
+        """The dollars of every mismatch together."""
+        return sum(m.notional for m in self.mismatches)
+
     def severe(self, threshold: float | None = None) -> bool:
-        """True when any mismatch's notional exceeds `threshold` (default: the reconciler's threshold)."""
+        """True when the mismatches' total notional exceeds `threshold` (default: the reconciler's threshold)."""
         limit = self.notional_threshold if threshold is None else threshold
-        return any(m.notional > limit for m in self.mismatches)
+        return self.unexplained_notional > limit
 
     def severe_mismatches(self, threshold: float | None = None) -> list[Mismatch]:
-        limit = self.notional_threshold if threshold is None else threshold
-        return [m for m in self.mismatches if m.notional > limit]
+        """The mismatches that make up a severe total (all of them), largest first; [] when not severe."""
+        if not self.severe(threshold):
+            return []
+        return sorted(self.mismatches, key=lambda m: -m.notional)
 
 
 @dataclass(slots=True)
@@ -98,6 +111,65 @@ class PositionReconciler:
                 continue
             report.mismatches.append(_mismatch(mine, theirs, mine_qty, their_qty))
         return report
+
+
+@dataclass(slots=True)
+class Judgement:
+    """What one check's mismatches amount to: confirmed (they count), pending (not judged yet, and why)."""
+
+    confirmed: list[Mismatch] = field(default_factory=list)
+    newly_confirmed: list[Mismatch] = field(default_factory=list)  # confirmed at this check for the first time
+    pending: list[tuple[Mismatch, str]] = field(default_factory=list)
+
+
+class MismatchConfirmer:
+    """Two consecutive sightings of the same difference, outside the grace period of the symbol's last order
+    activity, before a difference counts."""
+
+    def __init__(self, grace_seconds: float) -> None:
+        self.grace = timedelta(seconds=grace_seconds)
+        self._seen: dict[str, tuple[tuple[float, float], int]] = {}  # symbol -> (quantities, checks in a row)
+        self._orders: dict[tuple[str, str], tuple[str, float]] = {}  # (broker, id) -> (symbol, filled qty)
+        self.order_activity: dict[str, datetime] = {}
+
+    def observe_orders(self, broker: str, orders: Iterable[Any], now: datetime) -> None:
+        """The broker's open orders (read before its positions): an order that appeared, filled some more or
+        went away since the last check is order activity on its symbol now."""
+        current = {(broker, o.client_order_id): (o.symbol, float(o.filled_qty or 0.0)) for o in orders}
+        previous = {k: v for k, v in self._orders.items() if k[0] == broker}
+        for key, (symbol, filled) in current.items():
+            if previous.get(key) != (symbol, filled):
+                self.order_activity[symbol] = now
+        for key, (symbol, _filled) in previous.items():
+            if key not in current:
+                self.order_activity[symbol] = now
+                del self._orders[key]
+        self._orders.update(current)
+
+    def judge(self, mismatches: Iterable[Mismatch], now: datetime,
+              activity: Mapping[str, datetime]) -> Judgement:
+        """Sort this check's mismatches into confirmed and pending; remembers them for the next check."""
+        out = Judgement()
+        seen: dict[str, tuple[tuple[float, float], int]] = {}
+        for m in mismatches:
+            last = max((t for t in (activity.get(m.symbol), self.order_activity.get(m.symbol)) if t is not None),
+                       default=None)
+            if last is not None and now - last < self.grace:
+                out.pending.append((m, f"order activity {max(0.0, (now - last).total_seconds()):.0f}s ago, "
+                                       f"within the {self.grace.total_seconds():g}s grace period"))
+                continue  # the streak starts again once the symbol is quiet
+            quantities = (round(m.internal_qty, 6), round(m.broker_qty, 6))
+            before = self._seen.get(m.symbol)
+            count = before[1] + 1 if before is not None and before[0] == quantities else 1
+            seen[m.symbol] = (quantities, count)
+            if count >= 2:
+                out.confirmed.append(m)
+                if count == 2:
+                    out.newly_confirmed.append(m)
+            else:
+                out.pending.append((m, "first sighting: counts if the next check sees it too"))
+        self._seen = seen
+        return out
 
 
 def _mismatch(mine: _Holding | None, theirs: _Holding | None, mine_qty: float, their_qty: float) -> Mismatch:

@@ -1,7 +1,8 @@
 """In-flight entry orders: the exposure, position slots and buying power they hold until they settle.
 
-Risk decisions are made one at a time; an approved intent reserves its notional and its ticker's slot at
-once, so a burst of signals can never approve more than the limits allow while orders are still travelling.
+Risk decisions are made one at a time; an approved intent reserves its notional (at the market price it was
+decided on, plus the slippage its fill is expected to pay) and its ticker's slot at once, so a burst of
+signals can never approve more than the limits allow while orders are still travelling.
 Each fill moves its part from the reservation to the ledger (the reservation keeps only the unfilled rest, so
 nothing is counted twice between a fill and its order's final status); what is left is released when the
 order reaches a final state (filled, rejected, canceled, expired), except for the part that filled and whose
@@ -37,8 +38,9 @@ class Reservation:
 class ReservationBook:
     """The in-flight entries, folded into the account view the risk gate sees."""
 
-    def __init__(self) -> None:
+    def __init__(self, slippage: float = 0.0) -> None:
         self._by_id: dict[str, Reservation] = {}
+        self.slippage = slippage  # the fill is expected this far (fraction) from the reference price
 
     def reserve(self, intent: OrderIntent) -> Reservation:
         reservation = Reservation(
@@ -96,14 +98,19 @@ class ReservationBook:
     def reserved_notional(self) -> float:
         return sum(r.notional for r in self._by_id.values())
 
+    def reserved_buying_power(self) -> float:
+        """What the in-flight entries will cost when they fill: their notional plus the expected slippage."""
+        return self.reserved_notional() * (1.0 + self.slippage)
+
     def items(self) -> list[Reservation]:
         return list(self._by_id.values())
 
     def account_view(self, account: AccountState) -> AccountState:
         """The account as if every in-flight entry had filled at its reference price.
 
-        Reserved entries appear as positions (slots, duplicate/conflict checks, exposure) and their notional
-        is taken out of buying power. A ticker both held and reserved counts once per order: conservative.
+        Reserved entries appear as positions (slots, duplicate/conflict checks, exposure) and their notional plus
+        the expected slippage is taken out of cash and buying power. A ticker both held and reserved counts once
+        per order: conservative.
         """
         if not self._by_id:
             return account
@@ -118,7 +125,7 @@ class ReservationBook:
             )
             for r in self._by_id.values()
         ]
-        reserved = self.reserved_notional()
+        reserved = self.reserved_buying_power()
         return AccountState(
             equity=account.equity,
             cash=account.cash - reserved,

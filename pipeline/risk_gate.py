@@ -95,8 +95,9 @@ def check_daily_loss(ctx: RiskContext) -> RiskDecision:
 
 
 def check_max_positions(ctx: RiskContext) -> RiskDecision:
-    """2. A new ticker needs a free slot under max_concurrent_positions (adding to a held ticker does not)."""
-    count = len(ctx.account.open_positions)
+    """2. A new ticker needs a free slot under max_concurrent_positions (adding to a held ticker does not).
+    External positions (not opened by ordergate) take no slot; the other checks count them."""
+    count = sum(1 for p in ctx.account.open_positions if p.origin not in ("external", "pending"))
     limit = ctx.config.max_concurrent_positions
     if count >= limit and not ctx.positions_in(ctx.ticker):
         return _reject(f"max_positions: {count} open positions (incl. in-flight) >= max_concurrent_positions {limit}")

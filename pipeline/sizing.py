@@ -19,7 +19,7 @@ from pipeline.options import OptionQuote
 from pipeline.risk_gate import sector_exposure, ticker_exposure
 
 MIN_CONVICTION_FACTOR = 0.25
-BUYING_POWER_SLIPPAGE_BUFFER = 0.005  # 50 bps of adverse fill allowed for before the broker would refuse
+BUYING_POWER_SLIPPAGE_BUFFER = 0.005  # default slippage: 50 bps of adverse fill allowed for before the broker refuses
 OPTION_MULTIPLIER = 100.0
 
 
@@ -65,6 +65,7 @@ class _Caps:
     ticker: str
     sector: str | None
     sectors: Mapping[str, str]
+    slippage: float = BUYING_POWER_SLIPPAGE_BUFFER
 
     def rooms(self) -> list[tuple[str, float]]:
         equity = self.account.equity
@@ -73,8 +74,8 @@ class _Caps:
         if self.sector is not None:
             rooms.append(("sector", self.config.max_sector_exposure * equity
                           - sector_exposure(self.account, self.sector, self.sectors)))
-        # a market order fills a little away from the decision price: keep that much buying power spare
-        rooms.append(("buying_power", self.account.buying_power / (1.0 + BUYING_POWER_SLIPPAGE_BUFFER)))
+        # a market order fills `slippage` away from the market price: it must fit in buying power at that price
+        rooms.append(("buying_power", self.account.buying_power / (1.0 + self.slippage)))
         return rooms
 
     def apply(self, units: int, unit_cost: float, adjustments: dict[str, Any]) -> int:
@@ -108,13 +109,17 @@ def _finish(
 class PositionSizer:
     """Risk-based position sizing with exposure and buying-power caps (the spec's PositionSizer)."""
 
-    def __init__(self, config: ExecutorConfig, sectors: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: ExecutorConfig, sectors: Mapping[str, str] | None = None,
+        slippage: float = BUYING_POWER_SLIPPAGE_BUFFER,
+    ) -> None:
         self.config = config
         self.sectors: Mapping[str, str] = sectors or {}
+        self.slippage = slippage
 
     def _caps(self, signal: TradeSignal, account: AccountState, sector: str | None) -> _Caps:
         ticker = signal.ticker.strip().upper()
-        return _Caps(self.config, account, ticker, sector or self.sectors.get(ticker), self.sectors)
+        return _Caps(self.config, account, ticker, sector or self.sectors.get(ticker), self.sectors, self.slippage)
 
     def size(
         self,
@@ -168,9 +173,13 @@ def etf_stop_price(signal: TradeSignal, etf_price: float, leverage: float) -> fl
 class LeveragedETFSizer:
     """Sizes a leveraged ETF so its dollar risk to the stop matches the underlying trade's."""
 
-    def __init__(self, config: ExecutorConfig, sectors: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: ExecutorConfig, sectors: Mapping[str, str] | None = None,
+        slippage: float = BUYING_POWER_SLIPPAGE_BUFFER,
+    ) -> None:
         self.config = config
         self.sectors: Mapping[str, str] = sectors or {}
+        self.slippage = slippage
 
     def compute_shares(
         self,
@@ -196,6 +205,6 @@ class LeveragedETFSizer:
         shares = _floor_units(budget, risk_per_etf_share)
         adjustments["risk_shares"] = shares
         ticker = signal.ticker.strip().upper()
-        caps = _Caps(self.config, account, ticker, sector or self.sectors.get(ticker), self.sectors)
+        caps = _Caps(self.config, account, ticker, sector or self.sectors.get(ticker), self.sectors, self.slippage)
         shares = caps.apply(shares, etf_price, adjustments)
         return _finish(shares, etf_price, risk_per_etf_share, self.config, adjustments, "share", stop)

@@ -23,6 +23,7 @@ _DIGITS = 6
 _COLUMNS = (
     "signal_id", "ticker", "symbol", "direction", "signal_type", "timeframe", "entry_time", "exit_time",
     "entry_price", "exit_price", "quantity", "pnl", "r_multiple", "exit_type", "holding_minutes", "broker", "day",
+    "exit_fill_id",
 )
 _INSERT = f"INSERT INTO trades({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
@@ -47,6 +48,7 @@ class ClosedTrade:
     exit_type: str
     holding_minutes: float
     broker: str = ""
+    exit_fill_id: str | None = None  # the fill that closed it: a crash between that fill and this row is mended
 
     @property
     def day(self) -> date:
@@ -97,7 +99,7 @@ class ClosedTrade:
             self.signal_id, self.ticker, self.symbol or self.ticker, self.direction, self.signal_type,
             self.timeframe, _utc_iso(self.entry_time), _utc_iso(self.exit_time), self.entry_price, self.exit_price,
             self.quantity, self.pnl, self.r_multiple, self.exit_type, self.holding_minutes, self.broker,
-            self.day.isoformat(),
+            self.day.isoformat(), self.exit_fill_id,
         )
 
     @classmethod
@@ -109,6 +111,7 @@ class ClosedTrade:
             entry_price=row["entry_price"], exit_price=row["exit_price"], quantity=row["quantity"], pnl=row["pnl"],
             r_multiple=row["r_multiple"] or 0.0, exit_type=row["exit_type"] or "",
             holding_minutes=row["holding_minutes"] or 0.0, broker=row["broker"] or "",
+            exit_fill_id=row.get("exit_fill_id"),
         )
 
 
@@ -194,6 +197,22 @@ class TradeJournalWriter:
             return int(cur.lastrowid or 0)
 
         return await self.journal.run(_write)
+
+    async def unrecorded(self, exit_fill_ids: list[str]) -> list[str]:
+        """Of these closing fills (in fill order), those with no trade row: a crash came between the fill and its
+        row. Rows of journals older than the column (no exit_fill_id) stand for the first trips in order."""
+        rows = await self.journal.query("SELECT exit_fill_id FROM trades")
+        known = {r["exit_fill_id"] for r in rows if r["exit_fill_id"]}
+        legacy = sum(1 for r in rows if not r["exit_fill_id"])
+        missing = []
+        for fill_id in exit_fill_ids:
+            if fill_id in known:
+                continue
+            if legacy:
+                legacy -= 1
+                continue
+            missing.append(fill_id)
+        return missing
 
     async def trades_between(self, start: date, end: date) -> list[ClosedTrade]:
         """Closed trades whose New York exit day is within [start, end], in exit order."""

@@ -48,12 +48,14 @@ class DaemonProcess:
 
     _count = 0
 
-    def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None,
+                 command: list[str] | None = None) -> None:
         self.state_dir = state_dir
         DaemonProcess._count += 1
         self.log_path = state_dir.parent / f"{state_dir.name}-daemon-{DaemonProcess._count}.log"
         self.env = env or base_env(state_dir)
         self.args = args
+        self.command = command or [str(BIN)]  # the `ordergate` entry point (or a wrapper that runs it)
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
 
@@ -61,7 +63,7 @@ class DaemonProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen([str(BIN), *self.args, "run"], env=self.env, stdout=self._log,
+        self.proc = subprocess.Popen([*self.command, *self.args, "run"], env=self.env, stdout=self._log,
                                      stderr=subprocess.STDOUT, cwd=ROOT)
         return self
 

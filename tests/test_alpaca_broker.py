@@ -276,8 +276,9 @@ async def test_fill_while_stream_down_is_recovered_once(h: Harness) -> None:
     h.fake.allow_trade_stream()
     await h.wait_status(order.client_order_id, OrderStatus.FILLED)
     assert h.broker.reconnects == 1 and h.broker.is_connected()
-    catch_up = [r for r in h.fake.requests if r.path == "/v2/orders" and r.method == "GET"]
-    assert catch_up and catch_up[-1].query["status"] == "all" and "after" in catch_up[-1].query
+    # caught up by identity (issue 12), not by a time window a skewed clock could miss
+    catch_up = [r for r in h.fake.requests if r.path == "/v2/orders:by_client_order_id" and r.method == "GET"]
+    assert catch_up and catch_up[-1].query["client_order_id"] == order.client_order_id
     # the live frame for the same execution arriving late must not double it
     held = h.fake.order_by_client_id(order.client_order_id)
     await h.fake.push_trade_update("fill", held, execution_id=execution_id, price="50", qty="100")

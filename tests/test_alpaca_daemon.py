@@ -26,6 +26,7 @@ from pipeline.clock import SimulatedClock
 from pipeline.models import Position, TradeSignal, client_order_id_for
 from tests.daemon_proc import DaemonProcess, base_env, cli
 from tests.fakes.alpaca_server import FakeAlpaca
+from tests.market import set_market
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,6 +60,7 @@ async def _core(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock | None =
     assert isinstance(broker, AlpacaBroker)
     broker.stream_backoff = (0.05, 0.3)  # reconnect quickly after a drop (the default waits a second or more)
     await core.start()
+    set_market(core, dict.fromkeys(("AAPL", "MSFT", "NVDA"), 100.0))  # the feed's last bars: _signal's price
     return core
 
 
@@ -243,10 +245,13 @@ async def test_reconciliation_finds_ghost_and_orphan(tmp_path: Path, fake: FakeA
         core.ledger.adopt(Position("ORPH", "long", 40.0, 40.0, 5, 39.0, symbol="ORPH"), 5)  # in the book only
         fake.set_position("SAME", 4, 20.0)
         core.ledger.adopt(Position("SAME", "long", 20.0, 20.0, 4, 19.0, symbol="SAME"), 4)
+        assert (await core.reconcile()).mismatches == []  # first sighting: pending until the next check
         report = await core.reconcile()
-        assert {m.symbol: m.mismatch_type for m in report.mismatches} == {"GHST": "ghost", "ORPH": "orphan"}
+        assert {m.symbol: m.mismatch_type for m in report.mismatches} == {"ORPH": "orphan"}
         assert report.matches == 1
-        assert any(r.path == "/v2/positions" and r.method == "GET" for r in fake.requests)
+        assert [(p.symbol, p.shares) for p in core.external.positions()] == [("GHST", 10)]  # no order of ours
+        gets = [r.path for r in fake.requests if r.method == "GET" and r.path in ("/v2/orders", "/v2/positions")]
+        assert gets[-2:] == ["/v2/orders", "/v2/positions"]  # the order set is read before the positions
         assert core.ledger.signed_quantities() == {"ORPH": 5, "SAME": 4}  # policy "alert": nothing changed
     finally:
         await core.stop()
@@ -273,6 +278,10 @@ async def test_ordergate_run_trades_through_alpaca(tmp_path: Path, fake: FakeAlp
         await asyncio.to_thread(daemon.wait_for, "daemon_ready", 45.0)
         assert fake.trade_stream_connects == 1
         await fake.wait_for(lambda: "AAPL" in fake.data_subscriptions, timeout=15)
+        # the market the entry is sized on: one minute bar from the data socket
+        await fake.push_bar("AAPL", datetime.now(UTC).replace(second=0, microsecond=0), 187.5, 187.5, 187.5, 187.5,
+                            1_000)
+        await asyncio.to_thread(daemon.wait_for, "bars_flowing", 15.0)
         fake.next_submit_fills(187.5, partials=(10,))
         out = await _cli(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "187.5",
                          "--stop", "183.0", "--timeframe", "1d", "--json", env=env)

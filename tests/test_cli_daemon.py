@@ -63,11 +63,15 @@ def test_oversell_is_refused_with_exit_1(daemon: DaemonProcess) -> None:
 
 def test_manual_signal_goes_through_the_pipeline(daemon: DaemonProcess) -> None:
     st = _json(daemon, "status")
-    clock_price = 100.0
-    out = _json(daemon, "signal", "--ticker", "ZZZZ", "--direction", "long", "--entry", str(clock_price),
-                "--stop", "99", "--timeframe", "1d")
-    assert out["signal_id"].startswith("sig-")
     assert st["running"]
+    # no market price for ZZZZ, and AAPL trades far above 1.00: `ordergate signal` sizes on the market too
+    for ticker, needles in (("ZZZZ", ["no market price for ZZZZ"]), ("AAPL", ["entry_price 1.00", "market price"])):
+        out = cli(daemon.state_dir, "signal", "--ticker", ticker, "--direction", "long", "--entry", "1.0",
+                  "--stop", "0.5", "--timeframe", "1d", "--json", env=daemon.env)
+        assert out.returncode == 1, (out.stdout, out.stderr)
+        reply = json.loads(out.stdout)
+        assert reply["signal_id"].startswith("sig-") and reply["accepted"] is False
+        assert reply["stage"] == "market_price" and all(n in reply["reason"] for n in needles), reply
 
 
 def test_rebalance_preview_lists_trades(daemon: DaemonProcess, tmp_path: Path) -> None:

@@ -66,10 +66,22 @@ def test_objects_long_and_short_with_notional():
     assert jpm.mismatch_type == "quantity_mismatch" and jpm.notional == pytest.approx(15 * 210.0)
     assert amd.mismatch_type == "ghost" and amd.broker_qty == -60 and amd.notional == pytest.approx(9_000.0)
     assert xom.mismatch_type == "orphan" and xom.internal_qty == 5 and xom.notional == pytest.approx(550.0)
-    assert report.severe()                          # AMD's 9,000 exceeds 5,000
-    assert [m.symbol for m in report.severe_mismatches()] == ["AMD"]
-    assert not report.severe(9_000.0)               # exceeds, not equals
-    assert report.severe(8_999.99)
+    assert report.unexplained_notional == pytest.approx(12_700.0)
+    assert report.severe()                          # 12,700 in total exceeds 5,000
+    assert [m.symbol for m in report.severe_mismatches()] == ["AMD", "JPM", "XOM"]  # all of them, largest first
+    assert not report.severe(12_700.0)              # exceeds, not equals
+    assert report.severe(12_699.99)
+    assert report.severe_mismatches(12_700.0) == []
+
+
+def test_notional_is_judged_in_total_not_per_position():
+    """Four gaps of $4.9k each, each below a $10k threshold: $19.6k unexplained in total is severe."""
+    internal = [pos(s, 100, price=49.0) for s in ("AAA", "BBB", "CCC", "DDD")]
+    report = PositionReconciler(notional_threshold=10_000.0).reconcile(internal, [])
+    assert all(m.notional == pytest.approx(4_900.0) for m in report.mismatches)
+    assert report.unexplained_notional == pytest.approx(19_600.0)
+    assert report.severe() and len(report.severe_mismatches()) == 4
+    assert not PositionReconciler(notional_threshold=10_000.0).reconcile(internal[:2], []).severe()
 
 
 def test_mixed_shapes_and_symbol_normalisation():

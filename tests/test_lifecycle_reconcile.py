@@ -55,25 +55,29 @@ def _book(core: Core, symbol: str, qty: float, price: float = 50.0) -> None:
 async def test_ghost_orphan_and_quantity_mismatch(tmp_path: Path, policy: str) -> None:
     core = await _core(tmp_path, policy)
     try:
-        await _broker_buys(core, "GHST", 10)          # broker only
+        await _broker_buys(core, "GHST", 10)          # broker only, no order of ours: external
         _book(core, "ORPH", 5)                       # daemon only
         await _broker_buys(core, "QTY", 10)
-        _book(core, "QTY", 7)                        # both, different sizes
+        _book(core, "QTY", 7)                        # the broker holds 3 more, no order of ours: external
         await _broker_buys(core, "SAME", 4)
         _book(core, "SAME", 4)
+        first = await core.reconcile()
+        assert first.mismatches == [] and core.test_alerts == []  # first sighting: pending, not yet counted
+        assert {p["symbol"] for p in core.last_reconciliation["pending"]} == {"GHST", "ORPH", "QTY"}
+        assert core.last_reconciliation["ok"] is False
         report = await core.reconcile()
-        kinds = {m.symbol: m.mismatch_type for m in report.mismatches}
-        assert kinds == {"GHST": "ghost", "ORPH": "orphan", "QTY": "quantity_mismatch"}
+        assert {m.symbol: m.mismatch_type for m in report.mismatches} == {"ORPH": "orphan"}
         assert report.matches == 1
-        assert {k for k, _ in core.test_alerts} == {"reconciliation_mismatch"}
-        assert len(core.test_alerts) == 3
+        assert {p.symbol: p.shares for p in core.external.positions()} == {"GHST": 10, "QTY": 3}
+        assert sorted(k for k, _ in core.test_alerts) == ["external_position", "external_position",
+                                                          "reconciliation_mismatch"]
         held = core.ledger.signed_quantities()
         if policy == "alert":
             assert held == {"ORPH": 5, "QTY": 7, "SAME": 4}
         else:
-            assert held == {"GHST": 10, "QTY": 10, "SAME": 4}
+            assert held == {"QTY": 7, "SAME": 4}
             again = await core.reconcile()
-            assert again.mismatches == [] and again.matches == 3
+            assert again.mismatches == [] and again.matches == 3 and core.last_reconciliation["ok"] is True
         assert not core.state.is_kill_switch_active()
     finally:
         await core.stop()
@@ -82,10 +86,14 @@ async def test_ghost_orphan_and_quantity_mismatch(tmp_path: Path, policy: str) -
 async def test_mismatch_above_notional_threshold_trips_kill_switch(tmp_path: Path) -> None:
     core = await _core(tmp_path, "alert", threshold=1_000.0)
     try:
-        await _broker_buys(core, "BIG", 100, price=50.0)  # 5,000 notional ghost
+        await _broker_buys(core, "EXT", 100, price=50.0)  # 5,000 notional, not ours: external, never a trip
+        _book(core, "BIG", 100, price=50.0)  # 5,000 notional of ours the broker does not hold
+        await core.reconcile()
+        assert not core.state.is_kill_switch_active()  # once is not enough
         await core.reconcile()
         assert core.state.is_kill_switch_active()
-        assert "BIG" in core.state.kill_switch_info()["reason"]
+        reason = core.state.kill_switch_info()["reason"]
+        assert "BIG" in reason and "EXT" not in reason
     finally:
         await core.stop()
 
@@ -106,9 +114,9 @@ async def test_startup_reconciliation_runs_before_ready(tmp_path: Path) -> None:
     try:
         daemon.wait_for("daemon_ready")
         events = [line.get("event") for line in daemon.lines()]
-        mismatch = events.index("reconciliation_mismatch")
-        assert mismatch < events.index("daemon_ready")
-        line = daemon.wait_for("reconciliation_mismatch")
-        assert line["symbol"] == "GHST" and line["type"] == "ghost"
+        assert events.index("external_position") < events.index("daemon_ready")
+        line = daemon.wait_for("external_position")
+        assert line["symbol"] == "GHST" and line["quantity"] == 3
+        assert "reconciliation_mismatch" not in events
     finally:
         daemon.stop()

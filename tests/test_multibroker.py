@@ -24,6 +24,7 @@ from pipeline.clock import SimulatedClock
 from pipeline.models import OrderIntent, Position, TradeSignal
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.fakes.tws_server import FakeTWS, OrderScript
+from tests.market import set_market
 
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET on a regular session
 WAIT = 15.0
@@ -88,7 +89,8 @@ def signal(symbol: str, clock: SimulatedClock) -> TradeSignal:
 
 
 async def enter(core: Core, symbol: str) -> OrderIntent:
-    """Run one long entry through the pipeline and wait until the router has answered."""
+    """Run one long entry through the pipeline (the feed's market at PRICES) and wait until the router answered."""
+    set_market(core, {symbol: PRICES[symbol]})
     result = await core.orchestrator.process_signal(signal(symbol, core.clock))  # type: ignore[arg-type]
     assert result.success, result.rejection_reason
     assert result.intent is not None
@@ -342,20 +344,23 @@ async def test_reconciliation_compares_positions_at_both_brokers(tmp_path: Path,
     alpaca, tws = venues.alpaca, venues.tws
     tws.set_position(_ib_contract(tws, "AAPL"), 10, 100.0)
     alpaca.set_position("MSFT", 5, 200.0)
-    core = make_core(tmp_path, venues, reconcile={"policy": "adopt"})
+    core = make_core(tmp_path, venues, reconcile={"policy": "adopt", "external": "adopt", "confirm_seconds": 0})
     await core.start()
     try:
-        report = await core.reconcile()
-        assert {(m.symbol, m.mismatch_type, m.broker_qty) for m in report.mismatches} == {
-            ("AAPL", "ghost", 10.0), ("MSFT", "ghost", 5.0)}
+        report = await core.reconcile_at_start()  # positions ordergate never opened: external, adopted
+        assert report.mismatches == []
+        assert {(e["symbol"], e["quantity"]) for e in core.last_reconciliation["external"]} == set()
         assert core.ledger.signed_quantities() == {"AAPL": 10.0, "MSFT": 5.0}
+        assert all(p.origin == "adopted" and p.stop_loss < p.entry_price for p in core.ledger.positions())
         assert core.ledger.position("AAPL").broker == "ibkr"    # type: ignore[union-attr]
         assert core.ledger.position("MSFT").broker == "alpaca"  # type: ignore[union-attr]
         again = await core.reconcile()
         assert again.mismatches == [] and again.matches == 2
         tws.set_position(_ib_contract(tws, "AAPL"), 7, 100.0)     # a manual partial sale at IB
+        assert (await core.reconcile()).mismatches == []           # first sighting
         third = await core.reconcile()
         assert [(m.symbol, m.mismatch_type) for m in third.mismatches] == [("AAPL", "quantity_mismatch")]
+        assert core.ledger.signed_quantities() == {"AAPL": 7.0, "MSFT": 5.0}  # policy adopt: the broker's size
         assert not core.state.is_kill_switch_active()
     finally:
         await core.stop()

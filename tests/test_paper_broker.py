@@ -207,6 +207,19 @@ async def test_insufficient_buying_power_is_rejected() -> None:
     await broker.submit_order(intent("ok", qty=10))
 
 
+async def test_buying_power_is_checked_at_the_price_the_order_fills_at() -> None:
+    """A market buy pays the slippage, and so does a buy stop when it triggers: both are funded at that price."""
+    from pipeline.models import OrderType
+
+    broker = make_broker(cash=10_000.0, slippage_bps=100.0)
+    broker.set_price("AAPL", 100.0)
+    with pytest.raises(OrderRejected, match=r"needs 10100\.00, has 10000\.00"):
+        await broker.submit_order(intent("market", qty=100))        # 100 x 101
+    with pytest.raises(OrderRejected, match=r"needs 10201\.00, has 10000\.00"):
+        await broker.submit_order(intent("stop", qty=100, order_type=OrderType.STOP, stop_price=101.0))
+    await broker.submit_order(intent("fits", qty=99))                # 99 x 101 = 9 999
+
+
 async def test_reduce_only_cannot_open() -> None:
     broker = make_broker()
     broker.set_price("AAPL", 100.0)

@@ -102,6 +102,9 @@ def test_env_example_is_valid_configuration(monkeypatch, tmp_path: Path) -> None
     assert settings.alpaca.api_key is not None
     assert settings.alpaca.api_key.get_secret_value() == env["ORDERGATE_ALPACA__API_KEY"]
     assert settings.broker.primary == env["ORDERGATE_BROKER__PRIMARY"]
+    from daemon.live_rule import live_rule_problem
+
+    assert live_rule_problem(settings) is None  # the example, uncommented, passes `ordergate run`'s live rule
 
 
 def test_install_script_is_valid_bash() -> None:

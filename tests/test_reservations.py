@@ -75,15 +75,18 @@ def _in_flight(core: Core) -> OrderIntent:
 
 async def test_a_filled_entry_is_counted_once_before_its_final_status_arrives(core: Core) -> None:
     cash_before = core.orchestrator.account_state().cash
+    hold = 1.0 + core.orchestrator.slippage  # in flight, an entry also holds the slippage its fill may pay
     intent = _in_flight(core)
-    assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
+    assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0 * hold)
+    filled = 0
     for n, quantity in enumerate((30, 70)):
         await core.lifecycle.on_broker_event(Fill(
             fill_id=f"f-{n}", client_order_id=intent.client_order_id, symbol="AAPL", side=Side.BUY,
             quantity=quantity, price=50.0, timestamp=NOW, broker="paper", broker_order_id="b-1"))
         # the ledger holds what filled, the reservation the rest: together the order, once
+        filled += quantity
         seen = core.orchestrator.account_state()
-        assert seen.cash == pytest.approx(cash_before - 5_000.0)
+        assert seen.cash == pytest.approx(cash_before - filled * 50.0 - (100 - filled) * 50.0 * hold)
         assert sum(p.shares for p in seen.open_positions if p.ticker == "AAPL") == 100
     assert intent.client_order_id not in core.orchestrator.reservations
 
@@ -121,7 +124,8 @@ async def test_a_filled_status_before_its_fill_never_frees_the_buying_power_earl
     await core.lifecycle.on_broker_event(OrderUpdate(
         intent.client_order_id, OrderStatus.FILLED, "paper", "b-1", "AAPL", Side.BUY, filled_qty=100,
         filled_avg_price=50.0, timestamp=NOW))
-    assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0)
+    hold = 1.0 + core.orchestrator.slippage
+    assert core.orchestrator.account_state().cash == pytest.approx(cash_before - 5_000.0 * hold)
     await core.lifecycle.on_broker_event(Fill(
         fill_id="f-1", client_order_id=intent.client_order_id, symbol="AAPL", side=Side.BUY, quantity=100,
         price=50.0, timestamp=NOW, broker="paper", broker_order_id="b-1"))

@@ -14,6 +14,7 @@ accepted and stay open):
 
     fake.next_submit_accepts()
     fake.next_submit_fills(price, partials=(40, 30))   # new, partial_fill x2, fill (rest) pushed on the stream
+    fake.market_fills(slippage=0.003)                  # unscripted market orders fill at last price x (1 +- 0.3 %)
     fake.next_submit_rejects("insufficient buying power", status=403)
     fake.next_submit_rate_limited(reset_in=1.0, times=1)   # 429 with X-RateLimit-Reset (epoch seconds)
     fake.next_submit_errors(status=500, times=1)
@@ -23,9 +24,16 @@ accepted and stay open):
     fake.drop_trade_stream(block=True) / fake.allow_trade_stream()
     await fake.push_bar("AAPL", ts, o, h, l, c, v) ; fake.drop_data_stream()
     fake.set_position("AAPL", 10, 100.0) ; fake.account.update(equity="...")
+    await fake.place_manual_order("AAPL", 10, "buy", 100.0)  # a hand-placed order (foreign id), filled at once
+    fake.positions_lag = 2.0   # GET /v2/positions answers the positions as they were 2 s ago
+    fake.fail_requests("GET", "/v2/orders", status=503, times=1)   # the next matching requests answer 503
+    fake.clock_offset = -10.0     # Alpaca's clock 10 s behind the host's: its timestamps and GET /v2/clock
 
-A duplicate `client_order_id` is answered 422 like Alpaca. Everything received is in `fake.requests`
-(method, path, query, json body); orders are in `fake.orders` (Alpaca JSON dicts keyed by order id).
+Buying power is checked like Alpaca does: an order that opens or adds to a position needs its cost at the price it
+will fill at (a market order: the last price moved by the fill slippage; a limit: its limit) within the account's
+`buying_power` less what the open orders hold, else 403 "insufficient buying power" (code 40310000); fills move
+`cash` and `buying_power`. A duplicate `client_order_id` is answered 422 like Alpaca. Everything received is in
+`fake.requests` (method, path, query, json body); orders are in `fake.orders` (Alpaca JSON dicts keyed by order id).
 """
 
 from __future__ import annotations
@@ -110,6 +118,14 @@ class FakeAlpaca:
         self.data_stream_connects = 0
         self.block_trade_stream = False
         self.sent_trade_frames: list[dict[str, Any]] = []
+        self.fill_slippage = 0.0  # market orders are funded (and, with market_fills, filled) this far from the last
+        self.auto_fill: SubmitScript | None = None  # how unscripted market orders are answered (market_fills)
+        self.submit_answers: list[int] = []  # the HTTP status of every POST /v2/orders answered
+        self._holds: dict[str, float] = {}  # order id -> buying power held per unfilled unit
+        self.positions_lag = 0.0  # seconds GET /v2/positions lags behind the account (Alpaca's can)
+        self._position_history: deque[tuple[float, list[dict[str, Any]]]] = deque(maxlen=1000)
+        self.clock_offset = 0.0  # seconds Alpaca's clock is ahead of the host's (negative: behind)
+        self._failures: list[list[Any]] = []  # [method, path, status, times left]
         self._scripts: deque[SubmitScript] = deque()
         self._hung: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -140,6 +156,7 @@ class FakeAlpaca:
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)  # 0 at first; a restart reuses the port
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._positions_changed()
         return self
 
     async def stop(self) -> None:
@@ -196,13 +213,26 @@ class FakeAlpaca:
             "ORDERGATE_ALPACA__DATA_URL": self.base_url,
         }
 
+    def now(self) -> datetime:
+        """Alpaca's time: the host's plus `clock_offset`."""
+        return _now() + timedelta(seconds=self.clock_offset)
+
     # -- scripting ------------------------------------------------------------------------------------
+    def fail_requests(self, method: str, path: str, status: int = 503, times: int = 1) -> None:
+        """Answer the next `times` requests for METHOD PATH (exact path) with `status` (a 5xx: server error)."""
+        self._failures.append([method.upper(), path, status, times])
+
     def next_submit_accepts(self) -> None:
         self._scripts.append(SubmitScript("accept"))
 
     def next_submit_fills(self, price: float, partials: tuple[float, ...] = (), delay: float = 0.02) -> None:
         """Accept, then push new, one partial_fill per `partials` qty, and a fill for the rest."""
         self._scripts.append(SubmitScript("fill", price=price, partials=tuple(partials), delay=delay))
+
+    def market_fills(self, slippage: float = 0.0, delay: float = 0.02) -> None:
+        """Unscripted market orders fill in full after `delay` at the last price moved `slippage` against them."""
+        self.fill_slippage = slippage
+        self.auto_fill = SubmitScript("fill", delay=delay)
 
     def next_submit_rejects(self, message: str, status: int = 403, code: int = 40310000) -> None:
         self._scripts.append(SubmitScript("reject", status=status, message=message, code=code))
@@ -224,8 +254,22 @@ class FakeAlpaca:
         self.prices[symbol] = price if price is not None else avg_price
         if qty == 0:
             self.positions.pop(symbol, None)
+            self._positions_changed()
             return
         self.positions[symbol] = _position_json(symbol, qty, avg_price, self.prices[symbol])
+        self._positions_changed()
+
+    async def place_manual_order(self, symbol: str, qty: float, side: str, price: float, *,
+                                 client_order_id: str | None = None) -> dict[str, Any]:
+        """An order the account holder placed by hand (web app, another program): a client order id ordergate
+        did not make (a UUID, as Alpaca assigns one), filled at once; its new and fill events go out on
+        trade_updates to every listener, as a real account shows them, and the position changes."""
+        order = self._new_order({"symbol": symbol, "qty": _num(qty), "side": side, "type": "market",
+                                 "time_in_force": "day", "client_order_id": client_order_id or str(uuid.uuid4())})
+        self._set_status(order, "new")
+        await self.push_trade_update("new", order)
+        await self.fill(order["client_order_id"], qty, price)
+        return order
 
     def order_by_client_id(self, client_order_id: str) -> dict[str, Any] | None:
         return next((o for o in self.orders.values() if o["client_order_id"] == client_order_id), None)
@@ -335,7 +379,7 @@ class FakeAlpaca:
 
     # -- order state ----------------------------------------------------------------------------------
     def _set_status(self, order: dict[str, Any], status: str, stamp: str | None = None) -> None:
-        now = _iso(_now())
+        now = _iso(self.now())
         order["status"] = status
         order["updated_at"] = now
         if stamp:
@@ -350,8 +394,54 @@ class FakeAlpaca:
         done = total >= float(order["qty"]) - 1e-9
         self._set_status(order, "filled" if done else "partially_filled", "filled_at" if done else None)
         signed = qty if order["side"] == "buy" else -qty
-        self._apply_to_position(order["symbol"], signed, price, order.get("asset_class", "us_equity"))
+        asset_class = order.get("asset_class", "us_equity")
+        self._move_cash(order, signed, price, 100.0 if asset_class == "us_option" else 1.0)
+        self._apply_to_position(order["symbol"], signed, price, asset_class)
         return str(uuid.uuid4())
+
+    def _move_cash(self, order: dict[str, Any], signed_qty: float, price: float, multiplier: float) -> None:
+        """A fill pays or receives cash; buying power goes down by what it opens and up by what it closes."""
+        held = self._held_qty(order["symbol"])
+        closing = min(abs(signed_qty), abs(held)) if held and (held > 0) != (signed_qty > 0) else 0.0
+        opening = abs(signed_qty) - closing
+        self.account["cash"] = _num(float(self.account["cash"]) - signed_qty * price * multiplier)
+        power = float(self.account["buying_power"]) + (closing - opening) * price * multiplier
+        self.account["buying_power"] = _num(power)
+        if float(order["filled_qty"]) >= float(order["qty"]) - 1e-9:
+            self._holds.pop(order["id"], None)
+
+    def _held_qty(self, symbol: str) -> float:
+        current = self.positions.get(symbol)
+        return float(current["qty"]) if current else 0.0
+
+    def _funding_problem(self, body: dict[str, Any]) -> tuple[str, float] | None:
+        """None when there is nothing to fund (it only closes, or no price is known); ("insufficient buying power",
+        0) when its opening part costs more at its fill price than the buying power left; else ("", cost per unit)."""
+        symbol = str(body["symbol"])
+        qty = float(body.get("qty") or 0)
+        buy = body["side"] == "buy"
+        held = self._held_qty(symbol)
+        closing = min(qty, abs(held)) if held and (held > 0) != buy else 0.0
+        if qty - closing <= 1e-9:
+            return None
+        last = self.prices.get(symbol)
+        kind = body["type"]
+        if kind in ("limit", "stop_limit"):
+            unit = float(body["limit_price"])
+        elif last is not None:
+            unit = last * (1 + self.fill_slippage) if buy else last
+        elif kind == "stop":
+            unit = float(body["stop_price"]) * (1 + self.fill_slippage)
+        else:
+            return None  # no price known: nothing to check against
+        multiplier = 100.0 if len(symbol) > 15 else 1.0
+        unit *= multiplier
+        available = float(self.account["buying_power"]) - sum(
+            hold * (float(o["qty"]) - float(o["filled_qty"]))
+            for oid, hold in self._holds.items() if (o := self.orders.get(oid)) and o["status"] not in FINAL)
+        if (qty - closing) * unit > available + 1e-6:
+            return ("insufficient buying power", 0.0)
+        return ("", unit)
 
     def _apply_to_position(self, symbol: str, signed_qty: float, price: float, asset_class: str) -> None:
         self.prices[symbol] = price
@@ -361,15 +451,38 @@ class FakeAlpaca:
         new_qty = qty + signed_qty
         if abs(new_qty) < 1e-9:
             self.positions.pop(symbol, None)
+        else:
+            if qty == 0 or (qty > 0) != (new_qty > 0):
+                avg = price
+            elif abs(new_qty) > abs(qty):
+                avg = (abs(qty) * avg + abs(signed_qty) * price) / abs(new_qty)
+            self.positions[symbol] = _position_json(symbol, new_qty, avg, price, asset_class)
+        self._positions_changed()
+
+    def _positions_changed(self) -> None:
+        """Remember the positions as of now, for a lagging positions endpoint (`positions_lag`)."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
             return
-        if qty == 0 or (qty > 0) != (new_qty > 0):
-            avg = price
-        elif abs(new_qty) > abs(qty):
-            avg = (abs(qty) * avg + abs(signed_qty) * price) / abs(new_qty)
-        self.positions[symbol] = _position_json(symbol, new_qty, avg, price, asset_class)
+        self._position_history.append((now, [dict(p) for p in self.positions.values()]))
+
+    def _positions_seen(self) -> list[dict[str, Any]]:
+        """What GET /v2/positions answers: the positions as they were `positions_lag` seconds ago."""
+        if self.positions_lag <= 0:
+            return list(self.positions.values())
+        cutoff = asyncio.get_running_loop().time() - self.positions_lag
+        seen: list[dict[str, Any]] | None = None
+        for at, snapshot in self._position_history:
+            if at > cutoff:
+                break
+            seen = snapshot
+        if seen is None:  # the lag reaches back before the fake started: what it started with
+            return self._position_history[0][1] if self._position_history else list(self.positions.values())
+        return seen
 
     def _new_order(self, body: dict[str, Any]) -> dict[str, Any]:
-        now = _iso(_now())
+        now = _iso(self.now())
         symbol = str(body.get("symbol", ""))
         option = len(symbol) > 15 and any(ch.isdigit() for ch in symbol)
         order: dict[str, Any] = _order_json(body, now, "us_option" if option else "us_equity")
@@ -390,21 +503,35 @@ class FakeAlpaca:
         if not is_ws and (request.headers.get("APCA-API-KEY-ID") != self.api_key
                           or request.headers.get("APCA-API-SECRET-KEY") != self.secret_key):
             return _error(401, 40110000, "request is not authorized")
+        for failure in self._failures:
+            if failure[0] == request.method and failure[1] == request.path and failure[3] > 0:
+                failure[3] -= 1
+                return _error(failure[2], 50010000, "service unavailable")
         return await handler(request)
 
     async def _account(self, request: web.Request) -> web.Response:
         return web.json_response(self.account)
 
     async def _clock(self, request: web.Request) -> web.Response:
-        now = _now()
+        now = self.now()
         return web.json_response({
             "timestamp": now.isoformat(), "is_open": self.clock_open,
             "next_open": (now + timedelta(hours=17)).isoformat(), "next_close": (now + timedelta(hours=2)).isoformat(),
         })
 
     async def _submit(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer_submit(request)
+        self.submit_answers.append(response.status)
+        return response
+
+    async def _answer_submit(self, request: web.Request) -> web.StreamResponse:
         body = json.loads(await request.read() or b"{}")
-        script = self._scripts.popleft() if self._scripts else SubmitScript("accept")
+        script = self._scripts.popleft() if self._scripts else None
+        if script is None:
+            market = body.get("type") == "market" and self.auto_fill is not None
+            script = self.auto_fill if market else SubmitScript("accept")
+            if market:
+                script = SubmitScript("fill", price=self._fill_price(body), delay=script.delay)
         if script.kind == "rate_limit":
             reset = _now().timestamp() + script.reset_in
             return _error(429, 42910000, "rate limit exceeded",
@@ -420,13 +547,22 @@ class FakeAlpaca:
         coid = body.get("client_order_id")
         if coid and self.order_by_client_id(coid) is not None:
             return _error(422, 40010001, DUPLICATE_MESSAGE)
+        funding = self._funding_problem(body)
+        if funding is not None and funding[0]:
+            return _error(403, 40310000, funding[0])
         order = self._new_order(body)
+        if funding is not None:
+            self._holds[order["id"]] = funding[1]
         self._spawn(self._after_submit(order, script))
         if script.kind == "hang":
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._hung.append(fut)
             await fut
         return web.json_response(order)
+
+    def _fill_price(self, body: dict[str, Any]) -> float:
+        last = self.prices.get(str(body["symbol"]), 0.0)
+        return last * (1 + self.fill_slippage) if body["side"] == "buy" else last * (1 - self.fill_slippage)
 
     async def _after_submit(self, order: dict[str, Any], script: SubmitScript) -> None:
         await asyncio.sleep(script.delay)
@@ -556,7 +692,7 @@ class FakeAlpaca:
         return web.json_response(out, status=207)
 
     async def _list_positions(self, request: web.Request) -> web.Response:
-        return web.json_response(list(self.positions.values()))
+        return web.json_response(self._positions_seen())
 
     async def _close_one(self, request: web.Request) -> web.Response:
         symbol = request.match_info["symbol"]

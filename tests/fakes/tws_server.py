@@ -8,7 +8,8 @@ contract details, account updates and account summary, current time, placeOrder 
 Scripting: queue what happens to the next orders with `script(...)` (fill, partial, reject, rest, duplicate,
 pacing, drop), fill resting orders later with `fill()`, drop every connection with `drop_connections()`,
 refuse new connections with `stop_listening()` / `resume_listening()` (or accept-and-close them with
-`refuse_connections = True`). Everything received is recorded in `received`.
+`refuse_connections = True`), model a trade placed by hand in TWS (empty orderRef) with
+`place_manual_order()`. Everything received is recorded in `received`.
 Message encodings follow ib_async/decoder.py field by field; they are tested through ib_async itself.
 """
 
@@ -242,6 +243,7 @@ class FakeTWS:
             "NetLiquidation": 100_000.0, "TotalCashValue": 100_000.0, "BuyingPower": 400_000.0,
         }
         self.orders: dict[int, FakeOrder] = {}   # every accepted order by order id (open and done)
+        self.manual_orders: list[FakeOrder] = []  # placed by hand in TWS (no API client, empty orderRef)
         self.executions: list[FakeExecution] = []
         self.received: list[list[str]] = []       # every message received, as fields
         self.place_requests: list[list[str]] = []  # every placeOrder message, accepted or not
@@ -315,6 +317,17 @@ class FakeTWS:
     def set_position(self, contract: FakeContract, quantity: float, avg_cost: float) -> None:
         self.positions[contract.con_id] = (quantity, avg_cost)
 
+    def place_manual_order(self, contract: FakeContract, action: str, quantity: float, price: float) -> FakeOrder:
+        """An order the account holder placed by hand in TWS: order id 0, client id 0, an empty orderRef; filled
+        at once. Its execution and status go to every connected client (as to a master API client) and the
+        position changes, as a real account shows it."""
+        order = FakeOrder(order_id=0, client_id=0, perm_id=next(self._perm_ids), contract=contract,
+                          action=action.upper(), quantity=float(quantity), order_type="MKT", lmt_price="",
+                          aux_price="", tif="DAY", account=self.account, order_ref="")
+        self.manual_orders.append(order)
+        self._execute(order, float(quantity), price)
+        return order
+
     def script(self, *actions: OrderScript | str) -> None:
         """Queue what happens to the next incoming orders (then `default_script` applies)."""
         for action in actions:
@@ -326,7 +339,7 @@ class FakeTWS:
     def connection_count(self) -> int:
         return sum(1 for c in self._conns if c.alive)
 
-    def orders_with_ref(self, order_ref: str) -> list[FakeOrder]:
+    def orders_with_ref(self, order_ref: str) -> list[FakeOrder]:  # manual orders are in `manual_orders`
         return [o for o in self.orders.values() if o.order_ref == order_ref]
 
     def messages(self, msg_id: int) -> list[list[str]]:

@@ -1,0 +1,246 @@
+"""One reconciliation pass: broker open orders, then positions, against the ledger and the external positions.
+
+A difference counts only once `MismatchConfirmer` confirms it (two checks in a row, no order activity within
+`[reconcile] grace_seconds`); until then it is pending (reported, never "OK"), and what the broker holds beyond
+the book is counted by the risk gate meanwhile. A counted difference is *external* when it adds to the
+broker's side of a symbol on which no order of ours is unfinished (`[reconcile] external`: ignore = recorded
+in `Core.external`, counted as risk, never traded; adopt = taken into the ledger with a visible stop) and
+*unexplained* otherwise (alerted once, `[reconcile] policy` applied, the unexplained notional judged in total
+against `kill_notional_threshold`).
+
+What is *not* unexplained: a broker position on a symbol where every order ordergate ever sent is final and its
+fills are all in the journal cannot be ordergate's, so it is external (the journal being lost or damaged is the
+start-up's concern: it fails closed). What is: a position ordergate holds that the broker lacks (or holds less
+of, or on the other side), and broker quantity on a symbol with an unfinished order of ours (a lost fill).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from pipeline.external import ExternalPosition
+from pipeline.models import Position
+from pipeline.reconciler import Judgement, Mismatch, MismatchConfirmer, ReconciliationReport
+
+if TYPE_CHECKING:
+    from daemon.app import Core
+
+log = structlog.get_logger("ordergate.daemon")
+FILL_GRACE = timedelta(minutes=5)  # a finished entry's awaited fills: after this, reconciliation takes over
+
+
+class Reconciliation:
+    """The reconcile loop's pass over a Core (its brokers, ledger, external book, kill switch)."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.confirmer = MismatchConfirmer(core.settings.reconcile.grace_seconds)
+        self._lock = asyncio.Lock()  # the timer and `ordergate reconcile` never interleave their checks
+
+    async def run(self) -> ReconciliationReport:
+        """One check (serialised with any other under way); see `_check`."""
+        async with self._lock:
+            return await self._check()
+
+    async def _check(self) -> ReconciliationReport:
+        """Broker positions vs the ledger and the external positions, for every connected broker.
+
+        Each broker's open orders are read before its positions (an order that appeared, filled some more or
+        went away since the last check is activity on its symbol). A difference counts only when the same
+        difference is seen on two consecutive checks and its symbol has had no order activity within
+        `[reconcile] grace_seconds`; until then it is pending (reported, never "OK"; a broker-only quantity is
+        counted by the risk gate meanwhile). A counted difference is *external* when it adds to what the broker
+        holds of a symbol on which no order of ours is unfinished (`[reconcile] external` decides what then);
+        otherwise it is *unexplained*: alerted, `[reconcile] policy` applied, and the unexplained notional in
+        total judged against `kill_notional_threshold`. The report returned holds the unexplained mismatches.
+        """
+        now = self.core.clock.now()
+        for stale in self.core.orchestrator.reservations.expire(now, FILL_GRACE):
+            log.warning("reservation_expired", client_order_id=stale.client_order_id, symbol=stale.symbol,
+                        awaited_qty=stale.remaining, reason="final status seen, its fills never arrived")
+        broker_positions: list[dict[str, Any]] = []
+        skipped: set[str] = set()
+        for broker in self.core.brokers.values():
+            if not broker.is_connected():
+                continue
+            try:
+                orders = await broker.get_open_orders()  # the order set first, then the positions
+            except Exception as exc:  # without it a difference cannot be judged: this broker waits a check
+                log.warning("reconcile_orders_unreadable", broker=broker.name, error=str(exc))
+                skipped.add(broker.name)
+                continue
+            self.confirmer.observe_orders(broker.name, orders, now)
+            for bp in await broker.get_positions():
+                broker_positions.append({"symbol": bp.symbol, "shares": bp.quantity, "price": bp.market_price
+                                         or bp.avg_price, "broker": broker.name, "avg_price": bp.avg_price})
+        # a position held at a broker that is not connected cannot be checked: it is not an orphan
+        unreachable = {name for name, broker in self.core.brokers.items() if not broker.is_connected()} | skipped
+        internal = [
+            {"symbol": h.position.symbol, "shares": abs(h.quantity),
+             "direction": "long" if h.quantity > 0 else "short", "price": h.position.current_price}
+            for h in self.core.ledger.holdings.values() if h.position.broker not in unreachable
+        ] + [
+            {"symbol": e.symbol, "shares": abs(e.quantity), "direction": "long" if e.quantity > 0 else "short",
+             "price": e.avg_price}
+            for e in self.core.external.held() if e.broker not in unreachable
+        ]
+        raw = self.core.reconciler.reconcile(internal, broker_positions)
+        judged = self.confirmer.judge(raw.mismatches, now, self.core.lifecycle.activity)
+        found, unexplained = await self._classify(judged.confirmed)
+        self._take_external(found, broker_positions, now)
+        self.core.external.set_pending(self._broker_only(m) for m, _why in judged.pending)
+        report = ReconciliationReport(raw.matches, unexplained, self.core.reconciler.notional_threshold)
+        await self._report(report, judged, found, now)
+        if unexplained:
+            if self.core.settings.reconcile.policy == "adopt":
+                self._adopt(report, broker_positions)
+            if report.severe(self.core.settings.reconcile.kill_notional_threshold) \
+                    and not self.core.state.is_kill_switch_active():
+                limit = self.core.settings.reconcile.kill_notional_threshold
+                reason = (f"reconciliation: unexplained broker notional ${report.unexplained_notional:,.2f} in "
+                          f"total above kill_notional_threshold ${limit:,.2f}: "
+                          + ", ".join(f"{m.symbol} {m.mismatch_type}" for m in report.severe_mismatches(limit)))
+                self.core.kill_switch.activate(reason, source="reconciliation")  # logs and alerts the trip
+        return report
+
+    async def at_start(self) -> ReconciliationReport:
+        """The start-up reconciliation (before READY): differences seen by the first check are checked once more
+        after `[reconcile] confirm_seconds`, so what the broker holds is judged before trading starts."""
+        report = await self.run()
+        pending = (self.core.last_reconciliation or {}).get("pending") or []
+        if any(p["why"].startswith("first sighting") for p in pending):
+            await asyncio.sleep(self.core.settings.reconcile.confirm_seconds)
+            report = await self.run()
+        return report
+
+    async def _classify(self, confirmed: list[Mismatch]) -> tuple[list[Mismatch], list[Mismatch]]:
+        """(external, unexplained): a difference is external when it moves the external part of a symbol
+        without flipping it, or adds to the broker's side of a symbol on which no order of ours is unfinished."""
+        external, unexplained = [], []
+        for m in confirmed:
+            ours = self.core.ledger.signed_quantities().get(m.symbol, 0.0)
+            held = self.core.external.quantity(m.symbol)
+            rest = m.broker_qty - ours  # what would be external
+            if held and (abs(rest) < 1e-9 or (rest > 0) == (held > 0)):
+                external.append(m)
+            elif not held and abs(rest) > 1e-9 and (abs(ours) < 1e-9 or (rest > 0) == (ours > 0)) \
+                    and not await self._ours_unfinished(m.symbol):
+                external.append(m)
+            else:
+                unexplained.append(m)
+        return external, unexplained
+
+    async def _ours_unfinished(self, symbol: str) -> bool:
+        """An order of ours on this symbol whose outcome the book does not fully hold: not final, or final with
+        more filled than the journal has fills for (a broker position there may be ours)."""
+        if any(i.symbol == symbol for i in self.core.orchestrator.validator.working()):
+            return True
+        if self.core.journal is None:
+            return False
+        rows = await self.core.journal.query(
+            "SELECT o.client_order_id FROM orders o WHERE o.symbol = ? AND (o.status IN"
+            " ('pending','new','partially_filled') OR COALESCE(o.filled_qty, 0) > 1e-9 + (SELECT"
+            " COALESCE(SUM(f.quantity), 0) FROM fills f WHERE f.client_order_id = o.client_order_id)) LIMIT 1",
+            (symbol,))
+        return bool(rows)
+
+    def _take_external(self, found: list[Mismatch], broker_positions: list[dict[str, Any]], now: Any) -> None:
+        """Record confirmed external quantities, or adopt them into the ledger (`[reconcile] external = adopt`)."""
+        by_symbol = {p["symbol"]: p for p in broker_positions}
+        for m in found:
+            bp = by_symbol.get(m.symbol, {})
+            ours = self.core.ledger.signed_quantities().get(m.symbol, 0.0)
+            qty = m.broker_qty - ours
+            avg = float(bp.get("avg_price") or bp.get("price") or m.price or 0.0)
+            broker = str(bp.get("broker") or self.core.settings.broker.primary)
+            if self.core.settings.reconcile.external == "adopt" and abs(ours) < 1e-9 and abs(qty) > 1e-9:
+                self.core.external.remove(m.symbol)
+                position = self._adopted_position(m.symbol, qty, avg, float(bp.get("price") or avg), broker,
+                                                  "adopted")
+                self.core.ledger.adopt(position, qty)
+                self.core.lifecycle.rebuild_index()
+                self.core.stops.request_sync(m.symbol)  # managed now: its stop rests at the broker
+                log.warning("external_position_adopted", symbol=m.symbol, quantity=qty, avg_price=avg,
+                            stop_loss=position.stop_loss, broker=broker)
+                continue
+            self.core.external.set(m.symbol, qty, avg, broker, now)
+            log.warning("external_position", symbol=m.symbol, quantity=qty, avg_price=avg, broker=broker,
+                        policy=self.core.settings.reconcile.external,
+                        description="held at the broker, not opened by ordergate: counted as risk, not traded")
+
+    def _broker_only(self, m: Mismatch) -> ExternalPosition:
+        """The part of a pending difference that the broker holds beyond the book (counted by the gate)."""
+        gap = m.broker_qty - m.internal_qty
+        adds = abs(m.broker_qty) > abs(m.internal_qty) and (abs(m.internal_qty) < 1e-9
+                                                            or (m.broker_qty > 0) == (m.internal_qty > 0))
+        return ExternalPosition(m.symbol, gap if adds else 0.0, m.price or 0.0)
+
+    async def _report(self, report: ReconciliationReport, judged: Judgement, found: list[Mismatch],
+                      now: Any) -> None:
+        """Log, alert (once per difference) and keep the outcome for `status` / `ordergate reconcile`."""
+        policy = self.core.settings.reconcile.policy
+        fresh = {id(m) for m in judged.newly_confirmed}
+        for m in report.mismatches:
+            log.warning("reconciliation_mismatch", symbol=m.symbol, type=m.mismatch_type, description=m.description,
+                        notional=round(m.notional, 2), policy=policy)
+            if id(m) in fresh:
+                await self.core.alert("reconciliation_mismatch", f"{m.symbol}: {m.mismatch_type}: {m.description}")
+        for m in found:
+            if id(m) in fresh:
+                await self.core.alert("external_position", f"{m.symbol}: broker holds {m.broker_qty:+g}, "
+                                      f"ordergate {m.internal_qty:+g}: not opened by ordergate (external = "
+                                      f"{self.core.settings.reconcile.external})", "info")
+        for m, why in judged.pending:
+            log.info("reconciliation_pending", symbol=m.symbol, type=m.mismatch_type, description=m.description,
+                     why=why)
+        ok = not report.mismatches and not judged.pending
+        if ok:
+            log.info("reconciliation_ok", matches=report.matches, external=len(self.core.external.held()))
+        self.core.last_reconciliation = {
+            "ok": ok, "checked_at": now.isoformat(), "matches": report.matches,
+            "mismatches": [{"symbol": m.symbol, "type": m.mismatch_type, "description": m.description,
+                            "notional": round(m.notional, 2)} for m in report.mismatches],
+            "unexplained_notional": round(report.unexplained_notional, 2),
+            "pending": [{"symbol": m.symbol, "type": m.mismatch_type, "description": m.description, "why": why}
+                        for m, why in judged.pending],
+            "external": [{"symbol": e.symbol, "quantity": e.quantity} for e in self.core.external.held()],
+        }
+
+    def _adopted_position(self, symbol: str, qty: float, avg: float, price: float, broker: str,
+                          origin: str = "") -> Position:
+        """A position taken over from the broker, with a stop `[reconcile] adopt_stop_pct` away from its price
+        (never at the price itself: that would sell on the first tick against it)."""
+        pct = self.core.settings.reconcile.adopt_stop_pct
+        basis = avg or price
+        stop = basis * (1 - pct) if qty > 0 else basis * (1 + pct)
+        now = self.core.clock.now()
+        # a signal id of its own: its exits get client order ids no earlier run used (the key is per position)
+        return Position(ticker=symbol, direction="long" if qty > 0 else "short", entry_price=basis,
+                        current_price=price or basis, shares=abs(qty), stop_loss=round(stop, 4),
+                        entry_time=now, broker=broker, origin=origin, signal_id=f"adopt-{symbol}-{now.isoformat()}")
+
+    def _adopt(self, report: ReconciliationReport, broker_positions: list[dict[str, Any]]) -> None:
+        """`[reconcile] policy = adopt`: the ledger takes the broker's quantity of our own unexplained positions."""
+        by_symbol = {p["symbol"]: p for p in broker_positions}
+        for m in report.mismatches:
+            bp = by_symbol.get(m.symbol)
+            qty = m.broker_qty - self.core.external.quantity(m.symbol)
+            holding = self.core.ledger.holdings.get(m.symbol)
+            if bp is None or abs(qty) < 1e-9:
+                self.core.ledger.drop(m.symbol)
+                continue
+            if holding is not None and (holding.quantity > 0) == (qty > 0):
+                holding.quantity = qty  # keep its stop, target and signal: only the size was wrong
+                holding.position.shares = abs(qty)
+                continue
+            price = float(bp.get("avg_price") or bp.get("price") or 0.0)
+            position = self._adopted_position(m.symbol, qty, price, float(bp.get("price") or price),
+                                              str(bp.get("broker", "")))
+            self.core.ledger.adopt(position, qty)
+        self.core.lifecycle.rebuild_index()
+        for m in report.mismatches:  # the resting stops follow the adopted quantities (or go with a dropped one)
+            self.core.stops.request_sync(m.symbol)
