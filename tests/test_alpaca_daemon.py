@@ -289,7 +289,7 @@ async def test_ordergate_run_trades_through_alpaca(tmp_path: Path, fake: FakeAlp
         reply = json.loads(out.stdout)
         assert reply["accepted"] is True, reply
         coid = client_order_id_for(reply["signal_id"])
-        await fake.wait_for(lambda: len(fake.submits()) == 1, timeout=15)
+        await fake.wait_for(lambda: len(fake.submits()) >= 1, timeout=15)  # then its protective stop
         body = fake.submits()[0].body
         assert body["client_order_id"] == coid and coid.startswith("og-entry-") and body["symbol"] == "AAPL"
         qty = float(body["qty"])

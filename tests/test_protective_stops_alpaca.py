@@ -10,6 +10,7 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,11 @@ async def test_sigkill_then_price_falls_through_the_stop_booked_once_on_restart(
     daemon = DaemonProcess(state_dir, env=env).start()
     try:
         await asyncio.to_thread(daemon.wait_for, "daemon_ready", 45.0)
+        await fake.wait_for(lambda: "AAPL" in fake.data_subscriptions, timeout=15)
+        # the market the entry is sized on: one minute bar from the data socket
+        await fake.push_bar("AAPL", datetime.now(UTC).replace(second=0, microsecond=0), 187.5, 187.5, 187.5, 187.5,
+                            1_000)
+        await asyncio.to_thread(daemon.wait_for, "bars_flowing", 15.0)
         fake.next_submit_fills(187.5)
         out = await _cli(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "187.5",
                          "--stop", "183.0", "--timeframe", "1d", "--json", env=env)

@@ -20,6 +20,7 @@ from pipeline.clock import SimulatedClock
 from pipeline.models import TradeSignal, client_order_id_for
 from pipeline.protective_stops import BROKER_STOP_EXIT
 from tests.fakes.tws_server import FakeTWS
+from tests.market import set_market
 
 pytestmark = pytest.mark.timeout(60)
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
@@ -57,6 +58,7 @@ async def _until(predicate: Callable[[], bool], what: str, timeout: float = 10.0
 
 
 async def _enter(core: Core) -> tuple[str, float]:
+    set_market(core, {"AAPL": 100.0})  # the feed's last bar: the entry is sized on it
     signal = TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker="AAPL", timeframe="5m",
                          conviction=80, entry_price=100.0, stop_loss=97.0, timestamp=core.clock.now(), source="test")
     result = await core.orchestrator.process_signal(signal)
