@@ -176,6 +176,7 @@ class Core:
         self._event_task: asyncio.Task[None] | None = None
         self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
         self._held_events: collections.deque[BrokerEvent] = collections.deque()  # journal writes failing
+        self._held_lock = asyncio.Lock()  # one pass over the held events at a time (timer, next event, stop)
         self.alert_hook: Any = None
         self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
@@ -646,6 +647,10 @@ class Core:
     async def apply_held_events(self) -> int:
         """Apply the events held while the journal could not be written, oldest first; stops at the first that
         still cannot be journaled. Returns how many were applied."""
+        async with self._held_lock:
+            return await self._apply_held_events()
+
+    async def _apply_held_events(self) -> int:
         applied = 0
         while self._held_events:
             event = self._held_events[0]
