@@ -145,12 +145,12 @@ class Core:
             feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
             entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
-            on_external_fill=self.external.apply_fill, exit_cap=self.external.exit_cap,
+            on_external_fill=self._on_external_fill, exit_cap=self.external.exit_cap,
         )
         self.stops = ProtectiveStops(
             settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
             register=self.lifecycle.register_intent, journal=self.journal, alert=self.alert,
-            timeout=settings.broker.request_timeout_seconds,
+            timeout=settings.broker.request_timeout_seconds, exit_cap=self.external.exit_cap,
         )
         self.lifecycle.stops = self.stops
         listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
@@ -750,7 +750,16 @@ class Core:
     # -- reconciliation -------------------------------------------------------------------------------
     async def reconcile(self) -> ReconciliationReport:
         """One reconciliation pass over every connected broker (see `daemon.reconciliation`)."""
-        return await self.reconciliation.run()
+        report = await self.reconciliation.run()
+        self.stops.refresh()  # the resting stops follow what it learned (someone else's trades cap them)
+        return report
+
+    def _on_external_fill(self, fill: Any) -> bool:
+        """Someone else's fill: counted as external; a resting stop of ours on that symbol never sells more than
+        the account still holds of ours."""
+        fresh = self.external.apply_fill(fill)
+        self.stops.request_sync(fill.symbol)
+        return fresh
 
     async def reconcile_at_start(self) -> ReconciliationReport:
         """The start-up reconciliation before READY: a difference the first check sees is checked once more."""

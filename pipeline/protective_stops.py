@@ -116,6 +116,7 @@ class ProtectiveStops:
         journal: Journal | None = None,
         alert: AlertFn | None = None,
         timeout: float = 10.0,
+        exit_cap: Callable[[str, float], float] | None = None,
     ) -> None:
         self.settings = settings
         self.brokers = brokers
@@ -126,6 +127,7 @@ class ProtectiveStops:
         self.journal = journal
         self.alert = alert
         self.timeout = timeout
+        self.exit_cap = exit_cap  # (symbol, our signed qty) -> the most a sale of ours may take (external trades)
         self.stops: dict[str, RestingStop] = {}      # symbol -> its current stop
         self.unprotected: dict[str, str] = {}        # symbol -> why no stop rests for it
         self._by_coid: dict[str, str] = {}           # every stop client order id -> symbol
@@ -211,6 +213,13 @@ class ProtectiveStops:
             else:
                 self.request_sync(stop.symbol)
 
+    def refresh(self) -> None:
+        """Bring every held position's stop in line (after a reconciliation: quantities or caps may have moved);
+        costs nothing at the broker where nothing changed."""
+        for symbol in list(self.ledger.holdings):
+            if self._put_back.get(symbol, 0) <= MAX_PUT_BACK:
+                self.request_sync(symbol)
+
     def exit_over(self, symbol: str) -> None:
         """A daemon exit of this symbol is final: if the position is still open, it gets its stop back."""
         self._releasing.pop(symbol, None)
@@ -278,6 +287,8 @@ class ProtectiveStops:
         pos = self.ledger.position(symbol)
         stop = self.stops.get(symbol)
         qty = abs(pos.shares) if pos is not None else 0.0
+        if pos is not None and self.exit_cap is not None:  # someone sold some of ours by hand: never oversell
+            qty = min(qty, self.exit_cap(symbol, pos.shares if pos.is_long else -pos.shares))
         if pos is not None and at_broker is not None:
             held = at_broker.get(symbol, 0.0)
             qty = min(qty, abs(held)) if (held > 0) == pos.is_long else 0.0

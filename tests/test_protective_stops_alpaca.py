@@ -261,3 +261,42 @@ async def test_a_stop_cancelled_at_alpaca_is_put_back_then_alerted_if_it_keeps_g
         assert _stops(fake) == [] and core.positions()[0]["resting_stop"]["status"] == "unprotected"
     finally:
         await core.stop()
+
+
+async def test_a_hand_sale_of_some_of_our_shares_shrinks_the_stop_so_it_never_oversells(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    core = await _core(tmp_path, fake)
+    try:
+        _, qty = await _entered(core, fake)
+        await fake.place_manual_order("AAPL", 5, "sell", 99.0)  # in Alpaca's app, out of ordergate's shares
+        await _until(lambda: [float(o["qty"]) for o in _stops(fake)] == [qty - 5], what="stop shrunk to what is left")
+        assert await fake.trade("AAPL", 97.0)  # it fires: the account ends flat, not short
+        await _until(lambda: "AAPL" not in fake.positions, what="stop filled at the fake")
+        assert [float(o["filled_qty"]) for o in _sell_orders(fake) if o["type"] == "stop"] == [qty - 5]
+    finally:
+        await core.stop()
+
+
+async def test_a_resting_stop_does_not_make_a_hand_bought_addition_unexplained(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    from pipeline.clock import SimulatedClock
+    from tests.test_alpaca_daemon import SESSION
+
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock=clock)
+    try:
+        _, qty = await _entered(core, fake)
+        await _until(lambda: [o["status"] for o in _stops(fake)] == ["new"], what="the stop acknowledged")
+        await core.settle()  # an order of ours on AAPL that is not final: its stop
+        fake.set_position("AAPL", qty + 10, 100.0)  # 10 more bought by hand (seen only in positions)
+        for _ in range(4):
+            clock.advance(core.settings.reconcile.grace_seconds + core.settings.reconcile.confirm_seconds + 1)
+            await core.reconcile()
+        assert core.external.quantity("AAPL") == 10, json.dumps(core.last_reconciliation, default=str)  # a stop
+        # only ever sells: it cannot explain shares bought beside ours
+        assert not core.state.is_kill_switch_active()
+        assert [float(o["qty"]) for o in _stops(fake)] == [qty]  # and ours stays protected, no more
+    finally:
+        await core.stop()
