@@ -213,8 +213,8 @@ def build_alert_sinks(settings: AlertSettings, journal: Journal | None = None) -
     sinks: list[AlertSink] = []
     if journal is not None:
         sinks.append(JournalSink(journal))
-    if settings.webhook_url:
-        sinks.append(WebhookSink(settings.webhook_url, settings.webhook_format, settings.retries))
+    if settings.webhook_url is not None:
+        sinks.append(WebhookSink(settings.webhook_url.get_secret_value(), settings.webhook_format, settings.retries))
     return sinks
 
 

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from config.files import UnreadableFile, json_depth, read_regular_file
 from config.settings import OptionsSettings, PaperSettings
 from pipeline.atomic_file import atomic_write_bytes, cleanup_temp_files
 from pipeline.clock import Clock
@@ -67,6 +68,8 @@ log = structlog.get_logger("ordergate.paper")
 REQUEST_LOG_SIZE = 10_000  # bounded: a long replay makes a call per order and event
 
 BOOK_VERSION = 1
+MAX_BOOK_BYTES = 512 * 1024 * 1024  # it grows with every order (~1 KB each); far beyond any real book
+MAX_BOOK_DEPTH = 64  # the book nests 4 levels
 OPTION_MULTIPLIER = 100.0
 DEFAULT_OPTION_IV = 0.30
 _EPS = 1e-9
@@ -457,6 +460,8 @@ class PaperBroker:
         if occ is not None:
             return self._option_value(symbol, occ)
         return self._last.get(symbol)  # an equity (or a long symbol that is not OCC)
+
+    chain_label = "synthetic chain (paper broker)"
 
     def chain(self, underlying: str, spot: float, as_of: datetime) -> list:
         """The synthetic option chain of an underlying (OptionChainProvider)."""
@@ -891,14 +896,18 @@ class PaperBroker:
         assert self.state_path is not None
         path = self.state_path
         try:
-            raw = path.read_bytes()
+            raw = read_regular_file(path, MAX_BOOK_BYTES)  # a FIFO or a device is refused, not read
         except FileNotFoundError:
             return
+        except UnreadableFile as exc:
+            raise PaperBookCorrupt(f"paper broker book {path} {exc}; refusing to start without it") from exc
         except OSError as exc:
             raise PaperBookCorrupt(f"paper broker book {path} cannot be read: {exc}") from exc
         try:
+            if json_depth(raw) > MAX_BOOK_DEPTH:
+                raise ValueError(f"nested more than {MAX_BOOK_DEPTH} levels deep")
             self._restore(json.loads(raw))
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
             raise PaperBookCorrupt(
                 f"paper broker book {path} is corrupt ({type(exc).__name__}: {exc}); refusing to start with an "
                 "empty book that may hide positions: fix the file or move it aside to start fresh"

@@ -1,25 +1,32 @@
-"""ReplayFeed: bars from a CSV file (`timestamp,symbol,open,high,low,close,volume`, header required).
+"""ReplayFeed: bars from CSV files — ours (`timestamp,symbol,open,high,low,close,volume`) or one symbol's per
+file in the Yahoo / Stooq layout (`Date,Open,High,Low,Close[,Adj Close],Volume[,OpenInt]`, symbol from
+`--symbol` or the file name). A header is required; several files are merged by time.
 
-Timestamps are ISO 8601 with a zone or epoch seconds. The file is streamed: rows are read one at a time and
-yielded as batches of the bars that share a timestamp, so a million-bar file never sits in memory as Bar
-objects (a file grouped by symbol rather than sorted by time is detected on a sample and sorted in memory).
-The bar interval is inferred from the most common gap between a symbol's bars unless given. Bad rows are
-never trusted: they are skipped and reported in `problems` with their line number, and the replay goes on.
+Timestamps are ISO 8601 with a zone or epoch seconds; daily bars may be date-only, and any stamp of a daily
+row means the NYSE session of that date (stamped midnight ET, closing at that session's close). Each file is
+streamed: rows are read one at a time and yielded as batches of the bars that share a timestamp, so a
+million-bar file never sits in memory as Bar objects (a file grouped by symbol rather than sorted by time is
+detected on a sample and sorted in memory). The bar interval is inferred from the most common gap between a
+symbol's bars unless given. Bad rows are never trusted: they are skipped and reported in `problems` with
+their file and line number, and the replay goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import heapq
 import math
+import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.calendar import MarketCalendar, default_calendar
+from config.symbols import symbol_problem
+from pipeline.calendar import NEW_YORK, MarketCalendar, daily_session_date, default_calendar
 from pipeline.clock import SimulatedClock
 from pipeline.models import TIMEFRAME_SECONDS, Bar
 
@@ -28,6 +35,8 @@ SAMPLE_ROWS = 5000
 MAX_STORED_PROBLEMS = 10_000
 YIELD_EVERY_BATCHES = 256
 _MAX_EPOCH_SECONDS = 1e11  # beyond year 5000: almost surely milliseconds
+MAX_CACHED_SYMBOLS = 100_000
+MIN_YEAR, MAX_YEAR = 1970, 2200  # bar times are shifted by intervals and sessions: year 9999 would overflow
 _DAILY_GAP_SECONDS = 20 * 3600
 
 
@@ -41,6 +50,7 @@ class ReplayProblem:
 
     line: int
     reason: str
+    file: str = ""   # which file, when several are replayed together
 
 
 class _BadRow(ValueError):
@@ -53,26 +63,35 @@ Row = tuple[datetime, str, float, float, float, float, float]
 class _Parser:
     """Turns CSV rows into checked tuples; remembers the last timestamp text (rows of one time step repeat it)."""
 
-    def __init__(self, header: list[str], path: Path) -> None:
+    def __init__(self, header: list[str], path: Path, mode: str = "sample", symbol: str | None = None) -> None:
         names = [h.strip().lower() for h in header]
-        missing = [c for c in COLUMNS if c not in names]
-        if missing:
-            raise ReplayError(
-                f"replay file {path}: header must name the columns {', '.join(COLUMNS)}; missing {', '.join(missing)}"
-                f" (first line was {','.join(header)[:120]!r})"
-            )
+        self.layout = detect_layout(header, path)
+        self.symbol: str | None = None
+        if self.layout.one_symbol:
+            self.symbol, self.symbol_origin = _symbol_for(path, symbol, self.layout)
+            names = ["timestamp" if i == self.layout.date_column else n for i, n in enumerate(names)]
+            names.append("symbol")
+        elif symbol is not None:
+            raise ReplayError(f"replay file {path}: --symbol {symbol} given but the file has a symbol column")
+        else:
+            self.symbol_origin = "the symbol column"
         self.index = [names.index(c) for c in COLUMNS]
-        self.width = len(names)
+        self.width = len(header)
         self._last_text: str | None = None
         self._last_ts: datetime | None = None
+        self._symbols: dict[str, str] = {}
+        self.mode = mode  # "sample" (timeframe unknown), "daily" or "intraday"
+        self._cal: MarketCalendar | None = None
 
     def parse(self, row: list[str]) -> Row:
         """A checked row; raises _BadRow naming the problem. Fast path first, the careful one to explain."""
         if len(row) < self.width:
             raise _BadRow(f"expected {self.width} fields, got {len(row)}")
+        if self.symbol is not None:
+            row = [*row[: self.width], self.symbol]
         i_ts, i_sym, i_o, i_h, i_l, i_c, i_v = self.index
         ts = self._timestamp(row[i_ts].strip())
-        symbol = row[i_sym].strip()
+        symbol = self._symbol(row[i_sym])
         try:
             o, h, low, c, v = float(row[i_o]), float(row[i_h]), float(row[i_l]), float(row[i_c]), float(row[i_v])
         except ValueError:
@@ -101,16 +120,114 @@ class _Parser:
             raise _BadRow(f"close {c} outside [low {low}, high {h}]")
         return ts, symbol, o, h, low, c, volume
 
+    def _symbol(self, text: str) -> str:
+        """The upper-case broker symbol of a row (each distinct text checked once), "" when the cell is empty."""
+        symbol = self._symbols.get(text)
+        if symbol is None:
+            symbol = text.strip().upper()
+            problem = symbol_problem(symbol) if symbol else None
+            if problem is not None:
+                raise _BadRow(f"symbol: {problem}")
+            if len(self._symbols) < MAX_CACHED_SYMBOLS:
+                self._symbols[text] = symbol
+        return symbol
+
     def _timestamp(self, text: str) -> datetime:
         if text == self._last_text and self._last_ts is not None:
             return self._last_ts
-        ts = parse_timestamp(text)
+        if self.mode == "daily":
+            ts = self._session_stamp(text)
+        else:
+            ts = parse_timestamp(text, allow_date=self.mode == "sample")
         self._last_text, self._last_ts = text, ts
         return ts
 
+    def _session_stamp(self, text: str) -> datetime:
+        """A daily row is the NYSE session of the date it names: stamped at midnight ET of that date (the
+        aggregator's convention), so its close is that session's close, early closes included."""
+        day = stamp_date(text)
+        if self._cal is None:
+            self._cal = default_calendar()
+        if self._cal.session(day) is None:
+            raise _BadRow(f"timestamp: {day.isoformat()} is not an NYSE session (weekend or holiday)")
+        return datetime.combine(day, time(0), NEW_YORK).astimezone(UTC)
 
-def parse_timestamp(text: str) -> datetime:
-    """ISO 8601 with a zone, or epoch seconds -> UTC datetime. Raises ValueError naming the problem."""
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The column layout of a replay file: ours (a symbol column) or one symbol per file (Yahoo, Stooq...)."""
+
+    name: str
+    header: str
+    one_symbol: bool
+    date_column: int = -1
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.header})"
+
+
+_DATE_NAMES = ("date", "datetime", "timestamp", "time", "")
+_OHLCV = ("open", "high", "low", "close", "volume")
+_TICKER = re.compile(r"^[A-Z][A-Z0-9.\-]{0,9}$")
+
+
+def detect_layout(header: list[str], path: Path) -> Layout:
+    """Which layout a header is, or a ReplayError saying what a header must name."""
+    names = [h.strip().lower() for h in header]
+    text = ",".join(h.strip() for h in header)[:120]
+    if all(c in names for c in COLUMNS):
+        return Layout("ordergate", text, one_symbol=False)
+    if "symbol" not in names and all(c in names for c in _OHLCV):
+        date_column = next((names.index(d) for d in _DATE_NAMES if d in names), -1)
+        if date_column >= 0:
+            if "adj close" in names:
+                name = "Yahoo, one symbol, Adj Close ignored"
+            elif "openint" in names:
+                name = "Stooq, one symbol"
+            else:
+                name = "one symbol per file"
+            return Layout(name, text, one_symbol=True, date_column=date_column)
+    missing = [c for c in COLUMNS if c not in names]
+    raise ReplayError(
+        f"replay file {path}: header must name the columns {', '.join(COLUMNS)} (missing {', '.join(missing)}), or "
+        f"be one symbol's Date,Open,High,Low,Close[,Adj Close],Volume (Yahoo, Stooq) with --symbol "
+        f"(first line was {text!r})"
+    )
+
+
+def _symbol_for(path: Path, given: str | None, layout: Layout) -> tuple[str, str]:
+    """The symbol of a one-symbol file: --symbol, else the file's name when it is a ticker."""
+    if given is not None:
+        symbol = given.strip().upper()
+        if not _TICKER.match(symbol):
+            raise ReplayError(f"--symbol: {given!r} is not a ticker (1-10 letters, digits, '.' or '-')")
+        return symbol, "--symbol"
+    stem = path.stem.strip().upper()
+    if _TICKER.match(stem):
+        return stem, "the file name"
+    raise ReplayError(f"replay file {path}: the {layout.name} layout has no symbol column and the file name is not "
+                      "a ticker: give --symbol")
+
+
+def stamp_date(text: str) -> date:
+    """The date a daily row names: a date-only row, the date written in an ISO stamp (any time, any zone), or
+    the exchange date of epoch seconds (see `daily_session_date`)."""
+    if len(text) == 10 and text[4:5] == "-" and text[7:8] == "-":
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise _BadRow(f"timestamp: {text!r} is not a date (YYYY-MM-DD)") from None
+    if text[:1].isdigit() and "-" not in text and ":" not in text:
+        return daily_session_date(parse_timestamp(text))
+    try:
+        return datetime.fromisoformat(text).date()
+    except ValueError:
+        raise _BadRow(f"timestamp: {text[:40]!r} is neither a date, ISO 8601 nor epoch seconds") from None
+
+
+def parse_timestamp(text: str, allow_date: bool = False) -> datetime:
+    """ISO 8601 with a zone, or epoch seconds -> UTC datetime; with `allow_date` a date-only text is midnight
+    UTC of that date (only daily bars may have one). Raises ValueError naming the problem."""
     if not text:
         raise _BadRow("timestamp: empty")
     if text[0] in "0123456789" and ("-" not in text and ":" not in text):
@@ -120,14 +237,27 @@ def parse_timestamp(text: str) -> datetime:
             raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
         if not math.isfinite(seconds) or not 0 <= seconds < _MAX_EPOCH_SECONDS:
             raise _BadRow(f"timestamp: epoch {text[:40]!r} out of range (epoch seconds expected, not milliseconds)")
-        return datetime.fromtimestamp(seconds, UTC)
+        ts = datetime.fromtimestamp(seconds, UTC)
+        if ts.year > MAX_YEAR:
+            raise _BadRow(f"timestamp: epoch {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
+        return ts
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
         raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
     if ts.tzinfo is None:
+        if len(text) == 10:
+            if allow_date:
+                return ts.replace(tzinfo=UTC)
+            raise _BadRow(f"timestamp: {text!r} has a date and no time: only daily bars (--timeframe 1d) may")
         raise _BadRow(f"timestamp: {text[:40]!r} has no time zone (use Z or an offset)")
-    return ts.astimezone(UTC)
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:
+        ts = None
+    if ts is None or not MIN_YEAR <= ts.year <= MAX_YEAR:
+        raise _BadRow(f"timestamp: {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
+    return ts
 
 
 def _number(text: str, name: str) -> float:
@@ -147,7 +277,7 @@ def _price(text: str, name: str) -> float:
     return value
 
 
-def _open(path: Path) -> tuple[TextIO, Iterator[list[str]], _Parser]:
+def _open(path: Path, mode: str = "sample", symbol: str | None = None) -> tuple[TextIO, Iterator[list[str]], _Parser]:
     try:
         fh = path.open(newline="", encoding="utf-8")
     except FileNotFoundError:
@@ -160,7 +290,7 @@ def _open(path: Path) -> tuple[TextIO, Iterator[list[str]], _Parser]:
         fh.close()
         raise ReplayError(f"replay file {path} is empty (a header {','.join(COLUMNS)} is required)")
     try:
-        parser = _Parser(header, path)
+        parser = _Parser(header, path, mode, symbol)
     except ReplayError:
         fh.close()
         raise
@@ -181,11 +311,12 @@ def timeframe_for_gap(seconds: float) -> str:
 class _Sample:
     timeframe: str | None
     time_sorted: bool
+    parser: _Parser
 
 
-def _sample(path: Path, rows: int = SAMPLE_ROWS) -> _Sample:
+def _sample(path: Path, rows: int = SAMPLE_ROWS, symbol: str | None = None) -> _Sample:
     """Look at the first rows: the most common gap between a symbol's bars, and whether the file is time-sorted."""
-    fh, reader, parser = _open(path)
+    fh, reader, parser = _open(path, symbol=symbol)
     gaps: Counter[float] = Counter()
     last: dict[str, datetime] = {}
     newest: datetime | None = None
@@ -209,9 +340,9 @@ def _sample(path: Path, rows: int = SAMPLE_ROWS) -> _Sample:
                 time_sorted = False
             newest = ts if newest is None or ts > newest else newest
     if not gaps:
-        return _Sample(None, time_sorted)
+        return _Sample(None, time_sorted, parser)
     gap = max(gaps.items(), key=lambda item: (item[1], -item[0]))[0]
-    return _Sample(timeframe_for_gap(gap), time_sorted)
+    return _Sample(timeframe_for_gap(gap), time_sorted, parser)
 
 
 def infer_timeframe(path: str | Path) -> str | None:
@@ -222,13 +353,17 @@ def infer_timeframe(path: str | Path) -> str | None:
 class _Reader:
     """Reads a replay file into batches, collecting problems (shared by ReplayFeed and load_bars)."""
 
-    def __init__(self, path: Path, timeframe: str | None) -> None:
+    def __init__(self, path: Path, timeframe: str | None, symbol: str | None = None) -> None:
         self.path = path
+        self.symbol = symbol
         self.problems: list[ReplayProblem] = []
         self.problem_count = 0
         self.bars_read = 0
-        sample = _sample(path)
+        sample = _sample(path, symbol=symbol)
         self.time_sorted = sample.time_sorted
+        self.layout = sample.parser.layout
+        self.symbol_origin = sample.parser.symbol_origin
+        self.file_symbol = sample.parser.symbol
         if timeframe is None:
             if sample.timeframe is None:
                 self._problem(0, "bar interval could not be inferred (fewer than two bars per symbol); assuming 1m")
@@ -238,11 +373,11 @@ class _Reader:
     def _problem(self, line: int, reason: str) -> None:
         self.problem_count += 1
         if len(self.problems) < MAX_STORED_PROBLEMS:
-            self.problems.append(ReplayProblem(line, reason))
+            self.problems.append(ReplayProblem(line, reason, self.path.name))
 
     def _rows(self) -> Iterator[tuple[int, Row]]:
         """Checked rows in file order, with per-symbol order and duplicate checks."""
-        fh, reader, parser = _open(self.path)
+        fh, reader, parser = _open(self.path, "daily" if self.timeframe == "1d" else "intraday", self.symbol)
         last: dict[str, datetime] = {}
         with fh:
             for row in reader:
@@ -323,37 +458,111 @@ def load_bars(path: str | Path, timeframe: str | None = None) -> tuple[list[Bar]
     return bars, reader.problems
 
 
+@dataclass(frozen=True, slots=True)
+class FileFormat:
+    """How one replay file was read: its layout, where its symbol came from, its bar interval."""
+
+    file: str
+    layout: str
+    symbol: str | None
+    symbol_origin: str
+    timeframe: str
+
+    def describe(self) -> str:
+        symbol = f"symbol {self.symbol} from {self.symbol_origin}" if self.symbol else "symbols from its symbol column"
+        return f"{self.file}: {self.layout}, {symbol}, {self.timeframe} bars"
+
+
+class _Files:
+    """Several replay files as one stream: each is streamed on its own, their batches merged by time."""
+
+    def __init__(self, paths: list[Path], timeframe: str | None, symbols: list[str | None]) -> None:
+        self.readers = [_Reader(p, timeframe, s) for p, s in zip(paths, symbols, strict=True)]
+        found = {r.timeframe for r in self.readers}
+        if len(found) > 1:
+            each = ", ".join(f"{r.path.name} {r.timeframe}" for r in self.readers)
+            raise ReplayError(f"replay files: bar intervals differ ({each}); replay files of one timeframe together "
+                              "or give --timeframe")
+        self.timeframe = self.readers[0].timeframe
+
+    @property
+    def problems(self) -> list[ReplayProblem]:
+        return [p for r in self.readers for p in r.problems]
+
+    @property
+    def problem_count(self) -> int:
+        return sum(r.problem_count for r in self.readers)
+
+    @property
+    def bars_read(self) -> int:
+        return sum(r.bars_read for r in self.readers)
+
+    def formats(self) -> list[FileFormat]:
+        return [FileFormat(r.path.name, r.layout.describe(), r.file_symbol, r.symbol_origin, r.timeframe)
+                for r in self.readers]
+
+    def batches(self) -> Iterator[list[Bar]]:
+        if len(self.readers) == 1:
+            yield from self.readers[0].batches()
+            return
+        merged = heapq.merge(*(((b[0].timestamp, i, b) for b in r.batches()) for i, r in enumerate(self.readers)),
+                             key=lambda item: (item[0], item[1]))
+        current: list[Bar] = []
+        for ts, _, batch in merged:
+            if current and ts != current[0].timestamp:
+                yield current
+                current = []
+            current.extend(batch)
+        if current:
+            yield current
+
+
 class ReplayFeed:
-    """A MarketDataFeed over a CSV file. Advances the SimulatedClock to each batch's bar close before yielding."""
+    """A MarketDataFeed over one or several CSV files (merged by time). Advances the SimulatedClock to each
+    batch's bar close before yielding."""
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         clock: SimulatedClock | None,
         timeframe: str | None = None,
         pace_bars_per_s: float = 0.0,
+        symbols: Sequence[str | None] | None = None,
     ) -> None:
         _check_timeframe(timeframe)
         if pace_bars_per_s < 0 or not math.isfinite(pace_bars_per_s):
             raise ReplayError(f"pace_bars_per_s: must be >= 0, got {pace_bars_per_s!r}")
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ReplayError(f"replay file {self.path} does not exist")
+        self.paths = [Path(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
+        if not self.paths:
+            raise ReplayError("replay: no file given")
+        wanted = list(symbols) if symbols else []
+        if len(wanted) not in (0, len(self.paths)):
+            raise ReplayError(f"--symbol: given {len(wanted)} time(s) for {len(self.paths)} files; give one per file "
+                              "(in the files' order) or none")
+        self.symbols: list[str | None] = wanted or [None] * len(self.paths)
+        self.path = self.paths[0]
+        for p in self.paths:
+            if not p.is_file():
+                raise ReplayError(f"replay file {p} does not exist")
         if clock is not None and not hasattr(clock, "advance_to"):
             raise ReplayError(f"clock: a replay needs a SimulatedClock (or None), got {type(clock).__name__}")
         self.clock = clock
         self.pace_bars_per_s = pace_bars_per_s
         self._requested_timeframe = timeframe
         self._cal: MarketCalendar | None = None
-        self._reader: _Reader | None = None
+        self._reader: _Files | None = None
         self._closed = False
         self.batches_read = 0
         self.unpaced_until: datetime | None = None  # batches up to this time go without pacing (a resumed run)
 
-    def _get_reader(self) -> _Reader:
+    def _get_reader(self) -> _Files:
         if self._reader is None:
-            self._reader = _Reader(self.path, self._requested_timeframe)
+            self._reader = _Files(self.paths, self._requested_timeframe, self.symbols)
         return self._reader
+
+    def formats(self) -> list[FileFormat]:
+        """How each file was read (layout, symbol, timeframe): what the replay tells the user it read."""
+        return self._get_reader().formats()
 
     @property
     def timeframe(self) -> str:
@@ -414,6 +623,7 @@ class ReplayFeed:
 
 __all__ = [
     "COLUMNS",
+    "FileFormat",
     "ReplayError",
     "ReplayFeed",
     "ReplayProblem",

@@ -7,6 +7,7 @@ error names its field. Answers:
 - 202 `{"signal_id": "..."}`: accepted and journaled (by the `submit` callable), now in the pipeline.
 - 400 `{"errors": [{"field": "...", "message": "..."}]}`: invalid JSON, not an object, or bad fields.
 - 401: missing or wrong `Authorization: Bearer <token>` (compared in constant time).
+- 408: an authorised request whose body did not arrive within `[webhook] body_timeout_seconds` (10).
 - 413: body above `[webhook] max_body_bytes` (64 KiB by default).
 - 429: more than `[webhook] rate_per_minute` requests from one source (token bucket); `Retry-After` given.
 - 503: the daemon is shutting down or the pipeline is unavailable; `Retry-After` given.
@@ -16,6 +17,11 @@ error names its field. Answers:
 pipeline. It may raise `PipelineUnavailable` (or TimeoutError / ConnectionError) -> 503 with a retry hint,
 ValueError -> 400; anything else is logged and answered 503 — never a 500. A submit that takes longer than
 `submit_timeout` is answered 503 but left to finish (the guard's dedup window absorbs a retried duplicate).
+
+Resources are bounded: at most `[webhook] max_connections` (256) connections are open at a time (more are
+answered 503 and closed at once); a connection must send a complete request head within
+`idle_timeout_seconds` (15) of connecting or of its last answer, or it is closed; a body must arrive within
+`body_timeout_seconds`. The token is checked on the head, before any body is read.
 
 The server binds 127.0.0.1 by default and stays off unless a token is configured
 (`ORDERGATE_WEBHOOK__TOKEN`). The token and the Authorization header are never logged.
@@ -77,7 +83,7 @@ import hmac
 import json
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -86,6 +92,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from adapters.connection_cap import CappedTCPSite
 from config.settings import WebhookSettings
 from pipeline.clock import Clock
 from pipeline.models import Direction, SignalType, TradeSignal, signal_problems
@@ -98,6 +105,8 @@ MAX_FIELD_NAME_LEN = 64
 MAX_RATE_BUCKETS = 10_000
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 DEFAULT_SUBMIT_TIMEOUT_SECONDS = 10.0
+REDACTED = "[REDACTED]"
+LINGERING_SECONDS = 2.0  # reading (and discarding) an unread body after the answer, e.g. after a 401
 
 # TradingView `{{interval}}` values -> ordergate timeframes.
 TRADINGVIEW_INTERVALS: dict[str, str] = {
@@ -306,6 +315,7 @@ class WebhookServer:
         logger: Any = None,
         *,
         submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT_SECONDS,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.submit = submit
@@ -316,7 +326,12 @@ class WebhookServer:
         self.port: int | None = None
         self._token = self._token_bytes(settings)
         self._token_digest = hashlib.sha256(self._token or b"").digest()
+        # the token and every other configured secret are blanked out of a signal's free text before it is
+        # handed on (and journaled): a sender may paste one into `source`
+        own = [self._token.decode("utf-8")] if self._token else []
+        self._secrets = sorted({*own, *(x for x in secrets if x)}, key=len, reverse=True)
         self._runner: web.AppRunner | None = None
+        self._site: CappedTCPSite | None = None
         self._shutting_down = False
         self._pending: set[asyncio.Task[str]] = set()
 
@@ -335,6 +350,12 @@ class WebhookServer:
     def shutting_down(self) -> bool:
         return self._shutting_down
 
+    @property
+    def open_connections(self) -> int:
+        """Connections the server holds now (at most `[webhook] max_connections`)."""
+        cap = self._site.cap if self._site is not None else None
+        return cap.open_connections if cap is not None else 0
+
     # -- lifecycle ------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
         """The aiohttp application (bodies are capped at max_body_bytes)."""
@@ -349,18 +370,25 @@ class WebhookServer:
             return None
         if self._runner is not None:
             return self.port
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        # keepalive_timeout also closes a connection that sends no complete request head in time (aiohttp
+        # arms it at connect), so idle and slowloris connections cannot hold a descriptor past it.
+        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
+                               keepalive_timeout=self.settings.idle_timeout_seconds,
+                               lingering_time=min(LINGERING_SECONDS, self.settings.body_timeout_seconds))
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port)
+        site = CappedTCPSite(runner, self.settings.host, self.settings.port,
+                             max_connections=self.settings.max_connections, logger=self.log)
         try:
             await site.start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
+        self._runner, self._site = runner, site
         self.port = int(runner.addresses[0][1])
         self._shutting_down = False
-        self.log.info("webhook_listening", host=self.settings.host, port=self.port, path=SIGNALS_PATH)
+        self.log.info("webhook_listening", host=self.settings.host, port=self.port, path=SIGNALS_PATH,
+                      max_connections=self.settings.max_connections,
+                      idle_timeout_seconds=self.settings.idle_timeout_seconds)
         return self.port
 
     def begin_shutdown(self) -> None:
@@ -373,7 +401,7 @@ class WebhookServer:
         if self._pending:
             await asyncio.wait(self._pending, timeout=self.submit_timeout)
         if self._runner is not None:
-            runner, self._runner = self._runner, None
+            runner, self._runner, self._site = self._runner, None, None
             await runner.cleanup()
             self.log.info("webhook_stopped")
 
@@ -417,9 +445,8 @@ class WebhookServer:
 
     def _redact(self, value: Any) -> Any:
         """Blank the token out of a logged value (a sender may have pasted it into the body)."""
-        token = self._token.decode("utf-8") if self._token else ""
-        if token and isinstance(value, str) and token in value:
-            return value.replace(token, "[REDACTED]")
+        if isinstance(value, str):
+            return self._scrub(value)
         if isinstance(value, list):
             return [self._redact(v) for v in value]
         return value
@@ -440,9 +467,15 @@ class WebhookServer:
         """The body, or the error response: 413 above max_body_bytes, 400 when it cannot be decoded."""
         too_large = _error_response(413, f"body larger than {self.settings.max_body_bytes} bytes")
         try:
-            raw = await request.read()
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return too_large
+        except TimeoutError:
+            response = _error_response(408, f"body not received within {self.settings.body_timeout_seconds:g}s")
+            response.force_close()
+            request.content.feed_eof()
+            return response
         except web.RequestPayloadError as exc:  # broken Content-Encoding or chunking
             response = _json_response(400, {"errors": [{"field": "body", "message": f"unreadable: {exc!s:.120}"}]})
             response.force_close()
@@ -487,8 +520,15 @@ class WebhookServer:
             return _json_response(400, {"errors": errors[:MAX_REPORTED_ERRORS]})
         return await self._submit(payload, info)
 
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
     async def _submit(self, payload: SignalPayload, info: dict[str, Any]) -> web.Response:
         signal = payload.to_signal(received=self.clock.now())
+        signal.source = self._scrub(signal.source)
         info.update(ticker=signal.ticker, direction=str(signal.direction), source=signal.source)
         task = asyncio.ensure_future(self.submit(signal))
         self._pending.add(task)

@@ -12,7 +12,9 @@ import tomllib
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -20,19 +22,35 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
+
+from config.files import MAX_CONFIG_BYTES, UnreadableFile, read_toml_file
+from config.symbols import symbol_problem
 
 _TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("ordergate_toml_data", default=None)
 DEFAULT_TOML = Path(__file__).with_name("default.toml")
 BrokerName = Literal["paper", "alpaca", "ibkr"]
+EmaPeriod = Annotated[int, Field(ge=1, le=1000)]
+# Upper bounds: generous for any real use, small enough that no arithmetic on them overflows.
+MAX_DOLLARS = 1e12
+MINUTES_PER_YEAR = 366 * 24 * 60
+SECONDS_PER_DAY = 24 * 3600
+SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+MAX_TICKERS = 5000
+MIN_SCRUBBED_SECRET = 8  # shorter "secrets" would blank ordinary words out of the text they are scrubbed from
+SECRET_FIELD_WORDS = ("key", "token", "secret", "webhook_url", "password")
+MAX_UNIX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the NUL (daemon/control.py binds <state_dir>/control.sock)
 TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")
 
 
@@ -45,8 +63,54 @@ class InstrumentMode(StrEnum):
     BOTH = "both"
 
 
+def _scalar_type(annotation: Any) -> Any:
+    """`int` for `int`, `int | None` and `tuple[int, int]`; the annotation itself otherwise."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _scalar_type(args[0])
+    if origin in (Union, UnionType) and len(args) == 1:
+        return _scalar_type(args[0])
+    if origin in (tuple, list) and args and all(a == args[0] for a in args):
+        return _scalar_type(args[0])
+    return annotation
+
+
+def _refuse_type_punning(expected: Any, value: Any) -> None:
+    """TOML `true` is not the number 1, and `0` is not `false` (pydantic's lax mode would take both)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    if expected in (int, float) and any(isinstance(v, bool) for v in values):
+        raise PydanticCustomError("number_type", "must be a number, not a boolean")
+    if expected is bool and any(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise PydanticCustomError("bool_type", "must be true or false, not a number")
+
+
+def _symbols(value: list[str]) -> list[str]:
+    """Each ticker stripped, upper-cased and checked as a broker symbol (config/symbols.py)."""
+    if len(value) > MAX_TICKERS:
+        raise ValueError(f"at most {MAX_TICKERS} tickers, got {len(value)}")
+    cleaned = []
+    for ticker in value:
+        symbol = ticker.strip().upper()
+        problem = symbol_problem(symbol)
+        if problem is not None:
+            raise ValueError(f"ticker {problem}")
+        cleaned.append(symbol)
+    return cleaned
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """A settings section: unknown keys refused, numbers finite, no boolean/number punning."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None:
+            _refuse_type_punning(_scalar_type(field.annotation), value)
+        return value
 
 
 def _hhmm(value: str) -> str:
@@ -68,18 +132,19 @@ class ExecutorConfig(_Section):
     daily_loss_limit: float = Field(0.10, gt=0, le=1)
     max_single_stock_exposure: float = Field(0.15, gt=0, le=1)
     max_sector_exposure: float = Field(0.30, gt=0, le=1)
-    min_account_equity: float = Field(25_000.0, ge=0)
-    min_position_value: float = Field(100.0, ge=0, description="smallest entry worth sending, in dollars")
+    min_account_equity: float = Field(25_000.0, ge=0, le=MAX_DOLLARS)
+    min_position_value: float = Field(100.0, ge=0, le=MAX_DOLLARS,
+                                      description="smallest entry worth sending, in dollars")
     allow_add_to_winner: bool = True
     primary_broker: BrokerName = "alpaca"
     fallback_broker: BrokerName | None = "ibkr"
-    reward_to_risk_target: float = Field(2.0, gt=0)
-    time_stop_minutes: int = Field(120, ge=1)
+    reward_to_risk_target: float = Field(2.0, gt=0, le=100)
+    time_stop_minutes: int = Field(120, ge=1, le=MINUTES_PER_YEAR)
     eod_close_time: str = "15:55"
     trailing_stop_cloud: Literal["pullback", "fast", "trend"] = "pullback"
-    momentum_exhaustion_candles: int = Field(3, ge=1)
-    consecutive_loss_threshold: int = Field(3, ge=1)
-    circuit_breaker_cooldown_minutes: int = Field(60, ge=0)
+    momentum_exhaustion_candles: int = Field(3, ge=1, le=1000)
+    consecutive_loss_threshold: int = Field(3, ge=1, le=1000)
+    circuit_breaker_cooldown_minutes: int = Field(60, ge=0, le=MINUTES_PER_YEAR)
     market_hours_bypass_timeframes: list[str] = ["1d"]
 
     _check_eod = field_validator("eod_close_time")(_hhmm)
@@ -101,22 +166,22 @@ class PipelineConfig(_Section):
     enable_alerting: bool = True
     enable_analytics: bool = True
     max_order_retries: int = Field(3, ge=0, le=20)
-    retry_backoff_base: float = Field(1.0, ge=0)
-    retry_backoff_max: float = Field(30.0, gt=0)
+    retry_backoff_base: float = Field(1.0, ge=0, le=60)
+    retry_backoff_max: float = Field(30.0, gt=0, le=3600)
     state_dir: str = ".bot_state"
-    max_signal_age_seconds: float = Field(120.0, gt=0)
-    dedup_window_seconds: float = Field(300.0, ge=0)
+    max_signal_age_seconds: float = Field(120.0, gt=0, le=SECONDS_PER_WEEK)
+    dedup_window_seconds: float = Field(300.0, ge=0, le=SECONDS_PER_WEEK)
     auto_kill_on_daily_loss: bool = True
-    feedback_adjust_every_n_trades: int = Field(50, ge=1)
-    feedback_window_trades: int = Field(50, ge=2)
-    feedback_weight_min: float = Field(0.5, gt=0)
-    feedback_weight_max: float = Field(1.5, gt=0)
+    feedback_adjust_every_n_trades: int = Field(50, ge=1, le=100_000)
+    feedback_window_trades: int = Field(50, ge=2, le=100_000)
+    feedback_weight_min: float = Field(0.5, gt=0, le=10)
+    feedback_weight_max: float = Field(1.5, gt=0, le=10)
     max_correlation: float = Field(0.80, gt=0, le=1)
-    correlation_lookback_bars: int = Field(60, ge=5)
+    correlation_lookback_bars: int = Field(60, ge=5, le=100_000)
     var_limit: float = Field(0.05, gt=0, le=1, description="95% one-day portfolio VaR, fraction of equity")
-    order_timeout_seconds: float = Field(10.0, gt=0)
-    fill_timeout_seconds: float = Field(30.0, gt=0)
-    fill_slippage_tolerance: float = Field(0.02, ge=0, description="fraction of the reference price")
+    order_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    fill_timeout_seconds: float = Field(30.0, gt=0, le=3600)
+    fill_slippage_tolerance: float = Field(0.02, ge=0, le=1, description="fraction of the reference price")
     max_entry_deviation: float = Field(
         0.02, gt=0, le=1, description="a signal's entry_price this far (fraction) from the market is rejected"
     )
@@ -136,13 +201,13 @@ class BrokerSettings(_Section):
 
     primary: BrokerName = "paper"
     fallback: BrokerName | None = None
-    request_timeout_seconds: float = Field(10.0, gt=0)
-    down_after_failures: int = Field(3, ge=1)
-    breaker_reset_seconds: float = Field(30.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    down_after_failures: int = Field(3, ge=1, le=1000)
+    breaker_reset_seconds: float = Field(30.0, gt=0, le=3600)
     # an order its broker has not heard of this long after the first miss (and on two lookups) is never_reached
-    never_reached_after_seconds: float = Field(120.0, ge=0)
+    never_reached_after_seconds: float = Field(120.0, ge=0, le=86_400)
     # a broker clock this far from ours (measured at start) is alerted
-    max_clock_skew_seconds: float = Field(2.0, gt=0)
+    max_clock_skew_seconds: float = Field(2.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _distinct(self) -> BrokerSettings:
@@ -154,9 +219,9 @@ class BrokerSettings(_Section):
 class PaperSettings(_Section):
     """The simulated broker."""
 
-    initial_cash: float = Field(100_000.0, gt=0)
-    slippage_bps: float = Field(2.0, ge=0)
-    commission_per_share: float = Field(0.0, ge=0)
+    initial_cash: float = Field(100_000.0, gt=0, le=MAX_DOLLARS)
+    slippage_bps: float = Field(2.0, ge=0, le=10_000)
+    commission_per_share: float = Field(0.0, ge=0, le=100)
     persistent: bool = True
 
 
@@ -171,8 +236,8 @@ class AlpacaSettings(_Section):
     data_stream_url: str | None = None
     data_url: str | None = None  # historical bars REST (warm-up, gap backfill); None = Alpaca's data API
     feed: Literal["iex", "sip"] = "iex"
-    requests_per_minute: int = Field(200, ge=1)
-    request_timeout_seconds: float = Field(10.0, gt=0)
+    requests_per_minute: int = Field(200, ge=1, le=100_000)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=300)
 
 
 class IBKRSettings(_Section):
@@ -180,9 +245,9 @@ class IBKRSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(7497, ge=1, le=65535)
-    client_id: int = Field(1, ge=0)
+    client_id: int = Field(1, ge=0, le=2**31 - 1)
     account: str = ""
-    request_timeout_seconds: float = Field(10.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=300)
 
 
 class DataSettings(_Section):
@@ -191,19 +256,19 @@ class DataSettings(_Section):
     source: Literal["synthetic", "replay", "alpaca"] = "synthetic"
     tickers: list[str] = ["AAPL", "MSFT", "NVDA", "AMD", "JPM", "XOM", "GOOGL", "TSLA"]
     replay_file: Path | None = None
-    synthetic_seed: int = 7
-    synthetic_days: int = Field(5, ge=1)
+    synthetic_seed: int = Field(7, ge=0, le=2**63 - 1)
+    synthetic_days: int = Field(5, ge=1, le=1000)
     bars_per_second: float = Field(
-        50.0, ge=0, description="pace of bar timestamps in synthetic/replay runs; 0 = as fast as possible"
+        50.0, ge=0, le=10_000_000,
+        description="pace of bar timestamps in synthetic/replay runs; 0 = as fast as possible",
     )
 
     @field_validator("tickers")
     @classmethod
     def _tickers(cls, value: list[str]) -> list[str]:
-        cleaned = [t.strip().upper() for t in value]
-        if not cleaned or any(not t for t in cleaned):
+        if not value:
             raise ValueError("tickers must be a non-empty list of non-empty symbols")
-        return cleaned
+        return _symbols(value)
 
 
 class StrategySettings(_Section):
@@ -211,10 +276,10 @@ class StrategySettings(_Section):
 
     enabled: bool = True
     timeframes: list[str] = ["5m"]
-    fast_cloud: tuple[int, int] = (5, 12)
-    pullback_cloud: tuple[int, int] = (8, 9)
-    trend_cloud: tuple[int, int] = (34, 50)
-    volume_lookback: int = Field(20, ge=1)
+    fast_cloud: tuple[EmaPeriod, EmaPeriod] = (5, 12)
+    pullback_cloud: tuple[EmaPeriod, EmaPeriod] = (8, 9)
+    trend_cloud: tuple[EmaPeriod, EmaPeriod] = (34, 50)
+    volume_lookback: int = Field(20, ge=1, le=10_000)
     min_conviction: int = Field(50, ge=0, le=100)
 
     @field_validator("timeframes")
@@ -229,13 +294,13 @@ class StrategySettings(_Section):
 class OptionsSettings(_Section):
     """Option contract selection windows."""
 
-    dte_min: int = Field(7, ge=0)
-    dte_max: int = Field(45, ge=0)
+    dte_min: int = Field(7, ge=0, le=3650)
+    dte_max: int = Field(45, ge=0, le=3650)
     delta_min: float = Field(0.30, gt=0, lt=1)
     delta_max: float = Field(0.60, gt=0, lt=1)
-    min_open_interest: int = Field(100, ge=0)
-    max_spread_pct: float = Field(0.10, gt=0)
-    risk_free_rate: float = 0.04
+    min_open_interest: int = Field(100, ge=0, le=1_000_000_000)
+    max_spread_pct: float = Field(0.10, gt=0, le=1)
+    risk_free_rate: float = Field(0.04, ge=-1, le=1)
 
     @model_validator(mode="after")
     def _windows(self) -> OptionsSettings:
@@ -253,15 +318,32 @@ class RoutingSettings(_Section):
     options_liquid_tickers: list[str] = ["SPY", "QQQ", "AAPL", "MSFT", "NVDA", "AMD", "TSLA", "AMZN", "META"]
     no_sector_fallback: Literal["stock", "reject"] = "stock"
 
+    @field_validator("options_liquid_tickers")
+    @classmethod
+    def _liquid(cls, value: list[str]) -> list[str]:
+        return _symbols(value)
+
 
 class WebhookSettings(_Section):
     """Signal intake over HTTP (disabled unless a token is set)."""
 
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (use a random secret, e.g. `openssl rand -hex 32`)")
+        return value
+
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
     token: SecretStr | None = None
-    max_body_bytes: int = Field(65_536, ge=1)
-    rate_per_minute: int = Field(60, ge=1)
+    max_body_bytes: int = Field(65_536, ge=1, le=16 * 1024 * 1024)
+    rate_per_minute: int = Field(60, ge=1, le=1_000_000)
+    max_connections: int = Field(256, ge=1, le=16_384, description="open connections; more are answered 503")
+    idle_timeout_seconds: float = Field(
+        15.0, gt=0, le=3600, description="to send a request head after connecting or after the last answer"
+    )
+    body_timeout_seconds: float = Field(10.0, gt=0, le=600, description="to send the body once the head is in")
 
 
 class MetricsSettings(_Section):
@@ -272,13 +354,24 @@ class MetricsSettings(_Section):
 
 
 class AlertSettings(_Section):
-    """Alert sinks beyond the log."""
+    """Alert sinks beyond the log. The webhook URL is a secret (Slack and Discord URLs are credentials)."""
 
-    webhook_url: str | None = None
+    webhook_url: SecretStr | None = None
     webhook_format: Literal["generic", "slack", "discord"] = "generic"
-    min_interval_seconds: float = Field(300.0, ge=0)
-    retries: int = Field(3, ge=0)
-    broker_down_alert_seconds: float = Field(60.0, ge=0)
+    min_interval_seconds: float = Field(300.0, ge=0, le=SECONDS_PER_DAY)
+    retries: int = Field(3, ge=0, le=100)
+    broker_down_alert_seconds: float = Field(60.0, ge=0, le=SECONDS_PER_DAY)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value().strip() if value is not None else ""
+        if not url:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL")
+        return SecretStr(url)
 
 
 class ReconcileSettings(_Section):
@@ -289,14 +382,15 @@ class ReconcileSettings(_Section):
     shown and counted as risk, never traded; adopt: managed from then on, with a stop `adopt_stop_pct` away).
     """
 
-    interval_seconds: float = Field(60.0, gt=0)
+    interval_seconds: float = Field(60.0, gt=0, le=SECONDS_PER_DAY)
     policy: Literal["alert", "adopt"] = "alert"
-    kill_notional_threshold: float = Field(10_000.0, ge=0, description="total unexplained notional that trips")
+    kill_notional_threshold: float = Field(10_000.0, ge=0, le=MAX_DOLLARS,
+                                           description="total unexplained notional that trips")
     external: Literal["ignore", "adopt"] = "ignore"
     grace_seconds: float = Field(
-        30.0, ge=0, description="a symbol with order activity this recent is not judged (broker views lag)"
+        30.0, ge=0, le=3600, description="a symbol with order activity this recent is not judged (broker views lag)"
     )
-    confirm_seconds: float = Field(2.0, ge=0, description="pause before the start-up's confirming second check")
+    confirm_seconds: float = Field(2.0, ge=0, le=300, description="pause before the start-up's confirming second check")
     adopt_stop_pct: float = Field(0.05, gt=0, lt=1, description="stop distance of an adopted position")
 
 
@@ -304,9 +398,9 @@ class SmartRouterSettings(_Section):
     """Venue scoring and order splitting (off by default)."""
 
     enabled: bool = False
-    split_notional_threshold: float = Field(50_000.0, gt=0)
-    slices: int = Field(5, ge=1)
-    slice_interval_seconds: float = Field(30.0, ge=0)
+    split_notional_threshold: float = Field(50_000.0, gt=0, le=MAX_DOLLARS)
+    slices: int = Field(5, ge=1, le=1000)
+    slice_interval_seconds: float = Field(30.0, ge=0, le=3600)
 
 
 class JournalSettings(_Section):
@@ -314,7 +408,7 @@ class JournalSettings(_Section):
 
     enabled: bool = True
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    batch_interval_ms: int = Field(50, ge=1)
+    batch_interval_ms: int = Field(50, ge=1, le=60_000)
 
 
 class LoggingSettings(_Section):
@@ -328,7 +422,7 @@ class ShutdownSettings(_Section):
     """Graceful stop."""
 
     cancel_inflight_entries: bool = True
-    timeout_seconds: float = Field(20.0, gt=0)
+    timeout_seconds: float = Field(20.0, gt=0, le=600)
 
 
 class ExitsSettings(_Section):
@@ -376,6 +470,18 @@ class Settings(BaseSettings):
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     exits: ExitsSettings = Field(default_factory=ExitsSettings)
 
+    @field_validator("state_dir")
+    @classmethod
+    def _usable_path(cls, value: Path) -> Path:
+        text = str(value)
+        if not text.strip() or "\x00" in text:
+            raise ValueError("must be a directory path")
+        socket_bytes = len(os.fsencode(value / "control.sock"))
+        if socket_bytes > MAX_UNIX_SOCKET_PATH:
+            raise ValueError(f"is too long: its control socket path would be {socket_bytes} bytes, a unix socket "
+                             f"allows {MAX_UNIX_SOCKET_PATH}; use a shorter directory")
+        return value
+
     @model_validator(mode="after")
     def _wire(self) -> Settings:
         # The [broker] section is the operator's switch; the executor's spec fields follow it, and the
@@ -410,6 +516,21 @@ class Settings(BaseSettings):
             slippage = max(slippage, self.paper.slippage_bps / 10_000.0)
         return slippage
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret (API keys, tokens, webhook URLs), longest first, for scrubbing free text."""
+        found: list[str] = []
+
+        def walk(model: BaseModel) -> None:
+            for name in type(model).model_fields:
+                value = getattr(model, name)
+                if isinstance(value, SecretStr) and len(value.get_secret_value().strip()) >= MIN_SCRUBBED_SECRET:
+                    found.append(value.get_secret_value().strip())
+                elif isinstance(value, BaseModel):
+                    walk(value)
+
+        walk(self)
+        return sorted(set(found), key=len, reverse=True)
+
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets masked."""
         return self.model_dump(mode="json", exclude={"pipeline": {"executor_config"}})
@@ -431,14 +552,15 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        return read_toml_file(path, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"config file {path}: not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: malformed TOML: {exc}") from None
+    except UnreadableFile as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path}: unreadable: {exc.strerror}") from None
+        raise ConfigError(f"config file {path}: unreadable: {exc.strerror or exc}") from None
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -447,7 +569,7 @@ def format_validation_error(exc: ValidationError) -> str:
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "settings"
         value = err.get("input")
-        shown = "***" if "key" in field or "token" in field or "secret" in field else repr(value)
+        shown = "***" if any(word in field for word in SECRET_FIELD_WORDS) else repr(value)
         if isinstance(value, dict):
             shown = "{...}"
         message = err["msg"].removeprefix("Value error, ")
@@ -469,5 +591,19 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(_environment_error(exc)) from None
     finally:
         _TOML_DATA.reset(token)
+
+
+def _environment_error(exc: SettingsError) -> str:
+    """One line naming the ORDERGATE_* variables of the field pydantic-settings could not parse (values are
+    not shown: they may be secrets)."""
+    message = str(exc)
+    field = message.split('"')[1] if message.count('"') >= 2 else ""
+    prefix = f"ORDERGATE_{field.upper()}"
+    names = sorted(k for k in os.environ if k.upper() == prefix or k.upper().startswith(prefix + "__"))
+    shown = ", ".join(names) or f"ORDERGATE_{field.upper()}*"
+    return (f"invalid environment {shown}: not valid JSON (a list or table from the environment must be JSON, "
+            f"e.g. ORDERGATE_DATA__TICKERS='[\"AAPL\", \"MSFT\"]')")

@@ -196,8 +196,12 @@ class Core:
         return price if price is not None else self.ledger.last_prices.get(symbol)
 
     def _chain_provider(self) -> Any:
-        primary = self.brokers[self.settings.broker.primary]
-        return primary if hasattr(primary, "chain") else None
+        """The primary broker's option chain; a broker without one gets none (never the synthetic chain)."""
+        from pipeline.options import NoOptionChain
+
+        name = self.settings.broker.primary
+        primary = self.brokers[name]
+        return primary if hasattr(primary, "chain") else NoOptionChain(f"the {name} broker")
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -1133,6 +1137,8 @@ class Daemon:
             "positions": core.positions(),
             "external_positions": core.external_positions(),  # not ordergate's: counted as risk, never traded
             "open_orders": len(core.orchestrator.reservations) + len(core.lifecycle.pending_exits),
+            "working_orders": sorted({r.client_order_id for r in core.orchestrator.reservations.items()}
+                                     | set(core.lifecycle.pending_exits.values())),
             "equity": round(equity, 2),
             "cash": round(core.ledger.cash, 2),
             "realized_pnl": round(core.ledger.realized_pnl, 2),
@@ -1281,7 +1287,8 @@ class Services:
             self.metrics_server = MetricsServer(self.settings.metrics, self.metrics, self.daemon.healthy)
             self.metrics_port = await self.metrics_server.start()  # it logs metrics_listening
         if self.settings.webhook.token is not None and self.settings.webhook.token.get_secret_value():
-            self.webhook = WebhookServer(self.settings.webhook, self._submit_external, self.daemon.clock)
+            self.webhook = WebhookServer(self.settings.webhook, self._submit_external, self.daemon.clock,
+                                         secrets=self.settings.secret_values())
             self.webhook_port = await self.webhook.start()  # it logs webhook_listening
 
     async def _submit_external(self, signal: Any) -> str:

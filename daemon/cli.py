@@ -8,19 +8,70 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import MAX_DOLLARS, ConfigError, Settings, load_settings
+from config.symbols import normalize_symbol
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+PRIVATE_UMASK = 0o077
+MAX_PRICE = 1_000_000.0  # pipeline.models.MAX_SIGNAL_PRICE
+MAX_SHARES = 1_000_000_000.0
+MAX_REASON_LEN = 500
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error said in one line (exit status 2); `--help` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _ticker(value: str) -> str:
+    """A CLI ticker argument: an ASCII broker symbol, upper-cased."""
+    try:
+        return normalize_symbol(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _number(low: float, high: float, *, low_open: bool = True) -> Callable[[str], float]:
+    """An argparse type: a finite number in (low, high] (or [low, high] when not `low_open`)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+        above = value > low if low_open else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            bracket = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} must be a finite number in {bracket}{low:g}, {high:g}]")
+        return value
+
+    return parse
+
+
+def _day(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date YYYY-MM-DD") from None
+
+
+def _reason(text: str) -> str:
+    if len(text) > MAX_REASON_LEN or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_REASON_LEN} printable characters")
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ordergate", description="Trading daemon: signals -> risk -> orders.")
+    parser = _Parser(prog="ordergate", description="Trading daemon: signals -> risk -> orders.")
     parser.add_argument("--config", help="TOML config file (default: $ORDERGATE_CONFIG)")
     parser.add_argument("--state-dir", help="state directory (default: $ORDERGATE_STATE_DIR or ./.ordergate)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="daemon status (reads the state file when it is down)")
     status.add_argument("--json", action="store_true")
     kill = sub.add_parser("kill", help="trip the kill switch")
-    kill.add_argument("--reason", default="ordergate kill")
+    kill.add_argument("--reason", default="ordergate kill", type=_reason)
     kill.add_argument("--json", action="store_true")
     resume = sub.add_parser("resume", help="clear the kill switch")
     resume.add_argument("--json", action="store_true")
@@ -45,25 +96,25 @@ def _parser() -> argparse.ArgumentParser:
     flatten.add_argument("--yes", action="store_true", help="do not ask")
     flatten.add_argument("--json", action="store_true")
     journal = sub.add_parser("journal", help="daily trade summary")
-    journal.add_argument("--day", help="YYYY-MM-DD (default: today)")
+    journal.add_argument("--day", help="YYYY-MM-DD (default: today)", type=_day)
     journal.add_argument("--json", action="store_true")
     signal = sub.add_parser("signal", help="send a manual signal through the pipeline")
-    signal.add_argument("--ticker", required=True)
+    signal.add_argument("--ticker", required=True, type=_ticker)
     signal.add_argument("--direction", required=True, choices=["long", "short"])
-    signal.add_argument("--entry", type=float, required=True, dest="entry_price")
-    signal.add_argument("--stop", type=float, required=True, dest="stop_loss")
-    signal.add_argument("--target", type=float, dest="target_price")
-    signal.add_argument("--conviction", type=float, default=75.0)
+    signal.add_argument("--entry", type=_number(0, MAX_PRICE), required=True, dest="entry_price")
+    signal.add_argument("--stop", type=_number(0, MAX_PRICE), required=True, dest="stop_loss")
+    signal.add_argument("--target", type=_number(0, MAX_PRICE), dest="target_price")
+    signal.add_argument("--conviction", type=_number(0, 100, low_open=False), default=75.0)
     signal.add_argument("--timeframe", default="5m")
     signal.add_argument("--signal-type", default="manual")
     signal.add_argument("--json", action="store_true")
 
     for name in ("buy", "sell"):
         trade = sub.add_parser(name, help=f"{name} through the kill switch and the risk limits")
-        trade.add_argument("ticker")
+        trade.add_argument("ticker", type=_ticker)
         size = trade.add_mutually_exclusive_group(required=True)
-        size.add_argument("--dollars", type=float)
-        size.add_argument("--shares", type=float)
+        size.add_argument("--dollars", type=_number(0, MAX_DOLLARS))
+        size.add_argument("--shares", type=_number(0, MAX_SHARES))
         if name == "sell":
             trade.add_argument("--short", action="store_true", help="allow opening a short")
         trade.add_argument("--json", action="store_true")
@@ -73,9 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     rebalance.add_argument("--json", action="store_true")
 
     replay = sub.add_parser("replay", help="run the whole pipeline over a CSV of bars, print the summaries")
-    replay.add_argument("file", type=Path, help="CSV of timestamp,symbol,open,high,low,close,volume, "
-                        "or 'embedded' for the built-in synthetic data")
-    replay.add_argument("--timeframe", help="bar interval of the file (inferred when omitted)")
+    replay.add_argument("file", type=Path, nargs="+", help="CSV files of timestamp,symbol,open,high,low,close,"
+                        "volume or one symbol's Yahoo/Stooq Date,Open,High,Low,Close[,Adj Close],Volume; or "
+                        "'embedded' for the built-in synthetic data")
+    replay.add_argument("--timeframe", help="bar interval of the files (inferred when omitted)")
+    replay.add_argument("--symbol", action="append", help="the symbol of a one-symbol file (Yahoo, Stooq); once per "
+                        "file, in the files' order (default: the file name when it is a ticker)")
+    replay.add_argument("--report", type=Path, help="write a self-contained HTML report (equity, drawdown, trades)")
     replay.add_argument("--json", action="store_true")
 
     config = sub.add_parser("config", help="configuration")
@@ -93,6 +148,7 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)  # every file ordergate creates is 0600, every directory 0700, whatever the shell's umask
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -116,8 +172,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_replay(args, _load(args))
     from daemon.commands import run_command
+    from daemon.preflight import state_dir_problem
 
-    return run_command(args, _load(args))
+    settings = _load(args)
+    problem = state_dir_problem(Path(settings.state_dir), create=False)
+    if problem:
+        raise ConfigError(problem)
+    return run_command(args, settings)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,8 +190,19 @@ def _run(args: argparse.Namespace) -> int:
         overrides["logging"] = logging_overrides
     settings = _load(args, **overrides)
     problems = _preflight(settings)
+    if not problems:
+        from daemon.preflight import host_problems
+
+        problems = host_problems(settings)
     if problems:
         print(f"ordergate: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_CONFIG
+    from daemon.resources import fd_budget_problem, raise_fd_limit
+
+    fd_limit = raise_fd_limit()
+    fd_problem = fd_budget_problem(settings, fd_limit)
+    if fd_problem:
+        print(f"ordergate: {fd_problem}", file=sys.stderr)
         return EXIT_CONFIG
     from daemon.lock import DaemonLock, DaemonLockHeld
 
@@ -146,6 +218,8 @@ def _run(args: argparse.Namespace) -> int:
     from daemon.logging import configure_logging
 
     configure_logging(settings.logging.level, settings.logging.format)
+    _log_fd_limit(fd_limit)
+    _tighten_state_dir(Path(settings.state_dir))
     from daemon.app import Daemon
 
     try:
@@ -154,10 +228,63 @@ def _run(args: argparse.Namespace) -> int:
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
+    daemon: Any = None
     try:
-        return runner(Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG")).run())
+        daemon = Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG"))
+        return runner(daemon.run())
+    except Exception as exc:  # a start that failed (journal locked, broker unreachable, ...): one line, no traceback
+        return _start_failed(exc, ready=daemon is not None and daemon.ready)
     finally:
         lock.release()
+
+
+def _start_failed(exc: Exception, *, ready: bool) -> int:
+    """Say in one line why the daemon stopped (the traceback goes to the log at debug level): exit 2 when it
+    never became ready, 1 when it failed while running."""
+    import structlog
+
+    reason = describe_start_failure(exc)
+    log = structlog.get_logger("ordergate.daemon")
+    log.debug("daemon_failed_traceback", exc_info=exc)
+    log.error("daemon_failed", error=reason, ready=ready)
+    print(f"ordergate: {'daemon failed' if ready else 'cannot start'}: {reason}", file=sys.stderr)
+    return EXIT_FAIL if ready else EXIT_CONFIG
+
+
+def describe_start_failure(exc: BaseException) -> str:
+    """One line for an exception that ended a start: the known kinds said plainly, others by type and text."""
+    import sqlite3
+
+    text = " ".join(str(exc).split())[:300]
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
+        return f"the journal is locked by another process ({text}); is another ordergate or a sqlite3 shell open?"
+    if isinstance(exc, sqlite3.Error):
+        return f"the journal cannot be used: {type(exc).__name__}: {text}"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where} ({text})" if text and exc.strerror not in text else f"{text or exc.strerror}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _tighten_state_dir(state_dir: Path) -> None:
+    import structlog
+
+    from daemon.preflight import tighten_modes
+
+    tightened = tighten_modes(state_dir)
+    if tightened:
+        structlog.get_logger("ordergate.daemon").warning(
+            "state_dir_permissions_tightened", state_dir=str(state_dir), files=tightened[:50], count=len(tightened))
+
+
+def _log_fd_limit(limit: Any) -> None:
+    import structlog
+
+    log = structlog.get_logger("ordergate.daemon")
+    if limit.error:
+        log.warning("fd_limit", soft=limit.soft, hard=limit.hard, error=limit.error)
+    else:
+        log.info("fd_limit", soft=limit.soft, hard=limit.hard, raised_from=limit.was)
 
 
 def _preflight(settings: Settings) -> list[str]:

@@ -13,10 +13,12 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from config.files import UnreadableFile, read_toml_file
 from config.settings import Settings
 from daemon.control import ControlError, DaemonNotRunning, control_request_sync, socket_path
 from daemon.lock import running_pid
@@ -31,19 +33,29 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     sock = socket_path(state_dir)
     cmd = args.command
     if cmd == "flatten" and not args.yes:
-        answer = input("Close every position and cancel every open order? [y/N] ")
+        try:
+            answer = input("Close every position and cancel every open order? [y/N] ")
+        except EOFError:  # no terminal to ask (a script, a pipe): not confirmed
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("flatten: not confirmed")
             return EXIT_FAIL
     try:
         request_args = _request_args(args)
     except ValueError as exc:
-        print(f"ordergate {cmd}: {exc}")
+        print(f"ordergate {cmd}: {exc}", file=sys.stderr)
         return 2
     try:
         result = control_request_sync(sock, cmd, request_args, timeout=30.0 if cmd == "reconcile" else 10.0)
     except DaemonNotRunning:
-        return _offline(args, state_dir)
+        try:
+            return _offline(args, state_dir)
+        except OSError as exc:  # the state dir or file cannot be written (read-only, full, not ours)
+            print(f"ordergate {cmd}: {state_dir}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except sqlite3.Error as exc:  # a journal that is not ordergate's, damaged, or locked
+            print(f"ordergate {cmd}: the journal in {state_dir} cannot be read: {exc}", file=sys.stderr)
+            return EXIT_FAIL
     except ControlError as exc:
         print(f"ordergate {cmd}: {exc}")
         return EXIT_FAIL
@@ -73,11 +85,15 @@ def _read_targets(path: Path) -> dict[str, float]:
     import tomllib
 
     try:
-        data = tomllib.loads(path.read_text())
+        data = read_toml_file(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: malformed TOML: {exc}") from None
+    except UnreadableFile as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: unreadable: {exc.strerror or exc}") from None
     table = data.get("targets", data)
     if not isinstance(table, dict) or not table:
         raise ValueError(f"{path}: expected ticker = weight entries")

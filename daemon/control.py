@@ -2,8 +2,8 @@
 
 Protocol: the client sends one JSON line `{"cmd": "...", "args": {...}}` and reads one JSON line back,
 `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`. The socket lives in the state directory
-with mode 0600. A bad request (oversized, not JSON, unknown command, a handler that raises) gets an error
-answer; the server keeps running.
+with mode 0600. A bad request (oversized, nested more than 32 levels, not JSON, unknown command, a handler that
+raises) gets an error answer; the server keeps running.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from config.files import json_depth
+
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_REQUEST_DEPTH = 32
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 IDLE_TIMEOUT_SECONDS = 30.0
 MAX_SOCKET_PATH = 107
@@ -64,10 +67,14 @@ def _encode(response: dict[str, Any]) -> bytes:
 
 def _parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
     """(cmd, args) or ValueError with a message for the client."""
+    if json_depth(line) > MAX_REQUEST_DEPTH:
+        raise ValueError(f"malformed request: nested more than {MAX_REQUEST_DEPTH} levels deep")
     try:
         request = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed request: not JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("malformed request: nested too deeply") from None
     if not isinstance(request, dict):
         raise ValueError("malformed request: expected an object with 'cmd'")
     cmd = request.get("cmd")

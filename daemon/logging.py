@@ -2,7 +2,8 @@
 
 Every line carries `event`, `level` and `timestamp` (ISO 8601, UTC). The stdlib `logging` tree (aiohttp,
 ib_async, alpaca-py, asyncio) is routed through the same processors, so third-party lines come out in the
-same format. Any key whose name contains token / secret / api_key / password (at any depth) is masked.
+same format. Any key whose name contains token / secret / api_key / password / webhook_url (at any depth) is
+masked.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 LogFormat = Literal["auto", "json", "console"]
 
 MASK = "***"
-SECRET_MARKERS = ("token", "secret", "api_key", "apikey", "password", "passwd", "authorization")
+SECRET_MARKERS = ("token", "secret", "api_key", "apikey", "password", "passwd", "authorization", "webhook_url")
 _HANDLER_MARK = "_ordergate_handler"
 _MAX_DEPTH = 6
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from adapters.connection_cap import CappedTCPSite
 from config.settings import MetricsSettings
 
 PREFIX = "ordergate"
@@ -29,6 +30,8 @@ BROKER_HEALTH_VALUES: dict[str, float] = {"connected": 1.0, "degraded": 0.5, "do
 
 HealthCheck = Callable[[], tuple[bool, str]]
 _log = structlog.get_logger("ordergate.metrics")
+MAX_CONNECTIONS = 64  # Prometheus keeps one connection per scraper
+IDLE_TIMEOUT_SECONDS = 15.0  # to send a request head after connecting or after the last answer
 
 
 class Metrics:
@@ -147,10 +150,13 @@ class MetricsServer:
             return None
         if self._runner is not None:
             return self.port
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        # bounded like the webhook: a flood of scrapers or idle sockets cannot take the daemon's descriptors
+        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
+                               keepalive_timeout=IDLE_TIMEOUT_SECONDS)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.settings.host, port).start()
+            await CappedTCPSite(runner, self.settings.host, port, max_connections=MAX_CONNECTIONS,
+                                logger=_log).start()
         except BaseException:
             await runner.cleanup()
             raise

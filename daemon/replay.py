@@ -11,6 +11,9 @@ import asyncio
 import json
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,8 @@ from pipeline.clock import SimulatedClock
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 EMBEDDED = "embedded"  # `ordergate replay embedded`: the synthetic data `make run` trades
+PROGRESS_EVERY = 200   # time steps between progress lines on a TTY
+TOP_REASONS = 8
 
 
 def replay_settings(settings: Settings, timeframe: str, state_dir: Path) -> Settings:
@@ -33,16 +38,22 @@ def replay_settings(settings: Settings, timeframe: str, state_dir: Path) -> Sett
     })
 
 
-async def replay(settings: Settings, path: Path, timeframe: str | None = None,
-                 state_dir: Path | None = None) -> dict[str, Any]:
-    """Run the file through a fresh Core; returns the summaries (and problems found in the file)."""
+async def replay(settings: Settings, path: Path | list[Path], timeframe: str | None = None,
+                 state_dir: Path | None = None, symbols: list[str] | None = None,
+                 progress: Callable[[datetime, int, int, int], None] | None = None,
+                 keep_closes: bool = False) -> dict[str, Any]:
+    """Run the files through a fresh Core; returns the summaries, where the signals went, the performance
+    against buy-and-hold, and the problems found in the files."""
     from adapters.replay import ReplayFeed
     from daemon.app import Core
+    from pipeline.performance import EquityRecorder, buy_and_hold, performance
     from pipeline.trade_journal import summarize, summarize_by
 
+    paths = path if isinstance(path, list) else [path]
     clock = SimulatedClock()
-    feed = ReplayFeed(path, clock, timeframe=timeframe, pace_bars_per_s=0)
+    feed = ReplayFeed(paths, clock, timeframe=timeframe, pace_bars_per_s=0, symbols=symbols)
     tf = feed.timeframe
+    recorder = EquityRecorder(keep_closes=keep_closes)
     with tempfile.TemporaryDirectory(prefix="ordergate-replay-") as tmp:
         run_settings = replay_settings(settings, tf, Path(state_dir or tmp))
         run_settings = Settings.model_validate(run_settings.model_dump())
@@ -51,28 +62,82 @@ async def replay(settings: Settings, path: Path, timeframe: str | None = None,
         core.kill_switch.deactivate(source="replay")
         await core.start()
         engine = core.engine
+        initial = core.ledger.equity()
         try:
             async for batch in feed.batches():
                 await engine.on_batch(batch)
+                now = clock.now()
+                recorder.record(now, core.ledger.equity(), bool(core.ledger.positions()),
+                                {b.symbol: b.close for b in batch})
+                if progress is not None and engine.batches % PROGRESS_EVERY == 0:
+                    progress(now, engine.bars, engine.signals, engine.entries)
             await core.settle()
             trades = await core.trades.all_trades() if core.trades is not None else []
             open_positions = core.positions()
+            rejections = await _rejections(core)
         finally:
             await core.stop()
     period = "month" if tf == "1d" else "day"
+    closes = {s: [(d.isoformat(), c) for d, c in sorted(days.items())] for s, days in recorder.closes.items()}
     return {
-        "file": str(path),
+        **({"closes": closes} if keep_closes else {}),
+        "file": ", ".join(str(p) for p in paths),
+        "files": [asdict(f) for f in feed.formats()],
         "timeframe": tf,
         "bars": engine.bars,
         "signals": engine.signals,
         "entries": engine.entries,
         "exits": engine.exits,
         "open_positions": len(open_positions),
-        "problems": [{"line": p.line, "reason": p.reason} for p in feed.problems],
+        "problems": [{"file": p.file, "line": p.line, "reason": p.reason} for p in feed.problems],
+        "stages": stage_counts(core.orchestrator.counts),
+        "top_rejections": top_rejections(rejections),
+        "performance": performance(recorder.curve(), initial, recorder.exposure),
+        "buy_and_hold": buy_and_hold(recorder, initial),
+        "equity_curve": [(d.isoformat(), round(v, 2)) for d, v in recorder.curve()],
+        "buy_and_hold_curve": [(d.isoformat(), round(v, 2)) for d, v in recorder.hold_curve(initial)],
         "period": period,
         "periods": summarize_by(trades, period),
         "total": summarize(trades),
+        "trades": [_trade(t) for t in trades],
     }
+
+
+def _trade(t: Any) -> dict[str, Any]:
+    return {"ticker": t.ticker, "symbol": t.symbol, "direction": t.direction, "entry_time": t.entry_time.isoformat(),
+            "exit_time": t.exit_time.isoformat(), "entry_price": t.entry_price, "exit_price": t.exit_price,
+            "quantity": t.quantity, "pnl": round(t.pnl, 2), "exit_type": t.exit_type}
+
+
+async def _rejections(core: Any) -> list[dict[str, Any]]:
+    """Every rejected stage decision of the run, from the journal (flushed first)."""
+    if core.journal is None:
+        return []
+    await core.journal.flush()
+    return await core.journal.query("SELECT stage, reason, detail FROM decisions WHERE outcome = 'rejected' "
+                                    "ORDER BY id")
+
+
+def stage_counts(counts: dict[str, int]) -> dict[str, dict[str, int]]:
+    """The orchestrator's 'stage:outcome' counters as {stage: {outcome: n}}: where each signal ended."""
+    stages: dict[str, dict[str, int]] = {}
+    for key, n in sorted(counts.items()):
+        stage, _, outcome = key.partition(":")
+        stages.setdefault(stage, {})[outcome] = n
+    return stages
+
+
+def top_rejections(rows: list[dict[str, Any]], limit: int = TOP_REASONS) -> list[dict[str, Any]]:
+    """The most frequent kinds of rejection: (stage, the reason's leading name such as 'var' or 'freshness'),
+    with a count and the first full reason as an example."""
+    kinds: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        reason = str(row.get("reason") or "")
+        kind = reason.split(":", 1)[0].strip()[:60] if ":" in reason else reason[:60]
+        entry = kinds.setdefault((str(row.get("stage")), kind), {"stage": str(row.get("stage")), "kind": kind,
+                                                                 "count": 0, "example": reason})
+        entry["count"] += 1
+    return sorted(kinds.values(), key=lambda e: (-e["count"], e["stage"], e["kind"]))[:limit]
 
 
 def embedded_csv(settings: Settings, directory: Path) -> Path:
@@ -85,48 +150,46 @@ def embedded_csv(settings: Settings, directory: Path) -> Path:
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    path: Path = args.file
-    if str(path) == EMBEDDED and not path.exists():
+    paths: list[Path] = list(args.file) if isinstance(args.file, list) else [args.file]
+    if len(paths) == 1 and str(paths[0]) == EMBEDDED and not paths[0].exists():
         with tempfile.TemporaryDirectory(prefix="ordergate-embedded-") as tmp:
-            args.file = embedded_csv(settings, Path(tmp))
+            args.file = [embedded_csv(settings, Path(tmp))]
             args.label = EMBEDDED
             return run_replay(args, settings)
-    if not path.is_file():
-        print(f"ordergate replay: {path}: no such file", file=sys.stderr)
+    for path in paths:
+        if not path.is_file():
+            print(f"ordergate replay: {path}: no such file", file=sys.stderr)
+            return EXIT_CONFIG
+    report: Path | None = getattr(args, "report", None)
+    if report is not None and (report.suffix.lower() not in (".html", ".htm") or not report.parent.is_dir()):
+        print(f"ordergate replay: --report {report}: must be an .html file in an existing directory", file=sys.stderr)
         return EXIT_CONFIG
     import logging
 
     from daemon.logging import configure_logging
+    from daemon.replay_summary import print_human, tty_progress
 
     configure_logging("ERROR", "json" if args.json else "auto", stream=sys.stderr)
     logging.getLogger().setLevel(logging.ERROR)
+    progress = tty_progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     try:
-        result = asyncio.run(replay(settings, path, args.timeframe))
+        result = asyncio.run(replay(settings, paths, args.timeframe, symbols=getattr(args, "symbol", None),
+                                    progress=progress, keep_closes=report is not None))
     except ValueError as exc:
         print(f"ordergate replay: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    result["file"] = getattr(args, "label", None) or str(path)
+    finally:
+        if progress is not None:
+            print(file=sys.stderr)
+    result["file"] = getattr(args, "label", None) or ", ".join(str(p) for p in paths)
+    if report is not None:
+        from daemon.replay_report import write_report
+
+        write_report(result, report)
+        result.pop("closes", None)
+        result["report"] = str(report)
     if args.json:
         print(json.dumps(result, default=str, sort_keys=True))
         return EXIT_OK
-    _print_human(result)
+    print_human(result)
     return EXIT_OK
-
-
-def _print_human(result: dict[str, Any]) -> None:
-    print(f"replay {result['file']}: {result['bars']} bars ({result['timeframe']}), {result['signals']} signals, "
-          f"{result['entries']} entries, {result['exits']} exits, {result['open_positions']} still open")
-    for problem in result["problems"][:20]:
-        print(f"  line {problem['line']}: {problem['reason']}")
-    if len(result["problems"]) > 20:
-        print(f"  ... {len(result['problems']) - 20} more bad rows")
-    header = f"{result['period']:<10} {'trades':>6} {'wins':>5} {'losses':>6} {'win%':>6} {'gross P&L':>12} " \
-             f"{'avg R':>6} {'max DD':>10}"
-    print(header)
-    rows = [*result["periods"].items(), ("total", result["total"])]
-    for label, s in rows:
-        print(f"{label:<10} {s['trades']:>6} {s['wins']:>5} {s['losses']:>6} {s['win_rate'] * 100:>5.1f}% "
-              f"{s['gross_pnl']:>12,.2f} {s['avg_r']:>6.2f} {s['max_drawdown']:>10,.2f}")
-    by_exit = result["total"].get("by_exit_type") or {}
-    if by_exit:
-        print("exits: " + ", ".join(f"{k} {v['trades']}" for k, v in sorted(by_exit.items())))

@@ -15,7 +15,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 class MarketCalendar:
     """Answers 'is the market open at t', 'when does today's session close' for XNYS."""
 
-    def __init__(self, start: str = "2015-01-01", end: str | None = None) -> None:
+    def __init__(self, start: str = "2000-01-01", end: str | None = None) -> None:
         end = end or f"{datetime.now(UTC).year + 2}-12-31"
         self._cal = xcals.get_calendar("XNYS", start=start, end=end)
         self._session_cache: dict[date, tuple[datetime, datetime] | None] = {}
@@ -81,9 +81,37 @@ class MarketCalendar:
             raise ValueError(f"no NYSE session before {ts.isoformat()}")
         return found
 
+    def daily_session(self, ts: datetime) -> tuple[datetime, datetime] | None:
+        """The session whose daily bar a daily signal stamped `ts` comes from: a date stamp (00:00 UTC) names
+        its date's session; any other stamp the latest session opened at or before it (during a session: that
+        one, forming; before the open, at a weekend or holiday: the last one). None beyond the calendar."""
+        if is_date_stamp(ts):
+            return self.session(ts.astimezone(UTC).date())
+        day = ts.astimezone(NEW_YORK).date()
+        for offset in range(0, 15):
+            session = self.session(day - timedelta(days=offset))
+            if session is not None and session[0] <= ts:
+                return session
+        return None
+
     def trading_day(self, ts: datetime) -> date:
         """The New York calendar day of `ts` (the key for daily P&L and rollover)."""
         return ts.astimezone(NEW_YORK).date()
+
+
+def is_date_stamp(ts: datetime) -> bool:
+    """True for exactly 00:00 UTC: a date written without a time."""
+    utc = ts.astimezone(UTC)
+    return utc.hour == 0 and utc.minute == 0 and utc.second == 0 and utc.microsecond == 0
+
+
+def daily_session_date(ts: datetime) -> date:
+    """The exchange date a daily bar's stamp names: a stamp at exactly 00:00 UTC is a date written without a
+    time (its UTC date); any other stamp is the New York date it falls on (20:00Z all year, 16:00 ET, the
+    close, midnight ET)."""
+    if is_date_stamp(ts):
+        return ts.astimezone(UTC).date()
+    return ts.astimezone(NEW_YORK).date()
 
 
 @lru_cache(maxsize=1)

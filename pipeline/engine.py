@@ -60,7 +60,7 @@ class TradingEngine:
         sent = False
         strategy = self.strategy
         for bar in batch:
-            prices.update(bar.symbol, bar.close)
+            prices.update(bar.symbol, bar.close, bar.timeframe)
             if strategy is not None:
                 for signal in strategy.on_bar(bar):  # type: ignore[attr-defined]
                     sent = await self.submit_signal(signal) or sent
@@ -79,7 +79,7 @@ class TradingEngine:
         prices = self.orchestrator.prices
         strategy = self.strategy
         for bar in batch:
-            prices.update(bar.symbol, bar.close)
+            prices.update(bar.symbol, bar.close, bar.timeframe)
             if strategy is not None:
                 strategy.on_bar(bar)  # type: ignore[attr-defined]
 

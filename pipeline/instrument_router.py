@@ -6,22 +6,24 @@ Modes (ExecutorConfig.instrument_mode):
   fund (the ETF position is long). A ticker with no sector (or a sector with no fund) follows
   routing.no_sector_fallback: trade the stock, or reject.
 - OPTIONS: a contract from the option chain port (calls for long, puts for short) inside the DTE and delta
-  windows with enough open interest and a tight spread, named by its OCC symbol; none -> reject.
+  windows with enough open interest and a tight spread, named by its OCC symbol; none -> reject. Only a real
+  chain counts: without a chain provider there is none (the synthetic chain is the paper broker's).
 - BOTH: options when conviction >= routing.options_min_conviction, the ticker is in
   routing.options_liquid_tickers and a contract qualifies; else the sector ETF if there is one; else the stock.
 
+A routed ETF with no price (`priced`) falls back to the stock in BOTH and is rejected in LEVERAGED_ETF.
 A decision with approved=False carries the reason; the orchestrator rejects the signal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from config.settings import ExecutorConfig, InstrumentMode, OptionsSettings, RoutingSettings
 from pipeline.catalog import ETFPair, load_etf_catalog, load_sectors
 from pipeline.models import AssetClass, InstrumentDecision, InstrumentType, TradeSignal
-from pipeline.options import OptionQuote, SyntheticChainProvider, select_contract
+from pipeline.options import NoOptionChain, OptionChainUnavailable, OptionQuote, select_contract
 from pipeline.ports import OptionChainProvider
 
 LEVERAGED_ETF_CATALOG: Mapping[str, ETFPair] = load_etf_catalog()
@@ -44,7 +46,8 @@ class InstrumentRouter:
         self.options = options or OptionsSettings()
         self.catalog = LEVERAGED_ETF_CATALOG if catalog is None else catalog
         self.sectors = load_sectors() if sectors is None else sectors
-        self.chain_provider: OptionChainProvider = chain_provider or SyntheticChainProvider(self.options)
+        # no chain unless one is given: invented contracts must never reach a real broker
+        self.chain_provider: OptionChainProvider = chain_provider or NoOptionChain("no configured source")
         self._liquid = {t.upper() for t in self.routing.options_liquid_tickers}
 
     def sector_of(self, ticker: str) -> str | None:
@@ -68,6 +71,21 @@ class InstrumentRouter:
                 return self._reject(signal, f"options: {why}")
             return self._option_decision(signal, quote, "instrument_mode=options")
         return self._both(signal, now)
+
+    def priced(
+        self, signal: TradeSignal, decision: InstrumentDecision, price_of: Callable[[str], float | None]
+    ) -> InstrumentDecision:
+        """A routed leveraged ETF must have a price to be sized and sent. Without one (no bars, no quote) mode
+        `both` trades the stock itself and says why; mode `leveraged_etf` rejects saying what to add."""
+        if not decision.approved or decision.instrument_type != InstrumentType.LEVERAGED_ETF:
+            return decision
+        if price_of(decision.symbol) is not None:
+            return decision
+        missing = f"no price for {decision.symbol} (no bars, no quote)"
+        if InstrumentMode(self.config.instrument_mode) is InstrumentMode.BOTH:
+            return self._stock(signal, f"both: {missing}, so")
+        return self._reject(signal, f"leveraged_etf: {missing}: add {decision.symbol}'s bars to the data (the "
+                            f"replay file, data.tickers) or use instrument_mode=both or stock")
 
     # -- the instruments ------------------------------------------------------------------------------------
 
@@ -107,6 +125,8 @@ class InstrumentRouter:
         ticker = signal.ticker.strip().upper()
         try:
             chain = self.chain_provider.chain(ticker, signal.entry_price, as_of)
+        except OptionChainUnavailable as exc:
+            return None, str(exc)
         except Exception as exc:  # a chain source failing must not crash routing
             return None, f"option chain for {ticker} unavailable ({type(exc).__name__}: {exc})"
         quote = select_contract(chain, str(signal.direction), as_of, self.options)
@@ -124,7 +144,8 @@ class InstrumentRouter:
         return InstrumentDecision(
             InstrumentType.OPTIONS, quote.occ_symbol,
             f"{reason}: {signal.direction} -> buy {kind} {quote.occ_symbol} (strike {quote.strike:g}, "
-            f"expiry {quote.expiry.isoformat()}, delta {quote.delta:+.2f}, OI {quote.open_interest})",
+            f"expiry {quote.expiry.isoformat()}, delta {quote.delta:+.2f}, OI {quote.open_interest}; from "
+            f"{getattr(self.chain_provider, 'chain_label', 'the broker chain')})",
             asset_class=AssetClass.OPTION, option=quote, sector=self.sector_of(signal.ticker),
         )
 

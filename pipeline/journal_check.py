@@ -30,16 +30,24 @@ def journal_damage(path: Path) -> str | None:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
+        _raise_if_busy(exc)
         return f"{path.name} cannot be opened: {exc}"
     try:
         result = [row[0] for row in conn.execute("PRAGMA quick_check")]
     except sqlite3.Error as exc:
+        _raise_if_busy(exc)
         return f"{path.name} cannot be read: {exc}"
     finally:
         conn.close()
     if result != ["ok"]:
         return f"{path.name} failed its integrity check: {'; '.join(map(str, result[:3]))}"
     return None
+
+
+def _raise_if_busy(exc: sqlite3.Error) -> None:
+    """A journal another process holds locked is in use, not damaged: it must never be moved aside."""
+    if isinstance(exc, sqlite3.OperationalError) and any(w in str(exc).lower() for w in ("locked", "busy")):
+        raise exc
 
 
 def wal_problem(wal: Path) -> str | None:

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from config.settings import TIMEFRAMES
+from config.symbols import MAX_SYMBOL_LEN, symbol_problem
 
 TIMEFRAME_SECONDS: dict[str, int] = {
     "1m": 60, "2m": 120, "3m": 180, "5m": 300, "10m": 600, "15m": 900, "30m": 1800,
@@ -22,7 +23,7 @@ TIMEFRAME_SECONDS: dict[str, int] = {
 }
 assert set(TIMEFRAME_SECONDS) == set(TIMEFRAMES)
 MAX_SIGNAL_PRICE = 1_000_000.0
-MAX_TICKER_LEN = 21  # OCC option symbols are 21 characters
+MAX_TICKER_LEN = MAX_SYMBOL_LEN  # OCC option symbols are 21 characters
 
 
 class Direction(StrEnum):
@@ -187,8 +188,8 @@ def signal_problems(signal: TradeSignal) -> list[str]:
     ticker = signal.ticker
     if not isinstance(ticker, str) or not ticker.strip():
         problems.append("ticker: must be a non-empty symbol")
-    elif len(ticker) > MAX_TICKER_LEN or not all(c.isalnum() or c in ".-/ " for c in ticker):
-        problems.append(f"ticker: {ticker[:40]!r} is not a valid symbol")
+    elif (problem := symbol_problem(ticker, extra=" ")) is not None:
+        problems.append(f"ticker: {problem}")
     if str(signal.direction) not in ("long", "short"):
         problems.append(f"direction: must be 'long' or 'short', got {signal.direction!r}")
     if str(signal.signal_type) not in SignalType._value2member_map_:

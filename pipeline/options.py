@@ -175,8 +175,33 @@ def synthetic_chain(underlying: str, spot: float, as_of: datetime, settings: Opt
     return chain
 
 
+SYNTHETIC_LABEL = "synthetic chain (paper broker)"
+
+
+class OptionChainUnavailable(RuntimeError):
+    """There is no real option chain to route to."""
+
+
+class NoOptionChain:
+    """The chain port of a venue that provides no real option chain: every request says so. Invented
+    contracts are never sent to a real broker: the synthetic chain serves the paper broker only."""
+
+    chain_label = "no option chain"
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
+        raise OptionChainUnavailable(
+            f"no option chain from {self.source} (its adapter fetches no real chain); the synthetic chain only on "
+            "the paper broker"
+        )
+
+
 class SyntheticChainProvider:
     """An OptionChainProvider backed by `synthetic_chain` (paper trading, tests)."""
+
+    chain_label = SYNTHETIC_LABEL
 
     def __init__(self, settings: OptionsSettings | None = None) -> None:
         self.settings = settings or OptionsSettings()

@@ -272,7 +272,7 @@ class BotOrchestrator:
             ticker = signal.ticker.strip().upper()
             return InstrumentDecision(InstrumentType.STOCK, ticker, f"explicit instrument: {ticker} stock",
                                       sector=self.sectors.get(ticker))
-        return self.instruments.route(signal, now)
+        return self.instruments.priced(signal, self.instruments.route(signal, now), self._price)
 
     def _size_instrument(
         self, signal: TradeSignal, account: AccountState, decision: InstrumentDecision, base: Any,

@@ -1,9 +1,11 @@
 """SignalGuard: the first stage after the kill switch — well-formed, fresh, and not a duplicate.
 
 Checks in order: the signal rules of `models.signal_problems()` (every problem named by its field), freshness
-(older than `max_signal_age_seconds` or dated in the future -> rejected) and dedup (the same ticker, direction,
-type and timeframe within `dedup_window_seconds` -> rejected). Only a signal that passes is remembered for
-dedup; the memory is bounded (entries older than the window are evicted, and a hard cap holds in any case).
+(older than `max_signal_age_seconds` or dated in the future -> rejected; a daily signal's age is measured from
+the NYSE close of its session, so no stamp hour and no DST change puts it in the future) and dedup (the same
+ticker, direction, type and timeframe within `dedup_window_seconds` -> rejected). Only a signal that passes is
+remembered for dedup; the memory is bounded (entries older than the window are evicted, and a hard cap holds
+in any case).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from config.settings import PipelineConfig
+from pipeline.calendar import NEW_YORK, MarketCalendar, default_calendar, is_date_stamp
 from pipeline.models import TIMEFRAME_SECONDS, RiskDecision, TradeSignal, signal_problems
 
 FUTURE_TOLERANCE_SECONDS = 5.0
+DAILY = "1d"
 MAX_DEDUP_ENTRIES = 100_000
 TEXT_FIELDS = ("signal_type", "direction", "ticker", "timeframe")
 
@@ -65,8 +69,10 @@ class SignalGuard:
         config: PipelineConfig,
         future_tolerance_seconds: float = FUTURE_TOLERANCE_SECONDS,
         max_entries: int = MAX_DEDUP_ENTRIES,
+        calendar: MarketCalendar | None = None,
     ) -> None:
         self.config = config
+        self._calendar = calendar
         self.future_tolerance_seconds = future_tolerance_seconds
         self.max_entries = max_entries
         self._seen: OrderedDict[DedupKey, datetime] = OrderedDict()
@@ -77,6 +83,20 @@ class SignalGuard:
         if problem is not None:
             return RiskDecision(False, f"invalid signal: {problem}", check="validation")
         signal_time = signal.timestamp or now
+        if signal.timeframe == DAILY:
+            session = self.calendar.daily_session(signal_time)
+            if session is None:
+                return RiskDecision(False, f"freshness: daily signal {signal_time.isoformat()}: no NYSE session on "
+                                    "or before it in the calendar", check="freshness")
+            # any stamp after its session's close means that close (20:00Z all year, an early close)
+            stamp = session[0] if is_date_stamp(signal_time) else min(signal_time, session[1])
+            ahead = max((session[0] - now).total_seconds(), (stamp - now).total_seconds())
+            if ahead > self.future_tolerance_seconds:
+                return RiskDecision(False, f"freshness: daily signal {signal_time.isoformat()} of the "
+                                    f"{session[0].astimezone(NEW_YORK).date()} session is {ahead:.1f}s in the future",
+                                    check="freshness")
+            # during its session the daily bar is forming (age 0); after it, age counts from that session's close
+            signal_time = min(session[1], now)
         stale = freshness_failure(signal_time, now, self.max_age_for(signal.timeframe), self.future_tolerance_seconds)
         if stale is not None:
             return RiskDecision(False, stale, check="freshness")
@@ -88,6 +108,13 @@ class SignalGuard:
         self._remember(key, now)
         age = (now - signal_time).total_seconds()
         return RiskDecision(True, "fresh and not a duplicate", {"signal_age_seconds": age})
+
+    @property
+    def calendar(self) -> MarketCalendar:
+        """The NYSE calendar daily signals are dated by (the process-wide one unless given)."""
+        if self._calendar is None:
+            self._calendar = default_calendar()
+        return self._calendar
 
     def max_age_for(self, timeframe: str) -> float:
         """How old a signal may be: max_signal_age_seconds, but a daily-bar signal (stamped at the session close

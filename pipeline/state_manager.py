@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from config.files import UnreadableFile, json_depth, read_regular_file
 from pipeline.atomic_file import atomic_write_bytes, cleanup_temp_files
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 DEFAULT_FILENAME = "state.json"
 NEW_YORK = ZoneInfo("America/New_York")
-MAX_STATE_BYTES = 16 * 1024 * 1024
+MAX_STATE_BYTES = 1024 * 1024  # the file is ~400 bytes
+MAX_STATE_DEPTH = 32  # the schema nests 2 levels
 
 State = dict[str, Any]
 
@@ -155,21 +157,26 @@ def encode_state(state: State) -> bytes:
 
 
 def _load(path: Path) -> tuple[State | None, bytes | None, str | None]:
-    """(state, raw bytes, error). State None + error None means the file is missing."""
+    """(state, raw bytes, error). State None + error None means the file is missing.
+
+    Only a regular file is read (opened non-blocking and checked with fstat: a FIFO cannot hang the daemon or
+    the CLI, a device is not read), at most MAX_STATE_BYTES of it, and only when it nests at most
+    MAX_STATE_DEPTH levels (a deep document must not reach the recursive decoder)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_STATE_BYTES + 1)
+        data = read_regular_file(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return None, None, None
+    except UnreadableFile as exc:
+        return None, None, f"state file {path} {exc}"
     except OSError as exc:
         return None, None, f"state file {path} is unreadable: {exc.strerror or exc}"
-    if len(data) > MAX_STATE_BYTES:
-        return None, None, f"state file {path} is larger than {MAX_STATE_BYTES} bytes"
     if not data.strip():
         return None, data, f"state file {path} is empty"
+    if json_depth(data) > MAX_STATE_DEPTH:
+        return None, data, f"state file {path} is corrupt (nested more than {MAX_STATE_DEPTH} levels deep)"
     try:
         raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         return None, data, f"state file {path} is corrupt (not valid JSON: {exc})"
     try:
         return validate_state(raw), data, None

@@ -21,7 +21,7 @@ from itertools import islice
 import structlog
 
 from config.settings import StrategySettings
-from pipeline.calendar import NEW_YORK, MarketCalendar
+from pipeline.calendar import NEW_YORK, MarketCalendar, daily_session_date
 from pipeline.indicators import EMA, EmaCloud
 from pipeline.models import TIMEFRAME_SECONDS, Bar, CloudState, Direction, SignalType, TradeSignal
 
@@ -36,7 +36,6 @@ MIN_STOP_PCT = 0.0025        # and at least this far from entry
 DEFAULT_HISTORY = 64         # completed bars / cloud states kept per (symbol, timeframe)
 _INF = math.inf
 _NO_BARS: tuple[Bar, ...] = ()
-_HALF_DAY = timedelta(hours=12)
 
 # tie-break among signals of equal conviction on one bar: the more specific setup wins
 _PRIORITY = {
@@ -104,8 +103,8 @@ class _SessionHours:
     def bar_end(self, ts: datetime, seconds: int) -> datetime:
         """When a bar of `seconds` opening at `ts` closes (cut at the session close / midnight ET)."""
         if seconds >= DAY_SECONDS:
-            # daily bars are stamped between 00:00 UTC and the open of their day; +12 h lands on that ET day
-            self.set_day((ts + _HALF_DAY).astimezone(NEW_YORK).date())
+            # a daily bar is the session of the date it names (midnight ET, 00:00Z, 20:00Z, the close...)
+            self.set_day(daily_session_date(ts))
             return self.close
         self.locate(ts)
         end = ts + timedelta(seconds=seconds)

@@ -32,12 +32,12 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from config.settings import TIMEFRAMES, Settings
+from config.symbols import symbol_problem
 from pipeline import orchestrator as orchestrator_module
 from pipeline.clock import Clock
 from pipeline.ledger import Ledger
 from pipeline.lifecycle import LifecycleManager
 from pipeline.models import (
-    MAX_TICKER_LEN,
     AccountState,
     AssetClass,
     OrderIntent,
@@ -194,8 +194,9 @@ def normalize_ticker(ticker: Any, name: str = "ticker") -> str:
     if not isinstance(ticker, str) or not ticker.strip():
         raise ValueError(f"{name}: must be a non-empty symbol, got {ticker!r}")
     symbol = ticker.strip().upper()
-    if len(symbol) > MAX_TICKER_LEN or not all(c.isalnum() or c in ".-/" for c in symbol):
-        raise ValueError(f"{name}: {ticker[:40]!r} is not a valid symbol")
+    problem = symbol_problem(symbol)
+    if problem is not None:
+        raise ValueError(f"{name}: {problem}")
     return symbol
 
 

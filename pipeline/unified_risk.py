@@ -6,7 +6,8 @@ over `correlation_lookback_bars`; |corr| > max_correlation rejects. VaR: the 95 
 covariance of bar returns scaled to one day; VaR / equity > var_limit rejects. Where history is too short the
 check passes and says so in `adjustments`.
 
-Prices come from `PriceHistory`, a bounded deque of closes per symbol (O(1) per update).
+Prices come from `PriceHistory`, a bounded deque of closes per symbol (O(1) per update), on the timeframe of
+the bars that feed it: 1-minute bars scale the covariance by 390 bars a day, daily bars by 1.
 """
 
 from __future__ import annotations
@@ -45,10 +46,15 @@ class PriceHistory:
         """Bars of this timeframe in one regular session (1 for daily bars)."""
         return max(1.0, SESSION_SECONDS / TIMEFRAME_SECONDS[self.timeframe])
 
-    def update(self, symbol: str, close: float) -> None:
-        """Append a close (ignored unless finite and positive)."""
+    def update(self, symbol: str, close: float, timeframe: str | None = None) -> None:
+        """Append a close (ignored unless finite and positive). `timeframe` is the bar's: the history follows
+        the bars that feed it, and a bar of another timeframe starts it afresh on that horizon (returns of two
+        horizons never mix in one covariance)."""
         if not (isinstance(close, (int, float)) and math.isfinite(close) and close > 0):
             return
+        if timeframe is not None and timeframe != self.timeframe and timeframe in TIMEFRAME_SECONDS:
+            self._closes.clear()
+            self.timeframe = timeframe
         closes = self._closes.get(symbol)
         if closes is None:
             closes = self._closes[symbol] = deque(maxlen=self.maxlen)

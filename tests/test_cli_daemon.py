@@ -85,7 +85,7 @@ def test_rebalance_preview_lists_trades(daemon: DaemonProcess, tmp_path: Path) -
     bad = tmp_path / "bad.toml"
     bad.write_text('AAPL = "lots"\n')
     refused = cli(daemon.state_dir, "rebalance", str(bad), env=daemon.env)
-    assert refused.returncode == 2 and "AAPL" in refused.stdout
+    assert refused.returncode == 2 and "AAPL" in refused.stderr
 
 
 def test_journal_and_reconcile(daemon: DaemonProcess) -> None:

@@ -159,10 +159,10 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, env_extra: dict, toml
 
 def test_config_show_masks_secrets(tmp_path: Path) -> None:
     env = base_env(tmp_path / "state", ORDERGATE_ALPACA__API_KEY="AKSECRETVALUE123",
-                   ORDERGATE_WEBHOOK__TOKEN="tok-very-secret")
+                   ORDERGATE_WEBHOOK__TOKEN="tok-very-secret-value")
     out = cli(tmp_path / "state", "config", "show", env=env)
     assert out.returncode == 0, out.stderr
-    assert "AKSECRETVALUE123" not in out.stdout and "tok-very-secret" not in out.stdout
+    assert "AKSECRETVALUE123" not in out.stdout and "tok-very-secret-value" not in out.stdout
     shown = json.loads(out.stdout)
     assert shown["alpaca"]["api_key"] == "**********"
     assert shown["broker"]["primary"] == "paper"

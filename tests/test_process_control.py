@@ -86,6 +86,20 @@ async def test_malformed_request_gets_an_error_and_server_survives(server: Contr
     assert (await control_request(server.path, "status"))["running"]
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [b"[" * 30_000 + b"]" * 30_000 + b"\n",
+     b'{"cmd": "status", "args": {"x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}}\n",
+     b'{"cmd": "status", "args": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_000 + b"}\n"],
+    ids=["array", "args-array", "args-object"],
+)
+async def test_deeply_nested_request_gets_an_error_answer(server: ControlServer, payload: bytes) -> None:
+    assert len(payload) < MAX_REQUEST_BYTES
+    answer = await raw_exchange(server.path, payload)
+    assert answer["ok"] is False and "malformed request" in answer["error"] and "nested" in answer["error"]
+    assert (await control_request(server.path, "status"))["running"]
+
+
 async def test_oversized_request_gets_an_error_and_server_survives(server: ControlServer) -> None:
     payload = b'{"cmd": "status", "args": {"x": "' + b"a" * (MAX_REQUEST_BYTES * 2) + b'"}}\n'
     try:

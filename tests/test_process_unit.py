@@ -46,6 +46,7 @@ def test_unit_has_the_directives_the_daemon_relies_on() -> None:
         "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
         "UMask": "0077",
         "CapabilityBoundingSet": "",
+        "LimitNOFILE": "8192",
     }
     for key, value in expected.items():
         assert d.get(key) == [value], key

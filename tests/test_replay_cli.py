@@ -26,7 +26,7 @@ def test_embedded_replay_is_deterministic_with_wins_losses_and_exit_variety(tmp_
     assert result["period"] == "day" and all("trades" in s for s in result["periods"].values())
     assert sum(s["trades"] for s in result["periods"].values()) == total["trades"]
     human = _replay(tmp_path, "embedded")
-    assert human.returncode == 0 and "total" in human.stdout and "exits:" in human.stdout
+    assert human.returncode == 0 and "total" in human.stdout and "trades by exit type:" in human.stdout
 
 
 def test_bad_rows_are_reported_with_line_numbers(tmp_path: Path) -> None:
@@ -67,7 +67,12 @@ def test_daily_bars_summarise_per_month(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["timeframe"] == "1d" and result["period"] == "month"
-    assert result["total"]["trades"] >= 5 and result["entries"] == result["exits"]
+    assert result["total"]["trades"] >= 5 and result["entries"] == result["exits"] + result["open_positions"]
+    # weekdays without a session (Carter's day of mourning, MLK day, Christmas...) are reported, not traded
+    reasons = {p["reason"] for p in result["problems"]}
+    assert all(r.endswith("is not an NYSE session (weekend or holiday)") for r in reasons)
+    assert {"timestamp: 2025-01-09 is not an NYSE session (weekend or holiday)",
+            "timestamp: 2025-12-25 is not an NYSE session (weekend or holiday)"} <= reasons
     assert all(len(key) == 7 for key in result["periods"])  # YYYY-MM
     assert "time_stop" not in result["total"]["by_exit_type"]  # the 120-minute time stop is for intraday trades
 

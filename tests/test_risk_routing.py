@@ -14,6 +14,7 @@ from pipeline.instrument_router import LEVERAGED_ETF_CATALOG, InstrumentRouter
 from pipeline.models import AssetClass, InstrumentType, TradeSignal
 from pipeline.options import (
     OptionQuote,
+    SyntheticChainProvider,
     bs_delta,
     bs_price,
     contract_problems,
@@ -34,6 +35,7 @@ def sig(ticker: str = "NVDA", direction: str = "long", conviction: float = 85, e
 
 def router(mode: InstrumentMode, routing: dict[str, Any] | None = None, options: OptionsSettings | None = None,
            **kwargs: Any) -> InstrumentRouter:
+    kwargs.setdefault("chain_provider", SyntheticChainProvider(options or OptionsSettings()))
     return InstrumentRouter(ExecutorConfig(instrument_mode=mode), RoutingSettings(**(routing or {})),
                             options or OptionsSettings(), **kwargs)
 

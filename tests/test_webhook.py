@@ -348,8 +348,10 @@ async def test_short_token_is_refused(tmp_path: Path) -> None:
     async def submit(signal: TradeSignal) -> str:
         return "x"
 
-    with pytest.raises(ValueError, match=r"webhook\.token"):
-        WebhookServer(WebhookSettings(port=0, token=SecretStr("short")), submit, SimulatedClock(START))
+    with pytest.raises(ValueError, match=r"at least 16 characters"):  # the settings refuse it first
+        WebhookSettings(port=0, token=SecretStr("short"))
+    with pytest.raises(ValueError, match=r"webhook\.token"):  # and the server on its own too
+        WebhookServer(WebhookSettings.model_construct(port=0, token=SecretStr("short")), submit, SimulatedClock(START))
 
 
 # -- the token never reaches a log --------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Deliberately broken builds of the daemon, one way each, to prove the chaos scoreboard can see every loss.
+
+    python -m tests.chaos_breaks BREAK [ordergate arguments...]
+
+applies the break named BREAK to the daemon's own code (a monkeypatch, in this process only) and then runs
+`daemon.cli.main` exactly as `ordergate` does. `BREAKS` maps each break to the scoreboard counter it must move.
+Nothing here is imported by the daemon itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+BREAKS: dict[str, str] = {
+    "journal_skips_intents": "broker_orders_unknown_to_journal",
+    "journal_invents_acks": "journal_orders_unknown_to_broker",
+    "final_statuses_dropped": "orders_left_non_final",
+    "final_statuses_misread": "status_mismatches",
+    "entries_sent_twice": "entries_with_two_orders",
+    "fills_not_journaled": "fills_missing_from_journal",
+    "phantom_fill_journaled": "journal_fills_unknown_to_broker",
+    "fill_quantity_halved": "fill_quantity_mismatches",
+    "exits_never_journaled_as_fills": "positions_differ",
+    "commission_dropped": "cash_differs",
+    "trade_rows_dropped": "trade_rows_mismatch",
+    "rebuild_skips_a_fill": "ledger_differs",
+    "reservations_never_released": "reservation_leaks",
+    "kill_switch_forgotten": "kill_switch_wrong",
+}
+
+
+def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+    setattr(owner, name, make(getattr(owner, name)))
+
+
+def apply(name: str) -> None:
+    """Break the daemon's code one way (see BREAKS)."""
+    from pipeline import journal, orchestrator, order_router, state_manager, trade_journal
+    from pipeline.models import Fill, OrderResult, OrderStatus
+
+    J = journal.Journal
+    if name == "journal_skips_intents":
+        async def skip_intent(self: Any, intent: Any, broker: str, ts: Any) -> bool:
+            return True  # "journaled" (it is not)
+        J.record_order_intent = skip_intent  # type: ignore[method-assign]
+    elif name == "journal_invents_acks":
+        def invent(original: Any) -> Any:
+            async def send(self: Any, name_: str, intent: Any, logger: Any, may_exist: bool = False) -> Any:
+                digest = int(hashlib.sha256(intent.client_order_id.encode()).hexdigest(), 16)
+                if intent.kind == "entry" and digest % 3 == 0:  # a third of the entries "accepted", never sent
+                    return OrderResult(intent.client_order_id, OrderStatus.NEW, name_), order_router._Attempts()
+                return await original(self, name_, intent, logger, may_exist)
+            return send
+        _patch(order_router.OrderRouter, "_send_with_retries", invent)
+    elif name in ("final_statuses_dropped", "final_statuses_misread"):
+        def misjournal(original: Any) -> Any:
+            async def update(self: Any, coid: str, status: Any, **kw: Any) -> None:
+                if OrderStatus(status).is_final:
+                    if name == "final_statuses_dropped":
+                        return
+                    status = OrderStatus.EXPIRED if status == OrderStatus.FILLED else status
+                await original(self, coid, status, **kw)
+            return update
+        _patch(J, "update_order", misjournal)
+    elif name == "entries_sent_twice":
+        import dataclasses
+
+        def twice(original: Any) -> Any:
+            def dispatch(self: Any, intent: Any) -> Any:
+                if intent.kind == "entry":
+                    original(self, dataclasses.replace(intent, client_order_id=intent.client_order_id[:-2] + "zz"))
+                return original(self, intent)
+            return dispatch
+        _patch(order_router.OrderRouter, "dispatch", twice)
+    elif name in ("fills_not_journaled", "phantom_fill_journaled", "fill_quantity_halved",
+                  "exits_never_journaled_as_fills", "commission_dropped"):
+        def bad_fill(original: Any) -> Any:
+            seen = itertools.count()
+
+            async def record(self: Any, fill: Fill) -> bool:
+                n = next(seen)
+                if name == "fills_not_journaled" and n % 4 == 3:
+                    return True
+                if name == "exits_never_journaled_as_fills" and fill.client_order_id.startswith("og-exit"):
+                    return True
+                if name == "phantom_fill_journaled" and n % 4 == 3:
+                    await original(self, Fill(f"phantom-{fill.fill_id}", fill.client_order_id, fill.symbol, fill.side,
+                                              fill.quantity, fill.price, fill.timestamp, fill.broker,
+                                              fill.broker_order_id))
+                if name == "fill_quantity_halved" and n % 4 == 3:
+                    fill = Fill(fill.fill_id, fill.client_order_id, fill.symbol, fill.side, fill.quantity / 2,
+                                fill.price, fill.timestamp, fill.broker, fill.broker_order_id, fill.commission)
+                if name == "commission_dropped":
+                    fill = Fill(fill.fill_id, fill.client_order_id, fill.symbol, fill.side, fill.quantity,
+                                fill.price, fill.timestamp, fill.broker, fill.broker_order_id, 0.0)
+                return await original(self, fill)
+            return record
+        _patch(J, "record_fill", bad_fill)
+    elif name == "trade_rows_dropped":
+        async def drop(self: Any, trade: Any) -> int:
+            return 0
+        trade_journal.TradeJournalWriter.record = drop  # type: ignore[method-assign]
+    elif name == "rebuild_skips_a_fill":
+        def skip_last(original: Any) -> Any:
+            async def fills(self: Any) -> list[dict[str, Any]]:
+                rows = await original(self)
+                return rows[:-1]
+            return fills
+        _patch(J, "fills", skip_last)
+    elif name == "reservations_never_released":
+        from pipeline import reservations
+
+        def keep_filled(self: Any, client_order_id: str, quantity: float) -> None:
+            return None  # a fill no longer moves its part of the reservation to the ledger
+        reservations.ReservationBook.filled = keep_filled  # type: ignore[method-assign]
+        _patch(orchestrator.BotOrchestrator, "release", lambda original: lambda self, *a, **k: None)
+    elif name == "kill_switch_forgotten":
+        def forget(original: Any) -> Any:
+            def load(self: Any) -> Any:
+                return state_manager.default_state()
+            return load
+        _patch(state_manager.PersistentStateManager, "_load_or_fail_closed", forget)
+    else:
+        raise SystemExit(f"unknown break {name!r}; known: {', '.join(BREAKS)}")
+
+
+def main() -> int:
+    if len(sys.argv) < 2:
+        raise SystemExit(f"usage: python -m tests.chaos_breaks BREAK [ordergate args]; breaks: {', '.join(BREAKS)}")
+    apply(sys.argv[1])
+    from daemon.cli import main as ordergate_main
+
+    return ordergate_main(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
