@@ -440,15 +440,18 @@ class PaperBroker:
 
     # ----------------------------------------------------------------- prices
 
-    def on_bars(self, batch: list[Bar]) -> None:
-        """Mark last prices and trigger resting orders that this batch's bars cross (cheap; every time step)."""
+    def on_bars(self, batch: list[Bar]) -> int:
+        """Mark last prices and trigger resting orders that this batch's bars cross (cheap; every time step).
+        Returns how many resting orders filled (their events are queued)."""
         last = self._last
         resting = self._resting
+        triggered = 0
         for bar in batch:
             last[bar.symbol] = bar.close
             waiting = resting.get(bar.symbol)
             if waiting:
-                self._trigger_resting(bar, waiting)
+                triggered += self._trigger_resting(bar, waiting)
+        return triggered
 
     def set_price(self, symbol: str, price: float) -> None:
         """Test helper: a one-price bar for `symbol` at the clock's time (triggers resting orders too)."""
@@ -469,7 +472,8 @@ class PaperBroker:
 
         return synthetic_chain(underlying, spot, as_of, self.options_settings)
 
-    def _trigger_resting(self, bar: Bar, waiting: list[_Order]) -> None:
+    def _trigger_resting(self, bar: Bar, waiting: list[_Order]) -> int:
+        triggered = 0
         for order in list(waiting):
             if order.asset_class == AssetClass.OPTION:
                 value = self._option_value(order.symbol, parse_occ(order.symbol))
@@ -483,8 +487,10 @@ class PaperBroker:
             waiting.remove(order)
             events = self._execute(order, price)
             self._dirty = True
+            triggered += 1
             for event in events:
                 self._emit(event)
+        return triggered
 
     def _option_value(self, symbol: str, occ: OccSymbol | None, exact_quote: bool = False) -> float | None:
         if occ is None:

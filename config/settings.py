@@ -430,8 +430,9 @@ class ExitsSettings(_Section):
 
     broker_stop: bool = True
     trail_broker_stop: bool = True
-    stop_replace_min_seconds: float = Field(30.0, ge=0, description="rate limit of moving a resting stop")
-    stop_confirm_timeout_seconds: float = Field(10.0, gt=0, description="wait for a cancelled stop to be final")
+    stop_replace_min_seconds: float = Field(30.0, ge=0, le=86_400, description="rate limit of moving a resting stop")
+    stop_confirm_timeout_seconds: float = Field(10.0, gt=0, le=600,
+                                                description="wait for a cancelled stop to be final")
 
 
 def _default_state_dir() -> Path:

@@ -216,9 +216,9 @@ class ProtectiveStops:
     def refresh(self) -> None:
         """Bring every held position's stop in line (after a reconciliation: quantities or caps may have moved);
         costs nothing at the broker where nothing changed."""
-        for symbol in list(self.ledger.holdings):
-            if self._put_back.get(symbol, 0) <= MAX_PUT_BACK:
-                self.request_sync(symbol)
+        for symbol, stop in list(self.stops.items()):
+            if stop.live and symbol in self.ledger.holdings:  # never a new stop from here: the start-up check,
+                self.request_sync(symbol)                     # the entry fills and the put-backs place those
 
     def exit_over(self, symbol: str) -> None:
         """A daemon exit of this symbol is final: if the position is still open, it gets its stop back."""
@@ -295,8 +295,8 @@ class ProtectiveStops:
             if qty <= _EPS:
                 await self._unprotected(symbol, "the broker holds no such position (see reconciliation)")
         if pos is not None and not pos.signal_id:
-            # adopted from the broker: no stop level of ours (the ledger's is its entry price), not our position
-            await self._unprotected(symbol, "not opened by ordergate: no stop level to rest")
+            # no signal of ours behind it: no stop level of ours (the ledger's is its entry price)
+            self.unprotected[symbol] = "not opened by ordergate: no stop level to rest"
             qty = 0.0
         if pos is None:
             self._put_back.pop(symbol, None)
