@@ -43,6 +43,7 @@ from alpaca.trading.requests import (
     GetOrdersRequest,
     LimitOrderRequest,
     MarketOrderRequest,
+    ReplaceOrderRequest,
     StopLossRequest,
     StopOrderRequest,
     TakeProfitRequest,
@@ -537,6 +538,39 @@ class AlpacaBroker:
                 raise OrderRejected(f"alpaca: no order with client_order_id {client_order_id}", code=404)
             order_id = found.broker_order_id
         await self._call(self._client_fn("cancel_order_by_id"), order_id, op="cancel")
+
+    def stop_refusal(self, intent: OrderIntent) -> str | None:
+        """Protective stops Alpaca cannot hold (StopVenue): none on options, none GTC on fractional shares."""
+        if intent.asset_class == AssetClass.OPTION:
+            return "alpaca takes no stop orders on options (market and limit only)"
+        if float(intent.quantity) != int(intent.quantity):
+            return f"alpaca: a GTC stop needs whole shares, the position is {intent.quantity:g}"
+        return None
+
+    async def replace_stop(
+        self, client_order_id: str, *, quantity: float, stop_price: float, new_client_order_id: str
+    ) -> OrderResult:
+        """PATCH /v2/orders/{id} (alpaca-py `replace_order_by_id`): Alpaca answers with the new order, which
+        carries `new_client_order_id`; the old one ends `replaced` on trade_updates."""
+        if quantity != int(quantity) or quantity <= 0:
+            raise OrderRejected(f"quantity: a replace takes whole shares, got {quantity!r}", code="invalid")
+        tracked = self._tracked.get(client_order_id)
+        order_id = tracked.order_id if tracked else None
+        if order_id is None:
+            found = await self.get_order_by_client_id(client_order_id)
+            if found is None:
+                raise OrderRejected(f"alpaca: no order with client_order_id {client_order_id}", code=404)
+            order_id = found.broker_order_id
+        request = ReplaceOrderRequest(qty=int(quantity), stop_price=_round_price(stop_price),
+                                      client_order_id=new_client_order_id)
+        self._track(new_client_order_id, symbol=tracked.symbol if tracked else None,
+                    side=tracked.side if tracked else None, submitted_at=self.clock.now())
+        order = await self._call(self._client_fn("replace_order_by_id"), order_id, request, op="replace",
+                                 submit=True)
+        self._remember(order)
+        log.info("alpaca_order_replaced", client_order_id=order.client_order_id, replaces=client_order_id,
+                 order_id=str(order.id))
+        return order_result(order, self.name)
 
     async def get_open_orders(self) -> list[OrderResult]:
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500, direction=Sort.ASC)

@@ -47,6 +47,7 @@ from pipeline.models import (
     OrderType,
     OrderUpdate,
     Side,
+    client_order_id_for,
 )
 from pipeline.ports import (
     BrokerEventHandler,
@@ -242,6 +243,10 @@ class IBKRBroker:
         self._contract_errors: dict[int, str] = {}
         self._status_changed = asyncio.Event()
         self.reconnects = 0
+        # [exits] broker_stop: an entry with a stop goes out as a parent with its protective STP attached as a child
+        # (client order id client_order_id_for(signal id, "stop0")), the parent untransmitted until the child is
+        # placed, so the pair goes live together; the daemon adopts the child as the position's resting stop
+        self.attach_stops = False
         self._enforce_throttle()
         self._hook_events()
 
@@ -715,8 +720,11 @@ class IBKRBroker:
         tracked = tracked or _Tracked(cid)
         tracked.symbol, tracked.side, tracked.quantity = intent.symbol, intent.side, float(intent.quantity)
         self._orders[cid] = tracked
+        child = self._attached_stop(intent, order)
         try:
             trade = self.ib.placeOrder(contract, order)
+            if child is not None:
+                self._place_child(contract, trade.order.orderId, child, intent)  # transmits the pair
         except ConnectionError as exc:
             self._forget(cid)
             raise BrokerUnavailable(f"{self.name}: not connected ({exc}); nothing sent") from None
@@ -724,6 +732,70 @@ class IBKRBroker:
         self._by_order_id[tracked.order_id] = cid
         ack = await self._await_ack(tracked, trade)
         return self._result_of_ack(intent, tracked, ack)
+
+    def _attached_stop(self, intent: OrderIntent, parent: Order) -> Order | None:
+        """The protective STP child of an entry (None when not attaching, or the entry has no stop); the parent is
+        then held untransmitted until the child is placed."""
+        if not self.attach_stops or intent.kind != "entry" or not _positive(intent.stop_loss) \
+                or OrderType(intent.order_type) not in (OrderType.MARKET, OrderType.LIMIT) \
+                or self.stop_refusal(intent) is not None:
+            return None
+        stop_price = round(float(intent.stop_loss), 2) if intent.stop_loss >= 1 else round(intent.stop_loss, 4)
+        child = StopOrder("SELL" if intent.side == Side.BUY else "BUY", parent.totalQuantity, stop_price)
+        child.orderRef = client_order_id_for(intent.signal_id, "stop0")
+        child.tif = "GTC"
+        child.transmit = True
+        if self.settings.account:
+            child.account = self.settings.account
+        parent.transmit = False
+        return child
+
+    def _place_child(self, contract: Contract, parent_id: int, child: Order, intent: OrderIntent) -> None:
+        child.parentId = parent_id
+        cid = child.orderRef
+        tracked = self._orders.setdefault(cid, _Tracked(cid))
+        tracked.symbol, tracked.quantity = intent.symbol, float(child.totalQuantity)
+        tracked.side = Side.SELL if intent.side == Side.BUY else Side.BUY
+        if tracked.order_id and self._reusable(tracked.order_id):
+            child.orderId = tracked.order_id  # a resend of the pair: the same child, never a second one
+        trade = self.ib.placeOrder(contract, child)
+        tracked.order_id = trade.order.orderId
+        self._by_order_id[tracked.order_id] = cid
+
+    def stop_refusal(self, intent: OrderIntent) -> str | None:
+        """IB holds STP orders on stocks, ETFs and options (StopVenue)."""
+        return None
+
+    async def replace_stop(
+        self, client_order_id: str, *, quantity: float, stop_price: float, new_client_order_id: str
+    ) -> OrderResult:
+        """Modify the resting stop in place: the same order placed again under its IB order id, with the new
+        quantity, stop price and orderRef `new_client_order_id` (the old client order id ends `replaced`)."""
+        self._require_ready()
+        trade = self._find_trade(client_order_id)
+        old = self._orders.get(client_order_id)
+        if trade is None or trade.isDone() or trade.order.orderType != "STP":
+            raise OrderRejected(f"{self.name}: {client_order_id} is not a resting stop", code="not_found")
+        if new_client_order_id in self._orders:
+            raise DuplicateClientOrderId(f"{self.name}: client order id {new_client_order_id} is already at IB",
+                                         code=ERR_DUPLICATE_ORDER_ID)
+        order = trade.order
+        order.totalQuantity, order.auxPrice = float(quantity), float(stop_price)
+        order.orderRef, order.transmit = new_client_order_id, True
+        tracked = _Tracked(new_client_order_id, symbol=old.symbol if old else symbol_of(trade.contract),
+                           side=Side.BUY if order.action == "BUY" else Side.SELL, quantity=float(quantity),
+                           order_id=order.orderId, perm_id=order.permId or (old.perm_id if old else 0),
+                           status=OrderStatus.NEW, acked=True)
+        self._orders[new_client_order_id] = tracked
+        self._by_order_id[order.orderId] = new_client_order_id
+        try:
+            self.ib.placeOrder(trade.contract, order)
+        except ConnectionError as exc:
+            raise RetryableBrokerError(f"{self.name}: not connected ({exc})", ambiguous=True) from None
+        if old is not None:
+            old.status, old.reason = OrderStatus.REPLACED, f"replaced by {new_client_order_id}"
+            self._emit_update(old)
+        return self._result(tracked, submitted_at=self.clock.now())
 
     async def _await_ack(self, tracked: _Tracked, trade: Trade) -> _Ack:
         if trade.orderStatus.status in _ACKED and trade.orderStatus.status != "PendingCancel":

@@ -440,15 +440,18 @@ class PaperBroker:
 
     # ----------------------------------------------------------------- prices
 
-    def on_bars(self, batch: list[Bar]) -> None:
-        """Mark last prices and trigger resting orders that this batch's bars cross (cheap; every time step)."""
+    def on_bars(self, batch: list[Bar]) -> int:
+        """Mark last prices and trigger resting orders that this batch's bars cross (cheap; every time step).
+        Returns how many resting orders filled (their events are queued)."""
         last = self._last
         resting = self._resting
+        triggered = 0
         for bar in batch:
             last[bar.symbol] = bar.close
             waiting = resting.get(bar.symbol)
             if waiting:
-                self._trigger_resting(bar, waiting)
+                triggered += self._trigger_resting(bar, waiting)
+        return triggered
 
     def set_price(self, symbol: str, price: float) -> None:
         """Test helper: a one-price bar for `symbol` at the clock's time (triggers resting orders too)."""
@@ -469,7 +472,8 @@ class PaperBroker:
 
         return synthetic_chain(underlying, spot, as_of, self.options_settings)
 
-    def _trigger_resting(self, bar: Bar, waiting: list[_Order]) -> None:
+    def _trigger_resting(self, bar: Bar, waiting: list[_Order]) -> int:
+        triggered = 0
         for order in list(waiting):
             if order.asset_class == AssetClass.OPTION:
                 value = self._option_value(order.symbol, parse_occ(order.symbol))
@@ -483,8 +487,10 @@ class PaperBroker:
             waiting.remove(order)
             events = self._execute(order, price)
             self._dirty = True
+            triggered += 1
             for event in events:
                 self._emit(event)
+        return triggered
 
     def _option_value(self, symbol: str, occ: OccSymbol | None, exact_quote: bool = False) -> float | None:
         if occ is None:
@@ -605,6 +611,54 @@ class PaperBroker:
         self._dirty = True
         await self._persist()
         self._emit(self._update_event(order))
+
+    def stop_refusal(self, intent: OrderIntent) -> str | None:
+        """The paper book holds stop orders on stocks, ETFs and options alike (StopVenue)."""
+        return None
+
+    async def replace_stop(
+        self, client_order_id: str, *, quantity: float, stop_price: float, new_client_order_id: str
+    ) -> OrderResult:
+        """Replace a resting stop by a new one under `new_client_order_id` (Alpaca's semantics): the old order
+        ends `replaced`, the new one rests (or fills at once when the market is already through its price)."""
+        self._log_request("replace_stop", client_order_id)
+        await self._before_call()
+        old = self._orders.get(client_order_id)
+        if old is None:
+            raise OrderRejected(f"client_order_id {client_order_id!r} is unknown at {self.name}", code=404)
+        if old.status not in _OPEN_STATUSES or old.order_type != OrderType.STOP:
+            raise OrderRejected(f"order {client_order_id!r} is {old.status} {old.order_type}: not a resting stop",
+                                code=422)
+        if new_client_order_id in self._orders:
+            raise DuplicateClientOrderId(f"client_order_id {new_client_order_id!r} already exists at {self.name}",
+                                         code=422)
+        if not quantity > 0 or not stop_price > 0:
+            raise OrderRejected(f"quantity and stop_price must be positive, got {quantity!r}, {stop_price!r}",
+                                code=422)
+        old.status, old.reason = OrderStatus.REPLACED, f"replaced by {new_client_order_id}"
+        waiting = self._resting.get(self._trigger_symbol(old))
+        if waiting and old in waiting:
+            waiting.remove(old)
+        self._order_seq += 1
+        new = _Order(
+            client_order_id=new_client_order_id, broker_order_id=f"{self.name}-{self._order_seq}", symbol=old.symbol,
+            side=old.side, quantity=float(quantity), order_type=OrderType.STOP, asset_class=old.asset_class,
+            status=OrderStatus.NEW, stop_price=float(stop_price), reduce_only=old.reduce_only,
+            time_in_force=old.time_in_force, submitted_at=self.clock.now(),
+        )
+        self._orders[new.client_order_id] = new
+        events: list[BrokerEvent] = [self._update_event(old), self._update_event(new)]
+        last = self.last_price(new.symbol) if new.asset_class == AssetClass.OPTION else self._last.get(new.symbol)
+        price = _immediate_price(new, last, self._slip) if last is not None else None
+        if price is not None:
+            events.extend(self._execute(new, price))
+        else:
+            self._resting[self._trigger_symbol(new)].append(new)
+        self._dirty = True
+        await self._persist()
+        for event in events:
+            self._emit(event)
+        return self._result(new)
 
     async def get_open_orders(self) -> list[OrderResult]:
         self._log_request("get_open_orders", None)

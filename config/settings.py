@@ -434,6 +434,16 @@ class ShutdownSettings(_Section):
     timeout_seconds: float = Field(20.0, gt=0, le=600)
 
 
+class ExitsSettings(_Section):
+    """Protective stops held at the broker (issue 13): a position stays protected while the daemon is down."""
+
+    broker_stop: bool = True
+    trail_broker_stop: bool = True
+    stop_replace_min_seconds: float = Field(30.0, ge=0, le=86_400, description="rate limit of moving a resting stop")
+    stop_confirm_timeout_seconds: float = Field(10.0, gt=0, le=600,
+                                                description="wait for a cancelled stop to be final")
+
+
 def _default_state_dir() -> Path:
     # systemd's StateDirectory= exports STATE_DIRECTORY=/var/lib/ordergate
     return Path(os.environ.get("STATE_DIRECTORY", ".ordergate"))
@@ -468,6 +478,7 @@ class Settings(BaseSettings):
     journal: JournalSettings = Field(default_factory=JournalSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    exits: ExitsSettings = Field(default_factory=ExitsSettings)
 
     @field_validator("state_dir")
     @classmethod

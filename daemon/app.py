@@ -44,6 +44,7 @@ from pipeline.orchestrator import BotOrchestrator
 from pipeline.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
 from pipeline.order_router import OrderRouter
 from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
+from pipeline.protective_stops import STOP_KIND, ProtectiveStops
 from pipeline.reconciler import PositionReconciler, ReconciliationReport
 from pipeline.state_manager import PersistentStateManager
 from pipeline.trade_journal import TradeJournalWriter
@@ -70,7 +71,9 @@ def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) ->
     if name == "ibkr":
         from adapters.ibkr import IBKRBroker
 
-        return IBKRBroker(settings.ibkr, clock)
+        broker = IBKRBroker(settings.ibkr, clock)
+        broker.attach_stops = settings.exits.broker_stop  # the entry's protective STP rides with it as a child
+        return broker
     raise ValueError(f"unknown broker {name!r}")
 
 
@@ -142,8 +145,14 @@ class Core:
             feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
             entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
-            on_external_fill=self.external.apply_fill, exit_cap=self.external.exit_cap,
+            on_external_fill=self._on_external_fill, exit_cap=self.external.exit_cap,
         )
+        self.stops = ProtectiveStops(
+            settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
+            register=self.lifecycle.register_intent, journal=self.journal, alert=self.alert,
+            timeout=settings.broker.request_timeout_seconds, exit_cap=self.external.exit_cap,
+        )
+        self.lifecycle.stops = self.stops
         listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
                                     settle=self.settle if clock.simulated else None)
@@ -167,6 +176,7 @@ class Core:
         self._event_task: asyncio.Task[None] | None = None
         self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
         self._held_events: collections.deque[BrokerEvent] = collections.deque()  # journal writes failing
+        self._held_lock = asyncio.Lock()  # one pass over the held events at a time (timer, next event, stop)
         self.alert_hook: Any = None
         self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
@@ -225,6 +235,8 @@ class Core:
         await self.settle()
         await self.measure_clock_offsets()
         await self.recover_open_orders()
+        await self.stops.check_at_start()  # every open position has its resting stop; orphans are cancelled
+        await self.settle()
         await self.sync_account()
 
     async def stop(self) -> None:
@@ -452,7 +464,9 @@ class Core:
         await self.settle()
         await self.alert("order_never_reached", f"{intent.kind} {coid} ({intent.symbol}) never reached "
                          f"{order.broker}: {why}", "critical", client_order_id=coid)
-        if intent.kind != "entry":
+        if intent.kind == STOP_KIND:
+            self.stops.request_sync(intent.symbol)  # a protective stop is placed again, never turned into an exit
+        elif intent.kind != "entry":
             fresh = self.lifecycle.resend_exit(intent, f"exit {coid} never reached {order.broker}")
             if fresh is not None:
                 log.warning("exit_resent", signal_id=intent.signal_id, client_order_id=fresh.client_order_id,
@@ -580,10 +594,11 @@ class Core:
                     reservations.reserve(intent)
                     # what already filled is in the ledger: the reservation holds the rest only
                     reservations.filled(intent.client_order_id, applied.get(intent.client_order_id, 0.0))
-                else:
+                elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
                     self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
                 self.orchestrator.validator.track(intent, filled_qty=applied.get(intent.client_order_id, 0.0),
                                                   status=_status_of(row.get("status")))
+            await self.stops.rebuild()
         self.lifecycle.rebuild_index()
 
     # -- account view ---------------------------------------------------------------------------------
@@ -636,6 +651,10 @@ class Core:
     async def apply_held_events(self) -> int:
         """Apply the events held while the journal could not be written, oldest first; stops at the first that
         still cannot be journaled. Returns how many were applied."""
+        async with self._held_lock:
+            return await self._apply_held_events()
+
+    async def _apply_held_events(self) -> int:
         applied = 0
         while self._held_events:
             event = self._held_events[0]
@@ -649,7 +668,7 @@ class Core:
             applied += 1
             intent = self.lifecycle.intents.get(event.client_order_id)
             if isinstance(event, OrderUpdate) and event.status == OrderStatus.NEVER_REACHED and intent is not None \
-                    and intent.kind != "entry":
+                    and intent.kind not in ("entry", STOP_KIND):
                 self.lifecycle.resend_exit(intent, f"exit {intent.client_order_id} never reached {event.broker}")
         if applied:
             log.warning("held_broker_events_applied", applied=applied, still_held=len(self._held_events))
@@ -735,7 +754,16 @@ class Core:
     # -- reconciliation -------------------------------------------------------------------------------
     async def reconcile(self) -> ReconciliationReport:
         """One reconciliation pass over every connected broker (see `daemon.reconciliation`)."""
-        return await self.reconciliation.run()
+        report = await self.reconciliation.run()
+        self.stops.refresh()  # the resting stops follow what it learned (someone else's trades cap them)
+        return report
+
+    def _on_external_fill(self, fill: Any) -> bool:
+        """Someone else's fill: counted as external; a resting stop of ours on that symbol never sells more than
+        the account still holds of ours."""
+        fresh = self.external.apply_fill(fill)
+        self.stops.request_sync(fill.symbol)
+        return fresh
 
     async def reconcile_at_start(self) -> ReconciliationReport:
         """The start-up reconciliation before READY: a difference the first check sees is checked once more."""
@@ -759,7 +787,8 @@ class Core:
                 "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
                 "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
                 "entry_time": p.entry_time.isoformat() if p.entry_time else None,
-                "external": p.origin == "external", "adopted": p.origin == "adopted"}
+                "external": p.origin == "external", "adopted": p.origin == "adopted",
+                "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}
 
     async def daily_summary(self, day: date | None = None) -> dict[str, Any]:
         if self.trades is None:

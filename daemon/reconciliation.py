@@ -24,6 +24,7 @@ import structlog
 
 from pipeline.external import ExternalPosition
 from pipeline.models import Position
+from pipeline.protective_stops import STOP_KIND
 from pipeline.reconciler import Judgement, Mismatch, MismatchConfirmer, ReconciliationReport
 
 if TYPE_CHECKING:
@@ -136,13 +137,14 @@ class Reconciliation:
 
     async def _ours_unfinished(self, symbol: str) -> bool:
         """An order of ours on this symbol whose outcome the book does not fully hold: not final, or final with
-        more filled than the journal has fills for (a broker position there may be ours)."""
-        if any(i.symbol == symbol for i in self.core.orchestrator.validator.working()):
+        more filled than the journal has fills for (a broker position there may be ours). A resting protective stop
+        is not one: it only ever reduces the position, so it cannot explain what the broker holds beyond ours."""
+        if any(i.symbol == symbol and i.kind != STOP_KIND for i in self.core.orchestrator.validator.working()):
             return True
         if self.core.journal is None:
             return False
         rows = await self.core.journal.query(
-            "SELECT o.client_order_id FROM orders o WHERE o.symbol = ? AND (o.status IN"
+            "SELECT o.client_order_id FROM orders o WHERE o.symbol = ? AND o.kind != 'stop' AND (o.status IN"
             " ('pending','new','partially_filled') OR COALESCE(o.filled_qty, 0) > 1e-9 + (SELECT"
             " COALESCE(SUM(f.quantity), 0) FROM fills f WHERE f.client_order_id = o.client_order_id)) LIMIT 1",
             (symbol,))
@@ -163,6 +165,7 @@ class Reconciliation:
                                                   "adopted")
                 self.core.ledger.adopt(position, qty)
                 self.core.lifecycle.rebuild_index()
+                self.core.stops.request_sync(m.symbol)  # managed now: its stop rests at the broker
                 log.warning("external_position_adopted", symbol=m.symbol, quantity=qty, avg_price=avg,
                             stop_loss=position.stop_loss, broker=broker)
                 continue
@@ -241,3 +244,5 @@ class Reconciliation:
                                               str(bp.get("broker", "")))
             self.core.ledger.adopt(position, qty)
         self.core.lifecycle.rebuild_index()
+        for m in report.mismatches:  # the resting stops follow the adopted quantities (or go with a dropped one)
+            self.core.stops.request_sync(m.symbol)

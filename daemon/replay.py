@@ -27,9 +27,14 @@ TOP_REASONS = 8
 
 
 def replay_settings(settings: Settings, timeframe: str, state_dir: Path) -> Settings:
-    """The settings of a replay: paper broker only, fresh state, strategy on the file's timeframe."""
+    """The settings of a replay: paper broker only, fresh state, strategy on the file's timeframe. The backtest
+    judges the daemon's own exits: no protective stops at the (simulated) broker unless the replay's own
+    settings ask for them (`ordergate replay` with ORDERGATE_EXITS__BROKER_STOP=true)."""
     strategy_tf = settings.strategy.timeframes if timeframe in ("1m",) else [timeframe]
+    exits = settings.exits if "broker_stop" in settings.exits.model_fields_set else \
+        settings.exits.model_copy(update={"broker_stop": False})
     return settings.model_copy(update={
+        "exits": exits,
         "state_dir": state_dir,
         "broker": settings.broker.model_copy(update={"primary": "paper", "fallback": None}),
         "paper": settings.paper.model_copy(update={"persistent": False}),

@@ -12,6 +12,7 @@ replay is deterministic: the same file gives the same trades.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -20,7 +21,7 @@ from pipeline.models import Bar, PipelineResult, TradeSignal
 from pipeline.orchestrator import BotOrchestrator
 
 log = structlog.get_logger("ordergate.engine")
-BarListener = Callable[[list[Bar]], None]
+BarListener = Callable[[list[Bar]], Any]  # returns how many resting broker orders the bars filled (paper)
 
 
 class TradingEngine:
@@ -53,8 +54,11 @@ class TradingEngine:
         """One time step: every bar of the batch shares its timestamp."""
         self.batches += 1
         self.bars += len(batch)
+        triggered = 0
         for listener in self.bar_listeners:
-            listener(batch)
+            triggered += listener(batch) or 0
+        if triggered and self._settle is not None:
+            await self._settle()  # a resting stop that filled on this bar is booked before the exits look at it
         self.lifecycle.update_positions(batch)
         prices = self.orchestrator.prices
         sent = False

@@ -236,6 +236,15 @@ class ExitMonitor:
             where = f"at/above the {self._trailing_cloud} cloud ({high:.4f})"
         return _exit(position, "trailing_stop", f"close {last.close} {where}", last.close)
 
+    def trailing_stop_level(self, position: Position, cloud_states: Sequence[CloudState]) -> float | None:
+        """Where the resting broker stop trails to: the trailing cloud's far edge of the latest completed candle
+        (long: its lower edge, short: its upper edge); None without cloud states. The caller only ever tightens."""
+        if not cloud_states:
+            return None
+        low, high = cloud_states[-1].cloud_bounds(self._trailing_cloud)
+        level = low if position.is_long else high
+        return level if 0.0 < level < math.inf else None
+
 
 class _EodDay(NamedTuple):
     """One New York calendar day [start, end) in UTC, its session and its EOD cutoff (cached per day)."""

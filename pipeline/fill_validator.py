@@ -148,4 +148,6 @@ class OrderValidator:
 def _reference_price(order: OrderIntent) -> float:
     if order.order_type == OrderType.LIMIT and order.limit_price:
         return order.limit_price
+    if order.order_type == OrderType.STOP:
+        return 0.0  # a stop fills at the market once touched: through its price on a gap, by design
     return order.reference_price

@@ -109,6 +109,7 @@ class LifecycleManager:
         self._eod_at: datetime | None = None
         self.issues: list[FillIssue] = []
         self.round_trips = 0
+        self.stops: Any = None  # pipeline.protective_stops.ProtectiveStops (set by the daemon): stops at the broker
 
     # -- registry -------------------------------------------------------------------------------------
     def exiting(self, ticker: str) -> bool:
@@ -195,7 +196,13 @@ class LifecycleManager:
                 and bar.symbol == pos.ticker and pos.timeframe in self.clouds.completed_on_last_bar(pos.ticker):
             states = self.clouds.recent_states(pos.ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
         signal = self.monitor.check_all(pos, price, states, None, self.clock.now())
-        if signal is None or self._exit_quantity(pos) <= 0:
+        if signal is None:
+            if states and self.stops is not None:  # the trailing level moves the resting stop (rate-limited)
+                level = self.monitor.trailing_stop_level(pos, states)
+                if level is not None:
+                    self.stops.trail(pos, level)
+            return None
+        if self._exit_quantity(pos) <= 0:
             return None
         return self._exit(pos, signal)
 
@@ -263,8 +270,18 @@ class LifecycleManager:
         log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
                  symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority, reason=signal.reason)
         if self.router is not None:
-            self.router.dispatch(intent)
+            if self.stops is not None and self.stops.guards(pos.symbol):
+                self.router.dispatch_after(intent, self.release_stop)  # one exit, never two
+            else:
+                self.router.dispatch(intent)
         return intent
+
+    async def release_stop(self, intent: OrderIntent) -> OrderIntent | str:
+        """Cancel the position's resting stop (confirmed) before its exit; the exit to send or why not."""
+        ready = await self.stops.release(intent)
+        if isinstance(ready, OrderIntent) and ready is not intent:
+            self.register_intent(ready)
+        return ready
 
     def resend_exit(self, stuck: OrderIntent, reason: str) -> OrderIntent | None:
         """An exit that never reached its broker: the position it was for gets a fresh one (a new client order
@@ -314,6 +331,8 @@ class LifecycleManager:
             )
         for issue in self.validator.on_update(update, now):
             await self._issue(issue)
+        if self.stops is not None:
+            self.stops.on_update(update)
         if not update.status.is_final:
             return
         intent = self.intents.get(update.client_order_id)
@@ -357,6 +376,8 @@ class LifecycleManager:
             self._index(after)
         if after is None and self.pending_exits.get(fill.symbol) == fill.client_order_id:
             del self.pending_exits[fill.symbol]
+        if self.stops is not None:
+            self.stops.on_fill(fill, intent)
         if trip is not None:
             await self._closed(trip, fill)
 

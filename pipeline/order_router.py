@@ -162,6 +162,42 @@ class OrderRouter:
                 return self._spawn(self._all_children(intent, tasks), intent)
         return self._spawn(self._submit_and_report(intent), intent)
 
+    def dispatch_after(
+        self, intent: OrderIntent, prepare: Callable[[OrderIntent], Awaitable[OrderIntent | str]]
+    ) -> asyncio.Task[OrderResult]:
+        """Like `dispatch`, but `prepare(intent)` runs first in the order's task (a daemon exit releasing the
+        position's protective stop): it returns the intent to send, or the reason nothing is sent (the order is
+        then journaled as cancelled with that reason and reported to `on_result`)."""
+        return self._spawn(self._prepared(intent, prepare), intent)
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """Run order work that is not a submission (placing or moving a protective stop) as a task that
+        `drain` and `in_flight` count like an order's."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _prepared(
+        self, intent: OrderIntent, prepare: Callable[[OrderIntent], Awaitable[OrderIntent | str]]
+    ) -> OrderResult:
+        try:
+            ready = await prepare(intent)
+        except Exception as exc:  # never send an exit whose preparation failed half way
+            log.exception("order_prepare_failed", signal_id=intent.signal_id, client_order_id=intent.client_order_id)
+            ready = f"preparation failed: {exc!r}"
+        if isinstance(ready, OrderIntent):
+            return await self._submit_and_report(ready)
+        result = OrderResult(intent.client_order_id, OrderStatus.CANCELED, self.choose_broker(intent),
+                             reason=f"not sent: {ready}")
+        log.info("order_not_sent", signal_id=intent.signal_id, client_order_id=intent.client_order_id, reason=ready)
+        if self.journal is not None:
+            await self.journal.record_order_intent(intent, result.broker, self.clock.now())
+            await self._journal_result(intent, result)
+        if self.on_result is not None:
+            await self.on_result(intent, result)
+        return result
+
     def _spawn(self, coro: Any, intent: OrderIntent) -> asyncio.Task[OrderResult]:
         task = asyncio.create_task(coro, name=f"order-{intent.client_order_id}")
         self._tasks.add(task)

@@ -130,3 +130,22 @@ class OptionChainProvider(Protocol):
     """Option quotes for an underlying (see pipeline.options.OptionQuote)."""
 
     def chain(self, underlying: str, spot: float, as_of: datetime) -> list: ...
+
+
+@runtime_checkable
+class StopVenue(Protocol):
+    """A broker that can hold protective stops: says which it refuses and moves a resting one in place.
+
+    `replace_stop` changes the quantity and stop price of the resting stop `client_order_id` (Alpaca
+    PATCH /v2/orders/{id}, IB placing the same order id again, the paper book's replace); the order is known as
+    `new_client_order_id` afterwards (Alpaca's replacement carries it, IB's orderRef is changed to it) and the old
+    id ends `replaced`. Raises OrderRejected when the stop is no longer resting (filled, cancelled).
+    """
+
+    def stop_refusal(self, intent: OrderIntent) -> str | None:
+        """Why this venue cannot hold this stop (e.g. options at Alpaca), or None when it can."""
+        ...
+
+    async def replace_stop(
+        self, client_order_id: str, *, quantity: float, stop_price: float, new_client_order_id: str
+    ) -> OrderResult: ...

@@ -396,7 +396,11 @@ class TradingService:
         register(intent)
         log.info("manual_exit", ticker=ticker, side=str(side), quantity=quantity,
                  client_order_id=intent.client_order_id, closes=closes)
-        task = router.dispatch(intent)
+        stops = self.lifecycle.stops if self.lifecycle is not None else None
+        if stops is not None and stops.guards(intent.symbol):  # the resting stop is released first: never two sales
+            task = router.dispatch_after(intent, self.lifecycle.release_stop)  # type: ignore[union-attr]
+        else:
+            task = router.dispatch(intent)
         trade = TradeResult(True, ticker, str(side), float(quantity), float(quantity), price, "", "order_submitted",
                             intent.signal_id, intent.client_order_id)
         await self._await_order(trade, task)

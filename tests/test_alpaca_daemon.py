@@ -45,6 +45,8 @@ def _settings(tmp_path: Path, fake: FakeAlpaca, **overrides: Any) -> Any:
     alpaca = {"api_key": fake.api_key, "secret_key": fake.secret_key, "paper": True, "base_url": fake.base_url,
               "trading_stream_url": fake.trading_stream_url, "data_stream_url": fake.data_stream_url("iex"),
               "feed": "iex", "request_timeout_seconds": 3.0}
+    # the order counts here are of entries; tests/test_protective_stops_alpaca.py covers the protective stops
+    overrides.setdefault("exits", {"broker_stop": False})
     return load_settings(
         state_dir=tmp_path / "state", broker={"primary": "alpaca"}, alpaca=alpaca,
         pipeline={"retry_backoff_base": 0.01, "enable_unified_risk": False, **overrides.pop("pipeline", {})},
@@ -287,7 +289,7 @@ async def test_ordergate_run_trades_through_alpaca(tmp_path: Path, fake: FakeAlp
         reply = json.loads(out.stdout)
         assert reply["accepted"] is True, reply
         coid = client_order_id_for(reply["signal_id"])
-        await fake.wait_for(lambda: len(fake.submits()) == 1, timeout=15)
+        await fake.wait_for(lambda: len(fake.submits()) >= 1, timeout=15)  # then its protective stop
         body = fake.submits()[0].body
         assert body["client_order_id"] == coid and coid.startswith("og-entry-") and body["symbol"] == "AAPL"
         qty = float(body["qty"])
@@ -303,7 +305,9 @@ async def test_ordergate_run_trades_through_alpaca(tmp_path: Path, fake: FakeAlp
         assert pos["broker"] == "alpaca" and pos["entry_price"] == pytest.approx(187.5)
         assert pos["signal_id"] == reply["signal_id"]
         orders = json.loads((await _cli(state_dir, "orders", "--json", env=env)).stdout)
-        assert [(o["client_order_id"], o["status"], o["filled_qty"]) for o in orders] == [(coid, "filled", qty)]
+        entries = [(o["client_order_id"], o["status"], o["filled_qty"]) for o in orders if o["kind"] == "entry"]
+        assert entries == [(coid, "filled", qty)]
+        assert [o["status"] for o in orders if o["kind"] == "stop"].count("new") == 1  # its protective stop rests
     finally:
         code = await asyncio.to_thread(daemon.stop)
     assert code == 0, daemon.text()[-3000:]

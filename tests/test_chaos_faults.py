@@ -17,9 +17,10 @@ async def test_fault_mix_ends_with_one_order_per_intent_and_fills_applied_once(n
     losses = await run_fault_mix(name, FAULT_MIXES[name], tmp_path / "state")
     assert losses == []
     stats = FAULT_STATS[name]
-    # entries and their flatten exits: one order each, each filled once
+    # entries, their protective stops (cancelled by the flatten) and the flatten exits: one order each; the entries
+    # and exits filled once each
     assert stats["entries"] == len(FAULT_TICKERS)
-    assert stats["orders"] == 2 * len(FAULT_TICKERS) == stats["fills"]
+    assert stats["orders"] == 3 * len(FAULT_TICKERS) and stats["fills"] == 2 * len(FAULT_TICKERS)
 
 
 async def test_the_checks_catch_a_second_order_for_one_intent(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ OPEN = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 ET
 async def _core(tmp_path: Path, **executor) -> Core:
     settings = load_settings(
         state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": False},
+        exits={"broker_stop": False},  # these are the daemon's own exits
         pipeline={"enable_unified_risk": False, "retry_backoff_base": 0.01},
         executor={"max_single_stock_exposure": 0.2, **executor},
     )

@@ -68,6 +68,7 @@ async def venues() -> AsyncIterator[Venues]:
 
 def make_core(tmp_path: Path, v: Venues, *, primary: str = "alpaca", fallback: str | None = "ibkr",
               **overrides: Any) -> Core:
+    overrides.setdefault("exits", {"broker_stop": False})  # routing only: the protective stops have tests of their own
     settings = load_settings(
         state_dir=tmp_path / "state",
         broker={"primary": primary, "fallback": fallback, "breaker_reset_seconds": 600},

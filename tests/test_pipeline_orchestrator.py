@@ -20,6 +20,7 @@ async def _core(tmp_path: Path, **overrides) -> Core:
     settings = load_settings(
         state_dir=tmp_path / "state",
         broker={"primary": "paper"},
+        exits={"broker_stop": False},  # counts entry orders only
         paper={"persistent": False, **overrides.pop("paper", {})},
         pipeline={"enable_unified_risk": False, "retry_backoff_base": 0.01, **overrides.pop("pipeline", {})},
         **overrides,

@@ -236,13 +236,15 @@ async def test_burst_of_100_near_the_buying_power_limit_gets_no_alpaca_rejection
         fake.prices.update(dict.fromkeys(tickers, 40.0))
         await _feed_bars(core, dict.fromkeys(tickers, 40.0))
         await _run_burst(core, _burst(tickers, 40.0))
-        await fake.wait_for(lambda: all(o["status"] in ("filled", "rejected") for o in fake.orders.values()),
-                            timeout=60.0)
+        await fake.wait_for(lambda: all(o["status"] in ("filled", "rejected") for o in fake.orders.values()
+                                        if o["type"] != "stop"), timeout=60.0)  # the protective stops rest
         await core.settle(timeout=60.0)
         rejections = [r for r in fake.submit_answers if r >= 400]
         assert rejections == []
         orders = await _order_statuses(core)
-        assert len(orders) >= 15 and len(fake.orders) == len(orders)
+        entries = [o for o in fake.orders.values() if o["type"] != "stop"]
+        stops = [o for o in fake.orders.values() if o["type"] == "stop" and o["status"] not in ("canceled", "replaced")]
+        assert len(orders) >= 15 and len(entries) == len(orders) and len(stops) == len(orders)  # each one protected
         assert [o for o in orders if o["status"] == "rejected"] == []
         assert float(fake.account["buying_power"]) >= 0
     finally:

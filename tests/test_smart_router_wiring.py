@@ -17,6 +17,7 @@ NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 async def _core(tmp_path: Path, enabled: bool) -> Core:
     settings = load_settings(
         state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": False},
+        exits={"broker_stop": False},
         pipeline={"enable_unified_risk": False},
         smart_router={"enabled": enabled, "split_notional_threshold": 5_000.0, "slices": 4,
                       "slice_interval_seconds": 60.0},

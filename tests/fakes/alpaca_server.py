@@ -143,6 +143,7 @@ class FakeAlpaca:
         app.router.add_get("/v2/orders:by_client_order_id", self._by_client_id)
         app.router.add_get("/v2/orders/{order_id}", self._get_order)
         app.router.add_delete("/v2/orders/{order_id}", self._cancel_one)
+        app.router.add_patch("/v2/orders/{order_id}", self._replace)
         app.router.add_get("/v2/positions", self._list_positions)
         app.router.add_delete("/v2/positions", self._close_all)
         app.router.add_delete("/v2/positions/{symbol}", self._close_one)
@@ -288,6 +289,30 @@ class FakeAlpaca:
         for _ in range(times if send else 0):
             await self.push_trade_update(event, order, **extra)
         return execution_id
+
+    async def trade(self, symbol: str, price: float) -> list[str]:
+        """The market trades `symbol` at `price`: resting stop orders it crosses trigger and fill there (sell stops
+        at or below their stop price, buy stops at or above), pushed on trade_updates to whoever listens.
+        Returns the client order ids that filled."""
+        self.prices[symbol] = price
+        if symbol in self.positions:
+            pos = self.positions[symbol]
+            self.positions[symbol] = _position_json(symbol, float(pos["qty"]), float(pos["avg_entry_price"]), price,
+                                                    pos["asset_class"])
+        fired = []
+        for order in list(self.orders.values()):
+            if order["symbol"] != symbol or order["type"] != "stop" or order["status"] in FINAL \
+                    or order["status"] in ("held", "pending_cancel"):
+                continue
+            stop = float(order["stop_price"])
+            if (price <= stop) if order["side"] == "sell" else (price >= stop):
+                remaining = float(order["qty"]) - float(order["filled_qty"])
+                await self.fill(order["client_order_id"], remaining, price)
+                fired.append(order["client_order_id"])
+        return fired
+
+    def replaces(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "PATCH" and r.path.startswith("/v2/orders/")]
 
     async def cancel(self, client_order_id: str) -> None:
         order = self.order_by_client_id(client_order_id)
@@ -623,6 +648,39 @@ class FakeAlpaca:
         self._set_status(order, "pending_cancel")
         self._spawn(self.cancel(order["client_order_id"]))
         return web.Response(status=204)
+
+    async def _replace(self, request: web.Request) -> web.Response:
+        """PATCH /v2/orders/{id}: a new order (its own id, `replaces` the old) takes the open order's place; the old
+        one ends `replaced`. Only qty, limit/stop price, time_in_force and client_order_id may change."""
+        old = self.orders.get(request.match_info["order_id"])
+        if old is None:
+            return _error(404, 40410000, "order not found")
+        if old["status"] in FINAL or old["status"] == "pending_cancel":
+            return _error(422, 42210000, f"order is already in \"{old['status']}\" state")
+        body = json.loads(await request.read() or b"{}")
+        coid = body.get("client_order_id") or str(uuid.uuid4())
+        if self.order_by_client_id(coid) is not None:
+            return _error(422, 40010001, DUPLICATE_MESSAGE)
+        now = _iso(_now())
+        new = dict(old)
+        new.update({"id": str(uuid.uuid4()), "client_order_id": coid, "created_at": now, "updated_at": now,
+                    "submitted_at": now, "filled_qty": "0", "filled_avg_price": None, "filled_at": None,
+                    "replaces": old["id"], "replaced_by": None, "replaced_at": None, "status": "new"})
+        for name in ("qty", "limit_price", "stop_price"):
+            if body.get(name) is not None:
+                new[name] = _num(float(body[name]))
+        if body.get("time_in_force"):
+            new["time_in_force"] = body["time_in_force"]
+        self._set_status(old, "replaced", "replaced_at")
+        old["replaced_by"] = new["id"]
+        self.orders[new["id"]] = new
+
+        async def announce() -> None:
+            await self.push_trade_update("replaced", old)
+            await self.push_trade_update("new", new)
+
+        self._spawn(announce())
+        return web.json_response(new)
 
     async def _cancel_all(self, request: web.Request) -> web.Response:
         out = []

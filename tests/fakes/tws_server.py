@@ -168,6 +168,8 @@ class FakeOrder:
     account: str
     order_ref: str
     parent_id: int = 0
+    transmit: bool = True
+    script: Any = None               # an untransmitted order's script, run when its child transmits the pair
     status: str = "PreSubmitted"
     filled: float = 0.0
     avg_price: float = 0.0
@@ -378,6 +380,22 @@ class FakeTWS:
         qty = target.remaining if quantity is None else min(quantity, target.remaining)
         self._execute(target, qty, target.contract.price if price is None else price, push=push)
 
+    def trade(self, symbol: str, price: float) -> list[str]:
+        """The market trades `symbol` at `price`: live STP orders it crosses fill there (a child only once its
+        parent has filled). Returns the orderRefs that filled."""
+        fired = []
+        for order in list(self.orders.values()):
+            if order.contract.symbol != symbol or order.order_type != "STP" or order.is_done or not order.transmit:
+                continue
+            parent = self.orders.get(order.parent_id) if order.parent_id else None
+            if parent is not None and parent.filled <= 0:
+                continue
+            stop = float(order.aux_price)
+            if (price <= stop) if order.action == "SELL" else (price >= stop):
+                self._execute(order, order.remaining, price)
+                fired.append(order.order_ref)
+        return fired
+
     def send_error(self, req_id: int, code: int, message: str) -> None:
         """Push an error message (e.g. 1100 / 1101 / 1102 connectivity) to every connected client."""
         for conn in self._live():
@@ -577,7 +595,11 @@ class FakeTWS:
         if existing is not None and not existing.is_done and existing.client_id == conn.client_id:
             self._modify(existing, fields)
             return
-        script = self.scripts.popleft() if self.scripts else self.default_script
+        parent_id = int(fields[28] or 0)
+        if parent_id or (fields[18] == "STP" and not self.scripts):
+            script = OrderScript("rest")  # a stop (an attached child, or one unscripted) rests until trade() hits it
+        else:
+            script = self.scripts.popleft() if self.scripts else self.default_script
         if script.action == "pacing":
             self._send_error(conn, order_id, ERR_PACING, "Max rate of messages per second has been exceeded:max=50")
             return
@@ -593,8 +615,13 @@ class FakeTWS:
             order_id=order_id, client_id=conn.client_id, perm_id=next(self._perm_ids), contract=contract,
             action=fields[16], quantity=float(fields[17]), order_type=fields[18], lmt_price=fields[19],
             aux_price=fields[20], tif=fields[21], account=fields[23] or self.account, order_ref=fields[26],
-            parent_id=int(fields[28] or 0),
+            parent_id=parent_id, transmit=fields[27] not in ("0", "False", ""),
         )
+        if not order.transmit:
+            # TWS holds an untransmitted order (no status) until an order with transmit set goes: then both go
+            order.status, order.script = "PendingSubmit", script
+            self.orders[order_id] = order
+            return
         if script.action == "reject":
             self.orders[order_id] = order
             order.status, order.completed_status = "Inactive", f"Rejected: {script.reason}"
@@ -607,6 +634,17 @@ class FakeTWS:
             self._drop_after(order, script)
             return
         self._acknowledge(order)
+        parent = self.orders.get(order.parent_id) if order.parent_id else None
+        if parent is not None and not parent.transmit:
+            parent.transmit = True  # the child transmits the pair: the parent goes live now, the child rests
+            self._go_live(parent, parent.script or self.default_script)
+            return
+        self._go_live(order, script, acknowledged=True)
+
+    def _go_live(self, order: FakeOrder, script: OrderScript, *, acknowledged: bool = False) -> None:
+        if not acknowledged:
+            self._acknowledge(order)
+        contract = order.contract
         price = contract.price if script.price is None else script.price
         if order.order_type == "LMT" and script.price is None and order.lmt_price:
             price = float(order.lmt_price)
@@ -641,6 +679,7 @@ class FakeTWS:
 
     def _modify(self, order: FakeOrder, fields: list[str]) -> None:
         order.quantity, order.lmt_price, order.aux_price = float(fields[17]), fields[19], fields[20]
+        order.order_ref = fields[26] or order.order_ref
         self._broadcast(self._open_order_fields(order))
         self._broadcast(self._order_status_fields(order))
 
@@ -656,6 +695,10 @@ class FakeTWS:
         order.status = "Cancelled"
         self._broadcast(self._order_status_fields(order))
         self._send_error(conn, order_id, ERR_CANCELLED, "Order Canceled - reason:")
+        for child in [o for o in self.orders.values() if o.parent_id == order_id and not o.is_done]:
+            if order.filled <= 0:  # an attached child goes with a parent that never filled
+                child.status = "Cancelled"
+                self._broadcast(self._order_status_fields(child))
 
     def _find_order(self, ref: FakeOrder | int | str) -> FakeOrder:
         if isinstance(ref, FakeOrder):
