@@ -30,6 +30,8 @@ BREAKS: dict[str, str] = {
     "rebuild_skips_a_fill": "ledger_differs",
     "reservations_never_released": "reservation_leaks",
     "kill_switch_forgotten": "kill_switch_wrong",
+    "stops_never_placed": "protection_gaps",
+    "exits_leave_the_stop": "oversold",
 }
 
 
@@ -124,6 +126,18 @@ def apply(name: str) -> None:
                 return state_manager.default_state()
             return load
         _patch(state_manager.PersistentStateManager, "_load_or_fail_closed", forget)
+    elif name == "stops_never_placed":
+        from pipeline import protective_stops
+
+        async def place_nothing(self: Any, pos: Any, qty: float, price: float) -> None:
+            return None
+        protective_stops.ProtectiveStops._place = place_nothing  # type: ignore[method-assign]
+    elif name == "exits_leave_the_stop":
+        from pipeline import protective_stops
+
+        async def leave(self: Any, exit_intent: Any) -> Any:
+            return exit_intent  # the daemon's exit goes out while the broker's stop still rests
+        protective_stops.ProtectiveStops.release = leave  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown break {name!r}; known: {', '.join(BREAKS)}")
 

@@ -44,7 +44,7 @@ COUNTERS = (
     "broker_orders_unknown_to_journal", "journal_orders_unknown_to_broker", "orders_left_non_final",
     "status_mismatches", "entries_with_two_orders", "fills_missing_from_journal", "journal_fills_unknown_to_broker",
     "fill_quantity_mismatches", "positions_differ", "cash_differs", "trade_rows_mismatch", "ledger_differs",
-    "reservation_leaks", "kill_switch_wrong",
+    "reservation_leaks", "kill_switch_wrong", "protection_gaps", "oversold",
 )
 
 
@@ -59,6 +59,7 @@ def daemon_env(state_dir: Path, **extra: str) -> dict[str, str]:
         ORDERGATE_WEBHOOK__TOKEN=TOKEN, ORDERGATE_WEBHOOK__PORT="0", ORDERGATE_WEBHOOK__RATE_PER_MINUTE="100000",
         ORDERGATE_RECONCILE__INTERVAL_SECONDS="1", ORDERGATE_PIPELINE__AUTO_KILL_ON_DAILY_LOSS="false",
         ORDERGATE_EXECUTOR__MAX_CONCURRENT_POSITIONS="8", ORDERGATE_EXECUTOR__INSTRUMENT_MODE="stock",
+        ORDERGATE_EXECUTOR__TIME_STOP_MINUTES="600",  # positions live long enough to be open across kills
         ORDERGATE_LOGGING__LEVEL="INFO", **extra,
     )
 
@@ -244,6 +245,33 @@ def held_for_finished_orders(state_dir: Path, env: dict[str, str]) -> list[str]:
     return sorted(first & suspects())
 
 
+def audit_protection(state_dir: Path, *, final: bool, settle: float = 3.0) -> dict[str, list[str]]:
+    """Issue 13 at the broker: every position rests exactly one protective stop for its whole quantity
+    (`protection_gaps`, asked again for up to `settle` s while the daemon may still be placing one) and, at the
+    end, no exit or stop ever took a position past zero (`oversold`: a position sold twice)."""
+    from adapters.paper import PaperBroker
+    from config.settings import PaperSettings
+    from pipeline.clock import SimulatedClock
+    from tests.protective_audit import oversold, protection_gaps
+
+    path = state_dir / "paper_book.json"
+    deadline = time.monotonic() + settle
+    while True:
+        book = PaperBroker(PaperSettings(), SimulatedClock(), state_path=path)
+        gaps = protection_gaps(book)
+        if not gaps or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    return {"protection_gaps": gaps, "oversold": oversold(book) if final else []}
+
+
+def _count_audit(out: dict[str, Any], audit: dict[str, list[str]]) -> None:
+    for key, problems in audit.items():
+        out[key] += len(problems)
+        if problems:
+            out["examples"].setdefault(key, []).extend(problems[:3])
+
+
 def compare_daemon(status: dict[str, Any], snap: Snapshot, out: dict[str, Any]) -> None:
     """The running daemon's own view (ledger, reservations) against the journal and the book."""
     ledger = {p["symbol"]: round(p["shares"] * (1 if p["direction"] == "long" else -1), 6)
@@ -268,6 +296,7 @@ class CrashRun:
     terms: int = 0
     webhook_signals: int = 0
     leaks: int = 0  # reservations of finished orders seen while trading (the final check adds its own)
+    gaps: int = 0  # positions seen without their protective stop while trading
     losses: list[str] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -322,6 +351,7 @@ def crash_points(n: int, state_dir: Path, *, seed: int = 8, max_delay: float = 1
                 break
             if check_every_restart and i:
                 found = compare(Snapshot.read(state_dir), final=False)
+                _count_audit(found, audit_protection(state_dir, final=False))
                 run.losses += [f"crash {i} (at READY): {k} = {found[k]}: {found['examples'].get(k)}"
                                for k in COUNTERS if found[k]]
             feeder = WebhookFeeder(state_dir, port, seed * 1000 + i)
@@ -332,6 +362,11 @@ def crash_points(n: int, state_dir: Path, *, seed: int = 8, max_delay: float = 1
                 run.leaks += len(leaked)
                 if leaked:
                     run.losses.append(f"crash {i}: reservation_leaks = {len(leaked)}: {leaked[:3]}")
+                # a position may lack its stop only for the entry fill's round trip, never for seconds
+                gaps = audit_protection(state_dir, final=False, settle=2.0)["protection_gaps"]
+                run.gaps += len(gaps)
+                if gaps:
+                    run.losses.append(f"crash {i}: protection_gaps = {len(gaps)} while trading: {gaps[:3]}")
             if daemon.proc is not None and daemon.proc.poll() is not None:
                 run.losses.append(f"crash {i}: the daemon exited by itself ({daemon.proc.returncode}): "
                                   f"{daemon.text()[-1500:]}")
@@ -353,6 +388,7 @@ def crash_points(n: int, state_dir: Path, *, seed: int = 8, max_delay: float = 1
         run.crash_points += 1
     run.final = verify(state_dir, env, expected_kill, breaks)
     run.final["reservation_leaks"] = run.final.get("reservation_leaks", 0) + run.leaks
+    run.final["protection_gaps"] = run.final.get("protection_gaps", 0) + run.gaps
     run.losses += [f"final: {k} = {run.final[k]}: {run.final['examples'].get(k)}" for k in COUNTERS
                    if run.final.get(k)]
     if "error" in run.final:
@@ -378,6 +414,7 @@ def verify(state_dir: Path, env: dict[str, str], expected_kill: bool, breaks: st
     snap = Snapshot.read(state_dir)
     out = compare(snap, final=True)
     compare_daemon(status, snap, out)
+    _count_audit(out, audit_protection(state_dir, final=True, settle=0.0))
     from pipeline.state_manager import read_state_file
 
     state = read_state_file(state_dir / "state.json")
