@@ -1110,6 +1110,7 @@ class Daemon:
             "external_positions": core.external_positions(),  # not ordergate's: counted as risk, never traded
             "open_orders": len(core.book.reserved()) + len(core.book.exits),
             "working_orders": sorted({r.client_order_id for r in core.book.reserved()} | set(core.book.exits.values())),
+            "order_book": core.book.snapshot(),  # every working order's record (state, fills, reservation, venue)
             "equity": round(equity, 2),
             "cash": round(core.ledger.cash, 2),
             "realized_pnl": round(core.ledger.realized_pnl, 2),
