@@ -67,7 +67,7 @@ class OrderValidator:
                                                   f"for an order ordergate never sent")]
         issues: list[FillIssue] = []
         record = self.book.add(order)
-        self.book.add_fill(record, fill, fill.timestamp)
+        self.book.add_fill(record, fill)
         if record.filled_qty > order.quantity + 1e-9:
             issues.append(FillIssue("overfill", coid, f"filled {record.filled_qty} of an order for {order.quantity}"))
         if fill.symbol != order.symbol:

@@ -347,6 +347,9 @@ class LifecycleManager:
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         issues = self.validator.validate(intent, fill)
+        record = self.book.get(fill.client_order_id)
+        if record is not None:
+            record.last_contact = self.clock.now()
         for issue in issues:
             await self._issue(issue)
         before = self.ledger.position(fill.symbol)
