@@ -155,7 +155,7 @@ class Core:
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
         self.reconciliation = Reconciliation(self)
         self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
-                                      timeout=settings.broker.request_timeout_seconds)
+                                      timeout=settings.broker.request_timeout_seconds, book=self.book)
         self.clock_offsets: dict[str, float] = {}
         self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
         if settings.smart_router.enabled:

@@ -92,6 +92,9 @@ class OrderRecord:
     checked_at: datetime | None = None       # the last overdue lookup
     reserved: float | None = None            # an entry's quantity still reserved (None: nothing reserved)
     reserved_until_fills: datetime | None = None  # final status seen, fills still awaited since then
+    lookup_misses: int = 0                   # resolver lookups in a row that did not find it
+    first_miss_at: float | None = None       # monotonic time of the first of those
+    found_at: float | None = None            # monotonic time its broker last reported holding it
 
     @property
     def client_order_id(self) -> str:

@@ -185,3 +185,28 @@ async def test_the_daemon_keeps_each_order_once(core: Core) -> None:
     again = Fill(fill_id, intent.client_order_id, "AAPL", Side.BUY, 10, 100.0, NOW + timedelta(seconds=1), "paper")
     await core.lifecycle.on_broker_event(again)
     assert core.ledger.position("AAPL").shares == 10 and record.filled_qty == 10  # type: ignore[union-attr]
+
+
+async def test_the_resolver_counts_its_lookups_on_the_order_record() -> None:
+    from pipeline.order_resolver import OpenOrder, OrderResolver, Verdict
+
+    class Silent:  # a broker that has never heard of any order
+        name = "paper"
+
+        def is_connected(self) -> bool:
+            return True
+
+        async def get_order_by_client_id(self, client_order_id: str) -> None:
+            return None
+
+    ticks = iter([0.0, 5.0])
+    book = OrderBook()
+    intent = _intent()
+    book.add(intent)
+    resolver = OrderResolver({"paper": Silent()}, never_reached_after=1.0, timeout=1.0,  # type: ignore[dict-item]
+                             now=lambda: next(ticks), book=book)
+    (first,) = await resolver.resolve([OpenOrder(intent, "paper")])
+    record = book.get(intent.client_order_id)
+    assert first.verdict == Verdict.MISSING and record is not None and record.lookup_misses == 1
+    (second,) = await resolver.resolve([OpenOrder(intent, "paper")])
+    assert second.verdict == Verdict.NEVER_REACHED and record.lookup_misses == 0  # final: its count is over
