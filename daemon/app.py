@@ -292,7 +292,8 @@ class Core:
         the client order ids looked up.
         """
         checked = []
-        for intent in self.orchestrator.validator.overdue(self.clock.now()):
+        timeout = timedelta(seconds=self.config.fill_timeout_seconds)
+        for intent in [r.intent for r in self.book.overdue(self.clock.now(), timeout)]:
             name = self.book.venue(intent.client_order_id) or intent.broker or self.settings.broker.primary
             broker = self.brokers.get(name)
             if broker is None or not broker.is_connected():
@@ -685,7 +686,7 @@ class Core:
                 intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
             ))
         elif result.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
-            self.orchestrator.validator.mark_accepted(intent.client_order_id, self.clock.now())
+            self.book.accepted(intent.client_order_id, self.clock.now())
         if result.found_existing and result.status.is_final and intent.kind == "entry":
             # a resend after a restart found it already final at the broker: no event will come to release it
             self.orchestrator.release(intent.client_order_id)

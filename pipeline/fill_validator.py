@@ -103,28 +103,12 @@ class OrderValidator:
 
     def mark_accepted(self, client_order_id: str, now: datetime) -> None:
         """The broker answered the submit with an accepted (or filled) order."""
-        record = self.book.get(client_order_id)
-        if record is not None:
-            record.last_contact = now
-            if record.accepted_at is None:
-                record.accepted_at = now
-            self.book.transition(client_order_id, OrderState.ACCEPTED, now)
+        self.book.accepted(client_order_id, now)
 
     def overdue(self, now: datetime) -> list[OrderIntent]:
         """Accepted market orders with no fill after the timeout (also those said 'filled' with no fill behind
         it): look these up at the broker. Each is returned at most once per timeout period."""
-        limit = timedelta(seconds=self.fill_timeout_seconds)
-        due = []
-        for r in self.book:
-            if r.filled_qty or r.accepted_at is None or r.intent.order_type != OrderType.MARKET:
-                continue
-            if r.final and r.state != OrderState.FILLED:
-                continue  # canceled, rejected, expired: nothing to find
-            if now - r.accepted_at < limit or (r.checked_at is not None and now - r.checked_at < limit):
-                continue
-            r.checked_at = now
-            due.append(r.intent)
-        return due
+        return [r.intent for r in self.book.overdue(now, timedelta(seconds=self.fill_timeout_seconds))]
 
 
 def _reference_price(order: OrderIntent) -> float:

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 import structlog
 
-from pipeline.models import Fill, OrderIntent, OrderStatus
+from pipeline.models import Fill, OrderIntent, OrderStatus, OrderType
 
 log = structlog.get_logger("ordergate.orders")
 
@@ -199,6 +199,30 @@ class OrderBook:
         if status == OrderStatus.NEW and record.accepted_at is None:
             record.accepted_at = now
         return self.transition(client_order_id, OrderState.of(status), now)
+
+    def accepted(self, client_order_id: str, now: datetime) -> None:
+        """The broker answered the submit with an accepted (or filled) order."""
+        record = self._records.get(client_order_id)
+        if record is not None:
+            record.last_contact = now
+            if record.accepted_at is None:
+                record.accepted_at = now
+            self.transition(client_order_id, OrderState.ACCEPTED, now)
+
+    def overdue(self, now: datetime, timeout: timedelta, market_only: bool = True) -> list[OrderRecord]:
+        """Accepted orders with no fill after `timeout` (also those said 'filled' with no fill behind it), each
+        returned at most once per timeout period: to be looked up at the broker."""
+        due = []
+        for r in self._records.values():
+            if r.filled_qty or r.accepted_at is None or (market_only and r.intent.order_type != OrderType.MARKET):
+                continue
+            if r.state.is_final and r.state != OrderState.FILLED:
+                continue  # canceled, rejected, expired: nothing to find
+            if now - r.accepted_at < timeout or (r.checked_at is not None and now - r.checked_at < timeout):
+                continue
+            r.checked_at = now
+            due.append(r)
+        return due
 
     def set_venue(self, intent: OrderIntent, broker: str) -> OrderRecord:
         record = self.add(intent)
