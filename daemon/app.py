@@ -41,6 +41,7 @@ from pipeline.ledger import Ledger
 from pipeline.lifecycle import LifecycleManager
 from pipeline.models import AccountState, Bar, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
 from pipeline.orchestrator import BotOrchestrator
+from pipeline.order_record import OrderBook, OrderState
 from pipeline.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
 from pipeline.order_router import OrderRouter
 from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
@@ -128,8 +129,11 @@ class Core:
         self.ledger = Ledger(cash=0.0)
         self.external = ExternalBook(self.ledger.last_prices.get)  # positions at the broker that are not ours
         self.starting_equity = 0.0
+        # one record per client order id (pipeline.order_record): the router, the validator, the reservations,
+        # the lifecycle and the resolver read and move orders through it
+        self.book = OrderBook()
         self.router = OrderRouter(self.brokers, self.journal, clock, self.config, settings.broker,
-                                  on_result=self._on_order_result, kill_switch=self.kill_switch)
+                                  on_result=self._on_order_result, kill_switch=self.kill_switch, book=self.book)
         self.feedback = FeedbackTracker(self.config)
         self.strategy = self._strategy()
         self.orchestrator = BotOrchestrator(
@@ -137,7 +141,7 @@ class Core:
             journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
             feedback=self.feedback, price_lookup=self.market_price,
             chain_provider=self._chain_provider(), slippage=settings.entry_slippage(),
-            kill_switch=self.kill_switch,
+            kill_switch=self.kill_switch, book=self.book,
         )
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
@@ -160,7 +164,7 @@ class Core:
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
         self.reconciliation = Reconciliation(self)
         self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
-                                      timeout=settings.broker.request_timeout_seconds)
+                                      timeout=settings.broker.request_timeout_seconds, book=self.book)
         self.clock_offsets: dict[str, float] = {}
         self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
         if settings.smart_router.enabled:
@@ -272,12 +276,13 @@ class Core:
         self.external.reset_cash()  # the broker's cash already reflects every hand trade so far
         self.starting_equity = account.equity
         log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
-                 equity=round(account.equity, 2), open_orders=len(self.orchestrator.reservations))
+                 equity=round(account.equity, 2), open_orders=len(self.book.working()))
 
     async def cancel_working_entries(self) -> list[str]:
         """Cancel entry orders still working at a broker (shutdown with [shutdown] cancel_inflight_entries)."""
         cancelled = []
-        for intent in self.orchestrator.validator.working():
+        for record in self.book.working():
+            intent = record.intent
             if intent.kind != "entry":
                 continue
             try:
@@ -299,8 +304,9 @@ class Core:
         the client order ids looked up.
         """
         checked = []
-        for intent in self.orchestrator.validator.overdue(self.clock.now()):
-            name = self.router.venues.get(intent.client_order_id) or intent.broker or self.settings.broker.primary
+        timeout = timedelta(seconds=self.config.fill_timeout_seconds)
+        for intent in [r.intent for r in self.book.overdue(self.clock.now(), timeout)]:
+            name = self.book.venue(intent.client_order_id) or intent.broker or self.settings.broker.primary
             broker = self.brokers.get(name)
             if broker is None or not broker.is_connected():
                 continue
@@ -380,14 +386,13 @@ class Core:
     def open_orders(self) -> list[OpenOrder]:
         """Every order not final that no submission task of this process is sending now, exits first."""
         sending = self.router.sending()
-        validator = self.orchestrator.validator
         out = []
-        for intent in validator.working():
-            coid = intent.client_order_id
-            if coid in sending:
+        for record in self.book.working():
+            intent = record.intent
+            if record.client_order_id in sending:
                 continue
-            broker = self.router.venues.get(coid) or intent.broker or self.settings.broker.primary
-            out.append(OpenOrder(intent, broker, acknowledged=validator.acknowledged(coid)))
+            broker = record.venue or intent.broker or self.settings.broker.primary
+            out.append(OpenOrder(intent, broker, acknowledged=record.acknowledged))
         out.sort(key=lambda o: o.intent.kind == "entry")
         return out
 
@@ -422,14 +427,12 @@ class Core:
         """A final status the broker reports but no event has brought (a broker without `resolve_order`, or one
         whose adapter had already reported it before a restart): applied here, once. Not while fills it claims
         are still missing: those are check_overdue's (resync, else a fill_missing alert)."""
-        validator = self.orchestrator.validator
-        working = {i.client_order_id for i in validator.working()}
         finished = False
         for r in resolutions:
             result = r.result
+            record = self.book.get(r.client_order_id)
             if r.verdict != Verdict.FOUND or result is None or not result.status.is_final \
-                    or r.client_order_id not in working \
-                    or result.filled_qty > validator.filled(r.client_order_id) + 1e-9:
+                    or record is None or record.final or result.filled_qty > record.filled_qty + 1e-9:
                 continue
             intent = r.order.intent
             finished = True
@@ -479,8 +482,7 @@ class Core:
         if self.journal is None:
             return []
         sending = self.router.sending()
-        candidates = {i.client_order_id: i for i in self.orchestrator.validator.working()
-                      if i.client_order_id not in sending}
+        candidates = {r.client_order_id: r.intent for r in self.book.working() if r.client_order_id not in sending}
         if not candidates:
             return []
         marks = ",".join("?" * len(candidates))
@@ -499,7 +501,7 @@ class Core:
             # decided on a market that is gone: an entry is never sent late (an exit always is)
             retried.remove(intent)
             coid = intent.client_order_id
-            self.orchestrator.validator.finish(coid)
+            self.book.transition(coid, OrderState.CANCELLED)  # never journaled, never sent
             self.orchestrator.release(coid)
             log.error("entry_not_sent", signal_id=intent.signal_id, client_order_id=coid, symbol=intent.symbol,
                       reason="its journal write failed until it was older than max_signal_age_seconds")
@@ -545,10 +547,11 @@ class Core:
                 replaced.append(coid)
             elif resolution.verdict == Verdict.UNANSWERED:
                 unanswered.append(coid)
-        resent = [self.lifecycle.pending_exits[o.intent.symbol] for o in stuck
-                  if o.intent.client_order_id in replaced and o.intent.symbol in self.lifecycle.pending_exits]
+        exits = self.book.exits
+        resent = [exits[o.intent.symbol] for o in stuck
+                  if o.intent.client_order_id in replaced and o.intent.symbol in exits]
         intents = await self.lifecycle.emergency_close_all(reason)
-        working = sorted(set(self.lifecycle.pending_exits.values()) - {i.client_order_id for i in intents}
+        working = sorted(set(exits.values()) - {i.client_order_id for i in intents}
                          - set(resent))
         report = {"exit_orders": resent + [i.client_order_id for i in intents], "stuck_exits": replaced,
                   "exits_working": working, "exits_unanswered": unanswered,
@@ -557,12 +560,15 @@ class Core:
         return report
 
     async def rebuild(self) -> None:
-        """Open positions, intents and working orders from the journal."""
+        """The order book, open positions and working orders from the journal: every journaled order's record
+        (its state from its journaled status, its venue, its fills by id), each open entry reserving its unfilled
+        rest and each open exit its symbol's pending exit."""
         if self.journal is not None:
-            for row in await self.journal.query("SELECT client_order_id, intent FROM orders"):
+            for row in await self.journal.query("SELECT client_order_id, intent, status, broker FROM orders"):
                 intent = _intent_from_json(row["intent"])
                 if intent is not None:
-                    self.lifecycle.intents[intent.client_order_id] = intent
+                    venue = row["broker"] if row["broker"] in self.brokers else None
+                    self.book.restore(intent, _status_of(row["status"]), venue)
             from pipeline.models import Fill, Side
 
             applied: dict[str, float] = {}
@@ -571,7 +577,10 @@ class Core:
                 fill = Fill(row["fill_id"], row["client_order_id"], row["symbol"], Side(row["side"]),
                             row["quantity"], row["price"], _parse_ts(row["ts"]), row["broker"],
                             row["broker_order_id"], row["commission"] or 0.0)
-                intent = self.lifecycle.intents.get(fill.client_order_id)
+                record = self.book.get(fill.client_order_id)
+                if record is not None:
+                    self.book.add_fill(record, fill)  # journaled: a redelivery is recognised by its fill id
+                intent = record.intent if record is not None else None
                 if intent is not None and intent.reduce_only and fill.symbol not in self.ledger.holdings:
                     # the exit of a position that was not in the journal (adopted from the broker): it closed
                     # that position, it must not open one the other way
@@ -583,21 +592,13 @@ class Core:
                     closed.append((trip, fill))
                 applied[fill.client_order_id] = applied.get(fill.client_order_id, 0.0) + fill.quantity
             await self.lifecycle.record_missing_trades(closed)
-            for row in await self.journal.open_orders():
-                intent = self.lifecycle.intents.get(row["client_order_id"])
-                if intent is None:
-                    continue
-                if row.get("broker") in self.brokers:  # a cancel goes where the order went (primary or fallback)
-                    self.router.venues[intent.client_order_id] = row["broker"]
+            for record in self.book.working():
+                intent = record.intent
                 if intent.kind == "entry":
-                    reservations = self.orchestrator.reservations
-                    reservations.reserve(intent)
                     # what already filled is in the ledger: the reservation holds the rest only
-                    reservations.filled(intent.client_order_id, applied.get(intent.client_order_id, 0.0))
+                    self.book.reserve(intent, filled=applied.get(intent.client_order_id, 0.0))
                 elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
-                    self.lifecycle.pending_exits[intent.symbol] = intent.client_order_id
-                self.orchestrator.validator.track(intent, filled_qty=applied.get(intent.client_order_id, 0.0),
-                                                  status=_status_of(row.get("status")))
+                    self.book.exits[intent.symbol] = intent.client_order_id
             await self.stops.rebuild()
         self.lifecycle.rebuild_index()
 
@@ -666,7 +667,8 @@ class Core:
                 log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
             self._held_events.popleft()
             applied += 1
-            intent = self.lifecycle.intents.get(event.client_order_id)
+            record = self.book.get(event.client_order_id)
+            intent = record.intent if record is not None else None
             if isinstance(event, OrderUpdate) and event.status == OrderStatus.NEVER_REACHED and intent is not None \
                     and intent.kind not in ("entry", STOP_KIND):
                 self.lifecycle.resend_exit(intent, f"exit {intent.client_order_id} never reached {event.broker}")
@@ -677,9 +679,9 @@ class Core:
     def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
         """The parent's reservation passes to its child orders, each tracked as an order of its own."""
         self.orchestrator.release(parent.client_order_id)
-        self.orchestrator.validator.finish(parent.client_order_id)  # never sent itself: nothing to resolve
+        self.book.transition(parent.client_order_id, OrderState.REPLACED)  # never sent itself: nothing to resolve
         for child in children:
-            self.orchestrator.reservations.reserve(child)
+            self.book.reserve(child)
             self.lifecycle.register_intent(child)
 
     async def consume_signals(self) -> None:
@@ -703,7 +705,7 @@ class Core:
                 intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
             ))
         elif result.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
-            self.orchestrator.validator.mark_accepted(intent.client_order_id, self.clock.now())
+            self.book.accepted(intent.client_order_id, self.clock.now())
         if result.found_existing and result.status.is_final and intent.kind == "entry":
             # a resend after a restart found it already final at the broker: no event will come to release it
             self.orchestrator.release(intent.client_order_id)
@@ -1136,9 +1138,9 @@ class Daemon:
             "open_positions": len(core.ledger.holdings),
             "positions": core.positions(),
             "external_positions": core.external_positions(),  # not ordergate's: counted as risk, never traded
-            "open_orders": len(core.orchestrator.reservations) + len(core.lifecycle.pending_exits),
-            "working_orders": sorted({r.client_order_id for r in core.orchestrator.reservations.items()}
-                                     | set(core.lifecycle.pending_exits.values())),
+            "open_orders": len(core.book.reserved()) + len(core.book.exits),
+            "working_orders": sorted({r.client_order_id for r in core.book.reserved()} | set(core.book.exits.values())),
+            "order_book": core.book.snapshot(),  # every working order's record (state, fills, reservation, venue)
             "equity": round(equity, 2),
             "cash": round(core.ledger.cash, 2),
             "realized_pnl": round(core.ledger.realized_pnl, 2),

@@ -60,9 +60,9 @@ class Reconciliation:
         total judged against `kill_notional_threshold`. The report returned holds the unexplained mismatches.
         """
         now = self.core.clock.now()
-        for stale in self.core.orchestrator.reservations.expire(now, FILL_GRACE):
-            log.warning("reservation_expired", client_order_id=stale.client_order_id, symbol=stale.symbol,
-                        awaited_qty=stale.remaining, reason="final status seen, its fills never arrived")
+        for stale, awaited in self.core.book.expire(now, FILL_GRACE):
+            log.warning("reservation_expired", client_order_id=stale.client_order_id, symbol=stale.intent.symbol,
+                        awaited_qty=awaited, reason="final status seen, its fills never arrived")
         broker_positions: list[dict[str, Any]] = []
         skipped: set[str] = set()
         for broker in self.core.brokers.values():
@@ -139,7 +139,7 @@ class Reconciliation:
         """An order of ours on this symbol whose outcome the book does not fully hold: not final, or final with
         more filled than the journal has fills for (a broker position there may be ours). A resting protective stop
         is not one: it only ever reduces the position, so it cannot explain what the broker holds beyond ours."""
-        if any(i.symbol == symbol and i.kind != STOP_KIND for i in self.core.orchestrator.validator.working()):
+        if any(r.intent.symbol == symbol and r.intent.kind != STOP_KIND for r in self.core.book.working()):
             return True
         if self.core.journal is None:
             return False

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pipeline.models import Fill, OrderIntent, OrderStatus, OrderType, OrderUpdate
+from pipeline.order_record import OrderBook, OrderState
 
 
 @dataclass(slots=True)
@@ -23,65 +24,52 @@ class FillIssue:
     detail: str
 
 
-@dataclass(slots=True)
-class _OrderTrack:
-    intent: OrderIntent
-    filled_qty: float = 0.0
-    accepted_at: datetime | None = None
-    final: bool = False
-    status: OrderStatus | None = None
-    checked_at: datetime | None = None
-
-
 @dataclass
 class OrderValidator:
-    """Tracks sent orders and validates what the brokers report about them."""
+    """Validates what the brokers report about the orders we sent; a view over the order book (the records
+    hold each order's fills, acceptance and state)."""
 
     slippage_tolerance: float = 0.02
     fill_timeout_seconds: float = 30.0
-    _orders: dict[str, _OrderTrack] = field(default_factory=dict)
+    book: OrderBook = field(default_factory=OrderBook)
 
     def track(self, intent: OrderIntent, *, filled_qty: float = 0.0, status: OrderStatus | None = None) -> None:
         """Watch an order; a restart passes what the journal already holds of it (its fills, its status)."""
-        track = self._orders.setdefault(intent.client_order_id, _OrderTrack(intent))
-        track.filled_qty = max(track.filled_qty, filled_qty)
+        record = self.book.add(intent)
+        record.filled_qty = max(record.filled_qty, filled_qty)
         if status is not None and status != OrderStatus.PENDING:
-            track.status = status
+            self.book.apply_status(intent.client_order_id, status)
 
     def acknowledged(self, client_order_id: str) -> bool:
         """True once a broker has answered for this order (a status past pending, or a fill), in any run."""
-        track = self._orders.get(client_order_id)
-        if track is None:
-            return False
-        return track.accepted_at is not None or track.filled_qty > 0 or \
-            (track.status is not None and track.status != OrderStatus.PENDING)
+        record = self.book.get(client_order_id)
+        return record is not None and record.acknowledged
 
     def filled(self, client_order_id: str) -> float:
         """How much of this order the fills received so far cover."""
-        track = self._orders.get(client_order_id)
-        return track.filled_qty if track else 0.0
+        record = self.book.get(client_order_id)
+        return record.filled_qty if record else 0.0
 
-    def finish(self, client_order_id: str) -> None:
+    def finish(self, client_order_id: str, state: OrderState = OrderState.REPLACED) -> None:
         """Stop treating this order as working without a broker status (a parent split into child orders)."""
-        track = self._orders.get(client_order_id)
-        if track is not None:
-            track.final = True
+        self.book.transition(client_order_id, state)
 
     def intent(self, client_order_id: str) -> OrderIntent | None:
-        track = self._orders.get(client_order_id)
-        return track.intent if track else None
+        record = self.book.get(client_order_id)
+        return record.intent if record else None
 
     def validate(self, order: OrderIntent | None, fill: Fill) -> list[FillIssue]:
-        """Problems with this fill (empty when it is clean). Records the fill's quantity against the order."""
+        """Problems with this fill (empty when it is clean). Records the fill on the order's record (once per
+        fill id)."""
         coid = fill.client_order_id
         if order is None:
             return [FillIssue("ghost_fill", coid, f"fill {fill.fill_id} of {fill.quantity} {fill.symbol} "
                                                   f"for an order ordergate never sent")]
         issues: list[FillIssue] = []
-        track = self._orders.setdefault(coid, _OrderTrack(order))
-        track.filled_qty += fill.quantity
-        if track.filled_qty > order.quantity + 1e-9:
-            issues.append(FillIssue("overfill", coid, f"filled {track.filled_qty} of an order for {order.quantity}"))
+        record = self.book.add(order)
+        self.book.add_fill(record, fill)
+        if record.filled_qty > order.quantity + 1e-9:
+            issues.append(FillIssue("overfill", coid, f"filled {record.filled_qty} of an order for {order.quantity}"))
         if fill.symbol != order.symbol:
             issues.append(FillIssue("wrong_symbol", coid, f"fill for {fill.symbol}, order was for {order.symbol}"))
         if str(fill.side) != str(order.side):
@@ -98,16 +86,12 @@ class OrderValidator:
         return issues
 
     def on_update(self, update: OrderUpdate, now: datetime, fills_seen: float | None = None) -> list[FillIssue]:
-        """Track acceptance and finality; flag a final 'filled' status that no fill stands behind."""
-        track = self._orders.get(update.client_order_id)
-        if track is None:
+        """Move the order's record forward; flag a final 'filled' status that no fill stands behind."""
+        record = self.book.get(update.client_order_id)
+        if record is None:
             return []
-        if update.status == OrderStatus.NEW and track.accepted_at is None:
-            track.accepted_at = now
-        track.status = update.status
-        if update.status.is_final:
-            track.final = True
-        seen = track.filled_qty if fills_seen is None else fills_seen
+        self.book.apply_status(update.client_order_id, update.status, now)
+        seen = record.filled_qty if fills_seen is None else fills_seen
         if update.status == OrderStatus.FILLED and update.filled_qty > seen + 1e-9:
             return [FillIssue("filled_without_fill", update.client_order_id,
                               f"broker says filled {update.filled_qty}, fills received {seen}")]
@@ -115,34 +99,16 @@ class OrderValidator:
 
     def working(self) -> list[OrderIntent]:
         """Orders sent and not yet in a final state."""
-        return [t.intent for t in self._orders.values() if not t.final]
+        return [r.intent for r in self.book.working()]
 
     def mark_accepted(self, client_order_id: str, now: datetime) -> None:
         """The broker answered the submit with an accepted (or filled) order."""
-        track = self._orders.get(client_order_id)
-        if track is not None and track.accepted_at is None:
-            track.accepted_at = now
+        self.book.accepted(client_order_id, now)
 
     def overdue(self, now: datetime) -> list[OrderIntent]:
         """Accepted market orders with no fill after the timeout (also those said 'filled' with no fill behind
         it): look these up at the broker. Each is returned at most once per timeout period."""
-        limit = timedelta(seconds=self.fill_timeout_seconds)
-        due = []
-        for t in self._orders.values():
-            if t.filled_qty or t.accepted_at is None or t.intent.order_type != OrderType.MARKET:
-                continue
-            if t.final and t.status != OrderStatus.FILLED:
-                continue  # canceled, rejected, expired: nothing to find
-            if now - t.accepted_at < limit or (t.checked_at is not None and now - t.checked_at < limit):
-                continue
-            t.checked_at = now
-            due.append(t.intent)
-        return due
-
-    def forget_final(self) -> None:
-        """Drop finished orders (bounded memory)."""
-        for coid in [c for c, t in self._orders.items() if t.final]:
-            del self._orders[coid]
+        return [r.intent for r in self.book.overdue(now, timedelta(seconds=self.fill_timeout_seconds))]
 
 
 def _reference_price(order: OrderIntent) -> float:

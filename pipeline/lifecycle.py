@@ -44,6 +44,7 @@ from pipeline.models import (
     client_order_id_for,
     is_own_client_order_id,
 )
+from pipeline.order_record import IntentsView, OrderBook
 from pipeline.order_router import OrderRouter
 from pipeline.state_manager import PersistentStateManager
 from pipeline.trade_journal import ClosedTrade, TradeJournalWriter
@@ -100,8 +101,8 @@ class LifecycleManager:
         self.on_external_fill = on_external_fill
         self.exit_cap = exit_cap                         # (symbol, our signed qty) -> most an exit may trade
         self.activity: dict[str, datetime] = {}         # symbol -> last order activity (ours or anyone's)
-        self.intents: dict[str, OrderIntent] = {}
-        self.pending_exits: dict[str, str] = {}        # symbol -> client order id of its working exit
+        # every order's record lives in the book the validator views (pipeline.order_record)
+        self.book: OrderBook = self.validator.book
         self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
         self._by_ticker: dict[str, set[str]] = {}      # underlying ticker -> held symbols
         self._deadlines: list[tuple[datetime, str]] = []
@@ -112,32 +113,34 @@ class LifecycleManager:
         self.stops: Any = None  # pipeline.protective_stops.ProtectiveStops (set by the daemon): stops at the broker
 
     # -- registry -------------------------------------------------------------------------------------
+    @property
+    def intents(self) -> IntentsView:
+        """client order id -> intent of every order we know (a view over the order book)."""
+        return IntentsView(self.book)
+
+    @property
+    def pending_exits(self) -> dict[str, str]:
+        """symbol -> client order id of its working exit (held by the order book)."""
+        return self.book.exits
+
     def exiting(self, ticker: str) -> bool:
         """True while an exit order for this ticker's position is working (no adding to it meanwhile)."""
         return any(symbol in self.pending_exits for symbol in self._by_ticker.get(ticker, ()))
 
     def register_intent(self, intent: OrderIntent) -> None:
-        """Remember an order we send (entries from the orchestrator, exits from here)."""
-        self.intents[intent.client_order_id] = intent
+        """Remember an order we send (entries from the orchestrator, exits from here): its record in the book."""
         self.validator.track(intent)
         self.activity[intent.symbol] = self.clock.now()
 
     def prune(self, keep: int = 10_000) -> int:
         """Forget the oldest finished orders beyond `keep` (bounded memory in a long run); returns how many."""
-        if len(self.intents) <= keep:
+        if len(self.book) <= keep:
             return 0
-        working = {i.client_order_id for i in self.validator.working()} | set(self.pending_exits.values())
-        excess = len(self.intents) - keep
-        drop = [coid for coid in self.intents if coid not in working][:excess]
-        for coid in drop:
-            del self.intents[coid]
-        self.validator.forget_final()
+        dropped = self.book.prune(keep)  # never a working order, a reservation or a pending exit
         held = {pos.signal_id or pos.symbol for pos in self.ledger.positions()}
         for key in [k for k in self._exit_attempts if k not in held]:
             del self._exit_attempts[key]  # a closed position's exits are over; its signal never reopens
-        if self.router is not None:
-            self.router.prune(keep)
-        return len(drop)
+        return dropped
 
     def rebuild_index(self) -> None:
         """Recompute the ticker index and deadlines from the ledger (after a restart or adoption)."""
@@ -355,11 +358,17 @@ class LifecycleManager:
         if intent is None and not is_own_client_order_id(fill.client_order_id):
             await self._external_fill(fill)
             return
+        if self.book.has_fill(fill):  # its record already counts this fill id (a redelivery)
+            log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
+            return
         # journaled first: a write that fails changes nothing here, so the caller can apply the fill again later
         if self.journal is not None and not await self.journal.record_fill(fill):
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         issues = self.validator.validate(intent, fill)
+        record = self.book.get(fill.client_order_id)
+        if record is not None:
+            record.last_contact = self.clock.now()
         for issue in issues:
             await self._issue(issue)
         before = self.ledger.position(fill.symbol)

@@ -44,6 +44,7 @@ from pipeline.models import (
     TradeSignal,
     client_order_id_for,
 )
+from pipeline.order_record import OrderBook
 from pipeline.order_router import OrderRouter
 from pipeline.recorder import SignalRecorder
 from pipeline.reservations import ReservationBook
@@ -95,6 +96,7 @@ class BotOrchestrator:
         on_intent: Callable[[OrderIntent], None] | None = None,
         kill_switch: KillSwitch | None = None,
         slippage: float | None = None,
+        book: OrderBook | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
@@ -120,8 +122,11 @@ class BotOrchestrator:
         self.sizer = PositionSizer(self.executor, self.sectors, slippage=self.slippage)
         self.etf_sizer = LeveragedETFSizer(self.executor, self.sectors, slippage=self.slippage)
         self.feedback = feedback or FeedbackTracker(config)
-        self.reservations = ReservationBook(self.slippage)
-        self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds)
+        # one record per order (pipeline.order_record): the validator and the reservations are views over it
+        self.book = book if book is not None else (validator.book if validator is not None else OrderBook())
+        self.reservations = ReservationBook(self.slippage, self.book)
+        self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds,
+                                                     self.book)
         self._account = account
         self._price_lookup = price_lookup
         self._observer = observer

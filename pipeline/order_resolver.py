@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from pipeline.clock import monotonic
 from pipeline.models import OrderIntent, OrderResult
+from pipeline.order_record import OrderBook
 from pipeline.ports import Broker, BrokerError
 
 
@@ -56,14 +57,9 @@ class Resolution:
         return self.order.intent.client_order_id
 
 
-@dataclass(slots=True)
-class _Misses:
-    first_at: float
-    count: int = 0
-
-
 class OrderResolver:
-    """Looks up orders by client order id and keeps count of the lookups that did not find them."""
+    """Looks up orders by client order id and keeps count, on each order's record, of the lookups that did not
+    find it (and when its broker last reported holding it)."""
 
     def __init__(
         self,
@@ -74,6 +70,7 @@ class OrderResolver:
         lookups_required: int = 2,
         recheck_acknowledged_after: float = 60.0,
         now: Callable[[], float] = monotonic,
+        book: OrderBook | None = None,
     ) -> None:
         self.brokers = brokers
         self.never_reached_after = never_reached_after
@@ -81,8 +78,7 @@ class OrderResolver:
         self.lookups_required = lookups_required
         self.recheck_acknowledged_after = recheck_acknowledged_after
         self.now = now
-        self._misses: dict[str, _Misses] = {}
-        self._found_at: dict[str, float] = {}
+        self.book = book if book is not None else OrderBook()  # the order records (the daemon's own book)
 
     def due(self, orders: Iterable[OpenOrder]) -> list[OpenOrder]:
         """The orders to look up now: every one the broker has not answered for in this process, and the
@@ -90,7 +86,8 @@ class OrderResolver:
         now = self.now()
         out = []
         for order in orders:
-            last = self._found_at.get(order.intent.client_order_id)
+            record = self.book.get(order.intent.client_order_id)
+            last = record.found_at if record is not None else None
             if order.acknowledged and last is not None and now - last < self.recheck_acknowledged_after:
                 continue
             out.append(order)
@@ -143,14 +140,15 @@ class OrderResolver:
             waiting = [r.order for r in unanswered]
 
     def forget(self, client_order_id: str) -> None:
-        """The order is final: drop its bookkeeping."""
-        self._misses.pop(client_order_id, None)
-        self._found_at.pop(client_order_id, None)
+        """The order is final: drop its lookup bookkeeping."""
+        record = self.book.get(client_order_id)
+        if record is not None:
+            record.lookup_misses, record.first_miss_at, record.found_at = 0, None, None
 
     def misses(self, client_order_id: str) -> int:
         """How many lookups in a row did not find this order."""
-        miss = self._misses.get(client_order_id)
-        return miss.count if miss else 0
+        record = self.book.get(client_order_id)
+        return record.lookup_misses if record is not None else 0
 
     async def _resolve_one(self, order: OpenOrder) -> Resolution:
         broker = self.brokers.get(order.broker)
@@ -168,15 +166,16 @@ class OrderResolver:
         except BrokerError as exc:
             return Resolution(order, Verdict.UNANSWERED, error=str(exc))
         now = self.now()
+        record = self.book.add(order.intent)
         if result is not None:
-            self._misses.pop(coid, None)
-            self._found_at[coid] = now
+            record.lookup_misses, record.first_miss_at, record.found_at = 0, None, now
             return Resolution(order, Verdict.FOUND, result)
-        miss = self._misses.setdefault(coid, _Misses(first_at=now))
-        miss.count += 1
+        if record.first_miss_at is None:
+            record.first_miss_at = now
+        record.lookup_misses += 1
         if order.acknowledged:
             return Resolution(order, Verdict.MISSING)  # the broker answered for it once: it did reach it
-        if miss.count >= self.lookups_required and now - miss.first_at >= self.never_reached_after:
+        if record.lookup_misses >= self.lookups_required and now - record.first_miss_at >= self.never_reached_after:
             self.forget(coid)
             return Resolution(order, Verdict.NEVER_REACHED)
         return Resolution(order, Verdict.MISSING)

@@ -28,6 +28,7 @@ from pipeline.clock import Clock, monotonic
 from pipeline.journal import Journal
 from pipeline.kill_switch import KillSwitch
 from pipeline.models import OrderIntent, OrderResult, OrderStatus
+from pipeline.order_record import OrderBook, OrderState, VenuesView
 from pipeline.ports import (
     Broker,
     BrokerUnavailable,
@@ -123,8 +124,10 @@ class OrderRouter:
         broker_settings: BrokerSettings,
         on_result: ResultHandler | None = None,
         kill_switch: KillSwitch | None = None,
+        book: OrderBook | None = None,
     ) -> None:
         self.brokers = brokers
+        self.book = book if book is not None else OrderBook()  # each order's record: its venue, sent or not
         self.kill_switch = kill_switch  # checked before every send and resend (entries only)
         self.journal = journal
         self.clock = clock
@@ -139,7 +142,7 @@ class OrderRouter:
         self.on_result = on_result
         self._tasks: set[asyncio.Task[OrderResult]] = set()
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-        self.venues: dict[str, str] = {}  # client order id -> the broker it was sent to (for cancels)
+        self.venues = VenuesView(self.book)  # client order id -> the broker it was sent to (for cancels)
         self.unstarted: set[str] = set()  # brokers whose connect() never succeeded: never routed to
         self.smart: SmartRouter | None = None
         self._scheduled = 0
@@ -231,10 +234,7 @@ class OrderRouter:
                            reason=f"{len(results)} child orders, {rejected} rejected")
 
     def prune(self, keep: int = 2_000) -> None:
-        """Forget where the oldest orders went beyond `keep` (the journal still knows, see _journaled_broker)."""
-        excess = len(self.venues) - keep
-        for coid in list(self.venues)[:max(0, excess)]:
-            del self.venues[coid]
+        """Nothing of its own to forget: the venue lives on the order's record, which the book prunes."""
 
     def cancel_scheduled(self) -> int:
         """Drop TWAP slices still waiting for their time (shutdown); returns how many."""
@@ -272,13 +272,14 @@ class OrderRouter:
         """Journal, then send with retries; returns the broker's answer or a final rejection."""
         name = self.choose_broker(intent)
         logger = log.bind(signal_id=intent.signal_id, client_order_id=intent.client_order_id)
+        record = self.book.add(intent)
         if self.journal is not None:
             fresh = await self.journal.record_order_intent(intent, name, self.clock.now())
+            self.book.transition(intent.client_order_id, OrderState.INTENT_JOURNALED)
             if not fresh:
                 # journaled before (restart, or a retry of the same signal): the broker it went to may hold it
-                name = self.venues.get(intent.client_order_id) or \
-                    await self._journaled_broker(intent.client_order_id) or name
-                self.venues[intent.client_order_id] = name
+                name = record.venue or await self._journaled_broker(intent.client_order_id) or name
+                record.venue = name
                 try:
                     existing = await self._lookup(name, intent.client_order_id)
                 except RetryableBrokerError as exc:
@@ -295,7 +296,7 @@ class OrderRouter:
                     result, _ = await self._send_with_retries(name, intent, logger, may_exist=True)
                     await self._journal_result(intent, result)
                     return result
-        self.venues[intent.client_order_id] = name
+        record.venue = name
         result, attempts = await self._send_with_retries(name, intent, logger)
         unreachable = result.status == OrderStatus.REJECTED and attempts.errors and not attempts.reached_broker
         if unreachable and not intent.broker and name == self.primary and self.fallback:
@@ -306,13 +307,13 @@ class OrderRouter:
                     intent.client_order_id, OrderStatus.PENDING, ts=self.clock.now(), broker=self.fallback,
                     reason=f"fallback from {name}: {result.reason}",
                 )
-            self.venues[intent.client_order_id] = self.fallback
+            record.venue = self.fallback
             result, _ = await self._send_with_retries(self.fallback, intent, logger)
         await self._journal_result(intent, result)
         return result
 
     async def cancel(self, client_order_id: str, broker: str | None = None) -> None:
-        name = broker or self.venues.get(client_order_id, self.primary)
+        name = broker or self.book.venue(client_order_id) or self.primary
         await self.brokers[name].cancel_order(client_order_id)
 
     # -- internals ------------------------------------------------------------------------------------
@@ -397,6 +398,7 @@ class OrderRouter:
                 return existing
         if self.kill_switch is not None:
             self.kill_switch.guard(intent)  # every send and resend; the adapter checks again at the wire
+        self.book.transition(intent.client_order_id, OrderState.SENT)
         try:
             async with asyncio.timeout(self.timeout):  # in this task: no task per send (asyncio.wait_for makes one)
                 result = await broker.submit_order(intent)

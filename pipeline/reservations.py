@@ -15,19 +15,46 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipeline.models import AccountState, Direction, OrderIntent, Position
+from pipeline.order_record import OrderBook, OrderRecord
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Reservation:
-    """What one in-flight entry holds: its quantity not yet filled, at the intent's reference price."""
+    """What one in-flight entry holds: its quantity not yet filled, at the intent's reference price (a view of
+    its order record)."""
 
-    client_order_id: str
-    ticker: str
-    symbol: str
-    direction: Direction | str
-    intent: OrderIntent
-    remaining: float
-    finished_at: datetime | None = None  # final status seen, fills still awaited
+    record: OrderRecord
+    held: float | None = None  # the quantity it held when it was released (expire)
+
+    @property
+    def client_order_id(self) -> str:
+        return self.record.client_order_id
+
+    @property
+    def intent(self) -> OrderIntent:
+        return self.record.intent
+
+    @property
+    def ticker(self) -> str:
+        return self.intent.ticker or self.intent.symbol
+
+    @property
+    def symbol(self) -> str:
+        return self.intent.symbol
+
+    @property
+    def direction(self) -> Direction | str:
+        return self.intent.direction
+
+    @property
+    def remaining(self) -> float:
+        if self.held is not None:
+            return self.held
+        return self.record.reserved or 0.0
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return self.record.reserved_until_fills
 
     @property
     def notional(self) -> float:
@@ -36,28 +63,18 @@ class Reservation:
 
 
 class ReservationBook:
-    """The in-flight entries, folded into the account view the risk gate sees."""
+    """The in-flight entries, folded into the account view the risk gate sees (a view over the order book)."""
 
-    def __init__(self, slippage: float = 0.0) -> None:
-        self._by_id: dict[str, Reservation] = {}
+    def __init__(self, slippage: float = 0.0, book: OrderBook | None = None) -> None:
+        self.book = book if book is not None else OrderBook()
         self.slippage = slippage  # the fill is expected this far (fraction) from the reference price
 
     def reserve(self, intent: OrderIntent) -> Reservation:
-        reservation = Reservation(
-            intent.client_order_id, intent.ticker or intent.symbol, intent.symbol, intent.direction, intent,
-            abs(intent.quantity),
-        )
-        self._by_id[intent.client_order_id] = reservation
-        return reservation
+        return Reservation(self.book.reserve(intent))
 
     def filled(self, client_order_id: str, quantity: float) -> None:
         """`quantity` of this entry filled and is in the ledger now: the reservation keeps only the rest."""
-        reservation = self._by_id.get(client_order_id)
-        if reservation is None:
-            return
-        reservation.remaining -= abs(quantity)
-        if reservation.remaining <= 1e-9:
-            del self._by_id[client_order_id]
+        self.book.entry_filled(client_order_id, quantity)
 
     def release(
         self, client_order_id: str, filled_qty: float | None = None, fully_filled: bool = False,
@@ -66,44 +83,32 @@ class ReservationBook:
         """The order reached a final state. What it filled (`filled_qty`, cumulative; all of it when
         `fully_filled` and no quantity is given) but the ledger has not seen yet stays reserved until those
         fills arrive (a status can overtake its fill events) or `expire` gives up on them; the rest is released."""
-        reservation = self._by_id.get(client_order_id)
-        if reservation is None:
+        record = self.book.get(client_order_id)
+        held = record.reserved if record is not None else None
+        if self.book.release(client_order_id, filled_qty, fully_filled, now) is None:
             return None
-        quantity = abs(reservation.intent.quantity)
-        applied = quantity - reservation.remaining
-        if filled_qty is not None:
-            filled = min(quantity, abs(filled_qty))
-        else:
-            filled = quantity if fully_filled else applied
-        if filled - applied > 1e-9:
-            reservation.remaining = filled - applied
-            reservation.finished_at = reservation.finished_at or now
-            return None
-        return self._by_id.pop(client_order_id)
+        return Reservation(record, held)  # type: ignore[arg-type]
 
     def expire(self, now: datetime, grace: timedelta) -> list[Reservation]:
         """Release what finished orders still hold for fills that did not arrive within `grace` (a lost fill is
         for reconciliation to find; a reservation must not block the ticker for ever). Returns them."""
-        stale = [r for r in self._by_id.values() if r.finished_at is not None and now - r.finished_at >= grace]
-        for reservation in stale:
-            del self._by_id[reservation.client_order_id]
-        return stale
+        return [Reservation(record, held) for record, held in self.book.expire(now, grace)]
 
     def __contains__(self, client_order_id: str) -> bool:
-        return client_order_id in self._by_id
+        return self.book.is_reserved(client_order_id)
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self.book.reserved())
 
     def reserved_notional(self) -> float:
-        return sum(r.notional for r in self._by_id.values())
+        return sum(r.reserved_notional for r in self.book.reserved())
 
     def reserved_buying_power(self) -> float:
         """What the in-flight entries will cost when they fill: their notional plus the expected slippage."""
         return self.reserved_notional() * (1.0 + self.slippage)
 
     def items(self) -> list[Reservation]:
-        return list(self._by_id.values())
+        return [Reservation(r) for r in self.book.reserved()]
 
     def account_view(self, account: AccountState) -> AccountState:
         """The account as if every in-flight entry had filled at its reference price.
@@ -112,19 +117,20 @@ class ReservationBook:
         the expected slippage is taken out of cash and buying power. A ticker both held and reserved counts once
         per order: conservative.
         """
-        if not self._by_id:
+        records = self.book.reserved()
+        if not records:
             return account
-        extra = [
-            Position(
-                ticker=r.ticker, direction=r.direction, entry_price=r.intent.reference_price,
-                current_price=r.intent.reference_price, shares=r.remaining,
-                stop_loss=r.intent.stop_loss or r.intent.reference_price, symbol=r.symbol,
-                signal_type=r.intent.signal_type, timeframe=r.intent.timeframe,
-                instrument_type=r.intent.instrument_type, signal_id=r.intent.signal_id,
-                multiplier=100.0 if r.intent.asset_class == "option" else 1.0,
-            )
-            for r in self._by_id.values()
-        ]
+        extra = []
+        for r in records:
+            intent = r.intent
+            extra.append(Position(
+                ticker=intent.ticker or intent.symbol, direction=intent.direction, entry_price=intent.reference_price,
+                current_price=intent.reference_price, shares=r.reserved or 0.0,
+                stop_loss=intent.stop_loss or intent.reference_price, symbol=intent.symbol,
+                signal_type=intent.signal_type, timeframe=intent.timeframe,
+                instrument_type=intent.instrument_type, signal_id=intent.signal_id,
+                multiplier=100.0 if intent.asset_class == "option" else 1.0,
+            ))
         reserved = self.reserved_buying_power()
         return AccountState(
             equity=account.equity,
