@@ -157,7 +157,8 @@ def test_prune_keeps_working_reserved_and_pending_exit_records() -> None:
 @pytest.fixture
 async def core(tmp_path: Path) -> AsyncIterator[Core]:
     settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
-                             paper={"persistent": False, "initial_cash": 100_000.0})
+                             paper={"persistent": False, "initial_cash": 100_000.0},
+                             exits={"broker_stop": False})  # an intent with no stop level: no resting stop
     started = Core(settings, SimulatedClock(NOW))
     await started.start()
     yield started

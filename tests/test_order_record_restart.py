@@ -57,7 +57,9 @@ async def _signal(state_dir: Path, env: dict[str, str], ticker: str, price: floa
 
 async def test_sigkill_then_restart_rebuilds_the_same_open_orders(tmp_path: Path, fake: FakeAlpaca) -> None:
     state_dir = tmp_path / "state"
-    env = base_env(state_dir, **fake.env(tickers=["AAPL", "MSFT"]), ORDERGATE_ALPACA__REQUEST_TIMEOUT_SECONDS="5")
+    # the entries' records are the subject: no protective stop joins them when the partial fill lands
+    env = base_env(state_dir, **fake.env(tickers=["AAPL", "MSFT"]), ORDERGATE_ALPACA__REQUEST_TIMEOUT_SECONDS="5",
+                   ORDERGATE_EXITS__BROKER_STOP="false")
     daemon = DaemonProcess(state_dir, env=env).start()
     try:
         await asyncio.to_thread(daemon.wait_for, "daemon_ready", 45.0)
