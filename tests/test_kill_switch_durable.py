@@ -54,7 +54,9 @@ def immutable(tmp_path: Path) -> Iterator[list[Path]]:
 
 
 def _on_disk(state_dir: Path) -> dict:
-    return json.loads((state_dir / "state.json").read_text())["kill_switch"]
+    """The state file's kill switch (a missing file is a clean one)."""
+    path = state_dir / "state.json"
+    return json.loads(path.read_text())["kill_switch"] if path.exists() else {"active": False, "reason": None}
 
 
 def _status(state_dir: Path, env: dict[str, str]) -> dict:
