@@ -254,6 +254,11 @@ class AlertDispatcher:
     def sinks(self) -> list[AlertSink]:
         return [w.sink for w in self._workers]
 
+    def reconfigure(self, settings: AlertSettings) -> None:
+        """Take a reloaded [alerts] section: the repeat interval applies to the next alert. The sinks (webhook URL,
+        format, retries) need a restart; config/reload.py keeps them at their running values."""
+        self.settings = settings
+
     # -- intake ---------------------------------------------------------------------------------------
     async def alert(self, kind: str, message: str, severity: str = "warning", **fields: Any) -> bool:
         """Log and enqueue an alert; False when it was suppressed as a repeat. Never waits on a sink."""
@@ -366,6 +371,10 @@ class BrokerDownMonitor:
         self.threshold_seconds = threshold_seconds
         self._down_since: dict[str, datetime] = {}
         self._alerted: set[str] = set()
+
+    def reconfigure(self, threshold_seconds: float) -> None:
+        """A new outage length before the alert (a SIGHUP reload); outages under way are measured against it."""
+        self.threshold_seconds = threshold_seconds
 
     async def check(self, broker: str, connected: bool) -> None:
         now = self.clock.now()

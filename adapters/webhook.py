@@ -260,6 +260,14 @@ class TokenBucketLimiter:
         self.max_keys = max_keys
         self._buckets: dict[str, tuple[float, float]] = {}
 
+    def reconfigure(self, rate_per_minute: int) -> None:
+        """A new rate from now on (a SIGHUP reload): every bucket is capped at the new burst at once."""
+        now = self._now()
+        levels = {key: self._level(key, now) for key in self._buckets}
+        self.capacity = float(rate_per_minute)
+        self.refill_per_second = rate_per_minute / 60.0
+        self._buckets = {key: (min(self.capacity, level), now) for key, level in levels.items()}
+
     def _now(self) -> float:
         return self.clock.now().timestamp()
 
@@ -333,6 +341,12 @@ class WebhookServer:
         self._site: CappedTCPSite | None = None
         self._shutting_down = False
         self._pending: set[asyncio.Task[str]] = set()
+
+    def reconfigure(self, settings: WebhookSettings) -> None:
+        """Take a reloaded [webhook] section: its rate limit applies to the next request. The listener's fields
+        (host, port, token, sizes, timeouts) need a restart; config/reload.py keeps them at their running values."""
+        self.settings = settings
+        self.limiter.reconfigure(settings.rate_per_minute)
 
     @staticmethod
     def _token_bytes(settings: WebhookSettings) -> bytes | None:

@@ -109,9 +109,10 @@ def _symbols(value: list[str]) -> list[str]:
 
 
 class _Section(BaseModel):
-    """A settings section: unknown keys refused, numbers finite, no boolean/number punning."""
+    """A settings section: unknown keys refused, numbers finite, no boolean/number punning; frozen once built
+    (a new value comes from a new object: `model_copy(update=...)` or a reload, never an assignment)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -456,7 +457,7 @@ class Settings(BaseSettings):
         env_prefix="ORDERGATE_",
         env_nested_delimiter="__",
         extra="forbid",
-        validate_assignment=True,
+        frozen=True,
     )
 
     state_dir: Path = Field(default_factory=_default_state_dir)

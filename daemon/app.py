@@ -22,12 +22,13 @@ from typing import Any
 
 import structlog
 
-from config.settings import ConfigError, Settings, load_settings, scrub_secrets
+from config.settings import ConfigError, Settings, scrub_secrets
 from daemon.control import ControlServer, socket_path
 from daemon.journal_guard import fail_closed_if_journal_lost
 from daemon.live_rule import live_rule_problem
 from daemon.ready import ready_summary
 from daemon.reconciliation import FILL_GRACE, Reconciliation  # noqa: F401 (FILL_GRACE: re-exported)
+from daemon.reload import log_reloaded, read_reload
 from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
 from pipeline.bus import Bus
 from pipeline.calendar import MarketCalendar, default_calendar
@@ -206,6 +207,18 @@ class Core:
         name = self.settings.broker.primary
         primary = self.brokers[name]
         return primary if hasattr(primary, "chain") else NoOptionChain(f"the {name} broker")
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Hand reloaded settings to every trading component (a SIGHUP): risk gate, sizing, routing, guard and
+        unified risk (through the orchestrator), exits and time stops (the lifecycle), feedback, reconciliation.
+        Restart-only fields arrive unchanged (config/reload.py), so the parts built from them stay valid."""
+        self.settings = settings
+        self.config = settings.pipeline
+        self.feedback.reconfigure(self.config)
+        self.orchestrator.reconfigure(self.config, settings.routing, settings.options)
+        self.lifecycle.reconfigure(self.config)
+        self.reconciler.notional_threshold = settings.reconcile.kill_notional_threshold
+        self.reconciliation.confirmer.reconfigure(settings.reconcile.grace_seconds)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -835,12 +848,15 @@ def _parse_ts(text: str) -> Any:
 class Daemon:
     """The process: core + feed + control socket + OS signals + systemd + metrics + webhook."""
 
-    def __init__(self, settings: Settings, config_file: str | None = None) -> None:
+    def __init__(self, settings: Settings, config_file: str | None = None, *,
+                 overrides: dict[str, Any] | None = None) -> None:
         problem = live_rule_problem(settings)  # `ordergate run` refuses it earlier; nothing may build it anyway
         if problem:
             raise ConfigError(problem)
         self.settings = settings
         self.config_file = config_file
+        self.overrides = dict(overrides or {})  # the CLI's settings: a reload applies them again
+        self._interval_changed = asyncio.Event()  # a reload changed [reconcile] interval_seconds
         live_data = settings.data.source == "alpaca"
         self.clock: Clock = LiveClock() if live_data else SimulatedClock()
         self.core = Core(settings, self.clock)
@@ -979,9 +995,8 @@ class Daemon:
                  warm=warm, of=len(self.settings.data.tickers) * len(strategy.timeframes))
 
     async def _housekeeping(self) -> None:
-        interval = self.settings.reconcile.interval_seconds
         while not self._stop.is_set():
-            await asyncio.sleep(interval)
+            await self._reconcile_wait()
             try:
                 if self.core.state.check_day_rollover():
                     log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
@@ -991,6 +1006,15 @@ class Daemon:
                     await self.core.journal.flush()
             except Exception:
                 log.exception("housekeeping_failed")
+
+    async def _reconcile_wait(self) -> None:
+        """Sleep `[reconcile] interval_seconds`; a reload that changes it starts the wait over at the new value."""
+        while True:
+            self._interval_changed.clear()
+            try:
+                await asyncio.wait_for(self._interval_changed.wait(), self.settings.reconcile.interval_seconds)
+            except TimeoutError:
+                return
 
     async def _gauges(self) -> None:
         """Once a second: loop heartbeat (for /healthz), gauges, broker-down alerts."""
@@ -1086,21 +1110,21 @@ class Daemon:
         self._stop.set()
 
     def _on_sighup(self) -> None:
-        try:
-            fresh = load_settings(self.config_file)
-        except Exception as exc:
-            log.error("config_reload_failed", error=str(exc))
+        """Reload the config: a new, validated settings object handed to every component that reads settings
+        (daemon/reload.py); an invalid file changes nothing, a restart-only change is named and not applied."""
+        plan = read_reload(self.settings, self.config_file, self.overrides)
+        if plan is None:
             return
-        executor = self.core.config.executor_config
-        changed = {}
-        for name in type(fresh.executor).model_fields:
-            if name in ("primary_broker", "fallback_broker"):
-                continue
-            new = getattr(fresh.executor, name)
-            if getattr(executor, name) != new:
-                changed[name] = new
-                setattr(executor, name, new)
-        log.info("risk_limits_reloaded", changed=changed)
+        self.reconfigure(plan.settings)
+        if "reconcile.interval_seconds" in plan.applied:
+            self._interval_changed.set()
+        log_reloaded(plan)
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Run with `settings` from now on (validated; restart-only fields equal to the running ones)."""
+        self.settings = settings
+        self.core.reconfigure(settings)
+        self.services.reconfigure(settings)
 
     # -- control commands -----------------------------------------------------------------------------
     def _handlers(self) -> dict[str, Any]:
@@ -1320,6 +1344,17 @@ class Services:
             self.metrics.fill(event.broker)
         else:
             self.metrics.order(event.broker, str(event.status))
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Reloaded settings for the operator surface: alert repeat interval and broker-down threshold, the
+        webhook's rate limit."""
+        self.settings = settings
+        if self.alerts is not None:
+            self.alerts.reconfigure(settings.alerts)
+        if self.broker_monitor is not None:
+            self.broker_monitor.reconfigure(settings.alerts.broker_down_alert_seconds)
+        if self.webhook is not None:
+            self.webhook.reconfigure(settings.webhook)
 
     def bars(self, count: int) -> None:
         if self.metrics is not None:

@@ -139,12 +139,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
+def _cli_overrides(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+    """The settings the command line sets over the file and the environment (a SIGHUP reload keeps them)."""
     if args.state_dir:
         overrides["state_dir"] = args.state_dir
     elif os.environ.get("ORDERGATE_STATE_DIR"):
         overrides["state_dir"] = os.environ["ORDERGATE_STATE_DIR"]
-    return load_settings(args.config, **overrides)
+    return overrides
+
+
+def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(args.config, **_cli_overrides(args, **overrides))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,7 +235,8 @@ def _run(args: argparse.Namespace) -> int:
         runner = asyncio.run
     daemon: Any = None
     try:
-        daemon = Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG"))
+        daemon = Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG"),
+                        overrides=_cli_overrides(args, **overrides))
         return runner(daemon.run())
     except Exception as exc:  # a start that failed (journal locked, broker unreachable, ...): one line, no traceback
         return _start_failed(exc, ready=daemon is not None and daemon.ready)

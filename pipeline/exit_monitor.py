@@ -48,9 +48,9 @@ class ExitMonitor:
     def __init__(self, config: ExecutorConfig, calendar: MarketCalendar, clock: Clock) -> None:
         self.calendar = calendar
         self.clock = clock
-        self.update_config(config)
+        self.reconfigure(config)
 
-    def update_config(self, config: ExecutorConfig) -> None:
+    def reconfigure(self, config: ExecutorConfig) -> None:
         """Take new limits (e.g. after a SIGHUP reload); derived values are computed once here."""
         self.config = config
         self._time_stop = timedelta(minutes=config.time_stop_minutes)

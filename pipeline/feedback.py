@@ -73,6 +73,12 @@ class FeedbackTracker:
         self.trades_since_adjust = 0
         self.adjustments_made = 0
 
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """New cadence and weight bounds (a SIGHUP reload): the weights are clipped to the new bounds now; the
+        window length, which sizes the kept returns, stays."""
+        self.config = config
+        self._weights = {kind: self._clip(weight) for kind, weight in self._weights.items()}
+
     # -- recording ------------------------------------------------------------------------------------
     def record_trade(self, signal_type: str, r_multiple_or_return: float) -> list[FeedbackAdjustment]:
         """Add one closed trade. Returns the adjustments when this trade completes a batch of N, else []."""

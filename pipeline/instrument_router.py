@@ -50,6 +50,13 @@ class InstrumentRouter:
         self.chain_provider: OptionChainProvider = chain_provider or NoOptionChain("no configured source")
         self._liquid = {t.upper() for t in self.routing.options_liquid_tickers}
 
+    def reconfigure(self, config: ExecutorConfig, routing: RoutingSettings, options: OptionsSettings) -> None:
+        """Route with a new instrument mode, routing rules and option windows from now on (a SIGHUP reload)."""
+        self.config = config
+        self.routing = routing
+        self.options = options
+        self._liquid = {t.upper() for t in routing.options_liquid_tickers}
+
     def sector_of(self, ticker: str) -> str | None:
         return self.sectors.get(ticker.strip().upper())
 

@@ -149,6 +149,18 @@ class LifecycleManager:
         for pos in self.ledger.positions():
             self._index(pos)
 
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """Manage positions with new settings (a SIGHUP reload): the exit monitor gets the new executor config,
+        and the time stops of positions already open are rescheduled at the new `time_stop_minutes` (the EOD
+        cutoff is recomputed too)."""
+        self.config = config
+        self.executor = config.executor_config
+        self.monitor.reconfigure(self.executor)
+        self._deadlines = [(pos.entry_time + timedelta(minutes=self.executor.time_stop_minutes), pos.symbol)
+                           for pos in self.ledger.positions() if pos.entry_time is not None]
+        heapq.heapify(self._deadlines)
+        self._eod_day = None
+
     def _index(self, pos: Position) -> None:
         self._by_ticker.setdefault(pos.ticker, set()).add(pos.symbol)
         if pos.symbol != pos.ticker:

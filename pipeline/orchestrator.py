@@ -135,6 +135,20 @@ class BotOrchestrator:
         self._lock = asyncio.Lock()
         self.counts: dict[str, int] = {}
 
+    def reconfigure(self, config: PipelineConfig, routing: RoutingSettings, options: OptionsSettings) -> None:
+        """Decide with new settings from the next signal on (a SIGHUP reload): the guard, the risk gate, unified
+        risk, instrument routing and both sizers get their sections. What sizes state built at start (slippage
+        and reservations, price history, recording, the validator) is not reloadable and stays."""
+        self.config = config
+        self.executor = config.executor_config
+        self.guard.reconfigure(config)
+        self.gate.reconfigure(self.executor)
+        if self.unified is not None:
+            self.unified.reconfigure(config)
+        self.instruments.reconfigure(self.executor, routing, options)
+        self.sizer.reconfigure(self.executor)
+        self.etf_sizer.reconfigure(self.executor)
+
     # -- account --------------------------------------------------------------------------------------
     def account_state(self) -> AccountState:
         """The account as the risk gate sees it: the book plus every in-flight entry."""

@@ -132,6 +132,10 @@ class MismatchConfirmer:
         self._orders: dict[tuple[str, str], tuple[str, float]] = {}  # (broker, id) -> (symbol, filled qty)
         self.order_activity: dict[str, datetime] = {}
 
+    def reconfigure(self, grace_seconds: float) -> None:
+        """A new grace period from the next check on (a SIGHUP reload); sightings so far are kept."""
+        self.grace = timedelta(seconds=grace_seconds)
+
     def observe_orders(self, broker: str, orders: Iterable[Any], now: datetime) -> None:
         """The broker's open orders (read before its positions): an order that appeared, filled some more or
         went away since the last check is order activity on its symbol now."""

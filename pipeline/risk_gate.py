@@ -202,6 +202,10 @@ class RiskGate:
         self.calendar = calendar
         self.sectors = sectors
 
+    def reconfigure(self, config: ExecutorConfig) -> None:
+        """Check against new limits from now on (a SIGHUP reload)."""
+        self.config = config
+
     def validate(self, signal: TradeSignal, account: AccountState, now: datetime) -> RiskDecision:
         """Approve, or reject with `check` set to the first failing check's name."""
         ctx = RiskContext(signal, account, self.config, self.calendar, self.sectors, now)

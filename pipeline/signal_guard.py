@@ -77,6 +77,10 @@ class SignalGuard:
         self.max_entries = max_entries
         self._seen: OrderedDict[DedupKey, datetime] = OrderedDict()
 
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """New freshness and dedup windows from now on (a SIGHUP reload); signals seen so far stay remembered."""
+        self.config = config
+
     def check(self, signal: TradeSignal, now: datetime) -> RiskDecision:
         """Approve or reject `signal` at `now` (tz-aware); a passing signal is recorded for dedup."""
         problem = validation_failure(signal)

@@ -117,6 +117,10 @@ class PositionSizer:
         self.sectors: Mapping[str, str] = sectors or {}
         self.slippage = slippage
 
+    def reconfigure(self, config: ExecutorConfig) -> None:
+        """Size with new limits from now on (a SIGHUP reload)."""
+        self.config = config
+
     def _caps(self, signal: TradeSignal, account: AccountState, sector: str | None) -> _Caps:
         ticker = signal.ticker.strip().upper()
         return _Caps(self.config, account, ticker, sector or self.sectors.get(ticker), self.sectors, self.slippage)
@@ -180,6 +184,10 @@ class LeveragedETFSizer:
         self.config = config
         self.sectors: Mapping[str, str] = sectors or {}
         self.slippage = slippage
+
+    def reconfigure(self, config: ExecutorConfig) -> None:
+        """Size with new limits from now on (a SIGHUP reload)."""
+        self.config = config
 
     def compute_shares(
         self,

@@ -143,6 +143,10 @@ class UnifiedRisk:
         self.min_history = min_history or min(self.lookback, 20)
         self._cache: dict[str, np.ndarray | None] = {}
 
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """New correlation and VaR limits (a SIGHUP reload); the lookback, which sizes the history, stays."""
+        self.config = config
+
     def _returns(self, ticker: str) -> np.ndarray | None:
         cached = self._cache.get(ticker, _MISSING)
         if cached is not _MISSING:

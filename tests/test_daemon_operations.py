@@ -58,8 +58,8 @@ def test_sighup_reloads_risk_limits_from_the_config_file(tmp_path: Path) -> None
         daemon.wait_for("daemon_ready")
         config.write_text("[executor]\nmax_concurrent_positions = 3\ndaily_loss_limit = 0.02\n")
         daemon.signal(signal.SIGHUP)
-        line = daemon.wait_for("risk_limits_reloaded", timeout=10)
-        assert line["changed"] == {"max_concurrent_positions": 3, "daily_loss_limit": 0.02}
+        line = daemon.wait_for("config_reloaded", timeout=10)
+        assert line["applied"] == {"executor.max_concurrent_positions": 3, "executor.daily_loss_limit": 0.02}
         config.write_text("[executor]\nmax_concurrent_positions = -1\n")  # a bad file is refused, limits kept
         daemon.signal(signal.SIGHUP)
         bad = daemon.wait_for("config_reload_failed", timeout=10)
