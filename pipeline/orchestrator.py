@@ -167,7 +167,15 @@ class BotOrchestrator:
             "in_flight_orders": len(self.reservations),
             "counts": dict(self.counts),
             "feedback_weights": self.feedback.to_dict(),
+            **({"analytics": self.analytics()} if self.config.enable_analytics else {}),
         }
+
+    def analytics(self) -> dict[str, dict[str, float]]:
+        """Live analytics per signal type from the closed trades: count, rolling Sharpe of R, sizing weight."""
+        fb = self.feedback
+        kinds = sorted(fb.to_dict()["returns"])
+        return {kind: {"trades": fb.trade_count(kind), "sharpe": round(fb.sharpe(kind), 6), "weight": fb.weight(kind)}
+                for kind in kinds}
 
     # -- the pipeline ---------------------------------------------------------------------------------
     async def process_signal(self, signal: TradeSignal) -> PipelineResult:
