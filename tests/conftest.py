@@ -37,10 +37,34 @@ SLOW_MODULES = frozenset({
 })
 
 
+# single tests of otherwise quick modules that take seconds each (measured: >= 1.5 s under load)
+SLOW_TESTS = frozenset({
+    "test_order_limbo::test_daemon_ten_sends_hung_at_shutdown_do_not_block_entries_after_restart",
+    "test_order_limbo::test_ordergate_run_is_ready_only_after_alpaca_answered_and_sigterm_ends_the_wait",
+    "test_order_limbo::test_alpaca_ten_unsent_entries_do_not_block_entries_after_restart",
+    "test_replay_report::test_html_report_is_self_contained_and_draws_its_charts",
+    "test_replay_report::test_progress_is_shown_on_a_terminal",
+    "test_replay_report::test_real_daily_bars_trade_plausibly_for_the_expected_reasons",
+    "test_trade_row_recovery::test_a_trade_row_cut_off_by_a_crash_is_booked_at_restart",
+    "test_external_positions::test_hand_placed_fill_is_external_never_traded_and_blocks_a_duplicate",
+    "test_external_positions::test_external_at_start_is_counted_not_traded_and_adopt_gives_a_visible_stop",
+    "test_bad_input_fuzz::test_cli_arguments_answer_in_one_line",
+    "test_bad_input_fuzz::test_toml_value_is_accepted_or_named",
+    "test_lifecycle_reconcile::test_startup_reconciliation_runs_before_ready",
+    "test_alpaca_broker::test_router_retries_429_and_resolves_a_hang_with_one_order",
+    "test_alpaca_broker::test_429_backs_off_until_reset_then_succeeds",
+    "test_multibroker::test_both_up_every_order_at_exactly_one_venue_then_primary_refused_falls_back",
+    "test_minute_sessions::test_minute_bars_across_dst_an_early_close_and_a_holiday",
+    "test_reconcile_confirm::test_positions_endpoint_lagging_behind_a_fill_trips_nothing",
+    "test_routing_priced::test_both_falls_back_to_the_stock_when_the_etf_has_no_price",
+})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test of SLOW_MODULES `slow` (one list to keep, instead of a marker in each file)."""
+    """Mark SLOW_MODULES and SLOW_TESTS `slow` (one list to keep, instead of a marker in each file)."""
     for item in items:
-        if Path(str(item.fspath)).stem in SLOW_MODULES:
+        module = Path(str(item.fspath)).stem
+        if module in SLOW_MODULES or f"{module}::{item.originalname}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
 
 
