@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CRASHES ?= 20
 
-.PHONY: install run test lint bench chaos install-service clean
+.PHONY: install run test test-fast lint bench chaos install-service clean
 
 install: $(STAMP)
 
@@ -19,6 +19,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# the contributor's loop: everything but the tests marked slow (daemon subprocesses, chaos, breaks)
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

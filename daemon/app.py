@@ -1292,7 +1292,9 @@ class Services:
 
         core = self.daemon.core
         wall = LiveClock()
-        self.alerts = AlertDispatcher(self.settings.alerts, wall, build_alert_sinks(self.settings.alerts, core.journal))
+        # [pipeline] enable_alerting=false: alerts are only logged (no journal row, no webhook)
+        sinks = build_alert_sinks(self.settings.alerts, core.journal) if self.settings.pipeline.enable_alerting else []
+        self.alerts = AlertDispatcher(self.settings.alerts, wall, sinks)
         self.alerts.start()
         self.broker_monitor = BrokerDownMonitor(self.alerts, wall, self.settings.alerts.broker_down_alert_seconds)
 

@@ -129,7 +129,7 @@ def _offline(args: argparse.Namespace, state_dir: Path) -> int:
         _print(args, "resume", {"running": False, **state["kill_switch"]})
         return EXIT_OK
     if args.command == "journal":
-        _print(args, "journal", _offline_journal(state_dir, args.day))
+        _print(args, "journal", offline_journal(state_dir, args.day))
         return EXIT_OK
     print(f"ordergate {args.command}: the daemon is not running (no control socket in {state_dir})")
     return EXIT_FAIL
@@ -173,11 +173,16 @@ def _journal_positions(state_dir: Path) -> int:
     return sum(1 for _, qty in rows if qty and abs(qty) > 1e-9)
 
 
-def _offline_journal(state_dir: Path, day: str | None) -> dict[str, Any]:
+def offline_journal(state_dir: Path, day: str | None, now: datetime | None = None) -> dict[str, Any]:
+    """`ordergate journal` with the daemon down: the day's summary read from the journal file.
+
+    The default day is the New York trading day of `now` (the wall clock), as the running daemon answers — never
+    the UTC date, which after 19:00/20:00 ET is already tomorrow."""
+    from pipeline.calendar import trading_day
     from pipeline.trade_journal import ClosedTrade, summarize
 
     db = state_dir / "journal.db"
-    target = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    target = date.fromisoformat(day) if day else trading_day(now or datetime.now(UTC))
     if not db.exists():
         return summarize([])
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:

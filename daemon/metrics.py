@@ -55,7 +55,9 @@ class Metrics:
                                      ["topic"], registry=reg)
         self.kill_switch_active = Gauge(f"{PREFIX}_kill_switch_active", "1 while the kill switch is active",
                                         registry=reg)
-        self.daily_pnl = Gauge(f"{PREFIX}_daily_pnl", "Today's realised + unrealised P&L in dollars", registry=reg)
+        # realised only: the figure the daily loss limit and the auto kill are checked against (`status` shows it too)
+        self.daily_pnl = Gauge(f"{PREFIX}_daily_pnl", "Today's realised P&L in dollars (closed trades; what the "
+                               "daily loss limit counts)", registry=reg)
         self.open_positions = Gauge(f"{PREFIX}_open_positions", "Open positions", registry=reg)
         self.broker_health = Gauge(
             f"{PREFIX}_broker_health", "Broker connection: 1 connected, 0.5 degraded, 0 down", ["broker"],

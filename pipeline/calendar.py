@@ -96,7 +96,12 @@ class MarketCalendar:
 
     def trading_day(self, ts: datetime) -> date:
         """The New York calendar day of `ts` (the key for daily P&L and rollover)."""
-        return ts.astimezone(NEW_YORK).date()
+        return trading_day(ts)
+
+
+def trading_day(ts: datetime) -> date:
+    """The New York calendar day of `ts`: the day of daily P&L, rollover and the journal's `trades.day`."""
+    return ts.astimezone(NEW_YORK).date()
 
 
 def is_date_stamp(ts: datetime) -> bool:

@@ -25,8 +25,8 @@ from datetime import time as dtime
 from typing import Any, NamedTuple
 
 from config.settings import ExecutorConfig
-from pipeline.calendar import NEW_YORK, MarketCalendar
-from pipeline.clock import Clock
+from pipeline.calendar import NEW_YORK, MarketCalendar, default_calendar
+from pipeline.clock import Clock, LiveClock
 from pipeline.models import TIMEFRAME_SECONDS, CloudState, ExitSignal, Position
 
 _DAY_SECONDS = 86_400
@@ -45,9 +45,11 @@ def is_intraday(timeframe: str) -> bool:
 class ExitMonitor:
     """Checks an open position against the seven exits; `check_all` returns the best-priority one that fires."""
 
-    def __init__(self, config: ExecutorConfig, calendar: MarketCalendar, clock: Clock) -> None:
-        self.calendar = calendar
-        self.clock = clock
+    def __init__(self, config: ExecutorConfig, calendar: MarketCalendar | None = None,
+                 clock: Clock | None = None) -> None:
+        """`calendar` and `clock` default to what the daemon uses: the NYSE calendar and the live clock."""
+        self.calendar = calendar if calendar is not None else default_calendar()
+        self.clock = clock if clock is not None else LiveClock()
         self.reconfigure(config)
 
     def reconfigure(self, config: ExecutorConfig) -> None:

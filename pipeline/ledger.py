@@ -154,6 +154,8 @@ class Ledger:
             signal_id=intent.signal_id, multiplier=multiplier,
         )
 
+    opened_position = _open_position  # public: the position a first fill of `intent` opens (PipelineResult)
+
     def adopt(self, position: Position, quantity: float) -> None:
         """Take a position as the broker reports it (reconciliation policy 'adopt')."""
         self.holdings[position.symbol] = Holding(position, quantity)

@@ -454,7 +454,8 @@ class LifecycleManager:
             await self.trades.record(trade)
         log.info("position_closed", signal_id=pos.signal_id, client_order_id=fill.client_order_id,
                  symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2), r=round(trip.r_multiple, 2))
-        if self.config.enable_feedback_loop and pos.signal_type:
+        # the per-signal-type statistics: kept for the feedback loop (weights) and for live analytics (status)
+        if (self.config.enable_feedback_loop or self.config.enable_analytics) and pos.signal_type:
             adjustment = self.feedback.record_trade(pos.signal_type, trip.r_multiple)
             if adjustment:
                 log.info("feedback_weights_adjusted", adjustments=adjustment)

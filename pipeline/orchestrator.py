@@ -31,14 +31,17 @@ from pipeline.fill_validator import OrderValidator
 from pipeline.instrument_router import InstrumentRouter
 from pipeline.journal import Journal
 from pipeline.kill_switch import KillSwitch
+from pipeline.ledger import Ledger
 from pipeline.market_price import price_on_market, usable_price
 from pipeline.models import (
     AccountState,
     AssetClass,
     Direction,
+    Fill,
     InstrumentDecision,
     InstrumentType,
     OrderIntent,
+    OrderResult,
     PipelineResult,
     Side,
     TradeSignal,
@@ -50,7 +53,7 @@ from pipeline.recorder import SignalRecorder
 from pipeline.reservations import ReservationBook
 from pipeline.risk_gate import RiskGate
 from pipeline.signal_guard import SignalGuard
-from pipeline.sizing import LeveragedETFSizer, PositionSizer, SizingResult
+from pipeline.sizing import OPTION_MULTIPLIER, LeveragedETFSizer, PositionSizer, SizingResult
 from pipeline.state_manager import PersistentStateManager
 from pipeline.unified_risk import PriceHistory, UnifiedRisk
 
@@ -97,7 +100,12 @@ class BotOrchestrator:
         kill_switch: KillSwitch | None = None,
         slippage: float | None = None,
         book: OrderBook | None = None,
+        guard: Any = None,
+        pnl_from_state: bool = True,
     ) -> None:
+        """Only `config` (and the account) are needed; the rest defaults to what the daemon uses (live clock, NYSE
+        calendar, a state manager in `config.state_dir`, the shipped sectors). `guard` replaces the SignalGuard
+        (anything with `check(signal, now)`); `pnl_from_state=False` trusts the account's own daily P&L."""
         self.config = config
         self.executor = config.executor_config
         self.clock = clock or LiveClock()
@@ -107,7 +115,7 @@ class BotOrchestrator:
         self.journal = journal
         self.router = router
         self.sectors = sectors if sectors is not None else load_sectors()
-        self.guard = SignalGuard(config)
+        self.guard = guard if guard is not None else SignalGuard(config, clock=self.clock)
         self.recorder = SignalRecorder(journal, config.enable_signal_recording)
         self.gate = RiskGate(self.executor, self.calendar, self.sectors)
         # the engine feeds it every feed bar (1-minute bars live and in the embedded data)
@@ -133,6 +141,7 @@ class BotOrchestrator:
         self.on_intent = on_intent
         self.exiting: Callable[[str], bool] | None = None
         self._lock = asyncio.Lock()
+        self._pnl_from_state = pnl_from_state
         self.counts: dict[str, int] = {}
 
     def reconfigure(self, config: PipelineConfig, routing: RoutingSettings, options: OptionsSettings) -> None:
@@ -158,7 +167,8 @@ class BotOrchestrator:
             base = self._account
         else:
             base = AccountState(equity=0.0, cash=0.0, buying_power=0.0)
-        base.daily_pnl = self.state.get_daily_pnl()
+        if self._pnl_from_state:
+            base.daily_pnl = self.state.get_daily_pnl()
         return self.reservations.account_view(base)
 
     # -- kill switch ----------------------------------------------------------------------------------
@@ -176,7 +186,15 @@ class BotOrchestrator:
             "in_flight_orders": len(self.reservations),
             "counts": dict(self.counts),
             "feedback_weights": self.feedback.to_dict(),
+            **({"analytics": self.analytics()} if self.config.enable_analytics else {}),
         }
+
+    def analytics(self) -> dict[str, dict[str, float]]:
+        """Live analytics per signal type from the closed trades: count, rolling Sharpe of R, sizing weight."""
+        fb = self.feedback
+        kinds = sorted(fb.to_dict()["returns"])
+        return {kind: {"trades": fb.trade_count(kind), "sharpe": round(fb.sharpe(kind), 6), "weight": fb.weight(kind)}
+                for kind in kinds}
 
     # -- the pipeline ---------------------------------------------------------------------------------
     async def process_signal(self, signal: TradeSignal) -> PipelineResult:
@@ -262,8 +280,11 @@ class BotOrchestrator:
                   symbol=intent.symbol, side=str(intent.side), quantity=intent.quantity,
                   instrument=str(decision.instrument_type), reason=decision.reason)
         task = self.router.dispatch(intent) if self.router is not None else None
-        return PipelineResult(True, signal_id, "order_submitted" if task else "order_intent",
-                              intent=intent, order_task=task)
+        result = PipelineResult(True, signal_id, "order_submitted" if task else "order_intent",
+                                intent=intent, order_task=task)
+        if task is not None:
+            task.add_done_callback(lambda done: fill_result(result, done, self.clock))
+        return result
 
     # -- helpers --------------------------------------------------------------------------------------
     def _honour_quantity(self, base: SizingResult, requested: Any, signal: TradeSignal) -> SizingResult:
@@ -363,9 +384,29 @@ class BotOrchestrator:
 
     def release(self, client_order_id: str, filled_qty: float | None = None, fully_filled: bool = False) -> None:
         """An entry reached a final state: its reservation no longer holds exposure, but for what filled and is
-        not in the ledger yet (see ReservationBook.release)."""
+        not in the ledger yet (see ReservationBook.release). With a known outcome (`filled_qty` given) the router's
+        smart venue scores learn whether the order filled."""
         self.reservations.release(client_order_id, filled_qty, fully_filled, self.clock.now())
+        if self.router is not None and filled_qty is not None:
+            self.router.record_outcome(client_order_id, filled=fully_filled or filled_qty > 0)
 
     def entry_filled(self, client_order_id: str, quantity: float) -> None:
         """Part of an entry filled and is in the ledger: its reservation keeps only the unfilled rest."""
         self.reservations.filled(client_order_id, quantity)
+
+
+def fill_result(result: PipelineResult, task: asyncio.Task[OrderResult], clock: Clock) -> None:
+    """Once the order task is done: `result.order_result` is the broker's answer and, when something filled,
+    `result.position` the position it opened (as the ledger will hold it)."""
+    if task.cancelled() or task.exception() is not None:
+        return
+    answer = task.result()
+    result.order_result = answer
+    intent = result.intent
+    price = answer.filled_avg_price
+    if intent is None or answer.filled_qty <= 0 or price is None or not price > 0:
+        return
+    fill = Fill(f"{answer.client_order_id}-result", answer.client_order_id, intent.symbol, intent.side,
+                answer.filled_qty, price, answer.submitted_at or clock.now(), answer.broker, answer.broker_order_id)
+    multiplier = OPTION_MULTIPLIER if intent.asset_class == AssetClass.OPTION else 1.0
+    result.position = Ledger.opened_position(fill, intent, multiplier)

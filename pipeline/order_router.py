@@ -148,6 +148,20 @@ class OrderRouter:
         self._scheduled = 0
         self._parents = 0
         self.on_split: Callable[[OrderIntent, list[OrderIntent]], None] | None = None
+        self._outcomes: set[str] = set()  # client order ids whose outcome the smart router has learnt
+
+    def record_outcome(self, client_order_id: str, *, filled: bool) -> None:
+        """An order reached a final state: teach the smart router's venue scores whether it filled.
+
+        Only orders this router sent to a scored venue count, each once (a restart's re-release is ignored)."""
+        smart = self.smart
+        venue = self.venues.get(client_order_id)
+        if smart is None or venue is None or venue not in smart.venues or client_order_id in self._outcomes:
+            return
+        self._outcomes.add(client_order_id)
+        if len(self._outcomes) > 10_000:
+            self._outcomes.clear()
+        smart.record_result(venue, filled=filled)
 
     # -- public ---------------------------------------------------------------------------------------
     def dispatch(self, intent: OrderIntent) -> asyncio.Task[OrderResult]:

@@ -23,7 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from config.settings import ExecutorConfig
-from pipeline.calendar import MarketCalendar
+from pipeline.calendar import MarketCalendar, default_calendar
+from pipeline.catalog import load_sectors
+from pipeline.clock import Clock, LiveClock
 from pipeline.models import AccountState, Position, RiskDecision, TradeSignal
 
 
@@ -197,17 +199,27 @@ RISK_CHECKS: list[tuple[str, CheckFn]] = [
 class RiskGate:
     """Runs RISK_CHECKS in order; the first failure rejects, naming its check (the spec's RiskGate)."""
 
-    def __init__(self, config: ExecutorConfig, calendar: MarketCalendar, sectors: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        config: ExecutorConfig,
+        calendar: MarketCalendar | None = None,
+        sectors: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """`calendar`, `sectors` and `clock` default to what the daemon uses: NYSE, the shipped sectors, live."""
         self.config = config
-        self.calendar = calendar
-        self.sectors = sectors
+        self.calendar = calendar if calendar is not None else default_calendar()
+        self.sectors = sectors if sectors is not None else load_sectors()
+        self.clock = clock if clock is not None else LiveClock()
 
     def reconfigure(self, config: ExecutorConfig) -> None:
         """Check against new limits from now on (a SIGHUP reload)."""
         self.config = config
 
-    def validate(self, signal: TradeSignal, account: AccountState, now: datetime) -> RiskDecision:
-        """Approve, or reject with `check` set to the first failing check's name."""
+    def validate(self, signal: TradeSignal, account: AccountState, now: datetime | None = None) -> RiskDecision:
+        """Approve, or reject with `check` set to the first failing check's name (`now` defaults to the clock)."""
+        if now is None:
+            now = self.clock.now()
         ctx = RiskContext(signal, account, self.config, self.calendar, self.sectors, now)
         adjustments: dict[str, Any] = {}
         for name, check in RISK_CHECKS:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from config.settings import PipelineConfig
 from pipeline.calendar import NEW_YORK, MarketCalendar, default_calendar, is_date_stamp
+from pipeline.clock import Clock, LiveClock
 from pipeline.models import TIMEFRAME_SECONDS, RiskDecision, TradeSignal, signal_problems
 
 FUTURE_TOLERANCE_SECONDS = 5.0
@@ -70,8 +71,11 @@ class SignalGuard:
         future_tolerance_seconds: float = FUTURE_TOLERANCE_SECONDS,
         max_entries: int = MAX_DEDUP_ENTRIES,
         calendar: MarketCalendar | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """`calendar` defaults to the NYSE one (on first use), `clock` to the live clock (for `check` without now)."""
         self.config = config
+        self.clock = clock if clock is not None else LiveClock()
         self._calendar = calendar
         self.future_tolerance_seconds = future_tolerance_seconds
         self.max_entries = max_entries
@@ -81,8 +85,10 @@ class SignalGuard:
         """New freshness and dedup windows from now on (a SIGHUP reload); signals seen so far stay remembered."""
         self.config = config
 
-    def check(self, signal: TradeSignal, now: datetime) -> RiskDecision:
-        """Approve or reject `signal` at `now` (tz-aware); a passing signal is recorded for dedup."""
+    def check(self, signal: TradeSignal, now: datetime | None = None) -> RiskDecision:
+        """Approve or reject `signal` at `now` (tz-aware, default: the clock); a passing one is recorded for dedup."""
+        if now is None:
+            now = self.clock.now()
         problem = validation_failure(signal)
         if problem is not None:
             return RiskDecision(False, f"invalid signal: {problem}", check="validation")

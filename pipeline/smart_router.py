@@ -7,7 +7,8 @@ Pure logic, no I/O: `SmartRouter.route()` returns a `RoutingDecision` carrying e
   updated with the venue's recorded fills (filled / submitted); the cost is the commission model plus the
   half-spread on the order's notional; the latency is the venue's. `total` = weighted fill probability minus
   weighted normalised cost (bps of notional) minus weighted normalised latency. Higher is better.
-- `CostOptimizer.optimize(scores)`: the best route (highest total; ties: lower cost, lower latency, name).
+- `CostOptimizer.optimize(scores)`: the best route (highest total; ties: lower cost, lower latency,
+  then the venues' given order — the daemon gives the primary first, so equal venues keep the primary).
 - `SmartRouter.split_order(order)`: orders above `split_notional_threshold` become `slices` children with whole
   quantities that sum exactly to the parent's, ids derived from the parent's (`<parent>-c<i>`, at most 48
   characters), `parent_id` set and `created_at` = now + i * `slice_interval_seconds` (the slice's schedule).
@@ -150,11 +151,13 @@ class RouteScorer:
     def score(self, venues: Iterable[Venue], order: OrderIntent) -> list[VenueScore]:
         """Every venue's score, best first."""
         scores = [self.score_one(v, order) for v in venues]
-        return sorted(scores, key=_rank_key)
+        return sorted(scores, key=_rank_key)  # stable: full ties keep the venues' given order (primary first)
 
 
-def _rank_key(score: VenueScore) -> tuple[float, float, float, str]:
-    return (-score.total, score.cost, score.latency, score.venue)
+def _rank_key(score: VenueScore) -> tuple[float, float, float]:
+    """Best first: higher total, then lower cost, then lower latency; never the name (a tie keeps the given
+    order, so two identical venues leave an entry at the primary instead of the alphabetically first)."""
+    return (-score.total, score.cost, score.latency)
 
 
 class CostOptimizer:

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from config.files import UnreadableFile, json_depth, read_regular_file
 from pipeline.atomic_file import atomic_write_bytes, cleanup_temp_files
+from pipeline.clock import LiveClock
 
 if TYPE_CHECKING:
     from pipeline.calendar import MarketCalendar
@@ -411,14 +412,14 @@ class PersistentStateManager:
     def __init__(
         self,
         state_dir: str | Path,
-        clock: Clock,
+        clock: Clock | None = None,
         calendar: MarketCalendar | None = None,
         filename: str = DEFAULT_FILENAME,
         durable: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / filename
-        self._clock = clock
+        self._clock = clock if clock is not None else LiveClock()  # the daemon's: the live clock
         self._calendar = calendar
         self._lock = threading.RLock()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

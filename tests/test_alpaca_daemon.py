@@ -11,7 +11,7 @@ import asyncio
 import json
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from config.settings import load_settings
 from daemon.app import Core
 from pipeline.clock import SimulatedClock
 from pipeline.models import Position, TradeSignal, client_order_id_for
+from tests.conftest import make_signal
+from tests.conftest import until as _until
 from tests.daemon_proc import DaemonProcess, base_env, cli
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.market import set_market
@@ -65,21 +67,7 @@ async def _core(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock | None =
 
 
 def _signal(ticker: str, entry: float = 100.0, stop: float = 98.0) -> TradeSignal:
-    return TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=ticker, timeframe="5m",
-                       conviction=80, entry_price=entry, stop_loss=stop, timestamp=SESSION, source="test")
-
-
-async def _until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll an (a)sync predicate without blocking the loop the fake runs on."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no {what} within {timeout}s")
+    return make_signal(ticker, entry, stop, at=SESSION)
 
 
 async def _order_row(core: Core, coid: str) -> dict[str, Any] | None:

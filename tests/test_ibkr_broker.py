@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -27,6 +26,7 @@ from pipeline.ports import (
     OrderRejected,
     RetryableBrokerError,
 )
+from tests.conftest import until
 from tests.fakes.tws_server import IN_PLACE_ORDER, IN_REQ_EXECUTIONS, IN_START_API, FakeTWS, OrderScript
 
 OPTION = "AAPL  260116C00150000"
@@ -50,15 +50,6 @@ class Recorder:
 
     def statuses(self, cid: str) -> list[OrderStatus]:
         return [u.status for u in self.updates(cid)]
-
-
-async def until(predicate, timeout: float = WAIT) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def intent(cid: str, symbol: str = "AAPL", qty: float = 5, **kw) -> OrderIntent:  # type: ignore[no-untyped-def]

@@ -12,7 +12,6 @@ import asyncio
 import json
 import signal
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.conftest import until as _until
 from tests.daemon_proc import DaemonProcess, base_env, cli
 from tests.fakes.alpaca_server import FakeAlpaca
 
@@ -73,15 +73,6 @@ def _journal_entries(state_dir: Path) -> dict[str, tuple[str, str | None]]:
     with sqlite3.connect(state_dir / "journal.db") as conn:
         rows = conn.execute("SELECT client_order_id, status, reason FROM orders WHERE kind='entry'").fetchall()
     return {coid: (status, reason) for coid, status, reason in rows}
-
-
-async def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("how", ["sigusr1", "cli"])

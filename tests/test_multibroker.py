@@ -8,9 +8,8 @@ once; reconciliation covers every connected broker.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from config.settings import load_settings
 from daemon.app import Core
 from pipeline.clock import SimulatedClock
 from pipeline.models import OrderIntent, Position, TradeSignal
+from tests.conftest import make_signal, until
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.fakes.tws_server import FakeTWS, OrderScript
 from tests.market import set_market
@@ -40,16 +40,6 @@ class Venues:
     tws: FakeTWS
     clock: SimulatedClock
     alpaca_settings: Any
-
-
-async def until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll (real time) until predicate() holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -83,9 +73,7 @@ def make_core(tmp_path: Path, v: Venues, *, primary: str = "alpaca", fallback: s
 
 def signal(symbol: str, clock: SimulatedClock) -> TradeSignal:
     price = PRICES[symbol]
-    return TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=symbol, timeframe="5m",
-                       conviction=80, entry_price=price, stop_loss=price * 0.98, timestamp=clock.now(),
-                       source="test")
+    return make_signal(symbol, price, price * 0.98, at=clock.now())
 
 
 async def enter(core: Core, symbol: str) -> OrderIntent:

@@ -18,6 +18,7 @@ from config.settings import load_settings
 from daemon.app import Core
 from pipeline.clock import SimulatedClock
 from pipeline.models import TradeSignal
+from tests.conftest import make_signal
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.market import set_market
 
@@ -32,8 +33,7 @@ async def fake() -> AsyncIterator[FakeAlpaca]:
 
 
 def _signal(ticker: str = "NVDA") -> TradeSignal:
-    return TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=ticker, timeframe="5m",
-                       conviction=90, entry_price=100.0, stop_loss=98.0, timestamp=SESSION, source="test")
+    return make_signal(ticker, 100.0, 98.0, conviction=90, at=SESSION)
 
 
 def _alpaca(tmp_path: Path, fake: FakeAlpaca, mode: str) -> Any:

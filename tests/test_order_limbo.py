@@ -27,6 +27,8 @@ from daemon.app import Core
 from pipeline.clock import LiveClock, SimulatedClock
 from pipeline.journal import Journal
 from pipeline.models import Direction, OrderIntent, Side, TradeSignal, client_order_id_for
+from tests.conftest import make_signal
+from tests.conftest import until as _until
 from tests.daemon_proc import DaemonProcess, base_env, cli, status
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.fakes.tws_server import FakeTWS
@@ -104,26 +106,13 @@ async def _journal_unsent(tmp_path: Path, intents: list[OrderIntent], broker: st
 
 
 def _signal(ticker: str, at: datetime = SESSION) -> TradeSignal:
-    return TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=ticker, timeframe="5m",
-                       conviction=80, entry_price=100.0, stop_loss=98.0, timestamp=at, source="test")
+    return make_signal(ticker, 100.0, 98.0, at=at)
 
 
 async def _status(core: Core, coid: str) -> str | None:
     assert core.journal is not None
     row = await core.journal.get_order(coid)
     return row["status"] if row else None
-
-
-async def _until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no {what} within {timeout}s")
 
 
 async def _resolve_twice(core: Core) -> None:

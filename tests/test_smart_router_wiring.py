@@ -10,6 +10,7 @@ from config.settings import load_settings
 from daemon.app import Core
 from pipeline.clock import SimulatedClock
 from pipeline.models import TradeSignal
+from tests.conftest import make_signal
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
@@ -29,7 +30,7 @@ async def _core(tmp_path: Path, enabled: bool) -> Core:
 
 
 def _signal() -> TradeSignal:
-    return TradeSignal("cloud_cross_bullish", "long", "AAPL", "5m", 80, 100.0, 98.0, timestamp=NOW, source="test")
+    return make_signal("AAPL", 100.0, 98.0, at=NOW)
 
 
 async def test_large_entry_is_sliced_and_the_decision_journaled(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from adapters.webhook import SIGNALS_PATH, WebhookServer
 from config.settings import WebhookSettings
 from pipeline.clock import SimulatedClock
 from pipeline.models import TradeSignal
+from tests.conftest import until as _until
 
 pytestmark = pytest.mark.timeout(60)
 TOKEN = "limits-token-0123456789abcdef"
@@ -73,12 +74,6 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
-
-
-async def _until(predicate: Callable[[], bool], seconds: float = WAIT) -> None:
-    async with asyncio.timeout(seconds):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def test_connections_beyond_the_cap_are_answered_503_and_closed(make_server: ServerFactory) -> None:
