@@ -6,7 +6,7 @@ Exit status: 0 ok, 1 a command failed, 2 bad configuration or usage.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import math
 import os
@@ -158,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAIL
+    except BrokenPipeError:  # `ordergate orders | head`: the reader left; no traceback
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -227,6 +231,8 @@ def _run(args: argparse.Namespace) -> int:
 
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
         runner = asyncio.run
     daemon: Any = None
     try:
