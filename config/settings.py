@@ -346,6 +346,26 @@ class WebhookSettings(_Section):
     body_timeout_seconds: float = Field(10.0, gt=0, le=600, description="to send the body once the head is in")
 
 
+class DashboardSettings(_Section):
+    """The live web dashboard on loopback (disabled unless a token is set; the page asks for it)."""
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (use a random secret, e.g. `openssl rand -hex 32`)")
+        return value
+
+    host: str = "127.0.0.1"
+    port: int = Field(8789, ge=0, le=65535)
+    token: SecretStr | None = None
+    max_connections: int = Field(32, ge=1, le=4096, description="open connections; more are answered 503")
+    max_streams: int = Field(8, ge=1, le=256, description="live (SSE) views at a time")
+    push_interval_seconds: float = Field(1.0, ge=0.1, le=60, description="how often a changed view is pushed")
+    idle_timeout_seconds: float = Field(15.0, gt=0, le=3600)
+    page_rows: int = Field(50, ge=1, le=1000, description="decision feed rows per page")
+
+
 class MetricsSettings(_Section):
     """Prometheus endpoint on loopback (port 0 disables)."""
 
@@ -453,6 +473,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     smart_router: SmartRouterSettings = Field(default_factory=SmartRouterSettings)

@@ -1229,6 +1229,8 @@ class Services:
         self.broker_monitor: Any = None
         self.metrics_port: int | None = None
         self.webhook_port: int | None = None
+        self.dashboard: Any = None
+        self.dashboard_port: int | None = None
 
     async def start_before_core(self) -> None:
         from adapters.alerts import AlertDispatcher, BrokerDownMonitor, build_alert_sinks
@@ -1261,6 +1263,13 @@ class Services:
             self.webhook = WebhookServer(self.settings.webhook, self._submit_external, self.daemon.clock,
                                          secrets=self.settings.secret_values())
             self.webhook_port = await self.webhook.start()  # it logs webhook_listening
+        if self.settings.dashboard.token is not None and self.settings.dashboard.token.get_secret_value():
+            from daemon.dashboard import DashboardData, DashboardServer
+
+            self.dashboard = DashboardServer(self.settings.dashboard,
+                                             DashboardData(self.daemon, self.settings.dashboard.page_rows),
+                                             self.daemon.core.kill_switch)
+            self.dashboard_port = await self.dashboard.start()  # it logs dashboard_listening
 
     async def _submit_external(self, signal: Any) -> str:
         """Webhook intake: id and journal row first (so a 202 is never lost), then the pipeline's queue."""
@@ -1316,7 +1325,7 @@ class Services:
             self.webhook.begin_shutdown()
 
     async def stop(self) -> None:
-        for service in (self.webhook, self.metrics_server):
+        for service in (self.dashboard, self.webhook, self.metrics_server):
             if service is not None:
                 with contextlib.suppress(Exception):
                     await service.stop()
