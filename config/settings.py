@@ -378,6 +378,8 @@ class AlertSettings(_Section):
 
     webhook_url: SecretStr | None = None
     webhook_format: Literal["generic", "slack", "discord"] = "generic"
+    apprise_urls: list[SecretStr] = Field(default_factory=list, max_length=20,
+                                          description="apprise URLs (tgram://, ntfys://, pover://, mailtos://, ...)")
     min_interval_seconds: float = Field(300.0, ge=0, le=SECONDS_PER_DAY)
     retries: int = Field(3, ge=0, le=100)
     broker_down_alert_seconds: float = Field(60.0, ge=0, le=SECONDS_PER_DAY)
@@ -534,10 +536,12 @@ class Settings(BaseSettings):
         def walk(model: BaseModel) -> None:
             for name in type(model).model_fields:
                 value = getattr(model, name)
-                if isinstance(value, SecretStr) and len(value.get_secret_value().strip()) >= MIN_SCRUBBED_SECRET:
-                    found.append(value.get_secret_value().strip())
-                elif isinstance(value, BaseModel):
+                if isinstance(value, BaseModel):
                     walk(value)
+                    continue
+                for item in value if isinstance(value, list) else [value]:  # a SecretStr or a list of them
+                    if isinstance(item, SecretStr) and len(item.get_secret_value().strip()) >= MIN_SCRUBBED_SECRET:
+                        found.append(item.get_secret_value().strip())
 
         walk(self)
         return sorted(set(found), key=len, reverse=True)
