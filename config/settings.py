@@ -366,6 +366,28 @@ class DashboardSettings(_Section):
     page_rows: int = Field(50, ge=1, le=1000, description="decision feed rows per page")
 
 
+class TelegramSettings(_Section):
+    """Control from a phone: a Telegram bot answering /status /positions /kill /resume /flatten, to the
+    allow-listed chats only (off unless a token is set)."""
+
+    token: SecretStr | None = None
+    allowed_chat_ids: list[Annotated[int, Field(ge=-(2**53), le=2**53)]] = Field(default_factory=list, max_length=100)
+    base_url: str = Field("https://api.telegram.org/bot", max_length=500, description="Bot API base (before the token)")
+    poll_timeout_seconds: int = Field(25, ge=0, le=50, description="long-poll timeout of getUpdates")
+    max_message_age_seconds: float = Field(120.0, ge=1, le=SECONDS_PER_DAY,
+                                           description="older commands (queued while the daemon was down) are ignored")
+    confirm_seconds: float = Field(60.0, ge=5, le=600, description="time to confirm /flatten")
+
+    @model_validator(mode="after")
+    def _allow_list(self) -> TelegramSettings:
+        if self.token is not None and self.token.get_secret_value().strip() and not self.allowed_chat_ids:
+            raise ValueError("allowed_chat_ids: required when a token is set (the chats the bot may answer)")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url: must be an http(s) URL")
+        return self
+
+
 class MetricsSettings(_Section):
     """Prometheus endpoint on loopback (port 0 disables)."""
 
@@ -476,6 +498,7 @@ class Settings(BaseSettings):
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     smart_router: SmartRouterSettings = Field(default_factory=SmartRouterSettings)

@@ -1230,6 +1230,7 @@ class Services:
         self.metrics_port: int | None = None
         self.webhook_port: int | None = None
         self.dashboard: Any = None
+        self.telegram: Any = None
         self.dashboard_port: int | None = None
 
     async def start_before_core(self) -> None:
@@ -1270,6 +1271,11 @@ class Services:
                                              DashboardData(self.daemon, self.settings.dashboard.page_rows),
                                              self.daemon.core.kill_switch)
             self.dashboard_port = await self.dashboard.start()  # it logs dashboard_listening
+        if self.settings.telegram.token is not None and self.settings.telegram.token.get_secret_value().strip():
+            from daemon.telegram_bot import TelegramBot
+
+            self.telegram = TelegramBot(self.settings.telegram, self.daemon)
+            self.telegram.start()  # it logs telegram_listening once the Bot API answers
 
     async def _submit_external(self, signal: Any) -> str:
         """Webhook intake: id and journal row first (so a 202 is never lost), then the pipeline's queue."""
@@ -1325,7 +1331,7 @@ class Services:
             self.webhook.begin_shutdown()
 
     async def stop(self) -> None:
-        for service in (self.dashboard, self.webhook, self.metrics_server):
+        for service in (self.telegram, self.dashboard, self.webhook, self.metrics_server):
             if service is not None:
                 with contextlib.suppress(Exception):
                     await service.stop()
