@@ -1086,6 +1086,7 @@ class Daemon:
             "buy": self._cmd_buy,
             "sell": self._cmd_sell,
             "rebalance": self._cmd_rebalance,
+            "decisions": self._cmd_decisions,
         }
 
     async def _cmd_status(self, _args: dict[str, Any]) -> dict[str, Any]:
@@ -1124,6 +1125,14 @@ class Daemon:
             "quotes": {t: core.ledger.last_prices.get(t) for t in self.settings.data.tickers},
             "last_reconciliation": core.last_reconciliation,
         }
+
+    async def _cmd_decisions(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The newest signals and where each stopped (`ordergate watch`, the dashboard's feed)."""
+        from daemon.dashboard import DashboardData
+
+        before = args.get("before")
+        return await DashboardData(self, self.settings.dashboard.page_rows).decisions(
+            int(before) if before is not None else None, int(args.get("limit") or 50))
 
     async def _cmd_kill(self, args: dict[str, Any]) -> dict[str, Any]:
         reason = str(args.get("reason") or "ordergate kill")
