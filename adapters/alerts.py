@@ -215,6 +215,10 @@ def build_alert_sinks(settings: AlertSettings, journal: Journal | None = None) -
         sinks.append(JournalSink(journal))
     if settings.webhook_url is not None:
         sinks.append(WebhookSink(settings.webhook_url.get_secret_value(), settings.webhook_format, settings.retries))
+    if settings.apprise_urls:
+        from adapters.apprise_sink import AppriseSink
+
+        sinks.append(AppriseSink([u.get_secret_value() for u in settings.apprise_urls]))
     return sinks
 
 

@@ -26,6 +26,7 @@ TARGETS = {
     "journal_on_off_ratio": (">=", 0.8),
     "peak_rss_mb": ("<=", 200.0),
     "ready_s": ("<=", 1.5),
+    "status_s": ("<=", 0.3),
 }
 
 
@@ -116,6 +117,11 @@ def measure() -> dict[str, Any]:
 
     figures.update(ready_figures(size["ready"]))
     _progress("READY=1", started)
+
+    from bench.status import status_figures
+
+    figures.update(status_figures(size["ready"] + 2))
+    _progress("ordergate status", started)
     figures["bench_seconds"] = time.perf_counter() - started
     figures["targets"] = {k: _holds(figures[k], op, limit) for k, (op, limit) in TARGETS.items()}
     figures["targets"]["rss_flat_second_half"] = not figures["rss_grows_in_second_half"]
@@ -159,6 +165,8 @@ def table(f: dict[str, Any]) -> str:
          "holds" if t["peak_rss_mb"] and t["rss_flat_second_half"] else "MISSED"),
         ("6 start to READY=1", f"{f['ready_s']:.2f} s", f"{f['python_startup_s']:.3f} s bare python", "",
          "<= 1.5 s", ok("ready_s")),
+        ("7 ordergate status", f"{f['status_s']:.3f} s", f"{f['status_python_startup_s']:.3f} s bare python",
+         f"{f.get('import_daemon_cli_s', 0):.3f} s imports", "<= 0.3 s", ok("status_s")),
     ]
     head = ("figure", "measured", "floor (same run)", "ratio", "target", "")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]

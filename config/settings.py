@@ -356,6 +356,48 @@ class WebhookSettings(_Section):
     body_timeout_seconds: float = Field(10.0, gt=0, le=600, description="to send the body once the head is in")
 
 
+class DashboardSettings(_Section):
+    """The live web dashboard on loopback (disabled unless a token is set; the page asks for it)."""
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters (use a random secret, e.g. `openssl rand -hex 32`)")
+        return value
+
+    host: str = "127.0.0.1"
+    port: int = Field(8789, ge=0, le=65535)
+    token: SecretStr | None = None
+    max_connections: int = Field(32, ge=1, le=4096, description="open connections; more are answered 503")
+    max_streams: int = Field(8, ge=1, le=256, description="live (SSE) views at a time")
+    push_interval_seconds: float = Field(1.0, ge=0.1, le=60, description="how often a changed view is pushed")
+    idle_timeout_seconds: float = Field(15.0, gt=0, le=3600)
+    page_rows: int = Field(50, ge=1, le=1000, description="decision feed rows per page")
+
+
+class TelegramSettings(_Section):
+    """Control from a phone: a Telegram bot answering /status /positions /kill /resume /flatten, to the
+    allow-listed chats only (off unless a token is set)."""
+
+    token: SecretStr | None = None
+    allowed_chat_ids: list[Annotated[int, Field(ge=-(2**53), le=2**53)]] = Field(default_factory=list, max_length=100)
+    base_url: str = Field("https://api.telegram.org/bot", max_length=500, description="Bot API base (before the token)")
+    poll_timeout_seconds: int = Field(25, ge=0, le=50, description="long-poll timeout of getUpdates")
+    max_message_age_seconds: float = Field(120.0, ge=1, le=SECONDS_PER_DAY,
+                                           description="older commands (queued while the daemon was down) are ignored")
+    confirm_seconds: float = Field(60.0, ge=5, le=600, description="time to confirm /flatten")
+
+    @model_validator(mode="after")
+    def _allow_list(self) -> TelegramSettings:
+        if self.token is not None and self.token.get_secret_value().strip() and not self.allowed_chat_ids:
+            raise ValueError("allowed_chat_ids: required when a token is set (the chats the bot may answer)")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url: must be an http(s) URL")
+        return self
+
+
 class MetricsSettings(_Section):
     """Prometheus endpoint on loopback (port 0 disables)."""
 
@@ -368,6 +410,8 @@ class AlertSettings(_Section):
 
     webhook_url: SecretStr | None = None
     webhook_format: Literal["generic", "slack", "discord"] = "generic"
+    apprise_urls: list[SecretStr] = Field(default_factory=list, max_length=20,
+                                          description="apprise URLs (tgram://, ntfys://, pover://, mailtos://, ...)")
     min_interval_seconds: float = Field(300.0, ge=0, le=SECONDS_PER_DAY)
     retries: int = Field(3, ge=0, le=100)
     broker_down_alert_seconds: float = Field(60.0, ge=0, le=SECONDS_PER_DAY)
@@ -473,6 +517,8 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     smart_router: SmartRouterSettings = Field(default_factory=SmartRouterSettings)
@@ -534,10 +580,12 @@ class Settings(BaseSettings):
         def walk(model: BaseModel) -> None:
             for name in type(model).model_fields:
                 value = getattr(model, name)
-                if isinstance(value, SecretStr) and len(value.get_secret_value().strip()) >= MIN_SCRUBBED_SECRET:
-                    found.append(value.get_secret_value().strip())
-                elif isinstance(value, BaseModel):
+                if isinstance(value, BaseModel):
                     walk(value)
+                    continue
+                for item in value if isinstance(value, list) else [value]:  # a SecretStr or a list of them
+                    if isinstance(item, SecretStr) and len(item.get_secret_value().strip()) >= MIN_SCRUBBED_SECRET:
+                        found.append(item.get_secret_value().strip())
 
         walk(self)
         return sorted(set(found), key=len, reverse=True)

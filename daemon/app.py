@@ -1141,6 +1141,7 @@ class Daemon:
             "buy": self._cmd_buy,
             "sell": self._cmd_sell,
             "rebalance": self._cmd_rebalance,
+            "decisions": self._cmd_decisions,
         }
 
     async def _cmd_status(self, _args: dict[str, Any]) -> dict[str, Any]:
@@ -1179,6 +1180,14 @@ class Daemon:
             "quotes": {t: core.ledger.last_prices.get(t) for t in self.settings.data.tickers},
             "last_reconciliation": core.last_reconciliation,
         }
+
+    async def _cmd_decisions(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The newest signals and where each stopped (`ordergate watch`, the dashboard's feed)."""
+        from daemon.dashboard import DashboardData
+
+        before = args.get("before")
+        return await DashboardData(self, self.settings.dashboard.page_rows).decisions(
+            int(before) if before is not None else None, int(args.get("limit") or 50))
 
     async def _cmd_kill(self, args: dict[str, Any]) -> dict[str, Any]:
         # the reason is logged, alerted and kept in the state file: a pasted credential is blanked out first
@@ -1285,6 +1294,9 @@ class Services:
         self.broker_monitor: Any = None
         self.metrics_port: int | None = None
         self.webhook_port: int | None = None
+        self.dashboard: Any = None
+        self.telegram: Any = None
+        self.dashboard_port: int | None = None
 
     async def start_before_core(self) -> None:
         from adapters.alerts import AlertDispatcher, BrokerDownMonitor, build_alert_sinks
@@ -1319,6 +1331,18 @@ class Services:
             self.webhook = WebhookServer(self.settings.webhook, self._submit_external, self.daemon.clock,
                                          secrets=self.settings.secret_values())
             self.webhook_port = await self.webhook.start()  # it logs webhook_listening
+        if self.settings.dashboard.token is not None and self.settings.dashboard.token.get_secret_value():
+            from daemon.dashboard import DashboardData, DashboardServer
+
+            self.dashboard = DashboardServer(self.settings.dashboard,
+                                             DashboardData(self.daemon, self.settings.dashboard.page_rows),
+                                             self.daemon.core.kill_switch)
+            self.dashboard_port = await self.dashboard.start()  # it logs dashboard_listening
+        if self.settings.telegram.token is not None and self.settings.telegram.token.get_secret_value().strip():
+            from daemon.telegram_bot import TelegramBot
+
+            self.telegram = TelegramBot(self.settings.telegram, self.daemon)
+            self.telegram.start()  # it logs telegram_listening once the Bot API answers
 
     async def _submit_external(self, signal: Any) -> str:
         """Webhook intake: id and journal row first (so a 202 is never lost), then the pipeline's queue."""
@@ -1385,7 +1409,7 @@ class Services:
             self.webhook.begin_shutdown()
 
     async def stop(self) -> None:
-        for service in (self.webhook, self.metrics_server):
+        for service in (self.telegram, self.dashboard, self.webhook, self.metrics_server):
             if service is not None:
                 with contextlib.suppress(Exception):
                     await service.stop()

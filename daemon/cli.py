@@ -6,7 +6,7 @@ Exit status: 0 ok, 1 a command failed, 2 bad configuration or usage.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import math
 import os
@@ -133,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--report", type=Path, help="write a self-contained HTML report (equity, drawdown, trades)")
     replay.add_argument("--json", action="store_true")
 
+    watch = sub.add_parser("watch", help="live terminal view: positions, working orders, decisions")
+    watch.add_argument("--interval", type=_number(0.2, 60, low_open=False), default=1.0, help="seconds (1)")
+    watch.add_argument("--once", action="store_true", help="print one frame and exit (also when piped)")
+
     config = sub.add_parser("config", help="configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     config_sub.add_parser("show", help="print the effective settings (secrets masked)")
@@ -163,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAIL
+    except BrokenPipeError:  # `ordergate orders | head`: the reader left; no traceback
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -176,6 +184,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from daemon.replay import run_replay
 
         return run_replay(args, _load(args))
+    if args.command == "watch":
+        from daemon.watch import run_watch
+
+        return run_watch(args, Path(_load(args).state_dir))
     from daemon.commands import run_command
     from daemon.preflight import state_dir_problem
 
@@ -232,6 +244,8 @@ def _run(args: argparse.Namespace) -> int:
 
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
         runner = asyncio.run
     daemon: Any = None
     try:

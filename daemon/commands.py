@@ -221,27 +221,22 @@ def _print(args: argparse.Namespace, cmd: str, result: Any) -> None:
             print(f"warning: the state file write failed ({result.get('write_error')}); the trip is kept in the "
                   "trip record, and the daemon retries the state file")
         return
-    if cmd == "status" and isinstance(result, dict):
-        ks = result.get("kill_switch", {})
-        print(f"running:        {result.get('running')}  pid {result.get('pid')}")
-        print(f"kill switch:    {'ACTIVE' if ks.get('active') else 'off'}"
-              + (f"  ({ks.get('reason')}, since {ks.get('since')})" if ks.get("active") else ""))
-        if ks.get("active") and ks.get("durable") is False:
-            print(f"                NOT ON DISK: a restart now would lose it ({ks.get('write_error')}; retrying)")
-        print(f"daily P&L:      {result.get('daily_pnl', 0.0):,.2f}")
-        print(f"open positions: {result.get('open_positions')}")
-        external = result.get("external_positions") or []
-        if external:
-            print("external:       " + ", ".join(f"{p['symbol']} {p['shares']:g}" for p in external)
-                  + "  (not ordergate's: counted as risk, never traded)")
-        for key in ("equity", "cash", "realized_pnl", "unrealized_pnl", "open_orders"):
-            if key in result:
-                print(f"{key.replace('_', ' ') + ':':<16}{result[key]}")
-        for name, health in (result.get("brokers") or {}).items():
-            print(f"broker {name}:".ljust(16) + f"{health.get('state')}")
-        for sector, value in (result.get("exposure_by_sector") or {}).items():
-            print(f"exposure {sector}:".ljust(16) + f"{value:,.2f}")
-        return
+    if cmd in ("status", "positions", "orders", "journal"):
+        from daemon import tables
+
+        colour = tables.use_colour(sys.stdout)
+        if cmd == "status" and isinstance(result, dict):
+            print(tables.render_status(result, colour))
+            return
+        if cmd == "positions" and isinstance(result, list):
+            print(tables.render_positions(result, colour))
+            return
+        if cmd == "orders" and isinstance(result, list):
+            print(tables.render_orders(result, colour))
+            return
+        if cmd == "journal" and isinstance(result, dict):
+            print(tables.render_journal(result, colour))
+            return
     if isinstance(result, list):
         if not result:
             print("(none)")

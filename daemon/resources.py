@@ -42,7 +42,25 @@ def raise_fd_limit() -> FdLimit:
 
 
 def fd_budget_problem(settings: Settings, limit: FdLimit) -> str | None:
-    """One line naming webhook.max_connections when the webhook could use descriptors the daemon needs."""
+    """One line naming webhook.max_connections (or dashboard.max_connections) when the listeners could use
+    descriptors the daemon needs."""
+    problem = _webhook_budget_problem(settings, limit)
+    if problem:
+        return problem
+    dashboard = settings.dashboard
+    if dashboard.token is None or not dashboard.token.get_secret_value():
+        return None
+    webhook = settings.webhook
+    webhook_on = webhook.token is not None and bool(webhook.token.get_secret_value())
+    allowed = limit.soft - RESERVED_FDS - (webhook.max_connections if webhook_on else 0)
+    if dashboard.max_connections <= allowed:
+        return None
+    return (f"invalid setting dashboard.max_connections={dashboard.max_connections}: must be at most {max(allowed, 0)}"
+            f" with {limit.soft} open files allowed (RLIMIT_NOFILE, {RESERVED_FDS} kept for the daemon"
+            f"{', the rest for the webhook' if webhook_on else ''}); lower it or raise LimitNOFILE (ulimit -n)")
+
+
+def _webhook_budget_problem(settings: Settings, limit: FdLimit) -> str | None:
     webhook = settings.webhook
     if webhook.token is None or not webhook.token.get_secret_value():
         return None  # the webhook does not listen
