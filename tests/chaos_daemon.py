@@ -245,24 +245,26 @@ def held_for_finished_orders(state_dir: Path, env: dict[str, str]) -> list[str]:
     return sorted(first & suspects())
 
 
-def audit_protection(state_dir: Path, *, final: bool, settle: float = 3.0) -> dict[str, list[str]]:
+def audit_protection(state_dir: Path, *, final: bool, settle: float = 0.5) -> dict[str, list[str]]:
     """Issue 13 at the broker: every position rests exactly one protective stop for its whole quantity
-    (`protection_gaps`, asked again for up to `settle` s while the daemon may still be placing one) and, at the
-    end, no exit or stop ever took a position past zero (`oversold`: a position sold twice)."""
+    (`protection_gaps`: a gap seen twice, `settle` s apart — longer than an entry fill's round trip to its stop)
+    and, at the end, no exit or stop ever took a position past zero (`oversold`: a position sold twice)."""
     from adapters.paper import PaperBroker
     from config.settings import PaperSettings
     from pipeline.clock import SimulatedClock
     from tests.protective_audit import oversold, protection_gaps
 
     path = state_dir / "paper_book.json"
-    deadline = time.monotonic() + settle
-    while True:
-        book = PaperBroker(PaperSettings(), SimulatedClock(), state_path=path)
-        gaps = protection_gaps(book)
-        if not gaps or time.monotonic() >= deadline:
-            break
-        time.sleep(0.2)
-    return {"protection_gaps": gaps, "oversold": oversold(book) if final else []}
+
+    def book() -> PaperBroker:
+        return PaperBroker(PaperSettings(), SimulatedClock(), state_path=path)
+
+    first = book()
+    gaps = protection_gaps(first)
+    if gaps and settle > 0:
+        time.sleep(settle)
+        gaps = sorted(set(gaps) & set(protection_gaps(book())))
+    return {"protection_gaps": gaps, "oversold": oversold(first) if final else []}
 
 
 def _count_audit(out: dict[str, Any], audit: dict[str, list[str]]) -> None:
@@ -351,7 +353,7 @@ def crash_points(n: int, state_dir: Path, *, seed: int = 8, max_delay: float = 1
                 break
             if check_every_restart and i:
                 found = compare(Snapshot.read(state_dir), final=False)
-                _count_audit(found, audit_protection(state_dir, final=False))
+                _count_audit(found, audit_protection(state_dir, final=False, settle=2.0))
                 run.losses += [f"crash {i} (at READY): {k} = {found[k]}: {found['examples'].get(k)}"
                                for k in COUNTERS if found[k]]
             feeder = WebhookFeeder(state_dir, port, seed * 1000 + i)
@@ -363,7 +365,7 @@ def crash_points(n: int, state_dir: Path, *, seed: int = 8, max_delay: float = 1
                 if leaked:
                     run.losses.append(f"crash {i}: reservation_leaks = {len(leaked)}: {leaked[:3]}")
                 # a position may lack its stop only for the entry fill's round trip, never for seconds
-                gaps = audit_protection(state_dir, final=False, settle=2.0)["protection_gaps"]
+                gaps = audit_protection(state_dir, final=False)["protection_gaps"]
                 run.gaps += len(gaps)
                 if gaps:
                     run.losses.append(f"crash {i}: protection_gaps = {len(gaps)} while trading: {gaps[:3]}")

@@ -6,17 +6,22 @@ A scoreboard whose counters cannot move proves nothing; this is what makes `make
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.chaos_breaks import BREAKS
-from tests.chaos_daemon import crash_points
+from tests.chaos_daemon import WebhookFeeder, audit_protection, crash_points, daemon_env, start_daemon
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
-@pytest.mark.parametrize("name", sorted(BREAKS))
+WHILE_TRADING = {"stops_never_placed"}  # seen only while a position is open: audited as the daemon trades
+
+
+@pytest.mark.parametrize("name", sorted(set(BREAKS) - WHILE_TRADING))
 def test_a_deliberately_broken_daemon_moves_its_counter(tmp_path: Path, name: str) -> None:
     counter = BREAKS[name]
     # the operator's kill switch, left active before the third run, is what the daemon must not forget
@@ -27,3 +32,46 @@ def test_a_deliberately_broken_daemon_moves_its_counter(tmp_path: Path, name: st
     assert run.final["fills"] > 0, "the broken daemon traded nothing: the run proves nothing"
     assert run.final[counter] > 0, f"{name} went unseen: {counter} = 0; final: {run.final}"
     assert any(counter in loss for loss in run.losses), run.losses
+
+
+def test_a_daemon_that_places_no_stops_shows_protection_gaps(tmp_path: Path) -> None:
+    """The crash points audit protection at moments that may find no position open; here the same audit runs
+    while the broken daemon trades until a position is open: a position without its stop for 0.5 s is a gap."""
+    state_dir = tmp_path / "state"
+    env = daemon_env(state_dir)
+    state_dir.mkdir(parents=True)
+    daemon = start_daemon(state_dir, env, "stops_never_placed")
+    feeder = None
+    try:
+        daemon.wait_for("daemon_ready", 60.0)
+        feeder = WebhookFeeder(state_dir, daemon.wait_for("webhook_listening", 10.0)["port"], seed=5)
+        feeder.start()
+        deadline = time.monotonic() + 40
+        gaps: list[str] = []
+        while not gaps and time.monotonic() < deadline:
+            gaps = audit_protection(state_dir, final=False)["protection_gaps"]
+            time.sleep(0.2)
+        assert gaps, "a daemon that never places its stops went unseen"
+    finally:
+        if feeder is not None:
+            feeder.halt.set()
+        daemon.kill9()
+    # and the unbroken daemon, under the same feeder, shows none
+    healthy = tmp_path / "healthy"
+    healthy.mkdir()
+    good = start_daemon(healthy, daemon_env(healthy))
+    try:
+        good.wait_for("daemon_ready", 60.0)
+        feeder = WebhookFeeder(healthy, good.wait_for("webhook_listening", 10.0)["port"], seed=5)
+        feeder.start()
+        seen_position = False
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert audit_protection(healthy, final=False)["protection_gaps"] == []
+            book = healthy / "paper_book.json"
+            seen_position = seen_position or (book.exists() and bool(json.loads(book.read_text())["positions"]))
+            time.sleep(0.3)
+        assert seen_position
+    finally:
+        feeder.halt.set()
+        good.kill9()
