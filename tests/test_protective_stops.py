@@ -210,7 +210,9 @@ async def test_trailing_moves_the_resting_stop_by_replace_rate_limited(tmp_path:
 
 async def test_restart_places_a_missing_stop_at_the_journals_level(tmp_path: Path) -> None:
     clock = SimulatedClock(NOW)
-    core = await _core(tmp_path, clock, exits={"stop_replace_min_seconds": 0})
+    # the stop must rest across the stop: the shutdown leaves working orders alone (settings are frozen)
+    core = await _core(tmp_path, clock, exits={"stop_replace_min_seconds": 0},
+                       shutdown={"cancel_inflight_entries": False})
     try:
         signal_id = await _enter(core)
         held = core.ledger.holdings["AAPL"].quantity
@@ -220,7 +222,6 @@ async def test_restart_places_a_missing_stop_at_the_journals_level(tmp_path: Pat
         (stop,) = _open_stops(_paper(core))
         assert stop.stop_price == 98.5
     finally:
-        core.settings.shutdown.cancel_inflight_entries = False
         await core.stop()
     # while the daemon is down the stop disappears from the broker (cancelled by hand in the broker's app)
     book = PaperBroker(PaperSettings(), clock, state_path=tmp_path / "state" / "paper_book.json")
@@ -246,13 +247,12 @@ async def test_restart_cancels_a_stop_whose_position_is_gone_and_a_stray_one(tmp
     from pipeline.models import OrderIntent, Side
 
     clock = SimulatedClock(NOW)
-    core = await _core(tmp_path, clock)
+    core = await _core(tmp_path, clock, shutdown={"cancel_inflight_entries": False})
     try:
         await _enter(core)
         held = core.ledger.holdings["AAPL"].quantity
         (stop,) = _open_stops(_paper(core))
     finally:
-        core.settings.shutdown.cancel_inflight_entries = False
         await core.stop()
     # while the daemon is down: the position is sold in the broker's app, and a stop of ours the journal never
     # heard of rests for MSFT (a crash between its send and its journal row cannot happen; a hand-made one can)
