@@ -455,8 +455,8 @@ class ProtectiveStops:
         while True:
             found = await self._lookup(stop.broker, stop.client_order_id)
             if found is None and stop.status == OrderStatus.PENDING:
-                stop.status = OrderStatus.CANCELED  # never reached the broker
-                await self._journal(stop.client_order_id, OrderStatus.CANCELED, stop.broker,
+                stop.status = OrderStatus.NEVER_REACHED
+                await self._journal(stop.client_order_id, OrderStatus.NEVER_REACHED, stop.broker,
                                     reason="never reached the broker")
                 return True
             if isinstance(found, OrderResult):
@@ -509,9 +509,9 @@ class ProtectiveStops:
                 continue
             found = await self._lookup(stop.broker, stop.client_order_id)
             if found is None:
-                stop.status = OrderStatus.CANCELED
-                await self._journal(stop.client_order_id, OrderStatus.CANCELED, stop.broker,
-                                    reason="not found at the broker at start")
+                stop.status = OrderStatus.NEVER_REACHED  # journaled, then down before (or while) it was sent
+                await self._journal(stop.client_order_id, OrderStatus.NEVER_REACHED, stop.broker,
+                                    reason="never reached the broker: not found there at start")
             elif isinstance(found, OrderResult):
                 self._apply(stop, found)
         for name, broker in self.brokers.items():  # our stops the journal lost track of

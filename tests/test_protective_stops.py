@@ -320,3 +320,32 @@ async def test_the_audit_catches_an_unprotected_position_and_a_double_sale() -> 
     assert protection_gaps(book) == [f"AAPL: stop {client_order_id_for('s', 'stop0')} rests without a position"]
     book.set_price("AAPL", 96.0)  # the stop left behind fires: the long is sold twice
     assert oversold(book) == [f"AAPL: 0 -> -10 by {client_order_id_for('s', 'stop0')}"]
+
+
+async def test_a_stop_journaled_but_never_sent_before_a_crash_ends_never_reached(tmp_path: Path) -> None:
+    """Found by the real-daemon chaos run: a stop journaled, then the daemon killed before the broker had it, was
+    journaled `canceled` at the restart, as if the broker had held and cancelled it. It never reached the broker:
+    `never_reached`, and a fresh stop protects the position."""
+    import json
+
+    clock = SimulatedClock(NOW)
+    core = await _core(tmp_path, clock, shutdown={"cancel_inflight_entries": False})
+    try:
+        await _enter(core)
+        (stop,) = _open_stops(_paper(core))
+    finally:
+        await core.stop()
+    path = tmp_path / "state" / "paper_book.json"
+    book = json.loads(path.read_text())  # the broker never got it: as if the kill came between journal and send
+    book["orders"] = [o for o in book["orders"] if o["client_order_id"] != stop.client_order_id]
+    path.write_text(json.dumps(book))
+    core = await _core(tmp_path, clock)
+    try:
+        assert core.journal is not None
+        (row,) = await core.journal.query("SELECT status, reason FROM orders WHERE client_order_id = ?",
+                                          (stop.client_order_id,))
+        assert row["status"] == "never_reached" and "never reached the broker" in row["reason"], row
+        (fresh,) = _open_stops(_paper(core))
+        assert fresh.client_order_id != stop.client_order_id and fresh.quantity == stop.quantity
+    finally:
+        await core.stop()
