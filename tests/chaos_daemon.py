@@ -326,7 +326,8 @@ def _set_kill_switch(state_dir: Path, env: dict[str, str], active: bool) -> None
 
 
 def crash_points(n: int, state_dir: Path, *, seed: int = 8, max_delay: float = 1.5, breaks: str | None = None,
-                 check_every_restart: bool = True, kill_plan: dict[int, bool] | None = None) -> CrashRun:
+                 check_every_restart: bool = True, kill_plan: dict[int, bool] | None = None,
+                 min_delay: float = 0.2) -> CrashRun:
     """End the daemon at n random moments (SIGKILL, or SIGTERM one time in five), restarting it on the same state
     dir with the webhook fed meanwhile; compare after restarts and at the end. Returns what was found.
 
@@ -358,7 +359,7 @@ def crash_points(n: int, state_dir: Path, *, seed: int = 8, max_delay: float = 1
                                for k in COUNTERS if found[k]]
             feeder = WebhookFeeder(state_dir, port, seed * 1000 + i)
             feeder.start()
-            time.sleep(rng.uniform(0.2, max_delay))
+            time.sleep(rng.uniform(min_delay, max(min_delay, max_delay)))
             if n <= 5 or i % 5 == 4 or i == n - 1:  # now and then, while it trades: reservations held for ever
                 leaked = held_for_finished_orders(state_dir, env)
                 run.leaks += len(leaked)

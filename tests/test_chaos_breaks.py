@@ -24,9 +24,9 @@ WHILE_TRADING = {"stops_never_placed"}  # seen only while a position is open: au
 @pytest.mark.parametrize("name", sorted(set(BREAKS) - WHILE_TRADING))
 def test_a_deliberately_broken_daemon_moves_its_counter(tmp_path: Path, name: str) -> None:
     counter = BREAKS[name]
-    # the operator's kill switch, left active before the third run, is what the daemon must not forget
-    plan = {2: True} if name == "kill_switch_forgotten" else None
-    run = crash_points(3, tmp_path / "state", seed=2, max_delay=1.5, breaks=name, kill_plan=plan,
+    # the operator's kill switch, left active before the second run, is what the daemon must not forget
+    plan = {1: True} if name == "kill_switch_forgotten" else None
+    run = crash_points(2, tmp_path / "state", seed=2, min_delay=1.2, max_delay=1.8, breaks=name, kill_plan=plan,
                        check_every_restart=False)
     assert "error" not in run.final, run.final["error"]
     assert run.final["fills"] > 0, "the broken daemon traded nothing: the run proves nothing"
@@ -65,7 +65,7 @@ def test_a_daemon_that_places_no_stops_shows_protection_gaps(tmp_path: Path) -> 
         feeder = WebhookFeeder(healthy, good.wait_for("webhook_listening", 10.0)["port"], seed=5)
         feeder.start()
         seen_position = False
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
             assert audit_protection(healthy, final=False)["protection_gaps"] == []
             book = healthy / "paper_book.json"
