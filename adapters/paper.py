@@ -345,6 +345,8 @@ class PaperBroker:
     def set_send_guard(self, guard: SendGuard) -> None:
         self._send_guard = guard
 
+    acknowledges_fills = True  # a fill is sent again after a restart until the handler has returned for it
+
     def is_connected(self) -> bool:
         return self._connected and not self.faults.unavailable
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import math
 import os
 import signal as os_signal
@@ -40,12 +41,22 @@ from pipeline.journal import Journal
 from pipeline.kill_switch import KillSwitch
 from pipeline.ledger import Ledger
 from pipeline.lifecycle import LifecycleManager
-from pipeline.models import AccountState, Bar, BrokerEvent, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
+from pipeline.models import (
+    AccountState,
+    Bar,
+    BrokerEvent,
+    Fill,
+    OrderIntent,
+    OrderResult,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+)
 from pipeline.orchestrator import BotOrchestrator
 from pipeline.order_record import OrderBook, OrderState
 from pipeline.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
 from pipeline.order_router import OrderRouter
-from pipeline.ports import Broker, BrokerUnavailable, MarketDataFeed
+from pipeline.ports import AcknowledgesFills, Broker, BrokerUnavailable, MarketDataFeed
 from pipeline.protective_stops import STOP_KIND, ProtectiveStops
 from pipeline.reconciler import PositionReconciler, ReconciliationReport
 from pipeline.state_manager import PersistentStateManager
@@ -54,6 +65,7 @@ from pipeline.trade_journal import TradeJournalWriter
 log = structlog.get_logger("ordergate.daemon")
 SESSION_MINUTES = 390
 WARM_UP_MAX_SESSIONS = 10  # 1m history for the clouds at start: enough for 5m-1h; a daily timeframe warms partly
+FILL_APPLY_WAIT = 30.0  # s a redelivering broker's fill waits to be journaled and applied before it is taken anyway
 RESUME_KEY = "simulated_feed_position"  # journal kv: the last bar time a simulated run traded
 RESUME_EVERY_BATCHES = 50
 RESUME_WARM_BATCHES = 400  # bars before the resume point that warm the strategy again (its slowest cloud: 50x5m)
@@ -180,6 +192,7 @@ class Core:
         self._events_idle.set()
         self._event_task: asyncio.Task[None] | None = None
         self._event_queue: asyncio.Queue[BrokerEvent] = self.bus.broker_events.subscribe()
+        self._applied: dict[int, asyncio.Future[None]] = {}  # fills whose broker waits for them to be applied
         self._held_events: collections.deque[BrokerEvent] = collections.deque()  # journal writes failing
         self._held_lock = asyncio.Lock()  # one pass over the held events at a time (timer, next event, stop)
         self.alert_hook: Any = None
@@ -234,7 +247,7 @@ class Core:
                 self.lifecycle.feedback = self.feedback
         down: list[BrokerUnavailable] = []
         for name, broker in self.brokers.items():
-            broker.set_event_handler(self._on_broker_event)
+            broker.set_event_handler(self._handler_for(broker))
             try:
                 await broker.connect()
             except BrokerUnavailable as exc:
@@ -582,7 +595,7 @@ class Core:
                 if intent is not None:
                     venue = row["broker"] if row["broker"] in self.brokers else None
                     self.book.restore(intent, _status_of(row["status"]), venue)
-            from pipeline.models import Fill, Side
+            from pipeline.models import Side
 
             applied: dict[str, float] = {}
             closed = []
@@ -628,12 +641,37 @@ class Core:
             starting_equity=self.starting_equity or equity))
 
     # -- broker events --------------------------------------------------------------------------------
-    async def _on_broker_event(self, event: BrokerEvent) -> None:
+    async def _on_broker_event(self, event: BrokerEvent, *, until_applied: bool = False) -> None:
         self._events_in += 1
         self._events_idle.clear()
         if self.event_observer is not None:
             self.event_observer(event)
+        if not (until_applied and isinstance(event, Fill)):
+            await self.bus.broker_events.publish(event)
+            return
+        # the broker takes the fill as delivered when this returns: only once it is journaled and applied
+        done = asyncio.get_running_loop().create_future()
+        self._applied[id(event)] = done
         await self.bus.broker_events.publish(event)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), FILL_APPLY_WAIT)
+        except TimeoutError:
+            log.error("fill_not_applied_in_time", fill_id=event.fill_id, client_order_id=event.client_order_id,
+                      waited=FILL_APPLY_WAIT)
+        finally:
+            self._applied.pop(id(event), None)
+
+    def _handler_for(self, broker: Broker) -> Any:
+        """The event handler a broker gets: one that returns only once a fill is applied, for a broker that
+        redelivers until its handler returns (AcknowledgesFills)."""
+        if isinstance(broker, AcknowledgesFills) and broker.acknowledges_fills:
+            return functools.partial(self._on_broker_event, until_applied=True)
+        return self._on_broker_event
+
+    def _mark_applied(self, event: BrokerEvent) -> None:
+        done = self._applied.get(id(event))
+        if done is not None and not done.done():
+            done.set_result(None)
 
     async def _consume_events(self) -> None:
         queue = self._event_queue
@@ -643,6 +681,7 @@ class Core:
                 await self._apply_event(event)
             except Exception:
                 log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
+                self._mark_applied(event)  # a fill that cannot be applied is not waited for (it would fail again)
             finally:
                 self._events_done += 1
                 if self._events_done == self._events_in:
@@ -661,6 +700,8 @@ class Core:
             self._held_events.append(event)
             log.error("broker_event_held", client_order_id=getattr(event, "client_order_id", None),
                       event_type=type(event).__name__, reason="journal write failed", error=str(exc))
+            return
+        self._mark_applied(event)
 
     async def apply_held_events(self) -> int:
         """Apply the events held while the journal could not be written, oldest first; stops at the first that
@@ -679,6 +720,7 @@ class Core:
             except Exception:  # not a journal problem: as for a live event, logged and not retried
                 log.exception("broker_event_failed", client_order_id=getattr(event, "client_order_id", None))
             self._held_events.popleft()
+            self._mark_applied(event)
             applied += 1
             record = self.book.get(event.client_order_id)
             intent = record.intent if record is not None else None

@@ -49,6 +49,14 @@ SendGuard = Callable[[OrderIntent], None]
 """Called right before an order goes on the wire; raises `SendRefused` to stop it."""
 
 
+@runtime_checkable
+class AcknowledgesFills(Protocol):
+    """A broker that sends a fill again after a restart until its handler has taken it (the paper broker): its
+    handler must return only once the fill is applied and journaled, or a crash in between loses the fill."""
+
+    acknowledges_fills: bool
+
+
 def send_anything(intent: OrderIntent) -> None:
     """The send guard a broker adapter starts with: lets every order through (the daemon installs the kill
     switch's guard)."""
