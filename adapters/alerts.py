@@ -20,10 +20,10 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from config.settings import AlertSettings
-from pipeline.clock import Clock
-from pipeline.journal import Journal
-from pipeline.models import Alert
-from pipeline.ports import AlertSink
+from pipeline.core.clock import Clock
+from pipeline.core.models import Alert
+from pipeline.core.ports import AlertSink
+from pipeline.record.journal import Journal
 
 KILL_SWITCH_TRIPPED = "kill_switch_tripped"
 KILL_SWITCH_CLEARED = "kill_switch_cleared"

@@ -54,8 +54,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 
 from config.settings import AlpacaSettings, Settings
-from pipeline.clock import Clock, monotonic
-from pipeline.models import (
+from pipeline.core.clock import Clock, monotonic
+from pipeline.core.models import (
     AccountSnapshot,
     AssetClass,
     BrokerEvent,
@@ -68,7 +68,7 @@ from pipeline.models import (
     OrderUpdate,
     Side,
 )
-from pipeline.ports import (
+from pipeline.core.ports import (
     BrokerError,
     BrokerEventHandler,
     BrokerUnavailable,

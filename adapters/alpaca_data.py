@@ -31,8 +31,8 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from adapters.alpaca import _secret, supervise_stream, with_request_timeout
 from config.settings import AlpacaSettings
-from pipeline.clock import Clock
-from pipeline.models import Bar
+from pipeline.core.clock import Clock
+from pipeline.core.models import Bar
 
 log = structlog.get_logger("ordergate.alpaca_data")
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.alerts import AlertDeliveryError, format_text
-from pipeline.models import Alert
+from pipeline.core.models import Alert
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
 _NOTIFY_TYPE = {"info": "info", "warning": "warning", "critical": "failure"}

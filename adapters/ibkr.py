@@ -34,8 +34,8 @@ from ib_async import Fill as IBFill
 from ib_async.util import UNSET_DOUBLE
 
 from config.settings import IBKRSettings
-from pipeline.clock import Clock
-from pipeline.models import (
+from pipeline.core.clock import Clock
+from pipeline.core.models import (
     AccountSnapshot,
     AssetClass,
     BrokerEvent,
@@ -49,7 +49,7 @@ from pipeline.models import (
     Side,
     client_order_id_for,
 )
-from pipeline.ports import (
+from pipeline.core.ports import (
     BrokerEventHandler,
     BrokerUnavailable,
     DuplicateClientOrderId,

@@ -1,4 +1,4 @@
-"""PaperBroker: a simulated broker that satisfies `pipeline.ports.Broker`.
+"""PaperBroker: a simulated broker that satisfies `pipeline.core.ports.Broker`.
 
 - Prices come from `on_bars()` (the last close of each symbol). Market orders fill at once at the last price
   plus or minus `slippage_bps` (a buy pays up, a sell receives less) with `commission_per_share`; resting
@@ -6,7 +6,7 @@
   that opens a position must be funded at the price it fills at (slippage included; a stop at its stop plus
   slippage), else it is rejected for buying power.
 - Options (OCC symbols) are priced with Black-Scholes from the underlying's last price; `chain()` serves the
-  synthetic option chain of `pipeline.options`.
+  synthetic option chain of `pipeline.instruments.options`.
 - Order updates and fills reach the handler of `set_event_handler` in order, through one queue pumped by a
   task that `connect()` starts and `close()` stops. For a filled order the events are: `OrderUpdate(new)`,
   `Fill`, `OrderUpdate(filled)` (the fill always precedes the status that claims it).
@@ -36,9 +36,8 @@ import structlog
 
 from config.files import UnreadableFile, json_depth, read_regular_file
 from config.settings import OptionsSettings, PaperSettings
-from pipeline.atomic_file import atomic_write_bytes, cleanup_temp_files
-from pipeline.clock import Clock
-from pipeline.models import (
+from pipeline.core.clock import Clock
+from pipeline.core.models import (
     AccountSnapshot,
     AssetClass,
     Bar,
@@ -52,7 +51,7 @@ from pipeline.models import (
     OrderUpdate,
     Side,
 )
-from pipeline.ports import (
+from pipeline.core.ports import (
     BrokerError,
     BrokerEventHandler,
     BrokerUnavailable,
@@ -62,6 +61,7 @@ from pipeline.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.safety.atomic_file import atomic_write_bytes, cleanup_temp_files
 
 log = structlog.get_logger("ordergate.paper")
 
@@ -158,7 +158,7 @@ def black_scholes(spot: float, strike: float, years: float, rate: float, iv: flo
 def _years_to_expiry(expiry: date, now: datetime) -> float:
     """Calendar days to expiry (New York date) over 365, floored at a quarter day; 0 once expired.
 
-    The same convention as pipeline.options, so marks agree with the synthetic chain's quotes.
+    The same convention as pipeline.instruments.options, so marks agree with the synthetic chain's quotes.
     """
     days = (expiry - now.astimezone(_NEW_YORK).date()).days
     if days < 0:
@@ -470,7 +470,7 @@ class PaperBroker:
 
     def chain(self, underlying: str, spot: float, as_of: datetime) -> list:
         """The synthetic option chain of an underlying (OptionChainProvider)."""
-        from pipeline.options import synthetic_chain
+        from pipeline.instruments.options import synthetic_chain
 
         return synthetic_chain(underlying, spot, as_of, self.options_settings)
 
@@ -511,7 +511,7 @@ class PaperBroker:
         return max(0.01, black_scholes(spot, occ.strike, years, self.options_settings.risk_free_rate, iv, occ.right))
 
     def _quote_from_chain(self, symbol: str, occ: OccSymbol, spot: float, now: datetime) -> tuple[float | None, float]:
-        """(mid of the exact contract or None, implied vol to price it with) from pipeline.options if present."""
+        """(mid of the exact contract or None, implied vol to price it with) from the options chain if present."""
         try:
             quotes = self.chain(occ.underlying, spot, now)
         except ImportError:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TextIO
 
 from config.symbols import symbol_problem
-from pipeline.calendar import NEW_YORK, MarketCalendar, daily_session_date, default_calendar
-from pipeline.clock import SimulatedClock
-from pipeline.models import TIMEFRAME_SECONDS, Bar
+from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date, default_calendar
+from pipeline.core.clock import SimulatedClock
+from pipeline.core.models import TIMEFRAME_SECONDS, Bar
 
 COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
 SAMPLE_ROWS = 5000

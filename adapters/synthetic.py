@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from pipeline.calendar import MarketCalendar, default_calendar
-from pipeline.clock import SimulatedClock
-from pipeline.models import Bar
+from pipeline.core.calendar import MarketCalendar, default_calendar
+from pipeline.core.clock import SimulatedClock
+from pipeline.core.models import Bar
 
 DEFAULT_START = date(2026, 11, 16)
 BAR_SECONDS = 60

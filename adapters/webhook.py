@@ -1,7 +1,7 @@
 """Webhook signal intake: `POST /v1/signals` with a bearer token turns a JSON body into a `TradeSignal`.
 
 The body's fields are the `TradeSignal` fields. They are checked by `SignalPayload` (pydantic), whose
-validator runs `pipeline.models.signal_problems()` — the same rules the signal guard applies — so every
+validator runs `pipeline.core.models.signal_problems()` — the same rules the signal guard applies — so every
 error names its field. Answers:
 
 - 202 `{"signal_id": "..."}`: accepted and journaled (by the `submit` callable), now in the pipeline.
@@ -54,7 +54,7 @@ The alert message (one alert per strategy condition; `direction` and `signal_typ
       "source": "tradingview"
     }
 
-- `direction`: "long" | "short". `signal_type`: one of `pipeline.models.SignalType` (cloud_cross_bullish,
+- `direction`: "long" | "short". `signal_type`: one of `pipeline.core.models.SignalType` (cloud_cross_bullish,
   cloud_cross_bearish, cloud_flip_bullish, cloud_flip_bearish, trend_aligned_long, trend_aligned_short,
   pullback_entry_long, pullback_entry_short, manual).
 - `timeframe`: 1m 2m 3m 5m 10m 15m 30m 1h 2h 4h 1d; TradingView's `{{interval}}` values ("5", "60", "240",
@@ -94,8 +94,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.connection_cap import CappedTCPSite
 from config.settings import WebhookSettings, scrub_secrets
-from pipeline.clock import Clock
-from pipeline.models import Direction, SignalType, TradeSignal, signal_problems
+from pipeline.core.clock import Clock
+from pipeline.core.models import Direction, SignalType, TradeSignal, signal_problems
 
 SIGNALS_PATH = "/v1/signals"
 MAX_SOURCE_LEN = 64

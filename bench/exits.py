@@ -17,7 +17,7 @@ from bench.common import SESSION_ISO, bench_settings, median
 
 
 def _position(i: int, now: datetime) -> Any:
-    from pipeline.models import Position
+    from pipeline.core.models import Position
 
     return Position(ticker=f"H{i:05d}", direction="long", entry_price=100.0, current_price=100.0, shares=10,
                     stop_loss=90.0, target_price=120.0, entry_time=now, signal_type="cloud_cross_bullish",
@@ -27,7 +27,7 @@ def _position(i: int, now: datetime) -> Any:
 async def exit_cost(open_positions: int, batches: list[list[Any]], repeats: int) -> float:
     """Median µs per batch of update_positions + check_exits with `open_positions` held elsewhere."""
     from daemon.app import Core
-    from pipeline.clock import SimulatedClock
+    from pipeline.core.clock import SimulatedClock
 
     now = datetime.fromisoformat(SESSION_ISO)
     with tempfile.TemporaryDirectory(prefix="ordergate-bench-") as tmp:
@@ -52,7 +52,7 @@ async def exit_cost(open_positions: int, batches: list[list[Any]], repeats: int)
 def bar_batches(n_tickers: int, n_batches: int) -> list[list[Any]]:
     """Batches stamped at the same session minute (the clock never moves), prices from the generator."""
     from adapters.synthetic import generate_bars
-    from pipeline.models import Bar
+    from pipeline.core.models import Bar
 
     now = datetime.fromisoformat(SESSION_ISO)
     out = []

@@ -61,8 +61,8 @@ async def signal_to_order(n: int, fsync: bool = True) -> dict[str, Any]:
     journal's thread included, and turns the commits' fsync off (PRAGMA synchronous=OFF).
     """
     from daemon.app import Core
-    from pipeline.clock import SimulatedClock
-    from pipeline.models import TradeSignal
+    from pipeline.core.clock import SimulatedClock
+    from pipeline.core.models import TradeSignal
 
     start = datetime.fromisoformat(SESSION_ISO)
     with tempfile.TemporaryDirectory(prefix="ordergate-bench-") as tmp:

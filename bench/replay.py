@@ -45,7 +45,7 @@ def chunks(n_tickers: int, n_bars: int, seed: int = 11) -> Iterator[list[list[An
 
 def ema_floor(chunk: list[list[Any]], emas: dict[str, list[Any]]) -> float:
     """Seconds for a bare loop that updates the 6 EMAs of each bar's symbol."""
-    from pipeline.indicators import EMA
+    from pipeline.strategy.indicators import EMA
 
     started = time.perf_counter()
     for batch in chunk:
@@ -64,7 +64,7 @@ async def replay_core(n_tickers: int, n_bars: int, journal: bool = True, sample_
     from config.settings import Settings
     from daemon.app import Core
     from daemon.replay import replay_settings
-    from pipeline.clock import SimulatedClock
+    from pipeline.core.clock import SimulatedClock
 
     step = timedelta(minutes=1)
     with tempfile.TemporaryDirectory(prefix="ordergate-bench-") as tmp:

@@ -31,17 +31,10 @@ from daemon.ready import ready_summary
 from daemon.reconciliation import FILL_GRACE, Reconciliation  # noqa: F401 (FILL_GRACE: re-exported)
 from daemon.reload import log_reloaded, read_reload
 from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
-from pipeline.bus import Bus
-from pipeline.calendar import MarketCalendar, default_calendar
-from pipeline.clock import Clock, LiveClock, SimulatedClock
-from pipeline.engine import TradingEngine
-from pipeline.external import ExternalBook
-from pipeline.feedback import FeedbackTracker
-from pipeline.journal import Journal
-from pipeline.kill_switch import KillSwitch
-from pipeline.ledger import Ledger
-from pipeline.lifecycle import LifecycleManager
-from pipeline.models import (
+from pipeline.core.bus import Bus
+from pipeline.core.calendar import MarketCalendar, default_calendar
+from pipeline.core.clock import Clock, LiveClock, SimulatedClock
+from pipeline.core.models import (
     AccountState,
     Bar,
     BrokerEvent,
@@ -52,15 +45,22 @@ from pipeline.models import (
     OrderUpdate,
     Position,
 )
+from pipeline.core.ports import AcknowledgesFills, Broker, BrokerUnavailable, MarketDataFeed
+from pipeline.engine import TradingEngine
+from pipeline.execution.order_record import OrderBook, OrderState
+from pipeline.execution.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
+from pipeline.execution.order_router import OrderRouter
+from pipeline.execution.protective_stops import STOP_KIND, ProtectiveStops
 from pipeline.orchestrator import BotOrchestrator
-from pipeline.order_record import OrderBook, OrderState
-from pipeline.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
-from pipeline.order_router import OrderRouter
-from pipeline.ports import AcknowledgesFills, Broker, BrokerUnavailable, MarketDataFeed
-from pipeline.protective_stops import STOP_KIND, ProtectiveStops
-from pipeline.reconciler import PositionReconciler, ReconciliationReport
-from pipeline.state_manager import PersistentStateManager
-from pipeline.trade_journal import TradeJournalWriter
+from pipeline.positions.external import ExternalBook
+from pipeline.positions.ledger import Ledger
+from pipeline.positions.lifecycle import LifecycleManager
+from pipeline.positions.reconciler import PositionReconciler, ReconciliationReport
+from pipeline.record.feedback import FeedbackTracker
+from pipeline.record.journal import Journal
+from pipeline.record.trade_journal import TradeJournalWriter
+from pipeline.safety.kill_switch import KillSwitch
+from pipeline.safety.state_manager import PersistentStateManager
 
 log = structlog.get_logger("ordergate.daemon")
 SESSION_MINUTES = 390
@@ -142,7 +142,7 @@ class Core:
         self.ledger = Ledger(cash=0.0)
         self.external = ExternalBook(self.ledger.last_prices.get)  # positions at the broker that are not ours
         self.starting_equity = 0.0
-        # one record per client order id (pipeline.order_record): the router, the validator, the reservations,
+        # one record per client order id (pipeline.execution.order_record): the router, the validator, the reservations,
         # the lifecycle and the resolver read and move orders through it
         self.book = OrderBook()
         self.router = OrderRouter(self.brokers, self.journal, clock, self.config, settings.broker,
@@ -181,7 +181,7 @@ class Core:
         self.clock_offsets: dict[str, float] = {}
         self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
         if settings.smart_router.enabled:
-            from pipeline.smart_router import SmartRouter, Venue
+            from pipeline.execution.smart_router import SmartRouter, Venue
 
             self.router.smart = SmartRouter(settings.smart_router, [Venue(n) for n in self.brokers], clock)
             self.router.on_split = self._on_split
@@ -201,7 +201,7 @@ class Core:
         self.last_reconciliation: dict[str, Any] | None = None
 
     def _strategy(self) -> Any:
-        from pipeline.strategy import EmaCloudStrategy
+        from pipeline.strategy.ema_cloud import EmaCloudStrategy
 
         # built even when disabled: the exits read its cloud states
         return EmaCloudStrategy(self.settings.strategy, calendar=self.calendar)
@@ -215,7 +215,7 @@ class Core:
 
     def _chain_provider(self) -> Any:
         """The primary broker's option chain; a broker without one gets none (never the synthetic chain)."""
-        from pipeline.options import NoOptionChain
+        from pipeline.instruments.options import NoOptionChain
 
         name = self.settings.broker.primary
         primary = self.brokers[name]
@@ -398,7 +398,7 @@ class Core:
             broker = self.brokers.get(row["broker"] or "")
             if broker is None or not hasattr(broker, "track"):  # local bookkeeping: connected or not
                 continue
-            from pipeline.models import Side
+            from pipeline.core.models import Side
 
             broker.track(row["client_order_id"], filled_qty=row["qty"], filled_notional=row["notional"],
                          symbol=row["symbol"], side=Side(row["side"]),
@@ -595,7 +595,7 @@ class Core:
                 if intent is not None:
                     venue = row["broker"] if row["broker"] in self.brokers else None
                     self.book.restore(intent, _status_of(row["status"]), venue)
-            from pipeline.models import Side
+            from pipeline.core.models import Side
 
             applied: dict[str, float] = {}
             closed = []
@@ -856,7 +856,7 @@ class Core:
 def _intent_from_json(text: str | None) -> OrderIntent | None:
     import json
 
-    from pipeline.models import AssetClass, Direction, InstrumentType, OrderType, Side
+    from pipeline.core.models import AssetClass, Direction, InstrumentType, OrderType, Side
 
     if not text:
         return None
@@ -1297,7 +1297,7 @@ class Daemon:
         return {"executed": result.executed, "proposal": proposal.to_dict(), "result": result.to_dict()}
 
     async def _cmd_signal(self, args: dict[str, Any]) -> dict[str, Any]:
-        from pipeline.models import TradeSignal
+        from pipeline.core.models import TradeSignal
 
         signal = TradeSignal(
             signal_type=args.get("signal_type", "manual"), direction=args.get("direction", ""),
@@ -1388,7 +1388,7 @@ class Services:
 
     async def _submit_external(self, signal: Any) -> str:
         """Webhook intake: id and journal row first (so a 202 is never lost), then the pipeline's queue."""
-        from pipeline.recorder import signal_id_for
+        from pipeline.record.recorder import signal_id_for
 
         core = self.daemon.core
         if not signal.signal_id:
@@ -1406,7 +1406,7 @@ class Services:
         self.metrics.observe_latency("decision", seconds)
 
     def _observe_event(self, event: Any) -> None:
-        from pipeline.models import Fill
+        from pipeline.core.models import Fill
 
         if isinstance(event, Fill):
             self.metrics.fill(event.broker)

@@ -21,7 +21,7 @@ from config.symbols import normalize_symbol
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 PRIVATE_UMASK = 0o077
-MAX_PRICE = 1_000_000.0  # pipeline.models.MAX_SIGNAL_PRICE
+MAX_PRICE = 1_000_000.0  # pipeline.core.models.MAX_SIGNAL_PRICE
 MAX_SHARES = 1_000_000_000.0
 MAX_REASON_LEN = 500
 

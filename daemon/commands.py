@@ -22,7 +22,7 @@ from config.files import UnreadableFile, read_toml_file
 from config.settings import Settings
 from daemon.control import ControlError, DaemonNotRunning, control_request_sync, socket_path
 from daemon.lock import running_pid
-from pipeline.state_manager import apply_kill, apply_resume, read_state_file, update_state_file
+from pipeline.safety.state_manager import apply_kill, apply_resume, read_state_file, update_state_file
 
 EXIT_OK, EXIT_FAIL = 0, 1
 STATE_FILE = "state.json"
@@ -178,8 +178,8 @@ def offline_journal(state_dir: Path, day: str | None, now: datetime | None = Non
 
     The default day is the New York trading day of `now` (the wall clock), as the running daemon answers — never
     the UTC date, which after 19:00/20:00 ET is already tomorrow."""
-    from pipeline.calendar import trading_day
-    from pipeline.trade_journal import ClosedTrade, summarize
+    from pipeline.core.calendar import trading_day
+    from pipeline.record.trade_journal import ClosedTrade, summarize
 
     db = state_dir / "journal.db"
     target = date.fromisoformat(day) if day else trading_day(now or datetime.now(UTC))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from pipeline.clock import Clock
+from pipeline.core.clock import Clock
 
 if TYPE_CHECKING:
     from daemon.app import Core

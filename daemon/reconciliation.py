@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from pipeline.external import ExternalPosition
-from pipeline.models import Position
-from pipeline.protective_stops import STOP_KIND
-from pipeline.reconciler import Judgement, Mismatch, MismatchConfirmer, ReconciliationReport
+from pipeline.core.models import Position
+from pipeline.execution.protective_stops import STOP_KIND
+from pipeline.positions.external import ExternalPosition
+from pipeline.positions.reconciler import Judgement, Mismatch, MismatchConfirmer, ReconciliationReport
 
 if TYPE_CHECKING:
     from daemon.app import Core

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from pipeline.clock import SimulatedClock
+from pipeline.core.clock import SimulatedClock
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 EMBEDDED = "embedded"  # `ordergate replay embedded`: the synthetic data `make run` trades
@@ -51,8 +51,8 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
     against buy-and-hold, and the problems found in the files."""
     from adapters.replay import ReplayFeed
     from daemon.app import Core
-    from pipeline.performance import EquityRecorder, buy_and_hold, performance
-    from pipeline.trade_journal import summarize, summarize_by
+    from pipeline.record.performance import EquityRecorder, buy_and_hold, performance
+    from pipeline.record.trade_journal import summarize, summarize_by
 
     paths = path if isinstance(path, list) else [path]
     clock = SimulatedClock()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, load_settings
-from pipeline.clock import Clock, LiveClock
+from pipeline.core.clock import Clock, LiveClock
 from pipeline.trading_service import TradingConfig
 from pipeline.trading_service import TradingService as _PipelineTradingService
 

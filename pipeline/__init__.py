@@ -18,54 +18,54 @@ _EXPORTS: dict[str, str] = {
     "PipelineConfig": "config.settings",
     "InstrumentMode": "config.settings",
     # models
-    "AccountState": "pipeline.models",
-    "Bar": "pipeline.models",
-    "ExitSignal": "pipeline.models",
-    "Fill": "pipeline.models",
-    "InstrumentDecision": "pipeline.models",
-    "OrderIntent": "pipeline.models",
-    "OrderResult": "pipeline.models",
-    "OrderUpdate": "pipeline.models",
-    "PipelineResult": "pipeline.models",
-    "Position": "pipeline.models",
-    "RiskDecision": "pipeline.models",
-    "SignalType": "pipeline.models",
-    "TradeSignal": "pipeline.models",
+    "AccountState": "pipeline.core.models",
+    "Bar": "pipeline.core.models",
+    "ExitSignal": "pipeline.core.models",
+    "Fill": "pipeline.core.models",
+    "InstrumentDecision": "pipeline.core.models",
+    "OrderIntent": "pipeline.core.models",
+    "OrderResult": "pipeline.core.models",
+    "OrderUpdate": "pipeline.core.models",
+    "PipelineResult": "pipeline.core.models",
+    "Position": "pipeline.core.models",
+    "RiskDecision": "pipeline.core.models",
+    "SignalType": "pipeline.core.models",
+    "TradeSignal": "pipeline.core.models",
     # time
-    "Clock": "pipeline.clock",
-    "LiveClock": "pipeline.clock",
-    "SimulatedClock": "pipeline.clock",
-    "MarketCalendar": "pipeline.calendar",
-    "default_calendar": "pipeline.calendar",
+    "Clock": "pipeline.core.clock",
+    "LiveClock": "pipeline.core.clock",
+    "SimulatedClock": "pipeline.core.clock",
+    "MarketCalendar": "pipeline.core.calendar",
+    "default_calendar": "pipeline.core.calendar",
     # entry stages
-    "SignalGuard": "pipeline.signal_guard",
-    "RiskGate": "pipeline.risk_gate",
-    "UnifiedRisk": "pipeline.unified_risk",
-    "PositionSizer": "pipeline.sizing",
-    "LeveragedETFSizer": "pipeline.sizing",
-    "InstrumentRouter": "pipeline.instrument_router",
-    "LEVERAGED_ETF_CATALOG": "pipeline.instrument_router",
+    "SignalGuard": "pipeline.entry.signal_guard",
+    "RiskGate": "pipeline.entry.risk_gate",
+    "UnifiedRisk": "pipeline.entry.unified_risk",
+    "PositionSizer": "pipeline.entry.sizing",
+    "LeveragedETFSizer": "pipeline.entry.sizing",
+    "InstrumentRouter": "pipeline.instruments.instrument_router",
+    "LEVERAGED_ETF_CATALOG": "pipeline.instruments.instrument_router",
     # execution
-    "OrderRouter": "pipeline.order_router",
-    "SmartRouter": "pipeline.smart_router",
-    "RouteScorer": "pipeline.smart_router",
-    "CostOptimizer": "pipeline.smart_router",
-    "OrderManager": "pipeline.order_manager",
-    "SmartOrderRouter": "pipeline.order_manager",
-    "OrderValidator": "pipeline.fill_validator",
+    "OrderRouter": "pipeline.execution.order_router",
+    "SmartRouter": "pipeline.execution.smart_router",
+    "RouteScorer": "pipeline.execution.smart_router",
+    "CostOptimizer": "pipeline.execution.smart_router",
+    "OrderManager": "pipeline.execution.order_manager",
+    "SmartOrderRouter": "pipeline.execution.order_manager",
+    "OrderValidator": "pipeline.execution.fill_validator",
     "TradeExecutor": "pipeline.trade_executor",
     # positions and safety
-    "ExitMonitor": "pipeline.exit_monitor",
-    "LifecycleManager": "pipeline.lifecycle",
-    "PositionReconciler": "pipeline.reconciler",
-    "ReconciliationReport": "pipeline.reconciler",
-    "KillSwitch": "pipeline.kill_switch",
-    "PersistentStateManager": "pipeline.state_manager",
+    "ExitMonitor": "pipeline.positions.exit_monitor",
+    "LifecycleManager": "pipeline.positions.lifecycle",
+    "PositionReconciler": "pipeline.positions.reconciler",
+    "ReconciliationReport": "pipeline.positions.reconciler",
+    "KillSwitch": "pipeline.safety.kill_switch",
+    "PersistentStateManager": "pipeline.safety.state_manager",
     # record and the pipeline
-    "Journal": "pipeline.journal",
-    "TradeJournalWriter": "pipeline.trade_journal",
-    "SignalRecorder": "pipeline.recorder",
-    "FeedbackTracker": "pipeline.feedback",
+    "Journal": "pipeline.record.journal",
+    "TradeJournalWriter": "pipeline.record.trade_journal",
+    "SignalRecorder": "pipeline.record.recorder",
+    "FeedbackTracker": "pipeline.record.feedback",
     "BotOrchestrator": "pipeline.orchestrator",
     "TradingService": "pipeline.trading_service",
     "TradingConfig": "pipeline.trading_service",
@@ -90,16 +90,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve lazily above
     from config.settings import ExecutorConfig, InstrumentMode, PipelineConfig  # noqa: F401
-    from pipeline.calendar import MarketCalendar, default_calendar  # noqa: F401
-    from pipeline.clock import Clock, LiveClock, SimulatedClock  # noqa: F401
-    from pipeline.exit_monitor import ExitMonitor  # noqa: F401
-    from pipeline.feedback import FeedbackTracker  # noqa: F401
-    from pipeline.fill_validator import OrderValidator  # noqa: F401
-    from pipeline.instrument_router import LEVERAGED_ETF_CATALOG, InstrumentRouter  # noqa: F401
-    from pipeline.journal import Journal  # noqa: F401
-    from pipeline.kill_switch import KillSwitch  # noqa: F401
-    from pipeline.lifecycle import LifecycleManager  # noqa: F401
-    from pipeline.models import (  # noqa: F401
+    from pipeline.core.calendar import MarketCalendar, default_calendar  # noqa: F401
+    from pipeline.core.clock import Clock, LiveClock, SimulatedClock  # noqa: F401
+    from pipeline.core.models import (  # noqa: F401
         AccountState,
         Bar,
         ExitSignal,
@@ -114,16 +107,23 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names resolve l
         SignalType,
         TradeSignal,
     )
+    from pipeline.entry.risk_gate import RiskGate  # noqa: F401
+    from pipeline.entry.signal_guard import SignalGuard  # noqa: F401
+    from pipeline.entry.sizing import LeveragedETFSizer, PositionSizer  # noqa: F401
+    from pipeline.entry.unified_risk import UnifiedRisk  # noqa: F401
+    from pipeline.execution.fill_validator import OrderValidator  # noqa: F401
+    from pipeline.execution.order_manager import OrderManager, SmartOrderRouter  # noqa: F401
+    from pipeline.execution.order_router import OrderRouter  # noqa: F401
+    from pipeline.execution.smart_router import CostOptimizer, RouteScorer, SmartRouter  # noqa: F401
+    from pipeline.instruments.instrument_router import LEVERAGED_ETF_CATALOG, InstrumentRouter  # noqa: F401
     from pipeline.orchestrator import BotOrchestrator  # noqa: F401
-    from pipeline.order_manager import OrderManager, SmartOrderRouter  # noqa: F401
-    from pipeline.order_router import OrderRouter  # noqa: F401
-    from pipeline.reconciler import PositionReconciler, ReconciliationReport  # noqa: F401
-    from pipeline.recorder import SignalRecorder  # noqa: F401
-    from pipeline.risk_gate import RiskGate  # noqa: F401
-    from pipeline.signal_guard import SignalGuard  # noqa: F401
-    from pipeline.sizing import LeveragedETFSizer, PositionSizer  # noqa: F401
-    from pipeline.smart_router import CostOptimizer, RouteScorer, SmartRouter  # noqa: F401
-    from pipeline.state_manager import PersistentStateManager  # noqa: F401
+    from pipeline.positions.exit_monitor import ExitMonitor  # noqa: F401
+    from pipeline.positions.lifecycle import LifecycleManager  # noqa: F401
+    from pipeline.positions.reconciler import PositionReconciler, ReconciliationReport  # noqa: F401
+    from pipeline.record.feedback import FeedbackTracker  # noqa: F401
+    from pipeline.record.journal import Journal  # noqa: F401
+    from pipeline.record.recorder import SignalRecorder  # noqa: F401
+    from pipeline.safety.kill_switch import KillSwitch  # noqa: F401
+    from pipeline.safety.state_manager import PersistentStateManager  # noqa: F401
     from pipeline.trade_executor import TradeExecutor  # noqa: F401
     from pipeline.trading_service import TradingConfig, TradingService  # noqa: F401
-    from pipeline.unified_risk import UnifiedRisk  # noqa: F401

@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 
-from pipeline.lifecycle import LifecycleManager
-from pipeline.models import Bar, PipelineResult, TradeSignal
+from pipeline.core.models import Bar, PipelineResult, TradeSignal
 from pipeline.orchestrator import BotOrchestrator
+from pipeline.positions.lifecycle import LifecycleManager
 
 log = structlog.get_logger("ordergate.engine")
 BarListener = Callable[[list[Bar]], Any]  # returns how many resting broker orders the bars filled (paper)

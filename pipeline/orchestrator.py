@@ -23,17 +23,9 @@ from typing import Any
 import structlog
 
 from config.settings import OptionsSettings, PipelineConfig, RoutingSettings
-from pipeline.calendar import MarketCalendar, default_calendar
-from pipeline.catalog import load_sectors
-from pipeline.clock import Clock, LiveClock, monotonic
-from pipeline.feedback import FeedbackTracker
-from pipeline.fill_validator import OrderValidator
-from pipeline.instrument_router import InstrumentRouter
-from pipeline.journal import Journal
-from pipeline.kill_switch import KillSwitch
-from pipeline.ledger import Ledger
-from pipeline.market_price import price_on_market, usable_price
-from pipeline.models import (
+from pipeline.core.calendar import MarketCalendar, default_calendar
+from pipeline.core.clock import Clock, LiveClock, monotonic
+from pipeline.core.models import (
     AccountState,
     AssetClass,
     Direction,
@@ -47,15 +39,23 @@ from pipeline.models import (
     TradeSignal,
     client_order_id_for,
 )
-from pipeline.order_record import OrderBook
-from pipeline.order_router import OrderRouter
-from pipeline.recorder import SignalRecorder
-from pipeline.reservations import ReservationBook
-from pipeline.risk_gate import RiskGate
-from pipeline.signal_guard import SignalGuard
-from pipeline.sizing import OPTION_MULTIPLIER, LeveragedETFSizer, PositionSizer, SizingResult
-from pipeline.state_manager import PersistentStateManager
-from pipeline.unified_risk import PriceHistory, UnifiedRisk
+from pipeline.entry.market_price import price_on_market, usable_price
+from pipeline.entry.risk_gate import RiskGate
+from pipeline.entry.signal_guard import SignalGuard
+from pipeline.entry.sizing import OPTION_MULTIPLIER, LeveragedETFSizer, PositionSizer, SizingResult
+from pipeline.entry.unified_risk import PriceHistory, UnifiedRisk
+from pipeline.execution.fill_validator import OrderValidator
+from pipeline.execution.order_record import OrderBook
+from pipeline.execution.order_router import OrderRouter
+from pipeline.execution.reservations import ReservationBook
+from pipeline.instruments.catalog import load_sectors
+from pipeline.instruments.instrument_router import InstrumentRouter
+from pipeline.positions.ledger import Ledger
+from pipeline.record.feedback import FeedbackTracker
+from pipeline.record.journal import Journal
+from pipeline.record.recorder import SignalRecorder
+from pipeline.safety.kill_switch import KillSwitch
+from pipeline.safety.state_manager import PersistentStateManager
 
 log = structlog.get_logger("ordergate.orchestrator")
 AccountProvider = Callable[[], AccountState]
@@ -130,7 +130,7 @@ class BotOrchestrator:
         self.sizer = PositionSizer(self.executor, self.sectors, slippage=self.slippage)
         self.etf_sizer = LeveragedETFSizer(self.executor, self.sectors, slippage=self.slippage)
         self.feedback = feedback or FeedbackTracker(config)
-        # one record per order (pipeline.order_record): the validator and the reservations are views over it
+        # one record per order (pipeline.execution.order_record): the validator and the reservations are views over it
         self.book = book if book is not None else (validator.book if validator is not None else OrderBook())
         self.reservations = ReservationBook(self.slippage, self.book)
         self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds,

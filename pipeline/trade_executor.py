@@ -22,15 +22,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from config.settings import BrokerSettings, ExecutorConfig, PipelineConfig
-from pipeline.calendar import MarketCalendar
-from pipeline.clock import Clock, LiveClock
-from pipeline.kill_switch import KillSwitch
-from pipeline.models import AccountState, PipelineResult, RiskDecision, TradeSignal
+from pipeline.core.calendar import MarketCalendar
+from pipeline.core.clock import Clock, LiveClock
+from pipeline.core.models import AccountState, PipelineResult, RiskDecision, TradeSignal
+from pipeline.core.ports import Broker
+from pipeline.entry.signal_guard import validation_failure
+from pipeline.execution.order_router import OrderRouter
 from pipeline.orchestrator import BotOrchestrator
-from pipeline.order_router import OrderRouter
-from pipeline.ports import Broker
-from pipeline.signal_guard import validation_failure
-from pipeline.state_manager import PersistentStateManager
+from pipeline.safety.kill_switch import KillSwitch
+from pipeline.safety.state_manager import PersistentStateManager
 
 
 class BasicSignalCheck:

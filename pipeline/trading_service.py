@@ -34,10 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from config.settings import TIMEFRAMES, Settings
 from config.symbols import symbol_problem
 from pipeline import orchestrator as orchestrator_module
-from pipeline.clock import Clock
-from pipeline.ledger import Ledger
-from pipeline.lifecycle import LifecycleManager
-from pipeline.models import (
+from pipeline.core.clock import Clock
+from pipeline.core.models import (
     AccountState,
     AssetClass,
     OrderIntent,
@@ -50,6 +48,8 @@ from pipeline.models import (
     client_order_id_for,
 )
 from pipeline.orchestrator import BotOrchestrator
+from pipeline.positions.ledger import Ledger
+from pipeline.positions.lifecycle import LifecycleManager
 
 log = structlog.get_logger("ordergate.trading_service")
 

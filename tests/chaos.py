@@ -118,7 +118,7 @@ def _fault_settings(state_dir: Path) -> Any:
 
 
 def _apply_faults(paper: Any, mix: dict[str, Any]) -> None:
-    from pipeline.ports import RetryableBrokerError
+    from pipeline.core.ports import RetryableBrokerError
 
     for name, value in mix.items():
         if name != "rate_limited":
@@ -149,8 +149,8 @@ async def _settle_all(core: Any) -> None:
 async def run_fault_mix(name: str, mix: dict[str, Any], state_dir: Path) -> list[str]:
     """Entries under the faults, then a flatten under them again; returns the losses (empty = passed)."""
     from daemon.app import Core
-    from pipeline.clock import SimulatedClock
-    from pipeline.models import TradeSignal
+    from pipeline.core.clock import SimulatedClock
+    from pipeline.core.models import TradeSignal
 
     core = Core(_fault_settings(state_dir), SimulatedClock(SESSION))
     core.state.deactivate_kill_switch()
@@ -233,8 +233,8 @@ def fuzz_signals(examples: int, board: Scoreboard) -> None:
     from hypothesis import strategies as st
 
     from daemon.app import Core
-    from pipeline.clock import SimulatedClock
-    from pipeline.models import TradeSignal
+    from pipeline.core.clock import SimulatedClock
+    from pipeline.core.models import TradeSignal
 
     loop = asyncio.new_event_loop()
     tmp = tempfile.TemporaryDirectory(prefix="ordergate-fuzz-")
@@ -331,7 +331,7 @@ def fuzz_replay_rows(examples: int, board: Scoreboard) -> None:
     from hypothesis import strategies as st
 
     from adapters.replay import ReplayError, ReplayFeed
-    from pipeline.clock import SimulatedClock
+    from pipeline.core.clock import SimulatedClock
 
     good = "2026-11-24T15:31:00+00:00,AAPL,100,101,99,100.5,1000"
     cell = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
@@ -381,8 +381,8 @@ def fuzz_state_file(examples: int, board: Scoreboard) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from pipeline.clock import SimulatedClock
-    from pipeline.state_manager import PersistentStateManager, encode_state, validate_state
+    from pipeline.core.clock import SimulatedClock
+    from pipeline.safety.state_manager import PersistentStateManager, encode_state, validate_state
 
     def valid_state_bytes(active: bool) -> bytes:
         with tempfile.TemporaryDirectory() as tmp:

@@ -41,8 +41,11 @@ def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
 
 def apply(name: str) -> None:
     """Break the daemon's code one way (see BREAKS)."""
-    from pipeline import journal, orchestrator, order_router, state_manager, trade_journal
-    from pipeline.models import Fill, OrderResult, OrderStatus
+    from pipeline import orchestrator
+    from pipeline.core.models import Fill, OrderResult, OrderStatus
+    from pipeline.execution import order_router
+    from pipeline.record import journal, trade_journal
+    from pipeline.safety import state_manager
 
     J = journal.Journal
     if name == "journal_skips_intents":
@@ -114,7 +117,7 @@ def apply(name: str) -> None:
             return fills
         _patch(J, "fills", skip_last)
     elif name == "reservations_never_released":
-        from pipeline import reservations
+        from pipeline.execution import reservations
 
         def keep_filled(self: Any, client_order_id: str, quantity: float) -> None:
             return None  # a fill no longer moves its part of the reservation to the ledger
@@ -127,13 +130,13 @@ def apply(name: str) -> None:
             return load
         _patch(state_manager.PersistentStateManager, "_load_or_fail_closed", forget)
     elif name == "stops_never_placed":
-        from pipeline import protective_stops
+        from pipeline.execution import protective_stops
 
         async def place_nothing(self: Any, pos: Any, qty: float, price: float) -> None:
             return None
         protective_stops.ProtectiveStops._place = place_nothing  # type: ignore[method-assign]
     elif name == "exits_leave_the_stop":
-        from pipeline import protective_stops
+        from pipeline.execution import protective_stops
 
         async def leave(self: Any, exit_intent: Any) -> Any:
             return exit_intent  # the daemon's exit goes out while the broker's stop still rests

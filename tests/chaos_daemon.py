@@ -251,7 +251,7 @@ def audit_protection(state_dir: Path, *, final: bool, settle: float = 0.5) -> di
     and, at the end, no exit or stop ever took a position past zero (`oversold`: a position sold twice)."""
     from adapters.paper import PaperBroker
     from config.settings import PaperSettings
-    from pipeline.clock import SimulatedClock
+    from pipeline.core.clock import SimulatedClock
     from tests.protective_audit import oversold, protection_gaps
 
     path = state_dir / "paper_book.json"
@@ -418,7 +418,7 @@ def verify(state_dir: Path, env: dict[str, str], expected_kill: bool, breaks: st
     out = compare(snap, final=True)
     compare_daemon(status, snap, out)
     _count_audit(out, audit_protection(state_dir, final=True, settle=0.0))
-    from pipeline.state_manager import read_state_file
+    from pipeline.safety.state_manager import read_state_file
 
     state = read_state_file(state_dir / "state.json")
     if bool(state["kill_switch"]["active"]) != expected_kill or state.get("load_error"):

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.clock import SimulatedClock
-from pipeline.models import TradeSignal
+from pipeline.core.clock import SimulatedClock
+from pipeline.core.models import TradeSignal
 
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular session
 

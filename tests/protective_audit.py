@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 from adapters.paper import PaperBroker
-from pipeline.models import OrderStatus, OrderType
-from pipeline.protective_stops import STOP_PREFIX
+from pipeline.core.models import OrderStatus, OrderType
+from pipeline.execution.protective_stops import STOP_PREFIX
 
 _EPS = 1e-9
 _LIVE = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)

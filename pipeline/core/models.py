@@ -1,0 +1,488 @@
+"""Event and domain models that travel on the bus: bars, signals, order intents, updates, fills, positions.
+
+Internal events are slots dataclasses (cheap to build). External input is checked with
+`signal_problems()` — the one set of signal rules, used by the guard and by the webhook's pydantic model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from config.settings import TIMEFRAMES
+from config.symbols import MAX_SYMBOL_LEN, symbol_problem
+
+TIMEFRAME_SECONDS: dict[str, int] = {
+    "1m": 60, "2m": 120, "3m": 180, "5m": 300, "10m": 600, "15m": 900, "30m": 1800,
+    "1h": 3600, "2h": 7200, "4h": 14400, "1d": 86400,
+}
+assert set(TIMEFRAME_SECONDS) == set(TIMEFRAMES)
+MAX_SIGNAL_PRICE = 1_000_000.0
+MAX_TICKER_LEN = MAX_SYMBOL_LEN  # OCC option symbols are 21 characters
+
+
+class Direction(StrEnum):
+    """Side of a position."""
+
+    LONG = "long"
+    SHORT = "short"
+
+
+class Side(StrEnum):
+    """Side of an order."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class SignalType(StrEnum):
+    """What the EMA-cloud strategy (or an alert) saw."""
+
+    CLOUD_CROSS_BULLISH = "cloud_cross_bullish"
+    CLOUD_CROSS_BEARISH = "cloud_cross_bearish"
+    CLOUD_FLIP_BULLISH = "cloud_flip_bullish"
+    CLOUD_FLIP_BEARISH = "cloud_flip_bearish"
+    TREND_ALIGNED_LONG = "trend_aligned_long"
+    TREND_ALIGNED_SHORT = "trend_aligned_short"
+    PULLBACK_ENTRY_LONG = "pullback_entry_long"
+    PULLBACK_ENTRY_SHORT = "pullback_entry_short"
+    MANUAL = "manual"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    BRACKET = "bracket"
+
+
+class AssetClass(StrEnum):
+    EQUITY = "equity"
+    OPTION = "option"
+
+
+class InstrumentType(StrEnum):
+    STOCK = "stock"
+    LEVERAGED_ETF = "leveraged_etf"
+    OPTIONS = "options"
+
+
+class OrderStatus(StrEnum):
+    """Lifecycle of an order at a broker (Alpaca's vocabulary; IB's is mapped onto it)."""
+
+    PENDING = "pending"          # journaled, not yet acknowledged
+    NEW = "new"                  # accepted by the broker
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    REPLACED = "replaced"
+    NEVER_REACHED = "never_reached"  # journaled, and its broker never heard of it (order_resolver)
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_STATUSES
+
+
+_FINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.REPLACED,
+     OrderStatus.NEVER_REACHED}
+)
+
+
+@dataclass(slots=True)
+class Bar:
+    """One OHLCV bar; `timestamp` is the bar's open time, UTC-aware."""
+
+    symbol: str
+    timestamp: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    timeframe: str = "1m"
+
+
+@dataclass(slots=True)
+class CloudState:
+    """The three EMA clouds of one ticker at one bar: each cloud is bullish when its fast EMA is above."""
+
+    symbol: str
+    timeframe: str
+    timestamp: datetime
+    close: float
+    fast_short: float
+    fast_long: float
+    pullback_short: float
+    pullback_long: float
+    trend_short: float
+    trend_long: float
+
+    @property
+    def fast_bullish(self) -> bool:
+        return self.fast_short >= self.fast_long
+
+    @property
+    def pullback_bullish(self) -> bool:
+        return self.pullback_short >= self.pullback_long
+
+    @property
+    def trend_bullish(self) -> bool:
+        return self.trend_short >= self.trend_long
+
+    def cloud_bounds(self, cloud: str) -> tuple[float, float]:
+        """(low, high) edge of the named cloud: 'fast', 'pullback' or 'trend'."""
+        a, b = {
+            "fast": (self.fast_short, self.fast_long),
+            "pullback": (self.pullback_short, self.pullback_long),
+            "trend": (self.trend_short, self.trend_long),
+        }[cloud]
+        return (a, b) if a <= b else (b, a)
+
+
+@dataclass(slots=True)
+class TradeSignal:
+    """A request to enter a position. Built by the strategy or parsed from an alert; checked by the guard."""
+
+    signal_type: SignalType | str
+    direction: Direction | str
+    ticker: str
+    timeframe: str
+    conviction: float
+    entry_price: float
+    stop_loss: float
+    target_price: float | None = None
+    timestamp: datetime | None = None
+    source: str = "strategy"
+    signal_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def risk_per_share(self) -> float:
+        return abs(self.entry_price - self.stop_loss)
+
+    def dedup_key(self) -> tuple[str, str, str, str]:
+        return (self.ticker, str(self.direction), str(self.signal_type), self.timeframe)
+
+
+def _bad_number(value: Any) -> bool:
+    return not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+
+
+def signal_problems(signal: TradeSignal) -> list[str]:
+    """Every reason this signal cannot be traded, each naming the field; empty when it is well formed."""
+    problems: list[str] = []
+    for name in ("signal_type", "direction", "timeframe", "source"):
+        value = getattr(signal, name)
+        if not isinstance(value, str):
+            problems.append(f"{name}: must be a string, got {type(value).__name__}")
+    if problems:
+        return problems
+    ticker = signal.ticker
+    if not isinstance(ticker, str) or not ticker.strip():
+        problems.append("ticker: must be a non-empty symbol")
+    elif (problem := symbol_problem(ticker, extra=" ")) is not None:
+        problems.append(f"ticker: {problem}")
+    if str(signal.direction) not in ("long", "short"):
+        problems.append(f"direction: must be 'long' or 'short', got {signal.direction!r}")
+    if str(signal.signal_type) not in SignalType._value2member_map_:
+        problems.append(f"signal_type: unknown {str(signal.signal_type)[:40]!r}")
+    if signal.timeframe not in TIMEFRAME_SECONDS:
+        problems.append(f"timeframe: unknown {str(signal.timeframe)[:20]!r}; allowed: {', '.join(TIMEFRAMES)}")
+    if _bad_number(signal.conviction) or not 0 <= signal.conviction <= 100:
+        problems.append(f"conviction: must be between 0 and 100, got {signal.conviction!r}")
+    prices_ok = True
+    for name in ("entry_price", "stop_loss"):
+        value = getattr(signal, name)
+        if _bad_number(value) or value <= 0 or value > MAX_SIGNAL_PRICE:
+            problems.append(f"{name}: must be a finite positive price, got {value!r}")
+            prices_ok = False
+    if signal.target_price is not None and (
+        _bad_number(signal.target_price) or signal.target_price <= 0 or signal.target_price > MAX_SIGNAL_PRICE
+    ):
+        problems.append(f"target_price: must be a finite positive price, got {signal.target_price!r}")
+        prices_ok = False
+    if prices_ok and str(signal.direction) in ("long", "short"):
+        long = str(signal.direction) == "long"
+        if signal.stop_loss == signal.entry_price or (signal.stop_loss > signal.entry_price) == long:
+            side = "below" if long else "above"
+            problems.append(
+                f"stop_loss: {signal.stop_loss} must be {side} entry_price {signal.entry_price} "
+                f"for a {signal.direction} signal"
+            )
+        if signal.target_price is not None and (signal.target_price > signal.entry_price) != long:
+            side = "above" if long else "below"
+            problems.append(f"target_price: {signal.target_price} must be {side} entry_price for a {signal.direction}")
+    if signal.timestamp is not None and (not isinstance(signal.timestamp, datetime) or signal.timestamp.tzinfo is None):
+        problems.append("timestamp: must be a timezone-aware datetime")
+    return problems
+
+
+def client_order_id_for(signal_id: str, leg: str = "entry") -> str:
+    """The deterministic client order id of an order: the same signal and leg always give the same id.
+
+    Fits Alpaca's 48-character limit and IB's orderRef.
+    """
+    digest = hashlib.sha256(f"{signal_id}|{leg}".encode()).hexdigest()[:20]
+    return f"og-{leg[:8]}-{digest}"
+
+
+# og-<leg, up to 8>-<20 hex>, optionally a smart-router child suffix (see smart_router.child_client_order_id)
+_OWN_ID = re.compile(r"^og-[a-z0-9]{1,8}-[0-9a-f]{10,20}(-[0-9a-z]+)*$")
+
+
+def is_own_client_order_id(client_order_id: str | None) -> bool:
+    """True when the id is of ordergate's scheme (`client_order_id_for`, smart-router children).
+
+    An order or fill with any other id (a UUID from the broker's app, IB's empty orderRef) was placed by
+    someone else in the account: never applied to the ledger, never exited.
+    """
+    return bool(client_order_id) and _OWN_ID.match(client_order_id or "") is not None
+
+
+@dataclass(slots=True)
+class OrderIntent:
+    """An order the pipeline decided to send. Journaled before it is sent; `client_order_id` is idempotent."""
+
+    client_order_id: str
+    signal_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    stop_price: float | None = None
+    take_profit_price: float | None = None
+    time_in_force: str = "day"
+    asset_class: AssetClass = AssetClass.EQUITY
+    reduce_only: bool = False
+    kind: str = "entry"              # entry | exit | manual
+    ticker: str = ""                 # the underlying the signal was about
+    direction: Direction = Direction.LONG
+    instrument_type: InstrumentType = InstrumentType.STOCK
+    reference_price: float = 0.0     # price the decision was made at (fill validation, reservations)
+    stop_loss: float | None = None
+    target_price: float | None = None
+    signal_type: str = ""
+    timeframe: str = ""
+    broker: str | None = None        # forced venue (exits go to the broker that holds the position)
+    created_at: datetime | None = None
+    parent_id: str | None = None     # smart-router child orders
+    exit_type: str = ""              # for exits: which exit strategy fired
+
+    @property
+    def notional(self) -> float:
+        multiplier = 100.0 if self.asset_class == AssetClass.OPTION else 1.0
+        return abs(self.quantity) * self.reference_price * multiplier
+
+
+@dataclass(slots=True)
+class OrderResult:
+    """What a broker says about one order."""
+
+    client_order_id: str
+    status: OrderStatus
+    broker: str
+    broker_order_id: str | None = None
+    symbol: str = ""
+    side: Side | None = None
+    quantity: float = 0.0
+    filled_qty: float = 0.0
+    filled_avg_price: float | None = None
+    reason: str | None = None
+    submitted_at: datetime | None = None
+    found_existing: bool = False     # the router found it already at the broker (journaled before: a restart)
+
+
+@dataclass(slots=True)
+class OrderUpdate:
+    """A status change of an order pushed by a broker (trade_updates, orderStatus)."""
+
+    client_order_id: str
+    status: OrderStatus
+    broker: str
+    broker_order_id: str | None = None
+    symbol: str = ""
+    side: Side | None = None
+    filled_qty: float = 0.0
+    filled_avg_price: float | None = None
+    reason: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(slots=True)
+class Fill:
+    """One execution. `fill_id` is unique per broker execution, so a fill delivered twice is applied once."""
+
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    timestamp: datetime
+    broker: str
+    broker_order_id: str | None = None
+    commission: float = 0.0
+
+
+BrokerEvent = OrderUpdate | Fill
+
+
+@dataclass(slots=True)
+class BrokerPosition:
+    """A position as the broker reports it; `quantity` is signed (negative = short)."""
+
+    symbol: str
+    quantity: float
+    avg_price: float = 0.0
+    market_price: float | None = None
+    broker: str = ""
+
+
+@dataclass(slots=True)
+class AccountSnapshot:
+    """Balances as the broker reports them."""
+
+    equity: float
+    cash: float
+    buying_power: float
+    broker: str = ""
+    account_id: str = ""  # the broker's account number (Alpaca account_number, IB account code)
+    paper: bool | None = None  # a paper (simulated) account at the broker; None when the broker cannot tell
+
+
+@dataclass(slots=True)
+class Position:
+    """An open position held by the daemon (the spec's Position)."""
+
+    ticker: str
+    direction: Direction | str
+    entry_price: float
+    current_price: float
+    shares: float
+    stop_loss: float
+    target_price: float | None = None
+    entry_time: datetime | None = None
+    signal_type: str = ""
+    timeframe: str = "5m"
+    symbol: str = ""                 # the traded instrument (ticker, ETF or OCC symbol)
+    instrument_type: InstrumentType = InstrumentType.STOCK
+    broker: str = ""
+    signal_id: str = ""
+    sector: str | None = None
+    multiplier: float = 1.0
+    origin: str = ""                 # "": opened by ordergate; "external": not ours; "adopted": external, managed
+
+    def __post_init__(self) -> None:
+        if not self.symbol:
+            self.symbol = self.ticker
+
+    @property
+    def is_long(self) -> bool:
+        return str(self.direction) == "long"
+
+    @property
+    def market_value(self) -> float:
+        return abs(self.shares) * self.current_price * self.multiplier
+
+    @property
+    def unrealized_pnl(self) -> float:
+        sign = 1.0 if self.is_long else -1.0
+        return sign * (self.current_price - self.entry_price) * abs(self.shares) * self.multiplier
+
+    @property
+    def risk_per_share(self) -> float:
+        return abs(self.entry_price - self.stop_loss)
+
+    def r_multiple(self, price: float | None = None) -> float:
+        """Profit in units of initial risk at `price` (default: the current price)."""
+        price = self.current_price if price is None else price
+        risk = self.risk_per_share
+        if risk <= 0:
+            return 0.0
+        sign = 1.0 if self.is_long else -1.0
+        return sign * (price - self.entry_price) / risk
+
+
+@dataclass(slots=True)
+class AccountState:
+    """What the risk gate sees of the account (the spec's AccountState)."""
+
+    equity: float
+    cash: float
+    buying_power: float
+    open_positions: list[Position] = field(default_factory=list)
+    daily_pnl: float = 0.0
+    starting_equity: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.starting_equity:
+            self.starting_equity = self.equity
+
+
+@dataclass(slots=True)
+class ExitSignal:
+    """A reason to close a position now; lower priority number wins."""
+
+    ticker: str
+    exit_type: str
+    priority: int
+    reason: str
+    price: float = 0.0
+
+
+@dataclass(slots=True)
+class RiskDecision:
+    """The verdict of a risk stage: approved, or rejected naming the check that failed."""
+
+    approved: bool
+    reason: str = ""
+    adjustments: dict[str, Any] = field(default_factory=dict)
+    check: str = ""
+
+
+@dataclass(slots=True)
+class InstrumentDecision:
+    """Which instrument to trade for a signal, and why."""
+
+    instrument_type: InstrumentType
+    symbol: str
+    reason: str
+    leverage: float = 1.0
+    asset_class: AssetClass = AssetClass.EQUITY
+    option: Any = None               # the selected OptionQuote, for OPTIONS
+    approved: bool = True            # False: no tradable instrument; `reason` says why (reject the signal)
+    sector: str | None = None        # the ticker's sector (sectors.toml), for sizing caps
+
+
+@dataclass(slots=True)
+class PipelineResult:
+    """What `BotOrchestrator.process_signal` did with a signal."""
+
+    success: bool
+    signal_id: str | None
+    pipeline_stage: str
+    rejection_reason: str | None = None
+    position: Position | None = None
+    order_result: OrderResult | None = None
+    intent: OrderIntent | None = None
+    order_task: Any = None           # the asyncio.Task submitting the order (await it for order_result)
+
+
+@dataclass(slots=True)
+class Alert:
+    """Something an operator must hear about."""
+
+    kind: str
+    message: str
+    severity: str = "warning"        # info | warning | critical
+    fields: dict[str, Any] = field(default_factory=dict)
+    timestamp: datetime | None = None

@@ -1,0 +1,159 @@
+"""The ports: what the pipeline needs from the outside world. Adapters satisfy these Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from pipeline.core.models import AccountSnapshot, Alert, Bar, BrokerEvent, BrokerPosition, OrderIntent, OrderResult
+
+BrokerEventHandler = Callable[[BrokerEvent], Awaitable[None]]
+
+
+class BrokerError(Exception):
+    """Base of broker failures."""
+
+
+class RetryableBrokerError(BrokerError):
+    """Transient: timeout, connection error, 429, 5xx. `ambiguous` means the order may have been accepted."""
+
+    def __init__(self, message: str, *, ambiguous: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+
+
+class BrokerUnavailable(RetryableBrokerError):
+    """The broker could not be reached at all (connection refused, not connected): nothing was sent."""
+
+
+class OrderRejected(BrokerError):
+    """A final rejection (4xx, IB 201): never retried."""
+
+    def __init__(self, reason: str, *, code: int | str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class DuplicateClientOrderId(OrderRejected):
+    """The broker already holds an order with this client order id (Alpaca 422, IB 103)."""
+
+
+class SendRefused(OrderRejected):
+    """Refused before it left the process (the kill switch is active): nothing reached the broker."""
+
+
+SendGuard = Callable[[OrderIntent], None]
+"""Called right before an order goes on the wire; raises `SendRefused` to stop it."""
+
+
+@runtime_checkable
+class AcknowledgesFills(Protocol):
+    """A broker that sends a fill again after a restart until its handler has taken it (the paper broker): its
+    handler must return only once the fill is applied and journaled, or a crash in between loses the fill."""
+
+    acknowledges_fills: bool
+
+
+def send_anything(intent: OrderIntent) -> None:
+    """The send guard a broker adapter starts with: lets every order through (the daemon installs the kill
+    switch's guard)."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """A venue that takes orders and reports their fate.
+
+    Order updates and fills are pushed to the handler given to `set_event_handler`; every method is a
+    coroutine that never blocks the loop.
+    """
+
+    name: str
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def set_event_handler(self, handler: BrokerEventHandler) -> None: ...
+
+    def set_send_guard(self, guard: SendGuard) -> None:
+        """`guard(intent)` is called right before each order is written to the wire (after any local queueing:
+        rate limiter, worker threads, contract lookups), so a kill switch tripped meanwhile still stops it."""
+        ...
+
+    async def submit_order(self, intent: OrderIntent) -> OrderResult:
+        """Send the order. Raises RetryableBrokerError, BrokerUnavailable or OrderRejected."""
+        ...
+
+    async def get_order_by_client_id(self, client_order_id: str) -> OrderResult | None: ...
+
+    async def cancel_order(self, client_order_id: str) -> None: ...
+
+    async def get_open_orders(self) -> list[OrderResult]: ...
+
+    async def get_positions(self) -> list[BrokerPosition]: ...
+
+    async def get_account(self) -> AccountSnapshot: ...
+
+    def is_connected(self) -> bool: ...
+
+
+@runtime_checkable
+class MarketDataFeed(Protocol):
+    """A source of bars. Yields lists of bars that share one timestamp (one list per time step)."""
+
+    async def warm_up(self, start: datetime) -> list[list[Bar]]:
+        """Bars from `start` up to the first batch `batches()` will yield, for the indicators only (a live feed's
+        history before the daemon started); [] for a feed that starts at the beginning of its data."""
+        ...
+
+    def batches(self) -> AsyncIterator[list[Bar]]: ...
+
+    async def close(self) -> None: ...
+
+
+SignalSubmit = Callable[..., Awaitable[str]]
+
+
+@runtime_checkable
+class SignalSource(Protocol):
+    """A source of external trade signals (webhook, file)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class AlertSink(Protocol):
+    """Where alerts go (log, chat webhook)."""
+
+    async def send(self, alert: Alert) -> None: ...
+
+
+@runtime_checkable
+class OptionChainProvider(Protocol):
+    """Option quotes for an underlying (see pipeline.instruments.options.OptionQuote)."""
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list: ...
+
+
+@runtime_checkable
+class StopVenue(Protocol):
+    """A broker that can hold protective stops: says which it refuses and moves a resting one in place.
+
+    `replace_stop` changes the quantity and stop price of the resting stop `client_order_id` (Alpaca
+    PATCH /v2/orders/{id}, IB placing the same order id again, the paper book's replace); the order is known as
+    `new_client_order_id` afterwards (Alpaca's replacement carries it, IB's orderRef is changed to it) and the old
+    id ends `replaced`. Raises OrderRejected when the stop is no longer resting (filled, cancelled).
+    """
+
+    def stop_refusal(self, intent: OrderIntent) -> str | None:
+        """Why this venue cannot hold this stop (e.g. options at Alpaca), or None when it can."""
+        ...
+
+    async def replace_stop(
+        self, client_order_id: str, *, quantity: float, stop_price: float, new_client_order_id: str
+    ) -> OrderResult: ...

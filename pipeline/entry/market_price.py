@@ -1,0 +1,65 @@
+"""MarketPrice: the orchestrator stage that puts an entry signal on the current market price, before the gate.
+
+A signal's `entry_price` is what its sender believed; the order fills at the market. So every entry is decided,
+sized and reserved on the market price (the last bar or quote of the data feed; the paper broker's own price):
+
+- no market price at all -> rejected (never a guess from the signal);
+- `entry_price` more than `max_entry_deviation` (a fraction of the market) away -> rejected, naming both prices;
+- otherwise the signal is moved to the market: entry = market, stop and target shifted by the same offset, so
+  the risk per share (and the reward) is the one the signal gave.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.core.models import TradeSignal
+
+SIGNAL_ENTRY_KEY = "signal_entry_price"  # metadata of a moved signal: the entry price it came with
+
+
+@dataclass(slots=True)
+class MarketPricing:
+    """The stage's outcome: the signal on the market price (approved), or why not."""
+
+    approved: bool
+    reason: str
+    signal: TradeSignal | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def usable_price(price: Any) -> float | None:
+    """A price that can be traded on (finite and > 0) as a float, else None."""
+    if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price <= 0:
+        return None
+    return float(price)
+
+
+def price_on_market(signal: TradeSignal, market: float | None, max_deviation: float) -> MarketPricing:
+    """Check the signal's entry against the market price and move it there (see the module docstring)."""
+    ticker = str(signal.ticker).strip().upper()
+    entry = signal.entry_price
+    market = usable_price(market)
+    if market is None:
+        return MarketPricing(False, f"market_price: no market price for {ticker} (no bar or quote yet); "
+                             f"the signal's entry_price {entry:,.2f} is not traded on")
+    deviation = abs(entry - market) / market
+    detail = {"market_price": round(market, 6), "signal_entry_price": entry, "deviation": round(deviation, 6)}
+    if deviation > max_deviation:
+        return MarketPricing(False, f"market_price: entry_price {entry:,.2f} is {deviation:.2%} from the market "
+                             f"price {market:,.2f} of {ticker} (max_entry_deviation {max_deviation:.2%})",
+                             detail=detail)
+    offset = market - entry
+    stop = signal.stop_loss + offset
+    target = signal.target_price + offset if signal.target_price is not None else None
+    if stop <= 0 or (target is not None and target <= 0):
+        return MarketPricing(False, f"market_price: stop_loss {signal.stop_loss:,.2f} moved with the entry to the "
+                             f"market price {market:,.2f} is not a positive price", detail=detail)
+    metadata = {**signal.metadata, SIGNAL_ENTRY_KEY: entry} if isinstance(signal.metadata, dict) else \
+        {SIGNAL_ENTRY_KEY: entry}
+    moved = dataclasses.replace(signal, entry_price=market, stop_loss=stop, target_price=target, metadata=metadata)
+    return MarketPricing(True, f"entry on the market price {market:,.2f} (signal {entry:,.2f}, "
+                         f"{deviation:.2%} away)", moved, detail)

@@ -1,0 +1,233 @@
+"""RiskGate: the spec's 8 pre-trade checks, each a small named pure function, run in the table's order.
+
+| # | check               | rejects when                                                                  |
+|---|---------------------|-------------------------------------------------------------------------------|
+| 1 | daily_loss          | daily P&L <= -daily_loss_limit x starting equity                               |
+| 2 | max_positions       | a new ticker would exceed max_concurrent_positions                            |
+| 3 | duplicate_ticker    | the ticker is already held in the same direction (unless adding to a winner)  |
+| 4 | conflicting_signal  | the ticker is held in the opposite direction                                  |
+| 5 | exposure            | the ticker / its sector has no room left for the smallest entry               |
+| 6 | market_hours        | the market is closed (timeframes in market_hours_bypass_timeframes excepted)  |
+| 7 | min_equity          | equity < min_account_equity (PDT)                                             |
+| 8 | buying_power        | buying power < max(min_position_value, one share at entry)                    |
+
+The gate is pure: the orchestrator passes an AccountState that already counts in-flight (reserved) orders as
+positions and has their notional taken out of buying power. Sizing then caps the size to the room left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from config.settings import ExecutorConfig
+from pipeline.core.calendar import MarketCalendar, default_calendar
+from pipeline.core.clock import Clock, LiveClock
+from pipeline.core.models import AccountState, Position, RiskDecision, TradeSignal
+from pipeline.instruments.catalog import load_sectors
+
+
+@dataclass(slots=True)
+class RiskContext:
+    """Everything a check looks at, with the derived figures the checks share."""
+
+    signal: TradeSignal
+    account: AccountState
+    config: ExecutorConfig
+    calendar: MarketCalendar
+    sectors: Mapping[str, str]
+    now: datetime
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ticker(self) -> str:
+        return self.signal.ticker.strip().upper()
+
+    @property
+    def direction(self) -> str:
+        return str(self.signal.direction)
+
+    @property
+    def sector(self) -> str | None:
+        return self.sectors.get(self.ticker)
+
+    def positions_in(self, ticker: str) -> list[Position]:
+        return [p for p in self.account.open_positions if p.ticker.upper() == ticker]
+
+    def min_entry_value(self) -> float:
+        """The smallest entry worth sending: min_position_value, and at least one share."""
+        return max(self.config.min_position_value, self.signal.entry_price)
+
+
+CheckFn = Callable[[RiskContext], RiskDecision]
+PASS = RiskDecision(True)
+
+
+def _reject(reason: str) -> RiskDecision:
+    return RiskDecision(False, reason)
+
+
+def position_sector(position: Position, sectors: Mapping[str, str]) -> str | None:
+    """The sector a position counts against: its own field, else the sector map."""
+    return position.sector or sectors.get(position.ticker.upper())
+
+
+def ticker_exposure(account: AccountState, ticker: str) -> float:
+    """Market value held in `ticker` (any direction, any instrument on it)."""
+    return sum(p.market_value for p in account.open_positions if p.ticker.upper() == ticker)
+
+
+def sector_exposure(account: AccountState, sector: str, sectors: Mapping[str, str]) -> float:
+    """Market value held in `sector`."""
+    return sum(p.market_value for p in account.open_positions if position_sector(p, sectors) == sector)
+
+
+def check_daily_loss(ctx: RiskContext) -> RiskDecision:
+    """1. Daily P&L must stay above -daily_loss_limit x starting equity."""
+    limit = ctx.config.daily_loss_limit * ctx.account.starting_equity
+    pnl = ctx.account.daily_pnl
+    if pnl <= -limit:
+        return _reject(
+            f"daily_loss: daily P&L {pnl:,.2f} reached the limit -{limit:,.2f} "
+            f"({ctx.config.daily_loss_limit:.1%} of starting equity {ctx.account.starting_equity:,.2f})"
+        )
+    return PASS
+
+
+def check_max_positions(ctx: RiskContext) -> RiskDecision:
+    """2. A new ticker needs a free slot under max_concurrent_positions (adding to a held ticker does not).
+    External positions (not opened by ordergate) take no slot; the other checks count them."""
+    count = sum(1 for p in ctx.account.open_positions if p.origin not in ("external", "pending"))
+    limit = ctx.config.max_concurrent_positions
+    if count >= limit and not ctx.positions_in(ctx.ticker):
+        return _reject(f"max_positions: {count} open positions (incl. in-flight) >= max_concurrent_positions {limit}")
+    return PASS
+
+
+def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
+    """3. No second position in the same ticker and direction, unless adding to a winner (when allowed)."""
+    same = [p for p in ctx.positions_in(ctx.ticker) if str(p.direction) == ctx.direction]
+    if not same:
+        return PASS
+    pnl = sum(p.unrealized_pnl for p in same)
+    if ctx.config.allow_add_to_winner and all(p.unrealized_pnl > 0 for p in same):
+        return RiskDecision(True, adjustments={"adding_to_winner": True, "existing_unrealized_pnl": round(pnl, 2)})
+    why = "allow_add_to_winner is off" if not ctx.config.allow_add_to_winner else f"unrealized P&L {pnl:,.2f} <= 0"
+    return _reject(f"duplicate_ticker: {ctx.ticker} already held {ctx.direction} ({why})")
+
+
+def check_conflicting_signal(ctx: RiskContext) -> RiskDecision:
+    """4. No long and short in the same ticker."""
+    opposite = [p for p in ctx.positions_in(ctx.ticker) if str(p.direction) != ctx.direction]
+    if opposite:
+        return _reject(
+            f"conflicting_signal: {ctx.direction} signal but {ctx.ticker} is held {opposite[0].direction}"
+        )
+    return PASS
+
+
+def check_exposure(ctx: RiskContext) -> RiskDecision:
+    """5. The ticker and its sector must have room for at least the smallest entry."""
+    equity = ctx.account.equity
+    smallest = ctx.min_entry_value()
+    stock_limit = ctx.config.max_single_stock_exposure * equity
+    held = ticker_exposure(ctx.account, ctx.ticker)
+    if held + smallest > stock_limit:
+        return _reject(
+            f"exposure: {ctx.ticker} exposure {held:,.2f} + smallest entry {smallest:,.2f} > "
+            f"max_single_stock_exposure {ctx.config.max_single_stock_exposure:.0%} of equity ({stock_limit:,.2f})"
+        )
+    sector = ctx.sector
+    if sector is None:
+        return RiskDecision(True, adjustments={"sector": None})
+    sector_limit = ctx.config.max_sector_exposure * equity
+    in_sector = sector_exposure(ctx.account, sector, ctx.sectors)
+    if in_sector + smallest > sector_limit:
+        return _reject(
+            f"exposure: sector {sector} exposure {in_sector:,.2f} + smallest entry {smallest:,.2f} > "
+            f"max_sector_exposure {ctx.config.max_sector_exposure:.0%} of equity ({sector_limit:,.2f})"
+        )
+    return RiskDecision(True, adjustments={"sector": sector})
+
+
+def check_market_hours(ctx: RiskContext) -> RiskDecision:
+    """6. Regular NYSE hours only, except for the bypass timeframes (daily)."""
+    if ctx.signal.timeframe in ctx.config.market_hours_bypass_timeframes:
+        return PASS
+    if not ctx.calendar.is_open(ctx.now):
+        return _reject(
+            f"market_hours: market closed at {ctx.now.isoformat()} "
+            f"(timeframe {ctx.signal.timeframe} not in {ctx.config.market_hours_bypass_timeframes})"
+        )
+    return PASS
+
+
+def check_min_equity(ctx: RiskContext) -> RiskDecision:
+    """7. Equity at least min_account_equity (PDT)."""
+    if ctx.account.equity < ctx.config.min_account_equity:
+        return _reject(
+            f"min_equity: equity {ctx.account.equity:,.2f} < min_account_equity {ctx.config.min_account_equity:,.2f}"
+        )
+    return PASS
+
+
+def check_buying_power(ctx: RiskContext) -> RiskDecision:
+    """8. Buying power for the smallest entry: max(min_position_value, one share at entry)."""
+    needed = ctx.min_entry_value()
+    if ctx.account.buying_power < needed:
+        return _reject(
+            f"buying_power: {ctx.account.buying_power:,.2f} (after in-flight orders) < needed {needed:,.2f} "
+            f"(min_position_value {ctx.config.min_position_value:,.2f} / one share at {ctx.signal.entry_price:,.2f})"
+        )
+    return PASS
+
+
+RISK_CHECKS: list[tuple[str, CheckFn]] = [
+    ("daily_loss", check_daily_loss),
+    ("max_positions", check_max_positions),
+    ("duplicate_ticker", check_duplicate_ticker),
+    ("conflicting_signal", check_conflicting_signal),
+    ("exposure", check_exposure),
+    ("market_hours", check_market_hours),
+    ("min_equity", check_min_equity),
+    ("buying_power", check_buying_power),
+]
+
+
+class RiskGate:
+    """Runs RISK_CHECKS in order; the first failure rejects, naming its check (the spec's RiskGate)."""
+
+    def __init__(
+        self,
+        config: ExecutorConfig,
+        calendar: MarketCalendar | None = None,
+        sectors: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """`calendar`, `sectors` and `clock` default to what the daemon uses: NYSE, the shipped sectors, live."""
+        self.config = config
+        self.calendar = calendar if calendar is not None else default_calendar()
+        self.sectors = sectors if sectors is not None else load_sectors()
+        self.clock = clock if clock is not None else LiveClock()
+
+    def reconfigure(self, config: ExecutorConfig) -> None:
+        """Check against new limits from now on (a SIGHUP reload)."""
+        self.config = config
+
+    def validate(self, signal: TradeSignal, account: AccountState, now: datetime | None = None) -> RiskDecision:
+        """Approve, or reject with `check` set to the first failing check's name (`now` defaults to the clock)."""
+        if now is None:
+            now = self.clock.now()
+        ctx = RiskContext(signal, account, self.config, self.calendar, self.sectors, now)
+        adjustments: dict[str, Any] = {}
+        for name, check in RISK_CHECKS:
+            try:
+                decision = check(ctx)
+            except Exception as exc:  # a check must fail closed, never crash the pipeline
+                return RiskDecision(False, f"{name}: check failed ({type(exc).__name__}: {exc})", check=name)
+            if not decision.approved:
+                return RiskDecision(False, decision.reason, dict(adjustments), check=name)
+            adjustments.update(decision.adjustments)
+        return RiskDecision(True, f"all {len(RISK_CHECKS)} risk checks passed", adjustments)

@@ -1,0 +1,241 @@
+"""UnifiedRisk: portfolio-level checks after the gate — correlation with open positions and a VaR limit.
+
+Correlation: the candidate's bar returns against each open position's in the same direction (other tickers)
+over `correlation_lookback_bars`; |corr| > max_correlation rejects. VaR: the 95 % one-day parametric VaR
+(z = 1.645) of the signed exposures of all positions plus the candidate at its intended notional, from the
+covariance of bar returns scaled to one day; VaR / equity > var_limit rejects. Where history is too short the
+check passes and says so in `adjustments`.
+
+Prices come from `PriceHistory`, a bounded deque of closes per symbol (O(1) per update), on the timeframe of
+the bars that feed it: 1-minute bars scale the covariance by 390 bars a day, daily bars by 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from config.settings import PipelineConfig
+from pipeline.core.models import TIMEFRAME_SECONDS, AccountState, Position, RiskDecision, TradeSignal
+
+Z_95 = 1.645
+SESSION_SECONDS = 6.5 * 3600
+
+
+_MISSING = object()
+
+
+class PriceHistory:
+    """The last `maxlen` closes of each symbol, fed one bar at a time."""
+
+    def __init__(self, maxlen: int = 61, timeframe: str = "5m") -> None:
+        if maxlen < 2:
+            raise ValueError(f"maxlen: must be at least 2, got {maxlen}")
+        if timeframe not in TIMEFRAME_SECONDS:
+            raise ValueError(f"timeframe: unknown {timeframe!r}")
+        self.maxlen = maxlen
+        self.timeframe = timeframe
+        self._closes: dict[str, deque[float]] = {}
+
+    @property
+    def bars_per_day(self) -> float:
+        """Bars of this timeframe in one regular session (1 for daily bars)."""
+        return max(1.0, SESSION_SECONDS / TIMEFRAME_SECONDS[self.timeframe])
+
+    def update(self, symbol: str, close: float, timeframe: str | None = None) -> None:
+        """Append a close (ignored unless finite and positive). `timeframe` is the bar's: the history follows
+        the bars that feed it, and a bar of another timeframe starts it afresh on that horizon (returns of two
+        horizons never mix in one covariance)."""
+        if not (isinstance(close, (int, float)) and math.isfinite(close) and close > 0):
+            return
+        if timeframe is not None and timeframe != self.timeframe and timeframe in TIMEFRAME_SECONDS:
+            self._closes.clear()
+            self.timeframe = timeframe
+        closes = self._closes.get(symbol)
+        if closes is None:
+            closes = self._closes[symbol] = deque(maxlen=self.maxlen)
+        closes.append(float(close))
+
+    def closes(self, symbol: str) -> np.ndarray:
+        return np.fromiter(self._closes.get(symbol, ()), dtype=float)
+
+    def returns(self, symbol: str, count: int) -> np.ndarray:
+        """Up to the last `count` simple returns of `symbol` (may be fewer, or empty)."""
+        closes = self.closes(symbol)[-(count + 1):]
+        if closes.size < 2:
+            return np.empty(0)
+        return closes[1:] / closes[:-1] - 1.0
+
+    def __contains__(self, symbol: str) -> bool:
+        return symbol in self._closes
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation over the common tail of two return series; None if either is flat."""
+    n = min(a.size, b.size)
+    x, y = a[-n:], b[-n:]
+    if n < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def correlations(candidate: np.ndarray, peers: list[np.ndarray]) -> list[float | None]:
+    """Pearson correlation of `candidate` with each peer over their common tail, in one matrix operation;
+    None for a flat series."""
+    n = min(candidate.size, *(p.size for p in peers))
+    if n < 2:
+        return [None] * len(peers)
+    raw = np.vstack([p[-n:] for p in peers])
+    if np.ptp(candidate[-n:]) == 0:
+        return [None] * len(peers)
+    flat = np.ptp(raw, axis=1) == 0  # a constant series has no correlation (centering leaves only rounding)
+    x = candidate[-n:] - candidate[-n:].mean()
+    centred = raw - raw.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", centred, centred))
+    norms[flat] = 1.0
+    row = (centred @ x) / (norms * math.sqrt(float(x @ x)))  # only the candidate's row: O(peers), not O(peers^2)
+    return [None if flat[i] else float(row[i]) for i in range(len(peers))]
+
+
+def parametric_var(exposures: np.ndarray, returns: np.ndarray, bars_per_day: float, z: float = Z_95) -> float:
+    """z x sqrt(w' S w): `returns` is bars x assets, S its covariance scaled to one day, w signed dollars."""
+    if returns.shape[1] == 1:
+        cov = np.array([[np.var(returns[:, 0], ddof=1)]])
+    else:
+        cov = np.cov(returns, rowvar=False)
+    daily = cov * bars_per_day
+    variance = float(exposures @ daily @ exposures)
+    return z * math.sqrt(max(variance, 0.0))
+
+
+@dataclass(slots=True)
+class _Exposure:
+    ticker: str
+    dollars: float   # signed: negative for short
+
+
+def _signed(direction: str, dollars: float) -> float:
+    return dollars if str(direction) == "long" else -dollars
+
+
+def _exposures(account: AccountState, signal: TradeSignal, intended_notional: float) -> list[_Exposure]:
+    by_ticker: dict[str, float] = {}
+    for p in account.open_positions:
+        by_ticker[p.ticker.upper()] = by_ticker.get(p.ticker.upper(), 0.0) + _signed(str(p.direction), p.market_value)
+    ticker = signal.ticker.strip().upper()
+    by_ticker[ticker] = by_ticker.get(ticker, 0.0) + _signed(str(signal.direction), max(intended_notional, 0.0))
+    return [_Exposure(t, d) for t, d in by_ticker.items() if d != 0.0]
+
+
+class UnifiedRisk:
+    """Correlation and VaR checks against the whole book (the spec's UnifiedRisk, PRD-163)."""
+
+    def __init__(
+        self, config: PipelineConfig, history: PriceHistory | None = None, min_history: int | None = None
+    ) -> None:
+        self.config = config
+        self.lookback = config.correlation_lookback_bars
+        self.history = history or PriceHistory(self.lookback + 1)
+        self.min_history = min_history or min(self.lookback, 20)
+        self._cache: dict[str, np.ndarray | None] = {}
+
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """New correlation and VaR limits (a SIGHUP reload); the lookback, which sizes the history, stays."""
+        self.config = config
+
+    def _returns(self, ticker: str) -> np.ndarray | None:
+        cached = self._cache.get(ticker, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        series = self.history.returns(ticker, self.lookback)
+        result = series if series.size >= self.min_history else None
+        self._cache[ticker] = result
+        return result
+
+    def assess(self, signal: TradeSignal, account: AccountState, intended_notional: float) -> RiskDecision:
+        """Approve, or reject with check 'correlation' or 'var' and the figures."""
+        notes: dict[str, Any] = {}
+        self._cache = {}  # each ticker's returns are built once per assessment
+        rejection = self._check_correlation(signal, account.open_positions, notes)
+        if rejection is None:
+            rejection = self._check_var(signal, account, intended_notional, notes)
+        return rejection or RiskDecision(True, "correlation and VaR within limits", notes)
+
+    def _check_correlation(
+        self, signal: TradeSignal, positions: list[Position], notes: dict[str, Any]
+    ) -> RiskDecision | None:
+        ticker = signal.ticker.strip().upper()
+        peers = sorted({p.ticker.upper() for p in positions
+                        if str(p.direction) == str(signal.direction) and p.ticker.upper() != ticker})
+        if not peers:
+            return None
+        candidate = self._returns(ticker)
+        if candidate is None:
+            notes["correlation"] = f"skipped: insufficient history for {ticker} (< {self.min_history} returns)"
+            return None
+        worst: tuple[str, float] | None = None
+        skipped = []
+        usable: list[tuple[str, np.ndarray]] = []
+        for peer in peers:
+            series = self._returns(peer)
+            if series is None:
+                skipped.append(peer)
+            else:
+                usable.append((peer, series))
+        if usable:
+            for peer, corr in zip((p for p, _ in usable), correlations(candidate, [s for _, s in usable]),
+                                  strict=True):
+                if corr is None:
+                    skipped.append(peer)
+                elif worst is None or abs(corr) > abs(worst[1]):
+                    worst = (peer, corr)
+        if skipped:
+            notes["correlation_skipped"] = skipped
+        if worst is None:
+            return None
+        notes["max_correlation"] = {"ticker": worst[0], "corr": round(worst[1], 4)}
+        if abs(worst[1]) > self.config.max_correlation:
+            return RiskDecision(
+                False,
+                f"correlation: {ticker} vs open {signal.direction} {worst[0]} |corr| {abs(worst[1]):.3f} > "
+                f"max_correlation {self.config.max_correlation:.2f} over {self.lookback} bars",
+                notes, check="correlation",
+            )
+        return None
+
+    def _check_var(
+        self, signal: TradeSignal, account: AccountState, intended_notional: float, notes: dict[str, Any]
+    ) -> RiskDecision | None:
+        included: list[tuple[_Exposure, np.ndarray]] = []
+        missing = []
+        for exposure in _exposures(account, signal, intended_notional):
+            series = self._returns(exposure.ticker)
+            if series is None:
+                missing.append(exposure.ticker)
+            else:
+                included.append((exposure, series))
+        if missing:
+            notes["var_missing_history"] = missing
+        if not included:
+            notes["var"] = "skipped: insufficient history"
+            return None
+        n = min(series.size for _, series in included)
+        matrix = np.column_stack([series[-n:] for _, series in included])
+        weights = np.array([exposure.dollars for exposure, _ in included])
+        var = parametric_var(weights, matrix, self.history.bars_per_day)
+        equity = account.equity
+        fraction = var / equity if equity > 0 else math.inf
+        notes["var_95_1d"] = round(var, 2)
+        notes["var_fraction"] = round(fraction, 6)
+        if fraction > self.config.var_limit:
+            return RiskDecision(
+                False,
+                f"var: 95% one-day VaR {var:,.2f} = {fraction:.2%} of equity {equity:,.2f} > var_limit "
+                f"{self.config.var_limit:.2%} (with {signal.ticker} at {intended_notional:,.2f})",
+                notes, check="var",
+            )
+        return None

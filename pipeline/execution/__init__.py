@@ -1,0 +1,1 @@
+"""Orders: the order record, routing and retries, venues, fill validation, reservations, protective stops."""

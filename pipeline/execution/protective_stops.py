@@ -1,0 +1,617 @@
+"""ProtectiveStops: a stop order rests at the broker for every open position, so it is protected while the
+daemon is down (DESIGN invariant 12, issue 13).
+
+- When an entry fills (partially or fully) the position's stop is placed for the quantity held, or grown with
+  a replace. Each stop order has its own deterministic client order id, `client_order_id_for(signal id,
+  "stop<n>")`, is registered as ours and is journaled before it is sent (through the OrderRouter), so its fill
+  is booked once, as `exit_type = "stop_loss (broker)"`, even when it arrives after a restart.
+- One exit, never two: before a daemon exit the resting stop is cancelled and the cancel confirmed by the
+  broker's order record (`release`). The exit then sells what the stop did not; a stop that already filled
+  leaves nothing to sell and the exit is not sent; a cancel that cannot be confirmed sends no exit either (the
+  stop keeps protecting, the exit loop tries again). No new stop is placed while an exit is working; one that
+  ends without closing the position puts the stop back.
+- Trailing: `trail()` moves the resting stop (only ever tighter) with a replace, at most once per
+  `[exits] stop_replace_min_seconds` of the injected clock.
+- At start (`rebuild` from the journal, then `check_at_start`): each stop the journal calls open is looked up
+  at its broker; a position without a live stop gets one at the journal's latest level; a stop whose position
+  is gone is cancelled, as is any open `og-stop-` order of ours the journal does not know.
+- A venue that cannot hold a stop (`StopVenue.stop_refusal`, e.g. no stop orders on options) leaves the
+  position marked unprotected, and the operator is alerted at entry time.
+- Never cancelled by the kill switch (stops are not entries); `flatten` exits go through `release` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from config.settings import ExitsSettings
+from pipeline.core.clock import Clock
+from pipeline.core.models import (
+    AssetClass,
+    Direction,
+    Fill,
+    InstrumentType,
+    OrderIntent,
+    OrderResult,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Position,
+    Side,
+    client_order_id_for,
+)
+from pipeline.core.ports import Broker, BrokerError, OrderRejected, StopVenue
+from pipeline.positions.ledger import Ledger
+from pipeline.record.journal import Journal
+
+log = structlog.get_logger("ordergate.stops")
+
+
+class _Unknown:
+    """A lookup that could not be answered (broker down, timeout): neither found nor absent."""
+
+
+UNKNOWN = _Unknown()
+
+BROKER_STOP_EXIT = "stop_loss (broker)"
+STOP_KIND = "stop"
+STOP_PREFIX = "og-stop"
+_EPS = 1e-9
+MAX_PUT_BACK = 3  # a stop the broker keeps ending (cancelled, expired) is put back this often, then alerted
+AlertFn = Callable[..., Awaitable[None]]
+
+
+def round_stop(price: float) -> float:
+    """A stop price every venue takes: cents from $1, else 4 decimals."""
+    return round(price, 2) if price >= 1.0 else round(price, 4)
+
+
+@dataclass(slots=True)
+class RestingStop:
+    """The protective stop of one position as the daemon knows it."""
+
+    symbol: str
+    signal_id: str
+    client_order_id: str
+    broker: str
+    stop_price: float
+    quantity: float
+    intent: OrderIntent
+    status: OrderStatus = OrderStatus.PENDING
+    broker_order_id: str | None = None
+    filled_qty: float = 0.0          # as the broker reports it
+    applied_qty: float = 0.0         # its fills already in the ledger
+    moved_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        return not self.status.is_final
+
+    def view(self) -> dict[str, Any]:
+        return {"client_order_id": self.client_order_id, "broker_order_id": self.broker_order_id,
+                "broker": self.broker, "stop_price": self.stop_price, "quantity": self.quantity,
+                "status": str(self.status)}
+
+
+class ProtectiveStops:
+    """Keeps one resting stop at the broker per open position (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: ExitsSettings,
+        *,
+        brokers: dict[str, Broker],
+        router: Any,                 # pipeline.execution.order_router.OrderRouter (submit, spawn, primary)
+        ledger: Ledger,
+        clock: Clock,
+        register: Callable[[OrderIntent], None],
+        journal: Journal | None = None,
+        alert: AlertFn | None = None,
+        timeout: float = 10.0,
+        exit_cap: Callable[[str, float], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.brokers = brokers
+        self.router = router
+        self.ledger = ledger
+        self.clock = clock
+        self.register = register
+        self.journal = journal
+        self.alert = alert
+        self.timeout = timeout
+        self.exit_cap = exit_cap  # (symbol, our signed qty) -> the most a sale of ours may take (external trades)
+        self.stops: dict[str, RestingStop] = {}      # symbol -> its current stop
+        self.unprotected: dict[str, str] = {}        # symbol -> why no stop rests for it
+        self._by_coid: dict[str, str] = {}           # every stop client order id -> symbol
+        self._seq: dict[str, int] = {}               # signal key -> stop orders made for it
+        self._targets: dict[str, float] = {}         # symbol -> trailed level waiting for a replace
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._dirty: set[str] = set()
+        self._syncing: set[str] = set()
+        self._releasing: dict[str, str] = {}         # symbol -> the daemon exit its stop was released for
+        self._put_back: dict[str, int] = {}          # symbol -> stops put back after the broker ended them
+        self._announced: dict[str, OrderIntent] = {}  # symbol -> its next stop, registered before it is placed
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.broker_stop
+
+    # -- views ----------------------------------------------------------------------------------------
+    def owns(self, client_order_id: str) -> bool:
+        return client_order_id in self._by_coid
+
+    def stop_for(self, symbol: str) -> RestingStop | None:
+        return self.stops.get(symbol)
+
+    def view(self, symbol: str) -> dict[str, Any] | None:
+        """What `positions`/`status` show: the resting stop and its broker order id, or why there is none."""
+        stop = self.stops.get(symbol)
+        if stop is not None and stop.live:
+            return stop.view()
+        if symbol in self.unprotected:
+            return {"status": "unprotected", "reason": self.unprotected[symbol]}
+        return None
+
+    def guards(self, symbol: str) -> bool:
+        """True when a daemon exit of this symbol must first release its stop."""
+        return self.enabled and (symbol in self.stops or symbol in self._syncing)
+
+    # -- events from the lifecycle --------------------------------------------------------------------
+    def on_fill(self, fill: Fill, intent: OrderIntent | None) -> None:
+        """A fill was applied to the ledger: count a stop's own fills, and re-sync the symbol's stop."""
+        symbol = self._by_coid.get(fill.client_order_id)
+        if symbol is not None:
+            stop = self.stops.get(symbol)
+            if stop is not None and stop.client_order_id == fill.client_order_id:
+                stop.applied_qty += fill.quantity
+            return
+        if intent is not None and intent.kind == "entry":
+            self._announce(fill.symbol)
+            self.request_sync(fill.symbol)
+
+    def _announce(self, symbol: str) -> None:
+        """Register the stop an entry fill is about to get, at once: a venue that attached it to the entry (IB)
+        may report its fill before the placing task has run, and that fill must be known as ours."""
+        stop = self.stops.get(symbol)
+        pos = self.ledger.position(symbol)
+        if not self.enabled or symbol in self._announced or pos is None or not pos.signal_id \
+                or (stop is not None and stop.live):
+            return
+        intent = self._stop_intent(pos, abs(pos.shares), round_stop(pos.stop_loss))
+        self._announced[symbol] = intent
+        self.register(intent)
+
+    def on_update(self, update: OrderUpdate) -> None:
+        """A status of one of our stops: a stop that ended without selling (expired, cancelled by hand) is put
+        back while its position is open."""
+        released = self._released_for(update.client_order_id)
+        if released is not None and update.status.is_final:
+            self.exit_over(released)  # the exit is over: a position still open gets its stop back
+        symbol = self._by_coid.get(update.client_order_id)
+        stop = self.stops.get(symbol) if symbol else None
+        if stop is None or stop.client_order_id != update.client_order_id:
+            return  # a replaced predecessor
+        stop.status = update.status
+        stop.filled_qty = max(stop.filled_qty, update.filled_qty)
+        stop.broker_order_id = update.broker_order_id or stop.broker_order_id
+        if update.status.is_final and update.status not in (OrderStatus.FILLED, OrderStatus.REPLACED) \
+                and stop.symbol not in self._releasing:
+            log.warning("protective_stop_gone", symbol=stop.symbol, client_order_id=stop.client_order_id,
+                        status=str(update.status), reason=update.reason)
+            tries = self._put_back[stop.symbol] = self._put_back.get(stop.symbol, 0) + 1
+            if update.status == OrderStatus.REJECTED or tries > MAX_PUT_BACK:
+                why = f"stop {update.status} by {stop.broker}: {update.reason or 'no reason given'}"
+                self.router.spawn(self._unprotected(stop.symbol, why), f"stop-alert-{stop.symbol}")
+            else:
+                self.request_sync(stop.symbol)
+
+    def refresh(self) -> None:
+        """Bring every held position's stop in line (after a reconciliation: quantities or caps may have moved);
+        costs nothing at the broker where nothing changed."""
+        for symbol, stop in list(self.stops.items()):
+            if stop.live and symbol in self.ledger.holdings:  # never a new stop from here: the start-up check,
+                self.request_sync(symbol)                     # the entry fills and the put-backs place those
+
+    def exit_over(self, symbol: str) -> None:
+        """A daemon exit of this symbol is final: if the position is still open, it gets its stop back."""
+        self._releasing.pop(symbol, None)
+        self.request_sync(symbol)
+
+    def _released_for(self, client_order_id: str) -> str | None:
+        for symbol, exit_coid in self._releasing.items():
+            if exit_coid == client_order_id:
+                return symbol
+        return None
+
+    def trail(self, position: Position, level: float) -> bool:
+        """Move the resting stop to `level` if that is tighter and the last move is old enough; True if asked."""
+        stop = self.stops.get(position.symbol)
+        if not (self.enabled and self.settings.trail_broker_stop) or stop is None or not stop.live:
+            return False
+        level = round_stop(level)
+        current = self._targets.get(position.symbol, stop.stop_price)
+        price = position.current_price
+        tighter = level > current + _EPS and level < price if position.is_long else \
+            level < current - _EPS and level > price
+        if not tighter:
+            return False
+        if stop.moved_at is not None and \
+                (self.clock.now() - stop.moved_at).total_seconds() < self.settings.stop_replace_min_seconds:
+            return False
+        self._targets[position.symbol] = level
+        self.request_sync(position.symbol)
+        return True
+
+    # -- syncing one symbol ---------------------------------------------------------------------------
+    def request_sync(self, symbol: str) -> None:
+        """Bring the symbol's resting stop in line with the position (in a router task: settle waits for it)."""
+        if not self.enabled:
+            return
+        self._dirty.add(symbol)
+        if symbol in self._syncing:
+            return
+        self._syncing.add(symbol)
+        self.router.spawn(self._sync_loop(symbol), f"stop-{symbol}")
+
+    async def _sync_loop(self, symbol: str) -> None:
+        try:
+            while symbol in self._dirty:
+                self._dirty.discard(symbol)
+                async with self._lock(symbol):
+                    await self._sync(symbol)
+        except Exception as exc:  # a stop that could not be placed: the position is unprotected, and we say so
+            log.exception("protective_stop_sync_failed", symbol=symbol)
+            await self._unprotected(symbol, f"placing its stop failed: {exc!r}")
+        finally:
+            self._syncing.discard(symbol)
+
+    def _lock(self, symbol: str) -> asyncio.Lock:
+        lock = self._locks.get(symbol)
+        if lock is None:
+            lock = self._locks[symbol] = asyncio.Lock()
+        return lock
+
+    async def _sync(self, symbol: str, at_broker: dict[str, float] | None = None) -> None:
+        """`at_broker` (start-up): signed quantities the brokers hold; a stop never exceeds what the broker holds
+        (a sell stop without the shares behind it would open a short when it fires)."""
+        if symbol in self._releasing:
+            return
+        pos = self.ledger.position(symbol)
+        stop = self.stops.get(symbol)
+        qty = abs(pos.shares) if pos is not None else 0.0
+        if pos is not None and self.exit_cap is not None:  # someone sold some of ours by hand: never oversell
+            qty = min(qty, self.exit_cap(symbol, pos.shares if pos.is_long else -pos.shares))
+        if pos is not None and at_broker is not None:
+            held = at_broker.get(symbol, 0.0)
+            qty = min(qty, abs(held)) if (held > 0) == pos.is_long else 0.0
+            if qty <= _EPS:
+                await self._unprotected(symbol, "the broker holds no such position (see reconciliation)")
+        if pos is not None and not pos.signal_id:
+            # no signal of ours behind it: no stop level of ours (the ledger's is its entry price)
+            self.unprotected[symbol] = "not opened by ordergate: no stop level to rest"
+            qty = 0.0
+        if pos is None:
+            self._put_back.pop(symbol, None)
+            self._announced.pop(symbol, None)
+        if pos is None or qty <= _EPS:
+            if stop is not None and stop.live:
+                log.info("protective_stop_orphaned", symbol=symbol, client_order_id=stop.client_order_id)
+                await self._cancel_confirmed(stop)
+            return
+        mine = stop is not None and stop.signal_id == (pos.signal_id or pos.symbol)
+        level = self._targets.get(symbol) or (stop.stop_price if mine and stop else round_stop(pos.stop_loss))
+        if stop is None or not stop.live:
+            await self._place(pos, qty, level)
+        elif abs(stop.quantity - qty) > _EPS or abs(stop.stop_price - level) > _EPS:
+            await self._replace(stop, qty, level)
+
+    def _next_coid(self, key: str) -> str:
+        n = self._seq.get(key, 0)
+        self._seq[key] = n + 1
+        return client_order_id_for(key, f"stop{n}")
+
+    def _stop_intent(self, pos: Position, qty: float, price: float) -> OrderIntent:
+        key = pos.signal_id or pos.symbol
+        return OrderIntent(
+            client_order_id=self._next_coid(key), signal_id=key, symbol=pos.symbol,
+            side=Side.SELL if pos.is_long else Side.BUY, quantity=qty, order_type=OrderType.STOP, stop_price=price,
+            time_in_force="gtc", asset_class=AssetClass.OPTION if pos.multiplier == 100.0 else AssetClass.EQUITY,
+            reduce_only=True, kind=STOP_KIND, ticker=pos.ticker, direction=Direction(str(pos.direction)),
+            instrument_type=pos.instrument_type or InstrumentType.STOCK, reference_price=price, stop_loss=price,
+            signal_type=pos.signal_type, timeframe=pos.timeframe, broker=pos.broker or None,
+            created_at=self.clock.now(), exit_type=BROKER_STOP_EXIT,
+        )
+
+    async def _place(self, pos: Position, qty: float, price: float) -> None:
+        announced = self._announced.pop(pos.symbol, None)
+        if announced is not None and announced.signal_id == (pos.signal_id or pos.symbol):
+            intent = dataclasses.replace(announced, quantity=qty, stop_price=price, stop_loss=price,
+                                         reference_price=price, created_at=self.clock.now())
+        else:
+            intent = self._stop_intent(pos, qty, price)
+        name = intent.broker or self.router.primary
+        venue = self.brokers.get(name)
+        refusal = venue.stop_refusal(intent) if isinstance(venue, StopVenue) else \
+            f"{name} cannot hold protective stops"
+        if refusal:
+            await self._unprotected(pos.symbol, refusal)
+            return
+        self.register(intent)
+        stop = RestingStop(pos.symbol, intent.signal_id, intent.client_order_id, name, price, qty, intent,
+                           moved_at=self.clock.now())
+        self.stops[pos.symbol] = stop
+        self._by_coid[stop.client_order_id] = pos.symbol
+        self._targets.pop(pos.symbol, None)
+        result = await self.router.submit(intent)
+        self._apply(stop, result)
+        if result.quantity > 0 and abs(result.quantity - qty) > _EPS:
+            # already at the broker with another size: the child the venue attached to the entry (IB: the whole
+            # entry's quantity), or a send before a restart; the next sync brings it to what is held
+            stop.quantity = result.quantity
+            self._dirty.add(pos.symbol)
+        if result.status == OrderStatus.REJECTED:
+            await self._unprotected(pos.symbol, f"stop rejected by {name}: {result.reason}")
+            return
+        self.unprotected.pop(pos.symbol, None)
+        log.info("protective_stop_placed", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                 symbol=pos.symbol, quantity=qty, stop_price=price, broker=name, status=str(result.status))
+
+    async def _replace(self, stop: RestingStop, qty: float, price: float) -> None:
+        venue = self.brokers.get(stop.broker)
+        if not isinstance(venue, StopVenue):
+            return
+        new = dataclasses.replace(stop.intent, client_order_id=self._next_coid(stop.signal_id), quantity=qty,
+                                  stop_price=price, stop_loss=price, reference_price=price,
+                                  created_at=self.clock.now())
+        self.register(new)
+        self._by_coid[new.client_order_id] = stop.symbol
+        now = self.clock.now()
+        if self.journal is not None:
+            await self.journal.record_order_intent(new, stop.broker, now)
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await venue.replace_stop(stop.client_order_id, quantity=qty, stop_price=price,
+                                                  new_client_order_id=new.client_order_id)
+        except (BrokerError, TimeoutError) as exc:
+            # not replaced (or not known to be): the old stop still rests; look at both and try again later
+            log.warning("protective_stop_replace_failed", symbol=stop.symbol, client_order_id=stop.client_order_id,
+                        error=str(exc) or type(exc).__name__)
+            found = await self._lookup(stop.broker, new.client_order_id)
+            if isinstance(found, _Unknown):
+                return  # the replacement stays pending in the journal: the start-up check resolves it
+            if found is None:
+                await self._journal(new.client_order_id, OrderStatus.REJECTED, stop.broker, reason=f"replace: {exc}")
+                old = await self._lookup(stop.broker, stop.client_order_id)
+                if isinstance(old, OrderResult):
+                    self._apply(stop, old)
+                    if not stop.live and stop.status != OrderStatus.FILLED:
+                        self._dirty.add(stop.symbol)  # gone without selling: place a fresh one
+                return
+            result = found
+        old_coid = stop.client_order_id
+        await self._journal(old_coid, OrderStatus.REPLACED, stop.broker, reason=f"replaced by {new.client_order_id}")
+        stop.client_order_id, stop.intent, stop.quantity, stop.stop_price = new.client_order_id, new, qty, price
+        stop.filled_qty = stop.applied_qty = 0.0
+        stop.status = OrderStatus.PENDING
+        stop.moved_at = now
+        if self._targets.get(stop.symbol) == price:
+            del self._targets[stop.symbol]
+        self._apply(stop, result)
+        await self._journal(new.client_order_id, result.status, stop.broker, broker_order_id=result.broker_order_id)
+        log.info("protective_stop_replaced", signal_id=stop.signal_id, client_order_id=new.client_order_id,
+                 replaces=old_coid, symbol=stop.symbol, quantity=qty, stop_price=price)
+
+    # -- releasing before a daemon exit ---------------------------------------------------------------
+    async def release(self, exit_intent: OrderIntent) -> OrderIntent | str:
+        """Cancel the symbol's resting stop before the daemon's exit; the exit to send, or why none is sent.
+
+        The broker's order record decides a race: cancelled -> the exit sells what the ledger holds less any
+        of the stop's fills not yet applied; filled -> nothing is left to sell. Unconfirmed -> nothing is sent.
+        """
+        symbol = exit_intent.symbol
+        self._releasing[symbol] = exit_intent.client_order_id
+        async with self._lock(symbol):
+            stop = self.stops.get(symbol)
+            if stop is not None and stop.live:
+                if not await self._cancel_confirmed(stop):
+                    self._releasing.pop(symbol, None)
+                    return f"protective stop {stop.client_order_id} could not be confirmed cancelled; it still rests"
+            pos = self.ledger.position(symbol)
+            held = abs(pos.shares) if pos is not None else 0.0
+            unapplied = max(0.0, stop.filled_qty - stop.applied_qty) if stop is not None else 0.0
+            qty = min(exit_intent.quantity, held - unapplied)
+            if qty <= _EPS:
+                self._releasing.pop(symbol, None)
+                log.info("exit_not_needed", symbol=symbol, client_order_id=exit_intent.client_order_id,
+                         reason="the broker's stop sold the position")
+                return "nothing to sell: the broker's protective stop filled first"
+            if abs(qty - exit_intent.quantity) > _EPS:
+                return dataclasses.replace(exit_intent, quantity=qty)
+            return exit_intent
+
+    async def _cancel_confirmed(self, stop: RestingStop) -> bool:
+        """Cancel and wait for the broker to call the stop final; True once it does (filled or cancelled)."""
+        broker = self.brokers.get(stop.broker)
+        if broker is None:
+            return False
+        try:
+            async with asyncio.timeout(self.timeout):
+                await broker.cancel_order(stop.client_order_id)
+        except OrderRejected:
+            pass  # already final (filled, cancelled) or unknown: the lookup says which
+        except (BrokerError, TimeoutError) as exc:
+            log.warning("protective_stop_cancel_failed", client_order_id=stop.client_order_id, error=str(exc))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.stop_confirm_timeout_seconds
+        delay = 0.01
+        while True:
+            found = await self._lookup(stop.broker, stop.client_order_id)
+            if found is None and stop.status == OrderStatus.PENDING:
+                stop.status = OrderStatus.NEVER_REACHED
+                await self._journal(stop.client_order_id, OrderStatus.NEVER_REACHED, stop.broker,
+                                    reason="never reached the broker")
+                return True
+            if isinstance(found, OrderResult):
+                self._apply(stop, found)
+                if found.status.is_final:
+                    await self._journal(stop.client_order_id, found.status, stop.broker,
+                                        broker_order_id=found.broker_order_id, filled_qty=found.filled_qty)
+                    return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    # -- start-up -------------------------------------------------------------------------------------
+    async def rebuild(self) -> None:
+        """The stops the journal knows: the latest per symbol is its current one (with its level)."""
+        if self.journal is None:
+            return
+        rows = await self.journal.query(
+            "SELECT client_order_id, broker, status, broker_order_id, filled_qty, intent FROM orders"
+            " WHERE kind = ? ORDER BY created_ts, rowid", (STOP_KIND,))
+        for row in rows:
+            intent = _stop_intent_from_json(row["intent"])
+            if intent is None:
+                continue
+            self._seq[intent.signal_id] = self._seq.get(intent.signal_id, 0) + 1
+            self._by_coid[intent.client_order_id] = intent.symbol
+            if str(row["status"]) in (OrderStatus.REJECTED.value, OrderStatus.REPLACED.value):
+                current = self.stops.get(intent.symbol)
+                if current is not None and current.signal_id == intent.signal_id:
+                    continue  # a failed replace, or a predecessor: the one before stays current
+            self.stops[intent.symbol] = RestingStop(
+                intent.symbol, intent.signal_id, intent.client_order_id, row["broker"] or "", intent.stop_price or 0.0,
+                intent.quantity, intent, OrderStatus(row["status"]), row["broker_order_id"],
+                float(row["filled_qty"] or 0.0),
+            )
+        for fill in await self.journal.query("SELECT client_order_id, quantity FROM fills"):
+            symbol = self._by_coid.get(fill["client_order_id"])
+            stop = self.stops.get(symbol) if symbol else None
+            if stop is not None and stop.client_order_id == fill["client_order_id"]:
+                stop.applied_qty += float(fill["quantity"])
+
+    async def check_at_start(self) -> dict[str, list[str]]:
+        """Every open position has a live stop at its broker; stops of positions gone are cancelled."""
+        done: dict[str, list[str]] = {"placed": [], "cancelled": [], "kept": []}
+        if not self.enabled:
+            return done
+        for stop in list(self.stops.values()):
+            if not stop.live:
+                continue
+            found = await self._lookup(stop.broker, stop.client_order_id)
+            if found is None:
+                stop.status = OrderStatus.NEVER_REACHED  # journaled, then down before (or while) it was sent
+                await self._journal(stop.client_order_id, OrderStatus.NEVER_REACHED, stop.broker,
+                                    reason="never reached the broker: not found there at start")
+            elif isinstance(found, OrderResult):
+                self._apply(stop, found)
+        for name, broker in self.brokers.items():  # our stops the journal lost track of
+            if not broker.is_connected():
+                continue
+            try:
+                open_orders = await broker.get_open_orders()
+            except BrokerError as exc:
+                log.warning("protective_stop_scan_failed", broker=name, error=str(exc))
+                continue
+            current = {s.client_order_id for s in self.stops.values() if s.live}
+            for order in open_orders:
+                if order.client_order_id.startswith(STOP_PREFIX) and order.client_order_id not in current:
+                    if await self._cancel_stray(broker, order):
+                        done["cancelled"].append(order.client_order_id)
+        at_broker: dict[str, float] | None = {}
+        for name, broker in self.brokers.items():
+            if not broker.is_connected():
+                at_broker = None  # a position there cannot be checked: size by the ledger
+                break
+            try:
+                for bp in await broker.get_positions():
+                    at_broker[bp.symbol] = at_broker.get(bp.symbol, 0.0) + bp.quantity
+            except BrokerError as exc:  # cannot tell what is held: size by the ledger
+                log.warning("protective_stop_positions_failed", broker=name, error=str(exc))
+                at_broker = None
+                break
+        symbols = set(self.stops) | set(self.ledger.holdings)
+        for symbol in sorted(symbols):
+            before = self.stops.get(symbol)
+            was = before.client_order_id if before is not None and before.live else None
+            async with self._lock(symbol):
+                await self._sync(symbol, at_broker)
+            after = self.stops.get(symbol)
+            if after is not None and after.live and after.client_order_id != was:
+                done["placed"].append(after.client_order_id)
+            elif was is not None and (after is None or not after.live):
+                done["cancelled"].append(was)
+            elif was is not None:
+                done["kept"].append(was)
+        log.info("protective_stops_checked", **{k: len(v) for k, v in done.items()},
+                 unprotected=sorted(self.unprotected))
+        return done
+
+    async def _cancel_stray(self, broker: Broker, order: OrderResult) -> bool:
+        try:
+            await broker.cancel_order(order.client_order_id)
+        except BrokerError as exc:
+            log.warning("stray_stop_cancel_failed", client_order_id=order.client_order_id, error=str(exc))
+            return False
+        log.warning("stray_stop_cancelled", client_order_id=order.client_order_id, symbol=order.symbol)
+        return True
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _apply(self, stop: RestingStop, result: OrderResult) -> None:
+        if result.status != OrderStatus.PENDING or stop.status == OrderStatus.PENDING:
+            stop.status = result.status
+        stop.broker_order_id = result.broker_order_id or stop.broker_order_id
+        stop.filled_qty = max(stop.filled_qty, result.filled_qty)
+
+    async def _lookup(self, name: str, client_order_id: str) -> OrderResult | _Unknown | None:
+        """The broker's record of the order; None when it has none; UNKNOWN when it could not be asked."""
+        broker = self.brokers.get(name)
+        if broker is None:
+            return UNKNOWN
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await broker.get_order_by_client_id(client_order_id)
+        except (BrokerError, TimeoutError) as exc:
+            log.warning("protective_stop_lookup_failed", client_order_id=client_order_id, error=str(exc))
+            return UNKNOWN
+
+    async def _journal(self, client_order_id: str, status: OrderStatus, broker: str, **fields: Any) -> None:
+        if self.journal is not None:
+            await self.journal.update_order(client_order_id, status, ts=self.clock.now(), broker=broker, **fields)
+
+    async def _unprotected(self, symbol: str, reason: str) -> None:
+        first = self.unprotected.get(symbol) != reason
+        self.unprotected[symbol] = reason
+        if first:
+            log.warning("position_unprotected", symbol=symbol, reason=reason)
+            if self.alert is not None:
+                await self.alert("position_unprotected", f"{symbol}: no protective stop at the broker: {reason}",
+                                 symbol=symbol)
+
+
+
+
+def _stop_intent_from_json(text: str | None) -> OrderIntent | None:
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        data["side"] = Side(data["side"])
+        data["order_type"] = OrderType(data["order_type"])
+        data["asset_class"] = AssetClass(data["asset_class"])
+        data["direction"] = Direction(data["direction"])
+        data["instrument_type"] = InstrumentType(data["instrument_type"])
+        data["created_at"] = datetime.fromisoformat(data["created_at"]) if data.get("created_at") else None
+        return OrderIntent(**data)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.error("journal_stop_unreadable", error=str(exc))
+        return None

@@ -1,0 +1,1 @@
+"""Instrument routing: stock, leveraged ETF (the catalog) or option."""

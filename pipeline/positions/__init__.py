@@ -1,0 +1,1 @@
+"""Positions: the ledger, lifecycle, the 7 exits, reconciliation with the broker, external positions."""

@@ -1,0 +1,305 @@
+"""The seven exits of an open position, checked in the spec's priority order (lower number wins).
+
+Each exit is a small method usable on its own; `EXIT_STRATEGIES` (at the end of the module) is the ordered
+table `check_all` walks, stopping at the first exit that fires. Every check is pure and cheap: it runs on
+each bar of each held position. Thresholds are inclusive: an exit fires *at* its threshold, not one tick
+before it.
+
+| priority | exit                | fires when                                                                  |
+|----------|---------------------|-----------------------------------------------------------------------------|
+| 1        | stop_loss           | long: price <= stop; short: price >= stop                                   |
+| 2        | momentum_exhaustion | the last N completed candles all closed beyond the fast cloud, in favour    |
+| 3        | cloud_flip          | the latest fast cloud colour is against the position                        |
+| 4        | profit_target       | long: price >= target; short: price <= target (target or entry ± R·risk)    |
+| 5        | time_stop           | held for time_stop_minutes or longer                                        |
+| 6        | eod_close           | intraday timeframe, at/after the session's close minus N minutes            |
+| 7        | trailing_stop       | the latest completed candle closed at/through the trailing cloud, against   |
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from typing import Any, NamedTuple
+
+from config.settings import ExecutorConfig
+from pipeline.core.calendar import NEW_YORK, MarketCalendar, default_calendar
+from pipeline.core.clock import Clock, LiveClock
+from pipeline.core.models import TIMEFRAME_SECONDS, CloudState, ExitSignal, Position
+
+_DAY_SECONDS = 86_400
+_REL_EPS = 1e-9  # float slack so a price computed as 189.70000000001 still counts as 189.70
+
+
+def _slack(level: float) -> float:
+    return _REL_EPS * abs(level) + _REL_EPS
+
+
+def is_intraday(timeframe: str) -> bool:
+    """True for day-trade timeframes (EOD close applies); '1d' and longer are swing trades. Unknown = intraday."""
+    return TIMEFRAME_SECONDS.get(timeframe, 0) < _DAY_SECONDS
+
+
+class ExitMonitor:
+    """Checks an open position against the seven exits; `check_all` returns the best-priority one that fires."""
+
+    def __init__(self, config: ExecutorConfig, calendar: MarketCalendar | None = None,
+                 clock: Clock | None = None) -> None:
+        """`calendar` and `clock` default to what the daemon uses: the NYSE calendar and the live clock."""
+        self.calendar = calendar if calendar is not None else default_calendar()
+        self.clock = clock if clock is not None else LiveClock()
+        self.reconfigure(config)
+
+    def reconfigure(self, config: ExecutorConfig) -> None:
+        """Take new limits (e.g. after a SIGHUP reload); derived values are computed once here."""
+        self.config = config
+        self._time_stop = timedelta(minutes=config.time_stop_minutes)
+        self._eod_minutes = config.eod_minutes_before_close
+        self._exhaustion_n = config.momentum_exhaustion_candles
+        self._trailing_cloud = config.trailing_stop_cloud
+        self._eod_day: _EodDay | None = None
+
+    # -- all seven ------------------------------------------------------------------------------------
+    def check_all(
+        self,
+        position: Position,
+        current_price: float,
+        cloud_states: Sequence[CloudState] | None = None,
+        bars: Sequence[Any] | None = None,
+        now: datetime | None = None,
+    ) -> ExitSignal | None:
+        """The best-priority exit that fires, or None to keep holding.
+
+        `cloud_states` are the ticker's recent completed-bar cloud states, oldest first; None (or empty) skips
+        the three cloud exits. `bars` is accepted for the spec's signature; the cloud states carry the closes.
+        `now` defaults to the injected clock.
+        """
+        if not 0.0 < current_price < math.inf:
+            raise ValueError(f"current_price: must be a finite positive price, got {current_price!r}")
+        del bars
+        when = now if now is not None else self.clock.now()
+        for strategy in EXIT_STRATEGIES:
+            inputs = strategy.inputs
+            if inputs == "price":
+                signal = strategy.method(self, position, current_price)
+            elif inputs == "clouds":
+                if not cloud_states:
+                    continue
+                signal = strategy.method(self, position, cloud_states)
+            else:
+                signal = strategy.method(self, position, when)
+            if signal is not None:
+                if inputs != "clouds":
+                    signal.price = current_price
+                return signal
+        return None
+
+    # -- 1 stop loss ----------------------------------------------------------------------------------
+    def check_stop_loss(self, position: Position, current_price: float) -> ExitSignal | None:
+        """Long: price at or below the stop. Short: price at or above it."""
+        stop = position.stop_loss
+        if position.is_long:
+            hit = current_price <= stop + _slack(stop)
+        else:
+            hit = current_price >= stop - _slack(stop)
+        if not hit:
+            return None
+        return _exit(position, "stop_loss", f"price {current_price} hit stop {stop}", current_price)
+
+    # -- 2 momentum exhaustion ------------------------------------------------------------------------
+    def check_momentum_exhaustion(self, position: Position, cloud_states: Sequence[CloudState]) -> ExitSignal | None:
+        """The last N completed candles all closed beyond the fast cloud in the position's favour (overextended).
+
+        Long: close above the cloud's upper edge; short: close below its lower edge. A close on the edge is
+        not outside. N = config.momentum_exhaustion_candles.
+        """
+        n = self._exhaustion_n
+        count = len(cloud_states)
+        if count < n:
+            return None
+        long = position.is_long
+        for i in range(count - 1, count - 1 - n, -1):
+            state = cloud_states[i]
+            low, high = _fast_bounds(state)
+            if not (state.close > high if long else state.close < low):
+                return None
+        last = cloud_states[-1]
+        side = "above" if long else "below"
+        return _exit(
+            position, "momentum_exhaustion",
+            f"{n} consecutive candles closed {side} the fast cloud (last close {last.close})", last.close,
+        )
+
+    # -- 3 cloud flip ---------------------------------------------------------------------------------
+    def check_cloud_flip(self, position: Position, cloud_states: Sequence[CloudState]) -> ExitSignal | None:
+        """The latest fast cloud's colour is against the position (bearish for a long, bullish for a short)."""
+        if not cloud_states:
+            return None
+        last = cloud_states[-1]
+        bullish = last.fast_bullish
+        if bullish == position.is_long:
+            return None
+        colour = "bullish" if bullish else "bearish"
+        return _exit(
+            position, "cloud_flip",
+            f"fast cloud turned {colour} ({last.fast_short:.4f} vs {last.fast_long:.4f}) against the "
+            f"{position.direction} position", last.close,
+        )
+
+    # -- 4 profit target ------------------------------------------------------------------------------
+    def target_for(self, position: Position) -> float | None:
+        """The position's target, or entry ± reward_to_risk_target × risk; None when there is no risk to scale."""
+        if position.target_price is not None:
+            return position.target_price
+        risk = abs(position.entry_price - position.stop_loss)
+        if risk <= 0:
+            return None
+        reach = self.config.reward_to_risk_target * risk
+        return position.entry_price + reach if position.is_long else position.entry_price - reach
+
+    def check_profit_target(self, position: Position, current_price: float) -> ExitSignal | None:
+        """Long: price at or above the target. Short: price at or below it."""
+        target = self.target_for(position)
+        if target is None:
+            return None
+        if position.is_long:
+            hit = current_price >= target - _slack(target)
+        else:
+            hit = current_price <= target + _slack(target)
+        if not hit:
+            return None
+        return _exit(position, "profit_target", f"price {current_price} reached target {target:.4f}", current_price)
+
+    # -- 5 time stop ----------------------------------------------------------------------------------
+    def check_time_stop(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
+        """Held for time_stop_minutes or longer: intraday positions only (a daily-bar swing trade is not a scalp);
+        positions without an entry time never time out."""
+        if position.entry_time is None or not is_intraday(position.timeframe):
+            return None
+        when = now if now is not None else self.clock.now()
+        held = when - position.entry_time
+        if held < self._time_stop:
+            return None
+        minutes = held.total_seconds() / 60.0
+        return _exit(
+            position, "time_stop",
+            f"held {minutes:.1f} min >= time stop {self.config.time_stop_minutes} min", position.current_price,
+        )
+
+    # -- 6 end of day ---------------------------------------------------------------------------------
+    def check_eod_close(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
+        """Intraday positions close at/after that session's close minus N minutes (15:55 ET, 12:55 on early closes).
+
+        A day trade still held from an earlier session is closed as soon as the market is open. Daily and
+        longer timeframes are exempt; on a day with no session (weekend, holiday) nothing fires.
+        """
+        if not is_intraday(position.timeframe):
+            return None
+        when = now if now is not None else self.clock.now()
+        day = self._eod_day
+        if day is None or not day.start <= when < day.end:
+            day = self._eod_day = _eod_day_for(self.calendar, when, self._eod_minutes)
+        if day.cutoff is None:
+            return None
+        if when >= day.cutoff:
+            local = day.cutoff.astimezone(NEW_YORK)
+            return _exit(
+                position, "eod_close", f"end of day: {local:%H:%M} ET cutoff of the {local:%Y-%m-%d} session",
+                position.current_price,
+            )
+        entry = position.entry_time
+        if entry is not None and entry < day.start and day.open <= when < day.close:  # type: ignore[operator]
+            return _exit(
+                position, "eod_close",
+                f"day trade held over from {entry.astimezone(NEW_YORK):%Y-%m-%d}", position.current_price,
+            )
+        return None
+
+    # -- 7 trailing stop ------------------------------------------------------------------------------
+    def check_trailing_stop(self, position: Position, cloud_states: Sequence[CloudState]) -> ExitSignal | None:
+        """The latest completed candle closed at or through the trailing cloud against the position.
+
+        Long: close at/below the cloud's lower edge; short: close at/above its upper edge. The cloud is
+        config.trailing_stop_cloud ('pullback' by default).
+        """
+        if not cloud_states:
+            return None
+        last = cloud_states[-1]
+        low, high = last.cloud_bounds(self._trailing_cloud)
+        if position.is_long:
+            if last.close > low + _slack(low):
+                return None
+            where = f"at/below the {self._trailing_cloud} cloud ({low:.4f})"
+        else:
+            if last.close < high - _slack(high):
+                return None
+            where = f"at/above the {self._trailing_cloud} cloud ({high:.4f})"
+        return _exit(position, "trailing_stop", f"close {last.close} {where}", last.close)
+
+    def trailing_stop_level(self, position: Position, cloud_states: Sequence[CloudState]) -> float | None:
+        """Where the resting broker stop trails to: the trailing cloud's far edge of the latest completed candle
+        (long: its lower edge, short: its upper edge); None without cloud states. The caller only ever tightens."""
+        if not cloud_states:
+            return None
+        low, high = cloud_states[-1].cloud_bounds(self._trailing_cloud)
+        level = low if position.is_long else high
+        return level if 0.0 < level < math.inf else None
+
+
+class _EodDay(NamedTuple):
+    """One New York calendar day [start, end) in UTC, its session and its EOD cutoff (cached per day)."""
+
+    start: datetime
+    end: datetime
+    open: datetime | None
+    close: datetime | None
+    cutoff: datetime | None
+
+
+def _eod_day_for(calendar: MarketCalendar, when: datetime, minutes_before_close: int) -> _EodDay:
+    local_day = when.astimezone(NEW_YORK).date()
+    start = datetime.combine(local_day, dtime(0), NEW_YORK).astimezone(UTC)
+    end = datetime.combine(local_day + timedelta(days=1), dtime(0), NEW_YORK).astimezone(UTC)
+    session = calendar.session(local_day)
+    if session is None:
+        return _EodDay(start, end, None, None, None)
+    # plain UTC datetimes: comparisons against a ZoneInfo/pandas tz cost microseconds each
+    open_, close = session[0].astimezone(UTC), session[1].astimezone(UTC)
+    return _EodDay(start, end, open_, close, close - timedelta(minutes=minutes_before_close))
+
+
+def _fast_bounds(state: CloudState) -> tuple[float, float]:
+    a, b = state.fast_short, state.fast_long
+    return (a, b) if a <= b else (b, a)
+
+
+def _exit(position: Position, name: str, reason: str, price: float) -> ExitSignal:
+    return ExitSignal(ticker=position.ticker, exit_type=name, priority=PRIORITY[name], reason=reason, price=price)
+
+
+class ExitStrategy(NamedTuple):
+    """One row of the exit table: priority (lower wins), name, the ExitMonitor method, what it reads."""
+
+    priority: int
+    name: str
+    method: Callable[..., ExitSignal | None]
+    inputs: str        # 'price' (position, price) | 'clouds' (position, cloud_states) | 'time' (position, now)
+    trigger: str
+
+
+EXIT_STRATEGIES: tuple[ExitStrategy, ...] = (
+    ExitStrategy(1, "stop_loss", ExitMonitor.check_stop_loss, "price", "price hits the stop level"),
+    ExitStrategy(2, "momentum_exhaustion", ExitMonitor.check_momentum_exhaustion, "clouds",
+                 "N+ consecutive candles closing outside the fast cloud"),
+    ExitStrategy(3, "cloud_flip", ExitMonitor.check_cloud_flip, "clouds", "fast cloud colour against the position"),
+    ExitStrategy(4, "profit_target", ExitMonitor.check_profit_target, "price", "price hits the R:R target"),
+    ExitStrategy(5, "time_stop", ExitMonitor.check_time_stop, "time", "held for time_stop_minutes"),
+    ExitStrategy(6, "eod_close", ExitMonitor.check_eod_close, "time", "session close minus N minutes, day trades"),
+    ExitStrategy(7, "trailing_stop", ExitMonitor.check_trailing_stop, "clouds",
+                 "close through the trailing (pullback) cloud against the position"),
+)
+PRIORITY: dict[str, int] = {s.name: s.priority for s in EXIT_STRATEGIES}
+EXIT_TYPES: tuple[str, ...] = tuple(s.name for s in EXIT_STRATEGIES)
+assert [s.priority for s in EXIT_STRATEGIES] == sorted(s.priority for s in EXIT_STRATEGIES)

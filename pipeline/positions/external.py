@@ -1,0 +1,151 @@
+"""External positions: what a broker holds that ordergate did not open (a hand trade, another program).
+
+They are real risk, so the risk gate sees them (`ExternalBook.account_view` folds them into the AccountState,
+as `ReservationBook.account_view` does for in-flight entries), and `status`/`positions` show them; they are not
+in the ledger, so the exits and `flatten` never trade them (`[reconcile] external = "adopt"` moves them into the
+ledger instead).
+
+Quantities are the broker's: set by a confirmed reconciliation, and moved at once by a fill whose client order id
+ordergate never made (deduplicated by fill id), so the gate sees a hand trade before the next check. Broker-only
+quantities that reconciliation has not judged yet are held as *pending* and counted by the gate too (a lagging
+view must not open a second position beside a real one). The broker's cash moved with a hand trade and the
+ledger's did not: `cash_adjustment` carries the difference until the next account sync.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pipeline.core.models import AccountState, Direction, Fill, Position, Side
+
+_SEEN_FILLS = 10_000
+
+
+@dataclass(slots=True)
+class ExternalPosition:
+    """One symbol's external quantity (signed: negative = short) at one broker."""
+
+    symbol: str
+    quantity: float
+    avg_price: float
+    broker: str = ""
+    since: datetime | None = None
+
+    def as_position(self, price: float | None, origin: str = "external") -> Position:
+        mark = price if price else self.avg_price
+        return Position(
+            ticker=self.symbol, direction=Direction.LONG if self.quantity > 0 else Direction.SHORT,
+            entry_price=self.avg_price, current_price=mark, shares=abs(self.quantity), stop_loss=self.avg_price,
+            entry_time=self.since, symbol=self.symbol, broker=self.broker, origin=origin,
+            multiplier=100.0 if len(self.symbol) > 15 and any(c.isdigit() for c in self.symbol) else 1.0,
+        )
+
+
+class ExternalBook:
+    """Positions in the account that are not ordergate's: counted as risk, shown, never traded."""
+
+    def __init__(self, price_lookup: Callable[[str], float | None] | None = None) -> None:
+        self._held: dict[str, ExternalPosition] = {}
+        self._pending: dict[str, ExternalPosition] = {}
+        self._fills: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._price = price_lookup or (lambda _symbol: None)
+        self.cash_adjustment = 0.0
+
+    # -- changes --------------------------------------------------------------------------------------
+    def apply_fill(self, fill: Fill) -> bool:
+        """A fill of an order someone else placed; False when this fill was already applied."""
+        key = (fill.broker, fill.fill_id)
+        if key in self._fills:
+            return False
+        self._fills[key] = None
+        if len(self._fills) > _SEEN_FILLS:
+            self._fills.popitem(last=False)
+        signed = fill.quantity if fill.side == Side.BUY else -fill.quantity
+        self.cash_adjustment -= signed * fill.price
+        held = self._held.get(fill.symbol)
+        old = held.quantity if held else 0.0
+        new = old + signed
+        if abs(new) < 1e-9:
+            self._held.pop(fill.symbol, None)
+        elif held is None or (old > 0) != (new > 0):
+            self._held[fill.symbol] = ExternalPosition(fill.symbol, new, fill.price, fill.broker, fill.timestamp)
+        else:
+            if abs(new) > abs(old):
+                held.avg_price = (held.avg_price * abs(old) + fill.price * abs(signed)) / abs(new)
+            held.quantity = new
+        self._pending.pop(fill.symbol, None)
+        return True
+
+    def set(self, symbol: str, quantity: float, avg_price: float, broker: str, now: datetime) -> None:
+        """The broker's truth for this symbol's external part (0 removes it)."""
+        self._pending.pop(symbol, None)
+        if abs(quantity) < 1e-9:
+            self._held.pop(symbol, None)
+            return
+        held = self._held.get(symbol)
+        if held is not None and (held.quantity > 0) == (quantity > 0):
+            held.quantity = quantity
+            held.avg_price = avg_price or held.avg_price
+            return
+        self._held[symbol] = ExternalPosition(symbol, quantity, avg_price, broker, now)
+
+    def remove(self, symbol: str) -> ExternalPosition | None:
+        self._pending.pop(symbol, None)
+        return self._held.pop(symbol, None)
+
+    def set_pending(self, items: Iterable[ExternalPosition]) -> None:
+        """Broker-only quantities not judged yet (replaces the previous set)."""
+        self._pending = {p.symbol: p for p in items if p.symbol not in self._held and abs(p.quantity) > 1e-9}
+
+    def reset_cash(self) -> None:
+        """The ledger's cash was just taken from the broker: it already reflects every hand trade."""
+        self.cash_adjustment = 0.0
+
+    # -- views ----------------------------------------------------------------------------------------
+    def quantity(self, symbol: str) -> float:
+        held = self._held.get(symbol)
+        return held.quantity if held else 0.0
+
+    def exit_cap(self, symbol: str, ours: float) -> float:
+        """The most an exit of ordergate's `ours` (signed) in `symbol` may trade: all of it, unless an external
+        trade on the other side (someone sold ordergate's shares by hand) left the account holding less."""
+        external = self.quantity(symbol)
+        if not external or (external > 0) == (ours > 0):
+            return abs(ours)
+        net = ours + external
+        return abs(net) if abs(net) > 1e-9 and (net > 0) == (ours > 0) else 0.0
+
+    def __contains__(self, symbol: str) -> bool:
+        return symbol in self._held
+
+    def held(self) -> list[ExternalPosition]:
+        return list(self._held.values())
+
+    def positions(self) -> list[Position]:
+        """The external positions, marked at the last known price."""
+        return [p.as_position(self._price(p.symbol)) for p in self._held.values()]
+
+    def pending(self) -> list[Position]:
+        return [p.as_position(self._price(p.symbol), origin="pending") for p in self._pending.values()]
+
+    def market_value(self) -> float:
+        """Signed marked value of the external positions (shorts count negative)."""
+        return sum((1 if p.is_long else -1) * p.market_value for p in self.positions())
+
+    def account_view(self, account: AccountState) -> AccountState:
+        """The account with the external positions in it: as positions (duplicate, conflict, exposure checks),
+        in equity and cash (the broker's cash moved with a hand trade). Pending ones count as positions only."""
+        extra = [*self.positions(), *self.pending()]
+        if not extra and not self.cash_adjustment:
+            return account
+        return AccountState(
+            equity=account.equity + self.market_value() + self.cash_adjustment,
+            cash=account.cash + self.cash_adjustment,
+            buying_power=max(0.0, account.buying_power + self.cash_adjustment),
+            open_positions=[*account.open_positions, *extra],
+            daily_pnl=account.daily_pnl,
+            starting_equity=account.starting_equity,
+        )

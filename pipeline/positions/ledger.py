@@ -1,0 +1,165 @@
+"""Positions, cash and P&L as the daemon's own book, built only from fills.
+
+Positions are keyed by traded symbol (the stock, ETF or OCC option). Each fill moves cash and quantity at
+average-price accounting; a fill that reduces a position realizes P&L, and a fill that closes one returns
+the closed round trip. The same fills in the same order always give the same book, which is how a restart
+rebuilds it from the journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.core.models import AssetClass, Direction, Fill, InstrumentType, OrderIntent, Position, Side
+
+
+@dataclass(slots=True)
+class RoundTrip:
+    """A position that was opened and fully closed."""
+
+    position: Position
+    exit_time: datetime
+    exit_price: float
+    quantity: float
+    pnl: float
+    r_multiple: float
+    exit_type: str
+
+
+@dataclass(slots=True)
+class Holding:
+    """A position with its signed quantity and realized P&L so far."""
+
+    position: Position
+    quantity: float                  # signed: + long, - short (in the traded instrument)
+    realized: float = 0.0
+    closed_qty: float = 0.0
+    exit_value: float = 0.0          # sum of exit qty x price, for the average exit price
+    exit_type: str = ""
+
+
+@dataclass
+class Ledger:
+    """The daemon's book: cash, holdings, realized P&L."""
+
+    cash: float
+    holdings: dict[str, Holding] = field(default_factory=dict)
+    realized_pnl: float = 0.0
+    last_prices: dict[str, float] = field(default_factory=dict)
+
+    # -- marks ----------------------------------------------------------------------------------------
+    def mark(self, symbol: str, price: float) -> None:
+        """Record the latest price of a symbol (and of the position held in it)."""
+        self.last_prices[symbol] = price
+        holding = self.holdings.get(symbol)
+        if holding is not None:
+            holding.position.current_price = price
+
+    def equity(self) -> float:
+        """Cash plus the marked value of every holding (shorts count negative)."""
+        total = self.cash
+        for symbol, h in self.holdings.items():
+            price = self.last_prices.get(symbol, h.position.current_price)
+            total += h.quantity * price * h.position.multiplier
+        return total
+
+    def short_market_value(self) -> float:
+        """The marked value of every short holding (positive)."""
+        return sum(-h.quantity * self.last_prices.get(symbol, h.position.current_price) * h.position.multiplier
+                   for symbol, h in self.holdings.items() if h.quantity < 0)
+
+    def unrealized_pnl(self) -> float:
+        return sum(h.position.unrealized_pnl for h in self.holdings.values())
+
+    def positions(self) -> list[Position]:
+        return [h.position for h in self.holdings.values()]
+
+    def position(self, symbol: str) -> Position | None:
+        holding = self.holdings.get(symbol)
+        return holding.position if holding else None
+
+    def signed_quantities(self) -> dict[str, float]:
+        return {symbol: h.quantity for symbol, h in self.holdings.items()}
+
+    # -- fills ----------------------------------------------------------------------------------------
+    def apply_fill(self, fill: Fill, intent: OrderIntent | None, exit_type: str = "") -> RoundTrip | None:
+        """Apply one fill; returns the round trip when it closes a position."""
+        multiplier = 100.0 if intent is not None and intent.asset_class == AssetClass.OPTION else 1.0
+        signed = fill.quantity if fill.side == Side.BUY else -fill.quantity
+        self.cash -= signed * fill.price * multiplier + fill.commission
+        self.realized_pnl -= fill.commission
+        self.last_prices[fill.symbol] = fill.price
+        holding = self.holdings.get(fill.symbol)
+        if holding is None or holding.quantity == 0:
+            self.holdings[fill.symbol] = Holding(self._open_position(fill, intent, multiplier), signed)
+            return None
+        same_direction = (holding.quantity > 0) == (signed > 0)
+        pos = holding.position
+        if same_direction:
+            new_qty = holding.quantity + signed
+            pos.entry_price = (pos.entry_price * abs(holding.quantity) + fill.price * abs(signed)) / abs(new_qty)
+            holding.quantity = new_qty
+            pos.shares = abs(new_qty)
+            pos.current_price = fill.price
+            return None
+        closing = min(abs(signed), abs(holding.quantity))
+        sign = 1.0 if holding.quantity > 0 else -1.0
+        pnl = sign * (fill.price - pos.entry_price) * closing * pos.multiplier
+        holding.realized += pnl
+        holding.closed_qty += closing
+        holding.exit_value += closing * fill.price
+        holding.exit_type = exit_type or holding.exit_type
+        self.realized_pnl += pnl
+        remaining = holding.quantity + signed
+        pos.current_price = fill.price
+        if abs(remaining) > 1e-9 and (remaining > 0) == (holding.quantity > 0):
+            holding.quantity = remaining
+            pos.shares = abs(remaining)
+            return None
+        # fully closed (and possibly flipped into a new position with the rest)
+        del self.holdings[fill.symbol]
+        trip = RoundTrip(
+            position=pos,
+            exit_time=fill.timestamp,
+            exit_price=holding.exit_value / holding.closed_qty,
+            quantity=holding.closed_qty,
+            pnl=holding.realized - 0.0,
+            r_multiple=pos.r_multiple(holding.exit_value / holding.closed_qty),
+            exit_type=holding.exit_type or "unknown",
+        )
+        if abs(remaining) > 1e-9:
+            flip = Fill(fill.fill_id, fill.client_order_id, fill.symbol, fill.side, abs(remaining), fill.price,
+                        fill.timestamp, fill.broker, fill.broker_order_id)
+            self.holdings[fill.symbol] = Holding(self._open_position(flip, intent, multiplier), remaining)
+        return trip
+
+    @staticmethod
+    def _open_position(fill: Fill, intent: OrderIntent | None, multiplier: float) -> Position:
+        direction = Direction.LONG if fill.side == Side.BUY else Direction.SHORT
+        if intent is None:
+            # adopted from the broker or an unknown order: no stop known, so the stop is the entry itself
+            return Position(
+                ticker=fill.symbol, direction=direction, entry_price=fill.price, current_price=fill.price,
+                shares=fill.quantity, stop_loss=fill.price, entry_time=fill.timestamp, symbol=fill.symbol,
+                broker=fill.broker, multiplier=multiplier,
+            )
+        return Position(
+            ticker=intent.ticker or fill.symbol, direction=direction, entry_price=fill.price,
+            current_price=fill.price, shares=fill.quantity,
+            stop_loss=intent.stop_loss if intent.stop_loss is not None else fill.price,
+            target_price=intent.target_price, entry_time=fill.timestamp, signal_type=intent.signal_type,
+            timeframe=intent.timeframe or "5m", symbol=fill.symbol,
+            instrument_type=intent.instrument_type or InstrumentType.STOCK, broker=fill.broker,
+            signal_id=intent.signal_id, multiplier=multiplier,
+        )
+
+    opened_position = _open_position  # public: the position a first fill of `intent` opens (PipelineResult)
+
+    def adopt(self, position: Position, quantity: float) -> None:
+        """Take a position as the broker reports it (reconciliation policy 'adopt')."""
+        self.holdings[position.symbol] = Holding(position, quantity)
+
+    def drop(self, symbol: str) -> None:
+        """Forget a position the broker does not hold (reconciliation policy 'adopt')."""
+        self.holdings.pop(symbol, None)

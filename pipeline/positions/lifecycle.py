@@ -1,0 +1,498 @@
+"""LifecycleManager: everything that happens to a position after its entry order is sent.
+
+- `on_broker_event`: order updates and fills from the brokers. A fill is validated, journaled (deduplicated
+  by broker execution id) and only then applied to the ledger; a closed round trip goes to the trade
+  journal, the feedback loop, daily P&L and the loss limits (daily loss -> kill switch; consecutive losses
+  -> circuit breaker).
+- `update_positions` / `check_exits`: marks on every bar, the 7 exits evaluated only for positions in the
+  tickers of that bar (an index by ticker), time stops and EOD from a deadline heap, so a bar's cost does not
+  grow with positions in other tickers. Exit orders are reduce-only and never blocked by the kill switch.
+- `emergency_close_all`: cancel open orders, flatten everything.
+- Only its own orders: a fill whose client order id ordergate did not send (not a known intent, not of its id
+  scheme) is journaled and alerted as external and handed to `on_external_fill`; it never touches the ledger,
+  so it is never exited. `activity` holds each symbol's last order activity (for reconciliation's grace).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from config.settings import PipelineConfig
+from pipeline.core.calendar import MarketCalendar
+from pipeline.core.clock import Clock
+from pipeline.core.models import (
+    Bar,
+    ExitSignal,
+    Fill,
+    InstrumentType,
+    OrderIntent,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    Side,
+    client_order_id_for,
+    is_own_client_order_id,
+)
+from pipeline.execution.fill_validator import FillIssue, OrderValidator
+from pipeline.execution.order_record import IntentsView, OrderBook
+from pipeline.execution.order_router import OrderRouter
+from pipeline.positions.exit_monitor import ExitMonitor
+from pipeline.positions.ledger import Ledger, RoundTrip
+from pipeline.record.feedback import FeedbackTracker
+from pipeline.record.journal import Journal
+from pipeline.record.trade_journal import ClosedTrade, TradeJournalWriter
+from pipeline.safety.kill_switch import KillSwitch
+from pipeline.safety.state_manager import PersistentStateManager
+
+log = structlog.get_logger("ordergate.lifecycle")
+AlertFn = Callable[..., Awaitable[None]]
+CloudSource = Any  # the strategy: recent_states(symbol, timeframe, n), completed_on_last_bar(symbol)
+ReleaseFn = Callable[[str, float | None, bool], None]
+EntryFilledFn = Callable[[str, float], None]
+
+
+class LifecycleManager:
+    """Active position management (the spec's LifecycleManager)."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        ledger: Ledger,
+        state: PersistentStateManager,
+        clock: Clock,
+        calendar: MarketCalendar,
+        router: OrderRouter | None,
+        journal: Journal | None = None,
+        validator: OrderValidator | None = None,
+        feedback: FeedbackTracker | None = None,
+        clouds: CloudSource = None,
+        release: ReleaseFn | None = None,
+        entry_filled: EntryFilledFn | None = None,
+        alert: AlertFn | None = None,
+        starting_equity: Callable[[], float] | None = None,
+        kill_switch: KillSwitch | None = None,
+        on_external_fill: Callable[[Fill], bool] | None = None,
+        exit_cap: Callable[[str, float], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.executor = config.executor_config
+        self.ledger = ledger
+        self.state = state
+        self.kill_switch = kill_switch or KillSwitch(state)
+        self.clock = clock
+        self.calendar = calendar
+        self.router = router
+        self.journal = journal
+        self.trades = TradeJournalWriter(journal) if journal is not None else None
+        self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds)
+        self.feedback = feedback or FeedbackTracker(config)
+        self.monitor = ExitMonitor(self.executor, calendar, clock)
+        self.clouds = clouds
+        self.release = release
+        self.entry_filled = entry_filled
+        self.alert = alert
+        self._starting_equity = starting_equity
+        self.on_external_fill = on_external_fill
+        self.exit_cap = exit_cap                         # (symbol, our signed qty) -> most an exit may trade
+        self.activity: dict[str, datetime] = {}         # symbol -> last order activity (ours or anyone's)
+        # every order's record lives in the book the validator views (pipeline.execution.order_record)
+        self.book: OrderBook = self.validator.book
+        self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
+        self._by_ticker: dict[str, set[str]] = {}      # underlying ticker -> held symbols
+        self._deadlines: list[tuple[datetime, str]] = []
+        self._eod_day: Any = None
+        self._eod_at: datetime | None = None
+        self.issues: list[FillIssue] = []
+        self.round_trips = 0
+        self.stops: Any = None  # ProtectiveStops (set by the daemon): stops at the broker
+
+    # -- registry -------------------------------------------------------------------------------------
+    @property
+    def intents(self) -> IntentsView:
+        """client order id -> intent of every order we know (a view over the order book)."""
+        return IntentsView(self.book)
+
+    @property
+    def pending_exits(self) -> dict[str, str]:
+        """symbol -> client order id of its working exit (held by the order book)."""
+        return self.book.exits
+
+    def exiting(self, ticker: str) -> bool:
+        """True while an exit order for this ticker's position is working (no adding to it meanwhile)."""
+        return any(symbol in self.pending_exits for symbol in self._by_ticker.get(ticker, ()))
+
+    def register_intent(self, intent: OrderIntent) -> None:
+        """Remember an order we send (entries from the orchestrator, exits from here): its record in the book."""
+        self.validator.track(intent)
+        self.activity[intent.symbol] = self.clock.now()
+
+    def prune(self, keep: int = 10_000) -> int:
+        """Forget the oldest finished orders beyond `keep` (bounded memory in a long run); returns how many."""
+        if len(self.book) <= keep:
+            return 0
+        dropped = self.book.prune(keep)  # never a working order, a reservation or a pending exit
+        held = {pos.signal_id or pos.symbol for pos in self.ledger.positions()}
+        for key in [k for k in self._exit_attempts if k not in held]:
+            del self._exit_attempts[key]  # a closed position's exits are over; its signal never reopens
+        return dropped
+
+    def rebuild_index(self) -> None:
+        """Recompute the ticker index and deadlines from the ledger (after a restart or adoption)."""
+        self._by_ticker.clear()
+        self._deadlines.clear()
+        for pos in self.ledger.positions():
+            self._index(pos)
+
+    def reconfigure(self, config: PipelineConfig) -> None:
+        """Manage positions with new settings (a SIGHUP reload): the exit monitor gets the new executor config,
+        and the time stops of positions already open are rescheduled at the new `time_stop_minutes` (the EOD
+        cutoff is recomputed too)."""
+        self.config = config
+        self.executor = config.executor_config
+        self.monitor.reconfigure(self.executor)
+        self._deadlines = [(pos.entry_time + timedelta(minutes=self.executor.time_stop_minutes), pos.symbol)
+                           for pos in self.ledger.positions() if pos.entry_time is not None]
+        heapq.heapify(self._deadlines)
+        self._eod_day = None
+
+    def _index(self, pos: Position) -> None:
+        self._by_ticker.setdefault(pos.ticker, set()).add(pos.symbol)
+        if pos.symbol != pos.ticker:
+            self._by_ticker.setdefault(pos.symbol, set()).add(pos.symbol)
+        if pos.entry_time is not None:
+            deadline = pos.entry_time + timedelta(minutes=self.executor.time_stop_minutes)
+            heapq.heappush(self._deadlines, (deadline, pos.symbol))
+
+    def _unindex(self, pos: Position) -> None:
+        for key in (pos.ticker, pos.symbol):
+            held = self._by_ticker.get(key)
+            if held is not None:
+                held.discard(pos.symbol)
+                if not held:
+                    del self._by_ticker[key]
+
+    # -- bars -----------------------------------------------------------------------------------------
+    def update_positions(self, batch: list[Bar]) -> None:
+        """Mark the ledger with the batch's closes."""
+        mark = self.ledger.mark
+        for bar in batch:
+            mark(bar.symbol, bar.close)
+
+    def check_exits(self, batch: list[Bar] | None = None) -> list[OrderIntent]:
+        """Evaluate exits for positions in the batch's tickers, plus due time stops and EOD; dispatch them."""
+        intents: list[OrderIntent] = []
+        if batch:
+            by_ticker = self._by_ticker
+            for bar in batch:
+                held = by_ticker.get(bar.symbol)
+                if held:
+                    for symbol in tuple(held):
+                        intent = self._evaluate(symbol, bar)
+                        if intent is not None:
+                            intents.append(intent)
+        intents.extend(self._check_clock())
+        return intents
+
+    def _evaluate(self, symbol: str, bar: Bar | None) -> OrderIntent | None:
+        if symbol in self.pending_exits:
+            return None
+        pos = self.ledger.position(symbol)
+        if pos is None:
+            return None
+        price = pos.current_price
+        states = None
+        if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and bar is not None \
+                and bar.symbol == pos.ticker and pos.timeframe in self.clouds.completed_on_last_bar(pos.ticker):
+            states = self.clouds.recent_states(pos.ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
+        signal = self.monitor.check_all(pos, price, states, None, self.clock.now())
+        if signal is None:
+            if states and self.stops is not None:  # the trailing level moves the resting stop (rate-limited)
+                level = self.monitor.trailing_stop_level(pos, states)
+                if level is not None:
+                    self.stops.trail(pos, level)
+            return None
+        if self._exit_quantity(pos) <= 0:
+            return None
+        return self._exit(pos, signal)
+
+    def _check_clock(self) -> list[OrderIntent]:
+        now = self.clock.now()
+        intents: list[OrderIntent] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, symbol = heapq.heappop(self._deadlines)
+            pos = self.ledger.position(symbol)
+            if pos is not None and symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
+                signal = self.monitor.check_time_stop(pos, now)
+                if signal is not None:
+                    intents.append(self._exit(pos, signal))
+        day = self.calendar.trading_day(now)
+        if day != self._eod_day:
+            self._eod_day = day
+            self._eod_at = self.calendar.eod_cutoff(now, self.executor.eod_minutes_before_close)
+            if self.state.check_day_rollover():  # a new session: daily P&L and the breaker start over
+                log.info("day_rollover", day=str(day))
+        if self._eod_at is not None and now >= self._eod_at and self.ledger.holdings:
+            for pos in self.ledger.positions():
+                if pos.symbol in self.pending_exits or self._exit_quantity(pos) <= 0:
+                    continue
+                signal = self.monitor.check_eod_close(pos, now)
+                if signal is not None:
+                    intents.append(self._exit(pos, signal))
+        return intents
+
+    def _exit_quantity(self, pos: Position) -> float:
+        """What an exit of this position may sell (buy back): its size, capped by `exit_cap` when someone else's
+        trade has already taken part of it out of the account (an exit must never oversell into the other side)."""
+        if self.exit_cap is None:
+            return abs(pos.shares)
+        return min(abs(pos.shares), self.exit_cap(pos.symbol, pos.shares if pos.is_long else -pos.shares))
+
+    def _exit(self, pos: Position, signal: ExitSignal) -> OrderIntent:
+        """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
+        key = pos.signal_id or pos.symbol
+        attempt = self._exit_attempts.get(key, 0)
+        while client_order_id_for(key, f"exit{attempt}") in self.intents:  # an earlier run's exits (restart)
+            attempt += 1
+        self._exit_attempts[key] = attempt + 1
+        side = Side.SELL if pos.is_long else Side.BUY
+        intent = OrderIntent(
+            client_order_id=client_order_id_for(key, f"exit{attempt}"),
+            signal_id=pos.signal_id or key,
+            symbol=pos.symbol,
+            side=side,
+            quantity=self._exit_quantity(pos),
+            reduce_only=True,
+            kind="exit",
+            ticker=pos.ticker,
+            direction=pos.direction,
+            instrument_type=pos.instrument_type,
+            asset_class="option" if pos.multiplier == 100.0 else "equity",
+            reference_price=pos.current_price,
+            signal_type=pos.signal_type,
+            timeframe=pos.timeframe,
+            broker=pos.broker or None,
+            created_at=self.clock.now(),
+            exit_type=signal.exit_type,
+        )
+        self.pending_exits[pos.symbol] = intent.client_order_id
+        self.register_intent(intent)
+        log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                 symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority, reason=signal.reason)
+        if self.router is not None:
+            if self.stops is not None and self.stops.guards(pos.symbol):
+                self.router.dispatch_after(intent, self.release_stop)  # one exit, never two
+            else:
+                self.router.dispatch(intent)
+        return intent
+
+    async def release_stop(self, intent: OrderIntent) -> OrderIntent | str:
+        """Cancel the position's resting stop (confirmed) before its exit; the exit to send or why not."""
+        ready = await self.stops.release(intent)
+        if isinstance(ready, OrderIntent) and ready is not intent:
+            self.register_intent(ready)
+        return ready
+
+    def resend_exit(self, stuck: OrderIntent, reason: str) -> OrderIntent | None:
+        """An exit that never reached its broker: the position it was for gets a fresh one (a new client order
+        id), so a position is never left without its exits. None when nothing is held or an exit is working."""
+        pos = self.ledger.position(stuck.symbol)
+        if pos is None or stuck.symbol in self.pending_exits:
+            return None
+        return self._exit(pos, ExitSignal(pos.ticker, stuck.exit_type or "resend", 0, reason, pos.current_price))
+
+    async def emergency_close_all(self, reason: str = "flatten") -> list[OrderIntent]:
+        """Cancel every open order and close every position now."""
+        if self.router is not None:
+            for intent in self.validator.working():
+                if intent.kind != "entry":
+                    continue
+                try:
+                    await self.router.cancel(intent.client_order_id, intent.broker)
+                except Exception as exc:  # a cancel that fails must not stop the flatten
+                    log.warning("cancel_failed", client_order_id=intent.client_order_id, error=str(exc))
+        intents = []
+        for pos in self.ledger.positions():
+            if pos.symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
+                intents.append(self._exit(pos, ExitSignal(pos.ticker, "flatten", 0, reason, pos.current_price)))
+        return intents
+
+    # -- broker events --------------------------------------------------------------------------------
+    async def on_broker_event(self, event: OrderUpdate | Fill) -> None:
+        """Apply one broker event. Fills are journaled before the ledger changes."""
+        if event.symbol:
+            self.activity[event.symbol] = self.clock.now()
+        if isinstance(event, Fill):
+            await self._on_fill(event)
+        else:
+            await self._on_update(event)
+
+    async def _on_update(self, update: OrderUpdate) -> None:
+        now = self.clock.now()
+        if update.client_order_id not in self.intents and not is_own_client_order_id(update.client_order_id):
+            log.info("external_order_update", client_order_id=update.client_order_id, symbol=update.symbol,
+                     status=str(update.status), broker=update.broker)
+            return  # someone else's order: not ours to journal or to act on (its fills are recorded as external)
+        if self.journal is not None:
+            await self.journal.update_order(
+                update.client_order_id, update.status, ts=now, broker=update.broker,
+                broker_order_id=update.broker_order_id, reason=update.reason, filled_qty=update.filled_qty,
+                filled_avg_price=update.filled_avg_price,
+            )
+        for issue in self.validator.on_update(update, now):
+            await self._issue(issue)
+        if self.stops is not None:
+            self.stops.on_update(update)
+        if not update.status.is_final:
+            return
+        intent = self.intents.get(update.client_order_id)
+        if intent is not None and intent.kind == "entry" and self.release is not None:
+            self.release(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
+        if intent is not None and intent.kind in ("exit", "flatten") \
+                and self.pending_exits.get(intent.symbol) == update.client_order_id:
+            # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
+            # loop looks at the position again
+            del self.pending_exits[intent.symbol]
+        if update.status == OrderStatus.REJECTED:
+            log.warning("order_rejected", signal_id=intent.signal_id if intent else None,
+                        client_order_id=update.client_order_id, reason=update.reason)
+            if self.alert is not None:
+                await self.alert("order_rejected", f"order {update.client_order_id} rejected: {update.reason}",
+                                 client_order_id=update.client_order_id)
+
+    async def _on_fill(self, fill: Fill) -> None:
+        intent = self.intents.get(fill.client_order_id)
+        if intent is None and not is_own_client_order_id(fill.client_order_id):
+            await self._external_fill(fill)
+            return
+        if self.book.has_fill(fill):  # its record already counts this fill id (a redelivery)
+            log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
+            return
+        # journaled first: a write that fails changes nothing here, so the caller can apply the fill again later
+        if self.journal is not None and not await self.journal.record_fill(fill):
+            log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
+            return
+        issues = self.validator.validate(intent, fill)
+        record = self.book.get(fill.client_order_id)
+        if record is not None:
+            record.last_contact = self.clock.now()
+        for issue in issues:
+            await self._issue(issue)
+        before = self.ledger.position(fill.symbol)
+        trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+        after = self.ledger.position(fill.symbol)
+        if intent is not None and intent.kind == "entry" and self.entry_filled is not None:
+            self.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
+        log.info("fill_applied", signal_id=intent.signal_id if intent else None,
+                 client_order_id=fill.client_order_id, symbol=fill.symbol, side=str(fill.side),
+                 quantity=fill.quantity, price=fill.price)
+        if before is not None and after is not before:
+            self._unindex(before)
+        if after is not None and after is not before:
+            self._index(after)
+        if after is None and self.pending_exits.get(fill.symbol) == fill.client_order_id:
+            del self.pending_exits[fill.symbol]
+        if self.stops is not None:
+            self.stops.on_fill(fill, intent)
+        if trip is not None:
+            await self._closed(trip, fill)
+
+    async def record_missing_trades(self, closed: list[tuple[RoundTrip, Fill]]) -> int:
+        """After a restart: round trips the journal's fills close but whose trade row (and P&L, feedback, loss
+        limits) a crash cut off are booked now. `closed` in fill order; returns how many were missing."""
+        if self.trades is None or not closed:
+            return 0
+        missing = set(await self.trades.unrecorded([fill.fill_id for _, fill in closed]))
+        for trip, fill in closed:
+            if fill.fill_id in missing:
+                log.warning("trade_row_recovered", signal_id=trip.position.signal_id, symbol=fill.symbol,
+                            fill_id=fill.fill_id)
+                await self._closed(trip, fill)
+        return len(missing)
+
+    async def _external_fill(self, fill: Fill) -> None:
+        """A fill of an order someone else placed in the account: recorded and alerted, never booked."""
+        fresh = self.on_external_fill(fill) if self.on_external_fill is not None else True
+        if not fresh:
+            return
+        detail = (f"fill {fill.fill_id}: {fill.side} {fill.quantity:g} {fill.symbol} at {fill.price:g} for order "
+                  f"{fill.client_order_id or '(no id)'} that ordergate did not send: external, not traded")
+        ours = self.ledger.position(fill.symbol)
+        severity = "warning"
+        if ours is not None and ours.is_long != (fill.side == Side.BUY):
+            severity = "critical"  # someone traded ordergate's position down by hand
+            cap = self._exit_quantity(ours)
+            detail += f"; it reduces ordergate's {ours.direction} {ours.shares:g}: its exits now trade at most {cap:g}"
+        log.warning("external_fill", client_order_id=fill.client_order_id, fill_id=fill.fill_id,
+                    symbol=fill.symbol, side=str(fill.side), quantity=fill.quantity, price=fill.price,
+                    broker=fill.broker)
+        if self.journal is not None:
+            self.journal.record_decision(None, "external", "external_fill", detail, self.clock.now(), {
+                "client_order_id": fill.client_order_id, "fill_id": fill.fill_id, "broker": fill.broker,
+                "symbol": fill.symbol, "side": str(fill.side), "quantity": fill.quantity, "price": fill.price})
+        if self.alert is not None:
+            await self.alert("external_fill", detail, severity, client_order_id=fill.client_order_id)
+
+    async def _closed(self, trip: RoundTrip, fill: Fill) -> None:
+        pos = trip.position
+        self.round_trips += 1
+        entry_time = pos.entry_time or trip.exit_time
+        trade = ClosedTrade(
+            signal_id=pos.signal_id, ticker=pos.ticker, symbol=pos.symbol, direction=str(pos.direction),
+            signal_type=pos.signal_type, timeframe=pos.timeframe, entry_time=entry_time,
+            exit_time=trip.exit_time, entry_price=pos.entry_price, exit_price=trip.exit_price,
+            quantity=trip.quantity, pnl=trip.pnl, r_multiple=trip.r_multiple, exit_type=trip.exit_type,
+            holding_minutes=(trip.exit_time - entry_time).total_seconds() / 60, broker=fill.broker,
+            exit_fill_id=fill.fill_id,
+        )
+        if self.trades is not None:
+            await self.trades.record(trade)
+        log.info("position_closed", signal_id=pos.signal_id, client_order_id=fill.client_order_id,
+                 symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2), r=round(trip.r_multiple, 2))
+        # the per-signal-type statistics: kept for the feedback loop (weights) and for live analytics (status)
+        if (self.config.enable_feedback_loop or self.config.enable_analytics) and pos.signal_type:
+            adjustment = self.feedback.record_trade(pos.signal_type, trip.r_multiple)
+            if adjustment:
+                log.info("feedback_weights_adjusted", adjustments=adjustment)
+                if self.journal is not None:
+                    await self.journal.set_kv("feedback", self.feedback.to_dict())
+        await self._loss_limits(trip.pnl)
+
+    async def _loss_limits(self, pnl: float) -> None:
+        self.state.record_pnl(pnl)
+        if pnl < 0:
+            self.state.increment_circuit_breaker()
+            losses = self.state.get_circuit_breaker_status().get("consecutive_losses", 0)
+            if losses >= self.executor.consecutive_loss_threshold and not self.state.is_circuit_breaker_open():
+                until = self.clock.now() + timedelta(minutes=self.executor.circuit_breaker_cooldown_minutes)
+                self.state.open_circuit_breaker(until)
+                log.warning("circuit_breaker_opened", consecutive_losses=losses, until=until.isoformat())
+                if self.alert is not None:
+                    await self.alert("circuit_breaker", f"{losses} consecutive losses: entries paused until "
+                                     f"{until.isoformat()}")
+        else:
+            self.state.reset_circuit_breaker()
+        daily = self.state.get_daily_pnl()
+        base = self._starting_equity() if self._starting_equity is not None else 0.0
+        limit = self.executor.daily_loss_limit * base
+        if (self.config.auto_kill_on_daily_loss and base > 0 and daily <= -limit
+                and not self.kill_switch.is_active()):
+            reason = f"daily loss limit: P&L {daily:.2f} crossed -{limit:.2f} ({self.executor.daily_loss_limit:.0%})"
+            self.kill_switch.activate(reason, source="daily_loss")
+            if self.alert is not None:
+                await self.alert("daily_loss_limit", reason, severity="critical")
+
+    async def _issue(self, issue: FillIssue) -> None:
+        self.issues.append(issue)
+        log.error("fill_issue", kind=issue.kind, client_order_id=issue.client_order_id, detail=issue.detail)
+        if self.journal is not None:
+            self.journal.record_decision(None, "fill_validator", issue.kind, issue.detail, self.clock.now(),
+                                         {"client_order_id": issue.client_order_id})
+        if self.alert is not None:
+            await self.alert("ghost_fill" if issue.kind == "ghost_fill" else "fill_issue", issue.detail,
+                             client_order_id=issue.client_order_id)

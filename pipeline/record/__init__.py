@@ -1,0 +1,1 @@
+"""The record: the SQLite journal, its checks, the signal recorder, trade journal, feedback and performance."""

@@ -1,0 +1,369 @@
+"""The journal of record: SQLite in WAL mode. Signals, stage decisions, orders, fills, closed trades.
+
+All database work runs on one dedicated thread, so the event loop never waits on disk. Order intents and
+fills are committed (and fsync'd with synchronous=FULL) before they are acted on; signals and stage
+decisions are buffered and committed in batches by `flush()` / the writer task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pipeline.core.models import Fill, OrderIntent, OrderStatus, TradeSignal
+from pipeline.record.journal_check import journal_damage, move_aside
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS signals (
+    signal_id TEXT PRIMARY KEY, ts TEXT, received_ts TEXT, ticker TEXT, direction TEXT, signal_type TEXT,
+    timeframe TEXT, conviction REAL, entry_price REAL, stop_loss REAL, target_price REAL, source TEXT,
+    payload TEXT
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, signal_id TEXT, stage TEXT, outcome TEXT, reason TEXT, ts TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS decisions_signal ON decisions(signal_id);
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY, signal_id TEXT, kind TEXT, broker TEXT, symbol TEXT, side TEXT,
+    quantity REAL, order_type TEXT, status TEXT, broker_order_id TEXT, filled_qty REAL DEFAULT 0,
+    filled_avg_price REAL, reason TEXT, created_ts TEXT, updated_ts TEXT, intent TEXT
+);
+CREATE INDEX IF NOT EXISTS orders_status ON orders(status);
+CREATE TABLE IF NOT EXISTS order_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, client_order_id TEXT, status TEXT, broker TEXT, reason TEXT,
+    filled_qty REAL, ts TEXT
+);
+CREATE TABLE IF NOT EXISTS fills (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, fill_id TEXT NOT NULL, broker TEXT NOT NULL,
+    client_order_id TEXT, broker_order_id TEXT, symbol TEXT, side TEXT, quantity REAL, price REAL,
+    commission REAL, ts TEXT, UNIQUE (broker, fill_id)
+);
+CREATE INDEX IF NOT EXISTS fills_order ON fills(client_order_id);
+CREATE TABLE IF NOT EXISTS trades (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, signal_id TEXT, ticker TEXT, symbol TEXT, direction TEXT,
+    signal_type TEXT, timeframe TEXT, entry_time TEXT, exit_time TEXT, entry_price REAL, exit_price REAL,
+    quantity REAL, pnl REAL, r_multiple REAL, exit_type TEXT, holding_minutes REAL, broker TEXT, day TEXT,
+    exit_fill_id TEXT
+);
+CREATE INDEX IF NOT EXISTS trades_day ON trades(day);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, severity TEXT, message TEXT, fields TEXT, ts TEXT
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added since a journal was created: trades.exit_fill_id (one trade row per closing fill)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(trades)")}
+    if "exit_fill_id" not in columns:
+        conn.execute("ALTER TABLE trades ADD COLUMN exit_fill_id TEXT")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS trades_exit_fill ON trades(exit_fill_id)")
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalCondition:
+    """What `Journal.open()` found on disk.
+
+    intact: it holds orders. missing: there was no file. empty: a file without a single order. damaged: it
+    could not be opened or failed its check; its files were moved aside to `preserved` and a new one begun.
+    Anything but intact means the ledger cannot be rebuilt from it.
+    """
+
+    state: Literal["intact", "missing", "empty", "damaged"]
+    detail: str = ""
+    preserved: tuple[str, ...] = ()
+
+    @property
+    def lost(self) -> bool:
+        return self.state != "intact"
+
+
+class Journal:
+    """Async facade over one SQLite file; every call runs on the journal's own thread."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", inline: bool = False) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        # inline: SQL runs on the caller's thread. Only for simulated time (replay, bench), where nothing else
+        # waits on the loop; live, every call goes to the journal's own thread so the loop never blocks on disk.
+        self.inline = inline
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self.condition = JournalCondition("missing")
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` on the journal thread (or inline, see __init__)."""
+        if self.inline:
+            return self._call(fn, args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn, args)
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._conn is None:
+            raise RuntimeError(f"journal {self.path} is not open")
+        return fn(self._conn, *args)
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists()
+        damage = journal_damage(self.path) if existed else None
+        preserved: tuple[str, ...] = ()
+        if damage is not None:
+            preserved = move_aside(self.path)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # inline mode is a throwaway simulated run: a crash loses nothing anyone keeps
+        conn.execute(f"PRAGMA synchronous={'OFF' if self.inline else self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(SCHEMA)
+        _migrate(conn)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        self._conn = conn
+        if damage is not None:
+            self.condition = JournalCondition("damaged", damage, preserved)
+        elif not existed:
+            self.condition = JournalCondition("missing", f"{self.path.name} not found")
+        elif conn.execute("SELECT 1 FROM orders LIMIT 1").fetchone() is None:
+            self.condition = JournalCondition("empty", f"{self.path.name} holds no orders")
+        else:
+            self.condition = JournalCondition("intact")
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._open_sync)
+
+    async def close(self) -> None:
+        if self._conn is None:
+            return
+        await self.flush()
+
+        def _close(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        await self.run(_close)
+        self._conn = None
+        self._executor.shutdown(wait=True)
+
+    # -- batched: signals and decisions ---------------------------------------------------------------
+    def record_signal(self, signal: TradeSignal, received: datetime | None = None) -> None:
+        """Buffer a signal row (committed by the next flush)."""
+        payload = _shallow(signal)
+        self._pending.append((
+            "INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                signal.signal_id, _iso(signal.timestamp) if isinstance(signal.timestamp, datetime) else None,
+                _iso(received), str(signal.ticker), str(signal.direction), str(signal.signal_type),
+                str(signal.timeframe), _num(signal.conviction), _num(signal.entry_price),
+                _num(signal.stop_loss), _num(signal.target_price), str(signal.source), dumps(payload),
+            ),
+        ))
+
+    def record_decision(
+        self, signal_id: str | None, stage: str, outcome: str, reason: str = "",
+        ts: datetime | None = None, detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Buffer one stage outcome of a signal (approved / rejected + reason)."""
+        self._pending.append((
+            "INSERT INTO decisions(signal_id, stage, outcome, reason, ts, detail) VALUES (?,?,?,?,?,?)",
+            (signal_id, stage, outcome, reason, _iso(ts), dumps(detail) if detail else None),
+        ))
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Commit every buffered row in one transaction."""
+        if not self._pending or self._conn is None:
+            return
+        rows, self._pending = self._pending, []
+
+        def _write(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                _insert_rows(conn, rows)
+
+        try:
+            await self.run(_write)
+        except BaseException:
+            self._pending[:0] = rows  # nothing is lost: the next flush tries them again, first
+            raise
+
+    # -- durable now: orders and fills ----------------------------------------------------------------
+    async def record_order_intent(self, intent: OrderIntent, broker: str, ts: datetime) -> bool:
+        """Commit the intent before it is sent. False when this client order id is already journaled."""
+        # buffered decisions go first so the journal reads in causal order
+        rows, self._pending = self._pending, []
+
+        def _write(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                _insert_rows(conn, rows)
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
+                    " order_type, status, created_ts, updated_ts, intent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        intent.client_order_id, intent.signal_id, intent.kind, broker, intent.symbol,
+                        str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
+                        ts.isoformat(), ts.isoformat(), dumps(_shallow(intent)),
+                    ),
+                )
+                return cur.rowcount == 1
+
+        try:
+            return await self.run(_write)
+        except BaseException:
+            self._pending[:0] = rows  # a failed write (full disk) keeps the buffered rows for the next one
+            raise
+
+    async def update_order(
+        self, client_order_id: str, status: OrderStatus | str, *, ts: datetime, broker: str | None = None,
+        broker_order_id: str | None = None, reason: str | None = None, filled_qty: float | None = None,
+        filled_avg_price: float | None = None,
+    ) -> None:
+        """Record a status change of an order (and keep its event history)."""
+        stamp = ts.isoformat()
+        status = str(status)
+        update = (_STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id, reason, filled_qty,
+                  filled_avg_price, client_order_id)
+        event = (client_order_id, status, broker, reason, filled_qty, stamp)
+
+        def _write(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(_UPDATE_ORDER, update)
+                conn.execute(
+                    "INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
+                    " VALUES (?,?,?,?,?,?)",
+                    event,
+                )
+
+        await self.run(_write)
+
+    async def record_fill(self, fill: Fill) -> bool:
+        """Commit a fill. False when this (broker, fill_id) was already journaled: apply it only once."""
+
+        def _write(conn: sqlite3.Connection) -> bool:
+            # one statement: its own transaction, committed (and fsync'd with synchronous=FULL) before this returns
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
+                " side, quantity, price, commission, ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
+                 str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat()),
+            )
+            return cur.rowcount == 1
+
+        return await self.run(_write)
+
+    # -- reads ----------------------------------------------------------------------------------------
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts (reads see everything committed; call flush() first for buffered rows)."""
+
+        def _read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            cur = conn.execute(sql, params)
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+        return await self.run(_read)
+
+    async def get_order(self, client_order_id: str) -> dict[str, Any] | None:
+        rows = await self.query("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,))
+        return rows[0] if rows else None
+
+    async def open_orders(self) -> list[dict[str, Any]]:
+        """Orders not yet in a final state (pending, new, partially filled)."""
+        return await self.query(
+            "SELECT * FROM orders WHERE status IN ('pending','new','partially_filled') ORDER BY created_ts"
+        )
+
+    async def fills(self) -> list[dict[str, Any]]:
+        """Every fill in the order it was journaled (the ledger is rebuilt from these)."""
+        return await self.query("SELECT * FROM fills ORDER BY seq")
+
+    async def set_kv(self, key: str, value: Any) -> None:
+        def _write(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)", (key, dumps(value)))
+
+        await self.run(_write)
+
+    async def get_kv(self, key: str, default: Any = None) -> Any:
+        rows = await self.query("SELECT value FROM kv WHERE key=?", (key,))
+        return json.loads(rows[0]["value"]) if rows else default
+
+
+_STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,
+                "expired": 3, "replaced": 3, "never_reached": 3}
+# An order never moves backwards (a late submit reply after its fill event, say): the stored status stays when
+# its rank is above the new one's. Parameters: the new status's rank, the new status, updated_ts, broker,
+# broker_order_id, reason, filled_qty, filled_avg_price, client_order_id.
+_UPDATE_ORDER = (
+    "UPDATE orders SET status=CASE WHEN (CASE status "
+    + " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in _STATUS_RANK.items())
+    + " ELSE 0 END) > ? THEN status ELSE ? END, updated_ts=?, broker=COALESCE(?, broker),"
+    " broker_order_id=COALESCE(?, broker_order_id), reason=COALESCE(?, reason),"
+    " filled_qty=COALESCE(?, filled_qty), filled_avg_price=COALESCE(?, filled_avg_price)"
+    " WHERE client_order_id=?"
+)
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Execute buffered rows, one executemany per statement. Each statement inserts into its own table, so rows
+    keep their order within a table (the decisions' ids stay causal)."""
+    by_sql: dict[str, list[tuple[Any, ...]]] = {}
+    for sql, params in rows:
+        by_sql.setdefault(sql, []).append(params)
+    for sql, params_list in by_sql.items():
+        conn.executemany(sql, params_list)
+
+
+def _shallow(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict without asdict()'s deep copy (this runs for every signal and order)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,56 @@
+"""SignalRecorder: gives every signal its id and journals the outcome of every stage it passes through.
+
+The id is derived from the signal's content (ticker, direction, type, timeframe, timestamp, source), so the
+same signal seen again — after a restart, or re-sent by an alert service — has the same id and therefore the
+same client order id: the broker and the journal recognise it instead of trading it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from pipeline.core.models import TradeSignal
+from pipeline.record.journal import Journal
+
+log = structlog.get_logger("ordergate.signals")
+
+
+def signal_id_for(signal: TradeSignal) -> str:
+    """Deterministic id of a signal's content."""
+    ts = signal.timestamp.isoformat() if isinstance(signal.timestamp, datetime) else str(signal.timestamp)
+    key = "|".join(str(x) for x in (
+        signal.ticker, signal.direction, signal.signal_type, signal.timeframe, ts, signal.source,
+        signal.entry_price, signal.stop_loss,
+    ))
+    return "sig-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+class SignalRecorder:
+    """Audit trail of signals (PRD-162): one signals row, one decisions row per stage."""
+
+    def __init__(self, journal: Journal | None, enabled: bool = True) -> None:
+        self.journal = journal if enabled else None
+
+    def assign(self, signal: TradeSignal, received: datetime) -> str:
+        """Give the signal its id (unless it has one) and journal it (buffered)."""
+        if not signal.signal_id:
+            signal.signal_id = signal_id_for(signal)
+        if self.journal is not None:
+            self.journal.record_signal(signal, received)
+        return signal.signal_id
+
+    def stage(
+        self, signal: TradeSignal, stage: str, approved: bool, reason: str = "", ts: datetime | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one stage's outcome and log it with the signal id."""
+        outcome = "approved" if approved else "rejected"
+        if self.journal is not None:
+            self.journal.record_decision(signal.signal_id, stage, outcome, reason, ts, detail)
+        if not approved:
+            log.info("signal_rejected", signal_id=signal.signal_id, ticker=str(signal.ticker)[:24], stage=stage,
+                     reason=reason)

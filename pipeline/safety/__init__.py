@@ -1,0 +1,1 @@
+"""Safety: the kill switch (every trip) and the atomic persistent state."""

@@ -1,0 +1,1 @@
+"""Strategies: indicators and the EMA-cloud strategy (bars in, signals out)."""

@@ -1,0 +1,623 @@
+"""EMA-cloud strategy: 1m bars -> timeframe bars -> three EMA clouds -> trade signals.
+
+`BarAggregator` builds bars of one timeframe from smaller ones, aligned to the New York session (09:30 ET
+open; buckets never straddle the close or midnight ET; daily bars cover the regular session).
+`EmaCloudStrategy.on_bar` feeds each completed bar to three incremental EMA clouds per (symbol, timeframe):
+fast (5/12), pullback (8/9) and trend (34/50), and emits at most one `TradeSignal` per completed bar. It
+also keeps the recent `CloudState`s and bars the exit monitor reads.
+
+Hot path rules: no pandas, plain floats, no per-bar dict rebuilding; objects are allocated only for a
+completed bar (its `CloudState`) or a signal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
+
+import structlog
+
+from config.settings import StrategySettings
+from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date
+from pipeline.core.models import TIMEFRAME_SECONDS, Bar, CloudState, Direction, SignalType, TradeSignal
+from pipeline.strategy.indicators import EMA, EmaCloud
+
+log = structlog.get_logger(__name__)
+
+DAILY = "1d"
+DAY_SECONDS = TIMEFRAME_SECONDS[DAILY]
+SESSION_OPEN = time(9, 30)
+SESSION_CLOSE = time(16, 0)
+STOP_BUFFER_PCT = 0.001      # stop sits this far beyond the supporting cloud edge
+MIN_STOP_PCT = 0.0025        # and at least this far from entry
+DEFAULT_HISTORY = 64         # completed bars / cloud states kept per (symbol, timeframe)
+_INF = math.inf
+_NO_BARS: tuple[Bar, ...] = ()
+
+# tie-break among signals of equal conviction on one bar: the more specific setup wins
+_PRIORITY = {
+    SignalType.PULLBACK_ENTRY_LONG: 4, SignalType.PULLBACK_ENTRY_SHORT: 4,
+    SignalType.TREND_ALIGNED_LONG: 3, SignalType.TREND_ALIGNED_SHORT: 3,
+    SignalType.CLOUD_CROSS_BULLISH: 2, SignalType.CLOUD_CROSS_BEARISH: 2,
+    SignalType.CLOUD_FLIP_BULLISH: 1, SignalType.CLOUD_FLIP_BEARISH: 1,
+}
+
+
+def _timeframe_seconds(timeframe: str, field: str = "timeframe") -> int:
+    try:
+        return TIMEFRAME_SECONDS[timeframe]
+    except (KeyError, TypeError):
+        raise ValueError(f"{field}: unknown timeframe {timeframe!r}; allowed: {', '.join(TIMEFRAME_SECONDS)}") from None
+
+
+class _SessionHours:
+    """The New York day that contains a timestamp: midnight bounds and session open/close, all UTC.
+
+    One-entry cache: consecutive bars almost always fall on the same day, so the lookup is two comparisons.
+    """
+
+    __slots__ = ("_cal", "close", "day", "hi", "lo", "open")
+
+    def __init__(self, calendar: MarketCalendar | None) -> None:
+        self._cal = calendar
+        self.day: date | None = None
+        self.lo = self.hi = self.open = self.close = datetime.min.replace(tzinfo=UTC)
+
+    def locate(self, ts: datetime) -> None:
+        """Point the cache at the New York day of `ts`."""
+        if self.day is None or not (self.lo <= ts < self.hi):
+            self.set_day(ts.astimezone(NEW_YORK).date())
+
+    def set_day(self, day: date) -> None:
+        if day == self.day:
+            return
+        self.day = day
+        self.lo = datetime.combine(day, time(0), NEW_YORK).astimezone(UTC)
+        self.hi = datetime.combine(day + timedelta(days=1), time(0), NEW_YORK).astimezone(UTC)
+        session = self._cal.session(day) if self._cal is not None else None
+        if session is None:  # weekend/holiday without a calendar answer: the regular hours
+            self.open = datetime.combine(day, SESSION_OPEN, NEW_YORK).astimezone(UTC)
+            self.close = datetime.combine(day, SESSION_CLOSE, NEW_YORK).astimezone(UTC)
+        else:
+            self.open, self.close = session[0].astimezone(UTC), session[1].astimezone(UTC)
+
+    def intraday_bucket(self, ts: datetime, seconds: int) -> tuple[datetime, datetime]:
+        """(start, end) of the `seconds` bucket holding `ts`: aligned to the open (to the close after it),
+        cut at the close and at midnight ET."""
+        self.locate(ts)
+        anchor = self.close if ts >= self.close else self.open
+        k = math.floor((ts - anchor).total_seconds() / seconds)
+        start = anchor + timedelta(seconds=k * seconds)
+        end = start + timedelta(seconds=seconds)
+        if start < self.lo:
+            start = self.lo
+        if end > self.hi:
+            end = self.hi
+        if start < self.close < end:
+            end = self.close
+        return start, end
+
+    def bar_end(self, ts: datetime, seconds: int) -> datetime:
+        """When a bar of `seconds` opening at `ts` closes (cut at the session close / midnight ET)."""
+        if seconds >= DAY_SECONDS:
+            # a daily bar is the session of the date it names (midnight ET, 00:00Z, 20:00Z, the close...)
+            self.set_day(daily_session_date(ts))
+            return self.close
+        self.locate(ts)
+        end = ts + timedelta(seconds=seconds)
+        if end > self.hi:
+            end = self.hi
+        if ts < self.close < end:
+            end = self.close
+        return end
+
+
+class _Partial:
+    """The bucket being built for one symbol (reused; `active` is False once it has been emitted)."""
+
+    __slots__ = ("active", "close", "end", "high", "last", "low", "open", "stamp", "volume")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.stamp = self.end = self.last = datetime.min.replace(tzinfo=UTC)
+        self.open = self.high = self.low = self.close = self.volume = 0.0
+
+    def start(self, bar: Bar, stamp: datetime, end: datetime) -> None:
+        self.active = True
+        self.stamp, self.end, self.last = stamp, end, bar.timestamp
+        self.open, self.high, self.low, self.close, self.volume = bar.open, bar.high, bar.low, bar.close, bar.volume
+
+    def merge(self, bar: Bar) -> None:
+        self.last = bar.timestamp
+        if bar.high > self.high:
+            self.high = bar.high
+        if bar.low < self.low:
+            self.low = bar.low
+        self.close = bar.close
+        self.volume += bar.volume
+
+    def emit(self, symbol: str, timeframe: str) -> Bar:
+        self.active = False
+        return Bar(symbol, self.stamp, self.open, self.high, self.low, self.close, self.volume, timeframe)
+
+
+class BarAggregator:
+    """Aggregates smaller bars (usually 1m) into `timeframe` bars per symbol, aligned to the NY session.
+
+    Intraday buckets start at the 09:30 ET open (09:30-09:35, ... for 5m), end at the close at the latest
+    (the 15:30 1h bucket is 15:30-16:00), and bars after the close form buckets aligned to the close. A daily
+    bucket is the regular session of one New York date, stamped at midnight ET; bars outside it are ignored.
+    A bucket is emitted as soon as a bar ending at the bucket's end arrives, or else when a bar of a later
+    bucket arrives. Bars already of `timeframe` pass straight through; larger bars are ignored; late or
+    repeated bars (at or before the last one aggregated) are dropped.
+    """
+
+    __slots__ = ("_hours", "_partials", "_src_deltas", "daily", "seconds", "timeframe")
+
+    def __init__(self, timeframe: str, calendar: MarketCalendar | None = None) -> None:
+        self.seconds = _timeframe_seconds(timeframe)
+        self.timeframe = timeframe
+        self.daily = self.seconds >= DAY_SECONDS
+        self._hours = _SessionHours(calendar)
+        self._partials: dict[str, _Partial] = {}
+        self._src_deltas = {tf: timedelta(seconds=s) for tf, s in TIMEFRAME_SECONDS.items()}
+
+    def update(self, bar: Bar) -> Sequence[Bar]:
+        """Feed one bar; returns the bars of `timeframe` it completed (usually none, at most two)."""
+        src = TIMEFRAME_SECONDS.get(bar.timeframe)
+        if src is None:
+            raise ValueError(f"timeframe: unknown bar timeframe {bar.timeframe!r}")
+        if src == self.seconds:
+            return (bar,)
+        if src > self.seconds:
+            return _NO_BARS
+        ts = bar.timestamp
+        p = self._partials.get(bar.symbol)
+        if p is None:
+            p = self._partials[bar.symbol] = _Partial()
+        elif ts < p.end:
+            if not p.active or ts <= p.last or ts < p.stamp:
+                return _NO_BARS  # late or repeated bar of a bucket already built
+            p.merge(bar)
+            if ts + self._src_deltas[bar.timeframe] >= p.end:
+                return (p.emit(bar.symbol, self.timeframe),)
+            return _NO_BARS
+        previous = p.emit(bar.symbol, self.timeframe) if p.active else None
+        done = self._open_bucket(p, bar)
+        if previous is None:
+            return (done,) if done is not None else _NO_BARS
+        return (previous, done) if done is not None else (previous,)
+
+    def _open_bucket(self, p: _Partial, bar: Bar) -> Bar | None:
+        """Start the bucket holding `bar`; returns it at once if `bar` also completes it."""
+        ts = bar.timestamp
+        hours = self._hours
+        if self.daily:
+            hours.locate(ts)
+            if not (hours.open <= ts < hours.close):
+                return None
+            stamp, end = hours.lo, hours.close
+        else:
+            stamp, end = hours.intraday_bucket(ts, self.seconds)
+        p.start(bar, stamp, end)
+        if ts + self._src_deltas[bar.timeframe] >= end:
+            return p.emit(bar.symbol, self.timeframe)
+        return None
+
+    def flush(self, symbol: str) -> Bar | None:
+        """Emit the unfinished bucket of `symbol` now (end of a replay), if there is one."""
+        p = self._partials.get(symbol)
+        if p is None or not p.active:
+            return None
+        return p.emit(symbol, self.timeframe)
+
+    def bar_close_time(self, bar: Bar) -> datetime:
+        """When `bar` (of this aggregator's timeframe) closes: open + timeframe, cut at the session close;
+        for daily bars the session close of their date."""
+        return self._hours.bar_end(bar.timestamp, TIMEFRAME_SECONDS.get(bar.timeframe, self.seconds))
+
+
+class _Track:
+    """Clouds, history and volume average of one (symbol, timeframe)."""
+
+    __slots__ = (
+        "align_dir", "align_fired", "bars", "count", "fl", "fs", "last_ts", "pl", "prev_align", "ps", "states",
+        "symbol", "timeframe", "tl", "ts", "vol_n", "vol_sum", "vols",
+    )
+
+    def __init__(self, symbol: str, timeframe: str, spans: tuple[int, ...], history: int, lookback: int) -> None:
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.fs, self.fl, self.ps, self.pl, self.ts, self.tl = (EMA(s) for s in spans)
+        self.states: deque[CloudState] = deque(maxlen=history)
+        self.bars: deque[Bar] = deque(maxlen=history)
+        self.vols: deque[float] = deque(maxlen=lookback)
+        self.vol_sum = 0.0
+        self.vol_n = 0
+        self.count = 0
+        self.last_ts: datetime | None = None
+        self.align_dir = 0         # structural alignment of the clouds: +1 bullish stack, -1 bearish, 0 none
+        self.align_fired = False   # TREND_ALIGNED already given for the current alignment episode
+        self.prev_align = 0        # align_dir as of the previous completed bar
+
+    def relative_volume(self, volume: float) -> float:
+        """`volume` over the average of the previous `lookback` bars (1.0 when there is no average yet)."""
+        n = len(self.vols)
+        if n == 0 or self.vol_sum <= 0.0:
+            return 1.0
+        return volume * n / self.vol_sum
+
+    def push_volume(self, volume: float) -> None:
+        vols = self.vols
+        if len(vols) == vols.maxlen:
+            self.vol_sum -= vols[0]
+        vols.append(volume)
+        self.vol_sum += volume
+        self.vol_n += 1
+        if self.vol_n & 1023 == 0:  # wipe accumulated rounding now and then
+            self.vol_sum = math.fsum(vols)
+
+    def update(self, bar: Bar) -> CloudState:
+        """Advance the six EMAs by one completed bar and record its cloud state."""
+        c = bar.close
+        state = CloudState(
+            self.symbol, self.timeframe, bar.timestamp, c,
+            self.fs.update(c), self.fl.update(c), self.ps.update(c), self.pl.update(c),
+            self.ts.update(c), self.tl.update(c),
+        )
+        self.states.append(state)
+        self.bars.append(bar)
+        self.last_ts = bar.timestamp
+        self.count += 1
+        return state
+
+
+def _structure(s: CloudState) -> int:
+    """+1 when all three clouds are bullish and the fast and pullback clouds sit above the trend cloud,
+    -1 for the bearish mirror, else 0."""
+    fs, fl, ps, pl, ts, tl = s.fast_short, s.fast_long, s.pullback_short, s.pullback_long, s.trend_short, s.trend_long
+    if fs > fl and ps > pl and ts > tl and fl > ts and pl > ts:
+        return 1
+    if fs < fl and ps < pl and ts < tl and fl < ts and pl < ts:
+        return -1
+    return 0
+
+
+def _hi(a: float, b: float) -> float:
+    return a if a >= b else b
+
+
+def _lo(a: float, b: float) -> float:
+    return b if a >= b else a
+
+
+def _conviction(s: CloudState, direction: int, structure: int, rel_volume: float) -> float:
+    """0-100: 15 per cloud whose colour agrees, 10 when stacked that way, 5 when price is beyond the trend
+    cloud, and up to 40 from relative volume (20 at average volume, 40 at twice it or more)."""
+    if direction > 0:
+        agree = (s.fast_short > s.fast_long) + (s.pullback_short > s.pullback_long) + (s.trend_short > s.trend_long)
+        beyond = s.close > _hi(s.trend_short, s.trend_long)
+    else:
+        agree = (s.fast_short < s.fast_long) + (s.pullback_short < s.pullback_long) + (s.trend_short < s.trend_long)
+        beyond = s.close < _lo(s.trend_short, s.trend_long)
+    rv = rel_volume if rel_volume < 2.0 else 2.0
+    if not rv > 0.0:  # also NaN
+        rv = 0.0
+    score = 15.0 * agree + (10.0 if structure == direction else 0.0) + (5.0 if beyond else 0.0) + 20.0 * rv
+    return round(min(100.0, max(0.0, score)), 2)
+
+
+def _stop(s: CloudState, direction: int, extreme: float | None = None) -> float | None:
+    """Stop beyond the nearest cloud edge on the protective side of entry (pullback or trend cloud), with a
+    buffer and a minimum distance; `extreme` (a pullback bar's low/high) widens it. None when no cloud
+    supports the trade or the stop would be on the wrong side of entry."""
+    entry = s.close
+    if direction > 0:
+        support = -_INF
+        for edge in (_lo(s.pullback_short, s.pullback_long), _lo(s.trend_short, s.trend_long)):
+            if support < edge < entry:
+                support = edge
+        if support == -_INF:
+            return None
+        if extreme is not None and extreme < support:
+            support = extreme
+        stop = min(support - entry * STOP_BUFFER_PCT, entry * (1.0 - MIN_STOP_PCT))
+        return stop if 0.0 < stop < entry else None
+    resistance = _INF
+    for edge in (_hi(s.pullback_short, s.pullback_long), _hi(s.trend_short, s.trend_long)):
+        if entry < edge < resistance:
+            resistance = edge
+    if resistance == _INF:
+        return None
+    if extreme is not None and extreme > resistance:
+        resistance = extreme
+    stop = max(resistance + entry * STOP_BUFFER_PCT, entry * (1.0 + MIN_STOP_PCT))
+    return stop if stop > entry and math.isfinite(stop) else None
+
+
+def _setups(track: _Track, prev: CloudState, cur: CloudState, prev_bar: Bar, fresh_alignment: int) -> list[
+    tuple[SignalType, int, float | None]
+]:
+    """Every setup present on the bar just completed: (type, direction, extreme for the stop).
+
+    Hot path (runs on every completed bar): cloud edges are computed inline, not through helpers."""
+    found: list[tuple[SignalType, int, float | None]] = []
+    c, pc = cur.close, prev.close
+    a, b = prev.trend_short, prev.trend_long
+    p_tr_lo, p_tr_hi = (b, a) if a >= b else (a, b)
+    a, b = cur.trend_short, cur.trend_long
+    tr_lo, tr_hi = (b, a) if a >= b else (a, b)
+    if pc <= p_tr_hi and c > tr_hi:
+        found.append((SignalType.CLOUD_CROSS_BULLISH, 1, None))
+    elif pc >= p_tr_lo and c < tr_lo:
+        found.append((SignalType.CLOUD_CROSS_BEARISH, -1, None))
+    was_bull = prev.fast_short >= prev.fast_long
+    if was_bull != (cur.fast_short >= cur.fast_long):
+        if was_bull:
+            found.append((SignalType.CLOUD_FLIP_BEARISH, -1, None))
+        else:
+            found.append((SignalType.CLOUD_FLIP_BULLISH, 1, None))
+    if fresh_alignment > 0:
+        found.append((SignalType.TREND_ALIGNED_LONG, 1, None))
+    elif fresh_alignment < 0:
+        found.append((SignalType.TREND_ALIGNED_SHORT, -1, None))
+    if track.align_dir > 0 and track.prev_align > 0:
+        a, b = prev.pullback_short, prev.pullback_long
+        top = a if a >= b else b
+        # the previous bar dipped into the pullback cloud and closed in it; this one closes above it again
+        if prev_bar.low <= top and pc <= top and c > _hi(cur.pullback_short, cur.pullback_long):
+            found.append((SignalType.PULLBACK_ENTRY_LONG, 1, prev_bar.low))
+    elif track.align_dir < 0 and track.prev_align < 0:
+        a, b = prev.pullback_short, prev.pullback_long
+        bottom = b if a >= b else a
+        if prev_bar.high >= bottom and pc >= bottom and c < _lo(cur.pullback_short, cur.pullback_long):
+            found.append((SignalType.PULLBACK_ENTRY_SHORT, -1, prev_bar.high))
+    return found
+
+
+class _SymbolSlot:
+    """Per-symbol holder: one track per configured timeframe and the timeframes completed on the last bar."""
+
+    __slots__ = ("completed", "rejected", "tracks")
+
+    def __init__(self, tracks: list[_Track]) -> None:
+        self.tracks = tracks
+        self.completed: list[str] = []
+        self.rejected = 0
+
+
+class EmaCloudStrategy:
+    """Turns bars into `TradeSignal`s from three EMA clouds per (symbol, timeframe), and keeps the cloud
+    states and recent bars the exit monitor reads.
+
+    Signals start after warm-up (the trend cloud's long span of completed bars). When `settings.enabled`
+    is false the clouds are still maintained (exits need them) but no signal is emitted.
+    """
+
+    def __init__(
+        self,
+        settings: StrategySettings,
+        *,
+        calendar: MarketCalendar | None = None,
+        history: int = DEFAULT_HISTORY,
+    ) -> None:
+        if history < 2:
+            raise ValueError(f"history: must keep at least 2 bars, got {history}")
+        for name in ("fast_cloud", "pullback_cloud", "trend_cloud"):
+            short, long = getattr(settings, name)
+            try:
+                EmaCloud(short, long)
+            except ValueError as exc:
+                raise ValueError(f"strategy.{name}: {exc}") from None
+        self._spans = (*settings.fast_cloud, *settings.pullback_cloud, *settings.trend_cloud)
+        self.timeframes: tuple[str, ...] = tuple(dict.fromkeys(settings.timeframes))
+        for tf in self.timeframes:
+            _timeframe_seconds(tf, "strategy.timeframes")
+        self._aggregators = tuple(BarAggregator(tf, calendar) for tf in self.timeframes)
+        self._index = {tf: i for i, tf in enumerate(self.timeframes)}
+        self._history = history
+        self._lookback = settings.volume_lookback
+        self.warmup_bars = max(settings.trend_cloud[1], max(self._spans))
+        self.min_conviction = float(settings.min_conviction)
+        self.enabled = settings.enabled
+        self._symbols: dict[str, _SymbolSlot] = {}
+        self.rejected_bars = 0
+
+    # ------------------------------------------------------------------ hot path
+    def on_bar(self, bar: Bar) -> list[TradeSignal]:
+        """Feed one feed bar (usually 1m). Returns the signals of the timeframe bars it completed."""
+        try:
+            slot = self._symbols.get(bar.symbol)
+        except TypeError:  # unhashable symbol
+            slot = None
+        if slot is not None:
+            slot.completed.clear()
+        try:
+            ok = (
+                0.0 < bar.low <= bar.high < _INF and 0.0 < bar.close < _INF and 0.0 < bar.open < _INF
+                and 0.0 <= bar.volume < _INF and bar.timeframe in TIMEFRAME_SECONDS
+                and bar.timestamp.tzinfo is not None
+            )
+        except (TypeError, AttributeError):  # a non-number price, a non-datetime timestamp
+            ok = False
+        if not ok or slot is None:
+            problem = _bar_problem(bar) or (None if ok else "bar: malformed")
+            if problem is not None:
+                self._reject(slot, bar, problem)
+                return []
+            if slot is None:
+                slot = self._new_slot(bar.symbol)
+        signals: list[TradeSignal] = []
+        tracks = slot.tracks
+        for i, agg in enumerate(self._aggregators):
+            for done in agg.update(bar):
+                track = tracks[i]
+                if track.last_ts is not None and done.timestamp <= track.last_ts:
+                    continue
+                if not slot.completed or slot.completed[-1] != agg.timeframe:
+                    slot.completed.append(agg.timeframe)
+                signal = self._on_completed(track, done, agg)
+                if signal is not None:
+                    signals.append(signal)
+        return signals
+
+    def _on_completed(self, track: _Track, bar: Bar, agg: BarAggregator) -> TradeSignal | None:
+        prev = track.states[-1] if track.states else None
+        prev_bar = track.bars[-1] if track.bars else None
+        rel_volume = track.relative_volume(bar.volume)
+        track.push_volume(bar.volume)
+        cur = track.update(bar)
+        fresh = self._advance_alignment(track, cur)
+        if prev is None or prev_bar is None or not self.enabled or track.count <= self.warmup_bars:
+            return None
+        return self._best_signal(track, prev, cur, prev_bar, fresh, rel_volume, agg)
+
+    @staticmethod
+    def _advance_alignment(track: _Track, cur: CloudState) -> int:
+        """Update the alignment episode; returns +1/-1 on the bar a trend alignment (with price on its side)
+        is first seen, else 0."""
+        structure = _structure(cur)
+        track.prev_align = track.align_dir
+        if structure != track.align_dir:
+            track.align_dir = structure
+            track.align_fired = False
+        if structure == 0 or track.align_fired:
+            return 0
+        c = cur.close
+        on_side = c > _hi(cur.pullback_short, cur.pullback_long) if structure > 0 else (
+            c < _lo(cur.pullback_short, cur.pullback_long)
+        )
+        if not on_side:
+            return 0
+        track.align_fired = True
+        return structure
+
+    def _best_signal(
+        self, track: _Track, prev: CloudState, cur: CloudState, prev_bar: Bar, fresh: int, rel_volume: float,
+        agg: BarAggregator,
+    ) -> TradeSignal | None:
+        setups = _setups(track, prev, cur, prev_bar, fresh)
+        if not setups:
+            return None
+        best: tuple[float, int, SignalType, int, float] | None = None
+        for signal_type, direction, extreme in setups:
+            stop = _stop(cur, direction, extreme)
+            if stop is None:
+                continue
+            conviction = _conviction(cur, direction, track.align_dir, rel_volume)
+            key = (conviction, _PRIORITY[signal_type], signal_type, direction, stop)
+            if best is None or key[:2] > best[:2]:
+                best = key
+        if best is None or best[0] < self.min_conviction:
+            return None
+        conviction, _, signal_type, direction, stop = best
+        return TradeSignal(
+            signal_type=signal_type,
+            direction=Direction.LONG if direction > 0 else Direction.SHORT,
+            ticker=track.symbol,
+            timeframe=track.timeframe,
+            conviction=conviction,
+            entry_price=cur.close,
+            stop_loss=stop,
+            target_price=None,
+            timestamp=agg.bar_close_time(track.bars[-1]),
+            source="strategy",
+            metadata={"relative_volume": round(rel_volume, 4), "setups": [str(s[0]) for s in setups]},
+        )
+
+    # ------------------------------------------------------------------ set-up and bad input
+    def _new_slot(self, symbol: str) -> _SymbolSlot:
+        tracks = [_Track(symbol, tf, self._spans, self._history, self._lookback) for tf in self.timeframes]
+        slot = self._symbols[symbol] = _SymbolSlot(tracks)
+        return slot
+
+    def _reject(self, slot: _SymbolSlot | None, bar: Bar, problem: str) -> None:
+        self.rejected_bars += 1
+        count = 1
+        if slot is not None:
+            slot.rejected += 1
+            count = slot.rejected
+        if count == 1 or count % 1000 == 0:
+            log.warning("bar_rejected", symbol=str(getattr(bar, "symbol", ""))[:32], problem=problem, count=count)
+
+    # ------------------------------------------------------------------ accessors for the exit monitor
+    def _track(self, symbol: str, timeframe: str) -> _Track | None:
+        slot = self._symbols.get(symbol)
+        i = self._index.get(timeframe)
+        if slot is None or i is None:
+            return None
+        return slot.tracks[i]
+
+    def cloud_state(self, symbol: str, timeframe: str) -> CloudState | None:
+        """The cloud state of the latest completed `timeframe` bar of `symbol`, or None."""
+        track = self._track(symbol, timeframe)
+        return track.states[-1] if track is not None and track.states else None
+
+    def recent_states(self, symbol: str, timeframe: str, n: int) -> list[CloudState]:
+        """Up to `n` latest cloud states, oldest first."""
+        track = self._track(symbol, timeframe)
+        return _tail(track.states, n) if track is not None else []
+
+    def recent_bars(self, symbol: str, timeframe: str, n: int) -> list[Bar]:
+        """Up to `n` latest completed `timeframe` bars, oldest first."""
+        track = self._track(symbol, timeframe)
+        return _tail(track.bars, n) if track is not None else []
+
+    def completed_on_last_bar(self, symbol: str) -> list[str]:
+        """Timeframes that completed a bar on the most recent `on_bar` call for `symbol`."""
+        slot = self._symbols.get(symbol)
+        return list(slot.completed) if slot is not None else []
+
+    def close_time(self, bar: Bar) -> datetime:
+        """When a completed bar closes (open + timeframe, cut at the session close; daily: the session close)."""
+        i = self._index.get(bar.timeframe)
+        agg = self._aggregators[i] if i is not None else BarAggregator(bar.timeframe)
+        return agg.bar_close_time(bar)
+
+    def bars_seen(self, symbol: str, timeframe: str) -> int:
+        """How many completed `timeframe` bars of `symbol` have gone through the clouds."""
+        track = self._track(symbol, timeframe)
+        return track.count if track is not None else 0
+
+    def is_warm(self, symbol: str, timeframe: str) -> bool:
+        """True once signals can be emitted for (symbol, timeframe)."""
+        return self.bars_seen(symbol, timeframe) > self.warmup_bars
+
+    def warm_up_minutes(self) -> int:
+        """Minutes of trading (1m bars) that complete enough bars of every timeframe to emit signals."""
+        return max(TIMEFRAME_SECONDS[tf] for tf in self.timeframes) // 60 * (self.warmup_bars + 2)
+
+
+def _tail(items: deque, n: int) -> list:
+    size = len(items)
+    if n <= 0:
+        return []
+    return list(islice(items, max(0, size - n), size))
+
+
+def _bar_problem(bar: Bar) -> str | None:
+    """Why a bar cannot be used, naming the field; None when it is fine. Cheap enough for every bar."""
+    try:
+        return _bar_fields_problem(bar)
+    except (TypeError, AttributeError) as exc:  # a non-number price, a non-datetime timestamp...
+        return f"bar: malformed ({exc})"
+
+
+def _bar_fields_problem(bar: Bar) -> str | None:
+    if not (0.0 < bar.low <= bar.high < _INF):
+        return f"low/high: need 0 < low <= high, got low={bar.low!r} high={bar.high!r}"
+    if not (0.0 < bar.close < _INF) or not (0.0 < bar.open < _INF):
+        return f"open/close: must be finite positive prices, got open={bar.open!r} close={bar.close!r}"
+    if not (0.0 <= bar.volume < _INF):
+        return f"volume: must be finite and >= 0, got {bar.volume!r}"
+    if bar.timeframe not in TIMEFRAME_SECONDS:
+        return f"timeframe: unknown {str(bar.timeframe)[:20]!r}"
+    ts = bar.timestamp
+    if not isinstance(ts, datetime) or ts.tzinfo is None:
+        return "timestamp: must be a timezone-aware datetime"
+    if not isinstance(bar.symbol, str) or not bar.symbol:
+        return "symbol: must be a non-empty string"
+    return None

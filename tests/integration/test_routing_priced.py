@@ -1,0 +1,58 @@
+"""Issue 14.3: routing that can trade what it routes.
+
+A routed leveraged ETF without a price (no bars in the file, no quote) falls back to the stock itself in mode
+`both`, with the reason recorded; in mode `leveraged_etf` the signal is rejected saying what to add.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import sqlite3
+from pathlib import Path
+
+from config.settings import InstrumentMode, load_settings
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "daily"
+
+
+def _msft(tmp_path: Path) -> Path:
+    path = tmp_path / "msft.csv"
+    with (DATA / "MSFT.csv").open() as fh, path.open("w") as out:
+        out.write("timestamp,symbol,open,high,low,close,volume\n")
+        for row in csv.DictReader(fh):
+            out.write(f"{row['Date']},MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},{row['Volume']}\n")
+    return path
+
+
+def _run(tmp_path: Path, mode: str) -> tuple[dict, list[tuple[str, str, str]]]:
+    from daemon.replay import replay
+
+    settings = load_settings(None)
+    settings = settings.model_copy(update={"executor": settings.executor.model_copy(
+        update={"instrument_mode": InstrumentMode(mode)})})
+    state = tmp_path / mode
+    result = asyncio.run(replay(settings, _msft(tmp_path), state_dir=state))
+    with sqlite3.connect(state / "journal.db") as conn:
+        rows = conn.execute("SELECT stage, outcome, reason FROM decisions WHERE stage IN "
+                            "('instrument_router', 'sizing') ORDER BY id").fetchall()
+    return result, rows
+
+
+def test_both_falls_back_to_the_stock_when_the_etf_has_no_price(tmp_path: Path) -> None:
+    result, rows = _run(tmp_path, "both")
+    routed = [reason for stage, outcome, reason in rows if stage == "instrument_router" and outcome == "approved"]
+    fallbacks = [r for r in routed if "no price for TEC" in r]
+    assert fallbacks, routed[:5]
+    assert all("MSFT stock" in r for r in fallbacks)
+    assert not [r for s, o, r in rows if o == "rejected" and "no price" in r]
+    assert result["entries"] >= 3
+    assert result["total"]["trades"] >= 3
+
+
+def test_leveraged_etf_mode_rejects_saying_what_to_add(tmp_path: Path) -> None:
+    result, rows = _run(tmp_path, "leveraged_etf")
+    rejected = [reason for stage, outcome, reason in rows if outcome == "rejected"]
+    assert rejected and result["entries"] == 0
+    assert all(stage == "instrument_router" for stage, outcome, _ in rows if outcome == "rejected")
+    assert all("no price for TEC" in r and "add" in r for r in rejected), rejected[:3]

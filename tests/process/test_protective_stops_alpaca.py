@@ -1,0 +1,302 @@
+"""Issue 13 through alpaca-py against FakeAlpaca: the protective stop rests at Alpaca (a GTC stop order placed on
+each fill, grown and trailed with PATCH /v2/orders/{id}), fills there while the daemon is SIGKILLed and is booked
+once on restart as `stop_loss (broker)`; a daemon exit racing the broker's stop sells once; a restart puts a
+missing stop back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.app import Core
+from pipeline.core.models import client_order_id_for
+from pipeline.execution.protective_stops import BROKER_STOP_EXIT
+from tests.daemon_proc import DaemonProcess, base_env
+from tests.fakes.alpaca_server import FINAL, FakeAlpaca
+from tests.process.test_alpaca_daemon import _cli, _held, _signal, _status, _until
+from tests.process.test_alpaca_daemon import _core as _alpaca_core
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAlpaca]:
+    async with FakeAlpaca() as server:
+        yield server
+
+
+async def _core(tmp_path: Path, fake: FakeAlpaca, **overrides: Any) -> Core:
+    exits = {"broker_stop": True, **overrides.pop("exits", {})}
+    return await _alpaca_core(tmp_path, fake, exits=exits, **overrides)
+
+
+def _stops(fake: FakeAlpaca, symbol: str = "AAPL", open_only: bool = True) -> list[dict[str, Any]]:
+    return [o for o in fake.orders.values() if o["symbol"] == symbol and o["type"] == "stop"
+            and (not open_only or o["status"] not in FINAL)]
+
+
+def _sell_orders(fake: FakeAlpaca, symbol: str = "AAPL") -> list[dict[str, Any]]:
+    return [o for o in fake.orders.values() if o["symbol"] == symbol and o["side"] == "sell"
+            and float(o["filled_qty"]) > 0]
+
+
+async def _entered(core: Core, fake: FakeAlpaca, partials: tuple[float, ...] = ()) -> tuple[str, float]:
+    fake.next_submit_fills(100.0, partials=partials)
+    result = await core.orchestrator.process_signal(_signal("AAPL"))
+    assert result.success, result
+    assert result.signal_id is not None and result.intent is not None
+    qty = result.intent.quantity
+    await _until(lambda: _held(core, "AAPL") == qty, what="entry filled")
+    await _until(lambda: [float(o["qty"]) for o in _stops(fake)] == [qty], what="stop resting for the whole fill")
+    return result.signal_id, qty
+
+
+async def test_partial_fills_rest_a_stop_that_grows_by_replace(tmp_path: Path, fake: FakeAlpaca) -> None:
+    core = await _core(tmp_path, fake)
+    try:
+        signal_id, qty = await _entered(core, fake, partials=(40, 30))
+        (stop,) = _stops(fake)
+        first = client_order_id_for(signal_id, "stop0")
+        placed = [r.body for r in fake.submits() if r.body["type"] == "stop"]
+        assert placed[0]["client_order_id"] == first
+        assert placed[0]["side"] == "sell" and placed[0]["time_in_force"] == "gtc"
+        assert float(placed[0]["stop_price"]) == 98.0 and float(placed[0]["qty"]) < qty  # for the first fills only
+        assert fake.replaces(), "grown with PATCH /v2/orders/{id}, not a second stop"
+        assert len(placed) == 1 and float(stop["stop_price"]) == 98.0 and stop["replaces"] is not None
+        await _until(lambda: core.positions()[0]["resting_stop"] is not None
+                     and core.positions()[0]["resting_stop"]["broker_order_id"] == stop["id"], what="stop shown")
+        assert core.positions()[0]["resting_stop"]["client_order_id"] == stop["client_order_id"]
+        core.kill_switch.activate("test", source="test")  # never cancels a protective stop
+        await asyncio.sleep(0.1)
+        assert [o["id"] for o in _stops(fake)] == [stop["id"]]
+    finally:
+        await core.stop()
+
+
+async def test_daemon_exit_racing_the_broker_stop_sells_once(tmp_path: Path, fake: FakeAlpaca) -> None:
+    core = await _core(tmp_path, fake)
+    try:
+        _, qty = await _entered(core, fake)
+        fake.drop_trade_stream(block=True)  # the stop's fill will not reach the daemon in time
+        assert await fake.trade("AAPL", 97.0)  # the broker's stop fires ...
+        exits = await core.lifecycle.emergency_close_all("race")  # ... as the daemon decides to exit
+        await core.settle()
+        fake.allow_trade_stream()
+        await _until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked after the catch-up")
+        await core.settle()
+        (exit_intent,) = exits
+        assert fake.order_by_client_id(exit_intent.client_order_id) is None  # the exit was never sent
+        assert [float(o["filled_qty"]) for o in _sell_orders(fake)] == [qty]  # one sale: the stop
+        assert "AAPL" not in fake.positions  # not short
+        assert core.trades is not None
+        assert [t.exit_type for t in await core.trades.all_trades()] == [BROKER_STOP_EXIT]
+    finally:
+        await core.stop()
+
+
+async def test_daemon_exit_first_cancels_the_stop_then_sells(tmp_path: Path, fake: FakeAlpaca) -> None:
+    core = await _core(tmp_path, fake)
+    try:
+        _, qty = await _entered(core, fake)
+        (stop,) = _stops(fake)
+        fake.next_submit_fills(101.0)
+        (exit_intent,) = await core.lifecycle.emergency_close_all("flatten")
+        await _until(lambda: "AAPL" not in core.ledger.holdings, what="exit filled")
+        assert fake.orders[stop["id"]]["status"] == "canceled"
+        calls = [(r.method, r.path, (r.body or {}).get("client_order_id")) for r in fake.requests]
+        cancelled = calls.index(("DELETE", f"/v2/orders/{stop['id']}", None))
+        sent = calls.index(("POST", "/v2/orders", exit_intent.client_order_id))
+        assert cancelled < sent  # the stop was cancelled (and confirmed) before the exit went out
+        assert await fake.trade("AAPL", 90.0) == []  # nothing rests to sell a second time
+        assert [float(o["filled_qty"]) for o in _sell_orders(fake)] == [qty]
+    finally:
+        await core.stop()
+
+
+async def test_trailing_moves_the_stop_with_a_replace(tmp_path: Path, fake: FakeAlpaca) -> None:
+    core = await _core(tmp_path, fake, exits={"stop_replace_min_seconds": 0})
+    try:
+        _, qty = await _entered(core, fake)
+        (old,) = _stops(fake)
+        assert core.stops.trail(core.ledger.holdings["AAPL"].position, 99.25)
+        await _until(lambda: [float(o["stop_price"]) for o in _stops(fake)] == [99.25], what="stop moved")
+        (new,) = _stops(fake)
+        assert fake.orders[old["id"]]["status"] == "replaced" and new["replaces"] == old["id"]
+        (patch,) = fake.replaces()
+        assert patch.body["stop_price"] == 99.25 and patch.body["client_order_id"] == new["client_order_id"]
+        assert float(new["qty"]) == qty
+        assert await fake.trade("AAPL", 99.0) == [new["client_order_id"]]  # fills there, on the live stream
+        await _until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked")
+        await core.settle()
+        assert core.trades is not None
+        assert [t.exit_type for t in await core.trades.all_trades()] == [BROKER_STOP_EXIT]
+    finally:
+        await core.stop()
+
+
+async def test_restart_places_a_missing_stop(tmp_path: Path, fake: FakeAlpaca) -> None:
+    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
+    signal_id, qty = await _entered(core, fake)
+    await core.stop()
+    (stop,) = _stops(fake)
+    await fake.cancel(stop["client_order_id"])  # gone while the daemon is down
+    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
+    try:
+        (placed,) = _stops(fake)
+        assert placed["client_order_id"] == client_order_id_for(signal_id, "stop1")
+        assert (float(placed["qty"]), float(placed["stop_price"]), placed["side"]) == (qty, 98.0, "sell")
+    finally:
+        await core.stop()
+
+
+def _trades(state_dir: Path) -> list[tuple[str, str, float]]:
+    with sqlite3.connect(state_dir / "journal.db") as conn:
+        return list(conn.execute("SELECT symbol, exit_type, quantity FROM trades"))
+
+
+async def test_sigkill_then_price_falls_through_the_stop_booked_once_on_restart(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    state_dir = tmp_path / "state"
+    env = base_env(state_dir, **fake.env(tickers=["AAPL"]), ORDERGATE_ALPACA__REQUEST_TIMEOUT_SECONDS="5")
+    daemon = DaemonProcess(state_dir, env=env).start()
+    try:
+        await asyncio.to_thread(daemon.wait_for, "daemon_ready", 45.0)
+        await fake.wait_for(lambda: "AAPL" in fake.data_subscriptions, timeout=15)
+        # the market the entry is sized on: one minute bar from the data socket
+        await fake.push_bar("AAPL", datetime.now(UTC).replace(second=0, microsecond=0), 187.5, 187.5, 187.5, 187.5,
+                            1_000)
+        await asyncio.to_thread(daemon.wait_for, "bars_flowing", 15.0)
+        fake.next_submit_fills(187.5)
+        out = await _cli(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "187.5",
+                         "--stop", "183.0", "--timeframe", "1d", "--json", env=env)
+        reply = json.loads(out.stdout)
+        assert reply["accepted"] is True, reply
+        await fake.wait_for(lambda: len(_stops(fake)) == 1, timeout=15)
+        (stop,) = _stops(fake)
+        assert stop["client_order_id"] == client_order_id_for(reply["signal_id"], "stop0")
+        qty = float(stop["qty"])
+
+        async def shown() -> bool:
+            (pos,) = (await _status(state_dir, env))["positions"] or [{}]
+            rest = pos.get("resting_stop") or {}
+            return rest.get("broker_order_id") == stop["id"]
+
+        await _until(shown, timeout=20, what="the resting stop in ordergate status")
+    finally:
+        await asyncio.to_thread(daemon.kill9)  # down hard, the stop still resting at the broker
+    assert await fake.trade("AAPL", 182.0) == [stop["client_order_id"]]  # nobody listening
+    assert "AAPL" not in fake.positions
+    again = DaemonProcess(state_dir, env=env).start()
+    try:
+        await asyncio.to_thread(again.wait_for, "daemon_ready", 45.0)
+        status = await _status(state_dir, env)
+        assert status["positions"] == []
+        assert _trades(state_dir) == [("AAPL", BROKER_STOP_EXIT, qty)]
+        assert [float(o["filled_qty"]) for o in _sell_orders(fake)] == [qty]  # the stop's sale, nothing else
+        assert _stops(fake) == []  # and no new stop for a position that is gone
+    finally:
+        code = await asyncio.to_thread(again.stop)
+    assert code == 0, again.text()[-3000:]
+    assert _trades(state_dir) == [("AAPL", BROKER_STOP_EXIT, qty)]  # once, also after a clean stop
+
+
+async def test_an_option_position_at_alpaca_is_marked_unprotected_and_the_operator_told(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    from pipeline.core.models import InstrumentType, Position
+
+    core = await _core(tmp_path, fake)
+    alerts: list[tuple[str, str]] = []
+
+    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
+        alerts.append((kind, message))
+
+    core.alert_hook = hook
+    try:
+        occ = "AAPL261218C00230000"
+        core.ledger.adopt(Position("AAPL", "long", 5.0, 5.0, 2, 2.5, symbol=occ, instrument_type=InstrumentType.OPTIONS,
+                                   broker="alpaca", signal_id="sig-opt", multiplier=100.0), 2)
+        core.stops.request_sync(occ)  # what an entry fill does
+        await core.settle()
+        assert [o for o in fake.orders.values() if o["type"] == "stop"] == []
+        (shown,) = core.positions()
+        assert shown["resting_stop"]["status"] == "unprotected" and "options" in shown["resting_stop"]["reason"]
+        assert [kind for kind, _ in alerts] == ["position_unprotected"] and occ in alerts[0][1]
+    finally:
+        await core.stop()
+
+
+async def test_a_stop_cancelled_at_alpaca_is_put_back_then_alerted_if_it_keeps_going(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    from pipeline.execution.protective_stops import MAX_PUT_BACK
+
+    core = await _core(tmp_path, fake)
+    alerts: list[str] = []
+
+    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
+        alerts.append(kind)
+
+    core.alert_hook = hook
+    try:
+        signal_id, _ = await _entered(core, fake)
+        for n in range(1, MAX_PUT_BACK + 1):
+            (stop,) = _stops(fake)
+            await fake.cancel(stop["client_order_id"])  # cancelled in Alpaca's app
+            again = client_order_id_for(signal_id, f"stop{n}")
+            await _until(lambda again=again: [o["client_order_id"] for o in _stops(fake)] == [again],
+                         what=f"stop put back ({n})")
+        (stop,) = _stops(fake)
+        await fake.cancel(stop["client_order_id"])
+        await _until(lambda: "position_unprotected" in alerts, what="the operator told")
+        assert _stops(fake) == [] and core.positions()[0]["resting_stop"]["status"] == "unprotected"
+    finally:
+        await core.stop()
+
+
+async def test_a_hand_sale_of_some_of_our_shares_shrinks_the_stop_so_it_never_oversells(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    core = await _core(tmp_path, fake)
+    try:
+        _, qty = await _entered(core, fake)
+        await fake.place_manual_order("AAPL", 5, "sell", 99.0)  # in Alpaca's app, out of ordergate's shares
+        await _until(lambda: [float(o["qty"]) for o in _stops(fake)] == [qty - 5], what="stop shrunk to what is left")
+        assert await fake.trade("AAPL", 97.0)  # it fires: the account ends flat, not short
+        await _until(lambda: "AAPL" not in fake.positions, what="stop filled at the fake")
+        assert [float(o["filled_qty"]) for o in _sell_orders(fake) if o["type"] == "stop"] == [qty - 5]
+    finally:
+        await core.stop()
+
+
+async def test_a_resting_stop_does_not_make_a_hand_bought_addition_unexplained(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    from pipeline.core.clock import SimulatedClock
+    from tests.process.test_alpaca_daemon import SESSION
+
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock=clock)
+    try:
+        _, qty = await _entered(core, fake)
+        await _until(lambda: [o["status"] for o in _stops(fake)] == ["new"], what="the stop acknowledged")
+        await core.settle()  # an order of ours on AAPL that is not final: its stop
+        fake.set_position("AAPL", qty + 10, 100.0)  # 10 more bought by hand (seen only in positions)
+        for _ in range(4):
+            clock.advance(core.settings.reconcile.grace_seconds + core.settings.reconcile.confirm_seconds + 1)
+            await core.reconcile()
+        assert core.external.quantity("AAPL") == 10, json.dumps(core.last_reconciliation, default=str)  # a stop
+        # only ever sells: it cannot explain shares bought beside ours
+        assert not core.state.is_kill_switch_active()
+        assert [float(o["qty"]) for o in _stops(fake)] == [qty]  # and ours stays protected, no more
+    finally:
+        await core.stop()

@@ -1,0 +1,65 @@
+"""Issue 14.4 / 14.5: `ordergate replay` reads what a trader has and says where the signals went.
+
+Run as a subprocess on the real daily bars of tests/data/daily (Stooq, pandas and Yahoo layouts, one symbol
+per file): several files at once, `--symbol`, date-only rows, the format it read; the summary gives the
+signals by stage and outcome and the top rejection reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.daemon_proc import cli
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "daily"
+FILES = [str(DATA / f"{s}.csv") for s in ("MSFT", "GOOG", "GOOGL")]
+
+
+def test_three_real_files_in_three_layouts_replay_together(tmp_path: Path) -> None:
+    out = cli(tmp_path, "replay", *FILES, "--json", timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["timeframe"] == "1d" and result["bars"] == 3 * 944 and result["problems"] == []
+    layouts = {f["file"]: (f["layout"], f["symbol"], f["symbol_origin"]) for f in result["files"]}
+    assert layouts["MSFT.csv"][0].startswith("Stooq") and layouts["MSFT.csv"][1:] == ("MSFT", "the file name")
+    assert layouts["GOOGL.csv"][0].startswith("Yahoo") and layouts["GOOG.csv"][1] == "GOOG"
+    # where every signal went: the final outcomes add up to the signals
+    stages = result["stages"]
+    assert sum(n for outcomes in stages.values() for n in outcomes.values()) == result["signals"]
+    assert stages["approved"]["approved"] == result["entries"] > 0
+    top = result["top_rejections"]
+    assert top and sum(r["count"] for r in top) <= result["signals"] - result["entries"]
+    assert all(r["example"] and r["stage"] for r in top)
+
+
+def test_human_summary_names_the_format_and_the_stages(tmp_path: Path) -> None:
+    copy = tmp_path / "prices.csv"
+    shutil.copy(DATA / "GOOGL.csv", copy)
+    out = cli(tmp_path, "replay", str(copy), "--symbol", "googl", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "prices.csv: Yahoo" in out.stdout and "symbol GOOGL from --symbol" in out.stdout
+    assert "signals by stage" in out.stdout and "top rejection reasons" in out.stdout
+
+
+def test_one_symbol_file_without_a_symbol_is_a_clear_error(tmp_path: Path) -> None:
+    copy = tmp_path / "stocks_googl_2009.csv"
+    shutil.copy(DATA / "GOOGL.csv", copy)
+    out = cli(tmp_path, "replay", str(copy))
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and "give --symbol" in out.stderr
+    mismatch = cli(tmp_path, "replay", *FILES, "--symbol", "MSFT")
+    assert mismatch.returncode == 2 and "one per file" in mismatch.stderr
+
+
+def test_date_only_rows_in_an_intraday_file_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    lines = ["timestamp,symbol,open,high,low,close,volume"]
+    lines += [f"2013-01-04T14:{m:02d}:00Z,AAA,10,11,9,10.5,100" for m in range(30, 40)]
+    lines.append("2013-01-04,AAA,10,11,9,10.5,100")
+    path.write_text("\n".join(lines) + "\n")
+    out = cli(tmp_path, "replay", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    problems = json.loads(out.stdout)["problems"]
+    assert [p["line"] for p in problems] == [12] and "only daily bars" in problems[0]["reason"]
