@@ -116,7 +116,7 @@ def clock() -> SimulatedClock:
 async def paper_core(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     """`await paper_core(**settings)`: a started Core on a non-persistent paper broker at SESSION (stopped after)."""
     from config.settings import load_settings
-    from daemon.app import Core
+    from daemon.core import Core
 
     started: list[Any] = []
 

@@ -14,7 +14,7 @@ import pytest
 
 from adapters.paper import PaperBroker
 from config.settings import PaperSettings, load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Bar, CloudState, OrderStatus, OrderType, TradeSignal, client_order_id_for
 from pipeline.execution.protective_stops import BROKER_STOP_EXIT

@@ -9,7 +9,7 @@ import pytest
 
 from adapters.paper import PaperBroker
 from config.settings import PaperSettings, load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import OrderIntent, Position, Side
 from tests.daemon_proc import DaemonProcess
@@ -40,7 +40,7 @@ async def _broker_buys(core: Core, symbol: str, qty: float, price: float = 50.0)
     await paper.submit_order(OrderIntent(f"manual-{symbol}-{qty}", "manual", symbol, Side.BUY, qty,
                                          reference_price=price))
     await paper.drain()
-    paper.set_event_handler(core._on_broker_event)
+    paper.set_event_handler(core.events.deliver)
 
 
 async def _ignore(_event) -> None:
