@@ -142,7 +142,8 @@ def validate_alpaca_settings(settings: Settings) -> list[str]:
     return problems
 
 
-def _secret(value: Any) -> str:
+def secret_value(value: Any) -> str:
+    """The text of a SecretStr setting ('' when unset)."""
     return value.get_secret_value() if value is not None else ""
 
 
@@ -204,7 +205,7 @@ class _TimeoutAdapter(HTTPAdapter):
 def build_trading_client(settings: AlpacaSettings) -> TradingClient:
     """A TradingClient with the SDK's internal retry loop off and a timeout on every HTTP request."""
     client = TradingClient(
-        api_key=_secret(settings.api_key), secret_key=_secret(settings.secret_key), paper=settings.paper,
+        api_key=secret_value(settings.api_key), secret_key=secret_value(settings.secret_key), paper=settings.paper,
         url_override=settings.base_url.rstrip("/") if settings.base_url else None,
     )
     client._retry = 0  # one attempt; our router retries with backoff (the SDK would sleep 3 s x 3 in a thread)
@@ -285,21 +286,22 @@ def _connect_failed(exc: requests.exceptions.ConnectionError) -> bool:
 
 
 async def supervise_stream(
-    owner: Any, make_stream: Any, on_closed: Any, backoff: tuple[float, float], event: str,
+    closing: Callable[[], bool], make_stream: Callable[[], Any], on_closed: Callable[[], None],
+    backoff: tuple[float, float], event: str,
 ) -> None:
     """Run an SDK stream's `_run_forever()` on our loop; if it ever ends or dies, start a fresh one after an
-    exponential backoff, until `owner._closing`. The running stream is kept in `owner._stream` (for stopping)."""
+    exponential backoff, until `closing()`. `make_stream` builds each stream (its owner keeps it, for stopping)."""
     failures = 0
-    while not owner._closing:
-        owner._stream = make_stream()
+    while not closing():
+        stream = make_stream()
         try:
-            await owner._stream._run_forever()
+            await stream._run_forever()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception(f"{event}_crashed")
         on_closed()
-        if owner._closing:
+        if closing():
             return
         failures += 1
         low, high = backoff
@@ -386,7 +388,7 @@ class AlpacaBroker:
     # -- lifecycle --------------------------------------------------------------------------------------
     async def connect(self) -> None:
         """Check REST and the keys (GET /v2/account), then start the supervised stream and wait until it listens."""
-        if not _secret(self.settings.api_key) or not _secret(self.settings.secret_key):
+        if not secret_value(self.settings.api_key) or not secret_value(self.settings.secret_key):
             raise BrokerError("alpaca: api_key and secret_key are required (ORDERGATE_ALPACA__API_KEY/SECRET_KEY)")
         self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-rest")
@@ -764,16 +766,18 @@ class AlpacaBroker:
     # -- stream supervision -----------------------------------------------------------------------------
     def _make_stream(self) -> _SupervisedTradingStream:
         stream = _SupervisedTradingStream(
-            _secret(self.settings.api_key), _secret(self.settings.secret_key), paper=self.settings.paper,
+            secret_value(self.settings.api_key), secret_value(self.settings.secret_key), paper=self.settings.paper,
             url_override=self.settings.trading_stream_url, on_listening=self._on_listening,
             on_closed=self._on_stream_closed,
         )
         stream._reconnect_min_backoff, stream._reconnect_max_backoff = self.stream_backoff
         stream.subscribe_trade_updates(self._on_trade_update)
+        self._stream = stream  # the running one, for stopping
         return stream
 
     async def _supervise_stream(self) -> None:
-        await supervise_stream(self, self._make_stream, self._on_stream_closed, self.stream_backoff, "alpaca_stream")
+        await supervise_stream(lambda: self._closing, self._make_stream, self._on_stream_closed, self.stream_backoff,
+                               "alpaca_stream")
 
     def _on_stream_closed(self) -> None:
         if self._listening.is_set():

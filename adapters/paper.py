@@ -37,6 +37,7 @@ import structlog
 from config.files import UnreadableFile, json_depth, read_regular_file
 from config.settings import OptionsSettings, PaperSettings
 from pipeline.core.clock import Clock
+from pipeline.core.enum_values import is_value_of
 from pipeline.core.models import (
     AccountSnapshot,
     AssetClass,
@@ -350,8 +351,8 @@ class PaperBroker:
     def is_connected(self) -> bool:
         return self._connected and not self.faults.unavailable
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Wait until every queued event has been handled (tests; the pump must be running)."""
+    async def flush_events(self, timeout: float = 5.0) -> None:
+        """Wait until every queued event has been handled (FlushesEvents; the pump must be running)."""
         await asyncio.wait_for(self._queue.join(), timeout)
 
     def redeliver(self) -> int:
@@ -968,7 +969,7 @@ def _intent_problem(intent: OrderIntent) -> str | None:
     qty = intent.quantity
     if isinstance(qty, bool) or not isinstance(qty, (int, float)) or not math.isfinite(qty) or qty <= 0:
         return f"quantity: must be a finite positive number, got {qty!r}"
-    if str(intent.order_type) not in OrderType._value2member_map_:
+    if not is_value_of(OrderType, str(intent.order_type)):
         return f"order_type: unknown {intent.order_type!r}"
     for name, needed in (("limit_price", OrderType.LIMIT), ("stop_price", OrderType.STOP)):
         value = getattr(intent, name)

@@ -27,7 +27,15 @@ from pipeline.core.bus import Bus
 from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock
 from pipeline.core.models import AccountState, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
-from pipeline.core.ports import Broker, BrokerUnavailable
+from pipeline.core.ports import (
+    Broker,
+    BrokerUnavailable,
+    FlushesEvents,
+    OptionChainProvider,
+    Prunable,
+    QuotesPrices,
+    WatchesBars,
+)
 from pipeline.engine import TradingEngine
 from pipeline.execution.order_record import OrderBook, OrderState
 from pipeline.execution.order_resolver import OrderResolver
@@ -92,7 +100,7 @@ class Core:
             journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
             feedback=self.feedback, price_lookup=self.market_price,
             chain_provider=self._chain_provider(), slippage=settings.entry_slippage(),
-            kill_switch=self.kill_switch, book=self.book,
+            kill_switch=self.kill_switch, book=self.book, decisions=self.bus.decisions,
         )
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
@@ -108,10 +116,10 @@ class Core:
             timeout=settings.broker.request_timeout_seconds, exit_cap=self.external.exit_cap,
         )
         self.lifecycle.stops = self.stops
-        listeners = [b.on_bars for b in self.brokers.values() if hasattr(b, "on_bars")]
+        listeners = [b.on_bars for b in self.brokers.values() if isinstance(b, WatchesBars)]
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
-                                    settle=self.settle if clock.simulated else None)
-        self.engine.pruners = [b.prune for b in self.brokers.values() if hasattr(b, "prune")]
+                                    settle=self.settle if clock.simulated else None,
+                                    pruners=[b.prune for b in self.brokers.values() if isinstance(b, Prunable)])
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
         self.reconciliation = Reconciliation(self)
         self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
@@ -141,8 +149,8 @@ class Core:
     def market_price(self, symbol: str) -> float | None:
         """The price entries are sized on: the primary broker's own (the paper broker's, what it fills at), else
         the data feed's last bar (the ledger's marks); None when neither has one."""
-        own = getattr(self.brokers[self.settings.broker.primary], "last_price", None)
-        price = own(symbol) if own is not None else None
+        primary = self.brokers[self.settings.broker.primary]
+        price = primary.last_price(symbol) if isinstance(primary, QuotesPrices) else None
         return price if price is not None else self.ledger.last_prices.get(symbol)
 
     def _chain_provider(self) -> Any:
@@ -151,7 +159,7 @@ class Core:
 
         name = self.settings.broker.primary
         primary = self.brokers[name]
-        return primary if hasattr(primary, "chain") else NoOptionChain(f"the {name} broker")
+        return primary if isinstance(primary, OptionChainProvider) else NoOptionChain(f"the {name} broker")
 
     def reconfigure(self, settings: Settings) -> None:
         """Hand reloaded settings to every trading component (a SIGHUP): risk gate, sizing, routing, guard and
@@ -303,10 +311,9 @@ class Core:
             if self.router.in_flight():
                 await self.router.drain(max(0.0, deadline - loop.time()))
             for broker in self.brokers.values():
-                flush = getattr(broker, "drain", None) or getattr(broker, "flush_events", None)
-                if flush is not None and broker.is_connected():
+                if isinstance(broker, FlushesEvents) and broker.is_connected():
                     with contextlib.suppress(Exception):
-                        await flush(timeout=max(0.01, deadline - loop.time()))
+                        await broker.flush_events(timeout=max(0.01, deadline - loop.time()))
             if self.events.consuming():
                 await self.events.wait_idle(max(0.01, deadline - loop.time()))
             else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from pipeline.core.models import OrderStatus, OrderUpdate
+from pipeline.core.ports import Resyncs
 from pipeline.execution.order_record import OrderState
 from pipeline.execution.order_resolver import OpenOrder, Resolution, Verdict
 from pipeline.execution.protective_stops import STOP_KIND
@@ -186,8 +187,8 @@ class OrderLimbo:
             log.warning("order_overdue", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
                         broker=name, status=status, filled_qty=filled)
             if found is not None and filled > 0:
-                if hasattr(broker, "resync"):
-                    await broker.resync()  # type: ignore[attr-defined]
+                if isinstance(broker, Resyncs):
+                    await broker.resync()
                 else:
                     await self.core.alert("fill_missing", f"{name} reports {filled:g} filled for "
                                      f"{intent.client_order_id} but no fill has arrived", "critical",

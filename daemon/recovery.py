@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from pipeline.core.models import Fill, OrderIntent, OrderStatus
+from pipeline.core.ports import AdoptsOrders, MeasuresClock
 from pipeline.execution.order_resolver import Verdict
 from pipeline.execution.protective_stops import STOP_KIND
 
@@ -63,7 +64,7 @@ class Recovery:
             " WHERE o.status IN ('pending','new','partially_filled') GROUP BY o.client_order_id")
         for row in rows:
             broker = self.core.brokers.get(row["broker"] or "")
-            if broker is None or not hasattr(broker, "track"):  # local bookkeeping: connected or not
+            if not isinstance(broker, AdoptsOrders):  # local bookkeeping: connected or not
                 continue
             from pipeline.core.models import Side
 
@@ -80,11 +81,11 @@ class Recovery:
         alert (orders are caught up by identity, so a skew hides nothing, but it skews every timestamp)."""
         limit = self.core.settings.broker.max_clock_skew_seconds
         for name, broker in self.core.brokers.items():
-            measure = getattr(broker, "clock_offset", None)
-            if measure is None or not broker.is_connected():
+            if not isinstance(broker, MeasuresClock) or not broker.is_connected():
                 continue
             try:
-                offset = float(await asyncio.wait_for(measure(), self.core.settings.broker.request_timeout_seconds))
+                offset = float(await asyncio.wait_for(broker.clock_offset(),
+                                                      self.core.settings.broker.request_timeout_seconds))
             except Exception as exc:
                 log.warning("broker_clock_unmeasured", broker=name, error=str(exc))
                 continue

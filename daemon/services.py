@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
 from pipeline.core.clock import LiveClock
+from pipeline.core.models import StageOutcome
 
 if TYPE_CHECKING:
     from daemon.process import Daemon
@@ -28,6 +30,8 @@ class Services:
         self.dashboard: Any = None
         self.telegram: Any = None
         self.dashboard_port: int | None = None
+        self._decisions: asyncio.Queue[StageOutcome] | None = None
+        self._decision_task: asyncio.Task[None] | None = None
 
     async def start_before_core(self) -> None:
         from adapters.alerts import AlertDispatcher, BrokerDownMonitor, build_alert_sinks
@@ -46,7 +50,7 @@ class Services:
 
         core.alert_hook = hook
         self.metrics = metrics = Metrics()
-        core.orchestrator._observer = self._observe_stage
+        self._decisions = core.bus.decisions.subscribe()  # every signal's outcome, counted from the start
         core.event_observer = self._observe_event
         for topic in core.bus.topics():
             metrics.watch_queue_depth(topic.name, topic.depth)
@@ -55,6 +59,8 @@ class Services:
         from adapters.webhook import WebhookServer
         from daemon.metrics import MetricsServer
 
+        if self._decisions is not None:
+            self._decision_task = asyncio.create_task(self._count_decisions(self._decisions), name="decision-metrics")
         if self.settings.metrics.port:
             self.metrics_server = MetricsServer(self.settings.metrics, self.metrics, self.daemon.healthy)
             self.metrics_port = await self.metrics_server.start()  # it logs metrics_listening
@@ -90,9 +96,12 @@ class Services:
         await core.bus.signals.publish(signal)
         return signal.signal_id
 
-    def _observe_stage(self, stage: str, outcome: str, seconds: float) -> None:
-        self.metrics.signal(stage, outcome)
-        self.metrics.observe_latency("decision", seconds)
+    async def _count_decisions(self, queue: asyncio.Queue[StageOutcome]) -> None:
+        """Each decision the orchestrator publishes: counted by stage and outcome, its latency observed."""
+        while True:
+            decided = await queue.get()
+            self.metrics.signal(decided.stage, decided.outcome)
+            self.metrics.observe_latency("decision", decided.seconds)
 
     def _observe_event(self, event: Any) -> None:
         from pipeline.core.models import Fill
@@ -140,6 +149,10 @@ class Services:
             self.webhook.begin_shutdown()
 
     async def stop(self) -> None:
+        if self._decision_task is not None:
+            self._decision_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._decision_task
         for service in (self.telegram, self.dashboard, self.webhook, self.metrics_server):
             if service is not None:
                 with contextlib.suppress(Exception):

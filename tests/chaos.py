@@ -142,7 +142,7 @@ async def _settle_all(core: Any) -> None:
     for _ in range(3):
         await core.settle()
         paper.redeliver()
-        await paper.drain(30)
+        await paper.flush_events(30)
         await core.settle()
 
 

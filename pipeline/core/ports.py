@@ -6,7 +6,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from pipeline.core.models import AccountSnapshot, Alert, Bar, BrokerEvent, BrokerPosition, OrderIntent, OrderResult
+from pipeline.core.models import (
+    AccountSnapshot,
+    Alert,
+    Bar,
+    BrokerEvent,
+    BrokerPosition,
+    OrderIntent,
+    OrderResult,
+    Side,
+)
 
 BrokerEventHandler = Callable[[BrokerEvent], Awaitable[None]]
 
@@ -157,3 +166,73 @@ class StopVenue(Protocol):
     async def replace_stop(
         self, client_order_id: str, *, quantity: float, stop_price: float, new_client_order_id: str
     ) -> OrderResult: ...
+
+
+# -- optional broker features: each a small Protocol, tested with isinstance (never probed with hasattr) ---------
+@runtime_checkable
+class WatchesBars(Protocol):
+    """A broker that sees every batch of feed bars (the paper broker marks its prices and triggers resting
+    orders on them); returns how many resting orders filled."""
+
+    def on_bars(self, batch: list[Bar]) -> int: ...
+
+
+@runtime_checkable
+class Prunable(Protocol):
+    """Something with in-memory bookkeeping that forgets its oldest finished entries beyond `keep`."""
+
+    def prune(self, keep: int = 2_000) -> int: ...
+
+
+@runtime_checkable
+class QuotesPrices(Protocol):
+    """A broker with a price of its own for a symbol (the paper broker's: what it fills at); None when unknown."""
+
+    def last_price(self, symbol: str) -> float | None: ...
+
+
+@runtime_checkable
+class FlushesEvents(Protocol):
+    """A broker with a delivery queue of its own: waits until every queued update and fill reached the handler."""
+
+    async def flush_events(self, timeout: float = 5.0) -> None: ...
+
+
+@runtime_checkable
+class ResolvesOrders(Protocol):
+    """A broker that looks an order up by client order id and itself emits the fills and status the event stream
+    missed of it (else the caller applies what `get_order_by_client_id` reports)."""
+
+    async def resolve_order(self, client_order_id: str) -> OrderResult | None: ...
+
+
+@runtime_checkable
+class Resyncs(Protocol):
+    """A broker that can fetch again the events it may have missed for every order it tracks; returns how many."""
+
+    async def resync(self) -> int: ...
+
+
+@runtime_checkable
+class AdoptsOrders(Protocol):
+    """A broker that takes over orders an earlier process sent, told what the journal already holds of each, so
+    it emits only what happened since (Alpaca)."""
+
+    def track(
+        self, client_order_id: str, *, filled_qty: float, filled_notional: float, symbol: str = "",
+        side: Side | None = None, submitted_at: datetime | None = None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class MeasuresClock(Protocol):
+    """A broker whose clock can be compared with ours: seconds it is ahead."""
+
+    async def clock_offset(self) -> float: ...
+
+
+@runtime_checkable
+class LabelledChain(Protocol):
+    """An option chain source that names itself (for the routing decision's reason)."""
+
+    chain_label: str

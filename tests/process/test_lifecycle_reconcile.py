@@ -39,7 +39,7 @@ async def _broker_buys(core: Core, symbol: str, qty: float, price: float = 50.0)
     paper.set_event_handler(_ignore)
     await paper.submit_order(OrderIntent(f"manual-{symbol}-{qty}", "manual", symbol, Side.BUY, qty,
                                          reference_price=price))
-    await paper.drain()
+    await paper.flush_events()
     paper.set_event_handler(core.events.deliver)
 
 
@@ -107,7 +107,7 @@ async def test_startup_reconciliation_runs_before_ready(tmp_path: Path) -> None:
     await paper.connect()
     paper.set_price("GHST", 20.0)
     await paper.submit_order(OrderIntent("manual-ghost", "manual", "GHST", Side.BUY, 3, reference_price=20.0))
-    await paper.drain()
+    await paper.flush_events()
     await paper.close()
 
     daemon = DaemonProcess(state_dir).start()
