@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +77,7 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.instruments.occ import OccError, is_occ, parse_occ, to_ours
 
 log = structlog.get_logger("ordergate.alpaca")
 
@@ -85,7 +85,6 @@ T = TypeVar("T")
 C = TypeVar("C")
 EPS = 1e-9
 CHECK_EVERY = 0.1  # seconds: how often an order waiting for the rate limiter asks its send guard again
-OCC_SYMBOL = re.compile(r"^[A-Z]{1,6}\d{6}[CP]\d{8}$")
 MAX_RETRY_AFTER = 60.0
 MAX_TRACKED = 20_000
 
@@ -243,7 +242,7 @@ def order_result(order: Order, broker: str) -> OrderResult:
     """An Alpaca order as an OrderResult."""
     return OrderResult(
         client_order_id=order.client_order_id, status=order_status(order), broker=broker,
-        broker_order_id=str(order.id), symbol=order.symbol or "",
+        broker_order_id=str(order.id), symbol=to_ours(order.symbol or ""),
         side=Side(_enum_value(order.side)) if order.side else None, quantity=_f(order.qty),
         filled_qty=_f(order.filled_qty), filled_avg_price=_f(order.filled_avg_price, 0.0) or None,
         submitted_at=order.submitted_at,
@@ -582,7 +581,7 @@ class AlpacaBroker:
         out = []
         for p in positions:
             qty = abs(_f(p.qty)) * (-1.0 if _enum_value(p.side) == "short" else 1.0)
-            out.append(BrokerPosition(symbol=p.symbol, quantity=qty, avg_price=_f(p.avg_entry_price),
+            out.append(BrokerPosition(symbol=to_ours(p.symbol), quantity=qty, avg_price=_f(p.avg_entry_price),
                                       market_price=_f(p.current_price) if p.current_price else None,
                                       broker=self.name))
         return out
@@ -600,7 +599,8 @@ class AlpacaBroker:
 
     async def close_position(self, symbol: str) -> OrderResult:
         """DELETE /v2/positions/{symbol}: Alpaca places the closing market order."""
-        order = await self._call(self._client_fn("close_position"), symbol, op="close_position", submit=True)
+        venue_symbol = parse_occ(symbol).compact if is_occ(symbol) else symbol
+        order = await self._call(self._client_fn("close_position"), venue_symbol, op="close_position", submit=True)
         self._remember(order)
         return order_result(order, self.name)
 
@@ -627,15 +627,19 @@ class AlpacaBroker:
         qty = float(intent.quantity)
         if not qty > 0:
             raise OrderRejected(f"quantity: must be positive, got {intent.quantity!r}", code="invalid")
-        if option and not OCC_SYMBOL.match(intent.symbol):
-            raise OrderRejected(f"symbol: {intent.symbol!r} is not an OCC option symbol", code="invalid")
+        symbol = intent.symbol
+        if option:
+            try:
+                symbol = parse_occ(intent.symbol).compact  # Alpaca's form: the OCC symbol without padding
+            except OccError as exc:
+                raise OrderRejected(f"symbol: {exc}", code="invalid") from None
         if option and qty != int(qty):
             raise OrderRejected(f"quantity: options trade whole contracts, got {qty}", code="invalid")
         try:
             tif = TimeInForce(intent.time_in_force)
         except ValueError:
             raise OrderRejected(f"time_in_force: unknown {intent.time_in_force!r}", code="invalid") from None
-        common: dict[str, Any] = {"symbol": intent.symbol, "qty": qty, "side": OrderSide(str(intent.side)),
+        common: dict[str, Any] = {"symbol": symbol, "qty": qty, "side": OrderSide(str(intent.side)),
                                   "time_in_force": tif, "client_order_id": intent.client_order_id}
         try:
             return self._typed_request(intent, common, option)
@@ -693,7 +697,7 @@ class AlpacaBroker:
         tracked.reported_notional = filled_notional
 
     def _remember(self, order: Order) -> _Tracked:
-        return self._track(order.client_order_id, order_id=str(order.id), symbol=order.symbol,
+        return self._track(order.client_order_id, order_id=str(order.id), symbol=to_ours(order.symbol or "") or None,
                            side=Side(_enum_value(order.side)) if order.side else None,
                            submitted_at=order.submitted_at)
 
@@ -744,7 +748,8 @@ class AlpacaBroker:
             price = (cum * avg - tracked.reported_notional) / inc if avg else (price or 0.0)
         tracked.reported_qty = cum
         tracked.reported_notional += inc * price
-        return Fill(fill_id=fill_id, client_order_id=order.client_order_id, symbol=order.symbol or tracked.symbol,
+        return Fill(fill_id=fill_id, client_order_id=order.client_order_id,
+                    symbol=to_ours(order.symbol or "") or tracked.symbol,
                     side=Side(_enum_value(order.side)) if order.side else (tracked.side or Side.BUY),
                     quantity=inc, price=price, timestamp=ts, broker=self.name, broker_order_id=str(order.id))
 
@@ -757,7 +762,7 @@ class AlpacaBroker:
             self._prune()
         await self._emit(OrderUpdate(
             client_order_id=order.client_order_id, status=status, broker=self.name, broker_order_id=str(order.id),
-            symbol=order.symbol or tracked.symbol, side=tracked.side, filled_qty=key[1],
+            symbol=to_ours(order.symbol or "") or tracked.symbol, side=tracked.side, filled_qty=key[1],
             filled_avg_price=_f(order.filled_avg_price) or None, timestamp=ts,
         ))
 

@@ -22,11 +22,10 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from ib_async import IB, Contract, LimitOrder, MarketOrder, Option, Order, Stock, StopOrder, Trade
@@ -58,6 +57,8 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.entry.sizing import OPTION_MULTIPLIER
+from pipeline.instruments.occ import OccContract, OccError, is_occ, occ_symbol, parse_occ, try_parse_occ
 
 log = logging.getLogger("ordergate.adapters.ibkr")
 
@@ -74,7 +75,6 @@ _NOT_PLACED = frozenset({ERR_PACING, ERR_DUPLICATE_ORDER_ID})
 _WARNINGS = frozenset({105, 110, 165, 321, 329, 399, 404, 434, 492, 10167})
 _ACKED = frozenset({"PreSubmitted", "Submitted", "Filled", "PendingCancel", "Cancelled", "ApiCancelled", "Inactive"})
 _TIF = {"day": "DAY", "gtc": "GTC", "ioc": "IOC", "fok": "FOK", "opg": "OPG"}
-_OCC = re.compile(r"^([A-Z][A-Z0-9.]{0,5})\s*(\d{6})([CP])(\d{8})$")
 
 HEALTH_CONNECTED = "connected"
 HEALTH_DEGRADED = "degraded"
@@ -88,28 +88,41 @@ T = TypeVar("T")
 
 def is_occ_symbol(symbol: str) -> bool:
     """True for an OCC option symbol, padded ('AAPL  260116C00150000') or compact ('AAPL260116C00150000')."""
-    return _OCC.match(symbol.strip().upper()) is not None
+    return is_occ(symbol)
+
+
+def option_contract(occ: OccContract, exchange: str = "SMART") -> Option:
+    """The IB option contract of an OCC contract: OPT, symbol, lastTradeDateOrContractMonth, strike, right,
+    multiplier, exchange, USD; its localSymbol is our (padded) OCC symbol."""
+    return Option(occ.root, occ.ib_expiry, occ.strike, occ.right, exchange, str(int(OPTION_MULTIPLIER)), "USD",
+                  localSymbol=occ.symbol)
 
 
 def contract_for(symbol: str, asset_class: AssetClass = AssetClass.EQUITY) -> Contract:
     """The unqualified IB contract of a symbol: a SMART/USD Stock, or an Option from an OCC symbol."""
     text = symbol.strip().upper()
-    match = _OCC.match(text)
-    if match is None:
+    occ = try_parse_occ(text) if is_occ(text) else None
+    if occ is None:
         if asset_class == AssetClass.OPTION:
-            raise OrderRejected(f"symbol: {symbol!r} is not an OCC option symbol", code="contract")
+            try:
+                parse_occ(text)
+            except OccError as exc:
+                raise OrderRejected(f"symbol: {exc}", code="contract") from None
         if not text or len(text) > 12 or not all(c.isalnum() or c in ".-/ " for c in text):
             raise OrderRejected(f"symbol: {symbol!r} is not a valid stock symbol", code="contract")
         return Stock(text.replace("/", " ").replace(".", " "), "SMART", "USD")  # IB spells BRK.B "BRK B"
-    root, yymmdd, right, strike = match.groups()
-    return Option(root, f"20{yymmdd}", int(strike) / 1000.0, right, "SMART", "100", "USD")
+    return option_contract(occ)
 
 
 def symbol_of(contract: Contract) -> str:
     """Our symbol for an IB contract: the ticker for stocks, the 21-character OCC symbol for options."""
     if contract.secType == "OPT":
-        expiry = (contract.lastTradeDateOrContractMonth or "")[2:8]
-        return f"{contract.symbol:<6}{expiry}{contract.right[:1]}{round(contract.strike * 1000):08d}"
+        expiry = contract.lastTradeDateOrContractMonth or ""
+        try:
+            return occ_symbol(contract.symbol, date(int(expiry[:4]), int(expiry[4:6]), int(expiry[6:8])),
+                              contract.right, contract.strike)
+        except (ValueError, OccError):
+            return (contract.localSymbol or contract.symbol).upper()
     return contract.symbol.replace(" ", ".")
 
 
