@@ -52,7 +52,8 @@ from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 
-from config.settings import AlpacaSettings, Settings
+from adapters.alpaca_options import AlpacaOptionChains, build_option_data_client
+from config.settings import AlpacaSettings, OptionsSettings, Settings
 from pipeline.core.clock import Clock, monotonic
 from pipeline.core.models import (
     AccountSnapshot,
@@ -77,7 +78,9 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.instruments.chains import PrefetchedChains
 from pipeline.instruments.occ import OccError, is_occ, parse_occ, to_ours
+from pipeline.instruments.options import OptionQuote
 
 log = structlog.get_logger("ordergate.alpaca")
 
@@ -359,6 +362,8 @@ class AlpacaBroker:
         *,
         stream_backoff: tuple[float, float] = (1.0, 30.0),
         catch_up_margin_seconds: float = 5.0,  # unused since catch-up is by client order id (kept for callers)
+        options: OptionsSettings | None = None,
+        chain_tickers: list[str] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -381,6 +386,12 @@ class AlpacaBroker:
         self._seen_fills: OrderedDict[str, None] = OrderedDict()
         self._catch_up_tasks: set[asyncio.Task[None]] = set()
         self.reconnects = 0  # how many times the stream came back after a drop
+        # the option chain port: contracts and snapshots fetched in the background, answered while fresh
+        self._option_data: Any = None
+        self.option_fetcher = AlpacaOptionChains(self._call, self._trading_client, self._option_data_client,
+                                                 options or OptionsSettings())
+        self.option_chains = PrefetchedChains(self.option_fetcher.fetch, clock, chain_tickers or [],
+                                              options or OptionsSettings(), source=name)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -400,11 +411,13 @@ class AlpacaBroker:
         except TimeoutError:
             await self.close()
             raise BrokerUnavailable(f"alpaca: trade_updates stream not listening within {self.timeout}s") from None
+        self.option_chains.start()
         log.info("alpaca_connected", broker=self.name, base_url=self.settings.base_url or "default")
 
     async def close(self) -> None:
         self._closing = True
         self._listening.clear()
+        await self.option_chains.stop()
         stream, task = self._stream, self._stream_task
         if stream is not None:
             with contextlib.suppress(Exception):
@@ -422,10 +435,32 @@ class AlpacaBroker:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client._session.close()
+        if self._option_data is not None:
+            self._option_data._session.close()
+            self._option_data = None
         self._stream = self._stream_task = None
 
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
+
+    # -- option chains (the OptionChainProvider port) ---------------------------------------------------
+    @property
+    def chain_label(self) -> str:
+        return self.option_chains.chain_label
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
+        """The prefetched Alpaca chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
+        return self.option_chains.chain(underlying, spot, as_of)
+
+    def _trading_client(self) -> TradingClient:
+        if self._client is None:
+            raise BrokerUnavailable("alpaca: not connected")
+        return self._client
+
+    def _option_data_client(self) -> Any:
+        if self._option_data is None:
+            self._option_data = build_option_data_client(self.settings)
+        return self._option_data
 
     def set_send_guard(self, guard: SendGuard) -> None:
         self._send_guard = guard

@@ -51,6 +51,7 @@ from pipeline.execution.order_record import OrderBook, OrderState
 from pipeline.execution.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
 from pipeline.execution.order_router import OrderRouter
 from pipeline.execution.protective_stops import STOP_KIND, ProtectiveStops
+from pipeline.instruments.chains import chain_tickers
 from pipeline.orchestrator import BotOrchestrator
 from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger
@@ -81,11 +82,11 @@ def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) ->
     if name == "alpaca":
         from adapters.alpaca import AlpacaBroker
 
-        return AlpacaBroker(settings.alpaca, clock)
+        return AlpacaBroker(settings.alpaca, clock, options=settings.options, chain_tickers=chain_tickers(settings))
     if name == "ibkr":
         from adapters.ibkr import IBKRBroker
 
-        broker = IBKRBroker(settings.ibkr, clock)
+        broker = IBKRBroker(settings.ibkr, clock, options=settings.options, chain_tickers=chain_tickers(settings))
         broker.attach_stops = settings.exits.broker_stop  # the entry's protective STP rides with it as a child
         return broker
     raise ValueError(f"unknown broker {name!r}")

@@ -27,7 +27,8 @@ MIN_TICK = 0.01
 
 @dataclass(frozen=True, slots=True)
 class OptionQuote:
-    """One listed option contract with its quote and greeks."""
+    """One listed option contract with its quote and greeks. `occ_symbol` is our (padded) OCC form; a field the
+    venue does not give is None (never filled in): delta, open interest, implied vol and the other greeks."""
 
     occ_symbol: str
     underlying: str
@@ -37,9 +38,13 @@ class OptionQuote:
     bid: float
     ask: float
     mid: float
-    delta: float
-    open_interest: int
-    iv: float
+    delta: float | None
+    open_interest: int | None
+    iv: float | None
+    gamma: float | None = None
+    theta: float | None = None
+    vega: float | None = None
+    quoted_at: datetime | None = None  # the venue's time of the bid/ask, when it gives one
 
     def dte(self, as_of: datetime | date) -> int:
         """Calendar days to expiry from `as_of` (its New York date when it is a datetime)."""
@@ -193,11 +198,16 @@ def contract_problems(quote: OptionQuote, right: str, as_of: datetime, settings:
     dte = quote.dte(as_of)
     if not settings.dte_min <= dte <= settings.dte_max:
         problems.append(f"dte {dte} outside [{settings.dte_min}, {settings.dte_max}]")
-    if not settings.delta_min <= abs(quote.delta) <= settings.delta_max:
+    if quote.delta is None:
+        problems.append("no delta from the venue")
+    elif not settings.delta_min <= abs(quote.delta) <= settings.delta_max:
         problems.append(f"|delta| {abs(quote.delta):.2f} outside [{settings.delta_min}, {settings.delta_max}]")
-    if quote.open_interest < settings.min_open_interest:
+    if quote.open_interest is None:
+        if settings.min_open_interest > 0:
+            problems.append("no open interest from the venue")
+    elif quote.open_interest < settings.min_open_interest:
         problems.append(f"open_interest {quote.open_interest} < {settings.min_open_interest}")
-    if quote.bid <= 0 or quote.spread_pct > settings.max_spread_pct:
+    if quote.bid <= 0 or quote.ask <= 0 or quote.spread_pct > settings.max_spread_pct:
         problems.append(f"spread {quote.spread_pct:.1%} > {settings.max_spread_pct:.1%} or no bid")
     return problems
 
@@ -213,4 +223,4 @@ def select_contract(
     eligible = [q for q in chain if not contract_problems(q, right, as_of, settings)]
     if not eligible:
         return None
-    return min(eligible, key=lambda q: (abs(abs(q.delta) - target), q.spread_pct, q.dte(as_of), q.strike))
+    return min(eligible, key=lambda q: (abs(abs(q.delta or 0.0) - target), q.spread_pct, q.dte(as_of), q.strike))
