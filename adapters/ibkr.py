@@ -32,7 +32,8 @@ from ib_async import IB, Contract, LimitOrder, MarketOrder, Option, Order, Stock
 from ib_async import Fill as IBFill
 from ib_async.util import UNSET_DOUBLE
 
-from config.settings import IBKRSettings
+from adapters.ibkr_options import IBOptionChains
+from config.settings import IBKRSettings, OptionsSettings
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
     AccountSnapshot,
@@ -58,7 +59,9 @@ from pipeline.core.ports import (
     send_anything,
 )
 from pipeline.entry.sizing import OPTION_MULTIPLIER
+from pipeline.instruments.chains import PrefetchedChains
 from pipeline.instruments.occ import OccContract, OccError, is_occ, occ_symbol, parse_occ, try_parse_occ
+from pipeline.instruments.options import OptionQuote
 
 log = logging.getLogger("ordergate.adapters.ibkr")
 
@@ -228,6 +231,8 @@ class IBKRBroker:
         reconnect_max_delay: float = 30.0,
         commission_wait_seconds: float = 1.0,
         ib: IB | None = None,
+        options: OptionsSettings | None = None,
+        chain_tickers: list[str] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -260,6 +265,11 @@ class IBKRBroker:
         # (client order id client_order_id_for(signal id, "stop0")), the parent untransmitted until the child is
         # placed, so the pair goes live together; the daemon adopts the child as the position's resting stop
         self.attach_stops = False
+        # the option chain port: reqSecDefOptParams, contract details and market data, fetched in the background
+        self.option_fetcher = IBOptionChains(self.ib, self._call, self._require_ready, options or OptionsSettings(),
+                                             quote_wait=min(3.0, self._timeout))
+        self.option_chains = PrefetchedChains(self.option_fetcher.fetch, clock, chain_tickers or [],
+                                              options or OptionsSettings(), source=name)
         self._enforce_throttle()
         self._hook_events()
 
@@ -286,6 +296,14 @@ class IBKRBroker:
 
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
+
+    @property
+    def chain_label(self) -> str:
+        return self.option_chains.chain_label
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
+        """The prefetched IB chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
+        return self.option_chains.chain(underlying, spot, as_of)
 
     def set_send_guard(self, guard: SendGuard) -> None:
         self._send_guard = guard
@@ -352,6 +370,7 @@ class IBKRBroker:
             self._connecting = False
         self._set_health(HEALTH_CONNECTED)
         self._ready.set()
+        self.option_chains.start()  # idempotent: the refresh loop outlives reconnects
 
     def _schedule_reconnect(self) -> None:
         if self._closing or (self._reconnect_task is not None and not self._reconnect_task.done()):
@@ -385,6 +404,7 @@ class IBKRBroker:
         """Disconnect, deliver pending events, stop background tasks."""
         self._closing = True
         self._ready.clear()
+        await self.option_chains.stop()
         for task in (self._reconnect_task, self._resync_task):
             if task is not None and not task.done():
                 task.cancel()
