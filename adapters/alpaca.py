@@ -448,6 +448,11 @@ class AlpacaBroker:
     def chain_label(self) -> str:
         return self.option_chains.chain_label
 
+    def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None:
+        """New DTE window, chain limits and tickers from now on (ChainVenue: a SIGHUP reload)."""
+        self.option_fetcher.settings = options
+        self.option_chains.reconfigure(options, tickers)
+
     def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
         """The prefetched Alpaca chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
         return self.option_chains.chain(underlying, spot, as_of)

@@ -45,7 +45,14 @@ from pipeline.core.models import (
     OrderUpdate,
     Position,
 )
-from pipeline.core.ports import AcknowledgesFills, Broker, BrokerUnavailable, MarketDataFeed
+from pipeline.core.ports import (
+    AcknowledgesFills,
+    Broker,
+    BrokerUnavailable,
+    ChainVenue,
+    MarketDataFeed,
+    OptionChainProvider,
+)
 from pipeline.engine import TradingEngine
 from pipeline.execution.order_record import OrderBook, OrderState
 from pipeline.execution.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
@@ -220,7 +227,7 @@ class Core:
 
         name = self.settings.broker.primary
         primary = self.brokers[name]
-        return primary if hasattr(primary, "chain") else NoOptionChain(f"the {name} broker")
+        return primary if isinstance(primary, OptionChainProvider) else NoOptionChain(f"the {name} broker")
 
     def reconfigure(self, settings: Settings) -> None:
         """Hand reloaded settings to every trading component (a SIGHUP): risk gate, sizing, routing, guard and
@@ -230,6 +237,9 @@ class Core:
         self.config = settings.pipeline
         self.feedback.reconfigure(self.config)
         self.orchestrator.reconfigure(self.config, settings.routing, settings.options)
+        for broker in self.brokers.values():
+            if isinstance(broker, ChainVenue):  # the chains' DTE window, limits and tickers
+                broker.reconfigure_options(settings.options, chain_tickers(settings))
         self.lifecycle.reconfigure(self.config)
         self.reconciler.notional_threshold = settings.reconcile.kill_notional_threshold
         self.reconciliation.confirmer.reconfigure(settings.reconcile.grace_seconds)

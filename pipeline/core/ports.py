@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from pipeline.core.models import AccountSnapshot, Alert, Bar, BrokerEvent, BrokerPosition, OrderIntent, OrderResult
 
 if TYPE_CHECKING:
+    from config.settings import OptionsSettings
     from pipeline.instruments.options import OptionQuote
 
 BrokerEventHandler = Callable[[BrokerEvent], Awaitable[None]]
@@ -151,6 +152,13 @@ class OptionChainProvider(Protocol):
     chain_label: str
 
     def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]: ...
+
+
+@runtime_checkable
+class ChainVenue(Protocol):
+    """A broker adapter that keeps a real option chain (Alpaca, IB): handed new option settings on a reload."""
+
+    def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None: ...
 
 
 ChainFetch = Callable[[str, datetime], Awaitable["list[OptionQuote]"]]

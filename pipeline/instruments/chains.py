@@ -115,6 +115,13 @@ class PrefetchedChains:
             "errors": dict(self._errors),
         }
 
+    def reconfigure(self, settings: OptionsSettings, tickers: list[str]) -> None:
+        """New windows, limits and tickers from now on (a SIGHUP reload); the next pass fetches the new set."""
+        self.settings = settings
+        self.tickers = [t.strip().upper() for t in tickers][: settings.chain_max_underlyings]
+        if self._started and self._task is None and self.tickers:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name=f"{self.source}-option-chains")
+
     # -- refreshing -----------------------------------------------------------------------------------
     async def refresh(self, underlyings: list[str] | None = None) -> dict[str, str | None]:
         """Fetch each underlying now (default: the prefetched tickers and those asked for); its error or None."""

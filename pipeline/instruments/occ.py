@@ -119,30 +119,36 @@ def parse_occ(text: str) -> OccContract:
     return _parse(text)
 
 
+LAYOUT = f"ROOT (1-6) + YYMMDD + C/P + 8-digit strike x1000, like {EXAMPLE!r}"
+
+
 @lru_cache(maxsize=8192)
 def _parse(text: str) -> OccContract:
     value = text.strip().upper()
-    why = f"option symbol {_shown(text)} is not OCC: "
+
+    def bad(problem: str) -> OccError:
+        return OccError(f"option symbol {_shown(text)} is not OCC: {problem}")
+
     if len(value) <= TAIL_LEN or len(value) > ROOT_WIDTH + TAIL_LEN:
-        raise OccError(why + f"expected ROOT (1-6) + YYMMDD + C/P + 8-digit strike x1000, like {EXAMPLE!r}")
+        raise bad(f"expected {LAYOUT}")
     head, tail = value[:-TAIL_LEN], value[-TAIL_LEN:]
     root = head.rstrip(" ")
     if " " in root:
-        raise OccError(why + "the root has a space inside it")
+        raise bad("the root has a space inside it")
     _check_root(root, head)
     ymd, right, digits = tail[:6], tail[6], tail[7:]
     if not (ymd.isascii() and ymd.isdigit()):
-        raise OccError(why + f"expiry {ymd!r} is not YYMMDD digits")
+        raise bad(f"expiry {ymd!r} is not YYMMDD digits (expected {LAYOUT})")
     try:
         expiry = date(2000 + int(ymd[:2]), int(ymd[2:4]), int(ymd[4:]))
     except ValueError:
-        raise OccError(why + f"expiry {ymd!r} is not a calendar date") from None
+        raise bad(f"expiry {ymd!r} is not a calendar date") from None
     if right not in RIGHTS:
-        raise OccError(why + f"right {right!r} is not C or P")
+        raise bad(f"right {right!r} is not C or P (expected {LAYOUT})")
     if not (digits.isascii() and digits.isdigit()):
-        raise OccError(why + f"strike {digits!r} is not 8 digits")
+        raise bad(f"strike {digits!r} is not 8 digits (expected {LAYOUT})")
     if int(digits) == 0:
-        raise OccError(why + "strike is zero")
+        raise bad("strike is zero")
     return OccContract(root, expiry, right, int(digits) / 1000.0)
 
 
