@@ -68,6 +68,20 @@ def _signal(at: datetime = SESSION) -> TradeSignal:
     return make_signal("NVDA", 100.0, 98.0, conviction=90, at=at)
 
 
+async def chain_ready(core: Core, ticker: str = "NVDA") -> None:
+    """Wait until the chain port behind the primary broker answers for `ticker` (its first fetch is in)."""
+    provider = core.orchestrator.instruments.chain_provider
+
+    def ready() -> bool:
+        try:
+            provider.chain(ticker, 100.0, core.clock.now())
+        except Exception:
+            return False
+        return True
+
+    await until(ready, timeout=5, what=f"a real {ticker} option chain behind {core.settings.broker.primary}")
+
+
 async def _started(settings: Any, clock: SimulatedClock) -> Core:
     core = Core(settings, clock)
     await core.start()
@@ -80,9 +94,8 @@ async def test_a_long_signal_buys_the_alpaca_call_sized_on_its_ask(tmp_path: Pat
     fake.options.contracts_page_size = 2  # the 6 contracts inside the DTE window come in 3 pages
     fake.market_fills()
     core = await _started(_settings(tmp_path, fake, "options"), SimulatedClock(SESSION))
-    broker = core.brokers["alpaca"]
     try:
-        await until(lambda: broker.option_chains.snapshot("NVDA") is not None, what="the first chain fetch")
+        await chain_ready(core)
         result = await core.orchestrator.process_signal(_signal())
         assert result.success, result.rejection_reason
         await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
@@ -127,17 +140,22 @@ async def test_a_stale_chain_is_no_option(tmp_path: Path, fake: FakeAlpaca, mode
     clock = SimulatedClock(SESSION)
     core = await _started(_settings(tmp_path, fake, mode, chain_max_age_seconds=120, chain_refresh_seconds=60),
                           clock)
-    broker = core.brokers["alpaca"]
+
+    def contract_requests() -> int:
+        return sum(r.path == "/v2/options/contracts" for r in fake.requests)
+
     try:
-        await until(lambda: broker.option_chains.snapshot("NVDA") is not None, what="the first chain fetch")
+        await chain_ready(core)
         fake.fail_requests("GET", "/v2/options/contracts", status=503, times=1000)  # Alpaca stops answering
         for _ in range(3):  # three refreshes, each failing; the chain held ages past its limit
-            failures = broker.option_chains.failures
+            asked = contract_requests()
             clock.advance(61)
-            await until(lambda f=failures: broker.option_chains.failures > f, what="a failed refresh")
+            await until(lambda a=asked: contract_requests() > a, what="a refresh", timeout=5)
         now = clock.now()
         set_market(core, {"NVDA": 100.0})
-        decision = core.orchestrator.instruments.route(_signal(now), now)
+        router = core.orchestrator.instruments
+        await until(lambda: "503" in router.route(_signal(now), now).reason, what="the failed refresh", timeout=5)
+        decision = router.route(_signal(now), now)
         result = await core.orchestrator.process_signal(_signal(now))
         await core.settle()
     finally:
@@ -156,13 +174,12 @@ async def test_a_stale_chain_is_no_option(tmp_path: Path, fake: FakeAlpaca, mode
 async def test_a_missing_chain_is_no_option(tmp_path: Path, fake: FakeAlpaca) -> None:
     """Alpaca lists no contracts for the ticker, and a ticker not prefetched has no chain yet: both say so."""
     core = await _started(_settings(tmp_path, fake, "options"), SimulatedClock(SESSION))
-    broker = core.brokers["alpaca"]
     try:
-        await until(lambda: broker.option_chains.snapshot("NVDA") is not None, what="the first chain fetch")
+        await chain_ready(core)
         empty = await core.orchestrator.process_signal(_signal())
         other = core.orchestrator.instruments.route(make_signal("AMD", 100.0, 98.0, conviction=90, at=SESSION),
                                                     SESSION)
-        await until(lambda: broker.option_chains.snapshot("AMD") is not None, what="AMD fetched on demand")
+        await chain_ready(core, "AMD")  # fetched on demand for next time
     finally:
         await core.stop()
     assert not empty.success and empty.pipeline_stage == "instrument_router"

@@ -23,6 +23,7 @@ from pipeline.entry.sizing import OPTION_MULTIPLIER
 from tests.conftest import make_signal, until
 from tests.fakes.tws_market import OptionQuoteScript
 from tests.fakes.tws_server import FakeTWS
+from tests.integration.test_option_chains import chain_ready
 from tests.market import set_market
 
 pytestmark = pytest.mark.timeout(90)
@@ -61,17 +62,15 @@ async def _core(tmp_path: Path, tws: FakeTWS, timeout: float = 3.0) -> Core:
 
 async def test_a_long_signal_buys_the_ib_call_as_an_opt_contract(tmp_path: Path, tws: FakeTWS) -> None:
     core = await _core(tmp_path, tws)
-    broker = core.brokers["ibkr"]
     try:
-        await until(lambda: broker.option_chains.snapshot("NVDA") is not None, what="the first chain fetch")
-        held = broker.option_chains.snapshot("NVDA")
+        await chain_ready(core)
+        held = core.orchestrator.instruments.chain_provider.chain("NVDA", 100.0, SESSION)
         result = await core.orchestrator.process_signal(make_signal("NVDA", 100.0, 98.0, conviction=90, at=SESSION))
         assert result.success, result.rejection_reason
         await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
         await core.settle()
     finally:
         await core.stop()
-    assert held is not None
     # the strike 150 call is beyond the 2 strikes either side of spot: never asked for market data
     asked = {(r["lastTradeDateOrContractMonth"], r["strike"], r["right"]) for r in tws.market.requests
              if r["secType"] == "OPT"}
@@ -80,7 +79,7 @@ async def test_a_long_signal_buys_the_ib_call_as_an_opt_contract(tmp_path: Path,
     assert all(r["genericTickList"] == "101" and not r["snapshot"] for r in options)
     assert len(tws.market.cancelled) >= len(asked)  # every market data line given back
     assert tws.market.opt_param_requests[0]["symbol"] == "NVDA" and tws.market.opt_param_requests[0]["conId"] != "0"
-    by_symbol = {q.occ_symbol: q for q in held.quotes}
+    by_symbol = {q.occ_symbol: q for q in held}
     assert by_symbol[PADDED].open_interest == 2300 and by_symbol[PADDED].delta == pytest.approx(0.46)
     assert by_symbol[PADDED].iv == pytest.approx(0.41) and by_symbol[PADDED].ask == ASK
     intent = result.intent
@@ -106,13 +105,13 @@ async def test_no_market_data_is_no_option(tmp_path: Path, tws: FakeTWS) -> None
         if contract.sec_type == "OPT":
             tws.market.silent.add(contract.con_id)  # listed, but no quote ever comes
     core = await _core(tmp_path, tws, timeout=0.5)  # the quotes are waited for min(3 s, the request timeout)
-    broker = core.brokers["ibkr"]
     try:
-        await until(lambda: broker.option_chains.snapshot("NVDA") is not None, what="the first chain fetch")
+        await chain_ready(core)
+        held = core.orchestrator.instruments.chain_provider.chain("NVDA", 100.0, SESSION)
         result = await core.orchestrator.process_signal(make_signal("NVDA", 100.0, 98.0, conviction=90, at=SESSION))
     finally:
         await core.stop()
-    assert broker.option_chains.snapshot("NVDA").quotes == ()
+    assert held == []  # listed contracts, no quotes: nothing to size on
     assert not result.success and result.pipeline_stage == "instrument_router"
     assert "no call for NVDA among 0 quotes" in (result.rejection_reason or "")
     assert not [o for o in tws.orders.values() if o.contract.sec_type == "OPT"]
