@@ -54,6 +54,7 @@ import msgpack
 from aiohttp import WSMsgType, web
 
 from config.settings import AlpacaSettings
+from pipeline.instruments.occ import is_occ
 from tests.fakes.alpaca_options import FakeOptionsAPI
 
 FINAL = {"filled", "canceled", "expired", "rejected", "replaced"}
@@ -439,7 +440,7 @@ class FakeAlpaca:
             unit = float(body["stop_price"]) * (1 + self.fill_slippage)
         else:
             return None  # no price known: nothing to check against
-        multiplier = 100.0 if len(symbol) > 15 else 1.0
+        multiplier = 100.0 if is_occ(symbol) else 1.0
         unit *= multiplier
         available = float(self.account["buying_power"]) - sum(
             hold * (float(o["qty"]) - float(o["filled_qty"]))
@@ -489,7 +490,7 @@ class FakeAlpaca:
     def _new_order(self, body: dict[str, Any]) -> dict[str, Any]:
         now = _iso(self.now())
         symbol = str(body.get("symbol", ""))
-        option = len(symbol) > 15 and any(ch.isdigit() for ch in symbol)
+        option = is_occ(symbol)
         order: dict[str, Any] = _order_json(body, now, "us_option" if option else "us_equity")
         self.orders[order["id"]] = order
         return order

@@ -3,13 +3,15 @@
 It implements the subset of the protocol ib_async 2.1 uses for trading (server versions 176-178): the
 "API\\0" + version-range handshake, 4-byte big-endian length-prefixed NUL-separated messages, startApi ->
 nextValidId + managedAccounts, positions, open / completed orders, executions with commission reports,
-contract details, account updates and account summary, current time, placeOrder and cancelOrder.
+contract details, account updates and account summary, current time, placeOrder and cancelOrder; market data
+and option chains (reqMktData, reqSecDefOptParams) in tws_market.py.
 
 Scripting: queue what happens to the next orders with `script(...)` (fill, partial, reject, rest, duplicate,
 pacing, drop), fill resting orders later with `fill()`, drop every connection with `drop_connections()`,
 refuse new connections with `stop_listening()` / `resume_listening()` (or accept-and-close them with
 `refuse_connections = True`), model a trade placed by hand in TWS (empty orderRef) with
-`place_manual_order()`. Everything received is recorded in `received`.
+`place_manual_order()`, list options with quotes with `add_option(..., quote=OptionQuoteScript(...))`.
+Everything received is recorded in `received`.
 Message encodings follow ib_async/decoder.py field by field; they are tested through ib_async itself.
 """
 
@@ -22,9 +24,10 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+from pipeline.instruments.occ import occ_symbol
 from tests.fakes.tws_market import FakeMarketData, OptionQuoteScript
 
 MIN_SERVER_VERSION = 176
@@ -319,7 +322,7 @@ class FakeTWS:
         """An equity option (expiry YYYYMMDD, right C/P); multiplier 100. With a `quote` it answers market data
         (bid/ask, model greeks, open interest) and a market buy fills at its ask."""
         root = underlying.upper()
-        local = f"{root:<6}{expiry[2:]}{right.upper()}{round(strike * 1000):08d}"
+        local = occ_symbol(root, date(int(expiry[:4]), int(expiry[4:6]), int(expiry[6:8])), right, strike)
         contract = FakeContract(next(self._con_ids), root, "OPT", expiry=expiry, strike=strike, right=right.upper(),
                                 multiplier="100", primary_exchange="", local_symbol=local, trading_class=root,
                                 price=quote.ask if quote is not None and price == 2.5 else price, quote=quote)
