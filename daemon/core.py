@@ -169,6 +169,9 @@ class Core:
         self.config = settings.pipeline
         self.feedback.reconfigure(self.config)
         self.orchestrator.reconfigure(self.config, settings.routing, settings.options)
+        for broker in self.brokers.values():
+            if isinstance(broker, ChainVenue):  # the chains' DTE window, limits and tickers
+                broker.reconfigure_options(settings.options, chain_tickers(settings))
         self.lifecycle.reconfigure(self.config)
         self.reconciler.notional_threshold = settings.reconcile.kill_notional_threshold
         self.reconciliation.confirmer.reconfigure(settings.reconcile.grace_seconds)

@@ -8,6 +8,7 @@ from config.settings import Settings
 from pipeline.core.calendar import MarketCalendar
 from pipeline.core.clock import Clock
 from pipeline.core.ports import Broker, MarketDataFeed
+from pipeline.instruments.chains import chain_tickers
 
 
 def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) -> Broker:
@@ -20,11 +21,11 @@ def make_broker(name: str, settings: Settings, clock: Clock, state_dir: Path) ->
     if name == "alpaca":
         from adapters.alpaca import AlpacaBroker
 
-        return AlpacaBroker(settings.alpaca, clock)
+        return AlpacaBroker(settings.alpaca, clock, options=settings.options, chain_tickers=chain_tickers(settings))
     if name == "ibkr":
         from adapters.ibkr import IBKRBroker
 
-        broker = IBKRBroker(settings.ibkr, clock)
+        broker = IBKRBroker(settings.ibkr, clock, options=settings.options, chain_tickers=chain_tickers(settings))
         broker.attach_stops = settings.exits.broker_stop  # the entry's protective STP rides with it as a child
         return broker
     raise ValueError(f"unknown broker {name!r}")

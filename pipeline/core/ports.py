@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pipeline.core.models import (
     AccountSnapshot,
@@ -16,6 +16,10 @@ from pipeline.core.models import (
     OrderResult,
     Side,
 )
+
+if TYPE_CHECKING:
+    from config.settings import OptionsSettings
+    from pipeline.instruments.options import OptionQuote
 
 BrokerEventHandler = Callable[[BrokerEvent], Awaitable[None]]
 
@@ -144,9 +148,30 @@ class AlertSink(Protocol):
 
 @runtime_checkable
 class OptionChainProvider(Protocol):
-    """Option quotes for an underlying (see pipeline.instruments.options.OptionQuote)."""
+    """The option chain port: the listed contracts of an underlying with their quotes, asked synchronously
+    during a decision (pipeline.instruments.options.OptionQuote: strike, expiry, right, open interest, bid/ask/mid,
+    implied vol and greeks where the venue gives them).
 
-    def chain(self, underlying: str, spot: float, as_of: datetime) -> list: ...
+    `chain` raises `OptionChainUnavailable` (pipeline.instruments.options) with the reason when there is none to
+    route to — not fetched yet, stale, the venue failing, a venue without chains — and never invents prices. A
+    real venue answers from a prefetched, time-stamped cache (pipeline.instruments.chains.PrefetchedChains);
+    `chain_label` names the source in the routing reason ("synthetic" for the paper broker's).
+    """
+
+    chain_label: str
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]: ...
+
+
+@runtime_checkable
+class ChainVenue(Protocol):
+    """A broker adapter that keeps a real option chain (Alpaca, IB): handed new option settings on a reload."""
+
+    def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None: ...
+
+
+ChainFetch = Callable[[str, datetime], Awaitable["list[OptionQuote]"]]
+"""How a venue adapter fetches one underlying's chain now (`fetch(underlying, as_of)`), for the chain cache."""
 
 
 @runtime_checkable

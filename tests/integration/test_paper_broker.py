@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,6 @@ from adapters.paper import (
     PaperBroker,
     apply_fill_to_position,
     black_scholes,
-    parse_occ,
 )
 from config.settings import PaperSettings
 from pipeline.core.clock import SimulatedClock
@@ -415,14 +414,6 @@ def test_black_scholes_reference_values() -> None:
     assert black_scholes(100, 100, 1.0, 0.05, 0.2, "C") == pytest.approx(10.4506, abs=1e-4)
     assert black_scholes(100, 100, 1.0, 0.05, 0.2, "P") == pytest.approx(5.5735, abs=1e-4)
     assert black_scholes(100, 90, 0.0, 0.05, 0.2, "C") == 10.0
-
-
-def test_parse_occ() -> None:
-    occ = parse_occ("AAPL  261218C00230000")
-    assert occ is not None and occ.underlying == "AAPL" and occ.strike == 230.0 and occ.right == "C"
-    assert occ.expiry == date(2026, 12, 18)
-    assert parse_occ("SPY261218P00450500").strike == 450.5
-    assert parse_occ("AAPL") is None
 
 
 async def test_option_order_is_priced_from_the_underlying() -> None:
