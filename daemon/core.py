@@ -30,6 +30,7 @@ from pipeline.core.models import AccountState, OrderIntent, OrderResult, OrderSt
 from pipeline.core.ports import (
     Broker,
     BrokerUnavailable,
+    ChainVenue,
     FlushesEvents,
     OptionChainProvider,
     Prunable,
@@ -41,6 +42,7 @@ from pipeline.execution.order_record import OrderBook, OrderState
 from pipeline.execution.order_resolver import OrderResolver
 from pipeline.execution.order_router import OrderRouter
 from pipeline.execution.protective_stops import ProtectiveStops
+from pipeline.instruments.chains import chain_tickers
 from pipeline.orchestrator import BotOrchestrator
 from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger
