@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from daemon.app import Core
+from daemon.core import Core
 
 from config.settings import load_settings
 from pipeline.core.clock import SimulatedClock
