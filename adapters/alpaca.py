@@ -78,6 +78,7 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.core.rate_limit import TokenBucket
 
 log = structlog.get_logger("ordergate.alpaca")
 
@@ -147,33 +148,16 @@ def _secret(value: Any) -> str:
 
 
 # -- rate limit -----------------------------------------------------------------------------------------
-class TokenBucket:
-    """Client-side rate limit: a small burst, refilled so no 60 s window exceeds `per_minute` requests."""
+class RequestPacer:
+    """Client-side rate limit of the REST calls: requests queue (one at a time) for a `TokenBucket` token."""
 
     def __init__(self, per_minute: int, burst: int | None = None, now: Callable[[], float] = monotonic) -> None:
-        self.capacity = float(burst if burst is not None else max(1, min(20, per_minute // 4)))
-        self.rate = max(per_minute - self.capacity, 1.0) / 60.0  # tokens per second
-        self.tokens = self.capacity
-        self._now = now
-        self._updated = now()
-        self._paused_until = 0.0
+        self.bucket = TokenBucket.per_minute(per_minute, burst, now)
         self._lock = asyncio.Lock()
 
     def pause_for(self, seconds: float) -> None:
         """No request leaves before `seconds` from now (a 429's reset)."""
-        self._paused_until = max(self._paused_until, self._now() + seconds)
-        self.tokens = 0.0
-
-    def _refill(self) -> None:
-        now = self._now()
-        self.tokens = min(self.capacity, self.tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-    def wait_time(self) -> float:
-        """Seconds until a token is available (0 when one is)."""
-        self._refill()
-        pause = max(0.0, self._paused_until - self._now())
-        return max(pause, 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate)
+        self.bucket.pause_for(seconds)
 
     async def acquire(self, check: Callable[[], None] | None = None) -> None:
         """Wait for a token. `check()` is called before the wait, every 0.1 s of it and once a token is there; an
@@ -181,11 +165,10 @@ class TokenBucket:
         async with self._lock:
             if check is not None:
                 check()
-            while (delay := self.wait_time()) > 0:
+            while (delay := self.bucket.take()) > 0:
                 await asyncio.sleep(delay if check is None else min(delay, CHECK_EVERY))
                 if check is not None:
                     check()
-            self.tokens -= 1.0
 
 
 class _TimeoutAdapter(HTTPAdapter):
@@ -367,7 +350,7 @@ class AlpacaBroker:
         self.timeout = settings.request_timeout_seconds
         self.stream_backoff = stream_backoff
         self.catch_up_margin = timedelta(seconds=catch_up_margin_seconds)
-        self.bucket = TokenBucket(settings.requests_per_minute)
+        self.bucket = RequestPacer(settings.requests_per_minute)
         self._client: TradingClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._handler: BrokerEventHandler | None = None
@@ -438,7 +421,7 @@ class AlpacaBroker:
     async def _call(self, fn: Callable[..., T], *args: Any, op: str, submit: bool = False,
                     check: Callable[[], None] | None = None) -> T:
         """One SDK call in a thread, rate-limited and bounded; SDK/transport errors become port errors. `check` is
-        called while it waits for the rate limiter (see TokenBucket.acquire)."""
+        called while it waits for the rate limiter (see RequestPacer.acquire)."""
         if self._client is None or self._executor is None:
             raise BrokerUnavailable(f"alpaca {op}: not connected")
         await self.bucket.acquire(check)

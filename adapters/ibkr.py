@@ -36,6 +36,7 @@ from ib_async.util import UNSET_DOUBLE
 from config.settings import IBKRSettings
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
+    OPTION_MULTIPLIER,
     AccountSnapshot,
     AssetClass,
     BrokerEvent,
@@ -102,7 +103,7 @@ def contract_for(symbol: str, asset_class: AssetClass = AssetClass.EQUITY) -> Co
             raise OrderRejected(f"symbol: {symbol!r} is not a valid stock symbol", code="contract")
         return Stock(text.replace("/", " ").replace(".", " "), "SMART", "USD")  # IB spells BRK.B "BRK B"
     root, yymmdd, right, strike = match.groups()
-    return Option(root, f"20{yymmdd}", int(strike) / 1000.0, right, "SMART", "100", "USD")
+    return Option(root, f"20{yymmdd}", int(strike) / 1000.0, right, "SMART", f"{OPTION_MULTIPLIER:g}", "USD")
 
 
 def symbol_of(contract: Contract) -> str:

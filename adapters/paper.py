@@ -30,7 +30,6 @@ from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -38,6 +37,7 @@ from config.files import UnreadableFile, json_depth, read_regular_file
 from config.settings import OptionsSettings, PaperSettings
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
+    OPTION_MULTIPLIER,
     AccountSnapshot,
     AssetClass,
     Bar,
@@ -50,6 +50,7 @@ from pipeline.core.models import (
     OrderType,
     OrderUpdate,
     Side,
+    contract_multiplier,
 )
 from pipeline.core.ports import (
     BrokerError,
@@ -61,6 +62,7 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.instruments.pricing import bs_price, years_to_expiry
 from pipeline.safety.atomic_file import atomic_write_bytes, cleanup_temp_files
 
 log = structlog.get_logger("ordergate.paper")
@@ -70,10 +72,8 @@ REQUEST_LOG_SIZE = 10_000  # bounded: a long replay makes a call per order and e
 BOOK_VERSION = 1
 MAX_BOOK_BYTES = 512 * 1024 * 1024  # it grows with every order (~1 KB each); far beyond any real book
 MAX_BOOK_DEPTH = 64  # the book nests 4 levels
-OPTION_MULTIPLIER = 100.0
 DEFAULT_OPTION_IV = 0.30
 _EPS = 1e-9
-_NEW_YORK = ZoneInfo("America/New_York")
 _OCC_RE = re.compile(r"^([A-Z][A-Z0-9.]{0,5})\s*(\d{6})([CP])(\d{8})$")
 _OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
 
@@ -137,35 +137,6 @@ def parse_occ(symbol: str) -> OccSymbol | None:
     return OccSymbol(root, expiry, right, int(strike) / 1000.0)
 
 
-def _norm_cdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def black_scholes(spot: float, strike: float, years: float, rate: float, iv: float, right: str) -> float:
-    """Black-Scholes value of a European call ("C") or put ("P"); intrinsic value at expiry."""
-    call = right.upper().startswith("C")
-    if years <= 0 or iv <= 0:
-        return max(0.0, spot - strike) if call else max(0.0, strike - spot)
-    vol_sqrt_t = iv * math.sqrt(years)
-    d1 = (math.log(spot / strike) + (rate + 0.5 * iv * iv) * years) / vol_sqrt_t
-    d2 = d1 - vol_sqrt_t
-    discount = strike * math.exp(-rate * years)
-    if call:
-        return spot * _norm_cdf(d1) - discount * _norm_cdf(d2)
-    return discount * _norm_cdf(-d2) - spot * _norm_cdf(-d1)
-
-
-def _years_to_expiry(expiry: date, now: datetime) -> float:
-    """Calendar days to expiry (New York date) over 365, floored at a quarter day; 0 once expired.
-
-    The same convention as pipeline.instruments.options, so marks agree with the synthetic chain's quotes.
-    """
-    days = (expiry - now.astimezone(_NEW_YORK).date()).days
-    if days < 0:
-        return 0.0
-    return max(days, 0.25) / 365.0
-
-
 @dataclass(slots=True)
 class _Order:
     """One order in the book."""
@@ -190,7 +161,7 @@ class _Order:
 
     @property
     def multiplier(self) -> float:
-        return OPTION_MULTIPLIER if self.asset_class == AssetClass.OPTION else 1.0
+        return contract_multiplier(self.asset_class)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -507,8 +478,8 @@ class PaperBroker:
             self._option_iv[symbol] = iv
             if exact_quote and quote_mid is not None:
                 return quote_mid
-        years = _years_to_expiry(occ.expiry, now)
-        return max(0.01, black_scholes(spot, occ.strike, years, self.options_settings.risk_free_rate, iv, occ.right))
+        years = years_to_expiry(occ.expiry, now)
+        return max(0.01, bs_price(spot, occ.strike, years, self.options_settings.risk_free_rate, iv, occ.right))
 
     def _quote_from_chain(self, symbol: str, occ: OccSymbol, spot: float, now: datetime) -> tuple[float | None, float]:
         """(mid of the exact contract or None, implied vol to price it with) from the options chain if present."""
@@ -1028,13 +999,11 @@ def _trigger_price(order: _Order, open_: float, high: float, low: float, slip: f
 
 __all__ = [
     "BOOK_VERSION",
-    "OPTION_MULTIPLIER",
     "OccSymbol",
     "PaperBookCorrupt",
     "PaperBroker",
     "PaperFaults",
     "PaperRequest",
     "apply_fill_to_position",
-    "black_scholes",
     "parse_occ",
 ]

@@ -96,6 +96,7 @@ from adapters.connection_cap import CappedTCPSite
 from config.settings import WebhookSettings, scrub_secrets
 from pipeline.core.clock import Clock
 from pipeline.core.models import Direction, SignalType, TradeSignal, signal_problems
+from pipeline.core.rate_limit import KeyedBuckets
 
 SIGNALS_PATH = "/v1/signals"
 MAX_SOURCE_LEN = 64
@@ -250,51 +251,6 @@ def validate_signal_data(data: Any) -> tuple[SignalPayload | None, list[FieldErr
         return None, [{"field": "body", "message": "nested too deeply"}]
 
 
-class TokenBucketLimiter:
-    """Per-key token buckets: `rate_per_minute` requests a minute, bursts up to the same number."""
-
-    def __init__(self, rate_per_minute: int, clock: Clock, max_keys: int = MAX_RATE_BUCKETS) -> None:
-        self.capacity = float(rate_per_minute)
-        self.refill_per_second = rate_per_minute / 60.0
-        self.clock = clock
-        self.max_keys = max_keys
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def reconfigure(self, rate_per_minute: int) -> None:
-        """A new rate from now on (a SIGHUP reload): every bucket is capped at the new burst at once."""
-        now = self._now()
-        levels = {key: self._level(key, now) for key in self._buckets}
-        self.capacity = float(rate_per_minute)
-        self.refill_per_second = rate_per_minute / 60.0
-        self._buckets = {key: (min(self.capacity, level), now) for key, level in levels.items()}
-
-    def _now(self) -> float:
-        return self.clock.now().timestamp()
-
-    def _level(self, key: str, now: float) -> float:
-        tokens, last = self._buckets.get(key, (self.capacity, now))
-        return min(self.capacity, tokens + max(0.0, now - last) * self.refill_per_second)
-
-    def acquire(self, key: str) -> float:
-        """Take one token: 0.0 when allowed, else the seconds until one is available."""
-        now = self._now()
-        tokens = self._level(key, now)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.refill_per_second
-        if key not in self._buckets and len(self._buckets) >= self.max_keys:
-            self._evict(now)
-        self._buckets[key] = (tokens - 1.0, now)
-        return 0.0
-
-    def _evict(self, now: float) -> None:
-        full = [k for k in self._buckets if self._level(k, now) >= self.capacity]
-        for key in full:
-            del self._buckets[key]
-        while len(self._buckets) >= self.max_keys:
-            del self._buckets[next(iter(self._buckets))]
-
-
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
@@ -329,7 +285,7 @@ class WebhookServer:
         self.clock = clock
         self.log = logger if logger is not None else _log
         self.submit_timeout = submit_timeout
-        self.limiter = TokenBucketLimiter(settings.rate_per_minute, clock)
+        self.limiter = KeyedBuckets(settings.rate_per_minute, lambda: clock.now().timestamp(), MAX_RATE_BUCKETS)
         self.port: int | None = None
         self._token = self._token_bytes(settings)
         self._token_digest = hashlib.sha256(self._token or b"").digest()

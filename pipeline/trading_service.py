@@ -37,7 +37,6 @@ from pipeline import orchestrator as orchestrator_module
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
     AccountState,
-    AssetClass,
     OrderIntent,
     OrderResult,
     OrderStatus,
@@ -45,6 +44,7 @@ from pipeline.core.models import (
     Side,
     SignalType,
     TradeSignal,
+    asset_class_of,
     client_order_id_for,
 )
 from pipeline.orchestrator import BotOrchestrator
@@ -412,7 +412,7 @@ class TradingService:
             client_order_id=client_order_id_for(signal_id, "manual"), signal_id=signal_id, symbol=pos.symbol,
             side=side, quantity=float(quantity), reduce_only=True, kind="exit", ticker=pos.ticker,
             direction=pos.direction, instrument_type=pos.instrument_type,
-            asset_class=AssetClass.OPTION if pos.multiplier == 100.0 else AssetClass.EQUITY,
+            asset_class=asset_class_of(pos.multiplier),
             reference_price=price, signal_type=pos.signal_type, timeframe=pos.timeframe,
             broker=pos.broker or None, created_at=self.clock.now(), exit_type="manual_" + str(side),
         )

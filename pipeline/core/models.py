@@ -66,6 +66,19 @@ class AssetClass(StrEnum):
     OPTION = "option"
 
 
+OPTION_MULTIPLIER = 100.0  # shares per listed US equity option contract: the one place this number lives
+
+
+def contract_multiplier(asset_class: AssetClass | str) -> float:
+    """Value of one unit of quantity per point of price: OPTION_MULTIPLIER for an option, 1 for a share."""
+    return OPTION_MULTIPLIER if asset_class == AssetClass.OPTION else 1.0
+
+
+def asset_class_of(multiplier: float) -> AssetClass:
+    """The asset class a position's multiplier says it is (an option contract or shares)."""
+    return AssetClass.OPTION if multiplier == OPTION_MULTIPLIER else AssetClass.EQUITY
+
+
 class InstrumentType(StrEnum):
     STOCK = "stock"
     LEVERAGED_ETF = "leveraged_etf"
@@ -279,8 +292,7 @@ class OrderIntent:
 
     @property
     def notional(self) -> float:
-        multiplier = 100.0 if self.asset_class == AssetClass.OPTION else 1.0
-        return abs(self.quantity) * self.reference_price * multiplier
+        return abs(self.quantity) * self.reference_price * contract_multiplier(self.asset_class)
 
 
 @dataclass(slots=True)

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import ExecutorConfig
-from pipeline.core.models import AccountState, TradeSignal
+from pipeline.core.models import OPTION_MULTIPLIER, AccountState, TradeSignal
 from pipeline.entry.risk_gate import sector_exposure, ticker_exposure
 from pipeline.instruments.options import OptionQuote
 
 MIN_CONVICTION_FACTOR = 0.25
 BUYING_POWER_SLIPPAGE_BUFFER = 0.005  # default slippage: 50 bps of adverse fill allowed for before the broker refuses
-OPTION_MULTIPLIER = 100.0
 
 
 @dataclass(slots=True)

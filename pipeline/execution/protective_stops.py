@@ -46,6 +46,7 @@ from pipeline.core.models import (
     OrderUpdate,
     Position,
     Side,
+    asset_class_of,
     client_order_id_for,
 )
 from pipeline.core.ports import Broker, BrokerError, OrderRejected, StopVenue
@@ -323,7 +324,7 @@ class ProtectiveStops:
         return OrderIntent(
             client_order_id=self._next_coid(key), signal_id=key, symbol=pos.symbol,
             side=Side.SELL if pos.is_long else Side.BUY, quantity=qty, order_type=OrderType.STOP, stop_price=price,
-            time_in_force="gtc", asset_class=AssetClass.OPTION if pos.multiplier == 100.0 else AssetClass.EQUITY,
+            time_in_force="gtc", asset_class=asset_class_of(pos.multiplier),
             reduce_only=True, kind=STOP_KIND, ticker=pos.ticker, direction=Direction(str(pos.direction)),
             instrument_type=pos.instrument_type or InstrumentType.STOCK, reference_price=price, stop_loss=price,
             signal_type=pos.signal_type, timeframe=pos.timeframe, broker=pos.broker or None,

@@ -1,4 +1,4 @@
-"""Option contracts: OCC symbols, Black-Scholes, a deterministic synthetic chain and contract selection.
+"""Option contracts: OCC symbols, a deterministic synthetic chain and contract selection.
 
 The synthetic chain stands in for a real option chain in paper trading and tests: weekly Friday expiries out
 to about 60 days, strikes around spot, an IV smile near 30 %, and spreads and open interest that vary from
@@ -15,6 +15,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config.settings import OptionsSettings
+from pipeline.instruments.pricing import bs_delta, bs_price, years_from_days
 
 NEW_YORK = ZoneInfo("America/New_York")
 Right = Literal["C", "P"]
@@ -82,39 +83,6 @@ def parse_occ_symbol(symbol: str) -> tuple[str, date, str, float]:
     return symbol[:6].strip(), expiry, symbol[12], int(symbol[13:]) / 1000.0
 
 
-def norm_cdf(x: float) -> float:
-    """Standard normal cumulative distribution."""
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _d1_d2(spot: float, strike: float, years: float, rate: float, vol: float) -> tuple[float, float]:
-    sigma_t = vol * math.sqrt(years)
-    d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / sigma_t
-    return d1, d1 - sigma_t
-
-
-def bs_price(spot: float, strike: float, years: float, rate: float, vol: float, right: str) -> float:
-    """Black-Scholes price of a European call ('C') or put ('P'); intrinsic value at expiry."""
-    call = str(right).upper() == "C"
-    if years <= 0 or vol <= 0:
-        return max(spot - strike, 0.0) if call else max(strike - spot, 0.0)
-    d1, d2 = _d1_d2(spot, strike, years, rate, vol)
-    discount = math.exp(-rate * years)
-    if call:
-        return spot * norm_cdf(d1) - strike * discount * norm_cdf(d2)
-    return strike * discount * norm_cdf(-d2) - spot * norm_cdf(-d1)
-
-
-def bs_delta(spot: float, strike: float, years: float, rate: float, vol: float, right: str) -> float:
-    """Black-Scholes delta: in (0, 1) for calls, (-1, 0) for puts."""
-    call = str(right).upper() == "C"
-    if years <= 0 or vol <= 0:
-        itm = spot > strike if call else spot < strike
-        return (1.0 if call else -1.0) if itm else 0.0
-    d1, _ = _d1_d2(spot, strike, years, rate, vol)
-    return norm_cdf(d1) if call else norm_cdf(d1) - 1.0
-
-
 def strike_step(spot: float) -> float:
     """The listed strike increment for an underlying at `spot`."""
     for limit, step in ((25.0, 0.5), (100.0, 1.0), (250.0, 2.5), (1000.0, 5.0)):
@@ -138,7 +106,7 @@ def _quote(underlying: str, spot: float, expiry: date, strike: float, right: str
     symbol = occ_symbol(underlying, expiry, right, strike)
     moneyness = math.log(strike / spot)
     iv = BASE_IV + 0.4 * moneyness * moneyness - 0.02 * moneyness + 0.01 * (_noise(symbol + "iv") - 0.5)
-    years = max(dte, 0.25) / 365.0
+    years = years_from_days(dte)
     fair = max(bs_price(spot, strike, years, rate, iv, right), MIN_TICK)
     delta = bs_delta(spot, strike, years, rate, iv, right)
     noise = _noise(symbol)

@@ -20,26 +20,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from datetime import time as dtime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from config.settings import ExecutorConfig
-from pipeline.core.calendar import NEW_YORK, MarketCalendar, default_calendar
+from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock, LiveClock
-from pipeline.core.models import TIMEFRAME_SECONDS, CloudState, ExitSignal, Position
+from pipeline.core.models import CloudState, ExitSignal, Position
+from pipeline.positions.time_exits import TimeExits
 
-_DAY_SECONDS = 86_400
 _REL_EPS = 1e-9  # float slack so a price computed as 189.70000000001 still counts as 189.70
 
 
 def _slack(level: float) -> float:
     return _REL_EPS * abs(level) + _REL_EPS
-
-
-def is_intraday(timeframe: str) -> bool:
-    """True for day-trade timeframes (EOD close applies); '1d' and longer are swing trades. Unknown = intraday."""
-    return TIMEFRAME_SECONDS.get(timeframe, 0) < _DAY_SECONDS
 
 
 class ExitMonitor:
@@ -50,16 +44,15 @@ class ExitMonitor:
         """`calendar` and `clock` default to what the daemon uses: the NYSE calendar and the live clock."""
         self.calendar = calendar if calendar is not None else default_calendar()
         self.clock = clock if clock is not None else LiveClock()
+        self.time = TimeExits(config, self.calendar)  # the time stop and EOD close rule (and its day cache)
         self.reconfigure(config)
 
     def reconfigure(self, config: ExecutorConfig) -> None:
         """Take new limits (e.g. after a SIGHUP reload); derived values are computed once here."""
         self.config = config
-        self._time_stop = timedelta(minutes=config.time_stop_minutes)
-        self._eod_minutes = config.eod_minutes_before_close
         self._exhaustion_n = config.momentum_exhaustion_candles
         self._trailing_cloud = config.trailing_stop_cloud
-        self._eod_day: _EodDay | None = None
+        self.time.reconfigure(config)
 
     # -- all seven ------------------------------------------------------------------------------------
     def check_all(
@@ -175,47 +168,20 @@ class ExitMonitor:
     # -- 5 time stop ----------------------------------------------------------------------------------
     def check_time_stop(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
         """Held for time_stop_minutes or longer: intraday positions only (a daily-bar swing trade is not a scalp);
-        positions without an entry time never time out."""
-        if position.entry_time is None or not is_intraday(position.timeframe):
-            return None
-        when = now if now is not None else self.clock.now()
-        held = when - position.entry_time
-        if held < self._time_stop:
-            return None
-        minutes = held.total_seconds() / 60.0
-        return _exit(
-            position, "time_stop",
-            f"held {minutes:.1f} min >= time stop {self.config.time_stop_minutes} min", position.current_price,
-        )
+        positions without an entry time never time out. The rule is `TimeExits` (pipeline.positions.time_exits)."""
+        reason = self.time.time_stop_reason(position, now if now is not None else self.clock.now())
+        return None if reason is None else _exit(position, "time_stop", reason, position.current_price)
 
     # -- 6 end of day ---------------------------------------------------------------------------------
     def check_eod_close(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
         """Intraday positions close at/after that session's close minus N minutes (15:55 ET, 12:55 on early closes).
 
         A day trade still held from an earlier session is closed as soon as the market is open. Daily and
-        longer timeframes are exempt; on a day with no session (weekend, holiday) nothing fires.
+        longer timeframes are exempt; on a day with no session (weekend, holiday) nothing fires. The rule is
+        `TimeExits` (pipeline.positions.time_exits).
         """
-        if not is_intraday(position.timeframe):
-            return None
-        when = now if now is not None else self.clock.now()
-        day = self._eod_day
-        if day is None or not day.start <= when < day.end:
-            day = self._eod_day = _eod_day_for(self.calendar, when, self._eod_minutes)
-        if day.cutoff is None:
-            return None
-        if when >= day.cutoff:
-            local = day.cutoff.astimezone(NEW_YORK)
-            return _exit(
-                position, "eod_close", f"end of day: {local:%H:%M} ET cutoff of the {local:%Y-%m-%d} session",
-                position.current_price,
-            )
-        entry = position.entry_time
-        if entry is not None and entry < day.start and day.open <= when < day.close:  # type: ignore[operator]
-            return _exit(
-                position, "eod_close",
-                f"day trade held over from {entry.astimezone(NEW_YORK):%Y-%m-%d}", position.current_price,
-            )
-        return None
+        reason = self.time.eod_reason(position, now if now is not None else self.clock.now())
+        return None if reason is None else _exit(position, "eod_close", reason, position.current_price)
 
     # -- 7 trailing stop ------------------------------------------------------------------------------
     def check_trailing_stop(self, position: Position, cloud_states: Sequence[CloudState]) -> ExitSignal | None:
@@ -246,28 +212,6 @@ class ExitMonitor:
         low, high = cloud_states[-1].cloud_bounds(self._trailing_cloud)
         level = low if position.is_long else high
         return level if 0.0 < level < math.inf else None
-
-
-class _EodDay(NamedTuple):
-    """One New York calendar day [start, end) in UTC, its session and its EOD cutoff (cached per day)."""
-
-    start: datetime
-    end: datetime
-    open: datetime | None
-    close: datetime | None
-    cutoff: datetime | None
-
-
-def _eod_day_for(calendar: MarketCalendar, when: datetime, minutes_before_close: int) -> _EodDay:
-    local_day = when.astimezone(NEW_YORK).date()
-    start = datetime.combine(local_day, dtime(0), NEW_YORK).astimezone(UTC)
-    end = datetime.combine(local_day + timedelta(days=1), dtime(0), NEW_YORK).astimezone(UTC)
-    session = calendar.session(local_day)
-    if session is None:
-        return _EodDay(start, end, None, None, None)
-    # plain UTC datetimes: comparisons against a ZoneInfo/pandas tz cost microseconds each
-    open_, close = session[0].astimezone(UTC), session[1].astimezone(UTC)
-    return _EodDay(start, end, open_, close, close - timedelta(minutes=minutes_before_close))
 
 
 def _fast_bounds(state: CloudState) -> tuple[float, float]:

@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.core.models import AssetClass, Direction, Fill, InstrumentType, OrderIntent, Position, Side
+from pipeline.core.models import (
+    Direction,
+    Fill,
+    InstrumentType,
+    OrderIntent,
+    Position,
+    Side,
+    contract_multiplier,
+)
 
 
 @dataclass(slots=True)
@@ -85,7 +93,7 @@ class Ledger:
     # -- fills ----------------------------------------------------------------------------------------
     def apply_fill(self, fill: Fill, intent: OrderIntent | None, exit_type: str = "") -> RoundTrip | None:
         """Apply one fill; returns the round trip when it closes a position."""
-        multiplier = 100.0 if intent is not None and intent.asset_class == AssetClass.OPTION else 1.0
+        multiplier = contract_multiplier(intent.asset_class) if intent is not None else 1.0
         signed = fill.quantity if fill.side == Side.BUY else -fill.quantity
         self.cash -= signed * fill.price * multiplier + fill.commission
         self.realized_pnl -= fill.commission

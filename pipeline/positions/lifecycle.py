@@ -35,6 +35,7 @@ from pipeline.core.models import (
     OrderUpdate,
     Position,
     Side,
+    asset_class_of,
     client_order_id_for,
     is_own_client_order_id,
 )
@@ -106,8 +107,7 @@ class LifecycleManager:
         self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
         self._by_ticker: dict[str, set[str]] = {}      # underlying ticker -> held symbols
         self._deadlines: list[tuple[datetime, str]] = []
-        self._eod_day: Any = None
-        self._eod_at: datetime | None = None
+        self._day: Any = None                            # the trading day last seen (the daily rollover)
         self.issues: list[FillIssue] = []
         self.round_trips = 0
         self.stops: Any = None  # ProtectiveStops (set by the daemon): stops at the broker
@@ -156,17 +156,20 @@ class LifecycleManager:
         self.config = config
         self.executor = config.executor_config
         self.monitor.reconfigure(self.executor)
-        self._deadlines = [(pos.entry_time + timedelta(minutes=self.executor.time_stop_minutes), pos.symbol)
-                           for pos in self.ledger.positions() if pos.entry_time is not None]
-        heapq.heapify(self._deadlines)
-        self._eod_day = None
+        self._deadlines.clear()
+        for pos in self.ledger.positions():
+            self._schedule(pos)
 
     def _index(self, pos: Position) -> None:
         self._by_ticker.setdefault(pos.ticker, set()).add(pos.symbol)
         if pos.symbol != pos.ticker:
             self._by_ticker.setdefault(pos.symbol, set()).add(pos.symbol)
-        if pos.entry_time is not None:
-            deadline = pos.entry_time + timedelta(minutes=self.executor.time_stop_minutes)
+        self._schedule(pos)
+
+    def _schedule(self, pos: Position) -> None:
+        """Put the position's time stop on the deadline heap (the instant is the TimeExits rule's)."""
+        deadline = self.monitor.time.deadline(pos)
+        if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, pos.symbol))
 
     def _unindex(self, pos: Position) -> None:
@@ -232,12 +235,12 @@ class LifecycleManager:
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
         day = self.calendar.trading_day(now)
-        if day != self._eod_day:
-            self._eod_day = day
-            self._eod_at = self.calendar.eod_cutoff(now, self.executor.eod_minutes_before_close)
+        if day != self._day:
+            self._day = day
             if self.state.check_day_rollover():  # a new session: daily P&L and the breaker start over
                 log.info("day_rollover", day=str(day))
-        if self._eod_at is not None and now >= self._eod_at and self.ledger.holdings:
+        cutoff = self.monitor.time.eod_cutoff(now)
+        if cutoff is not None and now >= cutoff and self.ledger.holdings:
             for pos in self.ledger.positions():
                 if pos.symbol in self.pending_exits or self._exit_quantity(pos) <= 0:
                     continue
@@ -272,7 +275,7 @@ class LifecycleManager:
             ticker=pos.ticker,
             direction=pos.direction,
             instrument_type=pos.instrument_type,
-            asset_class="option" if pos.multiplier == 100.0 else "equity",
+            asset_class=asset_class_of(pos.multiplier),
             reference_price=pos.current_price,
             signal_type=pos.signal_type,
             timeframe=pos.timeframe,

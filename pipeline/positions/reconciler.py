@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pipeline.core.models import BrokerPosition, Position
+from pipeline.core.models import OPTION_MULTIPLIER, BrokerPosition, Position
 
 MismatchType = Literal["ghost", "orphan", "quantity_mismatch"]
 DEFAULT_NOTIONAL_THRESHOLD = 10_000.0
@@ -212,7 +212,7 @@ def _multiplier(*holdings: _Holding | None) -> float:
         if holding is not None and holding.multiplier is not None:
             return holding.multiplier
     symbol = next(h.symbol for h in holdings if h is not None)
-    return 100.0 if _OCC.match(_key(symbol)) else 1.0
+    return OPTION_MULTIPLIER if _OCC.match(_key(symbol)) else 1.0
 
 
 def _key(symbol: str) -> str:

@@ -15,8 +15,6 @@ from pipeline.instruments.instrument_router import LEVERAGED_ETF_CATALOG, Instru
 from pipeline.instruments.options import (
     OptionQuote,
     SyntheticChainProvider,
-    bs_delta,
-    bs_price,
     contract_problems,
     occ_symbol,
     parse_occ_symbol,
@@ -24,6 +22,7 @@ from pipeline.instruments.options import (
     synthetic_chain,
     weekly_expiries,
 )
+from pipeline.instruments.pricing import bs_delta, bs_price
 
 NOW = datetime(2024, 6, 12, 15, 0, tzinfo=UTC)
 
