@@ -43,6 +43,7 @@ from pipeline.core.models import (
     BrokerPosition,
     Fill,
     OrderIntent,
+    OrderKind,
     OrderResult,
     OrderStatus,
     OrderType,
@@ -737,7 +738,7 @@ class IBKRBroker:
     def _attached_stop(self, intent: OrderIntent, parent: Order) -> Order | None:
         """The protective STP child of an entry (None when not attaching, or the entry has no stop); the parent is
         then held untransmitted until the child is placed."""
-        if not self.attach_stops or intent.kind != "entry" or not _positive(intent.stop_loss) \
+        if not self.attach_stops or intent.kind is not OrderKind.ENTRY or not _positive(intent.stop_loss) \
                 or OrderType(intent.order_type) not in (OrderType.MARKET, OrderType.LIMIT) \
                 or self.stop_refusal(intent) is not None:
             return None

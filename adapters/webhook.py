@@ -495,7 +495,7 @@ class WebhookServer:
     async def _submit(self, payload: SignalPayload, info: dict[str, Any]) -> web.Response:
         signal = payload.to_signal(received=self.clock.now())
         signal.source = self._scrub(signal.source)
-        info.update(ticker=signal.ticker, direction=str(signal.direction), source=signal.source)
+        info.update(ticker=signal.ticker, direction=signal.direction, source=signal.source)
         task = asyncio.ensure_future(self.submit(signal))
         self._pending.add(task)
         task.add_done_callback(self._submit_done)

@@ -33,6 +33,7 @@ from pipeline.core.models import (
     InstrumentDecision,
     InstrumentType,
     OrderIntent,
+    OrderKind,
     OrderResult,
     PipelineResult,
     Side,
@@ -364,9 +365,9 @@ class BotOrchestrator:
             side=side,
             quantity=float(sized.quantity),
             asset_class=AssetClass.OPTION if is_option else AssetClass.EQUITY,
-            kind="entry",
+            kind=OrderKind.ENTRY,
             ticker=signal.ticker,
-            direction=Direction(str(signal.direction)) if decision.instrument_type == InstrumentType.STOCK
+            direction=Direction(signal.direction) if decision.instrument_type == InstrumentType.STOCK
             else Direction.LONG,
             instrument_type=decision.instrument_type,
             reference_price=ref,

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pipeline.core.models import Direction
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ETF_CATALOG_PATH = CONFIG_DIR / "etf_catalog.toml"
 SECTORS_PATH = CONFIG_DIR / "sectors.toml"
@@ -37,7 +39,7 @@ class ETFPair:
 
     def fund_for(self, direction: str) -> str:
         """The fund to buy for a signal direction: bull for long, bear for short."""
-        return self.bull if str(direction) == "long" else self.bear
+        return self.bull if direction == Direction.LONG else self.bear
 
 
 def _read(path: Path) -> dict[str, Any]:

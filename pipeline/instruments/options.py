@@ -15,6 +15,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config.settings import OptionsSettings
+from pipeline.core.models import Direction
 from pipeline.instruments.pricing import bs_delta, bs_price, years_from_days
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -201,7 +202,7 @@ def select_contract(
     """The best contract for a signal: calls for long, puts for short, inside the DTE and delta windows, with
     enough open interest and a tight enough spread; best = |delta| closest to the window's middle, then the
     tightest spread. None when nothing qualifies."""
-    right = "C" if str(direction) == "long" else "P"
+    right = "C" if direction == Direction.LONG else "P"
     target = (settings.delta_min + settings.delta_max) / 2.0
     eligible = [q for q in chain if not contract_problems(q, right, as_of, settings)]
     if not eligible:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from config.settings import ExecutorConfig
 from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock, LiveClock
-from pipeline.core.models import CloudState, ExitSignal, Position
+from pipeline.core.models import CloudState, ExitSignal, ExitType, Position
 from pipeline.positions.time_exits import TimeExits
 
 _REL_EPS = 1e-9  # float slack so a price computed as 189.70000000001 still counts as 189.70
@@ -99,7 +99,7 @@ class ExitMonitor:
             hit = current_price >= stop - _slack(stop)
         if not hit:
             return None
-        return _exit(position, "stop_loss", f"price {current_price} hit stop {stop}", current_price)
+        return _exit(position, ExitType.STOP_LOSS, f"price {current_price} hit stop {stop}", current_price)
 
     # -- 2 momentum exhaustion ------------------------------------------------------------------------
     def check_momentum_exhaustion(self, position: Position, cloud_states: Sequence[CloudState]) -> ExitSignal | None:
@@ -121,7 +121,7 @@ class ExitMonitor:
         last = cloud_states[-1]
         side = "above" if long else "below"
         return _exit(
-            position, "momentum_exhaustion",
+            position, ExitType.MOMENTUM_EXHAUSTION,
             f"{n} consecutive candles closed {side} the fast cloud (last close {last.close})", last.close,
         )
 
@@ -136,7 +136,7 @@ class ExitMonitor:
             return None
         colour = "bullish" if bullish else "bearish"
         return _exit(
-            position, "cloud_flip",
+            position, ExitType.CLOUD_FLIP,
             f"fast cloud turned {colour} ({last.fast_short:.4f} vs {last.fast_long:.4f}) against the "
             f"{position.direction} position", last.close,
         )
@@ -163,14 +163,15 @@ class ExitMonitor:
             hit = current_price <= target + _slack(target)
         if not hit:
             return None
-        return _exit(position, "profit_target", f"price {current_price} reached target {target:.4f}", current_price)
+        reason = f"price {current_price} reached target {target:.4f}"
+        return _exit(position, ExitType.PROFIT_TARGET, reason, current_price)
 
     # -- 5 time stop ----------------------------------------------------------------------------------
     def check_time_stop(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
         """Held for time_stop_minutes or longer: intraday positions only (a daily-bar swing trade is not a scalp);
         positions without an entry time never time out. The rule is `TimeExits` (pipeline.positions.time_exits)."""
         reason = self.time.time_stop_reason(position, now if now is not None else self.clock.now())
-        return None if reason is None else _exit(position, "time_stop", reason, position.current_price)
+        return None if reason is None else _exit(position, ExitType.TIME_STOP, reason, position.current_price)
 
     # -- 6 end of day ---------------------------------------------------------------------------------
     def check_eod_close(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
@@ -181,7 +182,7 @@ class ExitMonitor:
         `TimeExits` (pipeline.positions.time_exits).
         """
         reason = self.time.eod_reason(position, now if now is not None else self.clock.now())
-        return None if reason is None else _exit(position, "eod_close", reason, position.current_price)
+        return None if reason is None else _exit(position, ExitType.EOD_CLOSE, reason, position.current_price)
 
     # -- 7 trailing stop ------------------------------------------------------------------------------
     def check_trailing_stop(self, position: Position, cloud_states: Sequence[CloudState]) -> ExitSignal | None:
@@ -202,7 +203,7 @@ class ExitMonitor:
             if last.close < high - _slack(high):
                 return None
             where = f"at/above the {self._trailing_cloud} cloud ({high:.4f})"
-        return _exit(position, "trailing_stop", f"close {last.close} {where}", last.close)
+        return _exit(position, ExitType.TRAILING_STOP, f"close {last.close} {where}", last.close)
 
     def trailing_stop_level(self, position: Position, cloud_states: Sequence[CloudState]) -> float | None:
         """Where the resting broker stop trails to: the trailing cloud's far edge of the latest completed candle
@@ -219,7 +220,7 @@ def _fast_bounds(state: CloudState) -> tuple[float, float]:
     return (a, b) if a <= b else (b, a)
 
 
-def _exit(position: Position, name: str, reason: str, price: float) -> ExitSignal:
+def _exit(position: Position, name: ExitType, reason: str, price: float) -> ExitSignal:
     return ExitSignal(ticker=position.ticker, exit_type=name, priority=PRIORITY[name], reason=reason, price=price)
 
 
@@ -227,23 +228,25 @@ class ExitStrategy(NamedTuple):
     """One row of the exit table: priority (lower wins), name, the ExitMonitor method, what it reads."""
 
     priority: int
-    name: str
+    name: ExitType
     method: Callable[..., ExitSignal | None]
     inputs: str        # 'price' (position, price) | 'clouds' (position, cloud_states) | 'time' (position, now)
     trigger: str
 
 
 EXIT_STRATEGIES: tuple[ExitStrategy, ...] = (
-    ExitStrategy(1, "stop_loss", ExitMonitor.check_stop_loss, "price", "price hits the stop level"),
-    ExitStrategy(2, "momentum_exhaustion", ExitMonitor.check_momentum_exhaustion, "clouds",
+    ExitStrategy(1, ExitType.STOP_LOSS, ExitMonitor.check_stop_loss, "price", "price hits the stop level"),
+    ExitStrategy(2, ExitType.MOMENTUM_EXHAUSTION, ExitMonitor.check_momentum_exhaustion, "clouds",
                  "N+ consecutive candles closing outside the fast cloud"),
-    ExitStrategy(3, "cloud_flip", ExitMonitor.check_cloud_flip, "clouds", "fast cloud colour against the position"),
-    ExitStrategy(4, "profit_target", ExitMonitor.check_profit_target, "price", "price hits the R:R target"),
-    ExitStrategy(5, "time_stop", ExitMonitor.check_time_stop, "time", "held for time_stop_minutes"),
-    ExitStrategy(6, "eod_close", ExitMonitor.check_eod_close, "time", "session close minus N minutes, day trades"),
-    ExitStrategy(7, "trailing_stop", ExitMonitor.check_trailing_stop, "clouds",
+    ExitStrategy(3, ExitType.CLOUD_FLIP, ExitMonitor.check_cloud_flip, "clouds",
+                 "fast cloud colour against the position"),
+    ExitStrategy(4, ExitType.PROFIT_TARGET, ExitMonitor.check_profit_target, "price", "price hits the R:R target"),
+    ExitStrategy(5, ExitType.TIME_STOP, ExitMonitor.check_time_stop, "time", "held for time_stop_minutes"),
+    ExitStrategy(6, ExitType.EOD_CLOSE, ExitMonitor.check_eod_close, "time",
+                 "session close minus N minutes, day trades"),
+    ExitStrategy(7, ExitType.TRAILING_STOP, ExitMonitor.check_trailing_stop, "clouds",
                  "close through the trailing (pullback) cloud against the position"),
 )
-PRIORITY: dict[str, int] = {s.name: s.priority for s in EXIT_STRATEGIES}
-EXIT_TYPES: tuple[str, ...] = tuple(s.name for s in EXIT_STRATEGIES)
+PRIORITY: dict[ExitType, int] = {s.name: s.priority for s in EXIT_STRATEGIES}
+EXIT_TYPES: tuple[ExitType, ...] = tuple(s.name for s in EXIT_STRATEGIES)
 assert [s.priority for s in EXIT_STRATEGIES] == sorted(s.priority for s in EXIT_STRATEGIES)

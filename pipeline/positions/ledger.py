@@ -13,6 +13,7 @@ from datetime import datetime
 
 from pipeline.core.models import (
     Direction,
+    ExitType,
     Fill,
     InstrumentType,
     OrderIntent,
@@ -134,7 +135,7 @@ class Ledger:
             quantity=holding.closed_qty,
             pnl=holding.realized - 0.0,
             r_multiple=pos.r_multiple(holding.exit_value / holding.closed_qty),
-            exit_type=holding.exit_type or "unknown",
+            exit_type=holding.exit_type or ExitType.UNKNOWN,
         )
         if abs(remaining) > 1e-9:
             flip = Fill(fill.fill_id, fill.client_order_id, fill.symbol, fill.side, abs(remaining), fill.price,

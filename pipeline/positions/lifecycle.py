@@ -28,9 +28,11 @@ from pipeline.core.clock import Clock
 from pipeline.core.models import (
     Bar,
     ExitSignal,
+    ExitType,
     Fill,
     InstrumentType,
     OrderIntent,
+    OrderKind,
     OrderStatus,
     OrderUpdate,
     Position,
@@ -271,7 +273,7 @@ class LifecycleManager:
             side=side,
             quantity=self._exit_quantity(pos),
             reduce_only=True,
-            kind="exit",
+            kind=OrderKind.EXIT,
             ticker=pos.ticker,
             direction=pos.direction,
             instrument_type=pos.instrument_type,
@@ -307,13 +309,13 @@ class LifecycleManager:
         pos = self.ledger.position(stuck.symbol)
         if pos is None or stuck.symbol in self.pending_exits:
             return None
-        return self._exit(pos, ExitSignal(pos.ticker, stuck.exit_type or "resend", 0, reason, pos.current_price))
+        return self._exit(pos, ExitSignal(pos.ticker, stuck.exit_type or ExitType.RESEND, 0, reason, pos.current_price))
 
     async def emergency_close_all(self, reason: str = "flatten") -> list[OrderIntent]:
         """Cancel every open order and close every position now."""
         if self.router is not None:
             for intent in self.validator.working():
-                if intent.kind != "entry":
+                if intent.kind is not OrderKind.ENTRY:
                     continue
                 try:
                     await self.router.cancel(intent.client_order_id, intent.broker)
@@ -322,7 +324,7 @@ class LifecycleManager:
         intents = []
         for pos in self.ledger.positions():
             if pos.symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
-                intents.append(self._exit(pos, ExitSignal(pos.ticker, "flatten", 0, reason, pos.current_price)))
+                intents.append(self._exit(pos, ExitSignal(pos.ticker, ExitType.FLATTEN, 0, reason, pos.current_price)))
         return intents
 
     # -- broker events --------------------------------------------------------------------------------
@@ -354,9 +356,9 @@ class LifecycleManager:
         if not update.status.is_final:
             return
         intent = self.intents.get(update.client_order_id)
-        if intent is not None and intent.kind == "entry" and self.release is not None:
+        if intent is not None and intent.kind is OrderKind.ENTRY and self.release is not None:
             self.release(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
-        if intent is not None and intent.kind in ("exit", "flatten") \
+        if intent is not None and intent.kind is OrderKind.EXIT \
                 and self.pending_exits.get(intent.symbol) == update.client_order_id:
             # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
             # loop looks at the position again
@@ -389,7 +391,7 @@ class LifecycleManager:
         before = self.ledger.position(fill.symbol)
         trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
         after = self.ledger.position(fill.symbol)
-        if intent is not None and intent.kind == "entry" and self.entry_filled is not None:
+        if intent is not None and intent.kind is OrderKind.ENTRY and self.entry_filled is not None:
             self.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
         log.info("fill_applied", signal_id=intent.signal_id if intent else None,
                  client_order_id=fill.client_order_id, symbol=fill.symbol, side=str(fill.side),
@@ -446,7 +448,7 @@ class LifecycleManager:
         self.round_trips += 1
         entry_time = pos.entry_time or trip.exit_time
         trade = ClosedTrade(
-            signal_id=pos.signal_id, ticker=pos.ticker, symbol=pos.symbol, direction=str(pos.direction),
+            signal_id=pos.signal_id, ticker=pos.ticker, symbol=pos.symbol, direction=pos.direction,
             signal_type=pos.signal_type, timeframe=pos.timeframe, entry_time=entry_time,
             exit_time=trip.exit_time, entry_price=pos.entry_price, exit_price=trip.exit_price,
             quantity=trip.quantity, pnl=trip.pnl, r_multiple=trip.r_multiple, exit_type=trip.exit_type,

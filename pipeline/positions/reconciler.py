@@ -240,7 +240,7 @@ def _aggregate(positions: Iterable[Any], name: str) -> dict[str, _Holding]:
 def _read(item: Any, where: str) -> tuple[str, float, float | None, float | None]:
     """(symbol, signed quantity, price, multiplier) of one position in any accepted shape."""
     if isinstance(item, Position):
-        qty = _signed(item.shares, str(item.direction), where)
+        qty = _signed(item.shares, item.direction, where)
         return item.symbol or item.ticker, qty, _price(item.current_price or item.entry_price), item.multiplier
     if isinstance(item, BrokerPosition):
         price = item.market_price if item.market_price else item.avg_price
