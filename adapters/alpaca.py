@@ -267,6 +267,23 @@ def _connect_failed(exc: requests.exceptions.ConnectionError) -> bool:
     return False
 
 
+async def close_stream(stream: Any, *tasks: asyncio.Task[Any] | None) -> None:
+    """Close an alpaca-py websocket stream (TradingStream, StockDataStream): ask the socket to stop, cancel and
+    await the tasks that run it (None: skipped), then close it; each step swallows its own error, so a broken
+    stream never blocks a shutdown."""
+    if stream is not None:
+        with contextlib.suppress(Exception):
+            await stream.stop_ws()
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if stream is not None:
+        with contextlib.suppress(Exception):
+            await stream.close()
+
+
 async def supervise_stream(
     owner: Any, make_stream: Any, on_closed: Any, backoff: tuple[float, float], event: str,
 ) -> None:
@@ -389,17 +406,7 @@ class AlpacaBroker:
     async def close(self) -> None:
         self._closing = True
         self._listening.clear()
-        stream, task = self._stream, self._stream_task
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                await stream.stop_ws()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                await stream.close()
+        await close_stream(self._stream, self._stream_task)
         for pending in list(self._catch_up_tasks):
             pending.cancel()
         if self._executor is not None:
@@ -511,15 +518,19 @@ class AlpacaBroker:
                 return None
             raise
 
+    async def _order_id(self, client_order_id: str) -> str:
+        """Alpaca's id of an order: the one this process saw, else looked up (OrderRejected 404 when none)."""
+        tracked = self._tracked.get(client_order_id)
+        if tracked is not None and tracked.order_id is not None:
+            return tracked.order_id
+        found = await self.get_order_by_client_id(client_order_id)
+        if found is None:
+            raise OrderRejected(f"alpaca: no order with client_order_id {client_order_id}", code=404)
+        return found.broker_order_id
+
     async def cancel_order(self, client_order_id: str) -> None:
         """Cancel by client order id (looked up when this process has not seen the order's id)."""
-        tracked = self._tracked.get(client_order_id)
-        order_id = tracked.order_id if tracked else None
-        if order_id is None:
-            found = await self.get_order_by_client_id(client_order_id)
-            if found is None:
-                raise OrderRejected(f"alpaca: no order with client_order_id {client_order_id}", code=404)
-            order_id = found.broker_order_id
+        order_id = await self._order_id(client_order_id)
         await self._call(self._client_fn("cancel_order_by_id"), order_id, op="cancel")
 
     def stop_refusal(self, intent: OrderIntent) -> str | None:
@@ -538,12 +549,7 @@ class AlpacaBroker:
         if quantity != int(quantity) or quantity <= 0:
             raise OrderRejected(f"quantity: a replace takes whole shares, got {quantity!r}", code="invalid")
         tracked = self._tracked.get(client_order_id)
-        order_id = tracked.order_id if tracked else None
-        if order_id is None:
-            found = await self.get_order_by_client_id(client_order_id)
-            if found is None:
-                raise OrderRejected(f"alpaca: no order with client_order_id {client_order_id}", code=404)
-            order_id = found.broker_order_id
+        order_id = await self._order_id(client_order_id)
         request = ReplaceOrderRequest(qty=int(quantity), stop_price=_round_price(stop_price),
                                       client_order_id=new_client_order_id)
         self._track(new_client_order_id, symbol=tracked.symbol if tracked else None,

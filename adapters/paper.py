@@ -950,6 +950,15 @@ def _intent_problem(intent: OrderIntent) -> str | None:
     return None
 
 
+def _limit_fill(buy: bool, limit: float, low: float, high: float, price: float) -> float | None:
+    """A limit order's fill when the prices [low, high] reach its limit: at `price` or better, else None."""
+    if buy and low <= limit:
+        return min(limit, price)
+    if not buy and high >= limit:
+        return max(limit, price)
+    return None
+
+
 def _immediate_price(order: _Order, last: float, slip: float) -> float | None:
     """The fill price if the order executes on submission, else None (it rests)."""
     buy = order.side == Side.BUY
@@ -957,12 +966,7 @@ def _immediate_price(order: _Order, last: float, slip: float) -> float | None:
     if order.order_type == OrderType.MARKET:
         return with_slippage
     if order.order_type == OrderType.LIMIT:
-        limit = order.limit_price or 0.0
-        if buy and last <= limit:
-            return min(limit, with_slippage)
-        if not buy and last >= limit:
-            return max(limit, with_slippage)
-        return None
+        return _limit_fill(buy, order.limit_price or 0.0, last, last, with_slippage)
     stop = order.stop_price or 0.0
     if (buy and last >= stop) or (not buy and last <= stop):
         return with_slippage
@@ -982,12 +986,7 @@ def _trigger_price(order: _Order, open_: float, high: float, low: float, slip: f
     """The fill price of a resting order on a bar that crosses it (a gap fills at the open), else None."""
     buy = order.side == Side.BUY
     if order.order_type == OrderType.LIMIT:
-        limit = order.limit_price or 0.0
-        if buy and low <= limit:
-            return min(limit, open_)
-        if not buy and high >= limit:
-            return max(limit, open_)
-        return None
+        return _limit_fill(buy, order.limit_price or 0.0, low, high, open_)
     if order.order_type == OrderType.STOP:
         stop = order.stop_price or 0.0
         if buy and high >= stop:

@@ -92,7 +92,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adapters.connection_cap import CappedTCPSite
+from adapters.http_server import CappedHttpServer
 from config.settings import WebhookSettings, scrub_secrets
 from pipeline.core.clock import Clock
 from pipeline.core.models import Direction, SignalType, TradeSignal, signal_problems
@@ -293,8 +293,7 @@ class WebhookServer:
         # handed on (and journaled): a sender may paste one into `source`
         own = [self._token.decode("utf-8")] if self._token else []
         self._secrets = sorted({*own, *(x for x in secrets if x)}, key=len, reverse=True)
-        self._runner: web.AppRunner | None = None
-        self._site: CappedTCPSite | None = None
+        self._http = CappedHttpServer(self.log)
         self._shutting_down = False
         self._pending: set[asyncio.Task[str]] = set()
 
@@ -322,8 +321,7 @@ class WebhookServer:
     @property
     def open_connections(self) -> int:
         """Connections the server holds now (at most `[webhook] max_connections`)."""
-        cap = self._site.cap if self._site is not None else None
-        return cap.open_connections if cap is not None else 0
+        return self._http.open_connections
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
@@ -337,23 +335,14 @@ class WebhookServer:
         if not self.enabled:
             self.log.info("webhook_disabled", reason="no token configured")
             return None
-        if self._runner is not None:
+        if self._http.running:
             return self.port
         # keepalive_timeout also closes a connection that sends no complete request head in time (aiohttp
         # arms it at connect), so idle and slowloris connections cannot hold a descriptor past it.
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
-                               keepalive_timeout=self.settings.idle_timeout_seconds,
-                               lingering_time=min(LINGERING_SECONDS, self.settings.body_timeout_seconds))
-        await runner.setup()
-        site = CappedTCPSite(runner, self.settings.host, self.settings.port,
-                             max_connections=self.settings.max_connections, logger=self.log)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner, self._site = runner, site
-        self.port = int(runner.addresses[0][1])
+        self.port = await self._http.start(
+            self.build_app(), self.settings.host, self.settings.port, self.settings.max_connections,
+            keepalive_timeout=self.settings.idle_timeout_seconds,
+            lingering_time=min(LINGERING_SECONDS, self.settings.body_timeout_seconds))
         self._shutting_down = False
         self.log.info("webhook_listening", host=self.settings.host, port=self.port, path=SIGNALS_PATH,
                       max_connections=self.settings.max_connections,
@@ -369,9 +358,7 @@ class WebhookServer:
         self.begin_shutdown()
         if self._pending:
             await asyncio.wait(self._pending, timeout=self.submit_timeout)
-        if self._runner is not None:
-            runner, self._runner, self._site = self._runner, None, None
-            await runner.cleanup()
+        if await self._http.stop():
             self.log.info("webhook_stopped")
 
     # -- request handling -----------------------------------------------------------------------------

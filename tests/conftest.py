@@ -3,8 +3,9 @@
 - `SESSION`: 11:00 ET on Tuesday 2026-11-24, a regular NYSE session (most tests trade at it).
 - `until(predicate, timeout, what)`: poll a sync or async predicate without blocking the loop.
 - `make_signal(...)`: a well-formed long entry signal (AAPL at 100, stop 98, 5m, conviction 80, stamped SESSION).
-- fixtures: `clock` (a SimulatedClock at SESSION), `paper_core` (a started Core on a non-persistent paper broker in
-  tmp_path, stopped after the test; call it with settings overrides).
+- `enter(core, ticker, price)`: one long entry through a paper Core, filled and settled.
+- fixtures: `fake` (a started FakeAlpaca), `clock` (a SimulatedClock at SESSION), `paper_core` (a started Core on
+  a non-persistent paper broker in tmp_path, stopped after the test; call it with settings overrides).
 
 Markers: `slow` marks the long tests (real daemon subprocesses, chaos, breaks, live-SDK end-to-end runs); the list
 is SLOW_MODULES below plus any test marked in its own file. `make test-fast` runs `-m "not slow"`.
@@ -104,6 +105,26 @@ def make_signal(
     return TradeSignal(signal_type=signal_type, direction=direction, ticker=ticker, timeframe=timeframe,
                        conviction=conviction, entry_price=entry, stop_loss=stop, timestamp=at, source=source,
                        **fields)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[Any]:
+    """A started FakeAlpaca (tests/fakes/alpaca_server.py): Alpaca's REST and websocket APIs on loopback."""
+    from tests.fakes.alpaca_server import FakeAlpaca
+
+    async with FakeAlpaca() as server:
+        yield server
+
+
+async def enter(core: Any, ticker: str = "AAPL", price: float = 100.0) -> Any:
+    """One long entry through a paper Core's pipeline at `price` (the paper market set to it), filled and settled;
+    the PipelineResult."""
+    core.brokers["paper"].set_price(ticker, price)
+    result = await core.orchestrator.process_signal(make_signal(ticker, price, at=core.clock.now()))
+    assert result.success, result.rejection_reason
+    await result.order_task
+    await core.settle()
+    return result
 
 
 @pytest.fixture

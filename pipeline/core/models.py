@@ -339,8 +339,8 @@ class OrderIntent:
 
 
 @dataclass(slots=True)
-class OrderResult:
-    """What a broker says about one order."""
+class _OrderAtBroker:
+    """Which order, at which broker, in which state: the fields an answer and a pushed update share."""
 
     client_order_id: str
     status: OrderStatus
@@ -348,6 +348,12 @@ class OrderResult:
     broker_order_id: str | None = None
     symbol: str = ""
     side: Side | None = None
+
+
+@dataclass(slots=True)
+class OrderResult(_OrderAtBroker):
+    """What a broker says about one order."""
+
     quantity: float = 0.0
     filled_qty: float = 0.0
     filled_avg_price: float | None = None
@@ -357,15 +363,9 @@ class OrderResult:
 
 
 @dataclass(slots=True)
-class OrderUpdate:
+class OrderUpdate(_OrderAtBroker):
     """A status change of an order pushed by a broker (trade_updates, orderStatus)."""
 
-    client_order_id: str
-    status: OrderStatus
-    broker: str
-    broker_order_id: str | None = None
-    symbol: str = ""
-    side: Side | None = None
     filled_qty: float = 0.0
     filled_avg_price: float | None = None
     reason: str | None = None

@@ -66,12 +66,6 @@ async def _start(fake: FakeAlpaca, timeout: float = 3.0) -> Harness:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
-
-
-@pytest.fixture
 async def h(fake: FakeAlpaca) -> AsyncIterator[Harness]:
     harness = await _start(fake)
     yield harness

@@ -10,15 +10,13 @@ import io
 import json
 import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import structlog
 
-from config.settings import load_settings
-from daemon.app import Core
 from daemon.logging import configure_logging
-from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import Direction, ExitType, OrderIntent, OrderKind, Side, TradeSignal
+from pipeline.core.models import Direction, ExitType, OrderIntent, OrderKind, Side
+from tests.conftest import enter
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
@@ -30,27 +28,18 @@ def test_intents_take_the_plain_strings_and_hold_enums() -> None:
     assert json.dumps({"kind": intent.kind}) == '{"kind": "exit"}'
 
 
-async def test_journal_rows_and_json_log_lines_keep_the_string_values(tmp_path: Path) -> None:
+async def test_journal_rows_and_json_log_lines_keep_the_string_values(paper_core: Any) -> None:
     out = io.StringIO()
     configure_logging("INFO", "json", out)
-    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": False},
-                             pipeline={"enable_unified_risk": False})
-    core = Core(settings, SimulatedClock(NOW))
-    await core.start()
+    core = await paper_core(pipeline={"enable_unified_risk": False})
     try:
-        core.brokers["paper"].set_price("AAPL", 100.0)
-        signal = TradeSignal("cloud_cross_bullish", "long", "AAPL", "5m", 80, 100.0, 98.0, timestamp=NOW,
-                             source="test")
-        assert signal.direction is Direction.LONG
-        result = await core.orchestrator.process_signal(signal)
-        assert result.success
-        await result.order_task
-        await core.settle()
+        result = await enter(core)
+        assert result.intent.direction is Direction.LONG
         await core.flatten()
         await core.settle()
+        await core.journal.flush()
         path = core.journal.path
     finally:
-        await core.stop()
         structlog.reset_defaults()
     with sqlite3.connect(path) as db:
         orders = db.execute("SELECT kind, typeof(kind), intent FROM orders ORDER BY created_ts").fetchall()

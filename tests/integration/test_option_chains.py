@@ -7,7 +7,6 @@ before anything is sized or sent, and `both` routes on to the ETF / the stock, s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,6 @@ from tests.market import set_market
 
 pytestmark = pytest.mark.timeout(120)
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
 
 
 def _signal(ticker: str = "NVDA") -> TradeSignal:
