@@ -9,7 +9,8 @@ error names its field. Answers:
 - 401: missing or wrong `Authorization: Bearer <token>` (compared in constant time).
 - 408: an authorised request whose body did not arrive within `[webhook] body_timeout_seconds` (10).
 - 413: body above `[webhook] max_body_bytes` (64 KiB by default).
-- 429: more than `[webhook] rate_per_minute` requests from one source (token bucket); `Retry-After` given.
+- 429: more than `[webhook] rate_per_minute` requests from one source in a wall-clock minute (token bucket, even
+  in a replay); `Retry-After` given.
 - 503: the daemon is shutting down or the pipeline is unavailable; `Retry-After` given.
 - 404 / 405: any other path or method.
 
@@ -94,7 +95,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.http_server import CappedHttpServer
 from config.settings import WebhookSettings, scrub_secrets
-from pipeline.core.clock import Clock
+from pipeline.core.clock import Clock, monotonic
 from pipeline.core.models import Direction, SignalType, TradeSignal, signal_problems
 from pipeline.core.rate_limit import KeyedBuckets
 
@@ -279,13 +280,17 @@ class WebhookServer:
         *,
         submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT_SECONDS,
         secrets: Sequence[str] = (),
+        rate_clock: Callable[[], float] = monotonic,
     ) -> None:
+        """`clock` stamps the signals (the market's time: simulated in a replay); `rate_clock` (seconds, the wall
+        clock by default) meters `rate_per_minute`, since the requests arrive in real time whatever the market
+        clock does (a replay's simulated minute passes in a fraction of a second)."""
         self.settings = settings
         self.submit = submit
         self.clock = clock
         self.log = logger if logger is not None else _log
         self.submit_timeout = submit_timeout
-        self.limiter = KeyedBuckets(settings.rate_per_minute, lambda: clock.now().timestamp(), MAX_RATE_BUCKETS)
+        self.limiter = KeyedBuckets(settings.rate_per_minute, rate_clock, MAX_RATE_BUCKETS)
         self.port: int | None = None
         self._token = self._token_bytes(settings)
         self._token_digest = hashlib.sha256(self._token or b"").digest()

@@ -1,8 +1,8 @@
 """The one token bucket: a burst of `capacity` requests, refilled at a steady rate.
 
-Every rate limit of ordergate is this rule: the webhook's per-source 429s (`KeyedBuckets`, on the injected
-clock) and the Alpaca adapter's client-side pacing of REST calls (a monotonic clock). Time is whatever the
-`now` callable returns, in seconds, so a test drives it by hand.
+Every rate limit of ordergate is this rule: the webhook's per-source 429s (`KeyedBuckets`) and the Alpaca
+adapter's client-side pacing of REST calls (`TokenBucket.per_minute`), both on the wall clock (monotonic).
+Time is whatever the `now` callable returns, in seconds, so a test drives it by hand.
 """
 
 from __future__ import annotations
