@@ -27,7 +27,7 @@ from typing import Any
 from config.settings import ExecutorConfig
 from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock, LiveClock
-from pipeline.core.models import AccountState, Position, RiskDecision, TradeSignal
+from pipeline.core.models import AccountState, Direction, Position, RiskDecision, TradeSignal
 from pipeline.instruments.catalog import load_sectors
 
 
@@ -48,8 +48,8 @@ class RiskContext:
         return self.signal.ticker.strip().upper()
 
     @property
-    def direction(self) -> str:
-        return str(self.signal.direction)
+    def direction(self) -> Direction | str:
+        return self.signal.direction
 
     @property
     def sector(self) -> str | None:
@@ -110,7 +110,7 @@ def check_max_positions(ctx: RiskContext) -> RiskDecision:
 
 def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
     """3. No second position in the same ticker and direction, unless adding to a winner (when allowed)."""
-    same = [p for p in ctx.positions_in(ctx.ticker) if str(p.direction) == ctx.direction]
+    same = [p for p in ctx.positions_in(ctx.ticker) if p.direction == ctx.direction]
     if not same:
         return PASS
     pnl = sum(p.unrealized_pnl for p in same)
@@ -122,7 +122,7 @@ def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
 
 def check_conflicting_signal(ctx: RiskContext) -> RiskDecision:
     """4. No long and short in the same ticker."""
-    opposite = [p for p in ctx.positions_in(ctx.ticker) if str(p.direction) != ctx.direction]
+    opposite = [p for p in ctx.positions_in(ctx.ticker) if p.direction != ctx.direction]
     if opposite:
         return _reject(
             f"conflicting_signal: {ctx.direction} signal but {ctx.ticker} is held {opposite[0].direction}"
