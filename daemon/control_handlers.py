@@ -129,8 +129,8 @@ class ControlHandlers:
             core = self.daemon.core
             self._trading = TradingService(
                 TradingConfig.from_settings(self.daemon.settings), orchestrator=core.orchestrator, ledger=core.ledger,
-                price_lookup=core.orchestrator.market_price, account=core.account_state, clock=self.daemon.clock,
-                lifecycle=core.lifecycle, settle=core.settle,
+                price_lookup=core.orchestrator.market_price, account=core.account.account_state,
+                clock=self.daemon.clock, lifecycle=core.lifecycle, settle=core.settle,
             )
         return self._trading
 
