@@ -90,10 +90,6 @@ class Daemon:
         log.info("shutdown_requested")
         self._stop.set()
 
-    def trading_service(self) -> Any:
-        """The high-level buy/sell/rebalance API over this daemon's core (built on first use)."""
-        return self.handlers.trading_service()
-
     # -- background loops -------------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
         while not self._stop.is_set():
