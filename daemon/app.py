@@ -124,14 +124,15 @@ class Core:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.calendar = calendar or default_calendar()
         self.config = settings.pipeline
-        # a replay (simulated clock, NORMAL journal: replay_settings) trades in a throwaway directory: no fsync
+        # a replay (simulated clock, batched journal: replay_settings) trades in a throwaway directory: no fsync
         # and no disk thread; the live daemon keeps both
-        throwaway = clock.simulated and settings.journal.synchronous == "NORMAL"
+        throwaway = clock.simulated and settings.journal.durability == "batched"
         self.state = PersistentStateManager(self.state_dir, clock, self.calendar, durable=not throwaway)
         self._alert_tasks: set[asyncio.Task[None]] = set()
         self.kill_switch = KillSwitch(self.state, alert=self._alert_soon)  # every trip goes through it
         self.journal: Journal | None = (
-            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous, inline=throwaway)
+            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous,
+                    durability="batched" if throwaway else "full")
             if settings.journal.enabled else None
         )
         names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
@@ -848,9 +849,13 @@ class Core:
                 "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}
 
     async def daily_summary(self, day: date | None = None) -> dict[str, Any]:
-        if self.trades is None:
+        """The day's closed trades and its signals by where their decision records ended (`ordergate journal`)."""
+        if self.trades is None or self.journal is None:
             return {}
-        return await self.trades.daily_summary(day)
+        summary = await self.trades.daily_summary(day)
+        if summary.get("day"):
+            summary["decisions"] = await self.journal.decision_counts(summary["day"])
+        return summary
 
 
 def _intent_from_json(text: str | None) -> OrderIntent | None:
@@ -1387,7 +1392,8 @@ class Services:
             self.telegram.start()  # it logs telegram_listening once the Bot API answers
 
     async def _submit_external(self, signal: Any) -> str:
-        """Webhook intake: id and journal row first (so a 202 is never lost), then the pipeline's queue."""
+        """Webhook intake: id and signal row first (so a 202 is never lost: the row names its source and when it
+        was received), then the pipeline's queue; its decision record follows once it is decided."""
         from pipeline.record.recorder import signal_id_for
 
         core = self.daemon.core
@@ -1395,8 +1401,6 @@ class Services:
             signal.signal_id = signal_id_for(signal)
         if core.journal is not None:
             core.journal.record_signal(signal, self.daemon.clock.now())
-            core.journal.record_decision(signal.signal_id, "intake", "accepted", str(signal.source),
-                                         self.daemon.clock.now())
             await core.journal.flush()
         await core.bus.signals.publish(signal)
         return signal.signal_id
