@@ -209,7 +209,6 @@ class BotOrchestrator:
         started = monotonic()
         record = self.recorder.begin(signal, now)  # every stage's outcome, journaled once at the end
         signal_id = record.signal_id
-        log_ = log.bind(signal_id=signal_id)
 
         def reject(stage: str, reason: str, detail: dict[str, Any] | None = None) -> PipelineResult:
             record.reject(stage, reason, detail)
@@ -263,7 +262,7 @@ class BotOrchestrator:
         try:
             decision = self._route(signal, now)
         except Exception as exc:  # a broken catalog or chain must not stop the bus
-            log_.exception("instrument_routing_failed")
+            log.exception("instrument_routing_failed", signal_id=signal_id)
             return reject("instrument_router", f"routing failed: {exc}")
         if decision is None or not decision.approved or not decision.symbol:
             return reject("instrument_router", decision.reason if decision else "no instrument")
@@ -285,7 +284,7 @@ class BotOrchestrator:
         if self.on_intent is not None:
             self.on_intent(intent)
         self._count("approved", "approved", started)
-        log_.info("signal_approved", client_order_id=intent.client_order_id, ticker=signal.ticker,
+        log.info("signal_approved", signal_id=signal_id, client_order_id=intent.client_order_id, ticker=signal.ticker,
                   symbol=intent.symbol, side=str(intent.side), quantity=intent.quantity,
                   instrument=str(decision.instrument_type), reason=decision.reason)
         task = self.router.dispatch(intent) if self.router is not None else None

@@ -26,7 +26,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pipeline.core.calendar import trading_day
+import msgspec
+
+from pipeline.core.calendar import TradingDayCache
 from pipeline.core.models import Fill, OrderIntent, OrderStatus, TradeSignal
 from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
 from pipeline.record.journal_check import journal_damage, move_aside
@@ -118,6 +120,15 @@ def _json_default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def _record_json(obj: Any) -> str:
+    """A signal or an intent (a slots dataclass) as a JSON object of its fields, encoded by msgspec: no dict
+    copy on the hot path. Datetimes as RFC 3339 (read back by datetime.fromisoformat), enums as their values."""
+    return _record_encoder.encode(obj).decode()
+
+
+_record_encoder = msgspec.json.Encoder(enc_hook=_json_default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,14 +242,13 @@ class Journal:
     # -- batched: signals, decision records, order events ---------------------------------------------
     def record_signal(self, signal: TradeSignal, received: datetime | None = None) -> None:
         """Buffer a signal row (committed by the next flush)."""
-        payload = _shallow(signal)
         self._buffer(
             "INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 signal.signal_id, _iso(signal.timestamp) if isinstance(signal.timestamp, datetime) else None,
                 _iso(received), str(signal.ticker), str(signal.direction), str(signal.signal_type),
                 str(signal.timeframe), _num(signal.conviction), _num(signal.entry_price),
-                _num(signal.stop_loss), _num(signal.target_price), str(signal.source), dumps(payload),
+                _num(signal.stop_loss), _num(signal.target_price), str(signal.source), _record_json(signal),
             ),
         )
 
@@ -296,7 +306,7 @@ class Journal:
         row = (
             intent.client_order_id, intent.signal_id, str(intent.kind), broker, intent.symbol,
             str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
-            ts.isoformat(), ts.isoformat(), dumps(_shallow(intent)),
+            ts.isoformat(), ts.isoformat(), _record_json(intent),
         )
         return await self._durable_write(_INSERT_ORDER, row) == 1
 
@@ -491,9 +501,10 @@ def _read(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[d
 
 
 def _day(ts: datetime | None) -> str | None:
-    return trading_day(ts).isoformat() if isinstance(ts, datetime) and ts.tzinfo is not None else None
+    return _days(ts) if isinstance(ts, datetime) and ts.tzinfo is not None else None
 
 
+_days = TradingDayCache()
 _INSERT_DECISION = ("INSERT INTO decisions(signal_id, stage, outcome, reason, ts, detail, stages, client_order_id, day)"
                     " VALUES (?,?,?,?,?,?,?,?,?)")
 _INSERT_ORDER = ("INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
