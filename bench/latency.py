@@ -184,6 +184,7 @@ async def latency_figures(n: int) -> dict[str, Any]:
     return {
         "signals": len(full["samples"]), "queue_hop_us": hop, "bare_commit_p50_us": commit,
         "bare_commit_p99_us": _p(full["floor_commit"], 0.99),
+        "bare_commit_beside_no_journal_p50_us": median(nojournal["floor_commit"]),
         "signal_to_order_p50_us": p50, "signal_to_order_p99_us": p99,
         "signal_to_order_p999_us": _p(full["samples"], 0.999),
         "signal_to_order_over_commit_hops": (p50 - commit) / hop,

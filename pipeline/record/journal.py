@@ -6,8 +6,9 @@ One code path, two durability settings:
   disk. An order intent or a fill is committed — one transaction, one fsync with synchronous=FULL — before its
   call returns (intent before send, fill before position). Intents and fills that arrive while a commit is under
   way share the next one (group commit: one fsync for all of them, each caller still waits for its own row to be
-  durable). Everything else (signals, decision records, order status events) is buffered and rides along with
-  the next commit or the writer task's `flush()`.
+  durable). Everything else is buffered: signals and decision records ride along with the next intent or fill
+  commit (an intent's decision record is on disk with it) or the writer task's `flush()`; order status events
+  wait for the flush (every [journal] batch_interval_ms), off the path to the send.
 - `batched` (a simulated throwaway run: replay, bench): the same statements run on the caller's thread (nothing
   else waits on a simulated loop) inside one open transaction that is committed every `batch_rows` rows and at
   every flush, read and close, with synchronous=OFF: a crash loses the run, which nobody keeps.
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import structlog
 
 from pipeline.core.calendar import TradingDayCache
 from pipeline.core.models import Fill, OrderIntent, OrderStatus, TradeSignal
@@ -34,6 +36,7 @@ from pipeline.record.decision import DecisionRecord, encode_detail, encode_stage
 from pipeline.record.journal_check import journal_damage, move_aside
 
 T = TypeVar("T")
+log = structlog.get_logger("ordergate.journal")
 SCHEMA_VERSION = 1
 Durability = Literal["full", "batched"]
 BATCH_ROWS = 5_000  # batched: rows per commit; full: buffered rows that make the writer's flush due at once
@@ -171,9 +174,13 @@ class Journal:
         self._conn: sqlite3.Connection | None = None
         # rows committed with the next transaction (lists are only ever touched on the event loop's thread)
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        # order status events: committed by flushes and reads only, never carried by a group commit
+        self._events: list[tuple[str, tuple[Any, ...]]] = []
         # full: durable statements waiting for the next group commit, each with the future its caller awaits
         self._durable: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]] = []
         self._committing = False
+        self._flushing: asyncio.Task[None] | None = None
+        self._flush_at = batch_rows  # buffered rows that start a flush of their own (full) / a commit (batched)
         self._in_txn = 0  # batched: statements in the open transaction
         self.commits = 0  # transactions committed (a diagnostic: bench, tests)
         self.condition = JournalCondition("missing")
@@ -269,12 +276,32 @@ class Journal:
         ))
 
     def pending_count(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._events)
 
-    def _buffer(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._pending.append((sql, params))
-        if self.inline and len(self._pending) >= self.batch_rows:
-            self._flush_into_txn()
+    def _take_all(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """Every buffered row, signals and decisions first (loop thread only)."""
+        rows = self._pending + self._events if self._events else self._pending
+        self._pending, self._events = [], []
+        return rows
+
+    def _buffer(self, sql: str, params: tuple[Any, ...],
+                into: list[tuple[str, tuple[Any, ...]]] | None = None) -> None:
+        (self._pending if into is None else into).append((sql, params))
+        if len(self._pending) + len(self._events) >= self._flush_at:
+            if self.inline:
+                self._flush_into_txn()
+            elif self._flushing is None:  # full, and no writer task came by: committed now, in the background
+                self._flushing = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            await self.flush()
+            self._flush_at = self.batch_rows
+        except Exception as exc:  # a full disk: the rows stay buffered; tried again a batch later, not per row
+            self._flush_at = self.pending_count() + self.batch_rows
+            log.warning("journal_flush_failed", pending=self.pending_count(), error=str(exc))
+        finally:
+            self._flushing = None
 
     async def flush(self) -> None:
         """Commit every buffered row (batched: and the open transaction)."""
@@ -284,9 +311,9 @@ class Journal:
             self._flush_into_txn()
             self._commit_txn()
             return
-        if not self._pending:
+        if not self.pending_count():
             return
-        rows, self._pending = self._pending, []
+        rows = self._take_all()
 
         def _write(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
@@ -322,13 +349,13 @@ class Journal:
         broker_order_id: str | None = None, reason: str | None = None, filled_qty: float | None = None,
         filled_avg_price: float | None = None,
     ) -> None:
-        """Record a status change of an order and its event row (buffered: committed with the next intent or
-        fill, or the writer's flush; a crash before then is caught up by asking the broker for the order)."""
+        """Record a status change of an order and its event row (buffered: committed by the writer's flush or
+        the next read; a crash before then is caught up by asking the broker for the order at the start)."""
         stamp = ts.isoformat()
         status = str(status)
-        self._buffer(_UPDATE_ORDER, (_STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id, reason,
-                                     filled_qty, filled_avg_price, client_order_id))
-        self._buffer(_INSERT_EVENT, (client_order_id, status, broker, reason, filled_qty, stamp))
+        self._events.append((_UPDATE_ORDER, (_STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id,
+                                             reason, filled_qty, filled_avg_price, client_order_id)))
+        self._buffer(_INSERT_EVENT, (client_order_id, status, broker, reason, filled_qty, stamp), self._events)
 
     async def _durable_write(self, sql: str, params: tuple[Any, ...]) -> int:
         """Execute one statement durably and return its rowcount (see the module docstring)."""
@@ -350,7 +377,10 @@ class Journal:
         if self._committing or not self._durable or self._conn is None:
             return
         group, self._durable = self._durable, []
-        rows, self._pending = self._pending, []  # buffered rows go first: the journal reads in causal order
+        # the buffered signals and decision records go first (the journal reads in causal order: an intent's
+        # decision record is on disk with it); order status events (self._events) stay for the writer's flush,
+        # off the path to the send (each concerns an order journaled before)
+        rows, self._pending = self._pending, []
         self._committing = True
         statements = [(sql, params) for sql, params, _ in group]
         job = loop.run_in_executor(self._executor, self._commit_group, rows, statements)
@@ -385,9 +415,9 @@ class Journal:
 
     # batched: one open transaction on the caller's thread
     def _flush_into_txn(self) -> None:
-        if not self._pending or self._conn is None:
+        if not self.pending_count() or self._conn is None:
             return
-        rows, self._pending = self._pending, []
+        rows = self._take_all()
         try:
             self._begin_txn()
             _insert_rows(self._conn, rows)
@@ -426,7 +456,7 @@ class Journal:
             with contextlib.suppress(sqlite3.Error, OSError):  # a write that fails (full disk) never fails a read
                 self._flush_into_txn()
             return _read(self._conn, sql, params)
-        rows, self._pending = self._pending, []
+        rows = self._take_all()
         written = not rows
 
         def _flush_and_read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
