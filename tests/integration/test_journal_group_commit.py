@@ -91,3 +91,19 @@ async def test_batched_runs_the_same_statements_in_one_transaction(tmp_path: Pat
     finally:
         await journal.close()
     assert _on_disk(tmp_path / "journal.db", "SELECT COUNT(*) FROM order_events") == 1
+
+
+def test_the_batched_setting_is_honoured_on_simulated_time_only(tmp_path: Path) -> None:
+    """A replay runs the journal batched; a live clock keeps it full whatever the setting says."""
+    from config.settings import load_settings
+    from daemon.app import Core
+    from daemon.replay import replay_settings
+    from pipeline.core.clock import LiveClock, SimulatedClock
+
+    base = load_settings(state_dir=tmp_path, broker={"primary": "paper"}, paper={"persistent": False})
+    replaying = replay_settings(base, "1m", tmp_path / "replay")
+    assert replaying.journal.durability == "batched"
+    assert Core(replaying, SimulatedClock(TS)).journal.durability == "batched"
+    asked = base.model_copy(update={"journal": base.journal.model_copy(update={"durability": "batched"})})
+    assert Core(asked, LiveClock()).journal.durability == "full"
+    assert Core(base, SimulatedClock(TS)).journal.durability == "full"  # the chaos daemon: simulated, durable
