@@ -1,4 +1,5 @@
-"""Figure 1: signal -> order submitted, in process, and its floor (one idle asyncio.Queue hop).
+"""Figure 1: signal -> order submitted, in process, beside its floors measured in the same run: one idle
+asyncio.Queue hop, and a bare fsync'd SQLite commit of one row in the journal's own directory.
 
 A Core with the paper broker (not persistent), the journal on and a SimulatedClock inside a session. Each
 signal has its own ticker (no dedup, no exposure overlap) and is fed alone: the time runs from the call of
@@ -6,18 +7,24 @@ signal has its own ticker (no dedup, no exposure overlap) and is fed alone: the 
 broker has no price for these tickers, so it rejects the order right after the timestamp: nothing piles
 up in the book and every decision sees the same empty account. The next signal starts once the previous
 order and its events have settled.
+
+`python -m bench.latency [N]` prints these figures alone (N signals per configuration; default 2000): signal ->
+order with the journal FULL, its floors, the decision alone without a journal (in queue hops), journal on / off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
+import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import SESSION_ISO, bench_settings, median, percentile
+from bench.common import SESSION_ISO, bench_settings, median, percentile, quiet_logging, run
 
 PERF = time.perf_counter_ns
 
@@ -53,12 +60,38 @@ def _ticker(i: int) -> str:
     return "Z" + out
 
 
-async def signal_to_order(n: int, fsync: bool = True) -> dict[str, Any]:
+class BareCommit:
+    """A bare SQLite file beside the journal (WAL, synchronous=FULL): each `sample()` commits one row — one fsync —
+    and returns how long it took in µs: the floor of an order intent's durable write on this disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "floor.db"
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+        self.rows = 0
+
+    def sample(self) -> float:
+        self.rows += 1
+        t0 = PERF()
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute("INSERT INTO t(v) VALUES (?)", (f"row {self.rows}",))
+        self.conn.execute("COMMIT")
+        return (PERF() - t0) / 1000.0
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+async def signal_to_order(n: int, fsync: bool = True, journal: bool = True, floor_every: int = 5) -> dict[str, Any]:
     """Latencies (µs) of n signals through the orchestrator to the paper broker's submit_order.
 
     Also `decide`: the part spent inside `process_signal` (the rest is the router's task: journal the
     intent with its fsync, then call the broker). `fsync=False` (a diagnostic only) keeps everything else, the
-    journal's thread included, and turns the commits' fsync off (PRAGMA synchronous=OFF).
+    journal's thread included, and turns the commits' fsync off (PRAGMA synchronous=OFF). `journal=False` runs
+    without a journal. `floor`: a bare fsync'd one-row commit in the same directory, one every `floor_every`
+    signals (interleaved, so both see the same disk and load).
     """
     from daemon.core import Core
     from pipeline.core.clock import SimulatedClock
@@ -67,7 +100,7 @@ async def signal_to_order(n: int, fsync: bool = True) -> dict[str, Any]:
     start = datetime.fromisoformat(SESSION_ISO)
     with tempfile.TemporaryDirectory(prefix="ordergate-bench-") as tmp:
         settings = bench_settings(
-            Path(tmp), paper={"initial_cash": 1e9}, journal={"enabled": True, "synchronous": "FULL"},
+            Path(tmp), paper={"initial_cash": 1e9}, journal={"enabled": journal, "synchronous": "FULL"},
             executor={"max_concurrent_positions": 10_000, "max_single_stock_exposure": 0.01},
             pipeline={"retry_backoff_base": 0.0},
         )
@@ -87,9 +120,14 @@ async def signal_to_order(n: int, fsync: bool = True) -> dict[str, Any]:
         paper.submit_order = timed_submit  # type: ignore[method-assign]
         samples: list[float] = []
         decide: list[float] = []
+        floor: list[float] = []
         rejected: dict[str, int] = {}
-        for i in range(n):  # the market the entries are sized on (issue 11.3): the paper broker's own price
-            paper.set_price(_ticker(i), 100.0)
+        commits_before = core.journal.commits if core.journal is not None else 0
+        # the market the entries are sized on (issue 11.3): the feed's marks. The paper broker itself has no price
+        # for them, so it rejects each order right after the timestamp and every decision sees the same empty book
+        for i in range(n):
+            core.ledger.last_prices[_ticker(i)] = 100.0
+        bare = BareCommit(Path(tmp))
         try:
             for i in range(n):
                 signal = TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=_ticker(i),
@@ -108,9 +146,13 @@ async def signal_to_order(n: int, fsync: bool = True) -> dict[str, Any]:
                 if entered:
                     samples.append((entered[0] - t0) / 1000.0)
                     decide.append((decided - t0) / 1000.0)
+                if i % floor_every == 0:
+                    floor.append(bare.sample())
+            commits = (core.journal.commits - commits_before) if core.journal is not None else 0
         finally:
+            bare.close()
             await core.stop()
-    return {"samples": samples, "decide": decide, "rejected": rejected}
+    return {"samples": samples, "decide": decide, "rejected": rejected, "floor_commit": floor, "commits": commits}
 
 
 def summarize(samples: list[float], floor: list[float]) -> dict[str, float]:
@@ -123,3 +165,78 @@ def summarize(samples: list[float], floor: list[float]) -> dict[str, float]:
         out[f"{name}_us"] = value
         out[f"{name}_hops"] = value / hop if hop else float("nan")
     return out
+
+
+def _p(values: list[float], q: float) -> float:
+    return percentile(sorted(values), q)
+
+
+async def latency_figures(n: int) -> dict[str, Any]:
+    """Every latency figure of issue 17 from one run: the floors first and last, the configurations between."""
+    hop_before = await queue_hop_floor(5000)
+    full = await signal_to_order(n, fsync=True, journal=True)
+    nojournal = await signal_to_order(n, fsync=True, journal=False)
+    hop = median(hop_before + await queue_hop_floor(5000))
+    commit = median(full["floor_commit"])
+    p50, p99 = _p(full["samples"], 0.5), _p(full["samples"], 0.99)
+    decide_p50 = _p(nojournal["decide"], 0.5)
+    off_p50 = _p(nojournal["samples"], 0.5)
+    return {
+        "signals": len(full["samples"]), "queue_hop_us": hop, "bare_commit_p50_us": commit,
+        "bare_commit_p99_us": _p(full["floor_commit"], 0.99),
+        "bare_commit_beside_no_journal_p50_us": median(nojournal["floor_commit"]),
+        "signal_to_order_p50_us": p50, "signal_to_order_p99_us": p99,
+        "signal_to_order_p999_us": _p(full["samples"], 0.999),
+        "signal_to_order_over_commit_hops": (p50 - commit) / hop,
+        "signal_to_order_p99_over_p50": p99 / p50,
+        "decision_p50_us": decide_p50, "decision_p50_hops": decide_p50 / hop,
+        "decision_with_journal_p50_us": _p(full["decide"], 0.5),
+        "journal_off_signal_to_order_p50_us": off_p50, "journal_on_off_latency_ratio": p50 / off_p50,
+        "commits_per_intent": full["commits"] / max(1, len(full["samples"])),
+        "not_approved": {**full["rejected"], **{f"nojournal:{k}": v for k, v in nojournal["rejected"].items()}},
+    }
+
+
+LATENCY_TARGETS = {  # issue 17
+    "decision_p50_hops": ("<=", 15.0),
+    "signal_to_order_over_commit_hops": ("<=", 25.0),
+    "signal_to_order_p99_over_p50": ("<=", 3.0),
+}
+
+
+def latency_table(f: dict[str, Any]) -> str:
+    def holds(key: str) -> str:
+        op, limit = LATENCY_TARGETS[key]
+        ok = f[key] <= limit if op == "<=" else f[key] >= limit
+        return "holds" if ok else "MISSED"
+
+    rows = [
+        ("signal->order p50, journal FULL", f"{f['signal_to_order_p50_us']:.0f} µs",
+         f"{f['bare_commit_p50_us']:.0f} µs bare commit", f"+{f['signal_to_order_over_commit_hops']:.1f} hops",
+         "<= commit + 25 hops", holds("signal_to_order_over_commit_hops")),
+        ("signal->order p99", f"{f['signal_to_order_p99_us']:.0f} µs", f"{f['bare_commit_p99_us']:.0f} µs commit p99",
+         f"{f['signal_to_order_p99_over_p50']:.2f}x p50", "<= 3x p50", holds("signal_to_order_p99_over_p50")),
+        ("decision alone p50 (no journal)", f"{f['decision_p50_us']:.1f} µs", f"{f['queue_hop_us']:.2f} µs hop",
+         f"{f['decision_p50_hops']:.1f} hops", "<= 15 hops", holds("decision_p50_hops")),
+        ("signal->order p50, journal off", f"{f['journal_off_signal_to_order_p50_us']:.0f} µs", "",
+         f"on/off {f['journal_on_off_latency_ratio']:.1f}x", "", ""),
+        ("journal commits per intent", f"{f['commits_per_intent']:.2f}", "", "", "", ""),
+    ]
+    head = ("figure", "measured", "floor (same run)", "ratio", "target", "")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    quiet_logging()
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    figures = run(lambda: latency_figures(n))
+    print(latency_table(figures))
+    print(json.dumps(figures, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

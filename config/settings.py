@@ -472,6 +472,9 @@ class JournalSettings(_Section):
     enabled: bool = True
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     batch_interval_ms: int = Field(50, ge=1, le=60_000)
+    # full: intents and fills committed (fsync'd) before they are acted on. batched: a simulated throwaway run
+    # (replay, bench) commits in batches, unsynced; only honoured on a simulated clock
+    durability: Literal["full", "batched"] = "full"
 
 
 class LoggingSettings(_Section):

@@ -171,6 +171,7 @@ def offline_journal(state_dir: Path, day: str | None, now: datetime | None = Non
     The default day is the New York trading day of `now` (the wall clock), as the running daemon answers — never
     the UTC date, which after 19:00/20:00 ET is already tomorrow."""
     from pipeline.core.calendar import trading_day
+    from pipeline.record.journal import decision_counts
     from pipeline.record.trade_journal import ClosedTrade, summarize
 
     db = state_dir / "journal.db"
@@ -180,7 +181,20 @@ def offline_journal(state_dir: Path, day: str | None, now: datetime | None = Non
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         conn.row_factory = sqlite3.Row
         rows = conn.execute("SELECT * FROM trades WHERE day=? ORDER BY exit_time", (target.isoformat(),)).fetchall()
-    return summarize([ClosedTrade.from_row(dict(r)) for r in rows])
+        decided = _decision_rows(conn, target.isoformat())
+    summary = summarize([ClosedTrade.from_row(dict(r)) for r in rows])
+    summary["day"] = target.isoformat()
+    summary["decisions"] = decision_counts(decided)
+    return summary
+
+
+def _decision_rows(conn: sqlite3.Connection, day: str) -> list[dict[str, Any]]:
+    """The day's decision records by final stage and outcome (none in a journal from before the records)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}
+    if "stages" not in columns:
+        return []
+    return [dict(r) for r in conn.execute("SELECT stage, outcome, COUNT(*) AS n FROM decisions WHERE stages IS NOT"
+                                          " NULL AND day = ? GROUP BY stage, outcome", (day,))]
 
 
 def _print(args: argparse.Namespace, cmd: str, result: Any) -> None:

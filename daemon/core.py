@@ -85,7 +85,8 @@ class Core:
         self.alerts = AlertRelay()  # the daemon's services attach their dispatcher
         self.kill_switch = KillSwitch(self.state, alert=self.alerts.alert_soon)  # every trip goes through it
         self.journal: Journal | None = (
-            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous, inline=replay)
+            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous,
+                    durability="batched" if replay else "full")
             if settings.journal.enabled else None
         )
         names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
@@ -340,6 +341,10 @@ class Core:
                 "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}
 
     async def daily_summary(self, day: date | None = None) -> dict[str, Any]:
-        if self.trades is None:
+        """The day's closed trades and its signals by where their decision records ended (`ordergate journal`)."""
+        if self.trades is None or self.journal is None:
             return {}
-        return await self.trades.daily_summary(day)
+        summary = await self.trades.daily_summary(day)
+        if summary.get("day"):
+            summary["decisions"] = await self.journal.decision_counts(summary["day"])
+        return summary

@@ -96,8 +96,12 @@ class DashboardData:
         params: tuple[Any, ...] = (before, limit) if before is not None else (limit,)
         return await self._query(
             "SELECT s.rowid AS seq, s.signal_id, s.ts, s.ticker, s.direction, s.signal_type, s.timeframe,"
-            " s.entry_price, s.stop_loss, s.source, d.stage, d.outcome, d.reason FROM signals s"
-            " LEFT JOIN decisions d ON d.id = (SELECT MAX(id) FROM decisions WHERE signal_id = s.signal_id)"
+            " s.entry_price, s.stop_loss, s.source, d.stage, d.outcome, d.reason, d.client_order_id, d.stages"
+            " FROM signals s"
+            # the signal's decision record (all its stages; the newest, if it was decided twice), else the newest
+            # row of a journal from before the records
+            " LEFT JOIN decisions d ON d.id = (SELECT id FROM decisions WHERE signal_id = s.signal_id"
+            " ORDER BY stages IS NULL, id DESC LIMIT 1)"
             f" {where} ORDER BY s.rowid DESC LIMIT ?", params)
 
     async def snapshot(self) -> dict[str, Any]:

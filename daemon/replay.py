@@ -39,7 +39,7 @@ def replay_settings(settings: Settings, timeframe: str, state_dir: Path) -> Sett
         "broker": settings.broker.model_copy(update={"primary": "paper", "fallback": None}),
         "paper": settings.paper.model_copy(update={"persistent": False}),
         "strategy": settings.strategy.model_copy(update={"timeframes": strategy_tf}),
-        "journal": settings.journal.model_copy(update={"synchronous": "NORMAL"}),
+        "journal": settings.journal.model_copy(update={"synchronous": "NORMAL", "durability": "batched"}),
     })
 
 
@@ -80,6 +80,8 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
             trades = await core.trades.all_trades() if core.trades is not None else []
             open_positions = core.positions()
             rejections = await _rejections(core)
+            stages = await core.journal.decision_counts() if core.journal is not None else \
+                stage_counts(core.orchestrator.counts)
         finally:
             await core.stop()
     period = "month" if tf == "1d" else "day"
@@ -95,7 +97,7 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
         "exits": engine.exits,
         "open_positions": len(open_positions),
         "problems": [{"file": p.file, "line": p.line, "reason": p.reason} for p in feed.problems],
-        "stages": stage_counts(core.orchestrator.counts),
+        "stages": stages,  # where each signal's decision record ended (the journal's, else the counters)
         "top_rejections": top_rejections(rejections),
         "performance": performance(recorder.curve(), initial, recorder.exposure),
         "buy_and_hold": buy_and_hold(recorder, initial),
@@ -118,7 +120,6 @@ async def _rejections(core: Any) -> list[dict[str, Any]]:
     """Every rejected stage decision of the run, from the journal (flushed first)."""
     if core.journal is None:
         return []
-    await core.journal.flush()
     return await core.journal.query("SELECT stage, reason, detail FROM decisions WHERE outcome = 'rejected' "
                                     "ORDER BY id")
 

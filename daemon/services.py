@@ -86,8 +86,6 @@ class Services:
             signal.signal_id = signal_id_for(signal)
         if core.journal is not None:
             core.journal.record_signal(signal, self.daemon.clock.now())
-            core.journal.record_decision(signal.signal_id, "intake", "accepted", str(signal.source),
-                                         self.daemon.clock.now())
             await core.journal.flush()
         await core.bus.signals.publish(signal)
         return signal.signal_id

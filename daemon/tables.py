@@ -204,6 +204,12 @@ def render_journal(summary: dict[str, Any], colour: bool) -> str:
         rows = [{"name": name, **stats} for name, stats in sorted(groups.items())]
         columns = [Column("name", title.removeprefix("by ")), *SUMMARY_COLUMNS[1:]]
         lines += ["", title, table(rows, columns, colour=colour)]
+    decisions = summary.get("decisions") or {}
+    if decisions:  # every signal of the day by where its decision record ended
+        rows = [{"stage": stage, "outcome": outcome, "signals": n}
+                for stage, outcomes in sorted(decisions.items()) for outcome, n in sorted(outcomes.items())]
+        lines += ["", "signals by decision", table(rows, [Column("stage"), Column("outcome"),
+                                                         Column("signals", numeric=True)], colour=colour)]
     return "\n".join(lines)
 
 

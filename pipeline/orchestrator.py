@@ -10,6 +10,8 @@ will fill at, and reserved at it plus the expected slippage.
 Every stage is a direct await inside one coroutine (no queue hops). Decisions are serialised by a lock and
 see in-flight orders through the ReservationBook, so a burst can never overshoot the limits. The approved
 intent is reserved, journaled and handed to the OrderRouter in a task of its own.
+
+Every stage's outcome goes into one DecisionRecord (pipeline.record.decision), journaled once per signal.
 """
 
 from __future__ import annotations
@@ -215,11 +217,13 @@ class BotOrchestrator:
 
     def _decide(self, signal: TradeSignal) -> PipelineResult:
         now = self.clock.now()
-        signal_id = self.recorder.assign(signal, now)
+        record = self.recorder.begin(signal, now)  # every stage's outcome, journaled once at the end
+        signal_id = record.signal_id
         log_ = log.bind(signal_id=signal_id)
 
         def reject(stage: str, reason: str, detail: dict[str, Any] | None = None) -> PipelineResult:
-            self.recorder.stage(signal, stage, False, reason, now, detail)
+            record.reject(stage, reason, detail)
+            self.recorder.finish(record, signal)
             self._count(stage, "rejected")
             return PipelineResult(False, signal_id, stage, reason)
 
@@ -228,26 +232,28 @@ class BotOrchestrator:
         if self.state.is_circuit_breaker_open():
             status = self.state.get_circuit_breaker_status()
             return reject("circuit_breaker", f"circuit breaker open until {status.get('open_until')}")
-        self.recorder.stage(signal, "kill_switch", True, ts=now)
+        record.passed("kill_switch")
         if self.exiting is not None and self.exiting(str(signal.ticker)):
             return reject("exit_pending", f"an exit order for {signal.ticker} is working")
 
         guard = self.guard.check(signal, now)
         if not guard.approved:
-            return reject("signal_guard", guard.reason)
-        self.recorder.stage(signal, "signal_guard", True, ts=now)
+            return reject("signal_guard", guard.reason, {"check": guard.check} if guard.check else None)
+        record.passed("signal_guard", guard.reason, guard.adjustments)
 
         priced = price_on_market(signal, self.market_price(signal.ticker), self.config.max_entry_deviation)
         if not priced.approved or priced.signal is None:
             return reject("market_price", priced.reason, priced.detail)
-        self.recorder.stage(signal, "market_price", True, priced.reason, now, priced.detail)
+        record.passed("market_price", priced.reason, priced.detail)
         signal = priced.signal  # from here on: the signal on the market price
 
         account = self.account_state()
         gate = self.gate.validate(signal, account, now)
+        for name, outcome, why in gate.checks:  # each of the 8 checks, in the table's order
+            record.add(f"risk_gate.{name}", outcome, why)
         if not gate.approved:
             return reject("risk_gate", gate.reason, {"check": gate.check})
-        self.recorder.stage(signal, "risk_gate", True, ts=now, detail=gate.adjustments or None)
+        record.passed("risk_gate", gate.reason, gate.adjustments)
 
         weight = self.feedback.weight(str(signal.signal_type)) if self.config.enable_feedback_loop else 1.0
         sector = self.sectors.get(signal.ticker)
@@ -262,25 +268,28 @@ class BotOrchestrator:
             unified = self.unified.assess(signal, account, base.notional)
             if not unified.approved:
                 return reject("unified_risk", unified.reason, {"check": unified.check})
-            self.recorder.stage(signal, "unified_risk", True, ts=now, detail=unified.adjustments or None)
+            record.passed("unified_risk", unified.reason, unified.adjustments)
 
         try:
             decision = self._route(signal, now)
         except Exception as exc:  # a broken catalog or chain must not stop the bus
-            log_.exception("instrument_routing_failed")
+            log.exception("instrument_routing_failed", signal_id=signal_id)
             return reject("instrument_router", f"routing failed: {exc}")
         if decision is None or not decision.approved or not decision.symbol:
             return reject("instrument_router", decision.reason if decision else "no instrument")
-        self.recorder.stage(signal, "instrument_router", True, decision.reason, now,
-                            {"instrument": str(decision.instrument_type), "symbol": decision.symbol})
+        record.passed("instrument_router", decision.reason,
+                      {"instrument": str(decision.instrument_type), "symbol": decision.symbol})
 
         sized = self._size_instrument(signal, account, decision, base, weight, sector)
         if sized.quantity < 1:
             return reject("sizing", sized.reason or "position below one unit")
-        self.recorder.stage(signal, "sizing", True, ts=now,
-                            detail={"quantity": sized.quantity, **sized.adjustments})
+        record.passed("sizing", sized.reason, {"quantity": sized.quantity, **sized.adjustments})
 
         intent = self._intent(signal, decision, sized, now)
+        record.approve(intent.client_order_id, f"{intent.side} {intent.quantity:g} {intent.symbol}",
+                       {"symbol": intent.symbol, "side": str(intent.side), "quantity": intent.quantity,
+                        "reference_price": intent.reference_price, "instrument": str(decision.instrument_type)})
+        self.recorder.finish(record, signal)  # buffered ahead of the intent: its commit carries the record too
         self.reservations.reserve(intent)
         self.validator.track(intent)
         self.book.touch(intent.symbol, now)  # order activity on the symbol (reconciliation's grace)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -95,6 +95,28 @@ class MarketCalendar:
 def trading_day(ts: datetime) -> date:
     """The New York calendar day of `ts`: the day of daily P&L, rollover and the journal's `trades.day`."""
     return ts.astimezone(NEW_YORK).date()
+
+
+class TradingDayCache:
+    """`trading_day(ts).isoformat()` without a timezone conversion while `ts` stays on the same New York day
+    (the decision path asks it once or twice per signal)."""
+
+    __slots__ = ("_day", "_end", "_start")
+
+    def __init__(self) -> None:
+        self._start: datetime | None = None
+        self._end: datetime | None = None
+        self._day = ""
+
+    def __call__(self, ts: datetime) -> str:
+        start, end = self._start, self._end
+        if start is not None and end is not None and start <= ts < end:
+            return self._day
+        day = trading_day(ts)
+        self._start = datetime.combine(day, time.min, NEW_YORK).astimezone(UTC)
+        self._end = datetime.combine(day + timedelta(days=1), time.min, NEW_YORK).astimezone(UTC)
+        self._day = day.isoformat()
+        return self._day
 
 
 def is_date_stamp(ts: datetime) -> bool:

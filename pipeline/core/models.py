@@ -507,6 +507,8 @@ class RiskDecision:
     reason: str = ""
     adjustments: dict[str, Any] = field(default_factory=dict)
     check: str = ""
+    # a stage of several checks (the risk gate): each check's (name, approved / rejected / not_run, reason)
+    checks: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(slots=True)

@@ -236,12 +236,16 @@ class RiskGate:
             now = self.clock.now()
         ctx = RiskContext(signal, account, self.config, self.calendar, self.time, self.sectors, now)
         adjustments: dict[str, Any] = {}
-        for name, check in RISK_CHECKS:
+        checks: list[tuple[str, str, str]] = []
+        for index, (name, check) in enumerate(RISK_CHECKS):
             try:
                 decision = check(ctx)
             except Exception as exc:  # a check must fail closed, never crash the pipeline
-                return RiskDecision(False, f"{name}: check failed ({type(exc).__name__}: {exc})", check=name)
+                decision = RiskDecision(False, f"{name}: check failed ({type(exc).__name__}: {exc})")
             if not decision.approved:
-                return RiskDecision(False, decision.reason, dict(adjustments), check=name)
+                checks.append((name, "rejected", decision.reason))
+                checks.extend((later, "not_run", f"after {name} rejected") for later, _ in RISK_CHECKS[index + 1:])
+                return RiskDecision(False, decision.reason, dict(adjustments), check=name, checks=tuple(checks))
+            checks.append((name, "approved", ""))
             adjustments.update(decision.adjustments)
-        return RiskDecision(True, f"all {len(RISK_CHECKS)} risk checks passed", adjustments)
+        return RiskDecision(True, f"all {len(RISK_CHECKS)} risk checks passed", adjustments, checks=tuple(checks))

@@ -7,7 +7,10 @@ covariance of bar returns scaled to one day; VaR / equity > var_limit rejects. W
 check passes and says so in `adjustments`.
 
 Prices come from `PriceHistory`, a bounded deque of closes per symbol (O(1) per update), on the timeframe of
-the bars that feed it: 1-minute bars scale the covariance by 390 bars a day, daily bars by 1.
+the bars that feed it: 1-minute bars scale the covariance by 390 bars a day, daily bars by 1. Beside the closes it
+keeps each symbol's returns as a `RollingWindow` (pipeline.entry.return_stats: running sums, O(1) per bar), and the
+checks read those: no array is built per signal. `correlations()` and `parametric_var()` below are the same
+figures from numpy arrays (kept for callers and as the tests' reference).
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import numpy as np
 
 from config.settings import PipelineConfig
 from pipeline.core.models import TIMEFRAME_SECONDS, AccountState, Direction, Position, RiskDecision, TradeSignal
+from pipeline.entry.return_stats import RollingWindow, portfolio_variance
+from pipeline.entry.return_stats import correlations as window_correlations
 
 Z_95 = 1.645
 SESSION_SECONDS = 6.5 * 3600
 
-
-_MISSING = object()
 
 
 class PriceHistory:
@@ -40,6 +43,7 @@ class PriceHistory:
         self.maxlen = maxlen
         self.timeframe = timeframe
         self._closes: dict[str, deque[float]] = {}
+        self._returns: dict[str, RollingWindow] = {}  # the last maxlen - 1 returns, with running sums
 
     @property
     def bars_per_day(self) -> float:
@@ -54,11 +58,19 @@ class PriceHistory:
             return
         if timeframe is not None and timeframe != self.timeframe and timeframe in TIMEFRAME_SECONDS:
             self._closes.clear()
+            self._returns.clear()
             self.timeframe = timeframe
         closes = self._closes.get(symbol)
         if closes is None:
             closes = self._closes[symbol] = deque(maxlen=self.maxlen)
+            self._returns[symbol] = RollingWindow(self.maxlen - 1)
+        elif closes:
+            self._returns[symbol].push(close / closes[-1] - 1.0)
         closes.append(float(close))
+
+    def window(self, symbol: str) -> RollingWindow | None:
+        """The symbol's rolling returns (None when never seen)."""
+        return self._returns.get(symbol)
 
     def closes(self, symbol: str) -> np.ndarray:
         return np.fromiter(self._closes.get(symbol, ()), dtype=float)
@@ -141,25 +153,21 @@ class UnifiedRisk:
         self.lookback = config.correlation_lookback_bars
         self.history = history or PriceHistory(self.lookback + 1)
         self.min_history = min_history or min(self.lookback, 20)
-        self._cache: dict[str, np.ndarray | None] = {}
 
     def reconfigure(self, config: PipelineConfig) -> None:
         """New correlation and VaR limits (a SIGHUP reload); the lookback, which sizes the history, stays."""
         self.config = config
 
-    def _returns(self, ticker: str) -> np.ndarray | None:
-        cached = self._cache.get(ticker, _MISSING)
-        if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
-        series = self.history.returns(ticker, self.lookback)
-        result = series if series.size >= self.min_history else None
-        self._cache[ticker] = result
-        return result
+    def _returns(self, ticker: str) -> RollingWindow | None:
+        """The ticker's rolling returns when it has at least min_history of them (of the last `lookback`)."""
+        window = self.history.window(ticker)
+        if window is None or min(len(window), self.lookback) < self.min_history:
+            return None
+        return window
 
     def assess(self, signal: TradeSignal, account: AccountState, intended_notional: float) -> RiskDecision:
         """Approve, or reject with check 'correlation' or 'var' and the figures."""
         notes: dict[str, Any] = {}
-        self._cache = {}  # each ticker's returns are built once per assessment
         rejection = self._check_correlation(signal, account.open_positions, notes)
         if rejection is None:
             rejection = self._check_var(signal, account, intended_notional, notes)
@@ -179,7 +187,7 @@ class UnifiedRisk:
             return None
         worst: tuple[str, float] | None = None
         skipped = []
-        usable: list[tuple[str, np.ndarray]] = []
+        usable: list[tuple[str, RollingWindow]] = []
         for peer in peers:
             series = self._returns(peer)
             if series is None:
@@ -187,8 +195,8 @@ class UnifiedRisk:
             else:
                 usable.append((peer, series))
         if usable:
-            for peer, corr in zip((p for p, _ in usable), correlations(candidate, [s for _, s in usable]),
-                                  strict=True):
+            figures = window_correlations(candidate, [s for _, s in usable], self.lookback)
+            for peer, corr in zip((p for p, _ in usable), figures, strict=True):
                 if corr is None:
                     skipped.append(peer)
                 elif worst is None or abs(corr) > abs(worst[1]):
@@ -210,7 +218,7 @@ class UnifiedRisk:
     def _check_var(
         self, signal: TradeSignal, account: AccountState, intended_notional: float, notes: dict[str, Any]
     ) -> RiskDecision | None:
-        included: list[tuple[_Exposure, np.ndarray]] = []
+        included: list[tuple[_Exposure, RollingWindow]] = []
         missing = []
         for exposure in _exposures(account, signal, intended_notional):
             series = self._returns(exposure.ticker)
@@ -223,10 +231,9 @@ class UnifiedRisk:
         if not included:
             notes["var"] = "skipped: insufficient history"
             return None
-        n = min(series.size for _, series in included)
-        matrix = np.column_stack([series[-n:] for _, series in included])
-        weights = np.array([exposure.dollars for exposure, _ in included])
-        var = parametric_var(weights, matrix, self.history.bars_per_day)
+        variance, _ = portfolio_variance([exposure.dollars for exposure, _ in included],
+                                         [window for _, window in included], self.lookback)
+        var = Z_95 * math.sqrt(variance * self.history.bars_per_day)
         equity = account.equity
         fraction = var / equity if equity > 0 else math.inf
         notes["var_95_1d"] = round(var, 2)

@@ -103,6 +103,14 @@ class _BackoffWait:
         return delay
 
 
+class _NotJournaled(Exception):
+    """The intent's journal write failed (nothing was sent)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass
 class _Attempts:
     """What happened across the attempts of one intent."""
@@ -326,7 +334,10 @@ class OrderRouter:
         logger = log.bind(signal_id=intent.signal_id, client_order_id=intent.client_order_id)
         record = self.book.add(intent)
         if self.journal is not None:
-            fresh = await self.journal.record_order_intent(intent, name, self.clock.now())
+            try:
+                fresh = await self.journal.record_order_intent(intent, name, self.clock.now())
+            except Exception as exc:  # nothing was sent: the order stays unjournaled, to be dispatched again
+                raise _NotJournaled(exc) from exc
             self.book.transition(intent.client_order_id, OrderState.INTENT_JOURNALED)
             if not fresh:
                 # journaled before (restart, or a retry of the same signal): the broker it went to may hold it
@@ -380,6 +391,11 @@ class OrderRouter:
                     self._scheduled -= 1
         try:
             result = await self.submit(intent)
+        except _NotJournaled as failed:
+            # not a rejection: its record stays working and unjournaled, and the owner retries it (a full disk)
+            log.error("order_intent_not_journaled", signal_id=intent.signal_id,
+                      client_order_id=intent.client_order_id, error=str(failed.error))
+            raise failed.error from None
         except Exception as exc:  # never lose an intent silently
             log.exception("order_submit_crashed", signal_id=intent.signal_id, client_order_id=intent.client_order_id)
             result = OrderResult(intent.client_order_id, OrderStatus.REJECTED, intent.broker or self.primary,

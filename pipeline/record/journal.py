@@ -1,24 +1,36 @@
-"""The journal of record: SQLite in WAL mode. Signals, stage decisions, orders, fills, closed trades.
+"""The journal of record: SQLite in WAL mode. Signals, decision records, orders, fills, closed trades.
 
-All database work runs on one dedicated thread, so the event loop never waits on disk. Order intents and
-fills are committed (and fsync'd with synchronous=FULL) before they are acted on; signals and stage
-decisions are buffered and committed in batches by `flush()` / the writer task.
+One code path, two durability settings:
+
+- `full` (the daemon): all database work runs on the journal's own thread, so the event loop never waits on
+  disk. An order intent or a fill is committed — one transaction, one fsync with synchronous=FULL — before its
+  call returns (intent before send, fill before position). Intents and fills that arrive while a commit is under
+  way share the next one (group commit: one fsync for all of them, each caller still waits for its own row to be
+  durable). Everything else is buffered: signals and decision records ride along with the next intent or fill
+  commit (an intent's decision record is on disk with it) or the writer task's `flush()`; order status events
+  wait for the flush (every [journal] batch_interval_ms), off the path to the send.
+- `batched` (a simulated throwaway run: replay, bench): the same statements run on the caller's thread (nothing
+  else waits on a simulated loop) inside one open transaction that is committed every `batch_rows` rows and at
+  every flush, read and close, with synchronous=OFF: a crash loses the run, which nobody keeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import msgspec
 import structlog
 
+from pipeline.core.calendar import TradingDayCache
 from pipeline.core.models import (
     AssetClass,
     Direction,
@@ -30,11 +42,14 @@ from pipeline.core.models import (
     Side,
     TradeSignal,
 )
+from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
 from pipeline.record.journal_check import journal_damage, move_aside
 
 T = TypeVar("T")
 log = structlog.get_logger("ordergate.journal")
 SCHEMA_VERSION = 1
+Durability = Literal["full", "batched"]
+BATCH_ROWS = 5_000  # batched: rows per commit; full: buffered rows that make the writer's flush due at once
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,12 +93,32 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# One row per stage of every decision: a signal's decision record (its `stages` list, one row each) and the
+# one-stage decision rows (external fills, fill issues, smart routing; the per-stage rows of older journals).
+DECISION_STAGES_VIEW = """
+CREATE VIEW IF NOT EXISTS decision_stages AS
+SELECT d.id AS decision_id, d.signal_id, d.ts, d.day, CAST(j.key AS INTEGER) AS step,
+       json_extract(j.value, '$.stage') AS stage, json_extract(j.value, '$.outcome') AS outcome,
+       COALESCE(json_extract(j.value, '$.reason'), '') AS reason, json_extract(j.value, '$.detail') AS detail
+  FROM decisions d, json_each(d.stages) j WHERE d.stages IS NOT NULL
+UNION ALL
+SELECT id, signal_id, ts, day, 0, stage, outcome, reason, detail FROM decisions WHERE stages IS NULL
+"""
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Columns added since a journal was created: trades.exit_fill_id (one trade row per closing fill)."""
+    """Columns added since a journal was created: trades.exit_fill_id (one trade row per closing fill);
+    decisions.stages / client_order_id / day (one decision record per signal) and the decision_stages view."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(trades)")}
     if "exit_fill_id" not in columns:
         conn.execute("ALTER TABLE trades ADD COLUMN exit_fill_id TEXT")
     conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS trades_exit_fill ON trades(exit_fill_id)")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}
+    for name in ("stages", "client_order_id", "day"):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS decisions_day ON decisions(day)")
+    conn.execute(DECISION_STAGES_VIEW)
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -98,6 +133,15 @@ def _json_default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def _record_json(obj: Any) -> str:
+    """A signal or an intent (a slots dataclass) as a JSON object of its fields, encoded by msgspec: no dict
+    copy on the hot path. Datetimes as RFC 3339 (read back by datetime.fromisoformat), enums as their values."""
+    return _record_encoder.encode(obj).decode()
+
+
+_record_encoder = msgspec.json.Encoder(enc_hook=_json_default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,23 +163,44 @@ class JournalCondition:
 
 
 class Journal:
-    """Async facade over one SQLite file; every call runs on the journal's own thread."""
+    """The journal of one SQLite file (see the module docstring for its two durability settings)."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", inline: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", inline: bool = False,
+        durability: Durability | None = None, batch_rows: int = BATCH_ROWS,
+    ) -> None:
+        """`durability` (default "full"); `inline=True` is the older name of "batched". `synchronous` is the
+        PRAGMA of the full setting (FULL: every commit fsync'd)."""
         self.path = Path(path)
         self.synchronous = synchronous
-        # inline: SQL runs on the caller's thread. Only for simulated time (replay, bench), where nothing else
-        # waits on the loop; live, every call goes to the journal's own thread so the loop never blocks on disk.
-        self.inline = inline
+        self.durability: Durability = durability or ("batched" if inline else "full")
+        if self.durability not in ("full", "batched"):
+            raise ValueError(f"durability: must be 'full' or 'batched', got {self.durability!r}")
+        # batched: SQL runs on the caller's thread. Only for simulated time (replay, bench), where nothing else
+        # waits on the loop; full: every call goes to the journal's own thread so the loop never blocks on disk.
+        self.inline = self.durability == "batched"
+        self.batch_rows = batch_rows
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._conn: sqlite3.Connection | None = None
+        # rows committed with the next transaction (lists are only ever touched on the event loop's thread)
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        # order status events: committed by flushes and reads only, never carried by a group commit
+        self._events: list[tuple[str, tuple[Any, ...]]] = []
+        # full: durable statements waiting for the next group commit, each with the future its caller awaits
+        self._durable: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]] = []
+        self._committing = False
+        self._flushing: asyncio.Task[None] | None = None
+        self._flush_at = batch_rows  # buffered rows that start a flush of their own (full) / a commit (batched)
+        self._in_txn = 0  # batched: statements in the open transaction
+        self.commits = 0  # transactions committed (a diagnostic: bench, tests)
         self.condition = JournalCondition("missing")
 
     # -- plumbing -------------------------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(conn, *args)` on the journal thread (or inline, see __init__)."""
+        """Run `fn(conn, *args)` on the journal thread (batched: on the caller's thread, in the open
+        transaction, after the buffered rows)."""
         if self.inline:
+            self._flush_into_txn()
             return self._call(fn, args)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn, args)
@@ -154,7 +219,7 @@ class Journal:
             preserved = move_aside(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        # inline mode is a throwaway simulated run: a crash loses nothing anyone keeps
+        # batched is a throwaway simulated run: a crash loses nothing anyone keeps
         conn.execute(f"PRAGMA synchronous={'OFF' if self.inline else self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
@@ -179,51 +244,91 @@ class Journal:
     async def close(self) -> None:
         if self._conn is None:
             return
+        while self._committing or self._durable:  # a group commit under way finishes first
+            await asyncio.sleep(0.001)
         await self.flush()
 
         def _close(conn: sqlite3.Connection) -> None:
             conn.close()
 
-        await self.run(_close)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._call, _close, ())
         self._conn = None
         self._executor.shutdown(wait=True)
 
-    # -- batched: signals and decisions ---------------------------------------------------------------
+    # -- batched: signals, decision records, order events ---------------------------------------------
     def record_signal(self, signal: TradeSignal, received: datetime | None = None) -> None:
         """Buffer a signal row (committed by the next flush)."""
-        payload = _shallow(signal)
-        self._pending.append((
+        self._buffer(
             "INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 signal.signal_id, _iso(signal.timestamp) if isinstance(signal.timestamp, datetime) else None,
                 _iso(received), str(signal.ticker), signal.direction, str(signal.signal_type),
                 str(signal.timeframe), _num(signal.conviction), _num(signal.entry_price),
-                _num(signal.stop_loss), _num(signal.target_price), str(signal.source), dumps(payload),
+                _num(signal.stop_loss), _num(signal.target_price), str(signal.source), _record_json(signal),
             ),
-        ))
+        )
 
     def record_decision(
         self, signal_id: str | None, stage: str, outcome: str, reason: str = "",
         ts: datetime | None = None, detail: dict[str, Any] | None = None,
     ) -> None:
-        """Buffer one stage outcome of a signal (approved / rejected + reason)."""
-        self._pending.append((
-            "INSERT INTO decisions(signal_id, stage, outcome, reason, ts, detail) VALUES (?,?,?,?,?,?)",
-            (signal_id, stage, outcome, reason, _iso(ts), dumps(detail) if detail else None),
+        """Buffer a decision of one stage (an external fill, a fill issue, a smart-routing choice)."""
+        self._buffer(_INSERT_DECISION, (signal_id, stage, outcome, reason, _iso(ts), dumps(detail) if detail else None,
+                                        None, None, _day(ts)))
+
+    def record_signal_decision(self, record: DecisionRecord) -> None:
+        """Buffer a signal's decision record: one row holding every stage outcome (`stages`), the stage it ended
+        at with its outcome and reason, and the intent's client order id when approved."""
+        self._buffer(_INSERT_DECISION, (
+            record.signal_id, record.stage, record.outcome, record.reason, _iso(record.ts),
+            encode_detail(record.detail), encode_stages(record.stages), record.client_order_id, _day(record.ts),
         ))
 
     def pending_count(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._events)
+
+    def _take_all(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """Every buffered row, signals and decisions first (loop thread only)."""
+        rows = self._pending + self._events if self._events else self._pending
+        self._pending, self._events = [], []
+        return rows
+
+    def _buffer(self, sql: str, params: tuple[Any, ...],
+                into: list[tuple[str, tuple[Any, ...]]] | None = None) -> None:
+        (self._pending if into is None else into).append((sql, params))
+        if len(self._pending) + len(self._events) >= self._flush_at:
+            if self.inline:
+                self._flush_into_txn()
+            elif self._flushing is None:  # full, and no writer task came by: committed now, in the background
+                self._flushing = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            await self.flush()
+            self._flush_at = self.batch_rows
+        except Exception as exc:  # a full disk: the rows stay buffered; tried again a batch later, not per row
+            self._flush_at = self.pending_count() + self.batch_rows
+            log.warning("journal_flush_failed", pending=self.pending_count(), error=str(exc))
+        finally:
+            self._flushing = None
 
     async def flush(self) -> None:
-        """Commit every buffered row in one transaction."""
-        if not self._pending or self._conn is None:
+        """Commit every buffered row (batched: and the open transaction)."""
+        if self._conn is None:
             return
-        rows, self._pending = self._pending, []
+        if self.inline:
+            self._flush_into_txn()
+            self._commit_txn()
+            return
+        if not self.pending_count():
+            return
+        rows = self._take_all()
 
         def _write(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 _insert_rows(conn, rows)
+            self.commits += 1
 
         try:
             await self.run(_write)
@@ -231,80 +336,157 @@ class Journal:
             self._pending[:0] = rows  # nothing is lost: the next flush tries them again, first
             raise
 
-    # -- durable now: orders and fills ----------------------------------------------------------------
+    # -- durable: orders and fills --------------------------------------------------------------------
     async def record_order_intent(self, intent: OrderIntent, broker: str, ts: datetime) -> bool:
-        """Commit the intent before it is sent. False when this client order id is already journaled."""
-        # buffered decisions go first so the journal reads in causal order
-        rows, self._pending = self._pending, []
+        """Commit the intent before it is sent (full: fsync'd, in a group commit with the intents and fills that
+        arrive together). False when this client order id is already journaled."""
+        row = (
+            intent.client_order_id, intent.signal_id, str(intent.kind), broker, intent.symbol,
+            str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
+            ts.isoformat(), ts.isoformat(), _record_json(intent),
+        )
+        return await self._durable_write(_INSERT_ORDER, row) == 1
 
-        def _write(conn: sqlite3.Connection) -> bool:
-            with _transaction(conn):
-                _insert_rows(conn, rows)
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
-                    " order_type, status, created_ts, updated_ts, intent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        intent.client_order_id, intent.signal_id, intent.kind, broker, intent.symbol,
-                        str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
-                        ts.isoformat(), ts.isoformat(), dumps(_shallow(intent)),
-                    ),
-                )
-                return cur.rowcount == 1
-
-        try:
-            return await self.run(_write)
-        except BaseException:
-            self._pending[:0] = rows  # a failed write (full disk) keeps the buffered rows for the next one
-            raise
+    async def record_fill(self, fill: Fill) -> bool:
+        """Commit a fill (full: fsync'd, grouped like intents). False when this (broker, fill_id) was already
+        journaled: apply it only once."""
+        row = (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
+               str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat())
+        return await self._durable_write(_INSERT_FILL, row) == 1
 
     async def update_order(
         self, client_order_id: str, status: OrderStatus | str, *, ts: datetime, broker: str | None = None,
         broker_order_id: str | None = None, reason: str | None = None, filled_qty: float | None = None,
         filled_avg_price: float | None = None,
     ) -> None:
-        """Record a status change of an order (and keep its event history)."""
+        """Record a status change of an order and its event row (buffered: committed by the writer's flush or
+        the next read; a crash before then is caught up by asking the broker for the order at the start)."""
         stamp = ts.isoformat()
         status = str(status)
-        update = (_STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id, reason, filled_qty,
-                  filled_avg_price, client_order_id)
-        event = (client_order_id, status, broker, reason, filled_qty, stamp)
+        self._events.append((_UPDATE_ORDER, (_STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id,
+                                             reason, filled_qty, filled_avg_price, client_order_id)))
+        self._buffer(_INSERT_EVENT, (client_order_id, status, broker, reason, filled_qty, stamp), self._events)
 
-        def _write(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
-                conn.execute(_UPDATE_ORDER, update)
-                conn.execute(
-                    "INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
-                    " VALUES (?,?,?,?,?,?)",
-                    event,
-                )
+    async def _durable_write(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Execute one statement durably and return its rowcount (see the module docstring)."""
+        if self.inline:
+            self._flush_into_txn()
+            count = self._txn_execute(sql, params)
+            if self._in_txn >= self.batch_rows:
+                self._commit_txn()
+            return count
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        self._durable.append((sql, params, done))
+        self._start_group(loop)
+        return await done
 
-        await self.run(_write)
+    def _start_group(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand everything waiting to the journal thread as one transaction, unless one is under way (its
+        completion starts the next group: whatever arrived meanwhile shares that commit)."""
+        if self._committing or not self._durable or self._conn is None:
+            return
+        group, self._durable = self._durable, []
+        # the buffered signals and decision records go first (the journal reads in causal order: an intent's
+        # decision record is on disk with it); order status events (self._events) stay for the writer's flush,
+        # off the path to the send (each concerns an order journaled before)
+        rows, self._pending = self._pending, []
+        self._committing = True
+        statements = [(sql, params) for sql, params, _ in group]
+        job = loop.run_in_executor(self._executor, self._commit_group, rows, statements)
+        job.add_done_callback(lambda finished: self._group_committed(loop, finished, group, rows))
 
-    async def record_fill(self, fill: Fill) -> bool:
-        """Commit a fill. False when this (broker, fill_id) was already journaled: apply it only once."""
+    def _commit_group(self, rows: list[tuple[str, tuple[Any, ...]]],
+                      statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError(f"journal {self.path} is not open")
+        with _transaction(conn):
+            _insert_rows(conn, rows)
+            counts = [conn.execute(sql, params).rowcount for sql, params in statements]
+        self.commits += 1
+        return counts
 
-        def _write(conn: sqlite3.Connection) -> bool:
-            # one statement: its own transaction, committed (and fsync'd with synchronous=FULL) before this returns
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
-                " side, quantity, price, commission, ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
-                 str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat()),
-            )
-            return cur.rowcount == 1
+    def _group_committed(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[list[int]],
+                         group: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]],
+                         rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self._committing = False
+        error = finished.exception() if not finished.cancelled() else asyncio.CancelledError()
+        if error is not None:
+            self._pending[:0] = rows  # a failed write (full disk) keeps the buffered rows for the next one
+            for _, _, done in group:
+                if not done.done():
+                    done.set_exception(error)
+        else:
+            for (_, _, done), count in zip(group, finished.result(), strict=True):
+                if not done.done():
+                    done.set_result(count)
+        self._start_group(loop)
 
-        return await self.run(_write)
+    # batched: one open transaction on the caller's thread
+    def _flush_into_txn(self) -> None:
+        if not self.pending_count() or self._conn is None:
+            return
+        rows = self._take_all()
+        try:
+            self._begin_txn()
+            _insert_rows(self._conn, rows)
+        except BaseException:
+            self._pending[:0] = rows
+            raise
+        self._in_txn += len(rows)
+        if self._in_txn >= self.batch_rows:
+            self._commit_txn()
+
+    def _txn_execute(self, sql: str, params: tuple[Any, ...]) -> int:
+        self._begin_txn()
+        assert self._conn is not None
+        count = self._conn.execute(sql, params).rowcount
+        self._in_txn += 1
+        return count
+
+    def _begin_txn(self) -> None:
+        assert self._conn is not None
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN IMMEDIATE")
+
+    def _commit_txn(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            self._conn.execute("COMMIT")
+            self.commits += 1
+        self._in_txn = 0
 
     # -- reads ----------------------------------------------------------------------------------------
     async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Rows as dicts (reads see everything committed; call flush() first for buffered rows)."""
+        """Rows as dicts. Reads see every row recorded so far: buffered rows are committed first, in the same
+        trip to the journal thread."""
+        if self._conn is None:
+            raise RuntimeError(f"journal {self.path} is not open")
+        if self.inline:
+            with contextlib.suppress(sqlite3.Error, OSError):  # a write that fails (full disk) never fails a read
+                self._flush_into_txn()
+            return _read(self._conn, sql, params)
+        rows = self._take_all()
+        written = not rows
 
-        def _read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            cur = conn.execute(sql, params)
-            names = [d[0] for d in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        def _flush_and_read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            nonlocal written
+            if rows:
+                try:
+                    with _transaction(conn):
+                        _insert_rows(conn, rows)
+                except (sqlite3.Error, OSError):
+                    pass  # a full disk: the rows stay buffered, and the read still answers with what is on disk
+                else:
+                    self.commits += 1
+                    written = True
+            return _read(conn, sql, params)
 
-        return await self.run(_read)
+        try:
+            return await self.run(_flush_and_read)
+        finally:
+            if not written:
+                self._pending[:0] = rows  # rows not written stay buffered for the next commit
 
     async def get_order(self, client_order_id: str) -> dict[str, Any] | None:
         rows = await self.query("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,))
@@ -319,6 +501,19 @@ class Journal:
     async def fills(self) -> list[dict[str, Any]]:
         """Every fill in the order it was journaled (the ledger is rebuilt from these)."""
         return await self.query("SELECT * FROM fills ORDER BY seq")
+
+    async def decision_stages(self, signal_id: str) -> list[dict[str, Any]]:
+        """Every stage outcome journaled for `signal_id`, in order (its decision records' stages)."""
+        return await self.query("SELECT decision_id, step, stage, outcome, reason, detail FROM decision_stages"
+                                " WHERE signal_id=? ORDER BY decision_id, step", (signal_id,))
+
+    async def decision_counts(self, day: str | None = None) -> dict[str, dict[str, int]]:
+        """Signals by the stage their decision ended at and its outcome ({stage: {outcome: n}}), for one New York
+        day or for the whole journal."""
+        where = "WHERE stages IS NOT NULL" + (" AND day = ?" if day else "")
+        rows = await self.query(f"SELECT stage, outcome, COUNT(*) AS n FROM decisions {where}"
+                                " GROUP BY stage, outcome ORDER BY stage, outcome", (day,) if day else ())
+        return decision_counts(rows)
 
     async def set_kv(self, key: str, value: Any) -> None:
         def _write(conn: sqlite3.Connection) -> None:
@@ -421,6 +616,35 @@ def _status_of(text: str | None) -> OrderStatus | None:
         return OrderStatus(text) if text else None
     except ValueError:
         return None
+
+
+def decision_counts(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """(stage, outcome, n) rows as {stage: {outcome: n}}."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        out.setdefault(str(row["stage"]), {})[str(row["outcome"])] = int(row["n"])
+    return out
+
+
+def _read(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, params)
+    names = [d[0] for d in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _day(ts: datetime | None) -> str | None:
+    return _days(ts) if isinstance(ts, datetime) and ts.tzinfo is not None else None
+
+
+_days = TradingDayCache()
+_INSERT_DECISION = ("INSERT INTO decisions(signal_id, stage, outcome, reason, ts, detail, stages, client_order_id, day)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)")
+_INSERT_ORDER = ("INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
+                 " order_type, status, created_ts, updated_ts, intent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+_INSERT_FILL = ("INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
+                " side, quantity, price, commission, ts) VALUES (?,?,?,?,?,?,?,?,?,?)")
+_INSERT_EVENT = ("INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
+                 " VALUES (?,?,?,?,?,?)")
 
 
 _STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,

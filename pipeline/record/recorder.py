@@ -1,4 +1,4 @@
-"""SignalRecorder: gives every signal its id and journals the outcome of every stage it passes through.
+"""SignalRecorder: gives every signal its id and journals its decision record (every stage outcome, one row).
 
 The id is derived from the signal's content (ticker, direction, type, timeframe, timestamp, source), so the
 same signal seen again — after a restart, or re-sent by an alert service — has the same id and therefore the
@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from pipeline.core.models import TradeSignal
+from pipeline.record.decision import REJECTED, DecisionRecord
 from pipeline.record.journal import Journal
 
 log = structlog.get_logger("ordergate.signals")
@@ -30,7 +31,7 @@ def signal_id_for(signal: TradeSignal) -> str:
 
 
 class SignalRecorder:
-    """Audit trail of signals (PRD-162): one signals row, one decisions row per stage."""
+    """Audit trail of signals (PRD-162): one signals row and one decision record (all its stages) per signal."""
 
     def __init__(self, journal: Journal | None, enabled: bool = True) -> None:
         self.journal = journal if enabled else None
@@ -43,11 +44,25 @@ class SignalRecorder:
             self.journal.record_signal(signal, received)
         return signal.signal_id
 
+    def begin(self, signal: TradeSignal, received: datetime) -> DecisionRecord:
+        """Give the signal its id, journal it (buffered) and open its decision record."""
+        return DecisionRecord(self.assign(signal, received), received)
+
+    def finish(self, record: DecisionRecord, signal: TradeSignal) -> None:
+        """Journal the finished record once (buffered: committed with the next intent or batch) and log a
+        rejection with the signal id."""
+        if self.journal is not None:
+            self.journal.record_signal_decision(record)
+        if record.outcome == REJECTED:
+            log.info("signal_rejected", signal_id=record.signal_id, ticker=str(signal.ticker)[:24],
+                     stage=record.stage, reason=record.reason)
+
     def stage(
         self, signal: TradeSignal, stage: str, approved: bool, reason: str = "", ts: datetime | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Record one stage's outcome and log it with the signal id."""
+        """Record one stage's outcome on its own (a decision row of one stage) and log it with the signal id; the
+        orchestrator collects a signal's stages in one record instead (`begin` / `finish`)."""
         outcome = "approved" if approved else "rejected"
         if self.journal is not None:
             self.journal.record_decision(signal.signal_id, stage, outcome, reason, ts, detail)

@@ -27,7 +27,8 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -421,6 +422,7 @@ class PersistentStateManager:
         self.path = self.state_dir / filename
         self._clock = clock if clock is not None else LiveClock()  # the daemon's: the live clock
         self._calendar = calendar
+        self._day_window: tuple[datetime, datetime, str] | None = None  # [start, end) of the last New York day
         self._lock = threading.RLock()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         cleanup_temp_files(self.state_dir, filename)
@@ -480,9 +482,19 @@ class PersistentStateManager:
 
     def _today(self) -> str:
         now = self._clock.now()
+        window = self._day_window
+        if window is not None and window[0] <= now < window[1]:
+            return window[2]  # still the same New York day: no timezone conversion (asked on every decision)
         if self._calendar is not None:
-            return self._calendar.trading_day(now).isoformat()
-        return now.astimezone(NEW_YORK).date().isoformat()
+            day = self._calendar.trading_day(now)
+        else:
+            day = now.astimezone(NEW_YORK).date()
+        start = datetime.combine(day, dtime.min, NEW_YORK)
+        self._day_window = (start.astimezone(UTC), (start + timedelta(days=1)).replace(tzinfo=NEW_YORK).astimezone(UTC),
+                            day.isoformat())
+        if not self._day_window[0] <= now < self._day_window[1]:  # a calendar with days of its own: never cached
+            self._day_window = None
+        return day.isoformat()
 
     def _persist(self, state: State) -> None:
         try:

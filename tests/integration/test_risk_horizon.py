@@ -93,10 +93,10 @@ def test_replay_of_real_daily_bars_measures_var_on_daily_returns(tmp_path: Path)
     asyncio.run(replay(load_settings(None), path, state_dir=state))
     with sqlite3.connect(state / "journal.db") as conn:
         rows = conn.execute(
-            "SELECT d.detail, s.ts, s.entry_price, z.detail FROM decisions d JOIN signals s USING(signal_id) "
-            "JOIN decisions z ON z.signal_id = d.signal_id AND z.stage = 'sizing' "
-            "WHERE d.stage = 'unified_risk' ORDER BY d.id").fetchall()
-        var_rejections = conn.execute("SELECT count(*) FROM decisions WHERE stage='unified_risk' AND "
+            "SELECT d.detail, s.ts, s.entry_price, z.detail FROM decision_stages d JOIN signals s USING(signal_id) "
+            "JOIN decision_stages z ON z.decision_id = d.decision_id AND z.stage = 'sizing' "
+            "WHERE d.stage = 'unified_risk' ORDER BY d.decision_id").fetchall()
+        var_rejections = conn.execute("SELECT count(*) FROM decision_stages WHERE stage='unified_risk' AND "
                                       "outcome='rejected'").fetchone()[0]
     assert rows, "no signal reached the VaR check"
     assert var_rejections == 0

@@ -37,8 +37,8 @@ def _run(tmp_path: Path, mode: str, stamp: str = "") -> tuple[dict, list[tuple[s
     state = tmp_path / mode
     result = asyncio.run(replay(settings, _msft(tmp_path, stamp), state_dir=state))
     with sqlite3.connect(state / "journal.db") as conn:
-        rows = conn.execute("SELECT stage, outcome, reason FROM decisions WHERE stage IN "
-                            "('instrument_router', 'sizing') ORDER BY id").fetchall()
+        rows = conn.execute("SELECT stage, outcome, reason FROM decision_stages WHERE stage IN "
+                            "('instrument_router', 'sizing') ORDER BY decision_id, step").fetchall()
     return result, rows
 
 

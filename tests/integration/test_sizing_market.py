@@ -62,8 +62,8 @@ async def _feed_bars(core: Core, prices: dict[str, float]) -> None:
 async def _decisions(core: Core, signal_id: str) -> list[dict[str, Any]]:
     assert core.journal is not None
     await core.journal.flush()
-    return await core.journal.query("SELECT stage, outcome, reason FROM decisions WHERE signal_id=? ORDER BY rowid",
-                                    (signal_id,))
+    return await core.journal.query("SELECT stage, outcome, reason FROM decision_stages WHERE signal_id=?"
+                                    " ORDER BY decision_id, step", (signal_id,))
 
 
 async def _order_statuses(core: Core) -> list[dict[str, Any]]:

@@ -75,16 +75,21 @@ def test_webhook_signal_reaches_the_pipeline_and_the_journal(tmp_path: Path) -> 
         assert status == 202 and answer["signal_id"].startswith("sig-")
         assert _post(port, {**body, "stop_loss": 55.0})[0] == 400
         assert _post(port, body, token="wrong-token-wrong-token")[0] == 401
+        with sqlite3.connect(state_dir / "journal.db") as conn:  # journaled before the 202: source and receipt
+            intake = conn.execute("SELECT source, received_ts FROM signals WHERE signal_id=?",
+                                  (answer["signal_id"],)).fetchall()
+        assert intake and intake[0][0] == "test" and intake[0][1]
         deadline = time.monotonic() + 10
-        stages: list[str] = []
-        while time.monotonic() < deadline:
+        records: list = []
+        while time.monotonic() < deadline and not records:
             with sqlite3.connect(state_dir / "journal.db") as conn:
-                stages = [r[0] for r in conn.execute("SELECT stage FROM decisions WHERE signal_id=?",
-                                                      (answer["signal_id"],))]
-            if len(stages) > 2:
-                break
+                records = conn.execute("SELECT stage, stages FROM decisions WHERE signal_id=?",
+                                       (answer["signal_id"],)).fetchall()
+                stages = [r[0] for r in conn.execute("SELECT stage FROM decision_stages WHERE signal_id=? ORDER BY"
+                                                      " step", (answer["signal_id"],))]
             time.sleep(0.1)
-        assert stages[0] == "intake" and "kill_switch" in stages
+        assert len(records) == 1 and records[0][1]  # one decision record, every stage in it
+        assert stages[0] == "kill_switch" and stages[-1] == records[0][0]
         assert TOKEN not in daemon.text()
     finally:
         assert daemon.stop() == 0

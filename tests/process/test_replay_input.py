@@ -28,7 +28,7 @@ def test_three_real_files_in_three_layouts_replay_together(tmp_path: Path) -> No
     # where every signal went: the final outcomes add up to the signals
     stages = result["stages"]
     assert sum(n for outcomes in stages.values() for n in outcomes.values()) == result["signals"]
-    assert stages["approved"]["approved"] == result["entries"] > 0
+    assert stages["intent"]["approved"] == result["entries"] > 0  # the decision records that made an intent
     top = result["top_rejections"]
     assert top and sum(r["count"] for r in top) <= result["signals"] - result["entries"]
     assert all(r["example"] and r["stage"] for r in top)

@@ -1,0 +1,98 @@
+"""DecisionRecord: every stage outcome of one signal, collected while it is decided and journaled once.
+
+The orchestrator adds a `StageOutcome` per stage (kill switch, guard, market price, each of the risk gate's 8
+checks and the gate itself, sizing, unified risk, instrument routing, the instrument's sizing, the intent) and
+ends the record where the signal stopped (rejected: that stage and its reason) or with the intent (approved: its
+client order id). The journal stores the record as one `decisions` row whose `stages` column holds the list;
+the `decision_stages` view gives one row per stage for queries (`ordergate journal`, the dashboard, the replay).
+
+msgspec Structs: cheap to build on the hot path and encoded to JSON without a dict per stage.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import msgspec
+
+APPROVED, REJECTED, NOT_RUN = "approved", "rejected", "not_run"
+INTENT_STAGE = "intent"  # the last stage of an approved signal: its order intent was made
+
+
+class StageOutcome(msgspec.Struct, omit_defaults=True):
+    """One stage's verdict: approved / rejected / not_run, why, and its figures."""
+
+    stage: str
+    outcome: str
+    reason: str = ""
+    detail: dict[str, Any] | None = None
+
+
+class DecisionRecord(msgspec.Struct):
+    """The whole decision of one signal: its stages in order and where it ended."""
+
+    signal_id: str
+    ts: datetime | None
+    stages: list[StageOutcome] = msgspec.field(default_factory=list)
+    stage: str = ""
+    outcome: str = ""
+    reason: str = ""
+    detail: dict[str, Any] | None = None
+    client_order_id: str | None = None
+
+    def passed(self, stage: str, reason: str = "", detail: dict[str, Any] | None = None) -> None:
+        """A stage approved the signal."""
+        self.stages.append(StageOutcome(stage, APPROVED, reason, detail or None))
+
+    def add(self, stage: str, outcome: str, reason: str = "", detail: dict[str, Any] | None = None) -> None:
+        """A stage outcome of any kind (a risk check not run after an earlier one failed)."""
+        self.stages.append(StageOutcome(stage, outcome, reason, detail or None))
+
+    def reject(self, stage: str, reason: str, detail: dict[str, Any] | None = None) -> None:
+        """The signal stopped at `stage`: the last stage outcome and the record's end."""
+        self.stages.append(StageOutcome(stage, REJECTED, reason, detail or None))
+        self.stage, self.outcome, self.reason, self.detail = stage, REJECTED, reason, detail or None
+
+    def approve(self, client_order_id: str, reason: str = "", detail: dict[str, Any] | None = None) -> None:
+        """Every stage passed: the intent `client_order_id` was made."""
+        self.stages.append(StageOutcome(INTENT_STAGE, APPROVED, reason, detail or None))
+        self.stage, self.outcome, self.reason, self.detail = INTENT_STAGE, APPROVED, reason, detail or None
+        self.client_order_id = client_order_id
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.outcome)
+
+    def outcome_of(self, stage: str) -> StageOutcome | None:
+        """The (last) outcome of `stage`, or None when the signal never reached it."""
+        for entry in reversed(self.stages):
+            if entry.stage == stage:
+                return entry
+        return None
+
+
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    return str(value)  # anything else a stage put in its detail (a Decimal, a date) as text: never lost, never raised
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+_stages_decoder = msgspec.json.Decoder(list[StageOutcome])
+
+
+def encode_stages(stages: list[StageOutcome]) -> str:
+    """The stage list as JSON (the `decisions.stages` column)."""
+    return _encoder.encode(stages).decode()
+
+
+def encode_detail(detail: dict[str, Any] | None) -> str | None:
+    """A detail mapping as JSON, None for none (the `decisions.detail` column)."""
+    return _encoder.encode(detail).decode() if detail else None
+
+
+def decode_stages(text: str | bytes) -> list[StageOutcome]:
+    """The stage list of a journaled record."""
+    return _stages_decoder.decode(text)
