@@ -95,9 +95,8 @@ async def test_batched_runs_the_same_statements_in_one_transaction(tmp_path: Pat
 
 def test_the_batched_setting_is_honoured_on_simulated_time_only(tmp_path: Path) -> None:
     """A replay runs the journal batched; a live clock keeps it full whatever the setting says."""
-    from daemon.app import Core
-
     from config.settings import load_settings
+    from daemon.core import Core
     from daemon.replay import replay_settings
     from pipeline.core.clock import LiveClock, SimulatedClock
 

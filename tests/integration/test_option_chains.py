@@ -128,7 +128,7 @@ async def test_a_long_signal_buys_the_alpaca_call_sized_on_its_ask(tmp_path: Pat
 def _stage(tmp_path: Path, signal_id: str, stage: str) -> dict[str, Any]:
     """A stage's journal row for the signal: its detail, and its reason under "reason"."""
     with sqlite3.connect(tmp_path / "state" / "journal.db") as conn:
-        reason, detail = conn.execute("SELECT reason, detail FROM decisions WHERE signal_id=? AND stage=?",
+        reason, detail = conn.execute("SELECT reason, detail FROM decision_stages WHERE signal_id=? AND stage=?",
                                       (signal_id, stage)).fetchone()
     return {**json.loads(detail or "{}"), "reason": reason}
 

@@ -24,7 +24,7 @@ CHILD = r"""
 import asyncio, sys, time
 from datetime import UTC, datetime
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 
