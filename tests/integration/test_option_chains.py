@@ -22,7 +22,7 @@ import pytest
 from config.settings import load_settings
 from daemon.app import Core
 from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import AssetClass, TradeSignal
+from pipeline.core.models import AssetClass, Bar, TradeSignal
 from pipeline.entry.sizing import OPTION_MULTIPLIER
 from tests.conftest import make_signal, until
 from tests.fakes.alpaca_server import FakeAlpaca
@@ -93,19 +93,27 @@ async def test_a_long_signal_buys_the_alpaca_call_sized_on_its_ask(tmp_path: Pat
     _list_nvda(fake)
     fake.options.contracts_page_size = 2  # the 6 contracts inside the DTE window come in 3 pages
     fake.market_fills()
-    core = await _started(_settings(tmp_path, fake, "options"), SimulatedClock(SESSION))
+    clock = SimulatedClock(SESSION)
+    core = await _started(_settings(tmp_path, fake, "options"), clock)
     try:
         await chain_ready(core)
         result = await core.orchestrator.process_signal(_signal())
         assert result.success, result.rejection_reason
         await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
         await core.settle()
+        first_pass = [r for r in fake.requests if r.path == "/v2/options/contracts"]
+        # the next bar of the underlying, barely moved, must not stop the option out (no option marks at Alpaca:
+        # its mark stays the fill price, so a stop at the entry premium would fire at once)
+        clock.advance(30)
+        set_market(core, {"NVDA": 100.1})
+        exits = core.lifecycle.check_exits([Bar("NVDA", clock.now(), 100.0, 100.2, 99.9, 100.1, 5000.0)])
     finally:
         await core.stop()
-    pages = [r for r in fake.requests if r.path == "/v2/options/contracts"]
-    assert len(pages) == 3 and pages[0].query["underlying_symbols"] == "NVDA"
-    assert "page_token" not in pages[0].query and all(p.query.get("page_token") for p in pages[1:])
-    window = (pages[0].query["expiration_date_gte"], pages[0].query["expiration_date_lte"])
+    assert exits == []
+    pages = [dict(r.query) for r in first_pass]  # plain dicts: a failing assert shows them cheaply
+    assert len(pages) == 3 and pages[0]["underlying_symbols"] == "NVDA", pages
+    assert "page_token" not in pages[0] and all(p.get("page_token") for p in pages[1:]), pages
+    window = (pages[0]["expiration_date_gte"], pages[0]["expiration_date_lte"])
     assert window == ("2026-12-01", "2027-01-08")  # today + dte_min, today + dte_max
     assert any(r.path == "/v1beta1/options/snapshots/NVDA" for r in fake.requests)
     intent = result.intent
@@ -124,6 +132,8 @@ async def test_a_long_signal_buys_the_alpaca_call_sized_on_its_ask(tmp_path: Pat
     assert intent.quantity >= 1
     holding = core.ledger.holdings[PADDED]
     assert holding.quantity == intent.quantity and holding.position.multiplier == OPTION_MULTIPLIER
+    # its stop: the premium once NVDA has fallen to the signal's stop (98), |delta| 0.46 x 2 below the ask
+    assert holding.position.stop_loss == pytest.approx(round(ASK - 0.46 * 2.0, 2)) == sizing["option_stop"]
 
 
 def _stage(tmp_path: Path, signal_id: str, stage: str) -> dict[str, Any]:
