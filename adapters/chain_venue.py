@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from config.settings import OptionsSettings
-from pipeline.instruments.chains import PrefetchedChains
+from pipeline.instruments.chains import PrefetchedChains, QuotesListener
 from pipeline.instruments.options import OptionQuote
 
 
 class ChainVenueMixin:
-    """`chain`, `chain_label` and `reconfigure_options` over the adapter's prefetched chains."""
+    """`chain`, `chain_label`, `on_option_quotes` and `reconfigure_options` over the adapter's prefetched chains."""
 
     option_fetcher: Any
     option_chains: PrefetchedChains
@@ -28,6 +28,10 @@ class ChainVenueMixin:
     def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
         """The prefetched chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
         return self.option_chains.chain(underlying, spot, as_of)
+
+    def on_option_quotes(self, listener: QuotesListener) -> None:
+        """Call `listener(underlying, quotes)` after every good fetch (ChainVenue: the daemon marks held options)."""
+        self.option_chains.listeners.append(listener)
 
     def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None:
         """New DTE window, chain limits and tickers from now on (ChainVenue: a SIGHUP reload)."""

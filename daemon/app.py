@@ -149,6 +149,9 @@ class Core:
         self.bus = Bus()
         self.ledger = Ledger(cash=0.0)
         self.external = ExternalBook(self.ledger.last_prices.get)  # positions at the broker that are not ours
+        for broker in self.brokers.values():
+            if isinstance(broker, ChainVenue):  # held options are marked at the mid of each fetched chain
+                broker.on_option_quotes(self._mark_options)
         self.starting_equity = 0.0
         # one record per client order id (pipeline.execution.order_record): the router, the validator, the reservations,
         # the lifecycle and the resolver read and move orders through it
@@ -220,6 +223,12 @@ class Core:
         own = getattr(self.brokers[self.settings.broker.primary], "last_price", None)
         price = own(symbol) if own is not None else None
         return price if price is not None else self.ledger.last_prices.get(symbol)
+
+    def _mark_options(self, underlying: str, quotes: tuple[Any, ...]) -> None:
+        """Mark the options we hold at their quoted mid (the exits read the marks; no venue streams option bars)."""
+        for quote in quotes:
+            if quote.occ_symbol in self.ledger.holdings and quote.mid > 0:
+                self.ledger.mark(quote.occ_symbol, quote.mid)
 
     def _chain_provider(self) -> Any:
         """The primary broker's option chain; a broker without one gets none (never the synthetic chain)."""

@@ -156,7 +156,11 @@ class OptionChainProvider(Protocol):
 
 @runtime_checkable
 class ChainVenue(Protocol):
-    """A broker adapter that keeps a real option chain (Alpaca, IB): handed new option settings on a reload."""
+    """A broker adapter that keeps a real option chain (Alpaca, IB): tells a listener each fetched chain (the daemon
+    marks the options it holds at their mid: a venue streams no option bars) and takes new option settings on a
+    reload."""
+
+    def on_option_quotes(self, listener: Callable[[str, tuple[OptionQuote, ...]], None]) -> None: ...
 
     def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None: ...
 

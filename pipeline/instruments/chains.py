@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from pipeline.core.ports import ChainFetch
 from pipeline.instruments.options import OptionChainUnavailable, OptionQuote
 
 log = structlog.get_logger("ordergate.chains")
+QuotesListener = Callable[[str, "tuple[OptionQuote, ...]"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class PrefetchedChains:
         self._on_demand: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._started = False
+        self.listeners: list[QuotesListener] = []  # told (underlying, quotes) after each good fetch (the marks)
         self.fetches = 0
         self.failures = 0
 
@@ -152,6 +155,11 @@ class PrefetchedChains:
             evicted, _ = self._chains.popitem(last=False)
             self._wanted.pop(evicted, None)
         log.info("option_chain_fetched", source=self.source, underlying=name, contracts=len(quotes))
+        for listener in self.listeners:
+            try:
+                listener(name, self._chains[name].quotes)
+            except Exception:  # a listener's bug must not stop the refresh
+                log.exception("option_chain_listener_failed", source=self.source, underlying=name)
         return None
 
     def _want(self, name: str) -> None:

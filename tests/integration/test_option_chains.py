@@ -144,6 +144,36 @@ def _stage(tmp_path: Path, signal_id: str, stage: str) -> dict[str, Any]:
     return {**json.loads(detail or "{}"), "reason": reason}
 
 
+async def test_a_held_option_is_marked_from_the_chain_and_exits_at_its_stop(tmp_path: Path, fake: FakeAlpaca) -> None:
+    """No venue streams option bars: the position is marked at the mid of each fetched chain, so its stop works."""
+    _list_nvda(fake)
+    fake.market_fills()
+    clock = SimulatedClock(SESSION)
+    core = await _started(_settings(tmp_path, fake, "options", chain_refresh_seconds=60), clock)
+    try:
+        await chain_ready(core)
+        result = await core.orchestrator.process_signal(_signal())
+        assert result.success, result.rejection_reason
+        await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
+        stop = core.ledger.holdings[PADDED].position.stop_loss  # 2.45
+        # the call falls to 2.30 / 2.40 (mid 2.35, under its stop); the next refresh brings the quote
+        fake.options.add("NVDA", EXPIRY, "C", 100, bid=2.30, ask=2.40, delta=0.40, iv=0.44, open_interest=2300,
+                         quote_time=SESSION + timedelta(seconds=60))
+        clock.advance(60)
+        await until(lambda: core.ledger.holdings[PADDED].position.current_price == pytest.approx(2.35),
+                    what="the option marked at the new mid", timeout=5)
+        set_market(core, {"NVDA": 98.6})
+        exits = core.lifecycle.check_exits([Bar("NVDA", clock.now(), 98.9, 99.0, 98.5, 98.6, 5000.0)])
+        await until(lambda: PADDED not in core.ledger.holdings, what="the exit filled", timeout=5)
+        await core.settle()
+    finally:
+        await core.stop()
+    assert stop == pytest.approx(2.45)
+    assert [(i.symbol, i.kind) for i in exits] == [(PADDED, "exit")]
+    sells = [o for o in fake.orders.values() if o["side"] == "sell"]
+    assert [(o["symbol"], float(o["qty"])) for o in sells] == [(COMPACT, result.intent.quantity)]
+
+
 @pytest.mark.parametrize("mode", ["options", "both"])
 async def test_a_stale_chain_is_no_option(tmp_path: Path, fake: FakeAlpaca, mode: str) -> None:
     _list_nvda(fake)
