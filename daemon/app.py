@@ -227,7 +227,7 @@ class Core:
     def _mark_options(self, underlying: str, quotes: tuple[Any, ...]) -> None:
         """Mark the options we hold at their quoted mid (the exits read the marks; no venue streams option bars)."""
         for quote in quotes:
-            if quote.occ_symbol in self.ledger.holdings and quote.mid > 0:
+            if quote.mid > 0 and self.ledger.position(quote.occ_symbol) is not None:
                 self.ledger.mark(quote.occ_symbol, quote.mid)
 
     def _chain_provider(self) -> Any:
