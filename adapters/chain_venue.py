@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from config.settings import OptionsSettings
-from pipeline.instruments.chains import PrefetchedChains, QuotesListener
+from pipeline.instruments.chains import PrefetchedChains
 from pipeline.instruments.options import OptionQuote
 
 
 class ChainVenueMixin:
-    """`chain`, `chain_label`, `on_option_quotes` and `reconfigure_options` over the adapter's prefetched chains."""
+    """`chain`, `chain_label`, `last_price` and `reconfigure_options` over the adapter's prefetched chains."""
 
     option_fetcher: Any
     option_chains: PrefetchedChains
@@ -29,9 +29,10 @@ class ChainVenueMixin:
         """The prefetched chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
         return self.option_chains.chain(underlying, spot, as_of)
 
-    def on_option_quotes(self, listener: QuotesListener) -> None:
-        """Call `listener(underlying, quotes)` after every good fetch (ChainVenue: the daemon marks held options)."""
-        self.option_chains.listeners.append(listener)
+    def last_price(self, symbol: str) -> float | None:
+        """An option's quoted mid from a fresh chain (the daemon marks held options with it: no venue streams
+        option bars); None for anything else, or when the chain is stale or missing."""
+        return self.option_chains.mid(symbol)
 
     def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None:
         """New DTE window, chain limits and tickers from now on (ChainVenue: a SIGHUP reload)."""

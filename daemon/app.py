@@ -149,9 +149,6 @@ class Core:
         self.bus = Bus()
         self.ledger = Ledger(cash=0.0)
         self.external = ExternalBook(self.ledger.last_prices.get)  # positions at the broker that are not ours
-        for broker in self.brokers.values():
-            if isinstance(broker, ChainVenue):  # held options are marked at the mid of each fetched chain
-                broker.on_option_quotes(self._mark_options)
         self.starting_equity = 0.0
         # one record per client order id (pipeline.execution.order_record): the router, the validator, the reservations,
         # the lifecycle and the resolver read and move orders through it
@@ -174,6 +171,7 @@ class Core:
             entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
             on_external_fill=self._on_external_fill, exit_cap=self.external.exit_cap,
+            quote=self.market_price,  # held options: marked from the primary broker's quote on the underlying's bar
         )
         self.stops = ProtectiveStops(
             settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
@@ -223,12 +221,6 @@ class Core:
         own = getattr(self.brokers[self.settings.broker.primary], "last_price", None)
         price = own(symbol) if own is not None else None
         return price if price is not None else self.ledger.last_prices.get(symbol)
-
-    def _mark_options(self, underlying: str, quotes: tuple[Any, ...]) -> None:
-        """Mark the options we hold at their quoted mid (the exits read the marks; no venue streams option bars)."""
-        for quote in quotes:
-            if quote.mid > 0 and self.ledger.position(quote.occ_symbol) is not None:
-                self.ledger.mark(quote.occ_symbol, quote.mid)
 
     def _chain_provider(self) -> Any:
         """The primary broker's option chain; a broker without one gets none (never the synthetic chain)."""

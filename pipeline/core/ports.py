@@ -156,11 +156,7 @@ class OptionChainProvider(Protocol):
 
 @runtime_checkable
 class ChainVenue(Protocol):
-    """A broker adapter that keeps a real option chain (Alpaca, IB): tells a listener each fetched chain (the daemon
-    marks the options it holds at their mid: a venue streams no option bars) and takes new option settings on a
-    reload."""
-
-    def on_option_quotes(self, listener: Callable[[str, tuple[OptionQuote, ...]], None]) -> None: ...
+    """A broker adapter that keeps a real option chain (Alpaca, IB): takes new option settings on a reload."""
 
     def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None: ...
 

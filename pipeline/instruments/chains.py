@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,10 +21,10 @@ import structlog
 from config.settings import InstrumentMode, OptionsSettings, Settings
 from pipeline.core.clock import Clock
 from pipeline.core.ports import ChainFetch
+from pipeline.instruments.occ import try_parse_occ
 from pipeline.instruments.options import OptionChainUnavailable, OptionQuote
 
 log = structlog.get_logger("ordergate.chains")
-QuotesListener = Callable[[str, "tuple[OptionQuote, ...]"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +70,6 @@ class PrefetchedChains:
         self._on_demand: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._started = False
-        self.listeners: list[QuotesListener] = []  # told (underlying, quotes) after each good fetch (the marks)
         self.fetches = 0
         self.failures = 0
 
@@ -103,6 +101,17 @@ class PrefetchedChains:
                 f"options.chain_max_age_seconds {limit:g}{last}"
             )
         return list(snapshot.quotes)
+
+    def mid(self, symbol: str) -> float | None:
+        """The quoted mid of the option `symbol` (our OCC form) in a fresh chain; None when there is none."""
+        occ = try_parse_occ(symbol)
+        snapshot = self._chains.get(occ.root) if occ is not None else None
+        if snapshot is None:
+            return None
+        if (self.clock.now() - snapshot.fetched_at).total_seconds() > self.settings.chain_max_age_seconds:
+            return None  # a stale quote marks nothing: the position keeps its last mark
+        quote = next((q for q in snapshot.quotes if q.occ_symbol == occ.symbol), None)
+        return quote.mid if quote is not None and quote.mid > 0 else None
 
     def snapshot(self, underlying: str) -> ChainSnapshot | None:
         """The chain held for `underlying`, fresh or not (diagnostics)."""
@@ -155,11 +164,6 @@ class PrefetchedChains:
             evicted, _ = self._chains.popitem(last=False)
             self._wanted.pop(evicted, None)
         log.info("option_chain_fetched", source=self.source, underlying=name, contracts=len(quotes))
-        for listener in self.listeners:
-            try:
-                listener(name, self._chains[name].quotes)
-            except Exception:  # a listener's bug must not stop the refresh
-                log.exception("option_chain_listener_failed", source=self.source, underlying=name)
         return None
 
     def _want(self, name: str) -> None:

@@ -145,7 +145,8 @@ def _stage(tmp_path: Path, signal_id: str, stage: str) -> dict[str, Any]:
 
 
 async def test_a_held_option_is_marked_from_the_chain_and_exits_at_its_stop(tmp_path: Path, fake: FakeAlpaca) -> None:
-    """No venue streams option bars: the position is marked at the mid of each fetched chain, so its stop works."""
+    """No venue streams option bars: on its underlying's bar the option is marked at the fresh chain's mid, so its
+    stop works."""
     _list_nvda(fake)
     fake.market_fills()
     clock = SimulatedClock(SESSION)
@@ -160,8 +161,7 @@ async def test_a_held_option_is_marked_from_the_chain_and_exits_at_its_stop(tmp_
         fake.options.add("NVDA", EXPIRY, "C", 100, bid=2.30, ask=2.40, delta=0.40, iv=0.44, open_interest=2300,
                          quote_time=SESSION + timedelta(seconds=60))
         clock.advance(60)
-        await until(lambda: core.ledger.holdings[PADDED].position.current_price == pytest.approx(2.35),
-                    what="the option marked at the new mid", timeout=5)
+        await until(lambda: core.market_price(PADDED) == pytest.approx(2.35), what="the new quote fetched", timeout=5)
         set_market(core, {"NVDA": 98.6})
         exits = core.lifecycle.check_exits([Bar("NVDA", clock.now(), 98.9, 99.0, 98.5, 98.6, 5000.0)])
         await until(lambda: PADDED not in core.ledger.holdings, what="the exit filled", timeout=5)
@@ -169,6 +169,7 @@ async def test_a_held_option_is_marked_from_the_chain_and_exits_at_its_stop(tmp_
     finally:
         await core.stop()
     assert stop == pytest.approx(2.45)
+    assert exits[0].reference_price == pytest.approx(2.35)  # exited on the quoted mark, not the entry premium
     assert [(i.symbol, i.kind) for i in exits] == [(PADDED, "exit")]
     sells = [o for o in fake.orders.values() if o["side"] == "sell"]
     assert [(o["symbol"], float(o["qty"])) for o in sells] == [(COMPACT, result.intent.quantity)]
@@ -241,3 +242,33 @@ async def test_the_paper_brokers_synthetic_chain_is_labelled(tmp_path: Path) -> 
         await core.stop()
     assert decision.approved, decision.reason
     assert "synthetic chain (paper broker)" in decision.reason
+
+
+async def test_a_paper_option_is_held_until_its_underlying_reaches_the_stop(tmp_path: Path) -> None:
+    """The paper broker's synthetic chain: the option is marked from the paper book's model value on each bar of
+    NVDA; a flat bar keeps it (its stop is not the entry premium), a fall through the signal's stop closes it."""
+    settings = load_settings(state_dir=tmp_path / "state", executor={"instrument_mode": "options"},
+                             pipeline={"enable_unified_risk": False})
+    clock = SimulatedClock(SESSION)
+    core = Core(settings, clock)
+    await core.start()
+    try:
+        set_market(core, {"NVDA": 100.0})
+        result = await core.orchestrator.process_signal(_signal())
+        assert result.success and result.intent is not None, result.rejection_reason
+        symbol = result.intent.symbol
+        await until(lambda: core.ledger.position(symbol) is not None, what="the paper option fill")
+        for price in (100.05, 99.9):
+            clock.advance(300)
+            await core.engine.on_batch([Bar("NVDA", clock.now(), price, price, price, price, 10_000.0)])
+            await core.settle()
+            assert core.ledger.position(symbol) is not None, f"stopped out on a flat bar at {price}"
+        held = core.ledger.position(symbol)
+        assert held is not None and 0 < held.stop_loss < held.entry_price
+        clock.advance(300)
+        await core.engine.on_batch([Bar("NVDA", clock.now(), 97.0, 97.0, 97.0, 97.0, 10_000.0)])
+        await core.settle()
+        await until(lambda: core.ledger.position(symbol) is None, what="the option closed at its stop", timeout=5)
+    finally:
+        await core.stop()
+
