@@ -53,6 +53,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 
 from adapters.alpaca_options import AlpacaOptionChains, build_option_data_client
+from adapters.chain_venue import ChainVenueMixin
 from config.settings import AlpacaSettings, OptionsSettings, Settings
 from pipeline.core.clock import Clock, monotonic
 from pipeline.core.models import (
@@ -81,7 +82,6 @@ from pipeline.core.ports import (
 from pipeline.core.rate_limit import TokenBucket
 from pipeline.instruments.chains import PrefetchedChains
 from pipeline.instruments.occ import OccError, is_occ, parse_occ, to_ours
-from pipeline.instruments.options import OptionQuote
 
 log = structlog.get_logger("ordergate.alpaca")
 
@@ -363,7 +363,7 @@ class _SupervisedTradingStream(TradingStream):
 
 
 # -- the broker -----------------------------------------------------------------------------------------
-class AlpacaBroker:
+class AlpacaBroker(ChainVenueMixin):
     """The Broker port over alpaca-py: orders via REST in threads, updates and fills from trade_updates."""
 
     def __init__(
@@ -445,20 +445,7 @@ class AlpacaBroker:
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
 
-    # -- option chains (the OptionChainProvider port) ---------------------------------------------------
-    @property
-    def chain_label(self) -> str:
-        return self.option_chains.chain_label
-
-    def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None:
-        """New DTE window, chain limits and tickers from now on (ChainVenue: a SIGHUP reload)."""
-        self.option_fetcher.settings = options
-        self.option_chains.reconfigure(options, tickers)
-
-    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
-        """The prefetched Alpaca chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
-        return self.option_chains.chain(underlying, spot, as_of)
-
+    # -- option chains (the port itself: ChainVenueMixin) ------------------------------------------------
     def _trading_client(self) -> TradingClient:
         if self._client is None:
             raise BrokerUnavailable("alpaca: not connected")

@@ -32,6 +32,7 @@ from ib_async import IB, Contract, LimitOrder, MarketOrder, Option, Order, Stock
 from ib_async import Fill as IBFill
 from ib_async.util import UNSET_DOUBLE
 
+from adapters.chain_venue import ChainVenueMixin
 from adapters.ibkr_options import IBOptionChains
 from config.settings import IBKRSettings, OptionsSettings
 from pipeline.core.clock import Clock
@@ -62,7 +63,6 @@ from pipeline.core.ports import (
 )
 from pipeline.instruments.chains import PrefetchedChains
 from pipeline.instruments.occ import OccContract, OccError, is_occ, occ_symbol, parse_occ, try_parse_occ
-from pipeline.instruments.options import OptionQuote
 
 log = logging.getLogger("ordergate.adapters.ibkr")
 
@@ -88,11 +88,6 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------------------------- contracts
-
-
-def is_occ_symbol(symbol: str) -> bool:
-    """True for an OCC option symbol, padded ('AAPL  260116C00150000') or compact ('AAPL260116C00150000')."""
-    return is_occ(symbol)
 
 
 def option_contract(occ: OccContract, exchange: str = "SMART") -> Option:
@@ -219,7 +214,7 @@ class _Outbox:
 # ---------------------------------------------------------------------------------------------- the broker
 
 
-class IBKRBroker:
+class IBKRBroker(ChainVenueMixin):
     """The Broker port for Interactive Brokers (TWS / IB Gateway) through ib_async."""
 
     def __init__(
@@ -297,19 +292,6 @@ class IBKRBroker:
 
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
-
-    @property
-    def chain_label(self) -> str:
-        return self.option_chains.chain_label
-
-    def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None:
-        """New DTE window, chain limits and tickers from now on (ChainVenue: a SIGHUP reload)."""
-        self.option_fetcher.settings = options
-        self.option_chains.reconfigure(options, tickers)
-
-    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
-        """The prefetched IB chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
-        return self.option_chains.chain(underlying, spot, as_of)
 
     def set_send_guard(self, guard: SendGuard) -> None:
         self._send_guard = guard

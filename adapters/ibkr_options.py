@@ -9,6 +9,8 @@ One fetch of an underlying (run by pipeline.instruments.chains.PrefetchedChains 
 4. their market data: `reqMktData(contract, "101")` (bid/ask, model greeks and — generic tick 101 — open
    interest, which a snapshot cannot carry), in batches, until each quote is complete or `quote_wait` passes,
    then `cancelMktData`. A contract without a two-sided quote is left out; a missing greek stays None.
+ib_async sends at most 45 messages a second and queues the rest in order, orders included: the chain's own
+messages are paced to `MESSAGES_PER_SECOND` so a refresh never builds a queue an order would wait behind.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pipeline.instruments.options import OptionQuote
 NEW_YORK = ZoneInfo("America/New_York")
 OPEN_INTEREST_TICKS = "101"
 BATCH = 40  # market data lines at once (IB's default limit is 100 for the whole account)
+MESSAGES_PER_SECOND = 20.0  # under half of ib_async's 45/s: the rest stays free for orders
 T = TypeVar("T")
 Call = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 
@@ -67,6 +70,8 @@ class IBOptionChains:
         self._require_ready = require_ready
         self.settings = settings
         self.quote_wait = quote_wait
+        self.messages_per_second = MESSAGES_PER_SECOND
+        self._next_send = 0.0
 
     async def fetch(self, underlying: str, as_of: datetime) -> list[OptionQuote]:
         self._require_ready()
@@ -114,16 +119,33 @@ class IBOptionChains:
         above = [k for k in strikes if k > spot][:n]
         return set(below + above)
 
+    async def _pace(self) -> None:
+        """Wait for this chain's next message slot (monotonic time: a rate, not market time)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._next_send > now:
+            await asyncio.sleep(self._next_send - now)
+        self._next_send = max(now, self._next_send) + 1.0 / self.messages_per_second
+
     async def _quotes(self, underlying: str, contracts: list[Contract]) -> list[OptionQuote]:
-        tickers = [self.ib.reqMktData(c, OPEN_INTEREST_TICKS, False, False) for c in contracts]
+        tickers: list[Ticker] = []
+        subscribed: list[Contract] = []
         try:
+            for contract in contracts:
+                await self._pace()
+                tickers.append(self.ib.reqMktData(contract, OPEN_INTEREST_TICKS, False, False))
+                subscribed.append(contract)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.quote_wait
             while not all(self._complete(t) for t in tickers) and loop.time() < deadline:
                 await asyncio.sleep(0.05)
-        finally:
-            for contract in contracts:
+        except BaseException:
+            for contract in subscribed:  # cancelled or failed: given back at once, never left streaming
                 self.ib.cancelMktData(contract)
+            raise
+        for contract in subscribed:
+            await self._pace()
+            self.ib.cancelMktData(contract)
         return [q for t in tickers if (q := self._quote(underlying, t)) is not None]
 
     @staticmethod

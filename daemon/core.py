@@ -113,6 +113,7 @@ class Core:
             router=self.router, journal=self.journal, validator=validator, feedback=self.feedback,
             clouds=self.strategy, alert=self.alerts.alert, starting_equity=self.account.get_starting_equity,
             kill_switch=self.kill_switch, external=self.external,
+            quote=self.prices.price,  # held options: marked from the primary broker's quote on the underlying's bar
         )
         self.router.send_results_to(self.lifecycle.on_order_result)
         self.orchestrator = BotOrchestrator(

@@ -165,7 +165,7 @@ class OptionChainProvider(Protocol):
 
 @runtime_checkable
 class ChainVenue(Protocol):
-    """A broker adapter that keeps a real option chain (Alpaca, IB): handed new option settings on a reload."""
+    """A broker adapter that keeps a real option chain (Alpaca, IB): takes new option settings on a reload."""
 
     def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None: ...
 

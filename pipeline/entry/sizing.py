@@ -16,7 +16,7 @@ from typing import Any
 from config.settings import ExecutorConfig
 from pipeline.core.models import OPTION_MULTIPLIER, AccountState, TradeSignal
 from pipeline.entry.risk_gate import sector_exposure, ticker_exposure
-from pipeline.instruments.options import OptionQuote
+from pipeline.instruments.options import OptionQuote, option_stop_price
 
 MIN_CONVICTION_FACTOR = 0.25
 BUYING_POWER_SLIPPAGE_BUFFER = 0.005  # default slippage: 50 bps of adverse fill allowed for before the broker refuses
@@ -166,7 +166,11 @@ class PositionSizer(_Sizer):
         contracts = _floor_units(budget, premium)
         adjustments["risk_contracts"] = contracts
         contracts = self._caps(signal, account, sector).apply(contracts, premium, adjustments)
-        return _finish(contracts, premium, premium, self.config, adjustments, "contract")
+        # the position's stop: where the premium stands when the underlying reaches the signal's stop (never the
+        # entry premium itself, which every mark at or under the ask would hit at once)
+        stop = option_stop_price(quote, signal.risk_per_share)
+        adjustments["option_stop"] = stop
+        return _finish(contracts, premium, premium, self.config, adjustments, "contract", stop_price=stop)
 
 
 def etf_stop_price(signal: TradeSignal, etf_price: float, leverage: float) -> float:

@@ -21,6 +21,7 @@ import structlog
 from config.settings import InstrumentMode, OptionsSettings, Settings
 from pipeline.core.clock import Clock
 from pipeline.core.ports import ChainFetch
+from pipeline.instruments.occ import try_parse_occ
 from pipeline.instruments.options import OptionChainUnavailable, OptionQuote
 
 log = structlog.get_logger("ordergate.chains")
@@ -100,6 +101,17 @@ class PrefetchedChains:
                 f"options.chain_max_age_seconds {limit:g}{last}"
             )
         return list(snapshot.quotes)
+
+    def mid(self, symbol: str) -> float | None:
+        """The quoted mid of the option `symbol` (our OCC form) in a fresh chain; None when there is none."""
+        occ = try_parse_occ(symbol)
+        snapshot = self._chains.get(occ.root) if occ is not None else None
+        if snapshot is None:
+            return None
+        if (self.clock.now() - snapshot.fetched_at).total_seconds() > self.settings.chain_max_age_seconds:
+            return None  # a stale quote marks nothing: the position keeps its last mark
+        quote = next((q for q in snapshot.quotes if q.occ_symbol == occ.symbol), None)
+        return quote.mid if quote is not None and quote.mid > 0 else None
 
     def snapshot(self, underlying: str) -> ChainSnapshot | None:
         """The chain held for `underlying`, fresh or not (diagnostics)."""

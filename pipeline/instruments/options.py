@@ -162,6 +162,16 @@ class SyntheticChainProvider:
         return synthetic_chain(underlying, spot, as_of, self.settings)
 
 
+def option_stop_price(quote: OptionQuote, underlying_risk: float) -> float:
+    """The premium at which a bought option's trade is invalidated: the ask less what the premium loses when the
+    underlying moves its stop distance (`underlying_risk`), to first order (|delta| x distance), floored at one
+    tick. Without a delta the whole premium is the risk: the floor."""
+    delta = abs(quote.delta) if quote.delta is not None else None
+    if delta is None or not math.isfinite(underlying_risk) or underlying_risk <= 0:
+        return MIN_TICK
+    return max(MIN_TICK, round(quote.ask - delta * underlying_risk, 2))
+
+
 def contract_problems(quote: OptionQuote, right: str, as_of: datetime, settings: OptionsSettings) -> list[str]:
     """Why `quote` fails the selection windows and filters; empty when it qualifies."""
     problems: list[str] = []

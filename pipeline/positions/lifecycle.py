@@ -79,8 +79,12 @@ class LifecycleManager:
         starting_equity: Callable[[], float] | None = None,
         kill_switch: KillSwitch | None = None,
         external: ExternalBook | None = None,
+        quote: Callable[[str], float | None] | None = None,
     ) -> None:
         self.config = config
+        # an option has no bars of its own: on each bar of its underlying it is marked at this price (the broker's
+        # quote: the paper book's model value, a real venue's chain mid) before its exits are checked
+        self.quote = quote
         self.executor = config.executor_config
         self.ledger = ledger
         self.state = state
@@ -215,6 +219,10 @@ class LifecycleManager:
         pos = self.ledger.position(symbol)
         if pos is None:
             return None
+        if self.quote is not None and pos.instrument_type == InstrumentType.OPTIONS:
+            quoted = self.quote(symbol)
+            if quoted is not None and quoted > 0:
+                self.ledger.mark(symbol, quoted)
         price = pos.current_price
         states = None
         if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and bar is not None \

@@ -22,7 +22,7 @@ import pytest
 from config.settings import load_settings
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import OPTION_MULTIPLIER, AssetClass, TradeSignal
+from pipeline.core.models import OPTION_MULTIPLIER, AssetClass, Bar, TradeSignal
 from tests.conftest import make_signal, until
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.market import set_market
@@ -92,19 +92,27 @@ async def test_a_long_signal_buys_the_alpaca_call_sized_on_its_ask(tmp_path: Pat
     _list_nvda(fake)
     fake.options.contracts_page_size = 2  # the 6 contracts inside the DTE window come in 3 pages
     fake.market_fills()
-    core = await _started(_settings(tmp_path, fake, "options"), SimulatedClock(SESSION))
+    clock = SimulatedClock(SESSION)
+    core = await _started(_settings(tmp_path, fake, "options"), clock)
     try:
         await chain_ready(core)
         result = await core.orchestrator.process_signal(_signal())
         assert result.success, result.rejection_reason
         await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
         await core.settle()
+        first_pass = [r for r in fake.requests if r.path == "/v2/options/contracts"]
+        # the next bar of the underlying, barely moved, must not stop the option out (no option marks at Alpaca:
+        # its mark stays the fill price, so a stop at the entry premium would fire at once)
+        clock.advance(30)
+        set_market(core, {"NVDA": 100.1})
+        exits = core.lifecycle.check_exits([Bar("NVDA", clock.now(), 100.0, 100.2, 99.9, 100.1, 5000.0)])
     finally:
         await core.stop()
-    pages = [r for r in fake.requests if r.path == "/v2/options/contracts"]
-    assert len(pages) == 3 and pages[0].query["underlying_symbols"] == "NVDA"
-    assert "page_token" not in pages[0].query and all(p.query.get("page_token") for p in pages[1:])
-    window = (pages[0].query["expiration_date_gte"], pages[0].query["expiration_date_lte"])
+    assert exits == []
+    pages = [dict(r.query) for r in first_pass]  # plain dicts: a failing assert shows them cheaply
+    assert len(pages) == 3 and pages[0]["underlying_symbols"] == "NVDA", pages
+    assert "page_token" not in pages[0] and all(p.get("page_token") for p in pages[1:]), pages
+    window = (pages[0]["expiration_date_gte"], pages[0]["expiration_date_lte"])
     assert window == ("2026-12-01", "2027-01-08")  # today + dte_min, today + dte_max
     assert any(r.path == "/v1beta1/options/snapshots/NVDA" for r in fake.requests)
     intent = result.intent
@@ -123,6 +131,8 @@ async def test_a_long_signal_buys_the_alpaca_call_sized_on_its_ask(tmp_path: Pat
     assert intent.quantity >= 1
     holding = core.ledger.holdings[PADDED]
     assert holding.quantity == intent.quantity and holding.position.multiplier == OPTION_MULTIPLIER
+    # its stop: the premium once NVDA has fallen to the signal's stop (98), |delta| 0.46 x 2 below the ask
+    assert holding.position.stop_loss == pytest.approx(round(ASK - 0.46 * 2.0, 2)) == sizing["option_stop"]
 
 
 def _stage(tmp_path: Path, signal_id: str, stage: str) -> dict[str, Any]:
@@ -131,6 +141,37 @@ def _stage(tmp_path: Path, signal_id: str, stage: str) -> dict[str, Any]:
         reason, detail = conn.execute("SELECT reason, detail FROM decision_stages WHERE signal_id=? AND stage=?",
                                       (signal_id, stage)).fetchone()
     return {**json.loads(detail or "{}"), "reason": reason}
+
+
+async def test_a_held_option_is_marked_from_the_chain_and_exits_at_its_stop(tmp_path: Path, fake: FakeAlpaca) -> None:
+    """No venue streams option bars: on its underlying's bar the option is marked at the fresh chain's mid, so its
+    stop works."""
+    _list_nvda(fake)
+    fake.market_fills()
+    clock = SimulatedClock(SESSION)
+    core = await _started(_settings(tmp_path, fake, "options", chain_refresh_seconds=60), clock)
+    try:
+        await chain_ready(core)
+        result = await core.orchestrator.process_signal(_signal())
+        assert result.success, result.rejection_reason
+        await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
+        stop = core.ledger.holdings[PADDED].position.stop_loss  # 2.45
+        # the call falls to 2.30 / 2.40 (mid 2.35, under its stop); the next refresh brings the quote
+        fake.options.add("NVDA", EXPIRY, "C", 100, bid=2.30, ask=2.40, delta=0.40, iv=0.44, open_interest=2300,
+                         quote_time=SESSION + timedelta(seconds=60))
+        clock.advance(60)
+        await until(lambda: core.market_price(PADDED) == pytest.approx(2.35), what="the new quote fetched", timeout=5)
+        set_market(core, {"NVDA": 98.6})
+        exits = core.lifecycle.check_exits([Bar("NVDA", clock.now(), 98.9, 99.0, 98.5, 98.6, 5000.0)])
+        await until(lambda: PADDED not in core.ledger.holdings, what="the exit filled", timeout=5)
+        await core.settle()
+    finally:
+        await core.stop()
+    assert stop == pytest.approx(2.45)
+    assert exits[0].reference_price == pytest.approx(2.35)  # exited on the quoted mark, not the entry premium
+    assert [(i.symbol, i.kind) for i in exits] == [(PADDED, "exit")]
+    sells = [o for o in fake.orders.values() if o["side"] == "sell"]
+    assert [(o["symbol"], float(o["qty"])) for o in sells] == [(COMPACT, result.intent.quantity)]
 
 
 @pytest.mark.parametrize("mode", ["options", "both"])
@@ -200,3 +241,33 @@ async def test_the_paper_brokers_synthetic_chain_is_labelled(tmp_path: Path) -> 
         await core.stop()
     assert decision.approved, decision.reason
     assert "synthetic chain (paper broker)" in decision.reason
+
+
+async def test_a_paper_option_is_held_until_its_underlying_reaches_the_stop(tmp_path: Path) -> None:
+    """The paper broker's synthetic chain: the option is marked from the paper book's model value on each bar of
+    NVDA; a flat bar keeps it (its stop is not the entry premium), a fall through the signal's stop closes it."""
+    settings = load_settings(state_dir=tmp_path / "state", executor={"instrument_mode": "options"},
+                             pipeline={"enable_unified_risk": False})
+    clock = SimulatedClock(SESSION)
+    core = Core(settings, clock)
+    await core.start()
+    try:
+        set_market(core, {"NVDA": 100.0})
+        result = await core.orchestrator.process_signal(_signal())
+        assert result.success and result.intent is not None, result.rejection_reason
+        symbol = result.intent.symbol
+        await until(lambda: core.ledger.position(symbol) is not None, what="the paper option fill")
+        for price in (100.05, 99.9):
+            clock.advance(300)
+            await core.engine.on_batch([Bar("NVDA", clock.now(), price, price, price, price, 10_000.0)])
+            await core.settle()
+            assert core.ledger.position(symbol) is not None, f"stopped out on a flat bar at {price}"
+        held = core.ledger.position(symbol)
+        assert held is not None and 0 < held.stop_loss < held.entry_price
+        clock.advance(300)
+        await core.engine.on_batch([Bar("NVDA", clock.now(), 97.0, 97.0, 97.0, 97.0, 10_000.0)])
+        await core.settle()
+        await until(lambda: core.ledger.position(symbol) is None, what="the option closed at its stop", timeout=5)
+    finally:
+        await core.stop()
+

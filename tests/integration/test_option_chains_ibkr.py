@@ -92,6 +92,10 @@ async def test_a_long_signal_buys_the_ib_call_as_an_opt_contract(tmp_path: Path,
                        next(r for r in tws.place_requests if int(r[1]) == order.order_id)[2:10], strict=False))
     assert request["secType"] == "OPT" and request["multiplier"] == "100" and request["exchange"] == "SMART"
     assert order.action == "BUY" and order.quantity == intent.quantity >= 1
+    # the resting protective stop: at the premium the call has once NVDA reaches the signal's stop (98), not at
+    # the entry premium (which the first trade under the ask would hit)
+    (stop,) = [o for o in tws.orders.values() if o.contract.sec_type == "OPT" and o.order_type == "STP"]
+    assert stop.action == "SELL" and float(stop.aux_price) == pytest.approx(round(ASK - 0.46 * 2.0, 2))
     assert intent.reference_price == ASK
     budget = core.orchestrator.sizer.size_option(
         make_signal("NVDA", 100.0, 98.0, conviction=90, at=SESSION), core.account_state(), by_symbol[PADDED],

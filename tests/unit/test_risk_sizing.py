@@ -152,3 +152,17 @@ def test_option_sizing_by_premium() -> None:
     assert result.shares == 16  # 4000 / 250
     assert result.notional == pytest.approx(16 * 250.0)
     assert result.risk_amount == pytest.approx(16 * 250.0)
+
+
+def test_an_options_stop_is_where_the_underlyings_stop_puts_its_premium() -> None:
+    """Not the entry premium (the first mark under the ask would hit it): the ask less |delta| x the underlying's
+    stop distance; without a delta the whole premium is the risk (one tick)."""
+    quote = OptionQuote("NVDA  240628C00100000", "NVDA", date(2024, 6, 28), 100.0, "C", 2.4, 2.5, 2.45, 0.45,
+                        1_000, 0.3)
+    signal = sig()
+    result = PositionSizer(ExecutorConfig(**ROOMY)).size_option(signal, acct(), quote)
+    assert result.stop_price == pytest.approx(round(2.5 - 0.45 * signal.risk_per_share, 2))
+    assert 0 < result.stop_price < quote.bid
+    blind = OptionQuote("NVDA  240628C00100000", "NVDA", date(2024, 6, 28), 100.0, "C", 2.4, 2.5, 2.45, None,
+                        1_000, 0.3)
+    assert PositionSizer(ExecutorConfig(**ROOMY)).size_option(signal, acct(), blind).stop_price == 0.01
