@@ -85,9 +85,9 @@ class Core:
         self.alerts = AlertRelay()  # the daemon's services attach their dispatcher
         self.kill_switch = KillSwitch(self.state, alert=self.alerts.alert_soon)  # every trip goes through it
         self.journal: Journal | None = (
-            # batched (no fsync) only on simulated time, where the setting asks for it (a replay); live is full
+            # batched (no fsync) for a replay, or on simulated time where the setting asks for it; live is full
             Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous,
-                    durability=settings.journal.durability if clock.simulated else "full")
+                    durability="batched" if replay else settings.journal.durability if clock.simulated else "full")
             if settings.journal.enabled else None
         )
         names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
