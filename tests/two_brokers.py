@@ -3,6 +3,8 @@ against FakeTWS) behind one Core, at the market prices PRICES."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,3 +54,13 @@ def signal(symbol: str, clock: SimulatedClock) -> TradeSignal:
     """A long entry at PRICES[symbol], stop 2% below."""
     price = PRICES[symbol]
     return make_signal(symbol, price, price * 0.98, at=clock.now())
+
+
+@contextlib.asynccontextmanager
+async def running(core: Core) -> AsyncIterator[Core]:
+    """`core` started for the block and stopped after it, whatever happens in it."""
+    await core.start()
+    try:
+        yield core
+    finally:
+        await core.stop()

@@ -22,7 +22,7 @@ from tests.conftest import until
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.fakes.tws_server import FakeTWS, OrderScript
 from tests.market import set_market
-from tests.two_brokers import PRICES, SESSION, Venues, make_core, signal
+from tests.two_brokers import PRICES, SESSION, Venues, make_core, running, signal
 
 
 @pytest.fixture
@@ -81,9 +81,8 @@ def ib_refs(fake: FakeTWS) -> list[str]:
 async def test_primary_down_at_startup_entry_goes_to_ib_with_same_client_order_id(
         tmp_path: Path, venues: Venues) -> None:
     await venues.alpaca.stop()  # connection refused from now on
-    core = make_core(tmp_path, venues)
-    await core.start()  # must not crash: the primary is marked down, the fallback trades
-    try:
+    # must not crash: the primary is marked down, the fallback trades
+    async with running(make_core(tmp_path, venues)) as core:
         assert core.router.health["alpaca"].state == "down"
         assert core.brokers["ibkr"].is_connected() and not core.brokers["alpaca"].is_connected()
         intent = await enter(core, "AAPL")
@@ -100,16 +99,12 @@ async def test_primary_down_at_startup_entry_goes_to_ib_with_same_client_order_i
         assert (await journal_order(core, cid))["broker"] == "ibkr"
         position = core.ledger.position("AAPL")
         assert position is not None and position.broker == "ibkr" and position.shares == intent.quantity
-    finally:
-        await core.stop()
 
 
 async def test_both_up_every_order_at_exactly_one_venue_then_primary_refused_falls_back(
         tmp_path: Path, venues: Venues) -> None:
     alpaca, tws = venues.alpaca, venues.tws
-    core = make_core(tmp_path, venues)
-    await core.start()
-    try:
+    async with running(make_core(tmp_path, venues)) as core:
         assert {n: h.state for n, h in core.router.health.items()} == {"alpaca": "connected", "ibkr": "connected"}
         alpaca.next_submit_fills(PRICES["AAPL"])                   # plain fill
         alpaca.next_submit_errors(500, times=1)                    # 5xx reached Alpaca: retried there, never IB
@@ -148,15 +143,11 @@ async def test_both_up_every_order_at_exactly_one_venue_then_primary_refused_fal
         assert [f["broker"] for f in await journal_fills(core, cid)] == ["ibkr"]
         # never both: no client order id is at the two venues
         assert not set(alpaca_refs(alpaca)) & set(ib_refs(tws))
-    finally:
-        await core.stop()
 
 
 async def test_exits_go_to_the_broker_that_holds_the_position(tmp_path: Path, venues: Venues) -> None:
     alpaca, tws = venues.alpaca, venues.tws
-    core = make_core(tmp_path, venues)
-    await core.start()
-    try:
+    async with running(make_core(tmp_path, venues)) as core:
         alpaca.next_submit_fills(PRICES["AAPL"])
         await enter(core, "AAPL")
         core.router.health["alpaca"].mark_down("test: breaker open")   # the primary is down for a while
@@ -180,16 +171,12 @@ async def test_exits_go_to_the_broker_that_holds_the_position(tmp_path: Path, ve
         assert [f["broker"] for f in await journal_fills(core, msft_exit)] == ["ibkr"]
         assert [f["broker"] for f in await journal_fills(core, aapl_exit)] == ["alpaca"]
         assert tws.positions == {} and alpaca.positions == {}
-    finally:
-        await core.stop()
 
 
 async def test_exit_of_a_position_at_an_unreachable_broker_never_goes_to_the_other(
         tmp_path: Path, venues: Venues) -> None:
     alpaca, tws = venues.alpaca, venues.tws
-    core = make_core(tmp_path, venues)
-    await core.start()
-    try:
+    async with running(make_core(tmp_path, venues)) as core:
         alpaca.next_submit_fills(PRICES["AAPL"])
         await enter(core, "AAPL")
         await until(lambda: core.ledger.position("AAPL") is not None)
@@ -201,17 +188,13 @@ async def test_exit_of_a_position_at_an_unreachable_broker_never_goes_to_the_oth
         assert tws.place_requests == []                      # IB does not hold AAPL: the exit is not sent there
         assert (await journal_order(core, exits[0].client_order_id))["status"] == "rejected"
         assert core.ledger.position("AAPL") is not None
-    finally:
-        await core.stop()
 
 
 async def test_cancel_of_an_entry_resting_at_the_fallback_goes_to_the_fallback(
         tmp_path: Path, venues: Venues) -> None:
     await venues.alpaca.stop()
     tws = venues.tws
-    core = make_core(tmp_path, venues)
-    await core.start()
-    try:
+    async with running(make_core(tmp_path, venues)) as core:
         tws.script("rest")
         intent = await enter(core, "AAPL")
         [order] = tws.orders_with_ref(intent.client_order_id)
@@ -220,8 +203,6 @@ async def test_cancel_of_an_entry_resting_at_the_fallback_goes_to_the_fallback(
         assert tws.cancel_requests == [order.order_id]
         await until(lambda: intent.client_order_id not in core.orchestrator.reservations)
         assert order.status == "Cancelled"
-    finally:
-        await core.stop()
 
 
 # -- 2. a dropped IB connection during an open order -------------------------------------------------------
@@ -230,9 +211,7 @@ async def test_cancel_of_an_entry_resting_at_the_fallback_goes_to_the_fallback(
 async def test_dropped_ib_connection_during_open_order_fill_journaled_and_applied_once(
         tmp_path: Path, venues: Venues) -> None:
     tws = venues.tws
-    core = make_core(tmp_path, venues, primary="ibkr", fallback=None)
-    await core.start()
-    try:
+    async with running(make_core(tmp_path, venues, primary="ibkr", fallback=None)) as core:
         tws.script(OrderScript("drop", fill_while_down=True))    # acknowledged, then the socket drops, then it fills
         intent = await enter(core, "AAPL")
         cid = intent.client_order_id
@@ -249,8 +228,6 @@ async def test_dropped_ib_connection_during_open_order_fill_journaled_and_applie
         assert core.ledger.signed_quantities() == {"AAPL": intent.quantity}
         assert (await journal_order(core, cid))["status"] == "filled"
         assert cid not in core.orchestrator.reservations
-    finally:
-        await core.stop()
     # a restart: the new client is told the execution again; the journal knows it, the ledger applies it once
     again = make_core(tmp_path, venues, primary="ibkr", fallback=None)
     await again.start()
@@ -266,9 +243,7 @@ async def test_dropped_ib_connection_during_open_order_fill_journaled_and_applie
 
 async def test_drop_before_ack_is_never_resent_and_the_fill_is_applied_once(tmp_path: Path, venues: Venues) -> None:
     tws = venues.tws
-    core = make_core(tmp_path, venues, primary="ibkr", fallback=None)
-    await core.start()
-    try:
+    async with running(make_core(tmp_path, venues, primary="ibkr", fallback=None)) as core:
         # the socket drops before IB answers (ambiguous: the order may be there), and it fills while we are away
         tws.script(OrderScript("drop", drop_before_ack=True, fill_while_down=True))
         intent = await enter(core, "AAPL")
@@ -280,8 +255,6 @@ async def test_drop_before_ack_is_never_resent_and_the_fill_is_applied_once(tmp_
         assert len(await journal_fills(core, cid)) == 1
         assert core.ledger.signed_quantities() == {"AAPL": intent.quantity}
         assert (await journal_order(core, cid))["status"] == "filled"
-    finally:
-        await core.stop()
 
 
 # -- 3. reconciliation covers every connected broker ------------------------------------------------------
@@ -296,8 +269,7 @@ async def test_reconciliation_compares_positions_at_both_brokers(tmp_path: Path,
     tws.set_position(_ib_contract(tws, "AAPL"), 10, 100.0)
     alpaca.set_position("MSFT", 5, 200.0)
     core = make_core(tmp_path, venues, reconcile={"policy": "adopt", "external": "adopt", "confirm_seconds": 0})
-    await core.start()
-    try:
+    async with running(core):
         report = await core.reconcile_at_start()  # positions ordergate never opened: external, adopted
         assert report.mismatches == []
         assert {(e["symbol"], e["quantity"]) for e in core.last_reconciliation["external"]} == set()
@@ -313,17 +285,13 @@ async def test_reconciliation_compares_positions_at_both_brokers(tmp_path: Path,
         assert [(m.symbol, m.mismatch_type) for m in third.mismatches] == [("AAPL", "quantity_mismatch")]
         assert core.ledger.signed_quantities() == {"AAPL": 7.0, "MSFT": 5.0}  # policy adopt: the broker's size
         assert not core.state.is_kill_switch_active()
-    finally:
-        await core.stop()
 
 
 async def test_positions_at_a_disconnected_broker_are_not_orphans(tmp_path: Path, venues: Venues) -> None:
     alpaca, tws = venues.alpaca, venues.tws
     tws.set_position(_ib_contract(tws, "AAPL"), 200, 100.0)   # 20k: above the kill threshold if misread
     alpaca.set_position("MSFT", 5, 200.0)
-    core = make_core(tmp_path, venues, reconcile={"policy": "adopt"})
-    await core.start()
-    try:
+    async with running(make_core(tmp_path, venues, reconcile={"policy": "adopt"})) as core:
         for symbol, qty, broker in (("AAPL", 200.0, "ibkr"), ("MSFT", 5.0, "alpaca")):
             price = PRICES[symbol]
             core.ledger.adopt(Position(symbol, "long", price, price, qty, price * 0.98, symbol=symbol, broker=broker),
@@ -337,8 +305,6 @@ async def test_positions_at_a_disconnected_broker_are_not_orphans(tmp_path: Path
         assert report.mismatches == [], [m.description for m in report.mismatches]
         assert core.ledger.signed_quantities() == {"AAPL": 200.0, "MSFT": 5.0}
         assert not core.state.is_kill_switch_active()
-    finally:
-        await core.stop()
 
 
 async def test_resubmit_after_restart_looks_where_the_order_went_never_both(tmp_path: Path, venues: Venues) -> None:
@@ -404,9 +370,7 @@ async def test_smart_router_journals_decisions_and_children_go_to_one_venue(tmp_
 
 async def test_broker_down_at_startup_is_connected_later_and_used_again(tmp_path: Path, venues: Venues) -> None:
     await venues.alpaca.stop()
-    core = make_core(tmp_path, venues)
-    await core.start()
-    try:
+    async with running(make_core(tmp_path, venues)) as core:
         assert core.router.unstarted == {"alpaca"}
         core.router.health["alpaca"].reset_seconds = 0.0  # the breaker alone would let a probe through now
         first = await enter(core, "AAPL")
@@ -418,5 +382,3 @@ async def test_broker_down_at_startup_is_connected_later_and_used_again(tmp_path
         second = await enter(core, "MSFT")
         await until(lambda: second.client_order_id in alpaca_refs(venues.alpaca))
         assert second.client_order_id not in ib_refs(venues.tws)
-    finally:
-        await core.stop()
