@@ -11,6 +11,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from daemon.replay_summary import percent
+
 EQUITY_COLOUR = "#d62728"   # the strategy's equity line (the screenshot test looks for it)
 HOLD_COLOUR = "#7f7f7f"
 DRAWDOWN_COLOUR = "#1f77b4"
@@ -74,7 +76,7 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 
 def _figures_html(result: dict[str, Any]) -> str:
     perf, hold = result["performance"], result["buy_and_hold"]
-    rows = [[label, f"{p['total_return']:.2%}", f"{p['annualised_return']:.2%}", f"{p['sharpe']:.2f}",
+    rows = [[label, f"{p['total_return']:.2%}", percent(p['annualised_return']), f"{p['sharpe']:.2f}",
              f"{p['max_drawdown']:.2%}", f"{p.get('exposure', 0):.1%}", f"{p['final_equity']:,.2f}"]
             for label, p in (("strategy", perf), ("buy & hold", hold))]
     parts = ["<h2>Performance</h2>", _table(rows, ["", "total", "annualised", "Sharpe", "max drawdown", "exposure",

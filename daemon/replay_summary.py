@@ -7,6 +7,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
+
+def percent(value: float | None) -> str:
+    """A ratio as a percentage with two decimals; 'n/a' when there is none (a run too short to annualise)."""
+    return "n/a" if value is None else f"{value:.2%}"
+
 MAX_PROBLEMS_SHOWN = 20
 
 
@@ -71,7 +76,7 @@ def _print_performance(result: dict[str, Any]) -> None:
         return
     print(f"{'':<14} {'total':>9} {'annual':>8} {'Sharpe':>7} {'max DD':>8} {'exposure':>9} {'final equity':>14}")
     for label, p in (("strategy", perf), ("buy & hold", hold)):
-        print(f"{label:<14} {p['total_return']:>9.2%} {p['annualised_return']:>8.2%} {p['sharpe']:>7.2f} "
+        print(f"{label:<14} {p['total_return']:>9.2%} {percent(p['annualised_return']):>8} {p['sharpe']:>7.2f} "
               f"{p['max_drawdown']:>8.2%} {p.get('exposure', 0.0):>9.1%} {p['final_equity']:>14,.2f}")
     symbols = hold.get("symbols") or {}
     if symbols:

@@ -231,7 +231,7 @@ class BotOrchestrator:
             return reject("kill_switch", f"kill switch active: {self.kill_switch.info().get('reason')}")
         if self.state.is_circuit_breaker_open():
             status = self.state.get_circuit_breaker_status()
-            return reject("circuit_breaker", f"circuit breaker open until {status.get('open_until')}")
+            return reject("circuit_breaker", f"circuit_breaker: open until {status.get('open_until')}")
         record.passed("kill_switch")
         if self.exiting is not None and self.exiting(str(signal.ticker)):
             return reject("exit_pending", f"an exit order for {signal.ticker} is working")

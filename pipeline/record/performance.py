@@ -62,13 +62,18 @@ class EquityRecorder:
         return self.steps_exposed / self.steps if self.steps else 0.0
 
 
+MIN_ANNUALISED_DAYS = 90  # a shorter run's return is not annualised: a good week would read as 1 000 %/year
+
+
 def performance(curve: list[tuple[date, float]], initial: float, exposure: float | None = None) -> dict[str, Any]:
     """The figures of a day-close equity curve starting from `initial`."""
     values = [initial, *(v for _, v in curve)]
     final = values[-1]
     total = final / initial - 1.0 if initial > 0 else 0.0
     days = (curve[-1][0] - curve[0][0]).days if len(curve) > 1 else 0
-    annual = (1.0 + total) ** (365.25 / days) - 1.0 if days > 0 and total > -1.0 else 0.0
+    annual: float | None = None
+    if days >= MIN_ANNUALISED_DAYS:
+        annual = (1.0 + total) ** (365.25 / days) - 1.0 if total > -1.0 else -1.0
     returns = [b / a - 1.0 for a, b in pairwise(values) if a > 0]
     sharpe = 0.0
     if len(returns) > 1:
@@ -82,7 +87,8 @@ def performance(curve: list[tuple[date, float]], initial: float, exposure: float
             worst, worst_dollars = 1.0 - v / peak, peak - v
     result: dict[str, Any] = {
         "initial_equity": round(initial, 2), "final_equity": round(final, 2),
-        "total_return": round(total, 6), "annualised_return": round(annual, 6), "sharpe": round(sharpe, 4),
+        "total_return": round(total, 6), "annualised_return": round(annual, 6) if annual is not None else None,
+        "sharpe": round(sharpe, 4),
         "max_drawdown": round(worst, 6), "max_drawdown_dollars": round(worst_dollars, 2), "days": len(curve),
     }
     if exposure is not None:

@@ -74,7 +74,7 @@ def test_real_msft_minute_bars_either_side_of_memorial_day(tmp_path: Path) -> No
     assert [(f["symbol"], f["symbol_origin"]) for f in result["files"]] == [("MSFT", "the file name")]
     stages = result["stages"]
     assert "signal_guard" not in stages, result["top_rejections"]  # nothing stale, nothing "in the future"
-    assert set(stages) <= {"approved", *EXPECTED_REJECTIONS}, stages
+    assert set(stages) <= {"intent", *EXPECTED_REJECTIONS}, stages
     for r in result["top_rejections"]:
         kinds = EXPECTED_REJECTIONS[r["stage"]]
         assert kinds is None or r["kind"] in kinds, r
