@@ -47,6 +47,7 @@ from pipeline.core.models import (
 )
 from pipeline.core.ports import AcknowledgesFills, Broker, BrokerUnavailable, MarketDataFeed
 from pipeline.engine import TradingEngine
+from pipeline.entry.strategy_budget import StrategyBudgets
 from pipeline.execution.order_record import OrderBook, OrderState
 from pipeline.execution.order_resolver import OpenOrder, OrderResolver, Resolution, Verdict
 from pipeline.execution.order_router import OrderRouter
@@ -149,12 +150,14 @@ class Core:
                                   on_result=self._on_order_result, kill_switch=self.kill_switch, book=self.book)
         self.feedback = FeedbackTracker(self.config)
         self.strategy = self._strategy()
+        self.budgets = StrategyBudgets(settings.effective_strategies(), settings.executor,
+                                       one_per_symbol=bool(settings.strategies))
         self.orchestrator = BotOrchestrator(
             self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
             journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
             feedback=self.feedback, price_lookup=self.market_price,
             chain_provider=self._chain_provider(), slippage=settings.entry_slippage(),
-            kill_switch=self.kill_switch, book=self.book,
+            kill_switch=self.kill_switch, book=self.book, budgets=self.budgets,
         )
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
@@ -163,6 +166,7 @@ class Core:
             entry_filled=self.orchestrator.entry_filled,
             alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
             on_external_fill=self._on_external_fill, exit_cap=self.external.exit_cap,
+            on_trade=self.budgets.record_trade,
         )
         self.stops = ProtectiveStops(
             settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
@@ -201,10 +205,10 @@ class Core:
         self.last_reconciliation: dict[str, Any] | None = None
 
     def _strategy(self) -> Any:
-        from pipeline.strategy.ema_cloud import EmaCloudStrategy
+        from pipeline.strategy.registry import build_strategies
 
-        # built even when disabled: the exits read its cloud states
-        return EmaCloudStrategy(self.settings.strategy, calendar=self.calendar)
+        # [[strategies]] (or the one EMA-cloud strategy); built even when disabled: the exits read its cloud states
+        return build_strategies(self.settings, self.calendar)
 
     def market_price(self, symbol: str) -> float | None:
         """The price entries are sized on: the primary broker's own (the paper broker's, what it fills at), else
@@ -245,6 +249,7 @@ class Core:
                 self.feedback = FeedbackTracker.from_dict(stored, self.config)
                 self.orchestrator.feedback = self.feedback
                 self.lifecycle.feedback = self.feedback
+            await self.budgets.restore_from(self.journal, self.calendar.trading_day(self.clock.now()))
         down: list[BrokerUnavailable] = []
         for name, broker in self.brokers.items():
             broker.set_event_handler(self._handler_for(broker))

@@ -51,6 +51,8 @@ class SignalType(StrEnum):
     TREND_ALIGNED_SHORT = "trend_aligned_short"
     PULLBACK_ENTRY_LONG = "pullback_entry_long"
     PULLBACK_ENTRY_SHORT = "pullback_entry_short"
+    BREAKOUT_LONG = "breakout_long"      # the daily breakout strategy: close above the N-day high
+    BREAKOUT_SHORT = "breakout_short"    # close below the N-day low
     MANUAL = "manual"
 
 
@@ -163,6 +165,7 @@ class TradeSignal:
     source: str = "strategy"
     signal_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    strategy: str = ""               # the configured strategy that produced it (webhook: [webhook] strategy)
 
     @property
     def risk_per_share(self) -> float:
@@ -276,6 +279,7 @@ class OrderIntent:
     created_at: datetime | None = None
     parent_id: str | None = None     # smart-router child orders
     exit_type: str = ""              # for exits: which exit strategy fired
+    strategy: str = ""               # the configured strategy whose signal (or position) this order is for
 
     @property
     def notional(self) -> float:
@@ -380,6 +384,7 @@ class Position:
     sector: str | None = None
     multiplier: float = 1.0
     origin: str = ""                 # "": opened by ordergate; "external": not ours; "adopted": external, managed
+    strategy: str = ""               # the configured strategy that opened it
 
     def __post_init__(self) -> None:
         if not self.symbol:

@@ -5,7 +5,7 @@
 | 1 | daily_loss          | daily P&L <= -daily_loss_limit x starting equity                               |
 | 2 | max_positions       | a new ticker would exceed max_concurrent_positions                            |
 | 3 | duplicate_ticker    | the ticker is already held in the same direction (unless adding to a winner)  |
-| 4 | conflicting_signal  | the ticker is held in the opposite direction                                  |
+| 4 | conflicting_signal  | the ticker is held in the opposite direction (by any strategy: the reason names it) |
 | 5 | exposure            | the ticker / its sector has no room left for the smallest entry               |
 | 6 | market_hours        | the market is closed (timeframes in market_hours_bypass_timeframes excepted)  |
 | 7 | min_equity          | equity < min_account_equity (PDT)                                             |
@@ -122,8 +122,11 @@ def check_conflicting_signal(ctx: RiskContext) -> RiskDecision:
     """4. No long and short in the same ticker."""
     opposite = [p for p in ctx.positions_in(ctx.ticker) if str(p.direction) != ctx.direction]
     if opposite:
+        # with several strategies on one account: a long in one and a short in another is refused, named
+        mine = f" of strategy {ctx.signal.strategy}" if ctx.signal.strategy else ""
+        theirs = f" by strategy {opposite[0].strategy}" if opposite[0].strategy else ""
         return _reject(
-            f"conflicting_signal: {ctx.direction} signal but {ctx.ticker} is held {opposite[0].direction}"
+            f"conflicting_signal: {ctx.direction} signal{mine} but {ctx.ticker} is held {opposite[0].direction}{theirs}"
         )
     return PASS
 

@@ -129,7 +129,7 @@ class ReservationBook:
                 stop_loss=intent.stop_loss or intent.reference_price, symbol=intent.symbol,
                 signal_type=intent.signal_type, timeframe=intent.timeframe,
                 instrument_type=intent.instrument_type, signal_id=intent.signal_id,
-                multiplier=100.0 if intent.asset_class == "option" else 1.0,
+                multiplier=100.0 if intent.asset_class == "option" else 1.0, strategy=intent.strategy,
             ))
         reserved = self.reserved_buying_power()
         return AccountState(

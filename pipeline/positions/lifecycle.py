@@ -79,6 +79,7 @@ class LifecycleManager:
         kill_switch: KillSwitch | None = None,
         on_external_fill: Callable[[Fill], bool] | None = None,
         exit_cap: Callable[[str, float], float] | None = None,
+        on_trade: Callable[[str, float, datetime], None] | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
@@ -100,6 +101,7 @@ class LifecycleManager:
         self._starting_equity = starting_equity
         self.on_external_fill = on_external_fill
         self.exit_cap = exit_cap                         # (symbol, our signed qty) -> most an exit may trade
+        self.on_trade = on_trade                         # (strategy, pnl, exit time) of each closed trade
         self.activity: dict[str, datetime] = {}         # symbol -> last order activity (ours or anyone's)
         # every order's record lives in the book the validator views (pipeline.execution.order_record)
         self.book: OrderBook = self.validator.book
@@ -279,11 +281,13 @@ class LifecycleManager:
             broker=pos.broker or None,
             created_at=self.clock.now(),
             exit_type=signal.exit_type,
+            strategy=pos.strategy,
         )
         self.pending_exits[pos.symbol] = intent.client_order_id
         self.register_intent(intent)
         log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
-                 symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority, reason=signal.reason)
+                 strategy=pos.strategy, symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority,
+                 reason=signal.reason)
         if self.router is not None:
             if self.stops is not None and self.stops.guards(pos.symbol):
                 self.router.dispatch_after(intent, self.release_stop)  # one exit, never two
@@ -374,7 +378,8 @@ class LifecycleManager:
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         # journaled first: a write that fails changes nothing here, so the caller can apply the fill again later
-        if self.journal is not None and not await self.journal.record_fill(fill):
+        strategy = intent.strategy if intent is not None else ""
+        if self.journal is not None and not await self.journal.record_fill(fill, strategy):
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         issues = self.validator.validate(intent, fill)
@@ -389,7 +394,8 @@ class LifecycleManager:
         if intent is not None and intent.kind == "entry" and self.entry_filled is not None:
             self.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
         log.info("fill_applied", signal_id=intent.signal_id if intent else None,
-                 client_order_id=fill.client_order_id, symbol=fill.symbol, side=str(fill.side),
+                 strategy=intent.strategy if intent else None, client_order_id=fill.client_order_id,
+                 symbol=fill.symbol, side=str(fill.side),
                  quantity=fill.quantity, price=fill.price)
         if before is not None and after is not before:
             self._unindex(before)
@@ -448,12 +454,13 @@ class LifecycleManager:
             exit_time=trip.exit_time, entry_price=pos.entry_price, exit_price=trip.exit_price,
             quantity=trip.quantity, pnl=trip.pnl, r_multiple=trip.r_multiple, exit_type=trip.exit_type,
             holding_minutes=(trip.exit_time - entry_time).total_seconds() / 60, broker=fill.broker,
-            exit_fill_id=fill.fill_id,
+            exit_fill_id=fill.fill_id, strategy=pos.strategy,
         )
         if self.trades is not None:
             await self.trades.record(trade)
         log.info("position_closed", signal_id=pos.signal_id, client_order_id=fill.client_order_id,
-                 symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2), r=round(trip.r_multiple, 2))
+                 strategy=pos.strategy, symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2),
+                 r=round(trip.r_multiple, 2))
         # the per-signal-type statistics: kept for the feedback loop (weights) and for live analytics (status)
         if (self.config.enable_feedback_loop or self.config.enable_analytics) and pos.signal_type:
             adjustment = self.feedback.record_trade(pos.signal_type, trip.r_multiple)
@@ -461,6 +468,8 @@ class LifecycleManager:
                 log.info("feedback_weights_adjusted", adjustments=adjustment)
                 if self.journal is not None:
                     await self.journal.set_kv("feedback", self.feedback.to_dict())
+        if self.on_trade is not None:
+            self.on_trade(pos.strategy, trip.pnl, trip.exit_time)
         await self._loss_limits(trip.pnl)
 
     async def _loss_limits(self, pnl: float) -> None:

@@ -21,7 +21,7 @@ from pipeline.core.models import Fill, OrderIntent, OrderStatus, TradeSignal
 from pipeline.record.journal_check import journal_damage, move_aside
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the strategy columns (ADDED_COLUMNS)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,12 +65,25 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# Columns added since a journal was first created, (table, column, type), in the order they came; the schema
+# version counts them: a journal at version N has the first N - 1 of them (version 1: none).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("trades", "exit_fill_id", "TEXT"),   # one trade row per closing fill
+    ("signals", "strategy", "TEXT"),      # the strategy of a signal, its orders, fills and trades
+    ("orders", "strategy", "TEXT"),
+    ("fills", "strategy", "TEXT"),
+    ("trades", "strategy", "TEXT"),
+)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Columns added since a journal was created: trades.exit_fill_id (one trade row per closing fill)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(trades)")}
-    if "exit_fill_id" not in columns:
-        conn.execute("ALTER TABLE trades ADD COLUMN exit_fill_id TEXT")
+    """Add the columns a journal created before them lacks (ADDED_COLUMNS), then record the schema version."""
+    for table, column, kind in ADDED_COLUMNS:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS trades_exit_fill ON trades(exit_fill_id)")
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -180,12 +193,15 @@ class Journal:
         """Buffer a signal row (committed by the next flush)."""
         payload = _shallow(signal)
         self._pending.append((
-            "INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO signals(signal_id, ts, received_ts, ticker, direction, signal_type, timeframe,"
+            " conviction, entry_price, stop_loss, target_price, source, payload, strategy)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 signal.signal_id, _iso(signal.timestamp) if isinstance(signal.timestamp, datetime) else None,
                 _iso(received), str(signal.ticker), str(signal.direction), str(signal.signal_type),
                 str(signal.timeframe), _num(signal.conviction), _num(signal.entry_price),
                 _num(signal.stop_loss), _num(signal.target_price), str(signal.source), dumps(payload),
+                str(signal.strategy or ""),
             ),
         ))
 
@@ -229,11 +245,11 @@ class Journal:
                 _insert_rows(conn, rows)
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
-                    " order_type, status, created_ts, updated_ts, intent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " order_type, status, created_ts, updated_ts, intent, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         intent.client_order_id, intent.signal_id, intent.kind, broker, intent.symbol,
                         str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
-                        ts.isoformat(), ts.isoformat(), dumps(_shallow(intent)),
+                        ts.isoformat(), ts.isoformat(), dumps(_shallow(intent)), intent.strategy,
                     ),
                 )
                 return cur.rowcount == 1
@@ -267,16 +283,17 @@ class Journal:
 
         await self.run(_write)
 
-    async def record_fill(self, fill: Fill) -> bool:
-        """Commit a fill. False when this (broker, fill_id) was already journaled: apply it only once."""
+    async def record_fill(self, fill: Fill, strategy: str = "") -> bool:
+        """Commit a fill (of `strategy`'s order). False when this (broker, fill_id) was already journaled: apply it
+        only once."""
 
         def _write(conn: sqlite3.Connection) -> bool:
             # one statement: its own transaction, committed (and fsync'd with synchronous=FULL) before this returns
             cur = conn.execute(
                 "INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
-                " side, quantity, price, commission, ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " side, quantity, price, commission, ts, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
-                 str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat()),
+                 str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat(), strategy),
             )
             return cur.rowcount == 1
 
