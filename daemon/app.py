@@ -848,6 +848,7 @@ class Core:
                 "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
                 "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
                 "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
+                "strategy": p.strategy,
                 "entry_time": p.entry_time.isoformat() if p.entry_time else None,
                 "external": p.origin == "external", "adopted": p.origin == "adopted",
                 "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}

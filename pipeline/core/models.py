@@ -171,8 +171,10 @@ class TradeSignal:
     def risk_per_share(self) -> float:
         return abs(self.entry_price - self.stop_loss)
 
-    def dedup_key(self) -> tuple[str, str, str, str]:
-        return (self.ticker, str(self.direction), str(self.signal_type), self.timeframe)
+    def dedup_key(self) -> tuple[str, str, str, str, str]:
+        """What makes two signals the same request: one strategy's setup on one ticker, direction and timeframe
+        (two strategies seeing the same setup are two requests, each judged by the risk checks)."""
+        return (self.ticker, str(self.direction), str(self.signal_type), self.timeframe, self.strategy)
 
 
 def _bad_number(value: Any) -> bool:

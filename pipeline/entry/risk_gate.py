@@ -115,7 +115,8 @@ def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
     if ctx.config.allow_add_to_winner and all(p.unrealized_pnl > 0 for p in same):
         return RiskDecision(True, adjustments={"adding_to_winner": True, "existing_unrealized_pnl": round(pnl, 2)})
     why = "allow_add_to_winner is off" if not ctx.config.allow_add_to_winner else f"unrealized P&L {pnl:,.2f} <= 0"
-    return _reject(f"duplicate_ticker: {ctx.ticker} already held {ctx.direction} ({why})")
+    by = f" by strategy {same[0].strategy}" if same[0].strategy and same[0].strategy != ctx.signal.strategy else ""
+    return _reject(f"duplicate_ticker: {ctx.ticker} already held {ctx.direction}{by} ({why})")
 
 
 def check_conflicting_signal(ctx: RiskContext) -> RiskDecision:
