@@ -280,6 +280,13 @@ class BotOrchestrator:
                             {"instrument": str(decision.instrument_type), "symbol": decision.symbol})
 
         sized = self._size_instrument(signal, account, decision, base, weight, sector)
+        if room is not None and sized.quantity >= 1 and sized.notional > room:  # an ETF or option: the same cap
+            unit = sized.notional / sized.quantity
+            capped = math.floor(room / unit) if unit > 0 else 0
+            sized = _Sized(capped, capped * unit, sized.stop_loss,
+                           {**sized.adjustments, "strategy_equity_share_cap": {"from": sized.quantity, "to": capped}},
+                           f"strategy {signal.strategy} equity share leaves {room:,.2f}, less than one unit at "
+                           f"{unit:,.2f}" if capped < 1 else sized.reason)
         if sized.quantity < 1:
             return reject("sizing", sized.reason or "position below one unit")
         self.recorder.stage(signal, "sizing", True, ts=now,

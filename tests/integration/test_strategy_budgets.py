@@ -206,3 +206,18 @@ async def test_each_strategy_s_positions_survive_a_restart_and_the_broker_agrees
                                                    "held short by strategy beta")
     finally:
         await again.stop()
+
+
+async def test_the_equity_share_caps_a_leveraged_etf_entry_too(tmp_path: Path) -> None:
+    core = await _core(tmp_path, beta={"equity_share": 0.03}, instrument_mode="leveraged_etf",
+                       max_sector_exposure=0.5)
+    try:
+        core.brokers["paper"].set_price("NVDA", 100.0)
+        core.brokers["paper"].set_price("SOXL", 25.0)
+        result = await core.orchestrator.process_signal(_signal(core, "NVDA", "beta"))
+        assert result.success, result.rejection_reason
+        assert result.intent.symbol == "SOXL" and result.intent.strategy == "beta"
+        assert result.intent.quantity * 25.0 <= 3_000.0  # 3% of 100,000
+        assert result.intent.quantity == 120
+    finally:
+        await core.stop()
