@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +52,8 @@ from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 
-from config.settings import AlpacaSettings, Settings
+from adapters.alpaca_options import AlpacaOptionChains, build_option_data_client
+from config.settings import AlpacaSettings, OptionsSettings, Settings
 from pipeline.core.clock import Clock, monotonic
 from pipeline.core.models import (
     AccountSnapshot,
@@ -78,6 +78,9 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.instruments.chains import PrefetchedChains
+from pipeline.instruments.occ import OccError, is_occ, parse_occ, to_ours
+from pipeline.instruments.options import OptionQuote
 
 log = structlog.get_logger("ordergate.alpaca")
 
@@ -85,7 +88,6 @@ T = TypeVar("T")
 C = TypeVar("C")
 EPS = 1e-9
 CHECK_EVERY = 0.1  # seconds: how often an order waiting for the rate limiter asks its send guard again
-OCC_SYMBOL = re.compile(r"^[A-Z]{1,6}\d{6}[CP]\d{8}$")
 MAX_RETRY_AFTER = 60.0
 MAX_TRACKED = 20_000
 
@@ -142,7 +144,8 @@ def validate_alpaca_settings(settings: Settings) -> list[str]:
     return problems
 
 
-def _secret(value: Any) -> str:
+def secret_value(value: Any) -> str:
+    """The text of a SecretStr setting ('' when unset)."""
     return value.get_secret_value() if value is not None else ""
 
 
@@ -204,7 +207,7 @@ class _TimeoutAdapter(HTTPAdapter):
 def build_trading_client(settings: AlpacaSettings) -> TradingClient:
     """A TradingClient with the SDK's internal retry loop off and a timeout on every HTTP request."""
     client = TradingClient(
-        api_key=_secret(settings.api_key), secret_key=_secret(settings.secret_key), paper=settings.paper,
+        api_key=secret_value(settings.api_key), secret_key=secret_value(settings.secret_key), paper=settings.paper,
         url_override=settings.base_url.rstrip("/") if settings.base_url else None,
     )
     client._retry = 0  # one attempt; our router retries with backoff (the SDK would sleep 3 s x 3 in a thread)
@@ -243,7 +246,7 @@ def order_result(order: Order, broker: str) -> OrderResult:
     """An Alpaca order as an OrderResult."""
     return OrderResult(
         client_order_id=order.client_order_id, status=order_status(order), broker=broker,
-        broker_order_id=str(order.id), symbol=order.symbol or "",
+        broker_order_id=str(order.id), symbol=to_ours(order.symbol or ""),
         side=Side(_enum_value(order.side)) if order.side else None, quantity=_f(order.qty),
         filled_qty=_f(order.filled_qty), filled_avg_price=_f(order.filled_avg_price, 0.0) or None,
         submitted_at=order.submitted_at,
@@ -285,21 +288,22 @@ def _connect_failed(exc: requests.exceptions.ConnectionError) -> bool:
 
 
 async def supervise_stream(
-    owner: Any, make_stream: Any, on_closed: Any, backoff: tuple[float, float], event: str,
+    closing: Callable[[], bool], make_stream: Callable[[], Any], on_closed: Callable[[], None],
+    backoff: tuple[float, float], event: str,
 ) -> None:
     """Run an SDK stream's `_run_forever()` on our loop; if it ever ends or dies, start a fresh one after an
-    exponential backoff, until `owner._closing`. The running stream is kept in `owner._stream` (for stopping)."""
+    exponential backoff, until `closing()`. `make_stream` builds each stream (its owner keeps it, for stopping)."""
     failures = 0
-    while not owner._closing:
-        owner._stream = make_stream()
+    while not closing():
+        stream = make_stream()
         try:
-            await owner._stream._run_forever()
+            await stream._run_forever()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception(f"{event}_crashed")
         on_closed()
-        if owner._closing:
+        if closing():
             return
         failures += 1
         low, high = backoff
@@ -360,6 +364,8 @@ class AlpacaBroker:
         *,
         stream_backoff: tuple[float, float] = (1.0, 30.0),
         catch_up_margin_seconds: float = 5.0,  # unused since catch-up is by client order id (kept for callers)
+        options: OptionsSettings | None = None,
+        chain_tickers: list[str] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -382,11 +388,17 @@ class AlpacaBroker:
         self._seen_fills: OrderedDict[str, None] = OrderedDict()
         self._catch_up_tasks: set[asyncio.Task[None]] = set()
         self.reconnects = 0  # how many times the stream came back after a drop
+        # the option chain port: contracts and snapshots fetched in the background, answered while fresh
+        self._option_data: Any = None
+        self.option_fetcher = AlpacaOptionChains(self._call, self._trading_client, self._option_data_client,
+                                                 options or OptionsSettings())
+        self.option_chains = PrefetchedChains(self.option_fetcher.fetch, clock, chain_tickers or [],
+                                              options or OptionsSettings(), source=name)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def connect(self) -> None:
         """Check REST and the keys (GET /v2/account), then start the supervised stream and wait until it listens."""
-        if not _secret(self.settings.api_key) or not _secret(self.settings.secret_key):
+        if not secret_value(self.settings.api_key) or not secret_value(self.settings.secret_key):
             raise BrokerError("alpaca: api_key and secret_key are required (ORDERGATE_ALPACA__API_KEY/SECRET_KEY)")
         self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{self.name}-rest")
@@ -401,11 +413,13 @@ class AlpacaBroker:
         except TimeoutError:
             await self.close()
             raise BrokerUnavailable(f"alpaca: trade_updates stream not listening within {self.timeout}s") from None
+        self.option_chains.start()
         log.info("alpaca_connected", broker=self.name, base_url=self.settings.base_url or "default")
 
     async def close(self) -> None:
         self._closing = True
         self._listening.clear()
+        await self.option_chains.stop()
         stream, task = self._stream, self._stream_task
         if stream is not None:
             with contextlib.suppress(Exception):
@@ -423,10 +437,37 @@ class AlpacaBroker:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client._session.close()
+        if self._option_data is not None:
+            self._option_data._session.close()
+            self._option_data = None
         self._stream = self._stream_task = None
 
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
+
+    # -- option chains (the OptionChainProvider port) ---------------------------------------------------
+    @property
+    def chain_label(self) -> str:
+        return self.option_chains.chain_label
+
+    def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None:
+        """New DTE window, chain limits and tickers from now on (ChainVenue: a SIGHUP reload)."""
+        self.option_fetcher.settings = options
+        self.option_chains.reconfigure(options, tickers)
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
+        """The prefetched Alpaca chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
+        return self.option_chains.chain(underlying, spot, as_of)
+
+    def _trading_client(self) -> TradingClient:
+        if self._client is None:
+            raise BrokerUnavailable("alpaca: not connected")
+        return self._client
+
+    def _option_data_client(self) -> Any:
+        if self._option_data is None:
+            self._option_data = build_option_data_client(self.settings)
+        return self._option_data
 
     def set_send_guard(self, guard: SendGuard) -> None:
         self._send_guard = guard
@@ -582,7 +623,7 @@ class AlpacaBroker:
         out = []
         for p in positions:
             qty = abs(_f(p.qty)) * (-1.0 if _enum_value(p.side) == "short" else 1.0)
-            out.append(BrokerPosition(symbol=p.symbol, quantity=qty, avg_price=_f(p.avg_entry_price),
+            out.append(BrokerPosition(symbol=to_ours(p.symbol), quantity=qty, avg_price=_f(p.avg_entry_price),
                                       market_price=_f(p.current_price) if p.current_price else None,
                                       broker=self.name))
         return out
@@ -600,7 +641,8 @@ class AlpacaBroker:
 
     async def close_position(self, symbol: str) -> OrderResult:
         """DELETE /v2/positions/{symbol}: Alpaca places the closing market order."""
-        order = await self._call(self._client_fn("close_position"), symbol, op="close_position", submit=True)
+        venue_symbol = parse_occ(symbol).compact if is_occ(symbol) else symbol
+        order = await self._call(self._client_fn("close_position"), venue_symbol, op="close_position", submit=True)
         self._remember(order)
         return order_result(order, self.name)
 
@@ -627,15 +669,19 @@ class AlpacaBroker:
         qty = float(intent.quantity)
         if not qty > 0:
             raise OrderRejected(f"quantity: must be positive, got {intent.quantity!r}", code="invalid")
-        if option and not OCC_SYMBOL.match(intent.symbol):
-            raise OrderRejected(f"symbol: {intent.symbol!r} is not an OCC option symbol", code="invalid")
+        symbol = intent.symbol
+        if option:
+            try:
+                symbol = parse_occ(intent.symbol).compact  # Alpaca's form: the OCC symbol without padding
+            except OccError as exc:
+                raise OrderRejected(f"symbol: {exc}", code="invalid") from None
         if option and qty != int(qty):
             raise OrderRejected(f"quantity: options trade whole contracts, got {qty}", code="invalid")
         try:
             tif = TimeInForce(intent.time_in_force)
         except ValueError:
             raise OrderRejected(f"time_in_force: unknown {intent.time_in_force!r}", code="invalid") from None
-        common: dict[str, Any] = {"symbol": intent.symbol, "qty": qty, "side": OrderSide(str(intent.side)),
+        common: dict[str, Any] = {"symbol": symbol, "qty": qty, "side": OrderSide(str(intent.side)),
                                   "time_in_force": tif, "client_order_id": intent.client_order_id}
         try:
             return self._typed_request(intent, common, option)
@@ -693,7 +739,7 @@ class AlpacaBroker:
         tracked.reported_notional = filled_notional
 
     def _remember(self, order: Order) -> _Tracked:
-        return self._track(order.client_order_id, order_id=str(order.id), symbol=order.symbol,
+        return self._track(order.client_order_id, order_id=str(order.id), symbol=to_ours(order.symbol or "") or None,
                            side=Side(_enum_value(order.side)) if order.side else None,
                            submitted_at=order.submitted_at)
 
@@ -744,7 +790,8 @@ class AlpacaBroker:
             price = (cum * avg - tracked.reported_notional) / inc if avg else (price or 0.0)
         tracked.reported_qty = cum
         tracked.reported_notional += inc * price
-        return Fill(fill_id=fill_id, client_order_id=order.client_order_id, symbol=order.symbol or tracked.symbol,
+        return Fill(fill_id=fill_id, client_order_id=order.client_order_id,
+                    symbol=to_ours(order.symbol or "") or tracked.symbol,
                     side=Side(_enum_value(order.side)) if order.side else (tracked.side or Side.BUY),
                     quantity=inc, price=price, timestamp=ts, broker=self.name, broker_order_id=str(order.id))
 
@@ -757,23 +804,25 @@ class AlpacaBroker:
             self._prune()
         await self._emit(OrderUpdate(
             client_order_id=order.client_order_id, status=status, broker=self.name, broker_order_id=str(order.id),
-            symbol=order.symbol or tracked.symbol, side=tracked.side, filled_qty=key[1],
+            symbol=to_ours(order.symbol or "") or tracked.symbol, side=tracked.side, filled_qty=key[1],
             filled_avg_price=_f(order.filled_avg_price) or None, timestamp=ts,
         ))
 
     # -- stream supervision -----------------------------------------------------------------------------
     def _make_stream(self) -> _SupervisedTradingStream:
         stream = _SupervisedTradingStream(
-            _secret(self.settings.api_key), _secret(self.settings.secret_key), paper=self.settings.paper,
+            secret_value(self.settings.api_key), secret_value(self.settings.secret_key), paper=self.settings.paper,
             url_override=self.settings.trading_stream_url, on_listening=self._on_listening,
             on_closed=self._on_stream_closed,
         )
         stream._reconnect_min_backoff, stream._reconnect_max_backoff = self.stream_backoff
         stream.subscribe_trade_updates(self._on_trade_update)
+        self._stream = stream  # the running one, for stopping
         return stream
 
     async def _supervise_stream(self) -> None:
-        await supervise_stream(self, self._make_stream, self._on_stream_closed, self.stream_backoff, "alpaca_stream")
+        await supervise_stream(lambda: self._closing, self._make_stream, self._on_stream_closed, self.stream_backoff,
+                               "alpaca_stream")
 
     def _on_stream_closed(self) -> None:
         if self._listening.is_set():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
-from adapters.alpaca import _secret, supervise_stream, with_request_timeout
+from adapters.alpaca import secret_value, supervise_stream, with_request_timeout
 from config.settings import AlpacaSettings
 from pipeline.core.clock import Clock
 from pipeline.core.models import Bar
@@ -66,19 +66,19 @@ def _batched(bars: list[Bar]) -> list[list[Bar]]:
 class _ObservedDataStream(StockDataStream):
     """StockDataStream that reports connect/disconnect to the feed."""
 
-    def __init__(self, *args: Any, feed_owner: AlpacaBarFeed, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_connection: Callable[[bool], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._owner = feed_owner
+        self._on_connection = on_connection  # told True once connected, False once closed
 
     async def _start_ws(self) -> None:
         await super()._start_ws()
-        self._owner._set_connected(True)
+        self._on_connection(True)
 
     async def close(self) -> None:
         try:
             await super().close()
         finally:
-            self._owner._set_connected(False)
+            self._on_connection(False)
 
 
 class AlpacaBarFeed:
@@ -168,16 +168,18 @@ class AlpacaBarFeed:
     # -- stream -----------------------------------------------------------------------------------------
     def _make_stream(self) -> _ObservedDataStream:
         stream = _ObservedDataStream(
-            _secret(self.settings.api_key), _secret(self.settings.secret_key), feed=DataFeed(self.settings.feed),
-            url_override=self.settings.data_stream_url, feed_owner=self,
+            secret_value(self.settings.api_key), secret_value(self.settings.secret_key),
+            feed=DataFeed(self.settings.feed), url_override=self.settings.data_stream_url,
+            on_connection=self._set_connected,
         )
         stream._reconnect_min_backoff, stream._reconnect_max_backoff = self.stream_backoff
         stream.subscribe_bars(self._on_bar, *self.tickers)
+        self._stream = stream  # the running one, for stopping
         return stream
 
     async def _supervise(self) -> None:
-        await supervise_stream(self, self._make_stream, lambda: self._set_connected(False), self.stream_backoff,
-                               "alpaca_bars_stream")
+        await supervise_stream(lambda: self._closing, self._make_stream, lambda: self._set_connected(False),
+                               self.stream_backoff, "alpaca_bars_stream")
 
     # -- history ----------------------------------------------------------------------------------------
     async def warm_up(self, start: datetime) -> list[list[Bar]]:
@@ -237,7 +239,7 @@ class AlpacaBarFeed:
     def _history_client(self) -> StockHistoricalDataClient:
         if self._history is None:
             client = StockHistoricalDataClient(
-                _secret(self.settings.api_key), _secret(self.settings.secret_key),
+                secret_value(self.settings.api_key), secret_value(self.settings.secret_key),
                 url_override=self.settings.data_url.rstrip("/") if self.settings.data_url else None,
             )
             client._retry = 0  # our own retry loop (the SDK's sleeps 3 s x 3 in the thread)

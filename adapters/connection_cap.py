@@ -48,7 +48,7 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cap._release(self)
+        self._cap.release(self)
         self._inner.connection_lost(exc)
 
 
@@ -62,7 +62,7 @@ class _Refused(asyncio.Protocol):
         assert isinstance(transport, asyncio.WriteTransport)
         transport.write(REFUSAL)
         transport.close()
-        self._cap._refused()
+        self._cap.refused()
 
 
 class ConnectionCap:
@@ -91,10 +91,12 @@ class ConnectionCap:
         self._open.add(counted)
         return counted
 
-    def _release(self, protocol: _Counted) -> None:
+    def release(self, protocol: _Counted) -> None:
+        """A counted connection ended: its slot is free."""
         self._open.discard(protocol)
 
-    def _refused(self) -> None:
+    def refused(self) -> None:
+        """A connection over the cap was answered 503 (counted; logged at most every few seconds)."""
         self.refused_total += 1
         self._refused_since_log += 1
         now = asyncio.get_running_loop().time()

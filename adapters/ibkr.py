@@ -22,18 +22,18 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from ib_async import IB, Contract, LimitOrder, MarketOrder, Option, Order, Stock, StopOrder, Trade
 from ib_async import Fill as IBFill
 from ib_async.util import UNSET_DOUBLE
 
-from config.settings import IBKRSettings
+from adapters.ibkr_options import IBOptionChains
+from config.settings import IBKRSettings, OptionsSettings
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
     AccountSnapshot,
@@ -58,6 +58,10 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.entry.sizing import OPTION_MULTIPLIER
+from pipeline.instruments.chains import PrefetchedChains
+from pipeline.instruments.occ import OccContract, OccError, is_occ, occ_symbol, parse_occ, try_parse_occ
+from pipeline.instruments.options import OptionQuote
 
 log = logging.getLogger("ordergate.adapters.ibkr")
 
@@ -74,7 +78,6 @@ _NOT_PLACED = frozenset({ERR_PACING, ERR_DUPLICATE_ORDER_ID})
 _WARNINGS = frozenset({105, 110, 165, 321, 329, 399, 404, 434, 492, 10167})
 _ACKED = frozenset({"PreSubmitted", "Submitted", "Filled", "PendingCancel", "Cancelled", "ApiCancelled", "Inactive"})
 _TIF = {"day": "DAY", "gtc": "GTC", "ioc": "IOC", "fok": "FOK", "opg": "OPG"}
-_OCC = re.compile(r"^([A-Z][A-Z0-9.]{0,5})\s*(\d{6})([CP])(\d{8})$")
 
 HEALTH_CONNECTED = "connected"
 HEALTH_DEGRADED = "degraded"
@@ -88,28 +91,41 @@ T = TypeVar("T")
 
 def is_occ_symbol(symbol: str) -> bool:
     """True for an OCC option symbol, padded ('AAPL  260116C00150000') or compact ('AAPL260116C00150000')."""
-    return _OCC.match(symbol.strip().upper()) is not None
+    return is_occ(symbol)
+
+
+def option_contract(occ: OccContract, exchange: str = "SMART") -> Option:
+    """The IB option contract of an OCC contract: OPT, symbol, lastTradeDateOrContractMonth, strike, right,
+    multiplier, exchange, USD; its localSymbol is our (padded) OCC symbol."""
+    return Option(occ.root, occ.ib_expiry, occ.strike, occ.right, exchange, str(int(OPTION_MULTIPLIER)), "USD",
+                  localSymbol=occ.symbol)
 
 
 def contract_for(symbol: str, asset_class: AssetClass = AssetClass.EQUITY) -> Contract:
     """The unqualified IB contract of a symbol: a SMART/USD Stock, or an Option from an OCC symbol."""
     text = symbol.strip().upper()
-    match = _OCC.match(text)
-    if match is None:
+    occ = try_parse_occ(text) if is_occ(text) else None
+    if occ is None:
         if asset_class == AssetClass.OPTION:
-            raise OrderRejected(f"symbol: {symbol!r} is not an OCC option symbol", code="contract")
+            try:
+                parse_occ(text)
+            except OccError as exc:
+                raise OrderRejected(f"symbol: {exc}", code="contract") from None
         if not text or len(text) > 12 or not all(c.isalnum() or c in ".-/ " for c in text):
             raise OrderRejected(f"symbol: {symbol!r} is not a valid stock symbol", code="contract")
         return Stock(text.replace("/", " ").replace(".", " "), "SMART", "USD")  # IB spells BRK.B "BRK B"
-    root, yymmdd, right, strike = match.groups()
-    return Option(root, f"20{yymmdd}", int(strike) / 1000.0, right, "SMART", "100", "USD")
+    return option_contract(occ)
 
 
 def symbol_of(contract: Contract) -> str:
     """Our symbol for an IB contract: the ticker for stocks, the 21-character OCC symbol for options."""
     if contract.secType == "OPT":
-        expiry = (contract.lastTradeDateOrContractMonth or "")[2:8]
-        return f"{contract.symbol:<6}{expiry}{contract.right[:1]}{round(contract.strike * 1000):08d}"
+        expiry = contract.lastTradeDateOrContractMonth or ""
+        try:
+            return occ_symbol(contract.symbol, date(int(expiry[:4]), int(expiry[4:6]), int(expiry[6:8])),
+                              contract.right, contract.strike)
+        except (ValueError, OccError):
+            return (contract.localSymbol or contract.symbol).upper()
     return contract.symbol.replace(" ", ".")
 
 
@@ -215,6 +231,8 @@ class IBKRBroker:
         reconnect_max_delay: float = 30.0,
         commission_wait_seconds: float = 1.0,
         ib: IB | None = None,
+        options: OptionsSettings | None = None,
+        chain_tickers: list[str] | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -247,6 +265,11 @@ class IBKRBroker:
         # (client order id client_order_id_for(signal id, "stop0")), the parent untransmitted until the child is
         # placed, so the pair goes live together; the daemon adopts the child as the position's resting stop
         self.attach_stops = False
+        # the option chain port: reqSecDefOptParams, contract details and market data, fetched in the background
+        self.option_fetcher = IBOptionChains(self.ib, self._call, self._require_ready, options or OptionsSettings(),
+                                             quote_wait=min(3.0, self._timeout))
+        self.option_chains = PrefetchedChains(self.option_fetcher.fetch, clock, chain_tickers or [],
+                                              options or OptionsSettings(), source=name)
         self._enforce_throttle()
         self._hook_events()
 
@@ -273,6 +296,19 @@ class IBKRBroker:
 
     def set_event_handler(self, handler: BrokerEventHandler) -> None:
         self._handler = handler
+
+    @property
+    def chain_label(self) -> str:
+        return self.option_chains.chain_label
+
+    def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None:
+        """New DTE window, chain limits and tickers from now on (ChainVenue: a SIGHUP reload)."""
+        self.option_fetcher.settings = options
+        self.option_chains.reconfigure(options, tickers)
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]:
+        """The prefetched IB chain of `underlying` while fresh; else OptionChainUnavailable saying why."""
+        return self.option_chains.chain(underlying, spot, as_of)
 
     def set_send_guard(self, guard: SendGuard) -> None:
         self._send_guard = guard
@@ -339,6 +375,7 @@ class IBKRBroker:
             self._connecting = False
         self._set_health(HEALTH_CONNECTED)
         self._ready.set()
+        self.option_chains.start()  # idempotent: the refresh loop outlives reconnects
 
     def _schedule_reconnect(self) -> None:
         if self._closing or (self._reconnect_task is not None and not self._reconnect_task.done()):
@@ -372,6 +409,7 @@ class IBKRBroker:
         """Disconnect, deliver pending events, stop background tasks."""
         self._closing = True
         self._ready.clear()
+        await self.option_chains.stop()
         for task in (self._reconnect_task, self._resync_task):
             if task is not None and not task.done():
                 task.cancel()

@@ -23,11 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -37,6 +35,7 @@ import structlog
 from config.files import UnreadableFile, json_depth, read_regular_file
 from config.settings import OptionsSettings, PaperSettings
 from pipeline.core.clock import Clock
+from pipeline.core.enum_values import is_value_of
 from pipeline.core.models import (
     AccountSnapshot,
     AssetClass,
@@ -61,6 +60,7 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.instruments.occ import OccContract, OccError, parse_occ, try_parse_occ
 from pipeline.safety.atomic_file import atomic_write_bytes, cleanup_temp_files
 
 log = structlog.get_logger("ordergate.paper")
@@ -74,7 +74,6 @@ OPTION_MULTIPLIER = 100.0
 DEFAULT_OPTION_IV = 0.30
 _EPS = 1e-9
 _NEW_YORK = ZoneInfo("America/New_York")
-_OCC_RE = re.compile(r"^([A-Z][A-Z0-9.]{0,5})\s*(\d{6})([CP])(\d{8})$")
 _OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
 
 
@@ -112,29 +111,6 @@ class PaperRequest(NamedTuple):
 
     method: str
     client_order_id: str | None
-
-
-class OccSymbol(NamedTuple):
-    """A parsed OCC option symbol, e.g. AAPL261218C00230000."""
-
-    underlying: str
-    expiry: date
-    right: str  # "C" or "P"
-    strike: float
-
-
-@lru_cache(maxsize=4096)
-def parse_occ(symbol: str) -> OccSymbol | None:
-    """Parse an OCC option symbol (root, YYMMDD, C/P, strike x 1000 in 8 digits); None if it is not one."""
-    match = _OCC_RE.match(symbol.strip().upper())
-    if match is None:
-        return None
-    root, ymd, right, strike = match.groups()
-    try:
-        expiry = date(2000 + int(ymd[:2]), int(ymd[2:4]), int(ymd[4:]))
-    except ValueError:
-        return None
-    return OccSymbol(root, expiry, right, int(strike) / 1000.0)
 
 
 def _norm_cdf(x: float) -> float:
@@ -350,8 +326,8 @@ class PaperBroker:
     def is_connected(self) -> bool:
         return self._connected and not self.faults.unavailable
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Wait until every queued event has been handled (tests; the pump must be running)."""
+    async def flush_events(self, timeout: float = 5.0) -> None:
+        """Wait until every queued event has been handled (FlushesEvents; the pump must be running)."""
         await asyncio.wait_for(self._queue.join(), timeout)
 
     def redeliver(self) -> int:
@@ -461,7 +437,7 @@ class PaperBroker:
 
     def last_price(self, symbol: str) -> float | None:
         """The last price of a symbol (options: the Black-Scholes value from the underlying), or None."""
-        occ = parse_occ(symbol) if len(symbol) > 6 else None
+        occ = try_parse_occ(symbol) if len(symbol) > 6 else None
         if occ is not None:
             return self._option_value(symbol, occ)
         return self._last.get(symbol)  # an equity (or a long symbol that is not OCC)
@@ -478,7 +454,7 @@ class PaperBroker:
         triggered = 0
         for order in list(waiting):
             if order.asset_class == AssetClass.OPTION:
-                value = self._option_value(order.symbol, parse_occ(order.symbol))
+                value = self._option_value(order.symbol, try_parse_occ(order.symbol))
                 if value is None:
                     continue
                 price = _trigger_price(order, value, value, value, self._slip)
@@ -494,7 +470,7 @@ class PaperBroker:
                 self._emit(event)
         return triggered
 
-    def _option_value(self, symbol: str, occ: OccSymbol | None, exact_quote: bool = False) -> float | None:
+    def _option_value(self, symbol: str, occ: OccContract | None, exact_quote: bool = False) -> float | None:
         if occ is None:
             return None
         spot = self._last.get(occ.underlying)
@@ -510,7 +486,9 @@ class PaperBroker:
         years = _years_to_expiry(occ.expiry, now)
         return max(0.01, black_scholes(spot, occ.strike, years, self.options_settings.risk_free_rate, iv, occ.right))
 
-    def _quote_from_chain(self, symbol: str, occ: OccSymbol, spot: float, now: datetime) -> tuple[float | None, float]:
+    def _quote_from_chain(
+        self, symbol: str, occ: OccContract, spot: float, now: datetime
+    ) -> tuple[float | None, float]:
         """(mid of the exact contract or None, implied vol to price it with) from the options chain if present."""
         try:
             quotes = self.chain(occ.underlying, spot, now)
@@ -523,7 +501,7 @@ class PaperBroker:
         for quote in quotes:
             if quote.occ_symbol == symbol:
                 return float(quote.mid), float(quote.iv)
-            other = parse_occ(quote.occ_symbol)
+            other = try_parse_occ(quote.occ_symbol)
             if other is None or other.right != occ.right:
                 continue
             distance = abs(other.strike - occ.strike) / occ.strike + abs((other.expiry - occ.expiry).days) / 30.0
@@ -742,9 +720,10 @@ class PaperBroker:
         if problem:
             raise OrderRejected(problem, code=422)
         option = intent.asset_class == AssetClass.OPTION
-        occ = parse_occ(intent.symbol) if option else None
-        if option and occ is None:
-            raise OrderRejected(f"symbol: {intent.symbol!r} is not an OCC option symbol", code=422)
+        try:
+            occ = parse_occ(intent.symbol) if option else None
+        except OccError as exc:
+            raise OrderRejected(f"symbol: {exc}", code=422) from None
         last = self._option_value(intent.symbol, occ, exact_quote=True) if option else self._last.get(intent.symbol)
         if last is None:
             subject = occ.underlying if occ else intent.symbol
@@ -821,7 +800,7 @@ class PaperBroker:
         long_value = short_value = 0.0
         for symbol, (qty, avg) in self._positions.items():
             mark = self.last_price(symbol)
-            multiplier = OPTION_MULTIPLIER if len(symbol) > 6 and parse_occ(symbol) is not None else 1.0
+            multiplier = OPTION_MULTIPLIER if len(symbol) > 6 and try_parse_occ(symbol) is not None else 1.0
             value = abs(qty) * (avg if mark is None else mark) * multiplier
             if qty > 0:
                 long_value += value
@@ -834,7 +813,7 @@ class PaperBroker:
 
     def _trigger_symbol(self, order: _Order) -> str:
         if order.asset_class == AssetClass.OPTION:
-            occ = parse_occ(order.symbol)
+            occ = try_parse_occ(order.symbol)
             return occ.underlying if occ else order.symbol
         return order.symbol
 
@@ -968,7 +947,7 @@ def _intent_problem(intent: OrderIntent) -> str | None:
     qty = intent.quantity
     if isinstance(qty, bool) or not isinstance(qty, (int, float)) or not math.isfinite(qty) or qty <= 0:
         return f"quantity: must be a finite positive number, got {qty!r}"
-    if str(intent.order_type) not in OrderType._value2member_map_:
+    if not is_value_of(OrderType, str(intent.order_type)):
         return f"order_type: unknown {intent.order_type!r}"
     for name, needed in (("limit_price", OrderType.LIMIT), ("stop_price", OrderType.STOP)):
         value = getattr(intent, name)
@@ -1029,12 +1008,10 @@ def _trigger_price(order: _Order, open_: float, high: float, low: float, slip: f
 __all__ = [
     "BOOK_VERSION",
     "OPTION_MULTIPLIER",
-    "OccSymbol",
     "PaperBookCorrupt",
     "PaperBroker",
     "PaperFaults",
     "PaperRequest",
     "apply_fill_to_position",
     "black_scholes",
-    "parse_occ",
 ]

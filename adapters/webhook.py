@@ -95,6 +95,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from adapters.connection_cap import CappedTCPSite
 from config.settings import STRATEGY_NAME_PATTERN, WebhookSettings, scrub_secrets
 from pipeline.core.clock import Clock
+from pipeline.core.enum_values import is_value_of
 from pipeline.core.models import Direction, SignalType, TradeSignal, signal_problems
 
 SIGNALS_PATH = "/v1/signals"
@@ -134,7 +135,7 @@ class SignalProblems(ValueError):
 
 def _as_enum(enum: type[StrEnum], value: str) -> StrEnum | str:
     """The enum member when the value names one (the rules report the others by field)."""
-    return enum(value) if value in enum._value2member_map_ else value
+    return enum(value) if is_value_of(enum, value) else value
 
 
 def _split_problem(problem: str) -> tuple[str, str]:

@@ -26,7 +26,7 @@ def _position(i: int, now: datetime) -> Any:
 
 async def exit_cost(open_positions: int, batches: list[list[Any]], repeats: int) -> float:
     """Median µs per batch of update_positions + check_exits with `open_positions` held elsewhere."""
-    from daemon.app import Core
+    from daemon.core import Core
     from pipeline.core.clock import SimulatedClock
 
     now = datetime.fromisoformat(SESSION_ISO)

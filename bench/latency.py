@@ -60,7 +60,7 @@ async def signal_to_order(n: int, fsync: bool = True) -> dict[str, Any]:
     intent with its fsync, then call the broker). `fsync=False` (a diagnostic only) keeps everything else, the
     journal's thread included, and turns the commits' fsync off (PRAGMA synchronous=OFF).
     """
-    from daemon.app import Core
+    from daemon.core import Core
     from pipeline.core.clock import SimulatedClock
     from pipeline.core.models import TradeSignal
 

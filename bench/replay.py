@@ -62,7 +62,7 @@ def ema_floor(chunk: list[list[Any]], emas: dict[str, list[Any]]) -> float:
 async def replay_core(n_tickers: int, n_bars: int, journal: bool = True, sample_every: int = 1) -> dict[str, Any]:
     """Replay n_bars per ticker through a fresh Core (the `ordergate replay` settings) with its floor."""
     from config.settings import Settings
-    from daemon.app import Core
+    from daemon.core import Core
     from daemon.replay import replay_settings
     from pipeline.core.clock import SimulatedClock
 

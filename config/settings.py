@@ -353,6 +353,19 @@ class OptionsSettings(_Section):
     min_open_interest: int = Field(100, ge=0, le=1_000_000_000)
     max_spread_pct: float = Field(0.10, gt=0, le=1)
     risk_free_rate: float = Field(0.04, ge=-1, le=1)
+    # real chains (Alpaca, IB): fetched in the background for the option tickers, used only while fresh
+    chain_tickers: list[str] = []  # prefetched underlyings; [] = routing.options_liquid_tickers (+ data.tickers
+    #                                in instrument_mode=options)
+    chain_refresh_seconds: float = Field(60.0, gt=0, le=86_400)
+    chain_max_age_seconds: float = Field(300.0, gt=0, le=86_400)  # an older chain is no chain: no option
+    chain_max_underlyings: int = Field(50, ge=1, le=1000)
+    chain_max_contracts: int = Field(4000, ge=10, le=100_000)  # per underlying, both rights, the DTE window
+    chain_strikes_each_side: int = Field(8, ge=1, le=100)  # IB: strikes around spot given market data lines
+
+    @field_validator("chain_tickers")
+    @classmethod
+    def _chain_tickers(cls, value: list[str]) -> list[str]:
+        return _symbols(value)
 
     @model_validator(mode="after")
     def _windows(self) -> OptionsSettings:

@@ -237,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.logging.level, settings.logging.format)
     _log_fd_limit(fd_limit)
     _tighten_state_dir(Path(settings.state_dir))
-    from daemon.app import Daemon
+    from daemon.process import Daemon
 
     try:
         import uvloop

@@ -102,7 +102,7 @@ class DashboardData:
 
     async def snapshot(self) -> dict[str, Any]:
         daemon = self.daemon
-        status = await daemon._cmd_status({})
+        status = await daemon.handlers.status({})
         final = ",".join("?" * len(FINAL_ORDER_STATUSES))
         working = await self._query(
             "SELECT client_order_id, kind, broker, symbol, side, quantity, order_type, status, filled_qty, created_ts"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
-    from daemon.app import Core
+    from daemon.core import Core
 
 log = structlog.get_logger("ordergate.daemon")
 JOURNAL_LOST_KEY = "journal_lost"  # kv row of a journal begun after a lost one

@@ -14,7 +14,7 @@ import structlog
 from pipeline.core.clock import Clock
 
 if TYPE_CHECKING:
-    from daemon.app import Core
+    from daemon.core import Core
 
 log = structlog.get_logger("ordergate.daemon")
 RISK_LIMITS = ("max_risk_per_trade", "max_concurrent_positions", "daily_loss_limit", "max_single_stock_exposure",

@@ -28,7 +28,7 @@ from pipeline.positions.external import ExternalPosition
 from pipeline.positions.reconciler import Judgement, Mismatch, MismatchConfirmer, ReconciliationReport
 
 if TYPE_CHECKING:
-    from daemon.app import Core
+    from daemon.core import Core
 
 log = structlog.get_logger("ordergate.daemon")
 FILL_GRACE = timedelta(minutes=5)  # a finished entry's awaited fills: after this, reconciliation takes over

@@ -53,7 +53,7 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
     """Run the files through a fresh Core; returns the summaries, where the signals went, the performance
     against buy-and-hold, and the problems found in the files."""
     from adapters.replay import ReplayFeed
-    from daemon.app import Core
+    from daemon.core import Core
     from pipeline.record.performance import EquityRecorder, buy_and_hold, performance
     from pipeline.record.strategy_summary import strategy_summaries
     from pipeline.record.trade_journal import summarize, summarize_by

@@ -49,7 +49,7 @@ class TradingService(_PipelineTradingService):
         """Build and start the paper core (once), then mark its prices."""
         if self.core is not None:
             return
-        from daemon.app import Core  # the wiring (imported here: `import daemon` stays light)
+        from daemon.core import Core  # the wiring (imported here: `import daemon` stays light)
 
         settings = self._settings or load_settings(
             state_dir=self._state_dir, broker={"primary": "paper", "fallback": None},

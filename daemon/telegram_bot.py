@@ -121,9 +121,9 @@ class TelegramBot:
     async def _answer(self, chat_id: int, command: str, args: list[str]) -> str:
         daemon = self.daemon
         if command == "/status":
-            return _pre(tables.render_status(await daemon._cmd_status({}), colour=False))
+            return _pre(tables.render_status(await daemon.handlers.status({}), colour=False))
         if command == "/positions":
-            return _pre(tables.render_positions(await daemon._cmd_positions({}), colour=False))
+            return _pre(tables.render_positions(await daemon.handlers.positions({}), colour=False))
         if command == "/kill":
             reason = " ".join(args)[:MAX_REASON_LEN] or "telegram"
             if not reason.isprintable():
@@ -143,7 +143,7 @@ class TelegramBot:
         pending = self._pending_flatten.pop(chat_id, None)
         now = time.monotonic()
         if args and pending and secrets.compare_digest(args[0], pending[0]) and now <= pending[1]:
-            result = await self.daemon._cmd_flatten({})
+            result = await self.daemon.handlers.flatten({})
             return "flatten sent:\n" + _pre("\n".join(f"{k}: {v}" for k, v in (result or {}).items()))
         code = f"{secrets.randbelow(10**6):06d}"
         self._pending_flatten[chat_id] = (code, now + self.settings.confirm_seconds)

@@ -35,12 +35,13 @@ class TradingEngine:
         *,
         bar_listeners: list[BarListener] | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
+        pruners: list[Callable[[], object]] | None = None,
     ) -> None:
         self.orchestrator = orchestrator
         self.lifecycle = lifecycle
         self.strategy = strategy
         self.bar_listeners = bar_listeners or []
-        self.pruners: list[Callable[[], object]] = []
+        self.pruners: list[Callable[[], object]] = pruners or []  # in-memory brokers' bookkeeping (Prunable)
         orchestrator.on_intent = lifecycle.register_intent
         orchestrator.exiting = lifecycle.exiting
         self._settle = settle

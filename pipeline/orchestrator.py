@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from config.settings import OptionsSettings, PipelineConfig, RoutingSettings
+from pipeline.core.bus import Topic
 from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock, LiveClock, monotonic
 from pipeline.core.models import (
@@ -36,6 +37,7 @@ from pipeline.core.models import (
     OrderResult,
     PipelineResult,
     Side,
+    StageOutcome,
     TradeSignal,
     client_order_id_for,
 )
@@ -61,7 +63,6 @@ from pipeline.safety.state_manager import PersistentStateManager
 log = structlog.get_logger("ordergate.orchestrator")
 AccountProvider = Callable[[], AccountState]
 PriceLookup = Callable[[str], float | None]
-StageObserver = Callable[[str, str, float], None]
 QUANTITY_KEY = "quantity"        # signal.metadata: an explicit size (whole shares), capped by the risk sizing
 INSTRUMENT_KEY = "instrument"    # signal.metadata: "stock" trades the ticker itself (no ETF / option routing)
 
@@ -96,7 +97,7 @@ class BotOrchestrator:
         price_lookup: PriceLookup | None = None,
         validator: OrderValidator | None = None,
         chain_provider: Any = None,
-        observer: StageObserver | None = None,
+        decisions: Topic | None = None,
         on_intent: Callable[[OrderIntent], None] | None = None,
         kill_switch: KillSwitch | None = None,
         slippage: float | None = None,
@@ -141,7 +142,7 @@ class BotOrchestrator:
                                                      self.book)
         self._account = account
         self._price_lookup = price_lookup
-        self._observer = observer
+        self.decisions = decisions  # each decision's StageOutcome is published here (the daemon's metrics)
         self.on_intent = on_intent
         self.exiting: Callable[[str], bool] | None = None
         self._lock = asyncio.Lock()
@@ -206,17 +207,23 @@ class BotOrchestrator:
     async def process_signal(self, signal: TradeSignal) -> PipelineResult:
         """Run one signal through every stage; returns where it stopped and why, or the order intent."""
         async with self._lock:
-            return self._decide(signal)
+            started = monotonic()
+            result = self._decide(signal)
+        if self.decisions is not None:
+            stage = "approved" if result.success else result.pipeline_stage
+            await self.decisions.publish(StageOutcome(result.signal_id, stage,
+                                                      "approved" if result.success else "rejected",
+                                                      monotonic() - started))
+        return result
 
     def _decide(self, signal: TradeSignal) -> PipelineResult:
         now = self.clock.now()
-        started = monotonic()
         signal_id = self.recorder.assign(signal, now)
         log_ = log.bind(signal_id=signal_id, strategy=signal.strategy)
 
         def reject(stage: str, reason: str, detail: dict[str, Any] | None = None) -> PipelineResult:
             self.recorder.stage(signal, stage, False, reason, now, detail)
-            self._count(stage, "rejected", started)
+            self._count(stage, "rejected")
             return PipelineResult(False, signal_id, stage, reason)
 
         if self.kill_switch.is_active():
@@ -297,7 +304,7 @@ class BotOrchestrator:
         self.validator.track(intent)
         if self.on_intent is not None:
             self.on_intent(intent)
-        self._count("approved", "approved", started)
+        self._count("approved", "approved")
         log_.info("signal_approved", client_order_id=intent.client_order_id, ticker=signal.ticker,
                   symbol=intent.symbol, side=str(intent.side), quantity=intent.quantity,
                   instrument=str(decision.instrument_type), reason=decision.reason)
@@ -413,11 +420,9 @@ class BotOrchestrator:
             strategy=signal.strategy,
         )
 
-    def _count(self, stage: str, outcome: str, started: float) -> None:
+    def _count(self, stage: str, outcome: str) -> None:
         key = f"{stage}:{outcome}"
         self.counts[key] = self.counts.get(key, 0) + 1
-        if self._observer is not None:
-            self._observer(stage, outcome, monotonic() - started)
 
     def release(self, client_order_id: str, filled_qty: float | None = None, fully_filled: bool = False) -> None:
         """An entry reached a final state: its reservation no longer holds exposure, but for what filled and is

@@ -142,13 +142,13 @@ async def _settle_all(core: Any) -> None:
     for _ in range(3):
         await core.settle()
         paper.redeliver()
-        await paper.drain(30)
+        await paper.flush_events(30)
         await core.settle()
 
 
 async def run_fault_mix(name: str, mix: dict[str, Any], state_dir: Path) -> list[str]:
     """Entries under the faults, then a flatten under them again; returns the losses (empty = passed)."""
-    from daemon.app import Core
+    from daemon.core import Core
     from pipeline.core.clock import SimulatedClock
     from pipeline.core.models import TradeSignal
 
@@ -232,7 +232,7 @@ def fuzz_signals(examples: int, board: Scoreboard) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from daemon.app import Core
+    from daemon.core import Core
     from pipeline.core.clock import SimulatedClock
     from pipeline.core.models import TradeSignal
 

@@ -55,7 +55,10 @@ SLOW_TESTS = frozenset({
     "test_alpaca_broker::test_router_retries_429_and_resolves_a_hang_with_one_order",
     "test_alpaca_broker::test_429_backs_off_until_reset_then_succeeds",
     "test_multibroker::test_both_up_every_order_at_exactly_one_venue_then_primary_refused_falls_back",
-    "test_minute_sessions::test_minute_bars_across_dst_an_early_close_and_a_holiday",
+    "test_minute_sessions::test_real_msft_minute_bars_either_side_of_memorial_day",
+    "test_replay_input::test_summary_says_where_the_signals_went_on_a_file_every_version_reads",
+    "test_risk_horizon::test_replay_of_real_daily_bars_with_stamps_rejects_nothing_for_var",
+    "test_minute_sessions::test_synthetic_minute_bars_across_dst_and_an_early_close",
     "test_reconcile_confirm::test_positions_endpoint_lagging_behind_a_fill_trips_nothing",
     "test_routing_priced::test_both_falls_back_to_the_stock_when_the_etf_has_no_price",
 })
@@ -117,7 +120,7 @@ def clock() -> SimulatedClock:
 async def paper_core(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     """`await paper_core(**settings)`: a started Core on a non-persistent paper broker at SESSION (stopped after)."""
     from config.settings import load_settings
-    from daemon.app import Core
+    from daemon.core import Core
 
     started: list[Any] = []
 

@@ -37,16 +37,18 @@ class Topic(Generic[T]):
 
 
 class Bus:
-    """The daemon's topics: bars (batches per time step), signals, orders, broker events."""
+    """The daemon's topics: bars (batches per time step), signals, orders, broker events, and each signal's
+    decision outcome (`decisions`, StageOutcome)."""
 
     def __init__(self, maxsize: int = 1024) -> None:
         self.bars: Topic = Topic("bars", maxsize)
         self.signals: Topic = Topic("signals", maxsize)
         self.orders: Topic = Topic("orders", maxsize)
         self.broker_events: Topic = Topic("broker_events", maxsize * 4)
+        self.decisions: Topic = Topic("decisions", maxsize)
 
     def topics(self) -> list[Topic]:
-        return [self.bars, self.signals, self.orders, self.broker_events]
+        return [self.bars, self.signals, self.orders, self.broker_events, self.decisions]
 
     def depths(self) -> dict[str, int]:
         return {t.name: t.depth() for t in self.topics()}

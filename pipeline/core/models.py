@@ -16,6 +16,7 @@ from typing import Any
 
 from config.settings import TIMEFRAMES
 from config.symbols import MAX_SYMBOL_LEN, symbol_problem
+from pipeline.core.enum_values import is_value_of
 
 TIMEFRAME_SECONDS: dict[str, int] = {
     "1m": 60, "2m": 120, "3m": 180, "5m": 300, "10m": 600, "15m": 900, "30m": 1800,
@@ -197,7 +198,7 @@ def signal_problems(signal: TradeSignal) -> list[str]:
         problems.append(f"ticker: {problem}")
     if str(signal.direction) not in ("long", "short"):
         problems.append(f"direction: must be 'long' or 'short', got {signal.direction!r}")
-    if str(signal.signal_type) not in SignalType._value2member_map_:
+    if not is_value_of(SignalType, str(signal.signal_type)):
         problems.append(f"signal_type: unknown {str(signal.signal_type)[:40]!r}")
     if signal.timeframe not in TIMEFRAME_SECONDS:
         problems.append(f"timeframe: unknown {str(signal.timeframe)[:20]!r}; allowed: {', '.join(TIMEFRAMES)}")
@@ -493,3 +494,14 @@ class Alert:
     severity: str = "warning"        # info | warning | critical
     fields: dict[str, Any] = field(default_factory=dict)
     timestamp: datetime | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class StageOutcome:
+    """Where one signal's decision ended, published on the bus's `decisions` topic (the metrics count it): the
+    stage that rejected it (or "approved"), the outcome, and the seconds the decision took."""
+
+    signal_id: str | None
+    stage: str
+    outcome: str                     # approved | rejected
+    seconds: float

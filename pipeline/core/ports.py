@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from pipeline.core.models import AccountSnapshot, Alert, Bar, BrokerEvent, BrokerPosition, OrderIntent, OrderResult
+from pipeline.core.models import (
+    AccountSnapshot,
+    Alert,
+    Bar,
+    BrokerEvent,
+    BrokerPosition,
+    OrderIntent,
+    OrderResult,
+    Side,
+)
+
+if TYPE_CHECKING:
+    from config.settings import OptionsSettings
+    from pipeline.instruments.options import OptionQuote
 
 BrokerEventHandler = Callable[[BrokerEvent], Awaitable[None]]
 
@@ -135,9 +148,30 @@ class AlertSink(Protocol):
 
 @runtime_checkable
 class OptionChainProvider(Protocol):
-    """Option quotes for an underlying (see pipeline.instruments.options.OptionQuote)."""
+    """The option chain port: the listed contracts of an underlying with their quotes, asked synchronously
+    during a decision (pipeline.instruments.options.OptionQuote: strike, expiry, right, open interest, bid/ask/mid,
+    implied vol and greeks where the venue gives them).
 
-    def chain(self, underlying: str, spot: float, as_of: datetime) -> list: ...
+    `chain` raises `OptionChainUnavailable` (pipeline.instruments.options) with the reason when there is none to
+    route to — not fetched yet, stale, the venue failing, a venue without chains — and never invents prices. A
+    real venue answers from a prefetched, time-stamped cache (pipeline.instruments.chains.PrefetchedChains);
+    `chain_label` names the source in the routing reason ("synthetic" for the paper broker's).
+    """
+
+    chain_label: str
+
+    def chain(self, underlying: str, spot: float, as_of: datetime) -> list[OptionQuote]: ...
+
+
+@runtime_checkable
+class ChainVenue(Protocol):
+    """A broker adapter that keeps a real option chain (Alpaca, IB): handed new option settings on a reload."""
+
+    def reconfigure_options(self, options: OptionsSettings, tickers: list[str]) -> None: ...
+
+
+ChainFetch = Callable[[str, datetime], Awaitable["list[OptionQuote]"]]
+"""How a venue adapter fetches one underlying's chain now (`fetch(underlying, as_of)`), for the chain cache."""
 
 
 @runtime_checkable
@@ -157,3 +191,73 @@ class StopVenue(Protocol):
     async def replace_stop(
         self, client_order_id: str, *, quantity: float, stop_price: float, new_client_order_id: str
     ) -> OrderResult: ...
+
+
+# -- optional broker features: each a small Protocol, tested with isinstance (never probed with hasattr) ---------
+@runtime_checkable
+class WatchesBars(Protocol):
+    """A broker that sees every batch of feed bars (the paper broker marks its prices and triggers resting
+    orders on them); returns how many resting orders filled."""
+
+    def on_bars(self, batch: list[Bar]) -> int: ...
+
+
+@runtime_checkable
+class Prunable(Protocol):
+    """Something with in-memory bookkeeping that forgets its oldest finished entries beyond `keep`."""
+
+    def prune(self, keep: int = 2_000) -> int: ...
+
+
+@runtime_checkable
+class QuotesPrices(Protocol):
+    """A broker with a price of its own for a symbol (the paper broker's: what it fills at); None when unknown."""
+
+    def last_price(self, symbol: str) -> float | None: ...
+
+
+@runtime_checkable
+class FlushesEvents(Protocol):
+    """A broker with a delivery queue of its own: waits until every queued update and fill reached the handler."""
+
+    async def flush_events(self, timeout: float = 5.0) -> None: ...
+
+
+@runtime_checkable
+class ResolvesOrders(Protocol):
+    """A broker that looks an order up by client order id and itself emits the fills and status the event stream
+    missed of it (else the caller applies what `get_order_by_client_id` reports)."""
+
+    async def resolve_order(self, client_order_id: str) -> OrderResult | None: ...
+
+
+@runtime_checkable
+class Resyncs(Protocol):
+    """A broker that can fetch again the events it may have missed for every order it tracks; returns how many."""
+
+    async def resync(self) -> int: ...
+
+
+@runtime_checkable
+class AdoptsOrders(Protocol):
+    """A broker that takes over orders an earlier process sent, told what the journal already holds of each, so
+    it emits only what happened since (Alpaca)."""
+
+    def track(
+        self, client_order_id: str, *, filled_qty: float, filled_notional: float, symbol: str = "",
+        side: Side | None = None, submitted_at: datetime | None = None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class MeasuresClock(Protocol):
+    """A broker whose clock can be compared with ours: seconds it is ahead."""
+
+    async def clock_offset(self) -> float: ...
+
+
+@runtime_checkable
+class LabelledChain(Protocol):
+    """An option chain source that names itself (for the routing decision's reason)."""
+
+    chain_label: str

@@ -7,7 +7,9 @@
 | 3 | duplicate_ticker    | the ticker is already held in the same direction (unless adding to a winner)  |
 | 4 | conflicting_signal  | the ticker is held in the opposite direction (by any strategy: the reason names it) |
 | 5 | exposure            | the ticker / its sector has no room left for the smallest entry               |
-| 6 | market_hours        | the market is closed (timeframes in market_hours_bypass_timeframes excepted)  |
+| 6 | market_hours        | the market is closed, or an intraday signal comes at/after that session's    |
+|   |                     | end-of-day cutoff (eod_close_time: the day trade would be flattened at once);  |
+|   |                     | timeframes in market_hours_bypass_timeframes excepted                          |
 | 7 | min_equity          | equity < min_account_equity (PDT)                                             |
 | 8 | buying_power        | buying power < max(min_position_value, one share at entry)                    |
 
@@ -157,13 +159,21 @@ def check_exposure(ctx: RiskContext) -> RiskDecision:
 
 
 def check_market_hours(ctx: RiskContext) -> RiskDecision:
-    """6. Regular NYSE hours only, except for the bypass timeframes (daily)."""
+    """6. Regular NYSE hours only, except for the bypass timeframes (daily); an intraday (day-trade) entry also
+    not at or after that session's end-of-day cutoff, where the exit monitor would flatten it on the next bar."""
     if ctx.signal.timeframe in ctx.config.market_hours_bypass_timeframes:
         return PASS
     if not ctx.calendar.is_open(ctx.now):
         return _reject(
             f"market_hours: market closed at {ctx.now.isoformat()} "
             f"(timeframe {ctx.signal.timeframe} not in {ctx.config.market_hours_bypass_timeframes})"
+        )
+    cutoff = ctx.calendar.eod_cutoff(ctx.now, ctx.config.eod_minutes_before_close)
+    if cutoff is not None and ctx.now >= cutoff:
+        return _reject(
+            f"market_hours: {ctx.now.isoformat()} is at or after this session's end-of-day cutoff "
+            f"{cutoff.isoformat()} (eod_close_time {ctx.config.eod_close_time}): a {ctx.signal.timeframe} day trade "
+            "would be closed at once"
         )
     return PASS
 

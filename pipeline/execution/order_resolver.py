@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from pipeline.core.clock import monotonic
 from pipeline.core.models import OrderIntent, OrderResult
-from pipeline.core.ports import Broker, BrokerError
+from pipeline.core.ports import Broker, BrokerError, ResolvesOrders
 from pipeline.execution.order_record import OrderBook
 
 
@@ -157,7 +157,7 @@ class OrderResolver:
         if not broker.is_connected():
             return Resolution(order, Verdict.UNANSWERED, error=f"{order.broker} is not connected")
         coid = order.intent.client_order_id
-        lookup = getattr(broker, "resolve_order", None) or broker.get_order_by_client_id
+        lookup = broker.resolve_order if isinstance(broker, ResolvesOrders) else broker.get_order_by_client_id
         try:
             async with asyncio.timeout(self.timeout):
                 result = await lookup(coid)

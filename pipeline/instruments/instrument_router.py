@@ -22,7 +22,7 @@ from datetime import datetime
 
 from config.settings import ExecutorConfig, InstrumentMode, OptionsSettings, RoutingSettings
 from pipeline.core.models import AssetClass, InstrumentDecision, InstrumentType, TradeSignal
-from pipeline.core.ports import OptionChainProvider
+from pipeline.core.ports import LabelledChain, OptionChainProvider
 from pipeline.instruments.catalog import ETFPair, load_etf_catalog, load_sectors
 from pipeline.instruments.options import NoOptionChain, OptionChainUnavailable, OptionQuote, select_contract
 
@@ -148,11 +148,13 @@ class InstrumentRouter:
 
     def _option_decision(self, signal: TradeSignal, quote: OptionQuote, reason: str) -> InstrumentDecision:
         kind = "call" if quote.right == "C" else "put"
+        source = self.chain_provider.chain_label if isinstance(self.chain_provider, LabelledChain) \
+            else "the broker chain"
         return InstrumentDecision(
             InstrumentType.OPTIONS, quote.occ_symbol,
             f"{reason}: {signal.direction} -> buy {kind} {quote.occ_symbol} (strike {quote.strike:g}, "
             f"expiry {quote.expiry.isoformat()}, delta {quote.delta:+.2f}, OI {quote.open_interest}; from "
-            f"{getattr(self.chain_provider, 'chain_label', 'the broker chain')})",
+            f"{source})",
             asset_class=AssetClass.OPTION, option=quote, sector=self.sector_of(signal.ticker),
         )
 

@@ -1,4 +1,4 @@
-"""Option contracts: OCC symbols, Black-Scholes, a deterministic synthetic chain and contract selection.
+"""Option contracts: quotes, Black-Scholes, a deterministic synthetic chain and contract selection.
 
 The synthetic chain stands in for a real option chain in paper trading and tests: weekly Friday expiries out
 to about 60 days, strikes around spot, an IV smile near 30 %, and spreads and open interest that vary from
@@ -15,6 +15,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config.settings import OptionsSettings
+from pipeline.instruments.occ import occ_symbol
 
 NEW_YORK = ZoneInfo("America/New_York")
 Right = Literal["C", "P"]
@@ -22,12 +23,12 @@ CHAIN_HORIZON_DAYS = 63
 STRIKES_EACH_SIDE = 20
 BASE_IV = 0.30
 MIN_TICK = 0.01
-_MAX_OCC_STRIKE = 99_999.999
 
 
 @dataclass(frozen=True, slots=True)
 class OptionQuote:
-    """One listed option contract with its quote and greeks."""
+    """One listed option contract with its quote and greeks. `occ_symbol` is our (padded) OCC form; a field the
+    venue does not give is None (never filled in): delta, open interest, implied vol and the other greeks."""
 
     occ_symbol: str
     underlying: str
@@ -37,9 +38,13 @@ class OptionQuote:
     bid: float
     ask: float
     mid: float
-    delta: float
-    open_interest: int
-    iv: float
+    delta: float | None
+    open_interest: int | None
+    iv: float | None
+    gamma: float | None = None
+    theta: float | None = None
+    vega: float | None = None
+    quoted_at: datetime | None = None  # the venue's time of the bid/ask, when it gives one
 
     def dte(self, as_of: datetime | date) -> int:
         """Calendar days to expiry from `as_of` (its New York date when it is a datetime)."""
@@ -55,31 +60,6 @@ def _ny_date(as_of: datetime | date) -> date:
     if isinstance(as_of, datetime):
         return as_of.astimezone(NEW_YORK).date() if as_of.tzinfo else as_of.date()
     return as_of
-
-
-def occ_symbol(underlying: str, expiry: date, right: str, strike: float) -> str:
-    """The 21-character OCC symbol: root padded to 6, YYMMDD, C/P, strike x 1000 in 8 digits.
-
-    >>> occ_symbol("AAPL", date(2024, 1, 19), "C", 190)
-    'AAPL  240119C00190000'
-    """
-    root = underlying.strip().upper()
-    if not 1 <= len(root) <= 6 or not root.replace(".", "").isalnum():
-        raise ValueError(f"underlying: {underlying!r} is not a 1-6 character option root")
-    side = str(right).upper()
-    if side not in ("C", "P"):
-        raise ValueError(f"right: must be 'C' or 'P', got {right!r}")
-    if not (isinstance(strike, (int, float)) and math.isfinite(strike) and 0 < strike <= _MAX_OCC_STRIKE):
-        raise ValueError(f"strike: must be a positive price up to {_MAX_OCC_STRIKE}, got {strike!r}")
-    return f"{root:<6}{expiry:%y%m%d}{side}{round(strike * 1000):08d}"
-
-
-def parse_occ_symbol(symbol: str) -> tuple[str, date, str, float]:
-    """(underlying, expiry, right, strike) of an OCC symbol; ValueError when it is not one."""
-    if len(symbol) != 21 or symbol[12] not in "CP" or not symbol[6:12].isdigit() or not symbol[13:].isdigit():
-        raise ValueError(f"occ symbol: {symbol!r} is not a 21-character OCC symbol")
-    expiry = datetime.strptime(symbol[6:12], "%y%m%d").date()
-    return symbol[:6].strip(), expiry, symbol[12], int(symbol[13:]) / 1000.0
 
 
 def norm_cdf(x: float) -> float:
@@ -218,11 +198,16 @@ def contract_problems(quote: OptionQuote, right: str, as_of: datetime, settings:
     dte = quote.dte(as_of)
     if not settings.dte_min <= dte <= settings.dte_max:
         problems.append(f"dte {dte} outside [{settings.dte_min}, {settings.dte_max}]")
-    if not settings.delta_min <= abs(quote.delta) <= settings.delta_max:
+    if quote.delta is None:
+        problems.append("no delta from the venue")
+    elif not settings.delta_min <= abs(quote.delta) <= settings.delta_max:
         problems.append(f"|delta| {abs(quote.delta):.2f} outside [{settings.delta_min}, {settings.delta_max}]")
-    if quote.open_interest < settings.min_open_interest:
+    if quote.open_interest is None:
+        if settings.min_open_interest > 0:
+            problems.append("no open interest from the venue")
+    elif quote.open_interest < settings.min_open_interest:
         problems.append(f"open_interest {quote.open_interest} < {settings.min_open_interest}")
-    if quote.bid <= 0 or quote.spread_pct > settings.max_spread_pct:
+    if quote.bid <= 0 or quote.ask <= 0 or quote.spread_pct > settings.max_spread_pct:
         problems.append(f"spread {quote.spread_pct:.1%} > {settings.max_spread_pct:.1%} or no bid")
     return problems
 
@@ -238,4 +223,4 @@ def select_contract(
     eligible = [q for q in chain if not contract_problems(q, right, as_of, settings)]
     if not eligible:
         return None
-    return min(eligible, key=lambda q: (abs(abs(q.delta) - target), q.spread_pct, q.dte(as_of), q.strike))
+    return min(eligible, key=lambda q: (abs(abs(q.delta or 0.0) - target), q.spread_pct, q.dte(as_of), q.strike))

@@ -15,18 +15,17 @@ summed). Symbols are compared upper-case without spaces, so an IB-padded OCC sym
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pipeline.core.models import BrokerPosition, Position
+from pipeline.instruments.occ import is_occ
 
 MismatchType = Literal["ghost", "orphan", "quantity_mismatch"]
 DEFAULT_NOTIONAL_THRESHOLD = 10_000.0
 _QTY_TOLERANCE = 1e-6
-_OCC = re.compile(r"^[A-Z]{1,6}\d{6}[CP]\d{8}$")
 
 
 @dataclass(slots=True)
@@ -212,7 +211,7 @@ def _multiplier(*holdings: _Holding | None) -> float:
         if holding is not None and holding.multiplier is not None:
             return holding.multiplier
     symbol = next(h.symbol for h in holdings if h is not None)
-    return 100.0 if _OCC.match(_key(symbol)) else 1.0
+    return 100.0 if is_occ(symbol) else 1.0
 
 
 def _key(symbol: str) -> str:

@@ -28,6 +28,8 @@ accepted and stay open):
     fake.positions_lag = 2.0   # GET /v2/positions answers the positions as they were 2 s ago
     fake.fail_requests("GET", "/v2/orders", status=503, times=1)   # the next matching requests answer 503
     fake.clock_offset = -10.0     # Alpaca's clock 10 s behind the host's: its timestamps and GET /v2/clock
+    fake.options.add("AAPL", expiry, "C", 100, bid=3.1, ask=3.3, delta=0.5, iv=0.27, open_interest=1500)
+                                  # option contracts + snapshots (tests/fakes/alpaca_options.py)
 
 Buying power is checked like Alpaca does: an order that opens or adds to a position needs its cost at the price it
 will fill at (a market order: the last price moved by the fill slippage; a limit: its limit) within the account's
@@ -52,6 +54,8 @@ import msgpack
 from aiohttp import WSMsgType, web
 
 from config.settings import AlpacaSettings
+from pipeline.instruments.occ import is_occ
+from tests.fakes.alpaca_options import FakeOptionsAPI
 
 FINAL = {"filled", "canceled", "expired", "rejected", "replaced"}
 DUPLICATE_MESSAGE = "client_order_id must be unique"
@@ -131,6 +135,7 @@ class FakeAlpaca:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.options = FakeOptionsAPI(self.now, self.prices)  # option contracts and snapshots (alpaca_options.py)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> FakeAlpaca:
@@ -149,6 +154,7 @@ class FakeAlpaca:
         app.router.add_delete("/v2/positions/{symbol}", self._close_one)
         app.router.add_get("/stream", self._trade_ws)
         app.router.add_get("/v2/stocks/bars", self._history_bars)
+        self.options.routes(app)
         app.router.add_get("/v2/{feed}", self._data_ws)
         app.middlewares.append(self._record_and_auth)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
@@ -434,7 +440,7 @@ class FakeAlpaca:
             unit = float(body["stop_price"]) * (1 + self.fill_slippage)
         else:
             return None  # no price known: nothing to check against
-        multiplier = 100.0 if len(symbol) > 15 else 1.0
+        multiplier = 100.0 if is_occ(symbol) else 1.0
         unit *= multiplier
         available = float(self.account["buying_power"]) - sum(
             hold * (float(o["qty"]) - float(o["filled_qty"]))
@@ -484,7 +490,7 @@ class FakeAlpaca:
     def _new_order(self, body: dict[str, Any]) -> dict[str, Any]:
         now = _iso(self.now())
         symbol = str(body.get("symbol", ""))
-        option = len(symbol) > 15 and any(ch.isdigit() for ch in symbol)
+        option = is_occ(symbol)
         order: dict[str, Any] = _order_json(body, now, "us_option" if option else "us_equity")
         self.orders[order["id"]] = order
         return order

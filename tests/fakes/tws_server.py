@@ -3,13 +3,15 @@
 It implements the subset of the protocol ib_async 2.1 uses for trading (server versions 176-178): the
 "API\\0" + version-range handshake, 4-byte big-endian length-prefixed NUL-separated messages, startApi ->
 nextValidId + managedAccounts, positions, open / completed orders, executions with commission reports,
-contract details, account updates and account summary, current time, placeOrder and cancelOrder.
+contract details, account updates and account summary, current time, placeOrder and cancelOrder; market data
+and option chains (reqMktData, reqSecDefOptParams) in tws_market.py.
 
 Scripting: queue what happens to the next orders with `script(...)` (fill, partial, reject, rest, duplicate,
 pacing, drop), fill resting orders later with `fill()`, drop every connection with `drop_connections()`,
 refuse new connections with `stop_listening()` / `resume_listening()` (or accept-and-close them with
 `refuse_connections = True`), model a trade placed by hand in TWS (empty orderRef) with
-`place_manual_order()`. Everything received is recorded in `received`.
+`place_manual_order()`, list options with quotes with `add_option(..., quote=OptionQuoteScript(...))`.
+Everything received is recorded in `received`.
 Message encodings follow ib_async/decoder.py field by field; they are tested through ib_async itself.
 """
 
@@ -22,13 +24,19 @@ import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+
+from pipeline.instruments.occ import occ_symbol
+from tests.fakes.tws_market import FakeMarketData, OptionQuoteScript
 
 MIN_SERVER_VERSION = 176
 MAX_SERVER_VERSION = 178
 
 # incoming message ids (client -> server)
+IN_REQ_MKT_DATA = 1
+IN_CANCEL_MKT_DATA = 2
+IN_REQ_SEC_DEF_OPT_PARAMS = 78
 IN_PLACE_ORDER = 3
 IN_CANCEL_ORDER = 4
 IN_REQ_OPEN_ORDERS = 5
@@ -98,6 +106,7 @@ class FakeContract:
     local_symbol: str = ""
     trading_class: str = ""
     price: float = 100.0
+    quote: OptionQuoteScript | None = None  # an option's market data (tws_market.py); stocks quote `price`
 
     def __post_init__(self) -> None:
         if not self.local_symbol:
@@ -111,12 +120,13 @@ class FakeContract:
             return int(req["conId"]) == self.con_id
         if req.get("symbol", "").upper() != self.symbol or req.get("secType", "STK") != self.sec_type:
             return False
-        if self.sec_type == "OPT":
+        if self.sec_type == "OPT":  # an empty expiry, strike or right selects all (as TWS answers them)
             strike = float(req.get("strike") or 0)
+            expiry, right = req.get("lastTradeDateOrContractMonth", ""), req.get("right", "")[:1].upper()
             return (
-                req.get("lastTradeDateOrContractMonth", "") == self.expiry
-                and abs(strike - self.strike) < 1e-6
-                and req.get("right", "")[:1].upper() == self.right
+                (not expiry or expiry == self.expiry)
+                and (not strike or abs(strike - self.strike) < 1e-6)
+                and (not right or right == self.right)
             )
         return True
 
@@ -260,6 +270,7 @@ class FakeTWS:
         self._used_order_ids: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
+        self.market = FakeMarketData(self)  # market data and option chains (tws_market.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -304,13 +315,17 @@ class FakeTWS:
         self.contracts.append(contract)
         return contract
 
-    def add_option(self, underlying: str, expiry: str, strike: float, right: str, price: float = 2.5) -> FakeContract:
-        """An equity option (expiry YYYYMMDD, right C/P); multiplier 100."""
+    def add_option(
+        self, underlying: str, expiry: str, strike: float, right: str, price: float = 2.5,
+        quote: OptionQuoteScript | None = None,
+    ) -> FakeContract:
+        """An equity option (expiry YYYYMMDD, right C/P); multiplier 100. With a `quote` it answers market data
+        (bid/ask, model greeks, open interest) and a market buy fills at its ask."""
         root = underlying.upper()
-        local = f"{root:<6}{expiry[2:]}{right.upper()}{round(strike * 1000):08d}"
+        local = occ_symbol(root, date(int(expiry[:4]), int(expiry[4:6]), int(expiry[6:8])), right, strike)
         contract = FakeContract(next(self._con_ids), root, "OPT", expiry=expiry, strike=strike, right=right.upper(),
                                 multiplier="100", primary_exchange="", local_symbol=local, trading_class=root,
-                                price=price)
+                                price=quote.ask if quote is not None and price == 2.5 else price, quote=quote)
         self.contracts.append(contract)
         return contract
 
@@ -500,6 +515,9 @@ class FakeTWS:
             IN_REQ_CURRENT_TIME: self._on_req_current_time,
             IN_PLACE_ORDER: self._on_place_order,
             IN_CANCEL_ORDER: self._on_cancel_order,
+            IN_REQ_MKT_DATA: lambda conn, fields: self.market.on_req_mkt_data(conn, fields),
+            IN_CANCEL_MKT_DATA: lambda conn, fields: self.market.on_cancel_mkt_data(conn, fields),
+            IN_REQ_SEC_DEF_OPT_PARAMS: lambda conn, fields: self.market.on_req_sec_def_opt_params(conn, fields),
         }
 
     def _on_start_api(self, conn: _Conn, fields: list[str]) -> None:

@@ -397,3 +397,32 @@ def test_token_bucket_never_exceeds_the_minute_budget() -> None:
     assert 190 <= sent <= 200
     bucket.pause_for(5.0)
     assert bucket.wait_time() == pytest.approx(5.0)
+
+
+# -- option symbols: ours (padded OCC) out as Alpaca's compact form, and back ---------------------------------
+async def test_our_padded_option_symbol_goes_out_compact_and_comes_back_padded(h: Harness) -> None:
+    ours = "AAPL  261218C00150000"
+    order = intent("sig-occ", qty=3, symbol=ours, asset_class=AssetClass.OPTION, order_type=OrderType.LIMIT,
+                   limit_price=3.2)
+    result = await h.broker.submit_order(order)
+    (sent,) = (r.body for r in h.fake.submits())
+    assert sent["symbol"] == "AAPL261218C00150000" and sent["qty"] == 3
+    assert result.symbol == ours
+    await h.fake.fill(order.client_order_id, 3, 3.2)
+    await h.fake.wait_for(lambda: bool(h.fills(order.client_order_id)))
+    assert {f.symbol for f in h.fills(order.client_order_id)} == {ours}
+    assert {u.symbol for u in h.updates(order.client_order_id)} == {ours}
+    positions = await h.broker.get_positions()
+    assert [p.symbol for p in positions] == [ours]
+
+
+@pytest.mark.parametrize(("symbol", "words"), [
+    ("AAPL  261318C00150000", "not a calendar date"),
+    ("AAPL  261218X00150000", "right 'X'"),
+    ("AAPL261218C0015000", "expected ROOT"),
+])
+async def test_a_bad_option_symbol_is_one_line_and_never_sent(h: Harness, symbol: str, words: str) -> None:
+    with pytest.raises(OrderRejected) as caught:
+        await h.broker.submit_order(intent("sig-bad-occ", qty=1, symbol=symbol, asset_class=AssetClass.OPTION))
+    assert words in caught.value.reason and "\n" not in caught.value.reason
+    assert h.fake.submits() == []

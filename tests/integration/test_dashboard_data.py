@@ -43,8 +43,8 @@ async def test_snapshot_with_10000_rows_is_bounded(tmp_path) -> None:
 
         clock = SimpleNamespace(now=lambda: datetime(2026, 1, 5, 15, tzinfo=UTC))
         calendar = SimpleNamespace(trading_day=lambda _now: date(2026, 1, 5))
-        daemon = SimpleNamespace(_cmd_status=status, clock=clock, core=SimpleNamespace(journal=journal,
-                                                                                      calendar=calendar))
+        daemon = SimpleNamespace(handlers=SimpleNamespace(status=status), clock=clock,
+                                 core=SimpleNamespace(journal=journal, calendar=calendar))
         data = DashboardData(daemon, page_rows=50)
         started = time.perf_counter()
         snap = await data.snapshot()

@@ -10,8 +10,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import load_settings
-from daemon.app import Core, Services
+from daemon.core import Core
 from daemon.metrics import Metrics
+from daemon.services import Services
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 

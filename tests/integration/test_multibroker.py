@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import OrderIntent, Position, TradeSignal
 from tests.conftest import make_signal, until

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,6 @@ from adapters.paper import (
     PaperBroker,
     apply_fill_to_position,
     black_scholes,
-    parse_occ,
 )
 from config.settings import PaperSettings
 from pipeline.core.clock import SimulatedClock
@@ -82,7 +81,7 @@ async def test_market_buy_pays_slippage_and_commission() -> None:
     assert result.filled_avg_price == pytest.approx(100.1)
     assert broker.cash == pytest.approx(100_000 - 1001.0 - 0.10)
     assert broker.position("AAPL") == (10, pytest.approx(100.1))
-    await broker.drain()
+    await broker.flush_events()
     assert rec.kinds() == ["new:b1", "fill:b1", "filled:b1"]
     fill = rec.events[1]
     assert isinstance(fill, Fill) and fill.price == pytest.approx(100.1) and fill.commission == pytest.approx(0.1)
@@ -127,7 +126,7 @@ async def test_limit_buy_rests_until_price_crosses_then_fills_at_limit() -> None
     order = await broker.get_order_by_client_id("lb")
     assert order.status == OrderStatus.FILLED and order.filled_avg_price == pytest.approx(99.0)
     assert await broker.get_open_orders() == []
-    await broker.drain()
+    await broker.flush_events()
     assert rec.kinds() == ["new:lb", "fill:lb", "filled:lb"]
     await broker.close()
 
@@ -254,7 +253,7 @@ async def test_cancel_resting_order() -> None:
         await broker.cancel_order("f1")
     with pytest.raises(OrderRejected, match="unknown"):
         await broker.cancel_order("nope")
-    await broker.drain()
+    await broker.flush_events()
     assert rec.kinds() == ["new:c1", "canceled:c1", "new:f1", "fill:f1", "filled:f1"]
     await broker.close()
 
@@ -274,7 +273,7 @@ async def test_events_arrive_in_order_with_unique_fill_ids() -> None:
     broker.set_price("AAPL", 100.0)
     for i in range(20):
         await broker.submit_order(intent(f"o{i:02d}", qty=1))
-    await broker.drain()
+    await broker.flush_events()
     expected = [k for i in range(20) for k in (f"new:o{i:02d}", f"fill:o{i:02d}", f"filled:o{i:02d}")]
     rec = Recorder()
     rec.events = seen
@@ -297,7 +296,7 @@ async def test_handler_failure_does_not_stop_delivery() -> None:
     await broker.connect()
     broker.set_price("AAPL", 100.0)
     await broker.submit_order(intent("h1"))
-    await broker.drain()
+    await broker.flush_events()
     assert [e.status for e in got if isinstance(e, OrderUpdate)] == [OrderStatus.NEW, OrderStatus.FILLED]
     await broker.close()
 
@@ -351,7 +350,7 @@ async def test_book_is_on_disk_before_the_event_is_delivered(tmp_path: Path) -> 
     await broker.submit_order(intent("d1"))
     await broker.submit_order(intent("d2", order_type=OrderType.LIMIT, limit_price=99.0))
     broker.on_bars([bar("AAPL", 99.5, 99.5, 98.5, 99.0)])  # triggered from the sync path
-    await broker.drain()
+    await broker.flush_events()
     assert on_disk_at_delivery == [True] * 6
     await broker.close()
 
@@ -374,14 +373,14 @@ async def test_unacknowledged_fills_are_redelivered_after_restart(tmp_path: Path
     await broker.submit_order(intent("u1"))  # never connected: the fill was never delivered
     again = make_broker(path)
     rec = await connected(again)
-    await again.drain()
+    await again.flush_events()
     fills = [e for e in rec.events if isinstance(e, Fill)]
     assert [f.fill_id for f in fills] == [broker.all_fills()[0].fill_id]
     assert rec.kinds()[-1] == "filled:u1"
     await again.close()
     third = make_broker(path)
     rec3 = await connected(third)
-    await third.drain()
+    await third.flush_events()
     assert rec3.events == []  # acknowledged now: not sent again
     await third.close()
 
@@ -417,14 +416,6 @@ def test_black_scholes_reference_values() -> None:
     assert black_scholes(100, 90, 0.0, 0.05, 0.2, "C") == 10.0
 
 
-def test_parse_occ() -> None:
-    occ = parse_occ("AAPL  261218C00230000")
-    assert occ is not None and occ.underlying == "AAPL" and occ.strike == 230.0 and occ.right == "C"
-    assert occ.expiry == date(2026, 12, 18)
-    assert parse_occ("SPY261218P00450500").strike == 450.5
-    assert parse_occ("AAPL") is None
-
-
 async def test_option_order_is_priced_from_the_underlying() -> None:
     broker = make_broker()
     symbol = "AAPL  261218C00230000"
@@ -449,7 +440,7 @@ async def test_events_booked_before_connect_are_delivered_once(tmp_path: Path) -
     broker.set_price("AAPL", 100.0)
     await broker.submit_order(intent("early"))
     rec = await connected(broker)
-    await broker.drain()
+    await broker.flush_events()
     assert rec.kinds() == ["new:early", "fill:early", "filled:early"]
     await broker.close()
 

@@ -70,7 +70,7 @@ async def test_timeout_after_accept_leaves_exactly_one_order(tmp_path: Path) -> 
     assert result.client_order_id == "t2"
     assert [o.client_order_id for o in broker.all_orders()] == ["t1", "t2"]
     assert broker.position("AAPL")[0] == 20
-    await broker.drain()
+    await broker.flush_events()
     assert sum(isinstance(e, Fill) for e in events) == 2
     assert [r for r in broker.request_log if r.client_order_id == "t2"] == [
         PaperRequest("submit_order", "t2"), PaperRequest("get_order_by_client_id", "t2"),
@@ -102,7 +102,7 @@ async def test_reject_next() -> None:
     assert await broker.get_order_by_client_id("rj") is None
     assert broker.faults.reject_next is None
     await broker.submit_order(intent("ok"))
-    await broker.drain()
+    await broker.flush_events()
     assert kinds(events) == ["new:ok", "fill:ok", "filled:ok"]
     await broker.close()
 
@@ -129,7 +129,7 @@ async def test_duplicate_fill_delivery_repeats_the_same_fill_id() -> None:
     broker.faults.duplicate_fill_delivery = 1
     await broker.submit_order(intent("df"))
     await broker.submit_order(intent("df2"))
-    await broker.drain()
+    await broker.flush_events()
     fills = [e for e in events if isinstance(e, Fill)]
     assert [f.client_order_id for f in fills] == ["df", "df", "df2"]
     assert fills[0].fill_id == fills[1].fill_id != fills[2].fill_id
@@ -143,10 +143,10 @@ async def test_drop_updates_then_redeliver_in_order() -> None:
     broker.faults.drop_updates = True
     await broker.submit_order(intent("h1"))
     await broker.submit_order(intent("h2"))
-    await broker.drain()
+    await broker.flush_events()
     assert events == []
     assert broker.redeliver() == 6
-    await broker.drain()
+    await broker.flush_events()
     assert kinds(events) == ["new:h1", "fill:h1", "filled:h1", "new:h2", "fill:h2", "filled:h2"]
     await broker.close()
 
@@ -155,7 +155,7 @@ async def test_reorder_updates_swaps_the_next_two() -> None:
     broker, events = await ready_broker()
     broker.faults.reorder_updates = 1
     await broker.submit_order(intent("r1"))
-    await broker.drain()
+    await broker.flush_events()
     assert kinds(events) == ["fill:r1", "new:r1", "filled:r1"]
     assert broker.faults.reorder_updates == 0
     await broker.close()
@@ -198,7 +198,7 @@ async def test_events_after_reorder_and_duplicates_cover_every_fill_once_by_id()
     broker.faults.duplicate_fill_delivery = 2
     for i in range(4):
         await broker.submit_order(intent(f"m{i}", qty=1))
-    await broker.drain()
+    await broker.flush_events()
     fill_ids = {e.fill_id for e in events if isinstance(e, Fill)}
     assert fill_ids == {f.fill_id for f in broker.all_fills()}
     finals = [e for e in events if isinstance(e, OrderUpdate) and e.status == OrderStatus.FILLED]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Fill, OrderIntent, Side
 from tests.conftest import SESSION

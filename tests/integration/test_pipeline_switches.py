@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from config.settings import load_settings
-from daemon.app import Core, Services
+from daemon.core import Core
+from daemon.services import Services
 from pipeline import BotOrchestrator, PipelineConfig, SimulatedClock, TradeSignal
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)

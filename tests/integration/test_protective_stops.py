@@ -14,7 +14,7 @@ import pytest
 
 from adapters.paper import PaperBroker
 from config.settings import PaperSettings, load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Bar, CloudState, OrderStatus, OrderType, TradeSignal, client_order_id_for
 from pipeline.execution.protective_stops import BROKER_STOP_EXIT
@@ -268,7 +268,7 @@ async def test_restart_cancels_a_stop_whose_position_is_gone_and_a_stray_one(tmp
     await book.submit_order(OrderIntent("manual-sale", "manual", "AAPL", Side.SELL, held, reference_price=100.0))
     await book.submit_order(OrderIntent(client_order_id_for("nobody", "stop0"), "nobody", "MSFT", Side.SELL, 1,
                                         order_type=OrderType.STOP, stop_price=40.0, reference_price=40.0))
-    await book.drain()
+    await book.flush_events()
     await book.close()
     core = await _core(tmp_path, clock)
     try:

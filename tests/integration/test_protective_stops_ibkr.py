@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal, client_order_id_for
 from pipeline.execution.protective_stops import BROKER_STOP_EXIT

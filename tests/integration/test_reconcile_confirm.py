@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import OrderIntent, Position, Side
 from tests.fakes.alpaca_server import FakeAlpaca

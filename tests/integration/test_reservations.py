@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings, load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import (
     AccountState,

@@ -107,3 +107,26 @@ def test_replay_of_real_daily_bars_measures_var_on_daily_returns(tmp_path: Path)
     returns = upto[1:] / upto[:-1] - 1.0
     expected = Z_95 * np.std(returns, ddof=1) * sizing["quantity"] * entry
     assert abs(detail["var_95_1d"] - expected) <= 0.01 * expected
+
+
+def test_replay_of_real_daily_bars_with_stamps_rejects_nothing_for_var(tmp_path: Path) -> None:
+    """Issue 14.2 as a user met it: MSFT's real daily bars with a time stamp (16:00 ET) go through the replay's
+    whole pipeline; signals reach the VaR check and a 15 % large-cap position is never refused for VaR (the
+    5-minute scaling put its one-day VaR near 10 % of equity and refused every one)."""
+    from config.settings import load_settings
+    from daemon.replay import replay
+
+    path = tmp_path / "msft-stamped.csv"
+    with (DATA / "MSFT.csv").open() as fh, path.open("w") as out:
+        out.write("timestamp,symbol,open,high,low,close,volume\n")
+        for row in csv.DictReader(fh):
+            out.write(f"{row['Date']}T16:00:00-05:00,MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},"
+                      f"{row['Volume']}\n")
+    state = tmp_path / "state"
+    asyncio.run(replay(load_settings(None), path, state_dir=state))
+    with sqlite3.connect(state / "journal.db") as conn:
+        reached = conn.execute("SELECT count(*) FROM decisions WHERE stage='unified_risk'").fetchone()[0]
+        var_reasons = [r for (r,) in conn.execute("SELECT reason FROM decisions WHERE stage='unified_risk' AND "
+                                                  "outcome='rejected'")]
+    assert reached >= 5, "too few signals reached the VaR check"
+    assert var_reasons == [], var_reasons[:3]

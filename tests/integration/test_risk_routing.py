@@ -18,8 +18,6 @@ from pipeline.instruments.options import (
     bs_delta,
     bs_price,
     contract_problems,
-    occ_symbol,
-    parse_occ_symbol,
     select_contract,
     synthetic_chain,
     weekly_expiries,
@@ -195,26 +193,6 @@ def test_weekly_expiries_are_fridays_within_horizon() -> None:
     assert all(d.weekday() == 4 for d in expiries)
     assert (expiries[-1] - date(2024, 6, 12)).days <= 63 and len(expiries) >= 8
     assert weekly_expiries(date(2024, 6, 14))[0] == date(2024, 6, 21)
-
-
-@pytest.mark.parametrize(("args", "symbol"), [
-    (("AAPL", date(2024, 1, 19), "C", 190), "AAPL  240119C00190000"),
-    (("SPY", date(2024, 12, 20), "P", 587.5), "SPY   241220P00587500"),
-    (("NVDA", date(2025, 3, 21), "C", 12.5), "NVDA  250321C00012500"),
-])
-def test_occ_symbol(args: tuple, symbol: str) -> None:
-    assert occ_symbol(*args) == symbol
-    underlying, expiry, right, strike = parse_occ_symbol(symbol)
-    assert (underlying, expiry, right, strike) == (args[0], args[1], args[2], float(args[3]))
-
-
-@pytest.mark.parametrize(("args", "field"), [
-    (("TOOLONGX", date(2024, 1, 19), "C", 10), "underlying"), (("AAPL", date(2024, 1, 19), "X", 10), "right"),
-    (("AAPL", date(2024, 1, 19), "C", -1), "strike"), (("AAPL", date(2024, 1, 19), "C", 1e6), "strike"),
-])
-def test_occ_symbol_rejects(args: tuple, field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        occ_symbol(*args)
 
 
 def test_black_scholes_parity_and_delta() -> None:

@@ -11,36 +11,41 @@ import csv
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from config.settings import InstrumentMode, load_settings
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "daily"
 
 
-def _msft(tmp_path: Path) -> Path:
+def _msft(tmp_path: Path, stamp: str = "") -> Path:
+    """MSFT's real daily bars in the canonical layout, date-only or with `stamp` appended to each date."""
     path = tmp_path / "msft.csv"
     with (DATA / "MSFT.csv").open() as fh, path.open("w") as out:
         out.write("timestamp,symbol,open,high,low,close,volume\n")
         for row in csv.DictReader(fh):
-            out.write(f"{row['Date']},MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},{row['Volume']}\n")
+            out.write(f"{row['Date']}{stamp},MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},{row['Volume']}\n")
     return path
 
 
-def _run(tmp_path: Path, mode: str) -> tuple[dict, list[tuple[str, str, str]]]:
+def _run(tmp_path: Path, mode: str, stamp: str = "") -> tuple[dict, list[tuple[str, str, str]]]:
     from daemon.replay import replay
 
     settings = load_settings(None)
     settings = settings.model_copy(update={"executor": settings.executor.model_copy(
         update={"instrument_mode": InstrumentMode(mode)})})
     state = tmp_path / mode
-    result = asyncio.run(replay(settings, _msft(tmp_path), state_dir=state))
+    result = asyncio.run(replay(settings, _msft(tmp_path, stamp), state_dir=state))
     with sqlite3.connect(state / "journal.db") as conn:
         rows = conn.execute("SELECT stage, outcome, reason FROM decisions WHERE stage IN "
                             "('instrument_router', 'sizing') ORDER BY id").fetchall()
     return result, rows
 
 
-def test_both_falls_back_to_the_stock_when_the_etf_has_no_price(tmp_path: Path) -> None:
-    result, rows = _run(tmp_path, "both")
+@pytest.mark.parametrize("stamp", ["", "T16:00:00-05:00"], ids=["date-only", "stamped"])
+def test_both_falls_back_to_the_stock_when_the_etf_has_no_price(tmp_path: Path, stamp: str) -> None:
+    # stamped rows too: the form the issue met it in ("no price for TECS", 0 trades), date-only rows aside
+    result, rows = _run(tmp_path, "both", stamp)
     routed = [reason for stage, outcome, reason in rows if stage == "instrument_router" and outcome == "approved"]
     fallbacks = [r for r in routed if "no price for TEC" in r]
     assert fallbacks, routed[:5]

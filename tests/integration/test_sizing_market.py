@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from adapters.alpaca import AlpacaBroker
 from adapters.webhook import SIGNALS_PATH, WebhookServer
 from config.settings import WebhookSettings, load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Bar, TradeSignal
 from tests.fakes.alpaca_server import FakeAlpaca
@@ -283,7 +283,7 @@ async def test_fake_alpaca_refuses_an_order_it_cannot_fund_at_its_fill_price(fak
 async def test_trading_service_buys_on_the_market_price_not_a_stale_mark(tmp_path: Path) -> None:
     """`ordergate buy` (the daemon's TradingService) prices the order where the entry is sized: the paper broker's
     own price, not the ledger's mark from an earlier bar."""
-    from daemon.app import Daemon
+    from daemon.process import Daemon
 
     settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper"},
                              paper={"persistent": False}, pipeline={"enable_unified_risk": False})
@@ -293,7 +293,7 @@ async def test_trading_service_buys_on_the_market_price_not_a_stale_mark(tmp_pat
     try:
         core.ledger.mark("ACME", 50.0)                  # an old bar
         core.brokers["paper"].set_price("ACME", 100.0)  # where the paper broker fills now
-        result = await daemon.trading_service().buy("ACME", dollars=5_000.0)
+        result = await daemon.handlers.trading_service().buy("ACME", dollars=5_000.0)
         assert result.ok, result.reason
         assert result.est_price == 100.0 and result.shares == 50
         assert result.filled_qty == 50 and result.filled_avg_price == pytest.approx(100.0 * 1.0002)

@@ -9,7 +9,7 @@ import pytest
 
 from adapters.paper import PaperBroker
 from config.settings import BrokerSettings, PaperSettings, PipelineConfig, SmartRouterSettings, load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import OrderIntent, Side, TradeSignal, client_order_id_for
 from pipeline.execution.order_router import OrderRouter

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 from tests.conftest import make_signal

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Bar, TradeSignal
 from pipeline.strategy.strategy_set import StrategySet

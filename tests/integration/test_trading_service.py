@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.trading_service import RebalanceProposal, TradingConfig, TradingService
 

@@ -21,7 +21,7 @@ import pytest
 from adapters.alpaca import AlpacaBroker
 from adapters.alpaca_data import AlpacaBarFeed
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Position, TradeSignal, client_order_id_for
 from tests.conftest import make_signal

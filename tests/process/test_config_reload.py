@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from config.reload import plan_reload, reloadable
 from config.settings import Settings, load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Bar, TradeSignal
 

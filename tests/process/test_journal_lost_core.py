@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from daemon.journal_guard import fail_closed_if_journal_lost
 from pipeline.core.clock import SimulatedClock
 from tests.fakes.alpaca_server import FakeAlpaca

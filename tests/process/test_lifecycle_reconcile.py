@@ -9,7 +9,7 @@ import pytest
 
 from adapters.paper import PaperBroker
 from config.settings import PaperSettings, load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import OrderIntent, Position, Side
 from tests.daemon_proc import DaemonProcess
@@ -39,8 +39,8 @@ async def _broker_buys(core: Core, symbol: str, qty: float, price: float = 50.0)
     paper.set_event_handler(_ignore)
     await paper.submit_order(OrderIntent(f"manual-{symbol}-{qty}", "manual", symbol, Side.BUY, qty,
                                          reference_price=price))
-    await paper.drain()
-    paper.set_event_handler(core._on_broker_event)
+    await paper.flush_events()
+    paper.set_event_handler(core.events.deliver)
 
 
 async def _ignore(_event) -> None:
@@ -107,7 +107,7 @@ async def test_startup_reconciliation_runs_before_ready(tmp_path: Path) -> None:
     await paper.connect()
     paper.set_price("GHST", 20.0)
     await paper.submit_order(OrderIntent("manual-ghost", "manual", "GHST", Side.BUY, 3, reference_price=20.0))
-    await paper.drain()
+    await paper.flush_events()
     await paper.close()
 
     daemon = DaemonProcess(state_dir).start()

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 
 from config.settings import load_settings
-from daemon.app import Daemon
+from daemon.process import Daemon
 
 
 def _free_port() -> int:

@@ -23,7 +23,7 @@ import pytest
 from adapters.alpaca import AlpacaBroker
 from adapters.paper import PaperBroker
 from config.settings import load_settings
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.clock import LiveClock, SimulatedClock
 from pipeline.core.models import Direction, OrderIntent, Side, TradeSignal, client_order_id_for
 from pipeline.record.journal import Journal

@@ -58,7 +58,8 @@ def test_importing_the_package_is_lazy() -> None:
     """`import pipeline` must not pull in the stages (the CLI's start-up) nor, ever, an adapter or the daemon."""
     code = (
         "import sys, pipeline, adapters, config\n"
-        "heavy = [m for m in ('pipeline.orchestrator', 'adapters.alpaca', 'adapters.ibkr', 'daemon.app') "
+        "heavy = [m for m in ('pipeline.orchestrator', 'adapters.alpaca', 'adapters.ibkr', 'daemon.core',"
+        " 'daemon.process') "
         "if m in sys.modules]\n"
         "print(heavy)\n"
         "from pipeline import BotOrchestrator, TradeExecutor, TradingService\n"

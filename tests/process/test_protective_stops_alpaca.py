@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from daemon.app import Core
+from daemon.core import Core
 from pipeline.core.models import client_order_id_for
 from pipeline.execution.protective_stops import BROKER_STOP_EXIT
 from tests.daemon_proc import DaemonProcess, base_env

@@ -63,3 +63,30 @@ def test_date_only_rows_in_an_intraday_file_are_reported(tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr
     problems = json.loads(out.stdout)["problems"]
     assert [p["line"] for p in problems] == [12] and "only daily bars" in problems[0]["reason"]
+
+
+def test_summary_says_where_the_signals_went_on_a_file_every_version_reads(tmp_path: Path) -> None:
+    """Issue 14.5 as met: '276 signals, 0 entries' and nothing more. On a canonical-layout file (real MSFT daily
+    bars, stamped 16:00 ET) the human summary gives every signal's stage and outcome, adding up to the signals,
+    and the top rejection reasons with an example each."""
+    import csv
+
+    path = tmp_path / "msft.csv"
+    with (DATA / "MSFT.csv").open() as fh, path.open("w") as out:
+        out.write("timestamp,symbol,open,high,low,close,volume\n")
+        for row in csv.DictReader(fh):
+            out.write(f"{row['Date']}T16:00:00-05:00,MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},"
+                      f"{row['Volume']}\n")
+    human = cli(tmp_path, "replay", str(path), timeout=120)
+    assert human.returncode == 0, human.stderr
+    assert "signals by stage" in human.stdout and "top rejection reasons" in human.stdout, human.stdout
+    result = json.loads(cli(tmp_path, "replay", str(path), "--json", timeout=120).stdout)
+    stages = result["stages"]
+    assert sum(n for outcomes in stages.values() for n in outcomes.values()) == result["signals"] > 0
+    line = next(x for x in human.stdout.splitlines() if x.startswith("signals by stage: "))
+    shown = line.removeprefix("signals by stage: ").split(", ")
+    assert shown == [f"{stage} {n}" if stage == outcome else f"{stage} {outcome} {n}"
+                     for stage, outcomes in stages.items() for outcome, n in outcomes.items()], line
+    assert result["top_rejections"]
+    for r in result["top_rejections"]:
+        assert f"{r['count']:>5}  {r['stage']}/{r['kind']}: e.g. {r['example'][:150]}" in human.stdout, r

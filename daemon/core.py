@@ -1,0 +1,393 @@
+"""The Core: everything that trades, assembled from settings (journal, state, brokers, ledger, orchestrator,
+lifecycle, engine), and its own run: start (recovery first), stop, settle, the account view.
+
+Start-up order: state file (kill switch fails closed) -> journal -> brokers connected -> ledger rebuilt from
+the journal -> first reconciliation -> READY=1 -> bars flow. Shutdown: stop intake, finish or cancel
+in-flight entries, flush journal and state, STOPPING=1, exit 0. Shared by the daemon and `ordergate replay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from config.settings import Settings
+from daemon.broker_events import BrokerEvents
+from daemon.limbo import OrderLimbo
+from daemon.reconciliation import Reconciliation
+from daemon.recovery import Recovery
+from daemon.wiring import make_broker
+from pipeline.core.bus import Bus
+from pipeline.core.calendar import MarketCalendar, default_calendar
+from pipeline.core.clock import Clock
+from pipeline.core.models import AccountState, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
+from pipeline.core.ports import (
+    Broker,
+    BrokerUnavailable,
+    ChainVenue,
+    FlushesEvents,
+    OptionChainProvider,
+    Prunable,
+    QuotesPrices,
+    WatchesBars,
+)
+from pipeline.engine import TradingEngine
+from pipeline.entry.strategy_budget import StrategyBudgets
+from pipeline.execution.order_record import OrderBook, OrderState
+from pipeline.execution.order_resolver import OrderResolver
+from pipeline.execution.order_router import OrderRouter
+from pipeline.execution.protective_stops import ProtectiveStops
+from pipeline.instruments.chains import chain_tickers
+from pipeline.orchestrator import BotOrchestrator
+from pipeline.positions.external import ExternalBook
+from pipeline.positions.ledger import Ledger
+from pipeline.positions.lifecycle import LifecycleManager
+from pipeline.positions.reconciler import PositionReconciler, ReconciliationReport
+from pipeline.record.feedback import FeedbackTracker
+from pipeline.record.journal import Journal
+from pipeline.record.trade_journal import TradeJournalWriter
+from pipeline.safety.kill_switch import KillSwitch
+from pipeline.safety.state_manager import PersistentStateManager
+
+log = structlog.get_logger("ordergate.daemon")
+
+
+class Core:
+    """Everything that trades: journal, state, brokers, ledger, orchestrator, lifecycle, engine.
+
+    Shared by the daemon and by `ordergate replay`. Recovery (`recovery`), the open orders' resolution (`limbo`),
+    the broker events (`events`) and reconciliation (`reconciliation`) are its parts, each in a module of its own.
+    """
+
+    def __init__(self, settings: Settings, clock: Clock, *, state_dir: Path | None = None,
+                 calendar: MarketCalendar | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.state_dir = Path(state_dir or settings.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.calendar = calendar or default_calendar()
+        self.config = settings.pipeline
+        # a replay (simulated clock, NORMAL journal: replay_settings) trades in a throwaway directory: no fsync
+        # and no disk thread; the live daemon keeps both
+        throwaway = clock.simulated and settings.journal.synchronous == "NORMAL"
+        self.state = PersistentStateManager(self.state_dir, clock, self.calendar, durable=not throwaway)
+        self._alert_tasks: set[asyncio.Task[None]] = set()
+        self.kill_switch = KillSwitch(self.state, alert=self._alert_soon)  # every trip goes through it
+        self.journal: Journal | None = (
+            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous, inline=throwaway)
+            if settings.journal.enabled else None
+        )
+        names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
+        self.brokers: dict[str, Broker] = {n: make_broker(n, settings, clock, self.state_dir) for n in names}
+        for broker in self.brokers.values():
+            broker.set_send_guard(self.kill_switch.guard)  # checked by the adapter right before the wire
+        self.bus = Bus()
+        self.ledger = Ledger(cash=0.0)
+        self.external = ExternalBook(self.ledger.last_prices.get)  # positions at the broker that are not ours
+        self.starting_equity = 0.0
+        # one record per client order id (pipeline.execution.order_record): the router, the validator, the reservations,
+        # the lifecycle and the resolver read and move orders through it
+        self.book = OrderBook()
+        self.router = OrderRouter(self.brokers, self.journal, clock, self.config, settings.broker,
+                                  on_result=self._on_order_result, kill_switch=self.kill_switch, book=self.book)
+        self.feedback = FeedbackTracker(self.config)
+        self.strategy = self._strategy()
+        self.budgets = StrategyBudgets(settings.effective_strategies(), settings.executor,
+                                       one_per_symbol=bool(settings.strategies))
+        self.orchestrator = BotOrchestrator(
+            self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
+            journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
+            feedback=self.feedback, price_lookup=self.market_price,
+            chain_provider=self._chain_provider(), slippage=settings.entry_slippage(),
+            kill_switch=self.kill_switch, book=self.book, decisions=self.bus.decisions, budgets=self.budgets,
+        )
+        self.lifecycle = LifecycleManager(
+            self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
+            router=self.router, journal=self.journal, validator=self.orchestrator.validator,
+            feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
+            entry_filled=self.orchestrator.entry_filled,
+            alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
+            on_external_fill=self._on_external_fill, exit_cap=self.external.exit_cap,
+            on_trade=self.budgets.record_trade,
+        )
+        self.stops = ProtectiveStops(
+            settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
+            register=self.lifecycle.register_intent, journal=self.journal, alert=self.alert,
+            timeout=settings.broker.request_timeout_seconds, exit_cap=self.external.exit_cap,
+        )
+        self.lifecycle.stops = self.stops
+        listeners = [b.on_bars for b in self.brokers.values() if isinstance(b, WatchesBars)]
+        self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
+                                    settle=self.settle if clock.simulated else None,
+                                    pruners=[b.prune for b in self.brokers.values() if isinstance(b, Prunable)])
+        self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
+        self.reconciliation = Reconciliation(self)
+        self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
+                                      timeout=settings.broker.request_timeout_seconds, book=self.book)
+        self.clock_offsets: dict[str, float] = {}
+        self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
+        if settings.smart_router.enabled:
+            from pipeline.execution.smart_router import SmartRouter, Venue
+
+            self.router.smart = SmartRouter(settings.smart_router, [Venue(n) for n in self.brokers], clock)
+            self.router.on_split = self._on_split
+        self.trades = TradeJournalWriter(self.journal) if self.journal is not None else None
+        self.events = BrokerEvents(self)  # subscribes to the broker events now: none published before is missed
+        self.recovery = Recovery(self)
+        self.limbo = OrderLimbo(self)
+        self.alert_hook: Any = None
+        self.event_observer: Any = None
+        self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
+        self.last_reconciliation: dict[str, Any] | None = None
+
+    def _strategy(self) -> Any:
+        from pipeline.strategy.registry import build_strategies
+
+        # [[strategies]] (or the one EMA-cloud strategy); built even when disabled: the exits read its cloud states
+        return build_strategies(self.settings, self.calendar)
+
+    def market_price(self, symbol: str) -> float | None:
+        """The price entries are sized on: the primary broker's own (the paper broker's, what it fills at), else
+        the data feed's last bar (the ledger's marks); None when neither has one."""
+        primary = self.brokers[self.settings.broker.primary]
+        price = primary.last_price(symbol) if isinstance(primary, QuotesPrices) else None
+        return price if price is not None else self.ledger.last_prices.get(symbol)
+
+    def _chain_provider(self) -> Any:
+        """The primary broker's option chain; a broker without one gets none (never the synthetic chain)."""
+        from pipeline.instruments.options import NoOptionChain
+
+        name = self.settings.broker.primary
+        primary = self.brokers[name]
+        return primary if isinstance(primary, OptionChainProvider) else NoOptionChain(f"the {name} broker")
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Hand reloaded settings to every trading component (a SIGHUP): risk gate, sizing, routing, guard and
+        unified risk (through the orchestrator), exits and time stops (the lifecycle), feedback, reconciliation.
+        Restart-only fields arrive unchanged (config/reload.py), so the parts built from them stay valid."""
+        self.settings = settings
+        self.config = settings.pipeline
+        self.feedback.reconfigure(self.config)
+        self.orchestrator.reconfigure(self.config, settings.routing, settings.options)
+        for broker in self.brokers.values():
+            if isinstance(broker, ChainVenue):  # the chains' DTE window, limits and tickers
+                broker.reconfigure_options(settings.options, chain_tickers(settings))
+        self.lifecycle.reconfigure(self.config)
+        self.reconciler.notional_threshold = settings.reconcile.kill_notional_threshold
+        self.reconciliation.confirmer.reconfigure(settings.reconcile.grace_seconds)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.state.load_error:
+            log.error("state_file_unreadable", path=str(self.state.path), error=self.state.load_error,
+                      kill_switch="active")
+        if self.journal is not None:
+            await self.journal.open()
+            stored = await self.journal.get_kv("feedback")
+            if stored:
+                self.feedback = FeedbackTracker.from_dict(stored, self.config)
+                self.orchestrator.feedback = self.feedback
+                self.lifecycle.feedback = self.feedback
+            await self.budgets.restore_from(self.journal, self.calendar.trading_day(self.clock.now()))
+        down: list[BrokerUnavailable] = []
+        for name, broker in self.brokers.items():
+            broker.set_event_handler(self.events.handler_for(broker))
+            try:
+                await broker.connect()
+            except BrokerUnavailable as exc:
+                # start anyway with this broker marked down: entries go to the other one meanwhile
+                down.append(exc)
+                self.router.health[name].mark_down(str(exc))
+                self.router.unstarted.add(name)
+                log.error("broker_down_at_start", broker=name, error=str(exc))
+        if len(down) == len(self.brokers):
+            raise down[0]
+        # events the brokers (re)deliver on connect wait in the bus queue until the book is rebuilt from the
+        # journal; only then are they applied (a fill already journaled is recognised and skipped)
+        await self.recovery.rebuild()
+        self.events.start()
+        await self.settle()
+        await self.recovery.measure_clock_offsets()
+        await self.recovery.recover_open_orders()
+        await self.stops.check_at_start()  # every open position has its resting stop; orphans are cancelled
+        await self.settle()
+        await self.sync_account()
+
+    async def stop(self) -> None:
+        """Finish submissions under way, cancel working entries if so configured, flush, disconnect."""
+        await self.router.drain(self.settings.shutdown.timeout_seconds / 2)
+        self.router.cancel_scheduled()  # TWAP slices not yet due are not sent
+        await self.settle()
+        if self.settings.shutdown.cancel_inflight_entries:
+            await self.limbo.cancel_working_entries()
+        await self.events.stop()
+        for broker in self.brokers.values():
+            with contextlib.suppress(Exception):
+                await broker.close()
+        if self.journal is not None:
+            await self.journal.close()
+        self.state.flush()
+
+    async def sync_account(self) -> None:
+        """Cash and starting equity from the primary broker (the broker's cash already reflects every fill)."""
+        name = self.settings.broker.primary
+        if not self.brokers[name].is_connected():  # primary down at start-up: the broker that trades meanwhile
+            name = next((n for n, b in self.brokers.items() if b.is_connected()), name)
+        account = await self.brokers[name].get_account()
+        self.ledger.cash = account.cash
+        self.external.reset_cash()  # the broker's cash already reflects every hand trade so far
+        self.starting_equity = account.equity
+        log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
+                 equity=round(account.equity, 2), open_orders=len(self.book.working()))
+
+    # -- the parts' entry points used from outside (the daemon's loops, the control commands, tests) ---------
+    async def rebuild(self) -> None:
+        """The order book and open positions from the journal (see `Recovery.rebuild`)."""
+        await self.recovery.rebuild()
+
+    async def connect_unstarted(self) -> list[str]:
+        """Connect the brokers that were down at start-up (see `Recovery.connect_unstarted`)."""
+        return await self.recovery.connect_unstarted()
+
+    async def check_overdue(self) -> list[str]:
+        """The timer's pass over orders in limbo (see `OrderLimbo.check_overdue`)."""
+        return await self.limbo.check_overdue()
+
+    async def flatten(self, reason: str = "flatten") -> dict[str, Any]:
+        """Close every position now, stuck exits included (see `OrderLimbo.flatten`)."""
+        return await self.limbo.flatten(reason)
+
+    # -- account view, router callbacks, settle, alerts ---------------------------------------------------
+    def account_state(self) -> AccountState:
+        """The book as the risk gate sees it, external positions included (they are real risk)."""
+        equity = self.ledger.equity()
+        # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
+        # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
+        buying_power = max(0.0, self.ledger.cash - 2.0 * self.ledger.short_market_value())
+        return self.external.account_view(AccountState(
+            equity=equity, cash=self.ledger.cash, buying_power=buying_power,
+            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
+            starting_equity=self.starting_equity or equity))
+
+    def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
+        """The parent's reservation passes to its child orders, each tracked as an order of its own."""
+        self.orchestrator.release(parent.client_order_id)
+        self.book.transition(parent.client_order_id, OrderState.REPLACED)  # never sent itself: nothing to resolve
+        for child in children:
+            self.book.reserve(child)
+            self.lifecycle.register_intent(child)
+
+    async def consume_signals(self) -> None:
+        """External signals (webhook, CLI) published on the bus, decided one at a time."""
+        queue = self.bus.signals.subscribe() if self._signal_queue is None else self._signal_queue
+        self._signal_queue = queue
+        while True:
+            signal = await queue.get()
+            try:
+                await self.engine.submit_signal(signal)
+            except Exception:
+                log.exception("signal_failed", signal_id=getattr(signal, "signal_id", None))
+
+    async def _on_order_result(self, intent: OrderIntent, result: OrderResult) -> None:
+        # rejections decided by the router (nothing reached a broker, or a final 4xx) and entries the kill switch
+        # stopped before the wire produce no broker event
+        withheld = result.status == OrderStatus.CANCELED and not result.found_existing
+        if result.status == OrderStatus.REJECTED or withheld:
+            await self.lifecycle.on_broker_event(OrderUpdate(
+                intent.client_order_id, result.status, result.broker, result.broker_order_id,
+                intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
+            ))
+        elif result.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
+            self.book.accepted(intent.client_order_id, self.clock.now())
+        if result.found_existing and result.status.is_final and intent.kind == "entry":
+            # a resend after a restart found it already final at the broker: no event will come to release it
+            self.orchestrator.release(intent.client_order_id)
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until in-flight orders and the broker events they caused have been applied.
+
+        Used in simulated time after each step that sent an order (so a replay is deterministic) and at start
+        and stop. Event-driven: the router's tasks, each broker's own delivery queue, then our consumer.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self.router.in_flight():
+                await self.router.drain(max(0.0, deadline - loop.time()))
+            for broker in self.brokers.values():
+                if isinstance(broker, FlushesEvents) and broker.is_connected():
+                    with contextlib.suppress(Exception):
+                        await broker.flush_events(timeout=max(0.01, deadline - loop.time()))
+            if self.events.consuming():
+                await self.events.wait_idle(max(0.01, deadline - loop.time()))
+            else:
+                await asyncio.sleep(0)
+            if not self.router.in_flight() and not self.events.pending():
+                return
+        log.warning("settle_timed_out", in_flight=self.router.in_flight(), events_pending=self.events.pending())
+
+    async def alert(self, kind: str, message: str, severity: str = "warning", **fields: Any) -> None:
+        if self.alert_hook is not None:
+            await self.alert_hook(kind, message, severity, **fields)
+        else:
+            log.warning("alert", kind=kind, message=message, severity=severity, **fields)
+
+    def _alert_soon(self, kind: str, message: str, severity: str = "warning") -> None:
+        """Fire-and-forget alert from synchronous code (a kill switch trip in a signal handler)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            log.warning("alert", kind=kind, message=message, severity=severity)
+            return
+        task = loop.create_task(self.alert(kind, message, severity))
+        self._alert_tasks.add(task)
+        task.add_done_callback(self._alert_tasks.discard)
+
+    # -- reconciliation and views ----------------------------------------------------------------------
+    async def reconcile(self) -> ReconciliationReport:
+        """One reconciliation pass over every connected broker (see `daemon.reconciliation`)."""
+        report = await self.reconciliation.run()
+        self.stops.refresh()  # the resting stops follow what it learned (someone else's trades cap them)
+        return report
+
+    def _on_external_fill(self, fill: Any) -> bool:
+        """Someone else's fill: counted as external; a resting stop of ours on that symbol never sells more than
+        the account still holds of ours."""
+        fresh = self.external.apply_fill(fill)
+        self.stops.request_sync(fill.symbol)
+        return fresh
+
+    async def reconcile_at_start(self) -> ReconciliationReport:
+        """The start-up reconciliation before READY: a difference the first check sees is checked once more."""
+        return await self.reconciliation.at_start()
+
+    def positions(self) -> list[dict[str, Any]]:
+        """ordergate's own positions (`adopted`: taken over from the broker, managed with a visible stop)."""
+        return [self._position_row(p) for p in self.ledger.positions()]
+
+    def external_positions(self) -> list[dict[str, Any]]:
+        """Positions at the broker that ordergate did not open: counted as risk, never traded (no stop of ours)."""
+        rows = [self._position_row(p) for p in self.external.positions()]
+        for row in rows:
+            row["stop_loss"] = None
+        return rows
+
+    def _position_row(self, p: Position) -> dict[str, Any]:
+        return {"ticker": p.ticker, "symbol": p.symbol, "direction": str(p.direction), "shares": p.shares,
+                "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
+                "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
+                "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
+                "strategy": p.strategy, "entry_time": p.entry_time.isoformat() if p.entry_time else None,
+                "external": p.origin == "external", "adopted": p.origin == "adopted",
+                "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}
+
+    async def daily_summary(self, day: date | None = None) -> dict[str, Any]:
+        if self.trades is None:
+            return {}
+        return await self.trades.daily_summary(day)

@@ -1,0 +1,181 @@
+"""The process: the core plus its feed loop, control socket, OS signals, systemd notifications, the background
+loops (housekeeping, gauges, journal writer) and the services around it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+import structlog
+
+from config.settings import ConfigError, Settings
+from daemon.control import ControlServer, socket_path
+from daemon.control_handlers import ControlHandlers
+from daemon.core import Core
+from daemon.feed_loop import FeedLoop
+from daemon.journal_guard import fail_closed_if_journal_lost
+from daemon.live_rule import live_rule_problem
+from daemon.os_signals import OsSignals
+from daemon.ready import ready_summary
+from daemon.services import Services
+from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
+from pipeline.core.clock import Clock, LiveClock, SimulatedClock
+
+log = structlog.get_logger("ordergate.daemon")
+
+
+class Daemon:
+    """The process: core + feed + control socket + OS signals + systemd + metrics + webhook."""
+
+    def __init__(self, settings: Settings, config_file: str | None = None, *,
+                 overrides: dict[str, Any] | None = None) -> None:
+        problem = live_rule_problem(settings)  # `ordergate run` refuses it earlier; nothing may build it anyway
+        if problem:
+            raise ConfigError(problem)
+        self.settings = settings
+        self.config_file = config_file
+        self.overrides = dict(overrides or {})  # the CLI's settings: a reload applies them again
+        self.interval_changed = asyncio.Event()  # a reload changed [reconcile] interval_seconds
+        live_data = settings.data.source == "alpaca"
+        self.clock: Clock = LiveClock() if live_data else SimulatedClock()
+        self.core = Core(settings, self.clock)
+        self.notifier = SystemdNotifier()
+        self.handlers = ControlHandlers(self)
+        self.control = ControlServer(socket_path(self.core.state_dir), self.handlers.table())
+        self._stop = asyncio.Event()
+        self.core.stop_requested = self._stop.is_set
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.ready = False
+        self._heartbeat = 0.0
+        self.services = Services(self)
+        self.feed = FeedLoop(self.core, self.clock, stop_requested=self._stop.is_set, on_bars=self.services.bars)
+        self.signals = OsSignals(self)
+
+    # -- run ------------------------------------------------------------------------------------------
+    async def run(self) -> int:
+        """Start everything, trade until a stop is requested, shut down; the exit status (0)."""
+        self.signals.install()
+        log.info("daemon_starting", pid=os.getpid(), state_dir=str(self.core.state_dir),
+                 broker=self.settings.broker.primary, data=self.settings.data.source)
+        await self.control.start()
+        try:
+            await self.services.start_before_core()
+            await self.core.start()
+            await fail_closed_if_journal_lost(self.core)
+            await self.core.reconcile_at_start()
+            await self.services.start_after_core()
+            self.ready = True
+            active = self.core.kill_switch.is_active()
+            self.notifier.ready(status="kill switch active" if active else "trading")
+            log.info("daemon_ready", kill_switch=active,
+                     positions=len(self.core.ledger.holdings), **await ready_summary(self.core, self.clock))
+            interval = watchdog_interval()
+            if interval:
+                self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
+            self._tasks.append(asyncio.create_task(self.feed.run(), name="bars"))
+            self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+            self._tasks.append(asyncio.create_task(self.core.consume_signals(), name="signals"))
+            self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
+            self._tasks.append(asyncio.create_task(self._journal_writer(), name="journal-writer"))
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+            self.signals.hand_over()
+        return 0
+
+    def request_stop(self) -> None:
+        """Stop as SIGTERM would."""
+        log.info("shutdown_requested")
+        self._stop.set()
+
+    def trading_service(self) -> Any:
+        """The high-level buy/sell/rebalance API over this daemon's core (built on first use)."""
+        return self.handlers.trading_service()
+
+    # -- background loops -------------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        while not self._stop.is_set():
+            await self._reconcile_wait()
+            try:
+                if self.core.state.check_day_rollover():
+                    log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
+                await self.core.reconcile()
+                self.core.engine.prune()
+                if self.core.journal is not None:
+                    await self.core.journal.flush()
+            except Exception:
+                log.exception("housekeeping_failed")
+
+    async def _reconcile_wait(self) -> None:
+        """Sleep `[reconcile] interval_seconds`; a reload that changes it starts the wait over at the new value."""
+        while True:
+            self.interval_changed.clear()
+            try:
+                await asyncio.wait_for(self.interval_changed.wait(), self.settings.reconcile.interval_seconds)
+            except TimeoutError:
+                return
+
+    async def _gauges(self) -> None:
+        """Once a second: loop heartbeat (for /healthz), gauges, broker-down alerts."""
+        ticks = 0
+        while True:
+            self._heartbeat = asyncio.get_running_loop().time()
+            self.core.kill_switch.retry()  # a trip whose write failed is written again until it lands
+            await self.services.refresh()
+            ticks += 1
+            if ticks % 5 == 0:
+                if self.core.router.unstarted:
+                    await self.core.connect_unstarted()
+                await self.core.check_overdue()
+            await asyncio.sleep(1.0)
+
+    async def _journal_writer(self) -> None:
+        """Commit buffered signal and decision rows every [journal] batch_interval_ms (off the decision path)."""
+        journal = self.core.journal
+        if journal is None:
+            return
+        interval = self.settings.journal.batch_interval_ms / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            if journal.pending_count():
+                try:
+                    await journal.flush()
+                except Exception:
+                    log.exception("journal_flush_failed", pending=journal.pending_count())
+
+    def healthy(self) -> tuple[bool, str]:
+        """For /healthz: the loop answers and the primary broker is connected."""
+        lag = asyncio.get_running_loop().time() - self._heartbeat
+        if self._heartbeat and lag > 5.0:
+            return False, f"event loop unresponsive for {lag:.1f}s"
+        primary = self.settings.broker.primary
+        broker = self.core.brokers[primary]
+        state = self.core.router.health[primary].state
+        if not broker.is_connected() or state == "down":
+            return False, f"primary broker {primary} is {'down' if state == 'down' else 'disconnected'}"
+        return True, "ok"
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Run with `settings` from now on (validated; restart-only fields equal to the running ones)."""
+        self.settings = settings
+        self.core.reconfigure(settings)
+        self.services.reconfigure(settings)
+
+
+    async def _shutdown(self) -> None:
+        self.signals.stopping()  # OS signals stay handled to the end
+        self.notifier.stopping(status="shutting down")
+        log.info("daemon_stopping")
+        await self.services.stop_intake()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.core.stop()
+        await self.services.stop()
+        await self.control.stop()
+        log.info("daemon_stopped")

@@ -1,0 +1,172 @@
+"""Recovery at start (and after a late connect): the book rebuilt from the journal, orders an earlier run left
+open asked after at their brokers, the brokers' clocks measured, brokers down at start-up connected later."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from pipeline.core.models import Fill, OrderIntent, OrderStatus
+from pipeline.core.ports import AdoptsOrders, MeasuresClock
+from pipeline.execution.order_resolver import Verdict
+from pipeline.execution.protective_stops import STOP_KIND
+
+if TYPE_CHECKING:
+    from daemon.core import Core
+
+log = structlog.get_logger("ordergate.daemon")
+
+
+class Recovery:
+    """What a Core does before it trades: rebuild, recover, measure; and connecting late what was down."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    async def connect_unstarted(self) -> list[str]:
+        """Try again to connect the brokers that were down at start-up; returns those now connected.
+
+        Until then the router does not consider them at all (not even as a half-open probe), since their event
+        streams were never started and fills sent there could not be seen.
+        """
+        connected = []
+        for name in sorted(self.core.router.unstarted):
+            try:
+                await asyncio.wait_for(self.core.brokers[name].connect(),
+                                       self.core.settings.broker.request_timeout_seconds)
+            except Exception as exc:
+                log.info("broker_still_down", broker=name, error=str(exc))
+                continue
+            self.core.router.unstarted.discard(name)
+            self.core.router.health[name].record_success()
+            connected.append(name)
+            log.warning("broker_connected_late", broker=name)
+        if connected:
+            await self.core.settle()
+            await self.recover_open_orders(until_answered=False)  # from the gauges loop: never wait there
+        return connected
+
+    async def recover_open_orders(self, *, until_answered: bool = True) -> None:
+        """Orders the journal still calls open were sent by an earlier run: ask their broker what became of them.
+
+        A broker that can adopt orders (`track`: Alpaca) is first told how much of each the journal already holds,
+        so it emits only what happened while we were down. Then every order not final, at every connected broker,
+        is looked up by client order id (`resolve_orders`), with retries until each broker has answered.
+        """
+        if self.core.journal is None:
+            return
+        rows = await self.core.journal.query(
+            "SELECT o.client_order_id, o.broker, o.symbol, o.side, o.created_ts,"
+            " COALESCE(SUM(f.quantity), 0) AS qty, COALESCE(SUM(f.quantity * f.price), 0) AS notional"
+            " FROM orders o LEFT JOIN fills f ON f.client_order_id = o.client_order_id"
+            " WHERE o.status IN ('pending','new','partially_filled') GROUP BY o.client_order_id")
+        for row in rows:
+            broker = self.core.brokers.get(row["broker"] or "")
+            if not isinstance(broker, AdoptsOrders):  # local bookkeeping: connected or not
+                continue
+            from pipeline.core.models import Side
+
+            broker.track(row["client_order_id"], filled_qty=row["qty"], filled_notional=row["notional"],
+                         symbol=row["symbol"], side=Side(row["side"]),
+                         submitted_at=_parse_ts(row["created_ts"]) if row["created_ts"] else None)
+        # every broker, by client order id, asking again with backoff until each has answered (READY only after)
+        resolutions = await self.core.limbo.resolve_orders(until_answered=until_answered)
+        log.info("open_orders_recovered", orders=len(resolutions),
+                 found=sum(1 for r in resolutions if r.verdict == Verdict.FOUND))
+
+    async def measure_clock_offsets(self) -> dict[str, float]:
+        """Each connected broker's clock against ours, logged; a skew above [broker] max_clock_skew_seconds is an
+        alert (orders are caught up by identity, so a skew hides nothing, but it skews every timestamp)."""
+        limit = self.core.settings.broker.max_clock_skew_seconds
+        for name, broker in self.core.brokers.items():
+            if not isinstance(broker, MeasuresClock) or not broker.is_connected():
+                continue
+            try:
+                offset = float(await asyncio.wait_for(broker.clock_offset(),
+                                                      self.core.settings.broker.request_timeout_seconds))
+            except Exception as exc:
+                log.warning("broker_clock_unmeasured", broker=name, error=str(exc))
+                continue
+            self.core.clock_offsets[name] = offset
+            log.info("broker_clock_offset", broker=name, offset_seconds=round(offset, 3))
+            if abs(offset) > limit:
+                await self.core.alert("broker_clock_skew", f"{name}'s clock is {offset:+.1f}s from ours "
+                                 f"(limit {limit:g}s)", "warning", broker=name, offset_seconds=round(offset, 3))
+        return self.core.clock_offsets
+
+    async def rebuild(self) -> None:
+        """The order book, open positions and working orders from the journal: every journaled order's record
+        (its state from its journaled status, its venue, its fills by id), each open entry reserving its unfilled
+        rest and each open exit its symbol's pending exit."""
+        if self.core.journal is not None:
+            for row in await self.core.journal.query("SELECT client_order_id, intent, status, broker FROM orders"):
+                intent = _intent_from_json(row["intent"])
+                if intent is not None:
+                    venue = row["broker"] if row["broker"] in self.core.brokers else None
+                    self.core.book.restore(intent, _status_of(row["status"]), venue)
+            from pipeline.core.models import Side
+
+            applied: dict[str, float] = {}
+            closed = []
+            for row in await self.core.journal.fills():
+                fill = Fill(row["fill_id"], row["client_order_id"], row["symbol"], Side(row["side"]),
+                            row["quantity"], row["price"], _parse_ts(row["ts"]), row["broker"],
+                            row["broker_order_id"], row["commission"] or 0.0)
+                record = self.core.book.get(fill.client_order_id)
+                if record is not None:
+                    self.core.book.add_fill(record, fill)  # journaled: a redelivery is recognised by its fill id
+                intent = record.intent if record is not None else None
+                if intent is not None and intent.reduce_only and fill.symbol not in self.core.ledger.holdings:
+                    # the exit of a position that was not in the journal (adopted from the broker): it closed
+                    # that position, it must not open one the other way
+                    log.warning("rebuild_exit_without_position", client_order_id=fill.client_order_id,
+                                symbol=fill.symbol, quantity=fill.quantity)
+                    continue
+                trip = self.core.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+                if trip is not None:
+                    closed.append((trip, fill))
+                applied[fill.client_order_id] = applied.get(fill.client_order_id, 0.0) + fill.quantity
+            await self.core.lifecycle.record_missing_trades(closed)
+            for record in self.core.book.working():
+                intent = record.intent
+                if intent.kind == "entry":
+                    # what already filled is in the ledger: the reservation holds the rest only
+                    self.core.book.reserve(intent, filled=applied.get(intent.client_order_id, 0.0))
+                elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
+                    self.core.book.exits[intent.symbol] = intent.client_order_id
+            await self.core.stops.rebuild()
+        self.core.lifecycle.rebuild_index()
+
+
+def _intent_from_json(text: str | None) -> OrderIntent | None:
+    import json
+
+    from pipeline.core.models import AssetClass, Direction, InstrumentType, OrderType, Side
+
+    if not text:
+        return None
+    data = json.loads(text)
+    try:
+        data["side"] = Side(data["side"])
+        data["order_type"] = OrderType(data["order_type"])
+        data["asset_class"] = AssetClass(data["asset_class"])
+        data["direction"] = Direction(data["direction"])
+        data["instrument_type"] = InstrumentType(data["instrument_type"])
+        data["created_at"] = _parse_ts(data["created_at"]) if data.get("created_at") else None
+        return OrderIntent(**data)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.error("journal_intent_unreadable", error=str(exc))
+        return None
+
+def _status_of(text: str | None) -> OrderStatus | None:
+    try:
+        return OrderStatus(text) if text else None
+    except ValueError:
+        return None
+
+def _parse_ts(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
