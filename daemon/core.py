@@ -99,7 +99,7 @@ class Core:
         self.feedback = FeedbackTracker(self.config)
         self.strategy = self._strategy()
         self.budgets = StrategyBudgets(settings.effective_strategies(), settings.executor,
-                                       one_per_symbol=bool(settings.strategies))
+                                       one_per_symbol=bool(settings.strategies), also_known=[settings.webhook.strategy])
         self.orchestrator = BotOrchestrator(
             self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
             journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,

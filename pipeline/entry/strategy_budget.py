@@ -6,6 +6,7 @@
 | strategy_max_positions  | a new ticker would exceed the strategy's max_positions                             |
 | strategy_equity_share   | the strategy's positions (in-flight ones included) leave less than the smallest   |
 |                         | entry under equity_share x equity                                                 |
+| strategy_unknown        | the signal names a strategy that is not configured (nor the webhook's default)    |
 | strategy_symbol_held    | another strategy holds (or is entering) the ticker: one strategy per symbol        |
 
 The last one keeps one strategy's position per symbol at the broker, so each position keeps its own stops
@@ -34,11 +35,15 @@ NOT_OURS = ("external",)  # positions not opened by ordergate belong to no strat
 class StrategyBudgets:
     """The per-strategy limits of the configured strategies, and each one's closed P&L per day."""
 
-    def __init__(self, specs: Iterable[StrategySpec], executor: ExecutorConfig, *, one_per_symbol: bool = True) -> None:
+    def __init__(self, specs: Iterable[StrategySpec], executor: ExecutorConfig, *, one_per_symbol: bool = True,
+                 also_known: Iterable[str] = ()) -> None:
         """`one_per_symbol=False` (no [[strategies]] section: today's one strategy plus the webhook) leaves a held
-        ticker to the gate's duplicate and conflict checks alone, as before strategies were configurable."""
+        ticker to the gate's duplicate and conflict checks alone, as before strategies were configurable.
+        `also_known`: names without a budget that signals may carry (the webhook's default strategy); a signal
+        naming any other unconfigured strategy is refused (a typo must not escape every budget)."""
         self.specs: dict[str, StrategySpec] = {spec.name: spec for spec in specs}
         self.one_per_symbol = one_per_symbol
+        self.also_known = frozenset(also_known)
         self.executor = executor
         self._pnl: dict[tuple[date, str], float] = {}
 
@@ -79,6 +84,10 @@ class StrategyBudgets:
     def check(self, signal: TradeSignal, account: AccountState, day: date) -> RiskDecision:
         """Approve, or reject naming the strategy, its limit and the figures (see the module's table)."""
         name = signal.strategy
+        if name and name not in self.specs and name not in self.also_known:
+            known = ", ".join([*self.specs, *sorted(self.also_known)])
+            return RiskDecision(False, f"strategy_unknown: the signal names strategy {name!r}, which is not "
+                                       f"configured (known: {known})", check="strategy_unknown")
         ticker = signal.ticker.strip().upper()
         for p in account.open_positions if self.one_per_symbol else ():
             if p.ticker.upper() == ticker and p.origin not in NOT_OURS and p.strategy != name:

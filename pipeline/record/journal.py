@@ -65,8 +65,8 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-# Columns added since a journal was first created, (table, column, type), in the order they came; the schema
-# version counts them: a journal at version N has the first N - 1 of them (version 1: none).
+# Columns added since the first schema, (table, column, type), in the order they came; `_migrate` adds whichever a
+# journal lacks, so any older journal opens. Schema version 1: up to trades.exit_fill_id; 2: the strategy columns.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("trades", "exit_fill_id", "TEXT"),   # one trade row per closing fill
     ("signals", "strategy", "TEXT"),      # the strategy of a signal, its orders, fills and trades

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from config.settings import StrategySpec, format_validation_error
 from pipeline.core.calendar import MarketCalendar
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar, Direction, SignalType, TradeSignal
-from pipeline.strategy.ema_cloud import BarAggregator, _bar_problem
+from pipeline.strategy.ema_cloud import BarAggregator, bar_problem
 
 log = structlog.get_logger(__name__)
 BASE_CONVICTION = 60.0
@@ -86,7 +86,7 @@ class DailyBreakoutStrategy:
 
     def on_bar(self, bar: Bar) -> list[TradeSignal]:
         """Feed one bar; returns the breakout signals of the bars it completed."""
-        problem = _bar_problem(bar)
+        problem = bar_problem(bar)
         if problem is not None:
             self.rejected_bars += 1
             if self.rejected_bars == 1 or self.rejected_bars % 1000 == 0:

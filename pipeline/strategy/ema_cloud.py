@@ -467,7 +467,7 @@ class EmaCloudStrategy:
         except (TypeError, AttributeError):  # a non-number price, a non-datetime timestamp
             ok = False
         if not ok or slot is None:
-            problem = _bar_problem(bar) or (None if ok else "bar: malformed")
+            problem = bar_problem(bar) or (None if ok else "bar: malformed")
             if problem is not None:
                 self._reject(slot, bar, problem)
                 return []
@@ -622,7 +622,7 @@ def _tail(items: deque, n: int) -> list:
     return list(islice(items, max(0, size - n), size))
 
 
-def _bar_problem(bar: Bar) -> str | None:
+def bar_problem(bar: Bar) -> str | None:
     """Why a bar cannot be used, naming the field; None when it is fine. Cheap enough for every bar."""
     try:
         return _bar_fields_problem(bar)

@@ -79,10 +79,9 @@ def build_strategy(spec: StrategySpec, calendar: MarketCalendar | None = None) -
         raise
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"strategies.{spec.name}: {spec.kind!r} refused its settings: {exc}") from None
-    missing = [m for m in _PORT_MEMBERS if not hasattr(strategy, m)]
-    if missing:
+    if not isinstance(strategy, Strategy):
         raise ConfigError(f"{where}: {spec.kind!r} built a {type(strategy).__name__}, which is not a Strategy "
-                          f"(missing: {', '.join(missing)})")
+                          f"(the port needs: {', '.join(_PORT_MEMBERS)})")
     if strategy.name != spec.name:
         strategy.name = spec.name  # the configured name is the one its signals, orders and trades carry
     return strategy

@@ -221,3 +221,15 @@ async def test_the_equity_share_caps_a_leveraged_etf_entry_too(tmp_path: Path) -
         assert result.intent.quantity == 120
     finally:
         await core.stop()
+
+
+async def test_a_signal_naming_an_unconfigured_strategy_is_refused_the_webhook_default_is_not(tmp_path: Path) -> None:
+    core = await _core(tmp_path, beta={"max_positions": 1})
+    try:
+        typo = await _enter(core, "AAA", "betta")
+        assert not typo.success and typo.rejection_reason == ("strategy_unknown: the signal names strategy 'betta', "
+                                                              "which is not configured (known: alpha, beta, webhook)")
+        assert (await _enter(core, "BBB", "webhook")).success  # the account's limits only
+        assert (await _enter(core, "CCC", "")).success         # no strategy named (a manual order): the same
+    finally:
+        await core.stop()

@@ -92,7 +92,7 @@ def test_a_dotted_path_builds_a_plug_in_and_the_set_stamps_its_signals() -> None
     ("no.such.module:Thing", "strategies.s.kind: cannot import module 'no.such.module'"),
     (f"{HERE}:Missing", f"strategies.s.kind: module '{HERE}' has no 'Missing'"),
     (f"{HERE}:NotAStrategy", "strategies.s.kind: 'tests.unit.test_strategy_registry:NotAStrategy' built a "
-                             "NotAStrategy, which is not a Strategy (missing: timeframes, tickers, warmup_bars"),
+                             "NotAStrategy, which is not a Strategy (the port needs: name, timeframes, tickers"),
     ("pipeline.strategy.ema_cloud:", "strategies.s.kind: 'pipeline.strategy.ema_cloud:' is not a module:Class"),
 ])
 def test_a_kind_that_cannot_be_built_is_one_config_error_naming_it(kind: str, message: str) -> None:
