@@ -210,8 +210,18 @@ def build_trading_client(settings: AlpacaSettings) -> TradingClient:
         api_key=secret_value(settings.api_key), secret_key=secret_value(settings.secret_key), paper=settings.paper,
         url_override=settings.base_url.rstrip("/") if settings.base_url else None,
     )
-    client._retry = 0  # one attempt; our router retries with backoff (the SDK would sleep 3 s x 3 in a thread)
-    return with_request_timeout(client, settings.request_timeout_seconds)
+    return with_request_timeout(without_sdk_retry(client), settings.request_timeout_seconds)
+
+
+def without_sdk_retry(client: C) -> C:
+    """One attempt per call: our router retries with backoff (the SDK would sleep 3 s x 3 in a thread)."""
+    client._retry = 0  # type: ignore[attr-defined]
+    return client
+
+
+def close_rest_client(client: Any) -> None:
+    """Close an alpaca-py REST client's HTTP session (the SDK has no public close)."""
+    client._session.close()
 
 
 
@@ -436,9 +446,9 @@ class AlpacaBroker:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
-            self._client._session.close()
+            close_rest_client(self._client)
         if self._option_data is not None:
-            self._option_data._session.close()
+            close_rest_client(self._option_data)
             self._option_data = None
         self._stream = self._stream_task = None
 

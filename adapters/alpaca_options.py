@@ -36,14 +36,13 @@ Call = Callable[..., Awaitable[Any]]
 
 def build_option_data_client(settings: AlpacaSettings) -> OptionHistoricalDataClient:
     """The options market-data client (data_url when set), the SDK's retry loop off, a timeout on every request."""
-    from adapters.alpaca import _secret, with_request_timeout
+    from adapters.alpaca import secret_value, with_request_timeout, without_sdk_retry
 
     client = OptionHistoricalDataClient(
-        api_key=_secret(settings.api_key), secret_key=_secret(settings.secret_key),
+        api_key=secret_value(settings.api_key), secret_key=secret_value(settings.secret_key),
         url_override=settings.data_url.rstrip("/") if settings.data_url else None,
     )
-    client._retry = 0
-    return with_request_timeout(client, settings.request_timeout_seconds)
+    return with_request_timeout(without_sdk_retry(client), settings.request_timeout_seconds)
 
 
 def _float(value: Any) -> float | None:

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from daemon.core import Core
 
 from config.settings import load_settings
+from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import AssetClass
 from pipeline.entry.sizing import OPTION_MULTIPLIER

@@ -33,9 +33,7 @@ SDK_INTERNALS: dict[tuple[str, str], str] = {
     ("adapters/alpaca_data.py", "client._retry"):
         "alpaca-py RESTClient (historical data): as above",
     ("adapters/alpaca.py", "client._session"):
-        "alpaca-py RESTClient sets no timeout; its requests.Session is the only place to mount one",
-    ("adapters/alpaca.py", "self._client._session"):
-        "alpaca-py RESTClient: the same session, closed on disconnect (no public close)",
+        "alpaca-py RESTClient sets no timeout and has no public close: its requests.Session is the only handle",
     ("adapters/alpaca.py", "stream._run_forever"):
         "alpaca-py streams: run() calls asyncio.run; _run_forever() is the coroutine to run on our loop",
     ("adapters/alpaca.py", "stream._reconnect_min_backoff"):
