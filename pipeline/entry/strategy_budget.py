@@ -76,6 +76,19 @@ class StrategyBudgets:
         rows = await journal.query("SELECT strategy, pnl, day FROM trades WHERE day = ?", (day.isoformat(),))
         self.restore(rows, day)
 
+    def status(self, positions: Iterable[Position], day: date) -> dict[str, dict[str, Any]]:
+        """Per configured strategy: its open positions and their value, today's closed P&L, and its limits."""
+        held: dict[str, list[Position]] = {}
+        for p in positions:
+            held.setdefault(p.strategy, []).append(p)
+        return {name: {"open_positions": len(held.get(name, [])),
+                       "market_value": round(sum(p.market_value for p in held.get(name, [])), 2),
+                       "unrealized_pnl": round(sum(p.unrealized_pnl for p in held.get(name, [])), 2),
+                       "daily_pnl": round(self.daily_pnl(name, day), 2), "kind": spec.kind,
+                       "max_positions": spec.max_positions, "equity_share": spec.equity_share,
+                       "daily_loss": spec.daily_loss}
+                for name, spec in self.specs.items()}
+
     # -- the checks -----------------------------------------------------------------------------------------------
     @staticmethod
     def positions_of(account: AccountState, strategy: str) -> list[Position]:

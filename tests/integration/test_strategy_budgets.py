@@ -20,10 +20,11 @@ OPEN = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # 10:00 ET
 QUIET = {"enabled": False}  # the EMA strategies emit nothing by themselves here: the tests send the signals
 
 
-def _settings(tmp_path: Path, beta: dict[str, Any] | None = None, persistent: bool = False, **executor: Any) -> Any:
+def _settings(tmp_path: Path, beta: dict[str, Any] | None = None, persistent: bool = False,
+              broker_stop: bool = False, **executor: Any) -> Any:
     return load_settings(
         state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": persistent},
-        exits={"broker_stop": False},
+        exits={"broker_stop": broker_stop},
         pipeline={"enable_unified_risk": False, "retry_backoff_base": 0.01},
         executor={"max_single_stock_exposure": 0.2, "consecutive_loss_threshold": 50, **executor},
         strategies=[
@@ -131,6 +132,10 @@ async def test_strategy_daily_loss_stops_that_strategy_and_survives_a_restart(tm
         assert not refused.success and refused.rejection_reason.startswith("strategy_daily_loss: strategy beta")
         assert (await _enter(core, "DDD", "alpha")).success  # the account and alpha trade on
         assert not core.kill_switch.is_active()
+        status = core.budgets.status(core.ledger.positions(), core.calendar.trading_day(core.clock.now()))
+        assert status["beta"]["daily_pnl"] == round(trades[0].pnl, 2) and status["beta"]["open_positions"] == 0
+        assert status["alpha"]["open_positions"] == 1 and status["alpha"]["daily_pnl"] == 0.0
+        assert status["beta"]["daily_loss"] == 0.001
     finally:
         await core.stop()
     again = Core(_settings(tmp_path, {"daily_loss": 0.001}), SimulatedClock(OPEN + timedelta(minutes=5)))
@@ -231,5 +236,22 @@ async def test_a_signal_naming_an_unconfigured_strategy_is_refused_the_webhook_d
                                                               "which is not configured (known: alpha, beta, webhook)")
         assert (await _enter(core, "BBB", "webhook")).success  # the account's limits only
         assert (await _enter(core, "CCC", "")).success         # no strategy named (a manual order): the same
+    finally:
+        await core.stop()
+
+
+async def test_a_resting_broker_stop_carries_its_strategy_to_its_fill_and_trade(tmp_path: Path) -> None:
+    core = Core(_settings(tmp_path, broker_stop=True), SimulatedClock(OPEN))
+    await core.start()
+    try:
+        assert (await _enter(core, "BBB", "beta")).success
+        await _bar(core, "BBB", 97.0)  # through the stop at 98: the paper broker fills the resting stop
+        assert core.ledger.position("BBB") is None
+        (trade,) = await core.trades.all_trades()
+        assert trade.strategy == "beta"
+        rows = await core.journal.query("SELECT o.kind, o.strategy AS ostrat, f.strategy AS fstrat FROM fills f "
+                                        "JOIN orders o USING (client_order_id) ORDER BY f.seq")
+        assert [r["kind"] for r in rows] == ["entry", "stop"], rows
+        assert {r["ostrat"] for r in rows} == {"beta"} and {r["fstrat"] for r in rows} == {"beta"}
     finally:
         await core.stop()

@@ -189,3 +189,16 @@ def test_ordergate_stops_at_start_with_one_line_naming_an_unknown_strategy(
     assert code == 2
     assert err.startswith("ordergate: strategies.mine.kind: unknown strategy 'mystery'"), err
     assert len(err.splitlines()) == 1
+
+
+def test_status_shows_each_strategy_when_there_are_several() -> None:
+    from daemon.tables import render_status
+
+    line = {"kind": "ema_cloud", "open_positions": 1, "market_value": 5000.0, "unrealized_pnl": 12.5,
+            "daily_pnl": -40.0, "max_positions": 3, "equity_share": 0.5, "daily_loss": None}
+    two = {"running": True, "kill_switch": {"active": False}, "daily_pnl": 0.0, "open_positions": 1,
+           "strategies": {"clouds": line, "breakout": {**line, "kind": "daily_breakout", "open_positions": 0}}}
+    text = render_status(two, colour=False)
+    assert "strategies" in text and "clouds" in text and "daily_breakout" in text and "-40.00" in text
+    one = {**two, "strategies": {"ema_cloud": line}}
+    assert "strategies" not in render_status(one, colour=False)  # one strategy: the status reads as before
