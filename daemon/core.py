@@ -194,7 +194,7 @@ class Core:
                 self.feedback = FeedbackTracker.from_dict(stored, self.config)
                 self.orchestrator.feedback = self.feedback
                 self.lifecycle.feedback = self.feedback
-            await self.budgets.restore_from(self.journal, self.calendar.trading_day(self.clock.now()))
+            await self.budgets.restore_from(self.journal)
         down: list[BrokerUnavailable] = []
         for name, broker in self.brokers.items():
             broker.set_event_handler(self.events.handler_for(broker))

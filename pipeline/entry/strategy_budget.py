@@ -65,16 +65,17 @@ class StrategyBudgets:
     def daily_pnl(self, strategy: str, day: date) -> float:
         return self._pnl.get((day, strategy), 0.0)
 
-    def restore(self, rows: Iterable[Mapping[str, Any]], day: date) -> None:
-        """Today's closed P&L per strategy from journal trade rows (`strategy`, `pnl`, `day`)."""
+    def restore(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Closed P&L per day and strategy from journal rows (`day`, `strategy`, `pnl`), added to what is held."""
         for row in rows:
-            if row.get("day") == day.isoformat() and row.get("strategy"):
-                self.record(str(row["strategy"]), float(row["pnl"] or 0.0), day)
+            if row.get("day") and row.get("strategy"):
+                key = (date.fromisoformat(str(row["day"])), str(row["strategy"]))
+                self._pnl[key] = self._pnl.get(key, 0.0) + float(row["pnl"] or 0.0)
 
-    async def restore_from(self, journal: Any, day: date) -> None:
-        """Today's closed P&L per strategy from the journal's trades (a restart keeps each strategy's loss)."""
-        rows = await journal.query("SELECT strategy, pnl, day FROM trades WHERE day = ?", (day.isoformat(),))
-        self.restore(rows, day)
+    async def restore_from(self, journal: Any) -> None:
+        """Each strategy's closed P&L per day from the journal's trades, so a restart keeps each one's daily loss.
+        Every day, not only the clock's at start: a simulated run resumes later in its data."""
+        self.restore(await journal.query("SELECT day, strategy, SUM(pnl) AS pnl FROM trades GROUP BY day, strategy"))
 
     def status(self, positions: Iterable[Position], day: date) -> dict[str, dict[str, Any]]:
         """Per configured strategy: its open positions and their value, today's closed P&L, and its limits."""
