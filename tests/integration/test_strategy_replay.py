@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from config.settings import load_settings
 from daemon.replay import replay
 from pipeline.record.strategy_summary import check_sums
@@ -47,7 +49,8 @@ async def test_the_breakout_strategy_alone_trades_the_daily_bars(tmp_path: Path)
     assert kinds <= {"breakout_long", "breakout_short"} and kinds and strategies == {"breakout"}
 
 
-async def test_two_strategies_on_one_account_add_up_to_the_account(tmp_path: Path) -> None:
+async def test_two_strategies_on_one_account_add_up_to_the_account(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     settings = load_settings(state_dir=tmp_path / "s", strategies=[
         {"name": "clouds", "kind": "ema_cloud", "equity_share": 0.5},
         {**BREAKOUT, "equity_share": 0.5, "max_positions": 1},
@@ -71,6 +74,15 @@ async def test_two_strategies_on_one_account_add_up_to_the_account(tmp_path: Pat
     breakout = [t for t in result["trades"] if t["strategy"] == "breakout"]
     assert _concurrent(breakout) <= 1
     assert {t["strategy"] for t in result["trades"]} == {"clouds", "breakout"}
+    # the summary printed and the HTML report show the same lines
+    from daemon.replay_report import render_report
+    from daemon.replay_summary import print_human
+
+    page = render_report(result)
+    assert "<h2>By strategy</h2>" in page and ">breakout<" in page and ">account<" in page
+    print_human(result)
+    printed = capsys.readouterr().out
+    assert f"{'account':<16} {account['trades']:>6}" in printed and "breakout" in printed
     # and no symbol was held by both at once (the conflict and one-strategy-per-symbol checks)
     for symbol in ("MSFT", "GOOGL"):
         held = [t for t in result["trades"] if t["symbol"] == symbol]
