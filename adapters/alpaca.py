@@ -78,6 +78,7 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
+from pipeline.core.rate_limit import TokenBucket
 from pipeline.instruments.chains import PrefetchedChains
 from pipeline.instruments.occ import OccError, is_occ, parse_occ, to_ours
 from pipeline.instruments.options import OptionQuote
@@ -150,33 +151,16 @@ def secret_value(value: Any) -> str:
 
 
 # -- rate limit -----------------------------------------------------------------------------------------
-class TokenBucket:
-    """Client-side rate limit: a small burst, refilled so no 60 s window exceeds `per_minute` requests."""
+class RequestPacer:
+    """Client-side rate limit of the REST calls: requests queue (one at a time) for a `TokenBucket` token."""
 
     def __init__(self, per_minute: int, burst: int | None = None, now: Callable[[], float] = monotonic) -> None:
-        self.capacity = float(burst if burst is not None else max(1, min(20, per_minute // 4)))
-        self.rate = max(per_minute - self.capacity, 1.0) / 60.0  # tokens per second
-        self.tokens = self.capacity
-        self._now = now
-        self._updated = now()
-        self._paused_until = 0.0
+        self.bucket = TokenBucket.per_minute(per_minute, burst, now)
         self._lock = asyncio.Lock()
 
     def pause_for(self, seconds: float) -> None:
         """No request leaves before `seconds` from now (a 429's reset)."""
-        self._paused_until = max(self._paused_until, self._now() + seconds)
-        self.tokens = 0.0
-
-    def _refill(self) -> None:
-        now = self._now()
-        self.tokens = min(self.capacity, self.tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-    def wait_time(self) -> float:
-        """Seconds until a token is available (0 when one is)."""
-        self._refill()
-        pause = max(0.0, self._paused_until - self._now())
-        return max(pause, 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate)
+        self.bucket.pause_for(seconds)
 
     async def acquire(self, check: Callable[[], None] | None = None) -> None:
         """Wait for a token. `check()` is called before the wait, every 0.1 s of it and once a token is there; an
@@ -184,11 +168,10 @@ class TokenBucket:
         async with self._lock:
             if check is not None:
                 check()
-            while (delay := self.wait_time()) > 0:
+            while (delay := self.bucket.take()) > 0:
                 await asyncio.sleep(delay if check is None else min(delay, CHECK_EVERY))
                 if check is not None:
                     check()
-            self.tokens -= 1.0
 
 
 class _TimeoutAdapter(HTTPAdapter):
@@ -297,6 +280,23 @@ def _connect_failed(exc: requests.exceptions.ConnectionError) -> bool:
     return False
 
 
+async def close_stream(stream: Any, *tasks: asyncio.Task[Any] | None) -> None:
+    """Close an alpaca-py websocket stream (TradingStream, StockDataStream): ask the socket to stop, cancel and
+    await the tasks that run it (None: skipped), then close it; each step swallows its own error, so a broken
+    stream never blocks a shutdown."""
+    if stream is not None:
+        with contextlib.suppress(Exception):
+            await stream.stop_ws()
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if stream is not None:
+        with contextlib.suppress(Exception):
+            await stream.close()
+
+
 async def supervise_stream(
     closing: Callable[[], bool], make_stream: Callable[[], Any], on_closed: Callable[[], None],
     backoff: tuple[float, float], event: str,
@@ -383,7 +383,7 @@ class AlpacaBroker:
         self.timeout = settings.request_timeout_seconds
         self.stream_backoff = stream_backoff
         self.catch_up_margin = timedelta(seconds=catch_up_margin_seconds)
-        self.bucket = TokenBucket(settings.requests_per_minute)
+        self.bucket = RequestPacer(settings.requests_per_minute)
         self._client: TradingClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._handler: BrokerEventHandler | None = None
@@ -430,17 +430,7 @@ class AlpacaBroker:
         self._closing = True
         self._listening.clear()
         await self.option_chains.stop()
-        stream, task = self._stream, self._stream_task
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                await stream.stop_ws()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                await stream.close()
+        await close_stream(self._stream, self._stream_task)
         for pending in list(self._catch_up_tasks):
             pending.cancel()
         if self._executor is not None:
@@ -489,7 +479,7 @@ class AlpacaBroker:
     async def _call(self, fn: Callable[..., T], *args: Any, op: str, submit: bool = False,
                     check: Callable[[], None] | None = None) -> T:
         """One SDK call in a thread, rate-limited and bounded; SDK/transport errors become port errors. `check` is
-        called while it waits for the rate limiter (see TokenBucket.acquire)."""
+        called while it waits for the rate limiter (see RequestPacer.acquire)."""
         if self._client is None or self._executor is None:
             raise BrokerUnavailable(f"alpaca {op}: not connected")
         await self.bucket.acquire(check)
@@ -579,15 +569,19 @@ class AlpacaBroker:
                 return None
             raise
 
+    async def _order_id(self, client_order_id: str) -> str:
+        """Alpaca's id of an order: the one this process saw, else looked up (OrderRejected 404 when none)."""
+        tracked = self._tracked.get(client_order_id)
+        if tracked is not None and tracked.order_id is not None:
+            return tracked.order_id
+        found = await self.get_order_by_client_id(client_order_id)
+        if found is None:
+            raise OrderRejected(f"alpaca: no order with client_order_id {client_order_id}", code=404)
+        return found.broker_order_id
+
     async def cancel_order(self, client_order_id: str) -> None:
         """Cancel by client order id (looked up when this process has not seen the order's id)."""
-        tracked = self._tracked.get(client_order_id)
-        order_id = tracked.order_id if tracked else None
-        if order_id is None:
-            found = await self.get_order_by_client_id(client_order_id)
-            if found is None:
-                raise OrderRejected(f"alpaca: no order with client_order_id {client_order_id}", code=404)
-            order_id = found.broker_order_id
+        order_id = await self._order_id(client_order_id)
         await self._call(self._client_fn("cancel_order_by_id"), order_id, op="cancel")
 
     def stop_refusal(self, intent: OrderIntent) -> str | None:
@@ -606,12 +600,7 @@ class AlpacaBroker:
         if quantity != int(quantity) or quantity <= 0:
             raise OrderRejected(f"quantity: a replace takes whole shares, got {quantity!r}", code="invalid")
         tracked = self._tracked.get(client_order_id)
-        order_id = tracked.order_id if tracked else None
-        if order_id is None:
-            found = await self.get_order_by_client_id(client_order_id)
-            if found is None:
-                raise OrderRejected(f"alpaca: no order with client_order_id {client_order_id}", code=404)
-            order_id = found.broker_order_id
+        order_id = await self._order_id(client_order_id)
         request = ReplaceOrderRequest(qty=int(quantity), stop_price=_round_price(stop_price),
                                       client_order_id=new_client_order_id)
         self._track(new_client_order_id, symbol=tracked.symbol if tracked else None,

@@ -29,7 +29,7 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
-from adapters.alpaca import secret_value, supervise_stream, with_request_timeout
+from adapters.alpaca import close_stream, secret_value, supervise_stream, with_request_timeout
 from config.settings import AlpacaSettings
 from pipeline.core.clock import Clock
 from pipeline.core.models import Bar
@@ -133,18 +133,7 @@ class AlpacaBarFeed:
 
     async def close(self) -> None:
         self._closing = True
-        stream, task = self._stream, self._task
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                await stream.stop_ws()
-        for running in (task, self._backfill_task):
-            if running is not None:
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await running
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                await stream.close()
+        await close_stream(self._stream, self._task, self._backfill_task)
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()

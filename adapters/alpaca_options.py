@@ -25,7 +25,7 @@ from alpaca.trading.enums import AssetStatus
 from alpaca.trading.requests import GetOptionContractsRequest
 
 from config.settings import AlpacaSettings, OptionsSettings
-from pipeline.entry.sizing import OPTION_MULTIPLIER
+from pipeline.core.models import OPTION_MULTIPLIER
 from pipeline.instruments.occ import OccError, parse_occ
 from pipeline.instruments.options import OptionQuote
 

@@ -36,12 +36,14 @@ from adapters.ibkr_options import IBOptionChains
 from config.settings import IBKRSettings, OptionsSettings
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
+    OPTION_MULTIPLIER,
     AccountSnapshot,
     AssetClass,
     BrokerEvent,
     BrokerPosition,
     Fill,
     OrderIntent,
+    OrderKind,
     OrderResult,
     OrderStatus,
     OrderType,
@@ -58,7 +60,6 @@ from pipeline.core.ports import (
     SendGuard,
     send_anything,
 )
-from pipeline.entry.sizing import OPTION_MULTIPLIER
 from pipeline.instruments.chains import PrefetchedChains
 from pipeline.instruments.occ import OccContract, OccError, is_occ, occ_symbol, parse_occ, try_parse_occ
 from pipeline.instruments.options import OptionQuote
@@ -774,7 +775,7 @@ class IBKRBroker:
     def _attached_stop(self, intent: OrderIntent, parent: Order) -> Order | None:
         """The protective STP child of an entry (None when not attaching, or the entry has no stop); the parent is
         then held untransmitted until the child is placed."""
-        if not self.attach_stops or intent.kind != "entry" or not _positive(intent.stop_loss) \
+        if not self.attach_stops or intent.kind is not OrderKind.ENTRY or not _positive(intent.stop_loss) \
                 or OrderType(intent.order_type) not in (OrderType.MARKET, OrderType.LIMIT) \
                 or self.stop_refusal(intent) is not None:
             return None

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from ib_async import IB, Contract, Option, Stock, Ticker
 
 from config.settings import OptionsSettings
-from pipeline.entry.sizing import OPTION_MULTIPLIER
+from pipeline.core.models import OPTION_MULTIPLIER
 from pipeline.instruments.occ import OccError, occ_contract
 from pipeline.instruments.options import OptionQuote
 

@@ -25,10 +25,9 @@ import json
 import math
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -37,6 +36,7 @@ from config.settings import OptionsSettings, PaperSettings
 from pipeline.core.clock import Clock
 from pipeline.core.enum_values import is_value_of
 from pipeline.core.models import (
+    OPTION_MULTIPLIER,
     AccountSnapshot,
     AssetClass,
     Bar,
@@ -49,6 +49,7 @@ from pipeline.core.models import (
     OrderType,
     OrderUpdate,
     Side,
+    contract_multiplier,
 )
 from pipeline.core.ports import (
     BrokerError,
@@ -61,6 +62,7 @@ from pipeline.core.ports import (
     send_anything,
 )
 from pipeline.instruments.occ import OccContract, OccError, parse_occ, try_parse_occ
+from pipeline.instruments.pricing import bs_price, years_to_expiry
 from pipeline.safety.atomic_file import atomic_write_bytes, cleanup_temp_files
 
 log = structlog.get_logger("ordergate.paper")
@@ -70,10 +72,8 @@ REQUEST_LOG_SIZE = 10_000  # bounded: a long replay makes a call per order and e
 BOOK_VERSION = 1
 MAX_BOOK_BYTES = 512 * 1024 * 1024  # it grows with every order (~1 KB each); far beyond any real book
 MAX_BOOK_DEPTH = 64  # the book nests 4 levels
-OPTION_MULTIPLIER = 100.0
 DEFAULT_OPTION_IV = 0.30
 _EPS = 1e-9
-_NEW_YORK = ZoneInfo("America/New_York")
 _OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
 
 
@@ -113,33 +113,6 @@ class PaperRequest(NamedTuple):
     client_order_id: str | None
 
 
-def _norm_cdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def black_scholes(spot: float, strike: float, years: float, rate: float, iv: float, right: str) -> float:
-    """Black-Scholes value of a European call ("C") or put ("P"); intrinsic value at expiry."""
-    call = right.upper().startswith("C")
-    if years <= 0 or iv <= 0:
-        return max(0.0, spot - strike) if call else max(0.0, strike - spot)
-    vol_sqrt_t = iv * math.sqrt(years)
-    d1 = (math.log(spot / strike) + (rate + 0.5 * iv * iv) * years) / vol_sqrt_t
-    d2 = d1 - vol_sqrt_t
-    discount = strike * math.exp(-rate * years)
-    if call:
-        return spot * _norm_cdf(d1) - discount * _norm_cdf(d2)
-    return discount * _norm_cdf(-d2) - spot * _norm_cdf(-d1)
-
-
-def _years_to_expiry(expiry: date, now: datetime) -> float:
-    """Calendar days to expiry (New York date) over 365, floored at a quarter day; 0 once expired.
-
-    The same convention as pipeline.instruments.options, so marks agree with the synthetic chain's quotes.
-    """
-    days = (expiry - now.astimezone(_NEW_YORK).date()).days
-    if days < 0:
-        return 0.0
-    return max(days, 0.25) / 365.0
 
 
 @dataclass(slots=True)
@@ -166,7 +139,7 @@ class _Order:
 
     @property
     def multiplier(self) -> float:
-        return OPTION_MULTIPLIER if self.asset_class == AssetClass.OPTION else 1.0
+        return contract_multiplier(self.asset_class)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -483,8 +456,8 @@ class PaperBroker:
             self._option_iv[symbol] = iv
             if exact_quote and quote_mid is not None:
                 return quote_mid
-        years = _years_to_expiry(occ.expiry, now)
-        return max(0.01, black_scholes(spot, occ.strike, years, self.options_settings.risk_free_rate, iv, occ.right))
+        years = years_to_expiry(occ.expiry, now)
+        return max(0.01, bs_price(spot, occ.strike, years, self.options_settings.risk_free_rate, iv, occ.right))
 
     def _quote_from_chain(
         self, symbol: str, occ: OccContract, spot: float, now: datetime
@@ -958,6 +931,15 @@ def _intent_problem(intent: OrderIntent) -> str | None:
     return None
 
 
+def _limit_fill(buy: bool, limit: float, low: float, high: float, price: float) -> float | None:
+    """A limit order's fill when the prices [low, high] reach its limit: at `price` or better, else None."""
+    if buy and low <= limit:
+        return min(limit, price)
+    if not buy and high >= limit:
+        return max(limit, price)
+    return None
+
+
 def _immediate_price(order: _Order, last: float, slip: float) -> float | None:
     """The fill price if the order executes on submission, else None (it rests)."""
     buy = order.side == Side.BUY
@@ -965,12 +947,7 @@ def _immediate_price(order: _Order, last: float, slip: float) -> float | None:
     if order.order_type == OrderType.MARKET:
         return with_slippage
     if order.order_type == OrderType.LIMIT:
-        limit = order.limit_price or 0.0
-        if buy and last <= limit:
-            return min(limit, with_slippage)
-        if not buy and last >= limit:
-            return max(limit, with_slippage)
-        return None
+        return _limit_fill(buy, order.limit_price or 0.0, last, last, with_slippage)
     stop = order.stop_price or 0.0
     if (buy and last >= stop) or (not buy and last <= stop):
         return with_slippage
@@ -990,12 +967,7 @@ def _trigger_price(order: _Order, open_: float, high: float, low: float, slip: f
     """The fill price of a resting order on a bar that crosses it (a gap fills at the open), else None."""
     buy = order.side == Side.BUY
     if order.order_type == OrderType.LIMIT:
-        limit = order.limit_price or 0.0
-        if buy and low <= limit:
-            return min(limit, open_)
-        if not buy and high >= limit:
-            return max(limit, open_)
-        return None
+        return _limit_fill(buy, order.limit_price or 0.0, low, high, open_)
     if order.order_type == OrderType.STOP:
         stop = order.stop_price or 0.0
         if buy and high >= stop:
@@ -1007,11 +979,9 @@ def _trigger_price(order: _Order, open_: float, high: float, low: float, slip: f
 
 __all__ = [
     "BOOK_VERSION",
-    "OPTION_MULTIPLIER",
     "PaperBookCorrupt",
     "PaperBroker",
     "PaperFaults",
     "PaperRequest",
     "apply_fill_to_position",
-    "black_scholes",
 ]

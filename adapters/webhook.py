@@ -9,7 +9,8 @@ error names its field. Answers:
 - 401: missing or wrong `Authorization: Bearer <token>` (compared in constant time).
 - 408: an authorised request whose body did not arrive within `[webhook] body_timeout_seconds` (10).
 - 413: body above `[webhook] max_body_bytes` (64 KiB by default).
-- 429: more than `[webhook] rate_per_minute` requests from one source (token bucket); `Retry-After` given.
+- 429: more than `[webhook] rate_per_minute` requests from one source in a wall-clock minute (token bucket, even
+  in a replay); `Retry-After` given.
 - 503: the daemon is shutting down or the pipeline is unavailable; `Retry-After` given.
 - 404 / 405: any other path or method.
 
@@ -92,11 +93,12 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adapters.connection_cap import CappedTCPSite
+from adapters.http_server import CappedHttpServer
 from config.settings import STRATEGY_NAME_PATTERN, WebhookSettings, scrub_secrets
-from pipeline.core.clock import Clock
+from pipeline.core.clock import Clock, monotonic
 from pipeline.core.enum_values import is_value_of
 from pipeline.core.models import Direction, SignalType, TradeSignal, signal_problems
+from pipeline.core.rate_limit import KeyedBuckets
 
 SIGNALS_PATH = "/v1/signals"
 MAX_SOURCE_LEN = 64
@@ -255,51 +257,6 @@ def validate_signal_data(data: Any) -> tuple[SignalPayload | None, list[FieldErr
         return None, [{"field": "body", "message": "nested too deeply"}]
 
 
-class TokenBucketLimiter:
-    """Per-key token buckets: `rate_per_minute` requests a minute, bursts up to the same number."""
-
-    def __init__(self, rate_per_minute: int, clock: Clock, max_keys: int = MAX_RATE_BUCKETS) -> None:
-        self.capacity = float(rate_per_minute)
-        self.refill_per_second = rate_per_minute / 60.0
-        self.clock = clock
-        self.max_keys = max_keys
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def reconfigure(self, rate_per_minute: int) -> None:
-        """A new rate from now on (a SIGHUP reload): every bucket is capped at the new burst at once."""
-        now = self._now()
-        levels = {key: self._level(key, now) for key in self._buckets}
-        self.capacity = float(rate_per_minute)
-        self.refill_per_second = rate_per_minute / 60.0
-        self._buckets = {key: (min(self.capacity, level), now) for key, level in levels.items()}
-
-    def _now(self) -> float:
-        return self.clock.now().timestamp()
-
-    def _level(self, key: str, now: float) -> float:
-        tokens, last = self._buckets.get(key, (self.capacity, now))
-        return min(self.capacity, tokens + max(0.0, now - last) * self.refill_per_second)
-
-    def acquire(self, key: str) -> float:
-        """Take one token: 0.0 when allowed, else the seconds until one is available."""
-        now = self._now()
-        tokens = self._level(key, now)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.refill_per_second
-        if key not in self._buckets and len(self._buckets) >= self.max_keys:
-            self._evict(now)
-        self._buckets[key] = (tokens - 1.0, now)
-        return 0.0
-
-    def _evict(self, now: float) -> None:
-        full = [k for k in self._buckets if self._level(k, now) >= self.capacity]
-        for key in full:
-            del self._buckets[key]
-        while len(self._buckets) >= self.max_keys:
-            del self._buckets[next(iter(self._buckets))]
-
-
 def _json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
@@ -328,13 +285,17 @@ class WebhookServer:
         *,
         submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT_SECONDS,
         secrets: Sequence[str] = (),
+        rate_clock: Callable[[], float] = monotonic,
     ) -> None:
+        """`clock` stamps the signals (the market's time: simulated in a replay); `rate_clock` (seconds, the wall
+        clock by default) meters `rate_per_minute`, since the requests arrive in real time whatever the market
+        clock does (a replay's simulated minute passes in a fraction of a second)."""
         self.settings = settings
         self.submit = submit
         self.clock = clock
         self.log = logger if logger is not None else _log
         self.submit_timeout = submit_timeout
-        self.limiter = TokenBucketLimiter(settings.rate_per_minute, clock)
+        self.limiter = KeyedBuckets(settings.rate_per_minute, rate_clock, MAX_RATE_BUCKETS)
         self.port: int | None = None
         self._token = self._token_bytes(settings)
         self._token_digest = hashlib.sha256(self._token or b"").digest()
@@ -342,8 +303,7 @@ class WebhookServer:
         # handed on (and journaled): a sender may paste one into `source`
         own = [self._token.decode("utf-8")] if self._token else []
         self._secrets = sorted({*own, *(x for x in secrets if x)}, key=len, reverse=True)
-        self._runner: web.AppRunner | None = None
-        self._site: CappedTCPSite | None = None
+        self._http = CappedHttpServer(self.log)
         self._shutting_down = False
         self._pending: set[asyncio.Task[str]] = set()
 
@@ -371,8 +331,7 @@ class WebhookServer:
     @property
     def open_connections(self) -> int:
         """Connections the server holds now (at most `[webhook] max_connections`)."""
-        cap = self._site.cap if self._site is not None else None
-        return cap.open_connections if cap is not None else 0
+        return self._http.open_connections
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
@@ -386,23 +345,14 @@ class WebhookServer:
         if not self.enabled:
             self.log.info("webhook_disabled", reason="no token configured")
             return None
-        if self._runner is not None:
+        if self._http.running:
             return self.port
         # keepalive_timeout also closes a connection that sends no complete request head in time (aiohttp
         # arms it at connect), so idle and slowloris connections cannot hold a descriptor past it.
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
-                               keepalive_timeout=self.settings.idle_timeout_seconds,
-                               lingering_time=min(LINGERING_SECONDS, self.settings.body_timeout_seconds))
-        await runner.setup()
-        site = CappedTCPSite(runner, self.settings.host, self.settings.port,
-                             max_connections=self.settings.max_connections, logger=self.log)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner, self._site = runner, site
-        self.port = int(runner.addresses[0][1])
+        self.port = await self._http.start(
+            self.build_app(), self.settings.host, self.settings.port, self.settings.max_connections,
+            keepalive_timeout=self.settings.idle_timeout_seconds,
+            lingering_time=min(LINGERING_SECONDS, self.settings.body_timeout_seconds))
         self._shutting_down = False
         self.log.info("webhook_listening", host=self.settings.host, port=self.port, path=SIGNALS_PATH,
                       max_connections=self.settings.max_connections,
@@ -418,9 +368,7 @@ class WebhookServer:
         self.begin_shutdown()
         if self._pending:
             await asyncio.wait(self._pending, timeout=self.submit_timeout)
-        if self._runner is not None:
-            runner, self._runner, self._site = self._runner, None, None
-            await runner.cleanup()
+        if await self._http.stop():
             self.log.info("webhook_stopped")
 
     # -- request handling -----------------------------------------------------------------------------
@@ -544,7 +492,7 @@ class WebhookServer:
     async def _submit(self, payload: SignalPayload, info: dict[str, Any]) -> web.Response:
         signal = payload.to_signal(received=self.clock.now(), strategy=self.settings.strategy)
         signal.source = self._scrub(signal.source)
-        info.update(ticker=signal.ticker, direction=str(signal.direction), source=signal.source)
+        info.update(ticker=signal.ticker, direction=signal.direction, source=signal.source)
         task = asyncio.ensure_future(self.submit(signal))
         self._pending.add(task)
         task.add_done_callback(self._submit_done)

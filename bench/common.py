@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,3 +66,13 @@ def bench_settings(state_dir: Path, **overrides: Any) -> Settings:
     paper = {"persistent": False, **overrides.pop("paper", {})}
     broker = {"primary": "paper", "fallback": None, **overrides.pop("broker", {})}
     return load_settings(state_dir=state_dir, broker=broker, paper=paper, **overrides)
+
+
+def stop_process(proc: subprocess.Popen[Any], how: Callable[[], None]) -> None:
+    """Stop a daemon the bench started: `how()` (SIGTERM), then SIGKILL if it is not gone in 20 s."""
+    how()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

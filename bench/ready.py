@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import median
+from bench.common import median, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).with_name("ordergate")
@@ -54,12 +54,7 @@ def time_to_ready(timeout: float = 60.0) -> float:
                 if "READY=1" in data.splitlines():
                     return time.perf_counter() - started
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc, lambda: proc.send_signal(signal.SIGTERM))
             sock.close()
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import median
+from bench.common import median, stop_process
 from bench.ready import BIN, ROOT, _env, python_startup_floor
 
 
@@ -79,12 +79,7 @@ def status_figures(repeats: int = 7) -> dict[str, Any]:
             as_json = [_time_cli(cli_env, "status", "--json") for _ in range(repeats)]
             imports = cli_import_seconds(cli_env)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc, proc.terminate)
             sock.close()
     return {"status_s": median(human), "status_max_s": max(human), "status_json_s": median(as_json),
             "status_python_startup_s": python_startup_floor(), **imports}

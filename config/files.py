@@ -31,6 +31,10 @@ class UnreadableFile(ValueError):
     """A file that is not read: not a regular file, too large, or too deeply nested. The message says which."""
 
 
+class TomlFileError(ValueError):
+    """A TOML file that cannot be used; the message (without the path: the caller names the file) says why."""
+
+
 def _kind(mode: int) -> str:
     for test, name in _KINDS:
         if test(mode):
@@ -88,3 +92,17 @@ def read_toml_file(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> dict[
         raise UnreadableFile(f"is not UTF-8 text (byte {exc.start})") from None
     except RecursionError:
         raise UnreadableFile("is nested too deeply") from None
+
+
+def load_toml(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
+    """`read_toml_file`, every failure one `TomlFileError`: not found, malformed TOML, unreadable (and why)."""
+    try:
+        return read_toml_file(path, max_bytes)
+    except FileNotFoundError:
+        raise TomlFileError("not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TomlFileError(f"malformed TOML: {exc}") from None
+    except UnreadableFile as exc:
+        raise TomlFileError(str(exc)) from None
+    except OSError as exc:
+        raise TomlFileError(f"unreadable: {exc.strerror or exc}") from None

@@ -25,7 +25,7 @@ RELOADABLE: frozenset[str] = frozenset({
     "pipeline.feedback_adjust_every_n_trades", "pipeline.feedback_weight_min",    # FeedbackTracker
     "pipeline.feedback_weight_max",
     "routing.*", "options.*",                                                     # InstrumentRouter
-    "webhook.rate_per_minute",                                                    # TokenBucketLimiter
+    "webhook.rate_per_minute",                                                    # KeyedBuckets
     "alerts.min_interval_seconds", "alerts.broker_down_alert_seconds",            # AlertDispatcher, monitor
     "reconcile.*",                                                                # housekeeping, Reconciliation
     "shutdown.*",                                                                 # read when the stop begins

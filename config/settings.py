@@ -8,7 +8,6 @@ Secrets are `SecretStr` and never printed.
 from __future__ import annotations
 
 import os
-import tomllib
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,7 +35,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from config.files import MAX_CONFIG_BYTES, UnreadableFile, read_toml_file
+from config.files import MAX_CONFIG_BYTES, TomlFileError, load_toml
 from config.symbols import symbol_problem
 
 _TOML_DATA: ContextVar[dict[str, Any] | None] = ContextVar("ordergate_toml_data", default=None)
@@ -389,19 +389,22 @@ class RoutingSettings(_Section):
         return _symbols(value)
 
 
+def _long_enough(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
+        raise ValueError("must be at least 16 characters (use a random secret, e.g. `openssl rand -hex 32`)")
+    return value
+
+
+# a shared secret a client sends as `Authorization: Bearer` (the webhook, the dashboard); unset = disabled
+BearerToken = Annotated[SecretStr | None, AfterValidator(_long_enough)]
+
+
 class WebhookSettings(_Section):
     """Signal intake over HTTP (disabled unless a token is set)."""
 
-    @field_validator("token")
-    @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
-            raise ValueError("must be at least 16 characters (use a random secret, e.g. `openssl rand -hex 32`)")
-        return value
-
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
-    token: SecretStr | None = None
+    token: BearerToken = None
     strategy: str = Field("webhook", pattern=STRATEGY_NAME_PATTERN,
                           description="the strategy a webhook signal belongs to when it names none")
     max_body_bytes: int = Field(65_536, ge=1, le=16 * 1024 * 1024)
@@ -416,16 +419,9 @@ class WebhookSettings(_Section):
 class DashboardSettings(_Section):
     """The live web dashboard on loopback (disabled unless a token is set; the page asks for it)."""
 
-    @field_validator("token")
-    @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
-            raise ValueError("must be at least 16 characters (use a random secret, e.g. `openssl rand -hex 32`)")
-        return value
-
     host: str = "127.0.0.1"
     port: int = Field(8789, ge=0, le=65535)
-    token: SecretStr | None = None
+    token: BearerToken = None
     max_connections: int = Field(32, ge=1, le=4096, description="open connections; more are answered 503")
     max_streams: int = Field(8, ge=1, le=256, description="live (SSE) views at a time")
     push_interval_seconds: float = Field(1.0, ge=0.1, le=60, description="how often a changed view is pushed")
@@ -688,15 +684,9 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return read_toml_file(path, MAX_CONFIG_BYTES)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path}: not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: malformed TOML: {exc}") from None
-    except UnreadableFile as exc:
+        return load_toml(path, MAX_CONFIG_BYTES)
+    except TomlFileError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path}: unreadable: {exc.strerror or exc}") from None
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -6,24 +6,15 @@ own (see `daemon.service`). Names resolve lazily so the CLI's start-up imports n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-__all__ = ["TradingConfig", "TradingService"]
+from config.lazy import lazy_getattr
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use (PEP 562)."""
-    if name == "TradingService":
-        from daemon.service import TradingService
-
-        return TradingService
-    if name == "TradingConfig":
-        from pipeline.trading_service import TradingConfig
-
-        return TradingConfig
-    raise AttributeError(f"module 'daemon' has no attribute {name!r}")
+_EXPORTS: dict[str, str] = {"TradingService": "daemon.service", "TradingConfig": "pipeline.trading_service"}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:
-    from daemon.service import TradingService
-    from pipeline.trading_service import TradingConfig
+    from daemon.service import TradingService  # noqa: F401
+    from pipeline.trading_service import TradingConfig  # noqa: F401

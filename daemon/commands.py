@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from config.files import UnreadableFile, read_toml_file
+from config.files import TomlFileError, load_toml
 from config.settings import Settings
 from daemon.control import ControlError, DaemonNotRunning, control_request_sync, socket_path
 from daemon.lock import running_pid
@@ -82,18 +82,10 @@ def _request_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _read_targets(path: Path) -> dict[str, float]:
     """Target weights from a TOML file: either top-level `TICKER = weight` or a [targets] table."""
-    import tomllib
-
     try:
-        data = read_toml_file(path)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: malformed TOML: {exc}") from None
-    except UnreadableFile as exc:
+        data = load_toml(path)
+    except TomlFileError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: unreadable: {exc.strerror or exc}") from None
     table = data.get("targets", data)
     if not isinstance(table, dict) or not table:
         raise ValueError(f"{path}: expected ticker = weight entries")
@@ -224,18 +216,10 @@ def _print(args: argparse.Namespace, cmd: str, result: Any) -> None:
     if cmd in ("status", "positions", "orders", "journal"):
         from daemon import tables
 
-        colour = tables.use_colour(sys.stdout)
-        if cmd == "status" and isinstance(result, dict):
-            print(tables.render_status(result, colour))
-            return
-        if cmd == "positions" and isinstance(result, list):
-            print(tables.render_positions(result, colour))
-            return
-        if cmd == "orders" and isinstance(result, list):
-            print(tables.render_orders(result, colour))
-            return
-        if cmd == "journal" and isinstance(result, dict):
-            print(tables.render_journal(result, colour))
+        shape, render = {"status": (dict, tables.render_status), "positions": (list, tables.render_positions),
+                         "orders": (list, tables.render_orders), "journal": (dict, tables.render_journal)}[cmd]
+        if isinstance(result, shape):
+            print(render(result, tables.use_colour(sys.stdout)))
             return
     if isinstance(result, list):
         if not result:

@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from adapters.connection_cap import CappedTCPSite
+from adapters.http_server import CappedHttpServer
 from config.settings import DashboardSettings
 
 STATIC = Path(__file__).with_name("static")
@@ -138,8 +138,7 @@ class DashboardServer:
         token = settings.token.get_secret_value().strip() if settings.token is not None else ""
         self._token_digest = hashlib.sha256(token.encode()).digest() if token else None
         self.port: int | None = None
-        self._runner: web.AppRunner | None = None
-        self._site: CappedTCPSite | None = None
+        self._http = CappedHttpServer(self.log)
         self._stopping = asyncio.Event()
         self._streams = 0
         self._cache: tuple[float, str] | None = None
@@ -151,8 +150,7 @@ class DashboardServer:
 
     @property
     def open_connections(self) -> int:
-        cap = self._site.cap if self._site is not None else None
-        return cap.open_connections if cap is not None else 0
+        return self._http.open_connections
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024, middlewares=[self._middleware])
@@ -169,27 +167,16 @@ class DashboardServer:
         if not self.enabled:
             self.log.info("dashboard_disabled", reason="no token configured")
             return None
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
-                               keepalive_timeout=self.settings.idle_timeout_seconds, shutdown_timeout=2.0)
-        await runner.setup()
-        site = CappedTCPSite(runner, self.settings.host, self.settings.port,
-                             max_connections=self.settings.max_connections, logger=self.log)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner, self._site = runner, site
-        self.port = int(runner.addresses[0][1])
+        self.port = await self._http.start(
+            self.build_app(), self.settings.host, self.settings.port, self.settings.max_connections,
+            keepalive_timeout=self.settings.idle_timeout_seconds, shutdown_timeout=2.0)
         self.log.info("dashboard_listening", host=self.settings.host, port=self.port,
                       url=f"http://{self.settings.host}:{self.port}/", max_connections=self.settings.max_connections)
         return self.port
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._runner is not None:
-            runner, self._runner, self._site = self._runner, None, None
-            await runner.cleanup()
+        if await self._http.stop():
             self.log.info("dashboard_stopped")
 
     # -- plumbing -------------------------------------------------------------------------------------

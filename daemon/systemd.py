@@ -54,10 +54,7 @@ class SystemdNotifier:
 
     def ready(self, status: str | None = None) -> bool:
         """READY=1 (with an optional STATUS=)."""
-        lines = ["READY=1"]
-        if status:
-            lines.append(f"STATUS={_one_line(status)}")
-        return self.notify(*lines)
+        return self._state("READY=1", status)
 
     def status(self, text: str) -> bool:
         """STATUS=<text> (shown by `systemctl status`)."""
@@ -69,10 +66,10 @@ class SystemdNotifier:
 
     def stopping(self, status: str | None = None) -> bool:
         """STOPPING=1 at the start of a graceful shutdown."""
-        lines = ["STOPPING=1"]
-        if status:
-            lines.append(f"STATUS={_one_line(status)}")
-        return self.notify(*lines)
+        return self._state("STOPPING=1", status)
+
+    def _state(self, line: str, status: str | None) -> bool:
+        return self.notify(line, f"STATUS={_one_line(status)}") if status else self.notify(line)
 
     def extend_timeout(self, seconds: float) -> bool:
         """EXTEND_TIMEOUT_USEC: ask for more time during a long start or stop."""

@@ -34,17 +34,19 @@ from pipeline.core.models import (
     InstrumentDecision,
     InstrumentType,
     OrderIntent,
+    OrderKind,
     OrderResult,
     PipelineResult,
     Side,
     StageOutcome,
     TradeSignal,
     client_order_id_for,
+    contract_multiplier,
 )
 from pipeline.entry.market_price import price_on_market, usable_price
 from pipeline.entry.risk_gate import RiskGate
 from pipeline.entry.signal_guard import SignalGuard
-from pipeline.entry.sizing import OPTION_MULTIPLIER, LeveragedETFSizer, PositionSizer, SizingResult
+from pipeline.entry.sizing import LeveragedETFSizer, PositionSizer, SizingResult
 from pipeline.entry.strategy_budget import StrategyBudgets
 from pipeline.entry.unified_risk import PriceHistory, UnifiedRisk
 from pipeline.execution.fill_validator import OrderValidator
@@ -406,9 +408,9 @@ class BotOrchestrator:
             side=side,
             quantity=float(sized.quantity),
             asset_class=AssetClass.OPTION if is_option else AssetClass.EQUITY,
-            kind="entry",
+            kind=OrderKind.ENTRY,
             ticker=signal.ticker,
-            direction=Direction(str(signal.direction)) if decision.instrument_type == InstrumentType.STOCK
+            direction=Direction(signal.direction) if decision.instrument_type == InstrumentType.STOCK
             else Direction.LONG,
             instrument_type=decision.instrument_type,
             reference_price=ref,
@@ -450,5 +452,4 @@ def fill_result(result: PipelineResult, task: asyncio.Task[OrderResult], clock: 
         return
     fill = Fill(f"{answer.client_order_id}-result", answer.client_order_id, intent.symbol, intent.side,
                 answer.filled_qty, price, answer.submitted_at or clock.now(), answer.broker, answer.broker_order_id)
-    multiplier = OPTION_MULTIPLIER if intent.asset_class == AssetClass.OPTION else 1.0
-    result.position = Ledger.opened_position(fill, intent, multiplier)
+    result.position = Ledger.opened_position(fill, intent, contract_multiplier(intent.asset_class))

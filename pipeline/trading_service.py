@@ -37,14 +37,16 @@ from pipeline import orchestrator as orchestrator_module
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
     AccountState,
-    AssetClass,
+    ExitType,
     OrderIntent,
+    OrderKind,
     OrderResult,
     OrderStatus,
     Position,
     Side,
     SignalType,
     TradeSignal,
+    asset_class_of,
     client_order_id_for,
 )
 from pipeline.orchestrator import BotOrchestrator
@@ -410,11 +412,12 @@ class TradingService:
         signal_id = f"ts-{uuid.uuid4().hex[:20]}"
         return OrderIntent(
             client_order_id=client_order_id_for(signal_id, "manual"), signal_id=signal_id, symbol=pos.symbol,
-            side=side, quantity=float(quantity), reduce_only=True, kind="exit", ticker=pos.ticker,
+            side=side, quantity=float(quantity), reduce_only=True, kind=OrderKind.EXIT, ticker=pos.ticker,
             direction=pos.direction, instrument_type=pos.instrument_type,
-            asset_class=AssetClass.OPTION if pos.multiplier == 100.0 else AssetClass.EQUITY,
+            asset_class=asset_class_of(pos.multiplier),
             reference_price=price, signal_type=pos.signal_type, timeframe=pos.timeframe,
-            broker=pos.broker or None, created_at=self.clock.now(), exit_type="manual_" + str(side),
+            broker=pos.broker or None, created_at=self.clock.now(),
+            exit_type=ExitType.MANUAL_SELL if side == Side.SELL else ExitType.MANUAL_BUY,
         )
 
     # -- shared helpers -----------------------------------------------------------------------------------

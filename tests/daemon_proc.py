@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,33 @@ def base_env(state_dir: Path, **extra: str) -> dict[str, str]:
     })
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now (for a daemon's webhook, dashboard or metrics)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def webhook_env(state_dir: Path, token: str, **extra: str) -> tuple[int, dict[str, str]]:
+    """(port, env) of a daemon whose webhook listens on a free port with `token`, bars at 5 a second."""
+    port = free_port()
+    return port, base_env(state_dir, ORDERGATE_WEBHOOK__TOKEN=token, ORDERGATE_WEBHOOK__PORT=str(port),
+                          **{"ORDERGATE_DATA__BARS_PER_SECOND": "5", **extra})
+
+
+def post_signal(port: int, body: object, token: str | None) -> tuple[int, dict[str, Any]]:
+    """POST `body` to a daemon's webhook (with `Authorization: Bearer token` unless None): status, JSON answer."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/signals", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
 
 
 def cli(

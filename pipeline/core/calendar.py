@@ -48,13 +48,6 @@ class MarketCalendar:
         session = self.session_for(ts)
         return session is not None and session[0] <= ts < session[1]
 
-    def eod_cutoff(self, ts: datetime, minutes_before_close: int = 5) -> datetime | None:
-        """When day trades must be closed on the session of `ts` (15:55 ET normally, 12:55 on early closes)."""
-        session = self.session_for(ts)
-        if session is None:
-            return None
-        return session[1] - timedelta(minutes=minutes_before_close)
-
     def next_open(self, ts: datetime) -> datetime:
         """The next session open at or after `ts`."""
         day = ts.astimezone(NEW_YORK).date()

@@ -34,6 +34,11 @@ class Direction(StrEnum):
     SHORT = "short"
 
 
+def _direction(value: Any) -> Any:
+    """A valid direction as `Direction`; anything else unchanged (signal_problems names it)."""
+    return _DIRECTIONS.get(value, value) if isinstance(value, str) else value
+
+
 class Side(StrEnum):
     """Side of an order."""
 
@@ -64,9 +69,52 @@ class OrderType(StrEnum):
     BRACKET = "bracket"
 
 
+_DIRECTIONS: dict[str, Direction] = {d.value: d for d in Direction}
+
+
+class OrderKind(StrEnum):
+    """What an order is for (`OrderIntent.kind`; the journal's orders.kind column)."""
+
+    ENTRY = "entry"    # opens or adds to a position (the only kind the kill switch blocks)
+    EXIT = "exit"      # reduce-only: one of the exits, a flatten, a manual sell
+    STOP = "stop"      # the protective stop resting at the broker
+
+
+class ExitType(StrEnum):
+    """Why a position is closed (`OrderIntent.exit_type`, `ExitSignal.exit_type`, the trades.exit_type column)."""
+
+    NONE = ""                              # not an exit (an entry's intent)
+    STOP_LOSS = "stop_loss"
+    MOMENTUM_EXHAUSTION = "momentum_exhaustion"
+    CLOUD_FLIP = "cloud_flip"
+    PROFIT_TARGET = "profit_target"
+    TIME_STOP = "time_stop"
+    EOD_CLOSE = "eod_close"
+    TRAILING_STOP = "trailing_stop"
+    BROKER_STOP = "stop_loss (broker)"     # the protective stop at the broker filled
+    FLATTEN = "flatten"                    # emergency close of everything
+    RESEND = "resend"                      # a fresh exit for one that never reached its broker
+    MANUAL_BUY = "manual_buy"              # TradingService closing a short by hand
+    MANUAL_SELL = "manual_sell"            # TradingService closing a long by hand
+    UNKNOWN = "unknown"                    # a round trip whose closing order named no exit
+
+
 class AssetClass(StrEnum):
     EQUITY = "equity"
     OPTION = "option"
+
+
+OPTION_MULTIPLIER = 100.0  # shares per listed US equity option contract: the one place this number lives
+
+
+def contract_multiplier(asset_class: AssetClass | str) -> float:
+    """Value of one unit of quantity per point of price: OPTION_MULTIPLIER for an option, 1 for a share."""
+    return OPTION_MULTIPLIER if asset_class == AssetClass.OPTION else 1.0
+
+
+def asset_class_of(multiplier: float) -> AssetClass:
+    """The asset class a position's multiplier says it is (an option contract or shares)."""
+    return AssetClass.OPTION if multiplier == OPTION_MULTIPLIER else AssetClass.EQUITY
 
 
 class InstrumentType(StrEnum):
@@ -172,10 +220,13 @@ class TradeSignal:
     def risk_per_share(self) -> float:
         return abs(self.entry_price - self.stop_loss)
 
+    def __post_init__(self) -> None:
+        self.direction = _direction(self.direction)
+
     def dedup_key(self) -> tuple[str, str, str, str, str]:
         """What makes two signals the same request: one strategy's setup on one ticker, direction and timeframe
         (two strategies seeing the same setup are two requests, each judged by the risk checks)."""
-        return (self.ticker, str(self.direction), str(self.signal_type), self.timeframe, self.strategy)
+        return (self.ticker, self.direction, str(self.signal_type), self.timeframe, self.strategy)
 
 
 def _bad_number(value: Any) -> bool:
@@ -196,7 +247,7 @@ def signal_problems(signal: TradeSignal) -> list[str]:
         problems.append("ticker: must be a non-empty symbol")
     elif (problem := symbol_problem(ticker, extra=" ")) is not None:
         problems.append(f"ticker: {problem}")
-    if str(signal.direction) not in ("long", "short"):
+    if signal.direction not in _DIRECTIONS:
         problems.append(f"direction: must be 'long' or 'short', got {signal.direction!r}")
     if not is_value_of(SignalType, str(signal.signal_type)):
         problems.append(f"signal_type: unknown {str(signal.signal_type)[:40]!r}")
@@ -215,8 +266,8 @@ def signal_problems(signal: TradeSignal) -> list[str]:
     ):
         problems.append(f"target_price: must be a finite positive price, got {signal.target_price!r}")
         prices_ok = False
-    if prices_ok and str(signal.direction) in ("long", "short"):
-        long = str(signal.direction) == "long"
+    if prices_ok and signal.direction in _DIRECTIONS:
+        long = signal.direction == Direction.LONG
         if signal.stop_loss == signal.entry_price or (signal.stop_loss > signal.entry_price) == long:
             side = "below" if long else "above"
             problems.append(
@@ -269,7 +320,7 @@ class OrderIntent:
     time_in_force: str = "day"
     asset_class: AssetClass = AssetClass.EQUITY
     reduce_only: bool = False
-    kind: str = "entry"              # entry | exit | manual
+    kind: OrderKind = OrderKind.ENTRY
     ticker: str = ""                 # the underlying the signal was about
     direction: Direction = Direction.LONG
     instrument_type: InstrumentType = InstrumentType.STOCK
@@ -281,18 +332,22 @@ class OrderIntent:
     broker: str | None = None        # forced venue (exits go to the broker that holds the position)
     created_at: datetime | None = None
     parent_id: str | None = None     # smart-router child orders
-    exit_type: str = ""              # for exits: which exit strategy fired
+    exit_type: ExitType = ExitType.NONE  # for exits: which exit fired
     strategy: str = ""               # the configured strategy whose signal (or position) this order is for
+
+    def __post_init__(self) -> None:  # journal rows and callers may give the plain strings
+        self.kind = OrderKind(self.kind)
+        self.exit_type = ExitType(self.exit_type)
+        self.direction = Direction(self.direction)
 
     @property
     def notional(self) -> float:
-        multiplier = 100.0 if self.asset_class == AssetClass.OPTION else 1.0
-        return abs(self.quantity) * self.reference_price * multiplier
+        return abs(self.quantity) * self.reference_price * contract_multiplier(self.asset_class)
 
 
 @dataclass(slots=True)
-class OrderResult:
-    """What a broker says about one order."""
+class _OrderAtBroker:
+    """Which order, at which broker, in which state: the fields an answer and a pushed update share."""
 
     client_order_id: str
     status: OrderStatus
@@ -300,6 +355,12 @@ class OrderResult:
     broker_order_id: str | None = None
     symbol: str = ""
     side: Side | None = None
+
+
+@dataclass(slots=True)
+class OrderResult(_OrderAtBroker):
+    """What a broker says about one order."""
+
     quantity: float = 0.0
     filled_qty: float = 0.0
     filled_avg_price: float | None = None
@@ -309,15 +370,9 @@ class OrderResult:
 
 
 @dataclass(slots=True)
-class OrderUpdate:
+class OrderUpdate(_OrderAtBroker):
     """A status change of an order pushed by a broker (trade_updates, orderStatus)."""
 
-    client_order_id: str
-    status: OrderStatus
-    broker: str
-    broker_order_id: str | None = None
-    symbol: str = ""
-    side: Side | None = None
     filled_qty: float = 0.0
     filled_avg_price: float | None = None
     reason: str | None = None
@@ -371,7 +426,7 @@ class Position:
     """An open position held by the daemon (the spec's Position)."""
 
     ticker: str
-    direction: Direction | str
+    direction: Direction
     entry_price: float
     current_price: float
     shares: float
@@ -390,12 +445,13 @@ class Position:
     strategy: str = ""               # the configured strategy that opened it
 
     def __post_init__(self) -> None:
+        self.direction = Direction(self.direction)
         if not self.symbol:
             self.symbol = self.ticker
 
     @property
     def is_long(self) -> bool:
-        return str(self.direction) == "long"
+        return self.direction is Direction.LONG
 
     @property
     def market_value(self) -> float:
@@ -441,10 +497,13 @@ class ExitSignal:
     """A reason to close a position now; lower priority number wins."""
 
     ticker: str
-    exit_type: str
+    exit_type: ExitType
     priority: int
     reason: str
     price: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.exit_type = ExitType(self.exit_type)
 
 
 @dataclass(slots=True)

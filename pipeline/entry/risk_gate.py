@@ -27,8 +27,9 @@ from typing import Any
 from config.settings import ExecutorConfig
 from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock, LiveClock
-from pipeline.core.models import AccountState, Position, RiskDecision, TradeSignal
+from pipeline.core.models import AccountState, Direction, Position, RiskDecision, TradeSignal
 from pipeline.instruments.catalog import load_sectors
+from pipeline.positions.time_exits import TimeExits
 
 
 @dataclass(slots=True)
@@ -39,6 +40,7 @@ class RiskContext:
     account: AccountState
     config: ExecutorConfig
     calendar: MarketCalendar
+    time: TimeExits  # the one owner of the session's end-of-day cutoff
     sectors: Mapping[str, str]
     now: datetime
     notes: dict[str, Any] = field(default_factory=dict)
@@ -48,8 +50,8 @@ class RiskContext:
         return self.signal.ticker.strip().upper()
 
     @property
-    def direction(self) -> str:
-        return str(self.signal.direction)
+    def direction(self) -> Direction | str:
+        return self.signal.direction
 
     @property
     def sector(self) -> str | None:
@@ -110,7 +112,7 @@ def check_max_positions(ctx: RiskContext) -> RiskDecision:
 
 def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
     """3. No second position in the same ticker and direction, unless adding to a winner (when allowed)."""
-    same = [p for p in ctx.positions_in(ctx.ticker) if str(p.direction) == ctx.direction]
+    same = [p for p in ctx.positions_in(ctx.ticker) if p.direction == ctx.direction]
     if not same:
         return PASS
     pnl = sum(p.unrealized_pnl for p in same)
@@ -123,7 +125,7 @@ def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
 
 def check_conflicting_signal(ctx: RiskContext) -> RiskDecision:
     """4. No long and short in the same ticker."""
-    opposite = [p for p in ctx.positions_in(ctx.ticker) if str(p.direction) != ctx.direction]
+    opposite = [p for p in ctx.positions_in(ctx.ticker) if p.direction != ctx.direction]
     if opposite:
         # with several strategies on one account: a long in one and a short in another is refused, named
         mine = f" of strategy {ctx.signal.strategy}" if ctx.signal.strategy else ""
@@ -168,7 +170,7 @@ def check_market_hours(ctx: RiskContext) -> RiskDecision:
             f"market_hours: market closed at {ctx.now.isoformat()} "
             f"(timeframe {ctx.signal.timeframe} not in {ctx.config.market_hours_bypass_timeframes})"
         )
-    cutoff = ctx.calendar.eod_cutoff(ctx.now, ctx.config.eod_minutes_before_close)
+    cutoff = ctx.time.eod_cutoff(ctx.now)
     if cutoff is not None and ctx.now >= cutoff:
         return _reject(
             f"market_hours: {ctx.now.isoformat()} is at or after this session's end-of-day cutoff "
@@ -225,16 +227,18 @@ class RiskGate:
         self.calendar = calendar if calendar is not None else default_calendar()
         self.sectors = sectors if sectors is not None else load_sectors()
         self.clock = clock if clock is not None else LiveClock()
+        self.time = TimeExits(config, self.calendar)
 
     def reconfigure(self, config: ExecutorConfig) -> None:
         """Check against new limits from now on (a SIGHUP reload)."""
         self.config = config
+        self.time.reconfigure(config)
 
     def validate(self, signal: TradeSignal, account: AccountState, now: datetime | None = None) -> RiskDecision:
         """Approve, or reject with `check` set to the first failing check's name (`now` defaults to the clock)."""
         if now is None:
             now = self.clock.now()
-        ctx = RiskContext(signal, account, self.config, self.calendar, self.sectors, now)
+        ctx = RiskContext(signal, account, self.config, self.calendar, self.time, self.sectors, now)
         adjustments: dict[str, Any] = {}
         for name, check in RISK_CHECKS:
             try:

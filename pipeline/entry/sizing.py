@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import ExecutorConfig
-from pipeline.core.models import AccountState, TradeSignal
+from pipeline.core.models import OPTION_MULTIPLIER, AccountState, TradeSignal
 from pipeline.entry.risk_gate import sector_exposure, ticker_exposure
 from pipeline.instruments.options import OptionQuote
 
 MIN_CONVICTION_FACTOR = 0.25
 BUYING_POWER_SLIPPAGE_BUFFER = 0.005  # default slippage: 50 bps of adverse fill allowed for before the broker refuses
-OPTION_MULTIPLIER = 100.0
 
 
 @dataclass(slots=True)
@@ -106,8 +105,8 @@ def _finish(
                         round(units * unit_risk, 2), stop_price)
 
 
-class PositionSizer:
-    """Risk-based position sizing with exposure and buying-power caps (the spec's PositionSizer)."""
+class _Sizer:
+    """What every sizer holds: the limits, the ticker -> sector map and the buying-power slippage buffer."""
 
     def __init__(
         self, config: ExecutorConfig, sectors: Mapping[str, str] | None = None,
@@ -124,6 +123,10 @@ class PositionSizer:
     def _caps(self, signal: TradeSignal, account: AccountState, sector: str | None) -> _Caps:
         ticker = signal.ticker.strip().upper()
         return _Caps(self.config, account, ticker, sector or self.sectors.get(ticker), self.sectors, self.slippage)
+
+
+class PositionSizer(_Sizer):
+    """Risk-based position sizing with exposure and buying-power caps (the spec's PositionSizer)."""
 
     def size(
         self,
@@ -174,20 +177,8 @@ def etf_stop_price(signal: TradeSignal, etf_price: float, leverage: float) -> fl
     return etf_price * (1.0 - leverage * signal.risk_per_share / signal.entry_price)
 
 
-class LeveragedETFSizer:
+class LeveragedETFSizer(_Sizer):
     """Sizes a leveraged ETF so its dollar risk to the stop matches the underlying trade's."""
-
-    def __init__(
-        self, config: ExecutorConfig, sectors: Mapping[str, str] | None = None,
-        slippage: float = BUYING_POWER_SLIPPAGE_BUFFER,
-    ) -> None:
-        self.config = config
-        self.sectors: Mapping[str, str] = sectors or {}
-        self.slippage = slippage
-
-    def reconfigure(self, config: ExecutorConfig) -> None:
-        """Size with new limits from now on (a SIGHUP reload)."""
-        self.config = config
 
     def compute_shares(
         self,
@@ -212,7 +203,5 @@ class LeveragedETFSizer:
         risk_per_etf_share = etf_price * stop_fraction
         shares = _floor_units(budget, risk_per_etf_share)
         adjustments["risk_shares"] = shares
-        ticker = signal.ticker.strip().upper()
-        caps = _Caps(self.config, account, ticker, sector or self.sectors.get(ticker), self.sectors, self.slippage)
-        shares = caps.apply(shares, etf_price, adjustments)
+        shares = self._caps(signal, account, sector).apply(shares, etf_price, adjustments)
         return _finish(shares, etf_price, risk_per_etf_share, self.config, adjustments, "share", stop)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from config.settings import PipelineConfig
-from pipeline.core.models import TIMEFRAME_SECONDS, AccountState, Position, RiskDecision, TradeSignal
+from pipeline.core.models import TIMEFRAME_SECONDS, AccountState, Direction, Position, RiskDecision, TradeSignal
 
 Z_95 = 1.645
 SESSION_SECONDS = 6.5 * 3600
@@ -118,16 +118,16 @@ class _Exposure:
     dollars: float   # signed: negative for short
 
 
-def _signed(direction: str, dollars: float) -> float:
-    return dollars if str(direction) == "long" else -dollars
+def _signed(direction: Direction | str, dollars: float) -> float:
+    return dollars if direction == Direction.LONG else -dollars
 
 
 def _exposures(account: AccountState, signal: TradeSignal, intended_notional: float) -> list[_Exposure]:
     by_ticker: dict[str, float] = {}
     for p in account.open_positions:
-        by_ticker[p.ticker.upper()] = by_ticker.get(p.ticker.upper(), 0.0) + _signed(str(p.direction), p.market_value)
+        by_ticker[p.ticker.upper()] = by_ticker.get(p.ticker.upper(), 0.0) + _signed(p.direction, p.market_value)
     ticker = signal.ticker.strip().upper()
-    by_ticker[ticker] = by_ticker.get(ticker, 0.0) + _signed(str(signal.direction), max(intended_notional, 0.0))
+    by_ticker[ticker] = by_ticker.get(ticker, 0.0) + _signed(signal.direction, max(intended_notional, 0.0))
     return [_Exposure(t, d) for t, d in by_ticker.items() if d != 0.0]
 
 
@@ -170,7 +170,7 @@ class UnifiedRisk:
     ) -> RiskDecision | None:
         ticker = signal.ticker.strip().upper()
         peers = sorted({p.ticker.upper() for p in positions
-                        if str(p.direction) == str(signal.direction) and p.ticker.upper() != ticker})
+                        if p.direction == signal.direction and p.ticker.upper() != ticker})
         if not peers:
             return None
         candidate = self._returns(ticker)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from pipeline.core.models import OrderIntent, OrderResult
+from pipeline.core.models import OrderIntent, OrderKind, OrderResult
 from pipeline.execution.order_router import OrderRouter
 from pipeline.execution.smart_router import RoutingDecision, SmartRouter
 
@@ -62,7 +62,7 @@ class SmartOrderRouter:
         """Route and dispatch `order`: entries through the router's smart path, others to the chosen venue."""
         if self.router is None:
             raise RuntimeError("router: SmartOrderRouter.send needs an OrderRouter")
-        if order.kind != "entry" and not order.broker:
+        if order.kind is not OrderKind.ENTRY and not order.broker:
             order = dataclasses.replace(order, broker=self.route(order).venue)
         return self.router.dispatch(order)
 

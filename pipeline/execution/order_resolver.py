@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from pipeline.core.clock import monotonic
-from pipeline.core.models import OrderIntent, OrderResult
+from pipeline.core.models import OrderIntent, OrderKind, OrderResult
 from pipeline.core.ports import Broker, BrokerError, ResolvesOrders
 from pipeline.execution.order_record import OrderBook
 
@@ -98,7 +98,7 @@ class OrderResolver:
 
         A broker that fails to answer is not asked about its other orders in the same pass (they are
         UNANSWERED too), so one hung broker costs a pass at most one timeout, not one per order."""
-        ordered = sorted(orders, key=lambda o: o.intent.kind == "entry")
+        ordered = sorted(orders, key=lambda o: o.intent.kind is OrderKind.ENTRY)
         silent: dict[str, str] = {}
         out = []
         for order in ordered:

@@ -25,7 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from config.settings import BrokerSettings, PipelineConfig
 from pipeline.core.clock import Clock, monotonic
-from pipeline.core.models import OrderIntent, OrderResult, OrderStatus
+from pipeline.core.models import OrderIntent, OrderKind, OrderResult, OrderStatus
 from pipeline.core.ports import (
     Broker,
     BrokerUnavailable,
@@ -170,7 +170,7 @@ class OrderRouter:
         With the smart router on, an entry without a forced venue is first scored across the healthy venues (the
         decision journaled with its scores) and, above the split threshold, sent as TWAP child orders.
         """
-        if self.smart is not None and self.smart.enabled and intent.kind == "entry" and not intent.broker:
+        if self.smart is not None and self.smart.enabled and intent.kind is OrderKind.ENTRY and not intent.broker:
             intent, children = self._smart_route(intent)
             if len(children) > 1:
                 if self.on_split is not None:

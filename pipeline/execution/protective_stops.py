@@ -37,15 +37,18 @@ from pipeline.core.clock import Clock
 from pipeline.core.models import (
     AssetClass,
     Direction,
+    ExitType,
     Fill,
     InstrumentType,
     OrderIntent,
+    OrderKind,
     OrderResult,
     OrderStatus,
     OrderType,
     OrderUpdate,
     Position,
     Side,
+    asset_class_of,
     client_order_id_for,
 )
 from pipeline.core.ports import Broker, BrokerError, OrderRejected, StopVenue
@@ -61,8 +64,8 @@ class _Unknown:
 
 UNKNOWN = _Unknown()
 
-BROKER_STOP_EXIT = "stop_loss (broker)"
-STOP_KIND = "stop"
+BROKER_STOP_EXIT = ExitType.BROKER_STOP
+STOP_KIND = OrderKind.STOP
 STOP_PREFIX = "og-stop"
 _EPS = 1e-9
 MAX_PUT_BACK = 3  # a stop the broker keeps ending (cancelled, expired) is put back this often, then alerted
@@ -173,7 +176,7 @@ class ProtectiveStops:
             if stop is not None and stop.client_order_id == fill.client_order_id:
                 stop.applied_qty += fill.quantity
             return
-        if intent is not None and intent.kind == "entry":
+        if intent is not None and intent.kind is OrderKind.ENTRY:
             self._announce(fill.symbol)
             self.request_sync(fill.symbol)
 
@@ -323,8 +326,8 @@ class ProtectiveStops:
         return OrderIntent(
             client_order_id=self._next_coid(key), signal_id=key, symbol=pos.symbol,
             side=Side.SELL if pos.is_long else Side.BUY, quantity=qty, order_type=OrderType.STOP, stop_price=price,
-            time_in_force="gtc", asset_class=AssetClass.OPTION if pos.multiplier == 100.0 else AssetClass.EQUITY,
-            reduce_only=True, kind=STOP_KIND, ticker=pos.ticker, direction=Direction(str(pos.direction)),
+            time_in_force="gtc", asset_class=asset_class_of(pos.multiplier),
+            reduce_only=True, kind=STOP_KIND, ticker=pos.ticker, direction=pos.direction,
             instrument_type=pos.instrument_type or InstrumentType.STOCK, reference_price=price, stop_loss=price,
             signal_type=pos.signal_type, timeframe=pos.timeframe, broker=pos.broker or None,
             created_at=self.clock.now(), exit_type=BROKER_STOP_EXIT, strategy=pos.strategy,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pipeline.core.models import AccountState, Direction, OrderIntent, Position
+from pipeline.core.models import AccountState, Direction, OrderIntent, Position, contract_multiplier
 from pipeline.execution.order_record import OrderBook, OrderRecord
 
 
@@ -129,7 +129,7 @@ class ReservationBook:
                 stop_loss=intent.stop_loss or intent.reference_price, symbol=intent.symbol,
                 signal_type=intent.signal_type, timeframe=intent.timeframe,
                 instrument_type=intent.instrument_type, signal_id=intent.signal_id,
-                multiplier=100.0 if intent.asset_class == "option" else 1.0, strategy=intent.strategy,
+                multiplier=contract_multiplier(intent.asset_class), strategy=intent.strategy,
             ))
         reserved = self.reserved_buying_power()
         return AccountState(

@@ -6,13 +6,15 @@ read-only mappings. A malformed file raises `CatalogError` naming the file, the 
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from config.files import TomlFileError, load_toml
+from pipeline.core.models import Direction
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ETF_CATALOG_PATH = CONFIG_DIR / "etf_catalog.toml"
@@ -37,19 +39,14 @@ class ETFPair:
 
     def fund_for(self, direction: str) -> str:
         """The fund to buy for a signal direction: bull for long, bear for short."""
-        return self.bull if str(direction) == "long" else self.bear
+        return self.bull if direction == Direction.LONG else self.bear
 
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{path}: malformed TOML: {exc}") from None
-    except OSError as exc:
-        raise CatalogError(f"{path}: unreadable: {exc.strerror}") from None
+        return load_toml(path)
+    except TomlFileError as exc:
+        raise CatalogError(f"{path}: {exc}") from None
 
 
 def _symbol(path: Path, where: str, value: Any) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from config.settings import ExecutorConfig, InstrumentMode, OptionsSettings, RoutingSettings
-from pipeline.core.models import AssetClass, InstrumentDecision, InstrumentType, TradeSignal
+from pipeline.core.models import AssetClass, Direction, InstrumentDecision, InstrumentType, TradeSignal
 from pipeline.core.ports import LabelledChain, OptionChainProvider
 from pipeline.instruments.catalog import ETFPair, load_etf_catalog, load_sectors
 from pipeline.instruments.options import NoOptionChain, OptionChainUnavailable, OptionQuote, select_contract
@@ -106,7 +106,7 @@ class InstrumentRouter:
                                   sector=self.sector_of(signal.ticker))
 
     def _etf_decision(self, signal: TradeSignal, pair: ETFPair, reason: str) -> InstrumentDecision:
-        fund = pair.fund_for(str(signal.direction))
+        fund = pair.fund_for(signal.direction)
         kind = "bull" if fund == pair.bull else "bear"
         return InstrumentDecision(
             InstrumentType.LEVERAGED_ETF, fund,
@@ -136,11 +136,12 @@ class InstrumentRouter:
             return None, str(exc)
         except Exception as exc:  # a chain source failing must not crash routing
             return None, f"option chain for {ticker} unavailable ({type(exc).__name__}: {exc})"
-        quote = select_contract(chain, str(signal.direction), as_of, self.options)
+        quote = select_contract(chain, signal.direction, as_of, self.options)
         if quote is None:
             o = self.options
+            right = "call" if signal.direction == Direction.LONG else "put"
             return None, (
-                f"no {('call' if str(signal.direction) == 'long' else 'put')} for {ticker} among {len(chain)} quotes "
+                f"no {right} for {ticker} among {len(chain)} quotes "
                 f"with DTE in [{o.dte_min}, {o.dte_max}], |delta| in [{o.delta_min}, {o.delta_max}], "
                 f"open interest >= {o.min_open_interest}, spread <= {o.max_spread_pct:.0%}"
             )

@@ -1,4 +1,5 @@
-"""Option contracts: quotes, Black-Scholes, a deterministic synthetic chain and contract selection.
+"""Option contracts: quotes, a deterministic synthetic chain and contract selection (prices from pricing.py, symbols
+from occ.py).
 
 The synthetic chain stands in for a real option chain in paper trading and tests: weekly Friday expiries out
 to about 60 days, strikes around spot, an IV smile near 30 %, and spreads and open interest that vary from
@@ -15,7 +16,9 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config.settings import OptionsSettings
+from pipeline.core.models import Direction
 from pipeline.instruments.occ import occ_symbol
+from pipeline.instruments.pricing import bs_delta, bs_price, years_from_days
 
 NEW_YORK = ZoneInfo("America/New_York")
 Right = Literal["C", "P"]
@@ -62,37 +65,6 @@ def _ny_date(as_of: datetime | date) -> date:
     return as_of
 
 
-def norm_cdf(x: float) -> float:
-    """Standard normal cumulative distribution."""
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _d1_d2(spot: float, strike: float, years: float, rate: float, vol: float) -> tuple[float, float]:
-    sigma_t = vol * math.sqrt(years)
-    d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / sigma_t
-    return d1, d1 - sigma_t
-
-
-def bs_price(spot: float, strike: float, years: float, rate: float, vol: float, right: str) -> float:
-    """Black-Scholes price of a European call ('C') or put ('P'); intrinsic value at expiry."""
-    call = str(right).upper() == "C"
-    if years <= 0 or vol <= 0:
-        return max(spot - strike, 0.0) if call else max(strike - spot, 0.0)
-    d1, d2 = _d1_d2(spot, strike, years, rate, vol)
-    discount = math.exp(-rate * years)
-    if call:
-        return spot * norm_cdf(d1) - strike * discount * norm_cdf(d2)
-    return strike * discount * norm_cdf(-d2) - spot * norm_cdf(-d1)
-
-
-def bs_delta(spot: float, strike: float, years: float, rate: float, vol: float, right: str) -> float:
-    """Black-Scholes delta: in (0, 1) for calls, (-1, 0) for puts."""
-    call = str(right).upper() == "C"
-    if years <= 0 or vol <= 0:
-        itm = spot > strike if call else spot < strike
-        return (1.0 if call else -1.0) if itm else 0.0
-    d1, _ = _d1_d2(spot, strike, years, rate, vol)
-    return norm_cdf(d1) if call else norm_cdf(d1) - 1.0
 
 
 def strike_step(spot: float) -> float:
@@ -118,7 +90,7 @@ def _quote(underlying: str, spot: float, expiry: date, strike: float, right: str
     symbol = occ_symbol(underlying, expiry, right, strike)
     moneyness = math.log(strike / spot)
     iv = BASE_IV + 0.4 * moneyness * moneyness - 0.02 * moneyness + 0.01 * (_noise(symbol + "iv") - 0.5)
-    years = max(dte, 0.25) / 365.0
+    years = years_from_days(dte)
     fair = max(bs_price(spot, strike, years, rate, iv, right), MIN_TICK)
     delta = bs_delta(spot, strike, years, rate, iv, right)
     noise = _noise(symbol)
@@ -218,7 +190,7 @@ def select_contract(
     """The best contract for a signal: calls for long, puts for short, inside the DTE and delta windows, with
     enough open interest and a tight enough spread; best = |delta| closest to the window's middle, then the
     tightest spread. None when nothing qualifies."""
-    right = "C" if str(direction) == "long" else "P"
+    right = "C" if direction == Direction.LONG else "P"
     target = (settings.delta_min + settings.delta_max) / 2.0
     eligible = [q for q in chain if not contract_problems(q, right, as_of, settings)]
     if not eligible:

@@ -20,26 +20,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from datetime import time as dtime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from config.settings import ExecutorConfig
-from pipeline.core.calendar import NEW_YORK, MarketCalendar, default_calendar
+from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock, LiveClock
-from pipeline.core.models import TIMEFRAME_SECONDS, CloudState, ExitSignal, Position
+from pipeline.core.models import CloudState, ExitSignal, ExitType, Position
+from pipeline.positions.time_exits import TimeExits
 
-_DAY_SECONDS = 86_400
 _REL_EPS = 1e-9  # float slack so a price computed as 189.70000000001 still counts as 189.70
 
 
 def _slack(level: float) -> float:
     return _REL_EPS * abs(level) + _REL_EPS
-
-
-def is_intraday(timeframe: str) -> bool:
-    """True for day-trade timeframes (EOD close applies); '1d' and longer are swing trades. Unknown = intraday."""
-    return TIMEFRAME_SECONDS.get(timeframe, 0) < _DAY_SECONDS
 
 
 class ExitMonitor:
@@ -50,16 +44,15 @@ class ExitMonitor:
         """`calendar` and `clock` default to what the daemon uses: the NYSE calendar and the live clock."""
         self.calendar = calendar if calendar is not None else default_calendar()
         self.clock = clock if clock is not None else LiveClock()
+        self.time = TimeExits(config, self.calendar)  # the time stop and EOD close rule (and its day cache)
         self.reconfigure(config)
 
     def reconfigure(self, config: ExecutorConfig) -> None:
         """Take new limits (e.g. after a SIGHUP reload); derived values are computed once here."""
         self.config = config
-        self._time_stop = timedelta(minutes=config.time_stop_minutes)
-        self._eod_minutes = config.eod_minutes_before_close
         self._exhaustion_n = config.momentum_exhaustion_candles
         self._trailing_cloud = config.trailing_stop_cloud
-        self._eod_day: _EodDay | None = None
+        self.time.reconfigure(config)
 
     # -- all seven ------------------------------------------------------------------------------------
     def check_all(
@@ -106,7 +99,7 @@ class ExitMonitor:
             hit = current_price >= stop - _slack(stop)
         if not hit:
             return None
-        return _exit(position, "stop_loss", f"price {current_price} hit stop {stop}", current_price)
+        return _exit(position, ExitType.STOP_LOSS, f"price {current_price} hit stop {stop}", current_price)
 
     # -- 2 momentum exhaustion ------------------------------------------------------------------------
     def check_momentum_exhaustion(self, position: Position, cloud_states: Sequence[CloudState]) -> ExitSignal | None:
@@ -128,7 +121,7 @@ class ExitMonitor:
         last = cloud_states[-1]
         side = "above" if long else "below"
         return _exit(
-            position, "momentum_exhaustion",
+            position, ExitType.MOMENTUM_EXHAUSTION,
             f"{n} consecutive candles closed {side} the fast cloud (last close {last.close})", last.close,
         )
 
@@ -143,7 +136,7 @@ class ExitMonitor:
             return None
         colour = "bullish" if bullish else "bearish"
         return _exit(
-            position, "cloud_flip",
+            position, ExitType.CLOUD_FLIP,
             f"fast cloud turned {colour} ({last.fast_short:.4f} vs {last.fast_long:.4f}) against the "
             f"{position.direction} position", last.close,
         )
@@ -170,52 +163,26 @@ class ExitMonitor:
             hit = current_price <= target + _slack(target)
         if not hit:
             return None
-        return _exit(position, "profit_target", f"price {current_price} reached target {target:.4f}", current_price)
+        reason = f"price {current_price} reached target {target:.4f}"
+        return _exit(position, ExitType.PROFIT_TARGET, reason, current_price)
 
     # -- 5 time stop ----------------------------------------------------------------------------------
     def check_time_stop(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
         """Held for time_stop_minutes or longer: intraday positions only (a daily-bar swing trade is not a scalp);
-        positions without an entry time never time out."""
-        if position.entry_time is None or not is_intraday(position.timeframe):
-            return None
-        when = now if now is not None else self.clock.now()
-        held = when - position.entry_time
-        if held < self._time_stop:
-            return None
-        minutes = held.total_seconds() / 60.0
-        return _exit(
-            position, "time_stop",
-            f"held {minutes:.1f} min >= time stop {self.config.time_stop_minutes} min", position.current_price,
-        )
+        positions without an entry time never time out. The rule is `TimeExits` (pipeline.positions.time_exits)."""
+        reason = self.time.time_stop_reason(position, now if now is not None else self.clock.now())
+        return None if reason is None else _exit(position, ExitType.TIME_STOP, reason, position.current_price)
 
     # -- 6 end of day ---------------------------------------------------------------------------------
     def check_eod_close(self, position: Position, now: datetime | None = None) -> ExitSignal | None:
         """Intraday positions close at/after that session's close minus N minutes (15:55 ET, 12:55 on early closes).
 
         A day trade still held from an earlier session is closed as soon as the market is open. Daily and
-        longer timeframes are exempt; on a day with no session (weekend, holiday) nothing fires.
+        longer timeframes are exempt; on a day with no session (weekend, holiday) nothing fires. The rule is
+        `TimeExits` (pipeline.positions.time_exits).
         """
-        if not is_intraday(position.timeframe):
-            return None
-        when = now if now is not None else self.clock.now()
-        day = self._eod_day
-        if day is None or not day.start <= when < day.end:
-            day = self._eod_day = _eod_day_for(self.calendar, when, self._eod_minutes)
-        if day.cutoff is None:
-            return None
-        if when >= day.cutoff:
-            local = day.cutoff.astimezone(NEW_YORK)
-            return _exit(
-                position, "eod_close", f"end of day: {local:%H:%M} ET cutoff of the {local:%Y-%m-%d} session",
-                position.current_price,
-            )
-        entry = position.entry_time
-        if entry is not None and entry < day.start and day.open <= when < day.close:  # type: ignore[operator]
-            return _exit(
-                position, "eod_close",
-                f"day trade held over from {entry.astimezone(NEW_YORK):%Y-%m-%d}", position.current_price,
-            )
-        return None
+        reason = self.time.eod_reason(position, now if now is not None else self.clock.now())
+        return None if reason is None else _exit(position, ExitType.EOD_CLOSE, reason, position.current_price)
 
     # -- 7 trailing stop ------------------------------------------------------------------------------
     def check_trailing_stop(self, position: Position, cloud_states: Sequence[CloudState]) -> ExitSignal | None:
@@ -236,7 +203,7 @@ class ExitMonitor:
             if last.close < high - _slack(high):
                 return None
             where = f"at/above the {self._trailing_cloud} cloud ({high:.4f})"
-        return _exit(position, "trailing_stop", f"close {last.close} {where}", last.close)
+        return _exit(position, ExitType.TRAILING_STOP, f"close {last.close} {where}", last.close)
 
     def trailing_stop_level(self, position: Position, cloud_states: Sequence[CloudState]) -> float | None:
         """Where the resting broker stop trails to: the trailing cloud's far edge of the latest completed candle
@@ -248,34 +215,12 @@ class ExitMonitor:
         return level if 0.0 < level < math.inf else None
 
 
-class _EodDay(NamedTuple):
-    """One New York calendar day [start, end) in UTC, its session and its EOD cutoff (cached per day)."""
-
-    start: datetime
-    end: datetime
-    open: datetime | None
-    close: datetime | None
-    cutoff: datetime | None
-
-
-def _eod_day_for(calendar: MarketCalendar, when: datetime, minutes_before_close: int) -> _EodDay:
-    local_day = when.astimezone(NEW_YORK).date()
-    start = datetime.combine(local_day, dtime(0), NEW_YORK).astimezone(UTC)
-    end = datetime.combine(local_day + timedelta(days=1), dtime(0), NEW_YORK).astimezone(UTC)
-    session = calendar.session(local_day)
-    if session is None:
-        return _EodDay(start, end, None, None, None)
-    # plain UTC datetimes: comparisons against a ZoneInfo/pandas tz cost microseconds each
-    open_, close = session[0].astimezone(UTC), session[1].astimezone(UTC)
-    return _EodDay(start, end, open_, close, close - timedelta(minutes=minutes_before_close))
-
-
 def _fast_bounds(state: CloudState) -> tuple[float, float]:
     a, b = state.fast_short, state.fast_long
     return (a, b) if a <= b else (b, a)
 
 
-def _exit(position: Position, name: str, reason: str, price: float) -> ExitSignal:
+def _exit(position: Position, name: ExitType, reason: str, price: float) -> ExitSignal:
     return ExitSignal(ticker=position.ticker, exit_type=name, priority=PRIORITY[name], reason=reason, price=price)
 
 
@@ -283,23 +228,25 @@ class ExitStrategy(NamedTuple):
     """One row of the exit table: priority (lower wins), name, the ExitMonitor method, what it reads."""
 
     priority: int
-    name: str
+    name: ExitType
     method: Callable[..., ExitSignal | None]
     inputs: str        # 'price' (position, price) | 'clouds' (position, cloud_states) | 'time' (position, now)
     trigger: str
 
 
 EXIT_STRATEGIES: tuple[ExitStrategy, ...] = (
-    ExitStrategy(1, "stop_loss", ExitMonitor.check_stop_loss, "price", "price hits the stop level"),
-    ExitStrategy(2, "momentum_exhaustion", ExitMonitor.check_momentum_exhaustion, "clouds",
+    ExitStrategy(1, ExitType.STOP_LOSS, ExitMonitor.check_stop_loss, "price", "price hits the stop level"),
+    ExitStrategy(2, ExitType.MOMENTUM_EXHAUSTION, ExitMonitor.check_momentum_exhaustion, "clouds",
                  "N+ consecutive candles closing outside the fast cloud"),
-    ExitStrategy(3, "cloud_flip", ExitMonitor.check_cloud_flip, "clouds", "fast cloud colour against the position"),
-    ExitStrategy(4, "profit_target", ExitMonitor.check_profit_target, "price", "price hits the R:R target"),
-    ExitStrategy(5, "time_stop", ExitMonitor.check_time_stop, "time", "held for time_stop_minutes"),
-    ExitStrategy(6, "eod_close", ExitMonitor.check_eod_close, "time", "session close minus N minutes, day trades"),
-    ExitStrategy(7, "trailing_stop", ExitMonitor.check_trailing_stop, "clouds",
+    ExitStrategy(3, ExitType.CLOUD_FLIP, ExitMonitor.check_cloud_flip, "clouds",
+                 "fast cloud colour against the position"),
+    ExitStrategy(4, ExitType.PROFIT_TARGET, ExitMonitor.check_profit_target, "price", "price hits the R:R target"),
+    ExitStrategy(5, ExitType.TIME_STOP, ExitMonitor.check_time_stop, "time", "held for time_stop_minutes"),
+    ExitStrategy(6, ExitType.EOD_CLOSE, ExitMonitor.check_eod_close, "time",
+                 "session close minus N minutes, day trades"),
+    ExitStrategy(7, ExitType.TRAILING_STOP, ExitMonitor.check_trailing_stop, "clouds",
                  "close through the trailing (pullback) cloud against the position"),
 )
-PRIORITY: dict[str, int] = {s.name: s.priority for s in EXIT_STRATEGIES}
-EXIT_TYPES: tuple[str, ...] = tuple(s.name for s in EXIT_STRATEGIES)
+PRIORITY: dict[ExitType, int] = {s.name: s.priority for s in EXIT_STRATEGIES}
+EXIT_TYPES: tuple[ExitType, ...] = tuple(s.name for s in EXIT_STRATEGIES)
 assert [s.priority for s in EXIT_STRATEGIES] == sorted(s.priority for s in EXIT_STRATEGIES)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipeline.core.models import AccountState, Direction, Fill, Position, Side
+from pipeline.core.models import OPTION_MULTIPLIER, AccountState, Direction, Fill, Position, Side
 from pipeline.instruments.occ import is_occ
 
 _SEEN_FILLS = 10_000
@@ -41,7 +41,7 @@ class ExternalPosition:
             ticker=self.symbol, direction=Direction.LONG if self.quantity > 0 else Direction.SHORT,
             entry_price=self.avg_price, current_price=mark, shares=abs(self.quantity), stop_loss=self.avg_price,
             entry_time=self.since, symbol=self.symbol, broker=self.broker, origin=origin,
-            multiplier=100.0 if is_occ(self.symbol) else 1.0,
+            multiplier=OPTION_MULTIPLIER if is_occ(self.symbol) else 1.0,
         )
 
 

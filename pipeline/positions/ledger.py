@@ -11,7 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.core.models import AssetClass, Direction, Fill, InstrumentType, OrderIntent, Position, Side
+from pipeline.core.models import (
+    Direction,
+    ExitType,
+    Fill,
+    InstrumentType,
+    OrderIntent,
+    Position,
+    Side,
+    contract_multiplier,
+)
 
 
 @dataclass(slots=True)
@@ -85,7 +94,7 @@ class Ledger:
     # -- fills ----------------------------------------------------------------------------------------
     def apply_fill(self, fill: Fill, intent: OrderIntent | None, exit_type: str = "") -> RoundTrip | None:
         """Apply one fill; returns the round trip when it closes a position."""
-        multiplier = 100.0 if intent is not None and intent.asset_class == AssetClass.OPTION else 1.0
+        multiplier = contract_multiplier(intent.asset_class) if intent is not None else 1.0
         signed = fill.quantity if fill.side == Side.BUY else -fill.quantity
         self.cash -= signed * fill.price * multiplier + fill.commission
         self.realized_pnl -= fill.commission
@@ -126,7 +135,7 @@ class Ledger:
             quantity=holding.closed_qty,
             pnl=holding.realized - 0.0,
             r_multiple=pos.r_multiple(holding.exit_value / holding.closed_qty),
-            exit_type=holding.exit_type or "unknown",
+            exit_type=holding.exit_type or ExitType.UNKNOWN,
         )
         if abs(remaining) > 1e-9:
             flip = Fill(fill.fill_id, fill.client_order_id, fill.symbol, fill.side, abs(remaining), fill.price,

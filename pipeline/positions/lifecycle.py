@@ -28,13 +28,16 @@ from pipeline.core.clock import Clock
 from pipeline.core.models import (
     Bar,
     ExitSignal,
+    ExitType,
     Fill,
     InstrumentType,
     OrderIntent,
+    OrderKind,
     OrderStatus,
     OrderUpdate,
     Position,
     Side,
+    asset_class_of,
     client_order_id_for,
     is_own_client_order_id,
 )
@@ -108,8 +111,7 @@ class LifecycleManager:
         self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
         self._by_ticker: dict[str, set[str]] = {}      # underlying ticker -> held symbols
         self._deadlines: list[tuple[datetime, str]] = []
-        self._eod_day: Any = None
-        self._eod_at: datetime | None = None
+        self._day: Any = None                            # the trading day last seen (the daily rollover)
         self.issues: list[FillIssue] = []
         self.round_trips = 0
         self.stops: Any = None  # ProtectiveStops (set by the daemon): stops at the broker
@@ -158,17 +160,20 @@ class LifecycleManager:
         self.config = config
         self.executor = config.executor_config
         self.monitor.reconfigure(self.executor)
-        self._deadlines = [(pos.entry_time + timedelta(minutes=self.executor.time_stop_minutes), pos.symbol)
-                           for pos in self.ledger.positions() if pos.entry_time is not None]
-        heapq.heapify(self._deadlines)
-        self._eod_day = None
+        self._deadlines.clear()
+        for pos in self.ledger.positions():
+            self._schedule(pos)
 
     def _index(self, pos: Position) -> None:
         self._by_ticker.setdefault(pos.ticker, set()).add(pos.symbol)
         if pos.symbol != pos.ticker:
             self._by_ticker.setdefault(pos.symbol, set()).add(pos.symbol)
-        if pos.entry_time is not None:
-            deadline = pos.entry_time + timedelta(minutes=self.executor.time_stop_minutes)
+        self._schedule(pos)
+
+    def _schedule(self, pos: Position) -> None:
+        """Put the position's time stop on the deadline heap (the instant is the TimeExits rule's)."""
+        deadline = self.monitor.time.deadline(pos)
+        if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, pos.symbol))
 
     def _unindex(self, pos: Position) -> None:
@@ -234,12 +239,12 @@ class LifecycleManager:
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
         day = self.calendar.trading_day(now)
-        if day != self._eod_day:
-            self._eod_day = day
-            self._eod_at = self.calendar.eod_cutoff(now, self.executor.eod_minutes_before_close)
+        if day != self._day:
+            self._day = day
             if self.state.check_day_rollover():  # a new session: daily P&L and the breaker start over
                 log.info("day_rollover", day=str(day))
-        if self._eod_at is not None and now >= self._eod_at and self.ledger.holdings:
+        cutoff = self.monitor.time.eod_cutoff(now)
+        if cutoff is not None and now >= cutoff and self.ledger.holdings:
             for pos in self.ledger.positions():
                 if pos.symbol in self.pending_exits or self._exit_quantity(pos) <= 0:
                     continue
@@ -270,11 +275,11 @@ class LifecycleManager:
             side=side,
             quantity=self._exit_quantity(pos),
             reduce_only=True,
-            kind="exit",
+            kind=OrderKind.EXIT,
             ticker=pos.ticker,
             direction=pos.direction,
             instrument_type=pos.instrument_type,
-            asset_class="option" if pos.multiplier == 100.0 else "equity",
+            asset_class=asset_class_of(pos.multiplier),
             reference_price=pos.current_price,
             signal_type=pos.signal_type,
             timeframe=pos.timeframe,
@@ -308,13 +313,13 @@ class LifecycleManager:
         pos = self.ledger.position(stuck.symbol)
         if pos is None or stuck.symbol in self.pending_exits:
             return None
-        return self._exit(pos, ExitSignal(pos.ticker, stuck.exit_type or "resend", 0, reason, pos.current_price))
+        return self._exit(pos, ExitSignal(pos.ticker, stuck.exit_type or ExitType.RESEND, 0, reason, pos.current_price))
 
     async def emergency_close_all(self, reason: str = "flatten") -> list[OrderIntent]:
         """Cancel every open order and close every position now."""
         if self.router is not None:
             for intent in self.validator.working():
-                if intent.kind != "entry":
+                if intent.kind is not OrderKind.ENTRY:
                     continue
                 try:
                     await self.router.cancel(intent.client_order_id, intent.broker)
@@ -323,7 +328,7 @@ class LifecycleManager:
         intents = []
         for pos in self.ledger.positions():
             if pos.symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
-                intents.append(self._exit(pos, ExitSignal(pos.ticker, "flatten", 0, reason, pos.current_price)))
+                intents.append(self._exit(pos, ExitSignal(pos.ticker, ExitType.FLATTEN, 0, reason, pos.current_price)))
         return intents
 
     # -- broker events --------------------------------------------------------------------------------
@@ -355,9 +360,9 @@ class LifecycleManager:
         if not update.status.is_final:
             return
         intent = self.intents.get(update.client_order_id)
-        if intent is not None and intent.kind == "entry" and self.release is not None:
+        if intent is not None and intent.kind is OrderKind.ENTRY and self.release is not None:
             self.release(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
-        if intent is not None and intent.kind in ("exit", "flatten") \
+        if intent is not None and intent.kind is OrderKind.EXIT \
                 and self.pending_exits.get(intent.symbol) == update.client_order_id:
             # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
             # loop looks at the position again
@@ -391,7 +396,7 @@ class LifecycleManager:
         before = self.ledger.position(fill.symbol)
         trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
         after = self.ledger.position(fill.symbol)
-        if intent is not None and intent.kind == "entry" and self.entry_filled is not None:
+        if intent is not None and intent.kind is OrderKind.ENTRY and self.entry_filled is not None:
             self.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
         log.info("fill_applied", signal_id=intent.signal_id if intent else None,
                  strategy=intent.strategy if intent else None, client_order_id=fill.client_order_id,
@@ -449,7 +454,7 @@ class LifecycleManager:
         self.round_trips += 1
         entry_time = pos.entry_time or trip.exit_time
         trade = ClosedTrade(
-            signal_id=pos.signal_id, ticker=pos.ticker, symbol=pos.symbol, direction=str(pos.direction),
+            signal_id=pos.signal_id, ticker=pos.ticker, symbol=pos.symbol, direction=pos.direction,
             signal_type=pos.signal_type, timeframe=pos.timeframe, entry_time=entry_time,
             exit_time=trip.exit_time, entry_price=pos.entry_price, exit_price=trip.exit_price,
             quantity=trip.quantity, pnl=trip.pnl, r_multiple=trip.r_multiple, exit_type=trip.exit_type,

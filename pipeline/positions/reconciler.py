@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pipeline.core.models import BrokerPosition, Position
+from pipeline.core.models import OPTION_MULTIPLIER, BrokerPosition, Position
 from pipeline.instruments.occ import is_occ
 
 MismatchType = Literal["ghost", "orphan", "quantity_mismatch"]
@@ -211,7 +211,7 @@ def _multiplier(*holdings: _Holding | None) -> float:
         if holding is not None and holding.multiplier is not None:
             return holding.multiplier
     symbol = next(h.symbol for h in holdings if h is not None)
-    return 100.0 if is_occ(symbol) else 1.0
+    return OPTION_MULTIPLIER if is_occ(symbol) else 1.0
 
 
 def _key(symbol: str) -> str:
@@ -239,7 +239,7 @@ def _aggregate(positions: Iterable[Any], name: str) -> dict[str, _Holding]:
 def _read(item: Any, where: str) -> tuple[str, float, float | None, float | None]:
     """(symbol, signed quantity, price, multiplier) of one position in any accepted shape."""
     if isinstance(item, Position):
-        qty = _signed(item.shares, str(item.direction), where)
+        qty = _signed(item.shares, item.direction, where)
         return item.symbol or item.ticker, qty, _price(item.current_price or item.entry_price), item.multiplier
     if isinstance(item, BrokerPosition):
         price = item.market_price if item.market_price else item.avg_price

@@ -198,7 +198,7 @@ class Journal:
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 signal.signal_id, _iso(signal.timestamp) if isinstance(signal.timestamp, datetime) else None,
-                _iso(received), str(signal.ticker), str(signal.direction), str(signal.signal_type),
+                _iso(received), str(signal.ticker), signal.direction, str(signal.signal_type),
                 str(signal.timeframe), _num(signal.conviction), _num(signal.entry_price),
                 _num(signal.stop_loss), _num(signal.target_price), str(signal.source), dumps(payload),
                 str(signal.strategy or ""),

@@ -72,7 +72,7 @@ class ClosedTrade:
         entry_time = position.entry_time or exit_time
         return cls(
             signal_id=position.signal_id, ticker=position.ticker, symbol=position.symbol,
-            direction=str(position.direction), signal_type=str(position.signal_type), timeframe=position.timeframe,
+            direction=position.direction, signal_type=str(position.signal_type), timeframe=position.timeframe,
             entry_time=entry_time, exit_time=exit_time, entry_price=position.entry_price, exit_price=exit_price,
             quantity=qty, pnl=pnl, r_multiple=position.r_multiple(exit_price), exit_type=exit_type,
             holding_minutes=(exit_time - entry_time).total_seconds() / 60.0, broker=position.broker,

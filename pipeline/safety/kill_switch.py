@@ -17,13 +17,12 @@ from typing import Any
 
 import structlog
 
-from pipeline.core.models import OrderIntent
+from pipeline.core.models import OrderIntent, OrderKind
 from pipeline.core.ports import SendRefused
 from pipeline.safety.state_manager import PersistentStateManager
 
 log = structlog.get_logger("ordergate.kill_switch")
 AlertNow = Callable[[str, str, str], None]  # (kind, message, severity): fire and forget
-ENTRY_KIND = "entry"
 
 
 class KillSwitch:
@@ -112,7 +111,7 @@ class KillSwitch:
     # -- the send guard -------------------------------------------------------------------------------
     def guard(self, intent: OrderIntent) -> None:
         """Raise SendRefused for an entry while the switch is active (exits and flatten pass)."""
-        if str(intent.kind) == ENTRY_KIND and self.is_active():
+        if intent.kind is OrderKind.ENTRY and self.is_active():
             raise SendRefused(f"kill switch: {self.info().get('reason') or 'active'}", code="kill_switch")
 
     # -- internals ------------------------------------------------------------------------------------

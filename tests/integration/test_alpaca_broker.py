@@ -66,12 +66,6 @@ async def _start(fake: FakeAlpaca, timeout: float = 3.0) -> Harness:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
-
-
-@pytest.fixture
 async def h(fake: FakeAlpaca) -> AsyncIterator[Harness]:
     harness = await _start(fake)
     yield harness
@@ -383,10 +377,10 @@ async def test_close_positions(h: Harness) -> None:
 
 
 def test_token_bucket_never_exceeds_the_minute_budget() -> None:
-    from adapters.alpaca import TokenBucket
+    from pipeline.core.rate_limit import TokenBucket
 
     now = [0.0]
-    bucket = TokenBucket(200, now=lambda: now[0])
+    bucket = TokenBucket.per_minute(200, now=lambda: now[0])
     sent = 0
     while now[0] < 60.0:  # greedy client for one minute, simulated time
         if bucket.wait_time() == 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,12 +14,6 @@ from pipeline.core.ports import MarketDataFeed
 from tests.fakes.alpaca_server import FakeAlpaca
 
 T0 = datetime(2026, 3, 2, 14, 31, tzinfo=UTC)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
 
 
 class Collector:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from config.settings import load_settings
-from daemon.core import Core
 from daemon.metrics import Metrics
 from daemon.services import Services
-from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import TradeSignal
+from tests.conftest import enter
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
@@ -24,29 +21,20 @@ class _Monitor:
         return None
 
 
-async def test_gauge_is_realised_only_and_says_so(tmp_path: Path) -> None:
-    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": False},
-                             pipeline={"enable_unified_risk": False})
-    core = Core(settings, SimulatedClock(NOW))
-    await core.start()
-    try:
-        core.brokers["paper"].set_price("AAPL", 100.0)
-        signal = TradeSignal("cloud_cross_bullish", "long", "AAPL", "5m", 80, 100.0, 98.0, timestamp=NOW, source="t")
-        result = await core.orchestrator.process_signal(signal)
-        await result.order_task
-        await core.settle()
-        core.brokers["paper"].set_price("AAPL", 110.0)
-        core.ledger.mark("AAPL", 110.0)               # an open gain: unrealised
-        assert core.ledger.positions()[0].unrealized_pnl > 0
-        core.state.record_pnl(-42.0)                   # a closed loss today: realised
-        services = Services(SimpleNamespace(settings=settings, core=core))  # type: ignore[arg-type]
-        services.metrics = Metrics()
-        services.broker_monitor = _Monitor()
-        await services.refresh()
-        families = {f.name: f for f in text_string_to_metric_families(generate_latest(services.metrics.registry)
-                                                                         .decode())}
-        gauge = families["ordergate_daily_pnl"]
-        assert gauge.samples[0].value == -42.0
-        assert "realised" in gauge.documentation and "unrealised" not in gauge.documentation
-    finally:
-        await core.stop()
+async def test_gauge_is_realised_only_and_says_so(paper_core: Any) -> None:
+    core = await paper_core(pipeline={"enable_unified_risk": False})
+    settings = core.settings
+    await enter(core)
+    core.brokers["paper"].set_price("AAPL", 110.0)
+    core.ledger.mark("AAPL", 110.0)               # an open gain: unrealised
+    assert core.ledger.positions()[0].unrealized_pnl > 0
+    core.state.record_pnl(-42.0)                   # a closed loss today: realised
+    services = Services(SimpleNamespace(settings=settings, core=core))  # type: ignore[arg-type]
+    services.metrics = Metrics()
+    services.broker_monitor = _Monitor()
+    await services.refresh()
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(services.metrics.registry)
+                                                                     .decode())}
+    gauge = families["ordergate_daily_pnl"]
+    assert gauge.samples[0].value == -42.0
+    assert "realised" in gauge.documentation and "unrealised" not in gauge.documentation

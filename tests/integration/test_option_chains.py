@@ -22,8 +22,7 @@ import pytest
 from config.settings import load_settings
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import AssetClass, TradeSignal
-from pipeline.entry.sizing import OPTION_MULTIPLIER
+from pipeline.core.models import OPTION_MULTIPLIER, AssetClass, TradeSignal
 from tests.conftest import make_signal, until
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.market import set_market

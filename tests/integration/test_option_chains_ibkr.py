@@ -18,8 +18,7 @@ import pytest
 from config.settings import load_settings
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import AssetClass
-from pipeline.entry.sizing import OPTION_MULTIPLIER
+from pipeline.core.models import OPTION_MULTIPLIER, AssetClass
 from tests.conftest import make_signal, until
 from tests.fakes.tws_market import OptionQuoteScript
 from tests.fakes.tws_server import FakeTWS

@@ -78,10 +78,14 @@ async def test_found_resets_the_misses_and_acknowledged_orders_are_rechecked_les
     assert resolver.due([acked]) == [acked]
 
 
-async def test_unanswered_is_asked_again_with_backoff_until_it_answers(paper: PaperBroker) -> None:
-    resolver = OrderResolver({"paper": paper}, never_reached_after=0, timeout=2)
+def _resolver_of_a_broker_down(paper: PaperBroker) -> tuple[OrderResolver, list[float]]:
+    """A resolver of `paper`, which is down; the list its test's sleep records the waits in."""
     paper.faults.unavailable = True
-    slept: list[float] = []
+    return OrderResolver({"paper": paper}, never_reached_after=0, timeout=2), []
+
+
+async def test_unanswered_is_asked_again_with_backoff_until_it_answers(paper: PaperBroker) -> None:
+    resolver, slept = _resolver_of_a_broker_down(paper)
 
     async def sleep(delay: float) -> None:
         slept.append(delay)
@@ -105,9 +109,7 @@ async def test_a_broker_that_does_not_answer_is_asked_once_per_pass(paper: Paper
 
 
 async def test_the_retry_loop_gives_up_only_when_the_process_stops(paper: PaperBroker) -> None:
-    resolver = OrderResolver({"paper": paper}, never_reached_after=0, timeout=2)
-    paper.faults.unavailable = True
-    waits: list[float] = []
+    resolver, waits = _resolver_of_a_broker_down(paper)
 
     async def sleep(delay: float) -> None:
         waits.append(delay)

@@ -14,7 +14,6 @@ from adapters.paper import (
     PaperBookCorrupt,
     PaperBroker,
     apply_fill_to_position,
-    black_scholes,
 )
 from config.settings import PaperSettings
 from pipeline.core.clock import SimulatedClock
@@ -30,6 +29,7 @@ from pipeline.core.models import (
     Side,
 )
 from pipeline.core.ports import Broker, DuplicateClientOrderId, OrderRejected
+from pipeline.instruments.pricing import bs_price
 
 T0 = datetime(2026, 11, 17, 15, 0, tzinfo=UTC)
 
@@ -411,9 +411,9 @@ async def test_missing_book_starts_with_initial_cash(tmp_path: Path) -> None:
 
 
 def test_black_scholes_reference_values() -> None:
-    assert black_scholes(100, 100, 1.0, 0.05, 0.2, "C") == pytest.approx(10.4506, abs=1e-4)
-    assert black_scholes(100, 100, 1.0, 0.05, 0.2, "P") == pytest.approx(5.5735, abs=1e-4)
-    assert black_scholes(100, 90, 0.0, 0.05, 0.2, "C") == 10.0
+    assert bs_price(100, 100, 1.0, 0.05, 0.2, "C") == pytest.approx(10.4506, abs=1e-4)
+    assert bs_price(100, 100, 1.0, 0.05, 0.2, "P") == pytest.approx(5.5735, abs=1e-4)
+    assert bs_price(100, 90, 0.0, 0.05, 0.2, "C") == 10.0
 
 
 async def test_option_order_is_priced_from_the_underlying() -> None:

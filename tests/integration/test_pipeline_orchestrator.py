@@ -37,6 +37,14 @@ def _signal(symbol: str, price: float = 100.0, **kw) -> TradeSignal:
     return TradeSignal(**fields)
 
 
+def _priced(core: Core, prefix: str, count: int, price: float) -> list[str]:
+    """`count` tickers named `prefix`NN, each priced at `price` in the paper market."""
+    tickers = [f"{prefix}{i:03d}" for i in range(count)]
+    for ticker in tickers:
+        core.brokers["paper"].set_price(ticker, price)
+    return tickers
+
+
 def _submitted(core: Core) -> list[str]:
     paper = core.brokers["paper"]
     return [r.client_order_id for r in paper.request_log if r.method == "submit_order"]
@@ -44,10 +52,7 @@ def _submitted(core: Core) -> list[str]:
 
 async def test_burst_of_100_signals_opens_exactly_max_positions(tmp_path: Path) -> None:
     core = await _core(tmp_path, paper={"initial_cash": 1_000_000.0}, executor={"max_single_stock_exposure": 0.05})
-    paper = core.brokers["paper"]
-    tickers = [f"T{i:03d}" for i in range(100)]
-    for t in tickers:
-        paper.set_price(t, 100.0)
+    tickers = _priced(core, "T", 100, 100.0)
     consumer = asyncio.create_task(core.consume_signals())
     try:
         await asyncio.gather(*(core.bus.signals.publish(_signal(t)) for t in tickers))
@@ -72,9 +77,7 @@ async def test_burst_of_100_signals_opens_exactly_max_positions(tmp_path: Path) 
 async def test_signals_never_overspend_buying_power(tmp_path: Path) -> None:
     core = await _core(tmp_path, paper={"initial_cash": 100_000.0}, executor={"max_concurrent_positions": 100})
     paper = core.brokers["paper"]
-    tickers = [f"B{i:02d}" for i in range(50)]
-    for t in tickers:
-        paper.set_price(t, 50.0)
+    tickers = _priced(core, "B", 50, 50.0)
     try:
         results = [await core.orchestrator.process_signal(_signal(t, 50.0)) for t in tickers]
         approved = [r for r in results if r.success]

@@ -10,13 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from config.settings import load_settings
 from daemon.core import Core
 from daemon.services import Services
-from pipeline import BotOrchestrator, PipelineConfig, SimulatedClock, TradeSignal
+from pipeline import BotOrchestrator, PipelineConfig, SimulatedClock
+from tests.conftest import enter
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
@@ -46,31 +48,20 @@ async def test_alerting_switches_the_sinks_beyond_the_log(tmp_path: Path, alerti
     (True, False, True, True), (False, True, False, True), (False, False, False, False),
 ])
 async def test_analytics_keeps_and_shows_the_per_type_statistics(
-    tmp_path: Path, analytics: bool, feedback: bool, shown: bool, recorded: bool,
+    paper_core: Any, analytics: bool, feedback: bool, shown: bool, recorded: bool,
 ) -> None:
-    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": False},
-                             pipeline={"enable_unified_risk": False, "enable_analytics": analytics,
-                                       "enable_feedback_loop": feedback})
-    core = Core(settings, SimulatedClock(NOW))
-    await core.start()
-    try:
-        core.brokers["paper"].set_price("AAPL", 100.0)
-        signal = TradeSignal("cloud_cross_bullish", "long", "AAPL", "5m", 80, 100.0, 98.0, timestamp=NOW,
-                             source="test")
-        result = await core.orchestrator.process_signal(signal)
-        await result.order_task
-        await core.settle()
-        core.brokers["paper"].set_price("AAPL", 97.0)
-        core.ledger.mark("AAPL", 97.0)
-        await core.lifecycle.emergency_close_all("flatten")  # a closed trade
-        await core.settle()
-        assert core.feedback.trade_count("cloud_cross_bullish") == (1 if recorded else 0)
-        state = core.orchestrator.get_state()
-        assert ("analytics" in state) is shown
-        if shown:
-            assert state["analytics"]["cloud_cross_bullish"]["trades"] == 1
-    finally:
-        await core.stop()
+    core = await paper_core(pipeline={"enable_unified_risk": False, "enable_analytics": analytics,
+                                      "enable_feedback_loop": feedback})
+    await enter(core)
+    core.brokers["paper"].set_price("AAPL", 97.0)
+    core.ledger.mark("AAPL", 97.0)
+    await core.lifecycle.emergency_close_all("flatten")  # a closed trade
+    await core.settle()
+    assert core.feedback.trade_count("cloud_cross_bullish") == (1 if recorded else 0)
+    state = core.orchestrator.get_state()
+    assert ("analytics" in state) is shown
+    if shown:
+        assert state["analytics"]["cloud_cross_bullish"]["trades"] == 1
 
 
 def test_analytics_is_listed_in_get_state_by_default(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ period, alerts and trips; four orphans each below the threshold trip when their 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,10 @@ import pytest
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import OrderIntent, Position, Side
+from tests.alpaca_core import SESSION, alpaca_core, entry_signal, held_quantity, until
 from tests.fakes.alpaca_server import FakeAlpaca
-from tests.process.test_alpaca_daemon import SESSION, _core, _held, _signal, _until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
 
 
 def _alerts(core: Core) -> list[tuple[str, str]]:
@@ -41,14 +34,14 @@ def _alerts(core: Core) -> list[tuple[str, str]]:
 
 async def _bought(core: Core, fake: FakeAlpaca, ticker: str) -> float:
     fake.next_submit_fills(100.0)
-    result = await core.orchestrator.process_signal(_signal(ticker))
+    result = await core.orchestrator.process_signal(entry_signal(ticker))
     assert result.success, result
-    await _until(lambda: _held(core, ticker) > 0, what=f"{ticker} in the ledger")
-    return _held(core, ticker)
+    await until(lambda: held_quantity(core, ticker) > 0, what=f"{ticker} in the ledger")
+    return held_quantity(core, ticker)
 
 
 async def test_positions_endpoint_lagging_behind_a_fill_trips_nothing(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake, reconcile={"kill_notional_threshold": 100.0})
+    core = await alpaca_core(tmp_path, fake, reconcile={"kill_notional_threshold": 100.0})
     alerts = _alerts(core)
     try:
         fake.positions_lag = 2.0
@@ -73,7 +66,7 @@ async def _positions(fake: FakeAlpaca) -> list[dict[str, Any]]:
 
 async def test_persistent_mismatch_alerts_and_trips_at_the_second_check(tmp_path: Path, fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 100.0})
+    core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 100.0})
     alerts = _alerts(core)
     try:
         await _bought(core, fake, "AAPL")
@@ -99,7 +92,7 @@ async def test_persistent_mismatch_alerts_and_trips_at_the_second_check(tmp_path
 
 async def test_unexplained_notional_is_judged_in_total(tmp_path: Path, fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 10_000.0})
+    core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 10_000.0})
     _alerts(core)
     try:
         for symbol in ("AAA", "BBB"):  # ours in the book, ~$4.9k each, not at the broker
@@ -128,7 +121,7 @@ async def test_broker_position_from_our_own_unfinished_order_is_unexplained(tmp_
     """The journal says we sent an order on the symbol that has not finished: a broker position there is ours
     (a lost fill), not external."""
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 1_000.0})
+    core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 1_000.0})
     _alerts(core)
     try:
         intent = OrderIntent("og-entry-0123456789abcdef0123", "sig-lost", "LOST", Side.BUY, 50,

@@ -15,13 +15,12 @@ from pipeline.instruments.instrument_router import LEVERAGED_ETF_CATALOG, Instru
 from pipeline.instruments.options import (
     OptionQuote,
     SyntheticChainProvider,
-    bs_delta,
-    bs_price,
     contract_problems,
     select_contract,
     synthetic_chain,
     weekly_expiries,
 )
+from pipeline.instruments.pricing import bs_delta, bs_price
 
 NOW = datetime(2024, 6, 12, 15, 0, tzinfo=UTC)
 
@@ -78,11 +77,8 @@ def test_sector_map_is_broad_and_read_only() -> None:
     ('tech = "TECL"', "must be a table"),
 ])
 def test_malformed_etf_catalog(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "etf.toml"
-    path.write_text(text)
-    with pytest.raises(CatalogError) as err:
-        load_etf_catalog(path)
-    assert message in str(err.value) and str(path) in str(err.value)
+    error, path = _refused(load_etf_catalog, tmp_path / "etf.toml", text)
+    assert message in error and str(path) in error
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -92,11 +88,16 @@ def test_malformed_etf_catalog(tmp_path: Path, text: str, message: str) -> None:
     ("[other]\nx = 1", "[sectors]"),
 ])
 def test_malformed_sectors(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "sectors.toml"
+    error, _ = _refused(load_sectors, tmp_path / "sectors.toml", text)
+    assert message in error
+
+
+def _refused(loader: Any, path: Path, text: str) -> tuple[str, Path]:
+    """The CatalogError message `loader` gives for a file holding `text`."""
     path.write_text(text)
     with pytest.raises(CatalogError) as err:
-        load_sectors(path)
-    assert message in str(err.value)
+        loader(path)
+    return str(err.value), path
 
 
 def test_missing_catalog_file(tmp_path: Path) -> None:

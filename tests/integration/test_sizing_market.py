@@ -8,7 +8,6 @@ cannot fund at the price it fills at (403, code 40310000) like Alpaca does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -214,12 +213,6 @@ async def test_burst_of_100_near_the_buying_power_limit_gets_no_paper_rejection(
         assert refused and all("buying_power" in r["reason"] for r in refused), refused[:3]
     finally:
         await core.stop()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
 
 
 async def test_burst_of_100_near_the_buying_power_limit_gets_no_alpaca_rejection(

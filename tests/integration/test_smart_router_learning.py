@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.paper import PaperBroker
-from config.settings import BrokerSettings, PaperSettings, PipelineConfig, SmartRouterSettings, load_settings
-from daemon.core import Core
+from config.settings import BrokerSettings, PaperSettings, PipelineConfig, SmartRouterSettings
 from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import OrderIntent, Side, TradeSignal, client_order_id_for
+from pipeline.core.models import OrderIntent, Side, client_order_id_for
 from pipeline.execution.order_router import OrderRouter
 from pipeline.execution.smart_router import SmartRouter, Venue
+from tests.conftest import enter
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 SMART = SmartRouterSettings(enabled=True, split_notional_threshold=1e9)
@@ -60,25 +60,11 @@ async def test_scores_learn_and_move_entries_off_a_venue_that_does_not_fill() ->
     assert paper.filled == 0 and paper.submitted >= 1 and ibkr.filled == ibkr.submitted >= 3
 
 
-async def test_a_filled_entry_in_the_core_teaches_its_venue(tmp_path: Path) -> None:
+async def test_a_filled_entry_in_the_core_teaches_its_venue(paper_core: Any) -> None:
     """End to end: the lifecycle's final entry state reaches the smart router's venue history."""
-    settings = load_settings(
-        state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": False},
-        pipeline={"enable_unified_risk": False}, smart_router={"enabled": True},
-    )
-    core = Core(settings, SimulatedClock(NOW))
-    await core.start()
-    try:
-        core.brokers["paper"].set_price("AAPL", 100.0)
-        signal = TradeSignal("cloud_cross_bullish", "long", "AAPL", "5m", 80, 100.0, 98.0, timestamp=NOW,
-                             source="test")
-        result = await core.orchestrator.process_signal(signal)
-        assert result.success
-        await result.order_task
-        await core.settle()
-        venue = core.router.smart.venues["paper"]
-        assert (venue.submitted, venue.filled) == (1, 1)
-        # and the PipelineResult carries what happened
-        assert result.order_result is not None and result.order_result.broker == "paper"
-    finally:
-        await core.stop()
+    core = await paper_core(pipeline={"enable_unified_risk": False}, smart_router={"enabled": True})
+    result = await enter(core)
+    venue = core.router.smart.venues["paper"]
+    assert (venue.submitted, venue.filled) == (1, 1)
+    # and the PipelineResult carries what happened
+    assert result.order_result is not None and result.order_result.broker == "paper"

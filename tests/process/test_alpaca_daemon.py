@@ -10,113 +10,57 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from adapters.alpaca import AlpacaBroker
 from adapters.alpaca_data import AlpacaBarFeed
-from config.settings import load_settings
-from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import Position, TradeSignal, client_order_id_for
-from tests.conftest import make_signal
-from tests.conftest import until as _until
-from tests.daemon_proc import DaemonProcess, base_env, cli
+from pipeline.core.models import Position, client_order_id_for
+from tests.alpaca_core import (
+    BARS_START,
+    alpaca_core,
+    cli_async,
+    daemon_status,
+    entry_signal,
+    held_quantity,
+    journal_fills,
+    order_row,
+    order_status_is,
+    until,
+)
+from tests.daemon_proc import DaemonProcess, base_env
 from tests.fakes.alpaca_server import FakeAlpaca
-from tests.market import set_market
 
 pytestmark = pytest.mark.timeout(120)
 
-SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular session: the risk gate is open
-BARS_START = datetime(2026, 11, 24, 14, 31, tzinfo=UTC)  # 09:31 ET
-
-
-# -- helpers -----------------------------------------------------------------------------------------------
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
-
-
-def _settings(tmp_path: Path, fake: FakeAlpaca, **overrides: Any) -> Any:
-    alpaca = {"api_key": fake.api_key, "secret_key": fake.secret_key, "paper": True, "base_url": fake.base_url,
-              "trading_stream_url": fake.trading_stream_url, "data_stream_url": fake.data_stream_url("iex"),
-              "feed": "iex", "request_timeout_seconds": 3.0}
-    # the order counts here are of entries; tests/process/test_protective_stops_alpaca.py covers the protective stops
-    overrides.setdefault("exits", {"broker_stop": False})
-    return load_settings(
-        state_dir=tmp_path / "state", broker={"primary": "alpaca"}, alpaca=alpaca,
-        pipeline={"retry_backoff_base": 0.01, "enable_unified_risk": False, **overrides.pop("pipeline", {})},
-        **overrides,
-    )
-
-
-async def _core(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock | None = None, **overrides: Any) -> Core:
-    core = Core(_settings(tmp_path, fake, **overrides), clock or SimulatedClock(SESSION))
-    broker = core.brokers["alpaca"]
-    assert isinstance(broker, AlpacaBroker)
-    broker.stream_backoff = (0.05, 0.3)  # reconnect quickly after a drop (the default waits a second or more)
-    await core.start()
-    set_market(core, dict.fromkeys(("AAPL", "MSFT", "NVDA"), 100.0))  # the feed's last bars: _signal's price
-    return core
-
-
-def _signal(ticker: str, entry: float = 100.0, stop: float = 98.0) -> TradeSignal:
-    return make_signal(ticker, entry, stop, at=SESSION)
-
-
-async def _order_row(core: Core, coid: str) -> dict[str, Any] | None:
-    assert core.journal is not None
-    await core.journal.flush()
-    return await core.journal.get_order(coid)
-
-
-async def _fills(core: Core, coid: str) -> list[dict[str, Any]]:
-    assert core.journal is not None
-    return await core.journal.query("SELECT * FROM fills WHERE client_order_id = ? ORDER BY seq", (coid,))
-
-
-async def _status_is(core: Core, coid: str, status: str) -> bool:
-    row = await _order_row(core, coid)
-    return row is not None and row["status"] == status
-
-
-def _held(core: Core, symbol: str) -> float:
-    holding = core.ledger.holdings.get(symbol)
-    return holding.quantity if holding else 0.0
-
-
 # -- 1. signal -> order -> partial fill -> fill -> ledger and journal -------------------------------------------
 async def test_signal_to_order_partial_fill_fill_position(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake)
+    core = await alpaca_core(tmp_path, fake)
     try:
         assert core.ledger.cash == 100_000.0 and core.starting_equity == 100_000.0  # from the fake's account
         fake.next_submit_fills(100.0, partials=(40, 30))
-        signal = _signal("AAPL")
+        signal = entry_signal("AAPL")
         result = await core.orchestrator.process_signal(signal)
         assert result.success, result
         coid = client_order_id_for(result.signal_id)
         assert result.intent is not None and result.intent.client_order_id == coid
-        await _until(lambda: _status_is(core, coid, "filled"), what="order filled in the journal")
+        await until(lambda: order_status_is(core, coid, "filled"), what="order filled in the journal")
         (submit,) = fake.submits()
         assert submit.body["client_order_id"] == coid and coid.startswith("og-entry-")
         assert submit.body["symbol"] == "AAPL" and submit.body["side"] == "buy"
         qty = float(submit.body["qty"])
         assert qty > 70
-        fills = await _fills(core, coid)
+        fills = await journal_fills(core, coid)
         assert [f["quantity"] for f in fills] == [40.0, 30.0, qty - 70]
         held = fake.order_by_client_id(coid)
         executions = [f["data"]["execution_id"] for f in fake.sent_trade_frames
                       if f["data"].get("execution_id") and f["data"]["order"]["id"] == held["id"]]
         assert [f["fill_id"] for f in fills] == executions
         assert all(f["broker"] == "alpaca" and f["price"] == 100.0 for f in fills)
-        await _until(lambda: _held(core, "AAPL") == qty, what="position in the ledger")
-        row = await _order_row(core, coid)
+        await until(lambda: held_quantity(core, "AAPL") == qty, what="position in the ledger")
+        row = await order_row(core, coid)
         assert row["filled_qty"] == qty and row["broker"] == "alpaca" and row["broker_order_id"] == held["id"]
         events = await core.journal.query("SELECT status FROM order_events WHERE client_order_id = ? ORDER BY id",
                                           (coid,))
@@ -130,46 +74,46 @@ async def test_signal_to_order_partial_fill_fill_position(tmp_path: Path, fake: 
 
 
 async def test_rejection_reaches_the_journal_with_alpacas_reason(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake)
+    core = await alpaca_core(tmp_path, fake)
     try:
         fake.next_submit_rejects("insufficient buying power", status=403)
-        result = await core.orchestrator.process_signal(_signal("MSFT"))
+        result = await core.orchestrator.process_signal(entry_signal("MSFT"))
         coid = client_order_id_for(result.signal_id)
-        await _until(lambda: _status_is(core, coid, "rejected"), what="rejection in the journal")
-        row = await _order_row(core, coid)
+        await until(lambda: order_status_is(core, coid, "rejected"), what="rejection in the journal")
+        row = await order_row(core, coid)
         assert "insufficient buying power" in (row["reason"] or "")
         assert len(fake.submits()) == 1 and fake.orders == {}  # a 403 is final: not retried
-        assert _held(core, "MSFT") == 0
+        assert held_quantity(core, "MSFT") == 0
         assert coid not in core.orchestrator.reservations  # the reservation is released
     finally:
         await core.stop()
 
 
 async def test_fill_while_trade_stream_down_is_journaled_once(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake)
+    core = await alpaca_core(tmp_path, fake)
     broker = core.brokers["alpaca"]
     try:
-        result = await core.orchestrator.process_signal(_signal("NVDA"))  # accepted, stays open
+        result = await core.orchestrator.process_signal(entry_signal("NVDA"))  # accepted, stays open
         coid = client_order_id_for(result.signal_id)
-        await _until(lambda: _status_is(core, coid, "new"), what="order acknowledged")
+        await until(lambda: order_status_is(core, coid, "new"), what="order acknowledged")
         qty = float(fake.order_by_client_id(coid)["qty"])
         fake.drop_trade_stream(block=True)
-        await _until(lambda: not broker.is_connected(), what="stream down")
+        await until(lambda: not broker.is_connected(), what="stream down")
         execution_id = await fake.fill(coid, qty, 100.0)  # nobody is listening
         await asyncio.sleep(0.2)
-        assert await _fills(core, coid) == []
+        assert await journal_fills(core, coid) == []
         fake.allow_trade_stream()
-        await _until(lambda: _status_is(core, coid, "filled"), what="missed fill recovered")
+        await until(lambda: order_status_is(core, coid, "filled"), what="missed fill recovered")
         # the live frame for the same execution arriving late (Alpaca resends) must not double it
         await fake.push_trade_update("fill", fake.order_by_client_id(coid), execution_id=execution_id,
                                      price="100", qty=f"{qty:g}")
         await asyncio.sleep(0.3)
-        fills = await _fills(core, coid)
+        fills = await journal_fills(core, coid)
         assert len(fills) == 1 and fills[0]["quantity"] == qty
         assert broker.reconnects == 1
-        await _until(lambda: _held(core, "NVDA") == qty, what="ledger quantity")
+        await until(lambda: held_quantity(core, "NVDA") == qty, what="ledger quantity")
         await asyncio.sleep(0.1)
-        assert _held(core, "NVDA") == qty
+        assert held_quantity(core, "NVDA") == qty
     finally:
         await core.stop()
 
@@ -187,7 +131,7 @@ def _jump_path() -> list[tuple[float, float, float, float]]:
 
 async def test_bars_from_the_data_socket_drive_the_strategy_to_an_order(tmp_path: Path, fake: FakeAlpaca) -> None:
     clock = SimulatedClock(BARS_START)
-    core = await _core(tmp_path, fake, clock, strategy={"timeframes": ["1m"], "min_conviction": 0},
+    core = await alpaca_core(tmp_path, fake, clock, strategy={"timeframes": ["1m"], "min_conviction": 0},
                        data={"source": "alpaca", "tickers": ["AAPL"]})
     feed = AlpacaBarFeed(core.settings.alpaca, ["AAPL"], clock, batch_window_seconds=0.3,
                          stream_backoff=(0.05, 0.3))
@@ -206,9 +150,9 @@ async def test_bars_from_the_data_socket_drive_the_strategy_to_an_order(tmp_path
         path = _jump_path()
         for i, (o, h, low, c) in enumerate(path):
             await fake.push_bar("AAPL", BARS_START + timedelta(minutes=i), o, h, low, c, 1000)
-        await _until(lambda: len(seen) == len(path), what="every bar through the engine")
+        await until(lambda: len(seen) == len(path), what="every bar through the engine")
         assert core.engine.signals >= 1 and core.engine.entries == 1
-        await _until(lambda: len(fake.submits()) == 1, what="an order at the fake")
+        await until(lambda: len(fake.submits()) == 1, what="an order at the fake")
         body = fake.submits()[0].body
         assert body["symbol"] == "AAPL" and body["client_order_id"].startswith("og-entry-")
         # the slide fires a bearish set-up first (the later bullish cross then conflicts with the short held)
@@ -218,7 +162,7 @@ async def test_bars_from_the_data_socket_drive_the_strategy_to_an_order(tmp_path
         fired = by_coid[body["client_order_id"]]  # the order is the strategy's signal, by its deterministic id
         assert body["side"] == ("buy" if fired["direction"] == "long" else "sell")
         signed = float(body["qty"]) * (1 if body["side"] == "buy" else -1)
-        await _until(lambda: _held(core, "AAPL") == signed, what="position from the fill")
+        await until(lambda: held_quantity(core, "AAPL") == signed, what="position from the fill")
     finally:
         await feed.close()
         await asyncio.wait_for(task, 5)
@@ -227,7 +171,7 @@ async def test_bars_from_the_data_socket_drive_the_strategy_to_an_order(tmp_path
 
 # -- 3. reconciliation against the fake's positions ---------------------------------------------------------------
 async def test_reconciliation_finds_ghost_and_orphan(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake)
+    core = await alpaca_core(tmp_path, fake)
     try:
         fake.set_position("GHST", 10, 50.0)  # at Alpaca only
         core.ledger.adopt(Position("ORPH", "long", 40.0, 40.0, 5, 39.0, symbol="ORPH"), 5)  # in the book only
@@ -246,16 +190,6 @@ async def test_reconciliation_finds_ghost_and_orphan(tmp_path: Path, fake: FakeA
 
 
 # -- 4. `ordergate run` as a subprocess ---------------------------------------------------------------------
-async def _cli(state_dir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return await asyncio.to_thread(cli, state_dir, *args, env=env, timeout=60)
-
-
-async def _status(state_dir: Path, env: dict[str, str]) -> dict[str, Any]:
-    out = await _cli(state_dir, "status", "--json", env=env)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
 async def test_ordergate_run_trades_through_alpaca(tmp_path: Path, fake: FakeAlpaca) -> None:
     state_dir = tmp_path / "state"
     # bars from the fake's data socket (none pushed: the signal comes from the CLI), live clock; the signal is
@@ -271,7 +205,7 @@ async def test_ordergate_run_trades_through_alpaca(tmp_path: Path, fake: FakeAlp
                             1_000)
         await asyncio.to_thread(daemon.wait_for, "bars_flowing", 15.0)
         fake.next_submit_fills(187.5, partials=(10,))
-        out = await _cli(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "187.5",
+        out = await cli_async(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "187.5",
                          "--stop", "183.0", "--timeframe", "1d", "--json", env=env)
         assert out.returncode == 0, (out.stdout, out.stderr)
         reply = json.loads(out.stdout)
@@ -284,15 +218,15 @@ async def test_ordergate_run_trades_through_alpaca(tmp_path: Path, fake: FakeAlp
         await fake.wait_for(lambda: fake.order_by_client_id(coid)["status"] == "filled", timeout=15)
 
         async def position_shown() -> bool:
-            st = await _status(state_dir, env)
+            st = await daemon_status(state_dir, env)
             return any(p["symbol"] == "AAPL" and p["shares"] == qty for p in st["positions"])
 
-        await _until(position_shown, timeout=20, what="position in ordergate status")
-        st = await _status(state_dir, env)
+        await until(position_shown, timeout=20, what="position in ordergate status")
+        st = await daemon_status(state_dir, env)
         (pos,) = st["positions"]
         assert pos["broker"] == "alpaca" and pos["entry_price"] == pytest.approx(187.5)
         assert pos["signal_id"] == reply["signal_id"]
-        orders = json.loads((await _cli(state_dir, "orders", "--json", env=env)).stdout)
+        orders = json.loads((await cli_async(state_dir, "orders", "--json", env=env)).stdout)
         entries = [(o["client_order_id"], o["status"], o["filled_qty"]) for o in orders if o["kind"] == "entry"]
         assert entries == [(coid, "filled", qty)]
         assert [o["status"] for o in orders if o["kind"] == "stop"].count("new") == 1  # its protective stop rests
@@ -316,7 +250,7 @@ async def test_ordergate_run_with_bad_alpaca_settings_exits_2_with_one_line(
 ) -> None:
     state_dir = tmp_path / "state"
     env = base_env(state_dir, **extra)
-    out = await _cli(state_dir, "run", env=env)
+    out = await cli_async(state_dir, "run", env=env)
     assert out.returncode == 2, (out.stdout, out.stderr)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
@@ -329,37 +263,37 @@ async def test_ordergate_run_with_bad_alpaca_settings_exits_2_with_one_line(
 
 
 async def test_fill_while_daemon_down_is_applied_after_restart(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
-    result = await core.orchestrator.process_signal(_signal("AAPL"))  # accepted, stays open
+    core = await alpaca_core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
+    result = await core.orchestrator.process_signal(entry_signal("AAPL"))  # accepted, stays open
     coid = client_order_id_for(result.signal_id)
-    await _until(lambda: _status_is(core, coid, "new"), what="order acknowledged")
+    await until(lambda: order_status_is(core, coid, "new"), what="order acknowledged")
     await core.stop()
     qty = float(fake.order_by_client_id(coid)["qty"])
     await fake.fill(coid, qty, 100.0)  # filled while the daemon is down
-    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
+    core = await alpaca_core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
     try:
-        await _until(lambda: _status_is(core, coid, "filled"), timeout=3, what="missed fill applied")
-        assert _held(core, "AAPL") == qty
+        await until(lambda: order_status_is(core, coid, "filled"), timeout=3, what="missed fill applied")
+        assert held_quantity(core, "AAPL") == qty
     finally:
         await core.stop()
 
 
 async def test_partial_fill_before_restart_is_not_counted_twice(tmp_path: Path, fake: FakeAlpaca) -> None:
-    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
-    result = await core.orchestrator.process_signal(_signal("MSFT"))
+    core = await alpaca_core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
+    result = await core.orchestrator.process_signal(entry_signal("MSFT"))
     coid = client_order_id_for(result.signal_id)
-    await _until(lambda: _status_is(core, coid, "new"), what="order acknowledged")
+    await until(lambda: order_status_is(core, coid, "new"), what="order acknowledged")
     await fake.fill(coid, 40, 100.0)
-    await _until(lambda: _held(core, "MSFT") == 40, what="partial fill booked")
+    await until(lambda: held_quantity(core, "MSFT") == 40, what="partial fill booked")
     await core.stop()
-    core = await _core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
+    core = await alpaca_core(tmp_path, fake, shutdown={"cancel_inflight_entries": False})
     try:
         qty = float(fake.order_by_client_id(coid)["qty"])
         await fake.fill(coid, qty - 40, 100.0)  # the rest, live, after the restart
-        await _until(lambda: _status_is(core, coid, "filled"), what="order filled")
+        await until(lambda: order_status_is(core, coid, "filled"), what="order filled")
         await asyncio.sleep(0.2)
-        assert sum(f["quantity"] for f in await _fills(core, coid)) == qty
-        assert _held(core, "MSFT") == qty  # not qty + 40
+        assert sum(f["quantity"] for f in await journal_fills(core, coid)) == qty
+        assert held_quantity(core, "MSFT") == qty  # not qty + 40
     finally:
         await core.stop()
 
@@ -399,7 +333,7 @@ async def test_ordergate_run_warms_the_strategy_from_history_without_trading(tmp
         await fake.wait_for(lambda: len(fake.history_requests()) == 2, timeout=15)
         await asyncio.sleep(0.5)
         assert fake.submits() == []
-        st = await _status(state_dir, env)
+        st = await daemon_status(state_dir, env)
         assert st["positions"] == []
     finally:
         code = await asyncio.to_thread(daemon.stop)

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import socket
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.daemon_proc import DaemonProcess, base_env
+from tests.daemon_proc import DaemonProcess, base_env, post_signal, webhook_env
 
 pytestmark = pytest.mark.timeout(180)
 TOKEN = "test-webhook-token-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_make_run_log_shows_approvals_rejections_fills_and_exits(tmp_path: Path) -> None:
@@ -70,22 +60,12 @@ def test_sighup_reloads_risk_limits_from_the_config_file(tmp_path: Path) -> None
 
 
 def _post(port: int, body: object, token: str | None = TOKEN) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/signals", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+    return post_signal(port, body, token)
 
 
 def test_webhook_signal_reaches_the_pipeline_and_the_journal(tmp_path: Path) -> None:
-    port = _free_port()
     state_dir = tmp_path / "state"
-    env = base_env(state_dir, ORDERGATE_WEBHOOK__TOKEN=TOKEN, ORDERGATE_WEBHOOK__PORT=str(port),
-                   ORDERGATE_DATA__BARS_PER_SECOND="5")
+    port, env = webhook_env(state_dir, TOKEN)
     daemon = DaemonProcess(state_dir, env=env).start()
     try:
         daemon.wait_for("webhook_listening")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,12 @@ from typing import Any
 import pytest
 
 from pipeline.core.clock import SimulatedClock
+from tests.alpaca_core import SESSION, alpaca_core, cli_async, daemon_status, held_quantity, until
 from tests.daemon_proc import DaemonProcess, base_env
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.market import set_market
-from tests.process.test_alpaca_daemon import SESSION, _cli, _core, _held, _status, _until
 
 pytestmark = pytest.mark.timeout(150)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
 
 
 def _decisions(state_dir: Path, stage: str) -> list[dict[str, Any]]:
@@ -57,11 +50,11 @@ async def test_hand_placed_fill_is_external_never_traded_and_blocks_a_duplicate(
         assert line["client_order_id"] == manual["client_order_id"] and line["symbol"] == "AAPL"
 
         async def shown_external() -> bool:
-            st = await _status(state_dir, env)
+            st = await daemon_status(state_dir, env)
             return [(p["symbol"], p["shares"]) for p in st.get("external_positions", [])] == [("AAPL", 10.0)]
 
-        await _until(shown_external, timeout=20, what="AAPL external in status")
-        st = await _status(state_dir, env)
+        await until(shown_external, timeout=20, what="AAPL external in status")
+        st = await daemon_status(state_dir, env)
         assert st["positions"] == [] and st["open_positions"] == 0  # not ordergate's
         # a one-cent dip, then more: no exit for a position ordergate does not own
         now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -69,24 +62,24 @@ async def test_hand_placed_fill_is_external_never_traded_and_blocks_a_duplicate(
             await fake.push_bar("AAPL", now - timedelta(minutes=3 - i), price, price, price, price, 1000)
 
         async def bars_seen() -> bool:
-            return (await _status(state_dir, env))["stats"]["bars"] >= 3
+            return (await daemon_status(state_dir, env))["stats"]["bars"] >= 3
 
-        await _until(bars_seen, timeout=20, what="the dip bars processed")
+        await until(bars_seen, timeout=20, what="the dip bars processed")
         # a signal for the ticker the account already holds: the risk gate counts the external position
-        out = await _cli(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "90",
+        out = await cli_async(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "90",
                          "--stop", "88", "--timeframe", "1d", "--json", env=env)
         assert out.returncode == 1 and json.loads(out.stdout)["accepted"] is False, (out.stdout, out.stderr)
         assert fake.submits() == []  # no exit on the dip, no second entry
-        await _cli(state_dir, "reconcile", "--json", env=env)
+        await cli_async(state_dir, "reconcile", "--json", env=env)
         rejected = [r for r in _decisions(state_dir, "risk_gate") if r["outcome"] == "rejected"]
         assert rejected and rejected[-1]["reason"].startswith("duplicate_ticker"), rejected
         assert [r["outcome"] for r in _decisions(state_dir, "external")] == ["external_fill"]
-        positions = json.loads((await _cli(state_dir, "positions", "--json", env=env)).stdout)
+        positions = json.loads((await cli_async(state_dir, "positions", "--json", env=env)).stdout)
         assert [(p["symbol"], p["external"]) for p in positions] == [("AAPL", True)]
-        flat = await _cli(state_dir, "flatten", "--yes", "--json", env=env)
+        flat = await cli_async(state_dir, "flatten", "--yes", "--json", env=env)
         assert flat.returncode == 0, flat.stderr
         assert fake.submits() == []  # flatten leaves an external position alone
-        st = await _status(state_dir, env)
+        st = await daemon_status(state_dir, env)
         assert not st["kill_switch"]["active"], st["kill_switch"]  # external is not unexplained
     finally:
         code = await asyncio.to_thread(daemon.stop)
@@ -103,8 +96,8 @@ async def test_external_at_start_is_counted_not_traded_and_adopt_gives_a_visible
 ) -> None:
     fake.set_position("MSFT", 20, 400.0)  # held before ordergate ever ran: not its position
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 100.0})
-    set_market(core, {"MSFT": 400.0})  # _core marks MSFT at 100: the external position is valued at the market
+    core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 100.0})
+    set_market(core, {"MSFT": 400.0})  # alpaca_core marks MSFT at 100: the external position is valued at the market
     try:
         await core.reconcile_at_start()
         assert not core.state.is_kill_switch_active()
@@ -117,12 +110,12 @@ async def test_external_at_start_is_counted_not_traded_and_adopt_gives_a_visible
     finally:
         await core.stop()
 
-    adopt = await _core(tmp_path / "adopt", fake, clock=clock,
+    adopt = await alpaca_core(tmp_path / "adopt", fake, clock=clock,
                         reconcile={"kill_notional_threshold": 100.0, "external": "adopt"})
     try:
         await adopt.reconcile_at_start()
         assert not adopt.state.is_kill_switch_active()
-        assert _held(adopt, "MSFT") == 20 and adopt.external.positions() == []
+        assert held_quantity(adopt, "MSFT") == 20 and adopt.external.positions() == []
         (shown,) = adopt.positions()
         stop = 400.0 * (1 - adopt.settings.reconcile.adopt_stop_pct)
         assert shown["symbol"] == "MSFT" and shown["stop_loss"] == pytest.approx(stop) and shown["adopted"]
@@ -133,7 +126,7 @@ async def test_external_at_start_is_counted_not_traded_and_adopt_gives_a_visible
 async def test_hand_placed_tws_order_is_external_and_blocks_a_duplicate(tmp_path: Path) -> None:
     """The same through ib_async against FakeTWS: an order placed by hand in TWS (empty orderRef)."""
     from tests.fakes.tws_server import FakeTWS
-    from tests.integration.test_multibroker import PRICES, Venues, make_core, signal
+    from tests.two_brokers import PRICES, Venues, make_core, signal
 
     clock = SimulatedClock(SESSION)
     tws = FakeTWS(now=clock.now)
@@ -176,17 +169,17 @@ async def test_adopted_position_closed_by_ordergate_stays_closed_after_a_restart
     fake.set_position("MSFT", 20, 400.0)
     clock = SimulatedClock(SESSION)
     settings = {"reconcile": {"external": "adopt", "confirm_seconds": 0}}
-    core = await _core(tmp_path, fake, clock=clock, **settings)
+    core = await alpaca_core(tmp_path, fake, clock=clock, **settings)
     try:
         await core.reconcile_at_start()
-        assert _held(core, "MSFT") == 20
+        assert held_quantity(core, "MSFT") == 20
         fake.next_submit_fills(399.0)
         (exit_intent,) = await core.lifecycle.emergency_close_all("test flatten")
-        await _until(lambda: "MSFT" not in core.ledger.holdings, what="the adopted position closed")
+        await until(lambda: "MSFT" not in core.ledger.holdings, what="the adopted position closed")
         assert fake.positions == {}
     finally:
         await core.stop()
-    again = await _core(tmp_path, fake, clock=clock, **settings)
+    again = await alpaca_core(tmp_path, fake, clock=clock, **settings)
     try:
         assert again.ledger.holdings == {}  # not a short of 20 rebuilt from the exit's fill
         await again.reconcile_at_start()
@@ -199,7 +192,7 @@ async def test_adopted_position_closed_by_ordergate_stays_closed_after_a_restart
         fake.next_submit_fills(389.0)
         (second,) = await again.lifecycle.emergency_close_all("test flatten")
         assert second.client_order_id != exit_intent.client_order_id
-        await _until(lambda: "MSFT" not in again.ledger.holdings, what="closed again")
+        await until(lambda: "MSFT" not in again.ledger.holdings, what="closed again")
     finally:
         await again.stop()
 
@@ -209,10 +202,10 @@ async def test_exits_trade_only_ordergates_part_of_a_symbol_someone_else_also_tr
 ) -> None:
     """A hand trade on a symbol ordergate holds: a hand buy beside it is not sold by ordergate's exit; a hand sale
     of part of ordergate's shares caps the exit at what the account still holds (no oversell into a short)."""
-    from tests.process.test_alpaca_daemon import _signal
+    from tests.alpaca_core import entry_signal
 
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock=clock)
+    core = await alpaca_core(tmp_path, fake, clock=clock)
     alerts: list[tuple[str, str, str]] = []
 
     async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
@@ -223,13 +216,13 @@ async def test_exits_trade_only_ordergates_part_of_a_symbol_someone_else_also_tr
         held = {}
         for ticker in ("AAPL", "MSFT"):
             fake.next_submit_fills(100.0)
-            result = await core.orchestrator.process_signal(_signal(ticker))
+            result = await core.orchestrator.process_signal(entry_signal(ticker))
             assert result.success, result
-            await _until(lambda t=ticker: _held(core, t) > 0, what=f"{ticker} bought")
-            held[ticker] = _held(core, ticker)
+            await until(lambda t=ticker: held_quantity(core, t) > 0, what=f"{ticker} bought")
+            held[ticker] = held_quantity(core, ticker)
         await fake.place_manual_order("AAPL", 10, "buy", 101.0)   # beside ordergate's AAPL
         await fake.place_manual_order("MSFT", 5, "sell", 99.0)    # out of ordergate's MSFT
-        await _until(lambda: core.external.quantity("MSFT") == -5 and core.external.quantity("AAPL") == 10,
+        await until(lambda: core.external.quantity("MSFT") == -5 and core.external.quantity("AAPL") == 10,
                      what="both hand trades recorded as external")
         assert core.ledger.signed_quantities() == held  # neither booked
         assert [s for k, s, _ in alerts if k == "external_fill"] == ["warning", "critical"]
@@ -237,10 +230,10 @@ async def test_exits_trade_only_ordergates_part_of_a_symbol_someone_else_also_tr
         fake.next_submit_fills(100.0)
         exits = {i.symbol: i.quantity for i in await core.lifecycle.emergency_close_all("test flatten")}
         assert exits == {"AAPL": held["AAPL"], "MSFT": held["MSFT"] - 5}
-        await _until(lambda: float(fake.positions.get("MSFT", {}).get("qty", 0)) == 0
+        await until(lambda: float(fake.positions.get("MSFT", {}).get("qty", 0)) == 0
                      and float(fake.positions.get("AAPL", {}).get("qty", 0)) == 10, what="exits filled")
         assert "MSFT" not in fake.positions  # flat, not short
-        await _until(lambda: "AAPL" not in core.ledger.holdings, what="AAPL closed in the ledger")
+        await until(lambda: "AAPL" not in core.ledger.holdings, what="AAPL closed in the ledger")
         assert await core.lifecycle.emergency_close_all("again") == []  # nothing of ordergate's left to trade
         clock.advance(core.settings.reconcile.grace_seconds + 1)
         await core.reconcile()

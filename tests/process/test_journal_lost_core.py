@@ -6,7 +6,6 @@ test_process_journal_lost.py for the daemon subprocess on the paper book).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,10 @@ from config.settings import load_settings
 from daemon.core import Core
 from daemon.journal_guard import fail_closed_if_journal_lost
 from pipeline.core.clock import SimulatedClock
+from tests.alpaca_core import SESSION
 from tests.fakes.alpaca_server import FakeAlpaca
-from tests.process.test_alpaca_daemon import SESSION
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
 
 
 def _settings(tmp_path: Path, fake: FakeAlpaca) -> Any:
@@ -58,20 +51,19 @@ async def test_positions_at_alpaca_with_no_journal_halt_until_resumed_and_only_o
         await core.stop()
 
     # the journal begun then still has no orders (nothing traded the held tickers): no second halt
-    core = await _started(tmp_path, fake)
-    try:
-        assert core.journal is not None and core.journal.condition.state == "empty"
-        assert await fail_closed_if_journal_lost(core) is None
-        assert not core.state.is_kill_switch_active()
-    finally:
-        await core.stop()
+    await _starts_clean(tmp_path, fake, "empty")
     assert fake.submits() == []
 
 
 async def test_no_journal_and_nothing_at_the_broker_starts_clean(tmp_path: Path, fake: FakeAlpaca) -> None:
+    await _starts_clean(tmp_path, fake, "missing")
+
+
+async def _starts_clean(tmp_path: Path, fake: FakeAlpaca, journal_state: str) -> None:
+    """A Core whose journal is in `journal_state` starts without halting."""
     core = await _started(tmp_path, fake)
     try:
-        assert core.journal is not None and core.journal.condition.state == "missing"
+        assert core.journal is not None and core.journal.condition.state == journal_state
         assert await fail_closed_if_journal_lost(core) is None
         assert not core.state.is_kill_switch_active()
     finally:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,12 +28,6 @@ TOKEN = "burst-test-token-0123456789"
 TICKERS = ["AAPL", "MSFT", "NVDA", "AMD", "JPM", "XOM", "UNH", "WMT", "CAT", "PLD", "BABA", "GS", "CVX", "LLY",
            "HD", "BA", "AMGN", "KO", "ORCL", "INTC"]
 PRICE = 100.0
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
 
 
 def _env(state_dir: Path, fake: FakeAlpaca) -> dict[str, str]:

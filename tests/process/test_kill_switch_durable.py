@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -167,12 +167,6 @@ def test_a_start_that_cannot_write_its_state_dir_fails_closed(tmp_path: Path, im
 
 
 # -- signals during shutdown ------------------------------------------------------------------------------
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
-
-
 async def test_sigusr1_during_shutdown_trips_durably_and_a_second_sigterm_does_not_kill(
     tmp_path: Path, fake: FakeAlpaca,
 ) -> None:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from pathlib import Path
 
 import aiohttp
 
 from config.settings import load_settings
 from daemon.process import Daemon
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.daemon_proc import free_port
 
 
 def _value(text: str, name: str) -> float:
@@ -28,7 +22,7 @@ def _value(text: str, name: str) -> float:
 
 
 async def test_metrics_move_during_replay_and_healthz_follows_the_broker(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     settings = load_settings(state_dir=tmp_path / "state", metrics={"port": port},
                              data={"bars_per_second": 200.0}, paper={"persistent": False})
     daemon = Daemon(settings)

@@ -136,12 +136,6 @@ def _held(core: Core, symbol: str) -> float:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
-
-
-@pytest.fixture
 async def tws() -> AsyncIterator[FakeTWS]:
     server = FakeTWS()
     await server.start()

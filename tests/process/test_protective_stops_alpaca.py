@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,23 +18,16 @@ import pytest
 from daemon.core import Core
 from pipeline.core.models import client_order_id_for
 from pipeline.execution.protective_stops import BROKER_STOP_EXIT
+from tests.alpaca_core import alpaca_core, cli_async, daemon_status, entry_signal, held_quantity, until
 from tests.daemon_proc import DaemonProcess, base_env
 from tests.fakes.alpaca_server import FINAL, FakeAlpaca
-from tests.process.test_alpaca_daemon import _cli, _held, _signal, _status, _until
-from tests.process.test_alpaca_daemon import _core as _alpaca_core
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAlpaca]:
-    async with FakeAlpaca() as server:
-        yield server
-
-
 async def _core(tmp_path: Path, fake: FakeAlpaca, **overrides: Any) -> Core:
     exits = {"broker_stop": True, **overrides.pop("exits", {})}
-    return await _alpaca_core(tmp_path, fake, exits=exits, **overrides)
+    return await alpaca_core(tmp_path, fake, exits=exits, **overrides)
 
 
 def _stops(fake: FakeAlpaca, symbol: str = "AAPL", open_only: bool = True) -> list[dict[str, Any]]:
@@ -50,12 +42,12 @@ def _sell_orders(fake: FakeAlpaca, symbol: str = "AAPL") -> list[dict[str, Any]]
 
 async def _entered(core: Core, fake: FakeAlpaca, partials: tuple[float, ...] = ()) -> tuple[str, float]:
     fake.next_submit_fills(100.0, partials=partials)
-    result = await core.orchestrator.process_signal(_signal("AAPL"))
+    result = await core.orchestrator.process_signal(entry_signal("AAPL"))
     assert result.success, result
     assert result.signal_id is not None and result.intent is not None
     qty = result.intent.quantity
-    await _until(lambda: _held(core, "AAPL") == qty, what="entry filled")
-    await _until(lambda: [float(o["qty"]) for o in _stops(fake)] == [qty], what="stop resting for the whole fill")
+    await until(lambda: held_quantity(core, "AAPL") == qty, what="entry filled")
+    await until(lambda: [float(o["qty"]) for o in _stops(fake)] == [qty], what="stop resting for the whole fill")
     return result.signal_id, qty
 
 
@@ -71,7 +63,7 @@ async def test_partial_fills_rest_a_stop_that_grows_by_replace(tmp_path: Path, f
         assert float(placed[0]["stop_price"]) == 98.0 and float(placed[0]["qty"]) < qty  # for the first fills only
         assert fake.replaces(), "grown with PATCH /v2/orders/{id}, not a second stop"
         assert len(placed) == 1 and float(stop["stop_price"]) == 98.0 and stop["replaces"] is not None
-        await _until(lambda: core.positions()[0]["resting_stop"] is not None
+        await until(lambda: core.positions()[0]["resting_stop"] is not None
                      and core.positions()[0]["resting_stop"]["broker_order_id"] == stop["id"], what="stop shown")
         assert core.positions()[0]["resting_stop"]["client_order_id"] == stop["client_order_id"]
         core.kill_switch.activate("test", source="test")  # never cancels a protective stop
@@ -90,7 +82,7 @@ async def test_daemon_exit_racing_the_broker_stop_sells_once(tmp_path: Path, fak
         exits = await core.lifecycle.emergency_close_all("race")  # ... as the daemon decides to exit
         await core.settle()
         fake.allow_trade_stream()
-        await _until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked after the catch-up")
+        await until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked after the catch-up")
         await core.settle()
         (exit_intent,) = exits
         assert fake.order_by_client_id(exit_intent.client_order_id) is None  # the exit was never sent
@@ -109,7 +101,7 @@ async def test_daemon_exit_first_cancels_the_stop_then_sells(tmp_path: Path, fak
         (stop,) = _stops(fake)
         fake.next_submit_fills(101.0)
         (exit_intent,) = await core.lifecycle.emergency_close_all("flatten")
-        await _until(lambda: "AAPL" not in core.ledger.holdings, what="exit filled")
+        await until(lambda: "AAPL" not in core.ledger.holdings, what="exit filled")
         assert fake.orders[stop["id"]]["status"] == "canceled"
         calls = [(r.method, r.path, (r.body or {}).get("client_order_id")) for r in fake.requests]
         cancelled = calls.index(("DELETE", f"/v2/orders/{stop['id']}", None))
@@ -127,14 +119,14 @@ async def test_trailing_moves_the_stop_with_a_replace(tmp_path: Path, fake: Fake
         _, qty = await _entered(core, fake)
         (old,) = _stops(fake)
         assert core.stops.trail(core.ledger.holdings["AAPL"].position, 99.25)
-        await _until(lambda: [float(o["stop_price"]) for o in _stops(fake)] == [99.25], what="stop moved")
+        await until(lambda: [float(o["stop_price"]) for o in _stops(fake)] == [99.25], what="stop moved")
         (new,) = _stops(fake)
         assert fake.orders[old["id"]]["status"] == "replaced" and new["replaces"] == old["id"]
         (patch,) = fake.replaces()
         assert patch.body["stop_price"] == 99.25 and patch.body["client_order_id"] == new["client_order_id"]
         assert float(new["qty"]) == qty
         assert await fake.trade("AAPL", 99.0) == [new["client_order_id"]]  # fills there, on the live stream
-        await _until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked")
+        await until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked")
         await core.settle()
         assert core.trades is not None
         assert [t.exit_type for t in await core.trades.all_trades()] == [BROKER_STOP_EXIT]
@@ -176,7 +168,7 @@ async def test_sigkill_then_price_falls_through_the_stop_booked_once_on_restart(
                             1_000)
         await asyncio.to_thread(daemon.wait_for, "bars_flowing", 15.0)
         fake.next_submit_fills(187.5)
-        out = await _cli(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "187.5",
+        out = await cli_async(state_dir, "signal", "--ticker", "AAPL", "--direction", "long", "--entry", "187.5",
                          "--stop", "183.0", "--timeframe", "1d", "--json", env=env)
         reply = json.loads(out.stdout)
         assert reply["accepted"] is True, reply
@@ -186,11 +178,11 @@ async def test_sigkill_then_price_falls_through_the_stop_booked_once_on_restart(
         qty = float(stop["qty"])
 
         async def shown() -> bool:
-            (pos,) = (await _status(state_dir, env))["positions"] or [{}]
+            (pos,) = (await daemon_status(state_dir, env))["positions"] or [{}]
             rest = pos.get("resting_stop") or {}
             return rest.get("broker_order_id") == stop["id"]
 
-        await _until(shown, timeout=20, what="the resting stop in ordergate status")
+        await until(shown, timeout=20, what="the resting stop in ordergate status")
     finally:
         await asyncio.to_thread(daemon.kill9)  # down hard, the stop still resting at the broker
     assert await fake.trade("AAPL", 182.0) == [stop["client_order_id"]]  # nobody listening
@@ -198,7 +190,7 @@ async def test_sigkill_then_price_falls_through_the_stop_booked_once_on_restart(
     again = DaemonProcess(state_dir, env=env).start()
     try:
         await asyncio.to_thread(again.wait_for, "daemon_ready", 45.0)
-        status = await _status(state_dir, env)
+        status = await daemon_status(state_dir, env)
         assert status["positions"] == []
         assert _trades(state_dir) == [("AAPL", BROKER_STOP_EXIT, qty)]
         assert [float(o["filled_qty"]) for o in _sell_orders(fake)] == [qty]  # the stop's sale, nothing else
@@ -253,11 +245,11 @@ async def test_a_stop_cancelled_at_alpaca_is_put_back_then_alerted_if_it_keeps_g
             (stop,) = _stops(fake)
             await fake.cancel(stop["client_order_id"])  # cancelled in Alpaca's app
             again = client_order_id_for(signal_id, f"stop{n}")
-            await _until(lambda again=again: [o["client_order_id"] for o in _stops(fake)] == [again],
+            await until(lambda again=again: [o["client_order_id"] for o in _stops(fake)] == [again],
                          what=f"stop put back ({n})")
         (stop,) = _stops(fake)
         await fake.cancel(stop["client_order_id"])
-        await _until(lambda: "position_unprotected" in alerts, what="the operator told")
+        await until(lambda: "position_unprotected" in alerts, what="the operator told")
         assert _stops(fake) == [] and core.positions()[0]["resting_stop"]["status"] == "unprotected"
     finally:
         await core.stop()
@@ -270,9 +262,9 @@ async def test_a_hand_sale_of_some_of_our_shares_shrinks_the_stop_so_it_never_ov
     try:
         _, qty = await _entered(core, fake)
         await fake.place_manual_order("AAPL", 5, "sell", 99.0)  # in Alpaca's app, out of ordergate's shares
-        await _until(lambda: [float(o["qty"]) for o in _stops(fake)] == [qty - 5], what="stop shrunk to what is left")
+        await until(lambda: [float(o["qty"]) for o in _stops(fake)] == [qty - 5], what="stop shrunk to what is left")
         assert await fake.trade("AAPL", 97.0)  # it fires: the account ends flat, not short
-        await _until(lambda: "AAPL" not in fake.positions, what="stop filled at the fake")
+        await until(lambda: "AAPL" not in fake.positions, what="stop filled at the fake")
         assert [float(o["filled_qty"]) for o in _sell_orders(fake) if o["type"] == "stop"] == [qty - 5]
     finally:
         await core.stop()
@@ -282,13 +274,13 @@ async def test_a_resting_stop_does_not_make_a_hand_bought_addition_unexplained(
     tmp_path: Path, fake: FakeAlpaca,
 ) -> None:
     from pipeline.core.clock import SimulatedClock
-    from tests.process.test_alpaca_daemon import SESSION
+    from tests.alpaca_core import SESSION
 
     clock = SimulatedClock(SESSION)
     core = await _core(tmp_path, fake, clock=clock)
     try:
         _, qty = await _entered(core, fake)
-        await _until(lambda: [o["status"] for o in _stops(fake)] == ["new"], what="the stop acknowledged")
+        await until(lambda: [o["status"] for o in _stops(fake)] == ["new"], what="the stop acknowledged")
         await core.settle()  # an order of ours on AAPL that is not final: its stop
         fake.set_position("AAPL", qty + 10, 100.0)  # 10 more bought by hand (seen only in positions)
         for _ in range(4):

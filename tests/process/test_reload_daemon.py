@@ -8,19 +8,15 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import socket
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon_proc import DaemonProcess, base_env
+from tests.daemon_proc import DaemonProcess, base_env, free_port, post_signal
 
 pytestmark = pytest.mark.timeout(180)
 TOKEN = "reload-webhook-token-0123456789"
@@ -28,12 +24,6 @@ OLD_TIME_STOP = 300  # longer than any position lives before the EOD close here:
 NEW_TIME_STOP = 2
 # the other exits far away, so the positions open at the reload live until a time stop or a stop loss
 EXITS = 'trailing_stop_cloud = "trend"\nreward_to_risk_target = 100\nmomentum_exhaustion_candles = 1000\n'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _open_positions(daemon: DaemonProcess) -> set[str]:
@@ -96,18 +86,11 @@ def test_a_lowered_time_stop_closes_positions_already_open_at_the_new_value(tmp_
 def _post(port: int, source: str) -> int:
     body = {"ticker": "AAPL", "direction": "long", "signal_type": "cloud_cross_bullish", "timeframe": "1d",
             "conviction": 70, "entry_price": 50.0, "stop_loss": 48.0, "source": source}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/signals", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json",
-                                                             "Authorization": f"Bearer {TOKEN}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as err:
-        return err.code
+    return post_signal(port, body, TOKEN)[0]
 
 
 def test_webhook_rate_invalid_file_and_restart_only_fields_on_sighup(tmp_path: Path) -> None:
-    port, other_port = _free_port(), _free_port()
+    port, other_port = free_port(), free_port()
     state_dir = tmp_path / "state"
     config = tmp_path / "ordergate.toml"
     config.write_text(f"[webhook]\nport = {port}\nrate_per_minute = 1000\n")

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import stat
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.daemon_proc import DaemonProcess, base_env, cli
+from tests.daemon_proc import DaemonProcess, base_env, cli, post_signal, webhook_env
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "modes-test-token-0123456789abcdef"
@@ -43,12 +41,6 @@ def _loose(state_dir: Path) -> list[str]:
         if stat.S_IMODE(mode) & 0o077:
             found.append(f"{path.name or path}: {stat.S_IMODE(mode):04o}")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_running_daemon_files_are_private_under_umask_022(tmp_path: Path) -> None:
@@ -89,20 +81,16 @@ def test_alerts_webhook_url_is_masked(tmp_path: Path) -> None:
 
 
 def test_a_token_pasted_into_a_signal_is_not_journaled(tmp_path: Path) -> None:
-    port = _free_port()
     state_dir = tmp_path / "state"
-    env = base_env(state_dir, ORDERGATE_WEBHOOK__TOKEN=TOKEN, ORDERGATE_WEBHOOK__PORT=str(port),
-                   ORDERGATE_DATA__BARS_PER_SECOND="5")
+    port, env = webhook_env(state_dir, TOKEN)
     daemon = DaemonProcess(state_dir, env=env).start()
     try:
         daemon.wait_for("webhook_listening", timeout=60)
         body = {"ticker": "AAPL", "direction": "long", "signal_type": "manual", "timeframe": "1d",
                 "conviction": 70, "entry_price": 50.0, "stop_loss": 48.0, "source": f"desk {TOKEN}"}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/signals", data=json.dumps(body).encode(),
-                                         method="POST", headers={"Content-Type": "application/json",
-                                                                 "Authorization": f"Bearer {TOKEN}"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            signal_id = json.loads(response.read())["signal_id"]
+        code, answer = post_signal(port, body, TOKEN)
+        assert code == 202, answer
+        signal_id = answer["signal_id"]
         deadline = time.monotonic() + 10
         rows: list = []
         while time.monotonic() < deadline and not rows:

@@ -14,13 +14,11 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.daemon_proc import BIN, ROOT, DaemonProcess, base_env, cli
+from tests.daemon_proc import BIN, ROOT, DaemonProcess, base_env, cli, free_port, post_signal
 
 pytestmark = pytest.mark.timeout(180)
 TOKEN = "flood-test-token-0123456789abcdef"
@@ -58,12 +56,6 @@ class LimitedDaemon(DaemonProcess):
             if line.startswith("Max open files"):
                 return int(line.split()[3])
         raise AssertionError("no 'Max open files' in /proc/PID/limits")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _raise_own_fd_limit(needed: int) -> None:
@@ -110,14 +102,7 @@ def _state(state_dir: Path) -> dict:
 def _post_signal(port: int) -> int:
     body = {"ticker": "FLOOD", "direction": "long", "signal_type": "manual", "timeframe": "1d",
             "conviction": 70, "entry_price": 50.0, "stop_loss": 48.0, "source": "flood-test"}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/signals", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json",
-                                                             "Authorization": f"Bearer {TOKEN}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as err:
-        return err.code
+    return post_signal(port, body, TOKEN)[0]
 
 
 def _wait_fds_settle(daemon: LimitedDaemon, seconds: float) -> int:
@@ -132,7 +117,7 @@ def _wait_fds_settle(daemon: LimitedDaemon, seconds: float) -> int:
 
 def test_flooded_webhook_leaves_kill_resume_and_sigusr1_working(tmp_path: Path) -> None:
     _raise_own_fd_limit(IDLE_CONNECTIONS + SLOWLORIS_CONNECTIONS + METRICS_CONNECTIONS + 512)
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     state_dir = tmp_path / "state"
     env = base_env(state_dir, ORDERGATE_WEBHOOK__TOKEN=TOKEN, ORDERGATE_WEBHOOK__PORT=str(port),
                    ORDERGATE_METRICS__PORT=str(metrics_port), ORDERGATE_DATA__BARS_PER_SECOND="5")
@@ -192,7 +177,7 @@ def test_flooded_webhook_leaves_kill_resume_and_sigusr1_working(tmp_path: Path) 
 
 def test_a_webhook_cap_the_fd_limit_cannot_hold_stops_the_start(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
-    env = base_env(state_dir, ORDERGATE_WEBHOOK__TOKEN=TOKEN, ORDERGATE_WEBHOOK__PORT=str(_free_port()),
+    env = base_env(state_dir, ORDERGATE_WEBHOOK__TOKEN=TOKEN, ORDERGATE_WEBHOOK__PORT=str(free_port()),
                    ORDERGATE_WEBHOOK__MAX_CONNECTIONS="400")
     daemon = LimitedDaemon(state_dir, (512, 512), env).start()
     assert daemon.wait(30) == 2

@@ -84,6 +84,13 @@ def uptrend_with_pullback(dip_close: float = 110.9, dip_low: float = 110.0) -> t
     return bars_from(closes, lows={dip: dip_low}), dip + 1
 
 
+def _run(bars: list[Bar], flip: bool, bullish: SignalType, bearish: SignalType,
+         ) -> tuple[list[Bar], list[tuple[int, TradeSignal]], SignalType]:
+    """The bars (mirrored when `flip`), the strategy's signals on them and the type expected of them."""
+    bars = mirror(bars) if flip else bars
+    return bars, feed(make_strategy(), bars), bearish if flip else bullish
+
+
 def types_at(signals: list[tuple[int, TradeSignal]]) -> list[tuple[int, str]]:
     return [(i, str(s.signal_type)) for i, s in signals]
 
@@ -93,10 +100,8 @@ def types_at(signals: list[tuple[int, TradeSignal]]) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_cloud_cross(flip: bool) -> None:
-    bars = downtrend_then_jump()
-    bars = mirror(bars) if flip else bars
-    signals = feed(make_strategy(), bars)
-    expected = SignalType.CLOUD_CROSS_BEARISH if flip else SignalType.CLOUD_CROSS_BULLISH
+    bars, signals, expected = _run(downtrend_then_jump(), flip, SignalType.CLOUD_CROSS_BULLISH,
+                                   SignalType.CLOUD_CROSS_BEARISH)
     last = len(bars) - 1
     hits = [s for i, s in signals if i == last]
     assert [s.signal_type for s in hits] == [expected]
@@ -106,10 +111,8 @@ def test_cloud_cross(flip: bool) -> None:
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_cloud_flip(flip: bool) -> None:
-    bars = downtrend_then_bounce()
-    bars = mirror(bars) if flip else bars
-    signals = feed(make_strategy(), bars)
-    expected = SignalType.CLOUD_FLIP_BEARISH if flip else SignalType.CLOUD_FLIP_BULLISH
+    bars, signals, expected = _run(downtrend_then_bounce(), flip, SignalType.CLOUD_FLIP_BULLISH,
+                                   SignalType.CLOUD_FLIP_BEARISH)
     flips = [(i, s) for i, s in signals if s.signal_type == expected]
     assert len(flips) == 1
     i, signal = flips[0]
@@ -132,10 +135,7 @@ def state_after(bars: list[Bar]) -> CloudState:
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_trend_aligned_fires_once_when_alignment_begins(flip: bool) -> None:
-    bars = uptrend()
-    bars = mirror(bars) if flip else bars
-    signals = feed(make_strategy(), bars)
-    expected = SignalType.TREND_ALIGNED_SHORT if flip else SignalType.TREND_ALIGNED_LONG
+    bars, signals, expected = _run(uptrend(), flip, SignalType.TREND_ALIGNED_LONG, SignalType.TREND_ALIGNED_SHORT)
     aligned = [i for i, s in signals if s.signal_type == expected]
     assert len(aligned) == 1
     # it fires in the second leg, once, although the clouds stay stacked for the rest of the path
@@ -148,9 +148,7 @@ def test_trend_aligned_fires_once_when_alignment_begins(flip: bool) -> None:
 @pytest.mark.parametrize("flip", [False, True])
 def test_pullback_entry(flip: bool) -> None:
     bars, bounce = uptrend_with_pullback()
-    bars = mirror(bars) if flip else bars
-    signals = feed(make_strategy(), bars)
-    expected = SignalType.PULLBACK_ENTRY_SHORT if flip else SignalType.PULLBACK_ENTRY_LONG
+    bars, signals, expected = _run(bars, flip, SignalType.PULLBACK_ENTRY_LONG, SignalType.PULLBACK_ENTRY_SHORT)
     assert (bounce, str(expected)) in types_at(signals)
     (signal,) = [s for i, s in signals if i == bounce]
     # the stop sits beyond the pullback bar's extreme (110 / 90 mirrored)

@@ -157,3 +157,18 @@ async def test_the_token_is_checked_before_the_body_is_read(make_server: ServerF
 def test_a_cap_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ConnectionCap(lambda: None, 0)
+
+
+async def test_the_rate_limit_counts_wall_minutes_while_the_market_clock_races(make_server: ServerFactory) -> None:
+    """In a replay the market clock runs minutes per real second; the senders are real, so `rate_per_minute`
+    is per wall-clock minute (it used to refill on the market clock: a 2/min limit let ~10 a second through)."""
+    server = await make_server(rate_per_minute=2)
+    statuses = []
+    for _ in range(3):
+        server.clock.advance(600)  # ten market minutes between requests: five refills on the market clock
+        reader, writer = await _connect(server)
+        writer.write(_head() + BODY)
+        await writer.drain()
+        statuses.append(int((await reader.readline()).split()[1]))
+        await _close(writer)
+    assert statuses == [202, 202, 429]
