@@ -71,7 +71,7 @@ async def replay_core(n_tickers: int, n_bars: int, journal: bool = True, sample_
         settings = replay_settings(bench_settings(Path(tmp), journal={"enabled": journal}), "1m", Path(tmp))
         settings = Settings.model_validate(settings.model_dump())
         clock = SimulatedClock()
-        core = Core(settings, clock)
+        core = Core(settings, clock, replay=True)
         core.state.deactivate_kill_switch()
         await core.start()
         engine = core.engine

@@ -45,7 +45,7 @@ class ControlHandlers:
         equity = core.ledger.equity()
         exposure: dict[str, float] = {}
         for p in core.ledger.positions():
-            sector = core.orchestrator.sectors.get(p.ticker) or "unknown"
+            sector = core.sectors.get(p.ticker) or "unknown"
             exposure[sector] = round(exposure.get(sector, 0.0) + p.market_value, 2)
         return {
             "running": True,
@@ -55,7 +55,7 @@ class ControlHandlers:
                             "since": info.get("since"), "durable": info["durable"],
                             "write_error": info["write_error"]},
             "daily_pnl": core.state.get_daily_pnl(),
-            "open_positions": len(core.ledger.holdings),
+            "open_positions": core.ledger.count(),
             "positions": core.positions(),
             "strategies": core.budgets.status(core.ledger.positions(), core.calendar.trading_day(core.clock.now())),
             "external_positions": core.external_positions(),  # not ordergate's: counted as risk, never traded
@@ -68,12 +68,12 @@ class ControlHandlers:
             "unrealized_pnl": round(core.ledger.unrealized_pnl(), 2),
             "exposure_by_sector": exposure,
             "circuit_breaker": core.state.get_circuit_breaker_status(),
-            "brokers": {n: h.snapshot() for n, h in core.router.health.items()},
+            "brokers": core.router.broker_health(),
             "stats": {"bars": core.engine.bars, "signals": core.engine.signals, "entries": core.engine.entries,
                       "exits": core.engine.exits, "round_trips": core.lifecycle.round_trips,
                       "feed_done": self.daemon.feed.done},
             "clock": self.daemon.clock.now().isoformat(),
-            "quotes": {t: core.ledger.last_prices.get(t) for t in self.daemon.settings.data.tickers},
+            "quotes": {t: core.ledger.last_price(t) for t in self.daemon.settings.data.tickers},
             "last_reconciliation": core.last_reconciliation,
         }
 
@@ -105,9 +105,7 @@ class ControlHandlers:
         """The newest 200 orders from the journal."""
         if self.daemon.core.journal is None:
             return []
-        return await self.daemon.core.journal.query(
-            "SELECT client_order_id, signal_id, kind, broker, symbol, side, quantity, status, filled_qty,"
-            " filled_avg_price, reason, created_ts FROM orders ORDER BY created_ts DESC LIMIT 200")
+        return await self.daemon.core.journal.recent_orders(200)
 
     async def flatten(self, _args: dict[str, Any]) -> dict[str, Any]:
         """Close every position now."""
@@ -132,8 +130,8 @@ class ControlHandlers:
             core = self.daemon.core
             self._trading = TradingService(
                 TradingConfig.from_settings(self.daemon.settings), orchestrator=core.orchestrator, ledger=core.ledger,
-                price_lookup=core.orchestrator.market_price, account=core.account_state, clock=self.daemon.clock,
-                lifecycle=core.lifecycle, settle=core.settle,
+                price_lookup=core.orchestrator.market_price, account=core.account.account_state,
+                clock=self.daemon.clock, lifecycle=core.lifecycle, settle=core.settle,
             )
         return self._trading
 

@@ -26,7 +26,7 @@ from daemon.wiring import make_broker
 from pipeline.core.bus import Bus
 from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock
-from pipeline.core.models import AccountState, OrderIntent, OrderResult, OrderStatus, OrderUpdate, Position
+from pipeline.core.models import AccountState, Position
 from pipeline.core.ports import (
     Broker,
     BrokerUnavailable,
@@ -34,23 +34,28 @@ from pipeline.core.ports import (
     FlushesEvents,
     OptionChainProvider,
     Prunable,
-    QuotesPrices,
     WatchesBars,
 )
 from pipeline.engine import TradingEngine
+from pipeline.entry.price_source import MarketPrices
 from pipeline.entry.strategy_budget import StrategyBudgets
-from pipeline.execution.order_record import OrderBook, OrderState
+from pipeline.execution.fill_validator import OrderValidator
+from pipeline.execution.order_record import OrderBook
 from pipeline.execution.order_resolver import OrderResolver
 from pipeline.execution.order_router import OrderRouter
 from pipeline.execution.protective_stops import ProtectiveStops
+from pipeline.instruments.catalog import load_sectors
 from pipeline.instruments.chains import chain_tickers
 from pipeline.orchestrator import BotOrchestrator
+from pipeline.positions.account import AccountBook
 from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger
 from pipeline.positions.lifecycle import LifecycleManager
 from pipeline.positions.reconciler import PositionReconciler, ReconciliationReport
+from pipeline.record.alerting import AlertRelay
 from pipeline.record.feedback import FeedbackTracker
 from pipeline.record.journal import Journal
+from pipeline.record.strategy_pnl import StrategyPnL
 from pipeline.record.trade_journal import TradeJournalWriter
 from pipeline.safety.kill_switch import KillSwitch
 from pipeline.safety.state_manager import PersistentStateManager
@@ -66,21 +71,23 @@ class Core:
     """
 
     def __init__(self, settings: Settings, clock: Clock, *, state_dir: Path | None = None,
-                 calendar: MarketCalendar | None = None) -> None:
+                 calendar: MarketCalendar | None = None, replay: bool = False) -> None:
+        """`replay`: a backtest in a throwaway state dir (simulated clock only): no fsync, no journal thread."""
+        if replay and not clock.simulated:
+            raise ValueError("a replay runs on a simulated clock")
         self.settings = settings
         self.clock = clock
         self.state_dir = Path(state_dir or settings.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.calendar = calendar or default_calendar()
         self.config = settings.pipeline
-        # a replay (simulated clock, NORMAL journal: replay_settings) trades in a throwaway directory: no fsync
-        # and no disk thread; the live daemon keeps both
-        throwaway = clock.simulated and settings.journal.synchronous == "NORMAL"
-        self.state = PersistentStateManager(self.state_dir, clock, self.calendar, durable=not throwaway)
-        self._alert_tasks: set[asyncio.Task[None]] = set()
-        self.kill_switch = KillSwitch(self.state, alert=self._alert_soon)  # every trip goes through it
+        # a replay trades in a throwaway directory: no fsync and no disk thread; the daemon keeps both
+        self.replay = replay
+        self.state = PersistentStateManager(self.state_dir, clock, self.calendar, durable=not replay)
+        self.alerts = AlertRelay()  # the daemon's services attach their dispatcher
+        self.kill_switch = KillSwitch(self.state, alert=self.alerts.alert_soon)  # every trip goes through it
         self.journal: Journal | None = (
-            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous, inline=throwaway)
+            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous, inline=replay)
             if settings.journal.enabled else None
         )
         names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
@@ -89,39 +96,43 @@ class Core:
             broker.set_send_guard(self.kill_switch.guard)  # checked by the adapter right before the wire
         self.bus = Bus()
         self.ledger = Ledger(cash=0.0)
-        self.external = ExternalBook(self.ledger.last_prices.get)  # positions at the broker that are not ours
-        self.starting_equity = 0.0
-        # one record per client order id (pipeline.execution.order_record): the router, the validator, the reservations,
-        # the lifecycle and the resolver read and move orders through it
+        self.external = ExternalBook(self.ledger.last_price)  # positions at the broker that are not ours
+        self.account = AccountBook(self.ledger, self.external, self.state)
+        self.prices = MarketPrices(self.brokers[settings.broker.primary], self.ledger)
+        # one record per client order id (pipeline.execution.order_record): the router, the validator, the
+        # reservations, the lifecycle and the resolver read and move orders through it
         self.book = OrderBook()
         self.router = OrderRouter(self.brokers, self.journal, clock, self.config, settings.broker,
-                                  on_result=self._on_order_result, kill_switch=self.kill_switch, book=self.book)
+                                  kill_switch=self.kill_switch, book=self.book, smart=self._smart_router())
         self.feedback = FeedbackTracker(self.config)
         self.strategy = self._strategy()
-        self.budgets = StrategyBudgets(settings.effective_strategies(), settings.executor,
+        self.sectors = load_sectors()  # ticker -> sector (shipped), for the risk gate and the views
+        validator = OrderValidator(self.config.fill_slippage_tolerance, self.config.fill_timeout_seconds, self.book)
+        # each strategy's closed P&L per day (pipeline.record) and its own limits inside the account's (entry)
+        self.strategy_pnl = StrategyPnL()
+        self.budgets = StrategyBudgets(settings.effective_strategies(), settings.executor, self.strategy_pnl,
                                        one_per_symbol=bool(settings.strategies), also_known=[settings.webhook.strategy])
-        self.orchestrator = BotOrchestrator(
-            self.config, self.account_state, clock=clock, calendar=self.calendar, state=self.state,
-            journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
-            feedback=self.feedback, price_lookup=self.market_price,
-            chain_provider=self._chain_provider(), slippage=settings.entry_slippage(),
-            kill_switch=self.kill_switch, book=self.book, decisions=self.bus.decisions, budgets=self.budgets,
-        )
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
-            router=self.router, journal=self.journal, validator=self.orchestrator.validator,
-            feedback=self.feedback, clouds=self.strategy, release=self.orchestrator.release,
-            entry_filled=self.orchestrator.entry_filled,
-            alert=self.alert, starting_equity=lambda: self.starting_equity, kill_switch=self.kill_switch,
-            on_external_fill=self._on_external_fill, exit_cap=self.external.exit_cap,
-            on_trade=self.budgets.record_trade,
+            router=self.router, journal=self.journal, validator=validator, feedback=self.feedback,
+            clouds=self.strategy, alert=self.alerts.alert, starting_equity=self.account.get_starting_equity,
+            kill_switch=self.kill_switch, external=self.external, strategy_pnl=self.strategy_pnl,
+        )
+        self.router.send_results_to(self.lifecycle.on_order_result)
+        self.orchestrator = BotOrchestrator(
+            self.config, self.account.account_state, clock=clock, calendar=self.calendar, state=self.state,
+            journal=self.journal, router=self.router, routing=settings.routing, options=settings.options,
+            feedback=self.feedback, price_lookup=self.prices.price, validator=validator,
+            chain_provider=self._chain_provider(), slippage=settings.entry_slippage(), exiting=self.lifecycle.exiting,
+            kill_switch=self.kill_switch, book=self.book, decisions=self.bus.decisions, sectors=self.sectors,
+            budgets=self.budgets,
         )
         self.stops = ProtectiveStops(
             settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
-            register=self.lifecycle.register_intent, journal=self.journal, alert=self.alert,
+            register=self.lifecycle.register_intent, journal=self.journal, alert=self.alerts.alert,
             timeout=settings.broker.request_timeout_seconds, exit_cap=self.external.exit_cap,
         )
-        self.lifecycle.stops = self.stops
+        self.lifecycle.protect_with(self.stops)
         listeners = [b.on_bars for b in self.brokers.values() if isinstance(b, WatchesBars)]
         self.engine = TradingEngine(self.orchestrator, self.lifecycle, self.strategy, bar_listeners=listeners,
                                     settle=self.settle if clock.simulated else None,
@@ -132,16 +143,10 @@ class Core:
                                       timeout=settings.broker.request_timeout_seconds, book=self.book)
         self.clock_offsets: dict[str, float] = {}
         self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
-        if settings.smart_router.enabled:
-            from pipeline.execution.smart_router import SmartRouter, Venue
-
-            self.router.smart = SmartRouter(settings.smart_router, [Venue(n) for n in self.brokers], clock)
-            self.router.on_split = self._on_split
         self.trades = TradeJournalWriter(self.journal) if self.journal is not None else None
         self.events = BrokerEvents(self)  # subscribes to the broker events now: none published before is missed
         self.recovery = Recovery(self)
         self.limbo = OrderLimbo(self)
-        self.alert_hook: Any = None
         self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
         self.last_reconciliation: dict[str, Any] | None = None
@@ -152,12 +157,22 @@ class Core:
         # [[strategies]] (or the one EMA-cloud strategy); built even when disabled: the exits read its cloud states
         return build_strategies(self.settings, self.calendar)
 
+    def _smart_router(self) -> Any:
+        """Venue scoring and TWAP splits over every broker, when [smart_router] enabled."""
+        if not self.settings.smart_router.enabled:
+            return None
+        from pipeline.execution.smart_router import SmartRouter, Venue
+
+        return SmartRouter(self.settings.smart_router, [Venue(n) for n in self.brokers], self.clock)
+
     def market_price(self, symbol: str) -> float | None:
-        """The price entries are sized on: the primary broker's own (the paper broker's, what it fills at), else
-        the data feed's last bar (the ledger's marks); None when neither has one."""
-        primary = self.brokers[self.settings.broker.primary]
-        price = primary.last_price(symbol) if isinstance(primary, QuotesPrices) else None
-        return price if price is not None else self.ledger.last_prices.get(symbol)
+        """The price entries are sized on (see `MarketPrices`); None when neither broker nor feed has one."""
+        return self.prices.price(symbol)
+
+    @property
+    def starting_equity(self) -> float:
+        """The primary broker's equity at start (the daily loss limit's base)."""
+        return self.account.starting_equity
 
     def _chain_provider(self) -> Any:
         """The primary broker's option chain; a broker without one gets none (never the synthetic chain)."""
@@ -179,8 +194,8 @@ class Core:
             if isinstance(broker, ChainVenue):  # the chains' DTE window, limits and tickers
                 broker.reconfigure_options(settings.options, chain_tickers(settings))
         self.lifecycle.reconfigure(self.config)
-        self.reconciler.notional_threshold = settings.reconcile.kill_notional_threshold
-        self.reconciliation.confirmer.reconfigure(settings.reconcile.grace_seconds)
+        self.reconciler.reconfigure(settings.reconcile.kill_notional_threshold)
+        self.reconciliation.reconfigure(settings.reconcile.grace_seconds)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -191,10 +206,8 @@ class Core:
             await self.journal.open()
             stored = await self.journal.get_kv("feedback")
             if stored:
-                self.feedback = FeedbackTracker.from_dict(stored, self.config)
-                self.orchestrator.feedback = self.feedback
-                self.lifecycle.feedback = self.feedback
-            await self.budgets.restore_from(self.journal)
+                self.feedback.restore(stored)  # the tracker the orchestrator and the lifecycle hold
+            await self.strategy_pnl.restore_from(self.journal)
         down: list[BrokerUnavailable] = []
         for name, broker in self.brokers.items():
             broker.set_event_handler(self.events.handler_for(broker))
@@ -203,8 +216,7 @@ class Core:
             except BrokerUnavailable as exc:
                 # start anyway with this broker marked down: entries go to the other one meanwhile
                 down.append(exc)
-                self.router.health[name].mark_down(str(exc))
-                self.router.unstarted.add(name)
+                self.router.mark_unstarted(name, str(exc))
                 log.error("broker_down_at_start", broker=name, error=str(exc))
         if len(down) == len(self.brokers):
             raise down[0]
@@ -240,10 +252,8 @@ class Core:
         if not self.brokers[name].is_connected():  # primary down at start-up: the broker that trades meanwhile
             name = next((n for n, b in self.brokers.items() if b.is_connected()), name)
         account = await self.brokers[name].get_account()
-        self.ledger.cash = account.cash
-        self.external.reset_cash()  # the broker's cash already reflects every hand trade so far
-        self.starting_equity = account.equity
-        log.info("book_rebuilt", positions=len(self.ledger.holdings), cash=round(account.cash, 2),
+        self.account.sync(account)  # the broker's cash already reflects every fill, hand trades included
+        log.info("book_rebuilt", positions=self.ledger.count(), cash=round(account.cash, 2),
                  equity=round(account.equity, 2), open_orders=len(self.book.working()))
 
     # -- the parts' entry points used from outside (the daemon's loops, the control commands, tests) ---------
@@ -265,23 +275,8 @@ class Core:
 
     # -- account view, router callbacks, settle, alerts ---------------------------------------------------
     def account_state(self) -> AccountState:
-        """The book as the risk gate sees it, external positions included (they are real risk)."""
-        equity = self.ledger.equity()
-        # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
-        # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
-        buying_power = max(0.0, self.ledger.cash - 2.0 * self.ledger.short_market_value())
-        return self.external.account_view(AccountState(
-            equity=equity, cash=self.ledger.cash, buying_power=buying_power,
-            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
-            starting_equity=self.starting_equity or equity))
-
-    def _on_split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
-        """The parent's reservation passes to its child orders, each tracked as an order of its own."""
-        self.orchestrator.release(parent.client_order_id)
-        self.book.transition(parent.client_order_id, OrderState.REPLACED)  # never sent itself: nothing to resolve
-        for child in children:
-            self.book.reserve(child)
-            self.lifecycle.register_intent(child)
+        """The book as the risk gate sees it, external positions included (see `AccountBook`)."""
+        return self.account.account_state()
 
     async def consume_signals(self) -> None:
         """External signals (webhook, CLI) published on the bus, decided one at a time."""
@@ -293,21 +288,6 @@ class Core:
                 await self.engine.submit_signal(signal)
             except Exception:
                 log.exception("signal_failed", signal_id=getattr(signal, "signal_id", None))
-
-    async def _on_order_result(self, intent: OrderIntent, result: OrderResult) -> None:
-        # rejections decided by the router (nothing reached a broker, or a final 4xx) and entries the kill switch
-        # stopped before the wire produce no broker event
-        withheld = result.status == OrderStatus.CANCELED and not result.found_existing
-        if result.status == OrderStatus.REJECTED or withheld:
-            await self.lifecycle.on_broker_event(OrderUpdate(
-                intent.client_order_id, result.status, result.broker, result.broker_order_id,
-                intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
-            ))
-        elif result.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
-            self.book.accepted(intent.client_order_id, self.clock.now())
-        if result.found_existing and result.status.is_final and intent.kind == "entry":
-            # a resend after a restart found it already final at the broker: no event will come to release it
-            self.orchestrator.release(intent.client_order_id)
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until in-flight orders and the broker events they caused have been applied.
@@ -333,21 +313,8 @@ class Core:
         log.warning("settle_timed_out", in_flight=self.router.in_flight(), events_pending=self.events.pending())
 
     async def alert(self, kind: str, message: str, severity: str = "warning", **fields: Any) -> None:
-        if self.alert_hook is not None:
-            await self.alert_hook(kind, message, severity, **fields)
-        else:
-            log.warning("alert", kind=kind, message=message, severity=severity, **fields)
-
-    def _alert_soon(self, kind: str, message: str, severity: str = "warning") -> None:
-        """Fire-and-forget alert from synchronous code (a kill switch trip in a signal handler)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            log.warning("alert", kind=kind, message=message, severity=severity)
-            return
-        task = loop.create_task(self.alert(kind, message, severity))
-        self._alert_tasks.add(task)
-        task.add_done_callback(self._alert_tasks.discard)
+        """Raise an alert (see `AlertRelay`: the daemon's dispatcher once attached, else the log)."""
+        await self.alerts.alert(kind, message, severity, **fields)
 
     # -- reconciliation and views ----------------------------------------------------------------------
     async def reconcile(self) -> ReconciliationReport:
@@ -355,13 +322,6 @@ class Core:
         report = await self.reconciliation.run()
         self.stops.refresh()  # the resting stops follow what it learned (someone else's trades cap them)
         return report
-
-    def _on_external_fill(self, fill: Any) -> bool:
-        """Someone else's fill: counted as external; a resting stop of ours on that symbol never sells more than
-        the account still holds of ours."""
-        fresh = self.external.apply_fill(fill)
-        self.stops.request_sync(fill.symbol)
-        return fresh
 
     async def reconcile_at_start(self) -> ReconciliationReport:
         """The start-up reconciliation before READY: a difference the first check sees is checked once more."""
@@ -382,7 +342,7 @@ class Core:
         return {"ticker": p.ticker, "symbol": p.symbol, "direction": str(p.direction), "shares": p.shares,
                 "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
                 "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
-                "broker": p.broker, "signal_id": p.signal_id, "sector": self.orchestrator.sectors.get(p.ticker),
+                "broker": p.broker, "signal_id": p.signal_id, "sector": self.sectors.get(p.ticker),
                 "strategy": p.strategy, "entry_time": p.entry_time.isoformat() if p.entry_time else None,
                 "external": p.origin == "external", "adopted": p.origin == "adopted",
                 "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}

@@ -74,7 +74,7 @@ class FeedLoop:
                     last_log = engine.batches
                     log.info("bars", batches=engine.batches, bars=engine.bars, last=batch[0].timestamp.isoformat(),
                              signals=engine.signals, entries=engine.entries, exits=engine.exits,
-                             positions=len(self.core.ledger.holdings), equity=round(self.core.ledger.equity(), 2))
+                             positions=self.core.ledger.count(), equity=round(self.core.ledger.equity(), 2))
         except Exception:
             log.exception("feed_failed")
         finally:

@@ -133,15 +133,13 @@ class OrderLimbo:
         candidates = {r.client_order_id: r.intent for r in self.core.book.working() if r.client_order_id not in sending}
         if not candidates:
             return []
-        marks = ",".join("?" * len(candidates))
         try:
-            rows = await self.core.journal.query(
-                f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})", tuple(candidates))
+            journaled = await self.core.journal.journaled(list(candidates))
         except Exception as exc:
             log.warning("journal_unreadable", error=str(exc))
             return []
-        for row in rows:
-            candidates.pop(row["client_order_id"], None)
+        for coid in journaled:
+            candidates.pop(coid, None)
         retried = sorted(candidates.values(), key=lambda i: i.kind == "entry")
         max_age = timedelta(seconds=self.core.config.max_signal_age_seconds)
         now = self.core.clock.now()

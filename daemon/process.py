@@ -70,7 +70,7 @@ class Daemon:
             active = self.core.kill_switch.is_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
             log.info("daemon_ready", kill_switch=active,
-                     positions=len(self.core.ledger.holdings), **await ready_summary(self.core, self.clock))
+                     positions=self.core.ledger.count(), **await ready_summary(self.core, self.clock))
             interval = watchdog_interval()
             if interval:
                 self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
@@ -89,10 +89,6 @@ class Daemon:
         """Stop as SIGTERM would."""
         log.info("shutdown_requested")
         self._stop.set()
-
-    def trading_service(self) -> Any:
-        """The high-level buy/sell/rebalance API over this daemon's core (built on first use)."""
-        return self.handlers.trading_service()
 
     # -- background loops -------------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
@@ -126,7 +122,7 @@ class Daemon:
             await self.services.refresh()
             ticks += 1
             if ticks % 5 == 0:
-                if self.core.router.unstarted:
+                if self.core.router.unstarted_brokers():
                     await self.core.connect_unstarted()
                 await self.core.check_overdue()
             await asyncio.sleep(1.0)
@@ -152,7 +148,7 @@ class Daemon:
             return False, f"event loop unresponsive for {lag:.1f}s"
         primary = self.settings.broker.primary
         broker = self.core.brokers[primary]
-        state = self.core.router.health[primary].state
+        state = self.core.router.broker_state(primary)
         if not broker.is_connected() or state == "down":
             return False, f"primary broker {primary} is {'down' if state == 'down' else 'disconnected'}"
         return True, "ok"

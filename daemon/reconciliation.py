@@ -42,6 +42,10 @@ class Reconciliation:
         self.confirmer = MismatchConfirmer(core.settings.reconcile.grace_seconds)
         self._lock = asyncio.Lock()  # the timer and `ordergate reconcile` never interleave their checks
 
+    def reconfigure(self, grace_seconds: float) -> None:
+        """A new [reconcile] grace_seconds (a reload) for the confirmer."""
+        self.confirmer.reconfigure(grace_seconds)
+
     async def run(self) -> ReconciliationReport:
         """One check (serialised with any other under way); see `_check`."""
         async with self._lock:
@@ -81,9 +85,9 @@ class Reconciliation:
         # a position held at a broker that is not connected cannot be checked: it is not an orphan
         unreachable = {name for name, broker in self.core.brokers.items() if not broker.is_connected()} | skipped
         internal = [
-            {"symbol": h.position.symbol, "shares": abs(h.quantity),
-             "direction": "long" if h.quantity > 0 else "short", "price": h.position.current_price}
-            for h in self.core.ledger.holdings.values() if h.position.broker not in unreachable
+            {"symbol": position.symbol, "shares": abs(quantity),
+             "direction": "long" if quantity > 0 else "short", "price": position.current_price}
+            for position, quantity in self.core.ledger.held_at(unreachable)
         ] + [
             {"symbol": e.symbol, "shares": abs(e.quantity), "direction": "long" if e.quantity > 0 else "short",
              "price": e.avg_price}
@@ -94,7 +98,7 @@ class Reconciliation:
         found, unexplained = await self._classify(judged.confirmed)
         self._take_external(found, broker_positions, now)
         self.core.external.set_pending(self._broker_only(m) for m, _why in judged.pending)
-        report = ReconciliationReport(raw.matches, unexplained, self.core.reconciler.notional_threshold)
+        report = ReconciliationReport(raw.matches, unexplained, self.core.settings.reconcile.kill_notional_threshold)
         await self._report(report, judged, found, now)
         if unexplained:
             if self.core.settings.reconcile.policy == "adopt":
@@ -143,12 +147,7 @@ class Reconciliation:
             return True
         if self.core.journal is None:
             return False
-        rows = await self.core.journal.query(
-            "SELECT o.client_order_id FROM orders o WHERE o.symbol = ? AND o.kind != 'stop' AND (o.status IN"
-            " ('pending','new','partially_filled') OR COALESCE(o.filled_qty, 0) > 1e-9 + (SELECT"
-            " COALESCE(SUM(f.quantity), 0) FROM fills f WHERE f.client_order_id = o.client_order_id)) LIMIT 1",
-            (symbol,))
-        return bool(rows)
+        return await self.core.journal.has_unsettled_order(symbol, except_kind=STOP_KIND)
 
     def _take_external(self, found: list[Mismatch], broker_positions: list[dict[str, Any]], now: Any) -> None:
         """Record confirmed external quantities, or adopt them into the ledger (`[reconcile] external = adopt`)."""
@@ -231,13 +230,10 @@ class Reconciliation:
         for m in report.mismatches:
             bp = by_symbol.get(m.symbol)
             qty = m.broker_qty - self.core.external.quantity(m.symbol)
-            holding = self.core.ledger.holdings.get(m.symbol)
             if bp is None or abs(qty) < 1e-9:
                 self.core.ledger.drop(m.symbol)
                 continue
-            if holding is not None and (holding.quantity > 0) == (qty > 0):
-                holding.quantity = qty  # keep its stop, target and signal: only the size was wrong
-                holding.position.shares = abs(qty)
+            if self.core.ledger.resize(m.symbol, qty):  # keep its stop, target and signal: only the size was wrong
                 continue
             price = float(bp.get("avg_price") or bp.get("price") or 0.0)
             position = self._adopted_position(m.symbol, qty, price, float(bp.get("price") or price),

@@ -4,11 +4,10 @@ open asked after at their brokers, the brokers' clocks measured, brokers down at
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from pipeline.core.models import Fill, OrderIntent, OrderStatus
 from pipeline.core.ports import AdoptsOrders, MeasuresClock
 from pipeline.execution.order_resolver import Verdict
 from pipeline.execution.protective_stops import STOP_KIND
@@ -32,15 +31,14 @@ class Recovery:
         streams were never started and fills sent there could not be seen.
         """
         connected = []
-        for name in sorted(self.core.router.unstarted):
+        for name in self.core.router.unstarted_brokers():
             try:
                 await asyncio.wait_for(self.core.brokers[name].connect(),
                                        self.core.settings.broker.request_timeout_seconds)
             except Exception as exc:
                 log.info("broker_still_down", broker=name, error=str(exc))
                 continue
-            self.core.router.unstarted.discard(name)
-            self.core.router.health[name].record_success()
+            self.core.router.started(name)
             connected.append(name)
             log.warning("broker_connected_late", broker=name)
         if connected:
@@ -57,20 +55,12 @@ class Recovery:
         """
         if self.core.journal is None:
             return
-        rows = await self.core.journal.query(
-            "SELECT o.client_order_id, o.broker, o.symbol, o.side, o.created_ts,"
-            " COALESCE(SUM(f.quantity), 0) AS qty, COALESCE(SUM(f.quantity * f.price), 0) AS notional"
-            " FROM orders o LEFT JOIN fills f ON f.client_order_id = o.client_order_id"
-            " WHERE o.status IN ('pending','new','partially_filled') GROUP BY o.client_order_id")
-        for row in rows:
-            broker = self.core.brokers.get(row["broker"] or "")
+        for order in await self.core.journal.unfinished_orders():
+            broker = self.core.brokers.get(order.broker or "")
             if not isinstance(broker, AdoptsOrders):  # local bookkeeping: connected or not
                 continue
-            from pipeline.core.models import Side
-
-            broker.track(row["client_order_id"], filled_qty=row["qty"], filled_notional=row["notional"],
-                         symbol=row["symbol"], side=Side(row["side"]),
-                         submitted_at=_parse_ts(row["created_ts"]) if row["created_ts"] else None)
+            broker.track(order.client_order_id, filled_qty=order.filled_qty, filled_notional=order.filled_notional,
+                         symbol=order.symbol, side=order.side, submitted_at=order.created_at)
         # every broker, by client order id, asking again with backoff until each has answered (READY only after)
         resolutions = await self.core.limbo.resolve_orders(until_answered=until_answered)
         log.info("open_orders_recovered", orders=len(resolutions),
@@ -101,24 +91,16 @@ class Recovery:
         (its state from its journaled status, its venue, its fills by id), each open entry reserving its unfilled
         rest and each open exit its symbol's pending exit."""
         if self.core.journal is not None:
-            for row in await self.core.journal.query("SELECT client_order_id, intent, status, broker FROM orders"):
-                intent = _intent_from_json(row["intent"])
-                if intent is not None:
-                    venue = row["broker"] if row["broker"] in self.core.brokers else None
-                    self.core.book.restore(intent, _status_of(row["status"]), venue)
-            from pipeline.core.models import Side
-
+            for intent, status, broker in await self.core.journal.order_records():
+                self.core.book.restore(intent, status, broker if broker in self.core.brokers else None)
             applied: dict[str, float] = {}
             closed = []
-            for row in await self.core.journal.fills():
-                fill = Fill(row["fill_id"], row["client_order_id"], row["symbol"], Side(row["side"]),
-                            row["quantity"], row["price"], _parse_ts(row["ts"]), row["broker"],
-                            row["broker_order_id"], row["commission"] or 0.0)
+            for fill in await self.core.journal.fill_records():
                 record = self.core.book.get(fill.client_order_id)
                 if record is not None:
                     self.core.book.add_fill(record, fill)  # journaled: a redelivery is recognised by its fill id
                 intent = record.intent if record is not None else None
-                if intent is not None and intent.reduce_only and fill.symbol not in self.core.ledger.holdings:
+                if intent is not None and intent.reduce_only and not self.core.ledger.holds(fill.symbol):
                     # the exit of a position that was not in the journal (adopted from the broker): it closed
                     # that position, it must not open one the other way
                     log.warning("rebuild_exit_without_position", client_order_id=fill.client_order_id,
@@ -139,34 +121,3 @@ class Recovery:
             await self.core.stops.rebuild()
         self.core.lifecycle.rebuild_index()
 
-
-def _intent_from_json(text: str | None) -> OrderIntent | None:
-    import json
-
-    from pipeline.core.models import AssetClass, Direction, InstrumentType, OrderType, Side
-
-    if not text:
-        return None
-    data = json.loads(text)
-    try:
-        data["side"] = Side(data["side"])
-        data["order_type"] = OrderType(data["order_type"])
-        data["asset_class"] = AssetClass(data["asset_class"])
-        data["direction"] = Direction(data["direction"])
-        data["instrument_type"] = InstrumentType(data["instrument_type"])
-        data["created_at"] = _parse_ts(data["created_at"]) if data.get("created_at") else None
-        return OrderIntent(**data)
-    except (KeyError, ValueError, TypeError) as exc:
-        log.error("journal_intent_unreadable", error=str(exc))
-        return None
-
-def _status_of(text: str | None) -> OrderStatus | None:
-    try:
-        return OrderStatus(text) if text else None
-    except ValueError:
-        return None
-
-def _parse_ts(text: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text)

@@ -66,7 +66,7 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
     with tempfile.TemporaryDirectory(prefix="ordergate-replay-") as tmp:
         run_settings = replay_settings(settings, tf, Path(state_dir or tmp))
         run_settings = Settings.model_validate(run_settings.model_dump())
-        core = Core(run_settings, clock)
+        core = Core(run_settings, clock, replay=True)
         # the kill switch of a replay starts clean: it is not the live daemon's
         core.kill_switch.deactivate(source="replay")
         await core.start()

@@ -64,8 +64,8 @@ class TradingService(_PipelineTradingService):
             core.ledger.mark(symbol, price)
         self.core = core
         super().__init__(
-            self.config, orchestrator=core.orchestrator, ledger=core.ledger, price_lookup=core.market_price,
-            account=core.account_state, clock=self._clock, lifecycle=core.lifecycle, settle=core.settle,
+            self.config, orchestrator=core.orchestrator, ledger=core.ledger, price_lookup=core.prices.price,
+            account=core.account.account_state, clock=self._clock, lifecycle=core.lifecycle, settle=core.settle,
         )
         await super().connect()
 

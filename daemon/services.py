@@ -44,11 +44,7 @@ class Services:
         self.alerts = AlertDispatcher(self.settings.alerts, wall, sinks)
         self.alerts.start()
         self.broker_monitor = BrokerDownMonitor(self.alerts, wall, self.settings.alerts.broker_down_alert_seconds)
-
-        async def hook(kind: str, message: str, severity: str = "warning", **fields: Any) -> None:
-            await self.alerts.alert(kind, message, severity, **fields)
-
-        core.alert_hook = hook
+        core.alerts.attach(self.alerts.alert)
         self.metrics = metrics = Metrics()
         self._decisions = core.bus.decisions.subscribe()  # every signal's outcome, counted from the start
         core.event_observer = self._observe_event
@@ -137,10 +133,9 @@ class Services:
             return
         metrics.set_kill_switch(core.kill_switch.is_active())
         metrics.set_daily_pnl(core.state.get_daily_pnl())
-        metrics.set_open_positions(len(core.ledger.holdings))
-        for name, health in core.router.health.items():
-            broker = core.brokers[name]
-            state = health.state if broker.is_connected() else "down"
+        metrics.set_open_positions(core.ledger.count())
+        for name, broker in core.brokers.items():
+            state = core.router.broker_state(name) if broker.is_connected() else "down"
             metrics.set_broker_health(name, state)
             await self.broker_monitor.check(name, state != "down")
 

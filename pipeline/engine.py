@@ -43,8 +43,6 @@ class TradingEngine:
         self.strategy = strategy
         self.bar_listeners = bar_listeners or []
         self.pruners: list[Callable[[], object]] = pruners or []  # in-memory brokers' bookkeeping (Prunable)
-        orchestrator.on_intent = lifecycle.register_intent
-        orchestrator.exiting = lifecycle.exiting
         self._settle = settle
         self.bars = 0
         self.batches = 0

@@ -101,6 +101,7 @@ class BotOrchestrator:
         chain_provider: Any = None,
         decisions: Topic | None = None,
         on_intent: Callable[[OrderIntent], None] | None = None,
+        exiting: Callable[[str], bool] | None = None,
         kill_switch: KillSwitch | None = None,
         slippage: float | None = None,
         book: OrderBook | None = None,
@@ -146,7 +147,7 @@ class BotOrchestrator:
         self._price_lookup = price_lookup
         self.decisions = decisions  # each decision's StageOutcome is published here (the daemon's metrics)
         self.on_intent = on_intent
-        self.exiting: Callable[[str], bool] | None = None
+        self.exiting = exiting  # ticker -> an exit of its position is working (the lifecycle's view)
         self._lock = asyncio.Lock()
         self._pnl_from_state = pnl_from_state
         self.counts: dict[str, int] = {}
@@ -304,6 +305,7 @@ class BotOrchestrator:
         intent = self._intent(signal, decision, sized, now)
         self.reservations.reserve(intent)
         self.validator.track(intent)
+        self.book.touch(intent.symbol, now)  # order activity on the symbol (reconciliation's grace)
         if self.on_intent is not None:
             self.on_intent(intent)
         self._count("approved", "approved")

@@ -152,7 +152,7 @@ async def run_fault_mix(name: str, mix: dict[str, Any], state_dir: Path) -> list
     from pipeline.core.clock import SimulatedClock
     from pipeline.core.models import TradeSignal
 
-    core = Core(_fault_settings(state_dir), SimulatedClock(SESSION))
+    core = Core(_fault_settings(state_dir), SimulatedClock(SESSION), replay=True)  # a throwaway state dir
     core.state.deactivate_kill_switch()
     await core.start()
     paper = core.brokers["paper"]

@@ -41,7 +41,6 @@ def _patch(owner: Any, name: str, make: Callable[[Any], Any]) -> None:
 
 def apply(name: str) -> None:
     """Break the daemon's code one way (see BREAKS)."""
-    from pipeline import orchestrator
     from pipeline.core.models import Fill, OrderResult, OrderStatus
     from pipeline.execution import order_router
     from pipeline.record import journal, trade_journal
@@ -117,12 +116,14 @@ def apply(name: str) -> None:
             return fills
         _patch(J, "fills", skip_last)
     elif name == "reservations_never_released":
-        from pipeline.execution import reservations
+        from pipeline.execution import order_record
+        from pipeline.positions import lifecycle
 
         def keep_filled(self: Any, client_order_id: str, quantity: float) -> None:
             return None  # a fill no longer moves its part of the reservation to the ledger
-        reservations.ReservationBook.filled = keep_filled  # type: ignore[method-assign]
-        _patch(orchestrator.BotOrchestrator, "release", lambda original: lambda self, *a, **k: None)
+        order_record.OrderBook.entry_filled = keep_filled  # type: ignore[method-assign]
+        # nor does a final status release what is left of it
+        _patch(lifecycle.LifecycleManager, "_entry_final", lambda original: lambda self, *a, **k: None)
     elif name == "kill_switch_forgotten":
         def forget(original: Any) -> Any:
             def load(self: Any) -> Any:

@@ -15,28 +15,33 @@ conflicting_signal check (the spec's check 4), naming that strategy.
 
 A signal of a strategy without a budget (no [[strategies]] entry: the webhook's default name, say) is held to
 the account-wide limits only. `room()` is what the equity share leaves: the sizing is capped to it. Daily P&L
-per strategy is fed by the lifecycle's closed trades and rebuilt from the journal's trades at start.
+per strategy comes from a `DailyPnL` (pipeline.record.strategy_pnl: fed by closed trades, rebuilt at start).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime
-from typing import Any
+from collections.abc import Iterable
+from datetime import date
+from typing import Any, Protocol
 
 from config.settings import ExecutorConfig, StrategySpec
-from pipeline.core.calendar import trading_day
 from pipeline.core.models import AccountState, Position, RiskDecision, TradeSignal
 
 PASS = RiskDecision(True)
+
+
+class DailyPnL(Protocol):
+    """Each strategy's closed P&L on a day (pipeline.record.strategy_pnl.StrategyPnL)."""
+
+    def daily_pnl(self, strategy: str, day: date) -> float: ...
 NOT_OURS = ("external",)  # positions not opened by ordergate belong to no strategy
 
 
 class StrategyBudgets:
     """The per-strategy limits of the configured strategies, and each one's closed P&L per day."""
 
-    def __init__(self, specs: Iterable[StrategySpec], executor: ExecutorConfig, *, one_per_symbol: bool = True,
-                 also_known: Iterable[str] = ()) -> None:
+    def __init__(self, specs: Iterable[StrategySpec], executor: ExecutorConfig, pnl: DailyPnL, *,
+                 one_per_symbol: bool = True, also_known: Iterable[str] = ()) -> None:
         """`one_per_symbol=False` (no [[strategies]] section: today's one strategy plus the webhook) leaves a held
         ticker to the gate's duplicate and conflict checks alone, as before strategies were configurable.
         `also_known`: names without a budget that signals may carry (the webhook's default strategy); a signal
@@ -45,37 +50,10 @@ class StrategyBudgets:
         self.one_per_symbol = one_per_symbol
         self.also_known = frozenset(also_known)
         self.executor = executor
-        self._pnl: dict[tuple[date, str], float] = {}
+        self.pnl = pnl
 
     def reconfigure(self, executor: ExecutorConfig) -> None:
         self.executor = executor
-
-    # -- daily P&L ------------------------------------------------------------------------------------------------
-    def record(self, strategy: str, pnl: float, day: date) -> None:
-        """A closed trade of `strategy` on New York `day`."""
-        key = (day, strategy)
-        self._pnl[key] = self._pnl.get(key, 0.0) + pnl
-        for old in [k for k in self._pnl if k[0] < day]:  # yesterday's figures are not needed any more
-            del self._pnl[old]
-
-    def record_trade(self, strategy: str, pnl: float, exit_time: datetime) -> None:
-        """A closed trade (the lifecycle's hook): counted on the New York day of its exit."""
-        self.record(strategy, pnl, trading_day(exit_time))
-
-    def daily_pnl(self, strategy: str, day: date) -> float:
-        return self._pnl.get((day, strategy), 0.0)
-
-    def restore(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Closed P&L per day and strategy from journal rows (`day`, `strategy`, `pnl`), added to what is held."""
-        for row in rows:
-            if row.get("day") and row.get("strategy"):
-                key = (date.fromisoformat(str(row["day"])), str(row["strategy"]))
-                self._pnl[key] = self._pnl.get(key, 0.0) + float(row["pnl"] or 0.0)
-
-    async def restore_from(self, journal: Any) -> None:
-        """Each strategy's closed P&L per day from the journal's trades, so a restart keeps each one's daily loss.
-        Every day, not only the clock's at start: a simulated run resumes later in its data."""
-        self.restore(await journal.query("SELECT day, strategy, SUM(pnl) AS pnl FROM trades GROUP BY day, strategy"))
 
     def status(self, positions: Iterable[Position], day: date) -> dict[str, dict[str, Any]]:
         """Per configured strategy: its open positions and their value, today's closed P&L, and its limits."""
@@ -85,7 +63,7 @@ class StrategyBudgets:
         return {name: {"open_positions": len(held.get(name, [])),
                        "market_value": round(sum(p.market_value for p in held.get(name, [])), 2),
                        "unrealized_pnl": round(sum(p.unrealized_pnl for p in held.get(name, [])), 2),
-                       "daily_pnl": round(self.daily_pnl(name, day), 2), "kind": spec.kind,
+                       "daily_pnl": round(self.pnl.daily_pnl(name, day), 2), "kind": spec.kind,
                        "max_positions": spec.max_positions, "equity_share": spec.equity_share,
                        "daily_loss": spec.daily_loss}
                 for name, spec in self.specs.items()}
@@ -113,7 +91,7 @@ class StrategyBudgets:
             return PASS
         if spec.daily_loss is not None:
             limit = spec.daily_loss * account.starting_equity
-            pnl = self.daily_pnl(name, day)
+            pnl = self.pnl.daily_pnl(name, day)
             if pnl <= -limit:
                 return RiskDecision(False, f"strategy_daily_loss: strategy {name} daily P&L {pnl:,.2f} reached its "
                                            f"limit -{limit:,.2f} ({spec.daily_loss:.1%} of starting equity)",

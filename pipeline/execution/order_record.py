@@ -127,8 +127,13 @@ class OrderBook:
         self._records: dict[str, OrderRecord] = {}
         self._reserved: dict[str, OrderRecord] = {}   # index: entries holding a reservation
         self.exits: dict[str, str] = {}               # symbol -> client order id of its working exit
+        self.activity: dict[str, datetime] = {}       # symbol -> last order activity, ours or anyone's
 
     # -- records ------------------------------------------------------------------------------------------
+    def touch(self, symbol: str, now: datetime) -> None:
+        """Order activity on `symbol` now (an order sent, an update or fill seen): reconciliation waits its grace."""
+        self.activity[symbol] = now
+
     def add(self, intent: OrderIntent) -> OrderRecord:
         """The record of this intent, created (state `created`) when it is new."""
         record = self._records.get(intent.client_order_id)

@@ -125,6 +125,7 @@ class OrderRouter:
         on_result: ResultHandler | None = None,
         kill_switch: KillSwitch | None = None,
         book: OrderBook | None = None,
+        smart: SmartRouter | None = None,
     ) -> None:
         self.brokers = brokers
         self.book = book if book is not None else OrderBook()  # each order's record: its venue, sent or not
@@ -144,10 +145,9 @@ class OrderRouter:
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.venues = VenuesView(self.book)  # client order id -> the broker it was sent to (for cancels)
         self.unstarted: set[str] = set()  # brokers whose connect() never succeeded: never routed to
-        self.smart: SmartRouter | None = None
+        self.smart = smart  # venue scores and TWAP splits of entries ([smart_router] enabled)
         self._scheduled = 0
         self._parents = 0
-        self.on_split: Callable[[OrderIntent, list[OrderIntent]], None] | None = None
         self._outcomes: set[str] = set()  # client order ids whose outcome the smart router has learnt
 
     def record_outcome(self, client_order_id: str, *, filled: bool) -> None:
@@ -163,6 +163,35 @@ class OrderRouter:
             self._outcomes.clear()
         smart.record_result(venue, filled=filled)
 
+    def send_results_to(self, handler: ResultHandler | None) -> None:
+        """Every submission's result goes to `handler` from now on (the lifecycle: rejections the router decided,
+        accepted orders, entries found final after a restart)."""
+        self.on_result = handler
+
+    # -- each broker's health as the router sees it ------------------------------------------------------
+    def mark_unstarted(self, name: str, error: str) -> None:
+        """`name`'s connect() failed at start-up: down, and never routed to (not even as a half-open probe: its
+        event stream never started) until `started(name)`."""
+        self.health[name].mark_down(error)
+        self.unstarted.add(name)
+
+    def started(self, name: str) -> None:
+        """A broker down at start-up has connected: routed to again."""
+        self.unstarted.discard(name)
+        self.health[name].record_success()
+
+    def unstarted_brokers(self) -> list[str]:
+        """The brokers whose start-up connect has not succeeded yet, by name."""
+        return sorted(self.unstarted)
+
+    def broker_state(self, name: str) -> str:
+        """up, degraded or down (the circuit breaker's view of `name`)."""
+        return self.health[name].state
+
+    def broker_health(self) -> dict[str, dict[str, Any]]:
+        """Every broker's health snapshot (state, failures, last error), by name."""
+        return {name: health.snapshot() for name, health in self.health.items()}
+
     # -- public ---------------------------------------------------------------------------------------
     def dispatch(self, intent: OrderIntent) -> asyncio.Task[OrderResult]:
         """Submit in a task of its own; the result goes to `on_result`.
@@ -173,8 +202,7 @@ class OrderRouter:
         if self.smart is not None and self.smart.enabled and intent.kind is OrderKind.ENTRY and not intent.broker:
             intent, children = self._smart_route(intent)
             if len(children) > 1:
-                if self.on_split is not None:
-                    self.on_split(intent, children)
+                self._split(intent, children)
                 tasks = [self._spawn(self._submit_and_report(c, at=c.created_at), c) for c in children]
                 return self._spawn(self._all_children(intent, tasks), intent)
         return self._spawn(self._submit_and_report(intent), intent)
@@ -214,6 +242,16 @@ class OrderRouter:
         if self.on_result is not None:
             await self.on_result(intent, result)
         return result
+
+    def _split(self, parent: OrderIntent, children: list[OrderIntent]) -> None:
+        """The parent's reservation passes to its child orders, each an order of its own in the order record; the
+        parent is never sent itself (replaced: nothing to resolve)."""
+        now = self.clock.now()
+        self.book.release(parent.client_order_id, now=now)
+        self.book.transition(parent.client_order_id, OrderState.REPLACED)
+        for child in children:
+            self.book.reserve(child)
+            self.book.touch(child.symbol, now)
 
     def _spawn(self, coro: Any, intent: OrderIntent) -> asyncio.Task[OrderResult]:
         task = asyncio.create_task(coro, name=f"order-{intent.client_order_id}")

@@ -172,3 +172,30 @@ class Ledger:
     def drop(self, symbol: str) -> None:
         """Forget a position the broker does not hold (reconciliation policy 'adopt')."""
         self.holdings.pop(symbol, None)
+
+    def resize(self, symbol: str, quantity: float) -> bool:
+        """Take the broker's signed quantity for a position held on the same side (reconciliation policy 'adopt':
+        its stop, target and signal stay, only the size was wrong); False when none is held on that side."""
+        holding = self.holdings.get(symbol)
+        if holding is None or (holding.quantity > 0) != (quantity > 0):
+            return False
+        holding.quantity = quantity
+        holding.position.shares = abs(quantity)
+        return True
+
+    # -- what is held ---------------------------------------------------------------------------------
+    def holds(self, symbol: str) -> bool:
+        """Whether a position in `symbol` is open."""
+        return symbol in self.holdings
+
+    def count(self) -> int:
+        """How many positions are open."""
+        return len(self.holdings)
+
+    def last_price(self, symbol: str) -> float | None:
+        """The latest price marked for `symbol` (a bar or a fill), or None."""
+        return self.last_prices.get(symbol)
+
+    def held_at(self, unreachable: set[str]) -> list[tuple[Position, float]]:
+        """Each open position with its signed quantity, except those held at a broker in `unreachable`."""
+        return [(h.position, h.quantity) for h in self.holdings.values() if h.position.broker not in unreachable]

@@ -33,6 +33,7 @@ from pipeline.core.models import (
     InstrumentType,
     OrderIntent,
     OrderKind,
+    OrderResult,
     OrderStatus,
     OrderUpdate,
     Position,
@@ -45,9 +46,11 @@ from pipeline.execution.fill_validator import FillIssue, OrderValidator
 from pipeline.execution.order_record import IntentsView, OrderBook
 from pipeline.execution.order_router import OrderRouter
 from pipeline.positions.exit_monitor import ExitMonitor
+from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger, RoundTrip
 from pipeline.record.feedback import FeedbackTracker
 from pipeline.record.journal import Journal
+from pipeline.record.strategy_pnl import StrategyPnL
 from pipeline.record.trade_journal import ClosedTrade, TradeJournalWriter
 from pipeline.safety.kill_switch import KillSwitch
 from pipeline.safety.state_manager import PersistentStateManager
@@ -55,8 +58,6 @@ from pipeline.safety.state_manager import PersistentStateManager
 log = structlog.get_logger("ordergate.lifecycle")
 AlertFn = Callable[..., Awaitable[None]]
 CloudSource = Any  # the strategy: recent_states(symbol, timeframe, n), completed_on_last_bar(symbol)
-ReleaseFn = Callable[[str, float | None, bool], None]
-EntryFilledFn = Callable[[str, float], None]
 
 
 class LifecycleManager:
@@ -75,14 +76,11 @@ class LifecycleManager:
         validator: OrderValidator | None = None,
         feedback: FeedbackTracker | None = None,
         clouds: CloudSource = None,
-        release: ReleaseFn | None = None,
-        entry_filled: EntryFilledFn | None = None,
         alert: AlertFn | None = None,
         starting_equity: Callable[[], float] | None = None,
         kill_switch: KillSwitch | None = None,
-        on_external_fill: Callable[[Fill], bool] | None = None,
-        exit_cap: Callable[[str, float], float] | None = None,
-        on_trade: Callable[[str, float, datetime], None] | None = None,
+        external: ExternalBook | None = None,
+        strategy_pnl: StrategyPnL | None = None,
     ) -> None:
         self.config = config
         self.executor = config.executor_config
@@ -98,14 +96,11 @@ class LifecycleManager:
         self.feedback = feedback or FeedbackTracker(config)
         self.monitor = ExitMonitor(self.executor, calendar, clock)
         self.clouds = clouds
-        self.release = release
-        self.entry_filled = entry_filled
         self.alert = alert
         self._starting_equity = starting_equity
-        self.on_external_fill = on_external_fill
-        self.exit_cap = exit_cap                         # (symbol, our signed qty) -> most an exit may trade
-        self.on_trade = on_trade                         # (strategy, pnl, exit time) of each closed trade
-        self.activity: dict[str, datetime] = {}         # symbol -> last order activity (ours or anyone's)
+        self.external = external  # someone else's positions: their fills counted there, they cap our exits
+        self.exit_cap = external.exit_cap if external is not None else None  # (symbol, our qty) -> most an exit
+        self.strategy_pnl = strategy_pnl  # each strategy's closed P&L per day (its daily loss budget)
         # every order's record lives in the book the validator views (pipeline.execution.order_record)
         self.book: OrderBook = self.validator.book
         self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
@@ -114,9 +109,20 @@ class LifecycleManager:
         self._day: Any = None                            # the trading day last seen (the daily rollover)
         self.issues: list[FillIssue] = []
         self.round_trips = 0
-        self.stops: Any = None  # ProtectiveStops (set by the daemon): stops at the broker
+        self.stops: Any = None  # ProtectiveStops (see protect_with): stops at the broker
+
+    def protect_with(self, stops: Any) -> None:
+        """The protective stops at the broker (pipeline.execution.protective_stops), built after the lifecycle
+        since they register their orders with it: exits release them first, external fills and updates reach
+        them."""
+        self.stops = stops
 
     # -- registry -------------------------------------------------------------------------------------
+    @property
+    def activity(self) -> dict[str, datetime]:
+        """symbol -> last order activity, ours or anyone's (held by the order book; reconciliation's grace)."""
+        return self.book.activity
+
     @property
     def intents(self) -> IntentsView:
         """client order id -> intent of every order we know (a view over the order book)."""
@@ -134,7 +140,7 @@ class LifecycleManager:
     def register_intent(self, intent: OrderIntent) -> None:
         """Remember an order we send (entries from the orchestrator, exits from here): its record in the book."""
         self.validator.track(intent)
-        self.activity[intent.symbol] = self.clock.now()
+        self.book.touch(intent.symbol, self.clock.now())
 
     def prune(self, keep: int = 10_000) -> int:
         """Forget the oldest finished orders beyond `keep` (bounded memory in a long run); returns how many."""
@@ -335,11 +341,34 @@ class LifecycleManager:
     async def on_broker_event(self, event: OrderUpdate | Fill) -> None:
         """Apply one broker event. Fills are journaled before the ledger changes."""
         if event.symbol:
-            self.activity[event.symbol] = self.clock.now()
+            self.book.touch(event.symbol, self.clock.now())
         if isinstance(event, Fill):
             await self._on_fill(event)
         else:
             await self._on_update(event)
+
+    def _entry_final(self, client_order_id: str, filled_qty: float | None, fully_filled: bool) -> None:
+        """An entry reached a final state: its reservation in the order record is released (what filled but is not
+        in the ledger yet stays), and the router's smart venue scores learn whether it filled."""
+        self.book.release(client_order_id, filled_qty, fully_filled, self.clock.now())
+        if self.router is not None and filled_qty is not None:
+            self.router.record_outcome(client_order_id, filled=fully_filled or filled_qty > 0)
+
+    async def on_order_result(self, intent: OrderIntent, result: OrderResult) -> None:
+        """The router's answer for a submission. Rejections it decided (nothing reached a broker, or a final 4xx)
+        and entries the kill switch stopped before the wire bring no broker event: applied here as one. An
+        accepted order is marked so; an entry a resend after a restart found already final is released (no
+        event will come for it)."""
+        withheld = result.status == OrderStatus.CANCELED and not result.found_existing
+        if result.status == OrderStatus.REJECTED or withheld:
+            await self.on_broker_event(OrderUpdate(
+                intent.client_order_id, result.status, result.broker, result.broker_order_id,
+                intent.symbol, intent.side, reason=result.reason, timestamp=self.clock.now(),
+            ))
+        elif result.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED):
+            self.book.accepted(intent.client_order_id, self.clock.now())
+        if result.found_existing and result.status.is_final and intent.kind == "entry":
+            self.book.release(intent.client_order_id, now=self.clock.now())
 
     async def _on_update(self, update: OrderUpdate) -> None:
         now = self.clock.now()
@@ -360,8 +389,8 @@ class LifecycleManager:
         if not update.status.is_final:
             return
         intent = self.intents.get(update.client_order_id)
-        if intent is not None and intent.kind is OrderKind.ENTRY and self.release is not None:
-            self.release(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
+        if intent is not None and intent.kind is OrderKind.ENTRY:
+            self._entry_final(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
         if intent is not None and intent.kind is OrderKind.EXIT \
                 and self.pending_exits.get(intent.symbol) == update.client_order_id:
             # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
@@ -396,8 +425,8 @@ class LifecycleManager:
         before = self.ledger.position(fill.symbol)
         trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
         after = self.ledger.position(fill.symbol)
-        if intent is not None and intent.kind is OrderKind.ENTRY and self.entry_filled is not None:
-            self.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
+        if intent is not None and intent.kind is OrderKind.ENTRY:
+            self.book.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
         log.info("fill_applied", signal_id=intent.signal_id if intent else None,
                  strategy=intent.strategy if intent else None, client_order_id=fill.client_order_id,
                  symbol=fill.symbol, side=str(fill.side),
@@ -428,7 +457,9 @@ class LifecycleManager:
 
     async def _external_fill(self, fill: Fill) -> None:
         """A fill of an order someone else placed in the account: recorded and alerted, never booked."""
-        fresh = self.on_external_fill(fill) if self.on_external_fill is not None else True
+        fresh = self.external.apply_fill(fill) if self.external is not None else True
+        if self.stops is not None:
+            self.stops.request_sync(fill.symbol)  # a resting stop of ours never sells more than we still hold
         if not fresh:
             return
         detail = (f"fill {fill.fill_id}: {fill.side} {fill.quantity:g} {fill.symbol} at {fill.price:g} for order "
@@ -473,8 +504,8 @@ class LifecycleManager:
                 log.info("feedback_weights_adjusted", adjustments=adjustment)
                 if self.journal is not None:
                     await self.journal.set_kv("feedback", self.feedback.to_dict())
-        if self.on_trade is not None:
-            self.on_trade(pos.strategy, trip.pnl, trip.exit_time)
+        if self.strategy_pnl is not None:
+            self.strategy_pnl.record(pos.strategy, trip.pnl, trip.exit_time)
         await self._loss_limits(trip.pnl)
 
     async def _loss_limits(self, pnl: float) -> None:

@@ -94,6 +94,10 @@ class PositionReconciler:
             raise ValueError(f"notional_threshold: must be >= 0, got {notional_threshold!r}")
         self.notional_threshold = notional_threshold
 
+    def reconfigure(self, notional_threshold: float) -> None:
+        """Judge unexplained mismatches against a new kill threshold from the next reconciliation on."""
+        self.notional_threshold = notional_threshold
+
     def reconcile(self, internal_positions: Iterable[Any], broker_positions: Iterable[Any]) -> ReconciliationReport:
         """Match by symbol: equal signed quantity = match; broker only = ghost; internal only = orphan."""
         internal = _aggregate(internal_positions, "internal_positions")

@@ -181,6 +181,14 @@ class FeedbackTracker:
         tracker.adjustments_made = _count(data, "adjustments_made")
         return tracker
 
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take the state `to_dict()` saved (validated as `from_dict` does) in place, so that every component
+        holding this tracker sees it."""
+        saved = FeedbackTracker.from_dict(data, self.config, sensitivity=self.sensitivity, min_trades=self.min_trades)
+        self._returns, self._weights = saved._returns, saved._weights
+        self.total_trades, self.trades_since_adjust = saved.total_trades, saved.trades_since_adjust
+        self.adjustments_made = saved.adjustments_made
+
 
 def _count(data: dict[str, Any], key: str) -> int:
     value = data.get(key, 0)

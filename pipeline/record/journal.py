@@ -17,10 +17,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pipeline.core.models import Fill, OrderIntent, OrderStatus, TradeSignal
+import structlog
+
+from pipeline.core.models import (
+    AssetClass,
+    Direction,
+    Fill,
+    InstrumentType,
+    OrderIntent,
+    OrderStatus,
+    OrderType,
+    Side,
+    TradeSignal,
+)
 from pipeline.record.journal_check import journal_damage, move_aside
 
 T = TypeVar("T")
+log = structlog.get_logger("ordergate.journal")
 SCHEMA_VERSION = 2  # 2: the strategy columns (ADDED_COLUMNS)
 
 SCHEMA = """
@@ -333,6 +346,98 @@ class Journal:
     async def get_kv(self, key: str, default: Any = None) -> Any:
         rows = await self.query("SELECT value FROM kv WHERE key=?", (key,))
         return json.loads(rows[0]["value"]) if rows else default
+
+    # -- typed reads for recovery and reconciliation (the daemon holds no SQL) ------------------------------
+    async def order_records(self) -> list[tuple[OrderIntent, OrderStatus | None, str | None]]:
+        """Every journaled order as (intent, status, broker), oldest first; an unreadable intent is logged and
+        left out."""
+        rows = await self.query("SELECT intent, status, broker FROM orders ORDER BY rowid")
+        out = []
+        for row in rows:
+            intent = intent_from_json(row["intent"])
+            if intent is not None:
+                out.append((intent, _status_of(row["status"]), row["broker"]))
+        return out
+
+    async def unfinished_orders(self) -> list[UnfinishedOrder]:
+        """Orders not in a final state, each with what its journaled fills add up to."""
+        rows = await self.query(
+            "SELECT o.client_order_id, o.broker, o.symbol, o.side, o.created_ts,"
+            " COALESCE(SUM(f.quantity), 0) AS qty, COALESCE(SUM(f.quantity * f.price), 0) AS notional"
+            " FROM orders o LEFT JOIN fills f ON f.client_order_id = o.client_order_id"
+            " WHERE o.status IN ('pending','new','partially_filled') GROUP BY o.client_order_id")
+        return [UnfinishedOrder(r["client_order_id"], r["broker"], r["symbol"], Side(r["side"]),
+                                datetime.fromisoformat(r["created_ts"]) if r["created_ts"] else None,
+                                r["qty"], r["notional"]) for r in rows]
+
+    async def fill_records(self) -> list[Fill]:
+        """Every journaled fill as a Fill, in the order it was journaled (the ledger is rebuilt from these)."""
+        return [Fill(r["fill_id"], r["client_order_id"], r["symbol"], Side(r["side"]), r["quantity"], r["price"],
+                     datetime.fromisoformat(r["ts"]), r["broker"], r["broker_order_id"], r["commission"] or 0.0)
+                for r in await self.fills()]
+
+    async def journaled(self, client_order_ids: list[str]) -> set[str]:
+        """Which of these client order ids have an order row."""
+        if not client_order_ids:
+            return set()
+        marks = ",".join("?" * len(client_order_ids))
+        rows = await self.query(f"SELECT client_order_id FROM orders WHERE client_order_id IN ({marks})",
+                                tuple(client_order_ids))
+        return {r["client_order_id"] for r in rows}
+
+    async def has_unsettled_order(self, symbol: str, *, except_kind: str) -> bool:
+        """Whether an order on `symbol` (not of `except_kind`) is unfinished, or filled more than the journal has
+        fills for."""
+        rows = await self.query(
+            "SELECT o.client_order_id FROM orders o WHERE o.symbol = ? AND o.kind != ? AND (o.status IN"
+            " ('pending','new','partially_filled') OR COALESCE(o.filled_qty, 0) > 1e-9 + (SELECT"
+            " COALESCE(SUM(f.quantity), 0) FROM fills f WHERE f.client_order_id = o.client_order_id)) LIMIT 1",
+            (symbol, except_kind))
+        return bool(rows)
+
+    async def recent_orders(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest orders, newest first (`ordergate orders`)."""
+        return await self.query(
+            "SELECT client_order_id, signal_id, kind, broker, symbol, side, quantity, status, filled_qty,"
+            " filled_avg_price, reason, created_ts FROM orders ORDER BY created_ts DESC LIMIT ?", (limit,))
+
+
+@dataclass(slots=True, frozen=True)
+class UnfinishedOrder:
+    """A journaled order not final yet, with the quantity and notional of its journaled fills."""
+
+    client_order_id: str
+    broker: str | None
+    symbol: str
+    side: Side
+    created_at: datetime | None
+    filled_qty: float
+    filled_notional: float
+
+
+def intent_from_json(text: str | None) -> OrderIntent | None:
+    """The OrderIntent journaled as JSON (its enums and time restored); None, logged, when it cannot be read."""
+    if not text:
+        return None
+    data = json.loads(text)  # a row that is not JSON at all is damage: the start stops (journal_check)
+    try:
+        data["side"] = Side(data["side"])
+        data["order_type"] = OrderType(data["order_type"])
+        data["asset_class"] = AssetClass(data["asset_class"])
+        data["direction"] = Direction(data["direction"])
+        data["instrument_type"] = InstrumentType(data["instrument_type"])
+        data["created_at"] = datetime.fromisoformat(data["created_at"]) if data.get("created_at") else None
+        return OrderIntent(**data)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.error("journal_intent_unreadable", error=str(exc))
+        return None
+
+
+def _status_of(text: str | None) -> OrderStatus | None:
+    try:
+        return OrderStatus(text) if text else None
+    except ValueError:
+        return None
 
 
 _STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,

@@ -163,7 +163,7 @@ async def test_accepted_market_order_without_fill_is_looked_up_and_alerted(tmp_p
     async def hook(kind: str, message: str, severity: str = "warning", **_fields) -> None:
         alerts.append((kind, message))
 
-    core.alert_hook = hook
+    core.alerts.attach(hook)
     paper = core.brokers["paper"]
     try:
         paper.set_price("AAA", 100.0)

@@ -28,7 +28,7 @@ def _alerts(core: Core) -> list[tuple[str, str]]:
     async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
         seen.append((kind, message))
 
-    core.alert_hook = hook
+    core.alerts.attach(hook)
     return seen
 
 

@@ -211,7 +211,7 @@ async def test_exits_trade_only_ordergates_part_of_a_symbol_someone_else_also_tr
     async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
         alerts.append((kind, severity, message))
 
-    core.alert_hook = hook
+    core.alerts.attach(hook)
     try:
         held = {}
         for ticker in ("AAPL", "MSFT"):

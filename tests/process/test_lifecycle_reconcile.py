@@ -27,7 +27,7 @@ async def _core(tmp_path: Path, policy: str, threshold: float = 1_000_000.0) -> 
     async def hook(kind: str, message: str, severity: str = "warning", **_fields) -> None:
         alerts.append((kind, message))
 
-    core.alert_hook = hook
+    core.alerts.attach(hook)
     core.test_alerts = alerts  # type: ignore[attr-defined]
     return core
 

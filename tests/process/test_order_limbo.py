@@ -74,7 +74,7 @@ def _settings(tmp_path: Path, venue: str, fake: Any = None, **overrides: Any) ->
 async def _start(tmp_path: Path, venue: str, fake: Any = None, clock: Any = None,
                  alerts: Alerts | None = None, **overrides: Any) -> Core:
     core = Core(_settings(tmp_path, venue, fake, **overrides), clock or SimulatedClock(SESSION))
-    core.alert_hook = alerts
+    core.alerts.attach(alerts)
     b = core.brokers[venue]
     if isinstance(b, AlpacaBroker):
         b.stream_backoff = (0.05, 0.3)

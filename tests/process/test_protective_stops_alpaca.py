@@ -212,7 +212,7 @@ async def test_an_option_position_at_alpaca_is_marked_unprotected_and_the_operat
     async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
         alerts.append((kind, message))
 
-    core.alert_hook = hook
+    core.alerts.attach(hook)
     try:
         occ = "AAPL261218C00230000"
         core.ledger.adopt(Position("AAPL", "long", 5.0, 5.0, 2, 2.5, symbol=occ, instrument_type=InstrumentType.OPTIONS,
@@ -238,7 +238,7 @@ async def test_a_stop_cancelled_at_alpaca_is_put_back_then_alerted_if_it_keeps_g
     async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
         alerts.append(kind)
 
-    core.alert_hook = hook
+    core.alerts.attach(hook)
     try:
         signal_id, _ = await _entered(core, fake)
         for n in range(1, MAX_PUT_BACK + 1):

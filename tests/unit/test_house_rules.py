@@ -7,6 +7,9 @@
 - Optional broker/adapter features are `typing.Protocol`s (pipeline/core/ports.py), not probes: no `hasattr`
   in pipeline/ or daemon/, and no `getattr(<broker>, "name", default)` there either.
 - No module in daemon/ is over 400 lines.
+- The Core (the modules that were daemon/app.py, and reconciliation) holds no journal SQL and does not reach
+  through other objects' collections (`ledger.holdings`, `router.health`, `orchestrator.reservations`...):
+  the owners offer small public methods.
 
 The few accesses to third-party SDK internals that have no public API are listed in SDK_INTERNALS, each with
 its reason; an entry no longer used fails the test too, so the list only ever shrinks.
@@ -25,6 +28,16 @@ PACKAGES = ("pipeline", "adapters", "daemon", "config")
 PROBE_PACKAGES = ("pipeline", "daemon")
 BROKERISH = re.compile(r"broker|primary|venue|chain_provider|feed|adapter")
 DAEMON_MAX_LINES = 400
+CORE_MODULES = ("broker_events", "control_handlers", "core", "feed_loop", "limbo", "os_signals", "process",
+                "reconciliation", "recovery", "services", "wiring")
+REACHED_INTO = {  # (owner, attribute): the owner has a public method for what these were used for
+    ("orchestrator", "reservations"), ("orchestrator", "validator"), ("orchestrator", "sectors"),
+    ("orchestrator", "feedback"), ("lifecycle", "feedback"), ("lifecycle", "stops"), ("ledger", "holdings"),
+    ("ledger", "last_prices"), ("router", "health"), ("router", "unstarted"), ("router", "smart"),
+    ("router", "on_split"), ("router", "on_result"), ("engine", "pruners"), ("reconciler", "notional_threshold"),
+    ("reconciliation", "confirmer"),
+}
+SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|PRAGMA)\b", re.IGNORECASE)
 
 # (module, accessed expression) -> why it is allowed: internals of alpaca-py 0.44 with no public equivalent
 SDK_INTERNALS: dict[tuple[str, str], str] = {
@@ -181,3 +194,31 @@ def test_no_feature_probes_in_pipeline_or_daemon() -> None:
 def test_daemon_modules_are_small(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= DAEMON_MAX_LINES, f"{path.name}: {lines} lines (at most {DAEMON_MAX_LINES})"
+
+
+def _last_name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def core_reaches(source: str) -> list[tuple[int, str]]:
+    """SQL text, and attribute access to another object's collections (see REACHED_INTO), in a Core module."""
+    hits = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.match(node.value):
+            hits.append((node.lineno, node.value[:40]))
+        elif isinstance(node, ast.Attribute) and (_last_name(node.value), node.attr) in REACHED_INTO:
+            hits.append((node.lineno, ast.unparse(node)))
+    return hits
+
+
+def test_the_core_check_sees_sql_and_reach_throughs() -> None:
+    source = 'rows = q("SELECT * FROM orders")\nn = len(core.ledger.holdings)\nself.sectors = core.sectors\n'
+    assert core_reaches(source) == [(1, "SELECT * FROM orders"), (2, "core.ledger.holdings")]
+
+
+@pytest.mark.parametrize("name", CORE_MODULES)
+def test_the_core_holds_no_sql_and_reaches_through_nothing(name: str) -> None:
+    path = ROOT / "daemon" / f"{name}.py"
+    assert core_reaches(path.read_text()) == []

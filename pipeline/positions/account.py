@@ -1,0 +1,41 @@
+"""The account as the risk gate sees it: the ledger's cash and positions, the external positions (real risk,
+never traded), the state file's daily P&L, and the starting equity the broker reported at start."""
+
+from __future__ import annotations
+
+from pipeline.core.models import AccountSnapshot, AccountState
+from pipeline.positions.external import ExternalBook
+from pipeline.positions.ledger import Ledger
+from pipeline.safety.state_manager import PersistentStateManager
+
+
+class AccountBook:
+    """One owner of the account view; the orchestrator and the lifecycle read it, the daemon syncs it."""
+
+    def __init__(self, ledger: Ledger, external: ExternalBook, state: PersistentStateManager) -> None:
+        self.ledger = ledger
+        self.external = external
+        self.state = state
+        self.starting_equity = 0.0
+
+    def sync(self, account: AccountSnapshot) -> None:
+        """Cash and starting equity from the broker's account (its cash already reflects every fill, ours and
+        anyone's)."""
+        self.ledger.cash = account.cash
+        self.external.reset_cash()
+        self.starting_equity = account.equity
+
+    def get_starting_equity(self) -> float:
+        """The equity the broker reported at start (0 until synced)."""
+        return self.starting_equity
+
+    def account_state(self) -> AccountState:
+        """The book as the risk gate sees it, external positions included (they are real risk)."""
+        equity = self.ledger.equity()
+        # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
+        # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
+        buying_power = max(0.0, self.ledger.cash - 2.0 * self.ledger.short_market_value())
+        return self.external.account_view(AccountState(
+            equity=equity, cash=self.ledger.cash, buying_power=buying_power,
+            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
+            starting_equity=self.starting_equity or equity))
