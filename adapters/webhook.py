@@ -94,7 +94,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapters.http_server import CappedHttpServer
-from config.settings import WebhookSettings, scrub_secrets
+from config.settings import STRATEGY_NAME_PATTERN, WebhookSettings, scrub_secrets
 from pipeline.core.clock import Clock, monotonic
 from pipeline.core.enum_values import is_value_of
 from pipeline.core.models import Direction, SignalType, TradeSignal, signal_problems
@@ -160,6 +160,8 @@ class SignalPayload(BaseModel):
     target_price: float | None = None
     timestamp: datetime | None = None
     source: str | None = Field(default=None, min_length=1, max_length=MAX_SOURCE_LEN)
+    strategy: str | None = Field(default=None, pattern=STRATEGY_NAME_PATTERN,
+                                 description="the configured strategy it belongs to; none: [webhook] strategy")
 
     @field_validator("conviction", "entry_price", "stop_loss", "target_price", mode="before")
     @classmethod
@@ -190,7 +192,7 @@ class SignalPayload(BaseModel):
             raise SignalProblems([_split_problem(p) for p in problems])
         return self
 
-    def _build(self, received: datetime | None = None) -> TradeSignal:
+    def _build(self, received: datetime | None = None, strategy: str = "webhook") -> TradeSignal:
         return TradeSignal(
             signal_type=_as_enum(SignalType, self.signal_type),
             direction=_as_enum(Direction, self.direction),
@@ -202,11 +204,13 @@ class SignalPayload(BaseModel):
             target_price=self.target_price,
             timestamp=self.timestamp if self.timestamp is not None else received,
             source=self.source or "webhook",
+            strategy=self.strategy or strategy,
         )
 
-    def to_signal(self, received: datetime | None = None) -> TradeSignal:
-        """The `TradeSignal` (no id yet); `received` stands in for a missing timestamp."""
-        return self._build(received)
+    def to_signal(self, received: datetime | None = None, strategy: str = "webhook") -> TradeSignal:
+        """The `TradeSignal` (no id yet); `received` stands in for a missing timestamp, `strategy` for a missing
+        strategy name."""
+        return self._build(received, strategy)
 
 
 def validation_errors(exc: ValidationError) -> list[FieldError]:
@@ -486,7 +490,7 @@ class WebhookServer:
         return scrub_secrets(text, self._secrets)
 
     async def _submit(self, payload: SignalPayload, info: dict[str, Any]) -> web.Response:
-        signal = payload.to_signal(received=self.clock.now())
+        signal = payload.to_signal(received=self.clock.now(), strategy=self.settings.strategy)
         signal.source = self._scrub(signal.source)
         info.update(ticker=signal.ticker, direction=signal.direction, source=signal.source)
         task = asyncio.ensure_future(self.submit(signal))

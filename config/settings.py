@@ -301,6 +301,48 @@ class StrategySettings(_Section):
         return value
 
 
+STRATEGY_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+DEFAULT_STRATEGY = "ema_cloud"  # the name (and kind) of the one strategy run when [[strategies]] is absent
+
+
+class StrategySpec(_Section):
+    """One strategy of the daemon (a `[[strategies]]` table): what it is, what it trades, and its own risk budget
+    inside the account-wide limits of [executor] (both are checked).
+
+    `kind` names an entry point of the group `ordergate.strategies` (the shipped ones: ema_cloud,
+    daily_breakout) or a dotted path `module:Class`; it is resolved at start (an unknown one stops the start).
+    """
+
+    name: str = Field(pattern=STRATEGY_NAME_PATTERN, description="unique; carried by its signals, orders, trades")
+    kind: str = Field(min_length=1, max_length=200)
+    enabled: bool = True
+    tickers: list[str] | None = Field(None, description="symbols it trades; none: every [data] ticker")
+    timeframes: list[str] = ["5m"]
+    params: dict[str, Any] = Field(default_factory=dict, description="the strategy's own parameters")
+    max_positions: int | None = Field(None, ge=1, le=10_000, description="open positions of this strategy")
+    equity_share: float | None = Field(None, gt=0, le=1, description="most of equity its positions may hold")
+    daily_loss: float | None = Field(None, gt=0, le=1, description="daily loss limit, share of starting equity")
+
+    @field_validator("timeframes")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one timeframe")
+        for tf in value:
+            if tf not in TIMEFRAMES:
+                raise ValueError(f"unknown timeframe {tf!r}; allowed: {', '.join(TIMEFRAMES)}")
+        return value
+
+    @field_validator("tickers")
+    @classmethod
+    def _tickers(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must be a non-empty list of symbols (leave it out for every [data] ticker)")
+        return _symbols(value)
+
+
 class OptionsSettings(_Section):
     """Option contract selection windows."""
 
@@ -363,6 +405,8 @@ class WebhookSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8787, ge=0, le=65535)
     token: BearerToken = None
+    strategy: str = Field("webhook", pattern=STRATEGY_NAME_PATTERN,
+                          description="the strategy a webhook signal belongs to when it names none")
     max_body_bytes: int = Field(65_536, ge=1, le=16 * 1024 * 1024)
     rate_per_minute: int = Field(60, ge=1, le=1_000_000)
     max_connections: int = Field(256, ge=1, le=16_384, description="open connections; more are answered 503")
@@ -525,6 +569,7 @@ class Settings(BaseSettings):
     ibkr: IBKRSettings = Field(default_factory=IBKRSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
+    strategies: tuple[StrategySpec, ...] = Field(default_factory=tuple, max_length=64)
     options: OptionsSettings = Field(default_factory=OptionsSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -550,6 +595,25 @@ class Settings(BaseSettings):
             raise ValueError(f"is too long: its control socket path would be {socket_bytes} bytes, a unix socket "
                              f"allows {MAX_UNIX_SOCKET_PATH}; use a shorter directory")
         return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _unique_names(cls, value: tuple[StrategySpec, ...]) -> tuple[StrategySpec, ...]:
+        seen: set[str] = set()
+        for spec in value:
+            if spec.name in seen:
+                raise ValueError(f"strategy name {spec.name!r} is used twice; each [[strategies]] needs its own name")
+            seen.add(spec.name)
+        return value
+
+    def effective_strategies(self) -> list[StrategySpec]:
+        """The strategies the daemon runs: the enabled [[strategies]], or without that section the one EMA-cloud
+        strategy of [strategy] (today's behaviour)."""
+        if self.strategies:
+            return [spec for spec in self.strategies if spec.enabled]
+        params = self.strategy.model_dump(mode="json", exclude={"timeframes"})
+        return [StrategySpec(name=DEFAULT_STRATEGY, kind=DEFAULT_STRATEGY, timeframes=list(self.strategy.timeframes),
+                             params=params)]
 
     @model_validator(mode="after")
     def _wire(self) -> Settings:

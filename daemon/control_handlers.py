@@ -57,6 +57,7 @@ class ControlHandlers:
             "daily_pnl": core.state.get_daily_pnl(),
             "open_positions": core.ledger.count(),
             "positions": core.positions(),
+            "strategies": core.budgets.status(core.ledger.positions(), core.calendar.trading_day(core.clock.now())),
             "external_positions": core.external_positions(),  # not ordergate's: counted as risk, never traded
             "open_orders": len(core.book.reserved()) + len(core.book.exits),
             "working_orders": sorted({r.client_order_id for r in core.book.reserved()} | set(core.book.exits.values())),

@@ -38,6 +38,7 @@ from pipeline.core.ports import (
 )
 from pipeline.engine import TradingEngine
 from pipeline.entry.price_source import MarketPrices
+from pipeline.entry.strategy_budget import StrategyBudgets
 from pipeline.execution.fill_validator import OrderValidator
 from pipeline.execution.order_record import OrderBook
 from pipeline.execution.order_resolver import OrderResolver
@@ -54,6 +55,7 @@ from pipeline.positions.reconciler import PositionReconciler, ReconciliationRepo
 from pipeline.record.alerting import AlertRelay
 from pipeline.record.feedback import FeedbackTracker
 from pipeline.record.journal import Journal
+from pipeline.record.strategy_pnl import StrategyPnL
 from pipeline.record.trade_journal import TradeJournalWriter
 from pipeline.safety.kill_switch import KillSwitch
 from pipeline.safety.state_manager import PersistentStateManager
@@ -108,11 +110,15 @@ class Core:
         self.strategy = self._strategy()
         self.sectors = load_sectors()  # ticker -> sector (shipped), for the risk gate and the views
         validator = OrderValidator(self.config.fill_slippage_tolerance, self.config.fill_timeout_seconds, self.book)
+        # each strategy's closed P&L per day (pipeline.record) and its own limits inside the account's (entry)
+        self.strategy_pnl = StrategyPnL()
+        self.budgets = StrategyBudgets(settings.effective_strategies(), settings.executor, self.strategy_pnl,
+                                       one_per_symbol=bool(settings.strategies), also_known=[settings.webhook.strategy])
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
             router=self.router, journal=self.journal, validator=validator, feedback=self.feedback,
             clouds=self.strategy, alert=self.alerts.alert, starting_equity=self.account.get_starting_equity,
-            kill_switch=self.kill_switch, external=self.external,
+            kill_switch=self.kill_switch, external=self.external, strategy_pnl=self.strategy_pnl,
             quote=self.prices.price,  # held options: marked from the primary broker's quote on the underlying's bar
         )
         self.router.send_results_to(self.lifecycle.on_order_result)
@@ -122,6 +128,7 @@ class Core:
             feedback=self.feedback, price_lookup=self.prices.price, validator=validator,
             chain_provider=self._chain_provider(), slippage=settings.entry_slippage(), exiting=self.lifecycle.exiting,
             kill_switch=self.kill_switch, book=self.book, decisions=self.bus.decisions, sectors=self.sectors,
+            budgets=self.budgets,
         )
         self.stops = ProtectiveStops(
             settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,
@@ -148,10 +155,10 @@ class Core:
         self.last_reconciliation: dict[str, Any] | None = None
 
     def _strategy(self) -> Any:
-        from pipeline.strategy.ema_cloud import EmaCloudStrategy
+        from pipeline.strategy.registry import build_strategies
 
-        # built even when disabled: the exits read its cloud states
-        return EmaCloudStrategy(self.settings.strategy, calendar=self.calendar)
+        # [[strategies]] (or the one EMA-cloud strategy); built even when disabled: the exits read its cloud states
+        return build_strategies(self.settings, self.calendar)
 
     def _smart_router(self) -> Any:
         """Venue scoring and TWAP splits over every broker, when [smart_router] enabled."""
@@ -203,6 +210,7 @@ class Core:
             stored = await self.journal.get_kv("feedback")
             if stored:
                 self.feedback.restore(stored)  # the tracker the orchestrator and the lifecycle hold
+            await self.strategy_pnl.restore_from(self.journal)
         down: list[BrokerUnavailable] = []
         for name, broker in self.brokers.items():
             broker.set_event_handler(self.events.handler_for(broker))
@@ -338,7 +346,7 @@ class Core:
                 "entry_price": round(p.entry_price, 4), "current_price": round(p.current_price, 4),
                 "stop_loss": p.stop_loss, "target_price": p.target_price, "unrealized_pnl": round(p.unrealized_pnl, 2),
                 "broker": p.broker, "signal_id": p.signal_id, "sector": self.sectors.get(p.ticker),
-                "entry_time": p.entry_time.isoformat() if p.entry_time else None,
+                "strategy": p.strategy, "entry_time": p.entry_time.isoformat() if p.entry_time else None,
                 "external": p.origin == "external", "adopted": p.origin == "adopted",
                 "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}
 

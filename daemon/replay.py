@@ -31,6 +31,8 @@ def replay_settings(settings: Settings, timeframe: str, state_dir: Path) -> Sett
     judges the daemon's own exits: no protective stops at the (simulated) broker unless the replay's own
     settings ask for them (`ordergate replay` with ORDERGATE_EXITS__BROKER_STOP=true)."""
     strategy_tf = settings.strategy.timeframes if timeframe in ("1m",) else [timeframe]
+    strategies = settings.strategies if timeframe in ("1m",) else tuple(
+        spec.model_copy(update={"timeframes": [timeframe]}) for spec in settings.strategies)
     exits = settings.exits if "broker_stop" in settings.exits.model_fields_set else \
         settings.exits.model_copy(update={"broker_stop": False})
     return settings.model_copy(update={
@@ -39,6 +41,7 @@ def replay_settings(settings: Settings, timeframe: str, state_dir: Path) -> Sett
         "broker": settings.broker.model_copy(update={"primary": "paper", "fallback": None}),
         "paper": settings.paper.model_copy(update={"persistent": False}),
         "strategy": settings.strategy.model_copy(update={"timeframes": strategy_tf}),
+        "strategies": strategies,
         "journal": settings.journal.model_copy(update={"synchronous": "NORMAL", "durability": "batched"}),
     })
 
@@ -52,6 +55,7 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
     from adapters.replay import ReplayFeed
     from daemon.core import Core
     from pipeline.record.performance import EquityRecorder, buy_and_hold, performance
+    from pipeline.record.strategy_summary import strategy_summaries
     from pipeline.record.trade_journal import summarize, summarize_by
 
     paths = path if isinstance(path, list) else [path]
@@ -79,6 +83,8 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
             await core.settle()
             trades = await core.trades.all_trades() if core.trades is not None else []
             open_positions = core.positions()
+            by_strategy = strategy_summaries(trades, core.ledger.positions(), initial,
+                                             [spec.name for spec in run_settings.effective_strategies()])
             rejections = await _rejections(core)
             stages = await core.journal.decision_counts() if core.journal is not None else \
                 stage_counts(core.orchestrator.counts)
@@ -106,6 +112,8 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
         "period": period,
         "periods": summarize_by(trades, period),
         "total": summarize(trades),
+        "strategies": by_strategy["strategies"],
+        "account": by_strategy["account"],
         "trades": [_trade(t) for t in trades],
     }
 
@@ -113,7 +121,7 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
 def _trade(t: Any) -> dict[str, Any]:
     return {"ticker": t.ticker, "symbol": t.symbol, "direction": t.direction, "entry_time": t.entry_time.isoformat(),
             "exit_time": t.exit_time.isoformat(), "entry_price": t.entry_price, "exit_price": t.exit_price,
-            "quantity": t.quantity, "pnl": round(t.pnl, 2), "exit_type": t.exit_type}
+            "quantity": t.quantity, "pnl": round(t.pnl, 2), "exit_type": t.exit_type, "strategy": t.strategy}
 
 
 async def _rejections(core: Any) -> list[dict[str, Any]]:

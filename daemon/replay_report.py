@@ -81,6 +81,13 @@ def _figures_html(result: dict[str, Any]) -> str:
             for label, p in (("strategy", perf), ("buy & hold", hold))]
     parts = ["<h2>Performance</h2>", _table(rows, ["", "total", "annualised", "Sharpe", "max drawdown", "exposure",
                                                   "final equity"])]
+    strategies = result.get("strategies") or {}
+    if strategies and result.get("account"):  # each strategy's share; the columns add up to the account's line
+        parts += ["<h2>By strategy</h2>", _table(
+            [[name, s["trades"], s["wins"], f"{s['realized_pnl']:,.2f}", f"{s['unrealized_pnl']:,.2f}",
+              f"{s['pnl']:,.2f}", f"{s['return']:.2%}"]
+             for name, s in [*strategies.items(), ("account", result["account"])]],
+            ["strategy", "trades", "wins", "realized", "unrealized", "P&L", "return"])]
     by_exit = result["total"].get("by_exit_type") or {}
     parts += ["<h2>Trades by exit type</h2>", _table(
         [[k, v["trades"], v["wins"], f"{v['gross_pnl']:,.2f}"] for k, v in sorted(by_exit.items())],

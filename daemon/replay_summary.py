@@ -40,6 +40,7 @@ def print_human(result: dict[str, Any]) -> None:
         print(f"  ... {len(problems) - MAX_PROBLEMS_SHOWN} more bad rows")
     _print_stages(result)
     _print_trades(result)
+    _print_strategies(result)
     _print_performance(result)
 
 
@@ -68,6 +69,18 @@ def _print_trades(result: dict[str, Any]) -> None:
     if by_exit:
         print("trades by exit type: " + ", ".join(
             f"{k} {v['trades']} ({v['gross_pnl']:+,.2f})" for k, v in sorted(by_exit.items())))
+
+
+def _print_strategies(result: dict[str, Any]) -> None:
+    """One line per strategy and the account's: they add up (trades, P&L, return)."""
+    strategies = result.get("strategies") or {}
+    account = result.get("account")
+    if not strategies or account is None:
+        return
+    print(f"{'strategy':<16} {'trades':>6} {'wins':>5} {'realized':>12} {'unrealized':>11} {'P&L':>12} {'return':>8}")
+    for label, s in [*strategies.items(), ("account", account)]:
+        print(f"{label[:16]:<16} {s['trades']:>6} {s['wins']:>5} {s['realized_pnl']:>12,.2f} "
+              f"{s['unrealized_pnl']:>11,.2f} {s['pnl']:>12,.2f} {s['return']:>8.2%}")
 
 
 def _print_performance(result: dict[str, Any]) -> None:

@@ -172,6 +172,14 @@ SUMMARY_COLUMNS = [
 ]
 
 
+STRATEGY_COLUMNS = [
+    Column("strategy"), Column("kind"), Column("open_positions", "open", numeric=True),
+    money("market_value", "value"), money("unrealized_pnl", "unrealized"), money("daily_pnl", "daily P&L"),
+    Column("max_positions", "max pos", numeric=True), Column("equity_share", "equity share", numeric=True),
+    Column("daily_loss", "daily loss", numeric=True),
+]
+
+
 def render_positions(rows: list[dict[str, Any]], colour: bool) -> str:
     if not rows:
         return "no open positions"
@@ -259,6 +267,10 @@ def render_status(result: dict[str, Any], colour: bool) -> str:
         rows = [{"sector": s, "value": v} for s, v in sorted(exposure.items(), key=lambda kv: -abs(kv[1]))]
         lines += ["", "exposure by sector", table(rows, [Column("sector"), money("value", "market value")],
                                                   colour=colour, indent="  ")]
+    strategies = result.get("strategies") or {}
+    if len(strategies) > 1:  # several strategies on the account: each one's positions, P&L and limits
+        rows = [{"strategy": name, **line} for name, line in strategies.items()]
+        lines += ["", "strategies", table(rows, STRATEGY_COLUMNS, colour=colour, indent="  ")]
     positions = [*(result.get("positions") or []), *(result.get("external_positions") or [])]
     if positions:
         lines += ["", "positions", render_positions(positions, colour)]

@@ -19,19 +19,20 @@ import structlog
 from pipeline.core.models import Bar, PipelineResult, TradeSignal
 from pipeline.orchestrator import BotOrchestrator
 from pipeline.positions.lifecycle import LifecycleManager
+from pipeline.strategy.port import Strategy
 
 log = structlog.get_logger("ordergate.engine")
 BarListener = Callable[[list[Bar]], Any]  # returns how many resting broker orders the bars filled (paper)
 
 
 class TradingEngine:
-    """Drives bars through strategy, orchestrator and lifecycle."""
+    """Drives bars through the strategy (one, or a StrategySet of several), orchestrator and lifecycle."""
 
     def __init__(
         self,
         orchestrator: BotOrchestrator,
         lifecycle: LifecycleManager,
-        strategy: object | None,
+        strategy: Strategy | None,
         *,
         bar_listeners: list[BarListener] | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
@@ -65,7 +66,7 @@ class TradingEngine:
         for bar in batch:
             prices.update(bar.symbol, bar.close, bar.timeframe)
             if strategy is not None:
-                for signal in strategy.on_bar(bar):  # type: ignore[attr-defined]
+                for signal in strategy.on_bar(bar):
                     sent = await self.submit_signal(signal) or sent
         exits = self.lifecycle.check_exits(batch)
         if exits:
@@ -84,7 +85,7 @@ class TradingEngine:
         for bar in batch:
             prices.update(bar.symbol, bar.close, bar.timeframe)
             if strategy is not None:
-                strategy.on_bar(bar)  # type: ignore[attr-defined]
+                strategy.on_bar(bar)
 
     def prune(self) -> None:
         """Bounded memory in long runs: finished orders are forgotten by the lifecycle and in-memory brokers."""

@@ -49,6 +49,7 @@ from pipeline.entry.market_price import price_on_market, usable_price
 from pipeline.entry.risk_gate import RiskGate
 from pipeline.entry.signal_guard import SignalGuard
 from pipeline.entry.sizing import LeveragedETFSizer, PositionSizer, SizingResult
+from pipeline.entry.strategy_budget import StrategyBudgets
 from pipeline.entry.unified_risk import PriceHistory, UnifiedRisk
 from pipeline.execution.fill_validator import OrderValidator
 from pipeline.execution.order_record import OrderBook
@@ -108,10 +109,12 @@ class BotOrchestrator:
         book: OrderBook | None = None,
         guard: Any = None,
         pnl_from_state: bool = True,
+        budgets: StrategyBudgets | None = None,
     ) -> None:
         """Only `config` (and the account) are needed; the rest defaults to what the daemon uses (live clock, NYSE
         calendar, a state manager in `config.state_dir`, the shipped sectors). `guard` replaces the SignalGuard
-        (anything with `check(signal, now)`); `pnl_from_state=False` trusts the account's own daily P&L."""
+        (anything with `check(signal, now)`); `pnl_from_state=False` trusts the account's own daily P&L; `budgets`
+        holds each strategy's own limits, checked after the account-wide gate."""
         self.config = config
         self.executor = config.executor_config
         self.clock = clock or LiveClock()
@@ -124,6 +127,7 @@ class BotOrchestrator:
         self.guard = guard if guard is not None else SignalGuard(config, clock=self.clock)
         self.recorder = SignalRecorder(journal, config.enable_signal_recording)
         self.gate = RiskGate(self.executor, self.calendar, self.sectors)
+        self.budgets = budgets
         # the engine feeds it every feed bar (1-minute bars live and in the embedded data)
         self.prices = prices or PriceHistory(config.correlation_lookback_bars + 1, "1m")
         self.unified = UnifiedRisk(config, self.prices) if config.enable_unified_risk else None
@@ -158,6 +162,8 @@ class BotOrchestrator:
         self.executor = config.executor_config
         self.guard.reconfigure(config)
         self.gate.reconfigure(self.executor)
+        if self.budgets is not None:
+            self.budgets.reconfigure(self.executor)
         if self.unified is not None:
             self.unified.reconfigure(config)
         self.instruments.reconfigure(self.executor, routing, options)
@@ -219,7 +225,7 @@ class BotOrchestrator:
         now = self.clock.now()
         record = self.recorder.begin(signal, now)  # every stage's outcome, journaled once at the end
         signal_id = record.signal_id
-        log_ = log.bind(signal_id=signal_id)
+        log_ = log.bind(signal_id=signal_id, strategy=signal.strategy)
 
         def reject(stage: str, reason: str, detail: dict[str, Any] | None = None) -> PipelineResult:
             record.reject(stage, reason, detail)
@@ -253,6 +259,13 @@ class BotOrchestrator:
             record.add(f"risk_gate.{name}", outcome, why)
         if not gate.approved:
             return reject("risk_gate", gate.reason, {"check": gate.check})
+        room: float | None = None
+        if self.budgets is not None:  # the strategy's own budget, inside the account's
+            budget = self.budgets.check(signal, account, self.calendar.trading_day(now))
+            if not budget.approved:
+                return reject("risk_gate", budget.reason, {"check": budget.check, "strategy": signal.strategy})
+            gate.adjustments.update(budget.adjustments)
+            room = self.budgets.room(signal, account)
         record.passed("risk_gate", gate.reason, gate.adjustments)
 
         weight = self.feedback.weight(str(signal.signal_type)) if self.config.enable_feedback_loop else 1.0
@@ -261,6 +274,8 @@ class BotOrchestrator:
         metadata = signal.metadata if isinstance(signal.metadata, dict) else {}
         if metadata.get(QUANTITY_KEY) is not None:
             base = self._honour_quantity(base, metadata[QUANTITY_KEY], signal)
+        if room is not None:
+            base = self._cap_to_room(base, room, signal)
         if base.shares < 1:
             return reject("sizing", base.reason or "position below one share")
 
@@ -281,6 +296,13 @@ class BotOrchestrator:
                       {"instrument": str(decision.instrument_type), "symbol": decision.symbol})
 
         sized = self._size_instrument(signal, account, decision, base, weight, sector)
+        if room is not None and sized.quantity >= 1 and sized.notional > room:  # an ETF or option: the same cap
+            unit = sized.notional / sized.quantity
+            capped = math.floor(room / unit) if unit > 0 else 0
+            sized = _Sized(capped, capped * unit, sized.stop_loss,
+                           {**sized.adjustments, "strategy_equity_share_cap": {"from": sized.quantity, "to": capped}},
+                           f"strategy {signal.strategy} equity share leaves {room:,.2f}, less than one unit at "
+                           f"{unit:,.2f}" if capped < 1 else sized.reason)
         if sized.quantity < 1:
             return reject("sizing", sized.reason or "position below one unit")
         record.passed("sizing", sized.reason, {"quantity": sized.quantity, **sized.adjustments})
@@ -326,6 +348,20 @@ class BotOrchestrator:
                                 f"{self.executor.min_position_value:,.2f}")
         return SizingResult(wanted, round(notional, 2), adjustments, f"{wanted} share(s) as requested",
                             round(wanted * signal.risk_per_share, 2))
+
+    def _cap_to_room(self, base: SizingResult, room: float, signal: TradeSignal) -> SizingResult:
+        """No more than the strategy's equity share leaves (priced like the sizer: entry plus slippage)."""
+        unit = signal.entry_price * (1.0 + self.slippage)
+        if base.shares < 1 or base.notional <= room or unit <= 0:
+            return base
+        shares = max(0, math.floor(room / unit))
+        adjustments = {**base.adjustments, "strategy_equity_share_cap": {"from": base.shares, "to": shares}}
+        if shares < 1:
+            return SizingResult(0, 0.0, adjustments, f"sizing: strategy {signal.strategy} equity share leaves "
+                                f"{room:,.2f}, less than one share at {unit:,.2f}")
+        return SizingResult(shares, round(shares * signal.entry_price, 2), adjustments,
+                            f"{shares} share(s), capped by strategy {signal.strategy}'s equity share",
+                            round(shares * signal.risk_per_share, 2), base.stop_price)
 
     def _route(self, signal: TradeSignal, now: Any) -> InstrumentDecision:
         if isinstance(signal.metadata, dict) and signal.metadata.get(INSTRUMENT_KEY) == "stock":
@@ -394,6 +430,7 @@ class BotOrchestrator:
             signal_type=str(signal.signal_type),
             timeframe=signal.timeframe,
             created_at=now,
+            strategy=signal.strategy,
         )
 
     def _count(self, stage: str, outcome: str) -> None:

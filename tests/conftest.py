@@ -28,6 +28,7 @@ SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular sessi
 
 # modules whose tests are long: each starts real `ordergate` processes or runs crash/fault/fuzz campaigns
 SLOW_MODULES = frozenset({
+    "test_strategies_daemon",
     "test_alpaca_daemon", "test_chaos_breaks", "test_chaos_faults", "test_chaos_fuzz", "test_chaos_short",
     "test_cli_bad_input", "test_cli_daemon", "test_daemon_operations", "test_daemon_process", "test_journal_crash",
     "test_journal_lost_core", "test_kill_switch_burst", "test_kill_switch_durable", "test_lifecycle_restart",
@@ -40,6 +41,7 @@ SLOW_MODULES = frozenset({
 
 # single tests of otherwise quick modules that take seconds each (measured: >= 1.5 s under load)
 SLOW_TESTS = frozenset({
+    "test_strategy_replay::test_two_strategies_on_one_account_add_up_to_the_account",
     "test_order_limbo::test_daemon_ten_sends_hung_at_shutdown_do_not_block_entries_after_restart",
     "test_order_limbo::test_ordergate_run_is_ready_only_after_alpaca_answered_and_sigterm_ends_the_wait",
     "test_order_limbo::test_alpaca_ten_unsent_entries_do_not_block_entries_after_restart",

@@ -57,6 +57,8 @@ class SignalType(StrEnum):
     TREND_ALIGNED_SHORT = "trend_aligned_short"
     PULLBACK_ENTRY_LONG = "pullback_entry_long"
     PULLBACK_ENTRY_SHORT = "pullback_entry_short"
+    BREAKOUT_LONG = "breakout_long"      # the daily breakout strategy: close above the N-day high
+    BREAKOUT_SHORT = "breakout_short"    # close below the N-day low
     MANUAL = "manual"
 
 
@@ -212,6 +214,7 @@ class TradeSignal:
     source: str = "strategy"
     signal_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    strategy: str = ""               # the configured strategy that produced it (webhook: [webhook] strategy)
 
     @property
     def risk_per_share(self) -> float:
@@ -220,8 +223,10 @@ class TradeSignal:
     def __post_init__(self) -> None:
         self.direction = _direction(self.direction)
 
-    def dedup_key(self) -> tuple[str, str, str, str]:
-        return (self.ticker, self.direction, str(self.signal_type), self.timeframe)
+    def dedup_key(self) -> tuple[str, str, str, str, str]:
+        """What makes two signals the same request: one strategy's setup on one ticker, direction and timeframe
+        (two strategies seeing the same setup are two requests, each judged by the risk checks)."""
+        return (self.ticker, self.direction, str(self.signal_type), self.timeframe, self.strategy)
 
 
 def _bad_number(value: Any) -> bool:
@@ -328,6 +333,7 @@ class OrderIntent:
     created_at: datetime | None = None
     parent_id: str | None = None     # smart-router child orders
     exit_type: ExitType = ExitType.NONE  # for exits: which exit fired
+    strategy: str = ""               # the configured strategy whose signal (or position) this order is for
 
     def __post_init__(self) -> None:  # journal rows and callers may give the plain strings
         self.kind = OrderKind(self.kind)
@@ -436,6 +442,7 @@ class Position:
     sector: str | None = None
     multiplier: float = 1.0
     origin: str = ""                 # "": opened by ordergate; "external": not ours; "adopted": external, managed
+    strategy: str = ""               # the configured strategy that opened it
 
     def __post_init__(self) -> None:
         self.direction = Direction(self.direction)

@@ -5,7 +5,7 @@
 | 1 | daily_loss          | daily P&L <= -daily_loss_limit x starting equity                               |
 | 2 | max_positions       | a new ticker would exceed max_concurrent_positions                            |
 | 3 | duplicate_ticker    | the ticker is already held in the same direction (unless adding to a winner)  |
-| 4 | conflicting_signal  | the ticker is held in the opposite direction                                  |
+| 4 | conflicting_signal  | the ticker is held in the opposite direction (by any strategy: the reason names it) |
 | 5 | exposure            | the ticker / its sector has no room left for the smallest entry               |
 | 6 | market_hours        | the market is closed, or an intraday signal comes at/after that session's    |
 |   |                     | end-of-day cutoff (eod_close_time: the day trade would be flattened at once);  |
@@ -119,15 +119,19 @@ def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
     if ctx.config.allow_add_to_winner and all(p.unrealized_pnl > 0 for p in same):
         return RiskDecision(True, adjustments={"adding_to_winner": True, "existing_unrealized_pnl": round(pnl, 2)})
     why = "allow_add_to_winner is off" if not ctx.config.allow_add_to_winner else f"unrealized P&L {pnl:,.2f} <= 0"
-    return _reject(f"duplicate_ticker: {ctx.ticker} already held {ctx.direction} ({why})")
+    by = f" by strategy {same[0].strategy}" if same[0].strategy and same[0].strategy != ctx.signal.strategy else ""
+    return _reject(f"duplicate_ticker: {ctx.ticker} already held {ctx.direction}{by} ({why})")
 
 
 def check_conflicting_signal(ctx: RiskContext) -> RiskDecision:
     """4. No long and short in the same ticker."""
     opposite = [p for p in ctx.positions_in(ctx.ticker) if p.direction != ctx.direction]
     if opposite:
+        # with several strategies on one account: a long in one and a short in another is refused, named
+        mine = f" of strategy {ctx.signal.strategy}" if ctx.signal.strategy else ""
+        theirs = f" by strategy {opposite[0].strategy}" if opposite[0].strategy else ""
         return _reject(
-            f"conflicting_signal: {ctx.direction} signal but {ctx.ticker} is held {opposite[0].direction}"
+            f"conflicting_signal: {ctx.direction} signal{mine} but {ctx.ticker} is held {opposite[0].direction}{theirs}"
         )
     return PASS
 

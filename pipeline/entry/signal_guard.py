@@ -23,7 +23,7 @@ DAILY = "1d"
 MAX_DEDUP_ENTRIES = 100_000
 TEXT_FIELDS = ("signal_type", "direction", "ticker", "timeframe")
 
-DedupKey = tuple[str, str, str, str]
+DedupKey = tuple[str, str, str, str, str]  # ticker, direction, signal type, timeframe, strategy
 
 
 def type_problems(signal: TradeSignal) -> list[str]:
@@ -138,9 +138,11 @@ class SignalGuard:
         window = self.config.dedup_window_seconds
         if seen is None or (now - seen).total_seconds() >= window:
             return None
-        ticker, direction, signal_type, timeframe = key
+        ticker, direction, signal_type, timeframe, strategy = key
+        of = f" of strategy {strategy}" if strategy else ""
         return (
-            f"dedup: {ticker} {direction} {signal_type} {timeframe} already seen {(now - seen).total_seconds():.1f}s "
+            f"dedup: {ticker} {direction} {signal_type} {timeframe}{of} already seen "
+            f"{(now - seen).total_seconds():.1f}s "
             f"ago, within dedup_window_seconds {window:g}"
         )
 

@@ -330,7 +330,7 @@ class ProtectiveStops:
             reduce_only=True, kind=STOP_KIND, ticker=pos.ticker, direction=pos.direction,
             instrument_type=pos.instrument_type or InstrumentType.STOCK, reference_price=price, stop_loss=price,
             signal_type=pos.signal_type, timeframe=pos.timeframe, broker=pos.broker or None,
-            created_at=self.clock.now(), exit_type=BROKER_STOP_EXIT,
+            created_at=self.clock.now(), exit_type=BROKER_STOP_EXIT, strategy=pos.strategy,
         )
 
     async def _place(self, pos: Position, qty: float, price: float) -> None:

@@ -129,7 +129,7 @@ class ReservationBook:
                 stop_loss=intent.stop_loss or intent.reference_price, symbol=intent.symbol,
                 signal_type=intent.signal_type, timeframe=intent.timeframe,
                 instrument_type=intent.instrument_type, signal_id=intent.signal_id,
-                multiplier=contract_multiplier(intent.asset_class),
+                multiplier=contract_multiplier(intent.asset_class), strategy=intent.strategy,
             ))
         reserved = self.reserved_buying_power()
         return AccountState(

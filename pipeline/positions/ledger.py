@@ -160,7 +160,7 @@ class Ledger:
             target_price=intent.target_price, entry_time=fill.timestamp, signal_type=intent.signal_type,
             timeframe=intent.timeframe or "5m", symbol=fill.symbol,
             instrument_type=intent.instrument_type or InstrumentType.STOCK, broker=fill.broker,
-            signal_id=intent.signal_id, multiplier=multiplier,
+            signal_id=intent.signal_id, multiplier=multiplier, strategy=intent.strategy,
         )
 
     opened_position = _open_position  # public: the position a first fill of `intent` opens (PipelineResult)

@@ -50,6 +50,7 @@ from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger, RoundTrip
 from pipeline.record.feedback import FeedbackTracker
 from pipeline.record.journal import Journal
+from pipeline.record.strategy_pnl import StrategyPnL
 from pipeline.record.trade_journal import ClosedTrade, TradeJournalWriter
 from pipeline.safety.kill_switch import KillSwitch
 from pipeline.safety.state_manager import PersistentStateManager
@@ -80,6 +81,7 @@ class LifecycleManager:
         kill_switch: KillSwitch | None = None,
         external: ExternalBook | None = None,
         quote: Callable[[str], float | None] | None = None,
+        strategy_pnl: StrategyPnL | None = None,
     ) -> None:
         self.config = config
         # an option has no bars of its own: on each bar of its underlying it is marked at this price (the broker's
@@ -102,6 +104,7 @@ class LifecycleManager:
         self._starting_equity = starting_equity
         self.external = external  # someone else's positions: their fills counted there, they cap our exits
         self.exit_cap = external.exit_cap if external is not None else None  # (symbol, our qty) -> most an exit
+        self.strategy_pnl = strategy_pnl  # each strategy's closed P&L per day (its daily loss budget)
         # every order's record lives in the book the validator views (pipeline.execution.order_record)
         self.book: OrderBook = self.validator.book
         self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
@@ -297,11 +300,13 @@ class LifecycleManager:
             broker=pos.broker or None,
             created_at=self.clock.now(),
             exit_type=signal.exit_type,
+            strategy=pos.strategy,
         )
         self.pending_exits[pos.symbol] = intent.client_order_id
         self.register_intent(intent)
         log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
-                 symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority, reason=signal.reason)
+                 strategy=pos.strategy, symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority,
+                 reason=signal.reason)
         if self.router is not None:
             if self.stops is not None and self.stops.guards(pos.symbol):
                 self.router.dispatch_after(intent, self.release_stop)  # one exit, never two
@@ -415,7 +420,8 @@ class LifecycleManager:
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         # journaled first: a write that fails changes nothing here, so the caller can apply the fill again later
-        if self.journal is not None and not await self.journal.record_fill(fill):
+        strategy = intent.strategy if intent is not None else ""
+        if self.journal is not None and not await self.journal.record_fill(fill, strategy):
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         issues = self.validator.validate(intent, fill)
@@ -430,7 +436,8 @@ class LifecycleManager:
         if intent is not None and intent.kind is OrderKind.ENTRY:
             self.book.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
         log.info("fill_applied", signal_id=intent.signal_id if intent else None,
-                 client_order_id=fill.client_order_id, symbol=fill.symbol, side=str(fill.side),
+                 strategy=intent.strategy if intent else None, client_order_id=fill.client_order_id,
+                 symbol=fill.symbol, side=str(fill.side),
                  quantity=fill.quantity, price=fill.price)
         if before is not None and after is not before:
             self._unindex(before)
@@ -491,12 +498,13 @@ class LifecycleManager:
             exit_time=trip.exit_time, entry_price=pos.entry_price, exit_price=trip.exit_price,
             quantity=trip.quantity, pnl=trip.pnl, r_multiple=trip.r_multiple, exit_type=trip.exit_type,
             holding_minutes=(trip.exit_time - entry_time).total_seconds() / 60, broker=fill.broker,
-            exit_fill_id=fill.fill_id,
+            exit_fill_id=fill.fill_id, strategy=pos.strategy,
         )
         if self.trades is not None:
             await self.trades.record(trade)
         log.info("position_closed", signal_id=pos.signal_id, client_order_id=fill.client_order_id,
-                 symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2), r=round(trip.r_multiple, 2))
+                 strategy=pos.strategy, symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2),
+                 r=round(trip.r_multiple, 2))
         # the per-signal-type statistics: kept for the feedback loop (weights) and for live analytics (status)
         if (self.config.enable_feedback_loop or self.config.enable_analytics) and pos.signal_type:
             adjustment = self.feedback.record_trade(pos.signal_type, trip.r_multiple)
@@ -504,6 +512,8 @@ class LifecycleManager:
                 log.info("feedback_weights_adjusted", adjustments=adjustment)
                 if self.journal is not None:
                     await self.journal.set_kv("feedback", self.feedback.to_dict())
+        if self.strategy_pnl is not None:
+            self.strategy_pnl.record(pos.strategy, trip.pnl, trip.exit_time)
         await self._loss_limits(trip.pnl)
 
     async def _loss_limits(self, pnl: float) -> None:

@@ -47,7 +47,7 @@ from pipeline.record.journal_check import journal_damage, move_aside
 
 T = TypeVar("T")
 log = structlog.get_logger("ordergate.journal")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the strategy columns (ADDED_COLUMNS)
 Durability = Literal["full", "batched"]
 BATCH_ROWS = 5_000  # batched: rows per commit; full: buffered rows that make the writer's flush due at once
 
@@ -105,20 +105,31 @@ UNION ALL
 SELECT id, signal_id, ts, day, 0, stage, outcome, reason, detail FROM decisions WHERE stages IS NULL
 """
 
+# Columns added since the first schema, (table, column, type), in the order they came; `_migrate` adds whichever a
+# journal lacks, so any older journal opens. Schema version 1: up to the decision records; 2: the strategy columns.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("trades", "exit_fill_id", "TEXT"),   # one trade row per closing fill
+    ("decisions", "stages", "TEXT"),      # one decision record per signal: its stage outcomes (JSON)
+    ("decisions", "client_order_id", "TEXT"),
+    ("decisions", "day", "TEXT"),         # the New York trading day of the decision
+    ("signals", "strategy", "TEXT"),      # the strategy of a signal, its orders, fills and trades
+    ("orders", "strategy", "TEXT"),
+    ("fills", "strategy", "TEXT"),
+    ("trades", "strategy", "TEXT"),
+)
+
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Columns added since a journal was created: trades.exit_fill_id (one trade row per closing fill);
-    decisions.stages / client_order_id / day (one decision record per signal) and the decision_stages view."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(trades)")}
-    if "exit_fill_id" not in columns:
-        conn.execute("ALTER TABLE trades ADD COLUMN exit_fill_id TEXT")
+    """Add the columns a journal created before them lacks (ADDED_COLUMNS), their indexes and the decision_stages
+    view, then record the schema version."""
+    for table, column, kind in ADDED_COLUMNS:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS trades_exit_fill ON trades(exit_fill_id)")
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}
-    for name in ("stages", "client_order_id", "day"):
-        if name not in columns:
-            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} TEXT")
     conn.execute("CREATE INDEX IF NOT EXISTS decisions_day ON decisions(day)")
     conn.execute(DECISION_STAGES_VIEW)
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -260,12 +271,15 @@ class Journal:
     def record_signal(self, signal: TradeSignal, received: datetime | None = None) -> None:
         """Buffer a signal row (committed by the next flush)."""
         self._buffer(
-            "INSERT OR IGNORE INTO signals VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO signals(signal_id, ts, received_ts, ticker, direction, signal_type, timeframe,"
+            " conviction, entry_price, stop_loss, target_price, source, payload, strategy)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 signal.signal_id, _iso(signal.timestamp) if isinstance(signal.timestamp, datetime) else None,
                 _iso(received), str(signal.ticker), signal.direction, str(signal.signal_type),
                 str(signal.timeframe), _num(signal.conviction), _num(signal.entry_price),
                 _num(signal.stop_loss), _num(signal.target_price), str(signal.source), _record_json(signal),
+                str(signal.strategy or ""),
             ),
         )
 
@@ -343,15 +357,15 @@ class Journal:
         row = (
             intent.client_order_id, intent.signal_id, str(intent.kind), broker, intent.symbol,
             str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
-            ts.isoformat(), ts.isoformat(), _record_json(intent),
+            ts.isoformat(), ts.isoformat(), _record_json(intent), intent.strategy,
         )
         return await self._durable_write(_INSERT_ORDER, row) == 1
 
-    async def record_fill(self, fill: Fill) -> bool:
-        """Commit a fill (full: fsync'd, grouped like intents). False when this (broker, fill_id) was already
-        journaled: apply it only once."""
+    async def record_fill(self, fill: Fill, strategy: str = "") -> bool:
+        """Commit a fill of `strategy`'s order (full: fsync'd, grouped like intents). False when this
+        (broker, fill_id) was already journaled: apply it only once."""
         row = (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
-               str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat())
+               str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat(), strategy)
         return await self._durable_write(_INSERT_FILL, row) == 1
 
     async def update_order(
@@ -640,9 +654,9 @@ _days = TradingDayCache()
 _INSERT_DECISION = ("INSERT INTO decisions(signal_id, stage, outcome, reason, ts, detail, stages, client_order_id, day)"
                     " VALUES (?,?,?,?,?,?,?,?,?)")
 _INSERT_ORDER = ("INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
-                 " order_type, status, created_ts, updated_ts, intent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+                 " order_type, status, created_ts, updated_ts, intent, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _INSERT_FILL = ("INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
-                " side, quantity, price, commission, ts) VALUES (?,?,?,?,?,?,?,?,?,?)")
+                " side, quantity, price, commission, ts, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 _INSERT_EVENT = ("INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
                  " VALUES (?,?,?,?,?,?)")
 

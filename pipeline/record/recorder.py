@@ -21,12 +21,15 @@ log = structlog.get_logger("ordergate.signals")
 
 
 def signal_id_for(signal: TradeSignal) -> str:
-    """Deterministic id of a signal's content."""
+    """Deterministic id of a signal's content (and of the strategy that made it)."""
     ts = signal.timestamp.isoformat() if isinstance(signal.timestamp, datetime) else str(signal.timestamp)
-    key = "|".join(str(x) for x in (
+    parts: tuple[object, ...] = (
         signal.ticker, signal.direction, signal.signal_type, signal.timeframe, ts, signal.source,
         signal.entry_price, signal.stop_loss,
-    ))
+    )
+    if signal.strategy:  # two strategies seeing the same setup give two signals
+        parts = (*parts, signal.strategy)
+    key = "|".join(str(x) for x in parts)
     return "sig-" + hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -67,5 +70,5 @@ class SignalRecorder:
         if self.journal is not None:
             self.journal.record_decision(signal.signal_id, stage, outcome, reason, ts, detail)
         if not approved:
-            log.info("signal_rejected", signal_id=signal.signal_id, ticker=str(signal.ticker)[:24], stage=stage,
-                     reason=reason)
+            log.info("signal_rejected", signal_id=signal.signal_id, strategy=signal.strategy,
+                     ticker=str(signal.ticker)[:24], stage=stage, reason=reason)

@@ -23,7 +23,7 @@ _DIGITS = 6
 _COLUMNS = (
     "signal_id", "ticker", "symbol", "direction", "signal_type", "timeframe", "entry_time", "exit_time",
     "entry_price", "exit_price", "quantity", "pnl", "r_multiple", "exit_type", "holding_minutes", "broker", "day",
-    "exit_fill_id",
+    "exit_fill_id", "strategy",
 )
 _INSERT = f"INSERT INTO trades({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
@@ -49,6 +49,7 @@ class ClosedTrade:
     holding_minutes: float
     broker: str = ""
     exit_fill_id: str | None = None  # the fill that closed it: a crash between that fill and this row is mended
+    strategy: str = ""               # the configured strategy whose position it was
 
     @property
     def day(self) -> date:
@@ -75,6 +76,7 @@ class ClosedTrade:
             entry_time=entry_time, exit_time=exit_time, entry_price=position.entry_price, exit_price=exit_price,
             quantity=qty, pnl=pnl, r_multiple=position.r_multiple(exit_price), exit_type=exit_type,
             holding_minutes=(exit_time - entry_time).total_seconds() / 60.0, broker=position.broker,
+            strategy=position.strategy,
         )
 
     def problems(self) -> list[str]:
@@ -99,7 +101,7 @@ class ClosedTrade:
             self.signal_id, self.ticker, self.symbol or self.ticker, self.direction, self.signal_type,
             self.timeframe, _utc_iso(self.entry_time), _utc_iso(self.exit_time), self.entry_price, self.exit_price,
             self.quantity, self.pnl, self.r_multiple, self.exit_type, self.holding_minutes, self.broker,
-            self.day.isoformat(), self.exit_fill_id,
+            self.day.isoformat(), self.exit_fill_id, self.strategy,
         )
 
     @classmethod
@@ -111,7 +113,7 @@ class ClosedTrade:
             entry_price=row["entry_price"], exit_price=row["exit_price"], quantity=row["quantity"], pnl=row["pnl"],
             r_multiple=row["r_multiple"] or 0.0, exit_type=row["exit_type"] or "",
             holding_minutes=row["holding_minutes"] or 0.0, broker=row["broker"] or "",
-            exit_fill_id=row.get("exit_fill_id"),
+            exit_fill_id=row.get("exit_fill_id"), strategy=row.get("strategy") or "",
         )
 
 

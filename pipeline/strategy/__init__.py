@@ -1,1 +1,3 @@
-"""Strategies: indicators and the EMA-cloud strategy (bars in, signals out)."""
+"""Strategies (bars in, signals out): the `Strategy` port, the registry that finds them (entry points
+`ordergate.strategies`, `module:Class`), the `StrategySet` that runs several, and the shipped ones: the EMA-cloud
+strategy and the daily breakout."""

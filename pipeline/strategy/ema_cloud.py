@@ -17,10 +17,12 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
+from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
-from config.settings import StrategySettings
+from config.settings import DEFAULT_STRATEGY, StrategySettings, StrategySpec, format_validation_error
 from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar, CloudState, Direction, SignalType, TradeSignal
 from pipeline.strategy.indicators import EMA, EmaCloud
@@ -403,7 +405,11 @@ class EmaCloudStrategy:
         *,
         calendar: MarketCalendar | None = None,
         history: int = DEFAULT_HISTORY,
+        name: str = DEFAULT_STRATEGY,
+        tickers: Sequence[str] | None = None,
     ) -> None:
+        self.name = name
+        self.tickers: tuple[str, ...] | None = tuple(tickers) if tickers is not None else None
         if history < 2:
             raise ValueError(f"history: must keep at least 2 bars, got {history}")
         for name in ("fast_cloud", "pullback_cloud", "trend_cloud"):
@@ -426,6 +432,23 @@ class EmaCloudStrategy:
         self._symbols: dict[str, _SymbolSlot] = {}
         self.rejected_bars = 0
 
+    @classmethod
+    def from_spec(cls, spec: StrategySpec, *, calendar: MarketCalendar | None = None) -> EmaCloudStrategy:
+        """Build from a `[[strategies]]` table: its `params` are [strategy] fields (fast_cloud, trend_cloud,
+        min_conviction, enabled, ...; the defaults for those not given), plus its timeframes and tickers."""
+        try:
+            settings = StrategySettings.model_validate({**spec.params, "timeframes": list(spec.timeframes)})
+        except ValidationError as exc:
+            raise ValueError(f"strategies.{spec.name}.params: {format_validation_error(exc)}") from None
+        return cls(settings, calendar=calendar, name=spec.name, tickers=spec.tickers)
+
+    def state(self) -> dict[str, Any]:
+        """What it has seen: completed bars per symbol and timeframe, and how many bars it refused."""
+        return {"kind": "ema_cloud", "enabled": self.enabled, "warmup_bars": self.warmup_bars,
+                "bars_seen": {s: {tf: t.count for tf, t in zip(self.timeframes, slot.tracks, strict=True)}
+                              for s, slot in self._symbols.items()},
+                "rejected_bars": self.rejected_bars}
+
     # ------------------------------------------------------------------ hot path
     def on_bar(self, bar: Bar) -> list[TradeSignal]:
         """Feed one feed bar (usually 1m). Returns the signals of the timeframe bars it completed."""
@@ -444,7 +467,7 @@ class EmaCloudStrategy:
         except (TypeError, AttributeError):  # a non-number price, a non-datetime timestamp
             ok = False
         if not ok or slot is None:
-            problem = _bar_problem(bar) or (None if ok else "bar: malformed")
+            problem = bar_problem(bar) or (None if ok else "bar: malformed")
             if problem is not None:
                 self._reject(slot, bar, problem)
                 return []
@@ -526,6 +549,7 @@ class EmaCloudStrategy:
             timestamp=agg.bar_close_time(track.bars[-1]),
             source="strategy",
             metadata={"relative_volume": round(rel_volume, 4), "setups": [str(s[0]) for s in setups]},
+            strategy=self.name,
         )
 
     # ------------------------------------------------------------------ set-up and bad input
@@ -598,7 +622,7 @@ def _tail(items: deque, n: int) -> list:
     return list(islice(items, max(0, size - n), size))
 
 
-def _bar_problem(bar: Bar) -> str | None:
+def bar_problem(bar: Bar) -> str | None:
     """Why a bar cannot be used, naming the field; None when it is fine. Cheap enough for every bar."""
     try:
         return _bar_fields_problem(bar)

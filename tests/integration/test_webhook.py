@@ -447,3 +447,22 @@ async def _shared_harness(factory: HarnessFactory) -> Harness:
         shared = await factory(rate_per_minute=1_000_000)
         factory.shared = shared  # type: ignore[attr-defined]
     return shared
+
+
+# -- strategies ---------------------------------------------------------------------------------------
+async def test_a_webhook_signal_names_its_strategy_or_gets_the_configured_one(make_harness: HarnessFactory) -> None:
+    harness = await make_harness(strategy="alerts")
+    status, answer, _ = await harness.post(VALID)
+    assert status == 202, answer
+    assert (await harness.journaled(answer["signal_id"]))["strategy"] == "alerts"
+    status, answer, _ = await harness.post({**VALID, "strategy": "breakout", "ticker": "MSFT"})
+    assert status == 202, answer
+    assert (await harness.journaled(answer["signal_id"]))["strategy"] == "breakout"
+    status, answer, _ = await harness.post({**VALID, "strategy": "Not A Name"})
+    assert status == 400 and [e["field"] for e in answer["errors"]] == ["strategy"], answer
+
+
+async def test_the_default_webhook_strategy_is_webhook(harness: Harness) -> None:
+    status, answer, _ = await harness.post(VALID)
+    assert status == 202, answer
+    assert (await harness.journaled(answer["signal_id"]))["strategy"] == "webhook"

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from adapters.replay import load_bars
 from adapters.webhook import parse_signal_body
-from config.settings import ConfigError, Settings, load_settings
+from config.settings import ConfigError, Settings, StrategySpec, load_settings
 from daemon.control import ControlServer, socket_path
 from pipeline.safety.state_manager import read_state_file
 from tests.daemon_proc import base_env, cli
@@ -39,8 +39,10 @@ SLOW = settings(max_examples=20, deadline=None, suppress_health_check=[HealthChe
 def _leaf_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
     out: list[str] = []
     for name, field in model.model_fields.items():
-        if prefix == "" and name in ("pipeline", "state_dir"):
-            continue  # pipeline.executor_config is wired from [executor]; state_dir is not a TOML section
+        if prefix == "" and name in ("pipeline", "state_dir", "strategies"):
+            # pipeline.executor_config is wired from [executor]; state_dir is not a TOML section; [[strategies]] is
+            # an array of tables (test_strategies_value_is_accepted_or_named)
+            continue
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out += _leaf_fields(annotation, f"{prefix}{name}.")
@@ -128,6 +130,18 @@ def test_toml_value_is_accepted_or_named(tmp_path: Path, field: str, value: Any)
         _assert_one_line_naming(str(exc), f"{section}.{key}", f"invalid setting {section}", "config file")
     else:
         assert not must_refuse, f"{field} = {_toml_value(value)} was accepted"
+
+
+@FAST
+@given(key=st.sampled_from(sorted(StrategySpec.model_fields)), value=toml_values)
+def test_strategies_value_is_accepted_or_named(tmp_path: Path, key: str, value: Any) -> None:
+    config = tmp_path / "fuzz.toml"
+    entry = {"name": '"s"', "kind": '"ema_cloud"', key: _toml_value(value)}
+    config.write_text("[[strategies]]\n" + "".join(f"{k} = {v}\n" for k, v in entry.items()), encoding="utf-8")
+    try:
+        load_settings(config, state_dir=tmp_path / "state")
+    except ConfigError as exc:
+        _assert_one_line_naming(str(exc), f"strategies.0.{key}", "invalid setting strategies", "config file")
 
 
 @FAST

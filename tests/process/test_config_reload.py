@@ -24,9 +24,14 @@ def test_every_settings_section_is_frozen(tmp_path: Path) -> None:
     settings = load_settings(state_dir=tmp_path)
     with pytest.raises(ValidationError, match="frozen"):
         settings.state_dir = tmp_path / "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.strategies = ()  # type: ignore[misc]
+    assert isinstance(settings.strategies, tuple)  # [[strategies]]: a tuple of frozen tables, nothing to append to
     sections = [getattr(settings, name) for name in Settings.model_fields]
     sections = [s for s in sections if isinstance(s, BaseModel)] + [settings.pipeline.executor_config]
-    assert len(sections) == len(Settings.model_fields)  # every field but state_dir, plus the nested executor
+    sections += list(settings.effective_strategies())
+    # every field but state_dir and strategies, plus the nested executor and the (default) strategy table
+    assert len(sections) == len(Settings.model_fields)
     for section in sections:
         name = next(iter(type(section).model_fields))
         with pytest.raises(ValidationError, match="frozen"):

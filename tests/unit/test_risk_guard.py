@@ -100,7 +100,7 @@ def test_dedup_window(gap: float, approved: bool) -> None:
 
 @pytest.mark.parametrize("change", [
     {"direction": "short", "stop_loss": 105.0}, {"ticker": "AMD"}, {"signal_type": "cloud_flip_bullish"},
-    {"timeframe": "15m"},
+    {"timeframe": "15m"}, {"strategy": "breakout"},
 ])
 def test_dedup_key_fields_distinguish(change: dict[str, Any]) -> None:
     g = guard()

@@ -336,9 +336,9 @@ def test_bad_bars_are_dropped_without_crashing(change: dict, field: str, caplog:
         assert strategy.completed_on_last_bar("RW") == []
     feed(strategy, bars[100:])
     assert strategy.bars_seen("RW", "1m") == 200
-    from pipeline.strategy.ema_cloud import _bar_problem
+    from pipeline.strategy.ema_cloud import bar_problem
 
-    problem = _bar_problem(bad)
+    problem = bar_problem(bad)
     assert problem is not None and field in problem
 
 
