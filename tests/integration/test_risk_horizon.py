@@ -125,8 +125,8 @@ def test_replay_of_real_daily_bars_with_stamps_rejects_nothing_for_var(tmp_path:
     state = tmp_path / "state"
     asyncio.run(replay(load_settings(None), path, state_dir=state))
     with sqlite3.connect(state / "journal.db") as conn:
-        reached = conn.execute("SELECT count(*) FROM decisions WHERE stage='unified_risk'").fetchone()[0]
-        var_reasons = [r for (r,) in conn.execute("SELECT reason FROM decisions WHERE stage='unified_risk' AND "
+        reached = conn.execute("SELECT count(*) FROM decision_stages WHERE stage='unified_risk'").fetchone()[0]
+        var_reasons = [r for (r,) in conn.execute("SELECT reason FROM decision_stages WHERE stage='unified_risk' AND "
                                                   "outcome='rejected'")]
     assert reached >= 5, "too few signals reached the VaR check"
     assert var_reasons == [], var_reasons[:3]
