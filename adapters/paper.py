@@ -25,6 +25,7 @@ import json
 import math
 import re
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -36,6 +37,7 @@ import structlog
 
 from config.files import UnreadableFile, json_depth, read_regular_file
 from config.settings import OptionsSettings, PaperSettings
+from pipeline.core.batch import BarBatch
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
     AccountSnapshot,
@@ -442,11 +444,16 @@ class PaperBroker:
 
     # ----------------------------------------------------------------- prices
 
-    def on_bars(self, batch: list[Bar]) -> int:
+    def on_bars(self, batch: Sequence[Bar]) -> int:
         """Mark last prices and trigger resting orders that this batch's bars cross (cheap; every time step).
         Returns how many resting orders filled (their events are queued)."""
         last = self._last
         resting = self._resting
+        if isinstance(batch, BarBatch):  # a replay's columns: bars are built only when a resting order waits
+            if not any(resting.get(s) for s in batch.symbols):
+                last.update(zip(batch.symbols, batch.closes(), strict=True))
+                return 0
+            batch = list(batch)
         triggered = 0
         for bar in batch:
             last[bar.symbol] = bar.close
