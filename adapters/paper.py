@@ -717,6 +717,7 @@ class PaperBroker:
         for coid in drop:
             del self._orders[coid]
             self._final_json.pop(coid, None)
+            self._resolved.pop(coid, None)
         return len(drop)
 
     def all_orders(self) -> list[OrderResult]:

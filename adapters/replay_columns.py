@@ -27,7 +27,7 @@ from pipeline.core.batch import BarBatch, from_ns, to_ns
 if TYPE_CHECKING:
     from adapters.replay import _Parser, _Reader
 
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 1 << 20
 _TUPLE_CACHE = 4096
 _NUMERIC = ("open", "high", "low", "close", "volume")
 
@@ -106,7 +106,8 @@ class ColumnReader:
         for cut in cuts:
             yield self._batch(chunk.part(start, cut))
             start = cut
-        return chunk.part(start, len(chunk))
+        rest = chunk.part(start, len(chunk))
+        return _Chunk(*(x.copy() for x in rest.cols()))  # a copy: the chunk itself is freed once its steps are
 
     def _batch(self, part: _Chunk) -> BarBatch:
         key = part.g.tobytes()

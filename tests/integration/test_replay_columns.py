@@ -20,6 +20,12 @@ from pipeline.strategy.ema_cloud import EmaCloudStrategy
 HEADER = "timestamp,symbol,open,high,low,close,volume\n"
 
 
+@pytest.fixture
+def columns_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The strategy takes the column path for any batch size (the replay does from 8 symbols a step)."""
+    monkeypatch.setattr("pipeline.strategy.ema_cloud.COLUMNS_MIN_SYMBOLS", 1)
+
+
 def _file(tmp_path: Path, tickers: int = 6, bars: int = 900) -> Path:
     path = tmp_path / "bars.csv"
     write_csv(path, [f"T{i}" for i in range(tickers)], seed=4, n_bars=bars)
@@ -80,7 +86,8 @@ def test_quoted_fields_switch_to_the_row_reader_for_the_rest(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("timeframes", [["5m"], ["5m", "15m", "1m"]])
-def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path: Path, timeframes: list[str]) -> None:
+def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path: Path, timeframes: list[str],
+                                                                       columns_always: None) -> None:
     path = _file(tmp_path, 8, 1500)
     batches = list(_Reader(path, None, None, columnar=True).batches())
     # symbols come and go: drop a few bars (a halted ticker) so the batches differ in shape
@@ -94,7 +101,7 @@ def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path
     columns = EmaCloudStrategy(StrategySettings(timeframes=timeframes))
     expected = [(k, j, s) for k, batch in enumerate(shaped) for j, bar in enumerate(batch) for s in scalar.on_bar(bar)]
     got = [(k, j, s) for k, batch in enumerate(shaped) for j, s in columns.on_batch(batch)]
-    assert expected and got == expected
+    assert columns._mode == "columns" and expected and got == expected
     for symbol in (f"T{i}" for i in range(8)):
         assert columns.completed_on_last_bar(symbol) == scalar.completed_on_last_bar(symbol)
         for tf in timeframes:
@@ -102,7 +109,7 @@ def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path
             assert columns.recent_bars(symbol, tf, 64) == scalar.recent_bars(symbol, tf, 64)
 
 
-def test_a_bad_bar_in_a_batch_is_rejected_alone(tmp_path: Path) -> None:
+def test_a_bad_bar_in_a_batch_is_rejected_alone(tmp_path: Path, columns_always: None) -> None:
     batches = list(_Reader(_file(tmp_path, 3, 60), None, None, columnar=True).batches())
     scalar = EmaCloudStrategy(StrategySettings())
     columns = EmaCloudStrategy(StrategySettings())
@@ -113,7 +120,7 @@ def test_a_bad_bar_in_a_batch_is_rejected_alone(tmp_path: Path) -> None:
         for bar in bars:
             scalar.on_bar(bar)
         columns.on_batch(BarBatch.from_bars(bars))
-    assert columns.rejected_bars == scalar.rejected_bars > 0
+    assert columns._mode == "columns" and columns.rejected_bars == scalar.rejected_bars > 0
     assert columns.recent_states("T1", "5m", 64) == scalar.recent_states("T1", "5m", 64)
 
 
