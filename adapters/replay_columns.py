@@ -16,7 +16,6 @@ import csv
 import io
 import itertools
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,7 +61,7 @@ class ColumnReader:
         self.names: list[str] = []          # symbol of each global code
         self._codes: dict[str, int] = {}
         self._tuples: dict[bytes, tuple[str, ...]] = {}
-        self.last: dict[str, datetime] = {}  # per symbol, as the row reader keeps it
+        self._last_ns = np.full(0, np.iinfo(np.int64).min, dtype=np.int64)  # per symbol code: its newest time
         self.current: int | None = None      # newest accepted time (ns): a row before it is late
 
     # ------------------------------------------------------------------ the stream
@@ -75,24 +74,27 @@ class ColumnReader:
         carry: _Chunk | None = None
         with fh:
             while True:
-                lines = fh.readlines(CHUNK_BYTES)
-                if not lines:
+                text = fh.read(CHUNK_BYTES)
+                if not text:
                     break
-                text = "".join(lines)
+                if text[-1] != "\n":
+                    text += fh.readline()  # whole lines only
                 if '"' in text:  # quoting may span lines and chunks: the row reader takes the rest of the file
-                    chunk = self._careful(parser, itertools.chain(lines, fh), base)
-                    lines_done = None
+                    chunk, _ = self._careful(parser, itertools.chain(io.StringIO(text, newline=""), fh), base)
+                    more = False
                 else:
-                    chunk = self._fast(parser, text, len(lines))
+                    more = True
+                    n_lines = text.count("\n") + (text[-1] != "\n")
+                    plain = "\r" not in text or text.count("\r\n") == text.count("\r")
+                    chunk = self._fast(parser, text, n_lines) if plain else None
                     if chunk is None:
-                        chunk = self._careful(parser, lines, base)
-                    lines_done = len(lines)
+                        chunk, n_lines = self._careful(parser, io.StringIO(text, newline=""), base)
+                    base += n_lines
                 if carry is not None and len(carry):
                     chunk = carry.cat(chunk) if len(chunk) else carry
                 carry = yield from self._emit(chunk)
-                if lines_done is None:
+                if not more:
                     break
-                base += lines_done
         if carry is not None and len(carry):
             yield self._batch(carry)
 
@@ -120,7 +122,14 @@ class ColumnReader:
         ns = int(part.ts[0])
         self.reader.bars_read += len(symbols)
         return BarBatch(from_ns(ns), self.reader.timeframe, symbols, part.o, part.h, part.low, part.c, part.v,
-                        ts_ns=ns)
+                        ts_ns=ns, checked=True)
+
+    def _latest(self, n: int) -> np.ndarray:
+        if self._last_ns.size < n:
+            grown = np.full(max(n, 2 * self._last_ns.size, 64), np.iinfo(np.int64).min, dtype=np.int64)
+            grown[: self._last_ns.size] = self._last_ns
+            self._last_ns = grown
+        return self._last_ns
 
     def _code(self, symbol: str) -> int:
         code = self._codes.get(symbol)
@@ -152,9 +161,11 @@ class ColumnReader:
                      & (v < np.inf)).all()):
             return None
         try:
-            ts_codes, ts_texts = pd.factorize(frame[i_ts].to_numpy(object), use_na_sentinel=False)
-            stamps = np.fromiter((to_ns(parse_timestamp(t.strip())) for t in ts_texts.tolist()), np.int64,
-                                 len(ts_texts))
+            texts = frame[i_ts].to_numpy(object)
+            starts = np.flatnonzero(texts[1:] != texts[:-1]) + 1  # a time step's rows repeat its text
+            firsts = np.concatenate(([0], starts))
+            stamps = np.fromiter((to_ns(parse_timestamp(t.strip())) for t in texts[firsts].tolist()), np.int64,
+                                 firsts.size)
             if parser.symbol is not None:
                 g = np.full(n_lines, self._code(parser.symbol), dtype=np.int64)
             else:
@@ -165,37 +176,36 @@ class ColumnReader:
                 g = np.array([self._code(s) for s in canon], dtype=np.int64)[sym_codes]
         except (_BadRow, AttributeError, TypeError):
             return None
-        ts = stamps[ts_codes]
-        if ts.size > 1 and not bool((ts[1:] >= ts[:-1]).all()):
+        ts = np.repeat(stamps, np.diff(np.concatenate((firsts, [n_lines]))))
+        if stamps.size > 1 and not bool((stamps[1:] >= stamps[:-1]).all()):
             return None
         if self.current is not None and int(ts[0]) < self.current:
             return None
-        step = np.concatenate(([0], np.cumsum(ts[1:] != ts[:-1])))
-        key = step * len(self.names) + g
-        if np.unique(key).size != key.size:
+        latest = self._latest(len(self.names))
+        if not bool((ts > latest[g]).all()):  # each symbol's first row here is after its last one before
             return None
-        codes, first = np.unique(g, return_index=True)
-        _, last_rev = np.unique(g[::-1], return_index=True)
-        names, last = self.names, self.last
-        firsts = ts[first].tolist()
-        for code, t in zip(codes.tolist(), firsts, strict=True):
-            previous = last.get(names[code])
-            if previous is not None and t <= to_ns(previous):
-                return None
-        for code, t in zip(codes.tolist(), ts[ts.size - 1 - last_rev].tolist(), strict=True):
-            last[names[code]] = from_ns(t)
+        step = np.concatenate(([0], np.cumsum(stamps[1:] != stamps[:-1])))
+        key = np.repeat(step, np.diff(np.concatenate((firsts, [n_lines])))) * len(self.names) + g
+        if not pd.Index(key).is_unique:  # a symbol twice in one time step
+            return None
+        np.maximum.at(latest, g, ts)
         self.current = int(ts[-1])
         return _Chunk(ts, g, o, h, low, c, v)
 
     # ------------------------------------------------------------------ the row reader, for a chunk with a problem
-    def _careful(self, parser: _Parser, lines: Iterable[str], base: int) -> _Chunk:
+    def _careful(self, parser: _Parser, lines: Iterable[str], base: int) -> tuple[_Chunk, int]:
+        """The row reader's checks on these lines (line numbers from `base`); returns the good rows and how many
+        lines were read."""
         reader = self.reader
         rows = csv.reader(lines)
+        latest = self._latest(len(self.names))
+        last = {name: from_ns(int(latest[code])) for code, name in enumerate(self.names)
+                if latest[code] != np.iinfo(np.int64).min}
         cols: tuple[list[int], list[int], list[float], list[float], list[float], list[float], list[float]] = (
             [], [], [], [], [], [], [])
         t_ns, g, o, h, lo, c, v = cols
         for line, (ts, symbol, po, ph, pl, pc, pv) in reader._checked(
-                ((base + rows.line_num, row) for row in rows), parser, self.last):  # type: ignore[attr-defined]
+                ((base + rows.line_num, row) for row in rows), parser, last):  # type: ignore[attr-defined]
             ns = to_ns(ts)
             current = self.current
             if current is not None and ns < current:
@@ -213,5 +223,10 @@ class ColumnReader:
             lo.append(pl)
             c.append(pc)
             v.append(pv)
-        return _Chunk(np.array(t_ns, dtype=np.int64), np.array(g, dtype=np.int64),
-                      *(np.array(x, dtype=np.float64) for x in (o, h, lo, c, v)))
+        codes = [self._code(name) for name in last]  # a symbol whose rows were all late has a code too
+        latest = self._latest(len(self.names))
+        for code, ts in zip(codes, last.values(), strict=True):
+            latest[code] = to_ns(ts)
+        chunk = _Chunk(np.array(t_ns, dtype=np.int64), np.array(g, dtype=np.int64),
+                       *(np.array(x, dtype=np.float64) for x in (o, h, lo, c, v)))
+        return chunk, rows.line_num  # type: ignore[attr-defined]

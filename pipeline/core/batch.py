@@ -34,13 +34,16 @@ def from_ns(ns: int) -> datetime:
 class BarBatch(Sequence[Bar]):
     """The bars of one time step as columns: `symbols[i]` has `open[i]`, ... `volume[i]` (float64 arrays)."""
 
-    __slots__ = ("_closes", "_index", "close", "high", "low", "open", "symbols", "timeframe", "timestamp",
-                 "ts_ns", "volume")
+    __slots__ = ("_closes", "_index", "checked", "close", "high", "low", "open", "symbols", "timeframe",
+                 "timestamp", "ts_ns", "volume")
 
     def __init__(self, timestamp: datetime, timeframe: str, symbols: tuple[str, ...], open_: np.ndarray,
                  high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
-                 ts_ns: int | None = None) -> None:
+                 ts_ns: int | None = None, checked: bool = False) -> None:
         self.timestamp = timestamp
+        # True when the reader proved every row good (0 < low <= open, close <= high < inf, 0 <= volume < inf,
+        # distinct symbols): consumers may skip their own checks
+        self.checked = checked
         self.ts_ns = to_ns(timestamp) if ts_ns is None else ts_ns
         self.timeframe = timeframe
         self.symbols = symbols

@@ -43,6 +43,7 @@ COLUMNS_MIN_SYMBOLS = 8      # a replay of fewer symbols per time step goes bar 
 DEFAULT_HISTORY = 64         # completed bars / cloud states kept per (symbol, timeframe)
 _INF = math.inf
 _NO_BARS: tuple[Bar, ...] = ()
+_ALL_GOOD = np.ones(0, dtype=bool)  # marker: every bar of a checked batch is good
 
 # tie-break among signals of equal conviction on one bar: the more specific setup wins
 _PRIORITY = {
@@ -439,6 +440,8 @@ class EmaCloudStrategy:
         self._slot_key: tuple[str, ...] | None = None
         self._slot_row: list[_SymbolSlot | None] = []
         self._unique: dict[tuple[str, ...], bool] = {}
+        self._slot_set: frozenset[str] = frozenset()
+        self._dirty: dict[str, _SymbolSlot] = {}  # symbols whose latest bar completed something (columns path)
 
     # ------------------------------------------------------------------ hot path
     def on_batch(self, batch: Sequence[Bar]) -> list[tuple[int, TradeSignal]]:
@@ -455,7 +458,7 @@ class EmaCloudStrategy:
                                       zip(self.timeframes, self._aggregators, strict=True))
         if self._mode == "columns":
             if isinstance(batch, BarBatch):
-                if self._distinct(batch.symbols):
+                if batch.checked or self._distinct(batch.symbols):
                     return self._on_columns(batch)
                 return [(j, s) for j, bar in enumerate(batch) for s in self._one_column_bar(bar)]
             return [(j, s) for j, bar in enumerate(batch) for s in self._one_column_bar(bar)]
@@ -487,29 +490,37 @@ class EmaCloudStrategy:
         if symbols is not self._slot_key:
             get = self._symbols.get
             self._slot_row = [get(s) for s in symbols]
+            self._slot_set = frozenset(symbols)
             self._slot_key = symbols
         return self._slot_row
 
     def _on_columns(self, batch: BarBatch) -> list[tuple[int, TradeSignal]]:
         symbols = batch.symbols
         slots = self._slots(symbols)
-        for slot in slots:
-            if slot is not None:
-                slot.completed.clear()
+        dirty = self._dirty
+        if dirty:  # the symbols of this step whose last bar completed something: that list starts afresh
+            present = self._slot_set
+            for symbol in [s for s in dirty if s in present]:
+                dirty.pop(symbol).completed.clear()
         o, h, low, c, v = batch.open, batch.high, batch.low, batch.close, batch.volume
         ts = batch.timestamp
         if batch.timeframe not in TIMEFRAME_SECONDS or not isinstance(ts, datetime) or ts.tzinfo is None:
             for j, bar in enumerate(batch):
                 self._reject(slots[j], bar, _bar_problem(bar) or "bar: malformed")
             return []
-        ok = (0.0 < low) & (low <= h) & (h < _INF) & (0.0 < c) & (c < _INF) & (0.0 < o) & (o < _INF) \
-            & (0.0 <= v) & (v < _INF)
-        every = bool(ok.all())
+        if batch.checked:  # the reader proved every row good (stricter than these checks)
+            ok, every = _ALL_GOOD, True
+        else:
+            ok = (0.0 < low) & (low <= h) & (h < _INF) & (0.0 < c) & (c < _INF) & (0.0 < o) & (o < _INF) \
+                & (0.0 <= v) & (v < _INF)
+            every = bool(ok.all())
         if not every:
             for j in np.flatnonzero(~ok).tolist():
                 bar = batch.bar(j)
                 self._reject(slots[j], bar, _bar_problem(bar) or "bar: malformed")
         if None in slots:
+            if ok is _ALL_GOOD:
+                ok = np.ones(len(symbols), dtype=bool)
             created = False
             for j, slot in enumerate(slots):
                 if slot is None and ok[j]:
@@ -561,6 +572,7 @@ class EmaCloudStrategy:
             tf = timeframes[i]
             if not slot.completed or slot.completed[-1] != tf:
                 slot.completed.append(tf)
+                self._dirty[symbols[j]] = slot
             signal = self._on_completed(track, done, self._aggregators[i])
             if signal is not None:
                 signals.append((j, signal))

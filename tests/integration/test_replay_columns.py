@@ -85,6 +85,15 @@ def test_quoted_fields_switch_to_the_row_reader_for_the_rest(tmp_path: Path) -> 
     assert [list(x) for x in b] == a and rows.problems == cols.problems == []
 
 
+def test_windows_line_ends_read_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay_columns, "CHUNK_BYTES", 5_000)
+    text = _file(tmp_path, 4, 200).read_text()
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(text.replace("\n", "\r\n").encode())
+    rows, a, cols, b = _both(path)
+    assert len(b) == 200 and [list(x) for x in b] == a and rows.problems == cols.problems == []
+
+
 @pytest.mark.parametrize("timeframes", [["5m"], ["5m", "15m", "1m"]])
 def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path: Path, timeframes: list[str],
                                                                        columns_always: None) -> None:
