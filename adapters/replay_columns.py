@@ -26,7 +26,7 @@ from pipeline.core.batch import BarBatch, from_ns, to_ns
 if TYPE_CHECKING:
     from adapters.replay import _Parser, _Reader
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 256 << 10  # small: a chunk's transient columns (~1 MB) keep RSS flat
 _TUPLE_CACHE = 4096
 _NUMERIC = ("open", "high", "low", "close", "volume")
 
