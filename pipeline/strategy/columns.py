@@ -26,7 +26,7 @@ Emitted = list[tuple[int, Bar]]  # (position in the batch, completed bar)
 class ColumnAggregator:
     """Intraday `timeframe` buckets of many symbols as numpy columns (see the module docstring)."""
 
-    __slots__ = ("_cap", "_hours", "_last_rows", "_last_symbols", "_rows", "_stamps", "active", "close", "end",
+    __slots__ = ("_cap", "_hours", "_last_rows", "_last_symbols", "_rows", "_span", "_stamps", "active", "close", "end",
                  "high", "last", "low", "names", "open", "seconds", "stamp", "timeframe", "volume")
 
     def __init__(self, timeframe: str, calendar: MarketCalendar | None = None) -> None:
@@ -42,6 +42,7 @@ class ColumnAggregator:
         self._cap = 0
         self._last_symbols: tuple[str, ...] | None = None
         self._last_rows = np.empty(0, dtype=np.intp)
+        self._span: slice | None = None  # the rows of the cached symbols, when they are one contiguous range
         self._stamps: dict[int, datetime] = {}
         self._grow(64)
 
@@ -79,6 +80,9 @@ class ColumnAggregator:
                     self._grow(self._cap * 2)
             out[i] = row
         self._last_symbols, self._last_rows = symbols, out
+        first = int(out[0]) if out.size else 0
+        self._span = slice(first, first + out.size) if out.size and bool(
+            (out == np.arange(first, first + out.size)).all()) else None
         return out
 
     def _stamp(self, ns: int) -> datetime:
@@ -105,6 +109,23 @@ class ColumnAggregator:
         (position, bar); a position may be in both (the previous bucket first)."""
         ts = batch.ts_ns
         src_ns = TIMEFRAME_SECONDS[batch.timeframe] * 1_000_000_000
+        span = self._span
+        if span is not None and rows is self._last_rows:  # the usual step: every symbol merges into its bucket
+            end = self.end[span]
+            if bool((ts < end).all()) and bool(self.active[span].all()) and bool((ts > self.last[span]).all()) \
+                    and bool((ts >= self.stamp[span]).all()):
+                self.last[span] = ts
+                high, low_col, volume = self.high[span], self.low[span], self.volume[span]
+                np.maximum(high, h, out=high)
+                np.minimum(low_col, low, out=low_col)
+                self.close[span] = c
+                np.add(volume, v, out=volume)
+                finished = ts + src_ns >= end
+                if not finished.any():
+                    return [], []
+                dr, dp = rows[finished], positions[finished]
+                self.active[dr] = False
+                return [], self._bars(dr, dp)
         end = self.end[rows]
         inside = ts < end
         new = ~inside
