@@ -34,9 +34,14 @@ RSS_LIMIT_MB = 2.0
 
 
 def write_file(path: Path, n_tickers: int, n_bars: int) -> Path:
+    """Seeded synthetic one-minute bars as a replay CSV; a long file starts early enough for the calendar (a
+    million bars of one ticker are ten years of sessions)."""
+    from datetime import date
+
     from adapters.synthetic import write_csv
 
-    write_csv(path, [f"B{i:03d}" for i in range(n_tickers)], seed=11, n_bars=n_bars)
+    start = date(2012, 1, 3) if n_bars > 150_000 else None
+    write_csv(path, [f"B{i:03d}" for i in range(n_tickers)], seed=11, n_bars=n_bars, start=start)
     return path
 
 

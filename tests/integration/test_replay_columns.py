@@ -94,6 +94,19 @@ def test_windows_line_ends_read_the_same(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(b) == 200 and [list(x) for x in b] == a and rows.problems == cols.problems == []
 
 
+def test_one_symbol_layout_intraday_reads_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Yahoo's layout (Date,Open,High,Low,Close,Adj Close,Volume; the symbol from the file name), minute bars."""
+    monkeypatch.setattr(replay_columns, "CHUNK_BYTES", 3_000)
+    rows = _file(tmp_path, 1, 300).read_text().splitlines()[1:]
+    path = tmp_path / "SPY.csv"
+    body = [f"{ts},{o},{h},{low},{c},{c},{v}" for ts, _, o, h, low, c, v in (r.split(",") for r in rows)]
+    body.insert(120, body[119])  # a duplicate row: that chunk goes the careful way
+    path.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n" + "\n".join(body) + "\n")
+    rows_reader, a, cols, b = _both(path)
+    assert len(a) == 300 and {bar.symbol for batch in a for bar in batch} == {"SPY"}
+    assert [list(x) for x in b] == a and rows_reader.problems == cols.problems and len(cols.problems) == 1
+
+
 @pytest.mark.parametrize("timeframes", [["5m"], ["5m", "15m", "1m"]])
 def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path: Path, timeframes: list[str],
                                                                        columns_always: None) -> None:
