@@ -450,7 +450,7 @@ class PaperBroker:
         last = self._last
         resting = self._resting
         if isinstance(batch, BarBatch):  # a replay's columns: bars are built only when a resting order waits
-            if not any(resting.get(s) for s in batch.symbols):
+            if not any(resting.values()) or not any(resting.get(s) for s in batch.symbols):
                 last.update(zip(batch.symbols, batch.closes(), strict=True))
                 return 0
             batch = list(batch)
