@@ -4,11 +4,12 @@ file in the Yahoo / Stooq layout (`Date,Open,High,Low,Close[,Adj Close],Volume[,
 
 Timestamps are ISO 8601 with a zone or epoch seconds; daily bars may be date-only, and any stamp of a daily
 row means the NYSE session of that date (stamped midnight ET, closing at that session's close). Each file is
-streamed: rows are read one at a time and yielded as batches of the bars that share a timestamp, so a
-million-bar file never sits in memory as Bar objects (a file grouped by symbol rather than sorted by time is
-detected on a sample and sorted in memory). The bar interval is inferred from the most common gap between a
-symbol's bars unless given. Bad rows are never trusted: they are skipped and reported in `problems` with
-their file and line number, and the replay goes on.
+streamed and yielded as batches of the bars that share a timestamp, so a million-bar file never sits in memory
+as Bar objects: a time-sorted intraday file is read columnar, chunk by chunk, into `BarBatch`es
+(`adapters.replay_columns`; a chunk with any problem is read row by row, as every other file is). A file
+grouped by symbol rather than sorted by time is detected on a sample and sorted in memory. The bar interval
+is inferred from the most common gap between a symbol's bars unless given. Bad rows are never trusted: they
+are skipped and reported in `problems` with their file and line number, and the replay goes on.
 """
 
 from __future__ import annotations

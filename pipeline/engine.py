@@ -4,7 +4,10 @@
                   -> strategy -> BotOrchestrator.process_signal (direct await, serialised)
                   -> LifecycleManager.check_exits (index by ticker + clock deadlines)
 
-Used by the daemon for live and synthetic data and by `ordergate replay` and the benchmarks. In simulated
+A batch is a list of `Bar`s (live, synthetic) or a `BarBatch` of columns (a replay's reader): then the strategy
+takes the whole step at once and the exits build bars only for held tickers, with the same decisions in the
+same order as bar by bar. Used by the daemon for live and synthetic data and by `ordergate replay` and the
+benchmarks. In simulated
 time `settle()` waits for in-flight orders and their broker events after each step that sent one, so a
 replay is deterministic: the same file gives the same trades.
 """
