@@ -1,7 +1,8 @@
 """The floor of the replay figure: backtesting.py's EMA cross on the same CSV, run in the bench's own venv.
 
 Run by `bench.replay_file` as `.bench-venv/bin/python bench/peer_backtesting.py FILE.csv` (it imports nothing
-of ordergate): per symbol, a long/short EMA(5)/EMA(12) cross (`Backtest.run`), timed without the CSV read.
+of ordergate): per symbol, a long/short EMA(5)/EMA(12) cross (`Backtest.run`), timed without the CSV read
+(wall clock, and CPU time for the per-CPU-second figure).
 Prints one JSON line: bars, seconds, bars/s, trades and orders (an entry and an exit per trade).
 """
 
@@ -43,19 +44,20 @@ def main(path: str) -> None:
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     frame = frame.rename(columns={"open": "Open", "high": "High", "low": "Low", "close": "Close",
                                   "volume": "Volume"})
-    seconds = 0.0
+    seconds = cpu = 0.0
     bars = trades = 0
     for _, rows in frame.groupby("symbol", sort=True):
         data = rows.set_index("timestamp")[["Open", "High", "Low", "Close", "Volume"]]
         data.index = data.index.tz_localize(None)
         bt = Backtest(data, EmaCross, cash=1_000_000, commission=0.0, finalize_trades=True)
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), time.process_time()
         stats = bt.run()
         seconds += time.perf_counter() - started
+        cpu += time.process_time() - cpu0
         bars += len(data)
         trades += int(stats["# Trades"])
-    print(json.dumps({"bars": bars, "seconds": seconds, "bars_per_s": bars / seconds, "trades": trades,
-                      "orders": 2 * trades}))
+    print(json.dumps({"bars": bars, "seconds": seconds, "bars_per_s": bars / seconds,
+                      "cpu_bars_per_s": bars / cpu, "trades": trades, "orders": 2 * trades}))
 
 
 if __name__ == "__main__":
