@@ -24,6 +24,7 @@ import asyncio
 import json
 import math
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ import structlog
 
 from config.files import UnreadableFile, json_depth, read_regular_file
 from config.settings import OptionsSettings, PaperSettings
+from pipeline.core.batch import BarBatch
 from pipeline.core.clock import Clock
 from pipeline.core.enum_values import is_value_of
 from pipeline.core.models import (
@@ -391,11 +393,16 @@ class PaperBroker:
 
     # ----------------------------------------------------------------- prices
 
-    def on_bars(self, batch: list[Bar]) -> int:
+    def on_bars(self, batch: Sequence[Bar]) -> int:
         """Mark last prices and trigger resting orders that this batch's bars cross (cheap; every time step).
         Returns how many resting orders filled (their events are queued)."""
         last = self._last
         resting = self._resting
+        if isinstance(batch, BarBatch):  # a replay's columns: bars are built only when a resting order waits
+            if not any(resting.values()) or not any(resting.get(s) for s in batch.symbols):
+                last.update(zip(batch.symbols, batch.closes(), strict=True))
+                return 0
+            batch = list(batch)
         triggered = 0
         for bar in batch:
             last[bar.symbol] = bar.close
@@ -661,6 +668,7 @@ class PaperBroker:
         for coid in drop:
             del self._orders[coid]
             self._final_json.pop(coid, None)
+            self._resolved.pop(coid, None)
         return len(drop)
 
     def all_orders(self) -> list[OrderResult]:

@@ -4,11 +4,12 @@ file in the Yahoo / Stooq layout (`Date,Open,High,Low,Close[,Adj Close],Volume[,
 
 Timestamps are ISO 8601 with a zone or epoch seconds; daily bars may be date-only, and any stamp of a daily
 row means the NYSE session of that date (stamped midnight ET, closing at that session's close). Each file is
-streamed: rows are read one at a time and yielded as batches of the bars that share a timestamp, so a
-million-bar file never sits in memory as Bar objects (a file grouped by symbol rather than sorted by time is
-detected on a sample and sorted in memory). The bar interval is inferred from the most common gap between a
-symbol's bars unless given. Bad rows are never trusted: they are skipped and reported in `problems` with
-their file and line number, and the replay goes on.
+streamed and yielded as batches of the bars that share a timestamp, so a million-bar file never sits in memory
+as Bar objects: a time-sorted intraday file is read columnar, chunk by chunk, into `BarBatch`es
+(`adapters.replay_columns`; a chunk with any problem is read row by row, as every other file is). A file
+grouped by symbol rather than sorted by time is detected on a sample and sorted in memory. The bar interval
+is inferred from the most common gap between a symbol's bars unless given. Bad rows are never trusted: they
+are skipped and reported in `problems` with their file and line number, and the replay goes on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -353,12 +354,13 @@ def infer_timeframe(path: str | Path) -> str | None:
 class _Reader:
     """Reads a replay file into batches, collecting problems (shared by ReplayFeed and load_bars)."""
 
-    def __init__(self, path: Path, timeframe: str | None, symbol: str | None = None) -> None:
+    def __init__(self, path: Path, timeframe: str | None, symbol: str | None = None, columnar: bool = True) -> None:
         self.path = path
         self.symbol = symbol
         self.problems: list[ReplayProblem] = []
         self.problem_count = 0
         self.bars_read = 0
+        self.columnar = columnar
         sample = _sample(path, symbol=symbol)
         self.time_sorted = sample.time_sorted
         self.layout = sample.parser.layout
@@ -378,33 +380,43 @@ class _Reader:
     def _rows(self) -> Iterator[tuple[int, Row]]:
         """Checked rows in file order, with per-symbol order and duplicate checks."""
         fh, reader, parser = _open(self.path, "daily" if self.timeframe == "1d" else "intraday", self.symbol)
-        last: dict[str, datetime] = {}
         with fh:
-            for row in reader:
-                line = reader.line_num  # type: ignore[attr-defined]
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
-                try:
-                    parsed = parser.parse(row)
-                except _BadRow as exc:
-                    self._problem(line, str(exc))
-                    continue
-                ts, symbol = parsed[0], parsed[1]
-                previous = last.get(symbol)
-                if previous is not None and ts <= previous:
-                    if ts == previous:
-                        self._problem(line, f"duplicate bar for {symbol} at {ts.isoformat()}")
-                    else:
-                        self._problem(
-                            line, f"out of order: {symbol} at {ts.isoformat()} is before its previous bar at "
-                            f"{previous.isoformat()}",
-                        )
-                    continue
-                last[symbol] = ts
-                yield line, parsed
+            yield from self._checked(((reader.line_num, row) for row in reader), parser,  # type: ignore[attr-defined]
+                                     {})
 
-    def batches(self) -> Iterator[list[Bar]]:
-        """Lists of bars sharing one timestamp, in time order."""
+    def _checked(self, rows: Iterable[tuple[int, list[str]]], parser: _Parser,
+                 last: dict[str, datetime]) -> Iterator[tuple[int, Row]]:
+        """The rows (with their line numbers) that pass the row checks and the per-symbol order and duplicate
+        checks against `last` (updated); the others become problems. Shared with the columnar path."""
+        for line, row in rows:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            try:
+                parsed = parser.parse(row)
+            except _BadRow as exc:
+                self._problem(line, str(exc))
+                continue
+            ts, symbol = parsed[0], parsed[1]
+            previous = last.get(symbol)
+            if previous is not None and ts <= previous:
+                if ts == previous:
+                    self._problem(line, f"duplicate bar for {symbol} at {ts.isoformat()}")
+                else:
+                    self._problem(
+                        line, f"out of order: {symbol} at {ts.isoformat()} is before its previous bar at "
+                        f"{previous.isoformat()}",
+                    )
+                continue
+            last[symbol] = ts
+            yield line, parsed
+
+    def batches(self) -> Iterator[Sequence[Bar]]:
+        """The bars sharing one timestamp, in time order: BarBatches (columns) from a time-sorted intraday
+        file, lists of bars otherwise (daily and grouped files are small, and read row by row)."""
+        if self.time_sorted and self.timeframe != "1d" and self.columnar:
+            from adapters.replay_columns import ColumnReader
+
+            return ColumnReader(self).batches()
         if self.time_sorted:
             return self._sorted_batches()
         return self._grouped_batches()

@@ -1,7 +1,9 @@
-"""`python -m bench` (`make bench`): every figure of issue 8 beside its floor, as a table and optional JSON.
+"""`python -m bench` (`make bench`): every figure of issues 8 and 17 beside its floor, as a table and optional JSON.
 
 Sizes: the full run is the issue's (20 000 signals, 50 x 20 000 bars); BENCH_QUICK=1 shrinks them. Replays
-run in child processes so each one's RSS is its own. BENCH_JSON=path writes every figure as JSON.
+run in child processes so each one's RSS is its own. BENCH_JSON=path writes every figure as JSON. Figures 8-12
+(issue 17: replay of a real CSV file vs backtesting.py, strategy off vs a 6-EMA loop, CSV read, RSS of both
+shapes, journal on/off) come from bench/replay_file.py; BENCH_SKIP_FILE=1 leaves them out.
 """
 
 from __future__ import annotations
@@ -97,9 +99,19 @@ def measure() -> dict[str, Any]:
 
     figures.update(status_figures(size["ready"] + 2))
     _progress("ordergate status", started)
+    if os.environ.get("BENCH_SKIP_FILE", "") in ("", "0"):
+        from bench.replay_file import replay_figures
+
+        figures.update(replay_figures(lambda step: _progress(step, started)))
     figures["bench_seconds"] = time.perf_counter() - started
     figures["targets"] = {k: _holds(figures[k], op, limit) for k, (op, limit) in TARGETS.items()}
     figures["targets"]["rss_flat_second_half"] = not figures["rss_grows_in_second_half"]
+    if "peer_backtesting" in figures:
+        from bench.replay_file import TARGETS as FILE_TARGETS
+
+        for key, (op, limit) in FILE_TARGETS.items():
+            value = figures.get(key)
+            figures["targets"][key] = None if value is None else _holds(value, op, limit)
     return figures
 
 
@@ -144,6 +156,10 @@ def table(f: dict[str, Any]) -> str:
         ("7 ordergate status", f"{f['status_s']:.3f} s", f"{f['status_python_startup_s']:.3f} s bare python",
          f"{f.get('import_daemon_cli_s', 0):.3f} s imports", "<= 0.3 s", ok("status_s")),
     ]
+    if "peer_backtesting" in f:
+        from bench.replay_file import rows as file_rows
+
+        rows.extend(file_rows(f))
     head = ("figure", "measured", "floor (same run)", "ratio", "target", "")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]

@@ -1,10 +1,10 @@
 """Figures 2, 4 and 5: replay throughput through the whole Core, journal on vs off, peak RSS.
 
-Bars are generated (seeded) by `adapters.synthetic.generate_bars` a chunk at a time; only the Core's work is
-timed (`engine.on_batch` plus the clock step), never the generation. The floor is a bare loop updating the
-strategy's 6 EMAs per bar over the same chunk, measured in the same process. Run as a module
-(`python -m bench.replay N_TICKERS N_BARS JOURNAL`) it prints one JSON line: a fresh process, so the RSS
-samples are the replay's own.
+Bars are generated (seeded) by `adapters.synthetic.generate_bars` a chunk at a time and handed over as columns
+(`BarBatch`, what the replay's reader yields); only the Core's work is timed (`engine.on_batch` plus the clock
+step), never the generation. The floor is a bare loop updating the strategy's 6 EMAs per bar over the same
+chunk, measured in the same process. Run as a module (`python -m bench.replay N_TICKERS N_BARS JOURNAL`) it
+prints one JSON line: a fresh process, so the RSS samples are the replay's own.
 """
 
 from __future__ import annotations
@@ -29,13 +29,15 @@ def tickers(n: int) -> list[str]:
     return [f"B{i:03d}" for i in range(n)]
 
 
-def chunks(n_tickers: int, n_bars: int, seed: int = 11) -> Iterator[list[list[Any]]]:
-    """Lists of up to CHUNK_BATCHES one-minute batches (all tickers per batch)."""
+def chunks(n_tickers: int, n_bars: int, seed: int = 11) -> Iterator[list[Any]]:
+    """Lists of up to CHUNK_BATCHES one-minute batches (all tickers per batch), as columns (BarBatch): what a
+    replay's reader gives the engine."""
     from adapters.synthetic import generate_bars
+    from pipeline.core.batch import BarBatch
 
-    chunk: list[list[Any]] = []
+    chunk: list[Any] = []
     for batch in generate_bars(tickers(n_tickers), n_bars, seed=seed):
-        chunk.append(batch)
+        chunk.append(BarBatch.from_bars(batch))
         if len(chunk) >= CHUNK_BATCHES:
             yield chunk
             chunk = []
@@ -43,17 +45,16 @@ def chunks(n_tickers: int, n_bars: int, seed: int = 11) -> Iterator[list[list[An
         yield chunk
 
 
-def ema_floor(chunk: list[list[Any]], emas: dict[str, list[Any]]) -> float:
+def ema_floor(chunk: list[Any], emas: dict[str, list[Any]]) -> float:
     """Seconds for a bare loop that updates the 6 EMAs of each bar's symbol."""
     from pipeline.strategy.indicators import EMA
 
     started = time.perf_counter()
     for batch in chunk:
-        for bar in batch:
-            row = emas.get(bar.symbol)
+        for symbol, close in zip(batch.symbols, batch.closes(), strict=True):
+            row = emas.get(symbol)
             if row is None:
-                row = emas[bar.symbol] = [EMA(s) for s in SPANS]
-            close = bar.close
+                row = emas[symbol] = [EMA(s) for s in SPANS]
             for ema in row:
                 ema.update(close)
     return time.perf_counter() - started

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from pipeline.core.batch import BarBatch
 from pipeline.core.clock import SimulatedClock
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
@@ -77,7 +78,8 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
                 await engine.on_batch(batch)
                 now = clock.now()
                 recorder.record(now, core.ledger.equity(), bool(core.ledger.positions()),
-                                {b.symbol: b.close for b in batch})
+                                dict(zip(batch.symbols, batch.closes(), strict=True)) if isinstance(batch, BarBatch)
+                                else {b.symbol: b.close for b in batch})
                 if progress is not None and engine.batches % PROGRESS_EVERY == 0:
                     progress(now, engine.bars, engine.signals, engine.entries)
             await core.settle()

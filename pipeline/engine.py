@@ -4,24 +4,32 @@
                   -> strategy -> BotOrchestrator.process_signal (direct await, serialised)
                   -> LifecycleManager.check_exits (index by ticker + clock deadlines)
 
-Used by the daemon for live and synthetic data and by `ordergate replay` and the benchmarks. In simulated
+A batch is a list of `Bar`s (live, synthetic) or a `BarBatch` of columns (a replay's reader): then the strategy
+takes the whole step at once and the exits build bars only for held tickers, with the same decisions in the
+same order as bar by bar. Used by the daemon for live and synthetic data and by `ordergate replay` and the
+benchmarks. In simulated
 time `settle()` waits for in-flight orders and their broker events after each step that sent one, so a
 replay is deterministic: the same file gives the same trades.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from functools import partial
+from itertools import repeat
 from typing import Any
 
 import structlog
 
+from pipeline.core.batch import BarBatch
 from pipeline.core.models import Bar, PipelineResult, TradeSignal
 from pipeline.orchestrator import BotOrchestrator
 from pipeline.positions.lifecycle import LifecycleManager
-from pipeline.strategy.port import Strategy
+from pipeline.strategy.port import BatchStrategy, Strategy
 
 log = structlog.get_logger("ordergate.engine")
+_drain: Callable[[Iterator[object]], object] = partial(deque, maxlen=0)  # runs a map in C, keeps nothing
 BarListener = Callable[[list[Bar]], Any]  # returns how many resting broker orders the bars filled (paper)
 
 
@@ -41,6 +49,8 @@ class TradingEngine:
         self.orchestrator = orchestrator
         self.lifecycle = lifecycle
         self.strategy = strategy
+        # a replay's columns go to the strategy whole when it takes them (others get the step bar by bar)
+        self.batched = strategy is None or isinstance(strategy, BatchStrategy)
         self.bar_listeners = bar_listeners or []
         self.pruners: list[Callable[[], object]] = pruners or []  # in-memory brokers' bookkeeping (Prunable)
         self._settle = settle
@@ -50,8 +60,11 @@ class TradingEngine:
         self.entries = 0
         self.exits = 0
 
-    async def on_batch(self, batch: list[Bar]) -> None:
+    async def on_batch(self, batch: Sequence[Bar]) -> None:
         """One time step: every bar of the batch shares its timestamp."""
+        if isinstance(batch, BarBatch) and self.batched:
+            await self._on_columns(batch)
+            return
         self.batches += 1
         self.bars += len(batch)
         triggered = 0
@@ -77,11 +90,49 @@ class TradingEngine:
         if self.batches % 1_000 == 0:
             self.prune()
 
-    def warm_up(self, batch: list[Bar]) -> None:
+    async def _on_columns(self, batch: BarBatch) -> None:
+        """`on_batch` for a BarBatch (a replay): the strategy takes the whole step at once; each signal is decided
+        with the price history up to its own bar, as bar by bar (the prices of the bars after it come later)."""
+        self.batches += 1
+        n = len(batch)
+        self.bars += n
+        triggered = 0
+        for listener in self.bar_listeners:
+            triggered += listener(batch) or 0
+        if triggered and self._settle is not None:
+            await self._settle()
+        self.lifecycle.update_positions(batch)
+        symbols, closes, tf = batch.symbols, batch.closes(), batch.timeframe
+        update = self.orchestrator.prices.update
+        sent = False
+        done = 0
+        if self.strategy is not None:
+            for j, signal in self.strategy.on_batch(batch):  # type: ignore[union-attr]
+                if j >= done:
+                    _drain(map(update, symbols[done:j + 1], closes[done:j + 1], repeat(tf, j + 1 - done)))
+                    done = j + 1
+                sent = await self.submit_signal(signal) or sent
+        if done < n:
+            _drain(map(update, symbols[done:], closes[done:], repeat(tf, n - done)))
+        exits = self.lifecycle.check_exits(batch)
+        if exits:
+            self.exits += len(exits)
+            sent = True
+        if sent and self._settle is not None:
+            await self._settle()
+        if self.batches % 1_000 == 0:
+            self.prune()
+
+    def warm_up(self, batch: Sequence[Bar]) -> None:
         """History from before the daemon started: it feeds the strategy's clouds and the price history of the
         correlation/VaR checks only. No signal, no exit, no fill comes of it (those prices are gone)."""
         prices = self.orchestrator.prices
         strategy = self.strategy
+        if isinstance(batch, BarBatch) and self.batched:
+            _drain(map(prices.update, batch.symbols, batch.closes(), repeat(batch.timeframe, len(batch))))
+            if strategy is not None:
+                strategy.on_batch(batch)  # type: ignore[union-attr]
+            return
         for bar in batch:
             prices.update(bar.symbol, bar.close, bar.timeframe)
             if strategy is not None:

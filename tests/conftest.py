@@ -42,6 +42,7 @@ SLOW_MODULES = frozenset({
 # single tests of otherwise quick modules that take seconds each (measured: >= 1.5 s under load)
 SLOW_TESTS = frozenset({
     "test_strategy_replay::test_two_strategies_on_one_account_add_up_to_the_account",
+    "test_replay_columns::test_replay_trades_are_the_same_on_both_paths",
     "test_order_limbo::test_daemon_ten_sends_hung_at_shutdown_do_not_block_entries_after_restart",
     "test_order_limbo::test_ordergate_run_is_ready_only_after_alpaca_answered_and_sigterm_ends_the_wait",
     "test_order_limbo::test_alpaca_ten_unsent_entries_do_not_block_entries_after_restart",

@@ -8,6 +8,7 @@ rebuilds it from the journal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -64,6 +65,13 @@ class Ledger:
         holding = self.holdings.get(symbol)
         if holding is not None:
             holding.position.current_price = price
+
+    def mark_many(self, symbols: Sequence[str], prices: Sequence[float]) -> None:
+        """`mark` for a whole time step (a replay's BarBatch): one dict update, then the held symbols."""
+        self.last_prices.update(zip(symbols, prices, strict=True))
+        for symbol, holding in self.holdings.items():
+            if symbol in symbols:
+                holding.position.current_price = prices[symbols.index(symbol)]
 
     def equity(self) -> float:
         """Cash plus the marked value of every holding (shorts count negative)."""

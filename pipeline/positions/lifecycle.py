@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from config.settings import PipelineConfig
+from pipeline.core.batch import BarBatch
 from pipeline.core.calendar import MarketCalendar
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
@@ -195,16 +196,30 @@ class LifecycleManager:
                     del self._by_ticker[key]
 
     # -- bars -----------------------------------------------------------------------------------------
-    def update_positions(self, batch: list[Bar]) -> None:
+    def update_positions(self, batch: Sequence[Bar]) -> None:
         """Mark the ledger with the batch's closes."""
+        if isinstance(batch, BarBatch):
+            self.ledger.mark_many(batch.symbols, batch.closes())
+            return
         mark = self.ledger.mark
         for bar in batch:
             mark(bar.symbol, bar.close)
 
-    def check_exits(self, batch: list[Bar] | None = None) -> list[OrderIntent]:
+    def check_exits(self, batch: Sequence[Bar] | None = None) -> list[OrderIntent]:
         """Evaluate exits for positions in the batch's tickers, plus due time stops and EOD; dispatch them."""
         intents: list[OrderIntent] = []
-        if batch:
+        if isinstance(batch, BarBatch):  # the exits only of held tickers: their bars are built, no others
+            by_ticker = self._by_ticker
+            if by_ticker:
+                for j, ticker in enumerate(batch.symbols):
+                    held = by_ticker.get(ticker)
+                    if held:
+                        bar = batch.bar(j)
+                        for symbol in tuple(held):
+                            intent = self._evaluate(symbol, bar)
+                            if intent is not None:
+                                intents.append(intent)
+        elif batch:
             by_ticker = self._by_ticker
             for bar in batch:
                 held = by_ticker.get(bar.symbol)

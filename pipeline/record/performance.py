@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
 
 from pipeline.core.calendar import NEW_YORK
 
 TRADING_DAYS = 252
+_NEVER_LO, _NEVER_HI = datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC)  # an empty day
 
 
 @dataclass(slots=True)
@@ -32,20 +33,37 @@ class EquityRecorder:
     hold_days: dict[date, float] = field(default_factory=dict)
     keep_closes: bool = False   # also keep each symbol's day closes (the report's price charts)
     closes: dict[str, dict[date, float]] = field(default_factory=dict)
+    _day: date | None = None    # the New York day of the latest step, and its bounds in UTC
+    _lo: datetime = _NEVER_LO
+    _hi: datetime = _NEVER_HI
 
     def record(self, ts: datetime, equity: float, exposed: bool, closes: dict[str, float]) -> None:
         """One step at `ts`: the equity after it, whether any position is open, the bars' closes."""
-        day = ts.astimezone(NEW_YORK).date()
+        if not self._lo <= ts < self._hi:
+            day = ts.astimezone(NEW_YORK).date()
+            if day != self._day:
+                self._settle_day()
+                self._day = day
+            self._lo = datetime.combine(day, time(0), NEW_YORK).astimezone(UTC)
+            self._hi = datetime.combine(day + timedelta(days=1), time(0), NEW_YORK).astimezone(UTC)
+        day = self._day
         self.days[day] = equity
         self.steps += 1
         self.steps_exposed += exposed
-        for symbol, close in closes.items():
-            self.first_close.setdefault(symbol, close)
-            self.last_close[symbol] = close
-            if self.keep_closes:
+        last = self.last_close
+        last.update(closes)
+        if len(last) != len(self.first_close):
+            for symbol, close in closes.items():
+                self.first_close.setdefault(symbol, close)
+        if self.keep_closes:
+            for symbol, close in closes.items():
                 self.closes.setdefault(symbol, {})[day] = close
-        if self.first_close:
-            self.hold_days[day] = sum(self.last_close[s] / c for s, c in self.first_close.items()) / len(
+
+    def _settle_day(self) -> None:
+        """The buy-and-hold value of the current day: its last step's closes (the day's close) decide it, so it
+        is computed once, when the day is over (or the curve is read), not at every step."""
+        if self._day is not None and self.first_close:
+            self.hold_days[self._day] = sum(self.last_close[s] / c for s, c in self.first_close.items()) / len(
                 self.first_close)
 
     def curve(self) -> list[tuple[date, float]]:
@@ -54,6 +72,7 @@ class EquityRecorder:
     def hold_curve(self, initial: float) -> list[tuple[date, float]]:
         """Equal-weight buy-and-hold of the symbols seen, worth `initial` at the start (symbols seen later join
         at their own first close)."""
+        self._settle_day()
         return [(d, initial * g) for d, g in sorted(self.hold_days.items())]
 
     @property

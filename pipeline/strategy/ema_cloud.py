@@ -17,15 +17,20 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import structlog
 from pydantic import ValidationError
 
 from config.settings import DEFAULT_STRATEGY, StrategySettings, StrategySpec, format_validation_error
+from pipeline.core.batch import BarBatch
 from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar, CloudState, Direction, SignalType, TradeSignal
 from pipeline.strategy.indicators import EMA, EmaCloud
+
+if TYPE_CHECKING:
+    from pipeline.strategy.columns import ColumnAggregator
 
 log = structlog.get_logger(__name__)
 
@@ -35,9 +40,11 @@ SESSION_OPEN = time(9, 30)
 SESSION_CLOSE = time(16, 0)
 STOP_BUFFER_PCT = 0.001      # stop sits this far beyond the supporting cloud edge
 MIN_STOP_PCT = 0.0025        # and at least this far from entry
+COLUMNS_MIN_SYMBOLS = 8      # a replay of fewer symbols per time step goes bar by bar (numpy's overhead would win)
 DEFAULT_HISTORY = 64         # completed bars / cloud states kept per (symbol, timeframe)
 _INF = math.inf
 _NO_BARS: tuple[Bar, ...] = ()
+_ALL_GOOD = np.ones(0, dtype=bool)  # marker: every bar of a checked batch is good
 
 # tie-break among signals of equal conviction on one bar: the more specific setup wins
 _PRIORITY = {
@@ -431,6 +438,15 @@ class EmaCloudStrategy:
         self.enabled = settings.enabled
         self._symbols: dict[str, _SymbolSlot] = {}
         self.rejected_bars = 0
+        # a BarBatch replay updates the intraday buckets of a whole time step at once (ColumnAggregator); the
+        # first call decides which aggregators hold the buckets, so one state is authoritative for good
+        self._columns: tuple[ColumnAggregator | None, ...] | None = None
+        self._mode: str | None = None
+        self._slot_key: tuple[str, ...] | None = None
+        self._slot_row: list[_SymbolSlot | None] = []
+        self._unique: dict[tuple[str, ...], bool] = {}
+        self._slot_set: frozenset[str] = frozenset()
+        self._dirty: dict[str, _SymbolSlot] = {}  # symbols whose latest bar completed something (columns path)
 
     @classmethod
     def from_spec(cls, spec: StrategySpec, *, calendar: MarketCalendar | None = None) -> EmaCloudStrategy:
@@ -450,8 +466,141 @@ class EmaCloudStrategy:
                 "rejected_bars": self.rejected_bars}
 
     # ------------------------------------------------------------------ hot path
+    def on_batch(self, batch: Sequence[Bar]) -> list[tuple[int, TradeSignal]]:
+        """Feed one time step (bars sharing a timestamp). Returns (position in the batch, signal) in batch order:
+        exactly what `on_bar` gives bar by bar. A `BarBatch` of distinct symbols updates the intraday buckets
+        of all its symbols with a few numpy operations; a list of bars goes bar by bar."""
+        if self._mode is None:
+            self._mode = "columns" if isinstance(batch, BarBatch) and len(batch) >= COLUMNS_MIN_SYMBOLS and all(
+                not agg.daily for agg in self._aggregators) else "bars"
+            if self._mode == "columns":
+                from pipeline.strategy.columns import ColumnAggregator
+
+                self._columns = tuple(ColumnAggregator(tf, agg._hours._cal) for tf, agg in
+                                      zip(self.timeframes, self._aggregators, strict=True))
+        if self._mode == "columns":
+            if isinstance(batch, BarBatch):
+                if batch.checked or self._distinct(batch.symbols):
+                    return self._on_columns(batch)
+                return [(j, s) for j, bar in enumerate(batch) for s in self._one_column_bar(bar)]
+            return [(j, s) for j, bar in enumerate(batch) for s in self._one_column_bar(bar)]
+        return [(j, s) for j, bar in enumerate(batch) for s in self._on_scalar_bar(bar)]
+
     def on_bar(self, bar: Bar) -> list[TradeSignal]:
         """Feed one feed bar (usually 1m). Returns the signals of the timeframe bars it completed."""
+        if self._mode == "columns":
+            return self._one_column_bar(bar)
+        return self._on_scalar_bar(bar)
+
+    def _distinct(self, symbols: tuple[str, ...]) -> bool:
+        known = self._unique.get(symbols)
+        if known is None:
+            if len(self._unique) > 1024:
+                self._unique.clear()
+            known = self._unique[symbols] = len(set(symbols)) == len(symbols)
+        return known
+
+    def _one_column_bar(self, bar: Bar) -> list[TradeSignal]:
+        """One bar through the column state (a stray single bar once a replay has chosen columns)."""
+        problem = bar_problem(bar)
+        if problem is not None:
+            self._reject(self._symbols.get(bar.symbol) if isinstance(bar.symbol, str) else None, bar, problem)
+            return []
+        return [s for _, s in self._on_columns(BarBatch.from_bars([bar]))]
+
+    def _slots(self, symbols: tuple[str, ...]) -> list[_SymbolSlot | None]:
+        if symbols is not self._slot_key:
+            get = self._symbols.get
+            self._slot_row = [get(s) for s in symbols]
+            self._slot_set = frozenset(symbols)
+            self._slot_key = symbols
+        return self._slot_row
+
+    def _on_columns(self, batch: BarBatch) -> list[tuple[int, TradeSignal]]:
+        symbols = batch.symbols
+        slots = self._slots(symbols)
+        dirty = self._dirty
+        if dirty:  # the symbols of this step whose last bar completed something: that list starts afresh
+            present = self._slot_set
+            for symbol in [s for s in dirty if s in present]:
+                dirty.pop(symbol).completed.clear()
+        o, h, low, c, v = batch.open, batch.high, batch.low, batch.close, batch.volume
+        ts = batch.timestamp
+        if batch.timeframe not in TIMEFRAME_SECONDS or not isinstance(ts, datetime) or ts.tzinfo is None:
+            for j, bar in enumerate(batch):
+                self._reject(slots[j], bar, bar_problem(bar) or "bar: malformed")
+            return []
+        if batch.checked:  # the reader proved every row good (stricter than these checks)
+            ok, every = _ALL_GOOD, True
+        else:
+            ok = (0.0 < low) & (low <= h) & (h < _INF) & (0.0 < c) & (c < _INF) & (0.0 < o) & (o < _INF) \
+                & (0.0 <= v) & (v < _INF)
+            every = bool(ok.all())
+        if not every:
+            for j in np.flatnonzero(~ok).tolist():
+                bar = batch.bar(j)
+                self._reject(slots[j], bar, bar_problem(bar) or "bar: malformed")
+        if None in slots:
+            if ok is _ALL_GOOD:
+                ok = np.ones(len(symbols), dtype=bool)
+            created = False
+            for j, slot in enumerate(slots):
+                if slot is None and ok[j]:
+                    symbol = symbols[j]
+                    if not isinstance(symbol, str) or not symbol:
+                        ok[j] = False
+                        every = False
+                        self._reject(None, batch.bar(j), "symbol: must be a non-empty string")
+                        continue
+                    self._new_slot(symbol)
+                    created = True
+            if created:
+                self._slot_key = None
+                slots = self._slots(symbols)
+        if every:
+            positions = np.arange(len(symbols), dtype=np.intp)
+        else:
+            positions = np.flatnonzero(ok)
+            if positions.size == 0:
+                return []
+            o, h, low, c, v = o[positions], h[positions], low[positions], c[positions], v[positions]
+        src = TIMEFRAME_SECONDS[batch.timeframe]
+        events: list[tuple[int, int, int, Bar]] = []
+        columns = self._columns or ()
+        for i, agg in enumerate(self._aggregators):
+            if src == agg.seconds:
+                events.extend((j, i, 1, batch.bar(j)) for j in positions.tolist())
+                continue
+            if src > agg.seconds:
+                continue
+            column = columns[i]
+            assert column is not None
+            rows = column.rows(symbols)
+            previous, done = column.update(batch, positions, rows if every else rows[positions], o, h, low, c, v)
+            events.extend((j, i, 0, bar) for j, bar in previous)
+            events.extend((j, i, 1, bar) for j, bar in done)
+        if not events:
+            return []
+        if len(events) > 1:
+            events.sort(key=_event_order)
+        signals: list[tuple[int, TradeSignal]] = []
+        timeframes = self.timeframes
+        for j, i, _, done in events:
+            slot = slots[j]
+            assert slot is not None
+            track = slot.tracks[i]
+            if track.last_ts is not None and done.timestamp <= track.last_ts:
+                continue
+            tf = timeframes[i]
+            if not slot.completed or slot.completed[-1] != tf:
+                slot.completed.append(tf)
+                self._dirty[symbols[j]] = slot
+            signal = self._on_completed(track, done, self._aggregators[i])
+            if signal is not None:
+                signals.append((j, signal))
+        return signals
+
+    def _on_scalar_bar(self, bar: Bar) -> list[TradeSignal]:
         try:
             slot = self._symbols.get(bar.symbol)
         except TypeError:  # unhashable symbol
@@ -613,6 +762,10 @@ class EmaCloudStrategy:
     def warm_up_minutes(self) -> int:
         """Minutes of trading (1m bars) that complete enough bars of every timeframe to emit signals."""
         return max(TIMEFRAME_SECONDS[tf] for tf in self.timeframes) // 60 * (self.warmup_bars + 2)
+
+
+def _event_order(event: tuple[int, int, int, Bar]) -> tuple[int, int, int]:
+    return event[0], event[1], event[2]
 
 
 def _tail(items: deque, n: int) -> list:

@@ -14,6 +14,7 @@ Warm-up: a strategy emits nothing until it has seen `warmup_bars` completed bars
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.core.calendar import MarketCalendar
@@ -43,6 +44,15 @@ class Strategy(Protocol):
 
     def state(self) -> dict[str, Any]:
         """Its own state, as plain data (for status and tests): bars seen, what it watches."""
+        ...
+
+
+@runtime_checkable
+class BatchStrategy(Protocol):
+    """A strategy that also takes a whole time step at once (the EMA clouds: numpy over the step's symbols)."""
+
+    def on_batch(self, batch: Sequence[Bar]) -> list[tuple[int, TradeSignal]]:
+        """Feed bars sharing a timestamp; (position in the batch, signal) in batch order, as `on_bar` would."""
         ...
 
 

@@ -1,0 +1,232 @@
+"""The columnar fast path of ReplayFeed: a time-sorted intraday CSV read by pandas' C reader, chunk by chunk,
+into `BarBatch`es (one per time step) without a Python object per field.
+
+Each chunk (a few MB of whole lines) is parsed into columns and then proven good as a whole: every number
+parses as float64 and passes the row checks, every distinct timestamp and symbol text passes the row
+reader's own checks (`parse_timestamp`, `_Parser._symbol`), time never goes back and no symbol repeats a
+time. A chunk that fails any of these (a bad row, a blank line, quoting, a short row...) is read by the
+careful row-by-row path instead, which names each bad row by file and line exactly as before; the two
+share the per-symbol state, so the stream of batches is the one the row reader would give. Memory stays
+bounded: at most one chunk and one unfinished time step are held.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.batch import BarBatch, from_ns, to_ns
+
+if TYPE_CHECKING:
+    from adapters.replay import _Parser, _Reader
+
+CHUNK_BYTES = 256 << 10  # small: a chunk's transient columns (~1 MB) keep RSS flat
+_TUPLE_CACHE = 4096
+_NUMERIC = ("open", "high", "low", "close", "volume")
+
+
+class _Chunk:
+    """Checked rows as columns: time (epoch ns), symbol code, prices and volume."""
+
+    __slots__ = ("c", "g", "h", "low", "o", "ts", "v")
+
+    def __init__(self, ts: np.ndarray, g: np.ndarray, o: np.ndarray, h: np.ndarray, low: np.ndarray,
+                 c: np.ndarray, v: np.ndarray) -> None:
+        self.ts, self.g, self.o, self.h, self.low, self.c, self.v = ts, g, o, h, low, c, v
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+    def cat(self, other: _Chunk) -> _Chunk:
+        return _Chunk(*(np.concatenate((a, b)) for a, b in zip(self.cols(), other.cols(), strict=True)))
+
+    def cols(self) -> tuple[np.ndarray, ...]:
+        return self.ts, self.g, self.o, self.h, self.low, self.c, self.v
+
+    def part(self, a: int, b: int) -> _Chunk:
+        return _Chunk(*(x[a:b] for x in self.cols()))
+
+
+class ColumnReader:
+    """Streams a time-sorted intraday replay file as BarBatches (see the module docstring)."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+        self.names: list[str] = []          # symbol of each global code
+        self._codes: dict[str, int] = {}
+        self._tuples: dict[bytes, tuple[str, ...]] = {}
+        self._last_ns = np.full(0, np.iinfo(np.int64).min, dtype=np.int64)  # per symbol code: its newest time
+        self.current: int | None = None      # newest accepted time (ns): a row before it is late
+
+    # ------------------------------------------------------------------ the stream
+    def batches(self) -> Iterator[BarBatch]:
+        from adapters.replay import _open
+
+        reader = self.reader
+        fh, csv_rows, parser = _open(reader.path, "intraday", reader.symbol)
+        base = csv_rows.line_num  # type: ignore[attr-defined]  # the header's last line
+        carry: _Chunk | None = None
+        with fh:
+            while True:
+                text = fh.read(CHUNK_BYTES)
+                if not text:
+                    break
+                if text[-1] != "\n":
+                    text += fh.readline()  # whole lines only
+                if '"' in text:  # quoting may span lines and chunks: the row reader takes the rest of the file
+                    chunk, _ = self._careful(parser, itertools.chain(io.StringIO(text, newline=""), fh), base)
+                    more = False
+                else:
+                    more = True
+                    n_lines = text.count("\n") + (text[-1] != "\n")
+                    plain = "\r" not in text or text.count("\r\n") == text.count("\r")
+                    chunk = self._fast(parser, text, n_lines) if plain else None
+                    if chunk is None:
+                        chunk, n_lines = self._careful(parser, io.StringIO(text, newline=""), base)
+                    base += n_lines
+                if carry is not None and len(carry):
+                    chunk = carry.cat(chunk) if len(chunk) else carry
+                carry = yield from self._emit(chunk)
+                if not more:
+                    break
+        if carry is not None and len(carry):
+            yield self._batch(carry)
+
+    def _emit(self, chunk: _Chunk) -> Iterator[BarBatch]:
+        """Yield every complete time step of `chunk`; return the last one (it may go on in the next chunk)."""
+        if not len(chunk):
+            return chunk
+        ts = chunk.ts
+        cuts = (np.flatnonzero(ts[1:] != ts[:-1]) + 1).tolist()
+        start = 0
+        for cut in cuts:
+            yield self._batch(chunk.part(start, cut))
+            start = cut
+        rest = chunk.part(start, len(chunk))
+        return _Chunk(*(x.copy() for x in rest.cols()))  # a copy: the chunk itself is freed once its steps are
+
+    def _batch(self, part: _Chunk) -> BarBatch:
+        key = part.g.tobytes()
+        symbols = self._tuples.get(key)
+        if symbols is None:
+            if len(self._tuples) >= _TUPLE_CACHE:
+                self._tuples.clear()
+            names = self.names
+            symbols = self._tuples[key] = tuple(names[k] for k in part.g.tolist())
+        ns = int(part.ts[0])
+        self.reader.bars_read += len(symbols)
+        return BarBatch(from_ns(ns), self.reader.timeframe, symbols, part.o, part.h, part.low, part.c, part.v,
+                        ts_ns=ns, checked=True)
+
+    def _latest(self, n: int) -> np.ndarray:
+        if self._last_ns.size < n:
+            grown = np.full(max(n, 2 * self._last_ns.size, 64), np.iinfo(np.int64).min, dtype=np.int64)
+            grown[: self._last_ns.size] = self._last_ns
+            self._last_ns = grown
+        return self._last_ns
+
+    def _code(self, symbol: str) -> int:
+        code = self._codes.get(symbol)
+        if code is None:
+            code = self._codes[symbol] = len(self.names)
+            self.names.append(symbol)
+        return code
+
+    # ------------------------------------------------------------------ a chunk proven good as a whole
+    def _fast(self, parser: _Parser, text: str, n_lines: int) -> _Chunk | None:
+        from adapters.replay import _BadRow, parse_timestamp
+
+        width = parser.width
+        if text.count(",") != (width - 1) * n_lines:  # a short, long or blank row: the careful path names it
+            return None
+        i_ts, i_sym, i_o, i_h, i_l, i_c, i_v = parser.index
+        numeric = dict(zip((i_o, i_h, i_l, i_c, i_v), _NUMERIC, strict=True))
+        try:
+            frame = pd.read_csv(io.StringIO(text), header=None, names=list(range(width)), index_col=False,
+                                engine="c", na_filter=False, skip_blank_lines=False,
+                                dtype={i: (np.float64 if i in numeric else object) for i in range(width)},
+                                usecols=[i for i in (i_ts, i_sym, i_o, i_h, i_l, i_c, i_v) if i < width])
+        except (ValueError, TypeError, pd.errors.ParserError):
+            return None
+        if len(frame) != n_lines:
+            return None
+        o, h, low, c, v = (frame[i].to_numpy(np.float64) for i in (i_o, i_h, i_l, i_c, i_v))
+        if not bool(((0.0 < low) & (low <= o) & (o <= h) & (h < np.inf) & (low <= c) & (c <= h) & (0.0 <= v)
+                     & (v < np.inf)).all()):
+            return None
+        try:
+            texts = frame[i_ts].to_numpy(object)
+            starts = np.flatnonzero(texts[1:] != texts[:-1]) + 1  # a time step's rows repeat its text
+            firsts = np.concatenate(([0], starts))
+            stamps = np.fromiter((to_ns(parse_timestamp(t.strip())) for t in texts[firsts].tolist()), np.int64,
+                                 firsts.size)
+            if parser.symbol is not None:
+                g = np.full(n_lines, self._code(parser.symbol), dtype=np.int64)
+            else:
+                sym_codes, sym_texts = pd.factorize(frame[i_sym].to_numpy(object), use_na_sentinel=False)
+                canon = [parser._symbol(t) for t in sym_texts.tolist()]
+                if "" in canon:
+                    return None
+                g = np.array([self._code(s) for s in canon], dtype=np.int64)[sym_codes]
+        except (_BadRow, AttributeError, TypeError):
+            return None
+        ts = np.repeat(stamps, np.diff(np.concatenate((firsts, [n_lines]))))
+        if stamps.size > 1 and not bool((stamps[1:] >= stamps[:-1]).all()):
+            return None
+        if self.current is not None and int(ts[0]) < self.current:
+            return None
+        latest = self._latest(len(self.names))
+        if not bool((ts > latest[g]).all()):  # each symbol's first row here is after its last one before
+            return None
+        step = np.concatenate(([0], np.cumsum(stamps[1:] != stamps[:-1])))
+        key = np.repeat(step, np.diff(np.concatenate((firsts, [n_lines])))) * len(self.names) + g
+        if not pd.Index(key).is_unique:  # a symbol twice in one time step
+            return None
+        np.maximum.at(latest, g, ts)
+        self.current = int(ts[-1])
+        return _Chunk(ts, g, o, h, low, c, v)
+
+    # ------------------------------------------------------------------ the row reader, for a chunk with a problem
+    def _careful(self, parser: _Parser, lines: Iterable[str], base: int) -> tuple[_Chunk, int]:
+        """The row reader's checks on these lines (line numbers from `base`); returns the good rows and how many
+        lines were read."""
+        reader = self.reader
+        rows = csv.reader(lines)
+        latest = self._latest(len(self.names))
+        last = {name: from_ns(int(latest[code])) for code, name in enumerate(self.names)
+                if latest[code] != np.iinfo(np.int64).min}
+        cols: tuple[list[int], list[int], list[float], list[float], list[float], list[float], list[float]] = (
+            [], [], [], [], [], [], [])
+        t_ns, g, o, h, lo, c, v = cols
+        for line, (ts, symbol, po, ph, pl, pc, pv) in reader._checked(
+                ((base + rows.line_num, row) for row in rows), parser, last):  # type: ignore[attr-defined]
+            ns = to_ns(ts)
+            current = self.current
+            if current is not None and ns < current:
+                cur = from_ns(current)
+                reader._problem(
+                    line, f"late row: {symbol} at {ts.isoformat()} comes after bars at {cur.isoformat()} were "
+                    "replayed (the file must be sorted by time)",
+                )
+                continue
+            self.current = ns
+            t_ns.append(ns)
+            g.append(self._code(symbol))
+            o.append(po)
+            h.append(ph)
+            lo.append(pl)
+            c.append(pc)
+            v.append(pv)
+        codes = [self._code(name) for name in last]  # a symbol whose rows were all late has a code too
+        latest = self._latest(len(self.names))
+        for code, ts in zip(codes, last.values(), strict=True):
+            latest[code] = to_ns(ts)
+        chunk = _Chunk(np.array(t_ns, dtype=np.int64), np.array(g, dtype=np.int64),
+                       *(np.array(x, dtype=np.float64) for x in (o, h, lo, c, v)))
+        return chunk, rows.line_num  # type: ignore[attr-defined]

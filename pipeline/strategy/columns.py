@@ -1,0 +1,185 @@
+"""ColumnAggregator: `BarAggregator`'s intraday buckets for a whole time step at once (numpy over the symbols).
+
+The buckets being built are numpy columns, one row per symbol; a `BarBatch` (all bars at one timestamp)
+updates them with a handful of array operations instead of a Python call per bar. The rules are
+`BarAggregator.update`'s, bar for bar: a bar inside its symbol's active bucket merges (late or repeated bars
+are dropped), a bar past it emits the bucket and opens the next one, and a bucket is emitted as soon as a
+bar ending at its end arrives. The emitted `Bar`s carry the same floats the row-by-row aggregator would
+compute (max/min/sum in float64, in the same order). Daily targets stay with `BarAggregator`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from pipeline.core.batch import BarBatch, from_ns, to_ns
+from pipeline.core.calendar import MarketCalendar
+from pipeline.core.models import TIMEFRAME_SECONDS, Bar
+
+_NONE = np.iinfo(np.int64).min
+_STAMP_CACHE = 256
+Emitted = list[tuple[int, Bar]]  # (position in the batch, completed bar)
+
+
+class ColumnAggregator:
+    """Intraday `timeframe` buckets of many symbols as numpy columns (see the module docstring)."""
+
+    __slots__ = ("_cap", "_hours", "_last_rows", "_last_symbols", "_rows", "_span", "_stamps", "active", "close", "end",
+                 "high", "last", "low", "names", "open", "seconds", "stamp", "timeframe", "volume")
+
+    def __init__(self, timeframe: str, calendar: MarketCalendar | None = None) -> None:
+        self.seconds = TIMEFRAME_SECONDS[timeframe]
+        if self.seconds >= TIMEFRAME_SECONDS["1d"]:
+            raise ValueError("ColumnAggregator: intraday timeframes only (daily buckets stay with BarAggregator)")
+        self.timeframe = timeframe
+        from pipeline.strategy.ema_cloud import _SessionHours  # the one session-bucket rule
+
+        self._hours = _SessionHours(calendar)
+        self._rows: dict[str, int] = {}
+        self.names: list[str] = []
+        self._cap = 0
+        self._last_symbols: tuple[str, ...] | None = None
+        self._last_rows = np.empty(0, dtype=np.intp)
+        self._span: slice | None = None  # the rows of the cached symbols, when they are one contiguous range
+        self._stamps: dict[int, datetime] = {}
+        self._grow(64)
+
+    def _grow(self, cap: int) -> None:
+        def more(old: np.ndarray | None, fill: float | int | bool, dtype: type) -> np.ndarray:
+            new = np.full(cap, fill, dtype=dtype)
+            if old is not None:
+                new[: old.size] = old
+            return new
+
+        first = self._cap == 0
+        self.active = more(None if first else self.active, False, np.bool_)
+        self.stamp = more(None if first else self.stamp, _NONE, np.int64)
+        self.end = more(None if first else self.end, _NONE, np.int64)
+        self.last = more(None if first else self.last, _NONE, np.int64)
+        self.open = more(None if first else self.open, 0.0, np.float64)
+        self.high = more(None if first else self.high, 0.0, np.float64)
+        self.low = more(None if first else self.low, 0.0, np.float64)
+        self.close = more(None if first else self.close, 0.0, np.float64)
+        self.volume = more(None if first else self.volume, 0.0, np.float64)
+        self._cap = cap
+
+    def rows(self, symbols: tuple[str, ...]) -> np.ndarray:
+        """The row of each symbol (new symbols get one); cached for the same tuple (a replay's usual case)."""
+        if symbols is self._last_symbols:
+            return self._last_rows
+        table = self._rows
+        out = np.empty(len(symbols), dtype=np.intp)
+        for i, s in enumerate(symbols):
+            row = table.get(s)
+            if row is None:
+                row = table[s] = len(self.names)
+                self.names.append(s)
+                if row >= self._cap:
+                    self._grow(self._cap * 2)
+            out[i] = row
+        self._last_symbols, self._last_rows = symbols, out
+        first = int(out[0]) if out.size else 0
+        self._span = slice(first, first + out.size) if out.size and bool(
+            (out == np.arange(first, first + out.size)).all()) else None
+        return out
+
+    def _stamp(self, ns: int) -> datetime:
+        ts = self._stamps.get(ns)
+        if ts is None:
+            if len(self._stamps) >= _STAMP_CACHE:
+                self._stamps.clear()
+            ts = self._stamps[ns] = from_ns(ns)
+        return ts
+
+    def _bars(self, rows: np.ndarray, positions: np.ndarray) -> Emitted:
+        stamps, tf, names = self.stamp[rows].tolist(), self.timeframe, self.names
+        return [
+            (p, Bar(names[r], self._stamp(s), o, h, low, c, v, tf))
+            for p, r, s, o, h, low, c, v in zip(
+                positions.tolist(), rows.tolist(), stamps, self.open[rows].tolist(), self.high[rows].tolist(),
+                self.low[rows].tolist(), self.close[rows].tolist(), self.volume[rows].tolist(), strict=True)
+        ]
+
+    def update(self, batch: BarBatch, positions: np.ndarray, rows: np.ndarray, o: np.ndarray, h: np.ndarray,
+               low: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[Emitted, Emitted]:
+        """Feed the bars at `positions` of a batch (their rows and prices given; each row at most once).
+        Returns (buckets emitted because a later bar arrived, buckets completed by these bars), each as
+        (position, bar); a position may be in both (the previous bucket first)."""
+        ts = batch.ts_ns
+        src_ns = TIMEFRAME_SECONDS[batch.timeframe] * 1_000_000_000
+        span = self._span
+        if span is not None and rows is self._last_rows:  # the usual step: every symbol merges into its bucket
+            end = self.end[span]
+            if bool((ts < end).all()) and bool(self.active[span].all()) and bool((ts > self.last[span]).all()) \
+                    and bool((ts >= self.stamp[span]).all()):
+                self.last[span] = ts
+                high, low_col, volume = self.high[span], self.low[span], self.volume[span]
+                np.maximum(high, h, out=high)
+                np.minimum(low_col, low, out=low_col)
+                self.close[span] = c
+                np.add(volume, v, out=volume)
+                finished = ts + src_ns >= end
+                if not finished.any():
+                    return [], []
+                dr, dp = rows[finished], positions[finished]
+                self.active[dr] = False
+                return [], self._bars(dr, dp)
+        end = self.end[rows]
+        inside = ts < end
+        new = ~inside
+        done_rows: list[np.ndarray] = []
+        done_pos: list[np.ndarray] = []
+        if inside.any():
+            merge = inside & self.active[rows] & (ts > self.last[rows]) & (ts >= self.stamp[rows])
+            if merge.any():
+                mr = rows[merge]
+                self.last[mr] = ts
+                self.high[mr] = np.maximum(self.high[mr], h[merge])
+                self.low[mr] = np.minimum(self.low[mr], low[merge])
+                self.close[mr] = c[merge]
+                self.volume[mr] = self.volume[mr] + v[merge]
+                finished = ts + src_ns >= end[merge]
+                if finished.any():
+                    done_rows.append(mr[finished])
+                    done_pos.append(positions[merge][finished])
+        previous: Emitted = []
+        if new.any():
+            nr = rows[new]
+            was = self.active[nr]
+            if was.any():
+                previous = self._bars(nr[was], positions[new][was])
+            start, stop = self._hours.intraday_bucket(batch.timestamp, self.seconds)
+            s_ns, e_ns = to_ns(start), to_ns(stop)
+            self._stamps.setdefault(s_ns, start)
+            self.active[nr] = True
+            self.stamp[nr] = s_ns
+            self.end[nr] = e_ns
+            self.last[nr] = ts
+            self.open[nr] = o[new]
+            self.high[nr] = h[new]
+            self.low[nr] = low[new]
+            self.close[nr] = c[new]
+            self.volume[nr] = v[new]
+            if ts + src_ns >= e_ns:
+                done_rows.append(nr)
+                done_pos.append(positions[new])
+        if not done_rows:
+            return previous, []
+        dr = done_rows[0] if len(done_rows) == 1 else np.concatenate(done_rows)
+        dp = done_pos[0] if len(done_pos) == 1 else np.concatenate(done_pos)
+        self.active[dr] = False
+        done = self._bars(dr, dp)
+        if len(done_rows) > 1:
+            done.sort(key=lambda item: item[0])
+        return previous, done
+
+    def flush(self, symbol: str) -> Bar | None:
+        """Emit the unfinished bucket of `symbol` now (end of a replay), if there is one."""
+        row = self._rows.get(symbol)
+        if row is None or not self.active[row]:
+            return None
+        self.active[row] = False
+        rows = np.array([row], dtype=np.intp)
+        return self._bars(rows, rows)[0][1]
