@@ -54,14 +54,14 @@ class ReplayProblem:
     file: str = ""   # which file, when several are replayed together
 
 
-class _BadRow(ValueError):
+class BadRow(ValueError):
     """A row that cannot be trusted (internal)."""
 
 
 Row = tuple[datetime, str, float, float, float, float, float]
 
 
-class _Parser:
+class RowParser:
     """Turns CSV rows into checked tuples; remembers the last timestamp text (rows of one time step repeat it)."""
 
     def __init__(self, header: list[str], path: Path, mode: str = "sample", symbol: str | None = None) -> None:
@@ -85,14 +85,14 @@ class _Parser:
         self._cal: MarketCalendar | None = None
 
     def parse(self, row: list[str]) -> Row:
-        """A checked row; raises _BadRow naming the problem. Fast path first, the careful one to explain."""
+        """A checked row; raises BadRow naming the problem. Fast path first, the careful one to explain."""
         if len(row) < self.width:
-            raise _BadRow(f"expected {self.width} fields, got {len(row)}")
+            raise BadRow(f"expected {self.width} fields, got {len(row)}")
         if self.symbol is not None:
             row = [*row[: self.width], self.symbol]
         i_ts, i_sym, i_o, i_h, i_l, i_c, i_v = self.index
         ts = self._timestamp(row[i_ts].strip())
-        symbol = self._symbol(row[i_sym])
+        symbol = self.symbol_of(row[i_sym])
         try:
             o, h, low, c, v = float(row[i_o]), float(row[i_h]), float(row[i_l]), float(row[i_c]), float(row[i_v])
         except ValueError:
@@ -105,30 +105,30 @@ class _Parser:
     def _explain(self, ts: datetime, symbol: str, row: list[str]) -> Row:
         _, _, i_o, i_h, i_l, i_c, i_v = self.index
         if not symbol:
-            raise _BadRow("symbol: empty")
+            raise BadRow("symbol: empty")
         o = _price(row[i_o], "open")
         h = _price(row[i_h], "high")
         low = _price(row[i_l], "low")
         c = _price(row[i_c], "close")
         volume = _number(row[i_v], "volume")
         if volume < 0:
-            raise _BadRow(f"volume: negative ({volume})")
+            raise BadRow(f"volume: negative ({volume})")
         if h < low:
-            raise _BadRow(f"high < low ({h} < {low})")
+            raise BadRow(f"high < low ({h} < {low})")
         if not low <= o <= h:
-            raise _BadRow(f"open {o} outside [low {low}, high {h}]")
+            raise BadRow(f"open {o} outside [low {low}, high {h}]")
         if not low <= c <= h:
-            raise _BadRow(f"close {c} outside [low {low}, high {h}]")
+            raise BadRow(f"close {c} outside [low {low}, high {h}]")
         return ts, symbol, o, h, low, c, volume
 
-    def _symbol(self, text: str) -> str:
+    def symbol_of(self, text: str) -> str:
         """The upper-case broker symbol of a row (each distinct text checked once), "" when the cell is empty."""
         symbol = self._symbols.get(text)
         if symbol is None:
             symbol = text.strip().upper()
             problem = symbol_problem(symbol) if symbol else None
             if problem is not None:
-                raise _BadRow(f"symbol: {problem}")
+                raise BadRow(f"symbol: {problem}")
             if len(self._symbols) < MAX_CACHED_SYMBOLS:
                 self._symbols[text] = symbol
         return symbol
@@ -150,7 +150,7 @@ class _Parser:
         if self._cal is None:
             self._cal = default_calendar()
         if self._cal.session(day) is None:
-            raise _BadRow(f"timestamp: {day.isoformat()} is not an NYSE session (weekend or holiday)")
+            raise BadRow(f"timestamp: {day.isoformat()} is not an NYSE session (weekend or holiday)")
         return datetime.combine(day, time(0), NEW_YORK).astimezone(UTC)
 
 
@@ -217,47 +217,47 @@ def stamp_date(text: str) -> date:
         try:
             return date.fromisoformat(text)
         except ValueError:
-            raise _BadRow(f"timestamp: {text!r} is not a date (YYYY-MM-DD)") from None
+            raise BadRow(f"timestamp: {text!r} is not a date (YYYY-MM-DD)") from None
     if text[:1].isdigit() and "-" not in text and ":" not in text:
         return daily_session_date(parse_timestamp(text))
     try:
         return datetime.fromisoformat(text).date()
     except ValueError:
-        raise _BadRow(f"timestamp: {text[:40]!r} is neither a date, ISO 8601 nor epoch seconds") from None
+        raise BadRow(f"timestamp: {text[:40]!r} is neither a date, ISO 8601 nor epoch seconds") from None
 
 
 def parse_timestamp(text: str, allow_date: bool = False) -> datetime:
     """ISO 8601 with a zone, or epoch seconds -> UTC datetime; with `allow_date` a date-only text is midnight
     UTC of that date (only daily bars may have one). Raises ValueError naming the problem."""
     if not text:
-        raise _BadRow("timestamp: empty")
+        raise BadRow("timestamp: empty")
     if text[0] in "0123456789" and ("-" not in text and ":" not in text):
         try:
             seconds = float(text)
         except ValueError:
-            raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
+            raise BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
         if not math.isfinite(seconds) or not 0 <= seconds < _MAX_EPOCH_SECONDS:
-            raise _BadRow(f"timestamp: epoch {text[:40]!r} out of range (epoch seconds expected, not milliseconds)")
+            raise BadRow(f"timestamp: epoch {text[:40]!r} out of range (epoch seconds expected, not milliseconds)")
         ts = datetime.fromtimestamp(seconds, UTC)
         if ts.year > MAX_YEAR:
-            raise _BadRow(f"timestamp: epoch {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
+            raise BadRow(f"timestamp: epoch {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
         return ts
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
-        raise _BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
+        raise BadRow(f"timestamp: {text[:40]!r} is neither ISO 8601 nor epoch seconds") from None
     if ts.tzinfo is None:
         if len(text) == 10:
             if allow_date:
                 return ts.replace(tzinfo=UTC)
-            raise _BadRow(f"timestamp: {text!r} has a date and no time: only daily bars (--timeframe 1d) may")
-        raise _BadRow(f"timestamp: {text[:40]!r} has no time zone (use Z or an offset)")
+            raise BadRow(f"timestamp: {text!r} has a date and no time: only daily bars (--timeframe 1d) may")
+        raise BadRow(f"timestamp: {text[:40]!r} has no time zone (use Z or an offset)")
     try:
         ts = ts.astimezone(UTC)
     except OverflowError:
         ts = None
     if ts is None or not MIN_YEAR <= ts.year <= MAX_YEAR:
-        raise _BadRow(f"timestamp: {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
+        raise BadRow(f"timestamp: {text[:40]!r} out of range (years {MIN_YEAR}-{MAX_YEAR})")
     return ts
 
 
@@ -265,20 +265,22 @@ def _number(text: str, name: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise _BadRow(f"{name}: {text.strip()[:30]!r} is not a number") from None
+        raise BadRow(f"{name}: {text.strip()[:30]!r} is not a number") from None
     if not math.isfinite(value):
-        raise _BadRow(f"{name}: not finite ({text.strip()[:30]})")
+        raise BadRow(f"{name}: not finite ({text.strip()[:30]})")
     return value
 
 
 def _price(text: str, name: str) -> float:
     value = _number(text, name)
     if value <= 0:
-        raise _BadRow(f"{name}: non-positive price ({value})")
+        raise BadRow(f"{name}: non-positive price ({value})")
     return value
 
 
-def _open(path: Path, mode: str = "sample", symbol: str | None = None) -> tuple[TextIO, Iterator[list[str]], _Parser]:
+def open_rows(
+    path: Path, mode: str = "sample", symbol: str | None = None
+) -> tuple[TextIO, Iterator[list[str]], RowParser]:
     try:
         fh = path.open(newline="", encoding="utf-8")
     except FileNotFoundError:
@@ -291,7 +293,7 @@ def _open(path: Path, mode: str = "sample", symbol: str | None = None) -> tuple[
         fh.close()
         raise ReplayError(f"replay file {path} is empty (a header {','.join(COLUMNS)} is required)")
     try:
-        parser = _Parser(header, path, mode, symbol)
+        parser = RowParser(header, path, mode, symbol)
     except ReplayError:
         fh.close()
         raise
@@ -312,12 +314,12 @@ def timeframe_for_gap(seconds: float) -> str:
 class _Sample:
     timeframe: str | None
     time_sorted: bool
-    parser: _Parser
+    parser: RowParser
 
 
 def _sample(path: Path, rows: int = SAMPLE_ROWS, symbol: str | None = None) -> _Sample:
     """Look at the first rows: the most common gap between a symbol's bars, and whether the file is time-sorted."""
-    fh, reader, parser = _open(path, symbol=symbol)
+    fh, reader, parser = open_rows(path, symbol=symbol)
     gaps: Counter[float] = Counter()
     last: dict[str, datetime] = {}
     newest: datetime | None = None
@@ -330,7 +332,7 @@ def _sample(path: Path, rows: int = SAMPLE_ROWS, symbol: str | None = None) -> _
                 continue
             try:
                 ts, symbol, *_ = parser.parse(row)
-            except _BadRow:
+            except BadRow:
                 continue
             previous = last.get(symbol)
             if previous is not None and ts > previous:
@@ -351,7 +353,7 @@ def infer_timeframe(path: str | Path) -> str | None:
     return _sample(Path(path)).timeframe
 
 
-class _Reader:
+class RowReader:
     """Reads a replay file into batches, collecting problems (shared by ReplayFeed and load_bars)."""
 
     def __init__(self, path: Path, timeframe: str | None, symbol: str | None = None, columnar: bool = True) -> None:
@@ -368,23 +370,23 @@ class _Reader:
         self.file_symbol = sample.parser.symbol
         if timeframe is None:
             if sample.timeframe is None:
-                self._problem(0, "bar interval could not be inferred (fewer than two bars per symbol); assuming 1m")
+                self.problem(0, "bar interval could not be inferred (fewer than two bars per symbol); assuming 1m")
             timeframe = sample.timeframe or "1m"
         self.timeframe = timeframe
 
-    def _problem(self, line: int, reason: str) -> None:
+    def problem(self, line: int, reason: str) -> None:
         self.problem_count += 1
         if len(self.problems) < MAX_STORED_PROBLEMS:
             self.problems.append(ReplayProblem(line, reason, self.path.name))
 
     def _rows(self) -> Iterator[tuple[int, Row]]:
         """Checked rows in file order, with per-symbol order and duplicate checks."""
-        fh, reader, parser = _open(self.path, "daily" if self.timeframe == "1d" else "intraday", self.symbol)
+        fh, reader, parser = open_rows(self.path, "daily" if self.timeframe == "1d" else "intraday", self.symbol)
         with fh:
-            yield from self._checked(((reader.line_num, row) for row in reader), parser,  # type: ignore[attr-defined]
+            yield from self.checked_rows(((reader.line_num, row) for row in reader), parser,  # type: ignore[attr-defined]
                                      {})
 
-    def _checked(self, rows: Iterable[tuple[int, list[str]]], parser: _Parser,
+    def checked_rows(self, rows: Iterable[tuple[int, list[str]]], parser: RowParser,
                  last: dict[str, datetime]) -> Iterator[tuple[int, Row]]:
         """The rows (with their line numbers) that pass the row checks and the per-symbol order and duplicate
         checks against `last` (updated); the others become problems. Shared with the columnar path."""
@@ -393,16 +395,16 @@ class _Reader:
                 continue
             try:
                 parsed = parser.parse(row)
-            except _BadRow as exc:
-                self._problem(line, str(exc))
+            except BadRow as exc:
+                self.problem(line, str(exc))
                 continue
             ts, symbol = parsed[0], parsed[1]
             previous = last.get(symbol)
             if previous is not None and ts <= previous:
                 if ts == previous:
-                    self._problem(line, f"duplicate bar for {symbol} at {ts.isoformat()}")
+                    self.problem(line, f"duplicate bar for {symbol} at {ts.isoformat()}")
                 else:
-                    self._problem(
+                    self.problem(
                         line, f"out of order: {symbol} at {ts.isoformat()} is before its previous bar at "
                         f"{previous.isoformat()}",
                     )
@@ -427,7 +429,7 @@ class _Reader:
         batch: list[Bar] = []
         for line, (ts, symbol, o, h, low, c, v) in self._rows():
             if current is not None and ts < current:
-                self._problem(
+                self.problem(
                     line, f"late row: {symbol} at {ts.isoformat()} comes after bars at {current.isoformat()} were "
                     "replayed (the file must be sorted by time)",
                 )
@@ -465,7 +467,7 @@ def _check_timeframe(timeframe: str | None) -> None:
 def load_bars(path: str | Path, timeframe: str | None = None) -> tuple[list[Bar], list[ReplayProblem]]:
     """Every good bar of a replay file in time order, and the problems of the bad rows."""
     _check_timeframe(timeframe)
-    reader = _Reader(Path(path), timeframe)
+    reader = RowReader(Path(path), timeframe)
     bars = [bar for batch in reader.batches() for bar in batch]
     return bars, reader.problems
 
@@ -489,7 +491,7 @@ class _Files:
     """Several replay files as one stream: each is streamed on its own, their batches merged by time."""
 
     def __init__(self, paths: list[Path], timeframe: str | None, symbols: list[str | None]) -> None:
-        self.readers = [_Reader(p, timeframe, s) for p, s in zip(paths, symbols, strict=True)]
+        self.readers = [RowReader(p, timeframe, s) for p, s in zip(paths, symbols, strict=True)]
         found = {r.timeframe for r in self.readers}
         if len(found) > 1:
             each = ", ".join(f"{r.path.name} {r.timeframe}" for r in self.readers)

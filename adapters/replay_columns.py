@@ -3,7 +3,7 @@ into `BarBatch`es (one per time step) without a Python object per field.
 
 Each chunk (a few MB of whole lines) is parsed into columns and then proven good as a whole: every number
 parses as float64 and passes the row checks, every distinct timestamp and symbol text passes the row
-reader's own checks (`parse_timestamp`, `_Parser._symbol`), time never goes back and no symbol repeats a
+reader's own checks (`parse_timestamp`, `RowParser._symbol`), time never goes back and no symbol repeats a
 time. A chunk that fails any of these (a bad row, a blank line, quoting, a short row...) is read by the
 careful row-by-row path instead, which names each bad row by file and line exactly as before; the two
 share the per-symbol state, so the stream of batches is the one the row reader would give. Memory stays
@@ -24,7 +24,7 @@ import pandas as pd
 from pipeline.core.batch import BarBatch, from_ns, to_ns
 
 if TYPE_CHECKING:
-    from adapters.replay import _Parser, _Reader
+    from adapters.replay import RowParser, RowReader
 
 CHUNK_BYTES = 256 << 10  # small: a chunk's transient columns (~1 MB) keep RSS flat
 _TUPLE_CACHE = 4096
@@ -56,7 +56,7 @@ class _Chunk:
 class ColumnReader:
     """Streams a time-sorted intraday replay file as BarBatches (see the module docstring)."""
 
-    def __init__(self, reader: _Reader) -> None:
+    def __init__(self, reader: RowReader) -> None:
         self.reader = reader
         self.names: list[str] = []          # symbol of each global code
         self._codes: dict[str, int] = {}
@@ -66,10 +66,10 @@ class ColumnReader:
 
     # ------------------------------------------------------------------ the stream
     def batches(self) -> Iterator[BarBatch]:
-        from adapters.replay import _open
+        from adapters.replay import open_rows
 
         reader = self.reader
-        fh, csv_rows, parser = _open(reader.path, "intraday", reader.symbol)
+        fh, csv_rows, parser = open_rows(reader.path, "intraday", reader.symbol)
         base = csv_rows.line_num  # type: ignore[attr-defined]  # the header's last line
         carry: _Chunk | None = None
         with fh:
@@ -139,8 +139,8 @@ class ColumnReader:
         return code
 
     # ------------------------------------------------------------------ a chunk proven good as a whole
-    def _fast(self, parser: _Parser, text: str, n_lines: int) -> _Chunk | None:
-        from adapters.replay import _BadRow, parse_timestamp
+    def _fast(self, parser: RowParser, text: str, n_lines: int) -> _Chunk | None:
+        from adapters.replay import BadRow, parse_timestamp
 
         width = parser.width
         if text.count(",") != (width - 1) * n_lines:  # a short, long or blank row: the careful path names it
@@ -170,11 +170,11 @@ class ColumnReader:
                 g = np.full(n_lines, self._code(parser.symbol), dtype=np.int64)
             else:
                 sym_codes, sym_texts = pd.factorize(frame[i_sym].to_numpy(object), use_na_sentinel=False)
-                canon = [parser._symbol(t) for t in sym_texts.tolist()]
+                canon = [parser.symbol_of(t) for t in sym_texts.tolist()]
                 if "" in canon:
                     return None
                 g = np.array([self._code(s) for s in canon], dtype=np.int64)[sym_codes]
-        except (_BadRow, AttributeError, TypeError):
+        except (BadRow, AttributeError, TypeError):
             return None
         ts = np.repeat(stamps, np.diff(np.concatenate((firsts, [n_lines]))))
         if stamps.size > 1 and not bool((stamps[1:] >= stamps[:-1]).all()):
@@ -193,7 +193,7 @@ class ColumnReader:
         return _Chunk(ts, g, o, h, low, c, v)
 
     # ------------------------------------------------------------------ the row reader, for a chunk with a problem
-    def _careful(self, parser: _Parser, lines: Iterable[str], base: int) -> tuple[_Chunk, int]:
+    def _careful(self, parser: RowParser, lines: Iterable[str], base: int) -> tuple[_Chunk, int]:
         """The row reader's checks on these lines (line numbers from `base`); returns the good rows and how many
         lines were read."""
         reader = self.reader
@@ -204,13 +204,13 @@ class ColumnReader:
         cols: tuple[list[int], list[int], list[float], list[float], list[float], list[float], list[float]] = (
             [], [], [], [], [], [], [])
         t_ns, g, o, h, lo, c, v = cols
-        for line, (ts, symbol, po, ph, pl, pc, pv) in reader._checked(
+        for line, (ts, symbol, po, ph, pl, pc, pv) in reader.checked_rows(
                 ((base + rows.line_num, row) for row in rows), parser, last):  # type: ignore[attr-defined]
             ns = to_ns(ts)
             current = self.current
             if current is not None and ns < current:
                 cur = from_ns(current)
-                reader._problem(
+                reader.problem(
                     line, f"late row: {symbol} at {ts.isoformat()} comes after bars at {cur.isoformat()} were "
                     "replayed (the file must be sorted by time)",
                 )

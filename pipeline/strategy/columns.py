@@ -34,9 +34,9 @@ class ColumnAggregator:
         if self.seconds >= TIMEFRAME_SECONDS["1d"]:
             raise ValueError("ColumnAggregator: intraday timeframes only (daily buckets stay with BarAggregator)")
         self.timeframe = timeframe
-        from pipeline.strategy.ema_cloud import _SessionHours  # the one session-bucket rule
+        from pipeline.strategy.ema_cloud import SessionHours  # the one session-bucket rule
 
-        self._hours = _SessionHours(calendar)
+        self._hours = SessionHours(calendar)
         self._rows: dict[str, int] = {}
         self.names: list[str] = []
         self._cap = 0

@@ -62,16 +62,16 @@ def _timeframe_seconds(timeframe: str, field: str = "timeframe") -> int:
         raise ValueError(f"{field}: unknown timeframe {timeframe!r}; allowed: {', '.join(TIMEFRAME_SECONDS)}") from None
 
 
-class _SessionHours:
+class SessionHours:
     """The New York day that contains a timestamp: midnight bounds and session open/close, all UTC.
 
     One-entry cache: consecutive bars almost always fall on the same day, so the lookup is two comparisons.
     """
 
-    __slots__ = ("_cal", "close", "day", "hi", "lo", "open")
+    __slots__ = ("calendar", "close", "day", "hi", "lo", "open")
 
     def __init__(self, calendar: MarketCalendar | None) -> None:
-        self._cal = calendar
+        self.calendar = calendar
         self.day: date | None = None
         self.lo = self.hi = self.open = self.close = datetime.min.replace(tzinfo=UTC)
 
@@ -86,7 +86,7 @@ class _SessionHours:
         self.day = day
         self.lo = datetime.combine(day, time(0), NEW_YORK).astimezone(UTC)
         self.hi = datetime.combine(day + timedelta(days=1), time(0), NEW_YORK).astimezone(UTC)
-        session = self._cal.session(day) if self._cal is not None else None
+        session = self.calendar.session(day) if self.calendar is not None else None
         if session is None:  # weekend/holiday without a calendar answer: the regular hours
             self.open = datetime.combine(day, SESSION_OPEN, NEW_YORK).astimezone(UTC)
             self.close = datetime.combine(day, SESSION_CLOSE, NEW_YORK).astimezone(UTC)
@@ -170,9 +170,14 @@ class BarAggregator:
         self.seconds = _timeframe_seconds(timeframe)
         self.timeframe = timeframe
         self.daily = self.seconds >= DAY_SECONDS
-        self._hours = _SessionHours(calendar)
+        self._hours = SessionHours(calendar)
         self._partials: dict[str, _Partial] = {}
         self._src_deltas = {tf: timedelta(seconds=s) for tf, s in TIMEFRAME_SECONDS.items()}
+
+    @property
+    def calendar(self) -> MarketCalendar | None:
+        """The calendar whose sessions bound the buckets."""
+        return self._hours.calendar
 
     def update(self, bar: Bar) -> Sequence[Bar]:
         """Feed one bar; returns the bars of `timeframe` it completed (usually none, at most two)."""
@@ -476,7 +481,7 @@ class EmaCloudStrategy:
             if self._mode == "columns":
                 from pipeline.strategy.columns import ColumnAggregator
 
-                self._columns = tuple(ColumnAggregator(tf, agg._hours._cal) for tf, agg in
+                self._columns = tuple(ColumnAggregator(tf, agg.calendar) for tf, agg in
                                       zip(self.timeframes, self._aggregators, strict=True))
         if self._mode == "columns":
             if isinstance(batch, BarBatch):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import adapters.replay_columns as replay_columns
-from adapters.replay import _Reader
+from adapters.replay import RowReader
 from adapters.synthetic import write_csv
 from config.settings import StrategySettings, load_settings
 from pipeline.core.batch import BarBatch
@@ -32,10 +32,10 @@ def _file(tmp_path: Path, tickers: int = 6, bars: int = 900) -> Path:
     return path
 
 
-def _both(path: Path) -> tuple[_Reader, list[list], _Reader, list]:
-    rows = _Reader(path, None, None, columnar=False)
+def _both(path: Path) -> tuple[RowReader, list[list], RowReader, list]:
+    rows = RowReader(path, None, None, columnar=False)
     row_batches = [list(b) for b in rows.batches()]
-    cols = _Reader(path, None, None, columnar=True)
+    cols = RowReader(path, None, None, columnar=True)
     col_batches = list(cols.batches())
     return rows, row_batches, cols, col_batches
 
@@ -111,7 +111,7 @@ def test_one_symbol_layout_intraday_reads_the_same(tmp_path: Path, monkeypatch: 
 def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path: Path, timeframes: list[str],
                                                                        columns_always: None) -> None:
     path = _file(tmp_path, 8, 1500)
-    batches = list(_Reader(path, None, None, columnar=True).batches())
+    batches = list(RowReader(path, None, None, columnar=True).batches())
     # symbols come and go: drop a few bars (a halted ticker) so the batches differ in shape
     rng = random.Random(3)
     shaped = []
@@ -132,7 +132,7 @@ def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path
 
 
 def test_a_bad_bar_in_a_batch_is_rejected_alone(tmp_path: Path, columns_always: None) -> None:
-    batches = list(_Reader(_file(tmp_path, 3, 60), None, None, columnar=True).batches())
+    batches = list(RowReader(_file(tmp_path, 3, 60), None, None, columnar=True).batches())
     scalar = EmaCloudStrategy(StrategySettings())
     columns = EmaCloudStrategy(StrategySettings())
     for k, batch in enumerate(batches):
