@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import median, quick, quiet_logging, run
+from bench.common import holds, median, quick, quiet_logging, render_table, run
+from bench.latency import LATENCY_TARGETS, latency_rows
 from bench.replay import rss_verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {
     # issue 17: the decision alone; signal -> order against the bare fsync'd commit measured in the same run
-    "decision_p50_hops": ("<=", 15.0),
-    "signal_to_order_over_commit_hops": ("<=", 25.0),
-    "signal_to_order_p99_over_p50": ("<=", 3.0),
+    **LATENCY_TARGETS,
     "replay_floor_ratio": (">=", 0.15),
     "exit_scaling_ratio": ("<=", 1.2),
     "journal_on_off_ratio": (">=", 0.8),
@@ -104,19 +103,15 @@ def measure() -> dict[str, Any]:
 
         figures.update(replay_figures(lambda step: _progress(step, started)))
     figures["bench_seconds"] = time.perf_counter() - started
-    figures["targets"] = {k: _holds(figures[k], op, limit) for k, (op, limit) in TARGETS.items()}
+    figures["targets"] = {k: holds(figures[k], op, limit) for k, (op, limit) in TARGETS.items()}
     figures["targets"]["rss_flat_second_half"] = not figures["rss_grows_in_second_half"]
     if "peer_backtesting" in figures:
         from bench.replay_file import TARGETS as FILE_TARGETS
 
         for key, (op, limit) in FILE_TARGETS.items():
             value = figures.get(key)
-            figures["targets"][key] = None if value is None else _holds(value, op, limit)
+            figures["targets"][key] = None if value is None else holds(value, op, limit)
     return figures
-
-
-def _holds(value: float, op: str, limit: float) -> bool:
-    return value <= limit if op == "<=" else value >= limit
 
 
 def _progress(step: str, started: float) -> None:
@@ -130,16 +125,7 @@ def table(f: dict[str, Any]) -> str:
         return "holds" if t[key] else "MISSED"
 
     rows = [
-        ("1 signal->order p50, journal FULL", f"{f['signal_to_order_p50_us']:.0f} µs",
-         f"{f['bare_commit_p50_us']:.0f} µs bare commit", f"+{f['signal_to_order_over_commit_hops']:.1f} hops",
-         "<= commit + 25 hops", ok("signal_to_order_over_commit_hops")),
-        ("  signal->order p99", f"{f['signal_to_order_p99_us']:.0f} µs", f"{f['bare_commit_p99_us']:.0f} µs commit p99",
-         f"{f['signal_to_order_p99_over_p50']:.2f}x p50", "<= 3x p50", ok("signal_to_order_p99_over_p50")),
-        ("  decision alone p50 (no journal)", f"{f['decision_p50_us']:.1f} µs", f"{f['queue_hop_us']:.2f} µs hop",
-         f"{f['decision_p50_hops']:.1f} hops", "<= 15 hops", ok("decision_p50_hops")),
-        ("  signal->order p50, journal off", f"{f['journal_off_signal_to_order_p50_us']:.0f} µs", "",
-         f"on/off {f['journal_on_off_latency_ratio']:.1f}x", "", ""),
-        ("  journal commits per intent", f"{f['commits_per_intent']:.2f}", "", "", "", ""),
+        *latency_rows(f, ok, first="1 ", rest="  "),
         ("2 replay throughput", f"{f['replay_median_chunk_bars_per_s']:,.0f} bars/s",
          f"{f['replay_floor_bars_per_s']:,.0f} bars/s EMA loop", f"{f['replay_floor_ratio']:.4f}x", ">= 0.15x",
          ok("replay_floor_ratio")),
@@ -160,10 +146,7 @@ def table(f: dict[str, Any]) -> str:
         from bench.replay_file import rows as file_rows
 
         rows.extend(file_rows(f))
-    head = ("figure", "measured", "floor (same run)", "ratio", "target", "")
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
-    lines.insert(1, "-" * len(lines[0]))
+    lines = render_table(rows)
     mode = "quick sizes" if f["quick"] else "full sizes"
     lines.append(f"({mode}: {f['signals_measured']:.0f} signals, {f['replay_bars']:,} bars replayed with "
                  f"{f['replay_entries']} entries / {f['replay_exits']} exits; {f['bench_seconds']:.0f} s)")

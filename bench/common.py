@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: quiet logging, uvloop, percentiles, RSS, settings for a bench Core."""
+"""Shared helpers for the benchmarks: quiet logging, uvloop, percentiles, RSS, a bench Core's settings, tables."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return float("nan")
     index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return float(sorted_values[index])
+
+
+def holds(value: float, op: str, limit: float) -> bool:
+    """Whether a figure meets its target `(op, limit)`, op being "<=" or ">="."""
+    return value <= limit if op == "<=" else value >= limit
+
+
+def render_table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """The lines of a figures table: the header, a rule, then one aligned line per row of six cells."""
+    head = ("figure", "measured", "floor (same run)", "ratio", "target", "")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return lines
 
 
 def rss_mb() -> float:

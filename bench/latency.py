@@ -20,11 +20,12 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import SESSION_ISO, bench_settings, median, percentile, quiet_logging, run
+from bench.common import SESSION_ISO, bench_settings, holds, median, percentile, quiet_logging, render_table, run
 
 PERF = time.perf_counter_ns
 
@@ -204,29 +205,29 @@ LATENCY_TARGETS = {  # issue 17
 }
 
 
-def latency_table(f: dict[str, Any]) -> str:
-    def holds(key: str) -> str:
-        op, limit = LATENCY_TARGETS[key]
-        ok = f[key] <= limit if op == "<=" else f[key] >= limit
-        return "holds" if ok else "MISSED"
-
-    rows = [
-        ("signal->order p50, journal FULL", f"{f['signal_to_order_p50_us']:.0f} µs",
+def latency_rows(f: dict[str, Any], verdict: Callable[[str], str], first: str = "",
+                 rest: str = "") -> list[tuple[str, str, str, str, str, str]]:
+    """The latency rows of a figures table; `first` prefixes the first label and `rest` the others."""
+    return [
+        (f"{first}signal->order p50, journal FULL", f"{f['signal_to_order_p50_us']:.0f} µs",
          f"{f['bare_commit_p50_us']:.0f} µs bare commit", f"+{f['signal_to_order_over_commit_hops']:.1f} hops",
-         "<= commit + 25 hops", holds("signal_to_order_over_commit_hops")),
-        ("signal->order p99", f"{f['signal_to_order_p99_us']:.0f} µs", f"{f['bare_commit_p99_us']:.0f} µs commit p99",
-         f"{f['signal_to_order_p99_over_p50']:.2f}x p50", "<= 3x p50", holds("signal_to_order_p99_over_p50")),
-        ("decision alone p50 (no journal)", f"{f['decision_p50_us']:.1f} µs", f"{f['queue_hop_us']:.2f} µs hop",
-         f"{f['decision_p50_hops']:.1f} hops", "<= 15 hops", holds("decision_p50_hops")),
-        ("signal->order p50, journal off", f"{f['journal_off_signal_to_order_p50_us']:.0f} µs", "",
+         "<= commit + 25 hops", verdict("signal_to_order_over_commit_hops")),
+        (f"{rest}signal->order p99", f"{f['signal_to_order_p99_us']:.0f} µs",
+         f"{f['bare_commit_p99_us']:.0f} µs commit p99", f"{f['signal_to_order_p99_over_p50']:.2f}x p50",
+         "<= 3x p50", verdict("signal_to_order_p99_over_p50")),
+        (f"{rest}decision alone p50 (no journal)", f"{f['decision_p50_us']:.1f} µs", f"{f['queue_hop_us']:.2f} µs hop",
+         f"{f['decision_p50_hops']:.1f} hops", "<= 15 hops", verdict("decision_p50_hops")),
+        (f"{rest}signal->order p50, journal off", f"{f['journal_off_signal_to_order_p50_us']:.0f} µs", "",
          f"on/off {f['journal_on_off_latency_ratio']:.1f}x", "", ""),
-        ("journal commits per intent", f"{f['commits_per_intent']:.2f}", "", "", "", ""),
+        (f"{rest}journal commits per intent", f"{f['commits_per_intent']:.2f}", "", "", "", ""),
     ]
-    head = ("figure", "measured", "floor (same run)", "ratio", "target", "")
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(6)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head, *rows]]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+
+
+def latency_table(f: dict[str, Any]) -> str:
+    def verdict(key: str) -> str:
+        return "holds" if holds(f[key], *LATENCY_TARGETS[key]) else "MISSED"
+
+    return "\n".join(render_table(latency_rows(f, verdict)))
 
 
 def main() -> int:

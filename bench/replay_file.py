@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import median, quick, rss_mb
+from bench.common import holds, median, quick, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_VENV = ROOT / ".bench-venv"
@@ -232,7 +232,7 @@ def rows(f: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
         value = f.get(key)
         if value is None:
             return "skipped"
-        return "holds" if (value >= limit if op == ">=" else value <= limit) else "MISSED"
+        return "holds" if holds(value, op, limit) else "MISSED"
 
     bt = f["peer_backtesting"]
     peer_text = (f"{bt['bars_per_s']:,.0f} bars/s backtesting.py, {bt['orders']} orders" if "bars_per_s" in bt
