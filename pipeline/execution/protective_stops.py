@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,8 +34,6 @@ import structlog
 from config.settings import ExitsSettings
 from pipeline.core.clock import Clock
 from pipeline.core.models import (
-    AssetClass,
-    Direction,
     ExitType,
     Fill,
     InstrumentType,
@@ -53,7 +50,7 @@ from pipeline.core.models import (
 )
 from pipeline.core.ports import Broker, BrokerError, OrderRejected, StopVenue
 from pipeline.positions.ledger import Ledger
-from pipeline.record.journal import Journal
+from pipeline.record.journal import Journal, intent_from_json
 
 log = structlog.get_logger("ordergate.stops")
 
@@ -482,7 +479,11 @@ class ProtectiveStops:
             "SELECT client_order_id, broker, status, broker_order_id, filled_qty, intent FROM orders"
             " WHERE kind = ? ORDER BY created_ts, rowid", (STOP_KIND,))
         for row in rows:
-            intent = _stop_intent_from_json(row["intent"])
+            try:
+                intent = intent_from_json(row["intent"])
+            except ValueError as exc:  # not JSON at all: this one row is skipped, the other stops still rebuild
+                log.error("journal_stop_unreadable", error=str(exc))
+                continue
             if intent is None:
                 continue
             self._seq[intent.signal_id] = self._seq.get(intent.signal_id, 0) + 1
@@ -599,22 +600,3 @@ class ProtectiveStops:
             if self.alert is not None:
                 await self.alert("position_unprotected", f"{symbol}: no protective stop at the broker: {reason}",
                                  symbol=symbol)
-
-
-
-
-def _stop_intent_from_json(text: str | None) -> OrderIntent | None:
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-        data["side"] = Side(data["side"])
-        data["order_type"] = OrderType(data["order_type"])
-        data["asset_class"] = AssetClass(data["asset_class"])
-        data["direction"] = Direction(data["direction"])
-        data["instrument_type"] = InstrumentType(data["instrument_type"])
-        data["created_at"] = datetime.fromisoformat(data["created_at"]) if data.get("created_at") else None
-        return OrderIntent(**data)
-    except (KeyError, ValueError, TypeError) as exc:
-        log.error("journal_stop_unreadable", error=str(exc))
-        return None
