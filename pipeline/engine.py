@@ -62,9 +62,6 @@ class TradingEngine:
 
     async def on_batch(self, batch: Sequence[Bar]) -> None:
         """One time step: every bar of the batch shares its timestamp."""
-        if isinstance(batch, BarBatch) and self.batched:
-            await self._on_columns(batch)
-            return
         self.batches += 1
         self.bars += len(batch)
         triggered = 0
@@ -73,14 +70,10 @@ class TradingEngine:
         if triggered and self._settle is not None:
             await self._settle()  # a resting stop that filled on this bar is booked before the exits look at it
         self.lifecycle.update_positions(batch)
-        prices = self.orchestrator.prices
-        sent = False
-        strategy = self.strategy
-        for bar in batch:
-            prices.update(bar.symbol, bar.close, bar.timeframe)
-            if strategy is not None:
-                for signal in strategy.on_bar(bar):
-                    sent = await self.submit_signal(signal) or sent
+        if isinstance(batch, BarBatch) and self.batched:
+            sent = await self._signals_of_columns(batch)
+        else:
+            sent = await self._signals_of_bars(batch)
         exits = self.lifecycle.check_exits(batch)
         if exits:
             self.exits += len(exits)
@@ -90,18 +83,22 @@ class TradingEngine:
         if self.batches % 1_000 == 0:
             self.prune()
 
-    async def _on_columns(self, batch: BarBatch) -> None:
-        """`on_batch` for a BarBatch (a replay): the strategy takes the whole step at once; each signal is decided
+    async def _signals_of_bars(self, batch: Sequence[Bar]) -> bool:
+        """The step bar by bar: each bar's price, then its signals; whether any signal was sent."""
+        prices = self.orchestrator.prices
+        sent = False
+        strategy = self.strategy
+        for bar in batch:
+            prices.update(bar.symbol, bar.close, bar.timeframe)
+            if strategy is not None:
+                for signal in strategy.on_bar(bar):
+                    sent = await self.submit_signal(signal) or sent
+        return sent
+
+    async def _signals_of_columns(self, batch: BarBatch) -> bool:
+        """The step of a BarBatch (a replay): the strategy takes the whole step at once; each signal is decided
         with the price history up to its own bar, as bar by bar (the prices of the bars after it come later)."""
-        self.batches += 1
         n = len(batch)
-        self.bars += n
-        triggered = 0
-        for listener in self.bar_listeners:
-            triggered += listener(batch) or 0
-        if triggered and self._settle is not None:
-            await self._settle()
-        self.lifecycle.update_positions(batch)
         symbols, closes, tf = batch.symbols, batch.closes(), batch.timeframe
         update = self.orchestrator.prices.update
         sent = False
@@ -114,14 +111,7 @@ class TradingEngine:
                 sent = await self.submit_signal(signal) or sent
         if done < n:
             _drain(map(update, symbols[done:], closes[done:], repeat(tf, n - done)))
-        exits = self.lifecycle.check_exits(batch)
-        if exits:
-            self.exits += len(exits)
-            sent = True
-        if sent and self._settle is not None:
-            await self._settle()
-        if self.batches % 1_000 == 0:
-            self.prune()
+        return sent
 
     def warm_up(self, batch: Sequence[Bar]) -> None:
         """History from before the daemon started: it feeds the strategy's clouds and the price history of the
