@@ -4,8 +4,11 @@
 - `until(predicate, timeout, what)`: poll a sync or async predicate without blocking the loop.
 - `make_signal(...)`: a well-formed long entry signal (AAPL at 100, stop 98, 5m, conviction 80, stamped SESSION).
 - `enter(core, ticker, price)`: one long entry through a paper Core, filled and settled.
+- `stopped_after(make)`: for a fixture that starts things on demand: yields `build(**overrides)` (= `await
+  make(**overrides)`, a started thing) and stops every thing built once the test is over.
 - fixtures: `fake` (a started FakeAlpaca), `clock` (a SimulatedClock at SESSION), `paper_core` (a started Core on
-  a non-persistent paper broker in tmp_path, stopped after the test; call it with settings overrides).
+  a non-persistent paper broker in tmp_path, stopped after the test; call it with settings overrides), `journal`
+  (an open Journal on tmp_path/journal.db, closed after the test).
 
 Markers: `slow` marks the long tests (real daemon subprocesses, chaos, breaks, live-SDK end-to-end runs); the list
 is SLOW_MODULES below plus any test marked in its own file. `make test-fast` runs `-m "not slow"`.
@@ -14,10 +17,11 @@ is SLOW_MODULES below plus any test marked in its own file. `make test-fast` run
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -171,21 +175,48 @@ def clock() -> SimulatedClock:
     return SimulatedClock(SESSION)
 
 
+T = TypeVar("T")
+
+
+async def stopped_after(make: Callable[..., Awaitable[T]]) -> AsyncIterator[Callable[..., Awaitable[T]]]:
+    """Yields `build(**overrides)`: `await make(**overrides)` (a started thing with an async `stop()`), kept; every
+    thing built is stopped, in the order built, once the test is over. A fixture delegates: `async for b in ...`."""
+    started: list[Any] = []
+
+    async def build(**overrides: Any) -> T:
+        thing = await make(**overrides)
+        started.append(thing)
+        return thing
+
+    yield build
+    for thing in started:
+        await thing.stop()
+
+
 @pytest.fixture
 async def paper_core(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     """`await paper_core(**settings)`: a started Core on a non-persistent paper broker at SESSION (stopped after)."""
     from config.settings import load_settings
     from daemon.core import Core
 
-    started: list[Any] = []
+    n = itertools.count()
 
-    async def build(**overrides: Any) -> Any:
+    async def make(**overrides: Any) -> Any:
         values: dict[str, Any] = {"broker": {"primary": "paper"}, "paper": {"persistent": False}, **overrides}
-        core = Core(load_settings(state_dir=tmp_path / f"state{len(started)}", **values), SimulatedClock(SESSION))
+        core = Core(load_settings(state_dir=tmp_path / f"state{next(n)}", **values), SimulatedClock(SESSION))
         await core.start()
-        started.append(core)
         return core
 
-    yield build
-    for core in started:
-        await core.stop()
+    async for build in stopped_after(make):
+        yield build
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Any]:
+    """An open Journal on tmp_path/journal.db (the default, FULL durability), closed after the test."""
+    from pipeline.record.journal import Journal
+
+    j = Journal(tmp_path / "journal.db")
+    await j.open()
+    yield j
+    await j.close()

@@ -9,7 +9,6 @@ import pytest
 from pipeline.core.calendar import NEW_YORK
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Position
-from pipeline.record.journal import Journal
 from pipeline.record.trade_journal import ClosedTrade, TradeJournalWriter, max_drawdown, summarize, summarize_by
 
 
@@ -36,14 +35,6 @@ DAY = [
     trade(et(11, 24, 15, 55), 30.0, 0.6, exit_type="eod_close", signal_type="trend_aligned_long"),
 ]
 OTHER_DAY = trade(et(11, 25, 10, 0), 500.0, 3.0, exit_type="time_stop")
-
-
-@pytest.fixture
-async def journal(tmp_path):
-    j = Journal(tmp_path / "journal.sqlite")
-    await j.open()
-    yield j
-    await j.close()
 
 
 def test_max_drawdown_is_peak_to_trough_from_zero():

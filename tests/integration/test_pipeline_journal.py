@@ -4,9 +4,6 @@ is journaled once."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from pipeline.core.models import (
     Direction,
@@ -21,14 +18,6 @@ from pipeline.core.models import (
 from pipeline.record.journal import Journal
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def journal(tmp_path: Path):
-    j = Journal(tmp_path / "journal.db")
-    await j.open()
-    yield j
-    await j.close()
 
 
 def _intent(signal_id: str = "sig-1") -> OrderIntent:

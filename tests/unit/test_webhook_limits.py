@@ -18,6 +18,7 @@ from adapters.webhook import SIGNALS_PATH, WebhookServer
 from config.settings import WebhookSettings
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
+from tests.conftest import stopped_after
 from tests.conftest import until as _until
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,18 +38,14 @@ ServerFactory = Callable[..., Awaitable[WebhookServer]]
 
 @pytest.fixture
 async def make_server() -> AsyncIterator[ServerFactory]:
-    servers: list[WebhookServer] = []
-
-    async def build(**overrides: Any) -> WebhookServer:
+    async def make(**overrides: Any) -> WebhookServer:
         settings = WebhookSettings(host="127.0.0.1", port=0, token=SecretStr(TOKEN), **overrides)
         server = WebhookServer(settings, _submit, SimulatedClock(datetime(2026, 3, 2, 15, 0, tzinfo=UTC)))
         await server.start()
-        servers.append(server)
         return server
 
-    yield build
-    for server in servers:
-        await server.stop()
+    async for build in stopped_after(make):
+        yield build
 
 
 async def _connect(server: WebhookServer) -> Connection:
