@@ -26,6 +26,7 @@ from ib_async import IB, Contract, Option, Stock, Ticker
 
 from config.settings import OptionsSettings
 from pipeline.core.models import OPTION_MULTIPLIER
+from pipeline.core.numbers import positive_number
 from pipeline.instruments.occ import OccError, occ_contract
 from pipeline.instruments.options import OptionQuote
 
@@ -35,14 +36,6 @@ BATCH = 40  # market data lines at once (IB's default limit is 100 for the whole
 MESSAGES_PER_SECOND = 20.0  # under half of ib_async's 45/s: the rest stays free for orders
 T = TypeVar("T")
 Call = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
-
-
-def _usable(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
 
 
 def _finite(value: Any) -> float | None:
@@ -106,9 +99,9 @@ class IBOptionChains:
     async def _spot(self, stock: Contract) -> float:
         tickers = await self._call(lambda: self.ib.reqTickersAsync(stock), f"price of {stock.symbol}")
         ticker = tickers[0] if tickers else None
-        price = _usable(ticker.marketPrice()) if ticker is not None else None
+        price = positive_number(ticker.marketPrice()) if ticker is not None else None
         if price is None and ticker is not None:
-            price = _usable(ticker.close)
+            price = positive_number(ticker.close)
         if price is None:
             raise LookupError(f"no price for {stock.symbol} from IB (no market data)")
         return price
@@ -156,12 +149,12 @@ class IBOptionChains:
         return number if number is not None and number >= 0 else None
 
     def _complete(self, ticker: Ticker) -> bool:
-        return (_usable(ticker.bid) is not None and _usable(ticker.ask) is not None
+        return (positive_number(ticker.bid) is not None and positive_number(ticker.ask) is not None
                 and ticker.modelGreeks is not None and self._open_interest(ticker) is not None)
 
     def _quote(self, underlying: str, ticker: Ticker) -> OptionQuote | None:
         contract = ticker.contract
-        bid, ask = _usable(ticker.bid), _usable(ticker.ask)
+        bid, ask = positive_number(ticker.bid), positive_number(ticker.ask)
         expiry = _expiry(contract.lastTradeDateOrContractMonth or "") if contract is not None else None
         if contract is None or bid is None or ask is None or ask < bid or expiry is None:
             return None
@@ -176,7 +169,7 @@ class IBOptionChains:
             bid=bid, ask=ask, mid=round((bid + ask) / 2.0, 4),
             delta=_finite(greeks.delta) if greeks is not None else None,
             open_interest=int(oi) if oi is not None else None,
-            iv=_usable(greeks.impliedVol) if greeks is not None else None,
+            iv=positive_number(greeks.impliedVol) if greeks is not None else None,
             gamma=_finite(greeks.gamma) if greeks is not None else None,
             theta=_finite(greeks.theta) if greeks is not None else None,
             vega=_finite(greeks.vega) if greeks is not None else None,

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pipeline.core.models import OPTION_MULTIPLIER, BrokerPosition, Position
+from pipeline.core.numbers import positive_number
 from pipeline.instruments.occ import is_occ
 
 MismatchType = Literal["ghost", "orphan", "quantity_mismatch"]
@@ -244,10 +245,10 @@ def _read(item: Any, where: str) -> tuple[str, float, float | None, float | None
     """(symbol, signed quantity, price, multiplier) of one position in any accepted shape."""
     if isinstance(item, Position):
         qty = _signed(item.shares, item.direction, where)
-        return item.symbol or item.ticker, qty, _price(item.current_price or item.entry_price), item.multiplier
+        return item.symbol or item.ticker, qty, positive_number(item.current_price or item.entry_price), item.multiplier
     if isinstance(item, BrokerPosition):
         price = item.market_price if item.market_price else item.avg_price
-        return item.symbol, _number(item.quantity, f"{where}.quantity"), _price(price), None
+        return item.symbol, _number(item.quantity, f"{where}.quantity"), positive_number(price), None
     if isinstance(item, Mapping):
         return _read_mapping(item, where)
     raise ValueError(f"{where}: expected a dict, Position or BrokerPosition, got {type(item).__name__}")
@@ -266,7 +267,7 @@ def _read_mapping(item: Mapping[str, Any], where: str) -> tuple[str, float, floa
     price = None
     for key in ("market_price", "current_price", "price", "avg_price", "entry_price"):
         if item.get(key):
-            price = _price(item[key])
+            price = positive_number(item[key])
             break
     multiplier = item.get("multiplier")
     return symbol.strip(), qty, price, float(multiplier) if multiplier else None
@@ -291,11 +292,3 @@ def _number(value: Any, where: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"{where}: must be finite, got {value!r}")
     return number
-
-
-def _price(value: Any) -> float | None:
-    try:
-        price = float(value)
-    except (TypeError, ValueError):
-        return None
-    return price if math.isfinite(price) and price > 0 else None
