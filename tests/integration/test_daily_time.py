@@ -8,7 +8,6 @@ included); the replay clock and the strategy's signal stamp agree on it, so DST 
 from __future__ import annotations
 
 import asyncio
-import csv
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 from pipeline.entry.signal_guard import SignalGuard
 from pipeline.strategy.ema_cloud import BarAggregator
+from tests.daily_bars import canonical_daily
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "daily"
 HEADER = "timestamp,symbol,open,high,low,close,volume\n"
 
 
@@ -105,14 +104,7 @@ def test_freshness_of_a_daily_signal_is_measured_from_its_session_close() -> Non
 
 def _stamped_file(tmp_path: Path, hour_utc: int) -> Path:
     """MSFT's real daily bars (Stooq) re-stamped at the same UTC hour all year, in the canonical layout."""
-    out = [HEADER.strip()]
-    with (DATA / "MSFT.csv").open() as fh:
-        for row in csv.DictReader(fh):
-            out.append(f"{row['Date']}T{hour_utc:02d}:00:00Z,MSFT,{row['Open']},{row['High']},{row['Low']},"
-                       f"{row['Close']},{row['Volume']}")
-    path = tmp_path / "msft-20z.csv"
-    path.write_text("\n".join(out) + "\n")
-    return path
+    return canonical_daily("MSFT", tmp_path / "msft-20z.csv", f"T{hour_utc:02d}:00:00Z")
 
 
 def test_replay_of_real_daily_bars_stamped_20z_has_no_signal_in_the_future(tmp_path: Path) -> None:

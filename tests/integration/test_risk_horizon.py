@@ -17,6 +17,7 @@ import numpy as np
 from config.settings import PipelineConfig
 from pipeline.core.models import AccountState, Position, TradeSignal
 from pipeline.entry.unified_risk import Z_95, PriceHistory, UnifiedRisk
+from tests.daily_bars import canonical_daily
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "daily"
 
@@ -84,11 +85,7 @@ def test_replay_of_real_daily_bars_measures_var_on_daily_returns(tmp_path: Path)
     from daemon.replay import replay
 
     closes = _closes("MSFT")
-    path = tmp_path / "msft.csv"
-    with (DATA / "MSFT.csv").open() as fh, path.open("w") as out:
-        out.write("timestamp,symbol,open,high,low,close,volume\n")
-        for row in csv.DictReader(fh):
-            out.write(f"{row['Date']},MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},{row['Volume']}\n")
+    path = canonical_daily("MSFT", tmp_path / "msft.csv")
     state = tmp_path / "state"
     asyncio.run(replay(load_settings(None), path, state_dir=state))
     with sqlite3.connect(state / "journal.db") as conn:
@@ -116,12 +113,7 @@ def test_replay_of_real_daily_bars_with_stamps_rejects_nothing_for_var(tmp_path:
     from config.settings import load_settings
     from daemon.replay import replay
 
-    path = tmp_path / "msft-stamped.csv"
-    with (DATA / "MSFT.csv").open() as fh, path.open("w") as out:
-        out.write("timestamp,symbol,open,high,low,close,volume\n")
-        for row in csv.DictReader(fh):
-            out.write(f"{row['Date']}T16:00:00-05:00,MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},"
-                      f"{row['Volume']}\n")
+    path = canonical_daily("MSFT", tmp_path / "msft-stamped.csv", "T16:00:00-05:00")
     state = tmp_path / "state"
     asyncio.run(replay(load_settings(None), path, state_dir=state))
     with sqlite3.connect(state / "journal.db") as conn:

@@ -7,25 +7,18 @@ A routed leveraged ETF without a price (no bars in the file, no quote) falls bac
 from __future__ import annotations
 
 import asyncio
-import csv
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from config.settings import InstrumentMode, load_settings
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "daily"
+from tests.daily_bars import canonical_daily
 
 
 def _msft(tmp_path: Path, stamp: str = "") -> Path:
     """MSFT's real daily bars in the canonical layout, date-only or with `stamp` appended to each date."""
-    path = tmp_path / "msft.csv"
-    with (DATA / "MSFT.csv").open() as fh, path.open("w") as out:
-        out.write("timestamp,symbol,open,high,low,close,volume\n")
-        for row in csv.DictReader(fh):
-            out.write(f"{row['Date']}{stamp},MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},{row['Volume']}\n")
-    return path
+    return canonical_daily("MSFT", tmp_path / "msft.csv", stamp)
 
 
 def _run(tmp_path: Path, mode: str, stamp: str = "") -> tuple[dict, list[tuple[str, str, str]]]:

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from tests.daemon_proc import cli
+from tests.daily_bars import canonical_daily
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "daily"
 FILES = [str(DATA / f"{s}.csv") for s in ("MSFT", "GOOG", "GOOGL")]
@@ -69,14 +70,7 @@ def test_summary_says_where_the_signals_went_on_a_file_every_version_reads(tmp_p
     """Issue 14.5 as met: '276 signals, 0 entries' and nothing more. On a canonical-layout file (real MSFT daily
     bars, stamped 16:00 ET) the human summary gives every signal's stage and outcome, adding up to the signals,
     and the top rejection reasons with an example each."""
-    import csv
-
-    path = tmp_path / "msft.csv"
-    with (DATA / "MSFT.csv").open() as fh, path.open("w") as out:
-        out.write("timestamp,symbol,open,high,low,close,volume\n")
-        for row in csv.DictReader(fh):
-            out.write(f"{row['Date']}T16:00:00-05:00,MSFT,{row['Open']},{row['High']},{row['Low']},{row['Close']},"
-                      f"{row['Volume']}\n")
+    path = canonical_daily("MSFT", tmp_path / "msft.csv", "T16:00:00-05:00")
     human = cli(tmp_path, "replay", str(path), timeout=120)
     assert human.returncode == 0, human.stderr
     assert "signals by stage" in human.stdout and "top rejection reasons" in human.stdout, human.stdout
