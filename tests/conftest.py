@@ -85,6 +85,7 @@ SLOW_TESTS = frozenset({
     "test_ibkr_broker::test_client_throttle_stays_on",
     "test_alpaca_broker::test_handler_error_does_not_kill_the_stream",
     "test_feeds_replay::test_fuzzed_rows_never_crash_and_are_accounted_for",
+    "test_instances::test_two_instances_side_by_side",
 })
 
 
