@@ -469,6 +469,13 @@ class SmartRouterSettings(_Section):
 INSTANCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"  # a systemd instance name that is also a safe file name
 
 
+class InstanceSettings(_Section):
+    """This daemon's name on the desk (`ordergate --instance NAME`, systemd's ordergate@NAME): the rows it writes
+    to a shared (PostgreSQL) journal carry it."""
+
+    name: str = Field("default", pattern=INSTANCE_NAME_PATTERN)
+
+
 class JournalSettings(_Section):
     """The journal of record: a SQLite file in the state directory, or a (desk-wide) PostgreSQL database."""
 
@@ -534,9 +541,7 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = Field(default_factory=_default_state_dir)
-    # this daemon's name on the desk (`ordergate --instance NAME`, systemd's ordergate@NAME): rows it writes
-    # to a shared journal carry it
-    instance: str = Field("default", pattern=INSTANCE_NAME_PATTERN)
+    instance: InstanceSettings = Field(default_factory=InstanceSettings)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)

@@ -150,7 +150,7 @@ def _cli_overrides(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]
     """The settings the command line sets over the file and the environment (a SIGHUP reload keeps them)."""
     if args.instance:  # its own state directory, whatever ORDERGATE_STATE_DIR says (an env file shared by all)
         overrides["state_dir"] = str(resolve_instance(args.instance).state_dir)
-        overrides["instance"] = args.instance
+        overrides["instance"] = {"name": args.instance}
     elif args.state_dir:
         overrides["state_dir"] = args.state_dir
     elif os.environ.get("ORDERGATE_STATE_DIR"):

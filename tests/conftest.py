@@ -24,6 +24,8 @@ import pytest
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 
+pytest_plugins = ["tests.pg"]  # a real PostgreSQL server for the journal tests; `any_journal` on each backend
+
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular session
 
 # modules whose tests are long: each starts real `ordergate` processes or runs crash/fault/fuzz campaigns

@@ -95,7 +95,7 @@ def test_instance_resolves_its_config_and_state_dir(tmp_path: Path) -> None:
     shown = _run(env, "--instance", "alpha", "config", "show")
     assert shown.returncode == 0, shown.stderr
     settings = json.loads(shown.stdout)
-    assert settings["instance"] == "alpha"
+    assert settings["instance"] == {"name": "alpha"}
     assert settings["state_dir"] == str(state_root / "alpha")  # not the env's shared ORDERGATE_STATE_DIR
     assert settings["executor"]["max_concurrent_positions"] == 3
     assert resolve_instance("alpha", {"ORDERGATE_INSTANCE_CONFIG_DIR": "/c", "ORDERGATE_INSTANCE_STATE_ROOT": "/s"}) \
