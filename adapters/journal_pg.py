@@ -57,7 +57,12 @@ _EVENT_SQL = ("INSERT INTO order_events(client_order_id, status, broker, reason,
               " VALUES ($1,$2,$3,$4,$5,$6)")
 
 
-class JournalUnavailable(RuntimeError):
+class JournalError(OSError):
+    """The PostgreSQL journal refused a statement (a full disk, a constraint): an OSError, as a failed write of the
+    SQLite journal's file is, so the daemon holds the broker event and applies it again later, in order."""
+
+
+class JournalUnavailable(JournalError):
     """The PostgreSQL journal cannot be reached (or lost its connection mid-call): nothing was acted on."""
 
 
@@ -68,9 +73,12 @@ class JournalInUse(RuntimeError):
 def describe_dsn(dsn: str) -> str:
     """The DSN without its password: where the journal is, for logs and errors."""
     parts = urlsplit(dsn)
-    host = parts.hostname or parse_qs(parts.query).get("host", ["localhost"])[0]
+    user = f"{parts.username}@" if parts.username else ""
     port = f":{parts.port}" if parts.port else ""
-    return f"postgresql://{parts.username + '@' if parts.username else ''}{host}{port}{parts.path or '/'}"
+    if parts.hostname:
+        return f"postgresql://{user}{parts.hostname}{port}{parts.path or '/'}"
+    socket_dir = parse_qs(parts.query).get("host", [""])[0]
+    return f"postgresql://{user}{port}{parts.path or '/'}" + (f"?host={socket_dir}" if socket_dir else "")
 
 
 def _affected(status: str) -> int:
@@ -190,6 +198,8 @@ class PgJournal:
                     if not retry_read or attempt == 2:
                         raise JournalUnavailable(f"journal {self.path}: connection lost: {type(exc).__name__}: "
                                                  f"{exc}") from exc
+                except asyncpg.PostgresError as exc:
+                    raise JournalError(f"journal {self.path}: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _durable(self, write: Callable[[asyncpg.Connection], Awaitable[T]],
@@ -205,6 +215,8 @@ class PgJournal:
             except _CONNECTION_LOST as exc:
                 self._drop()
                 lost = exc
+            except asyncpg.PostgresError as exc:
+                raise JournalError(f"journal {self.path}: {type(exc).__name__}: {exc}") from exc
             conn = await self._connect()  # JournalUnavailable when the server is still away: nothing acted on
             try:
                 settled = await settle(conn)
@@ -213,6 +225,8 @@ class PgJournal:
                 self._drop()
                 raise JournalUnavailable(f"journal {self.path}: connection lost: {type(exc).__name__}: {exc} "
                                          f"(after {type(lost).__name__})") from exc
+            except asyncpg.PostgresError as exc:
+                raise JournalError(f"journal {self.path}: {type(exc).__name__}: {exc}") from exc
 
     # -- open / close ---------------------------------------------------------------------------------
     async def open(self) -> None:
