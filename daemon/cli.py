@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--report", type=Path, help="write a self-contained HTML report (equity, drawdown, trades)")
     replay.add_argument("--json", action="store_true")
 
+    desk = sub.add_parser("desk", help="every instance's positions and P&L, from the shared PostgreSQL journal")
+    desk.add_argument("--day", help="YYYY-MM-DD (default: today in New York)", type=_day)
+    desk.add_argument("--json", action="store_true")
+
     watch = sub.add_parser("watch", help="live terminal view: positions, working orders, decisions")
     watch.add_argument("--interval", type=_number(0.2, 60, low_open=False), default=1.0, help="seconds (1)")
     watch.add_argument("--once", action="store_true", help="print one frame and exit (also when piped)")
@@ -200,6 +204,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from daemon.replay import run_replay
 
         return run_replay(args, _load(args))
+    if args.command == "desk":
+        from daemon.desk import run_desk
+
+        return run_desk(args, _load(args))
     if args.command == "watch":
         from daemon.watch import run_watch
 

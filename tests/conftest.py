@@ -88,6 +88,7 @@ SLOW_TESTS = frozenset({
     "test_alpaca_broker::test_handler_error_does_not_kill_the_stream",
     "test_feeds_replay::test_fuzzed_rows_never_crash_and_are_accounted_for",
     "test_instances::test_two_instances_side_by_side",
+    "test_desk::test_desk_shows_every_instance_from_the_shared_journal",
 })
 
 
