@@ -112,3 +112,15 @@ def backend_settings(backend: str, request: pytest.FixtureRequest, instance: str
         return {}
     dsn = request.getfixturevalue("pg_dsn")
     return {"journal": {"backend": "postgresql", "dsn": dsn}, "instance": {"name": instance or instance_name()}}
+
+
+@pytest.fixture(autouse=True)
+def _journal_backend_from_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ORDERGATE_TEST_JOURNAL=postgresql: every Core a test builds from settings journals into a fresh database on
+    the test server (a whole-suite check of the PostgreSQL backend; tests that open journal.db themselves fail)."""
+    if os.environ.get("ORDERGATE_TEST_JOURNAL") != "postgresql":
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    dsn = server.create_database(f"t_{os.getpid()}_{next(_names)}")
+    monkeypatch.setenv("ORDERGATE_JOURNAL__BACKEND", "postgresql")
+    monkeypatch.setenv("ORDERGATE_JOURNAL__DSN", dsn)
