@@ -28,7 +28,7 @@ PERF = time.perf_counter_ns
 
 async def signal_to_order(n: int, journal: dict[str, Any], instance: str = "bench") -> list[float]:
     """Latencies (µs) of n signals to the broker's submit_order with the journal configured by `journal`."""
-    from daemon.app import Core
+    from daemon.core import Core
     from pipeline.core.clock import SimulatedClock
     from pipeline.core.models import TradeSignal
 
