@@ -83,3 +83,24 @@ async def read_desk(dsn: str, day: date, *, timeout: float = 10.0) -> DeskView:
     finally:
         await conn.close()
     return view
+
+
+async def read_instance(dsn: str, instance: str, day: date, *, timeout: float = 10.0) -> dict[str, Any]:
+    """One instance's open positions (a count) and the day's closed trades, for `status` / `journal` with its
+    daemon down (read-only: no lock taken)."""
+    from adapters.journal_pg_schema import schema_name
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout, command_timeout=timeout * 3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise JournalUnavailable(f"journal {describe_dsn(dsn)}: cannot connect: {type(exc).__name__}: "
+                                 f"{exc}") from exc
+    schema = quote_ident(schema_name(instance))
+    try:
+        if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.fills") is None:
+            return {"open_positions": 0, "trades": []}
+        fills = await conn.fetch(f"SELECT symbol, side, quantity, price FROM {schema}.fills ORDER BY seq")
+        trades = await conn.fetch(f"SELECT * FROM {schema}.trades WHERE day = $1 ORDER BY exit_time", day.isoformat())
+    finally:
+        await conn.close()
+    return {"open_positions": len(open_positions([dict(f) for f in fills])), "trades": [dict(t) for t in trades]}

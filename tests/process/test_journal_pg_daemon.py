@@ -5,6 +5,7 @@ intent committed, and after the server is back it trades on and nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -89,6 +90,15 @@ def test_sigkill_on_the_postgresql_journal_then_restart(tmp_path: Path, pg_serve
     finally:
         assert second.stop() == 0
     _assert_nothing_lost_nothing_twice(state_dir, dsn, instance)
+    # with the daemon down, status and journal read the instance's PostgreSQL schema (not a journal.db)
+    env = _env(state_dir, dsn, instance, "5")
+    down = cli(state_dir, "status", "--json", env=env)
+    assert down.returncode == 0, down.stderr
+    held_now = [p for p in _book(state_dir).positions() if abs(p.quantity) > 1e-9]
+    assert json.loads(down.stdout)["running"] is False
+    assert json.loads(down.stdout)["open_positions"] == len(held_now)
+    day = cli(state_dir, "journal", "--json", "--day", "2026-01-01", env=env)
+    assert day.returncode == 0 and json.loads(day.stdout)["trades"] == 0, day.stderr
 
 
 def test_postgresql_restart_mid_run(tmp_path: Path, pg_server: PgServer) -> None:
