@@ -66,8 +66,9 @@ class JournalUnavailable(JournalError):
     """The PostgreSQL journal cannot be reached (or lost its connection mid-call): nothing was acted on."""
 
 
-class JournalInUse(RuntimeError):
-    """Another daemon holds this instance's journal."""
+class JournalInUse(JournalError):
+    """Another daemon holds this instance's journal (at start, or taken while our connection was down: then this
+    daemon writes nothing more to it, its broker events are held, its entries refused)."""
 
 
 def describe_dsn(dsn: str) -> str:

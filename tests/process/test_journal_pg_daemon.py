@@ -134,3 +134,18 @@ def test_postgresql_restart_mid_run(tmp_path: Path, pg_server: PgServer) -> None
     finally:
         assert again.stop() == 0
     _assert_nothing_lost_nothing_twice(state_dir, dsn, instance)
+
+
+def test_a_second_daemon_of_one_instance_elsewhere_is_refused(tmp_path: Path, pg_server: PgServer) -> None:
+    """Two hosts (here: two state directories, so no local lock is shared) configured with one instance name would
+    both write its schema: the second is refused at start by the instance's advisory lock."""
+    dsn, instance = pg_server.create_database(f"dup_{instance_name('d').replace('-', '_')}"), "dup"
+    first = DaemonProcess(tmp_path / "a", env=_env(tmp_path / "a", dsn, instance, "5")).start()
+    try:
+        first.wait_for("daemon_ready")
+        second = cli(tmp_path / "b", "run", env=_env(tmp_path / "b", dsn, instance, "5"), timeout=60)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert "instance 'dup' is in use by another ordergate" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        assert first.stop() == 0
