@@ -29,9 +29,9 @@ import asyncpg
 
 from adapters.journal_pg_schema import REGISTRY, REGISTRY_DDL, pg_statements, quote_ident, schema_name, to_pg
 from pipeline.core.models import Fill, OrderIntent, OrderStatus, TradeSignal
-from pipeline.record.journal import _STATUS_RANK, _UPDATE_ORDER, SCHEMA_VERSION, JournalCondition, dumps
+from pipeline.record.journal import SCHEMA_VERSION, STATUS_RANK, UPDATE_ORDER_SQL, JournalCondition, dumps
 
-# (_STATUS_RANK, _UPDATE_ORDER: the rule that an order's status never moves backwards has one home, the SQLite
+# (STATUS_RANK, UPDATE_ORDER_SQL: the rule that an order's status never moves backwards has one home, the SQLite
 # journal's statement; it is translated, not copied)
 
 T = TypeVar("T")
@@ -125,7 +125,7 @@ class _SyncConnection:
         self.loop = loop
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> _Cursor:
-        return asyncio.run_coroutine_threadsafe(self.journal._execute_sqlite(sql, tuple(params)), self.loop).result()
+        return asyncio.run_coroutine_threadsafe(self.journal.execute_sqlite(sql, tuple(params)), self.loop).result()
 
     def executemany(self, sql: str, seq: list[tuple[Any, ...]]) -> _Cursor:
         total = 0
@@ -334,13 +334,13 @@ class PgJournal:
     ) -> None:
         """Record a status change of an order (and keep its event history); an order never moves backwards."""
         stamp, status = ts.isoformat(), str(status)
-        update = (_STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id, reason, num(filled_qty),
+        update = (STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id, reason, num(filled_qty),
                   num(filled_avg_price), client_order_id)
         event = (client_order_id, status, broker, reason, num(filled_qty), stamp)
 
         async def write(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
-                await conn.execute(to_pg(_UPDATE_ORDER), *update)
+                await conn.execute(to_pg(UPDATE_ORDER_SQL), *update)
                 await conn.execute(_EVENT_SQL, *event)
 
         await self._call(write)
@@ -381,8 +381,9 @@ class PgJournal:
 
         return await self._call(call)
 
-    async def _execute_sqlite(self, sql: str, params: tuple[Any, ...]) -> _Cursor:
-        """One statement of a run() callback (the lock is held by run())."""
+    async def execute_sqlite(self, sql: str, params: tuple[Any, ...]) -> _Cursor:
+        """One statement of a run() callback, in the SQLite dialect (only from within run(), which holds the
+        connection)."""
         conn = self._conn
         if conn is None or conn.is_closed():
             raise ConnectionError(f"journal {self.path}: connection lost")
