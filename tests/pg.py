@@ -43,8 +43,9 @@ class PgServer:
         _commands.pg_ctl(["-w", *args], pgdata=self.pgdata, user=self._server.system_user, timeout=60)
 
     def stop(self) -> None:
-        """Fast shutdown: every session is ended (as a server restart or failover does)."""
-        self._pg_ctl("-m", "fast", "stop")
+        """Immediate shutdown: every session is cut and the server stops without a checkpoint, as in a crash (what
+        was committed must come back from the WAL at the next start)."""
+        self._pg_ctl("-m", "immediate", "stop")
 
     def start(self) -> None:
         self._pg_ctl("-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", str(self.pgdata / "log"), "start")
