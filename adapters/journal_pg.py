@@ -232,6 +232,14 @@ class PgJournal:
     # -- open / close ---------------------------------------------------------------------------------
     async def open(self) -> None:
         self._opened = True
+        try:
+            await self._open()
+        except BaseException:
+            self._opened = False
+            self._drop()
+            raise
+
+    async def _open(self) -> None:
         async with self._lock:
             conn = await self._connect()
             async with conn.transaction():
