@@ -28,8 +28,17 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 
 from adapters.journal_pg_schema import REGISTRY, REGISTRY_DDL, pg_statements, quote_ident, schema_name, to_pg
+from pipeline.core.calendar import TradingDayCache
 from pipeline.core.models import Fill, OrderIntent, OrderStatus, TradeSignal
-from pipeline.record.journal import SCHEMA_VERSION, STATUS_RANK, UPDATE_ORDER_SQL, JournalCondition, dumps
+from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
+from pipeline.record.journal import (
+    SCHEMA_VERSION,
+    STATUS_RANK,
+    UPDATE_ORDER_SQL,
+    Journal,
+    JournalCondition,
+    dumps,
+)
 
 # (STATUS_RANK, UPDATE_ORDER_SQL: the rule that an order's status never moves backwards has one home, the SQLite
 # journal's statement; it is translated, not copied)
@@ -43,7 +52,8 @@ _SIGNAL_SQL = (
     " entry_price, stop_loss, target_price, source, payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
     " ON CONFLICT DO NOTHING"
 )
-_DECISION_SQL = "INSERT INTO decisions(signal_id, stage, outcome, reason, ts, detail) VALUES ($1,$2,$3,$4,$5,$6)"
+_DECISION_SQL = ("INSERT INTO decisions(signal_id, stage, outcome, reason, ts, detail, stages, client_order_id, day)"
+                 " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)")
 _INTENT_SQL = (
     "INSERT INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity, order_type, status,"
     " created_ts, updated_ts, intent, og_token) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
@@ -153,6 +163,9 @@ class PgJournal:
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._opened = False
         self.connect_kwargs: dict[str, Any] = {}  # more asyncpg.connect arguments (ssl=..., a connection_class)
+        self.durability = "full"  # every durable write committed before it returns, whatever the setting
+        self.commits = 0  # transactions committed (a diagnostic, as the SQLite journal's)
+        self._days = TradingDayCache()
 
     # -- connection -----------------------------------------------------------------------------------
     async def _connect(self) -> asyncpg.Connection:
@@ -291,9 +304,20 @@ class PgJournal:
         self, signal_id: str | None, stage: str, outcome: str, reason: str = "",
         ts: datetime | None = None, detail: dict[str, Any] | None = None,
     ) -> None:
-        """Buffer one stage outcome of a signal (approved / rejected + reason)."""
+        """Buffer a decision of one stage (an external fill, a fill issue, a smart-routing choice)."""
         self._pending.append((_DECISION_SQL, (signal_id, stage, outcome, reason, iso(ts),
-                                              dumps(detail) if detail else None)))
+                                              dumps(detail) if detail else None, None, None, self._day(ts))))
+
+    def record_signal_decision(self, record: DecisionRecord) -> None:
+        """Buffer a signal's decision record: one row with every stage outcome (`stages`), the stage it ended at,
+        and the intent's client order id when approved (committed with the next intent, or the next flush)."""
+        self._pending.append((_DECISION_SQL, (
+            record.signal_id, record.stage, record.outcome, record.reason, iso(record.ts),
+            encode_detail(record.detail), encode_stages(record.stages), record.client_order_id, self._day(record.ts),
+        )))
+
+    def _day(self, ts: datetime | None) -> str | None:
+        return self._days(ts) if isinstance(ts, datetime) and ts.tzinfo is not None else None
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -307,6 +331,7 @@ class PgJournal:
         async def write(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
                 await _insert_rows(conn, rows)
+            self.commits += 1
 
         try:
             await self._call(write)
@@ -375,13 +400,30 @@ class PgJournal:
 
     # -- reads and the run() escape hatch -------------------------------------------------------------
     async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Rows as dicts; `sql` in the SQLite journal's dialect (`?` parameters)."""
+        """Rows as dicts; `sql` in the SQLite journal's dialect (`?` parameters). Reads see every row recorded so
+        far: buffered rows are committed first, on the same connection (a write that fails keeps them buffered and
+        the read still answers)."""
         text = to_pg(sql)
+        buffered, self._pending = self._pending, []
 
         async def read(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+            nonlocal buffered
+            if buffered:
+                try:
+                    async with conn.transaction():
+                        await _insert_rows(conn, buffered)
+                except asyncpg.PostgresError:
+                    pass
+                else:
+                    buffered = []
+                    self.commits += 1
             return [{k: _plain(v) for k, v in r.items()} for r in await conn.fetch(text, *params)]
 
-        return await self._call(read, retry_read=True)
+        try:
+            return await self._call(read, retry_read=True)
+        finally:
+            if buffered:
+                self._pending[:0] = buffered  # rows not written stay buffered for the next commit
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` as the SQLite journal does: `conn.execute(sql, params)` (SQLite dialect) returns
@@ -404,6 +446,16 @@ class PgJournal:
             rows = await conn.fetch(text + " RETURNING rowid", *params)
             return _Cursor(len(rows), rows[-1]["rowid"] if rows else None)
         return _Cursor(_affected(await conn.execute(text, *params)), None)
+
+    # the SQLite journal's typed reads, shared (not copied): each is SQL through `query`, translated here
+    decision_stages = Journal.decision_stages
+    decision_counts = Journal.decision_counts
+    order_records = Journal.order_records
+    unfinished_orders = Journal.unfinished_orders
+    fill_records = Journal.fill_records
+    journaled = Journal.journaled
+    has_unsettled_order = Journal.has_unsettled_order
+    recent_orders = Journal.recent_orders
 
     async def get_order(self, client_order_id: str) -> dict[str, Any] | None:
         rows = await self.query("SELECT * FROM orders WHERE client_order_id=?", (client_order_id,))

@@ -98,9 +98,12 @@ async def read_instance(dsn: str, instance: str, day: date, *, timeout: float = 
     schema = quote_ident(schema_name(instance))
     try:
         if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.fills") is None:
-            return {"open_positions": 0, "trades": []}
+            return {"open_positions": 0, "trades": [], "decisions": []}
         fills = await conn.fetch(f"SELECT symbol, side, quantity, price FROM {schema}.fills ORDER BY seq")
         trades = await conn.fetch(f"SELECT * FROM {schema}.trades WHERE day = $1 ORDER BY exit_time", day.isoformat())
+        decided = await conn.fetch(f"SELECT stage, outcome, COUNT(*) AS n FROM {schema}.decisions WHERE stages IS"
+                                   " NOT NULL AND day = $1 GROUP BY stage, outcome", day.isoformat())
     finally:
         await conn.close()
-    return {"open_positions": len(open_positions([dict(f) for f in fills])), "trades": [dict(t) for t in trades]}
+    return {"open_positions": len(open_positions([dict(f) for f in fills])), "trades": [dict(t) for t in trades],
+            "decisions": [dict(d) for d in decided]}

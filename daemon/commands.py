@@ -194,7 +194,10 @@ def offline_journal(state_dir: Path, day: str | None, now: datetime | None = Non
     target = date.fromisoformat(day) if day else trading_day(now or datetime.now(UTC))
     from_pg = _pg_instance(settings, target)
     if from_pg is not None:
-        return summarize([ClosedTrade.from_row(r) for r in from_pg["trades"]])
+        summary = summarize([ClosedTrade.from_row(r) for r in from_pg["trades"]])
+        summary["day"] = target.isoformat()
+        summary["decisions"] = decision_counts(from_pg["decisions"])
+        return summary
     if not db.exists():
         return summarize([])
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:

@@ -36,7 +36,8 @@ SLOW_MODULES = frozenset({
     "test_live_means_live", "test_metrics_daemon", "test_process_control", "test_process_crash",
     "test_process_journal_lost", "test_process_logging", "test_process_single_instance", "test_process_state",
     "test_process_systemd", "test_process_unit", "test_reload_daemon", "test_replay_cli", "test_replay_report",
-    "test_secrets_and_modes", "test_simulated_resume", "test_state_file_input", "test_webhook_flood", "test_journal_pg_daemon",
+    "test_secrets_and_modes", "test_simulated_resume", "test_state_file_input", "test_webhook_flood",
+    "test_journal_pg_daemon",
 })
 
 

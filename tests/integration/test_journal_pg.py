@@ -58,8 +58,9 @@ async def test_every_sqlite_table_and_column_is_in_the_instance_schema(tmp_path:
                                              " 'sqlite_%'")]
         expected = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
     rows = await pg.query(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ? ORDER BY"
-        " table_name, ordinal_position", (pg.schema,))
+        "SELECT c.table_name, c.column_name FROM information_schema.columns c JOIN information_schema.tables t"
+        " USING (table_schema, table_name) WHERE c.table_schema = ? AND t.table_type = 'BASE TABLE' ORDER BY"
+        " c.table_name, c.ordinal_position", (pg.schema,))
     got: dict[str, list[str]] = {}
     for row in rows:
         got.setdefault(row["table_name"], []).append(row["column_name"])

@@ -141,7 +141,7 @@ async def test_rebuilt_from_the_journal_a_partly_filled_entry_reserves_only_its_
     from daemon.journal_backend import make_journal
 
     settings = _settings(tmp_path, **backend_settings(journal_backend, request))  # on SQLite and on PostgreSQL
-    journal = make_journal(settings, tmp_path / "state", throwaway=False)
+    journal = make_journal(settings, tmp_path / "state")
     await journal.open()
     intent = _intent()
     await journal.record_order_intent(intent, "paper", NOW)
