@@ -45,6 +45,12 @@ def _status(env: dict[str, str], name: str) -> dict:
     return json.loads(out.stdout)
 
 
+def _desk_holders(env: dict[str, str]) -> set[str]:
+    out = _desk(env, "--json")
+    assert out.returncode == 0, out.stderr
+    return {p["instance"] for p in json.loads(out.stdout)["positions"]}
+
+
 def _desk(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN), "desk", *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
@@ -72,14 +78,23 @@ def test_desk_shows_every_instance_from_the_shared_journal(tmp_path: Path, pg_se
             d.wait_for("daemon_ready", timeout=60)
         for name, d in daemons.items():
             d.wait_for("position_closed", timeout=90)
-            deadline = time.monotonic() + 60  # stopped while holding something, so the desk has positions to show
-            while time.monotonic() < deadline and not _status(env, name)["open_positions"]:
+            deadline = time.monotonic() + 90  # frozen while holding something, so the desk has positions to show
+            while time.monotonic() < deadline:
+                if _status(env, name)["open_positions"]:
+                    d.signal(signal.SIGSTOP)
+                    if name in _desk_holders(env):
+                        break
+                    d.signal(signal.SIGCONT)  # closed just before it froze: try again
                 time.sleep(0.05)
-            d.signal(signal.SIGSTOP)  # frozen holding them while the other one gets there too
+            else:
+                raise AssertionError(f"{name} never froze holding a position")
         # while they run: the desk reads beside them (it takes no instance's lock)
         live = _desk(env, "--json")
         assert live.returncode == 0, live.stderr
-        assert [i["instance"] for i in json.loads(live.stdout)["instances"]] == ["alpha", "beta"]
+        frozen = json.loads(live.stdout)
+        assert [i["instance"] for i in frozen["instances"]] == ["alpha", "beta"]
+        # each was frozen holding what its ledger had applied (journaled first): the desk shows it
+        assert {p["instance"] for p in frozen["positions"]} == {"alpha", "beta"}
         for d in daemons.values():
             d.signal(signal.SIGCONT)
     finally:
@@ -90,7 +105,6 @@ def test_desk_shows_every_instance_from_the_shared_journal(tmp_path: Path, pg_se
     assert out.returncode == 0, out.stderr
     view = json.loads(out.stdout)
     by_instance = {i["instance"]: i for i in view["instances"]}
-    assert view["positions"], "stopped while holding positions"
     assert set(by_instance) == {"alpha", "beta"}
     for name, daemon in daemons.items():
         book = PaperBroker(PaperSettings(), SimulatedClock(), state_path=state_root / name / "paper_book.json")
