@@ -24,6 +24,8 @@ import pytest
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 
+pytest_plugins = ["tests.pg"]  # a real PostgreSQL server for the journal tests; `any_journal` on each backend
+
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular session
 
 # modules whose tests are long: each starts real `ordergate` processes or runs crash/fault/fuzz campaigns
@@ -36,6 +38,7 @@ SLOW_MODULES = frozenset({
     "test_process_journal_lost", "test_process_logging", "test_process_single_instance", "test_process_state",
     "test_process_systemd", "test_process_unit", "test_reload_daemon", "test_replay_cli", "test_replay_report",
     "test_secrets_and_modes", "test_simulated_resume", "test_state_file_input", "test_webhook_flood",
+    "test_journal_pg_daemon",
 })
 
 
@@ -88,6 +91,8 @@ SLOW_TESTS = frozenset({
     "test_ibkr_broker::test_client_throttle_stays_on",
     "test_alpaca_broker::test_handler_error_does_not_kill_the_stream",
     "test_feeds_replay::test_fuzzed_rows_never_crash_and_are_accounted_for",
+    "test_instances::test_two_instances_side_by_side",
+    "test_desk::test_desk_shows_every_instance_from_the_shared_journal",
 })
 
 

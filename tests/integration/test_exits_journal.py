@@ -9,7 +9,6 @@ import pytest
 from pipeline.core.calendar import NEW_YORK
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Position
-from pipeline.record.journal import Journal
 from pipeline.record.trade_journal import ClosedTrade, TradeJournalWriter, max_drawdown, summarize, summarize_by
 
 
@@ -39,11 +38,9 @@ OTHER_DAY = trade(et(11, 25, 10, 0), 500.0, 3.0, exit_type="time_stop")
 
 
 @pytest.fixture
-async def journal(tmp_path):
-    j = Journal(tmp_path / "journal.sqlite")
-    await j.open()
-    yield j
-    await j.close()
+def journal(any_journal):
+    """Each test on both backends: a SQLite file, and an instance schema on a real PostgreSQL server."""
+    return any_journal
 
 
 def test_max_drawdown_is_peak_to_trough_from_zero():

@@ -1,10 +1,9 @@
-"""Journal rows on a real SQLite file: order status never moves backwards, buffered rows keep their order, a fill
-is journaled once."""
+"""Journal rows on a real SQLite file and on a real PostgreSQL server: order status never moves backwards,
+buffered rows keep their order, a fill is journaled once."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -24,11 +23,9 @@ NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def journal(tmp_path: Path):
-    j = Journal(tmp_path / "journal.db")
-    await j.open()
-    yield j
-    await j.close()
+def journal(any_journal: Journal) -> Journal:
+    """Each test on both backends: a SQLite file, and an instance schema on a real PostgreSQL server."""
+    return any_journal
 
 
 def _intent(signal_id: str = "sig-1") -> OrderIntent:
