@@ -33,8 +33,9 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --crashes $(CRASHES)
 
+# one service (ordergate.service), or with INSTANCE=NAME the template ordergate@.service and ordergate@NAME
 install-service: $(STAMP)
-	sudo bash systemd/install.sh
+	sudo env INSTANCE=$(INSTANCE) bash systemd/install.sh
 
 clean:
 	rm -rf $(VENV) .ordergate build *.egg-info

@@ -58,7 +58,7 @@ def scrub_secrets(text: str, secrets: list[str] | tuple[str, ...]) -> str:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
     return text
-SECRET_FIELD_WORDS = ("key", "token", "secret", "webhook_url", "password")
+SECRET_FIELD_WORDS = ("key", "token", "secret", "webhook_url", "password", "dsn")
 MAX_UNIX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the NUL (daemon/control.py binds <state_dir>/control.sock)
 TIMEFRAMES = ("1m", "2m", "3m", "5m", "10m", "15m", "30m", "1h", "2h", "4h", "1d")
 
@@ -510,15 +510,39 @@ class SmartRouterSettings(_Section):
     slice_interval_seconds: float = Field(30.0, ge=0, le=3600)
 
 
+INSTANCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"  # a systemd instance name that is also a safe file name
+
+
+class InstanceSettings(_Section):
+    """This daemon's name on the desk (`ordergate --instance NAME`, systemd's ordergate@NAME): the rows it writes
+    to a shared (PostgreSQL) journal carry it."""
+
+    name: str = Field("default", pattern=INSTANCE_NAME_PATTERN)
+
+
 class JournalSettings(_Section):
-    """The SQLite journal."""
+    """The journal of record: a SQLite file in the state directory, or a (desk-wide) PostgreSQL database."""
 
     enabled: bool = True
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    # postgresql: where the desk's database is, e.g. postgresql://ordergate:PASSWORD@db.example:5432/desk
+    dsn: SecretStr | None = None
+    connect_timeout_seconds: float = Field(10.0, gt=0, le=600)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     batch_interval_ms: int = Field(50, ge=1, le=60_000)
     # full: intents and fills committed (fsync'd) before they are acted on. batched: a simulated throwaway run
     # (replay, bench) commits in batches, unsynced; only honoured on a simulated clock
     durability: Literal["full", "batched"] = "full"
+
+    @model_validator(mode="after")
+    def _dsn_for_postgresql(self) -> JournalSettings:
+        if self.backend == "postgresql":
+            dsn = self.dsn.get_secret_value().strip() if self.dsn is not None else ""
+            if not dsn:
+                raise ValueError("journal.dsn is required when journal.backend = 'postgresql'")
+            if urlsplit(dsn).scheme not in ("postgresql", "postgres"):
+                raise ValueError("journal.dsn must be a postgresql:// URL")
+        return self
 
 
 class LoggingSettings(_Section):
@@ -561,6 +585,7 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = Field(default_factory=_default_state_dir)
+    instance: InstanceSettings = Field(default_factory=InstanceSettings)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)

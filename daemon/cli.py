@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from config.settings import MAX_DOLLARS, ConfigError, Settings, load_settings
 from config.symbols import normalize_symbol
+from daemon.instances import instance_name, resolve_instance
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 PRIVATE_UMASK = 0o077
@@ -74,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ordergate", description="Trading daemon: signals -> risk -> orders.")
     parser.add_argument("--config", help="TOML config file (default: $ORDERGATE_CONFIG)")
     parser.add_argument("--state-dir", help="state directory (default: $ORDERGATE_STATE_DIR or ./.ordergate)")
+    parser.add_argument("--instance", type=instance_name, help="a named instance: config /etc/ordergate/NAME.toml, "
+                        "state /var/lib/ordergate/NAME (systemd's ordergate@NAME); not with --config/--state-dir")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon")
@@ -133,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--report", type=Path, help="write a self-contained HTML report (equity, drawdown, trades)")
     replay.add_argument("--json", action="store_true")
 
+    desk = sub.add_parser("desk", help="every instance's positions and P&L, from the shared PostgreSQL journal")
+    desk.add_argument("--day", help="YYYY-MM-DD (default: today in New York)", type=_day)
+    desk.add_argument("--json", action="store_true")
+
     watch = sub.add_parser("watch", help="live terminal view: positions, working orders, decisions")
     watch.add_argument("--interval", type=_number(0.2, 60, low_open=False), default=1.0, help="seconds (1)")
     watch.add_argument("--once", action="store_true", help="print one frame and exit (also when piped)")
@@ -145,21 +152,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cli_overrides(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
     """The settings the command line sets over the file and the environment (a SIGHUP reload keeps them)."""
-    if args.state_dir:
+    if args.instance:  # its own state directory, whatever ORDERGATE_STATE_DIR says (an env file shared by all)
+        overrides["state_dir"] = str(resolve_instance(args.instance).state_dir)
+        overrides["instance"] = {"name": args.instance}
+    elif args.state_dir:
         overrides["state_dir"] = args.state_dir
     elif os.environ.get("ORDERGATE_STATE_DIR"):
         overrides["state_dir"] = os.environ["ORDERGATE_STATE_DIR"]
     return overrides
 
 
+def _config_file(args: argparse.Namespace) -> str | None:
+    """The config file: the instance's own, --config, or $ORDERGATE_CONFIG."""
+    if args.instance:
+        return str(resolve_instance(args.instance).config)
+    return args.config or os.environ.get("ORDERGATE_CONFIG")
+
+
 def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
-    return load_settings(args.config, **_cli_overrides(args, **overrides))
+    return load_settings(_config_file(args), **_cli_overrides(args, **overrides))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)  # every file ordergate creates is 0600, every directory 0700, whatever the shell's umask
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.instance and (args.config or args.state_dir):
+        parser.error("--instance NAME sets the config file and the state directory; do not give --config or "
+                     "--state-dir with it")
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -184,6 +204,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from daemon.replay import run_replay
 
         return run_replay(args, _load(args))
+    if args.command == "desk":
+        from daemon.desk import run_desk
+
+        return run_desk(args, _load(args))
     if args.command == "watch":
         from daemon.watch import run_watch
 
@@ -249,7 +273,7 @@ def _run(args: argparse.Namespace) -> int:
         runner = asyncio.run
     daemon: Any = None
     try:
-        daemon = Daemon(settings, args.config or os.environ.get("ORDERGATE_CONFIG"),
+        daemon = Daemon(settings, _config_file(args),
                         overrides=_cli_overrides(args, **overrides))
         return runner(daemon.run())
     except Exception as exc:  # a start that failed (journal locked, broker unreachable, ...): one line, no traceback

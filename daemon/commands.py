@@ -49,7 +49,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         result = control_request_sync(sock, cmd, request_args, timeout=30.0 if cmd == "reconcile" else 10.0)
     except DaemonNotRunning:
         try:
-            return _offline(args, state_dir)
+            return _offline(args, state_dir, settings)
         except OSError as exc:  # the state dir or file cannot be written (read-only, full, not ours)
             print(f"ordergate {cmd}: {state_dir}: {exc.strerror or exc}", file=sys.stderr)
             return 2
@@ -95,7 +95,7 @@ def _read_targets(path: Path) -> dict[str, float]:
     return {str(k).upper(): float(v) for k, v in table.items()}
 
 
-def _offline(args: argparse.Namespace, state_dir: Path) -> int:
+def _offline(args: argparse.Namespace, state_dir: Path, settings: Settings | None = None) -> int:
     path = state_dir / STATE_FILE
     now = datetime.now(UTC)
     pid = running_pid(state_dir)  # a daemon runs but its control socket is gone (deleted)
@@ -107,7 +107,7 @@ def _offline(args: argparse.Namespace, state_dir: Path) -> int:
             "running": pid is not None, "pid": pid,
             **({"control_socket": "missing"} if pid is not None else {}),
             "kill_switch": {k: state["kill_switch"].get(k) for k in ("active", "reason", "since")},
-            "daily_pnl": state.get("daily_pnl", 0.0), "open_positions": _journal_positions(state_dir),
+            "daily_pnl": state.get("daily_pnl", 0.0), "open_positions": _journal_positions(state_dir, settings),
             "circuit_breaker": state.get("circuit_breaker"), "state_error": state.get("load_error"),
         }
         _print(args, "status", result)
@@ -121,7 +121,7 @@ def _offline(args: argparse.Namespace, state_dir: Path) -> int:
         _print(args, "resume", {"running": False, **state["kill_switch"]})
         return EXIT_OK
     if args.command == "journal":
-        _print(args, "journal", offline_journal(state_dir, args.day))
+        _print(args, "journal", offline_journal(state_dir, args.day, settings=settings))
         return EXIT_OK
     print(f"ordergate {args.command}: the daemon is not running (no control socket in {state_dir})")
     return EXIT_FAIL
@@ -150,8 +150,23 @@ def _socketless(args: argparse.Namespace, state_dir: Path, pid: int, now: dateti
     return EXIT_OK
 
 
-def _journal_positions(state_dir: Path) -> int:
+def _pg_instance(settings: Settings | None, day: date) -> dict[str, Any] | None:
+    """The instance's positions and the day's trades from the PostgreSQL journal (None: the journal is SQLite)."""
+    if settings is None or settings.journal.backend != "postgresql" or settings.journal.dsn is None:
+        return None
+    import asyncio
+
+    from adapters.journal_pg_desk import read_instance
+
+    return asyncio.run(read_instance(settings.journal.dsn.get_secret_value().strip(), settings.instance.name, day,
+                                     timeout=settings.journal.connect_timeout_seconds))
+
+
+def _journal_positions(state_dir: Path, settings: Settings | None = None) -> int:
     """Open positions by the journal's fills (net quantity per symbol), for status with the daemon down."""
+    from_pg = _pg_instance(settings, date.today())
+    if from_pg is not None:
+        return int(from_pg["open_positions"])
     db = state_dir / "journal.db"
     if not db.exists():
         return 0
@@ -165,7 +180,8 @@ def _journal_positions(state_dir: Path) -> int:
     return sum(1 for _, qty in rows if qty and abs(qty) > 1e-9)
 
 
-def offline_journal(state_dir: Path, day: str | None, now: datetime | None = None) -> dict[str, Any]:
+def offline_journal(state_dir: Path, day: str | None, now: datetime | None = None, *,
+                    settings: Settings | None = None) -> dict[str, Any]:
     """`ordergate journal` with the daemon down: the day's summary read from the journal file.
 
     The default day is the New York trading day of `now` (the wall clock), as the running daemon answers — never
@@ -176,6 +192,12 @@ def offline_journal(state_dir: Path, day: str | None, now: datetime | None = Non
 
     db = state_dir / "journal.db"
     target = date.fromisoformat(day) if day else trading_day(now or datetime.now(UTC))
+    from_pg = _pg_instance(settings, target)
+    if from_pg is not None:
+        summary = summarize([ClosedTrade.from_row(r) for r in from_pg["trades"]])
+        summary["day"] = target.isoformat()
+        summary["decisions"] = decision_counts(from_pg["decisions"])
+        return summary
     if not db.exists():
         return summarize([])
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:

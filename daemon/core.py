@@ -19,6 +19,7 @@ import structlog
 
 from config.settings import Settings
 from daemon.broker_events import BrokerEvents
+from daemon.journal_backend import make_journal
 from daemon.limbo import OrderLimbo
 from daemon.reconciliation import Reconciliation
 from daemon.recovery import Recovery
@@ -86,12 +87,12 @@ class Core:
         self.state = PersistentStateManager(self.state_dir, clock, self.calendar, durable=not replay)
         self.alerts = AlertRelay()  # the daemon's services attach their dispatcher
         self.kill_switch = KillSwitch(self.state, alert=self.alerts.alert_soon)  # every trip goes through it
-        self.journal: Journal | None = (
-            # batched (no fsync) for a replay, or on simulated time where the setting asks for it; live is full
-            Journal(self.state_dir / "journal.db", synchronous=settings.journal.synchronous,
-                    durability="batched" if replay else settings.journal.durability if clock.simulated else "full")
-            if settings.journal.enabled else None
-        )
+        # SQLite or PostgreSQL ([journal] backend); batched (no fsync) for a replay, or on simulated time where the
+        # setting asks for it; live is full
+        self.journal: Journal | None = make_journal(
+            settings, self.state_dir,
+            durability="batched" if replay else settings.journal.durability if clock.simulated else "full",
+            replay=replay)
         names = [settings.broker.primary] + ([settings.broker.fallback] if settings.broker.fallback else [])
         self.brokers: dict[str, Broker] = {n: make_broker(n, settings, clock, self.state_dir) for n in names}
         for broker in self.brokers.values():

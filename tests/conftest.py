@@ -7,8 +7,7 @@
 - `stopped_after(make)`: for a fixture that starts things on demand: yields `build(**overrides)` (= `await
   make(**overrides)`, a started thing) and stops every thing built once the test is over.
 - fixtures: `fake` (a started FakeAlpaca), `clock` (a SimulatedClock at SESSION), `paper_core` (a started Core on
-  a non-persistent paper broker in tmp_path, stopped after the test; call it with settings overrides), `journal`
-  (an open Journal on tmp_path/journal.db, closed after the test).
+  a non-persistent paper broker in tmp_path, stopped after the test; call it with settings overrides).
 
 Markers: `slow` marks the long tests (real daemon subprocesses, chaos, breaks, live-SDK end-to-end runs); the list
 is SLOW_MODULES below plus any test marked in its own file. `make test-fast` runs `-m "not slow"`.
@@ -28,6 +27,8 @@ import pytest
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 
+pytest_plugins = ["tests.pg"]  # a real PostgreSQL server for the journal tests; `any_journal` on each backend
+
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular session
 
 # modules whose tests are long: each starts real `ordergate` processes or runs crash/fault/fuzz campaigns
@@ -40,6 +41,7 @@ SLOW_MODULES = frozenset({
     "test_process_journal_lost", "test_process_logging", "test_process_single_instance", "test_process_state",
     "test_process_systemd", "test_process_unit", "test_reload_daemon", "test_replay_cli", "test_replay_report",
     "test_secrets_and_modes", "test_simulated_resume", "test_state_file_input", "test_webhook_flood",
+    "test_journal_pg_daemon",
 })
 
 
@@ -92,6 +94,8 @@ SLOW_TESTS = frozenset({
     "test_ibkr_broker::test_client_throttle_stays_on",
     "test_alpaca_broker::test_handler_error_does_not_kill_the_stream",
     "test_feeds_replay::test_fuzzed_rows_never_crash_and_are_accounted_for",
+    "test_instances::test_two_instances_side_by_side",
+    "test_desk::test_desk_shows_every_instance_from_the_shared_journal",
 })
 
 
@@ -209,14 +213,3 @@ async def paper_core(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[An
 
     async for build in stopped_after(make):
         yield build
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Any]:
-    """An open Journal on tmp_path/journal.db (the default, FULL durability), closed after the test."""
-    from pipeline.record.journal import Journal
-
-    j = Journal(tmp_path / "journal.db")
-    await j.open()
-    yield j
-    await j.close()

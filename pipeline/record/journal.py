@@ -674,6 +674,9 @@ _UPDATE_ORDER = (
     " filled_qty=COALESCE(?, filled_qty), filled_avg_price=COALESCE(?, filled_avg_price)"
     " WHERE client_order_id=?"
 )
+# the rule's public names, for another backend of the journal (adapters/journal_pg.py translates the statement)
+STATUS_RANK = _STATUS_RANK
+UPDATE_ORDER_SQL = _UPDATE_ORDER
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[str, tuple[Any, ...]]]) -> None:

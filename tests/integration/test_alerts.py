@@ -8,7 +8,6 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -275,23 +274,19 @@ async def test_stop_drains_the_queue(receiver: Receiver) -> None:
 
 
 # -- other sinks --------------------------------------------------------------------------------------
-async def test_journal_sink_writes_alert_rows(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.sqlite", synchronous="NORMAL")
-    await journal.open()
-    try:
-        sinks = build_alert_sinks(AlertSettings(), journal)
-        assert [type(s) for s in sinks] == [JournalSink]
-        d = dispatcher(sinks)
-        d.start()
-        await d.alert(KILL_SWITCH_TRIPPED, "tripped", "critical", reason="daily loss")
-        await d.stop()
-        rows = await journal.query("SELECT kind, severity, message, fields, ts FROM alerts")
-        assert rows == [{
-            "kind": KILL_SWITCH_TRIPPED, "severity": "critical", "message": "tripped",
-            "fields": json.dumps({"reason": "daily loss"}), "ts": START.isoformat(),
-        }]
-    finally:
-        await journal.close()
+async def test_journal_sink_writes_alert_rows(any_journal: Journal) -> None:
+    journal = any_journal  # on SQLite and on PostgreSQL (the sink writes through Journal.run)
+    sinks = build_alert_sinks(AlertSettings(), journal)
+    assert [type(s) for s in sinks] == [JournalSink]
+    d = dispatcher(sinks)
+    d.start()
+    await d.alert(KILL_SWITCH_TRIPPED, "tripped", "critical", reason="daily loss")
+    await d.stop()
+    rows = await journal.query("SELECT kind, severity, message, fields, ts FROM alerts")
+    assert rows == [{
+        "kind": KILL_SWITCH_TRIPPED, "severity": "critical", "message": "tripped",
+        "fields": json.dumps({"reason": "daily loss"}), "ts": START.isoformat(),
+    }]
 
 
 def test_build_sinks_adds_webhook_when_configured() -> None:

@@ -37,6 +37,12 @@ DAY = [
 OTHER_DAY = trade(et(11, 25, 10, 0), 500.0, 3.0, exit_type="time_stop")
 
 
+@pytest.fixture
+def journal(any_journal):
+    """Each test on both backends: a SQLite file, and an instance schema on a real PostgreSQL server."""
+    return any_journal
+
+
 def test_max_drawdown_is_peak_to_trough_from_zero():
     assert max_drawdown([100, -50, -80, 30]) == 130
     assert max_drawdown([-20, -30, 100]) == 50          # from the starting zero

@@ -9,6 +9,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from pipeline.core.models import Fill, OrderIntent, Side
 from pipeline.record.journal import Journal
 
@@ -23,6 +25,14 @@ def _intent(i: int) -> OrderIntent:
 def _on_disk(path: Path, sql: str) -> int:
     with sqlite3.connect(path) as conn:
         return int(conn.execute(sql).fetchone()[0])
+
+
+@pytest.fixture
+async def journal(tmp_path: Path):
+    j = Journal(tmp_path / "journal.db")
+    await j.open()
+    yield j
+    await j.close()
 
 
 async def test_intents_arriving_together_share_commits_and_each_gets_its_answer(journal: Journal) -> None:

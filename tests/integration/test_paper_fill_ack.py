@@ -12,21 +12,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from config.settings import load_settings
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Fill, OrderIntent, Side
 from tests.conftest import SESSION
+from tests.pg import backend_settings
 
 
-def _settings(tmp_path: Path) -> Any:
+def _settings(tmp_path: Path, **journal: Any) -> Any:
     return load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
                          paper={"persistent": True}, exits={"broker_stop": False},
-                         shutdown={"cancel_inflight_entries": False})
+                         shutdown={"cancel_inflight_entries": False}, **journal)
 
 
-async def test_a_fill_not_yet_journaled_is_not_acknowledged_and_comes_again_after_a_crash(tmp_path: Path) -> None:
-    core = Core(_settings(tmp_path), SimulatedClock(SESSION))
+async def test_a_fill_not_yet_journaled_is_not_acknowledged_and_comes_again_after_a_crash(
+    tmp_path: Path, journal_backend: str, request: pytest.FixtureRequest,
+) -> None:
+    backend = backend_settings(journal_backend, request)  # on SQLite and on PostgreSQL
+    core = Core(_settings(tmp_path, **backend), SimulatedClock(SESSION))
     await core.start()
     paper: Any = core.brokers["paper"]
     paper.set_price("AAPL", 100.0)
@@ -57,7 +63,9 @@ async def test_a_fill_not_yet_journaled_is_not_acknowledged_and_comes_again_afte
     for task in list(asyncio.all_tasks()):
         if task is not asyncio.current_task() and "broker-events" in task.get_name():
             task.cancel()
-    core2 = Core(_settings(tmp_path), SimulatedClock(SESSION))
+    if journal_backend == "postgresql":  # the crashed process's session ends with it (and its instance lock)
+        core.journal._drop()
+    core2 = Core(_settings(tmp_path, **backend), SimulatedClock(SESSION))
     await core2.start()
     try:
         await core2.settle()

@@ -1,9 +1,11 @@
-"""Journal rows on a real SQLite file: order status never moves backwards, buffered rows keep their order, a fill
-is journaled once."""
+"""Journal rows on a real SQLite file and on a real PostgreSQL server: order status never moves backwards,
+buffered rows keep their order, a fill is journaled once."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from pipeline.core.models import (
     Direction,
@@ -18,6 +20,12 @@ from pipeline.core.models import (
 from pipeline.record.journal import Journal
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def journal(any_journal: Journal) -> Journal:
+    """Each test on both backends: a SQLite file, and an instance schema on a real PostgreSQL server."""
+    return any_journal
 
 
 def _intent(signal_id: str = "sig-1") -> OrderIntent:

@@ -12,7 +12,7 @@ from config.settings import BrokerSettings, PaperSettings, PipelineConfig
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import OrderIntent, OrderStatus, Side, client_order_id_for
 from pipeline.execution.order_router import OrderRouter
-from pipeline.record.journal import Journal
+from tests.pg import make_journal
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
@@ -22,14 +22,14 @@ async def _nosleep(_seconds: float) -> None:
 
 
 @pytest.fixture
-async def setup(tmp_path: Path):
+async def setup(tmp_path: Path, journal_backend: str, request: pytest.FixtureRequest):
     clock = SimulatedClock(NOW)
     primary = PaperBroker(PaperSettings(persistent=False), clock, name="paper")
     fallback = PaperBroker(PaperSettings(persistent=False), clock, name="ibkr")
     for broker in (primary, fallback):
         await broker.connect()
         broker.set_price("AAPL", 100.0)
-    journal = Journal(tmp_path / "journal.db")
+    journal = make_journal(journal_backend, tmp_path, request)  # each test on SQLite and on PostgreSQL
     await journal.open()
     config = PipelineConfig(max_order_retries=3, retry_backoff_base=0.01, order_timeout_seconds=2.0)
     router = OrderRouter({"paper": primary, "ibkr": fallback}, journal, clock, config,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from pipeline.core.models import (
     client_order_id_for,
 )
 from pipeline.execution.reservations import ReservationBook
+from tests.pg import backend_settings
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
@@ -52,9 +54,9 @@ def _account() -> AccountState:
     return AccountState(equity=100_000.0, cash=100_000.0, buying_power=100_000.0)
 
 
-def _settings(tmp_path: Path) -> Settings:
+def _settings(tmp_path: Path, **journal: Any) -> Settings:
     return load_settings(state_dir=tmp_path / "state", broker={"primary": "paper", "fallback": None},
-                         paper={"persistent": False, "initial_cash": 100_000.0})
+                         paper={"persistent": False, "initial_cash": 100_000.0}, **journal)
 
 
 @pytest.fixture
@@ -133,11 +135,13 @@ async def test_a_filled_status_before_its_fill_never_frees_the_buying_power_earl
     assert intent.client_order_id not in core.orchestrator.reservations
 
 
-async def test_rebuilt_from_the_journal_a_partly_filled_entry_reserves_only_its_rest(tmp_path: Path) -> None:
-    from pipeline.record.journal import Journal
+async def test_rebuilt_from_the_journal_a_partly_filled_entry_reserves_only_its_rest(
+    tmp_path: Path, journal_backend: str, request: pytest.FixtureRequest,
+) -> None:
+    from daemon.journal_backend import make_journal
 
-    settings = _settings(tmp_path)
-    journal = Journal(tmp_path / "state" / "journal.db")
+    settings = _settings(tmp_path, **backend_settings(journal_backend, request))  # on SQLite and on PostgreSQL
+    journal = make_journal(settings, tmp_path / "state")
     await journal.open()
     intent = _intent()
     await journal.record_order_intent(intent, "paper", NOW)
