@@ -15,60 +15,29 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import SESSION_ISO, bench_settings, quiet_logging, run
-from bench.latency import _ticker, queue_hop_floor, summarize
-
-PERF = time.perf_counter_ns
+from bench.common import SESSION_ISO, quiet_logging, run
+from bench.latency import _ticker, bench_core, queue_hop_floor, summarize, time_submits, timed_signal
 
 
 async def signal_to_order(n: int, journal: dict[str, Any], instance: str = "bench") -> list[float]:
     """Latencies (µs) of n signals to the broker's submit_order with the journal configured by `journal`."""
-    from daemon.core import Core
-    from pipeline.core.clock import SimulatedClock
-    from pipeline.core.models import TradeSignal
-
     start = datetime.fromisoformat(SESSION_ISO)
     with tempfile.TemporaryDirectory(prefix="ordergate-bench-") as tmp:
-        settings = bench_settings(
-            Path(tmp), paper={"initial_cash": 1e9}, journal={"enabled": True, "synchronous": "FULL", **journal},
-            executor={"max_concurrent_positions": 10_000, "max_single_stock_exposure": 0.01},
-            pipeline={"retry_backoff_base": 0.0}, instance={"name": instance},
-        )
-        core = Core(settings, SimulatedClock(start))
-        core.state.deactivate_kill_switch()
-        await core.start()
+        core = await bench_core(Path(tmp), start, {"enabled": True, **journal}, instance={"name": instance})
         paper = core.brokers["paper"]
-        entered: list[int] = []
-        original = paper.submit_order
-
-        async def timed_submit(intent: Any) -> Any:
-            entered.append(PERF())
-            return await original(intent)
-
-        paper.submit_order = timed_submit  # type: ignore[method-assign]
+        entered = time_submits(paper)
         samples: list[float] = []
         for i in range(n):
             paper.set_price(_ticker(i), 100.0)
         try:
             for i in range(n):
-                signal = TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=_ticker(i),
-                                     timeframe="5m", conviction=80, entry_price=100.0, stop_loss=98.0,
-                                     timestamp=start, source="bench")
-                entered.clear()
-                t0 = PERF()
-                result = await core.orchestrator.process_signal(signal)
-                if not result.success:
-                    continue
-                if result.order_task is not None:
-                    await result.order_task
-                await core.settle()
-                if entered:
-                    samples.append((entered[0] - t0) / 1000.0)
+                result, sample, _ = await timed_signal(core, i, start, entered)
+                if result.success and sample is not None:
+                    samples.append(sample)
         finally:
             await core.stop()
     return samples

@@ -85,6 +85,56 @@ class BareCommit:
         self.conn.close()
 
 
+async def bench_core(tmp: Path, start: datetime, journal: dict[str, Any], **sections: Any) -> Any:
+    """A started Core for the signal -> order figures in `tmp` at `start`: the paper broker (1e9 cash), room for
+    10 000 small positions, no retry backoff, the journal FULL updated by `journal`, the kill switch off."""
+    from daemon.core import Core
+    from pipeline.core.clock import SimulatedClock
+
+    settings = bench_settings(
+        tmp, paper={"initial_cash": 1e9}, journal={"synchronous": "FULL", **journal},
+        executor={"max_concurrent_positions": 10_000, "max_single_stock_exposure": 0.01},
+        pipeline={"retry_backoff_base": 0.0}, **sections,
+    )
+    core = Core(settings, SimulatedClock(start))
+    core.state.deactivate_kill_switch()
+    await core.start()
+    return core
+
+
+def time_submits(broker: Any) -> list[int]:
+    """Wraps `broker.submit_order` so that each call notes PERF() as it enters; the list it notes them in."""
+    entered: list[int] = []
+    original = broker.submit_order
+
+    async def timed_submit(intent: Any) -> Any:
+        entered.append(PERF())
+        return await original(intent)
+
+    broker.submit_order = timed_submit
+    return entered
+
+
+async def timed_signal(core: Any, i: int, start: datetime, entered: list[int]) -> tuple[Any, float | None, float]:
+    """The i-th bench signal (a long entry on its own ticker at 100) through `process_signal`, its order task and
+    a settle: (the result, µs from `process_signal` to the broker's submit_order or None, µs inside
+    `process_signal`). A rejected signal returns at once."""
+    from pipeline.core.models import TradeSignal
+
+    signal = TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=_ticker(i), timeframe="5m",
+                         conviction=80, entry_price=100.0, stop_loss=98.0, timestamp=start, source="bench")
+    entered.clear()
+    t0 = PERF()
+    result = await core.orchestrator.process_signal(signal)
+    decided = (PERF() - t0) / 1000.0
+    if not result.success:
+        return result, None, decided
+    if result.order_task is not None:
+        await result.order_task
+    await core.settle()
+    return result, (entered[0] - t0) / 1000.0 if entered else None, decided
+
+
 async def signal_to_order(n: int, fsync: bool = True, journal: bool = True, floor_every: int = 5) -> dict[str, Any]:
     """Latencies (µs) of n signals through the orchestrator to the paper broker's submit_order.
 
@@ -94,31 +144,12 @@ async def signal_to_order(n: int, fsync: bool = True, journal: bool = True, floo
     without a journal. `floor`: a bare fsync'd one-row commit in the same directory, one every `floor_every`
     signals (interleaved, so both see the same disk and load).
     """
-    from daemon.core import Core
-    from pipeline.core.clock import SimulatedClock
-    from pipeline.core.models import TradeSignal
-
     start = datetime.fromisoformat(SESSION_ISO)
     with tempfile.TemporaryDirectory(prefix="ordergate-bench-") as tmp:
-        settings = bench_settings(
-            Path(tmp), paper={"initial_cash": 1e9}, journal={"enabled": journal, "synchronous": "FULL"},
-            executor={"max_concurrent_positions": 10_000, "max_single_stock_exposure": 0.01},
-            pipeline={"retry_backoff_base": 0.0},
-        )
-        core = Core(settings, SimulatedClock(start))
-        core.state.deactivate_kill_switch()
-        await core.start()
+        core = await bench_core(Path(tmp), start, {"enabled": journal})
         if not fsync and core.journal is not None:
             await core.journal.run(lambda conn: conn.execute("PRAGMA synchronous=OFF"))
-        paper = core.brokers["paper"]
-        entered: list[int] = []
-        original = paper.submit_order
-
-        async def timed_submit(intent: Any) -> Any:
-            entered.append(PERF())
-            return await original(intent)
-
-        paper.submit_order = timed_submit  # type: ignore[method-assign]
+        entered = time_submits(core.brokers["paper"])
         samples: list[float] = []
         decide: list[float] = []
         floor: list[float] = []
@@ -131,22 +162,13 @@ async def signal_to_order(n: int, fsync: bool = True, journal: bool = True, floo
         bare = BareCommit(Path(tmp))
         try:
             for i in range(n):
-                signal = TradeSignal(signal_type="cloud_cross_bullish", direction="long", ticker=_ticker(i),
-                                     timeframe="5m", conviction=80, entry_price=100.0, stop_loss=98.0,
-                                     timestamp=start, source="bench")
-                entered.clear()
-                t0 = PERF()
-                result = await core.orchestrator.process_signal(signal)
-                decided = PERF()
+                result, sample, decided = await timed_signal(core, i, start, entered)
                 if not result.success:
                     rejected[result.pipeline_stage] = rejected.get(result.pipeline_stage, 0) + 1
                     continue
-                if result.order_task is not None:
-                    await result.order_task
-                await core.settle()
-                if entered:
-                    samples.append((entered[0] - t0) / 1000.0)
-                    decide.append((decided - t0) / 1000.0)
+                if sample is not None:
+                    samples.append(sample)
+                    decide.append(decided)
                 if i % floor_every == 0:
                     floor.append(bare.sample())
             commits = (core.journal.commits - commits_before) if core.journal is not None else 0
