@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from daemon.instances import resolve_instance
-from tests.daemon_proc import BIN, ROOT, DaemonProcess, base_env
+from tests.daemon_proc import BIN, ROOT, DaemonProcess, base_env, wait_until
 
 TEMPLATE = ROOT / "systemd" / "ordergate@.service"
 SINGLE = ROOT / "systemd" / "ordergate.service"
@@ -141,15 +141,6 @@ def _metrics(port: int) -> str:
         return resp.read().decode()
 
 
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
 @pytest.mark.timeout(180)
 def test_two_instances_side_by_side(tmp_path: Path) -> None:
     config_dir, state_root = tmp_path / "etc", tmp_path / "var"
@@ -177,7 +168,7 @@ def test_two_instances_side_by_side(tmp_path: Path) -> None:
         assert again.returncode == 2 and "lock" in again.stderr.lower(), again.stderr
         # both trade
         for name in ports:
-            _wait(lambda n=name: _sent_entries(state_root / n / "journal.db"), 90, f"{name} sent an entry")
+            wait_until(lambda n=name: _sent_entries(state_root / n / "journal.db"), 90, f"{name} sent an entry")
         # the kill switch of one instance
         killed = _run(env, "--instance", "alpha", "kill", "--reason", "alpha only", "--json")
         assert killed.returncode == 0, killed.stderr
@@ -189,7 +180,7 @@ def test_two_instances_side_by_side(tmp_path: Path) -> None:
         alpha_sent = _sent_entries(state_root / "alpha" / "journal.db")
         beta_sent = _sent_entries(state_root / "beta" / "journal.db")
         # beta keeps trading: new entries reach its broker after alpha's trip
-        _wait(lambda: _sent_entries(state_root / "beta" / "journal.db") - beta_sent, 90, "beta sent a new entry")
+        wait_until(lambda: _sent_entries(state_root / "beta" / "journal.db") - beta_sent, 90, "beta sent a new entry")
         # alpha sent no entry since (exits may still go: they are never blocked by the kill switch)
         time.sleep(1.0)
         assert _sent_entries(state_root / "alpha" / "journal.db") <= alpha_sent

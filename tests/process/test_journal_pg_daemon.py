@@ -13,17 +13,11 @@ import asyncpg
 import pytest
 
 from adapters.journal_pg_schema import quote_ident, schema_name
-from adapters.paper import PaperBroker
-from config.settings import PaperSettings
-from pipeline.core.clock import SimulatedClock
-from tests.daemon_proc import DaemonProcess, base_env, cli, status
+from tests.crashed_daemon import crash_holding_positions, paper_book
+from tests.daemon_proc import DaemonProcess, base_env, cli
 from tests.pg import PgServer, instance_name
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _book(state_dir: Path) -> PaperBroker:
-    return PaperBroker(PaperSettings(), SimulatedClock(), state_path=state_dir / "paper_book.json")
 
 
 def _journal(dsn: str, instance: str) -> tuple[set[str], list[str], dict[str, float]]:
@@ -49,7 +43,7 @@ def _env(state_dir: Path, dsn: str, instance: str, rate: str) -> dict[str, str]:
 
 
 def _assert_nothing_lost_nothing_twice(state_dir: Path, dsn: str, instance: str) -> None:
-    book = _book(state_dir)
+    book = paper_book(state_dir)
     broker_orders = [o.client_order_id for o in book.all_orders()]
     broker_fills = [f.fill_id for f in book.all_fills()]
     journal_orders, journal_fills, journal_net = _journal(dsn, instance)
@@ -65,20 +59,7 @@ def _assert_nothing_lost_nothing_twice(state_dir: Path, dsn: str, instance: str)
 def test_sigkill_on_the_postgresql_journal_then_restart(tmp_path: Path, pg_server: PgServer) -> None:
     dsn, instance = pg_server.create_database(f"crash_{instance_name('d').replace('-', '_')}"), "crash"
     state_dir = tmp_path / "state"
-    held: dict[str, float] = {}
-    for _attempt in range(8):  # crash until one is caught holding positions (each try is a crash too)
-        first = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "100")).start()
-        try:
-            first.wait_for("daemon_ready")
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and status(state_dir)["open_positions"] == 0:
-                time.sleep(0.02)
-            first.kill9()
-        finally:
-            first.stop()
-        held = {p.symbol: p.quantity for p in _book(state_dir).positions() if p.quantity}
-        if held:
-            break
+    held = crash_holding_positions(state_dir, _env(state_dir, dsn, instance, "100"))
     assert held, "the broker holds positions across the crash"
 
     second = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "5")).start()
@@ -94,7 +75,7 @@ def test_sigkill_on_the_postgresql_journal_then_restart(tmp_path: Path, pg_serve
     env = _env(state_dir, dsn, instance, "5")
     down = cli(state_dir, "status", "--json", env=env)
     assert down.returncode == 0, down.stderr
-    held_now = [p for p in _book(state_dir).positions() if abs(p.quantity) > 1e-9]
+    held_now = [p for p in paper_book(state_dir).positions() if abs(p.quantity) > 1e-9]
     assert json.loads(down.stdout)["running"] is False
     assert json.loads(down.stdout)["open_positions"] == len(held_now)
     day = cli(state_dir, "journal", "--json", "--day", "2026-01-01", env=env)

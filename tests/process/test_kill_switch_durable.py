@@ -17,7 +17,6 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,15 +62,6 @@ def _status(state_dir: Path, env: dict[str, str]) -> dict:
     out = cli(state_dir, "status", "--json", env=env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
-
-
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_trip_whose_write_fails_holds_is_alerted_shown_and_retried(tmp_path: Path, immutable: list[Path]) -> None:

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
-from adapters.paper import PaperBroker
-from config.settings import PaperSettings
-from pipeline.core.clock import SimulatedClock
+from tests.crashed_daemon import crash_holding_positions, paper_book
 from tests.daemon_proc import DaemonProcess, base_env, status
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _book(state_dir: Path) -> PaperBroker:
-    return PaperBroker(PaperSettings(), SimulatedClock(), state_path=state_dir / "paper_book.json")
 
 
 def _journal(state_dir: Path) -> tuple[set[str], list[str], dict[str, float]]:
@@ -33,20 +26,7 @@ def _journal(state_dir: Path) -> tuple[set[str], list[str], dict[str, float]]:
 def test_sigkill_with_open_positions_then_restart(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     env = base_env(state_dir, ORDERGATE_DATA__BARS_PER_SECOND="100")
-    held: dict[str, float] = {}
-    for _attempt in range(8):  # positions come and go; crash until one is caught open (each try is a crash too)
-        first = DaemonProcess(state_dir, env=env).start()
-        try:
-            first.wait_for("daemon_ready")
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and status(state_dir)["open_positions"] == 0:
-                time.sleep(0.02)
-            first.kill9()
-        finally:
-            first.stop()
-        held = {p.symbol: p.quantity for p in _book(state_dir).positions() if p.quantity}
-        if held:
-            break
+    held = crash_holding_positions(state_dir, env)
     assert held, "the broker holds positions across the crash"
 
     # restart on the same state dir, slowly, so we can look before much trades
@@ -63,7 +43,7 @@ def test_sigkill_with_open_positions_then_restart(tmp_path: Path) -> None:
     finally:
         assert second.stop() == 0
 
-    book = _book(state_dir)
+    book = paper_book(state_dir)
     broker_orders = [o.client_order_id for o in book.all_orders()]
     broker_fills = [f.fill_id for f in book.all_fills()]
     journal_orders, journal_fills, journal_net = _journal(state_dir)
