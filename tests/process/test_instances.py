@@ -18,6 +18,7 @@ import pytest
 
 from daemon.instances import resolve_instance
 from tests.daemon_proc import BIN, ROOT, DaemonProcess, base_env, wait_until
+from tests.unit_file import directives
 
 TEMPLATE = ROOT / "systemd" / "ordergate@.service"
 SINGLE = ROOT / "systemd" / "ordergate.service"
@@ -25,25 +26,15 @@ ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
 
-def _directives(path: Path) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", ";", "[")) and "=" in line:
-            key, value = line.split("=", 1)
-            found.setdefault(key.strip(), []).append(value.strip())
-    return found
-
-
 def test_template_unit_names_the_instance_config_state_and_identity() -> None:
-    d = _directives(TEMPLATE)
+    d = directives(TEMPLATE)
     assert d["ExecStart"] == ["/opt/ordergate/.venv/bin/ordergate --instance %i run"]
     assert d["StateDirectory"] == ["ordergate/%i"]
     assert d["RuntimeDirectory"] == ["ordergate/%i"]
     assert d["SyslogIdentifier"] == ["ordergate-%i"]
     assert d["EnvironmentFile"] == ["-/etc/ordergate/desk.env", "-/etc/ordergate/%i.env"]
     # everything else (hardening, notify, watchdog, limits) is the single unit's, line for line
-    single = _directives(SINGLE)
+    single = directives(SINGLE)
     differ = {"ExecStart", "StateDirectory", "RuntimeDirectory", "SyslogIdentifier", "EnvironmentFile", "Description"}
     assert {k: v for k, v in d.items() if k not in differ} == {k: v for k, v in single.items() if k not in differ}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from config.settings import load_settings
+from tests.unit_file import directives
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "ordergate.service"
@@ -20,18 +21,8 @@ ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
 
-def directives() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("#", ";", "[")) and "=" in line:
-            key, value = line.split("=", 1)
-            found.setdefault(key.strip(), []).append(value.strip())
-    return found
-
-
 def test_unit_has_the_directives_the_daemon_relies_on() -> None:
-    d = directives()
+    d = directives(UNIT)
     expected = {
         "Type": "notify",
         "NotifyAccess": "main",
