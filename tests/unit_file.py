@@ -1,8 +1,14 @@
-"""A systemd unit file as the tests read it: its directives, key -> every value given (in order)."""
+"""A systemd unit file as the tests read it: its directives, and whether systemd-analyze is here to verify it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+import pytest
+
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
 
 def directives(path: Path) -> dict[str, list[str]]:

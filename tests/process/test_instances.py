@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -18,12 +17,10 @@ import pytest
 
 from daemon.instances import resolve_instance
 from tests.daemon_proc import BIN, ROOT, DaemonProcess, base_env, wait_until
-from tests.unit_file import directives
+from tests.unit_file import ANALYZE, directives, needs_analyze
 
 TEMPLATE = ROOT / "systemd" / "ordergate@.service"
 SINGLE = ROOT / "systemd" / "ordergate.service"
-ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
 
 def test_template_unit_names_the_instance_config_state_and_identity() -> None:

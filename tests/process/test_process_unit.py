@@ -4,21 +4,16 @@ the example environment file is valid configuration; install.sh is valid bash.""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from config.settings import load_settings
-from tests.unit_file import directives
+from tests.unit_file import ANALYZE, directives, needs_analyze
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "ordergate.service"
 ENV_EXAMPLE = REPO / "systemd" / "ordergate.env.example"
-ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
 
 def test_unit_has_the_directives_the_daemon_relies_on() -> None:
