@@ -49,19 +49,20 @@ _CONNECTION_LOST = (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.Post
                     asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.ConnectionDoesNotExistError)
 _SIGNAL_SQL = (
     "INSERT INTO signals(signal_id, ts, received_ts, ticker, direction, signal_type, timeframe, conviction,"
-    " entry_price, stop_loss, target_price, source, payload) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+    " entry_price, stop_loss, target_price, source, payload, strategy)"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
     " ON CONFLICT DO NOTHING"
 )
 _DECISION_SQL = ("INSERT INTO decisions(signal_id, stage, outcome, reason, ts, detail, stages, client_order_id, day)"
                  " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)")
 _INTENT_SQL = (
     "INSERT INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity, order_type, status,"
-    " created_ts, updated_ts, intent, og_token) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+    " created_ts, updated_ts, intent, strategy, og_token) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
     " ON CONFLICT DO NOTHING"
 )
 _FILL_SQL = (
     "INSERT INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol, side, quantity, price, commission,"
-    " ts, og_token) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING"
+    " ts, strategy, og_token) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT DO NOTHING"
 )
 _EVENT_SQL = ("INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
               " VALUES ($1,$2,$3,$4,$5,$6)")
@@ -297,7 +298,7 @@ class PgJournal:
             signal.signal_id, iso(signal.timestamp) if isinstance(signal.timestamp, datetime) else None,
             iso(received), str(signal.ticker), str(signal.direction), str(signal.signal_type),
             str(signal.timeframe), num(signal.conviction), num(signal.entry_price), num(signal.stop_loss),
-            num(signal.target_price), str(signal.source), dumps(shallow(signal)),
+            num(signal.target_price), str(signal.source), dumps(shallow(signal)), str(signal.strategy or ""),
         )))
 
     def record_decision(
@@ -346,7 +347,7 @@ class PgJournal:
         token = uuid.uuid4().hex
         params = (intent.client_order_id, intent.signal_id, intent.kind, broker, intent.symbol, str(intent.side),
                   num(intent.quantity), str(intent.order_type), OrderStatus.PENDING.value, ts.isoformat(),
-                  ts.isoformat(), dumps(shallow(intent)), token)
+                  ts.isoformat(), dumps(shallow(intent)), intent.strategy, token)
 
         async def write(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
@@ -382,11 +383,13 @@ class PgJournal:
 
         await self._call(write)
 
-    async def record_fill(self, fill: Fill) -> bool:
-        """Commit a fill. False when this (broker, fill_id) was already journaled: apply it only once."""
+    async def record_fill(self, fill: Fill, strategy: str = "") -> bool:
+        """Commit a fill of `strategy`'s order. False when this (broker, fill_id) was already journaled: apply it
+        only once."""
         token = uuid.uuid4().hex
         params = (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol, str(fill.side),
-                  num(fill.quantity), num(fill.price), num(fill.commission), fill.timestamp.isoformat(), token)
+                  num(fill.quantity), num(fill.price), num(fill.commission), fill.timestamp.isoformat(), strategy,
+                  token)
 
         async def write(conn: asyncpg.Connection) -> bool:
             return _affected(await conn.execute(_FILL_SQL, *params)) == 1

@@ -144,7 +144,8 @@ class Core:
         self.reconciler = PositionReconciler(settings.reconcile.kill_notional_threshold)
         self.reconciliation = Reconciliation(self)
         self.resolver = OrderResolver(self.brokers, never_reached_after=settings.broker.never_reached_after_seconds,
-                                      timeout=settings.broker.request_timeout_seconds, book=self.book)
+                                      timeout=settings.broker.request_timeout_seconds, book=self.book,
+                                      clock=clock)
         self.clock_offsets: dict[str, float] = {}
         self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
         self.trades = TradeJournalWriter(self.journal) if self.journal is not None else None

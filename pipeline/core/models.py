@@ -454,6 +454,11 @@ class Position:
         return self.direction is Direction.LONG
 
     @property
+    def closing_side(self) -> Side:
+        """The side of an order that reduces this position: sell a long, buy back a short."""
+        return Side.SELL if self.is_long else Side.BUY
+
+    @property
     def market_value(self) -> float:
         return abs(self.shares) * self.current_price * self.multiplier
 

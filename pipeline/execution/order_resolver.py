@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pipeline.core.clock import monotonic
+from pipeline.core.clock import Clock, monotonic
 from pipeline.core.models import OrderIntent, OrderKind, OrderResult
 from pipeline.core.ports import Broker, BrokerError, ResolvesOrders
 from pipeline.execution.order_record import OrderBook
@@ -71,6 +71,7 @@ class OrderResolver:
         recheck_acknowledged_after: float = 60.0,
         now: Callable[[], float] = monotonic,
         book: OrderBook | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.brokers = brokers
         self.never_reached_after = never_reached_after
@@ -79,6 +80,9 @@ class OrderResolver:
         self.recheck_acknowledged_after = recheck_acknowledged_after
         self.now = now
         self.book = book if book is not None else OrderBook()  # the order records (the daemon's own book)
+        # orders an earlier process made before this one started: whatever of them was sent, was sent by then
+        self.clock = clock
+        self.started_at = clock.now() if clock is not None else None
 
     def due(self, orders: Iterable[OpenOrder]) -> list[OpenOrder]:
         """The orders to look up now: every one the broker has not answered for in this process, and the
@@ -150,6 +154,17 @@ class OrderResolver:
         record = self.book.get(client_order_id)
         return record.lookup_misses if record is not None else 0
 
+    def _made_long_ago_by_an_earlier_life(self, intent: OrderIntent) -> bool:
+        """The intent was made before this process started and at least `never_reached_after` ago on the daemon's
+        clock. Its journal row came before any send, and the process that could send it is gone, so a broker that
+        still does not know it never got it. The misses counted in this process's memory start again at every
+        restart: without this rule, a daemon restarted more often than never_reached_after kept such an order
+        pending for ever."""
+        if self.clock is None or self.started_at is None or intent.created_at is None:
+            return False
+        return intent.created_at < self.started_at and \
+            (self.clock.now() - intent.created_at).total_seconds() >= self.never_reached_after
+
     async def _resolve_one(self, order: OpenOrder) -> Resolution:
         broker = self.brokers.get(order.broker)
         if broker is None:
@@ -175,6 +190,17 @@ class OrderResolver:
         record.lookup_misses += 1
         if order.acknowledged:
             return Resolution(order, Verdict.MISSING)  # the broker answered for it once: it did reach it
+        if self._made_long_ago_by_an_earlier_life(order.intent):
+            while record.lookup_misses < self.lookups_required:  # confirm at once: the count began this life
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        if await lookup(coid) is not None:
+                            return Resolution(order, Verdict.MISSING)  # it showed up: judged on the next pass
+                except (TimeoutError, BrokerError) as exc:
+                    return Resolution(order, Verdict.UNANSWERED, error=str(exc) or type(exc).__name__)
+                record.lookup_misses += 1
+            self.forget(coid)
+            return Resolution(order, Verdict.NEVER_REACHED)
         if record.lookup_misses >= self.lookups_required and now - record.first_miss_at >= self.never_reached_after:
             self.forget(coid)
             return Resolution(order, Verdict.NEVER_REACHED)

@@ -322,7 +322,7 @@ class ProtectiveStops:
         key = pos.signal_id or pos.symbol
         return OrderIntent(
             client_order_id=self._next_coid(key), signal_id=key, symbol=pos.symbol,
-            side=Side.SELL if pos.is_long else Side.BUY, quantity=qty, order_type=OrderType.STOP, stop_price=price,
+            side=pos.closing_side, quantity=qty, order_type=OrderType.STOP, stop_price=price,
             time_in_force="gtc", asset_class=asset_class_of(pos.multiplier),
             reduce_only=True, kind=STOP_KIND, ticker=pos.ticker, direction=pos.direction,
             instrument_type=pos.instrument_type or InstrumentType.STOCK, reference_price=price, stop_loss=price,

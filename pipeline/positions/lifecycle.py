@@ -296,7 +296,7 @@ class LifecycleManager:
         while client_order_id_for(key, f"exit{attempt}") in self.intents:  # an earlier run's exits (restart)
             attempt += 1
         self._exit_attempts[key] = attempt + 1
-        side = Side.SELL if pos.is_long else Side.BUY
+        side = pos.closing_side
         intent = OrderIntent(
             client_order_id=client_order_id_for(key, f"exit{attempt}"),
             signal_id=pos.signal_id or key,
@@ -341,6 +341,11 @@ class LifecycleManager:
         id), so a position is never left without its exits. None when nothing is held or an exit is working."""
         pos = self.ledger.position(stuck.symbol)
         if pos is None or stuck.symbol in self.pending_exits:
+            return None
+        later = pos.entry_time is not None and stuck.created_at is not None and pos.entry_time > stuck.created_at
+        if stuck.side != pos.closing_side or later:
+            # the stuck exit was for an earlier position (closed since, e.g. by its stop): this one is not due
+            log.info("stale_exit_not_resent", client_order_id=stuck.client_order_id, symbol=stuck.symbol)
             return None
         return self._exit(pos, ExitSignal(pos.ticker, stuck.exit_type or ExitType.RESEND, 0, reason, pos.current_price))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -117,3 +117,32 @@ async def test_the_retry_loop_gives_up_only_when_the_process_stops(paper: PaperB
     resolutions = await resolver.resolve_until_answered([_order("sig-s")], backoff=(0.5, 30.0), sleep=sleep,
                                                         stop=lambda: len(waits) >= 7)
     assert [r.verdict for r in resolutions] == [Verdict.UNANSWERED] and len(waits) == 7
+
+
+def _made_at(name: str, at: datetime, kind: str = "exit") -> OpenOrder:
+    order = _order(name, kind=kind)
+    order.intent.created_at = at
+    return order
+
+
+async def test_an_order_an_earlier_life_made_long_ago_is_never_reached_in_a_short_life(paper: PaperBroker) -> None:
+    """Found by the 200-crash chaos run: an exit journaled, then SIGKILL before its send. Every later life of the
+    daemon was shorter than never_reached_after, and each started its count of misses again, so the exit stayed
+    pending for ever (two simulated days, to the end of the run). Made by an earlier process long enough ago, its
+    send (if any) is over: two misses in one pass settle it."""
+    clock = SimulatedClock(NOW)
+    resolver = OrderResolver({"paper": paper}, never_reached_after=120, timeout=2, now=Ticks(), clock=clock)
+    old = _made_at("sig-old", NOW - timedelta(seconds=121))
+    (r,) = await resolver.resolve([old])
+    assert r.verdict == Verdict.NEVER_REACHED
+
+
+async def test_a_recent_order_or_one_this_life_made_waits_for_the_bound(paper: PaperBroker) -> None:
+    clock = SimulatedClock(NOW)
+    resolver = OrderResolver({"paper": paper}, never_reached_after=120, timeout=2, now=Ticks(), clock=clock)
+    recent = _made_at("sig-recent", NOW - timedelta(seconds=60))  # an earlier life, but the broker may still lag
+    assert [r.verdict for r in await resolver.resolve([recent])] == [Verdict.MISSING]
+    clock.advance(600)
+    mine = _made_at("sig-mine", clock.now() - timedelta(seconds=1))  # made by this life: the monotonic bound
+    mine.intent.created_at = NOW + timedelta(seconds=1)  # after this resolver started
+    assert [r.verdict for r in await resolver.resolve([mine])] == [Verdict.MISSING]
