@@ -44,7 +44,6 @@ from pipeline.core.models import (
     OrderType,
     OrderUpdate,
     Position,
-    Side,
     asset_class_of,
     client_order_id_for,
 )
