@@ -85,7 +85,7 @@ def apply(name: str) -> None:
         def bad_fill(original: Any) -> Any:
             seen = itertools.count()
 
-            async def record(self: Any, fill: Fill) -> bool:
+            async def record(self: Any, fill: Fill, *args: Any) -> bool:  # args: the fill's strategy
                 n = next(seen)
                 if name == "fills_not_journaled" and n % 4 == 3:
                     return True
@@ -94,14 +94,14 @@ def apply(name: str) -> None:
                 if name == "phantom_fill_journaled" and n % 4 == 3:
                     await original(self, Fill(f"phantom-{fill.fill_id}", fill.client_order_id, fill.symbol, fill.side,
                                               fill.quantity, fill.price, fill.timestamp, fill.broker,
-                                              fill.broker_order_id))
+                                              fill.broker_order_id), *args)
                 if name == "fill_quantity_halved" and n % 4 == 3:
                     fill = Fill(fill.fill_id, fill.client_order_id, fill.symbol, fill.side, fill.quantity / 2,
                                 fill.price, fill.timestamp, fill.broker, fill.broker_order_id, fill.commission)
                 if name == "commission_dropped":
                     fill = Fill(fill.fill_id, fill.client_order_id, fill.symbol, fill.side, fill.quantity,
                                 fill.price, fill.timestamp, fill.broker, fill.broker_order_id, 0.0)
-                return await original(self, fill)
+                return await original(self, fill, *args)
             return record
         _patch(J, "record_fill", bad_fill)
     elif name == "trade_rows_dropped":

@@ -95,6 +95,7 @@ class OrderRecord:
     lookup_misses: int = 0                   # resolver lookups in a row that did not find it
     first_miss_at: float | None = None       # monotonic time of the first of those
     found_at: float | None = None            # monotonic time its broker last reported holding it
+    recovered: bool = False                  # rebuilt from the journal at start: an earlier process made it
 
     @property
     def client_order_id(self) -> str:
@@ -323,6 +324,7 @@ class OrderBook:
     def restore(self, intent: OrderIntent, status: OrderStatus | None, venue: str | None = None) -> OrderRecord:
         """A record as the journal holds it (a restart): its state from the journaled status."""
         record = self.add(intent)
+        record.recovered = True
         if venue:
             record.venue = venue
         if status is not None:

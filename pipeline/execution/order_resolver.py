@@ -22,7 +22,7 @@ from enum import StrEnum
 from pipeline.core.clock import Clock, monotonic
 from pipeline.core.models import OrderIntent, OrderKind, OrderResult
 from pipeline.core.ports import Broker, BrokerError, ResolvesOrders
-from pipeline.execution.order_record import OrderBook
+from pipeline.execution.order_record import OrderBook, OrderRecord
 
 
 class Verdict(StrEnum):
@@ -80,9 +80,7 @@ class OrderResolver:
         self.recheck_acknowledged_after = recheck_acknowledged_after
         self.now = now
         self.book = book if book is not None else OrderBook()  # the order records (the daemon's own book)
-        # orders an earlier process made before this one started: whatever of them was sent, was sent by then
-        self.clock = clock
-        self.started_at = clock.now() if clock is not None else None
+        self.clock = clock  # the daemon's: how old an order an earlier process made is
 
     def due(self, orders: Iterable[OpenOrder]) -> list[OpenOrder]:
         """The orders to look up now: every one the broker has not answered for in this process, and the
@@ -154,16 +152,16 @@ class OrderResolver:
         record = self.book.get(client_order_id)
         return record.lookup_misses if record is not None else 0
 
-    def _made_long_ago_by_an_earlier_life(self, intent: OrderIntent) -> bool:
+    def _made_long_ago_by_an_earlier_life(self, record: OrderRecord) -> bool:
         """The intent was made before this process started and at least `never_reached_after` ago on the daemon's
         clock. Its journal row came before any send, and the process that could send it is gone, so a broker that
         still does not know it never got it. The misses counted in this process's memory start again at every
         restart: without this rule, a daemon restarted more often than never_reached_after kept such an order
         pending for ever."""
-        if self.clock is None or self.started_at is None or intent.created_at is None:
+        made = record.intent.created_at
+        if self.clock is None or not record.recovered or made is None:
             return False
-        return intent.created_at < self.started_at and \
-            (self.clock.now() - intent.created_at).total_seconds() >= self.never_reached_after
+        return (self.clock.now() - made).total_seconds() >= self.never_reached_after
 
     async def _resolve_one(self, order: OpenOrder) -> Resolution:
         broker = self.brokers.get(order.broker)
@@ -190,7 +188,7 @@ class OrderResolver:
         record.lookup_misses += 1
         if order.acknowledged:
             return Resolution(order, Verdict.MISSING)  # the broker answered for it once: it did reach it
-        if self._made_long_ago_by_an_earlier_life(order.intent):
+        if self._made_long_ago_by_an_earlier_life(record):
             while record.lookup_misses < self.lookups_required:  # confirm at once: the count began this life
                 try:
                     async with asyncio.timeout(self.timeout):

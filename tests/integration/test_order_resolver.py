@@ -133,6 +133,7 @@ async def test_an_order_an_earlier_life_made_long_ago_is_never_reached_in_a_shor
     clock = SimulatedClock(NOW)
     resolver = OrderResolver({"paper": paper}, never_reached_after=120, timeout=2, now=Ticks(), clock=clock)
     old = _made_at("sig-old", NOW - timedelta(seconds=121))
+    resolver.book.restore(old.intent, None, "paper")  # rebuilt from the journal at start
     (r,) = await resolver.resolve([old])
     assert r.verdict == Verdict.NEVER_REACHED
 
@@ -141,8 +142,8 @@ async def test_a_recent_order_or_one_this_life_made_waits_for_the_bound(paper: P
     clock = SimulatedClock(NOW)
     resolver = OrderResolver({"paper": paper}, never_reached_after=120, timeout=2, now=Ticks(), clock=clock)
     recent = _made_at("sig-recent", NOW - timedelta(seconds=60))  # an earlier life, but the broker may still lag
+    resolver.book.restore(recent.intent, None, "paper")
     assert [r.verdict for r in await resolver.resolve([recent])] == [Verdict.MISSING]
     clock.advance(600)
-    mine = _made_at("sig-mine", clock.now() - timedelta(seconds=1))  # made by this life: the monotonic bound
-    mine.intent.created_at = NOW + timedelta(seconds=1)  # after this resolver started
+    mine = _made_at("sig-mine", NOW - timedelta(hours=1))  # made by this life (not rebuilt): the monotonic bound
     assert [r.verdict for r in await resolver.resolve([mine])] == [Verdict.MISSING]
