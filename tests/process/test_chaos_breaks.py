@@ -8,27 +8,46 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.chaos_breaks import BREAKS
-from tests.chaos_daemon import WebhookFeeder, audit_protection, crash_points, daemon_env, start_daemon
+from tests.chaos_daemon import CrashRun, WebhookFeeder, audit_protection, crash_points, daemon_env, start_daemon
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
 WHILE_TRADING = {"stops_never_placed"}  # seen only while a position is open: audited as the daemon trades
 
 
-@pytest.mark.parametrize("name", sorted(set(BREAKS) - WHILE_TRADING))
-def test_a_deliberately_broken_daemon_moves_its_counter(tmp_path: Path, name: str) -> None:
-    counter = BREAKS[name]
+CRASH_BREAKS = sorted(set(BREAKS) - WHILE_TRADING)
+PARALLEL = 3  # broken daemons run side by side: each spends most of its time waiting on its crash points
+
+
+def _broken_run(name: str, state_dir: Path) -> CrashRun:
     # the operator's kill switch, left active before the second run, is what the daemon must not forget
     plan = {1: True} if name == "kill_switch_forgotten" else None
     crashes = 3 if name == "journal_invents_acks" else 2  # it needs an entry decided, not only a fill
-    run = crash_points(crashes, tmp_path / "state", seed=2, min_delay=1.2, max_delay=1.8, breaks=name,
-                       kill_plan=plan, check_every_restart=False)
+    return crash_points(crashes, state_dir, seed=2, min_delay=1.2, max_delay=1.8, breaks=name, kill_plan=plan,
+                        check_every_restart=False)
+
+
+@pytest.fixture(scope="module")
+def broken_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[CrashRun]]]:
+    """Every break's crash run, started together on a small pool (each test waits for its own)."""
+    pool = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="break")
+    runs = {name: pool.submit(_broken_run, name, tmp_path_factory.mktemp(name) / "state") for name in CRASH_BREAKS}
+    yield runs
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("name", CRASH_BREAKS)
+def test_a_deliberately_broken_daemon_moves_its_counter(broken_runs: dict[str, Future[CrashRun]], name: str) -> None:
+    counter = BREAKS[name]
+    run = broken_runs[name].result(timeout=600)
     assert "error" not in run.final, run.final["error"]
     # the counter moving is the proof; a run that traded nothing would leave it at 0 and fail here too
     assert run.final[counter] > 0, f"{name} went unseen: {counter} = 0; final: {run.final}"
