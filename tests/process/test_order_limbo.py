@@ -569,7 +569,11 @@ async def test_ordergate_run_is_ready_only_after_alpaca_answered_and_sigterm_end
     finally:
         code = await asyncio.to_thread(daemon.stop)
     assert code == 0, daemon.text()[-3000:]
-    fake.fail_requests("GET", lookups, status=503, times=1_000_000)  # and again at the next start: SIGTERM
+    # made a week ago by an earlier process and unknown to Alpaca on two lookups: settled at once
+    assert any(line.get("event") == "order_never_reached" for line in daemon.lines())
+    # another order left unsent, and Alpaca failing again at the next start: SIGTERM ends the wait
+    await _journal_unsent(tmp_path, [_entry("AAPL", "alpaca", name="sig-ready-2")], "alpaca")
+    fake.fail_requests("GET", lookups, status=503, times=1_000_000)
     daemon = DaemonProcess(state_dir, env=env).start()
     try:
         await asyncio.to_thread(daemon.wait_for, "open_orders_lookup_retry", 45.0)
