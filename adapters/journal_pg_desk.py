@@ -2,12 +2,14 @@
 
 Each instance registered in `public.ordergate_instances` has its schema; positions are rebuilt from its fills
 (average cost, as the ledger books them: adding to a side averages the price, reducing keeps it, crossing zero
-starts over at the fill's price), realised P&L comes from its closed trades (the day's and all time), and every
-row names its instance. Read-only: it takes no instance's lock, so it runs beside the daemons.
+starts over at the fill's price), realised P&L comes from its closed trades (the day's and all time), unrealised
+P&L from the marks its daemon last journaled (pipeline.record.marks: as of `marked_at`, none without a mark), and
+every row names its instance. Read-only: it takes no instance's lock, so it runs beside the daemons.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -16,6 +18,7 @@ import asyncpg
 
 from adapters.journal_pg import JournalUnavailable, describe_dsn
 from adapters.journal_pg_schema import REGISTRY, quote_ident
+from pipeline.record.marks import MARKS_KEY, unrealized
 
 FLAT = 1e-9
 
@@ -31,6 +34,8 @@ class DeskView:
     def as_dict(self) -> dict[str, Any]:
         total = {"realized_today": round(sum(i["realized_today"] for i in self.instances), 2),
                  "realized_total": round(sum(i["realized_total"] for i in self.instances), 2),
+                 "unrealized": round(sum(i["unrealized"] for i in self.instances), 2),
+                 "unmarked_positions": sum(i["unmarked_positions"] for i in self.instances),
                  "open_positions": len(self.positions)}
         return {"day": self.day, "instances": self.instances, "positions": self.positions, "desk": total}
 
@@ -72,17 +77,36 @@ async def read_desk(dsn: str, day: date, *, timeout: float = 10.0) -> DeskView:
             working = await conn.fetchval(
                 f"SELECT COUNT(*) FROM {schema}.orders WHERE status IN ('pending','new','partially_filled')")
             positions = open_positions([dict(f) for f in fills])
+            marks = await _marks(conn, schema)
             for p in positions:
+                mark = marks["prices"].get(p["symbol"])
+                p["mark"] = float(mark[0]) if unrealized(p["direction"], 1.0, 0.0, mark) is not None else None
+                p["unrealized"] = unrealized(p["direction"], p["shares"], p["avg_price"], mark)
                 view.positions.append({"instance": reg["instance"], **p})
+            valued = [p["unrealized"] for p in positions if p["unrealized"] is not None]
             view.instances.append({
                 "instance": reg["instance"], "open_positions": len(positions), "working_orders": int(working),
                 "trades_today": int(pnl["trades_today"]), "trades": int(pnl["trades"]),
                 "realized_today": round(float(pnl["today"]), 2), "realized_total": round(float(pnl["total"]), 2),
+                "unrealized": round(sum(valued), 2), "unmarked_positions": len(positions) - len(valued),
+                "marked_at": marks["at"],
                 "last_seen": reg["last_seen"].isoformat(),
             })
     finally:
         await conn.close()
     return view
+
+
+async def _marks(conn: asyncpg.Connection, schema: str) -> dict[str, Any]:
+    """The instance's last journaled marks ({"at": None, "prices": {}} when it wrote none or they are unreadable)."""
+    raw = await conn.fetchval(f"SELECT value FROM {schema}.kv WHERE key = $1", MARKS_KEY)
+    try:
+        marks = json.loads(raw) if raw is not None else {}
+    except ValueError:
+        marks = {}
+    prices = marks.get("prices") if isinstance(marks, dict) else None
+    at = marks.get("at") if isinstance(marks, dict) else None
+    return {"at": at if isinstance(at, str) else None, "prices": prices if isinstance(prices, dict) else {}}
 
 
 async def read_instance(dsn: str, instance: str, day: date, *, timeout: float = 10.0) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from pipeline.positions.reconciler import PositionReconciler, ReconciliationRepo
 from pipeline.record.alerting import AlertRelay
 from pipeline.record.feedback import FeedbackTracker
 from pipeline.record.journal import Journal
+from pipeline.record.marks import MARKS_KEY, snapshot
 from pipeline.record.strategy_pnl import StrategyPnL
 from pipeline.record.trade_journal import TradeJournalWriter
 from pipeline.safety.kill_switch import KillSwitch
@@ -248,8 +249,18 @@ class Core:
             with contextlib.suppress(Exception):
                 await broker.close()
         if self.journal is not None:
+            await self.save_marks()
             await self.journal.close()
         self.state.flush()
+
+    async def save_marks(self) -> None:
+        """The open positions' latest marks into the journal (the desk values positions with them)."""
+        if self.journal is None:
+            return
+        try:
+            await self.journal.set_kv(MARKS_KEY, snapshot(self.ledger.positions(), self.clock.now()))
+        except Exception as exc:  # a full disk or a lost server: the desk shows older marks, trading goes on
+            log.warning("marks_not_saved", error=str(exc))
 
     async def sync_account(self) -> None:
         """Cash and starting equity from the primary broker (the broker's cash already reflects every fill)."""

@@ -1,4 +1,5 @@
-"""`ordergate desk`: every instance's open positions and realised P&L from the shared PostgreSQL journal."""
+"""`ordergate desk`: every instance's open positions, realised and unrealised P&L from the shared PostgreSQL
+journal (unrealised at the marks each daemon last journaled)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ NEW_YORK = ZoneInfo("America/New_York")
 INSTANCE_COLUMNS = [
     Column("instance"), Column("open_positions", "positions", numeric=True),
     Column("working_orders", "working", numeric=True), Column("trades_today", "trades today", numeric=True),
-    pnl("realized_today", "realized today"), pnl("realized_total", "realized total"),
+    pnl("realized_today", "realized today"), pnl("realized_total", "realized total"), pnl("unrealized"),
     Column("last_seen", "last start", fmt_time),
 ]
 POSITION_COLUMNS = [Column("instance"), Column("symbol"), Column("direction", "side"), qty("shares"),
-                    price("avg_price", "avg cost")]
+                    price("avg_price", "avg cost"), price("mark"), pnl("unrealized")]
 
 
 def run_desk(args: argparse.Namespace, settings: Settings) -> int:
@@ -48,7 +49,9 @@ def run_desk(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     desk = data["desk"]
     print(f"desk {day}: {len(view.instances)} instances, {desk['open_positions']} open positions, realized today "
-          f"{desk['realized_today']:+,.2f}, in total {desk['realized_total']:+,.2f}")
+          f"{desk['realized_today']:+,.2f}, in total {desk['realized_total']:+,.2f}, unrealized "
+          f"{desk['unrealized']:+,.2f}" + (f" ({desk['unmarked_positions']} positions without a mark)"
+                                          if desk["unmarked_positions"] else ""))
     print(table(view.instances, INSTANCE_COLUMNS, colour=colour))
     print()
     print(table(view.positions, POSITION_COLUMNS, colour=colour) if view.positions else "no open positions")

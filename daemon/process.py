@@ -99,6 +99,7 @@ class Daemon:
                     log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
                 await self.core.reconcile()
                 self.core.engine.prune()
+                await self.core.save_marks()
                 if self.core.journal is not None:
                     await self.core.journal.flush()
             except Exception:

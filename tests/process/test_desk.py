@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from adapters.journal_pg_desk import open_positions
 from adapters.paper import PaperBroker
 from config.settings import PaperSettings
 from pipeline.core.clock import SimulatedClock
+from pipeline.record.marks import snapshot, unrealized
 from tests.daemon_proc import BIN, ROOT, DaemonProcess, base_env
 from tests.pg import PgServer, instance_name
 
@@ -36,6 +38,14 @@ def test_average_cost_positions_from_fills() -> None:
         {"symbol": "AAPL", "direction": "long", "shares": 15.0, "avg_price": 105.0},
         {"symbol": "MSFT", "direction": "long", "shares": 2.0, "avg_price": 390.0},
     ]
+
+
+def test_unrealized_from_a_mark_and_without_one() -> None:
+    assert unrealized("long", 10, 100.0, [104.5, 1.0]) == 45.0
+    assert unrealized("short", 2, 3.0, [2.5, 100.0]) == 100.0        # an option short: x its multiplier
+    for bad in (None, [], [0.0, 1.0], ["x", 1.0], [101.0, -1.0], {"price": 1}):  # no mark, or one it cannot use
+        assert unrealized("long", 10, 100.0, bad) is None
+    assert snapshot([], datetime(2026, 1, 2, 15, 0, tzinfo=UTC)) == {"at": "2026-01-02T15:00:00+00:00", "prices": {}}
 
 
 def _status(env: dict[str, str], name: str) -> dict:
@@ -117,5 +127,16 @@ def test_desk_shows_every_instance_from_the_shared_journal(tmp_path: Path, pg_se
         # the log rounds each trade's P&L to the cent
         assert by_instance[name]["realized_total"] == pytest.approx(sum(closed), abs=0.01 + 0.005 * len(closed)), name
     assert view["desk"]["realized_total"] == pytest.approx(sum(i["realized_total"] for i in view["instances"]))
+    # each daemon journaled its marks at shutdown: every open position is valued at its symbol's last mark
+    for p in view["positions"]:
+        assert p["mark"] is not None and abs(p["mark"] / p["avg_price"] - 1) < 0.2, p
+        sign = 1 if p["direction"] == "long" else -1
+        assert p["unrealized"] == pytest.approx(sign * (p["mark"] - p["avg_price"]) * p["shares"], abs=0.01), p
+    for name, row in by_instance.items():
+        mine = [p["unrealized"] for p in view["positions"] if p["instance"] == name]
+        assert row["unmarked_positions"] == 0 and row["marked_at"], name
+        assert row["unrealized"] == pytest.approx(sum(mine), abs=0.01 * (len(mine) + 1)), name
+    assert view["desk"]["unrealized"] == pytest.approx(sum(i["unrealized"] for i in view["instances"]), abs=0.02)
     text = _desk(env)
     assert text.returncode == 0 and "alpha" in text.stdout and "beta" in text.stdout and "desk " in text.stdout
+    assert "unrealized" in text.stdout
