@@ -100,7 +100,7 @@ class Recovery:
                 if record is not None:
                     self.core.book.add_fill(record, fill)  # journaled: a redelivery is recognised by its fill id
                 intent = record.intent if record is not None else None
-                if intent is not None and intent.reduce_only and not self.core.ledger.holds(fill.symbol):
+                if intent is not None and intent.reduce_only and self.core.ledger.position_at(intent.key) is None:
                     # the exit of a position that was not in the journal (adopted from the broker): it closed
                     # that position, it must not open one the other way
                     log.warning("rebuild_exit_without_position", client_order_id=fill.client_order_id,
@@ -117,7 +117,7 @@ class Recovery:
                     # what already filled is in the ledger: the reservation holds the rest only
                     self.core.book.reserve(intent, filled=applied.get(intent.client_order_id, 0.0))
                 elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
-                    self.core.book.exits[intent.symbol] = intent.client_order_id
+                    self.core.book.exits[intent.key] = intent.client_order_id
             await self.core.stops.rebuild()
         self.core.lifecycle.rebuild_index()
 
