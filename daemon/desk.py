@@ -19,8 +19,8 @@ INSTANCE_COLUMNS = [
     pnl("realized_today", "realized today"), pnl("realized_total", "realized total"),
     Column("last_seen", "last start", fmt_time),
 ]
-POSITION_COLUMNS = [Column("instance"), Column("symbol"), Column("direction", "side"), qty("shares"),
-                    price("avg_price", "avg cost")]
+POSITION_COLUMNS = [Column("instance"), Column("symbol"), Column("strategy"), Column("direction", "side"),
+                    qty("shares"), price("avg_price", "avg cost")]
 
 
 def run_desk(args: argparse.Namespace, settings: Settings) -> int:

@@ -163,7 +163,7 @@ async def test_a_held_option_is_marked_from_the_chain_and_exits_at_its_stop(tmp_
         await until(lambda: core.market_price(PADDED) == pytest.approx(2.35), what="the new quote fetched", timeout=5)
         set_market(core, {"NVDA": 98.6})
         exits = core.lifecycle.check_exits([Bar("NVDA", clock.now(), 98.9, 99.0, 98.5, 98.6, 5000.0)])
-        await until(lambda: PADDED core.ledger.holds(not), what="the exit filled", timeout=5)
+        await until(lambda: not core.ledger.holds(PADDED), what="the exit filled", timeout=5)
         await core.settle()
     finally:
         await core.stop()
