@@ -164,10 +164,6 @@ class ProtectiveStops:
             return self.stops.get(where)
         return next((stop for key, stop in self.stops.items() if key[1] == where), None)
 
-    def stops_on(self, symbol: str) -> list[RestingStop]:
-        """Every strategy's current stop on `symbol`."""
-        return [stop for key, stop in self.stops.items() if key[1] == symbol]
-
     def view(self, where: str | PositionKey) -> dict[str, Any] | None:
         """What `positions`/`status` show: the resting stop and its broker order id, or why there is none. A
         symbol alone: the first position's on it (any strategy)."""
