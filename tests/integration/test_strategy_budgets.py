@@ -256,3 +256,33 @@ async def test_a_resting_broker_stop_carries_its_strategy_to_its_fill_and_trade(
         assert {r["ostrat"] for r in rows} == {"beta"} and {r["fstrat"] for r in rows} == {"beta"}
     finally:
         await core.stop()
+
+
+async def test_an_exit_journaled_without_its_strategy_still_closes_that_position_on_restart(tmp_path: Path) -> None:
+    import json
+
+    core = Core(_settings(tmp_path, persistent=True), SimulatedClock(OPEN))
+    await core.start()
+    try:
+        assert (await _enter(core, "AAA", "alpha")).success
+        await _bar(core, "AAA", 97.0)  # through alpha's stop (98): its exit closes it
+        assert not core.ledger.holds("AAA")
+        await core.journal.flush()
+    finally:
+        await core.stop()
+    conn = sqlite3.connect(tmp_path / "state" / "journal.db")
+    try:  # as an older version journaled a manual exit: no strategy on the order
+        for coid, intent in conn.execute("SELECT client_order_id, intent FROM orders WHERE kind = 'exit'").fetchall():
+            unnamed = {**json.loads(intent), "strategy": ""}
+            conn.execute("UPDATE orders SET strategy = '', intent = ? WHERE client_order_id = ?",
+                         (json.dumps(unnamed), coid))
+        conn.execute("UPDATE fills SET strategy = '' WHERE client_order_id LIKE 'og-exit%'")
+        conn.commit()
+    finally:
+        conn.close()
+    again = Core(_settings(tmp_path, persistent=True), SimulatedClock(OPEN + timedelta(minutes=5)))
+    await again.start()
+    try:
+        assert again.ledger.holdings == {}  # alpha's position stays closed, and no short of "" is opened
+    finally:
+        await again.stop()
