@@ -41,19 +41,22 @@ class DeskView:
 
 
 def open_positions(fills: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Net open positions per symbol from fills in journal order (average cost)."""
-    book: dict[str, list[float]] = {}  # symbol -> [signed quantity, average price]
+    """Open positions per (strategy, symbol) from fills in journal order (average cost): each strategy's position
+    in a symbol is its own, as in the daemon's ledger."""
+    book: dict[tuple[str, str], list[float]] = {}  # (strategy, symbol) -> [signed quantity, average price]
     for f in fills:
         signed = float(f["quantity"]) * (1.0 if f["side"] == "buy" else -1.0)
-        qty, avg = book.get(f["symbol"], [0.0, 0.0])
+        key = (str(f.get("strategy") or ""), str(f["symbol"]))
+        qty, avg = book.get(key, [0.0, 0.0])
         new = qty + signed
         if abs(qty) <= FLAT or ((qty > 0) != (signed > 0) and abs(signed) > abs(qty) + FLAT):
             avg = float(f["price"])  # opened, or crossed through zero: the rest is at this fill's price
         elif (qty > 0) == (signed > 0):
             avg = (abs(qty) * avg + abs(signed) * float(f["price"])) / abs(new)
-        book[f["symbol"]] = [new, avg]
-    return [{"symbol": s, "direction": "long" if q > 0 else "short", "shares": abs(q), "avg_price": round(a, 6)}
-            for s, (q, a) in sorted(book.items()) if abs(q) > FLAT]
+        book[key] = [new, avg]
+    return [{"symbol": s, "strategy": strategy, "direction": "long" if q > 0 else "short", "shares": abs(q),
+             "avg_price": round(a, 6)}
+            for (strategy, s), (q, a) in sorted(book.items(), key=lambda kv: (kv[0][1], kv[0][0])) if abs(q) > FLAT]
 
 
 async def read_desk(dsn: str, day: date, *, timeout: float = 10.0) -> DeskView:
@@ -69,7 +72,7 @@ async def read_desk(dsn: str, day: date, *, timeout: float = 10.0) -> DeskView:
             return view  # no instance has written here yet
         for reg in await conn.fetch(f"SELECT instance, schema_name, last_seen FROM {REGISTRY} ORDER BY instance"):
             schema = quote_ident(reg["schema_name"])
-            fills = await conn.fetch(f"SELECT symbol, side, quantity, price FROM {schema}.fills ORDER BY seq")
+            fills = await conn.fetch(f"SELECT symbol, side, quantity, price, strategy FROM {schema}.fills ORDER BY seq")
             pnl = await conn.fetchrow(
                 f"SELECT COALESCE(SUM(pnl) FILTER (WHERE day = $1), 0) AS today, COALESCE(SUM(pnl), 0) AS total,"
                 f" COUNT(*) FILTER (WHERE day = $1) AS trades_today, COUNT(*) AS trades FROM {schema}.trades",
@@ -123,7 +126,7 @@ async def read_instance(dsn: str, instance: str, day: date, *, timeout: float = 
     try:
         if await conn.fetchval("SELECT to_regclass($1)", f"{schema}.fills") is None:
             return {"open_positions": 0, "trades": [], "decisions": []}
-        fills = await conn.fetch(f"SELECT symbol, side, quantity, price FROM {schema}.fills ORDER BY seq")
+        fills = await conn.fetch(f"SELECT symbol, side, quantity, price, strategy FROM {schema}.fills ORDER BY seq")
         trades = await conn.fetch(f"SELECT * FROM {schema}.trades WHERE day = $1 ORDER BY exit_time", day.isoformat())
         decided = await conn.fetch(f"SELECT stage, outcome, COUNT(*) AS n FROM {schema}.decisions WHERE stages IS"
                                    " NOT NULL AND day = $1 GROUP BY stage, outcome", day.isoformat())

@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--conviction", type=_number(0, 100, low_open=False), default=75.0)
     signal.add_argument("--timeframe", default="5m")
     signal.add_argument("--signal-type", default="manual")
+    signal.add_argument("--strategy", default="", help="the configured strategy the signal is for (default: none)")
     signal.add_argument("--json", action="store_true")
 
     for name in ("buy", "sell"):

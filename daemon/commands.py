@@ -76,7 +76,7 @@ def _request_args(args: argparse.Namespace) -> dict[str, Any]:
         return {"targets": _read_targets(args.targets), "execute": args.execute}
     if args.command == "signal":
         return {k: getattr(args, k) for k in ("ticker", "direction", "entry_price", "stop_loss", "target_price",
-                                              "conviction", "timeframe", "signal_type")}
+                                              "conviction", "timeframe", "signal_type", "strategy")}
     return {}
 
 

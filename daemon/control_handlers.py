@@ -169,7 +169,7 @@ class ControlHandlers:
             conviction=float(args.get("conviction", 75)), entry_price=float(args.get("entry_price", 0)),
             stop_loss=float(args.get("stop_loss", 0)),
             target_price=float(args["target_price"]) if args.get("target_price") else None,
-            timestamp=self.daemon.clock.now(), source="cli",
+            timestamp=self.daemon.clock.now(), source="cli", strategy=str(args.get("strategy") or ""),
         )
         result = await self.daemon.core.engine.decide_signal(signal)
         accepted = result.success and result.intent is not None

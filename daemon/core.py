@@ -115,7 +115,7 @@ class Core:
         # each strategy's closed P&L per day (pipeline.record) and its own limits inside the account's (entry)
         self.strategy_pnl = StrategyPnL()
         self.budgets = StrategyBudgets(settings.effective_strategies(), settings.executor, self.strategy_pnl,
-                                       one_per_symbol=bool(settings.strategies), also_known=[settings.webhook.strategy])
+                                       also_known=[settings.webhook.strategy])
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
             router=self.router, journal=self.journal, validator=validator, feedback=self.feedback,
@@ -361,7 +361,7 @@ class Core:
                 "broker": p.broker, "signal_id": p.signal_id, "sector": self.sectors.get(p.ticker),
                 "strategy": p.strategy, "entry_time": p.entry_time.isoformat() if p.entry_time else None,
                 "external": p.origin == "external", "adopted": p.origin == "adopted",
-                "resting_stop": self.stops.view(p.symbol) if p.origin != "external" else None}
+                "resting_stop": self.stops.view(p.key) if p.origin != "external" else None}
 
     async def daily_summary(self, day: date | None = None) -> dict[str, Any]:
         """The day's closed trades and its signals by where their decision records ended (`ordergate journal`)."""

@@ -20,8 +20,8 @@ INSTANCE_COLUMNS = [
     pnl("realized_today", "realized today"), pnl("realized_total", "realized total"), pnl("unrealized"),
     Column("last_seen", "last start", fmt_time),
 ]
-POSITION_COLUMNS = [Column("instance"), Column("symbol"), Column("direction", "side"), qty("shares"),
-                    price("avg_price", "avg cost"), price("mark"), pnl("unrealized")]
+POSITION_COLUMNS = [Column("instance"), Column("symbol"), Column("strategy"), Column("direction", "side"),
+                    qty("shares"), price("avg_price", "avg cost"), price("mark"), pnl("unrealized")]
 
 
 def run_desk(args: argparse.Namespace, settings: Settings) -> int:

@@ -116,7 +116,7 @@ class OrderLimbo:
         await self.core.alert("order_never_reached", f"{intent.kind} {coid} ({intent.symbol}) never reached "
                          f"{order.broker}: {why}", "critical", client_order_id=coid)
         if intent.kind == STOP_KIND:
-            self.core.stops.request_sync(intent.symbol)  # a protective stop is placed again, never turned into an exit
+            self.core.stops.request_sync(intent.key)  # a protective stop is placed again, never turned into an exit
         elif intent.kind != "entry":
             fresh = self.core.lifecycle.resend_exit(intent, f"exit {coid} never reached {order.broker}")
             if fresh is not None:
@@ -209,8 +209,8 @@ class OrderLimbo:
             elif resolution.verdict == Verdict.UNANSWERED:
                 unanswered.append(coid)
         exits = self.core.book.exits
-        resent = [exits[o.intent.symbol] for o in stuck
-                  if o.intent.client_order_id in replaced and o.intent.symbol in exits]
+        resent = [exits[o.intent.key] for o in stuck
+                  if o.intent.client_order_id in replaced and o.intent.key in exits]
         intents = await self.core.lifecycle.emergency_close_all(reason)
         working = sorted(set(exits.values()) - {i.client_order_id for i in intents}
                          - set(resent))

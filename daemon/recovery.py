@@ -4,6 +4,7 @@ open asked after at their brokers, the brokers' clocks measured, brokers down at
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING
 
 import structlog
@@ -100,7 +101,13 @@ class Recovery:
                 if record is not None:
                     self.core.book.add_fill(record, fill)  # journaled: a redelivery is recognised by its fill id
                 intent = record.intent if record is not None else None
-                if intent is not None and intent.reduce_only and not self.core.ledger.holds(fill.symbol):
+                if intent is not None and intent.reduce_only and self.core.ledger.position_at(intent.key) is None:
+                    # a manual exit journaled before exits named their position's strategy: the one position it
+                    # reduces (and only then) is that symbol's only one on the side it closes
+                    held = self.core.ledger.positions_in(fill.symbol)
+                    if len(held) == 1 and held[0].closing_side == fill.side and not intent.strategy:
+                        intent = dataclasses.replace(intent, strategy=held[0].strategy)
+                if intent is not None and intent.reduce_only and self.core.ledger.position_at(intent.key) is None:
                     # the exit of a position that was not in the journal (adopted from the broker): it closed
                     # that position, it must not open one the other way
                     log.warning("rebuild_exit_without_position", client_order_id=fill.client_order_id,
@@ -117,7 +124,7 @@ class Recovery:
                     # what already filled is in the ledger: the reservation holds the rest only
                     self.core.book.reserve(intent, filled=applied.get(intent.client_order_id, 0.0))
                 elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
-                    self.core.book.exits[intent.symbol] = intent.client_order_id
+                    self.core.book.exits[intent.key] = intent.client_order_id
             await self.core.stops.rebuild()
         self.core.lifecycle.rebuild_index()
 

@@ -155,7 +155,7 @@ def fields(pairs: Iterable[tuple[str, str]], indent: str = "") -> str:
 
 # -- the commands ------------------------------------------------------------------------------------------
 POSITION_COLUMNS = [
-    Column("symbol"), Column("direction", "side"), qty("shares"), price("entry_price", "entry"),
+    Column("symbol"), Column("strategy"), Column("direction", "side"), qty("shares"), price("entry_price", "entry"),
     price("current_price", "last"), price("stop_loss", "stop"), price("target_price", "target"),
     pnl("unrealized_pnl", "unrealized"), Column("sector"), Column("broker"), Column("entry_time", "opened", fmt_time),
 ]

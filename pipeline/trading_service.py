@@ -328,8 +328,7 @@ class TradingService:
             what = f"dollars: {value:,.2f} buys" if kind == "dollars" else f"shares: {value:g} is"
             return self._refused(ticker, side, requested, price,
                                  f"{what} less than one whole share of {ticker} at {price:,.2f}", "input")
-        held = self.ledger.holdings.get(ticker)
-        held_qty = held.quantity if held is not None else 0.0
+        held_qty = self.ledger.net(ticker)  # every strategy's position in it together
         reduces = (held_qty > 0 and side == Side.SELL) or (held_qty < 0 and side == Side.BUY)
         if reduces:
             return await self._reduce(ticker, side, quantity, price, held_qty)
@@ -382,7 +381,14 @@ class TradingService:
                 f"{side}: {quantity:g} shares > {held:g} held {direction} in {ticker}; an order may only reduce "
                 "the position (close it first to reverse)", "position",
             )
-        if self.lifecycle is not None and ticker in self.lifecycle.pending_exits:
+        positions = self.ledger.positions_in(ticker)
+        pos = next((p for p in positions if abs(p.shares) >= quantity - 1e-9), None)
+        if pos is None:  # more than any one strategy's position: a reducing order is for one position
+            held_by = ", ".join(f"{p.strategy or '(none)'} {p.shares:g}" for p in positions)
+            return self._refused(ticker, side, float(quantity), price,
+                                 f"{side}: {quantity:g} shares is more than any one position in {ticker} "
+                                 f"(held by strategy: {held_by}); reduce one position at a time", "position")
+        if self.lifecycle is not None and pos.key in self.lifecycle.pending_exits:
             return self._refused(ticker, side, float(quantity), price,
                                  f"an exit order for {ticker} is already working", "pending_exit")
         router = self.orchestrator.router
@@ -390,16 +396,16 @@ class TradingService:
         if router is None or register is None:
             return self._refused(ticker, side, float(quantity), price,
                                  "no order router / lifecycle to send a reducing order", "setup")
-        intent = self._exit_intent(self.ledger.holdings[ticker].position, side, quantity, price)
-        closes = quantity >= held - 1e-9
+        intent = self._exit_intent(pos, side, quantity, price)
+        closes = quantity >= abs(pos.shares) - 1e-9
         if closes and self.lifecycle is not None:
             # the automatic exits must not send a second full close while this one works
-            self.lifecycle.pending_exits[ticker] = intent.client_order_id
+            self.lifecycle.pending_exits[pos.key] = intent.client_order_id
         register(intent)
         log.info("manual_exit", ticker=ticker, side=str(side), quantity=quantity,
                  client_order_id=intent.client_order_id, closes=closes)
         stops = self.lifecycle.stops if self.lifecycle is not None else None
-        if stops is not None and stops.guards(intent.symbol):  # the resting stop is released first: never two sales
+        if stops is not None and stops.guards(intent.key):  # the resting stop is released first: never two sales
             task = router.dispatch_after(intent, self.lifecycle.release_stop)  # type: ignore[union-attr]
         else:
             task = router.dispatch(intent)
@@ -418,6 +424,7 @@ class TradingService:
             reference_price=price, signal_type=pos.signal_type, timeframe=pos.timeframe,
             broker=pos.broker or None, created_at=self.clock.now(),
             exit_type=ExitType.MANUAL_SELL if side == Side.SELL else ExitType.MANUAL_BUY,
+            strategy=pos.strategy,  # it reduces that strategy's position
         )
 
     # -- shared helpers -----------------------------------------------------------------------------------
@@ -493,12 +500,12 @@ class TradingService:
     def _long_quantities(self, targets: dict[str, float]) -> dict[str, float]:
         quantities: dict[str, float] = {}
         for ticker in targets:
-            holding = self.ledger.holdings.get(ticker)
-            if holding is None:
+            if not self.ledger.holds(ticker):
                 continue
-            if holding.quantity < 0:
+            net = self.ledger.net(ticker)
+            if net < 0:
                 raise ValueError(f"target_weights[{ticker}]: {ticker} is held short; rebalance handles longs only")
-            quantities[ticker] = holding.quantity
+            quantities[ticker] = net
         return quantities
 
     def _plan(self, ticker: str, weight: float, held: float, price: float, equity: float) -> RebalanceTrade | None:

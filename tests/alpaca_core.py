@@ -82,7 +82,7 @@ async def order_status_is(core: Core, coid: str, status: str) -> bool:
 
 def held_quantity(core: Core, symbol: str) -> float:
     """The quantity of `symbol` in the Core's ledger (0 when none)."""
-    holding = core.ledger.holdings.get(symbol)
+    holding = core.ledger.holding(symbol)
     return holding.quantity if holding else 0.0
 
 

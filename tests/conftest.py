@@ -33,7 +33,7 @@ SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular sessi
 
 # modules whose tests are long: each starts real `ordergate` processes or runs crash/fault/fuzz campaigns
 SLOW_MODULES = frozenset({
-    "test_strategies_daemon",
+    "test_strategies_daemon", "test_strategies_one_symbol",
     "test_alpaca_daemon", "test_chaos_breaks", "test_chaos_faults", "test_chaos_fuzz", "test_chaos_short",
     "test_cli_bad_input", "test_cli_daemon", "test_daemon_operations", "test_daemon_process", "test_journal_crash",
     "test_journal_lost_core", "test_kill_switch_burst", "test_kill_switch_durable", "test_lifecycle_restart",

@@ -1,7 +1,8 @@
 """Audit checks of issue 13 over a paper broker's book, for the protective-stop tests and the chaos suite.
 
-- `protection_gaps`: every open position rests exactly one live protective stop (an `og-stop` order of the
-  opposite side for the position's whole quantity), and no stop rests without a position behind it.
+- `protection_gaps`: every open position is covered exactly once by its live protective stops (`og-stop` orders
+  of the opposite side: one per strategy holding the symbol, together for the broker's whole quantity), and no
+  stop rests without a position behind it.
 - `oversold`: no reduce-only fill (an exit, a protective stop) took a position past zero (a stop firing after the
   daemon's own exit sold would leave the long short).
 """
@@ -29,10 +30,12 @@ def protection_gaps(book: PaperBroker) -> list[str]:
     held = {p.symbol: p.quantity for p in book.positions() if abs(p.quantity) > _EPS}
     for symbol, qty in sorted(held.items()):
         resting = stops.get(symbol, [])
-        if len(resting) != 1:
-            problems.append(f"{symbol}: position {qty:g} has {len(resting)} resting stops")
-        elif abs(resting[0][1] + qty) > _EPS:
-            problems.append(f"{symbol}: position {qty:g}, stop {resting[0][0]} covers {-resting[0][1]:g}")
+        covered = -sum(signed for _, signed in resting)
+        if not resting:
+            problems.append(f"{symbol}: position {qty:g} has 0 resting stops")
+        elif abs(covered - qty) > _EPS:
+            names = ", ".join(coid for coid, _ in resting)
+            problems.append(f"{symbol}: position {qty:g}, stops {names} cover {covered:g}")
     for symbol, resting in sorted(stops.items()):
         if symbol not in held:
             problems.append(f"{symbol}: stop {resting[0][0]} rests without a position")

@@ -51,7 +51,7 @@
   }
 
   const POSITIONS = [
-    { key: "symbol", title: "symbol" }, { key: "direction", title: "side" },
+    { key: "symbol", title: "symbol" }, { key: "strategy", title: "strategy" }, { key: "direction", title: "side" },
     { key: "shares", title: "shares", num: true, fmt: qty }, { key: "entry_price", title: "entry", num: true, fmt: price },
     { key: "current_price", title: "last", num: true, fmt: price }, { key: "stop_loss", title: "stop", num: true, fmt: price },
     { key: "target_price", title: "target", num: true, fmt: price },

@@ -344,6 +344,11 @@ class OrderIntent:
     def notional(self) -> float:
         return abs(self.quantity) * self.reference_price * contract_multiplier(self.asset_class)
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """The position this order is for (or opens): (strategy, symbol), as `Position.key`."""
+        return (self.strategy, self.symbol)
+
 
 @dataclass(slots=True)
 class _OrderAtBroker:
@@ -421,6 +426,14 @@ class AccountSnapshot:
     paper: bool | None = None  # a paper (simulated) account at the broker; None when the broker cannot tell
 
 
+PositionKey = tuple[str, str]  # (strategy, symbol): one position per strategy per traded symbol
+
+
+def position_key(strategy: str, symbol: str) -> PositionKey:
+    """The key of the position `strategy` holds in `symbol` (an order's: its intent's strategy and symbol)."""
+    return (strategy, symbol)
+
+
 @dataclass(slots=True)
 class Position:
     """An open position held by the daemon (the spec's Position)."""
@@ -452,6 +465,11 @@ class Position:
     @property
     def is_long(self) -> bool:
         return self.direction is Direction.LONG
+
+    @property
+    def key(self) -> PositionKey:
+        """Which book it is in: (strategy, symbol); two strategies hold one symbol as two positions."""
+        return (self.strategy, self.symbol)
 
     @property
     def closing_side(self) -> Side:

@@ -261,3 +261,19 @@ class LabelledChain(Protocol):
     """An option chain source that names itself (for the routing decision's reason)."""
 
     chain_label: str
+
+
+@runtime_checkable
+class DeclaresExits(Protocol):
+    """A strategy that names the exits its positions get (`pipeline.strategy.port`): exit names beside the ones
+    every position gets; a strategy without it gets all seven."""
+
+    exits: tuple[str, ...]
+
+
+@runtime_checkable
+class StrategyExits(Protocol):
+    """The running strategies' declared exits, by strategy name (None: it declares none, all seven apply), read
+    by the lifecycle (pipeline.strategy.strategy_set.StrategySet)."""
+
+    def declared_exits(self) -> dict[str, tuple[str, ...] | None]: ...

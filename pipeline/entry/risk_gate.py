@@ -4,7 +4,7 @@
 |---|---------------------|-------------------------------------------------------------------------------|
 | 1 | daily_loss          | daily P&L <= -daily_loss_limit x starting equity                               |
 | 2 | max_positions       | a new ticker would exceed max_concurrent_positions                            |
-| 3 | duplicate_ticker    | the ticker is already held in the same direction (unless adding to a winner)  |
+| 3 | duplicate_ticker    | the strategy already holds the ticker in that direction (unless adding to a winner) |
 | 4 | conflicting_signal  | the ticker is held in the opposite direction (by any strategy: the reason names it) |
 | 5 | exposure            | the ticker / its sector has no room left for the smallest entry               |
 | 6 | market_hours        | the market is closed, or an intraday signal comes at/after that session's    |
@@ -111,8 +111,11 @@ def check_max_positions(ctx: RiskContext) -> RiskDecision:
 
 
 def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
-    """3. No second position in the same ticker and direction, unless adding to a winner (when allowed)."""
-    same = [p for p in ctx.positions_in(ctx.ticker) if p.direction == ctx.direction]
+    """3. No second position in the same ticker and direction, unless adding to a winner (when allowed). Per
+    strategy: another strategy's position beside it is its own (the ledger books by strategy and symbol), but
+    a position not opened by ordergate (external, pending) counts for every strategy."""
+    same = [p for p in ctx.positions_in(ctx.ticker) if p.direction == ctx.direction
+            and (p.strategy == ctx.signal.strategy or p.origin in ("external", "pending"))]
     if not same:
         return PASS
     pnl = sum(p.unrealized_pnl for p in same)

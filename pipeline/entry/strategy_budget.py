@@ -7,11 +7,11 @@
 | strategy_equity_share   | the strategy's positions (in-flight ones included) leave less than the smallest   |
 |                         | entry under equity_share x equity                                                 |
 | strategy_unknown        | the signal names a strategy that is not configured (nor the webhook's default)    |
-| strategy_symbol_held    | another strategy holds (or is entering) the ticker: one strategy per symbol        |
 
-The last one keeps one strategy's position per symbol at the broker, so each position keeps its own stops
-and exits; an opposite-direction position of another strategy is refused before this by the gate's
-conflicting_signal check (the spec's check 4), naming that strategy.
+Two strategies may hold one symbol in the same direction: the ledger keeps a position per (strategy, symbol),
+each with its own stops and exits, and the broker holds their net. An opposite-direction position of another
+strategy is refused before this by the gate's conflicting_signal check (the spec's check 4), naming that
+strategy.
 
 A signal of a strategy without a budget (no [[strategies]] entry: the webhook's default name, say) is held to
 the account-wide limits only. `room()` is what the equity share leaves: the sizing is capped to it. Daily P&L
@@ -41,13 +41,10 @@ class StrategyBudgets:
     """The per-strategy limits of the configured strategies, and each one's closed P&L per day."""
 
     def __init__(self, specs: Iterable[StrategySpec], executor: ExecutorConfig, pnl: DailyPnL, *,
-                 one_per_symbol: bool = True, also_known: Iterable[str] = ()) -> None:
-        """`one_per_symbol=False` (no [[strategies]] section: today's one strategy plus the webhook) leaves a held
-        ticker to the gate's duplicate and conflict checks alone, as before strategies were configurable.
-        `also_known`: names without a budget that signals may carry (the webhook's default strategy); a signal
+                 also_known: Iterable[str] = ()) -> None:
+        """`also_known`: names without a budget that signals may carry (the webhook's default strategy); a signal
         naming any other unconfigured strategy is refused (a typo must not escape every budget)."""
         self.specs: dict[str, StrategySpec] = {spec.name: spec for spec in specs}
-        self.one_per_symbol = one_per_symbol
         self.also_known = frozenset(also_known)
         self.executor = executor
         self.pnl = pnl
@@ -81,11 +78,6 @@ class StrategyBudgets:
             return RiskDecision(False, f"strategy_unknown: the signal names strategy {name!r}, which is not "
                                        f"configured (known: {known})", check="strategy_unknown")
         ticker = signal.ticker.strip().upper()
-        for p in account.open_positions if self.one_per_symbol else ():
-            if p.ticker.upper() == ticker and p.origin not in NOT_OURS and p.strategy != name:
-                return RiskDecision(False, f"strategy_symbol_held: {ticker} is held {p.direction} by strategy "
-                                           f"{p.strategy or '(none)'}; strategy {name or '(none)'} may not trade it "
-                                           f"beside it", check="strategy_symbol_held")
         spec = self.specs.get(name)
         if spec is None:
             return PASS

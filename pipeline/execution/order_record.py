@@ -127,7 +127,7 @@ class OrderBook:
     def __init__(self) -> None:
         self._records: dict[str, OrderRecord] = {}
         self._reserved: dict[str, OrderRecord] = {}   # index: entries holding a reservation
-        self.exits: dict[str, str] = {}               # symbol -> client order id of its working exit
+        self.exits: dict[tuple[str, str], str] = {}   # (strategy, symbol) -> client order id of its working exit
         self.activity: dict[str, datetime] = {}       # symbol -> last order activity, ours or anyone's
 
     # -- records ------------------------------------------------------------------------------------------
@@ -161,8 +161,8 @@ class OrderBook:
     def forget(self, client_order_id: str) -> None:
         record = self._records.pop(client_order_id, None)
         self._reserved.pop(client_order_id, None)
-        if record is not None and self.exits.get(record.intent.symbol) == client_order_id:
-            del self.exits[record.intent.symbol]
+        if record is not None and self.exits.get(record.intent.key) == client_order_id:
+            del self.exits[record.intent.key]
 
     def prune(self, keep: int) -> int:
         """Forget the oldest finished records beyond `keep` (bounded memory); never a working order, one still
@@ -338,7 +338,7 @@ class OrderBook:
         return [{"client_order_id": r.client_order_id, "kind": r.intent.kind, "symbol": r.intent.symbol,
                  "status": str(r.status), "venue": r.venue, "filled_qty": r.filled_qty,
                  "fills": sorted(r.fill_ids), "reserved": r.reserved,
-                 "pending_exit": self.exits.get(r.intent.symbol) == r.client_order_id}
+                 "pending_exit": self.exits.get(r.intent.key) == r.client_order_id}
                 for r in self.working()]
 
 

@@ -1,6 +1,10 @@
 """ProtectiveStops: a stop order rests at the broker for every open position, so it is protected while the
 daemon is down (DESIGN invariant 12, issue 13).
 
+- One stop per position, and a position is a (strategy, symbol): two strategies holding one symbol each have
+  their own stop, sized to their own quantity and at their own level. Their sum never exceeds what the broker
+  holds (the broker reserves each stop's shares; a strategy's exit releases only its own stop, so the exit fits
+  in what that frees).
 - When an entry fills (partially or fully) the position's stop is placed for the quantity held, or grown with
   a replace. Each stop order has its own deterministic client order id, `client_order_id_for(signal id,
   "stop<n>")`, is registered as ours and is journaled before it is sent (through the OrderRouter), so its fill
@@ -44,6 +48,7 @@ from pipeline.core.models import (
     OrderType,
     OrderUpdate,
     Position,
+    PositionKey,
     asset_class_of,
     client_order_id_for,
 )
@@ -94,6 +99,11 @@ class RestingStop:
     def live(self) -> bool:
         return not self.status.is_final
 
+    @property
+    def key(self) -> PositionKey:
+        """The position it protects: (strategy, symbol)."""
+        return (self.intent.strategy, self.symbol)
+
     def view(self) -> dict[str, Any]:
         return {"client_order_id": self.client_order_id, "broker_order_id": self.broker_order_id,
                 "broker": self.broker, "stop_price": self.stop_price, "quantity": self.quantity,
@@ -127,17 +137,18 @@ class ProtectiveStops:
         self.alert = alert
         self.timeout = timeout
         self.exit_cap = exit_cap  # (symbol, our signed qty) -> the most a sale of ours may take (external trades)
-        self.stops: dict[str, RestingStop] = {}      # symbol -> its current stop
-        self.unprotected: dict[str, str] = {}        # symbol -> why no stop rests for it
-        self._by_coid: dict[str, str] = {}           # every stop client order id -> symbol
-        self._seq: dict[str, int] = {}               # signal key -> stop orders made for it
-        self._targets: dict[str, float] = {}         # symbol -> trailed level waiting for a replace
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._dirty: set[str] = set()
-        self._syncing: set[str] = set()
-        self._releasing: dict[str, str] = {}         # symbol -> the daemon exit its stop was released for
-        self._put_back: dict[str, int] = {}          # symbol -> stops put back after the broker ended them
-        self._announced: dict[str, OrderIntent] = {}  # symbol -> its next stop, registered before it is placed
+        # every map is by position: (strategy, symbol)
+        self.stops: dict[PositionKey, RestingStop] = {}      # position -> its current stop
+        self.unprotected: dict[PositionKey, str] = {}        # position -> why no stop rests for it
+        self._by_coid: dict[str, PositionKey] = {}           # every stop client order id -> position
+        self._seq: dict[str, int] = {}                       # signal key -> stop orders made for it
+        self._targets: dict[PositionKey, float] = {}         # position -> trailed level waiting for a replace
+        self._locks: dict[PositionKey, asyncio.Lock] = {}
+        self._dirty: set[PositionKey] = set()
+        self._syncing: set[PositionKey] = set()
+        self._releasing: dict[PositionKey, str] = {}         # position -> the daemon exit its stop was released for
+        self._put_back: dict[PositionKey, int] = {}          # position -> stops put back after the broker ended them
+        self._announced: dict[PositionKey, OrderIntent] = {}  # position -> its next stop, registered before placing
 
     @property
     def enabled(self) -> bool:
@@ -147,45 +158,51 @@ class ProtectiveStops:
     def owns(self, client_order_id: str) -> bool:
         return client_order_id in self._by_coid
 
-    def stop_for(self, symbol: str) -> RestingStop | None:
-        return self.stops.get(symbol)
+    def stop_for(self, where: str | PositionKey) -> RestingStop | None:
+        """The stop of a position (strategy, symbol); a symbol alone: the first stop on it (any strategy)."""
+        if isinstance(where, tuple):
+            return self.stops.get(where)
+        return next((stop for key, stop in self.stops.items() if key[1] == where), None)
 
-    def view(self, symbol: str) -> dict[str, Any] | None:
-        """What `positions`/`status` show: the resting stop and its broker order id, or why there is none."""
-        stop = self.stops.get(symbol)
+    def view(self, where: str | PositionKey) -> dict[str, Any] | None:
+        """What `positions`/`status` show: the resting stop and its broker order id, or why there is none. A
+        symbol alone: the first position's on it (any strategy)."""
+        key = where if isinstance(where, tuple) else \
+            next((k for k in (*self.stops, *self.unprotected) if k[1] == where), ("", where))
+        stop = self.stops.get(key)
         if stop is not None and stop.live:
             return stop.view()
-        if symbol in self.unprotected:
-            return {"status": "unprotected", "reason": self.unprotected[symbol]}
+        if key in self.unprotected:
+            return {"status": "unprotected", "reason": self.unprotected[key]}
         return None
 
-    def guards(self, symbol: str) -> bool:
-        """True when a daemon exit of this symbol must first release its stop."""
-        return self.enabled and (symbol in self.stops or symbol in self._syncing)
+    def guards(self, key: PositionKey) -> bool:
+        """True when a daemon exit of this position must first release its stop."""
+        return self.enabled and (key in self.stops or key in self._syncing)
 
     # -- events from the lifecycle --------------------------------------------------------------------
     def on_fill(self, fill: Fill, intent: OrderIntent | None) -> None:
         """A fill was applied to the ledger: count a stop's own fills, and re-sync the symbol's stop."""
-        symbol = self._by_coid.get(fill.client_order_id)
-        if symbol is not None:
-            stop = self.stops.get(symbol)
+        key = self._by_coid.get(fill.client_order_id)
+        if key is not None:
+            stop = self.stops.get(key)
             if stop is not None and stop.client_order_id == fill.client_order_id:
                 stop.applied_qty += fill.quantity
             return
         if intent is not None and intent.kind is OrderKind.ENTRY:
-            self._announce(fill.symbol)
-            self.request_sync(fill.symbol)
+            self._announce(intent.key)
+            self.request_sync(intent.key)
 
-    def _announce(self, symbol: str) -> None:
+    def _announce(self, key: PositionKey) -> None:
         """Register the stop an entry fill is about to get, at once: a venue that attached it to the entry (IB)
         may report its fill before the placing task has run, and that fill must be known as ours."""
-        stop = self.stops.get(symbol)
-        pos = self.ledger.position(symbol)
-        if not self.enabled or symbol in self._announced or pos is None or not pos.signal_id \
+        stop = self.stops.get(key)
+        pos = self.ledger.position_at(key)
+        if not self.enabled or key in self._announced or pos is None or not pos.signal_id \
                 or (stop is not None and stop.live):
             return
         intent = self._stop_intent(pos, abs(pos.shares), round_stop(pos.stop_loss))
-        self._announced[symbol] = intent
+        self._announced[key] = intent
         self.register(intent)
 
     def on_update(self, update: OrderUpdate) -> None:
@@ -194,49 +211,49 @@ class ProtectiveStops:
         released = self._released_for(update.client_order_id)
         if released is not None and update.status.is_final:
             self.exit_over(released)  # the exit is over: a position still open gets its stop back
-        symbol = self._by_coid.get(update.client_order_id)
-        stop = self.stops.get(symbol) if symbol else None
+        key = self._by_coid.get(update.client_order_id)
+        stop = self.stops.get(key) if key else None
         if stop is None or stop.client_order_id != update.client_order_id:
             return  # a replaced predecessor
         stop.status = update.status
         stop.filled_qty = max(stop.filled_qty, update.filled_qty)
         stop.broker_order_id = update.broker_order_id or stop.broker_order_id
         if update.status.is_final and update.status not in (OrderStatus.FILLED, OrderStatus.REPLACED) \
-                and stop.symbol not in self._releasing:
-            log.warning("protective_stop_gone", symbol=stop.symbol, client_order_id=stop.client_order_id,
-                        status=str(update.status), reason=update.reason)
-            tries = self._put_back[stop.symbol] = self._put_back.get(stop.symbol, 0) + 1
+                and stop.key not in self._releasing:
+            log.warning("protective_stop_gone", symbol=stop.symbol, strategy=stop.intent.strategy,
+                        client_order_id=stop.client_order_id, status=str(update.status), reason=update.reason)
+            tries = self._put_back[stop.key] = self._put_back.get(stop.key, 0) + 1
             if update.status == OrderStatus.REJECTED or tries > MAX_PUT_BACK:
                 why = f"stop {update.status} by {stop.broker}: {update.reason or 'no reason given'}"
-                self.router.spawn(self._unprotected(stop.symbol, why), f"stop-alert-{stop.symbol}")
+                self.router.spawn(self._unprotected(stop.key, why), f"stop-alert-{_name(stop.key)}")
             else:
-                self.request_sync(stop.symbol)
+                self.request_sync(stop.key)
 
     def refresh(self) -> None:
         """Bring every held position's stop in line (after a reconciliation: quantities or caps may have moved);
         costs nothing at the broker where nothing changed."""
-        for symbol, stop in list(self.stops.items()):
-            if stop.live and symbol in self.ledger.holdings:  # never a new stop from here: the start-up check,
-                self.request_sync(symbol)                     # the entry fills and the put-backs place those
+        for key, stop in list(self.stops.items()):
+            if stop.live and key in self.ledger.holdings:  # never a new stop from here: the start-up check,
+                self.request_sync(key)                     # the entry fills and the put-backs place those
 
-    def exit_over(self, symbol: str) -> None:
-        """A daemon exit of this symbol is final: if the position is still open, it gets its stop back."""
-        self._releasing.pop(symbol, None)
-        self.request_sync(symbol)
+    def exit_over(self, key: PositionKey) -> None:
+        """A daemon exit of this position is final: if the position is still open, it gets its stop back."""
+        self._releasing.pop(key, None)
+        self.request_sync(key)
 
-    def _released_for(self, client_order_id: str) -> str | None:
-        for symbol, exit_coid in self._releasing.items():
+    def _released_for(self, client_order_id: str) -> PositionKey | None:
+        for key, exit_coid in self._releasing.items():
             if exit_coid == client_order_id:
-                return symbol
+                return key
         return None
 
     def trail(self, position: Position, level: float) -> bool:
         """Move the resting stop to `level` if that is tighter and the last move is old enough; True if asked."""
-        stop = self.stops.get(position.symbol)
+        stop = self.stops.get(position.key)
         if not (self.enabled and self.settings.trail_broker_stop) or stop is None or not stop.live:
             return False
         level = round_stop(level)
-        current = self._targets.get(position.symbol, stop.stop_price)
+        current = self._targets.get(position.key, stop.stop_price)
         price = position.current_price
         tighter = level > current + _EPS and level < price if position.is_long else \
             level < current - _EPS and level > price
@@ -245,68 +262,78 @@ class ProtectiveStops:
         if stop.moved_at is not None and \
                 (self.clock.now() - stop.moved_at).total_seconds() < self.settings.stop_replace_min_seconds:
             return False
-        self._targets[position.symbol] = level
-        self.request_sync(position.symbol)
+        self._targets[position.key] = level
+        self.request_sync(position.key)
         return True
 
-    # -- syncing one symbol ---------------------------------------------------------------------------
-    def request_sync(self, symbol: str) -> None:
-        """Bring the symbol's resting stop in line with the position (in a router task: settle waits for it)."""
+    # -- syncing one position -------------------------------------------------------------------------
+    def request_sync(self, where: str | PositionKey) -> None:
+        """Bring a position's resting stop in line with it (in a router task: settle waits for it). A symbol alone:
+        every strategy's position (and stop) on it (an external trade, a reconciliation moved the symbol)."""
         if not self.enabled:
             return
-        self._dirty.add(symbol)
-        if symbol in self._syncing:
+        if not isinstance(where, tuple):
+            keys = {key for key in self.stops if key[1] == where}
+            keys.update(pos.key for pos in self.ledger.positions_in(where))
+            for key in sorted(keys):
+                self.request_sync(key)
             return
-        self._syncing.add(symbol)
-        self.router.spawn(self._sync_loop(symbol), f"stop-{symbol}")
+        self._dirty.add(where)
+        if where in self._syncing:
+            return
+        self._syncing.add(where)
+        self.router.spawn(self._sync_loop(where), f"stop-{_name(where)}")
 
-    async def _sync_loop(self, symbol: str) -> None:
+    async def _sync_loop(self, key: PositionKey) -> None:
         try:
-            while symbol in self._dirty:
-                self._dirty.discard(symbol)
-                async with self._lock(symbol):
-                    await self._sync(symbol)
+            while key in self._dirty:
+                self._dirty.discard(key)
+                async with self._lock(key):
+                    await self._sync(key)
         except Exception as exc:  # a stop that could not be placed: the position is unprotected, and we say so
-            log.exception("protective_stop_sync_failed", symbol=symbol)
-            await self._unprotected(symbol, f"placing its stop failed: {exc!r}")
+            log.exception("protective_stop_sync_failed", symbol=key[1], strategy=key[0])
+            await self._unprotected(key, f"placing its stop failed: {exc!r}")
         finally:
-            self._syncing.discard(symbol)
+            self._syncing.discard(key)
 
-    def _lock(self, symbol: str) -> asyncio.Lock:
-        lock = self._locks.get(symbol)
+    def _lock(self, key: PositionKey) -> asyncio.Lock:
+        lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[symbol] = asyncio.Lock()
+            lock = self._locks[key] = asyncio.Lock()
         return lock
 
-    async def _sync(self, symbol: str, at_broker: dict[str, float] | None = None) -> None:
+    async def _sync(self, key: PositionKey, at_broker: dict[str, float] | None = None) -> None:
         """`at_broker` (start-up): signed quantities the brokers hold; a stop never exceeds what the broker holds
-        (a sell stop without the shares behind it would open a short when it fires)."""
-        if symbol in self._releasing:
+        (a sell stop without the shares behind it would open a short when it fires). With several strategies on
+        the symbol, this position's stop gets what the broker holds beyond the others' positions."""
+        if key in self._releasing:
             return
-        pos = self.ledger.position(symbol)
-        stop = self.stops.get(symbol)
+        symbol = key[1]
+        pos = self.ledger.position_at(key)
+        stop = self.stops.get(key)
         qty = abs(pos.shares) if pos is not None else 0.0
         if pos is not None and self.exit_cap is not None:  # someone sold some of ours by hand: never oversell
-            qty = min(qty, self.exit_cap(symbol, pos.shares if pos.is_long else -pos.shares))
+            qty = self.ledger.share_of(pos, self.exit_cap(symbol, self.ledger.net(symbol)))
         if pos is not None and at_broker is not None:
             held = at_broker.get(symbol, 0.0)
-            qty = min(qty, abs(held)) if (held > 0) == pos.is_long else 0.0
+            qty = min(qty, self.ledger.share_of(pos, abs(held))) if (held > 0) == pos.is_long else 0.0
             if qty <= _EPS:
-                await self._unprotected(symbol, "the broker holds no such position (see reconciliation)")
+                await self._unprotected(key, "the broker holds no such position (see reconciliation)")
         if pos is not None and not pos.signal_id:
             # no signal of ours behind it: no stop level of ours (the ledger's is its entry price)
-            self.unprotected[symbol] = "not opened by ordergate: no stop level to rest"
+            self.unprotected[key] = "not opened by ordergate: no stop level to rest"
             qty = 0.0
         if pos is None:
-            self._put_back.pop(symbol, None)
-            self._announced.pop(symbol, None)
+            self._put_back.pop(key, None)
+            self._announced.pop(key, None)
         if pos is None or qty <= _EPS:
             if stop is not None and stop.live:
-                log.info("protective_stop_orphaned", symbol=symbol, client_order_id=stop.client_order_id)
+                log.info("protective_stop_orphaned", symbol=symbol, strategy=key[0],
+                         client_order_id=stop.client_order_id)
                 await self._cancel_confirmed(stop)
             return
         mine = stop is not None and stop.signal_id == (pos.signal_id or pos.symbol)
-        level = self._targets.get(symbol) or (stop.stop_price if mine and stop else round_stop(pos.stop_loss))
+        level = self._targets.get(key) or (stop.stop_price if mine and stop else round_stop(pos.stop_loss))
         if stop is None or not stop.live:
             await self._place(pos, qty, level)
         elif abs(stop.quantity - qty) > _EPS or abs(stop.stop_price - level) > _EPS:
@@ -330,7 +357,7 @@ class ProtectiveStops:
         )
 
     async def _place(self, pos: Position, qty: float, price: float) -> None:
-        announced = self._announced.pop(pos.symbol, None)
+        announced = self._announced.pop(pos.key, None)
         if announced is not None and announced.signal_id == (pos.signal_id or pos.symbol):
             intent = dataclasses.replace(announced, quantity=qty, stop_price=price, stop_loss=price,
                                          reference_price=price, created_at=self.clock.now())
@@ -341,27 +368,28 @@ class ProtectiveStops:
         refusal = venue.stop_refusal(intent) if isinstance(venue, StopVenue) else \
             f"{name} cannot hold protective stops"
         if refusal:
-            await self._unprotected(pos.symbol, refusal)
+            await self._unprotected(pos.key, refusal)
             return
         self.register(intent)
         stop = RestingStop(pos.symbol, intent.signal_id, intent.client_order_id, name, price, qty, intent,
                            moved_at=self.clock.now())
-        self.stops[pos.symbol] = stop
-        self._by_coid[stop.client_order_id] = pos.symbol
-        self._targets.pop(pos.symbol, None)
+        self.stops[pos.key] = stop
+        self._by_coid[stop.client_order_id] = pos.key
+        self._targets.pop(pos.key, None)
         result = await self.router.submit(intent)
         self._apply(stop, result)
         if result.quantity > 0 and abs(result.quantity - qty) > _EPS:
             # already at the broker with another size: the child the venue attached to the entry (IB: the whole
             # entry's quantity), or a send before a restart; the next sync brings it to what is held
             stop.quantity = result.quantity
-            self._dirty.add(pos.symbol)
+            self._dirty.add(pos.key)
         if result.status == OrderStatus.REJECTED:
-            await self._unprotected(pos.symbol, f"stop rejected by {name}: {result.reason}")
+            await self._unprotected(pos.key, f"stop rejected by {name}: {result.reason}")
             return
-        self.unprotected.pop(pos.symbol, None)
+        self.unprotected.pop(pos.key, None)
         log.info("protective_stop_placed", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
-                 symbol=pos.symbol, quantity=qty, stop_price=price, broker=name, status=str(result.status))
+                 symbol=pos.symbol, strategy=pos.strategy, quantity=qty, stop_price=price, broker=name,
+                 status=str(result.status))
 
     async def _replace(self, stop: RestingStop, qty: float, price: float) -> None:
         venue = self.brokers.get(stop.broker)
@@ -371,7 +399,7 @@ class ProtectiveStops:
                                   stop_price=price, stop_loss=price, reference_price=price,
                                   created_at=self.clock.now())
         self.register(new)
-        self._by_coid[new.client_order_id] = stop.symbol
+        self._by_coid[new.client_order_id] = stop.key
         now = self.clock.now()
         if self.journal is not None:
             await self.journal.record_order_intent(new, stop.broker, now)
@@ -392,7 +420,7 @@ class ProtectiveStops:
                 if isinstance(old, OrderResult):
                     self._apply(stop, old)
                     if not stop.live and stop.status != OrderStatus.FILLED:
-                        self._dirty.add(stop.symbol)  # gone without selling: place a fresh one
+                        self._dirty.add(stop.key)  # gone without selling: place a fresh one
                 return
             result = found
         old_coid = stop.client_order_id
@@ -401,8 +429,8 @@ class ProtectiveStops:
         stop.filled_qty = stop.applied_qty = 0.0
         stop.status = OrderStatus.PENDING
         stop.moved_at = now
-        if self._targets.get(stop.symbol) == price:
-            del self._targets[stop.symbol]
+        if self._targets.get(stop.key) == price:
+            del self._targets[stop.key]
         self._apply(stop, result)
         await self._journal(new.client_order_id, result.status, stop.broker, broker_order_id=result.broker_order_id)
         log.info("protective_stop_replaced", signal_id=stop.signal_id, client_order_id=new.client_order_id,
@@ -410,25 +438,28 @@ class ProtectiveStops:
 
     # -- releasing before a daemon exit ---------------------------------------------------------------
     async def release(self, exit_intent: OrderIntent) -> OrderIntent | str:
-        """Cancel the symbol's resting stop before the daemon's exit; the exit to send, or why none is sent.
+        """Cancel the position's resting stop before the daemon's exit; the exit to send, or why none is sent.
 
-        The broker's order record decides a race: cancelled -> the exit sells what the ledger holds less any
-        of the stop's fills not yet applied; filled -> nothing is left to sell. Unconfirmed -> nothing is sent.
+        Only this strategy's stop: another strategy's stop on the symbol keeps resting (the broker reserves its
+        shares; the exit sells this position's, which the cancel freed). The broker's order record decides a
+        race: cancelled -> the exit sells what the ledger holds less any of the stop's fills not yet applied;
+        filled -> nothing is left to sell. Unconfirmed -> nothing is sent.
         """
+        key = exit_intent.key
         symbol = exit_intent.symbol
-        self._releasing[symbol] = exit_intent.client_order_id
-        async with self._lock(symbol):
-            stop = self.stops.get(symbol)
+        self._releasing[key] = exit_intent.client_order_id
+        async with self._lock(key):
+            stop = self.stops.get(key)
             if stop is not None and stop.live:
                 if not await self._cancel_confirmed(stop):
-                    self._releasing.pop(symbol, None)
+                    self._releasing.pop(key, None)
                     return f"protective stop {stop.client_order_id} could not be confirmed cancelled; it still rests"
-            pos = self.ledger.position(symbol)
+            pos = self.ledger.position_at(key)
             held = abs(pos.shares) if pos is not None else 0.0
             unapplied = max(0.0, stop.filled_qty - stop.applied_qty) if stop is not None else 0.0
             qty = min(exit_intent.quantity, held - unapplied)
             if qty <= _EPS:
-                self._releasing.pop(symbol, None)
+                self._releasing.pop(key, None)
                 log.info("exit_not_needed", symbol=symbol, client_order_id=exit_intent.client_order_id,
                          reason="the broker's stop sold the position")
                 return "nothing to sell: the broker's protective stop filled first"
@@ -486,19 +517,19 @@ class ProtectiveStops:
             if intent is None:
                 continue
             self._seq[intent.signal_id] = self._seq.get(intent.signal_id, 0) + 1
-            self._by_coid[intent.client_order_id] = intent.symbol
+            self._by_coid[intent.client_order_id] = intent.key
             if str(row["status"]) in (OrderStatus.REJECTED.value, OrderStatus.REPLACED.value):
-                current = self.stops.get(intent.symbol)
+                current = self.stops.get(intent.key)
                 if current is not None and current.signal_id == intent.signal_id:
                     continue  # a failed replace, or a predecessor: the one before stays current
-            self.stops[intent.symbol] = RestingStop(
+            self.stops[intent.key] = RestingStop(
                 intent.symbol, intent.signal_id, intent.client_order_id, row["broker"] or "", intent.stop_price or 0.0,
                 intent.quantity, intent, OrderStatus(row["status"]), row["broker_order_id"],
                 float(row["filled_qty"] or 0.0),
             )
         for fill in await self.journal.query("SELECT client_order_id, quantity FROM fills"):
-            symbol = self._by_coid.get(fill["client_order_id"])
-            stop = self.stops.get(symbol) if symbol else None
+            key = self._by_coid.get(fill["client_order_id"])
+            stop = self.stops.get(key) if key else None
             if stop is not None and stop.client_order_id == fill["client_order_id"]:
                 stop.applied_qty += float(fill["quantity"])
 
@@ -542,13 +573,12 @@ class ProtectiveStops:
                 log.warning("protective_stop_positions_failed", broker=name, error=str(exc))
                 at_broker = None
                 break
-        symbols = set(self.stops) | set(self.ledger.holdings)
-        for symbol in sorted(symbols):
-            before = self.stops.get(symbol)
+        for key in sorted(set(self.stops) | set(self.ledger.holdings)):
+            before = self.stops.get(key)
             was = before.client_order_id if before is not None and before.live else None
-            async with self._lock(symbol):
-                await self._sync(symbol, at_broker)
-            after = self.stops.get(symbol)
+            async with self._lock(key):
+                await self._sync(key, at_broker)
+            after = self.stops.get(key)
             if after is not None and after.live and after.client_order_id != was:
                 done["placed"].append(after.client_order_id)
             elif was is not None and (after is None or not after.live):
@@ -556,7 +586,7 @@ class ProtectiveStops:
             elif was is not None:
                 done["kept"].append(was)
         log.info("protective_stops_checked", **{k: len(v) for k, v in done.items()},
-                 unprotected=sorted(self.unprotected))
+                 unprotected=sorted(_name(key) for key in self.unprotected))
         return done
 
     async def _cancel_stray(self, broker: Broker, order: OrderResult) -> bool:
@@ -591,11 +621,19 @@ class ProtectiveStops:
         if self.journal is not None:
             await self.journal.update_order(client_order_id, status, ts=self.clock.now(), broker=broker, **fields)
 
-    async def _unprotected(self, symbol: str, reason: str) -> None:
-        first = self.unprotected.get(symbol) != reason
-        self.unprotected[symbol] = reason
+    async def _unprotected(self, key: PositionKey, reason: str) -> None:
+        first = self.unprotected.get(key) != reason
+        self.unprotected[key] = reason
+        strategy, symbol = key
         if first:
-            log.warning("position_unprotected", symbol=symbol, reason=reason)
+            log.warning("position_unprotected", symbol=symbol, strategy=strategy, reason=reason)
             if self.alert is not None:
-                await self.alert("position_unprotected", f"{symbol}: no protective stop at the broker: {reason}",
-                                 symbol=symbol)
+                whose = f" (strategy {strategy})" if strategy else ""
+                await self.alert("position_unprotected",
+                                 f"{symbol}{whose}: no protective stop at the broker: {reason}", symbol=symbol)
+
+
+def _name(key: PositionKey) -> str:
+    """A position key as text (task names, logs): `AAPL` or `AAPL@breakout`."""
+    strategy, symbol = key
+    return f"{symbol}@{strategy}" if strategy else symbol

@@ -14,12 +14,17 @@ before it.
 | 5        | time_stop           | held for time_stop_minutes or longer                                        |
 | 6        | eod_close           | intraday timeframe, at/after the session's close minus N minutes            |
 | 7        | trailing_stop       | the latest completed candle closed at/through the trailing cloud, against   |
+
+Per strategy: a position gets the exits its strategy declares (`Strategy.exits`, read by the lifecycle) plus
+`ALWAYS_EXITS` (stop loss, profit target, time stop, EOD close, trailing stop), in the table's order; the EMA
+cloud strategy declares all seven, the daily breakout none of the cloud reads (momentum exhaustion, cloud
+flip). A position without a known strategy (adopted, external, an old journal) gets all seven.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -62,9 +67,11 @@ class ExitMonitor:
         cloud_states: Sequence[CloudState] | None = None,
         bars: Sequence[Any] | None = None,
         now: datetime | None = None,
+        exits: frozenset[ExitType] | None = None,
     ) -> ExitSignal | None:
         """The best-priority exit that fires, or None to keep holding.
 
+        `exits`: the ones that apply to this position (its strategy's, `applicable_exits`); None: all seven.
         `cloud_states` are the ticker's recent completed-bar cloud states, oldest first; None (or empty) skips
         the three cloud exits. `bars` is accepted for the spec's signature; the cloud states carry the closes.
         `now` defaults to the injected clock.
@@ -74,6 +81,8 @@ class ExitMonitor:
         del bars
         when = now if now is not None else self.clock.now()
         for strategy in EXIT_STRATEGIES:
+            if exits is not None and strategy.name not in exits:
+                continue
             inputs = strategy.inputs
             if inputs == "price":
                 signal = strategy.method(self, position, current_price)
@@ -248,5 +257,23 @@ EXIT_STRATEGIES: tuple[ExitStrategy, ...] = (
                  "close through the trailing (pullback) cloud against the position"),
 )
 PRIORITY: dict[ExitType, int] = {s.name: s.priority for s in EXIT_STRATEGIES}
-EXIT_TYPES: tuple[ExitType, ...] = tuple(s.name for s in EXIT_STRATEGIES)
+# the exits every position gets, whatever its strategy declares: its stop, its target, the clock, its trailing stop
+ALWAYS_EXITS: frozenset[ExitType] = frozenset({ExitType.STOP_LOSS, ExitType.PROFIT_TARGET, ExitType.TIME_STOP,
+                                               ExitType.EOD_CLOSE, ExitType.TRAILING_STOP})
+
+
+def applicable_exits(declared: Iterable[str] | None) -> frozenset[ExitType] | None:
+    """The exits of a strategy's positions: what it declares (`Strategy.exits`, exit names) plus `ALWAYS_EXITS`;
+    None (all seven) when it declares nothing. A name that is not one of the seven is refused, naming it."""
+    if declared is None:
+        return None
+    chosen = set(ALWAYS_EXITS)
+    for name in ([declared] if isinstance(declared, str) else declared):
+        if name not in PRIORITY:
+            known = ", ".join(PRIORITY)
+            raise ValueError(f"strategy exits: {name!r} is not one of the seven exits ({known})")
+        chosen.add(ExitType(name))
+    return frozenset(chosen)
+
+
 assert [s.priority for s in EXIT_STRATEGIES] == sorted(s.priority for s in EXIT_STRATEGIES)

@@ -1,9 +1,11 @@
 """Positions, cash and P&L as the daemon's own book, built only from fills.
 
-Positions are keyed by traded symbol (the stock, ETF or OCC option). Each fill moves cash and quantity at
-average-price accounting; a fill that reduces a position realizes P&L, and a fill that closes one returns
-the closed round trip. The same fills in the same order always give the same book, which is how a restart
-rebuilds it from the journal.
+Positions are keyed by (strategy, traded symbol): two strategies holding one stock hold two positions, each
+with its own entry, stop, target and exits; a fill goes to the position of its order's strategy (a fill
+without a known order, or an adopted position, to strategy ""). What the broker holds is the NET per symbol
+(`signed_quantities`, `net`). Each fill moves cash and quantity at average-price accounting; a fill that
+reduces a position realizes P&L, and a fill that closes one returns the closed round trip. The same fills in
+the same order always give the same book, which is how a restart rebuilds it from the journal.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pipeline.core.models import (
     InstrumentType,
     OrderIntent,
     Position,
+    PositionKey,
     Side,
     contract_multiplier,
 )
@@ -54,29 +57,48 @@ class Ledger:
     """The daemon's book: cash, holdings, realized P&L."""
 
     cash: float
-    holdings: dict[str, Holding] = field(default_factory=dict)
+    holdings: dict[PositionKey, Holding] = field(default_factory=dict)  # (strategy, symbol) -> its holding
     realized_pnl: float = 0.0
     last_prices: dict[str, float] = field(default_factory=dict)
+    _in: dict[str, dict[str, Holding]] = field(default_factory=dict, repr=False)  # symbol -> strategy -> holding
+
+    # -- the books ------------------------------------------------------------------------------------
+    def _put(self, holding: Holding) -> None:
+        pos = holding.position
+        self.holdings[(pos.strategy, pos.symbol)] = holding
+        self._in.setdefault(pos.symbol, {})[pos.strategy] = holding
+
+    def _remove(self, key: PositionKey) -> None:
+        strategy, symbol = key
+        self.holdings.pop(key, None)
+        books = self._in.get(symbol)
+        if books is not None:
+            books.pop(strategy, None)
+            if not books:
+                del self._in[symbol]
 
     # -- marks ----------------------------------------------------------------------------------------
     def mark(self, symbol: str, price: float) -> None:
-        """Record the latest price of a symbol (and of the position held in it)."""
+        """Record the latest price of a symbol (and of the positions held in it)."""
         self.last_prices[symbol] = price
-        holding = self.holdings.get(symbol)
-        if holding is not None:
-            holding.position.current_price = price
+        books = self._in.get(symbol)
+        if books:
+            for holding in books.values():
+                holding.position.current_price = price
 
     def mark_many(self, symbols: Sequence[str], prices: Sequence[float]) -> None:
         """`mark` for a whole time step (a replay's BarBatch): one dict update, then the held symbols."""
         self.last_prices.update(zip(symbols, prices, strict=True))
-        for symbol, holding in self.holdings.items():
+        for symbol, books in self._in.items():
             if symbol in symbols:
-                holding.position.current_price = prices[symbols.index(symbol)]
+                price = prices[symbols.index(symbol)]
+                for holding in books.values():
+                    holding.position.current_price = price
 
     def equity(self) -> float:
         """Cash plus the marked value of every holding (shorts count negative)."""
         total = self.cash
-        for symbol, h in self.holdings.items():
+        for (_, symbol), h in self.holdings.items():
             price = self.last_prices.get(symbol, h.position.current_price)
             total += h.quantity * price * h.position.multiplier
         return total
@@ -84,7 +106,7 @@ class Ledger:
     def short_market_value(self) -> float:
         """The marked value of every short holding (positive)."""
         return sum(-h.quantity * self.last_prices.get(symbol, h.position.current_price) * h.position.multiplier
-                   for symbol, h in self.holdings.items() if h.quantity < 0)
+                   for (_, symbol), h in self.holdings.items() if h.quantity < 0)
 
     def unrealized_pnl(self) -> float:
         return sum(h.position.unrealized_pnl for h in self.holdings.values())
@@ -92,12 +114,48 @@ class Ledger:
     def positions(self) -> list[Position]:
         return [h.position for h in self.holdings.values()]
 
-    def position(self, symbol: str) -> Position | None:
-        holding = self.holdings.get(symbol)
+    def holding(self, symbol: str, strategy: str | None = None) -> Holding | None:
+        """The holding `strategy` has in `symbol`; strategy None: the first one held in it (any strategy)."""
+        books = self._in.get(symbol)
+        if not books:
+            return None
+        if strategy is None:
+            return next(iter(books.values()))
+        return books.get(strategy)
+
+    def position(self, symbol: str, strategy: str | None = None) -> Position | None:
+        """The position `strategy` holds in `symbol`; strategy None: the first one held in it (any strategy)."""
+        holding = self.holding(symbol, strategy)
         return holding.position if holding else None
 
+    def position_at(self, key: PositionKey) -> Position | None:
+        """The position of (strategy, symbol), or None."""
+        holding = self.holdings.get(key)
+        return holding.position if holding else None
+
+    def positions_in(self, symbol: str) -> list[Position]:
+        """Every strategy's position in `symbol` (oldest book first)."""
+        return [h.position for h in self._in.get(symbol, {}).values()]
+
+    def net(self, symbol: str) -> float:
+        """The signed quantity all strategies hold in `symbol` together: what the broker holds for us."""
+        return sum(h.quantity for h in self._in.get(symbol, {}).values())
+
+    def share_of(self, position: Position, total: float) -> float:
+        """What of `total` (the most the account may sell, or buy back, of the symbol: its exit cap, or what the
+        broker holds) this position may trade: its own size, with the symbol's older positions served first when
+        the total cannot cover them all (the sum of all shares never exceeds the total)."""
+        left = max(0.0, total)
+        for holding in self._in.get(position.symbol, {}).values():
+            mine = min(abs(holding.quantity), left)
+            if holding.position is position:
+                return mine
+            left -= mine
+        return min(abs(position.shares), left)
+
     def signed_quantities(self) -> dict[str, float]:
-        return {symbol: h.quantity for symbol, h in self.holdings.items()}
+        """symbol -> the net signed quantity of all strategies' positions in it (what the broker should hold)."""
+        return {symbol: sum(h.quantity for h in books.values()) for symbol, books in self._in.items()}
 
     # -- fills ----------------------------------------------------------------------------------------
     def apply_fill(self, fill: Fill, intent: OrderIntent | None, exit_type: str = "") -> RoundTrip | None:
@@ -107,9 +165,10 @@ class Ledger:
         self.cash -= signed * fill.price * multiplier + fill.commission
         self.realized_pnl -= fill.commission
         self.last_prices[fill.symbol] = fill.price
-        holding = self.holdings.get(fill.symbol)
+        key = (intent.strategy if intent is not None else "", fill.symbol)
+        holding = self.holdings.get(key)
         if holding is None or holding.quantity == 0:
-            self.holdings[fill.symbol] = Holding(self._open_position(fill, intent, multiplier), signed)
+            self._put(Holding(self._open_position(fill, intent, multiplier), signed))
             return None
         same_direction = (holding.quantity > 0) == (signed > 0)
         pos = holding.position
@@ -135,7 +194,7 @@ class Ledger:
             pos.shares = abs(remaining)
             return None
         # fully closed (and possibly flipped into a new position with the rest)
-        del self.holdings[fill.symbol]
+        self._remove(key)
         trip = RoundTrip(
             position=pos,
             exit_time=fill.timestamp,
@@ -148,7 +207,7 @@ class Ledger:
         if abs(remaining) > 1e-9:
             flip = Fill(fill.fill_id, fill.client_order_id, fill.symbol, fill.side, abs(remaining), fill.price,
                         fill.timestamp, fill.broker, fill.broker_order_id)
-            self.holdings[fill.symbol] = Holding(self._open_position(flip, intent, multiplier), remaining)
+            self._put(Holding(self._open_position(flip, intent, multiplier), remaining))
         return trip
 
     @staticmethod
@@ -174,27 +233,37 @@ class Ledger:
     opened_position = _open_position  # public: the position a first fill of `intent` opens (PipelineResult)
 
     def adopt(self, position: Position, quantity: float) -> None:
-        """Take a position as the broker reports it (reconciliation policy 'adopt')."""
-        self.holdings[position.symbol] = Holding(position, quantity)
+        """Take a position as the broker reports it (reconciliation policy 'adopt'): the symbol's only position."""
+        self.drop(position.symbol)
+        self._put(Holding(position, quantity))
 
     def drop(self, symbol: str) -> None:
-        """Forget a position the broker does not hold (reconciliation policy 'adopt')."""
-        self.holdings.pop(symbol, None)
+        """Forget every strategy's position in a symbol the broker does not hold (reconciliation policy 'adopt')."""
+        for strategy in list(self._in.get(symbol, {})):
+            self._remove((strategy, symbol))
 
     def resize(self, symbol: str, quantity: float) -> bool:
-        """Take the broker's signed quantity for a position held on the same side (reconciliation policy 'adopt':
-        its stop, target and signal stay, only the size was wrong); False when none is held on that side."""
-        holding = self.holdings.get(symbol)
-        if holding is None or (holding.quantity > 0) != (quantity > 0):
+        """Take the broker's signed NET quantity for the symbol (reconciliation policy 'adopt': stops, targets and
+        signals stay, only a size was wrong): the difference goes to the newest position on that side, if it
+        stays on its side; False when that cannot be (nothing, or nothing on that side, is held)."""
+        books = self._in.get(symbol)
+        if not books:
             return False
-        holding.quantity = quantity
-        holding.position.shares = abs(quantity)
+        holdings = list(books.values())
+        if any((h.quantity > 0) != (quantity > 0) for h in holdings):
+            return False
+        newest = holdings[-1]
+        rest = newest.quantity + quantity - sum(h.quantity for h in holdings)
+        if abs(rest) <= 1e-9 or (rest > 0) != (quantity > 0):
+            return False
+        newest.quantity = rest
+        newest.position.shares = abs(rest)
         return True
 
     # -- what is held ---------------------------------------------------------------------------------
     def holds(self, symbol: str) -> bool:
-        """Whether a position in `symbol` is open."""
-        return symbol in self.holdings
+        """Whether any strategy holds a position in `symbol`."""
+        return symbol in self._in
 
     def count(self) -> int:
         """How many positions are open."""

@@ -7,6 +7,9 @@
 - `update_positions` / `check_exits`: marks on every bar, the 7 exits evaluated only for positions in the
   tickers of that bar (an index by ticker), time stops and EOD from a deadline heap, so a bar's cost does not
   grow with positions in other tickers. Exit orders are reduce-only and never blocked by the kill switch.
+- Positions are per (strategy, symbol) (`Position.key`): each has its own exits (those its strategy declares,
+  `exits_for`, plus the ones that always apply), its own time stop, its own working exit (`pending_exits` by
+  key), and an exit sells only its own quantity; a fill goes to its order's strategy's position.
 - `emergency_close_all`: cancel open orders, flatten everything.
 - Only its own orders: a fill whose client order id ordergate did not send (not a known intent, not of its id
   scheme) is journaled and alerted as external and handed to `on_external_fill`; it never touches the ledger,
@@ -38,15 +41,17 @@ from pipeline.core.models import (
     OrderStatus,
     OrderUpdate,
     Position,
+    PositionKey,
     Side,
     asset_class_of,
     client_order_id_for,
     is_own_client_order_id,
 )
+from pipeline.core.ports import StrategyExits
 from pipeline.execution.fill_validator import FillIssue, OrderValidator
 from pipeline.execution.order_record import IntentsView, OrderBook
 from pipeline.execution.order_router import OrderRouter
-from pipeline.positions.exit_monitor import ExitMonitor
+from pipeline.positions.exit_monitor import ExitMonitor, applicable_exits
 from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger, RoundTrip
 from pipeline.record.feedback import FeedbackTracker
@@ -115,6 +120,14 @@ class LifecycleManager:
         self.issues: list[FillIssue] = []
         self.round_trips = 0
         self.stops: Any = None  # ProtectiveStops (see protect_with): stops at the broker
+        # strategy name -> the exits its positions get (what it declares, plus the ones always applying); a
+        # strategy not running here (adopted, external, the webhook's) -> None: all seven
+        declared = clouds.declared_exits() if isinstance(clouds, StrategyExits) else {}
+        self._exits = {name: applicable_exits(names) for name, names in declared.items()}
+
+    def exits_for(self, strategy: str) -> frozenset[ExitType] | None:
+        """The exits a position of `strategy` gets (None: all seven)."""
+        return self._exits.get(strategy)
 
     def protect_with(self, stops: Any) -> None:
         """The protective stops at the broker (pipeline.execution.protective_stops), built after the lifecycle
@@ -134,13 +147,15 @@ class LifecycleManager:
         return IntentsView(self.book)
 
     @property
-    def pending_exits(self) -> dict[str, str]:
-        """symbol -> client order id of its working exit (held by the order book)."""
+    def pending_exits(self) -> dict[PositionKey, str]:
+        """(strategy, symbol) -> client order id of its working exit (held by the order book)."""
         return self.book.exits
 
-    def exiting(self, ticker: str) -> bool:
-        """True while an exit order for this ticker's position is working (no adding to it meanwhile)."""
-        return any(symbol in self.pending_exits for symbol in self._by_ticker.get(ticker, ()))
+    def exiting(self, ticker: str, strategy: str | None = None) -> bool:
+        """True while an exit order for this ticker's position (of `strategy`; None: of any) is working (no adding
+        to it meanwhile)."""
+        return any(key in self.pending_exits for key in self._by_ticker.get(ticker, ())
+                   if strategy is None or key[0] == strategy)
 
     def register_intent(self, intent: OrderIntent) -> None:
         """Remember an order we send (entries from the orchestrator, exits from here): its record in the book."""
@@ -176,24 +191,26 @@ class LifecycleManager:
             self._schedule(pos)
 
     def _index(self, pos: Position) -> None:
-        self._by_ticker.setdefault(pos.ticker, set()).add(pos.symbol)
+        key = pos.key
+        self._by_ticker.setdefault(pos.ticker, set()).add(key)
         if pos.symbol != pos.ticker:
-            self._by_ticker.setdefault(pos.symbol, set()).add(pos.symbol)
+            self._by_ticker.setdefault(pos.symbol, set()).add(key)
         self._schedule(pos)
 
     def _schedule(self, pos: Position) -> None:
         """Put the position's time stop on the deadline heap (the instant is the TimeExits rule's)."""
         deadline = self.monitor.time.deadline(pos)
         if deadline is not None:
-            heapq.heappush(self._deadlines, (deadline, pos.symbol))
+            heapq.heappush(self._deadlines, (deadline, pos.key))
 
     def _unindex(self, pos: Position) -> None:
-        for key in (pos.ticker, pos.symbol):
-            held = self._by_ticker.get(key)
+        key = pos.key
+        for where in (pos.ticker, pos.symbol):
+            held = self._by_ticker.get(where)
             if held is not None:
-                held.discard(pos.symbol)
+                held.discard(key)
                 if not held:
-                    del self._by_ticker[key]
+                    del self._by_ticker[where]
 
     # -- bars -----------------------------------------------------------------------------------------
     def update_positions(self, batch: Sequence[Bar]) -> None:
@@ -215,8 +232,8 @@ class LifecycleManager:
                     held = by_ticker.get(ticker)
                     if held:
                         bar = batch.bar(j)
-                        for symbol in tuple(held):
-                            intent = self._evaluate(symbol, bar)
+                        for key in (tuple(held) if len(held) == 1 else sorted(held)):
+                            intent = self._evaluate(key, bar)
                             if intent is not None:
                                 intents.append(intent)
         elif batch:
@@ -224,19 +241,20 @@ class LifecycleManager:
             for bar in batch:
                 held = by_ticker.get(bar.symbol)
                 if held:
-                    for symbol in tuple(held):
-                        intent = self._evaluate(symbol, bar)
+                    for key in (tuple(held) if len(held) == 1 else sorted(held)):
+                        intent = self._evaluate(key, bar)
                         if intent is not None:
                             intents.append(intent)
         intents.extend(self._check_clock())
         return intents
 
-    def _evaluate(self, symbol: str, bar: Bar | None) -> OrderIntent | None:
-        if symbol in self.pending_exits:
+    def _evaluate(self, key: PositionKey, bar: Bar | None) -> OrderIntent | None:
+        if key in self.pending_exits:
             return None
-        pos = self.ledger.position(symbol)
+        pos = self.ledger.position_at(key)
         if pos is None:
             return None
+        symbol = pos.symbol
         if self.quote is not None and pos.instrument_type == InstrumentType.OPTIONS:
             quoted = self.quote(symbol)
             if quoted is not None and quoted > 0:
@@ -246,7 +264,7 @@ class LifecycleManager:
         if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and bar is not None \
                 and bar.symbol == pos.ticker and pos.timeframe in self.clouds.completed_on_last_bar(pos.ticker):
             states = self.clouds.recent_states(pos.ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
-        signal = self.monitor.check_all(pos, price, states, None, self.clock.now())
+        signal = self.monitor.check_all(pos, price, states, None, self.clock.now(), exits=self.exits_for(pos.strategy))
         if signal is None:
             if states and self.stops is not None:  # the trailing level moves the resting stop (rate-limited)
                 level = self.monitor.trailing_stop_level(pos, states)
@@ -261,9 +279,9 @@ class LifecycleManager:
         now = self.clock.now()
         intents: list[OrderIntent] = []
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, symbol = heapq.heappop(self._deadlines)
-            pos = self.ledger.position(symbol)
-            if pos is not None and symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
+            _, key = heapq.heappop(self._deadlines)
+            pos = self.ledger.position_at(key)
+            if pos is not None and key not in self.pending_exits and self._exit_quantity(pos) > 0:
                 signal = self.monitor.check_time_stop(pos, now)
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
@@ -275,7 +293,7 @@ class LifecycleManager:
         cutoff = self.monitor.time.eod_cutoff(now)
         if cutoff is not None and now >= cutoff and self.ledger.holdings:
             for pos in self.ledger.positions():
-                if pos.symbol in self.pending_exits or self._exit_quantity(pos) <= 0:
+                if pos.key in self.pending_exits or self._exit_quantity(pos) <= 0:
                     continue
                 signal = self.monitor.check_eod_close(pos, now)
                 if signal is not None:
@@ -284,10 +302,11 @@ class LifecycleManager:
 
     def _exit_quantity(self, pos: Position) -> float:
         """What an exit of this position may sell (buy back): its size, capped by `exit_cap` when someone else's
-        trade has already taken part of it out of the account (an exit must never oversell into the other side)."""
+        trade has already taken part of it out of the account (an exit must never oversell into the other side);
+        with several strategies on the symbol the cap is shared out (`Ledger.share_of`)."""
         if self.exit_cap is None:
             return abs(pos.shares)
-        return min(abs(pos.shares), self.exit_cap(pos.symbol, pos.shares if pos.is_long else -pos.shares))
+        return self.ledger.share_of(pos, self.exit_cap(pos.symbol, self.ledger.net(pos.symbol)))
 
     def _exit(self, pos: Position, signal: ExitSignal) -> OrderIntent:
         """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
@@ -317,13 +336,13 @@ class LifecycleManager:
             exit_type=signal.exit_type,
             strategy=pos.strategy,
         )
-        self.pending_exits[pos.symbol] = intent.client_order_id
+        self.pending_exits[pos.key] = intent.client_order_id
         self.register_intent(intent)
         log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
                  strategy=pos.strategy, symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority,
                  reason=signal.reason)
         if self.router is not None:
-            if self.stops is not None and self.stops.guards(pos.symbol):
+            if self.stops is not None and self.stops.guards(pos.key):
                 self.router.dispatch_after(intent, self.release_stop)  # one exit, never two
             else:
                 self.router.dispatch(intent)
@@ -339,8 +358,8 @@ class LifecycleManager:
     def resend_exit(self, stuck: OrderIntent, reason: str) -> OrderIntent | None:
         """An exit that never reached its broker: the position it was for gets a fresh one (a new client order
         id), so a position is never left without its exits. None when nothing is held or an exit is working."""
-        pos = self.ledger.position(stuck.symbol)
-        if pos is None or stuck.symbol in self.pending_exits:
+        pos = self.ledger.position_at(stuck.key)
+        if pos is None or stuck.key in self.pending_exits:
             return None
         later = pos.entry_time is not None and stuck.created_at is not None and pos.entry_time > stuck.created_at
         if stuck.side != pos.closing_side or later:
@@ -361,7 +380,7 @@ class LifecycleManager:
                     log.warning("cancel_failed", client_order_id=intent.client_order_id, error=str(exc))
         intents = []
         for pos in self.ledger.positions():
-            if pos.symbol not in self.pending_exits and self._exit_quantity(pos) > 0:
+            if pos.key not in self.pending_exits and self._exit_quantity(pos) > 0:
                 intents.append(self._exit(pos, ExitSignal(pos.ticker, ExitType.FLATTEN, 0, reason, pos.current_price)))
         return intents
 
@@ -420,10 +439,10 @@ class LifecycleManager:
         if intent is not None and intent.kind is OrderKind.ENTRY:
             self._entry_final(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
         if intent is not None and intent.kind is OrderKind.EXIT \
-                and self.pending_exits.get(intent.symbol) == update.client_order_id:
+                and self.pending_exits.get(intent.key) == update.client_order_id:
             # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
             # loop looks at the position again
-            del self.pending_exits[intent.symbol]
+            del self.pending_exits[intent.key]
         if update.status == OrderStatus.REJECTED:
             log.warning("order_rejected", signal_id=intent.signal_id if intent else None,
                         client_order_id=update.client_order_id, reason=update.reason)
@@ -450,9 +469,10 @@ class LifecycleManager:
             record.last_contact = self.clock.now()
         for issue in issues:
             await self._issue(issue)
-        before = self.ledger.position(fill.symbol)
+        key = intent.key if intent is not None else ("", fill.symbol)  # the position of the order's strategy
+        before = self.ledger.position_at(key)
         trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
-        after = self.ledger.position(fill.symbol)
+        after = self.ledger.position_at(key)
         if intent is not None and intent.kind is OrderKind.ENTRY:
             self.book.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
         log.info("fill_applied", signal_id=intent.signal_id if intent else None,
@@ -463,8 +483,8 @@ class LifecycleManager:
             self._unindex(before)
         if after is not None and after is not before:
             self._index(after)
-        if after is None and self.pending_exits.get(fill.symbol) == fill.client_order_id:
-            del self.pending_exits[fill.symbol]
+        if after is None and self.pending_exits.get(key) == fill.client_order_id:
+            del self.pending_exits[key]
         if self.stops is not None:
             self.stops.on_fill(fill, intent)
         if trip is not None:

@@ -63,6 +63,10 @@ class _Channel:
 class DailyBreakoutStrategy:
     """N-bar channel breakout with an ATR stop (the second example of the Strategy port)."""
 
+    # its positions get only the exits every position gets (stop, target, time stop, EOD, trailing): the EMA
+    # clouds' momentum exhaustion and cloud flip are not this strategy's reading of the market
+    exits: tuple[str, ...] = ()
+
     def __init__(self, params: BreakoutParams, *, name: str = "daily_breakout",
                  timeframes: Sequence[str] = ("1d",), tickers: Sequence[str] | None = None,
                  calendar: MarketCalendar | None = None) -> None:

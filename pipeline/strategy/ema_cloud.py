@@ -411,6 +411,10 @@ class EmaCloudStrategy:
     is false the clouds are still maintained (exits need them) but no signal is emitted.
     """
 
+    # its positions get the spec's seven exits (the cloud reads included)
+    exits: tuple[str, ...] = ("stop_loss", "momentum_exhaustion", "cloud_flip", "profit_target", "time_stop",
+                              "eod_close", "trailing_stop")
+
     def __init__(
         self,
         settings: StrategySettings,

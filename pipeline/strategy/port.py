@@ -7,6 +7,11 @@ state (indicators, channels, bars seen) and is fed every feed bar of the tickers
 `on_bar` returns the entry signals of that bar (usually none). The daemon stamps each signal with the
 strategy's name, so every order, fill and trade it leads to carries it.
 
+Exits: a strategy may declare `exits`, the names of the seven exits (pipeline.positions.exit_monitor) its
+positions get beside those every position gets (stop loss, profit target, time stop, EOD close, trailing stop);
+without the attribute its positions get all seven. The EMA cloud strategy declares all seven, the daily
+breakout none beyond the common ones.
+
 Warm-up: a strategy emits nothing until it has seen `warmup_bars` completed bars of a (symbol, timeframe);
 `is_warm` says whether it has, and `warm_up_minutes` how much 1-minute history a live start should feed it
 (through `on_bar`, signals discarded) to be warm at once.

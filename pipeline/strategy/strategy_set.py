@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.core.models import Bar, CloudState, TradeSignal
+from pipeline.core.ports import DeclaresExits
 from pipeline.strategy.port import Strategy
 
 
@@ -31,6 +32,10 @@ class StrategySet:
         self.warmup_bars = max(s.warmup_bars for s in self.members)
         self._routes: dict[str, tuple[Strategy, ...]] = {}
         self.signals_by_strategy: dict[str, int] = dict.fromkeys(names, 0)
+
+    def declared_exits(self) -> dict[str, tuple[str, ...] | None]:
+        """Each member's declared exits (`Strategy.exits`), None for one that declares none (all seven apply)."""
+        return {s.name: tuple(s.exits) if isinstance(s, DeclaresExits) else None for s in self.members}
 
     def by_name(self, name: str) -> Strategy | None:
         for s in self.members:

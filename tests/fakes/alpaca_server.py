@@ -420,6 +420,22 @@ class FakeAlpaca:
         current = self.positions.get(symbol)
         return float(current["qty"]) if current else 0.0
 
+    def _qty_problem(self, body: dict[str, Any]) -> str:
+        """Alpaca's refusal of an order against a held position beyond what is available: the position less what
+        the open orders on that side (resting stops included) already reserve; "" when it fits."""
+        symbol = str(body["symbol"])
+        held = self._held_qty(symbol)
+        if not held or (held > 0) == (body["side"] == "buy"):
+            return ""
+        side = "sell" if held > 0 else "buy"
+        reserved = sum(float(o["qty"]) - float(o["filled_qty"]) for o in self.orders.values()
+                       if o["symbol"] == symbol and o["side"] == side and o["status"] not in FINAL)
+        available = abs(held) - reserved
+        qty = float(body.get("qty") or 0)
+        if qty > available + 1e-9:
+            return f"insufficient qty available for order (requested: {qty:g}, available: {max(available, 0):g})"
+        return ""
+
     def _funding_problem(self, body: dict[str, Any]) -> tuple[str, float] | None:
         """None when there is nothing to fund (it only closes, or no price is known); ("insufficient buying power",
         0) when its opening part costs more at its fill price than the buying power left; else ("", cost per unit)."""
@@ -553,6 +569,9 @@ class FakeAlpaca:
         coid = body.get("client_order_id")
         if coid and self.order_by_client_id(coid) is not None:
             return _error(422, 40010001, DUPLICATE_MESSAGE)
+        short_of = self._qty_problem(body)
+        if short_of:
+            return _error(403, 40310000, short_of)
         funding = self._funding_problem(body)
         if funding is not None and funding[0]:
             return _error(403, 40310000, funding[0])

@@ -126,7 +126,7 @@ async def test_no_adding_to_a_position_while_its_exit_is_working(tmp_path: Path)
         paper = core.brokers["paper"]
         paper.faults.drop_updates = True          # the exit's fill is held back: the exit stays working
         await _bar(core, "AAA", 97.0)
-        assert "AAA" in core.lifecycle.pending_exits
+        assert core.lifecycle.exiting("AAA")
         add = await core.orchestrator.process_signal(_signal(core, "AAA", 97.0))
         assert not add.success and add.pipeline_stage == "exit_pending"
         paper.redeliver()
@@ -147,7 +147,7 @@ async def test_prune_forgets_finished_orders_but_keeps_working_ones(tmp_path: Pa
         await _bar(core, "BBB", 97.0)              # BBB's exit is working, its updates held back
         assert len(core.lifecycle.intents) == 5     # 3 entries, 2 exits
         dropped = core.lifecycle.prune(keep=1)
-        working = core.lifecycle.pending_exits["BBB"]
+        working = core.lifecycle.pending_exits[core.ledger.position("BBB").key]
         assert dropped == 4 and list(core.lifecycle.intents) == [working]
         core.brokers["paper"].redeliver()
         await core.settle()

@@ -98,7 +98,7 @@ async def test_a_long_signal_buys_the_alpaca_call_sized_on_its_ask(tmp_path: Pat
         await chain_ready(core)
         result = await core.orchestrator.process_signal(_signal())
         assert result.success, result.rejection_reason
-        await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
+        await until(lambda: core.ledger.holds(PADDED), what="the option fill in the ledger")
         await core.settle()
         first_pass = [r for r in fake.requests if r.path == "/v2/options/contracts"]
         # the next bar of the underlying, barely moved, must not stop the option out (no option marks at Alpaca:
@@ -129,7 +129,7 @@ async def test_a_long_signal_buys_the_alpaca_call_sized_on_its_ask(tmp_path: Pat
     assert sizing["premium_per_contract"] == pytest.approx(premium)
     assert float(orders[0]["qty"]) == intent.quantity == math.floor(sizing["risk_budget"] / premium)
     assert intent.quantity >= 1
-    holding = core.ledger.holdings[PADDED]
+    holding = core.ledger.holding(PADDED)
     assert holding.quantity == intent.quantity and holding.position.multiplier == OPTION_MULTIPLIER
     # its stop: the premium once NVDA has fallen to the signal's stop (98), |delta| 0.46 x 2 below the ask
     assert holding.position.stop_loss == pytest.approx(round(ASK - 0.46 * 2.0, 2)) == sizing["option_stop"]
@@ -154,8 +154,8 @@ async def test_a_held_option_is_marked_from_the_chain_and_exits_at_its_stop(tmp_
         await chain_ready(core)
         result = await core.orchestrator.process_signal(_signal())
         assert result.success, result.rejection_reason
-        await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
-        stop = core.ledger.holdings[PADDED].position.stop_loss  # 2.45
+        await until(lambda: core.ledger.holds(PADDED), what="the option fill in the ledger")
+        stop = core.ledger.holding(PADDED).position.stop_loss  # 2.45
         # the call falls to 2.30 / 2.40 (mid 2.35, under its stop); the next refresh brings the quote
         fake.options.add("NVDA", EXPIRY, "C", 100, bid=2.30, ask=2.40, delta=0.40, iv=0.44, open_interest=2300,
                          quote_time=SESSION + timedelta(seconds=60))
@@ -163,7 +163,7 @@ async def test_a_held_option_is_marked_from_the_chain_and_exits_at_its_stop(tmp_
         await until(lambda: core.market_price(PADDED) == pytest.approx(2.35), what="the new quote fetched", timeout=5)
         set_market(core, {"NVDA": 98.6})
         exits = core.lifecycle.check_exits([Bar("NVDA", clock.now(), 98.9, 99.0, 98.5, 98.6, 5000.0)])
-        await until(lambda: PADDED not in core.ledger.holdings, what="the exit filled", timeout=5)
+        await until(lambda: not core.ledger.holds(PADDED), what="the exit filled", timeout=5)
         await core.settle()
     finally:
         await core.stop()

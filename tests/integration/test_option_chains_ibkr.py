@@ -66,7 +66,7 @@ async def test_a_long_signal_buys_the_ib_call_as_an_opt_contract(tmp_path: Path,
         held = core.orchestrator.instruments.chain_provider.chain("NVDA", 100.0, SESSION)
         result = await core.orchestrator.process_signal(make_signal("NVDA", 100.0, 98.0, conviction=90, at=SESSION))
         assert result.success, result.rejection_reason
-        await until(lambda: PADDED in core.ledger.holdings, what="the option fill in the ledger")
+        await until(lambda: core.ledger.holds(PADDED), what="the option fill in the ledger")
         await core.settle()
     finally:
         await core.stop()

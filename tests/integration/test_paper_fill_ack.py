@@ -73,6 +73,6 @@ async def test_a_fill_not_yet_journaled_is_not_acknowledged_and_comes_again_afte
         rows = await core2.journal.query("SELECT fill_id FROM fills WHERE client_order_id = ?",
                                          (intent.client_order_id,))
         assert len(rows) == 1, "the fill the first daemon never journaled was sent again and journaled"
-        assert core2.ledger.holdings["AAPL"].quantity == 5
+        assert core2.ledger.holding("AAPL").quantity == 5
     finally:
         await core2.stop()

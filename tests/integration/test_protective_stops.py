@@ -76,7 +76,7 @@ async def test_entry_fill_rests_a_stop_for_the_filled_quantity(tmp_path: Path) -
     core = await _core(tmp_path)
     try:
         signal_id = await _enter(core)
-        held = core.ledger.holdings["AAPL"].quantity
+        held = core.ledger.holding("AAPL").quantity
         assert held > 0
         (stop,) = _open_stops(_paper(core))
         assert stop.client_order_id == client_order_id_for(signal_id, "stop0")
@@ -101,9 +101,9 @@ async def test_price_through_the_stop_fills_it_once_as_a_broker_stop(tmp_path: P
     core = await _core(tmp_path)
     try:
         await _enter(core)
-        held = core.ledger.holdings["AAPL"].quantity
+        held = core.ledger.holding("AAPL").quantity
         await _bar(core, "AAPL", 96.0, low=95.5, high=99.0)  # the broker's stop triggers on the bar
-        assert "AAPL" not in core.ledger.holdings
+        assert not core.ledger.holds("AAPL")
         assert _sells(_paper(core), "AAPL") == pytest.approx(held)  # one sale: the daemon's own stop did not sell too
         assert await _trades(core) == [{"symbol": "AAPL", "exit_type": BROKER_STOP_EXIT, "quantity": held}]
         assert core.positions() == [] and _open_stops(_paper(core)) == []
@@ -115,7 +115,7 @@ async def test_a_daemon_exit_cancels_the_stop_first_and_sells_once(tmp_path: Pat
     core = await _core(tmp_path)
     try:
         await _enter(core)
-        held = core.ledger.holdings["AAPL"].quantity
+        held = core.ledger.holding("AAPL").quantity
         (stop,) = _open_stops(_paper(core))
         (exit_intent,) = await core.lifecycle.emergency_close_all("test flatten")  # flatten cancels the stops
         await core.settle()
@@ -123,7 +123,7 @@ async def test_a_daemon_exit_cancels_the_stop_first_and_sells_once(tmp_path: Pat
         calls = [(r.method, r.client_order_id) for r in _paper(core).request_log]
         assert calls.index(("cancel_order", stop.client_order_id)) < calls.index(("submit_order",
                                                                                    exit_intent.client_order_id))
-        assert "AAPL" not in core.ledger.holdings
+        assert not core.ledger.holds("AAPL")
         await _bar(core, "AAPL", 90.0, low=89.0)  # the price falls through the old level: nothing left to sell
         assert _sells(_paper(core), "AAPL") == pytest.approx(held)
         assert [t["exit_type"] for t in await _trades(core)] == ["flatten"]
@@ -136,11 +136,11 @@ async def test_broker_stop_filled_before_the_daemon_exit_leaves_nothing_to_sell(
     core = await _core(tmp_path)
     try:
         await _enter(core)
-        held = core.ledger.holdings["AAPL"].quantity
+        held = core.ledger.holding("AAPL").quantity
         paper = _paper(core)
         paper.faults.drop_updates = True  # the stop's fill has not reached the daemon yet
         paper.on_bars([Bar("AAPL", core.clock.now(), 96.0, 96.0, 95.0, 96.0, 1.0)])
-        assert paper.position("AAPL")[0] == 0.0 and "AAPL" in core.ledger.holdings
+        assert paper.position("AAPL")[0] == 0.0 and core.ledger.holds("AAPL")
         exits = await core.lifecycle.emergency_close_all("race")  # the daemon decides to exit meanwhile
         await core.settle()
         (exit_intent,) = exits
@@ -148,7 +148,7 @@ async def test_broker_stop_filled_before_the_daemon_exit_leaves_nothing_to_sell(
         await core.settle()
         assert exit_intent.client_order_id not in paper._orders  # never sent: the order record said filled
         assert _sells(paper, "AAPL") == pytest.approx(held) and paper.position("AAPL")[0] == 0.0
-        assert "AAPL" not in core.ledger.holdings
+        assert not core.ledger.holds("AAPL")
         assert core.journal is not None
         row = await core.journal.get_order(exit_intent.client_order_id)
         assert row is not None and row["status"] == "canceled" and "nothing to sell" in row["reason"]
@@ -182,7 +182,7 @@ async def test_trailing_moves_the_resting_stop_by_replace_rate_limited(tmp_path:
     core.lifecycle.clouds = clouds
     try:
         await _enter(core)
-        held = core.ledger.holdings["AAPL"].quantity
+        held = core.ledger.holding("AAPL").quantity
         (first,) = _open_stops(_paper(core))
         clock.advance(61)
         clouds.at(clock.now(), 102.0, (99.0, 99.5))
@@ -202,7 +202,7 @@ async def test_trailing_moves_the_resting_stop_by_replace_rate_limited(tmp_path:
         await _bar(core, "AAPL", 104.0)
         assert [o.stop_price for o in _open_stops(_paper(core))] == [100.5]
         await _bar(core, "AAPL", 100.0, low=100.0, high=100.4)  # through the trailed stop: sold there, once
-        assert "AAPL" not in core.ledger.holdings and _sells(_paper(core), "AAPL") == pytest.approx(held)
+        assert not core.ledger.holds("AAPL") and _sells(_paper(core), "AAPL") == pytest.approx(held)
         assert [t["exit_type"] for t in await _trades(core)] == [BROKER_STOP_EXIT]
     finally:
         await core.stop()
@@ -215,8 +215,8 @@ async def test_restart_places_a_missing_stop_at_the_journals_level(tmp_path: Pat
                        shutdown={"cancel_inflight_entries": False})
     try:
         signal_id = await _enter(core)
-        held = core.ledger.holdings["AAPL"].quantity
-        position = core.ledger.holdings["AAPL"].position
+        held = core.ledger.holding("AAPL").quantity
+        position = core.ledger.holding("AAPL").position
         core.stops.trail(position, 98.5)  # trailed once: the journal's current level is 98.5, not the entry's 97
         await core.settle()
         (stop,) = _open_stops(_paper(core))
@@ -250,7 +250,7 @@ async def test_restart_cancels_a_stop_whose_position_is_gone_and_a_stray_one(tmp
     core = await _core(tmp_path, clock, shutdown={"cancel_inflight_entries": False})
     try:
         await _enter(core)
-        held = core.ledger.holdings["AAPL"].quantity
+        held = core.ledger.holding("AAPL").quantity
         (stop,) = _open_stops(_paper(core))
     finally:
         await core.stop()
@@ -275,7 +275,7 @@ async def test_restart_cancels_a_stop_whose_position_is_gone_and_a_stray_one(tmp
         paper = _paper(core)
         assert _open_stops(paper) == []  # no stop without shares behind it (it would open a short)
         assert paper._orders[stop.client_order_id].status == OrderStatus.CANCELED
-        assert paper.position("AAPL")[0] == 0.0 and "AAPL" in core.ledger.holdings  # reconciliation's to tell
+        assert paper.position("AAPL")[0] == 0.0 and core.ledger.holds("AAPL")  # reconciliation's to tell
         assert core.positions()[0]["resting_stop"]["status"] == "unprotected"
     finally:
         await core.stop()
@@ -287,7 +287,7 @@ async def test_a_partial_sell_releases_the_stop_then_protects_the_rest(tmp_path:
     core = await _core(tmp_path)
     try:
         await _enter(core)
-        held = core.ledger.holdings["AAPL"].quantity
+        held = core.ledger.holding("AAPL").quantity
         (first,) = _open_stops(_paper(core))
         service = TradingService(TradingConfig(), orchestrator=core.orchestrator, ledger=core.ledger,
                                  price_lookup=core.ledger.last_prices.get, account=core.account_state,

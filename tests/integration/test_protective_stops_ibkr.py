@@ -64,7 +64,7 @@ async def _enter(core: Core) -> tuple[str, float]:
     result = await core.orchestrator.process_signal(signal)
     assert result.success, result
     assert result.signal_id is not None and result.intent is not None
-    await _until(lambda: "AAPL" in core.ledger.holdings, "entry fill")
+    await _until(lambda: core.ledger.holds("AAPL"), "entry fill")
     await core.settle()
     await _until(lambda: core.stops.view("AAPL") is not None, "resting stop adopted")
     return result.signal_id, result.intent.quantity
@@ -88,9 +88,9 @@ async def test_entry_goes_out_with_its_stop_attached_as_a_child(tmp_path: Path, 
         assert row is not None and row["kind"] == "stop"
 
         # the trailing stop moves it: the same IB order id placed again, new stop price and orderRef
-        assert core.stops.trail(core.ledger.holdings["AAPL"].position, 98.5) is False  # rate-limited (30 s)
+        assert core.stops.trail(core.ledger.holding("AAPL").position, 98.5) is False  # rate-limited (30 s)
         core.clock.advance(31)
-        assert core.stops.trail(core.ledger.holdings["AAPL"].position, 98.5)
+        assert core.stops.trail(core.ledger.holding("AAPL").position, 98.5)
         await core.settle()
         await _until(lambda: len(tws.place_requests) == 3, "modify")
         modify = tws.place_requests[2]
@@ -100,7 +100,7 @@ async def test_entry_goes_out_with_its_stop_attached_as_a_child(tmp_path: Path, 
 
         # the price falls through it at IB: one sale, booked as the broker's stop
         assert tws.trade("AAPL", 98.0) == [resting.order_ref]
-        await _until(lambda: "AAPL" not in core.ledger.holdings, "stop fill booked")
+        await _until(lambda: not core.ledger.holds("AAPL"), "stop fill booked")
         await core.settle()
         assert core.trades is not None
         trips = await core.trades.all_trades()

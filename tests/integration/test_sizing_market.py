@@ -152,10 +152,10 @@ async def test_webhook_signal_at_half_the_market_is_sized_on_the_market(tmp_path
         assert status == 202
         for _ in range(500):
             await asyncio.sleep(0.01)
-            if "ACME" in core.ledger.holdings:
+            if core.ledger.holds("ACME"):
                 break
         await core.settle()
-        holding = core.ledger.holdings["ACME"]
+        holding = core.ledger.holding("ACME")
         position = holding.position
         config = core.settings.executor
         assert position.entry_price == pytest.approx(100.0 * 1.0002)  # the paper fill: market + 2 bps
@@ -303,7 +303,7 @@ async def test_a_burst_after_short_sales_gets_no_paper_rejection(tmp_path: Path)
         longs = [f"L{i:03d}" for i in range(60)]
         await _feed_bars(core, dict.fromkeys(shorts + longs, 40.0))
         await _run_burst(core, [_signal(t, 40.0, 41.0, direction="short") for t in shorts])
-        assert all(core.ledger.holdings[t].quantity < 0 for t in shorts)
+        assert all(core.ledger.holding(t).quantity < 0 for t in shorts)
         await _run_burst(core, _burst(longs, 40.0, shorts=False))
         orders = await _order_statuses(core)
         assert len(orders) > len(shorts) + 5

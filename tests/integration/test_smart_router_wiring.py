@@ -46,7 +46,7 @@ async def test_large_entry_is_sliced_and_the_decision_journaled(tmp_path: Path) 
         await core.settle()
         submitted = [r.client_order_id for r in core.brokers["paper"].request_log if r.method == "submit_order"]
         assert len(submitted) == 4 and all(c.startswith(parent.client_order_id) for c in submitted)
-        holding = core.ledger.holdings["AAPL"]
+        holding = core.ledger.holding("AAPL")
         assert holding.quantity == parent.quantity            # children sum to the parent
         await core.journal.flush()
         rows = await core.journal.query("SELECT detail FROM decisions WHERE stage='smart_router'")

@@ -69,19 +69,19 @@ async def test_two_configured_strategies_run_as_a_set(tmp_path: Path) -> None:
 
 
 async def test_a_long_in_one_strategy_and_a_short_in_another_is_refused_naming_both(tmp_path: Path) -> None:
-    core = await _core(tmp_path)
+    core = await _core(tmp_path, max_risk_per_trade=0.001)  # 50 shares: room for a second strategy beside it
     try:
         assert (await _enter(core, "AAA", "alpha")).success
         refused = await _enter(core, "AAA", "beta", "short")
         assert not refused.success and refused.pipeline_stage == "risk_gate"
         assert refused.rejection_reason.startswith("conflicting_signal: short signal of strategy beta")
         assert "held long by strategy alpha" in refused.rejection_reason
-        # the same direction beside it is refused too: one strategy per symbol, each position keeps its exits
+        # the same direction beside it is beta's own position: its own entry, stop and exits
         beside = await _enter(core, "AAA", "beta")
-        assert not beside.success
-        assert beside.rejection_reason.startswith("duplicate_ticker: AAA already held long by strategy alpha")
-        assert core.ledger.position("AAA").strategy == "alpha"
-        assert core.ledger.signed_quantities()["AAA"] > 0  # the account's one position: alpha's
+        assert beside.success, beside.rejection_reason
+        alpha, beta = core.ledger.position("AAA", "alpha"), core.ledger.position("AAA", "beta")
+        assert alpha is not None and beta is not None and alpha is not beta
+        assert core.ledger.signed_quantities()["AAA"] == alpha.shares + beta.shares  # the broker's one net position
     finally:
         await core.stop()
 
@@ -166,19 +166,25 @@ async def test_signal_order_fill_and_trade_rows_carry_the_strategy(tmp_path: Pat
         conn.close()
 
 
-async def test_adding_to_a_winner_never_stacks_a_second_strategy_on_the_symbol(tmp_path: Path) -> None:
+async def test_a_second_strategy_beside_a_winner_opens_its_own_position(tmp_path: Path) -> None:
     core = await _core(tmp_path, allow_add_to_winner=True, max_risk_per_trade=0.001)  # 50 shares: room to add
     try:
         assert (await _enter(core, "AAA", "alpha")).success
-        await _bar(core, "AAA", 101.0)  # alpha's position is a winner: the gate lets an add through
+        await _bar(core, "AAA", 101.0)  # alpha's position is a winner
         core.brokers["paper"].set_price("AAA", 101.0)
-        add = await core.orchestrator.process_signal(_signal(core, "AAA", "beta", price=101.0))
-        assert not add.success
-        assert add.rejection_reason.startswith("strategy_symbol_held: AAA is held long by strategy alpha")
+        beside = await core.orchestrator.process_signal(_signal(core, "AAA", "beta", price=101.0))
+        await core.settle()
+        assert beside.success, beside.rejection_reason
+        alpha_qty = core.ledger.position("AAA", "alpha").shares
         own = await core.orchestrator.process_signal(
             TradeSignal("trend_aligned_long", "long", "AAA", "5m", 80, 101.0, 99.0, timestamp=core.clock.now(),
                         source="test", strategy="alpha"))
-        assert own.success, own.rejection_reason  # alpha may add to its own winner
+        await core.settle()
+        assert own.success, own.rejection_reason  # alpha may add to its own winner: to alpha's position only
+        beta = core.ledger.position("AAA", "beta")
+        alpha = core.ledger.position("AAA", "alpha")
+        assert alpha.shares > alpha_qty and beta.shares < alpha.shares and beta.entry_price > 101.0 > alpha.entry_price
+        assert core.ledger.net("AAA") == core.ledger.position("AAA", "alpha").shares + beta.shares
     finally:
         await core.stop()
 
@@ -250,3 +256,33 @@ async def test_a_resting_broker_stop_carries_its_strategy_to_its_fill_and_trade(
         assert {r["ostrat"] for r in rows} == {"beta"} and {r["fstrat"] for r in rows} == {"beta"}
     finally:
         await core.stop()
+
+
+async def test_an_exit_journaled_without_its_strategy_still_closes_that_position_on_restart(tmp_path: Path) -> None:
+    import json
+
+    core = Core(_settings(tmp_path, persistent=True), SimulatedClock(OPEN))
+    await core.start()
+    try:
+        assert (await _enter(core, "AAA", "alpha")).success
+        await _bar(core, "AAA", 97.0)  # through alpha's stop (98): its exit closes it
+        assert not core.ledger.holds("AAA")
+        await core.journal.flush()
+    finally:
+        await core.stop()
+    conn = sqlite3.connect(tmp_path / "state" / "journal.db")
+    try:  # as an older version journaled a manual exit: no strategy on the order
+        for coid, intent in conn.execute("SELECT client_order_id, intent FROM orders WHERE kind = 'exit'").fetchall():
+            unnamed = {**json.loads(intent), "strategy": ""}
+            conn.execute("UPDATE orders SET strategy = '', intent = ? WHERE client_order_id = ?",
+                         (json.dumps(unnamed), coid))
+        conn.execute("UPDATE fills SET strategy = '' WHERE client_order_id LIKE 'og-exit%'")
+        conn.commit()
+    finally:
+        conn.close()
+    again = Core(_settings(tmp_path, persistent=True), SimulatedClock(OPEN + timedelta(minutes=5)))
+    await again.start()
+    try:
+        assert again.ledger.holdings == {}  # alpha's position stays closed, and no short of "" is opened
+    finally:
+        await again.stop()

@@ -49,7 +49,7 @@ def _service(core: Core, **config: Any) -> TradingService:
 
 
 def _held(core: Core, ticker: str) -> float:
-    holding = core.ledger.holdings.get(ticker)
+    holding = core.ledger.holding(ticker)
     return holding.quantity if holding else 0.0
 
 
@@ -104,9 +104,9 @@ async def test_sell_reduces_then_closes_and_never_oversells(core: Core) -> None:
     assert by_dollars.ok and by_dollars.shares == 10
     rest = await service.sell("AAPL", shares=10)
     await core.settle()
-    assert rest.ok and "AAPL" not in core.ledger.holdings
+    assert rest.ok and not core.ledger.holds("AAPL")
     assert core.brokers["paper"].position("AAPL")[0] == 0
-    assert "AAPL" not in core.lifecycle.pending_exits
+    assert not core.lifecycle.exiting("AAPL")
     nothing = await service.sell("AAPL", shares=1)
     assert not nothing.ok and "no long position" in nothing.reason and "short=True" in nothing.reason
     assert core.lifecycle.round_trips == 1
@@ -120,7 +120,7 @@ async def test_explicit_short_goes_through_the_pipeline(core: Core) -> None:
     assert _held(core, "MSFT") == -5
     cover = await service.buy("MSFT", shares=5)  # covers: reduce-only
     await core.settle()
-    assert cover.ok and "MSFT" not in core.ledger.holdings
+    assert cover.ok and not core.ledger.holds("MSFT")
 
 
 async def test_explicit_quantity_is_capped_by_the_risk_limits(tmp_path: Path) -> None:

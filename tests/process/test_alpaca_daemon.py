@@ -66,7 +66,7 @@ async def test_signal_to_order_partial_fill_fill_position(tmp_path: Path, fake: 
                                           (coid,))
         assert [e["status"] for e in events][-1] == "filled"
         assert "partially_filled" in [e["status"] for e in events]
-        position = core.ledger.holdings["AAPL"].position
+        position = core.ledger.holding("AAPL").position
         assert position.entry_price == pytest.approx(100.0) and position.broker == "alpaca"
         assert {p.symbol: p.quantity for p in await core.brokers["alpaca"].get_positions()} == {"AAPL": qty}
     finally:

@@ -33,10 +33,12 @@ def test_average_cost_positions_from_fills() -> None:
         {"symbol": "MSFT", "side": "buy", "quantity": 5, "price": 390.0},    # through zero: long 2 at 390
         {"symbol": "NVDA", "side": "buy", "quantity": 4, "price": 50.0},
         {"symbol": "NVDA", "side": "sell", "quantity": 4, "price": 55.0},    # flat: not shown
+        {"symbol": "AAPL", "side": "buy", "quantity": 3, "price": 90.0, "strategy": "beta"},  # beta's own position
     ]
     assert open_positions(fills) == [
-        {"symbol": "AAPL", "direction": "long", "shares": 15.0, "avg_price": 105.0},
-        {"symbol": "MSFT", "direction": "long", "shares": 2.0, "avg_price": 390.0},
+        {"symbol": "AAPL", "strategy": "", "direction": "long", "shares": 15.0, "avg_price": 105.0},
+        {"symbol": "AAPL", "strategy": "beta", "direction": "long", "shares": 3.0, "avg_price": 90.0},
+        {"symbol": "MSFT", "strategy": "", "direction": "long", "shares": 2.0, "avg_price": 390.0},
     ]
 
 

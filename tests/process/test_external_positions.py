@@ -175,7 +175,7 @@ async def test_adopted_position_closed_by_ordergate_stays_closed_after_a_restart
         assert held_quantity(core, "MSFT") == 20
         fake.next_submit_fills(399.0)
         (exit_intent,) = await core.lifecycle.emergency_close_all("test flatten")
-        await until(lambda: "MSFT" not in core.ledger.holdings, what="the adopted position closed")
+        await until(lambda: not core.ledger.holds("MSFT"), what="the adopted position closed")
         assert fake.positions == {}
     finally:
         await core.stop()
@@ -192,7 +192,7 @@ async def test_adopted_position_closed_by_ordergate_stays_closed_after_a_restart
         fake.next_submit_fills(389.0)
         (second,) = await again.lifecycle.emergency_close_all("test flatten")
         assert second.client_order_id != exit_intent.client_order_id
-        await until(lambda: "MSFT" not in again.ledger.holdings, what="closed again")
+        await until(lambda: not again.ledger.holds("MSFT"), what="closed again")
     finally:
         await again.stop()
 
@@ -233,7 +233,7 @@ async def test_exits_trade_only_ordergates_part_of_a_symbol_someone_else_also_tr
         await until(lambda: float(fake.positions.get("MSFT", {}).get("qty", 0)) == 0
                      and float(fake.positions.get("AAPL", {}).get("qty", 0)) == 10, what="exits filled")
         assert "MSFT" not in fake.positions  # flat, not short
-        await until(lambda: "AAPL" not in core.ledger.holdings, what="AAPL closed in the ledger")
+        await until(lambda: not core.ledger.holds("AAPL"), what="AAPL closed in the ledger")
         assert await core.lifecycle.emergency_close_all("again") == []  # nothing of ordergate's left to trade
         clock.advance(core.settings.reconcile.grace_seconds + 1)
         await core.reconcile()

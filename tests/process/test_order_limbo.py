@@ -131,7 +131,7 @@ def _send(core: Core, intent: OrderIntent) -> None:
 
 
 def _held(core: Core, symbol: str) -> float:
-    holding = core.ledger.holdings.get(symbol)
+    holding = core.ledger.holding(symbol)
     return holding.quantity if holding else 0.0
 
 
@@ -268,7 +268,7 @@ async def test_paper_unsent_exit_is_sent_after_restart_and_the_position_closes(t
     alerts = Alerts()
     core = await _start(tmp_path, "paper", alerts=alerts)
     try:
-        assert _held(core, "AAPL") == qty and core.lifecycle.pending_exits == {"AAPL": stuck.client_order_id}
+        assert _held(core, "AAPL") == qty and core.lifecycle.pending_exits == {stuck.key: stuck.client_order_id}
         await _resolve_twice(core)
         await _until(lambda: _held(core, "AAPL") == 0, what="position closed by a fresh exit")
         assert await _status(core, stuck.client_order_id) == "never_reached"

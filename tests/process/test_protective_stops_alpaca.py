@@ -82,7 +82,7 @@ async def test_daemon_exit_racing_the_broker_stop_sells_once(tmp_path: Path, fak
         exits = await core.lifecycle.emergency_close_all("race")  # ... as the daemon decides to exit
         await core.settle()
         fake.allow_trade_stream()
-        await until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked after the catch-up")
+        await until(lambda: not core.ledger.holds("AAPL"), what="the stop's fill booked after the catch-up")
         await core.settle()
         (exit_intent,) = exits
         assert fake.order_by_client_id(exit_intent.client_order_id) is None  # the exit was never sent
@@ -101,7 +101,7 @@ async def test_daemon_exit_first_cancels_the_stop_then_sells(tmp_path: Path, fak
         (stop,) = _stops(fake)
         fake.next_submit_fills(101.0)
         (exit_intent,) = await core.lifecycle.emergency_close_all("flatten")
-        await until(lambda: "AAPL" not in core.ledger.holdings, what="exit filled")
+        await until(lambda: not core.ledger.holds("AAPL"), what="exit filled")
         assert fake.orders[stop["id"]]["status"] == "canceled"
         calls = [(r.method, r.path, (r.body or {}).get("client_order_id")) for r in fake.requests]
         cancelled = calls.index(("DELETE", f"/v2/orders/{stop['id']}", None))
@@ -118,7 +118,7 @@ async def test_trailing_moves_the_stop_with_a_replace(tmp_path: Path, fake: Fake
     try:
         _, qty = await _entered(core, fake)
         (old,) = _stops(fake)
-        assert core.stops.trail(core.ledger.holdings["AAPL"].position, 99.25)
+        assert core.stops.trail(core.ledger.holding("AAPL").position, 99.25)
         await until(lambda: [float(o["stop_price"]) for o in _stops(fake)] == [99.25], what="stop moved")
         (new,) = _stops(fake)
         assert fake.orders[old["id"]]["status"] == "replaced" and new["replaces"] == old["id"]
@@ -126,7 +126,7 @@ async def test_trailing_moves_the_stop_with_a_replace(tmp_path: Path, fake: Fake
         assert patch.body["stop_price"] == 99.25 and patch.body["client_order_id"] == new["client_order_id"]
         assert float(new["qty"]) == qty
         assert await fake.trade("AAPL", 99.0) == [new["client_order_id"]]  # fills there, on the live stream
-        await until(lambda: "AAPL" not in core.ledger.holdings, what="the stop's fill booked")
+        await until(lambda: not core.ledger.holds("AAPL"), what="the stop's fill booked")
         await core.settle()
         assert core.trades is not None
         assert [t.exit_type for t in await core.trades.all_trades()] == [BROKER_STOP_EXIT]

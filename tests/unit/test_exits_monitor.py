@@ -298,3 +298,22 @@ def test_check_all_uses_the_clock_without_now(calendar):
 def test_bad_price_is_a_clear_error(calendar, price):
     with pytest.raises(ValueError, match="current_price"):
         make_monitor(calendar).check_all(make_position(), price)
+
+
+# -- per strategy ---------------------------------------------------------------------------------------------
+def test_a_strategy_s_positions_get_only_its_declared_exits_and_the_ones_always_applying(calendar):
+    from pipeline.positions.exit_monitor import ALWAYS_EXITS, applicable_exits
+    from pipeline.strategy.breakout import DailyBreakoutStrategy
+    from pipeline.strategy.ema_cloud import EmaCloudStrategy
+
+    monitor = make_monitor(calendar)
+    long = make_position("long")
+    flipped = [cloud(100.0, fast=(101.0, 100.0)), cloud(100.0, fast=(99.0, 100.0))]  # the fast cloud turned bearish
+    assert monitor.check_all(long, 100.0, flipped).exit_type == "cloud_flip"  # all seven: the clouds' flip
+    breakout = applicable_exits(DailyBreakoutStrategy.exits)
+    assert breakout == ALWAYS_EXITS and "cloud_flip" not in breakout and "momentum_exhaustion" not in breakout
+    assert monitor.check_all(long, 100.0, flipped, exits=breakout) is None  # not the breakout's exit
+    assert monitor.check_all(long, 98.0, flipped, exits=breakout).exit_type == "stop_loss"  # its stop still is
+    assert applicable_exits(EmaCloudStrategy.exits) == frozenset(PRIORITY) and applicable_exits(None) is None
+    with pytest.raises(ValueError, match="'flatten' is not one of the seven exits"):
+        applicable_exits(("flatten",))
