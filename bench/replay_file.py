@@ -48,15 +48,13 @@ def write_file(path: Path, n_tickers: int, n_bars: int) -> Path:
 # ------------------------------------------------------------------ child modes
 def replay_child(path: Path, journal: bool, strategy: bool) -> dict[str, Any]:
     """`ordergate replay`'s own function on the file; RSS sampled every progress step (200 time steps)."""
-    import asyncio
     import logging
 
-    import daemon.app  # noqa: F401
-
     import adapters.replay_columns  # noqa: F401  (imports are not the replay's time)
+    import daemon.core  # noqa: F401
     from config.settings import load_settings
     from daemon.logging import configure_logging
-    from daemon.replay import replay
+    from daemon.replay import replay, run_on_loop
 
     configure_logging("ERROR", "json", stream=open(os.devnull, "w"))
     logging.getLogger().setLevel(logging.ERROR)
@@ -70,7 +68,7 @@ def replay_child(path: Path, journal: bool, strategy: bool) -> dict[str, Any]:
                                  strategy={"enabled": strategy})
         samples.append(rss_mb())
         started, cpu = time.perf_counter(), time.process_time()
-        result = asyncio.run(replay(settings, path, progress=progress))
+        result = run_on_loop(replay(settings, path, progress=progress))
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     # samples are taken while bars flow (every 200 steps), not after: the result (every trade, the curves) is
     # built at the end and is not the hot path's memory
