@@ -384,9 +384,12 @@ class Journal:
     async def _durable_write(self, sql: str, params: tuple[Any, ...]) -> int:
         """Execute one statement durably and return its rowcount (see the module docstring)."""
         if self.inline:
-            self._flush_into_txn()
+            # batched: the buffered rows join the open transaction in bulk (every batch_rows, and before any read
+            # or commit), not one executemany per table per order; a commit always takes them along, so what is
+            # committed never holds an intent without its decision record
             count = self._txn_execute(sql, params)
             if self._in_txn >= self.batch_rows:
+                self._flush_into_txn()
                 self._commit_txn()
             return count
         loop = asyncio.get_running_loop()
