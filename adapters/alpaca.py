@@ -4,7 +4,7 @@
   apart). We switch that loop off (`client._retry = 0`), give every HTTP request a connect/read timeout
   (a mounted `HTTPAdapter`), run each call in a dedicated thread pool bounded by `asyncio.wait_for`, and
   meter calls with a client-side token bucket (Alpaca allows 200 requests a minute). Retrying is the
-  OrderRouter's job (tenacity); the adapter only classifies failures:
+  OrderRouter's job; the adapter only classifies failures:
     422 duplicate client_order_id -> DuplicateClientOrderId; other 4xx -> OrderRejected(Alpaca's message);
     429 -> RetryableBrokerError(retry_after from X-RateLimit-Reset), and the bucket pauses until then;
     5xx / read timeout / dropped connection -> RetryableBrokerError(ambiguous=True for a submit);

@@ -438,6 +438,10 @@ class PgJournal:
 
         return await self._call(call)
 
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """`run` for a function that only writes (the SQLite journal's `write`): here exactly `run`."""
+        return await self.run(fn, *args)
+
     async def execute_sqlite(self, sql: str, params: tuple[Any, ...]) -> _Cursor:
         """One statement of a run() callback, in the SQLite dialect (only from within run(), which holds the
         connection)."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from config.symbols import symbol_problem
+from pipeline.core.batch import BarBatch
 from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date, default_calendar
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar
@@ -608,8 +609,9 @@ class ReplayFeed:
         for batch in reader.batches():
             if self._closed:
                 break
-            if self.clock is not None:
-                self.clock.advance_to(self._close_time(batch[0].timestamp, interval))
+            if self.clock is not None:  # a BarBatch's own timestamp: no Bar built for it
+                ts = batch.timestamp if isinstance(batch, BarBatch) else batch[0].timestamp
+                self.clock.advance_to(self._close_time(ts, interval))
             self.batches_read += 1
             yield batch
             if delay and (self.unpaced_until is None or batch[0].timestamp > self.unpaced_until):

@@ -11,6 +11,8 @@
 
 Each replay runs in a child process (`python -m bench.replay_file MODE FILE ...`, one JSON line), so its RSS
 samples are its own; the files are written (seeded synthetic bars) into a temporary directory, untimed.
+`python -m bench.replay_file figures` runs these figures alone (BENCH_QUICK=1 and BENCH_JSON=path as for the
+whole bench); the whole-pipeline row carries the run's trade count and a digest of its trades.
 """
 
 from __future__ import annotations
@@ -48,15 +50,13 @@ def write_file(path: Path, n_tickers: int, n_bars: int) -> Path:
 # ------------------------------------------------------------------ child modes
 def replay_child(path: Path, journal: bool, strategy: bool) -> dict[str, Any]:
     """`ordergate replay`'s own function on the file; RSS sampled every progress step (200 time steps)."""
-    import asyncio
     import logging
 
-    import daemon.app  # noqa: F401
-
     import adapters.replay_columns  # noqa: F401  (imports are not the replay's time)
+    import daemon.core  # noqa: F401
     from config.settings import load_settings
     from daemon.logging import configure_logging
-    from daemon.replay import replay
+    from daemon.replay import replay, run_on_loop
 
     configure_logging("ERROR", "json", stream=open(os.devnull, "w"))
     logging.getLogger().setLevel(logging.ERROR)
@@ -70,7 +70,7 @@ def replay_child(path: Path, journal: bool, strategy: bool) -> dict[str, Any]:
                                  strategy={"enabled": strategy})
         samples.append(rss_mb())
         started, cpu = time.perf_counter(), time.process_time()
-        result = asyncio.run(replay(settings, path, progress=progress))
+        result = run_on_loop(replay(settings, path, progress=progress))
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     # samples are taken while bars flow (every 200 steps), not after: the result (every trade, the curves) is
     # built at the end and is not the hot path's memory
@@ -79,8 +79,17 @@ def replay_child(path: Path, journal: bool, strategy: bool) -> dict[str, Any]:
             "cpu_bars_per_s": result["bars"] / cpu, "signals": result["signals"], "entries": result["entries"],
             "exits": result["exits"],
             "orders": result["entries"] + result["exits"], "trades": len(result["trades"]),
+            "trades_hash": trades_hash(result["trades"]),
             "rss_first_half_mb": max(samples[:half] or samples), "rss_peak_mb": max(samples),
             "rss_second_half_growth_mb": max(samples[half:]) - max(samples[:half] or samples)}
+
+
+def trades_hash(trades: list[dict[str, Any]]) -> str:
+    """A short digest of every trade of a run (ticker, times, prices, quantity, P&L, exit type, strategy): two
+    runs that made the same trades have the same digest, so a speed change that changes a trade shows."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(trades, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_child(path: Path) -> dict[str, Any]:
@@ -174,7 +183,7 @@ def replay_figures(progress: Any = None) -> dict[str, Any]:
         out.update({
             "file_whole_bars": whole["bars"], "file_whole_bars_per_s": whole["bars_per_s"],
             "file_whole_orders": whole["orders"], "file_whole_trades": whole["trades"],
-            "file_whole_signals": whole["signals"],
+            "file_whole_signals": whole["signals"], "file_whole_trades_hash": whole["trades_hash"],
             "rss_50_second_half_growth_mb": whole["rss_second_half_growth_mb"],
             "rss_50_peak_mb": whole["rss_peak_mb"],
             "peer_backtesting": bt,
@@ -239,7 +248,8 @@ def rows(f: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
                  else f"skipped: {bt['skipped'][:80]}")
     ratio = f"{f['file_whole_vs_backtesting']:.2f}x" if f["file_whole_vs_backtesting"] is not None else ""
     return [
-        ("8 replay file 50x20k whole", f"{f['file_whole_bars_per_s']:,.0f} bars/s, {f['file_whole_orders']} orders",
+        ("8 replay file 50x20k whole", f"{f['file_whole_bars_per_s']:,.0f} bars/s, {f['file_whole_orders']} orders"
+         f" ({f['file_whole_trades']} trades, hash {f['file_whole_trades_hash']})",
          peer_text, ratio, ">= 1.5x", verdict("file_whole_vs_backtesting")),
         ("9 replay file, strategy off", f"{f['file_strategy_off_bars_per_s']:,.0f} bars/s",
          f"{f['file_ema_loop_bars_per_s']:,.0f} bars/s 6-EMA loop", f"{f['file_strategy_off_vs_ema_loop']:.2f}x",
@@ -263,6 +273,15 @@ def rows(f: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
 
 
 def main(argv: list[str]) -> None:
+    if argv == ["figures"]:  # `python -m bench.replay_file figures`: these figures alone, as a table
+        from bench.common import render_table
+
+        figures = replay_figures(lambda step: print(f"  .. {step}", file=sys.stderr, flush=True))
+        print("\n".join(render_table(rows(figures))))
+        path = os.environ.get("BENCH_JSON")
+        if path:
+            Path(path).write_text(json.dumps(figures, indent=2, sort_keys=True, default=str) + "\n")
+        return
     mode, path = argv[0], Path(argv[1])
     if mode == "replay":
         result = replay_child(path, argv[2] != "0", argv[3] != "0")

@@ -165,6 +165,15 @@ def embedded_csv(settings: Settings, directory: Path) -> Path:
     return path
 
 
+def run_on_loop(main: Any) -> Any:
+    """Run a coroutine on the daemon's own event loop (uvloop; plain asyncio where it is missing)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     paths: list[Path] = list(args.file) if isinstance(args.file, list) else [args.file]
     if len(paths) == 1 and str(paths[0]) == EMBEDDED and not paths[0].exists():
@@ -189,7 +198,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger().setLevel(logging.ERROR)
     progress = tty_progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     try:
-        result = asyncio.run(replay(settings, paths, args.timeframe, symbols=getattr(args, "symbol", None),
+        result = run_on_loop(replay(settings, paths, args.timeframe, symbols=getattr(args, "symbol", None),
                                     progress=progress, keep_closes=report is not None))
     except ValueError as exc:
         print(f"ordergate replay: {exc}", file=sys.stderr)

@@ -14,10 +14,7 @@ replay is deterministic: the same file gives the same trades.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from functools import partial
-from itertools import repeat
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -29,7 +26,6 @@ from pipeline.positions.lifecycle import LifecycleManager
 from pipeline.strategy.port import BatchStrategy, Strategy
 
 log = structlog.get_logger("ordergate.engine")
-_drain: Callable[[Iterator[object]], object] = partial(deque, maxlen=0)  # runs a map in C, keeps nothing
 BarListener = Callable[[list[Bar]], Any]  # returns how many resting broker orders the bars filled (paper)
 
 
@@ -100,17 +96,17 @@ class TradingEngine:
         with the price history up to its own bar, as bar by bar (the prices of the bars after it come later)."""
         n = len(batch)
         symbols, closes, tf = batch.symbols, batch.closes(), batch.timeframe
-        update = self.orchestrator.prices.update
+        update_many = self.orchestrator.prices.update_many
         sent = False
         done = 0
         if self.strategy is not None:
             for j, signal in self.strategy.on_batch(batch):  # type: ignore[union-attr]
                 if j >= done:
-                    _drain(map(update, symbols[done:j + 1], closes[done:j + 1], repeat(tf, j + 1 - done)))
+                    update_many(symbols[done:j + 1], closes[done:j + 1], tf)
                     done = j + 1
                 sent = await self.submit_signal(signal) or sent
         if done < n:
-            _drain(map(update, symbols[done:], closes[done:], repeat(tf, n - done)))
+            update_many(symbols[done:] if done else symbols, closes[done:] if done else closes, tf)
         return sent
 
     def warm_up(self, batch: Sequence[Bar]) -> None:
@@ -119,7 +115,7 @@ class TradingEngine:
         prices = self.orchestrator.prices
         strategy = self.strategy
         if isinstance(batch, BarBatch) and self.batched:
-            _drain(map(prices.update, batch.symbols, batch.closes(), repeat(batch.timeframe, len(batch))))
+            prices.update_many(batch.symbols, batch.closes(), batch.timeframe)
             if strategy is not None:
                 strategy.on_batch(batch)  # type: ignore[union-attr]
             return

@@ -33,18 +33,24 @@ class RollingWindow:
 
     def push(self, value: float) -> None:
         values = self.values
-        if len(values) == values.maxlen:
-            old = values[0]
-            self.total -= old
-            self.squares -= old * old
-        values.append(value)
-        self.total += value
-        self.squares += value * value
-        self._pushes += 1
-        if self._pushes >= (values.maxlen or 1):  # exact again once per window: drift stays bounded
+        size = values.maxlen or 1
+        pushes = self._pushes + 1
+        if pushes >= size:  # exact again once per window: drift stays bounded
+            values.append(value)
             self._pushes = 0
             self.total = math.fsum(values)
             self.squares = math.fsum(v * v for v in values)
+            return
+        self._pushes = pushes
+        if len(values) == size:
+            old = values[0]
+            values.append(value)
+            self.total = (self.total - old) + value
+            self.squares = (self.squares - old * old) + value * value
+        else:
+            values.append(value)
+            self.total += value
+            self.squares += value * value
 
     def __len__(self) -> int:
         return len(self.values)

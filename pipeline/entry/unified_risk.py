@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,25 @@ class PriceHistory:
         elif closes:
             self._returns[symbol].push(close / closes[-1] - 1.0)
         closes.append(float(close))
+
+    def update_many(self, symbols: Sequence[str], closes: Sequence[float], timeframe: str | None = None) -> None:
+        """`update(symbol, close, timeframe)` for each pair in order, in one call (a replay's time step): the same
+        arithmetic, without a call per bar."""
+        if timeframe is not None and timeframe != self.timeframe:
+            for symbol, close in zip(symbols, closes, strict=True):
+                self.update(symbol, close, timeframe)
+            return
+        closes_of, returns_of, finite, maxlen = self._closes, self._returns, math.isfinite, self.maxlen
+        for symbol, close in zip(symbols, closes, strict=True):
+            if not (isinstance(close, (int, float)) and finite(close) and close > 0):
+                continue
+            kept = closes_of.get(symbol)
+            if kept is None:
+                kept = closes_of[symbol] = deque(maxlen=maxlen)
+                returns_of[symbol] = RollingWindow(maxlen - 1)
+            elif kept:
+                returns_of[symbol].push(close / kept[-1] - 1.0)
+            kept.append(float(close))
 
     def window(self, symbol: str) -> RollingWindow | None:
         """The symbol's rolling returns (None when never seen)."""

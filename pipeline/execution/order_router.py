@@ -1,7 +1,7 @@
 """OrderRouter: sends each order intent to exactly one broker, exactly once, with safe retries.
 
 - The intent is journaled (with its deterministic client order id) before anything is sent.
-- Retries use tenacity (exponential backoff with jitter, bounded attempts) and only on retryable errors:
+- Retries (exponential backoff with jitter, bounded attempts) only on retryable errors:
   timeouts, connection errors, 429 (honouring its retry-after), 5xx. A rejection is final.
 - After an ambiguous failure (a timeout after the request may have arrived) the router asks the broker for
   the client order id before any resend, so one intent never becomes two orders.
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from config.settings import BrokerSettings, PipelineConfig
 from pipeline.core.clock import Clock, monotonic
@@ -94,10 +93,10 @@ class _BackoffWait:
         self.base = base
         self.maximum = maximum
 
-    def __call__(self, state: RetryCallState) -> float:
-        exp = min(self.maximum, self.base * (2 ** (state.attempt_number - 1)))
+    def delay(self, attempt_number: int, exc: BaseException | None) -> float:
+        """The wait after failed attempt `attempt_number` (1 for the first) that raised `exc`."""
+        exp = min(self.maximum, self.base * (2 ** (attempt_number - 1)))
         delay = exp / 2 + random.uniform(0, exp / 2)
-        exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RetryableBrokerError) and exc.retry_after:
             delay = max(delay, min(exc.retry_after, self.maximum))
         return delay
@@ -425,17 +424,20 @@ class OrderRouter:
         health = self.health[name]
         # may_exist: an earlier run may have placed it, so every attempt asks the broker first
         attempts = _Attempts(ambiguous=may_exist, reached_broker=may_exist)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.max_order_retries + 1),
-            wait=_BackoffWait(self.config.retry_backoff_base, self.config.retry_backoff_max),
-            retry=retry_if_exception_type(RetryableBrokerError),
-            sleep=self.sleep,
-            reraise=True,
-        )
+        limit = self.config.max_order_retries + 1
+        number = 1
         try:
-            async for attempt in retrying:
-                with attempt:
+            # the first attempt is a plain await (no retry machinery built per order); a retryable failure waits
+            # its backoff and tries again, up to `limit` attempts, the last failure raised as it came
+            while True:
+                try:
                     return await self._attempt(broker, health, intent, attempts, logger), attempts
+                except RetryableBrokerError as exc:
+                    if number >= limit:
+                        raise
+                    backoff = _BackoffWait(self.config.retry_backoff_base, self.config.retry_backoff_max)
+                    await self.sleep(backoff.delay(number, exc))
+                    number += 1
         except SendRefused as exc:
             # the kill switch stopped it before it left the process; if an earlier try may have reached the
             # broker it stays pending, to be looked up, instead of being called cancelled

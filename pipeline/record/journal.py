@@ -216,6 +216,20 @@ class Journal:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn, args)
 
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """`run` for a function that only writes rows of its own (a closed trade, a kv value) and reads nothing
+        back: batched, it joins the open transaction without committing the buffered rows first (they follow in
+        bulk; a commit always takes them along); full, exactly `run`."""
+        if not self.inline:
+            return await self.run(fn, *args)
+        self._begin_txn()
+        result = self._call(fn, args)
+        self._in_txn += 1
+        if self._in_txn >= self.batch_rows:
+            self._flush_into_txn()
+            self._commit_txn()
+        return result
+
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._conn is None:
             raise RuntimeError(f"journal {self.path} is not open")
@@ -384,9 +398,12 @@ class Journal:
     async def _durable_write(self, sql: str, params: tuple[Any, ...]) -> int:
         """Execute one statement durably and return its rowcount (see the module docstring)."""
         if self.inline:
-            self._flush_into_txn()
+            # batched: the buffered rows join the open transaction in bulk (every batch_rows, and before any read
+            # or commit), not one executemany per table per order; a commit always takes them along, so what is
+            # committed never holds an intent without its decision record
             count = self._txn_execute(sql, params)
             if self._in_txn >= self.batch_rows:
+                self._flush_into_txn()
                 self._commit_txn()
             return count
         loop = asyncio.get_running_loop()
@@ -533,7 +550,7 @@ class Journal:
         def _write(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)", (key, dumps(value)))
 
-        await self.run(_write)
+        await self.write(_write)
 
     async def get_kv(self, key: str, default: Any = None) -> Any:
         rows = await self.query("SELECT value FROM kv WHERE key=?", (key,))

@@ -198,7 +198,7 @@ class TradeJournalWriter:
             cur = conn.execute(_INSERT, row)
             return int(cur.lastrowid or 0)
 
-        return await self.journal.run(_write)
+        return await self.journal.write(_write)
 
     async def unrecorded(self, exit_fill_ids: list[str]) -> list[str]:
         """Of these closing fills (in fill order), those with no trade row: a crash came between the fill and its
