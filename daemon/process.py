@@ -15,6 +15,7 @@ from daemon.control import ControlServer, socket_path
 from daemon.control_handlers import ControlHandlers
 from daemon.core import Core
 from daemon.feed_loop import FeedLoop
+from daemon.heap import freeze_start_up
 from daemon.journal_guard import fail_closed_if_journal_lost
 from daemon.live_rule import live_rule_problem
 from daemon.os_signals import OsSignals
@@ -69,8 +70,10 @@ class Daemon:
             self.ready = True
             active = self.core.kill_switch.is_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
+            frozen = freeze_start_up()  # start-up's objects out of every later collection (the send's p99)
             log.info("daemon_ready", kill_switch=active,
-                     positions=self.core.ledger.count(), **await ready_summary(self.core, self.clock))
+                     positions=self.core.ledger.count(), gc_frozen=frozen,
+                     **await ready_summary(self.core, self.clock))
             interval = watchdog_interval()
             if interval:
                 self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
