@@ -21,7 +21,6 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +43,7 @@ from pipeline.core.models import (
 )
 from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
 from pipeline.record.journal_check import journal_damage, move_aside
+from pipeline.record.journal_thread import JournalThread
 
 T = TypeVar("T")
 log = structlog.get_logger("ordergate.journal")
@@ -208,7 +208,7 @@ class Journal:
         # waits on the loop; full: every call goes to the journal's own thread so the loop never blocks on disk.
         self.inline = self.durability == "batched"
         self.batch_rows = batch_rows
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._executor = JournalThread("journal")
         self._conn: sqlite3.Connection | None = None
         # rows committed with the next transaction (lists are only ever touched on the event loop's thread)
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
@@ -440,7 +440,7 @@ class Journal:
         try:
             # the journal thread answers the loop itself (one call_soon_threadsafe): no concurrent future
             # wrapped in an asyncio one and its callback chain between the commit and the send
-            self._executor.submit(self._commit_and_answer, loop, group, rows, statements)
+            self._executor.post(self._commit_and_answer, loop, group, rows, statements)
         except RuntimeError as exc:  # the executor is shut down: every waiter hears it, nothing is lost
             loop.call_soon(self._group_committed, loop, group, rows, None, exc)
 
