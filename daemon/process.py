@@ -11,11 +11,11 @@ from typing import Any
 import structlog
 
 from config.settings import ConfigError, Settings
+from daemon import heap
 from daemon.control import ControlServer, socket_path
 from daemon.control_handlers import ControlHandlers
 from daemon.core import Core
 from daemon.feed_loop import FeedLoop
-from daemon.heap import freeze_start_up
 from daemon.journal_guard import fail_closed_if_journal_lost
 from daemon.live_rule import live_rule_problem
 from daemon.os_signals import OsSignals
@@ -67,10 +67,10 @@ class Daemon:
             await fail_closed_if_journal_lost(self.core)
             await self.core.reconcile_at_start()
             await self.services.start_after_core()
+            frozen = heap.freeze_start_up()  # start-up's objects out of every later collection (the send's p99)
             self.ready = True
             active = self.core.kill_switch.is_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
-            frozen = freeze_start_up()  # start-up's objects out of every later collection (the send's p99)
             log.info("daemon_ready", kill_switch=active,
                      positions=self.core.ledger.count(), gc_frozen=frozen,
                      **await ready_summary(self.core, self.clock))
@@ -86,6 +86,7 @@ class Daemon:
         finally:
             await self._shutdown()
             self.signals.hand_over()
+            heap.defaults()  # the process's collector as it was (a daemon run inside another process: tests)
         return 0
 
     def request_stop(self) -> None:
