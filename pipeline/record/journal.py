@@ -2,13 +2,15 @@
 
 One code path, two durability settings:
 
-- `full` (the daemon): all database work runs on the journal's own thread, so the event loop never waits on
-  disk. An order intent or a fill is committed — one transaction, one fsync with synchronous=FULL — before its
-  call returns (intent before send, fill before position). Intents and fills that arrive while a commit is under
-  way share the next one (group commit: one fsync for all of them, each caller still waits for its own row to be
-  durable). Everything else is buffered: signals and decision records ride along with the next intent or fill
-  commit (an intent's decision record is on disk with it) or the writer task's `flush()`; order status events
-  wait for the flush (every [journal] batch_interval_ms), off the path to the send.
+- `full` (the daemon): all database work runs on the journal's own thread (journal_thread.JournalThread), so the
+  event loop never waits on disk. An order intent or a fill is committed — one transaction, one fsync with
+  synchronous=FULL — before its call returns (intent before send, fill before position). Intents and fills that
+  arrive while a commit is under way share the next one (group commit: one fsync for all of them, each caller
+  still waits for its own row to be durable; the router starts an intent's write as the decision hands it over,
+  `start_order_intent`, and its order task awaits it before the send). Everything else is buffered: signals and
+  decision records ride along with the next intent or fill commit (an intent's decision record is on disk with
+  it) or the writer task's `flush()`; order status events wait for the flush (every [journal] batch_interval_ms),
+  off the path to the send.
 - `batched` (a simulated throwaway run: replay, bench): the same statements run on the caller's thread (nothing
   else waits on a simulated loop) inside one open transaction that is committed every `batch_rows` rows and at
   every flush, read and close, with synchronous=OFF: a crash loses the run, which nobody keeps.
