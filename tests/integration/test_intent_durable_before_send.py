@@ -3,17 +3,20 @@ runs: the order still reaches the broker only after its row is committed, and a 
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from adapters.paper import PaperBroker
 from config.settings import BrokerSettings, PaperSettings, PipelineConfig
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import OrderIntent, OrderStatus, Side, client_order_id_for
+from pipeline.execution import order_router
 from pipeline.execution.order_router import OrderRouter
 from pipeline.record.journal import Journal
 
@@ -61,8 +64,11 @@ async def test_each_dispatched_intent_is_committed_before_the_broker_sees_it(set
     assert sorted(seen) == sorted((i.client_order_id, 1) for i in intents)
 
 
-async def test_a_dispatched_intent_whose_write_fails_is_never_sent(setup) -> None:
+async def test_a_dispatched_intent_whose_write_fails_is_never_sent(setup, monkeypatch: pytest.MonkeyPatch) -> None:
     router, journal, seen = setup
+    # the router logs the failed write: to a stream of this test's own (a CLI test earlier in the session may have
+    # left the module's cached logger writing to its closed capture stream)
+    monkeypatch.setattr(order_router, "log", structlog.wrap_logger(structlog.PrintLogger(io.StringIO())))
     await journal.run(lambda conn: conn.execute("PRAGMA query_only=ON"))  # every write fails, as on a full disk
     task = router.dispatch(_intent(7))
     with pytest.raises(sqlite3.Error):
