@@ -365,6 +365,11 @@ class PgJournal:
             self._pending[:0] = rows  # the buffered rows go with the next write
             raise
 
+    def start_order_intent(self, intent: OrderIntent, broker: str, ts: datetime) -> Awaitable[bool]:
+        """`record_order_intent` as the router starts it (the SQLite journal's begins at once; this one when its
+        caller awaits it)."""
+        return self.record_order_intent(intent, broker, ts)
+
     async def update_order(
         self, client_order_id: str, status: OrderStatus | str, *, ts: datetime, broker: str | None = None,
         broker_order_id: str | None = None, reason: str | None = None, filled_qty: float | None = None,

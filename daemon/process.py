@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from config.settings import ConfigError, Settings
+from daemon import heap
 from daemon.control import ControlServer, socket_path
 from daemon.control_handlers import ControlHandlers
 from daemon.core import Core
@@ -66,11 +67,13 @@ class Daemon:
             await fail_closed_if_journal_lost(self.core)
             await self.core.reconcile_at_start()
             await self.services.start_after_core()
+            frozen = heap.freeze_start_up()  # start-up's objects out of every later collection (the send's p99)
             self.ready = True
             active = self.core.kill_switch.is_active()
             self.notifier.ready(status="kill switch active" if active else "trading")
             log.info("daemon_ready", kill_switch=active,
-                     positions=self.core.ledger.count(), **await ready_summary(self.core, self.clock))
+                     positions=self.core.ledger.count(), gc_frozen=frozen,
+                     **await ready_summary(self.core, self.clock))
             interval = watchdog_interval()
             if interval:
                 self._tasks.append(asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog"))
@@ -83,6 +86,7 @@ class Daemon:
         finally:
             await self._shutdown()
             self.signals.hand_over()
+            heap.defaults()  # the process's collector as it was (a daemon run inside another process: tests)
         return 0
 
     def request_stop(self) -> None:

@@ -225,7 +225,6 @@ class BotOrchestrator:
         now = self.clock.now()
         record = self.recorder.begin(signal, now)  # every stage's outcome, journaled once at the end
         signal_id = record.signal_id
-        log_ = log.bind(signal_id=signal_id, strategy=signal.strategy)
 
         def reject(stage: str, reason: str, detail: dict[str, Any] | None = None) -> PipelineResult:
             record.reject(stage, reason, detail)
@@ -317,11 +316,13 @@ class BotOrchestrator:
         self.book.touch(intent.symbol, now)  # order activity on the symbol (reconciliation's grace)
         if self.on_intent is not None:
             self.on_intent(intent)
-        self._count("approved", "approved")
-        log_.info("signal_approved", client_order_id=intent.client_order_id, ticker=signal.ticker,
-                  symbol=intent.symbol, side=str(intent.side), quantity=intent.quantity,
-                  instrument=str(decision.instrument_type), reason=decision.reason)
+        # handed to the router first: its durable write starts now; the count and the log line come after it
         task = self.router.dispatch(intent) if self.router is not None else None
+        self._count("approved", "approved")
+        log.info("signal_approved", signal_id=signal_id, strategy=signal.strategy,
+                 client_order_id=intent.client_order_id, ticker=signal.ticker, symbol=intent.symbol,
+                 side=str(intent.side), quantity=intent.quantity, instrument=str(decision.instrument_type),
+                 reason=decision.reason)
         result = PipelineResult(True, signal_id, "order_submitted" if task else "order_intent",
                                 intent=intent, order_task=task)
         if task is not None:

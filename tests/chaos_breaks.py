@@ -9,6 +9,7 @@ Nothing here is imported by the daemon itself.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 from collections.abc import Callable
@@ -49,7 +50,12 @@ def apply(name: str) -> None:
     if name == "journal_skips_intents":
         async def skip_intent(self: Any, intent: Any, broker: str, ts: Any) -> bool:
             return True  # "journaled" (it is not)
+        def skip_started(self: Any, intent: Any, broker: str, ts: Any) -> Any:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(True)  # the router's early start: "journaled" as well
+            return done
         J.record_order_intent = skip_intent  # type: ignore[method-assign]
+        J.start_order_intent = skip_started  # type: ignore[method-assign]
     elif name == "journal_invents_acks":
         def invent(original: Any) -> Any:
             entries = itertools.count()

@@ -60,6 +60,20 @@ def price_on_market(signal: TradeSignal, market: float | None, max_deviation: fl
                              f"market price {market:,.2f} is not a positive price", detail=detail)
     metadata = {**signal.metadata, SIGNAL_ENTRY_KEY: entry} if isinstance(signal.metadata, dict) else \
         {SIGNAL_ENTRY_KEY: entry}
-    moved = dataclasses.replace(signal, entry_price=market, stop_loss=stop, target_price=target, metadata=metadata)
+    moved = _moved(signal, market, stop, target, metadata)
     return MarketPricing(True, f"entry on the market price {market:,.2f} (signal {entry:,.2f}, "
                          f"{deviation:.2%} away)", moved, detail)
+
+
+def _moved(signal: TradeSignal, entry: float, stop: float, target: float | None,
+           metadata: dict[str, Any]) -> TradeSignal:
+    """A copy of `signal` at new prices: every field copied (`__slots__` are its fields), without
+    dataclasses.replace's keyword rebuild and second __post_init__ (the direction is normalised already)."""
+    moved = object.__new__(TradeSignal)
+    for name in _SIGNAL_FIELDS:
+        setattr(moved, name, getattr(signal, name))
+    moved.entry_price, moved.stop_loss, moved.target_price, moved.metadata = entry, stop, target, metadata
+    return moved
+
+
+_SIGNAL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TradeSignal))

@@ -1,7 +1,7 @@
 """OrderRouter: sends each order intent to exactly one broker, exactly once, with safe retries.
 
 - The intent is journaled (with its deterministic client order id) before anything is sent.
-- Retries (exponential backoff with jitter, bounded attempts) only on retryable errors:
+- Retries use tenacity (exponential backoff with jitter, bounded attempts) and only on retryable errors:
   timeouts, connection errors, 429 (honouring its retry-after), 5xx. A rejection is final.
 - After an ambiguous failure (a timeout after the request may have arrived) the router asks the broker for
   the client order id before any resend, so one intent never becomes two orders.
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from config.settings import BrokerSettings, PipelineConfig
 from pipeline.core.clock import Clock, monotonic
@@ -40,6 +41,7 @@ from pipeline.safety.kill_switch import KillSwitch
 
 log = structlog.get_logger("ordergate.router")
 ResultHandler = Callable[[OrderIntent, OrderResult], Awaitable[None]]
+_Journaling = tuple[str, Awaitable[bool]]  # an intent's durable write under way: (its broker, the write)
 
 
 class BrokerHealth:
@@ -87,14 +89,21 @@ class BrokerHealth:
 
 
 class _BackoffWait:
-    """Exponential backoff with full jitter, never shorter than a 429's retry-after."""
+    """Exponential backoff with full jitter, never shorter than a 429's retry-after.
 
-    def __init__(self, base: float, maximum: float) -> None:
+    `offset`: attempts made before tenacity took over (the first one is made without it), so the n-th wait of
+    the whole submission is the same whether tenacity or the router made the attempt before it."""
+
+    def __init__(self, base: float, maximum: float, offset: int = 0) -> None:
         self.base = base
         self.maximum = maximum
+        self.offset = offset
+
+    def __call__(self, state: RetryCallState) -> float:
+        return self.delay(state.attempt_number + self.offset, state.outcome.exception() if state.outcome else None)
 
     def delay(self, attempt_number: int, exc: BaseException | None) -> float:
-        """The wait after failed attempt `attempt_number` (1 for the first) that raised `exc`."""
+        """The wait after failed attempt `attempt_number` (1-based) of a submission that raised `exc`."""
         exp = min(self.maximum, self.base * (2 ** (attempt_number - 1)))
         delay = exp / 2 + random.uniform(0, exp / 2)
         if isinstance(exc, RetryableBrokerError) and exc.retry_after:
@@ -212,7 +221,17 @@ class OrderRouter:
                 self._split(intent, children)
                 tasks = [self._spawn(self._submit_and_report(c, at=c.created_at), c) for c in children]
                 return self._spawn(self._all_children(intent, tasks), intent)
-        return self._spawn(self._submit_and_report(intent), intent)
+        return self._spawn(self._submit_and_report(intent, journaling=self._start_journal(intent)), intent)
+
+    def _start_journal(self, intent: OrderIntent) -> _Journaling | None:
+        """Start the intent's durable write now, as the decision hands it over, so its commit runs while the
+        order's task is scheduled (the task awaits it before anything is sent): (the broker it is journaled for,
+        the write's awaitable)."""
+        if self.journal is None:
+            return None
+        name = self.choose_broker(intent)
+        self.book.add(intent)
+        return name, self.journal.start_order_intent(intent, name, self.clock.now())
 
     def dispatch_after(
         self, intent: OrderIntent, prepare: Callable[[OrderIntent], Awaitable[OrderIntent | str]]
@@ -327,14 +346,16 @@ class OrderRouter:
             return self.fallback  # type: ignore[return-value]
         return self.primary
 
-    async def submit(self, intent: OrderIntent) -> OrderResult:
-        """Journal, then send with retries; returns the broker's answer or a final rejection."""
-        name = self.choose_broker(intent)
+    async def submit(self, intent: OrderIntent, journaling: _Journaling | None = None) -> OrderResult:
+        """Journal, then send with retries; returns the broker's answer or a final rejection. `journaling`: the
+        intent's durable write already started (`dispatch`), with the broker it names."""
+        name = self.choose_broker(intent) if journaling is None else journaling[0]
         logger = log.bind(signal_id=intent.signal_id, client_order_id=intent.client_order_id)
         record = self.book.add(intent)
         if self.journal is not None:
             try:
-                fresh = await self.journal.record_order_intent(intent, name, self.clock.now())
+                fresh = await (journaling[1] if journaling is not None
+                               else self.journal.record_order_intent(intent, name, self.clock.now()))
             except Exception as exc:  # nothing was sent: the order stays unjournaled, to be dispatched again
                 raise _NotJournaled(exc) from exc
             self.book.transition(intent.client_order_id, OrderState.INTENT_JOURNALED)
@@ -379,7 +400,8 @@ class OrderRouter:
         await self.brokers[name].cancel_order(client_order_id)
 
     # -- internals ------------------------------------------------------------------------------------
-    async def _submit_and_report(self, intent: OrderIntent, at: Any = None) -> OrderResult:
+    async def _submit_and_report(self, intent: OrderIntent, at: Any = None,
+                                 journaling: _Journaling | None = None) -> OrderResult:
         if at is not None:
             delay = (at - self.clock.now()).total_seconds()
             if delay > 0:
@@ -389,7 +411,7 @@ class OrderRouter:
                 finally:
                     self._scheduled -= 1
         try:
-            result = await self.submit(intent)
+            result = await self.submit(intent, journaling)
         except _NotJournaled as failed:
             # not a rejection: its record stays working and unjournaled, and the owner retries it (a full disk)
             log.error("order_intent_not_journaled", signal_id=intent.signal_id,
@@ -424,20 +446,22 @@ class OrderRouter:
         health = self.health[name]
         # may_exist: an earlier run may have placed it, so every attempt asks the broker first
         attempts = _Attempts(ambiguous=may_exist, reached_broker=may_exist)
-        limit = self.config.max_order_retries + 1
-        number = 1
         try:
-            # the first attempt is a plain await (no retry machinery built per order); a retryable failure waits
-            # its backoff and tries again, up to `limit` attempts, the last failure raised as it came
-            while True:
-                try:
+            try:  # the first attempt goes straight out: no retry machinery on the path to the send
+                return await self._attempt(broker, health, intent, attempts, logger), attempts
+            except RetryableBrokerError as first:
+                retries = self.config.max_order_retries
+                if retries < 1:
+                    raise
+                wait = _BackoffWait(self.config.retry_backoff_base, self.config.retry_backoff_max, offset=1)
+                await self.sleep(wait.delay(1, first))
+            retrying = AsyncRetrying(  # the retries: `retries` more attempts, waits continuing the same backoff
+                stop=stop_after_attempt(retries), wait=wait, retry=retry_if_exception_type(RetryableBrokerError),
+                sleep=self.sleep, reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
                     return await self._attempt(broker, health, intent, attempts, logger), attempts
-                except RetryableBrokerError as exc:
-                    if number >= limit:
-                        raise
-                    backoff = _BackoffWait(self.config.retry_backoff_base, self.config.retry_backoff_max)
-                    await self.sleep(backoff.delay(number, exc))
-                    number += 1
         except SendRefused as exc:
             # the kill switch stopped it before it left the process; if an earlier try may have reached the
             # broker it stays pending, to be looked up, instead of being called cancelled

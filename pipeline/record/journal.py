@@ -2,13 +2,15 @@
 
 One code path, two durability settings:
 
-- `full` (the daemon): all database work runs on the journal's own thread, so the event loop never waits on
-  disk. An order intent or a fill is committed — one transaction, one fsync with synchronous=FULL — before its
-  call returns (intent before send, fill before position). Intents and fills that arrive while a commit is under
-  way share the next one (group commit: one fsync for all of them, each caller still waits for its own row to be
-  durable). Everything else is buffered: signals and decision records ride along with the next intent or fill
-  commit (an intent's decision record is on disk with it) or the writer task's `flush()`; order status events
-  wait for the flush (every [journal] batch_interval_ms), off the path to the send.
+- `full` (the daemon): all database work runs on the journal's own thread (journal_thread.JournalThread), so the
+  event loop never waits on disk. An order intent or a fill is committed — one transaction, one fsync with
+  synchronous=FULL — before its call returns (intent before send, fill before position). Intents and fills that
+  arrive while a commit is under way share the next one (group commit: one fsync for all of them, each caller
+  still waits for its own row to be durable; the router starts an intent's write as the decision hands it over,
+  `start_order_intent`, and its order task awaits it before the send). Everything else is buffered: signals and
+  decision records ride along with the next intent or fill commit (an intent's decision record is on disk with
+  it) or the writer task's `flush()`; order status events wait for the flush (every [journal] batch_interval_ms),
+  off the path to the send.
 - `batched` (a simulated throwaway run: replay, bench): the same statements run on the caller's thread (nothing
   else waits on a simulated loop) inside one open transaction that is committed every `batch_rows` rows and at
   every flush, read and close, with synchronous=OFF: a crash loses the run, which nobody keeps.
@@ -21,7 +23,6 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ from pipeline.core.models import (
 )
 from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
 from pipeline.record.journal_check import journal_damage, move_aside
+from pipeline.record.journal_thread import JournalThread
 
 T = TypeVar("T")
 log = structlog.get_logger("ordergate.journal")
@@ -133,7 +135,24 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts is not None else None
+    return iso_of(ts) if ts is not None else None
+
+
+_recent_iso: list[tuple[datetime | None, str]] = [(None, ""), (None, "")]
+
+
+def iso_of(ts: datetime) -> str:
+    """`ts.isoformat()`, remembered for the last two datetimes (by identity: a datetime never changes): a decision
+    writes the same few stamps (the signal's, the clock's) into several rows, and a zone-aware isoformat is ~1.5 µs."""
+    first, second = _recent_iso
+    if first[0] is ts:
+        return first[1]
+    if second[0] is ts:
+        return second[1]
+    text = ts.isoformat()
+    _recent_iso[1] = first
+    _recent_iso[0] = (ts, text)
+    return text
 
 
 def _json_default(value: Any) -> Any:
@@ -191,14 +210,14 @@ class Journal:
         # waits on the loop; full: every call goes to the journal's own thread so the loop never blocks on disk.
         self.inline = self.durability == "batched"
         self.batch_rows = batch_rows
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._executor = JournalThread("journal")
         self._conn: sqlite3.Connection | None = None
         # rows committed with the next transaction (lists are only ever touched on the event loop's thread)
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         # order status events: committed by flushes and reads only, never carried by a group commit
         self._events: list[tuple[str, tuple[Any, ...]]] = []
         # full: durable statements waiting for the next group commit, each with the future its caller awaits
-        self._durable: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]] = []
+        self._durable: list[tuple[str, tuple[Any, ...], asyncio.Future[bool]]] = []
         self._committing = False
         self._flushing: asyncio.Task[None] | None = None
         self._flush_at = batch_rows  # buffered rows that start a flush of their own (full) / a commit (batched)
@@ -368,19 +387,26 @@ class Journal:
     async def record_order_intent(self, intent: OrderIntent, broker: str, ts: datetime) -> bool:
         """Commit the intent before it is sent (full: fsync'd, in a group commit with the intents and fills that
         arrive together). False when this client order id is already journaled."""
+        return await self.start_order_intent(intent, broker, ts)
+
+    def start_order_intent(self, intent: OrderIntent, broker: str, ts: datetime) -> asyncio.Future[bool]:
+        """`record_order_intent`, its write started now (on the loop thread, before the caller awaits): the
+        router starts the intent's commit as the decision hands it over, and its order task awaits the answer.
+        Nothing may be sent before that future is done with True."""
+        stamp = iso_of(ts)
         row = (
             intent.client_order_id, intent.signal_id, str(intent.kind), broker, intent.symbol,
             str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
-            ts.isoformat(), ts.isoformat(), _record_json(intent), intent.strategy,
+            stamp, stamp, _record_json(intent), intent.strategy,
         )
-        return await self._durable_write(_INSERT_ORDER, row) == 1
+        return self._durable_write(_INSERT_ORDER, row)
 
     async def record_fill(self, fill: Fill, strategy: str = "") -> bool:
         """Commit a fill of `strategy`'s order (full: fsync'd, grouped like intents). False when this
         (broker, fill_id) was already journaled: apply it only once."""
         row = (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
                str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat(), strategy)
-        return await self._durable_write(_INSERT_FILL, row) == 1
+        return await self._durable_write(_INSERT_FILL, row)
 
     async def update_order(
         self, client_order_id: str, status: OrderStatus | str, *, ts: datetime, broker: str | None = None,
@@ -395,22 +421,28 @@ class Journal:
                                              reason, filled_qty, filled_avg_price, client_order_id)))
         self._buffer(_INSERT_EVENT, (client_order_id, status, broker, reason, filled_qty, stamp), self._events)
 
-    async def _durable_write(self, sql: str, params: tuple[Any, ...]) -> int:
-        """Execute one statement durably and return its rowcount (see the module docstring)."""
+    def _durable_write(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[bool]:
+        """Execute one statement durably (see the module docstring); the future says whether it wrote its row
+        (False: an INSERT OR IGNORE found it there). Started at once: the caller awaits the future."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
         if self.inline:
             # batched: the buffered rows join the open transaction in bulk (every batch_rows, and before any read
             # or commit), not one executemany per table per order; a commit always takes them along, so what is
             # committed never holds an intent without its decision record
-            count = self._txn_execute(sql, params)
-            if self._in_txn >= self.batch_rows:
-                self._flush_into_txn()
-                self._commit_txn()
-            return count
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[int] = loop.create_future()
+            try:
+                count = self._txn_execute(sql, params)
+                if self._in_txn >= self.batch_rows:
+                    self._flush_into_txn()
+                    self._commit_txn()
+            except Exception as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(count == 1)
+            return done
         self._durable.append((sql, params, done))
         self._start_group(loop)
-        return await done
+        return done
 
     def _start_group(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand everything waiting to the journal thread as one transaction, unless one is under way (its
@@ -424,8 +456,27 @@ class Journal:
         rows, self._pending = self._pending, []
         self._committing = True
         statements = [(sql, params) for sql, params, _ in group]
-        job = loop.run_in_executor(self._executor, self._commit_group, rows, statements)
-        job.add_done_callback(lambda finished: self._group_committed(loop, finished, group, rows))
+        try:
+            # the journal thread answers the loop itself (one call_soon_threadsafe): no concurrent future
+            # wrapped in an asyncio one and its callback chain between the commit and the send
+            self._executor.post(self._commit_and_answer, loop, group, rows, statements)
+        except RuntimeError as exc:  # the executor is shut down: every waiter hears it, nothing is lost
+            loop.call_soon(self._group_committed, loop, group, rows, None, exc)
+
+    def _commit_and_answer(self, loop: asyncio.AbstractEventLoop,
+                           group: list[tuple[str, tuple[Any, ...], asyncio.Future[bool]]],
+                           rows: list[tuple[str, tuple[Any, ...]]],
+                           statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """On the journal thread: commit the group, then hand its row counts (or the error) to the loop."""
+        try:
+            counts: list[int] | None = self._commit_group(rows, statements)
+            error: BaseException | None = None
+        except BaseException as exc:  # a failed write (full disk): every waiter gets it
+            counts, error = None, exc
+        try:
+            loop.call_soon_threadsafe(self._group_committed, loop, group, rows, counts, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
 
     def _commit_group(self, rows: list[tuple[str, tuple[Any, ...]]],
                       statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
@@ -438,20 +489,21 @@ class Journal:
         self.commits += 1
         return counts
 
-    def _group_committed(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[list[int]],
-                         group: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]],
-                         rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _group_committed(self, loop: asyncio.AbstractEventLoop,
+                         group: list[tuple[str, tuple[Any, ...], asyncio.Future[bool]]],
+                         rows: list[tuple[str, tuple[Any, ...]]], counts: list[int] | None,
+                         error: BaseException | None) -> None:
         self._committing = False
-        error = finished.exception() if not finished.cancelled() else asyncio.CancelledError()
-        if error is not None:
+        if error is not None or counts is None:
             self._pending[:0] = rows  # a failed write (full disk) keeps the buffered rows for the next one
+            failure = error if error is not None else RuntimeError("journal group commit returned nothing")
             for _, _, done in group:
                 if not done.done():
-                    done.set_exception(error)
+                    done.set_exception(failure)
         else:
-            for (_, _, done), count in zip(group, finished.result(), strict=True):
+            for (_, _, done), count in zip(group, counts, strict=True):
                 if not done.done():
-                    done.set_result(count)
+                    done.set_result(count == 1)
         self._start_group(loop)
 
     # batched: one open transaction on the caller's thread

@@ -15,14 +15,14 @@ import structlog
 
 from pipeline.core.models import TradeSignal
 from pipeline.record.decision import REJECTED, DecisionRecord
-from pipeline.record.journal import Journal
+from pipeline.record.journal import Journal, iso_of
 
 log = structlog.get_logger("ordergate.signals")
 
 
 def signal_id_for(signal: TradeSignal) -> str:
     """Deterministic id of a signal's content (and of the strategy that made it)."""
-    ts = signal.timestamp.isoformat() if isinstance(signal.timestamp, datetime) else str(signal.timestamp)
+    ts = iso_of(signal.timestamp) if isinstance(signal.timestamp, datetime) else str(signal.timestamp)
     parts: tuple[object, ...] = (
         signal.ticker, signal.direction, signal.signal_type, signal.timeframe, ts, signal.source,
         signal.entry_price, signal.stop_loss,

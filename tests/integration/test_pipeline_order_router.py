@@ -148,3 +148,24 @@ async def test_resend_whose_broker_cannot_be_asked_stays_pending_and_never_goes_
     primary.faults.unavailable = False
     assert _calls(primary, "submit_order", intent.client_order_id) == 1
     assert (await journal.get_order(intent.client_order_id))["status"] != "rejected"
+
+
+async def test_retries_wait_the_same_growing_backoff_and_stop_after_max_retries(setup) -> None:
+    """The first attempt goes out without tenacity and the retries continue its backoff: max_order_retries (3)
+    more attempts, each after a wait of the next power of two of the base (full jitter: between half and all)."""
+    router, primary, _fallback, _journal = setup
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    router.sleep = sleep
+    primary.faults.transient_failures = 10
+    intent = _intent(9)
+    result = await router.submit(intent)
+    assert result.status == OrderStatus.REJECTED and "after 4 attempts" in (result.reason or "")
+    assert _calls(primary, "submit_order", intent.client_order_id) == 4
+    assert len(waits) == 3
+    for n, wait in enumerate(waits):
+        exp = 0.01 * 2 ** n
+        assert exp / 2 <= wait <= exp, (n, wait)
