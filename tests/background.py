@@ -1,4 +1,5 @@
-"""Campaigns that mostly wait (the chaos breaks' crash runs: broken daemons sleeping between their crash points)
+"""Campaigns that mostly wait (the chaos breaks' crash runs: broken daemons sleeping between their crash points;
+the kill switch burst: entries queued in a rate limiter)
 start on their own thread pool when the session starts, so that they overlap the rest of the suite instead of
 adding to it; their tests are run last, each waiting for its own campaign's result and asserting on it as before.
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-BACKGROUND_MODULES = frozenset({"test_chaos_breaks"})
+BACKGROUND_MODULES = frozenset({"test_chaos_breaks", "test_kill_switch_burst"})
 
 
 def module_stem(item: pytest.Item) -> str:
