@@ -1,7 +1,7 @@
-"""Campaigns that mostly wait (the chaos breaks' crash runs: broken daemons sleeping between their crash points;
-the kill switch burst: entries queued in a rate limiter)
-start on their own thread pool when the session starts, so that they overlap the rest of the suite instead of
-adding to it; their tests are run last, each waiting for its own campaign's result and asserting on it as before.
+"""Campaigns that mostly wait (the chaos breaks' crash runs and the short chaos run's crash points: daemons
+sleeping between their crash points; the kill switch burst: entries queued in a rate limiter) start on their own
+thread pools when the session starts, so that they overlap the rest of the suite instead of adding to it; their
+tests are run last, each waiting for its own campaign's result and asserting on it as before.
 
 A module takes part by being named in BACKGROUND_MODULES and defining `campaigns(mktemp)`: a context manager that
 starts its runs (each in a fresh directory from `mktemp(name)`) and yields {key: Future}; leaving it waits for
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-BACKGROUND_MODULES = frozenset({"test_chaos_breaks", "test_kill_switch_burst"})
+BACKGROUND_MODULES = frozenset({"test_chaos_breaks", "test_chaos_short", "test_kill_switch_burst"})
 
 
 def module_stem(item: pytest.Item) -> str:

@@ -30,7 +30,7 @@ WHILE_TRADING = {"stops_never_placed"}  # seen only while a position is open: au
 
 
 CRASH_BREAKS = sorted(set(BREAKS) - WHILE_TRADING)
-PARALLEL = 3  # broken daemons run side by side: each spends most of its time waiting on its crash points
+PARALLEL = 2  # broken daemons side by side (each waits on its crash points most of the time), beside the suite
 GAPS = "protection_gaps_while_trading"  # the campaign of the protection-gap test
 
 
