@@ -12,8 +12,8 @@
 Markers: `slow` marks the long tests (real daemon subprocesses, chaos, breaks, live-SDK end-to-end runs); the list
 is SLOW_MODULES below plus any test marked in its own file. `make test-fast` runs `-m "not slow"`.
 
-Background: the modules of tests/background.py (the chaos breaks) start their campaigns with the session and
-have their tests run last (fixture `background`).
+Background: the modules of tests/background.py (the chaos breaks, the short chaos run, the kill switch burst)
+start their campaigns with the session and have their tests run last (fixture `background`).
 """
 
 from __future__ import annotations
