@@ -62,6 +62,10 @@ class BrokerEvents:
         """Events published and not yet applied (or failed)."""
         return self._in - self._done
 
+    def held(self) -> int:
+        """Events held because the journal could not take them (applied by `apply_held` once it can)."""
+        return len(self._held)
+
     def consuming(self) -> bool:
         """Whether the consumer task runs."""
         return self._task is not None and not self._task.done()

@@ -11,13 +11,16 @@
 
 Markers: `slow` marks the long tests (real daemon subprocesses, chaos, breaks, live-SDK end-to-end runs); the list
 is SLOW_MODULES below plus any test marked in its own file. `make test-fast` runs `-m "not slow"`.
+
+Background: the modules of tests/background.py (the chaos breaks, the short chaos run, the kill switch burst)
+start their campaigns with the session and have their tests run last (fixture `background`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +29,8 @@ import pytest
 
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
+from tests.background import last_if_background, started
+from tests.bytecode import compile_sources
 
 pytest_plugins = ["tests.pg"]  # a real PostgreSQL server for the journal tests; `any_journal` on each backend
 
@@ -99,6 +104,10 @@ SLOW_TESTS = frozenset({
 })
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    compile_sources()  # tests/bytecode.py: each daemon subprocess loads bytecode instead of compiling the repo
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """With `-m "not slow"` (make test-fast) the SLOW_MODULES are not even imported (their collection is the
     price of a test run too)."""
@@ -113,6 +122,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = Path(str(item.fspath)).stem
         if module in SLOW_MODULES or f"{module}::{item.originalname}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+    last_if_background(items)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The campaigns of tests/background.py's modules, started with the session (they overlap the other tests)."""
+    with started(request.session.items, tmp_path_factory) as campaigns:
+        yield campaigns
 
 
 async def until(

@@ -2,18 +2,24 @@
 each (tests/chaos_breaks.py), runs a few crash points, and the break is caught by the counter it must move.
 
 A scoreboard whose counters cannot move proves nothing; this is what makes `make chaos`'s zeros mean something.
+
+The runs start with the session and overlap the rest of the suite (tests/background.py); these tests run last.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.background import result
 from tests.chaos_breaks import BREAKS
 from tests.chaos_daemon import CrashRun, WebhookFeeder, audit_protection, crash_points, daemon_env, start_daemon
 
@@ -24,7 +30,8 @@ WHILE_TRADING = {"stops_never_placed"}  # seen only while a position is open: au
 
 
 CRASH_BREAKS = sorted(set(BREAKS) - WHILE_TRADING)
-PARALLEL = 3  # broken daemons run side by side: each spends most of its time waiting on its crash points
+PARALLEL = 2  # broken daemons side by side (each waits on its crash points most of the time), beside the suite
+GAPS = "protection_gaps_while_trading"  # the campaign of the protection-gap test
 
 
 def _broken_run(name: str, state_dir: Path) -> CrashRun:
@@ -35,29 +42,21 @@ def _broken_run(name: str, state_dir: Path) -> CrashRun:
                         check_every_restart=False)
 
 
-@pytest.fixture(scope="module")
-def broken_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[CrashRun]]]:
-    """Every break's crash run, started together on a small pool (each test waits for its own)."""
-    pool = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="break")
-    runs = {name: pool.submit(_broken_run, name, tmp_path_factory.mktemp(name) / "state") for name in CRASH_BREAKS}
-    yield runs
-    pool.shutdown(wait=True, cancel_futures=True)
+@dataclass
+class GapRuns:
+    """The protection audit while trading: what it found on the broken daemon, and on the healthy one."""
+
+    gaps: list[str] = field(default_factory=list)  # the broken daemon's first gaps (empty: none within 40 s)
+    healthy_gaps: list[list[str]] = field(default_factory=list)  # every non-empty audit of the healthy daemon
+    healthy_audits: int = 0
+    seen_position: bool = False  # the healthy daemon held a position at some audit
 
 
-@pytest.mark.parametrize("name", CRASH_BREAKS)
-def test_a_deliberately_broken_daemon_moves_its_counter(broken_runs: dict[str, Future[CrashRun]], name: str) -> None:
-    counter = BREAKS[name]
-    run = broken_runs[name].result(timeout=600)
-    assert "error" not in run.final, run.final["error"]
-    # the counter moving is the proof; a run that traded nothing would leave it at 0 and fail here too
-    assert run.final[counter] > 0, f"{name} went unseen: {counter} = 0; final: {run.final}"
-    assert any(counter in loss for loss in run.losses), run.losses
-
-
-def test_a_daemon_that_places_no_stops_shows_protection_gaps(tmp_path: Path) -> None:
+def _protection_gap_runs(root: Path) -> GapRuns:
     """The crash points audit protection at moments that may find no position open; here the same audit runs
-    while the broken daemon trades until a position is open: a position without its stop for 0.5 s is a gap."""
-    state_dir = tmp_path / "state"
+    while the broken daemon trades until a position is open, then on the unbroken daemon under the same feeder."""
+    out = GapRuns()
+    state_dir = root / "state"
     env = daemon_env(state_dir)
     state_dir.mkdir(parents=True)
     daemon = start_daemon(state_dir, env, "stops_never_placed")
@@ -67,31 +66,71 @@ def test_a_daemon_that_places_no_stops_shows_protection_gaps(tmp_path: Path) -> 
         feeder = WebhookFeeder(state_dir, daemon.wait_for("webhook_listening", 10.0)["port"], seed=5)
         feeder.start()
         deadline = time.monotonic() + 40
-        gaps: list[str] = []
-        while not gaps and time.monotonic() < deadline:
-            gaps = audit_protection(state_dir, final=False)["protection_gaps"]
+        while not out.gaps and time.monotonic() < deadline:
+            out.gaps = audit_protection(state_dir, final=False)["protection_gaps"]
             time.sleep(0.2)
-        assert gaps, "a daemon that never places its stops went unseen"
     finally:
         if feeder is not None:
             feeder.halt.set()
         daemon.kill9()
-    # and the unbroken daemon, under the same feeder, shows none
-    healthy = tmp_path / "healthy"
+    if not out.gaps:
+        return out  # the test fails on it; the healthy half would prove nothing about the audit
+    healthy = root / "healthy"
     healthy.mkdir()
     good = start_daemon(healthy, daemon_env(healthy))
     try:
         good.wait_for("daemon_ready", 60.0)
         feeder = WebhookFeeder(healthy, good.wait_for("webhook_listening", 10.0)["port"], seed=5)
         feeder.start()
-        seen_position = False
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
-            assert audit_protection(healthy, final=False)["protection_gaps"] == []
+            gaps = audit_protection(healthy, final=False)["protection_gaps"]
+            out.healthy_audits += 1
+            if gaps:
+                out.healthy_gaps.append(gaps)
             book = healthy / "paper_book.json"
-            seen_position = seen_position or (book.exists() and bool(json.loads(book.read_text())["positions"]))
+            out.seen_position = out.seen_position or (book.exists() and bool(json.loads(book.read_text())["positions"]))
             time.sleep(0.3)
-        assert seen_position
     finally:
         feeder.halt.set()
         good.kill9()
+    return out
+
+
+@contextmanager
+def campaigns(mktemp: Callable[[str], Path]) -> Iterator[dict[str, Future[Any]]]:
+    """Every break's crash run and the protection-gap runs, started together on a small pool when the session
+    starts (tests/background.py); each test waits for its own."""
+    pool = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="break")
+    runs: dict[str, Future[Any]] = {GAPS: pool.submit(_protection_gap_runs, mktemp(GAPS))}
+    runs.update({name: pool.submit(_broken_run, name, mktemp(name) / "state") for name in CRASH_BREAKS})
+    try:
+        yield runs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def broken_runs(background: dict[str, Any]) -> dict[str, Future[Any]]:
+    return background[__name__.rpartition(".")[2]]
+
+
+@pytest.mark.parametrize("name", CRASH_BREAKS)
+def test_a_deliberately_broken_daemon_moves_its_counter(broken_runs: dict[str, Future[CrashRun]], name: str) -> None:
+    counter = BREAKS[name]
+    run: CrashRun = result(broken_runs, name)
+    assert "error" not in run.final, run.final["error"]
+    # the counter moving is the proof; a run that traded nothing would leave it at 0 and fail here too
+    assert run.final[counter] > 0, f"{name} went unseen: {counter} = 0; final: {run.final}"
+    assert any(counter in loss for loss in run.losses), run.losses
+
+
+def test_a_daemon_that_places_no_stops_shows_protection_gaps(broken_runs: dict[str, Future[Any]]) -> None:
+    """The crash points audit protection at moments that may find no position open; here the same audit runs
+    while the broken daemon trades until a position is open: a position without its stop for 0.5 s is a gap."""
+    runs: GapRuns = result(broken_runs, GAPS)
+    assert runs.gaps, "a daemon that never places its stops went unseen"
+    # and the unbroken daemon, under the same feeder, shows none
+    assert runs.healthy_audits > 0
+    assert runs.healthy_gaps == []
+    assert runs.seen_position

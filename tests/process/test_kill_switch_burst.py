@@ -4,6 +4,8 @@ The daemon runs as a subprocess against the Alpaca fake (live data from the fake
 with a low REST rate so that a burst of webhook signals leaves many decided entries waiting to be sent. The trip
 comes in the middle of the burst, by SIGUSR1 (acknowledged by its log line) or by `ordergate kill` (acknowledged
 when the command returns). Every entry not sent by then must end `canceled` with the kill switch as its reason.
+
+Both scenarios start with the session and overlap the rest of the suite (tests/background.py); the tests run last.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import asyncio
 import json
 import signal
 import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.background import result
 from tests.conftest import until as _until
 from tests.daemon_proc import DaemonProcess, base_env, cli
 from tests.fakes.alpaca_server import FakeAlpaca
@@ -28,6 +34,7 @@ TOKEN = "burst-test-token-0123456789"
 TICKERS = ["AAPL", "MSFT", "NVDA", "AMD", "JPM", "XOM", "UNH", "WMT", "CAT", "PLD", "BABA", "GS", "CVX", "LLY",
            "HD", "BA", "AMGN", "KO", "ORCL", "INTC"]
 PRICE = 100.0
+HOWS = ("sigusr1", "cli")  # the trip: by SIGUSR1 (acknowledged by its log line), by `ordergate kill`
 
 
 def _env(state_dir: Path, fake: FakeAlpaca) -> dict[str, str]:
@@ -68,11 +75,13 @@ def _journal_entries(state_dir: Path) -> dict[str, tuple[str, str | None]]:
     return {coid: (status, reason) for coid, status, reason in rows}
 
 
-@pytest.mark.parametrize("how", ["sigusr1", "cli"])
-async def test_no_entry_reaches_the_broker_after_a_trip_in_the_middle_of_a_burst(
-    tmp_path: Path, fake: FakeAlpaca, how: str,
-) -> None:
-    state_dir = tmp_path / "state"
+async def _trip_in_the_middle_of_a_burst(root: Path, how: str) -> None:
+    """The scenario, on a FakeAlpaca of its own; an AssertionError names what failed."""
+    async with FakeAlpaca() as fake:
+        await _burst_then_trip(root / "state", fake, how)
+
+
+async def _burst_then_trip(state_dir: Path, fake: FakeAlpaca, how: str) -> None:
     env = _env(state_dir, fake)
     daemon = DaemonProcess(state_dir, env=env).start()
     try:
@@ -118,3 +127,23 @@ async def test_no_entry_reaches_the_broker_after_a_trip_in_the_middle_of_a_burst
     finally:
         code = await asyncio.to_thread(daemon.stop)
     assert code == 0, daemon.text()[-3000:]
+
+
+@contextmanager
+def campaigns(mktemp: Callable[[str], Path]) -> Iterator[dict[str, Future[None]]]:
+    """Both trips' scenarios (each waits on the rate limiter most of its half minute), started when the session
+    starts, side by side on their own event loops (tests/background.py); each test waits for its own."""
+    pool = ThreadPoolExecutor(max_workers=len(HOWS), thread_name_prefix="burst")
+    runs = {how: pool.submit(lambda how=how, root=mktemp(f"burst_{how}"):
+                             asyncio.run(_trip_in_the_middle_of_a_burst(root, how))) for how in HOWS}
+    try:
+        yield runs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("how", HOWS)
+def test_no_entry_reaches_the_broker_after_a_trip_in_the_middle_of_a_burst(
+    background: dict[str, dict[str, Future[None]]], how: str,
+) -> None:
+    result(background[__name__.rpartition(".")[2]], how, timeout=150)

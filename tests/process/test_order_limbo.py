@@ -390,8 +390,8 @@ async def test_a_fill_whose_journal_write_failed_is_applied_once_when_the_disk_r
         await core.settle()
         assert await _status(core, coid) in ("new", "filled")
         await _journal_writes_fail(core.journal, True)
-        paper.redeliver()  # the fill arrives while the journal cannot be written
-        await core.settle()
+        paper.redeliver()  # the fill arrives while the journal cannot be written: held (a settle would wait out
+        await _until(lambda: core.events.held() >= 1, what="the fill held")  # its 10 s: a held fill never settles)
         await core.check_overdue()  # still failing: held, not dropped, not applied (journal before ledger)
         assert _held(core, "AAPL") == 0
         await _journal_writes_fail(core.journal, False)
