@@ -54,7 +54,7 @@ from pipeline.core.models import (
 )
 from pipeline.core.ports import Broker, BrokerError, OrderRejected, StopVenue
 from pipeline.positions.ledger import Ledger
-from pipeline.record.journal import Journal, intent_from_json
+from pipeline.record.journal import STATUS_RANK, Journal, intent_from_json
 
 log = structlog.get_logger("ordergate.stops")
 
@@ -215,6 +215,8 @@ class ProtectiveStops:
         stop = self.stops.get(key) if key else None
         if stop is None or stop.client_order_id != update.client_order_id:
             return  # a replaced predecessor
+        if not _advances(stop.status, update.status):
+            return  # an older view of the order (a late reply, a frame overtaken): a final status stays final
         stop.status = update.status
         stop.filled_qty = max(stop.filled_qty, update.filled_qty)
         stop.broker_order_id = update.broker_order_id or stop.broker_order_id
@@ -600,7 +602,7 @@ class ProtectiveStops:
 
     # -- helpers --------------------------------------------------------------------------------------
     def _apply(self, stop: RestingStop, result: OrderResult) -> None:
-        if result.status != OrderStatus.PENDING or stop.status == OrderStatus.PENDING:
+        if _advances(stop.status, result.status):
             stop.status = result.status
         stop.broker_order_id = result.broker_order_id or stop.broker_order_id
         stop.filled_qty = max(stop.filled_qty, result.filled_qty)
@@ -631,6 +633,16 @@ class ProtectiveStops:
                 whose = f" (strategy {strategy})" if strategy else ""
                 await self.alert("position_unprotected",
                                  f"{symbol}{whose}: no protective stop at the broker: {reason}", symbol=symbol)
+
+
+def _advances(current: OrderStatus, seen: OrderStatus) -> bool:
+    """Whether a status seen for a stop replaces the one it has. An order that is final stays final: a REST reply
+    written before a cancel can reach the daemon after the stream's `canceled` (a slow reply), and taking it
+    would show a cancelled stop as resting and never put it back. Short of final, the journal's order of
+    statuses rules (no `pending` after `new`, no `new` after a partial fill)."""
+    if current.is_final:
+        return False
+    return STATUS_RANK.get(seen.value, 0) >= STATUS_RANK.get(current.value, 0)
 
 
 def _name(key: PositionKey) -> str:
