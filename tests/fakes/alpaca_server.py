@@ -20,6 +20,7 @@ accepted and stay open):
     fake.next_submit_errors(status=500, times=1)
     fake.next_submit_hangs()                            # the order IS stored, the reply never comes
     fake.next_submit_reply_held(); fake.release_replies()  # the reply (the order as accepted) comes when released
+    fake.next_replace_reply_held()                       # likewise for the next PATCH /v2/orders/{id}
     await fake.fill(client_order_id, qty, price, times=2)   # an execution; times=2 sends the frame twice
     await fake.cancel(client_order_id)                   # broker-side cancel
     fake.drop_trade_stream(block=True) / fake.allow_trade_stream()
@@ -134,6 +135,7 @@ class FakeAlpaca:
         self._scripts: deque[SubmitScript] = deque()
         self._hung: list[asyncio.Future[None]] = []
         self._held: asyncio.Event | None = None  # replies of `held` submits wait for it (release_replies)
+        self._held_replaces = 0  # the next this many replace replies wait for it too
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -262,6 +264,10 @@ class FakeAlpaca:
         """The next order is stored and acknowledged on the stream at once, but its HTTP reply (the order as it
         was when accepted) only goes out at `release_replies()`: stream events overtake a slow reply."""
         self._scripts.append(SubmitScript("held"))
+
+    def next_replace_reply_held(self) -> None:
+        """Likewise for the next PATCH /v2/orders/{id}: done and announced on the stream, its reply held."""
+        self._held_replaces += 1
 
     def release_replies(self) -> None:
         if self._held is not None:
@@ -722,6 +728,12 @@ class FakeAlpaca:
             await self.push_trade_update("new", new)
 
         self._spawn(announce())
+        if self._held_replaces:
+            self._held_replaces -= 1
+            replaced = dict(new)
+            self._held = self._held or asyncio.Event()
+            await self._held.wait()
+            return web.json_response(replaced)
         return web.json_response(new)
 
     async def _cancel_all(self, request: web.Request) -> web.Response:

@@ -283,6 +283,36 @@ async def test_a_stop_cancelled_before_its_placing_reply_arrives_is_still_put_ba
         await core.stop()
 
 
+async def test_a_trailed_stop_cancelled_before_its_replace_reply_arrives_is_put_back(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """The trailing PATCH's reply is slow; the new stop is cancelled at Alpaca meanwhile, and the stream's
+    `canceled` (for an order the daemon does not yet call current) reaches it first. It must still be put back."""
+    core = await _core(tmp_path, fake, exits={"stop_replace_min_seconds": 0})
+    try:
+        signal_id, qty = await _entered(core, fake)
+        fake.next_replace_reply_held()
+        assert core.stops.trail(core.ledger.holding("AAPL").position, 99.25)
+        moved = client_order_id_for(signal_id, "stop1")
+        await until(lambda: [o["client_order_id"] for o in _stops(fake)] == [moved], what="stop moved at Alpaca")
+        await fake.cancel(moved)  # cancelled in Alpaca's app before the daemon has the reply
+        assert core.journal is not None
+
+        async def seen() -> bool:
+            rows = await core.journal.query("SELECT status FROM orders WHERE client_order_id = ?", (moved,))
+            return [r["status"] for r in rows] == ["canceled"]
+
+        await until(seen, what="the daemon saw the cancel")
+        fake.release_replies()  # the stale reply: `new`
+        third = client_order_id_for(signal_id, "stop2")
+        await until(lambda: [o["client_order_id"] for o in _stops(fake)] == [third], what="stop put back")
+        (back,) = _stops(fake)
+        assert (float(back["qty"]), float(back["stop_price"])) == (qty, 99.25)  # at the trailed level
+        await until(lambda: core.positions()[0]["resting_stop"]["client_order_id"] == third, what="stop shown")
+    finally:
+        await core.stop()
+
+
 async def test_a_hand_sale_of_some_of_our_shares_shrinks_the_stop_so_it_never_oversells(
     tmp_path: Path, fake: FakeAlpaca,
 ) -> None:
