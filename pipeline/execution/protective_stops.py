@@ -22,6 +22,9 @@ daemon is down (DESIGN invariant 12, issue 13).
 - A venue that cannot hold a stop (`StopVenue.stop_refusal`, e.g. no stop orders on options) leaves the
   position marked unprotected, and the operator is alerted at entry time.
 - Never cancelled by the kill switch (stops are not entries); `flatten` exits go through `release` too.
+- A stop's status only moves forward, whichever of the stream and a REST reply arrives first: a stop the broker
+  ended while its placing or replacing reply was on the way is put back once the reply lands, never shown as
+  resting.
 """
 
 from __future__ import annotations
