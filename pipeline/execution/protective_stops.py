@@ -22,6 +22,9 @@ daemon is down (DESIGN invariant 12, issue 13).
 - A venue that cannot hold a stop (`StopVenue.stop_refusal`, e.g. no stop orders on options) leaves the
   position marked unprotected, and the operator is alerted at entry time.
 - Never cancelled by the kill switch (stops are not entries); `flatten` exits go through `release` too.
+- A stop's status only moves forward, whichever of the stream and a REST reply arrives first: a stop the broker
+  ended while its placing or replacing reply was on the way is put back once the reply lands, never shown as
+  resting.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from pipeline.core.models import (
 )
 from pipeline.core.ports import Broker, BrokerError, OrderRejected, StopVenue
 from pipeline.positions.ledger import Ledger
-from pipeline.record.journal import Journal, intent_from_json
+from pipeline.record.journal import STATUS_RANK, Journal, intent_from_json
 
 log = structlog.get_logger("ordergate.stops")
 
@@ -149,6 +152,8 @@ class ProtectiveStops:
         self._releasing: dict[PositionKey, str] = {}         # position -> the daemon exit its stop was released for
         self._put_back: dict[PositionKey, int] = {}          # position -> stops put back after the broker ended them
         self._announced: dict[PositionKey, OrderIntent] = {}  # position -> its next stop, registered before placing
+        self._replacing: dict[PositionKey, str] = {}         # position -> the replacement whose reply is awaited
+        self._early: dict[PositionKey, OrderUpdate] = {}     # position -> its replacement's end, seen before the reply
 
     @property
     def enabled(self) -> bool:
@@ -214,7 +219,11 @@ class ProtectiveStops:
         key = self._by_coid.get(update.client_order_id)
         stop = self.stops.get(key) if key else None
         if stop is None or stop.client_order_id != update.client_order_id:
-            return  # a replaced predecessor
+            if key is not None and self._replacing.get(key) == update.client_order_id and update.status.is_final:
+                self._early[key] = update  # the replacement ended before its reply came: applied once it is current
+            return  # a replaced predecessor, or a replacement not yet current
+        if not _advances(stop.status, update.status):
+            return  # an older view of the order (a late reply, a frame overtaken): a final status stays final
         stop.status = update.status
         stop.filled_qty = max(stop.filled_qty, update.filled_qty)
         stop.broker_order_id = update.broker_order_id or stop.broker_order_id
@@ -403,15 +412,19 @@ class ProtectiveStops:
         now = self.clock.now()
         if self.journal is not None:
             await self.journal.record_order_intent(new, stop.broker, now)
+        self._replacing[stop.key] = new.client_order_id
         try:
             async with asyncio.timeout(self.timeout):
                 result = await venue.replace_stop(stop.client_order_id, quantity=qty, stop_price=price,
                                                   new_client_order_id=new.client_order_id)
         except (BrokerError, TimeoutError) as exc:
+            self._replacing.pop(stop.key, None)
             # not replaced (or not known to be): the old stop still rests; look at both and try again later
             log.warning("protective_stop_replace_failed", symbol=stop.symbol, client_order_id=stop.client_order_id,
                         error=str(exc) or type(exc).__name__)
             found = await self._lookup(stop.broker, new.client_order_id)
+            if not isinstance(found, OrderResult):
+                self._early.pop(stop.key, None)
             if isinstance(found, _Unknown):
                 return  # the replacement stays pending in the journal: the start-up check resolves it
             if found is None:
@@ -423,6 +436,8 @@ class ProtectiveStops:
                         self._dirty.add(stop.key)  # gone without selling: place a fresh one
                 return
             result = found
+        self._replacing.pop(stop.key, None)
+        early = self._early.pop(stop.key, None)
         old_coid = stop.client_order_id
         await self._journal(old_coid, OrderStatus.REPLACED, stop.broker, reason=f"replaced by {new.client_order_id}")
         stop.client_order_id, stop.intent, stop.quantity, stop.stop_price = new.client_order_id, new, qty, price
@@ -435,6 +450,8 @@ class ProtectiveStops:
         await self._journal(new.client_order_id, result.status, stop.broker, broker_order_id=result.broker_order_id)
         log.info("protective_stop_replaced", signal_id=stop.signal_id, client_order_id=new.client_order_id,
                  replaces=old_coid, symbol=stop.symbol, quantity=qty, stop_price=price)
+        if early is not None:
+            self.on_update(early)  # ended at the broker while the reply was on its way: put back (or alerted)
 
     # -- releasing before a daemon exit ---------------------------------------------------------------
     async def release(self, exit_intent: OrderIntent) -> OrderIntent | str:
@@ -600,7 +617,7 @@ class ProtectiveStops:
 
     # -- helpers --------------------------------------------------------------------------------------
     def _apply(self, stop: RestingStop, result: OrderResult) -> None:
-        if result.status != OrderStatus.PENDING or stop.status == OrderStatus.PENDING:
+        if _advances(stop.status, result.status):
             stop.status = result.status
         stop.broker_order_id = result.broker_order_id or stop.broker_order_id
         stop.filled_qty = max(stop.filled_qty, result.filled_qty)
@@ -631,6 +648,16 @@ class ProtectiveStops:
                 whose = f" (strategy {strategy})" if strategy else ""
                 await self.alert("position_unprotected",
                                  f"{symbol}{whose}: no protective stop at the broker: {reason}", symbol=symbol)
+
+
+def _advances(current: OrderStatus, seen: OrderStatus) -> bool:
+    """Whether a status seen for a stop replaces the one it has. An order that is final stays final: a REST reply
+    written before a cancel can reach the daemon after the stream's `canceled` (a slow reply), and taking it
+    would show a cancelled stop as resting and never put it back. Short of final, the journal's order of
+    statuses rules (no `pending` after `new`, no `new` after a partial fill)."""
+    if current.is_final:
+        return False
+    return STATUS_RANK.get(seen.value, 0) >= STATUS_RANK.get(current.value, 0)
 
 
 def _name(key: PositionKey) -> str:

@@ -19,6 +19,8 @@ accepted and stay open):
     fake.next_submit_rate_limited(reset_in=1.0, times=1)   # 429 with X-RateLimit-Reset (epoch seconds)
     fake.next_submit_errors(status=500, times=1)
     fake.next_submit_hangs()                            # the order IS stored, the reply never comes
+    fake.next_submit_reply_held(); fake.release_replies()  # the reply (the order as accepted) comes when released
+    fake.next_replace_reply_held()                       # likewise for the next PATCH /v2/orders/{id}
     await fake.fill(client_order_id, qty, price, times=2)   # an execution; times=2 sends the frame twice
     await fake.cancel(client_order_id)                   # broker-side cancel
     fake.drop_trade_stream(block=True) / fake.allow_trade_stream()
@@ -89,7 +91,7 @@ class RecordedRequest:
 class SubmitScript:
     """How the fake answers one POST /v2/orders."""
 
-    kind: str  # accept | fill | reject | rate_limit | error | hang
+    kind: str  # accept | fill | reject | rate_limit | error | hang | held
     price: float = 100.0
     partials: tuple[float, ...] = ()
     status: int = 200
@@ -132,6 +134,8 @@ class FakeAlpaca:
         self._failures: list[list[Any]] = []  # [method, path, status, times left]
         self._scripts: deque[SubmitScript] = deque()
         self._hung: list[asyncio.Future[None]] = []
+        self._held: asyncio.Event | None = None  # replies of `held` submits wait for it (release_replies)
+        self._held_replaces = 0  # the next this many replace replies wait for it too
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -166,6 +170,7 @@ class FakeAlpaca:
         return self
 
     async def stop(self) -> None:
+        self.release_replies()
         for fut in self._hung:
             if not fut.done():
                 fut.cancel()
@@ -254,6 +259,19 @@ class FakeAlpaca:
     def next_submit_hangs(self) -> None:
         """The next order is stored and acknowledged on the stream, but the HTTP reply never comes."""
         self._scripts.append(SubmitScript("hang"))
+
+    def next_submit_reply_held(self) -> None:
+        """The next order is stored and acknowledged on the stream at once, but its HTTP reply (the order as it
+        was when accepted) only goes out at `release_replies()`: stream events overtake a slow reply."""
+        self._scripts.append(SubmitScript("held"))
+
+    def next_replace_reply_held(self) -> None:
+        """Likewise for the next PATCH /v2/orders/{id}: done and announced on the stream, its reply held."""
+        self._held_replaces += 1
+
+    def release_replies(self) -> None:
+        if self._held is not None:
+            self._held.set()
 
     def set_position(self, symbol: str, qty: float, avg_price: float, price: float | None = None) -> None:
         """Put a position straight into the account (qty signed: negative = short)."""
@@ -583,6 +601,11 @@ class FakeAlpaca:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._hung.append(fut)
             await fut
+        if script.kind == "held":
+            accepted = dict(order)
+            self._held = self._held or asyncio.Event()
+            await self._held.wait()
+            return web.json_response(accepted)
         return web.json_response(order)
 
     def _fill_price(self, body: dict[str, Any]) -> float:
@@ -705,6 +728,12 @@ class FakeAlpaca:
             await self.push_trade_update("new", new)
 
         self._spawn(announce())
+        if self._held_replaces:
+            self._held_replaces -= 1
+            replaced = dict(new)
+            self._held = self._held or asyncio.Event()
+            await self._held.wait()
+            return web.json_response(replaced)
         return web.json_response(new)
 
     async def _cancel_all(self, request: web.Request) -> web.Response:

@@ -187,10 +187,15 @@ async def test_a_stale_chain_is_no_option(tmp_path: Path, fake: FakeAlpaca, mode
     try:
         await chain_ready(core)
         fake.fail_requests("GET", "/v2/options/contracts", status=503, times=1000)  # Alpaca stops answering
+        chains = core.brokers["alpaca"].option_chains
         for _ in range(3):  # three refreshes, each failing; the chain held ages past its limit
-            asked = contract_requests()
+            asked, failed = contract_requests(), chains.failures
             clock.advance(61)
-            await until(lambda a=asked: contract_requests() > a, what="a refresh", timeout=5)
+            # the refresh is over (and the refresher asleep on the clock again) once its failure is counted; the
+            # request reaching the fake is not enough: advancing while its 503 is on the way back lets the next
+            # sleep start 61 s later, and the next advance wakes nothing
+            await until(lambda f=failed: chains.failures > f, what="a failed refresh")
+            assert contract_requests() > asked
         now = clock.now()
         set_market(core, {"NVDA": 100.0})
         router = core.orchestrator.instruments

@@ -255,6 +255,64 @@ async def test_a_stop_cancelled_at_alpaca_is_put_back_then_alerted_if_it_keeps_g
         await core.stop()
 
 
+async def test_a_stop_cancelled_before_its_placing_reply_arrives_is_still_put_back(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """The put-back's POST reply (the order as accepted) is slow; the stop is cancelled at Alpaca meanwhile and the
+    stream's `canceled` reaches the daemon first. The late reply must not make the cancelled stop live again (it
+    did: the position sat unprotected with a stop shown as resting)."""
+    from pipeline.core.models import OrderStatus
+
+    core = await _core(tmp_path, fake)
+    try:
+        signal_id, qty = await _entered(core, fake)
+        (stop,) = _stops(fake)
+        fake.next_submit_reply_held()  # the put-back's reply will be late
+        await fake.cancel(stop["client_order_id"])
+        again = client_order_id_for(signal_id, "stop1")
+        await until(lambda: [o["client_order_id"] for o in _stops(fake)] == [again], what="stop put back at Alpaca")
+        await fake.cancel(again)  # cancelled in Alpaca's app before the daemon has the reply
+        await until(lambda: (s := core.stops.stop_for(("", "AAPL"))) is not None and s.client_order_id == again
+                    and s.status == OrderStatus.CANCELED, what="the daemon saw the cancel")
+        fake.release_replies()  # the stale reply: `accepted`
+        third = client_order_id_for(signal_id, "stop2")
+        await until(lambda: [o["client_order_id"] for o in _stops(fake)] == [third], what="stop put back again")
+        await until(lambda: core.positions()[0]["resting_stop"]["client_order_id"] == third, what="stop shown")
+        assert [float(o["qty"]) for o in _stops(fake)] == [qty]
+    finally:
+        await core.stop()
+
+
+async def test_a_trailed_stop_cancelled_before_its_replace_reply_arrives_is_put_back(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """The trailing PATCH's reply is slow; the new stop is cancelled at Alpaca meanwhile, and the stream's
+    `canceled` (for an order the daemon does not yet call current) reaches it first. It must still be put back."""
+    core = await _core(tmp_path, fake, exits={"stop_replace_min_seconds": 0})
+    try:
+        signal_id, qty = await _entered(core, fake)
+        fake.next_replace_reply_held()
+        assert core.stops.trail(core.ledger.holding("AAPL").position, 99.25)
+        moved = client_order_id_for(signal_id, "stop1")
+        await until(lambda: [o["client_order_id"] for o in _stops(fake)] == [moved], what="stop moved at Alpaca")
+        await fake.cancel(moved)  # cancelled in Alpaca's app before the daemon has the reply
+        assert core.journal is not None
+
+        async def seen() -> bool:
+            rows = await core.journal.query("SELECT status FROM orders WHERE client_order_id = ?", (moved,))
+            return [r["status"] for r in rows] == ["canceled"]
+
+        await until(seen, what="the daemon saw the cancel")
+        fake.release_replies()  # the stale reply: `new`
+        third = client_order_id_for(signal_id, "stop2")
+        await until(lambda: [o["client_order_id"] for o in _stops(fake)] == [third], what="stop put back")
+        (back,) = _stops(fake)
+        assert (float(back["qty"]), float(back["stop_price"])) == (qty, 99.25)  # at the trailed level
+        await until(lambda: core.positions()[0]["resting_stop"]["client_order_id"] == third, what="stop shown")
+    finally:
+        await core.stop()
+
+
 async def test_a_hand_sale_of_some_of_our_shares_shrinks_the_stop_so_it_never_oversells(
     tmp_path: Path, fake: FakeAlpaca,
 ) -> None:
