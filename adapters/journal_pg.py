@@ -10,7 +10,10 @@ with the next intent, in causal order. One daemon per instance: a session adviso
 A lost connection (server restart, network) fails the call in hand and the next call connects again. A durable
 write whose commit reply was lost is settled on a new connection by the row's write token: committed (ours), not
 there (written again), or someone else's (a duplicate) — so an intent is never reported durable unless it is,
-and a fill is never counted twice or dropped because the reply was lost.
+and a fill is never counted twice or dropped because the reply was lost. A call that does not finish (its task
+cancelled, as the daemon's shutdown cancels its loops) ends the session: asyncpg keeps a transaction whose BEGIN
+was cancelled as the connection's outer one, and every later `transaction()` would only be a savepoint in it,
+reported committed and rolled back when the session ends (an intent "durable" and sent, then gone).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from pipeline.record.journal import (
 T = TypeVar("T")
 _DDL_LOCK = 0x6F72_6467_6174  # serialises schema creation across instances starting together ("ordgat")
 _CONNECTION_LOST = (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-                    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.ConnectionDoesNotExistError)
+                    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.ConnectionDoesNotExistError,
+                    asyncpg.InterfaceError)  # a connection lost inside a transaction: its __aexit__ finds it closed
 _SIGNAL_SQL = (
     "INSERT INTO signals(signal_id, ts, received_ts, ticker, direction, signal_type, timeframe, conviction,"
     " entry_price, stop_loss, target_price, source, payload, strategy)"
@@ -170,9 +174,9 @@ class PgJournal:
 
     # -- connection -----------------------------------------------------------------------------------
     async def _connect(self) -> asyncpg.Connection:
-        if self._conn is not None and not self._conn.is_closed():
+        if self._conn is not None and not self._conn.is_closed() and not self._conn.is_in_transaction():
             return self._conn
-        self._conn = None
+        self._drop()  # closed, or left inside a transaction by a call that did not finish: never continue it
         try:
             conn = await asyncpg.connect(
                 self.dsn, timeout=self.connect_timeout, command_timeout=self.command_timeout,
@@ -215,6 +219,9 @@ class PgJournal:
                                                  f"{exc}") from exc
                 except asyncpg.PostgresError as exc:
                     raise JournalError(f"journal {self.path}: {type(exc).__name__}: {exc}") from exc
+                except BaseException:
+                    self._drop()  # cancelled mid-call: the session's state is unknown, it ends here
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _durable(self, write: Callable[[asyncpg.Connection], Awaitable[T]],
@@ -232,6 +239,9 @@ class PgJournal:
                 lost = exc
             except asyncpg.PostgresError as exc:
                 raise JournalError(f"journal {self.path}: {type(exc).__name__}: {exc}") from exc
+            except BaseException:
+                self._drop()  # cancelled mid-write: nothing reported durable, the session ends here
+                raise
             conn = await self._connect()  # JournalUnavailable when the server is still away: nothing acted on
             try:
                 settled = await settle(conn)
@@ -242,6 +252,9 @@ class PgJournal:
                                          f"(after {type(lost).__name__})") from exc
             except asyncpg.PostgresError as exc:
                 raise JournalError(f"journal {self.path}: {type(exc).__name__}: {exc}") from exc
+            except BaseException:
+                self._drop()
+                raise
 
     # -- open / close ---------------------------------------------------------------------------------
     async def open(self) -> None:

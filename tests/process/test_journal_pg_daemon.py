@@ -36,10 +36,17 @@ def _journal(dsn: str, instance: str) -> tuple[set[str], list[str], dict[str, fl
     return asyncio.run(read())
 
 
-def _env(state_dir: Path, dsn: str, instance: str, rate: str) -> dict[str, str]:
+def _env(state_dir: Path, dsn: str, instance: str, rate: str, **extra: str) -> dict[str, str]:
     return base_env(state_dir, ORDERGATE_DATA__BARS_PER_SECOND=rate, ORDERGATE_JOURNAL__BACKEND="postgresql",
                     ORDERGATE_JOURNAL__DSN=dsn, ORDERGATE_INSTANCE__NAME=instance,
-                    ORDERGATE_JOURNAL__CONNECT_TIMEOUT_SECONDS="2")
+                    ORDERGATE_JOURNAL__CONNECT_TIMEOUT_SECONDS="2", **extra)
+
+
+# the strategy trades every [data] ticker but MSFT: MSFT has bars (a price) and only the test's manual orders, so
+# the `buy MSFT` during the outage is always a new entry that needs its intent journaled (never a cover of a short
+# the strategy opened, nor refused as pending_exit because the strategy happens to be exiting MSFT then)
+_NOT_MSFT = json.dumps([{"name": "ema_cloud", "kind": "ema_cloud",
+                         "tickers": ["AAPL", "NVDA", "AMD", "JPM", "XOM", "GOOGL", "TSLA"]}])
 
 
 def _assert_nothing_lost_nothing_twice(state_dir: Path, dsn: str, instance: str) -> None:
@@ -85,7 +92,8 @@ def test_sigkill_on_the_postgresql_journal_then_restart(tmp_path: Path, pg_serve
 def test_postgresql_restart_mid_run(tmp_path: Path, pg_server: PgServer) -> None:
     dsn, instance = pg_server.create_database(f"restart_{instance_name('d').replace('-', '_')}"), "restart"
     state_dir = tmp_path / "state"
-    daemon = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "100")).start()
+    daemon = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "100",
+                                               ORDERGATE_STRATEGIES=_NOT_MSFT)).start()
     try:
         daemon.wait_for("daemon_ready")
         daemon.wait_for("fill_applied", timeout=60)
@@ -109,7 +117,7 @@ def test_postgresql_restart_mid_run(tmp_path: Path, pg_server: PgServer) -> None
     finally:
         assert daemon.stop() == 0
     # a restart applies whatever the broker still holds unacknowledged; then the broker and the journal agree
-    again = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "5")).start()
+    again = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "5", ORDERGATE_STRATEGIES=_NOT_MSFT)).start()
     try:
         again.wait_for("daemon_ready")
     finally:
