@@ -446,6 +446,13 @@ class BotOrchestrator:
         if self.router is not None and filled_qty is not None:
             self.router.record_outcome(client_order_id, filled=fully_filled or filled_qty > 0)
 
+    def withdraw(self, signal: TradeSignal, client_order_id: str) -> None:
+        """An approved entry that was never sent and never will be (an operator's order whose intent the journal
+        could not take): its reservation is released and its signal forgotten by the dedup window, so the
+        operator's next decision on the ticker is judged afresh."""
+        self.release(client_order_id, 0.0)
+        self.guard.forget(signal)
+
     def entry_filled(self, client_order_id: str, quantity: float) -> None:
         """Part of an entry filled and is in the ledger: its reservation keeps only the unfilled rest."""
         self.reservations.filled(client_order_id, quantity)

@@ -368,7 +368,16 @@ class TradingService:
         if intent.quantity < quantity:
             trade.reason = (f"capped by the risk limits: {quantity:g} requested, {intent.quantity:g} sent "
                             "(risk per trade, single-stock/sector exposure or buying power)")
-        await self._await_order(trade, result.order_task)
+        try:
+            await self._await_order(trade, result.order_task)
+        except Exception as exc:  # its intent could not be journaled: the router withdrew it, nothing was sent
+            self.orchestrator.withdraw(signal, intent.client_order_id)
+            reason = (f"journal: {type(exc).__name__}: {exc}; nothing was sent and it will not be sent (decide "
+                      "again once the journal takes writes)")
+            log.error("manual_order_refused", ticker=ticker, side=str(side), stage="journal", reason=reason,
+                      client_order_id=intent.client_order_id)
+            return TradeResult(False, ticker, str(side), float(quantity), 0.0, price, reason, "journal",
+                               result.signal_id, intent.client_order_id)
         return trade
 
     # -- reductions (exits) -------------------------------------------------------------------------------
@@ -411,7 +420,14 @@ class TradingService:
             task = router.dispatch(intent)
         trade = TradeResult(True, ticker, str(side), float(quantity), float(quantity), price, "", "order_submitted",
                             intent.signal_id, intent.client_order_id)
-        await self._await_order(trade, task)
+        try:
+            await self._await_order(trade, task)
+        except Exception as exc:  # its intent could not be journaled yet: an exit is kept and sent once it is
+            trade.status = str(OrderStatus.PENDING)
+            trade.reason = (f"journal: {type(exc).__name__}: {exc}; not sent yet: it goes out once the journal takes "
+                            "writes (an exit is never dropped; do not repeat it by hand)")
+            log.error("manual_exit_not_journaled", ticker=ticker, client_order_id=intent.client_order_id,
+                      reason=trade.reason)
         return trade
 
     def _exit_intent(self, pos: Position, side: Side, quantity: int, price: float) -> OrderIntent:

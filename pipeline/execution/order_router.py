@@ -9,6 +9,9 @@
   reached it (every failure was `BrokerUnavailable`): never to both. Exits go to the broker holding the
   position. Each broker has a health state with a circuit breaker.
 - `dispatch()` runs one task per order, so a slow broker never blocks the next decision.
+- An intent whose journal write fails is not sent; it stays working for the owner to dispatch again once the
+  journal takes writes (`OrderLimbo.retry_unjournaled`), except an operator's entry (signal type manual): that
+  one is withdrawn (cancelled, nothing sent), since the operator is answered at once that it was refused.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from config.settings import BrokerSettings, PipelineConfig
 from pipeline.core.clock import Clock, monotonic
-from pipeline.core.models import OrderIntent, OrderKind, OrderResult, OrderStatus
+from pipeline.core.models import OrderIntent, OrderKind, OrderResult, OrderStatus, SignalType
 from pipeline.core.ports import (
     Broker,
     BrokerUnavailable,
@@ -357,6 +360,10 @@ class OrderRouter:
                 fresh = await (journaling[1] if journaling is not None
                                else self.journal.record_order_intent(intent, name, self.clock.now()))
             except Exception as exc:  # nothing was sent: the order stays unjournaled, to be dispatched again
+                if intent.kind == OrderKind.ENTRY and intent.signal_type == SignalType.MANUAL:
+                    # ...unless it is an operator's entry: they are answered "refused" now, so it is withdrawn here
+                    # (never sent later behind their back; they decide again)
+                    self.book.transition(intent.client_order_id, OrderState.CANCELLED)
                 raise _NotJournaled(exc) from exc
             self.book.transition(intent.client_order_id, OrderState.INTENT_JOURNALED)
             if not fresh:

@@ -306,3 +306,43 @@ def test_config_checks_its_fields() -> None:
     settings = load_settings(broker={"primary": "paper"}, paper={"commission_per_share": 0.01})
     config = TradingConfig.from_settings(settings)
     assert config.paper_trading and config.commission_per_share == 0.01
+
+
+# -- a refusal is final ---------------------------------------------------------------------------------------
+async def test_a_manual_buy_the_journal_cannot_record_is_refused_and_never_sent_later(core: Core) -> None:
+    """The operator is told "refused": the entry must not go out once the journal takes writes again (they would
+    buy a second time by hand, or again through the CLI)."""
+    service = _service(core)
+    await service.connect()
+    assert core.journal is not None
+    await core.journal.run(lambda conn: conn.execute("PRAGMA query_only=ON"))  # every write fails (a full disk)
+    refused = await service.buy("AAPL", shares=10)
+    assert not refused.ok and refused.stage == "journal", refused
+    assert "nothing was sent" in refused.reason and "will not be sent" in refused.reason, refused
+    assert core.book.working() == [] and core.orchestrator.reservations.reserved_notional() == 0, "nothing held"
+    await core.journal.run(lambda conn: conn.execute("PRAGMA query_only=OFF"))  # the disk has room again
+    assert await core.limbo.retry_unjournaled() == []
+    await core.settle()
+    assert _submissions(core) == [] and _held(core, "AAPL") == 0
+    again = await service.buy("AAPL", shares=10)  # the operator decides again: one order, one position
+    await core.settle()
+    entries = [c for c in _submissions(core) if c.startswith("og-entry-")]  # (its resting stop goes out too)
+    assert again.ok and entries == [again.client_order_id] and _held(core, "AAPL") == 10, again
+
+
+async def test_a_manual_sell_the_journal_cannot_record_yet_says_so_and_goes_out_once(core: Core) -> None:
+    """An exit is never dropped: the operator is told it is pending (not refused), and it is sent once."""
+    service = _service(core)
+    await service.connect()
+    bought = await service.buy("MSFT", shares=10)
+    await core.settle()
+    assert bought.ok and _held(core, "MSFT") == 10, bought
+    assert core.journal is not None
+    await core.journal.run(lambda conn: conn.execute("PRAGMA query_only=ON"))
+    sold = await service.sell("MSFT", shares=10)
+    assert sold.ok and sold.status == "pending" and "do not repeat it by hand" in sold.reason, sold
+    await core.journal.run(lambda conn: conn.execute("PRAGMA query_only=OFF"))
+    assert await core.limbo.retry_unjournaled() == [sold.client_order_id]
+    await core.settle()
+    assert [c for c in _submissions(core) if c == sold.client_order_id] == [sold.client_order_id]
+    assert _held(core, "MSFT") == 0
