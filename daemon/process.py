@@ -80,7 +80,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self.feed.run(), name="bars"))
             self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
             self._tasks.append(asyncio.create_task(self.core.consume_signals(), name="signals"))
-            self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
+            self._tasks.extend(self.start_periodic_checks())
             self._tasks.append(asyncio.create_task(self._journal_writer(), name="journal-writer"))
             await self._stop.wait()
         finally:
@@ -118,19 +118,31 @@ class Daemon:
             except TimeoutError:
                 return
 
+    def start_periodic_checks(self) -> list[asyncio.Task[None]]:
+        """The once-a-second gauges and the five-second order checks, as two tasks: an order check that runs long
+        (a held fill waits out its settle) never stalls the heartbeat or the kill switch's retried write."""
+        return [asyncio.create_task(self._gauges(), name="gauges"),
+                asyncio.create_task(self._order_checks(), name="order-checks")]
+
     async def _gauges(self) -> None:
-        """Once a second: loop heartbeat (for /healthz), gauges, broker-down alerts."""
-        ticks = 0
+        """Once a second: loop heartbeat (for /healthz), the kill switch's retried write, gauges, broker-down
+        alerts."""
         while True:
             self._heartbeat = asyncio.get_running_loop().time()
             self.core.kill_switch.retry()  # a trip whose write failed is written again until it lands
             await self.services.refresh()
-            ticks += 1
-            if ticks % 5 == 0:
+            await asyncio.sleep(1.0)
+
+    async def _order_checks(self) -> None:
+        """Every 5 s: brokers not yet connected are tried again, and accepted orders overdue a fill looked up."""
+        while True:
+            await asyncio.sleep(5.0)
+            try:
                 if self.core.router.unstarted_brokers():
                     await self.core.connect_unstarted()
                 await self.core.check_overdue()
-            await asyncio.sleep(1.0)
+            except Exception:  # one failed pass must not end the checks
+                log.exception("order_checks_failed")
 
     async def _journal_writer(self) -> None:
         """Commit buffered signal and decision rows every [journal] batch_interval_ms (off the decision path)."""

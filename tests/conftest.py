@@ -52,6 +52,7 @@ SLOW_MODULES = frozenset({
 
 # single tests of otherwise quick modules that take seconds each (measured: >= 1.5 s under load)
 SLOW_TESTS = frozenset({
+    "test_gauges_beat::test_a_long_order_check_does_not_stall_the_heartbeat_or_the_kill_switch_retry",
     "test_strategy_replay::test_two_strategies_on_one_account_add_up_to_the_account",
     "test_replay_columns::test_replay_trades_are_the_same_on_both_paths",
     "test_order_limbo::test_daemon_ten_sends_hung_at_shutdown_do_not_block_entries_after_restart",
