@@ -138,7 +138,7 @@ class Snapshot:
                 "SELECT client_order_id, signal_id, kind, symbol, side, quantity, status, filled_qty, reason"
                 " FROM orders")}
             fills = [dict(r) for r in conn.execute(
-                "SELECT fill_id, client_order_id, symbol, side, quantity, price, commission FROM fills")]
+                "SELECT fill_id, client_order_id, symbol, side, quantity, price, commission, strategy FROM fills")]
             trades = conn.execute("SELECT COUNT(*) FROM trades").fetchone()[0]
         return cls(book, orders, fills, trades)
 
@@ -149,16 +149,22 @@ def _book_fills(book: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _round_trips(fills: list[dict[str, Any]]) -> tuple[dict[str, float], int]:
-    """Net quantity per symbol and how many times a position went back to flat (or flipped), in fill order."""
-    held: dict[str, float] = {}
+    """Net quantity per symbol (what the broker holds), and how many times a position went back to flat (or
+    flipped), in fill order: positions are each strategy's own in a symbol (the ledger's (strategy, symbol)), so
+    two strategies' overlapping positions in one symbol are two round trips."""
+    net: dict[str, float] = {}
+    held: dict[tuple[str, str], float] = {}
     trips = 0
     for f in sorted(fills, key=lambda f: int(str(f["fill_id"]).rsplit("-", 1)[-1] or 0)):
-        before = held.get(f["symbol"], 0.0)
-        after = before + (f["quantity"] if f["side"] == "buy" else -f["quantity"])
+        signed = f["quantity"] if f["side"] == "buy" else -f["quantity"]
+        key = (str(f.get("strategy") or ""), f["symbol"])
+        before = held.get(key, 0.0)
+        after = before + signed
         if abs(before) > 1e-9 and (abs(after) <= 1e-9 or (before > 0) != (after > 0)):
             trips += 1
-        held[f["symbol"]] = after
-    return {s: round(q, 6) for s, q in held.items() if abs(q) > 1e-9}, trips
+        held[key] = after
+        net[f["symbol"]] = net.get(f["symbol"], 0.0) + signed
+    return {s: round(q, 6) for s, q in net.items() if abs(q) > 1e-9}, trips
 
 
 def compare(snap: Snapshot, *, final: bool) -> dict[str, Any]:
