@@ -167,6 +167,9 @@ class OrderLimbo:
         A broker that can re-fetch missed events (`resync`) is asked to; otherwise the finding is alerted. Returns
         the client order ids looked up.
         """
+        # first the fills held through a journal outage, if it takes them now: an order whose fill the daemon
+        # holds is not overdue (and not a 'fill_missing' at its broker)
+        await self.core.events.apply_held()
         checked = []
         timeout = timedelta(seconds=self.core.config.fill_timeout_seconds)
         for intent in [r.intent for r in self.core.book.overdue(self.core.clock.now(), timeout)]:
@@ -191,7 +194,7 @@ class OrderLimbo:
                     await self.core.alert("fill_missing", f"{name} reports {filled:g} filled for "
                                      f"{intent.client_order_id} but no fill has arrived", "critical",
                                      client_order_id=intent.client_order_id)
-        await self.core.events.apply_held()
+        await self.core.events.apply_held()  # and what arrived meanwhile
         await self.retry_unjournaled()
         await self.resolve_orders()
         return checked

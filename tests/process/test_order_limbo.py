@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 
 from adapters.alpaca import AlpacaBroker
 from adapters.paper import PaperBroker
@@ -390,8 +392,8 @@ async def test_a_fill_whose_journal_write_failed_is_applied_once_when_the_disk_r
         await core.settle()
         assert await _status(core, coid) in ("new", "filled")
         await _journal_writes_fail(core.journal, True)
-        paper.redeliver()  # the fill arrives while the journal cannot be written: held (a settle would wait out
-        await _until(lambda: core.events.held() >= 1, what="the fill held")  # its 10 s: a held fill never settles)
+        paper.redeliver()  # the fill arrives while the journal cannot be written: held
+        await _until(lambda: core.events.held() >= 1, what="the fill held")
         await core.check_overdue()  # still failing: held, not dropped, not applied (journal before ledger)
         assert _held(core, "AAPL") == 0
         await _journal_writes_fail(core.journal, False)
@@ -401,6 +403,68 @@ async def test_a_fill_whose_journal_write_failed_is_applied_once_when_the_disk_r
         assert [f["quantity"] for f in fills] == [result.intent.quantity]
         assert await _status(core, coid) == "filled" and coid not in core.orchestrator.reservations
         assert not [i for i in core.lifecycle.issues if i.kind == "overfill"]
+    finally:
+        await core.stop()
+
+
+
+async def test_a_held_fill_is_applied_by_settle_once_the_journal_takes_it_and_a_stuck_one_is_not_waited_for(
+        tmp_path: Path) -> None:
+    """Seen with the PostgreSQL journal restarting: a fill held while the journal could not be written kept every
+    settle (the shutdown's included) waiting out its whole timeout — the paper broker's delivery waits for that
+    fill to be applied, and only the five-second order check tried it again. A settle now tries the held events
+    first: applied once the journal takes them; while it still cannot, the settle ends at once, leaves them held
+    (applied later, or asked of the broker at the next start) and says so."""
+    core = await _start(tmp_path, "paper")
+    paper = core.brokers["paper"]
+    assert isinstance(paper, PaperBroker) and core.journal is not None
+    try:
+        paper.faults.drop_updates = True
+        result = await core.orchestrator.process_signal(_signal("AAPL"))
+        assert result.success and result.intent is not None
+        await core.settle()
+        await _journal_writes_fail(core.journal, True)
+        paper.redeliver()
+        await _until(lambda: core.events.held() >= 1, what="the fill held")
+        with structlog.testing.capture_logs() as logs:
+            await core.settle(timeout=60.0)  # nothing can move: no point waiting a minute for it
+        assert core.events.held() >= 1 and _held(core, "AAPL") == 0  # held, not dropped, not applied
+        assert [e["held"] for e in logs if e["event"] == "settle_left_held_events"] == [core.events.held()]
+        assert not [e for e in logs if e["event"] == "settle_timed_out"], logs
+        await _journal_writes_fail(core.journal, False)
+        await core.settle()  # no order check in between: the settle itself applies what is held
+        assert core.events.held() == 0 and _held(core, "AAPL") == result.intent.quantity
+        assert await _status(core, result.intent.client_order_id) == "filled"
+    finally:
+        await core.stop()
+
+
+
+async def test_a_held_fill_is_applied_before_its_order_is_called_overdue(tmp_path: Path) -> None:
+    """The order check applies the fills it holds before it looks for orders overdue a fill: a fill held through
+    a journal outage longer than fill_timeout_seconds is applied, not reported missing at the broker (with Alpaca:
+    a critical 'fill_missing' alert for a fill the daemon itself holds)."""
+    alerts = Alerts()
+    core = await _start(tmp_path, "paper", alerts=alerts)
+    paper = core.brokers["paper"]
+    assert isinstance(paper, PaperBroker) and core.journal is not None
+    try:
+        paper.faults.drop_updates = True
+        result = await core.orchestrator.process_signal(_signal("AAPL"))
+        assert result.success and result.intent is not None
+        coid = result.intent.client_order_id
+        await core.settle()
+        await _journal_writes_fail(core.journal, True)
+        paper.redeliver()
+        await _until(lambda: core.events.held() >= 1, what="the fill held")
+        assert isinstance(core.clock, SimulatedClock)
+        core.clock.advance(core.config.fill_timeout_seconds + 5)  # the outage outlasts the fill timeout
+        await _journal_writes_fail(core.journal, False)
+        with structlog.testing.capture_logs() as logs:
+            checked = await core.check_overdue()
+        assert coid not in checked and not [e for e in logs if e["event"] == "order_overdue"], logs
+        assert core.events.held() == 0 and _held(core, "AAPL") == result.intent.quantity
+        assert "fill_missing" not in alerts.kinds()
     finally:
         await core.stop()
 
