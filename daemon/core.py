@@ -311,14 +311,16 @@ class Core:
         Used in simulated time after each step that sent an order (so a replay is deterministic) and at start
         and stop. Event-driven: the router's tasks, each broker's own delivery queue, then our consumer.
 
-        Events held because the journal could not take them are tried first: applied if it takes them now. While
-        it still cannot, nothing behind them can move (a broker that redelivers waits for the held fill), so the
+        Events held because the journal could not take them are tried once the sends under way are done: applied
+        if the journal takes them now. While it still cannot, nothing behind them can move (a broker that redelivers waits for the held fill), so the
         settle ends at once and says so, instead of waiting out its timeout (the shutdown's included); they are
         applied by the order checks once the journal takes writes, or asked of the broker at the next start.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
+            if self.router.in_flight():
+                await self.router.drain(max(0.0, deadline - loop.time()))
             if self.events.held():
                 await self.events.apply_held()  # the journal may take them now
                 if self.events.held():
@@ -326,8 +328,6 @@ class Core:
                                 in_flight=self.router.in_flight(),
                                 reason="the journal cannot take them yet; applied once it can")
                     return
-            if self.router.in_flight():
-                await self.router.drain(max(0.0, deadline - loop.time()))
             for broker in self.brokers.values():
                 if isinstance(broker, FlushesEvents) and broker.is_connected():
                     with contextlib.suppress(Exception):
