@@ -311,10 +311,11 @@ class Core:
         Used in simulated time after each step that sent an order (so a replay is deterministic) and at start
         and stop. Event-driven: the router's tasks, each broker's own delivery queue, then our consumer.
 
-        Events held because the journal could not take them are tried once the sends under way are done: applied
-        if the journal takes them now. While it still cannot, nothing behind them can move (a broker that redelivers waits for the held fill), so the
-        settle ends at once and says so, instead of waiting out its timeout (the shutdown's included); they are
-        applied by the order checks once the journal takes writes, or asked of the broker at the next start.
+        Events held because the journal could not take them are tried once the sends under way are done:
+        applied if the journal takes them now. While it still cannot, nothing behind them can move (a broker that
+        redelivers waits for the held fill), so the settle ends at once and says so, instead of waiting out its
+        timeout (the shutdown's included); they are applied by the order checks once the journal takes writes, or
+        asked of the broker at the next start.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
