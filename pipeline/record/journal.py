@@ -10,7 +10,7 @@ One code path, two durability settings:
   `start_order_intent`, and its order task awaits it before the send). Everything else is buffered: signals and
   decision records ride along with the next intent or fill commit (an intent's decision record is on disk with
   it) or the writer task's `flush()`; order status events wait for the flush (every [journal] batch_interval_ms),
-  off the path to the send.
+  off the path to the send. No commit runs a WAL checkpoint: a thread of their own does (wal_checkpoint).
 - `batched` (a simulated throwaway run: replay, bench): the same statements run on the caller's thread (nothing
   else waits on a simulated loop) inside one open transaction that is committed every `batch_rows` rows and at
   every flush, read and close, with synchronous=OFF: a crash loses the run, which nobody keeps.
@@ -46,6 +46,7 @@ from pipeline.core.models import (
 from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
 from pipeline.record.journal_check import journal_damage, move_aside
 from pipeline.record.journal_thread import JournalThread
+from pipeline.record.wal_checkpoint import FALLBACK_PAGES, WalCheckpointer
 
 T = TypeVar("T")
 log = structlog.get_logger("ordergate.journal")
@@ -212,6 +213,7 @@ class Journal:
         self.batch_rows = batch_rows
         self._executor = JournalThread("journal")
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: WalCheckpointer | None = None  # full: the WAL's checkpoints, off the commits
         # rows committed with the next transaction (lists are only ever touched on the event loop's thread)
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         # order status events: committed by flushes and reads only, never carried by a group commit
@@ -224,6 +226,11 @@ class Journal:
         self._in_txn = 0  # batched: statements in the open transaction
         self.commits = 0  # transactions committed (a diagnostic: bench, tests)
         self.condition = JournalCondition("missing")
+
+    @property
+    def checkpoints(self) -> int:
+        """WAL checkpoints run off the commits so far (full; a diagnostic: tests)."""
+        return self._checkpointer.checkpoints if self._checkpointer is not None else 0
 
     # -- plumbing -------------------------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -266,6 +273,10 @@ class Journal:
         # batched is a throwaway simulated run: a crash loses nothing anyone keeps
         conn.execute(f"PRAGMA synchronous={'OFF' if self.inline else self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
+        if not self.inline:  # no commit pays for a checkpoint: a thread of its own runs them (wal_checkpoint)
+            import os
+            conn.execute(f"PRAGMA wal_autocheckpoint={os.environ.get('FB', FALLBACK_PAGES)}")
+            self._checkpointer = WalCheckpointer(self.path, self.synchronous, int(os.environ.get('EV', 50)))
         conn.executescript(SCHEMA)
         _migrate(conn)
         conn.execute(
@@ -296,6 +307,9 @@ class Journal:
             conn.close()
 
         loop = asyncio.get_running_loop()
+        if self._checkpointer is not None:  # closed first: the journal's connection is the last to close
+            await asyncio.to_thread(self._checkpointer.close)
+            self._checkpointer = None
         await loop.run_in_executor(self._executor, self._call, _close, ())
         self._conn = None
         self._executor.shutdown(wait=True)
@@ -375,7 +389,7 @@ class Journal:
         def _write(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 _insert_rows(conn, rows)
-            self.commits += 1
+            self._committed()
 
         try:
             await self.run(_write)
@@ -477,6 +491,8 @@ class Journal:
             loop.call_soon_threadsafe(self._group_committed, loop, group, rows, counts, error)
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
+        if counts is not None and self._checkpointer is not None:  # after the answer: off the path to the send
+            self._checkpointer.committed()
 
     def _commit_group(self, rows: list[tuple[str, tuple[Any, ...]]],
                       statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
@@ -528,6 +544,12 @@ class Journal:
         self._in_txn += 1
         return count
 
+    def _committed(self) -> None:
+        """A transaction committed on the journal thread (full): counted, and the checkpointer told."""
+        self.commits += 1
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+
     def _begin_txn(self) -> None:
         assert self._conn is not None
         if not self._conn.in_transaction:
@@ -561,7 +583,7 @@ class Journal:
                 except (sqlite3.Error, OSError):
                     pass  # a full disk: the rows stay buffered, and the read still answers with what is on disk
                 else:
-                    self.commits += 1
+                    self._committed()
                     written = True
             return _read(conn, sql, params)
 

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.core.models import Fill, OrderIntent, Side
 from pipeline.record.journal import Journal
+from pipeline.record.wal_checkpoint import EVERY_COMMITS, FALLBACK_PAGES
 
 TS = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
@@ -107,3 +108,32 @@ def test_the_batched_setting_is_honoured_on_simulated_time_only(tmp_path: Path) 
     asked = base.model_copy(update={"journal": base.journal.model_copy(update={"durability": "batched"})})
     assert Core(asked, LiveClock()).journal.durability == "full"
     assert Core(base, SimulatedClock(TS)).journal.durability == "full"  # the chaos daemon: simulated, durable
+
+
+async def test_no_intent_commit_pays_for_a_wal_checkpoint(tmp_path: Path) -> None:
+    """SQLite checkpoints the WAL inside whichever commit takes it past wal_autocheckpoint pages (1 000 by
+    default): with ~11 pages an intent, one intent in ~90 waited for megabytes to be written and fsync'd before
+    its send. The journal's connection checkpoints only as a fallback; a thread of its own checkpoints every
+    EVERY_COMMITS commits, so the WAL stays short, and the data is whole after close."""
+    journal = Journal(tmp_path / "journal.db")
+    await journal.open()
+    try:
+        assert await journal.run(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) \
+            == FALLBACK_PAGES
+        n = 4 * EVERY_COMMITS
+        for i in range(n):  # one commit each
+            journal.record_decision(f"sig-{i}", "external", "x", ts=TS)
+            assert await journal.record_order_intent(_intent(i), "paper", TS) is True
+        assert journal.commits >= n
+        for _ in range(200):
+            if journal.checkpoints >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert journal.checkpoints >= 3  # one per EVERY_COMMITS commits (one may still be under way)
+        # the database file itself holds the intents (copied back by the checkpoints): the WAL is not growing
+        with sqlite3.connect(f"file:{journal.path}?mode=ro&immutable=1", uri=True) as db_file_only:
+            assert int(db_file_only.execute("SELECT COUNT(*) FROM orders").fetchone()[0]) >= EVERY_COMMITS
+    finally:
+        await journal.close()
+    assert not Path(f"{journal.path}-wal").exists()  # the last connection to close folded the WAL back
+    assert _on_disk(journal.path, "SELECT COUNT(*) FROM orders") == 4 * EVERY_COMMITS
