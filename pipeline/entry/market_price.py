@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,17 +41,17 @@ def usable_price(price: Any) -> float | None:
 
 def price_on_market(signal: TradeSignal, market: float | None, max_deviation: float) -> MarketPricing:
     """Check the signal's entry against the market price and move it there (see the module docstring)."""
-    ticker = str(signal.ticker).strip().upper()
     entry = signal.entry_price
-    market = usable_price(market)
+    if market.__class__ is not float or not 0.0 < market < math.inf:  # a float price passes as it is
+        market = usable_price(market)
     if market is None:
-        return MarketPricing(False, f"market_price: no market price for {ticker} (no bar or quote yet); "
+        return MarketPricing(False, f"market_price: no market price for {_ticker(signal)} (no bar or quote yet); "
                              f"the signal's entry_price {entry:,.2f} is not traded on")
     deviation = abs(entry - market) / market
     detail = {"market_price": round(market, 6), "signal_entry_price": entry, "deviation": round(deviation, 6)}
     if deviation > max_deviation:
         return MarketPricing(False, f"market_price: entry_price {entry:,.2f} is {deviation:.2%} from the market "
-                             f"price {market:,.2f} of {ticker} (max_entry_deviation {max_deviation:.2%})",
+                             f"price {market:,.2f} of {_ticker(signal)} (max_entry_deviation {max_deviation:.2%})",
                              detail=detail)
     offset = market - entry
     stop = signal.stop_loss + offset
@@ -65,15 +66,17 @@ def price_on_market(signal: TradeSignal, market: float | None, max_deviation: fl
                          f"{deviation:.2%} away)", moved, detail)
 
 
+def _ticker(signal: TradeSignal) -> str:
+    return str(signal.ticker).strip().upper()
+
+
 def _moved(signal: TradeSignal, entry: float, stop: float, target: float | None,
            metadata: dict[str, Any]) -> TradeSignal:
-    """A copy of `signal` at new prices: every field copied (`__slots__` are its fields), without
-    dataclasses.replace's keyword rebuild and second __post_init__ (the direction is normalised already)."""
-    moved = object.__new__(TradeSignal)
-    for name in _SIGNAL_FIELDS:
-        setattr(moved, name, getattr(signal, name))
+    """A copy of `signal` at new prices: every field copied (positionally, in the dataclass's field order),
+    without dataclasses.replace's keyword rebuild."""
+    moved = TradeSignal(*_signal_values(signal))
     moved.entry_price, moved.stop_loss, moved.target_price, moved.metadata = entry, stop, target, metadata
     return moved
 
 
-_SIGNAL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TradeSignal))
+_signal_values = operator.attrgetter(*(f.name for f in dataclasses.fields(TradeSignal)))
