@@ -248,7 +248,7 @@ class BotOrchestrator:
         priced = price_on_market(signal, self.market_price(signal.ticker), self.config.max_entry_deviation)
         if not priced.approved or priced.signal is None:
             return self._reject(record, signal, "market_price", priced.reason, priced.detail)
-        record.passed("market_price", priced.reason, priced.detail)
+        record.passed_by("market_price", priced.describe)
         signal = priced.signal  # from here on: the signal on the market price
 
         account = self.account_state()
@@ -295,7 +295,7 @@ class BotOrchestrator:
 
         if instrument is InstrumentType.STOCK and room is None:  # the stock itself, as sized above
             quantity, stop_loss = base.shares, signal.stop_loss
-            record.passed("sizing", "", {"quantity": quantity, **base.adjustments})
+            record.passed_by("sizing", lambda: ("", {"quantity": quantity, **base.adjustments}))
         else:
             sized = self._size_instrument(signal, account, decision, base, weight, sector)
             if room is not None and sized.quantity >= 1 and sized.notional > room:  # an ETF or option: the same cap
@@ -312,12 +312,9 @@ class BotOrchestrator:
             record.passed("sizing", sized.reason, {"quantity": quantity, **sized.adjustments})
 
         intent = self._intent(signal, decision, quantity, stop_loss, now)
-        side = intent.side.value
-        record.approve(intent.client_order_id, f"{side} {intent.quantity:g} {intent.symbol}",
-                       {"symbol": intent.symbol, "side": side, "quantity": intent.quantity,
-                        "reference_price": intent.reference_price, "instrument": str(instrument)})
+        record.approve_by(intent.client_order_id, lambda: intent_outcome(intent))
         self.recorder.finish(record, signal)  # buffered ahead of the intent: its commit carries the record too
-        self.reservations.reserve(intent)
+        self.book.reserve(intent)  # in flight: the reservations (a view of the book) count it from now
         self.validator.track(intent)
         self.book.touch(intent.symbol, now)  # order activity on the symbol (reconciliation's grace)
         if self.on_intent is not None:
@@ -329,7 +326,8 @@ class BotOrchestrator:
         if info_enabled(log):
             log.info("signal_approved", signal_id=record.signal_id, strategy=signal.strategy,
                      client_order_id=intent.client_order_id, ticker=signal.ticker, symbol=intent.symbol,
-                     side=side, quantity=intent.quantity, instrument=str(instrument), reason=decision.reason)
+                     side=intent.side.value, quantity=intent.quantity, instrument=str(instrument),
+                     reason=decision.reason)
         result = PipelineResult(True, record.signal_id, "order_submitted" if task else "order_intent",
                                 intent=intent, order_task=task)
         if task is not None:
@@ -479,6 +477,14 @@ class BotOrchestrator:
     def entry_filled(self, client_order_id: str, quantity: float) -> None:
         """Part of an entry filled and is in the ledger: its reservation keeps only the unfilled rest."""
         self.reservations.filled(client_order_id, quantity)
+
+
+def intent_outcome(intent: OrderIntent) -> tuple[str, dict[str, Any]]:
+    """The decision record's last stage of an approved signal: the intent made (reason, detail)."""
+    side = intent.side.value
+    return (f"{side} {intent.quantity:g} {intent.symbol}",
+            {"symbol": intent.symbol, "side": side, "quantity": intent.quantity,
+             "reference_price": intent.reference_price, "instrument": str(intent.instrument_type)})
 
 
 def fill_result(result: PipelineResult, task: asyncio.Task[OrderResult], clock: Clock) -> None:

@@ -229,6 +229,8 @@ class TradeSignal:
 
 
 def _bad_number(value: Any) -> bool:
+    if value.__class__ is float:  # the common case: finite unless inf or NaN (which fails both comparisons)
+        return not -math.inf < value < math.inf
     return not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
-from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.core.models import TradeSignal
@@ -22,14 +21,54 @@ from pipeline.core.models import TradeSignal
 SIGNAL_ENTRY_KEY = "signal_entry_price"  # metadata of a moved signal: the entry price it came with
 
 
-@dataclass(slots=True)
 class MarketPricing:
-    """The stage's outcome: the signal on the market price (approved), or why not."""
+    """The stage's outcome: the signal on the market price (approved), or why not. An approval keeps the figures
+    it found and makes its reason and detail from them when first read."""
 
-    approved: bool
-    reason: str
-    signal: TradeSignal | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_detail", "_figures", "_reason", "approved", "signal")
+
+    def __init__(self, approved: bool, reason: str, signal: TradeSignal | None = None,
+                 detail: dict[str, Any] | None = None) -> None:
+        self.approved = approved
+        self.signal = signal
+        self._reason = reason
+        self._detail: dict[str, Any] = {} if detail is None else detail
+        self._figures: tuple[float, float, float] | None = None  # market, entry, deviation: not described yet
+
+    @classmethod
+    def on_market(cls, signal: TradeSignal, market: float, entry: float, deviation: float) -> MarketPricing:
+        """The signal moved to `market`; its reason and detail are made when read."""
+        pricing = cls(True, "", signal)
+        pricing._figures = (market, entry, deviation)
+        return pricing
+
+    @property
+    def reason(self) -> str:
+        if self._figures is not None:
+            self._describe()
+        return self._reason
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        if self._figures is not None:
+            self._describe()
+        return self._detail
+
+    def describe(self) -> tuple[str, dict[str, Any]]:
+        """(reason, detail): what the decision record notes of this stage."""
+        return self.reason, self.detail
+
+    def _describe(self) -> None:
+        if self._figures is None:
+            return
+        market, entry, deviation = self._figures
+        self._figures = None
+        self._reason = f"entry on the market price {market:,.2f} (signal {entry:,.2f}, {deviation:.2%} away)"
+        self._detail = _detail(market, entry, deviation)
+
+
+def _detail(market: float, entry: float, deviation: float) -> dict[str, Any]:
+    return {"market_price": round(market, 6), "signal_entry_price": entry, "deviation": round(deviation, 6)}
 
 
 def usable_price(price: Any) -> float | None:
@@ -48,22 +87,20 @@ def price_on_market(signal: TradeSignal, market: float | None, max_deviation: fl
         return MarketPricing(False, f"market_price: no market price for {_ticker(signal)} (no bar or quote yet); "
                              f"the signal's entry_price {entry:,.2f} is not traded on")
     deviation = abs(entry - market) / market
-    detail = {"market_price": round(market, 6), "signal_entry_price": entry, "deviation": round(deviation, 6)}
     if deviation > max_deviation:
         return MarketPricing(False, f"market_price: entry_price {entry:,.2f} is {deviation:.2%} from the market "
                              f"price {market:,.2f} of {_ticker(signal)} (max_entry_deviation {max_deviation:.2%})",
-                             detail=detail)
+                             detail=_detail(market, entry, deviation))
     offset = market - entry
     stop = signal.stop_loss + offset
     target = signal.target_price + offset if signal.target_price is not None else None
     if stop <= 0 or (target is not None and target <= 0):
         return MarketPricing(False, f"market_price: stop_loss {signal.stop_loss:,.2f} moved with the entry to the "
-                             f"market price {market:,.2f} is not a positive price", detail=detail)
+                             f"market price {market:,.2f} is not a positive price",
+                             detail=_detail(market, entry, deviation))
     metadata = {**signal.metadata, SIGNAL_ENTRY_KEY: entry} if isinstance(signal.metadata, dict) else \
         {SIGNAL_ENTRY_KEY: entry}
-    moved = _moved(signal, market, stop, target, metadata)
-    return MarketPricing(True, f"entry on the market price {market:,.2f} (signal {entry:,.2f}, "
-                         f"{deviation:.2%} away)", moved, detail)
+    return MarketPricing.on_market(_moved(signal, market, stop, target, metadata), market, entry, deviation)
 
 
 def _ticker(signal: TradeSignal) -> str:

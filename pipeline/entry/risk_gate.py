@@ -46,6 +46,7 @@ class RiskContext:
     ticker: str = ""                                  # the signal's ticker, stripped and upper-case
     sector: str | None = None                         # its sector (the sector map), None when it has none
     held: list[Position] = field(default_factory=list)  # the open positions in the ticker, any direction
+    smallest: float = 0.0                             # the smallest entry worth sending (min_entry_value)
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,7 +60,7 @@ class RiskContext:
 
     def min_entry_value(self) -> float:
         """The smallest entry worth sending: min_position_value, and at least one share."""
-        return max(self.config.min_position_value, self.signal.entry_price)
+        return self.smallest or max(self.config.min_position_value, self.signal.entry_price)
 
 
 def risk_context(signal: TradeSignal, account: AccountState, config: ExecutorConfig, calendar: MarketCalendar,
@@ -67,7 +68,12 @@ def risk_context(signal: TradeSignal, account: AccountState, config: ExecutorCon
     """The context of one signal's checks: its ticker, sector and the positions held in it looked up once."""
     ticker = signal.ticker.strip().upper()
     held = [p for p in account.open_positions if p.ticker.upper() == ticker] if account.open_positions else []
-    return RiskContext(signal, account, config, calendar, time, sectors, now, ticker, sectors.get(ticker), held)
+    try:
+        smallest = max(config.min_position_value, signal.entry_price)
+    except TypeError:  # no usable entry price: the checks that need it fail (closed) when they ask for it
+        smallest = 0.0
+    return RiskContext(signal, account, config, calendar, time, sectors, now, ticker, sectors.get(ticker), held,
+                       smallest)
 
 
 CheckFn = Callable[[RiskContext], RiskDecision]
@@ -264,7 +270,12 @@ class RiskGate:
         """Approve, or reject with `check` set to the first failing check's name (`now` defaults to the clock)."""
         if now is None:
             now = self.clock.now()
-        ctx = risk_context(signal, account, self.config, self.calendar, self.time, self.sectors, now)
+        try:
+            ctx = risk_context(signal, account, self.config, self.calendar, self.time, self.sectors, now)
+        except Exception as exc:  # an unreadable signal or account: closed, at the first check
+            name = RISK_CHECKS[0][0]
+            reason = f"{name}: check failed ({type(exc).__name__}: {exc})"
+            return RiskDecision(False, reason, {}, name, checks_until(0, reason))
         adjustments: dict[str, Any] = {}
         for index, (name, check) in enumerate(RISK_CHECKS):
             try:
@@ -276,7 +287,7 @@ class RiskGate:
                                     checks=checks_until(index, decision.reason))
             if decision.adjustments:
                 adjustments.update(decision.adjustments)
-        return RiskDecision(True, ALL_PASSED_REASON, adjustments, checks=ALL_PASSED)
+        return RiskDecision(True, ALL_PASSED_REASON, adjustments, "", ALL_PASSED)
 
 
 ALL_PASSED_REASON = f"all {len(RISK_CHECKS)} risk checks passed"

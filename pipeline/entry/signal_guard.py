@@ -22,6 +22,7 @@ FUTURE_TOLERANCE_SECONDS = 5.0
 DAILY = "1d"
 MAX_DEDUP_ENTRIES = 100_000
 TEXT_FIELDS = ("signal_type", "direction", "ticker", "timeframe")
+FRESH = "fresh and not a duplicate"
 
 DedupKey = tuple[str, str, str, str, str]  # ticker, direction, signal type, timeframe, strategy
 
@@ -122,7 +123,7 @@ class SignalGuard:
         if last is not None and (now - last).total_seconds() < self._window:
             return RiskDecision(False, self._duplicate_failure(key, now) or "dedup", check="dedup")
         self._remember(key, now)
-        return RiskDecision(True, "fresh and not a duplicate", {"signal_age_seconds": age})
+        return RiskDecision(True, FRESH, {"signal_age_seconds": age})
 
     def _daily_time(self, signal_time: datetime, now: datetime) -> datetime | str:
         """The instant a daily signal's age counts from (its session's close, or now while the session forms),
