@@ -122,7 +122,7 @@ class DecisionRecord:
         for entry in self._entries:
             if len(entry) == 2:
                 prefix, checks = entry  # type: ignore[misc]
-                out.extend(StageOutcome(f"{prefix}.{name}", outcome, why) for name, outcome, why in checks)
+                out += [StageOutcome(f"{prefix}.{name}", outcome, why) for name, outcome, why in checks]
                 continue
             if len(entry) == 3:
                 stage, outcome, describe = entry  # type: ignore[misc]
