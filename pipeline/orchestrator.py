@@ -419,7 +419,7 @@ class BotOrchestrator:
                 now: Any) -> OrderIntent:
         instrument = decision.instrument_type
         signal_id = signal.signal_id or ""
-        if instrument is InstrumentType.STOCK:
+        if instrument == InstrumentType.STOCK:
             # stocks: buy for long, sell short for short; ETFs and options are always bought (bear fund / puts)
             direction = signal.direction if signal.direction.__class__ is Direction else Direction(signal.direction)
             return OrderIntent(
