@@ -328,8 +328,8 @@ class BotOrchestrator:
                      client_order_id=intent.client_order_id, ticker=signal.ticker, symbol=intent.symbol,
                      side=intent.side.value, quantity=intent.quantity, instrument=str(instrument),
                      reason=decision.reason)
-        result = PipelineResult(True, record.signal_id, "order_submitted" if task else "order_intent",
-                                intent=intent, order_task=task)
+        result = PipelineResult(True, record.signal_id, "order_submitted" if task else "order_intent", None, None,
+                                None, intent, task)
         if task is not None:
             task.add_done_callback(lambda done: fill_result(result, done, self.clock))
         return result

@@ -28,19 +28,13 @@ class MarketPricing:
     __slots__ = ("_detail", "_figures", "_reason", "approved", "signal")
 
     def __init__(self, approved: bool, reason: str, signal: TradeSignal | None = None,
-                 detail: dict[str, Any] | None = None) -> None:
+                 detail: dict[str, Any] | None = None, figures: tuple[float, float, float] | None = None) -> None:
+        """`figures` (market, entry, deviation) of an approval: its reason and detail, made when first read."""
         self.approved = approved
         self.signal = signal
         self._reason = reason
         self._detail: dict[str, Any] = {} if detail is None else detail
-        self._figures: tuple[float, float, float] | None = None  # market, entry, deviation: not described yet
-
-    @classmethod
-    def on_market(cls, signal: TradeSignal, market: float, entry: float, deviation: float) -> MarketPricing:
-        """The signal moved to `market`; its reason and detail are made when read."""
-        pricing = cls(True, "", signal)
-        pricing._figures = (market, entry, deviation)
-        return pricing
+        self._figures = figures  # not described yet
 
     @property
     def reason(self) -> str:
@@ -100,7 +94,7 @@ def price_on_market(signal: TradeSignal, market: float | None, max_deviation: fl
                              detail=_detail(market, entry, deviation))
     metadata = {**signal.metadata, SIGNAL_ENTRY_KEY: entry} if isinstance(signal.metadata, dict) else \
         {SIGNAL_ENTRY_KEY: entry}
-    return MarketPricing.on_market(_moved(signal, market, stop, target, metadata), market, entry, deviation)
+    return MarketPricing(True, "", _moved(signal, market, stop, target, metadata), None, (market, entry, deviation))
 
 
 def _ticker(signal: TradeSignal) -> str:

@@ -277,7 +277,7 @@ class RiskGate:
             reason = f"{name}: check failed ({type(exc).__name__}: {exc})"
             return RiskDecision(False, reason, {}, name, checks_until(0, reason))
         adjustments: dict[str, Any] = {}
-        for index, (name, check) in enumerate(RISK_CHECKS):
+        for index, (name, check) in enumerate(RISK_CHECKS):  # in the table's order
             try:
                 decision = check(ctx)
             except Exception as exc:  # a check must fail closed, never crash the pipeline

@@ -86,11 +86,13 @@ class SignalGuard:
         self.future_tolerance_seconds = future_tolerance_seconds
         self.max_entries = max_entries
         self._seen: OrderedDict[DedupKey, datetime] = OrderedDict()
+        self._evicted_at: datetime | None = None  # the last eviction's time: nothing more expires until it moves
         self.reconfigure(config)
 
     def reconfigure(self, config: PipelineConfig) -> None:
         """New freshness and dedup windows from now on (a SIGHUP reload); signals seen so far stay remembered."""
         self.config = config
+        self._evicted_at = None  # a new window: evict afresh
         self._max_age = config.max_signal_age_seconds
         self._window = config.dedup_window_seconds
         self._window_delta = timedelta(seconds=config.dedup_window_seconds)
@@ -116,7 +118,7 @@ class SignalGuard:
             return RiskDecision(False, freshness_failure(signal_time, now, max_age, self.future_tolerance_seconds)
                                 or "freshness", check="freshness")
         seen = self._seen
-        if seen:
+        if seen and now != self._evicted_at:
             self._evict(now)
         key = signal.dedup_key()
         last = seen.get(key)
@@ -179,6 +181,7 @@ class SignalGuard:
     def _evict(self, now: datetime) -> None:
         """Drop entries older than the window (oldest first; insertion order is time order)."""
         cutoff = now - self._window_delta
+        self._evicted_at = now
         seen = self._seen
         while seen:
             if next(iter(seen.values())) > cutoff:

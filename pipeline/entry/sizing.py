@@ -142,7 +142,9 @@ class PositionSizer(_Sizer):
             return SizingResult(0, 0.0, adjustments, f"sizing: stop distance {stop_distance} / price {price} not > 0")
         shares = _floor_units(budget, stop_distance)
         adjustments["risk_shares"] = shares
-        shares = self._capped(shares, price, adjustments, signal, account, sector)
+        ticker = signal.ticker.strip().upper()
+        shares = apply_caps(shares, price, adjustments, self.config, account, ticker,
+                            sector or self.sectors.get(ticker), self.sectors, self.slippage)
         return _finish(shares, price, stop_distance, self.config, adjustments, "share")
 
     def size_option(
