@@ -28,6 +28,7 @@ from config.settings import OptionsSettings, PipelineConfig, RoutingSettings
 from pipeline.core.bus import Topic
 from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock, LiveClock, monotonic
+from pipeline.core.logs import info_enabled
 from pipeline.core.models import (
     AccountState,
     AssetClass,
@@ -58,6 +59,7 @@ from pipeline.execution.reservations import ReservationBook
 from pipeline.instruments.catalog import load_sectors
 from pipeline.instruments.instrument_router import InstrumentRouter
 from pipeline.positions.ledger import Ledger
+from pipeline.record.decision import DecisionRecord
 from pipeline.record.feedback import FeedbackTracker
 from pipeline.record.journal import Journal
 from pipeline.record.recorder import SignalRecorder
@@ -69,6 +71,7 @@ AccountProvider = Callable[[], AccountState]
 PriceLookup = Callable[[str], float | None]
 QUANTITY_KEY = "quantity"        # signal.metadata: an explicit size (whole shares), capped by the risk sizing
 INSTRUMENT_KEY = "instrument"    # signal.metadata: "stock" trades the ticker itself (no ETF / option routing)
+APPROVED_KEY = "approved:approved"  # the approved count's key in `counts` (stage:outcome)
 
 
 @dataclass(slots=True)
@@ -224,47 +227,43 @@ class BotOrchestrator:
     def _decide(self, signal: TradeSignal) -> PipelineResult:
         now = self.clock.now()
         record = self.recorder.begin(signal, now)  # every stage's outcome, journaled once at the end
-        signal_id = record.signal_id
-
-        def reject(stage: str, reason: str, detail: dict[str, Any] | None = None) -> PipelineResult:
-            record.reject(stage, reason, detail)
-            self.recorder.finish(record, signal)
-            self._count(stage, "rejected")
-            return PipelineResult(False, signal_id, stage, reason)
 
         if self.kill_switch.is_active():
-            return reject("kill_switch", f"kill switch active: {self.kill_switch.info().get('reason')}")
+            return self._reject(record, signal, "kill_switch",
+                                f"kill switch active: {self.kill_switch.info().get('reason')}")
         if self.state.is_circuit_breaker_open():
             status = self.state.get_circuit_breaker_status()
-            return reject("circuit_breaker", f"circuit_breaker: open until {status.get('open_until')}")
+            return self._reject(record, signal, "circuit_breaker",
+                                f"circuit_breaker: open until {status.get('open_until')}")
         record.passed("kill_switch")
         if self.exiting is not None and self.exiting(str(signal.ticker)):
-            return reject("exit_pending", f"an exit order for {signal.ticker} is working")
+            return self._reject(record, signal, "exit_pending", f"an exit order for {signal.ticker} is working")
 
         guard = self.guard.check(signal, now)
         if not guard.approved:
-            return reject("signal_guard", guard.reason, {"check": guard.check} if guard.check else None)
+            return self._reject(record, signal, "signal_guard", guard.reason,
+                                {"check": guard.check} if guard.check else None)
         record.passed("signal_guard", guard.reason, guard.adjustments)
 
         priced = price_on_market(signal, self.market_price(signal.ticker), self.config.max_entry_deviation)
         if not priced.approved or priced.signal is None:
-            return reject("market_price", priced.reason, priced.detail)
-        record.passed("market_price", priced.reason, priced.detail)
+            return self._reject(record, signal, "market_price", priced.reason, priced.detail)
+        record.passed_by("market_price", priced.describe)
         signal = priced.signal  # from here on: the signal on the market price
 
         account = self.account_state()
         gate = self.gate.validate(signal, account, now)
-        for name, outcome, why in gate.checks:  # each of the 8 checks, in the table's order
-            record.add(f"risk_gate.{name}", outcome, why)
+        record.checks("risk_gate", gate.checks)  # each of the 8 checks, in the table's order
         if not gate.approved:
-            return reject("risk_gate", gate.reason, {"check": gate.check})
+            return self._reject(record, signal, "risk_gate", gate.reason, {"check": gate.check})
         room: float | None = None
         if self.budgets is not None:  # the strategy's own budget, inside the account's
-            budget = self.budgets.check(signal, account, self.calendar.trading_day(now))
+            budget, room = self.budgets.judge(signal, account, lambda: self.calendar.trading_day(now))
             if not budget.approved:
-                return reject("risk_gate", budget.reason, {"check": budget.check, "strategy": signal.strategy})
-            gate.adjustments.update(budget.adjustments)
-            room = self.budgets.room(signal, account)
+                return self._reject(record, signal, "risk_gate", budget.reason,
+                                    {"check": budget.check, "strategy": signal.strategy})
+            if budget.adjustments:
+                gate.adjustments.update(budget.adjustments)
         record.passed("risk_gate", gate.reason, gate.adjustments)
 
         weight = self.feedback.weight(str(signal.signal_type)) if self.config.enable_feedback_loop else 1.0
@@ -276,58 +275,72 @@ class BotOrchestrator:
         if room is not None:
             base = self._cap_to_room(base, room, signal)
         if base.shares < 1:
-            return reject("sizing", base.reason or "position below one share")
+            return self._reject(record, signal, "sizing", base.reason or "position below one share")
 
         if self.unified is not None:
             unified = self.unified.assess(signal, account, base.notional)
             if not unified.approved:
-                return reject("unified_risk", unified.reason, {"check": unified.check})
+                return self._reject(record, signal, "unified_risk", unified.reason, {"check": unified.check})
             record.passed("unified_risk", unified.reason, unified.adjustments)
 
         try:
             decision = self._route(signal, now)
         except Exception as exc:  # a broken catalog or chain must not stop the bus
-            log.exception("instrument_routing_failed", signal_id=signal_id)
-            return reject("instrument_router", f"routing failed: {exc}")
+            log.exception("instrument_routing_failed", signal_id=record.signal_id)
+            return self._reject(record, signal, "instrument_router", f"routing failed: {exc}")
         if decision is None or not decision.approved or not decision.symbol:
-            return reject("instrument_router", decision.reason if decision else "no instrument")
-        record.passed("instrument_router", decision.reason,
-                      {"instrument": str(decision.instrument_type), "symbol": decision.symbol})
+            return self._reject(record, signal, "instrument_router", decision.reason if decision else "no instrument")
+        instrument = decision.instrument_type
+        record.passed("instrument_router", decision.reason, {"instrument": str(instrument), "symbol": decision.symbol})
 
-        sized = self._size_instrument(signal, account, decision, base, weight, sector)
-        if room is not None and sized.quantity >= 1 and sized.notional > room:  # an ETF or option: the same cap
-            unit = sized.notional / sized.quantity
-            capped = math.floor(room / unit) if unit > 0 else 0
-            sized = _Sized(capped, capped * unit, sized.stop_loss,
-                           {**sized.adjustments, "strategy_equity_share_cap": {"from": sized.quantity, "to": capped}},
-                           f"strategy {signal.strategy} equity share leaves {room:,.2f}, less than one unit at "
-                           f"{unit:,.2f}" if capped < 1 else sized.reason)
-        if sized.quantity < 1:
-            return reject("sizing", sized.reason or "position below one unit")
-        record.passed("sizing", sized.reason, {"quantity": sized.quantity, **sized.adjustments})
+        if instrument is InstrumentType.STOCK and room is None:  # the stock itself, as sized above
+            quantity, stop_loss = base.shares, signal.stop_loss
+            record.passed_by("sizing", lambda: ("", {"quantity": quantity, **base.adjustments}))
+        else:
+            sized = self._size_instrument(signal, account, decision, base, weight, sector)
+            if room is not None and sized.quantity >= 1 and sized.notional > room:  # an ETF or option: the same cap
+                unit = sized.notional / sized.quantity
+                capped = math.floor(room / unit) if unit > 0 else 0
+                sized = _Sized(capped, capped * unit, sized.stop_loss,
+                               {**sized.adjustments,
+                                "strategy_equity_share_cap": {"from": sized.quantity, "to": capped}},
+                               f"strategy {signal.strategy} equity share leaves {room:,.2f}, less than one unit at "
+                               f"{unit:,.2f}" if capped < 1 else sized.reason)
+            if sized.quantity < 1:
+                return self._reject(record, signal, "sizing", sized.reason or "position below one unit")
+            quantity, stop_loss = sized.quantity, sized.stop_loss
+            record.passed("sizing", sized.reason, {"quantity": quantity, **sized.adjustments})
 
-        intent = self._intent(signal, decision, sized, now)
-        record.approve(intent.client_order_id, f"{intent.side} {intent.quantity:g} {intent.symbol}",
-                       {"symbol": intent.symbol, "side": str(intent.side), "quantity": intent.quantity,
-                        "reference_price": intent.reference_price, "instrument": str(decision.instrument_type)})
+        intent = self._intent(signal, decision, quantity, stop_loss, now)
+        record.approve_by(intent.client_order_id, lambda: intent_outcome(intent))
         self.recorder.finish(record, signal)  # buffered ahead of the intent: its commit carries the record too
-        self.reservations.reserve(intent)
+        self.book.reserve(intent)  # in flight: the reservations (a view of the book) count it from now
         self.validator.track(intent)
         self.book.touch(intent.symbol, now)  # order activity on the symbol (reconciliation's grace)
         if self.on_intent is not None:
             self.on_intent(intent)
         # handed to the router first: its durable write starts now; the count and the log line come after it
         task = self.router.dispatch(intent) if self.router is not None else None
-        self._count("approved", "approved")
-        log.info("signal_approved", signal_id=signal_id, strategy=signal.strategy,
-                 client_order_id=intent.client_order_id, ticker=signal.ticker, symbol=intent.symbol,
-                 side=str(intent.side), quantity=intent.quantity, instrument=str(decision.instrument_type),
-                 reason=decision.reason)
-        result = PipelineResult(True, signal_id, "order_submitted" if task else "order_intent",
-                                intent=intent, order_task=task)
+        counts = self.counts
+        counts[APPROVED_KEY] = counts.get(APPROVED_KEY, 0) + 1
+        if info_enabled(log):
+            log.info("signal_approved", signal_id=record.signal_id, strategy=signal.strategy,
+                     client_order_id=intent.client_order_id, ticker=signal.ticker, symbol=intent.symbol,
+                     side=intent.side.value, quantity=intent.quantity, instrument=str(instrument),
+                     reason=decision.reason)
+        result = PipelineResult(True, record.signal_id, "order_submitted" if task else "order_intent", None, None,
+                                None, intent, task)
         if task is not None:
             task.add_done_callback(lambda done: fill_result(result, done, self.clock))
         return result
+
+    def _reject(self, record: DecisionRecord, signal: TradeSignal, stage: str, reason: str,
+                detail: dict[str, Any] | None = None) -> PipelineResult:
+        """The signal stops at `stage`: its record ends there and is journaled, the rejection counted."""
+        record.reject(stage, reason, detail)
+        self.recorder.finish(record, signal)
+        self._count(stage, "rejected")
+        return PipelineResult(False, record.signal_id, stage, reason)
 
     # -- helpers --------------------------------------------------------------------------------------
     def _honour_quantity(self, base: SizingResult, requested: Any, signal: TradeSignal) -> SizingResult:
@@ -365,7 +378,7 @@ class BotOrchestrator:
                             round(shares * signal.risk_per_share, 2), base.stop_price)
 
     def _route(self, signal: TradeSignal, now: Any) -> InstrumentDecision:
-        if isinstance(signal.metadata, dict) and signal.metadata.get(INSTRUMENT_KEY) == "stock":
+        if signal.metadata and isinstance(signal.metadata, dict) and signal.metadata.get(INSTRUMENT_KEY) == "stock":
             ticker = signal.ticker.strip().upper()
             return InstrumentDecision(InstrumentType.STOCK, ticker, f"explicit instrument: {ticker} stock",
                                       sector=self.sectors.get(ticker))
@@ -402,32 +415,40 @@ class BotOrchestrator:
     def _price(self, symbol: str) -> float | None:
         return self.market_price(symbol)
 
-    def _intent(self, signal: TradeSignal, decision: InstrumentDecision, sized: _Sized, now: Any) -> OrderIntent:
-        is_option = decision.instrument_type == InstrumentType.OPTIONS
-        # stocks: buy for long, sell short for short; ETFs and options are always bought (bear fund / puts)
-        side = Side.SELL if decision.instrument_type == InstrumentType.STOCK and signal.direction == "short" \
-            else Side.BUY
-        if decision.instrument_type == InstrumentType.STOCK:
-            ref = signal.entry_price
-        elif is_option:
+    def _intent(self, signal: TradeSignal, decision: InstrumentDecision, quantity: float, stop_loss: float | None,
+                now: Any) -> OrderIntent:
+        instrument = decision.instrument_type
+        signal_id = signal.signal_id or ""
+        if instrument == InstrumentType.STOCK:
+            # stocks: buy for long, sell short for short; ETFs and options are always bought (bear fund / puts)
+            direction = signal.direction if signal.direction.__class__ is Direction else Direction(signal.direction)
+            return OrderIntent(
+                client_order_id_for(signal_id, "entry"), signal_id, decision.symbol,
+                Side.SELL if direction is Direction.SHORT else Side.BUY, float(quantity),
+                asset_class=AssetClass.EQUITY, kind=OrderKind.ENTRY, ticker=signal.ticker, direction=direction,
+                instrument_type=instrument, reference_price=signal.entry_price, stop_loss=stop_loss,
+                target_price=signal.target_price, signal_type=str(signal.signal_type), timeframe=signal.timeframe,
+                created_at=now, strategy=signal.strategy,
+            )
+        is_option = instrument == InstrumentType.OPTIONS
+        if is_option:
             ref = float(getattr(decision.option, "ask", 0.0) or getattr(decision.option, "mid", 0.0))
         else:
             ref = self._price(decision.symbol) or 0.0
         return OrderIntent(
-            client_order_id=client_order_id_for(signal.signal_id or "", "entry"),
-            signal_id=signal.signal_id or "",
+            client_order_id=client_order_id_for(signal_id, "entry"),
+            signal_id=signal_id,
             symbol=decision.symbol,
-            side=side,
-            quantity=float(sized.quantity),
+            side=Side.BUY,
+            quantity=float(quantity),
             asset_class=AssetClass.OPTION if is_option else AssetClass.EQUITY,
             kind=OrderKind.ENTRY,
             ticker=signal.ticker,
-            direction=Direction(signal.direction) if decision.instrument_type == InstrumentType.STOCK
-            else Direction.LONG,
-            instrument_type=decision.instrument_type,
+            direction=Direction.LONG,
+            instrument_type=instrument,
             reference_price=ref,
-            stop_loss=sized.stop_loss,
-            target_price=signal.target_price if decision.instrument_type == InstrumentType.STOCK else None,
+            stop_loss=stop_loss,
+            target_price=None,
             signal_type=str(signal.signal_type),
             timeframe=signal.timeframe,
             created_at=now,
@@ -456,6 +477,14 @@ class BotOrchestrator:
     def entry_filled(self, client_order_id: str, quantity: float) -> None:
         """Part of an entry filled and is in the ledger: its reservation keeps only the unfilled rest."""
         self.reservations.filled(client_order_id, quantity)
+
+
+def intent_outcome(intent: OrderIntent) -> tuple[str, dict[str, Any]]:
+    """The decision record's last stage of an approved signal: the intent made (reason, detail)."""
+    side = intent.side.value
+    return (f"{side} {intent.quantity:g} {intent.symbol}",
+            {"symbol": intent.symbol, "side": side, "quantity": intent.quantity,
+             "reference_price": intent.reference_price, "instrument": str(intent.instrument_type)})
 
 
 def fill_result(result: PipelineResult, task: asyncio.Task[OrderResult], clock: Clock) -> None:

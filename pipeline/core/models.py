@@ -16,7 +16,6 @@ from typing import Any
 
 from config.settings import TIMEFRAMES
 from config.symbols import MAX_SYMBOL_LEN, symbol_problem
-from pipeline.core.enum_values import is_value_of
 
 TIMEFRAME_SECONDS: dict[str, int] = {
     "1m": 60, "2m": 120, "3m": 180, "5m": 300, "10m": 600, "15m": 900, "30m": 1800,
@@ -230,26 +229,51 @@ class TradeSignal:
 
 
 def _bad_number(value: Any) -> bool:
+    if value.__class__ is float:  # the common case: finite unless inf or NaN (which fails both comparisons)
+        return not -math.inf < value < math.inf
     return not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+
+
+_SIGNAL_TYPE_VALUES = frozenset(t.value for t in SignalType)
+_TICKER_PROBLEMS: dict[str, str | None] = {}  # ticker text -> its symbol problem: few tickers, asked every signal
+_MAX_TICKER_PROBLEMS = 10_000
+
+
+def _ticker_problem(ticker: str) -> str | None:
+    """`symbol_problem(ticker, extra=" ")`, remembered per ticker text (a pure function of it; bounded)."""
+    if ticker.isalnum() and ticker.isascii() and len(ticker) <= MAX_TICKER_LEN:  # letters and digits: a symbol
+        return None
+    if type(ticker) is not str:  # a str subclass may compare and hash as it likes: asked afresh
+        return symbol_problem(ticker, extra=" ")
+    try:
+        return _TICKER_PROBLEMS[ticker]
+    except KeyError:
+        pass
+    problem = symbol_problem(ticker, extra=" ")
+    if len(_TICKER_PROBLEMS) >= _MAX_TICKER_PROBLEMS:
+        _TICKER_PROBLEMS.clear()
+    _TICKER_PROBLEMS[ticker] = problem
+    return problem
 
 
 def signal_problems(signal: TradeSignal) -> list[str]:
     """Every reason this signal cannot be traded, each naming the field; empty when it is well formed."""
     problems: list[str] = []
-    for name in ("signal_type", "direction", "timeframe", "source"):
-        value = getattr(signal, name)
-        if not isinstance(value, str):
-            problems.append(f"{name}: must be a string, got {type(value).__name__}")
-    if problems:
+    if not (isinstance(signal.signal_type, str) and isinstance(signal.direction, str)
+            and isinstance(signal.timeframe, str) and isinstance(signal.source, str)):
+        for name in ("signal_type", "direction", "timeframe", "source"):
+            value = getattr(signal, name)
+            if not isinstance(value, str):
+                problems.append(f"{name}: must be a string, got {type(value).__name__}")
         return problems
     ticker = signal.ticker
     if not isinstance(ticker, str) or not ticker.strip():
         problems.append("ticker: must be a non-empty symbol")
-    elif (problem := symbol_problem(ticker, extra=" ")) is not None:
+    elif (problem := _ticker_problem(ticker)) is not None:
         problems.append(f"ticker: {problem}")
     if signal.direction not in _DIRECTIONS:
         problems.append(f"direction: must be 'long' or 'short', got {signal.direction!r}")
-    if not is_value_of(SignalType, str(signal.signal_type)):
+    if str(signal.signal_type) not in _SIGNAL_TYPE_VALUES:
         problems.append(f"signal_type: unknown {str(signal.signal_type)[:40]!r}")
     if signal.timeframe not in TIMEFRAME_SECONDS:
         problems.append(f"timeframe: unknown {str(signal.timeframe)[:20]!r}; allowed: {', '.join(TIMEFRAMES)}")
@@ -336,9 +360,12 @@ class OrderIntent:
     strategy: str = ""               # the configured strategy whose signal (or position) this order is for
 
     def __post_init__(self) -> None:  # journal rows and callers may give the plain strings
-        self.kind = OrderKind(self.kind)
-        self.exit_type = ExitType(self.exit_type)
-        self.direction = Direction(self.direction)
+        if self.kind.__class__ is not OrderKind:
+            self.kind = OrderKind(self.kind)
+        if self.exit_type.__class__ is not ExitType:
+            self.exit_type = ExitType(self.exit_type)
+        if self.direction.__class__ is not Direction:
+            self.direction = Direction(self.direction)
 
     @property
     def notional(self) -> float:

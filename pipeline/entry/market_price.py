@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+import operator
 from typing import Any
 
 from pipeline.core.models import TradeSignal
@@ -21,14 +21,48 @@ from pipeline.core.models import TradeSignal
 SIGNAL_ENTRY_KEY = "signal_entry_price"  # metadata of a moved signal: the entry price it came with
 
 
-@dataclass(slots=True)
 class MarketPricing:
-    """The stage's outcome: the signal on the market price (approved), or why not."""
+    """The stage's outcome: the signal on the market price (approved), or why not. An approval keeps the figures
+    it found and makes its reason and detail from them when first read."""
 
-    approved: bool
-    reason: str
-    signal: TradeSignal | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("_detail", "_figures", "_reason", "approved", "signal")
+
+    def __init__(self, approved: bool, reason: str, signal: TradeSignal | None = None,
+                 detail: dict[str, Any] | None = None, figures: tuple[float, float, float] | None = None) -> None:
+        """`figures` (market, entry, deviation) of an approval: its reason and detail, made when first read."""
+        self.approved = approved
+        self.signal = signal
+        self._reason = reason
+        self._detail: dict[str, Any] = {} if detail is None else detail
+        self._figures = figures  # not described yet
+
+    @property
+    def reason(self) -> str:
+        if self._figures is not None:
+            self._describe()
+        return self._reason
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        if self._figures is not None:
+            self._describe()
+        return self._detail
+
+    def describe(self) -> tuple[str, dict[str, Any]]:
+        """(reason, detail): what the decision record notes of this stage."""
+        return self.reason, self.detail
+
+    def _describe(self) -> None:
+        if self._figures is None:
+            return
+        market, entry, deviation = self._figures
+        self._figures = None
+        self._reason = f"entry on the market price {market:,.2f} (signal {entry:,.2f}, {deviation:.2%} away)"
+        self._detail = _detail(market, entry, deviation)
+
+
+def _detail(market: float, entry: float, deviation: float) -> dict[str, Any]:
+    return {"market_price": round(market, 6), "signal_entry_price": entry, "deviation": round(deviation, 6)}
 
 
 def usable_price(price: Any) -> float | None:
@@ -40,40 +74,40 @@ def usable_price(price: Any) -> float | None:
 
 def price_on_market(signal: TradeSignal, market: float | None, max_deviation: float) -> MarketPricing:
     """Check the signal's entry against the market price and move it there (see the module docstring)."""
-    ticker = str(signal.ticker).strip().upper()
     entry = signal.entry_price
-    market = usable_price(market)
+    if market.__class__ is not float or not 0.0 < market < math.inf:  # a float price passes as it is
+        market = usable_price(market)
     if market is None:
-        return MarketPricing(False, f"market_price: no market price for {ticker} (no bar or quote yet); "
+        return MarketPricing(False, f"market_price: no market price for {_ticker(signal)} (no bar or quote yet); "
                              f"the signal's entry_price {entry:,.2f} is not traded on")
     deviation = abs(entry - market) / market
-    detail = {"market_price": round(market, 6), "signal_entry_price": entry, "deviation": round(deviation, 6)}
     if deviation > max_deviation:
         return MarketPricing(False, f"market_price: entry_price {entry:,.2f} is {deviation:.2%} from the market "
-                             f"price {market:,.2f} of {ticker} (max_entry_deviation {max_deviation:.2%})",
-                             detail=detail)
+                             f"price {market:,.2f} of {_ticker(signal)} (max_entry_deviation {max_deviation:.2%})",
+                             detail=_detail(market, entry, deviation))
     offset = market - entry
     stop = signal.stop_loss + offset
     target = signal.target_price + offset if signal.target_price is not None else None
     if stop <= 0 or (target is not None and target <= 0):
         return MarketPricing(False, f"market_price: stop_loss {signal.stop_loss:,.2f} moved with the entry to the "
-                             f"market price {market:,.2f} is not a positive price", detail=detail)
+                             f"market price {market:,.2f} is not a positive price",
+                             detail=_detail(market, entry, deviation))
     metadata = {**signal.metadata, SIGNAL_ENTRY_KEY: entry} if isinstance(signal.metadata, dict) else \
         {SIGNAL_ENTRY_KEY: entry}
-    moved = _moved(signal, market, stop, target, metadata)
-    return MarketPricing(True, f"entry on the market price {market:,.2f} (signal {entry:,.2f}, "
-                         f"{deviation:.2%} away)", moved, detail)
+    return MarketPricing(True, "", _moved(signal, market, stop, target, metadata), None, (market, entry, deviation))
+
+
+def _ticker(signal: TradeSignal) -> str:
+    return str(signal.ticker).strip().upper()
 
 
 def _moved(signal: TradeSignal, entry: float, stop: float, target: float | None,
            metadata: dict[str, Any]) -> TradeSignal:
-    """A copy of `signal` at new prices: every field copied (`__slots__` are its fields), without
-    dataclasses.replace's keyword rebuild and second __post_init__ (the direction is normalised already)."""
-    moved = object.__new__(TradeSignal)
-    for name in _SIGNAL_FIELDS:
-        setattr(moved, name, getattr(signal, name))
+    """A copy of `signal` at new prices: every field copied (positionally, in the dataclass's field order),
+    without dataclasses.replace's keyword rebuild."""
+    moved = TradeSignal(*_signal_values(signal))
     moved.entry_price, moved.stop_loss, moved.target_price, moved.metadata = entry, stop, target, metadata
     return moved
 
 
-_SIGNAL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TradeSignal))
+_signal_values = operator.attrgetter(*(f.name for f in dataclasses.fields(TradeSignal)))

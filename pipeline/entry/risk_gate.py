@@ -34,7 +34,7 @@ from pipeline.positions.time_exits import TimeExits
 
 @dataclass(slots=True)
 class RiskContext:
-    """Everything a check looks at, with the derived figures the checks share."""
+    """Everything a check looks at, with the derived figures the checks share (found once per signal)."""
 
     signal: TradeSignal
     account: AccountState
@@ -43,30 +43,42 @@ class RiskContext:
     time: TimeExits  # the one owner of the session's end-of-day cutoff
     sectors: Mapping[str, str]
     now: datetime
+    ticker: str = ""                                  # the signal's ticker, stripped and upper-case
+    sector: str | None = None                         # its sector (the sector map), None when it has none
+    held: list[Position] = field(default_factory=list)  # the open positions in the ticker, any direction
+    smallest: float = 0.0                             # the smallest entry worth sending (min_entry_value)
     notes: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ticker(self) -> str:
-        return self.signal.ticker.strip().upper()
 
     @property
     def direction(self) -> Direction | str:
         return self.signal.direction
 
-    @property
-    def sector(self) -> str | None:
-        return self.sectors.get(self.ticker)
-
     def positions_in(self, ticker: str) -> list[Position]:
+        if ticker == self.ticker:
+            return self.held
         return [p for p in self.account.open_positions if p.ticker.upper() == ticker]
 
     def min_entry_value(self) -> float:
         """The smallest entry worth sending: min_position_value, and at least one share."""
-        return max(self.config.min_position_value, self.signal.entry_price)
+        return self.smallest or max(self.config.min_position_value, self.signal.entry_price)
+
+
+def risk_context(signal: TradeSignal, account: AccountState, config: ExecutorConfig, calendar: MarketCalendar,
+                 time: TimeExits, sectors: Mapping[str, str], now: datetime) -> RiskContext:
+    """The context of one signal's checks: its ticker, sector and the positions held in it looked up once."""
+    ticker = signal.ticker.strip().upper()
+    held = [p for p in account.open_positions if p.ticker.upper() == ticker] if account.open_positions else []
+    try:
+        smallest = max(config.min_position_value, signal.entry_price)
+    except TypeError:  # no usable entry price: the checks that need it fail (closed) when they ask for it
+        smallest = 0.0
+    return RiskContext(signal, account, config, calendar, time, sectors, now, ticker, sectors.get(ticker), held,
+                       smallest)
 
 
 CheckFn = Callable[[RiskContext], RiskDecision]
-PASS = RiskDecision(True)
+PASS = RiskDecision(True)  # shared: a check that passes without figures (never mutated)
+NO_SECTOR = RiskDecision(True, adjustments={"sector": None})
 
 
 def _reject(reason: str) -> RiskDecision:
@@ -81,6 +93,14 @@ def position_sector(position: Position, sectors: Mapping[str, str]) -> str | Non
 def ticker_exposure(account: AccountState, ticker: str) -> float:
     """Market value held in `ticker` (any direction, any instrument on it)."""
     return sum(p.market_value for p in account.open_positions if p.ticker.upper() == ticker)
+
+
+def _value(positions: list[Position]) -> float:
+    """Their market value (summed in order, as `ticker_exposure`)."""
+    total = 0
+    for p in positions:
+        total += p.market_value
+    return total
 
 
 def sector_exposure(account: AccountState, sector: str, sectors: Mapping[str, str]) -> float:
@@ -103,9 +123,12 @@ def check_daily_loss(ctx: RiskContext) -> RiskDecision:
 def check_max_positions(ctx: RiskContext) -> RiskDecision:
     """2. A new ticker needs a free slot under max_concurrent_positions (adding to a held ticker does not).
     External positions (not opened by ordergate) take no slot; the other checks count them."""
-    count = sum(1 for p in ctx.account.open_positions if p.origin not in ("external", "pending"))
     limit = ctx.config.max_concurrent_positions
-    if count >= limit and not ctx.positions_in(ctx.ticker):
+    positions = ctx.account.open_positions
+    if len(positions) < limit:  # fewer positions than slots: room, whatever their origin
+        return PASS
+    count = sum(1 for p in positions if p.origin not in ("external", "pending"))
+    if count >= limit and not ctx.held:
         return _reject(f"max_positions: {count} open positions (incl. in-flight) >= max_concurrent_positions {limit}")
     return PASS
 
@@ -114,7 +137,9 @@ def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
     """3. No second position in the same ticker and direction, unless adding to a winner (when allowed). Per
     strategy: another strategy's position beside it is its own (the ledger books by strategy and symbol), but
     a position not opened by ordergate (external, pending) counts for every strategy."""
-    same = [p for p in ctx.positions_in(ctx.ticker) if p.direction == ctx.direction
+    if not ctx.held:
+        return PASS
+    same = [p for p in ctx.held if p.direction == ctx.direction
             and (p.strategy == ctx.signal.strategy or p.origin in ("external", "pending"))]
     if not same:
         return PASS
@@ -128,7 +153,9 @@ def check_duplicate_ticker(ctx: RiskContext) -> RiskDecision:
 
 def check_conflicting_signal(ctx: RiskContext) -> RiskDecision:
     """4. No long and short in the same ticker."""
-    opposite = [p for p in ctx.positions_in(ctx.ticker) if p.direction != ctx.direction]
+    if not ctx.held:
+        return PASS
+    opposite = [p for p in ctx.held if p.direction != ctx.direction]
     if opposite:
         # with several strategies on one account: a long in one and a short in another is refused, named
         mine = f" of strategy {ctx.signal.strategy}" if ctx.signal.strategy else ""
@@ -144,7 +171,7 @@ def check_exposure(ctx: RiskContext) -> RiskDecision:
     equity = ctx.account.equity
     smallest = ctx.min_entry_value()
     stock_limit = ctx.config.max_single_stock_exposure * equity
-    held = ticker_exposure(ctx.account, ctx.ticker)
+    held = _value(ctx.held)
     if held + smallest > stock_limit:
         return _reject(
             f"exposure: {ctx.ticker} exposure {held:,.2f} + smallest entry {smallest:,.2f} > "
@@ -152,9 +179,9 @@ def check_exposure(ctx: RiskContext) -> RiskDecision:
         )
     sector = ctx.sector
     if sector is None:
-        return RiskDecision(True, adjustments={"sector": None})
+        return NO_SECTOR
     sector_limit = ctx.config.max_sector_exposure * equity
-    in_sector = sector_exposure(ctx.account, sector, ctx.sectors)
+    in_sector = sector_exposure(ctx.account, sector, ctx.sectors) if ctx.account.open_positions else 0
     if in_sector + smallest > sector_limit:
         return _reject(
             f"exposure: sector {sector} exposure {in_sector:,.2f} + smallest entry {smallest:,.2f} > "
@@ -168,15 +195,17 @@ def check_market_hours(ctx: RiskContext) -> RiskDecision:
     not at or after that session's end-of-day cutoff, where the exit monitor would flatten it on the next bar."""
     if ctx.signal.timeframe in ctx.config.market_hours_bypass_timeframes:
         return PASS
-    if not ctx.calendar.is_open(ctx.now):
+    now = ctx.now
+    day = ctx.time.day_of(now)  # the calendar's session of now's New York day (cached per day), in UTC
+    if day.open is None or day.close is None or not day.open <= now < day.close:
         return _reject(
-            f"market_hours: market closed at {ctx.now.isoformat()} "
+            f"market_hours: market closed at {now.isoformat()} "
             f"(timeframe {ctx.signal.timeframe} not in {ctx.config.market_hours_bypass_timeframes})"
         )
-    cutoff = ctx.time.eod_cutoff(ctx.now)
-    if cutoff is not None and ctx.now >= cutoff:
+    cutoff = day.cutoff
+    if cutoff is not None and now >= cutoff:
         return _reject(
-            f"market_hours: {ctx.now.isoformat()} is at or after this session's end-of-day cutoff "
+            f"market_hours: {now.isoformat()} is at or after this session's end-of-day cutoff "
             f"{cutoff.isoformat()} (eod_close_time {ctx.config.eod_close_time}): a {ctx.signal.timeframe} day trade "
             "would be closed at once"
         )
@@ -241,18 +270,33 @@ class RiskGate:
         """Approve, or reject with `check` set to the first failing check's name (`now` defaults to the clock)."""
         if now is None:
             now = self.clock.now()
-        ctx = RiskContext(signal, account, self.config, self.calendar, self.time, self.sectors, now)
+        try:
+            ctx = risk_context(signal, account, self.config, self.calendar, self.time, self.sectors, now)
+        except Exception as exc:  # an unreadable signal or account: closed, at the first check
+            name = RISK_CHECKS[0][0]
+            reason = f"{name}: check failed ({type(exc).__name__}: {exc})"
+            return RiskDecision(False, reason, {}, name, checks_until(0, reason))
         adjustments: dict[str, Any] = {}
-        checks: list[tuple[str, str, str]] = []
-        for index, (name, check) in enumerate(RISK_CHECKS):
+        for index, (name, check) in enumerate(RISK_CHECKS):  # in the table's order
             try:
                 decision = check(ctx)
             except Exception as exc:  # a check must fail closed, never crash the pipeline
                 decision = RiskDecision(False, f"{name}: check failed ({type(exc).__name__}: {exc})")
             if not decision.approved:
-                checks.append((name, "rejected", decision.reason))
-                checks.extend((later, "not_run", f"after {name} rejected") for later, _ in RISK_CHECKS[index + 1:])
-                return RiskDecision(False, decision.reason, dict(adjustments), check=name, checks=tuple(checks))
-            checks.append((name, "approved", ""))
-            adjustments.update(decision.adjustments)
-        return RiskDecision(True, f"all {len(RISK_CHECKS)} risk checks passed", adjustments, checks=tuple(checks))
+                return RiskDecision(False, decision.reason, adjustments, check=name,
+                                    checks=checks_until(index, decision.reason))
+            if decision.adjustments:
+                adjustments.update(decision.adjustments)
+        return RiskDecision(True, ALL_PASSED_REASON, adjustments, "", ALL_PASSED)
+
+
+ALL_PASSED_REASON = f"all {len(RISK_CHECKS)} risk checks passed"
+ALL_PASSED: tuple[tuple[str, str, str], ...] = tuple((name, "approved", "") for name, _ in RISK_CHECKS)
+
+
+def checks_until(index: int, reason: str) -> tuple[tuple[str, str, str], ...]:
+    """Each check's outcome when check `index` rejected for `reason`: the ones before it approved, the ones
+    after it not run."""
+    name = RISK_CHECKS[index][0]
+    return (*ALL_PASSED[:index], (name, "rejected", reason),
+            *((later, "not_run", f"after {name} rejected") for later, _ in RISK_CHECKS[index + 1:]))

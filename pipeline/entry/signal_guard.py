@@ -22,12 +22,19 @@ FUTURE_TOLERANCE_SECONDS = 5.0
 DAILY = "1d"
 MAX_DEDUP_ENTRIES = 100_000
 TEXT_FIELDS = ("signal_type", "direction", "ticker", "timeframe")
+FRESH = "fresh and not a duplicate"
 
 DedupKey = tuple[str, str, str, str, str]  # ticker, direction, signal type, timeframe, strategy
 
 
 def type_problems(signal: TradeSignal) -> list[str]:
     """Text fields that are not strings at all (signal_problems() assumes they are hashable)."""
+    try:
+        if isinstance(signal.signal_type, str) and isinstance(signal.direction, str) \
+                and isinstance(signal.ticker, str) and isinstance(signal.timeframe, str):
+            return []
+    except AttributeError:  # not a TradeSignal: each missing field is named below
+        pass
     return [
         f"{name}: must be a string, got {type(getattr(signal, name, None)).__name__}"
         for name in TEXT_FIELDS
@@ -74,16 +81,21 @@ class SignalGuard:
         clock: Clock | None = None,
     ) -> None:
         """`calendar` defaults to the NYSE one (on first use), `clock` to the live clock (for `check` without now)."""
-        self.config = config
         self.clock = clock if clock is not None else LiveClock()
         self._calendar = calendar
         self.future_tolerance_seconds = future_tolerance_seconds
         self.max_entries = max_entries
         self._seen: OrderedDict[DedupKey, datetime] = OrderedDict()
+        self._evicted_at: datetime | None = None  # the last eviction's time: nothing more expires until it moves
+        self.reconfigure(config)
 
     def reconfigure(self, config: PipelineConfig) -> None:
         """New freshness and dedup windows from now on (a SIGHUP reload); signals seen so far stay remembered."""
         self.config = config
+        self._evicted_at = None  # a new window: evict afresh
+        self._max_age = config.max_signal_age_seconds
+        self._window = config.dedup_window_seconds
+        self._window_delta = timedelta(seconds=config.dedup_window_seconds)
 
     def check(self, signal: TradeSignal, now: datetime | None = None) -> RiskDecision:
         """Approve or reject `signal` at `now` (tz-aware, default: the clock); a passing one is recorded for dedup."""
@@ -94,30 +106,42 @@ class SignalGuard:
             return RiskDecision(False, f"invalid signal: {problem}", check="validation")
         signal_time = signal.timestamp or now
         if signal.timeframe == DAILY:
-            session = self.calendar.daily_session(signal_time)
-            if session is None:
-                return RiskDecision(False, f"freshness: daily signal {signal_time.isoformat()}: no NYSE session on "
-                                    "or before it in the calendar", check="freshness")
-            # any stamp after its session's close means that close (20:00Z all year, an early close)
-            stamp = session[0] if is_date_stamp(signal_time) else min(signal_time, session[1])
-            ahead = max((session[0] - now).total_seconds(), (stamp - now).total_seconds())
-            if ahead > self.future_tolerance_seconds:
-                return RiskDecision(False, f"freshness: daily signal {signal_time.isoformat()} of the "
-                                    f"{session[0].astimezone(NEW_YORK).date()} session is {ahead:.1f}s in the future",
-                                    check="freshness")
-            # during its session the daily bar is forming (age 0); after it, age counts from that session's close
-            signal_time = min(session[1], now)
-        stale = freshness_failure(signal_time, now, self.max_age_for(signal.timeframe), self.future_tolerance_seconds)
-        if stale is not None:
-            return RiskDecision(False, stale, check="freshness")
-        self._evict(now)
-        key = signal.dedup_key()
-        duplicate = self._duplicate_failure(key, now)
-        if duplicate is not None:
-            return RiskDecision(False, duplicate, check="dedup")
-        self._remember(key, now)
+            daily = self._daily_time(signal_time, now)
+            if isinstance(daily, str):
+                return RiskDecision(False, daily, check="freshness")
+            signal_time = daily
+            max_age = self.max_age_for(DAILY)
+        else:
+            max_age = self._max_age
         age = (now - signal_time).total_seconds()
-        return RiskDecision(True, "fresh and not a duplicate", {"signal_age_seconds": age})
+        if age > max_age or -age > self.future_tolerance_seconds:
+            return RiskDecision(False, freshness_failure(signal_time, now, max_age, self.future_tolerance_seconds)
+                                or "freshness", check="freshness")
+        seen = self._seen
+        if seen and now != self._evicted_at:
+            self._evict(now)
+        key = signal.dedup_key()
+        last = seen.get(key)
+        if last is not None and (now - last).total_seconds() < self._window:
+            return RiskDecision(False, self._duplicate_failure(key, now) or "dedup", check="dedup")
+        self._remember(key, now)
+        return RiskDecision(True, FRESH, {"signal_age_seconds": age})
+
+    def _daily_time(self, signal_time: datetime, now: datetime) -> datetime | str:
+        """The instant a daily signal's age counts from (its session's close, or now while the session forms),
+        or why it is not fresh."""
+        session = self.calendar.daily_session(signal_time)
+        if session is None:
+            return (f"freshness: daily signal {signal_time.isoformat()}: no NYSE session on "
+                    "or before it in the calendar")
+        # any stamp after its session's close means that close (20:00Z all year, an early close)
+        stamp = session[0] if is_date_stamp(signal_time) else min(signal_time, session[1])
+        ahead = max((session[0] - now).total_seconds(), (stamp - now).total_seconds())
+        if ahead > self.future_tolerance_seconds:
+            return (f"freshness: daily signal {signal_time.isoformat()} of the "
+                    f"{session[0].astimezone(NEW_YORK).date()} session is {ahead:.1f}s in the future")
+        # during its session the daily bar is forming (age 0); after it, age counts from that session's close
+        return min(session[1], now)
 
     @property
     def calendar(self) -> MarketCalendar:
@@ -147,19 +171,22 @@ class SignalGuard:
         )
 
     def _remember(self, key: DedupKey, now: datetime) -> None:
-        self._seen[key] = now
-        self._seen.move_to_end(key)
-        while len(self._seen) > self.max_entries:
-            self._seen.popitem(last=False)
+        seen = self._seen
+        if key in seen:
+            seen.move_to_end(key)
+        seen[key] = now
+        while len(seen) > self.max_entries:
+            seen.popitem(last=False)
 
     def _evict(self, now: datetime) -> None:
         """Drop entries older than the window (oldest first; insertion order is time order)."""
-        cutoff = now - timedelta(seconds=self.config.dedup_window_seconds)
-        while self._seen:
-            seen = next(iter(self._seen.values()))
-            if seen > cutoff:
+        cutoff = now - self._window_delta
+        self._evicted_at = now
+        seen = self._seen
+        while seen:
+            if next(iter(seen.values())) > cutoff:
                 break
-            self._seen.popitem(last=False)
+            seen.popitem(last=False)
 
     def forget(self, signal: TradeSignal) -> None:
         """Drop `signal`'s dedup entry (e.g. a later stage failed for a transient reason)."""

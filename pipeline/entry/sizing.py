@@ -55,36 +55,29 @@ def _floor_units(amount: float, unit_cost: float) -> int:
     return math.floor(ratio * (1.0 + 1e-9)) if math.isfinite(ratio) else 0  # 299.99999999996 -> 300
 
 
-@dataclass(slots=True)
-class _Caps:
-    """The room left under each limit, in dollars."""
+def apply_caps(
+    units: int, unit_cost: float, adjustments: dict[str, Any], config: ExecutorConfig, account: AccountState,
+    ticker: str, sector: str | None, sectors: Mapping[str, str], slippage: float = BUYING_POWER_SLIPPAGE_BUFFER,
+) -> int:
+    """Cap `units` by the room left under each limit, in turn: the single stock, its sector (when it has one),
+    buying power; each cap that bites is recorded in `adjustments` as `<name>_cap`."""
+    equity = account.equity
+    held = account.open_positions
+    room = config.max_single_stock_exposure * equity - (ticker_exposure(account, ticker) if held else 0)
+    units = _cap(units, unit_cost, "single_stock", room, adjustments)
+    if sector is not None:
+        room = config.max_sector_exposure * equity - (sector_exposure(account, sector, sectors) if held else 0)
+        units = _cap(units, unit_cost, "sector", room, adjustments)
+    # a market order fills `slippage` away from the market price: it must fit in buying power at that price
+    return _cap(units, unit_cost, "buying_power", account.buying_power / (1.0 + slippage), adjustments)
 
-    config: ExecutorConfig
-    account: AccountState
-    ticker: str
-    sector: str | None
-    sectors: Mapping[str, str]
-    slippage: float = BUYING_POWER_SLIPPAGE_BUFFER
 
-    def rooms(self) -> list[tuple[str, float]]:
-        equity = self.account.equity
-        rooms = [("single_stock", self.config.max_single_stock_exposure * equity
-                  - ticker_exposure(self.account, self.ticker))]
-        if self.sector is not None:
-            rooms.append(("sector", self.config.max_sector_exposure * equity
-                          - sector_exposure(self.account, self.sector, self.sectors)))
-        # a market order fills `slippage` away from the market price: it must fit in buying power at that price
-        rooms.append(("buying_power", self.account.buying_power / (1.0 + self.slippage)))
-        return rooms
-
-    def apply(self, units: int, unit_cost: float, adjustments: dict[str, Any]) -> int:
-        """Cap `units` by every room; each cap that bites is recorded as `<name>_cap`."""
-        for name, room in self.rooms():
-            allowed = _floor_units(room, unit_cost)
-            if units > allowed:
-                adjustments[f"{name}_cap"] = {"from": units, "to": allowed, "room": round(max(room, 0.0), 2)}
-                units = allowed
-        return units
+def _cap(units: int, unit_cost: float, name: str, room: float, adjustments: dict[str, Any]) -> int:
+    allowed = _floor_units(room, unit_cost)
+    if units > allowed:
+        adjustments[f"{name}_cap"] = {"from": units, "to": allowed, "room": round(max(room, 0.0), 2)}
+        return allowed
+    return units
 
 
 def _finish(
@@ -120,9 +113,11 @@ class _Sizer:
         """Size with new limits from now on (a SIGHUP reload)."""
         self.config = config
 
-    def _caps(self, signal: TradeSignal, account: AccountState, sector: str | None) -> _Caps:
+    def _capped(self, units: int, unit_cost: float, adjustments: dict[str, Any], signal: TradeSignal,
+                account: AccountState, sector: str | None) -> int:
         ticker = signal.ticker.strip().upper()
-        return _Caps(self.config, account, ticker, sector or self.sectors.get(ticker), self.sectors, self.slippage)
+        return apply_caps(units, unit_cost, adjustments, self.config, account, ticker,
+                          sector or self.sectors.get(ticker), self.sectors, self.slippage)
 
 
 class PositionSizer(_Sizer):
@@ -139,14 +134,17 @@ class PositionSizer(_Sizer):
         """Whole shares of the signal's ticker; `price` (default entry) prices the notional and the caps."""
         price = price or signal.entry_price
         stop_distance = signal.risk_per_share
-        budget = risk_budget(self.config, account, signal.conviction, weight)
-        adjustments: dict[str, Any] = {"risk_budget": round(budget, 2),
-                                       "conviction_factor": conviction_factor(signal.conviction), "weight": weight}
+        factor = conviction_factor(signal.conviction)
+        # risk_budget(), with the factor found once
+        budget = max(0.0, account.equity) * self.config.max_risk_per_trade * factor * max(0.0, weight)
+        adjustments: dict[str, Any] = {"risk_budget": round(budget, 2), "conviction_factor": factor, "weight": weight}
         if stop_distance <= 0 or price <= 0:
             return SizingResult(0, 0.0, adjustments, f"sizing: stop distance {stop_distance} / price {price} not > 0")
         shares = _floor_units(budget, stop_distance)
         adjustments["risk_shares"] = shares
-        shares = self._caps(signal, account, sector).apply(shares, price, adjustments)
+        ticker = signal.ticker.strip().upper()
+        shares = apply_caps(shares, price, adjustments, self.config, account, ticker,
+                            sector or self.sectors.get(ticker), self.sectors, self.slippage)
         return _finish(shares, price, stop_distance, self.config, adjustments, "share")
 
     def size_option(
@@ -165,7 +163,7 @@ class PositionSizer(_Sizer):
             return SizingResult(0, 0.0, adjustments, f"sizing: option {quote.occ_symbol} has no ask")
         contracts = _floor_units(budget, premium)
         adjustments["risk_contracts"] = contracts
-        contracts = self._caps(signal, account, sector).apply(contracts, premium, adjustments)
+        contracts = self._capped(contracts, premium, adjustments, signal, account, sector)
         # the position's stop: where the premium stands when the underlying reaches the signal's stop (never the
         # entry premium itself, which every mark at or under the ask would hit at once)
         stop = option_stop_price(quote, signal.risk_per_share)
@@ -207,5 +205,5 @@ class LeveragedETFSizer(_Sizer):
         risk_per_etf_share = etf_price * stop_fraction
         shares = _floor_units(budget, risk_per_etf_share)
         adjustments["risk_shares"] = shares
-        shares = self._caps(signal, account, sector).apply(shares, etf_price, adjustments)
+        shares = self._capped(shares, etf_price, adjustments, signal, account, sector)
         return _finish(shares, etf_price, risk_per_etf_share, self.config, adjustments, "share", stop)

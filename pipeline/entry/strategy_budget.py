@@ -20,7 +20,7 @@ per strategy comes from a `DailyPnL` (pipeline.record.strategy_pnl: fed by close
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any, Protocol
 
@@ -72,40 +72,45 @@ class StrategyBudgets:
 
     def check(self, signal: TradeSignal, account: AccountState, day: date) -> RiskDecision:
         """Approve, or reject naming the strategy, its limit and the figures (see the module's table)."""
+        return self.judge(signal, account, lambda: day)[0]
+
+    def judge(self, signal: TradeSignal, account: AccountState,
+              day: Callable[[], date]) -> tuple[RiskDecision, float | None]:
+        """`check` (the day asked only when a daily loss limit needs it) and the strategy's `room`."""
         name = signal.strategy
-        if name and name not in self.specs and name not in self.also_known:
-            known = ", ".join([*self.specs, *sorted(self.also_known)])
-            return RiskDecision(False, f"strategy_unknown: the signal names strategy {name!r}, which is not "
-                                       f"configured (known: {known})", check="strategy_unknown")
-        ticker = signal.ticker.strip().upper()
         spec = self.specs.get(name)
         if spec is None:
-            return PASS
+            if name and name not in self.also_known:
+                known = ", ".join([*self.specs, *sorted(self.also_known)])
+                return RiskDecision(False, f"strategy_unknown: the signal names strategy {name!r}, which is not "
+                                           f"configured (known: {known})", check="strategy_unknown"), None
+            return PASS, None
+        ticker = signal.ticker.strip().upper()
         if spec.daily_loss is not None:
             limit = spec.daily_loss * account.starting_equity
-            pnl = self.pnl.daily_pnl(name, day)
+            pnl = self.pnl.daily_pnl(name, day())
             if pnl <= -limit:
                 return RiskDecision(False, f"strategy_daily_loss: strategy {name} daily P&L {pnl:,.2f} reached its "
                                            f"limit -{limit:,.2f} ({spec.daily_loss:.1%} of starting equity)",
-                                    check="strategy_daily_loss")
+                                    check="strategy_daily_loss"), None
         mine = self.positions_of(account, name)
         if spec.max_positions is not None:
             tickers = {p.ticker.upper() for p in mine}
             if len(tickers) >= spec.max_positions and ticker not in tickers:
                 return RiskDecision(False, f"strategy_max_positions: strategy {name} holds {len(tickers)} tickers "
                                            f"(incl. in-flight) >= its max_positions {spec.max_positions}",
-                                    check="strategy_max_positions")
-        room = self.room(signal, account)
-        if room is not None:
-            smallest = max(self.executor.min_position_value, signal.entry_price)
-            if room < smallest:
-                held = sum(p.market_value for p in mine)
-                return RiskDecision(False, f"strategy_equity_share: strategy {name} holds {held:,.2f}; its "
-                                           f"equity_share {spec.equity_share:.0%} of equity "
-                                           f"{account.equity:,.2f} leaves {max(room, 0.0):,.2f} < smallest entry "
-                                           f"{smallest:,.2f}", check="strategy_equity_share")
-            return RiskDecision(True, adjustments={"strategy_room": round(room, 2)})
-        return PASS
+                                    check="strategy_max_positions"), None
+        if spec.equity_share is None:
+            return PASS, None
+        held = sum(p.market_value for p in mine)
+        room = spec.equity_share * account.equity - held
+        smallest = max(self.executor.min_position_value, signal.entry_price)
+        if room < smallest:
+            return RiskDecision(False, f"strategy_equity_share: strategy {name} holds {held:,.2f}; its "
+                                       f"equity_share {spec.equity_share:.0%} of equity "
+                                       f"{account.equity:,.2f} leaves {max(room, 0.0):,.2f} < smallest entry "
+                                       f"{smallest:,.2f}", check="strategy_equity_share"), None
+        return RiskDecision(True, adjustments={"strategy_room": round(room, 2)}), room
 
     def room(self, signal: TradeSignal, account: AccountState) -> float | None:
         """Notional the strategy may still put on under its equity share; None when it has no share."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -144,23 +143,19 @@ def parametric_var(exposures: np.ndarray, returns: np.ndarray, bars_per_day: flo
     return z * math.sqrt(max(variance, 0.0))
 
 
-@dataclass(slots=True)
-class _Exposure:
-    ticker: str
-    dollars: float   # signed: negative for short
-
-
 def _signed(direction: Direction | str, dollars: float) -> float:
     return dollars if direction == Direction.LONG else -dollars
 
 
-def _exposures(account: AccountState, signal: TradeSignal, intended_notional: float) -> list[_Exposure]:
+def _exposures(account: AccountState, signal: TradeSignal, intended_notional: float) -> list[tuple[str, float]]:
+    """(ticker, signed dollars) of every ticker held, the candidate's at its intended notional added; none at 0."""
     by_ticker: dict[str, float] = {}
     for p in account.open_positions:
-        by_ticker[p.ticker.upper()] = by_ticker.get(p.ticker.upper(), 0.0) + _signed(p.direction, p.market_value)
+        held = p.ticker.upper()
+        by_ticker[held] = by_ticker.get(held, 0.0) + _signed(p.direction, p.market_value)
     ticker = signal.ticker.strip().upper()
     by_ticker[ticker] = by_ticker.get(ticker, 0.0) + _signed(signal.direction, max(intended_notional, 0.0))
-    return [_Exposure(t, d) for t, d in by_ticker.items() if d != 0.0]
+    return [(t, d) for t, d in by_ticker.items() if d != 0.0]
 
 
 class UnifiedRisk:
@@ -196,6 +191,8 @@ class UnifiedRisk:
     def _check_correlation(
         self, signal: TradeSignal, positions: list[Position], notes: dict[str, Any]
     ) -> RiskDecision | None:
+        if not positions:
+            return None
         ticker = signal.ticker.strip().upper()
         peers = sorted({p.ticker.upper() for p in positions
                         if p.direction == signal.direction and p.ticker.upper() != ticker})
@@ -238,21 +235,22 @@ class UnifiedRisk:
     def _check_var(
         self, signal: TradeSignal, account: AccountState, intended_notional: float, notes: dict[str, Any]
     ) -> RiskDecision | None:
-        included: list[tuple[_Exposure, RollingWindow]] = []
+        weights: list[float] = []
+        windows: list[RollingWindow] = []
         missing = []
-        for exposure in _exposures(account, signal, intended_notional):
-            series = self._returns(exposure.ticker)
+        for ticker, dollars in _exposures(account, signal, intended_notional):
+            series = self._returns(ticker)
             if series is None:
-                missing.append(exposure.ticker)
+                missing.append(ticker)
             else:
-                included.append((exposure, series))
+                weights.append(dollars)
+                windows.append(series)
         if missing:
             notes["var_missing_history"] = missing
-        if not included:
+        if not windows:
             notes["var"] = "skipped: insufficient history"
             return None
-        variance, _ = portfolio_variance([exposure.dollars for exposure, _ in included],
-                                         [window for _, window in included], self.lookback)
+        variance, _ = portfolio_variance(weights, windows, self.lookback)
         var = Z_95 * math.sqrt(variance * self.history.bars_per_day)
         equity = account.equity
         fraction = var / equity if equity > 0 else math.inf

@@ -67,7 +67,9 @@ class InstrumentRouter:
 
     def route(self, signal: TradeSignal, now: datetime | None = None) -> InstrumentDecision:
         """The instrument for `signal`; `now` (default: the signal's timestamp) dates the option chain."""
-        mode = InstrumentMode(self.config.instrument_mode)
+        mode = self.config.instrument_mode
+        if mode.__class__ is not InstrumentMode:
+            mode = InstrumentMode(mode)
         if mode is InstrumentMode.STOCK:
             return self._stock(signal, "instrument_mode=stock")
         if mode is InstrumentMode.LEVERAGED_ETF:
@@ -99,7 +101,7 @@ class InstrumentRouter:
     def _stock(self, signal: TradeSignal, reason: str) -> InstrumentDecision:
         ticker = signal.ticker.strip().upper()
         return InstrumentDecision(InstrumentType.STOCK, ticker, f"{reason}: {ticker} stock {signal.direction}",
-                                  sector=self.sector_of(ticker))
+                                  sector=self.sectors.get(ticker))
 
     def _reject(self, signal: TradeSignal, reason: str) -> InstrumentDecision:
         return InstrumentDecision(InstrumentType.STOCK, "", reason, approved=False,

@@ -31,11 +31,15 @@ class AccountBook:
 
     def account_state(self) -> AccountState:
         """The book as the risk gate sees it, external positions included (they are real risk)."""
-        equity = self.ledger.equity()
-        # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
-        # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
-        buying_power = max(0.0, self.ledger.cash - 2.0 * self.ledger.short_market_value())
+        ledger = self.ledger
+        cash = ledger.cash
+        if ledger.holdings:
+            equity = ledger.equity()
+            # a short sale's proceeds are cash but not buying power, and the short itself needs as much again: no
+            # broker (paper: cash - shorts; Alpaca: margin) funds more than cash - 2 x shorts
+            buying_power = max(0.0, cash - 2.0 * ledger.short_market_value())
+            positions = ledger.positions()
+        else:  # nothing held: the equity is the cash, no shorts (what the ledger's sums give)
+            equity, buying_power, positions = cash, max(0.0, cash - 0.0), []
         return self.external.account_view(AccountState(
-            equity=equity, cash=self.ledger.cash, buying_power=buying_power,
-            open_positions=self.ledger.positions(), daily_pnl=self.state.get_daily_pnl(),
-            starting_equity=self.starting_equity or equity))
+            equity, cash, buying_power, positions, self.state.get_daily_pnl(), self.starting_equity or equity))

@@ -139,6 +139,8 @@ class ExternalBook:
     def account_view(self, account: AccountState) -> AccountState:
         """The account with the external positions in it: as positions (duplicate, conflict, exposure checks),
         in equity and cash (the broker's cash moved with a hand trade). Pending ones count as positions only."""
+        if not self._held and not self._pending and not self.cash_adjustment:  # none: the account as it is
+            return account
         extra = [*self.positions(), *self.pending()]
         if not extra and not self.cash_adjustment:
             return account

@@ -154,8 +154,10 @@ class LifecycleManager:
     def exiting(self, ticker: str, strategy: str | None = None) -> bool:
         """True while an exit order for this ticker's position (of `strategy`; None: of any) is working (no adding
         to it meanwhile)."""
-        return any(key in self.pending_exits for key in self._by_ticker.get(ticker, ())
-                   if strategy is None or key[0] == strategy)
+        keys = self._by_ticker.get(ticker)
+        if not keys:  # nothing held in the ticker: no exit of it can be working
+            return False
+        return any(key in self.pending_exits for key in keys if strategy is None or key[0] == strategy)
 
     def register_intent(self, intent: OrderIntent) -> None:
         """Remember an order we send (entries from the orchestrator, exits from here): its record in the book."""

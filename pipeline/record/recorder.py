@@ -7,12 +7,13 @@ same client order id: the broker and the journal recognise it instead of trading
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
+from hashlib import sha256
 from typing import Any
 
 import structlog
 
+from pipeline.core.logs import info_enabled
 from pipeline.core.models import TradeSignal
 from pipeline.record.decision import REJECTED, DecisionRecord
 from pipeline.record.journal import Journal, iso_of
@@ -21,16 +22,15 @@ log = structlog.get_logger("ordergate.signals")
 
 
 def signal_id_for(signal: TradeSignal) -> str:
-    """Deterministic id of a signal's content (and of the strategy that made it)."""
-    ts = iso_of(signal.timestamp) if isinstance(signal.timestamp, datetime) else str(signal.timestamp)
-    parts: tuple[object, ...] = (
-        signal.ticker, signal.direction, signal.signal_type, signal.timeframe, ts, signal.source,
-        signal.entry_price, signal.stop_loss,
-    )
+    """Deterministic id of a signal's content (and of the strategy that made it): the sha256 of
+    `ticker|direction|signal_type|timeframe|timestamp|source|entry_price|stop_loss[|strategy]`, each as str()."""
+    stamp = signal.timestamp
+    ts = iso_of(stamp) if isinstance(stamp, datetime) else str(stamp)
+    key = (f"{signal.ticker!s}|{signal.direction!s}|{signal.signal_type!s}|{signal.timeframe!s}|{ts}|"
+           f"{signal.source!s}|{signal.entry_price!s}|{signal.stop_loss!s}")
     if signal.strategy:  # two strategies seeing the same setup give two signals
-        parts = (*parts, signal.strategy)
-    key = "|".join(str(x) for x in parts)
-    return "sig-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+        key = f"{key}|{signal.strategy!s}"
+    return "sig-" + sha256(key.encode()).hexdigest()[:20]
 
 
 class SignalRecorder:
@@ -49,14 +49,18 @@ class SignalRecorder:
 
     def begin(self, signal: TradeSignal, received: datetime) -> DecisionRecord:
         """Give the signal its id, journal it (buffered) and open its decision record."""
-        return DecisionRecord(self.assign(signal, received), received)
+        if not signal.signal_id:
+            signal.signal_id = signal_id_for(signal)
+        if self.journal is not None:
+            self.journal.record_signal(signal, received)
+        return DecisionRecord(signal.signal_id, received)
 
     def finish(self, record: DecisionRecord, signal: TradeSignal) -> None:
         """Journal the finished record once (buffered: committed with the next intent or batch) and log a
         rejection with the signal id."""
         if self.journal is not None:
             self.journal.record_signal_decision(record)
-        if record.outcome == REJECTED:
+        if record.outcome == REJECTED and info_enabled(log):
             log.info("signal_rejected", signal_id=record.signal_id, ticker=str(signal.ticker)[:24],
                      stage=record.stage, reason=record.reason)
 
