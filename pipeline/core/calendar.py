@@ -7,11 +7,13 @@ of margin each side), which gives the same sessions, opens and closes at about h
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+from exchange_calendars.exchange_calendar import HolidayCalendar
 from exchange_calendars.exchange_calendar_xnys import XNYSExchangeCalendar
 from pandas.tseries.offsets import CustomBusinessDay
 
@@ -20,18 +22,44 @@ _MARGIN = pd.Timedelta(days=400)  # holidays this far beyond the range: an obser
 
 
 class _XNYS(XNYSExchangeCalendar):
-    """XNYS whose session offset holds the holidays of its own range only (see the module docstring)."""
+    """XNYS whose holiday and early-close rules are cut to its own range (see the module docstring)."""
 
     def __init__(self, start: str, end: str) -> None:
         self._holiday_range = (pd.Timestamp(start) - _MARGIN, pd.Timestamp(end) + _MARGIN)
         super().__init__(start=start, end=end)
 
+    @property
+    def regular_holidays(self) -> HolidayCalendar:
+        return _within(super().regular_holidays, *self._holiday_range)
+
+    @property
+    def special_closes(self) -> list[tuple[time, HolidayCalendar]]:
+        return [(at, _within(rules, *self._holiday_range)) for at, rules in super().special_closes]
+
     @cached_property
     def day(self) -> CustomBusinessDay:
         lo, hi = self._holiday_range
-        regular = self.regular_holidays
-        holidays = [*self.adhoc_holidays, *(regular.holidays(lo, hi) if regular is not None else ())]
-        return CustomBusinessDay(holidays=holidays, weekmask=self.weekmask)
+        return CustomBusinessDay(holidays=[*self.adhoc_holidays, *self.regular_holidays.holidays(lo, hi)],
+                                 weekmask=self.weekmask)
+
+
+def _within(calendar: HolidayCalendar, lo: pd.Timestamp, hi: pd.Timestamp) -> HolidayCalendar:
+    """The calendar's rules, each valid only on [lo, hi] (dropped if it never is there): a rule dates its
+    holidays from its own first year on (pandas ignores the asked range for a rule with a start date), so a
+    rule in force since 1885 would otherwise be evaluated for 140 years. On [lo, hi] the dates are the same."""
+    rules = []
+    for rule in calendar.rules:
+        if rule.year is not None:  # a one-off date
+            rules.append(rule)
+            continue
+        start = lo if rule.start_date is None else max(rule.start_date, lo)
+        end = hi if rule.end_date is None else min(rule.end_date, hi)
+        if start > end:
+            continue
+        cut = copy.copy(rule)
+        cut.start_date, cut.end_date = start, end
+        rules.append(cut)
+    return HolidayCalendar(rules)
 
 
 class MarketCalendar:
