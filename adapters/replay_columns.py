@@ -26,9 +26,10 @@ from pipeline.core.batch import BarBatch, from_ns, to_ns
 if TYPE_CHECKING:
     from adapters.replay import RowParser, RowReader
 
-# a chunk's transient columns (a few MB) are freed before the next one is read, so RSS stays flat; half a MB
-# spreads pandas' fixed cost per call (~0.3 ms) over ~8 000 rows (at 1 MB the peak RSS is 16 MB higher: glibc)
-CHUNK_BYTES = 512 << 10
+# a chunk's transient text and columns are freed before the next one is read, so RSS stays flat; 384 KB spreads
+# pandas' fixed cost per call (~0.3 ms) over ~6 000 rows. At 512 KB the read is ~7 % faster but glibc's heap
+# then swings by ~2 MB between chunks (the RSS-growth figure of the bench goes over its 2 MB limit now and then)
+CHUNK_BYTES = 384 << 10
 _TUPLE_CACHE = 4096
 _NUMERIC = ("open", "high", "low", "close", "volume")
 
