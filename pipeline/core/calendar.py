@@ -187,5 +187,5 @@ def daily_session_date(ts: datetime) -> date:
 
 @lru_cache(maxsize=1)
 def default_calendar() -> MarketCalendar:
-    """A process-wide calendar (building one costs ~0.3 s)."""
+    """A process-wide calendar (building one costs ~0.04 s, see `_XNYS`)."""
     return MarketCalendar()
