@@ -26,10 +26,11 @@ from pipeline.core.batch import BarBatch, from_ns, to_ns
 if TYPE_CHECKING:
     from adapters.replay import RowParser, RowReader
 
-# a chunk's transient text and columns are freed before the next one is read, so RSS stays flat; 384 KB spreads
-# pandas' fixed cost per call (~0.3 ms) over ~6 000 rows. At 512 KB the read is ~7 % faster but glibc's heap
-# then swings by ~2 MB between chunks (the RSS-growth figure of the bench goes over its 2 MB limit now and then)
-CHUNK_BYTES = 384 << 10
+# a chunk's transient text and columns are freed before the next one is read, so RSS stays flat. Larger chunks
+# spread pandas' fixed cost per call (~0.3 ms) thinner (the read alone: 384 KB ~10 % faster, 512 KB ~20 %), but
+# glibc's heap then swings between chunks and the bench's RSS growth in the second half went from a steady
+# ~0.25 MB to 0.2-1.7 MB (384 KB) and past its 2 MB limit (512 KB) now and then
+CHUNK_BYTES = 256 << 10
 _TUPLE_CACHE = 4096
 _NUMERIC = ("open", "high", "low", "close", "volume")
 
