@@ -227,30 +227,23 @@ class LifecycleManager:
     def check_exits(self, batch: Sequence[Bar] | None = None) -> list[OrderIntent]:
         """Evaluate exits for positions in the batch's tickers, plus due time stops and EOD; dispatch them."""
         intents: list[OrderIntent] = []
-        if isinstance(batch, BarBatch):  # the exits only of held tickers: their bars are built, no others
-            by_ticker = self._by_ticker
-            if by_ticker:
-                for j, ticker in enumerate(batch.symbols):
-                    held = by_ticker.get(ticker)
-                    if held:
-                        bar = batch.bar(j)
-                        for key in (tuple(held) if len(held) == 1 else sorted(held)):
-                            intent = self._evaluate(key, bar)
-                            if intent is not None:
-                                intents.append(intent)
-        elif batch:
-            by_ticker = self._by_ticker
-            for bar in batch:
-                held = by_ticker.get(bar.symbol)
+        by_ticker = self._by_ticker
+        if by_ticker and batch:
+            # a BarBatch's tickers are read from its symbols: no Bar is built for a bar (the exits read the
+            # position's mark, set from the batch's closes, and the strategy's cloud states)
+            tickers = batch.symbols if isinstance(batch, BarBatch) else [bar.symbol for bar in batch]
+            for ticker in tickers:
+                held = by_ticker.get(ticker)
                 if held:
                     for key in (tuple(held) if len(held) == 1 else sorted(held)):
-                        intent = self._evaluate(key, bar)
+                        intent = self._evaluate(key, ticker)
                         if intent is not None:
                             intents.append(intent)
         intents.extend(self._check_clock())
         return intents
 
-    def _evaluate(self, key: PositionKey, bar: Bar | None) -> OrderIntent | None:
+    def _evaluate(self, key: PositionKey, ticker: str | None) -> OrderIntent | None:
+        """The exits of one position on a bar of `ticker` (None: no bar, the clock alone)."""
         if key in self.pending_exits:
             return None
         pos = self.ledger.position_at(key)
@@ -263,9 +256,9 @@ class LifecycleManager:
                 self.ledger.mark(symbol, quoted)
         price = pos.current_price
         states = None
-        if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and bar is not None \
-                and bar.symbol == pos.ticker and pos.timeframe in self.clouds.completed_on_last_bar(pos.ticker):
-            states = self.clouds.recent_states(pos.ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
+        if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and ticker == pos.ticker \
+                and pos.timeframe in self.clouds.completed_on_last_bar(ticker):
+            states = self.clouds.recent_states(ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
         signal = self.monitor.check_all(pos, price, states, None, self.clock.now(), exits=self.exits_for(pos.strategy))
         if signal is None:
             if states and self.stops is not None:  # the trailing level moves the resting stop (rate-limited)
