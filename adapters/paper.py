@@ -237,6 +237,7 @@ class PaperBroker:
         self._send_guard: SendGuard = send_anything
         self._queue: asyncio.Queue[BrokerEvent] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
+        self._delivering = False  # the pump holds an event taken from the queue and not yet handled
         self._persist_lock = asyncio.Lock()
         self._connected = False
         self._dirty = False
@@ -298,11 +299,18 @@ class PaperBroker:
 
     acknowledges_fills = True  # a fill is sent again after a restart until the handler has returned for it
 
+    @property
+    def answers_in_process(self) -> bool:
+        """AnswersInProcess: no scripted latency and no book file to write, so no call waits on anything."""
+        return self.state_path is None and self.faults.latency_s <= 0
+
     def is_connected(self) -> bool:
         return self._connected and not self.faults.unavailable
 
     async def flush_events(self, timeout: float = 5.0) -> None:
         """Wait until every queued event has been handled (FlushesEvents; the pump must be running)."""
+        if self._queue.empty() and not self._delivering:  # already handled: no wait_for task to learn that
+            return
         await asyncio.wait_for(self._queue.join(), timeout)
 
     def redeliver(self) -> int:
@@ -319,6 +327,7 @@ class PaperBroker:
     async def _pump(self) -> None:
         while True:
             event = await self._queue.get()
+            self._delivering = True
             try:
                 await self._persist_before_delivery()
                 if self._handler is None:
@@ -334,6 +343,7 @@ class PaperBroker:
             except Exception:
                 log.exception("paper_event_handler_failed", broker=self.name, event_type=type(event).__name__)
             finally:
+                self._delivering = False
                 self._queue.task_done()
 
     async def _persist_before_delivery(self) -> None:

@@ -419,7 +419,8 @@ class LifecycleManager:
 
     async def _on_update(self, update: OrderUpdate) -> None:
         now = self.clock.now()
-        if update.client_order_id not in self.intents and not is_own_client_order_id(update.client_order_id):
+        record = self.book.get(update.client_order_id)  # the order's record (the intents view reads the same)
+        if record is None and not is_own_client_order_id(update.client_order_id):
             log.info("external_order_update", client_order_id=update.client_order_id, symbol=update.symbol,
                      status=str(update.status), broker=update.broker)
             return  # someone else's order: not ours to journal or to act on (its fills are recorded as external)
@@ -435,7 +436,8 @@ class LifecycleManager:
             self.stops.on_update(update)
         if not update.status.is_final:
             return
-        intent = self.intents.get(update.client_order_id)
+        record = self.book.get(update.client_order_id)
+        intent = record.intent if record is not None else None
         if intent is not None and intent.kind is OrderKind.ENTRY:
             self._entry_final(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
         if intent is not None and intent.kind is OrderKind.EXIT \
@@ -451,7 +453,8 @@ class LifecycleManager:
                                  client_order_id=update.client_order_id)
 
     async def _on_fill(self, fill: Fill) -> None:
-        intent = self.intents.get(fill.client_order_id)
+        record = self.book.get(fill.client_order_id)
+        intent = record.intent if record is not None else None
         if intent is None and not is_own_client_order_id(fill.client_order_id):
             await self._external_fill(fill)
             return
@@ -464,7 +467,7 @@ class LifecycleManager:
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         issues = self.validator.validate(intent, fill)
-        record = self.book.get(fill.client_order_id)
+        record = self.book.get(fill.client_order_id)  # looked up again: the validator may have added it
         if record is not None:
             record.last_contact = self.clock.now()
         for issue in issues:
