@@ -297,7 +297,12 @@ class PaperBroker:
     def set_send_guard(self, guard: SendGuard) -> None:
         self._send_guard = guard
 
-    acknowledges_fills = True  # a fill is sent again after a restart until the handler has returned for it
+    @property
+    def acknowledges_fills(self) -> bool:
+        """AcknowledgesFills: with a book file, a fill is sent again after a restart until the handler has returned
+        for it (so the handler returns only once it is applied). An in-memory book dies with the process and
+        redelivers nothing: its handler need not wait for each fill (no handshake per fill)."""
+        return self.state_path is not None
 
     @property
     def answers_in_process(self) -> bool:

@@ -438,9 +438,16 @@ class Journal:
             if rank >= update[0]:
                 update[0], update[1] = rank, status
             update[2] = stamp
-            for i, value in ((3, broker), (4, broker_order_id), (5, reason), (6, filled_qty), (7, filled_avg_price)):
-                if value is not None:
-                    update[i] = value
+            if broker is not None:
+                update[3] = broker
+            if broker_order_id is not None:
+                update[4] = broker_order_id
+            if reason is not None:
+                update[5] = reason
+            if filled_qty is not None:
+                update[6] = filled_qty
+            if filled_avg_price is not None:
+                update[7] = filled_avg_price
         self._buffer(_INSERT_EVENT, (client_order_id, status, broker, reason, filled_qty, stamp), self._events)
 
     def _durable_write(self, sql: str, params: tuple[Any, ...]) -> Awaitable[bool]:

@@ -1,6 +1,6 @@
-"""A broker that redelivers fills until its handler returns (the paper broker) gets a handler that returns only once
-the fill is applied; one that cannot be applied in FILL_APPLY_WAIT seconds is let go with an error, never waited
-for forever."""
+"""A broker that redelivers fills until its handler returns (the paper broker with a book file) gets a handler that
+returns only once the fill is applied; one that cannot be applied in FILL_APPLY_WAIT seconds is let go with an
+error, never waited for forever. An in-memory paper book redelivers nothing after a restart: no handshake."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def _fill(n: int) -> Fill:
 
 
 async def test_the_handler_returns_once_the_fill_is_applied_and_lets_a_stuck_one_go(paper_core, monkeypatch) -> None:
-    core = await paper_core()
+    core = await paper_core(paper={"persistent": True})
+    assert core.brokers["paper"].acknowledges_fills
     applied: list[str] = []
     stuck = asyncio.Event()
     original = core.lifecycle.on_broker_event
@@ -42,3 +43,10 @@ async def test_the_handler_returns_once_the_fill_is_applied_and_lets_a_stuck_one
     stuck.set()  # the journal takes it again: applied in order, nothing lost
     await core.events.wait_idle(5)
     assert applied == ["ext-fill-1", "ext-fill-2"]
+
+
+async def test_an_in_memory_paper_book_needs_no_handshake(paper_core) -> None:
+    core = await paper_core()
+    broker = core.brokers["paper"]
+    assert not broker.acknowledges_fills
+    assert core.events.handler_for(broker) == core.events.deliver
