@@ -314,9 +314,16 @@ class PaperBroker:
 
     async def flush_events(self, timeout: float = 5.0) -> None:
         """Wait until every queued event has been handled (FlushesEvents; the pump must be running)."""
-        if self._queue.empty() and not self._delivering:  # already handled: no wait_for task to learn that
+        if self._handled():  # no wait_for task to learn that
+            return
+        await asyncio.sleep(0)  # the pump drains its queue within a turn of the loop when its handler does not wait
+        if self._handled():
             return
         await asyncio.wait_for(self._queue.join(), timeout)
+
+    def _handled(self) -> bool:
+        """Every queued event has been handled (what the queue's join waits for)."""
+        return self._queue.empty() and not self._delivering
 
     def redeliver(self) -> int:
         """Release the events held back by `faults.drop_updates` (in order) and stop holding; returns how many."""
@@ -334,7 +341,8 @@ class PaperBroker:
             event = await self._queue.get()
             self._delivering = True
             try:
-                await self._persist_before_delivery()
+                if self._dirty:
+                    await self._persist_before_delivery()
                 if self._handler is None:
                     if not self._warned_no_handler:
                         self._warned_no_handler = True
@@ -514,8 +522,9 @@ class PaperBroker:
         """
         coid = intent.client_order_id
         self._log_request("submit_order", coid)
-        await self._before_call()
         faults = self.faults
+        if faults.latency_s > 0 or faults.unavailable:  # what _before_call does, awaited only when it has to
+            await self._before_call()
         if faults.transient_failures > 0:
             faults.transient_failures -= 1
             raise RetryableBrokerError(f"{self.name}: simulated transient failure (503), order not accepted")
@@ -533,7 +542,10 @@ class PaperBroker:
             self._resting[self._trigger_symbol(order)].append(order)
         self._dirty = True
         try:
-            await self._persist()
+            if self.state_path is None:  # an in-memory book: nothing to write (what _persist does, not awaited)
+                self._dirty = False
+            else:
+                await self._persist()
         except OSError as exc:
             for event in events:
                 self._emit(event)  # the pump writes the book before it delivers them

@@ -74,6 +74,9 @@ class BrokerEvents:
         """Until every published event is applied, or `timeout` s."""
         if self._idle.is_set():  # nothing in flight: no wait_for (a task of its own) to find that out
             return
+        await asyncio.sleep(0)  # events applied without waiting on anything are done within a turn of the loop
+        if self._idle.is_set():
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
 

@@ -350,6 +350,8 @@ class OrderRouter:
     async def drain(self, timeout: float) -> None:
         """Wait for in-flight submissions (shutdown); scheduled slices are not waited for."""
         deadline = asyncio.get_running_loop().time() + timeout
+        if self.in_flight():
+            await asyncio.sleep(0)  # a submission that waits on nothing is done within a turn of the loop
         while self.in_flight() and asyncio.get_running_loop().time() < deadline:
             await asyncio.wait(set(self._tasks), timeout=min(0.05, timeout), return_when=asyncio.FIRST_COMPLETED)
 
