@@ -797,12 +797,13 @@ class PaperBroker:
         order.filled_avg_price = (previous_value + qty * price) / order.filled_qty
         order.status = OrderStatus.FILLED
         self._fill_seq += 1
+        now = self.clock.now()
         record = {
             "fill_id": f"{self.name}-fill-{self._fill_seq}", "seq": self._fill_seq, "quantity": qty,
-            "price": price, "commission": commission, "timestamp": self.clock.now().isoformat(),
+            "price": price, "commission": commission, "timestamp": now.isoformat(),
         }
         order.fills.append(record)
-        return [self._fill_event(order, record), self._update_event(order)]
+        return [self._fill_event(order, record, now), self._update_event(order)]
 
     def _market_values(self) -> tuple[float, float]:
         long_value = short_value = 0.0
@@ -841,10 +842,13 @@ class PaperBroker:
             timestamp=self.clock.now(),
         )
 
-    def _fill_event(self, order: _Order, record: dict[str, Any]) -> Fill:
+    def _fill_event(self, order: _Order, record: dict[str, Any], at: datetime | None = None) -> Fill:
+        """The fill event of one of the order's fill records; `at`: its time as a datetime when at hand (the
+        record holds it as text)."""
+        when = at if at is not None else datetime.fromisoformat(record["timestamp"])
         return Fill(
             fill_id=record["fill_id"], client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
-            quantity=record["quantity"], price=record["price"], timestamp=datetime.fromisoformat(record["timestamp"]),
+            quantity=record["quantity"], price=record["price"], timestamp=when,
             broker=self.name, broker_order_id=order.broker_order_id, commission=record["commission"],
         )
 

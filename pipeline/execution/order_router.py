@@ -344,8 +344,10 @@ class OrderRouter:
         return {t.get_name().removeprefix("order-") for t in self._tasks if not t.done()}
 
     def in_flight(self) -> int:
-        """Orders being submitted now (scheduled TWAP slices and their parents are not counted)."""
-        return max(0, len(self._tasks) - self._scheduled - self._parents)
+        """Orders being submitted now (scheduled TWAP slices and their parents are not counted; a task that has
+        finished is not, though its done callback has yet to drop it from the set)."""
+        running = sum(1 for task in self._tasks if not task.done())
+        return max(0, running - self._scheduled - self._parents)
 
     async def drain(self, timeout: float) -> None:
         """Wait for in-flight submissions (shutdown); scheduled slices are not waited for."""

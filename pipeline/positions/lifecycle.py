@@ -312,12 +312,14 @@ class LifecycleManager:
         """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
         key = pos.signal_id or pos.symbol
         attempt = self._exit_attempts.get(key, 0)
-        while client_order_id_for(key, f"exit{attempt}") in self.intents:  # an earlier run's exits (restart)
+        client_order_id = client_order_id_for(key, f"exit{attempt}")
+        while client_order_id in self.book:  # an earlier run's exits (restart)
             attempt += 1
+            client_order_id = client_order_id_for(key, f"exit{attempt}")
         self._exit_attempts[key] = attempt + 1
         side = pos.closing_side
         intent = OrderIntent(
-            client_order_id=client_order_id_for(key, f"exit{attempt}"),
+            client_order_id=client_order_id,
             signal_id=pos.signal_id or key,
             symbol=pos.symbol,
             side=side,
