@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Generator, Iterable
@@ -343,7 +344,7 @@ class Journal:
         rows = self._pending
         if self._events or self._updates:
             rows = rows + self._events
-            rows.extend([(_UPDATE_ORDER, tuple(update)) for update in self._updates.values()])
+            rows.extend(zip(itertools.repeat(_UPDATE_ORDER), map(tuple, self._updates.values())))
             self._events, self._updates = [], {}
         self._pending = []
         return rows
