@@ -307,12 +307,14 @@ class LifecycleManager:
         """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
         key = pos.signal_id or pos.symbol
         attempt = self._exit_attempts.get(key, 0)
-        while client_order_id_for(key, f"exit{attempt}") in self.intents:  # an earlier run's exits (restart)
+        client_order_id = client_order_id_for(key, f"exit{attempt}")
+        while client_order_id in self.book:  # an earlier run's exits (restart)
             attempt += 1
+            client_order_id = client_order_id_for(key, f"exit{attempt}")
         self._exit_attempts[key] = attempt + 1
         side = pos.closing_side
         intent = OrderIntent(
-            client_order_id=client_order_id_for(key, f"exit{attempt}"),
+            client_order_id=client_order_id,
             signal_id=pos.signal_id or key,
             symbol=pos.symbol,
             side=side,
@@ -414,7 +416,8 @@ class LifecycleManager:
 
     async def _on_update(self, update: OrderUpdate) -> None:
         now = self.clock.now()
-        if update.client_order_id not in self.intents and not is_own_client_order_id(update.client_order_id):
+        record = self.book.get(update.client_order_id)  # the order's record (the intents view reads the same)
+        if record is None and not is_own_client_order_id(update.client_order_id):
             log.info("external_order_update", client_order_id=update.client_order_id, symbol=update.symbol,
                      status=str(update.status), broker=update.broker)
             return  # someone else's order: not ours to journal or to act on (its fills are recorded as external)
@@ -430,7 +433,8 @@ class LifecycleManager:
             self.stops.on_update(update)
         if not update.status.is_final:
             return
-        intent = self.intents.get(update.client_order_id)
+        record = self.book.get(update.client_order_id)
+        intent = record.intent if record is not None else None
         if intent is not None and intent.kind is OrderKind.ENTRY:
             self._entry_final(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
         if intent is not None and intent.kind is OrderKind.EXIT \
@@ -446,7 +450,8 @@ class LifecycleManager:
                                  client_order_id=update.client_order_id)
 
     async def _on_fill(self, fill: Fill) -> None:
-        intent = self.intents.get(fill.client_order_id)
+        record = self.book.get(fill.client_order_id)
+        intent = record.intent if record is not None else None
         if intent is None and not is_own_client_order_id(fill.client_order_id):
             await self._external_fill(fill)
             return
@@ -459,7 +464,7 @@ class LifecycleManager:
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         issues = self.validator.validate(intent, fill)
-        record = self.book.get(fill.client_order_id)
+        record = self.book.get(fill.client_order_id)  # looked up again: the validator may have added it
         if record is not None:
             record.last_contact = self.clock.now()
         for issue in issues:
