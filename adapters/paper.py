@@ -237,6 +237,7 @@ class PaperBroker:
         self._send_guard: SendGuard = send_anything
         self._queue: asyncio.Queue[BrokerEvent] = asyncio.Queue()
         self._pump_task: asyncio.Task[None] | None = None
+        self._delivering = False  # the pump holds an event taken from the queue and not yet handled
         self._persist_lock = asyncio.Lock()
         self._connected = False
         self._dirty = False
@@ -296,14 +297,33 @@ class PaperBroker:
     def set_send_guard(self, guard: SendGuard) -> None:
         self._send_guard = guard
 
-    acknowledges_fills = True  # a fill is sent again after a restart until the handler has returned for it
+    @property
+    def acknowledges_fills(self) -> bool:
+        """AcknowledgesFills: with a book file, a fill is sent again after a restart until the handler has returned
+        for it (so the handler returns only once it is applied). An in-memory book dies with the process and
+        redelivers nothing: its handler need not wait for each fill (no handshake per fill)."""
+        return self.state_path is not None
+
+    @property
+    def answers_in_process(self) -> bool:
+        """AnswersInProcess: no scripted latency and no book file to write, so no call waits on anything."""
+        return self.state_path is None and self.faults.latency_s <= 0
 
     def is_connected(self) -> bool:
         return self._connected and not self.faults.unavailable
 
     async def flush_events(self, timeout: float = 5.0) -> None:
         """Wait until every queued event has been handled (FlushesEvents; the pump must be running)."""
+        if self._handled():  # no wait_for task to learn that
+            return
+        await asyncio.sleep(0)  # the pump drains its queue within a turn of the loop when its handler does not wait
+        if self._handled():
+            return
         await asyncio.wait_for(self._queue.join(), timeout)
+
+    def _handled(self) -> bool:
+        """Every queued event has been handled (what the queue's join waits for)."""
+        return self._queue.empty() and not self._delivering
 
     def redeliver(self) -> int:
         """Release the events held back by `faults.drop_updates` (in order) and stop holding; returns how many."""
@@ -319,8 +339,10 @@ class PaperBroker:
     async def _pump(self) -> None:
         while True:
             event = await self._queue.get()
+            self._delivering = True
             try:
-                await self._persist_before_delivery()
+                if self._dirty:
+                    await self._persist_before_delivery()
                 if self._handler is None:
                     if not self._warned_no_handler:
                         self._warned_no_handler = True
@@ -334,6 +356,7 @@ class PaperBroker:
             except Exception:
                 log.exception("paper_event_handler_failed", broker=self.name, event_type=type(event).__name__)
             finally:
+                self._delivering = False
                 self._queue.task_done()
 
     async def _persist_before_delivery(self) -> None:
@@ -499,8 +522,9 @@ class PaperBroker:
         """
         coid = intent.client_order_id
         self._log_request("submit_order", coid)
-        await self._before_call()
         faults = self.faults
+        if faults.latency_s > 0 or faults.unavailable:  # what _before_call does, awaited only when it has to
+            await self._before_call()
         if faults.transient_failures > 0:
             faults.transient_failures -= 1
             raise RetryableBrokerError(f"{self.name}: simulated transient failure (503), order not accepted")
@@ -518,7 +542,10 @@ class PaperBroker:
             self._resting[self._trigger_symbol(order)].append(order)
         self._dirty = True
         try:
-            await self._persist()
+            if self.state_path is None:  # an in-memory book: nothing to write (what _persist does, not awaited)
+                self._dirty = False
+            else:
+                await self._persist()
         except OSError as exc:
             for event in events:
                 self._emit(event)  # the pump writes the book before it delivers them
@@ -770,12 +797,13 @@ class PaperBroker:
         order.filled_avg_price = (previous_value + qty * price) / order.filled_qty
         order.status = OrderStatus.FILLED
         self._fill_seq += 1
+        now = self.clock.now()
         record = {
             "fill_id": f"{self.name}-fill-{self._fill_seq}", "seq": self._fill_seq, "quantity": qty,
-            "price": price, "commission": commission, "timestamp": self.clock.now().isoformat(),
+            "price": price, "commission": commission, "timestamp": now.isoformat(),
         }
         order.fills.append(record)
-        return [self._fill_event(order, record), self._update_event(order)]
+        return [self._fill_event(order, record, now), self._update_event(order)]
 
     def _market_values(self) -> tuple[float, float]:
         long_value = short_value = 0.0
@@ -814,10 +842,13 @@ class PaperBroker:
             timestamp=self.clock.now(),
         )
 
-    def _fill_event(self, order: _Order, record: dict[str, Any]) -> Fill:
+    def _fill_event(self, order: _Order, record: dict[str, Any], at: datetime | None = None) -> Fill:
+        """The fill event of one of the order's fill records; `at`: its time as a datetime when at hand (the
+        record holds it as text)."""
+        when = at if at is not None else datetime.fromisoformat(record["timestamp"])
         return Fill(
             fill_id=record["fill_id"], client_order_id=order.client_order_id, symbol=order.symbol, side=order.side,
-            quantity=record["quantity"], price=record["price"], timestamp=datetime.fromisoformat(record["timestamp"]),
+            quantity=record["quantity"], price=record["price"], timestamp=when,
             broker=self.name, broker_order_id=order.broker_order_id, commission=record["commission"],
         )
 

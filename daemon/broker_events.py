@@ -72,6 +72,11 @@ class BrokerEvents:
 
     async def wait_idle(self, timeout: float) -> None:
         """Until every published event is applied, or `timeout` s."""
+        if self._idle.is_set():  # nothing in flight: no wait_for (a task of its own) to find that out
+            return
+        await asyncio.sleep(0)  # events applied without waiting on anything are done within a turn of the loop
+        if self._idle.is_set():
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
 
@@ -84,17 +89,26 @@ class BrokerEvents:
         if not (until_applied and isinstance(event, Fill)):
             await self.core.bus.broker_events.publish(event)
             return
-        # the broker takes the fill as delivered when this returns: only once it is journaled and applied
-        done = asyncio.get_running_loop().create_future()
+        # the broker takes the fill as delivered when this returns: only once it is journaled and applied (or
+        # FILL_APPLY_WAIT s have passed: the timer answers the future itself; one future and one timer per fill,
+        # not wait_for's waiter and shield's outer future on top)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
         self._applied[id(event)] = done
-        await self.core.bus.broker_events.publish(event)
+        timer = loop.call_later(FILL_APPLY_WAIT, self._not_applied_in_time, event, done)
         try:
-            await asyncio.wait_for(asyncio.shield(done), FILL_APPLY_WAIT)
-        except TimeoutError:
+            await self.core.bus.broker_events.publish(event)
+            await done
+        finally:
+            timer.cancel()
+            self._applied.pop(id(event), None)
+
+    @staticmethod
+    def _not_applied_in_time(event: Fill, done: asyncio.Future[None]) -> None:
+        if not done.done():
             log.error("fill_not_applied_in_time", fill_id=event.fill_id, client_order_id=event.client_order_id,
                       waited=FILL_APPLY_WAIT)
-        finally:
-            self._applied.pop(id(event), None)
+            done.set_result(None)
 
     def handler_for(self, broker: Broker) -> Any:
         """The event handler a broker gets: one that returns only once a fill is applied, for a broker that

@@ -77,9 +77,12 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
             async for batch in feed.batches():
                 await engine.on_batch(batch)
                 now = clock.now()
-                recorder.record(now, core.ledger.equity(), bool(core.ledger.positions()),
-                                dict(zip(batch.symbols, batch.closes(), strict=True)) if isinstance(batch, BarBatch)
-                                else {b.symbol: b.close for b in batch})
+                if isinstance(batch, BarBatch):
+                    recorder.record_step(now, core.ledger.equity(), bool(core.ledger.holdings), batch.symbols,
+                                         batch.closes())
+                else:
+                    recorder.record(now, core.ledger.equity(), bool(core.ledger.holdings),
+                                    {b.symbol: b.close for b in batch})
                 if progress is not None and engine.batches % PROGRESS_EVERY == 0:
                     progress(now, engine.bars, engine.signals, engine.entries)
             await core.settle()

@@ -95,18 +95,18 @@ class TradingEngine:
         """The step of a BarBatch (a replay): the strategy takes the whole step at once; each signal is decided
         with the price history up to its own bar, as bar by bar (the prices of the bars after it come later)."""
         n = len(batch)
-        symbols, closes, tf = batch.symbols, batch.closes(), batch.timeframe
+        symbols, closes, tf, checked = batch.symbols, batch.closes(), batch.timeframe, batch.checked
         update_many = self.orchestrator.prices.update_many
         sent = False
         done = 0
         if self.strategy is not None:
             for j, signal in self.strategy.on_batch(batch):  # type: ignore[union-attr]
                 if j >= done:
-                    update_many(symbols[done:j + 1], closes[done:j + 1], tf)
+                    update_many(symbols[done:j + 1], closes[done:j + 1], tf, checked)
                     done = j + 1
                 sent = await self.submit_signal(signal) or sent
         if done < n:
-            update_many(symbols[done:] if done else symbols, closes[done:] if done else closes, tf)
+            update_many(symbols[done:] if done else symbols, closes[done:] if done else closes, tf, checked)
         return sent
 
     def warm_up(self, batch: Sequence[Bar]) -> None:

@@ -70,6 +70,15 @@ class AcknowledgesFills(Protocol):
     acknowledges_fills: bool
 
 
+@runtime_checkable
+class AnswersInProcess(Protocol):
+    """A broker whose calls, while `answers_in_process` is true, are answered inside this process without
+    waiting on anything (the in-memory paper broker with no scripted latency and no book file): nothing can
+    hang, so the router sends to it without arming a timeout. False the moment a call could wait."""
+
+    answers_in_process: bool
+
+
 def send_anything(intent: OrderIntent) -> None:
     """The send guard a broker adapter starts with: lets every order through (the daemon installs the kill
     switch's guard)."""

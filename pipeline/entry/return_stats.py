@@ -21,25 +21,26 @@ FLAT = 1e-12  # a variance this small relative to the mean square is a flat seri
 class RollingWindow:
     """The last `size` values with their running sum and sum of squares."""
 
-    __slots__ = ("_pushes", "squares", "total", "values")
+    __slots__ = ("_pushes", "_size", "squares", "total", "values")
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"size: must be at least 1, got {size}")
         self.values: deque[float] = deque(maxlen=size)
+        self._size = size
         self.total = 0.0
         self.squares = 0.0
         self._pushes = 0
 
     def push(self, value: float) -> None:
         values = self.values
-        size = values.maxlen or 1
+        size = self._size
         pushes = self._pushes + 1
         if pushes >= size:  # exact again once per window: drift stays bounded
             values.append(value)
             self._pushes = 0
             self.total = math.fsum(values)
-            self.squares = math.fsum(v * v for v in values)
+            self.squares = math.fsum(map(mul, values, values))
             return
         self._pushes = pushes
         if len(values) == size:

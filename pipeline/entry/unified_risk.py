@@ -44,11 +44,17 @@ class PriceHistory:
         self.timeframe = timeframe
         self._closes: dict[str, deque[float]] = {}
         self._returns: dict[str, RollingWindow] = {}  # the last maxlen - 1 returns, with running sums
+        self._series: dict[str, tuple[deque[float], RollingWindow]] = {}  # both of a symbol, one lookup per bar
 
     @property
     def bars_per_day(self) -> float:
         """Bars of this timeframe in one regular session (1 for daily bars)."""
         return max(1.0, SESSION_SECONDS / TIMEFRAME_SECONDS[self.timeframe])
+
+    def _start(self, symbol: str) -> tuple[deque[float], RollingWindow]:
+        pair = self._series[symbol] = (deque(maxlen=self.maxlen), RollingWindow(self.maxlen - 1))
+        self._closes[symbol], self._returns[symbol] = pair
+        return pair
 
     def update(self, symbol: str, close: float, timeframe: str | None = None) -> None:
         """Append a close (ignored unless finite and positive). `timeframe` is the bar's: the history follows
@@ -59,32 +65,40 @@ class PriceHistory:
         if timeframe is not None and timeframe != self.timeframe and timeframe in TIMEFRAME_SECONDS:
             self._closes.clear()
             self._returns.clear()
+            self._series.clear()
             self.timeframe = timeframe
-        closes = self._closes.get(symbol)
-        if closes is None:
-            closes = self._closes[symbol] = deque(maxlen=self.maxlen)
-            self._returns[symbol] = RollingWindow(self.maxlen - 1)
-        elif closes:
-            self._returns[symbol].push(close / closes[-1] - 1.0)
+        pair = self._series.get(symbol)
+        closes, window = pair if pair is not None else self._start(symbol)
+        if closes:
+            window.push(close / closes[-1] - 1.0)
         closes.append(float(close))
 
-    def update_many(self, symbols: Sequence[str], closes: Sequence[float], timeframe: str | None = None) -> None:
+    def update_many(self, symbols: Sequence[str], closes: Sequence[float], timeframe: str | None = None,
+                    checked: bool = False) -> None:
         """`update(symbol, close, timeframe)` for each pair in order, in one call (a replay's time step): the same
-        arithmetic, without a call per bar."""
+        arithmetic, without a call per bar. `checked`: every close is already a finite positive float (a
+        reader-checked `BarBatch`), so the per-bar test is skipped."""
         if timeframe is not None and timeframe != self.timeframe:
             for symbol, close in zip(symbols, closes, strict=True):
                 self.update(symbol, close, timeframe)
             return
-        closes_of, returns_of, finite, maxlen = self._closes, self._returns, math.isfinite, self.maxlen
+        series, start = self._series, self._start
+        if checked:
+            for symbol, close in zip(symbols, closes, strict=True):
+                pair = series.get(symbol)
+                kept, window = pair if pair is not None else start(symbol)
+                if kept:
+                    window.push(close / kept[-1] - 1.0)
+                kept.append(close)
+            return
+        finite = math.isfinite
         for symbol, close in zip(symbols, closes, strict=True):
             if not (isinstance(close, (int, float)) and finite(close) and close > 0):
                 continue
-            kept = closes_of.get(symbol)
-            if kept is None:
-                kept = closes_of[symbol] = deque(maxlen=maxlen)
-                returns_of[symbol] = RollingWindow(maxlen - 1)
-            elif kept:
-                returns_of[symbol].push(close / kept[-1] - 1.0)
+            pair = series.get(symbol)
+            kept, window = pair if pair is not None else start(symbol)
+            if kept:
+                window.push(close / kept[-1] - 1.0)
             kept.append(float(close))
 
     def window(self, symbol: str) -> RollingWindow | None:

@@ -30,6 +30,7 @@ from config.settings import BrokerSettings, PipelineConfig
 from pipeline.core.clock import Clock, monotonic
 from pipeline.core.models import OrderIntent, OrderKind, OrderResult, OrderStatus, SignalType
 from pipeline.core.ports import (
+    AnswersInProcess,
     Broker,
     BrokerUnavailable,
     DuplicateClientOrderId,
@@ -122,7 +123,20 @@ class _NotJournaled(Exception):
         self.error = error
 
 
-@dataclass
+class _IntentLog:
+    """The router's logger bound to one intent's ids, bound only when something is logged (an order that goes
+    out without a word costs no bound logger)."""
+
+    __slots__ = ("intent",)
+
+    def __init__(self, intent: OrderIntent) -> None:
+        self.intent = intent
+
+    def __getattr__(self, level: str) -> Any:
+        return getattr(log.bind(signal_id=self.intent.signal_id, client_order_id=self.intent.client_order_id), level)
+
+
+@dataclass(slots=True)
 class _Attempts:
     """What happened across the attempts of one intent."""
 
@@ -168,6 +182,7 @@ class OrderRouter:
         self._scheduled = 0
         self._parents = 0
         self._outcomes: set[str] = set()  # client order ids whose outcome the smart router has learnt
+        self._in_process: dict[str, tuple[Broker, bool]] = {}  # broker name -> (that broker, an AnswersInProcess)
 
     def record_outcome(self, client_order_id: str, *, filled: bool) -> None:
         """An order reached a final state: teach the smart router's venue scores whether it filled.
@@ -329,12 +344,16 @@ class OrderRouter:
         return {t.get_name().removeprefix("order-") for t in self._tasks if not t.done()}
 
     def in_flight(self) -> int:
-        """Orders being submitted now (scheduled TWAP slices and their parents are not counted)."""
-        return max(0, len(self._tasks) - self._scheduled - self._parents)
+        """Orders being submitted now (scheduled TWAP slices and their parents are not counted; a task that has
+        finished is not, though its done callback has yet to drop it from the set)."""
+        running = sum(1 for task in self._tasks if not task.done())
+        return max(0, running - self._scheduled - self._parents)
 
     async def drain(self, timeout: float) -> None:
         """Wait for in-flight submissions (shutdown); scheduled slices are not waited for."""
         deadline = asyncio.get_running_loop().time() + timeout
+        if self.in_flight():
+            await asyncio.sleep(0)  # a submission that waits on nothing is done within a turn of the loop
         while self.in_flight() and asyncio.get_running_loop().time() < deadline:
             await asyncio.wait(set(self._tasks), timeout=min(0.05, timeout), return_when=asyncio.FIRST_COMPLETED)
 
@@ -353,7 +372,7 @@ class OrderRouter:
         """Journal, then send with retries; returns the broker's answer or a final rejection. `journaling`: the
         intent's durable write already started (`dispatch`), with the broker it names."""
         name = self.choose_broker(intent) if journaling is None else journaling[0]
-        logger = log.bind(signal_id=intent.signal_id, client_order_id=intent.client_order_id)
+        logger = _IntentLog(intent)
         record = self.book.add(intent)
         if self.journal is not None:
             try:
@@ -501,8 +520,11 @@ class OrderRouter:
             self.kill_switch.guard(intent)  # every send and resend; the adapter checks again at the wire
         self.book.transition(intent.client_order_id, OrderState.SENT)
         try:
-            async with asyncio.timeout(self.timeout):  # in this task: no task per send (asyncio.wait_for makes one)
+            if self._answers_in_process(broker):  # it cannot hang: no timer to arm
                 result = await broker.submit_order(intent)
+            else:
+                async with asyncio.timeout(self.timeout):  # in this task: no task per send (wait_for makes one)
+                    result = await broker.submit_order(intent)
         except TimeoutError:
             attempts.ambiguous = attempts.reached_broker = True
             attempts.errors.append("timeout")
@@ -534,6 +556,14 @@ class OrderRouter:
             raise
         health.record_success()
         return result
+
+    def _answers_in_process(self, broker: Broker) -> bool:
+        """Whether `broker` answers this call inside the process (AnswersInProcess, true now); the Protocol check
+        (~10 us) is made once per broker object."""
+        known = self._in_process.get(broker.name)
+        if known is None or known[0] is not broker:
+            known = self._in_process[broker.name] = (broker, isinstance(broker, AnswersInProcess))
+        return known[1] and broker.answers_in_process  # type: ignore[attr-defined]
 
     async def _journal_result(self, intent: OrderIntent, result: OrderResult) -> None:
         if self.journal is None:

@@ -80,18 +80,18 @@ class ExitMonitor:
             raise ValueError(f"current_price: must be a finite positive price, got {current_price!r}")
         del bars
         when = now if now is not None else self.clock.now()
-        for strategy in EXIT_STRATEGIES:
-            if exits is not None and strategy.name not in exits:
-                continue
-            inputs = strategy.inputs
+        table = _TABLES.get(exits)
+        if table is None:
+            table = _table(exits)
+        for method, inputs in table:
             if inputs == "price":
-                signal = strategy.method(self, position, current_price)
+                signal = method(self, position, current_price)
             elif inputs == "clouds":
                 if not cloud_states:
                     continue
-                signal = strategy.method(self, position, cloud_states)
+                signal = method(self, position, cloud_states)
             else:
-                signal = strategy.method(self, position, when)
+                signal = method(self, position, when)
             if signal is not None:
                 if inputs != "clouds":
                     signal.price = current_price
@@ -257,6 +257,16 @@ EXIT_STRATEGIES: tuple[ExitStrategy, ...] = (
                  "close through the trailing (pullback) cloud against the position"),
 )
 PRIORITY: dict[ExitType, int] = {s.name: s.priority for s in EXIT_STRATEGIES}
+# the table's rows that apply, per set of exits (`check_all` runs on every bar of every held position)
+_TABLES: dict[frozenset[ExitType] | None, tuple[tuple[Callable[..., ExitSignal | None], str], ...]] = {}
+
+
+def _table(exits: frozenset[ExitType] | None) -> tuple[tuple[Callable[..., ExitSignal | None], str], ...]:
+    """(method, inputs) of the exits of `exits` (None: all seven), in priority order; remembered."""
+    table = tuple((s.method, s.inputs) for s in EXIT_STRATEGIES if exits is None or s.name in exits)
+    if len(_TABLES) < 64:
+        _TABLES[exits] = table
+    return table
 # the exits every position gets, whatever its strategy declares: its stop, its target, the clock, its trailing stop
 ALWAYS_EXITS: frozenset[ExitType] = frozenset({ExitType.STOP_LOSS, ExitType.PROFIT_TARGET, ExitType.TIME_STOP,
                                                ExitType.EOD_CLOSE, ExitType.TRAILING_STOP})

@@ -89,9 +89,13 @@ class Ledger:
     def mark_many(self, symbols: Sequence[str], prices: Sequence[float]) -> None:
         """`mark` for a whole time step (a replay's BarBatch): one dict update, then the held symbols."""
         self.last_prices.update(zip(symbols, prices, strict=True))
-        for symbol, books in self._in.items():
-            if symbol in symbols:
-                price = prices[symbols.index(symbol)]
+        held = self._in
+        if not held:
+            return
+        # backwards, so a symbol twice in a step marks its positions with its first price, as before
+        for symbol, price in zip(reversed(symbols), reversed(prices), strict=True):
+            books = held.get(symbol)
+            if books:
                 for holding in books.values():
                     holding.position.current_price = price
 

@@ -227,30 +227,23 @@ class LifecycleManager:
     def check_exits(self, batch: Sequence[Bar] | None = None) -> list[OrderIntent]:
         """Evaluate exits for positions in the batch's tickers, plus due time stops and EOD; dispatch them."""
         intents: list[OrderIntent] = []
-        if isinstance(batch, BarBatch):  # the exits only of held tickers: their bars are built, no others
-            by_ticker = self._by_ticker
-            if by_ticker:
-                for j, ticker in enumerate(batch.symbols):
-                    held = by_ticker.get(ticker)
-                    if held:
-                        bar = batch.bar(j)
-                        for key in (tuple(held) if len(held) == 1 else sorted(held)):
-                            intent = self._evaluate(key, bar)
-                            if intent is not None:
-                                intents.append(intent)
-        elif batch:
-            by_ticker = self._by_ticker
-            for bar in batch:
-                held = by_ticker.get(bar.symbol)
+        by_ticker = self._by_ticker
+        if by_ticker and batch:
+            # a BarBatch's tickers are read from its symbols: no Bar is built for a bar (the exits read the
+            # position's mark, set from the batch's closes, and the strategy's cloud states)
+            tickers = batch.symbols if isinstance(batch, BarBatch) else [bar.symbol for bar in batch]
+            for ticker in tickers:
+                held = by_ticker.get(ticker)
                 if held:
                     for key in (tuple(held) if len(held) == 1 else sorted(held)):
-                        intent = self._evaluate(key, bar)
+                        intent = self._evaluate(key, ticker)
                         if intent is not None:
                             intents.append(intent)
         intents.extend(self._check_clock())
         return intents
 
-    def _evaluate(self, key: PositionKey, bar: Bar | None) -> OrderIntent | None:
+    def _evaluate(self, key: PositionKey, ticker: str | None) -> OrderIntent | None:
+        """The exits of one position on a bar of `ticker` (None: no bar, the clock alone)."""
         if key in self.pending_exits:
             return None
         pos = self.ledger.position_at(key)
@@ -263,9 +256,9 @@ class LifecycleManager:
                 self.ledger.mark(symbol, quoted)
         price = pos.current_price
         states = None
-        if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and bar is not None \
-                and bar.symbol == pos.ticker and pos.timeframe in self.clouds.completed_on_last_bar(pos.ticker):
-            states = self.clouds.recent_states(pos.ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
+        if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and ticker == pos.ticker \
+                and pos.timeframe in self.clouds.completed_on_last_bar(ticker):
+            states = self.clouds.recent_states(ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
         signal = self.monitor.check_all(pos, price, states, None, self.clock.now(), exits=self.exits_for(pos.strategy))
         if signal is None:
             if states and self.stops is not None:  # the trailing level moves the resting stop (rate-limited)
@@ -314,12 +307,14 @@ class LifecycleManager:
         """Build, register and dispatch a reduce-only exit order (never blocked by the kill switch)."""
         key = pos.signal_id or pos.symbol
         attempt = self._exit_attempts.get(key, 0)
-        while client_order_id_for(key, f"exit{attempt}") in self.intents:  # an earlier run's exits (restart)
+        client_order_id = client_order_id_for(key, f"exit{attempt}")
+        while client_order_id in self.book:  # an earlier run's exits (restart)
             attempt += 1
+            client_order_id = client_order_id_for(key, f"exit{attempt}")
         self._exit_attempts[key] = attempt + 1
         side = pos.closing_side
         intent = OrderIntent(
-            client_order_id=client_order_id_for(key, f"exit{attempt}"),
+            client_order_id=client_order_id,
             signal_id=pos.signal_id or key,
             symbol=pos.symbol,
             side=side,
@@ -421,7 +416,8 @@ class LifecycleManager:
 
     async def _on_update(self, update: OrderUpdate) -> None:
         now = self.clock.now()
-        if update.client_order_id not in self.intents and not is_own_client_order_id(update.client_order_id):
+        record = self.book.get(update.client_order_id)  # the order's record (the intents view reads the same)
+        if record is None and not is_own_client_order_id(update.client_order_id):
             log.info("external_order_update", client_order_id=update.client_order_id, symbol=update.symbol,
                      status=str(update.status), broker=update.broker)
             return  # someone else's order: not ours to journal or to act on (its fills are recorded as external)
@@ -437,7 +433,8 @@ class LifecycleManager:
             self.stops.on_update(update)
         if not update.status.is_final:
             return
-        intent = self.intents.get(update.client_order_id)
+        record = self.book.get(update.client_order_id)
+        intent = record.intent if record is not None else None
         if intent is not None and intent.kind is OrderKind.ENTRY:
             self._entry_final(update.client_order_id, update.filled_qty, update.status == OrderStatus.FILLED)
         if intent is not None and intent.kind is OrderKind.EXIT \
@@ -453,7 +450,8 @@ class LifecycleManager:
                                  client_order_id=update.client_order_id)
 
     async def _on_fill(self, fill: Fill) -> None:
-        intent = self.intents.get(fill.client_order_id)
+        record = self.book.get(fill.client_order_id)
+        intent = record.intent if record is not None else None
         if intent is None and not is_own_client_order_id(fill.client_order_id):
             await self._external_fill(fill)
             return
@@ -466,7 +464,7 @@ class LifecycleManager:
             log.info("fill_duplicate_ignored", client_order_id=fill.client_order_id, fill_id=fill.fill_id)
             return
         issues = self.validator.validate(intent, fill)
-        record = self.book.get(fill.client_order_id)
+        record = self.book.get(fill.client_order_id)  # looked up again: the validator may have added it
         if record is not None:
             record.last_contact = self.clock.now()
         for issue in issues:

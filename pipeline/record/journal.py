@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -218,6 +219,8 @@ class Journal:
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         # order status events: committed by flushes and reads only, never carried by a group commit
         self._events: list[tuple[str, tuple[Any, ...]]] = []
+        # the orders rows' status changes waiting for that flush, one merged UPDATE per order (see update_order)
+        self._updates: dict[str, list[Any]] = {}
         # full: durable statements waiting for the next group commit, each with the future its caller awaits
         self._durable: list[tuple[str, tuple[Any, ...], asyncio.Future[bool]]] = []
         self._committing = False
@@ -347,18 +350,23 @@ class Journal:
         ))
 
     def pending_count(self) -> int:
-        return len(self._pending) + len(self._events)
+        return len(self._pending) + len(self._events) + len(self._updates)
 
     def _take_all(self) -> list[tuple[str, tuple[Any, ...]]]:
-        """Every buffered row, signals and decisions first (loop thread only)."""
-        rows = self._pending + self._events if self._events else self._pending
-        self._pending, self._events = [], []
+        """Every buffered row, signals and decisions first, then the order events and the orders' merged
+        status updates (loop thread only)."""
+        rows = self._pending
+        if self._events or self._updates:
+            rows = rows + self._events
+            rows.extend(zip(itertools.repeat(_UPDATE_ORDER), map(tuple, self._updates.values())))
+            self._events, self._updates = [], {}
+        self._pending = []
         return rows
 
     def _buffer(self, sql: str, params: tuple[Any, ...],
                 into: list[tuple[str, tuple[Any, ...]]] | None = None) -> None:
         (self._pending if into is None else into).append((sql, params))
-        if len(self._pending) + len(self._events) >= self._flush_at:
+        if len(self._pending) + len(self._events) + len(self._updates) >= self._flush_at:
             if self.inline:
                 self._flush_into_txn()
             elif self._flushing is None:  # full, and no writer task came by: committed now, in the background
@@ -403,10 +411,10 @@ class Journal:
         arrive together). False when this client order id is already journaled."""
         return await self.start_order_intent(intent, broker, ts)
 
-    def start_order_intent(self, intent: OrderIntent, broker: str, ts: datetime) -> asyncio.Future[bool]:
+    def start_order_intent(self, intent: OrderIntent, broker: str, ts: datetime) -> Awaitable[bool]:
         """`record_order_intent`, its write started now (on the loop thread, before the caller awaits): the
         router starts the intent's commit as the decision hands it over, and its order task awaits the answer.
-        Nothing may be sent before that future is done with True."""
+        Nothing may be sent before that awaitable answers True."""
         stamp = iso_of(ts)
         row = (
             intent.client_order_id, intent.signal_id, str(intent.kind), broker, intent.symbol,
@@ -419,7 +427,7 @@ class Journal:
         """Commit a fill of `strategy`'s order (full: fsync'd, grouped like intents). False when this
         (broker, fill_id) was already journaled: apply it only once."""
         row = (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
-               str(fill.side), fill.quantity, fill.price, fill.commission, fill.timestamp.isoformat(), strategy)
+               str(fill.side), fill.quantity, fill.price, fill.commission, iso_of(fill.timestamp), strategy)
         return await self._durable_write(_INSERT_FILL, row)
 
     async def update_order(
@@ -428,32 +436,53 @@ class Journal:
         filled_avg_price: float | None = None,
     ) -> None:
         """Record a status change of an order and its event row (buffered: committed by the writer's flush or
-        the next read; a crash before then is caught up by asking the broker for the order at the start)."""
-        stamp = ts.isoformat()
-        status = str(status)
-        self._events.append((_UPDATE_ORDER, (_STATUS_RANK.get(status, 0), status, stamp, broker, broker_order_id,
-                                             reason, filled_qty, filled_avg_price, client_order_id)))
+        the next read; a crash before then is caught up by asking the broker for the order at the start).
+
+        Every change is an event row of its own; the order's row takes the changes buffered since the last
+        flush as one UPDATE, merged here exactly as the statements would apply one after the other: the status
+        of the highest rank (the later one on a tie: an order never moves backwards), the latest time, and
+        for each other field its latest non-null value."""
+        stamp = iso_of(ts)
+        status = status.value if isinstance(status, OrderStatus) else str(status)
+        rank = _STATUS_RANK.get(status, 0)
+        update = self._updates.get(client_order_id)
+        if update is None:
+            self._updates[client_order_id] = [rank, status, stamp, broker, broker_order_id, reason, filled_qty,
+                                              filled_avg_price, client_order_id]
+        else:
+            if rank >= update[0]:
+                update[0], update[1] = rank, status
+            update[2] = stamp
+            if broker is not None:
+                update[3] = broker
+            if broker_order_id is not None:
+                update[4] = broker_order_id
+            if reason is not None:
+                update[5] = reason
+            if filled_qty is not None:
+                update[6] = filled_qty
+            if filled_avg_price is not None:
+                update[7] = filled_avg_price
         self._buffer(_INSERT_EVENT, (client_order_id, status, broker, reason, filled_qty, stamp), self._events)
 
-    def _durable_write(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[bool]:
-        """Execute one statement durably (see the module docstring); the future says whether it wrote its row
-        (False: an INSERT OR IGNORE found it there). Started at once: the caller awaits the future."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bool] = loop.create_future()
+    def _durable_write(self, sql: str, params: tuple[Any, ...]) -> Awaitable[bool]:
+        """Execute one statement durably (see the module docstring); the awaitable says whether it wrote its row
+        (False: an INSERT OR IGNORE found it there). Started at once: the caller awaits the answer."""
         if self.inline:
             # batched: the buffered rows join the open transaction in bulk (every batch_rows, and before any read
             # or commit), not one executemany per table per order; a commit always takes them along, so what is
-            # committed never holds an intent without its decision record
+            # committed never holds an intent without its decision record. Written now, on this thread: the
+            # answer is ready (no loop future per order)
             try:
                 count = self._txn_execute(sql, params)
                 if self._in_txn >= self.batch_rows:
                     self._flush_into_txn()
                     self._commit_txn()
             except Exception as exc:
-                done.set_exception(exc)
-            else:
-                done.set_result(count == 1)
-            return done
+                return _Answered(False, exc)
+            return _WROTE if count == 1 else _FOUND
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
         self._durable.append((sql, params, done))
         self._start_group(loop)
         return done
@@ -683,6 +712,26 @@ class Journal:
         return await self.query(
             "SELECT client_order_id, signal_id, kind, broker, symbol, side, quantity, status, filled_qty,"
             " filled_avg_price, reason, created_ts FROM orders ORDER BY created_ts DESC LIMIT ?", (limit,))
+
+
+class _Answered:
+    """The answer of a write already made on the caller's thread (batched): awaited like the future of a group
+    commit, it gives the row count's verdict or raises the write's error."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: bool, error: BaseException | None = None) -> None:
+        self.value = value
+        self.error = error
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        if self.error is not None:
+            raise self.error
+        return self.value
+        yield  # pragma: no cover - makes this a generator: the await answers without suspending
+
+
+_WROTE, _FOUND = _Answered(True), _Answered(False)
 
 
 @dataclass(slots=True, frozen=True)

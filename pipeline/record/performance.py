@@ -10,6 +10,7 @@ the replayed symbols bought at their first close and held.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
@@ -39,6 +40,11 @@ class EquityRecorder:
 
     def record(self, ts: datetime, equity: float, exposed: bool, closes: dict[str, float]) -> None:
         """One step at `ts`: the equity after it, whether any position is open, the bars' closes."""
+        self.record_step(ts, equity, exposed, list(closes), list(closes.values()))
+
+    def record_step(self, ts: datetime, equity: float, exposed: bool, symbols: Sequence[str],
+                    closes: Sequence[float]) -> None:
+        """`record` with the step's symbols and closes side by side (a replay's BarBatch: no dict per step)."""
         if not self._lo <= ts < self._hi:
             day = ts.astimezone(NEW_YORK).date()
             if day != self._day:
@@ -51,12 +57,12 @@ class EquityRecorder:
         self.steps += 1
         self.steps_exposed += exposed
         last = self.last_close
-        last.update(closes)
+        last.update(zip(symbols, closes, strict=True))
         if len(last) != len(self.first_close):
-            for symbol, close in closes.items():
+            for symbol, close in zip(symbols, closes, strict=True):
                 self.first_close.setdefault(symbol, close)
         if self.keep_closes:
-            for symbol, close in closes.items():
+            for symbol, close in zip(symbols, closes, strict=True):
                 self.closes.setdefault(symbol, {})[day] = close
 
     def _settle_day(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from pipeline.core.calendar import NEW_YORK
 from pipeline.core.clock import Clock
 from pipeline.core.models import Position
-from pipeline.record.journal import Journal
+from pipeline.record.journal import Journal, iso_of
 
 _DIGITS = 6
 _COLUMNS = (
@@ -118,7 +118,8 @@ class ClosedTrade:
 
 
 def _utc_iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat()
+    # a UTC stamp is its own astimezone(UTC): the journal's isoformat of the last stamps (by identity) serves it
+    return iso_of(ts.astimezone(UTC))
 
 
 # -- pure summaries ---------------------------------------------------------------------------------------

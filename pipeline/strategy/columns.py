@@ -26,8 +26,8 @@ Emitted = list[tuple[int, Bar]]  # (position in the batch, completed bar)
 class ColumnAggregator:
     """Intraday `timeframe` buckets of many symbols as numpy columns (see the module docstring)."""
 
-    __slots__ = ("_cap", "_hours", "_last_rows", "_last_symbols", "_rows", "_span", "_stamps", "active", "close", "end",
-                 "high", "last", "low", "names", "open", "seconds", "stamp", "timeframe", "volume")
+    __slots__ = ("_cap", "_hours", "_last_rows", "_last_symbols", "_rows", "_span", "_stamps", "_uniform", "active",
+                 "close", "end", "high", "last", "low", "names", "open", "seconds", "stamp", "timeframe", "volume")
 
     def __init__(self, timeframe: str, calendar: MarketCalendar | None = None) -> None:
         self.seconds = TIMEFRAME_SECONDS[timeframe]
@@ -44,6 +44,9 @@ class ColumnAggregator:
         self._last_rows = np.empty(0, dtype=np.intp)
         self._span: slice | None = None  # the rows of the cached symbols, when they are one contiguous range
         self._stamps: dict[int, datetime] = {}
+        # when every row of `_span` is in one state (a replay whose symbols all trade each step): (active, stamp,
+        # end, last) of them all, so a step checks four scalars instead of four columns; None otherwise
+        self._uniform: tuple[bool, int, int, int] | None = None
         self._grow(64)
 
     def _grow(self, cap: int) -> None:
@@ -80,6 +83,7 @@ class ColumnAggregator:
                     self._grow(self._cap * 2)
             out[i] = row
         self._last_symbols, self._last_rows = symbols, out
+        self._uniform = None
         first = int(out[0]) if out.size else 0
         self._span = slice(first, first + out.size) if out.size and bool(
             (out == np.arange(first, first + out.size)).all()) else None
@@ -110,22 +114,24 @@ class ColumnAggregator:
         ts = batch.ts_ns
         src_ns = TIMEFRAME_SECONDS[batch.timeframe] * 1_000_000_000
         span = self._span
-        if span is not None and rows is self._last_rows:  # the usual step: every symbol merges into its bucket
-            end = self.end[span]
-            if bool((ts < end).all()) and bool(self.active[span].all()) and bool((ts > self.last[span]).all()) \
-                    and bool((ts >= self.stamp[span]).all()):
-                self.last[span] = ts
-                high, low_col, volume = self.high[span], self.low[span], self.volume[span]
-                np.maximum(high, h, out=high)
-                np.minimum(low_col, low, out=low_col)
-                self.close[span] = c
-                np.add(volume, v, out=volume)
-                finished = ts + src_ns >= end
-                if not finished.any():
-                    return [], []
-                dr, dp = rows[finished], positions[finished]
-                self.active[dr] = False
-                return [], self._bars(dr, dp)
+        if span is not None and rows is self._last_rows:  # every symbol of the cached tuple, nothing else
+            uniform = self._uniform
+            if uniform is not None:
+                done = self._uniform_step(uniform, span, batch, ts, src_ns, rows, positions, o, h, low, c, v)
+                if done is not None:
+                    return done
+            else:  # every symbol merges into its bucket?
+                end = self.end[span]
+                if bool((ts < end).all()) and bool(self.active[span].all()) and bool((ts > self.last[span]).all()) \
+                        and bool((ts >= self.stamp[span]).all()):
+                    self._merge_span(span, ts, h, low, c, v)
+                    finished = ts + src_ns >= end
+                    if not finished.any():
+                        return [], []
+                    dr, dp = rows[finished], positions[finished]
+                    self.active[dr] = False
+                    return [], self._bars(dr, dp)
+        self._uniform = None
         end = self.end[rows]
         inside = ts < end
         new = ~inside
@@ -165,6 +171,8 @@ class ColumnAggregator:
             if ts + src_ns >= e_ns:
                 done_rows.append(nr)
                 done_pos.append(positions[new])
+        if span is not None and rows is self._last_rows and not inside.any():  # the whole span opened as one
+            self._uniform = (ts + src_ns < e_ns, s_ns, e_ns, ts)
         if not done_rows:
             return previous, []
         dr = done_rows[0] if len(done_rows) == 1 else np.concatenate(done_rows)
@@ -175,11 +183,57 @@ class ColumnAggregator:
             done.sort(key=lambda item: item[0])
         return previous, done
 
+    def _merge_span(self, span: slice, ts: int, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
+        self.last[span] = ts
+        high, low_col, volume = self.high[span], self.low[span], self.volume[span]
+        np.maximum(high, h, out=high)
+        np.minimum(low_col, low, out=low_col)
+        self.close[span] = c
+        np.add(volume, v, out=volume)
+
+    def _uniform_step(self, uniform: tuple[bool, int, int, int], span: slice, batch: BarBatch, ts: int, src_ns: int,
+                      rows: np.ndarray, positions: np.ndarray, o: np.ndarray, h: np.ndarray, low: np.ndarray,
+                      c: np.ndarray, v: np.ndarray) -> tuple[Emitted, Emitted] | None:
+        """`update` of a span whose rows share one state: the same rules, decided once for all of them (the
+        columns are kept exactly as the general path keeps them). None when the step is not one of the two
+        usual cases (all merge, all open a new bucket): the general path takes it."""
+        active, s_ns, e_ns, last_ns = uniform
+        if ts < e_ns:
+            if not (active and ts > last_ns and ts >= s_ns):
+                return None
+            self._merge_span(span, ts, h, low, c, v)
+            if ts + src_ns < e_ns:
+                self._uniform = (True, s_ns, e_ns, ts)
+                return [], []
+            self.active[span] = False
+            self._uniform = (False, s_ns, e_ns, ts)
+            return [], self._bars(rows, positions)
+        previous = self._bars(rows, positions) if active else []
+        start, stop = self._hours.intraday_bucket(batch.timestamp, self.seconds)
+        s_ns, e_ns = to_ns(start), to_ns(stop)
+        self._stamps.setdefault(s_ns, start)
+        self.stamp[span] = s_ns
+        self.end[span] = e_ns
+        self.last[span] = ts
+        self.open[span] = o
+        self.high[span] = h
+        self.low[span] = low
+        self.close[span] = c
+        self.volume[span] = v
+        if ts + src_ns >= e_ns:
+            self.active[span] = False
+            self._uniform = (False, s_ns, e_ns, ts)
+            return previous, self._bars(rows, positions)
+        self.active[span] = True
+        self._uniform = (True, s_ns, e_ns, ts)
+        return previous, []
+
     def flush(self, symbol: str) -> Bar | None:
         """Emit the unfinished bucket of `symbol` now (end of a replay), if there is one."""
         row = self._rows.get(symbol)
         if row is None or not self.active[row]:
             return None
+        self._uniform = None
         self.active[row] = False
         rows = np.array([row], dtype=np.intp)
         return self._bars(rows, rows)[0][1]

@@ -575,10 +575,12 @@ class EmaCloudStrategy:
             o, h, low, c, v = o[positions], h[positions], low[positions], c[positions], v[positions]
         src = TIMEFRAME_SECONDS[batch.timeframe]
         events: list[tuple[int, int, int, Bar]] = []
+        sources = 0  # lists of completed bars that went into events (each in batch order: one needs no sort)
         columns = self._columns or ()
         for i, agg in enumerate(self._aggregators):
             if src == agg.seconds:
                 events.extend((j, i, 1, batch.bar(j)) for j in positions.tolist())
+                sources += 1
                 continue
             if src > agg.seconds:
                 continue
@@ -586,11 +588,15 @@ class EmaCloudStrategy:
             assert column is not None
             rows = column.rows(symbols)
             previous, done = column.update(batch, positions, rows if every else rows[positions], o, h, low, c, v)
-            events.extend((j, i, 0, bar) for j, bar in previous)
-            events.extend((j, i, 1, bar) for j, bar in done)
+            if previous:
+                events.extend((j, i, 0, bar) for j, bar in previous)
+                sources += 1
+            if done:
+                events.extend((j, i, 1, bar) for j, bar in done)
+                sources += 1
         if not events:
             return []
-        if len(events) > 1:
+        if sources > 1:
             events.sort(key=_event_order)
         signals: list[tuple[int, TradeSignal]] = []
         timeframes = self.timeframes

@@ -157,3 +157,29 @@ def test_replay_trades_are_the_same_on_both_paths(tmp_path: Path, monkeypatch: p
     assert columnar["entries"] > 20
     for key in ("bars", "signals", "entries", "exits", "trades", "stages", "total", "equity_curve"):
         assert columnar[key] == by_rows[key], key
+
+
+def test_steps_of_every_symbol_take_the_one_state_path_with_the_same_buckets(tmp_path: Path,
+                                                                            columns_always: None) -> None:
+    """Whole steps (every symbol, the same tuple each step: the replay's usual case) go the one-state path of
+    ColumnAggregator; a step without a symbol, and the steps after it, go the general one. Both give the bars,
+    signals and cloud states of bar by bar, across session closes and overnight gaps."""
+    path = _file(tmp_path, 9, 2400)
+    batches = list(RowReader(path, None, None, columnar=True).batches())
+    shaped = []
+    for k, batch in enumerate(batches):
+        bars = list(batch)
+        if 700 <= k < 703 or k == 1500:  # a halted symbol for a few steps, then whole steps again
+            bars = bars[1:]
+        shaped.append(batch if len(bars) == len(batch) else BarBatch.from_bars(bars))
+    scalar = EmaCloudStrategy(StrategySettings(timeframes=["5m", "15m"]))
+    columns = EmaCloudStrategy(StrategySettings(timeframes=["5m", "15m"]))
+    expected = [(k, j, s) for k, batch in enumerate(shaped) for j, bar in enumerate(batch) for s in scalar.on_bar(bar)]
+    got = [(k, j, s) for k, batch in enumerate(shaped) for j, s in columns.on_batch(batch)]
+    assert columns._mode == "columns" and expected and got == expected
+    for symbol in (f"T{i}" for i in range(9)):
+        assert columns.completed_on_last_bar(symbol) == scalar.completed_on_last_bar(symbol)
+        for tf in ("5m", "15m"):
+            assert columns.recent_states(symbol, tf, 64) == scalar.recent_states(symbol, tf, 64)
+            assert columns.recent_bars(symbol, tf, 64) == scalar.recent_bars(symbol, tf, 64)
+            assert columns.bars_seen(symbol, tf) == scalar.bars_seen(symbol, tf) > 100

@@ -62,3 +62,24 @@ def test_a_shared_cap_is_shared_out_oldest_first_and_a_net_resize_goes_to_the_ne
     assert not ledger.resize("AAPL", -10)  # the other side
     ledger.drop("AAPL")
     assert not ledger.holds("AAPL") and ledger.holdings == {} and ledger.net("AAPL") == 0
+
+
+def test_a_step_of_marks_is_mark_per_bar() -> None:
+    """mark_many (a replay step) marks what mark() per bar marks: every held position in the step's symbols, the
+    last prices of all of them, nothing else; a symbol twice in one step marks its positions with its first
+    price, as before."""
+    alpha, beta = _intent("alpha", Side.BUY, 40, 98.0), _intent("beta", Side.BUY, 25, 95.0)
+    stepped, _ = _book([(alpha, _fill(alpha, 100.0, 0)), (beta, _fill(beta, 102.0, 1))])
+    per_bar, _ = _book([(alpha, _fill(alpha, 100.0, 0)), (beta, _fill(beta, 102.0, 1))])
+    for symbols, prices in ((("MSFT", "AAPL", "GOOG"), [310.0, 101.5, 140.0]), (("MSFT",), [311.0]),
+                            (("AAPL", "MSFT", "AAPL"), [103.0, 312.0, 99.0])):
+        stepped.mark_many(symbols, prices)
+        seen = set()
+        for symbol, price in zip(symbols, prices, strict=True):
+            if symbol not in seen:  # the first price of a symbol marks its positions
+                per_bar.mark(symbol, price)
+                seen.add(symbol)
+        per_bar.last_prices.update(zip(symbols, prices, strict=True))
+        assert [p.current_price for p in stepped.positions()] == [p.current_price for p in per_bar.positions()]
+        assert stepped.last_prices == per_bar.last_prices
+    assert [p.current_price for p in stepped.positions()] == [103.0, 103.0]

@@ -1,0 +1,28 @@
+"""The NYSE calendar built from the holidays of its own range only (pipeline.core.calendar._XNYS) answers every
+day of the daemon's default range exactly as exchange_calendars' own XNYS does: sessions, opens, closes (early
+closes included), and no session on the days between them."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import exchange_calendars as xcals
+
+from pipeline.core.calendar import MarketCalendar
+
+
+def test_every_day_of_the_default_range_matches_exchange_calendars() -> None:
+    ours = MarketCalendar()
+    start, end = date(2000, 1, 1), date(datetime.now(UTC).year + 2, 12, 31)
+    reference = xcals.get_calendar("XNYS", start=start.isoformat(), end=end.isoformat())
+    schedule = reference.schedule
+    expected = {label.date(): (o.to_pydatetime(), c.to_pydatetime())
+                for label, o, c in zip(schedule.index, schedule["open"], schedule["close"], strict=True)}
+    early = 0
+    day = start
+    while day <= end:
+        assert ours.session(day) == expected.get(day), day
+        if day in expected:
+            early += (expected[day][1] - expected[day][0]) < timedelta(hours=6)
+        day += timedelta(days=1)
+    assert len(expected) > 7000 and early > 40  # the half days (July 3, Black Friday, Christmas Eve) are in
