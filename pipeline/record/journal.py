@@ -10,7 +10,7 @@ One code path, two durability settings:
   `start_order_intent`, and its order task awaits it before the send). Everything else is buffered: signals and
   decision records ride along with the next intent or fill commit (an intent's decision record is on disk with
   it) or the writer task's `flush()`; order status events wait for the flush (every [journal] batch_interval_ms),
-  off the path to the send. No commit runs a WAL checkpoint: a thread of their own does (wal_checkpoint).
+  off the path to the send. The WAL's checkpoints run mostly on a thread of their own (wal_checkpoint).
 - `batched` (a simulated throwaway run: replay, bench): the same statements run on the caller's thread (nothing
   else waits on a simulated loop) inside one open transaction that is committed every `batch_rows` rows and at
   every flush, read and close, with synchronous=OFF: a crash loses the run, which nobody keeps.
@@ -47,7 +47,7 @@ from pipeline.core.models import (
 from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
 from pipeline.record.journal_check import journal_damage, move_aside
 from pipeline.record.journal_thread import JournalThread
-from pipeline.record.wal_checkpoint import FALLBACK_PAGES, WalCheckpointer
+from pipeline.record.wal_checkpoint import AUTOCHECKPOINT_PAGES, WalCheckpointer
 
 T = TypeVar("T")
 log = structlog.get_logger("ordergate.journal")
@@ -276,10 +276,9 @@ class Journal:
         # batched is a throwaway simulated run: a crash loses nothing anyone keeps
         conn.execute(f"PRAGMA synchronous={'OFF' if self.inline else self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
-        if not self.inline:  # no commit pays for a checkpoint: a thread of its own runs them (wal_checkpoint)
-            import os
-            conn.execute(f"PRAGMA wal_autocheckpoint={os.environ.get('FB', FALLBACK_PAGES)}")
-            self._checkpointer = WalCheckpointer(self.path, self.synchronous, int(os.environ.get('EV', 50)))
+        if not self.inline:  # the WAL's checkpoints mostly off the commits: a thread of their own (wal_checkpoint)
+            conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            self._checkpointer = WalCheckpointer(self.path, self.synchronous)
         conn.executescript(SCHEMA)
         _migrate(conn)
         conn.execute(

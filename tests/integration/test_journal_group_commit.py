@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.core.models import Fill, OrderIntent, Side
 from pipeline.record.journal import Journal
-from pipeline.record.wal_checkpoint import EVERY_COMMITS, FALLBACK_PAGES
+from pipeline.record.wal_checkpoint import AUTOCHECKPOINT_PAGES, EVERY_COMMITS
 
 TS = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 
@@ -21,6 +21,10 @@ TS = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
 def _intent(i: int) -> OrderIntent:
     return OrderIntent(client_order_id=f"og-entry-{i:020x}", signal_id=f"sig-{i}", symbol="AAPL", side=Side.BUY,
                        quantity=1.0, created_at=TS)
+
+
+def _wal_left(path: Path) -> bool:
+    return Path(f"{path}-wal").exists()
 
 
 def _on_disk(path: Path, sql: str) -> int:
@@ -110,17 +114,17 @@ def test_the_batched_setting_is_honoured_on_simulated_time_only(tmp_path: Path) 
     assert Core(base, SimulatedClock(TS)).journal.durability == "full"  # the chaos daemon: simulated, durable
 
 
-async def test_no_intent_commit_pays_for_a_wal_checkpoint(tmp_path: Path) -> None:
-    """SQLite checkpoints the WAL inside whichever commit takes it past wal_autocheckpoint pages (1 000 by
-    default): with ~11 pages an intent, one intent in ~90 waited for megabytes to be written and fsync'd before
-    its send. The journal's connection checkpoints only as a fallback; a thread of its own checkpoints every
-    EVERY_COMMITS commits, so the WAL stays short, and the data is whole after close."""
+async def test_the_wal_is_checkpointed_off_the_intent_commits(tmp_path: Path) -> None:
+    """SQLite checkpoints the WAL inside whichever commit takes it past wal_autocheckpoint pages: with ~11 pages an
+    intent, one intent in ~90 waited for megabytes to be copied and fsync'd before its send. A thread of its own
+    checkpoints every EVERY_COMMITS commits (the database file holds the intents while the connection's own
+    threshold is far off), the data is whole after close, and the WAL is folded back."""
     journal = Journal(tmp_path / "journal.db")
     await journal.open()
     try:
         assert await journal.run(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) \
-            == FALLBACK_PAGES
-        n = 4 * EVERY_COMMITS
+            == AUTOCHECKPOINT_PAGES
+        n = 4 * EVERY_COMMITS  # ~1 100 pages at most: about where the connection's own checkpoint would come
         for i in range(n):  # one commit each
             journal.record_decision(f"sig-{i}", "external", "x", ts=TS)
             assert await journal.record_order_intent(_intent(i), "paper", TS) is True
@@ -129,11 +133,11 @@ async def test_no_intent_commit_pays_for_a_wal_checkpoint(tmp_path: Path) -> Non
             if journal.checkpoints >= 3:
                 break
             await asyncio.sleep(0.01)
-        assert journal.checkpoints >= 3  # one per EVERY_COMMITS commits (one may still be under way)
-        # the database file itself holds the intents (copied back by the checkpoints): the WAL is not growing
+        assert journal.checkpoints >= 3  # one per EVERY_COMMITS commits (the last may still be under way)
+        # the database file itself (the WAL ignored) holds the intents the background checkpoints copied back
         with sqlite3.connect(f"file:{journal.path}?mode=ro&immutable=1", uri=True) as db_file_only:
             assert int(db_file_only.execute("SELECT COUNT(*) FROM orders").fetchone()[0]) >= EVERY_COMMITS
     finally:
         await journal.close()
-    assert not Path(f"{journal.path}-wal").exists()  # the last connection to close folded the WAL back
+    assert not _wal_left(journal.path)  # the last connection to close folded the WAL back
     assert _on_disk(journal.path, "SELECT COUNT(*) FROM orders") == 4 * EVERY_COMMITS
