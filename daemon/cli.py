@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 from config.settings import MAX_DOLLARS, ConfigError, Settings, load_settings
 from config.symbols import normalize_symbol
 from daemon.instances import instance_name, resolve_instance
+from daemon.whole_writes import finish_writes
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 PRIVATE_UMASK = 0o077
@@ -176,6 +177,7 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)  # every file ordergate creates is 0600, every directory 0700, whatever the shell's umask
+    finish_writes()  # a JSON longer than the pipe reaches a slow reader whole, even with PYTHONUNBUFFERED
     parser = _parser()
     args = parser.parse_args(argv)
     if args.instance and (args.config or args.state_dir):

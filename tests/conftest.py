@@ -87,6 +87,7 @@ SLOW_TESTS = frozenset({
     "test_telegram_bot::test_phone_control",
     "test_replay_input::test_human_summary_names_the_format_and_the_stages",
     "test_replay_input::test_three_real_files_in_three_layouts_replay_together",
+    "test_replay_input::test_json_longer_than_the_pipe_reaches_a_slow_reader_whole",
     "test_replay_input::test_one_symbol_file_without_a_symbol_is_a_clear_error",
     "test_replay_input::test_date_only_rows_in_an_intraday_file_are_reported",
     "test_examples::test_example_runs_in_a_fresh_interpreter",  # test_example_runs runs them in-process

@@ -7,11 +7,16 @@ signals by stage and outcome and the top rejection reasons.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
+import struct
+import subprocess
+import termios
+import time
 from pathlib import Path
 
-from tests.daemon_proc import cli
+from tests.daemon_proc import BIN, ROOT, base_env, cli
 from tests.daily_bars import canonical_daily
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "daily"
@@ -84,3 +89,30 @@ def test_summary_says_where_the_signals_went_on_a_file_every_version_reads(tmp_p
     assert result["top_rejections"]
     for r in result["top_rejections"]:
         assert f"{r['count']:>5}  {r['stage']}/{r['kind']}: e.g. {r['example'][:150]}" in human.stdout, r
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in the pipe at `fd`."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_json_longer_than_the_pipe_reaches_a_slow_reader_whole(tmp_path: Path) -> None:
+    """Seen once under load in `make test`: the replay's JSON cut at 128 KB. With PYTHONUNBUFFERED (the unit files
+    and the tests set it) stdout's text layer writes straight to the file descriptor and drops what a short write
+    leaves (after the event loop has run, a write to a full pipe returns short), so a reader slower than the
+    writer got the first pipe-full and a newline. Output goes through a buffer that finishes every write."""
+    env = {**base_env(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([str(BIN), "replay", *FILES, "--json"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while _unread(proc.stdout.fileno()) < 65536 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # a slow reader: nothing is read until the JSON (~160 KB) has filled the pipe (64 KB)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    result = json.loads(out)
+    assert len(out) > 2 * 65536 and result["bars"] == 3 * 944
