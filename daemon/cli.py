@@ -177,7 +177,8 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)  # every file ordergate creates is 0600, every directory 0700, whatever the shell's umask
-    finish_writes()  # a JSON longer than the pipe reaches a slow reader whole, even with PYTHONUNBUFFERED
+    if argv is None:  # the command line itself (not a caller's own streams): whole writes, even unbuffered
+        finish_writes()
     parser = _parser()
     args = parser.parse_args(argv)
     if args.instance and (args.config or args.state_dir):
