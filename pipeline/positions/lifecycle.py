@@ -29,6 +29,7 @@ from config.settings import PipelineConfig
 from pipeline.core.batch import BarBatch
 from pipeline.core.calendar import MarketCalendar
 from pipeline.core.clock import Clock
+from pipeline.core.logs import info_enabled
 from pipeline.core.models import (
     Bar,
     ExitSignal,
@@ -47,7 +48,6 @@ from pipeline.core.models import (
     client_order_id_for,
     is_own_client_order_id,
 )
-from pipeline.core.logs import info_enabled
 from pipeline.core.ports import StrategyExits
 from pipeline.execution.fill_validator import FillIssue, OrderValidator
 from pipeline.execution.order_record import IntentsView, OrderBook

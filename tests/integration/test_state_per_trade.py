@@ -4,26 +4,26 @@ live state, and a relaxing change that fails to write leaves the state as it was
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pipeline.core.clock import SimulatedClock
+from pipeline.safety import state_manager
 from pipeline.safety.state_manager import PersistentStateManager, _copy_json
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
 
-def _script(mgr: PersistentStateManager, clock: SimulatedClock) -> list[tuple[str, bytes | None, int | None]]:
-    """A day of trades, a kill, a breaker, a rollover: (step, file bytes, file inode) after each step."""
+def _script(mgr: PersistentStateManager, clock: SimulatedClock, now: list[str]) -> list[tuple[str, bytes | None]]:
+    """A day of trades, a kill, a breaker, a rollover: (step, file bytes) after each step; `now` names the step
+    running (for the write counter)."""
     path = mgr.path
-    seen: list[tuple[str, bytes | None, int | None]] = []
+    seen: list[tuple[str, bytes | None]] = []
 
     def mark(step: str) -> None:
-        exists = path.exists()
-        seen.append((step, path.read_bytes() if exists else None, os.stat(path).st_ino if exists else None))
+        seen.append((step, path.read_bytes() if path.exists() else None))
 
     steps = [
         ("win", lambda: (mgr.record_pnl(120.0), mgr.reset_circuit_breaker())),
@@ -43,6 +43,7 @@ def _script(mgr: PersistentStateManager, clock: SimulatedClock) -> list[tuple[st
         ("next_day_win", lambda: (mgr.record_pnl(10.0), mgr.reset_circuit_breaker())),
     ]
     for name, step in steps:
+        now[:] = [name]
         clock.advance(60)
         step()
         mark(name)
@@ -59,33 +60,43 @@ def _drafted_reset(self: PersistentStateManager) -> None:
 @pytest.mark.parametrize("durable", [True, False])
 def test_same_bytes_and_writes_as_a_deep_copied_draft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       durable: bool) -> None:
+    now: list[str] = []
+    writes: list[str] = []
+    write_state = state_manager._write_state
+
+    def counted(path: Path, state: dict, durable: bool = True) -> None:
+        writes.append(now[0] if now else "start")
+        write_state(path, state, durable)
+
+    monkeypatch.setattr(state_manager, "_write_state", counted)
     lean_clock = SimulatedClock(START)
-    lean = _script(PersistentStateManager(tmp_path / "lean", lean_clock, durable=durable), lean_clock)
+    lean = _script(PersistentStateManager(tmp_path / "lean", lean_clock, durable=durable), lean_clock, now)
+    lean_writes, writes[:] = list(writes), []
 
     # the reference: every draft a full deep copy, every reset drafted and compared (the code before)
     monkeypatch.setattr(PersistentStateManager, "_draft", lambda self: _copy_json(self._state))
     monkeypatch.setattr(PersistentStateManager, "reset_circuit_breaker", _drafted_reset)
+    now[:] = []
     ref_clock = SimulatedClock(START)
-    ref = _script(PersistentStateManager(tmp_path / "ref", ref_clock, durable=durable), ref_clock)
+    ref = _script(PersistentStateManager(tmp_path / "ref", ref_clock, durable=durable), ref_clock, now)
 
-    assert [(step, data) for step, data, _ in lean] == [(step, data) for step, data, _ in ref]
-    # a new file (inode) exactly where the reference wrote one
-    lean_writes = [step for (step, _, ino), (_, _, before) in zip(lean, [("", None, None)] + lean) if ino != before]
-    ref_writes = [step for (step, _, ino), (_, _, before) in zip(ref, [("", None, None)] + ref) if ino != before]
-    assert lean_writes == ref_writes
+    assert lean == ref
+    assert lean_writes == writes  # a write exactly where the reference wrote
     if durable:
         assert "reset_again" not in lean_writes and "kill_again" not in lean_writes
         assert "resume_again" not in lean_writes and "win_again" in lean_writes
+    else:
+        assert lean_writes == ["kill", "resume"]  # a throwaway run writes the kill switch's changes at once
 
 
 def test_a_reset_with_nothing_to_reset_writes_nothing(tmp_path: Path) -> None:
     clock = SimulatedClock(START)
     mgr = PersistentStateManager(tmp_path, clock)
     mgr.record_pnl(5.0)
-    before = (mgr.path.read_bytes(), os.stat(mgr.path).st_ino, mgr.snapshot()["updated_at"])
+    before = (mgr.path.read_bytes(), mgr.path.stat().st_mtime_ns, mgr.snapshot()["updated_at"])
     clock.advance(60)
     mgr.reset_circuit_breaker()
-    assert (mgr.path.read_bytes(), os.stat(mgr.path).st_ino, mgr.snapshot()["updated_at"]) == before
+    assert (mgr.path.read_bytes(), mgr.path.stat().st_mtime_ns, mgr.snapshot()["updated_at"]) == before
 
 
 def test_a_draft_never_reaches_the_live_state(tmp_path: Path) -> None:
