@@ -81,11 +81,12 @@ def _copy_json(value: Any) -> Any:
 
 
 def _copy_nested(value: dict[str, Any]) -> dict[str, Any]:
-    """A copy of one nested object of the state: a flat dict of scalars is copied as is, anything else deeply."""
-    for v in value.values():
+    """A copy of one nested object of the state: a flat dict of scalars shallowly, anything deeper deeply."""
+    copy = value.copy()
+    for key, v in value.items():
         if type(v) is dict or type(v) is list:
-            return _copy_json(value)
-    return value.copy()
+            copy[key] = _copy_json(v)
+    return copy
 
 
 def _fail_closed_state(reason: str, since: str | None) -> State:
@@ -554,10 +555,18 @@ class PersistentStateManager:
             self._unwritten = False
 
     def _draft(self) -> State:
-        """A copy of the state to edit: the schema's nested objects (kill switch, breaker) copied, scalars shared
-        (what `_copy_json` gives for this two-level document, without recursing; anything deeper is copied deeply)."""
-        return {k: (_copy_nested(v) if type(v) is dict else _copy_json(v) if type(v) is list else v)
-                for k, v in self._state.items()}
+        """A copy of the state to edit (one per change: every P&L update): what `_copy_json` gives for this
+        two-level document — the nested objects (kill switch, breaker) copied, their scalar values shared —
+        without recursing. Every state held here is built from scalars at its second level (`default_state`,
+        `validate_state`, the fail-closed and trip-record states); anything nested deeper is copied deeply."""
+        state = self._state
+        draft = state.copy()
+        for key, value in state.items():
+            if type(value) is dict:
+                draft[key] = _copy_nested(value)
+            elif type(value) is list:
+                draft[key] = _copy_json(value)
+        return draft
 
     # ------------------------------------------------------------------------------------------ kill switch
 
