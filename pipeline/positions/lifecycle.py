@@ -29,6 +29,7 @@ from config.settings import PipelineConfig
 from pipeline.core.batch import BarBatch
 from pipeline.core.calendar import MarketCalendar
 from pipeline.core.clock import Clock
+from pipeline.core.logs import info_enabled
 from pipeline.core.models import (
     Bar,
     ExitSignal,
@@ -475,10 +476,11 @@ class LifecycleManager:
         after = self.ledger.position_at(key)
         if intent is not None and intent.kind is OrderKind.ENTRY:
             self.book.entry_filled(fill.client_order_id, fill.quantity)  # held by the ledger now, not the reservation
-        log.info("fill_applied", signal_id=intent.signal_id if intent else None,
-                 strategy=intent.strategy if intent else None, client_order_id=fill.client_order_id,
-                 symbol=fill.symbol, side=str(fill.side),
-                 quantity=fill.quantity, price=fill.price)
+        if info_enabled(log):  # a filtered line builds no fields (the str() of the side, per fill)
+            log.info("fill_applied", signal_id=intent.signal_id if intent else None,
+                     strategy=intent.strategy if intent else None, client_order_id=fill.client_order_id,
+                     symbol=fill.symbol, side=str(fill.side),
+                     quantity=fill.quantity, price=fill.price)
         if before is not None and after is not before:
             self._unindex(before)
         if after is not None and after is not before:
@@ -542,9 +544,10 @@ class LifecycleManager:
         )
         if self.trades is not None:
             await self.trades.record(trade)
-        log.info("position_closed", signal_id=pos.signal_id, client_order_id=fill.client_order_id,
-                 strategy=pos.strategy, symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2),
-                 r=round(trip.r_multiple, 2))
+        if info_enabled(log):
+            log.info("position_closed", signal_id=pos.signal_id, client_order_id=fill.client_order_id,
+                     strategy=pos.strategy, symbol=pos.symbol, exit_type=trip.exit_type, pnl=round(trip.pnl, 2),
+                     r=round(trip.r_multiple, 2))
         # the per-signal-type statistics: kept for the feedback loop (weights) and for live analytics (status)
         if (self.config.enable_feedback_loop or self.config.enable_analytics) and pos.signal_type:
             adjustment = self.feedback.record_trade(pos.signal_type, trip.r_multiple)
@@ -559,8 +562,7 @@ class LifecycleManager:
     async def _loss_limits(self, pnl: float) -> None:
         self.state.record_pnl(pnl)
         if pnl < 0:
-            self.state.increment_circuit_breaker()
-            losses = self.state.get_circuit_breaker_status().get("consecutive_losses", 0)
+            losses = self.state.increment_circuit_breaker()  # the count after the day's rollover: the status's
             if losses >= self.executor.consecutive_loss_threshold and not self.state.is_circuit_breaker_open():
                 until = self.clock.now() + timedelta(minutes=self.executor.circuit_breaker_cooldown_minutes)
                 self.state.open_circuit_breaker(until)

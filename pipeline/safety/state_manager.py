@@ -48,6 +48,7 @@ MAX_STATE_BYTES = 1024 * 1024  # the file is ~400 bytes
 MAX_STATE_DEPTH = 32  # the schema nests 2 levels
 
 State = dict[str, Any]
+_CLOSED_BREAKER: dict[str, Any] = {"consecutive_losses": 0, "open": False, "open_until": None}  # never mutated
 
 
 class StateFileError(ValueError):
@@ -77,6 +78,15 @@ def _copy_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy_json(v) for v in value]
     return value
+
+
+def _copy_nested(value: dict[str, Any]) -> dict[str, Any]:
+    """A copy of one nested object of the state: a flat dict of scalars shallowly, anything deeper deeply."""
+    copy = value.copy()
+    for key, v in value.items():
+        if type(v) is dict or type(v) is list:
+            copy[key] = _copy_json(v)
+    return copy
 
 
 def _fail_closed_state(reason: str, since: str | None) -> State:
@@ -545,7 +555,18 @@ class PersistentStateManager:
             self._unwritten = False
 
     def _draft(self) -> State:
-        return _copy_json(self._state)
+        """A copy of the state to edit (one per change: every P&L update): what `_copy_json` gives for this
+        two-level document — the nested objects (kill switch, breaker) copied, their scalar values shared —
+        without recursing. Every state held here is built from scalars at its second level (`default_state`,
+        `validate_state`, the fail-closed and trip-record states); anything nested deeper is copied deeply."""
+        state = self._state
+        draft = state.copy()
+        for key, value in state.items():
+            if type(value) is dict:
+                draft[key] = _copy_nested(value)
+            elif type(value) is list:
+                draft[key] = _copy_json(value)
+        return draft
 
     # ------------------------------------------------------------------------------------------ kill switch
 
@@ -608,8 +629,10 @@ class PersistentStateManager:
     def reset_circuit_breaker(self) -> None:
         """A win (or an operator) resets the loss count and closes the breaker."""
         with self._lock:
+            if self._state["circuit_breaker"] == _CLOSED_BREAKER:
+                return  # already reset: nothing would change (`_commit` would store and write nothing either)
             draft = self._draft()
-            draft["circuit_breaker"] = {"consecutive_losses": 0, "open": False, "open_until": None}
+            draft["circuit_breaker"] = dict(_CLOSED_BREAKER)
             self._commit(draft, tighten=False)
 
     def open_circuit_breaker(self, until: datetime | None = None) -> None:
