@@ -463,6 +463,7 @@ class EmaCloudStrategy:
         self._slot_row: list[_SymbolSlot | None] = []
         self._unique: dict[tuple[str, ...], bool] = {}
         self._slot_set: frozenset[str] = frozenset()
+        self._slot_gaps = False  # `_slot_row` has a symbol without a slot
         self._dirty: dict[str, _SymbolSlot] = {}  # symbols whose latest bar completed something (columns path)
 
     @classmethod
@@ -529,6 +530,7 @@ class EmaCloudStrategy:
         if symbols is not self._slot_key:
             get = self._symbols.get
             self._slot_row = [get(s) for s in symbols]
+            self._slot_gaps = None in self._slot_row
             self._slot_set = frozenset(symbols)
             self._slot_key = symbols
         return self._slot_row
@@ -539,8 +541,13 @@ class EmaCloudStrategy:
         dirty = self._dirty
         if dirty:  # the symbols of this step whose last bar completed something: that list starts afresh
             present = self._slot_set
-            for symbol in [s for s in dirty if s in present]:
-                dirty.pop(symbol).completed.clear()
+            if present.issuperset(dirty):  # the usual case: every one of them is in this step
+                for slot in dirty.values():
+                    slot.completed.clear()
+                dirty.clear()
+            else:
+                for symbol in [s for s in dirty if s in present]:
+                    dirty.pop(symbol).completed.clear()
         o, h, low, c, v = batch.open, batch.high, batch.low, batch.close, batch.volume
         ts = batch.timestamp
         if batch.timeframe not in TIMEFRAME_SECONDS or not isinstance(ts, datetime) or ts.tzinfo is None:
@@ -557,7 +564,7 @@ class EmaCloudStrategy:
             for j in np.flatnonzero(~ok).tolist():
                 bar = batch.bar(j)
                 self._reject(slots[j], bar, bar_problem(bar) or "bar: malformed")
-        if None in slots:
+        if self._slot_gaps:  # a symbol not seen before
             if ok is _ALL_GOOD:
                 ok = np.ones(len(symbols), dtype=bool)
             created = False
@@ -674,7 +681,10 @@ class EmaCloudStrategy:
         fresh = self._advance_alignment(track, cur)
         if prev is None or not self.enabled or track.count <= self.warmup_bars:
             return None
-        return self._best_signal(track, prev, cur, fresh, track.rel_volume, agg)
+        setups = _setups(track, prev, cur, fresh)
+        if not setups:  # most bars
+            return None
+        return self._best_signal(track, cur, setups, track.rel_volume, agg)
 
     @staticmethod
     def _advance_alignment(track: _Track, cur: Row) -> int:
@@ -695,11 +705,11 @@ class EmaCloudStrategy:
         return structure
 
     def _best_signal(
-        self, track: _Track, prev: Row, cur: Row, fresh: int, rel_volume: float, agg: BarAggregator,
+        self, track: _Track, cur: Row, setups: list[tuple[SignalType, int, float | None]], rel_volume: float,
+        agg: BarAggregator,
     ) -> TradeSignal | None:
-        setups = _setups(track, prev, cur, fresh)
-        if not setups:
-            return None
+        """The strongest of the bar's set-ups (`_setups`) that has a stop, as a signal; None below
+        `min_conviction`."""
         state = track.state(cur)  # the stop and conviction rules read a CloudState
         best: tuple[float, int, SignalType, int, float] | None = None
         for signal_type, direction, extreme in setups:
