@@ -10,7 +10,9 @@ compute (max/min/sum in float64, in the same order). Daily targets stay with `Ba
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from itertools import repeat
 
 import numpy as np
 
@@ -20,7 +22,8 @@ from pipeline.core.models import TIMEFRAME_SECONDS, Bar
 
 _NONE = np.iinfo(np.int64).min
 _STAMP_CACHE = 256
-Emitted = list[tuple[int, Bar]]  # (position in the batch, completed bar)
+# completed bars as (position in the batch, open time, open, high, low, close, volume): no `Bar` per bar
+Emitted = list[tuple[int, datetime, float, float, float, float, float]]
 
 
 class ColumnAggregator:
@@ -97,14 +100,15 @@ class ColumnAggregator:
             ts = self._stamps[ns] = from_ns(ns)
         return ts
 
-    def _bars(self, rows: np.ndarray, positions: np.ndarray) -> Emitted:
-        stamps, tf, names = self.stamp[rows].tolist(), self.timeframe, self.names
-        return [
-            (p, Bar(names[r], self._stamp(s), o, h, low, c, v, tf))
-            for p, r, s, o, h, low, c, v in zip(
-                positions.tolist(), rows.tolist(), stamps, self.open[rows].tolist(), self.high[rows].tolist(),
-                self.low[rows].tolist(), self.close[rows].tolist(), self.volume[rows].tolist(), strict=True)
-        ]
+    def _bars(self, rows: np.ndarray | slice, positions: np.ndarray, stamp: int | None = None) -> Emitted:
+        """The buckets of `rows` as `Emitted` (`stamp`: the open time they all share, when known)."""
+        if stamp is not None:
+            stamps: Iterable[datetime] = repeat(self._stamp(stamp))
+        else:
+            stamps = map(self._stamp, self.stamp[rows].tolist())
+        # `stamps` may be an endless repeat: not strict
+        return list(zip(positions.tolist(), stamps, self.open[rows].tolist(), self.high[rows].tolist(),
+                        self.low[rows].tolist(), self.close[rows].tolist(), self.volume[rows].tolist(), strict=False))
 
     def update(self, batch: BarBatch, positions: np.ndarray, rows: np.ndarray, o: np.ndarray, h: np.ndarray,
                low: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[Emitted, Emitted]:
@@ -207,8 +211,8 @@ class ColumnAggregator:
                 return [], []
             self.active[span] = False
             self._uniform = (False, s_ns, e_ns, ts)
-            return [], self._bars(rows, positions)
-        previous = self._bars(rows, positions) if active else []
+            return [], self._bars(span, positions, s_ns)
+        previous = self._bars(span, positions, uniform[1]) if active else []
         start, stop = self._hours.intraday_bucket(batch.timestamp, self.seconds)
         s_ns, e_ns = to_ns(start), to_ns(stop)
         self._stamps.setdefault(s_ns, start)
@@ -223,7 +227,7 @@ class ColumnAggregator:
         if ts + src_ns >= e_ns:
             self.active[span] = False
             self._uniform = (False, s_ns, e_ns, ts)
-            return previous, self._bars(rows, positions)
+            return previous, self._bars(span, positions, s_ns)
         self.active[span] = True
         self._uniform = (True, s_ns, e_ns, ts)
         return previous, []
@@ -236,4 +240,5 @@ class ColumnAggregator:
         self._uniform = None
         self.active[row] = False
         rows = np.array([row], dtype=np.intp)
-        return self._bars(rows, rows)[0][1]
+        _, stamp, o, h, low, c, v = self._bars(rows, rows)[0]
+        return Bar(symbol, stamp, o, h, low, c, v, self.timeframe)

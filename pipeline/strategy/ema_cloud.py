@@ -16,7 +16,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import islice
+from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,10 +27,10 @@ from config.settings import DEFAULT_STRATEGY, StrategySettings, StrategySpec, fo
 from pipeline.core.batch import BarBatch
 from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar, CloudState, Direction, SignalType, TradeSignal
-from pipeline.strategy.indicators import EMA, EmaCloud
+from pipeline.strategy.indicators import CloudEmas, EmaCloud
 
 if TYPE_CHECKING:
-    from pipeline.strategy.columns import ColumnAggregator
+    from pipeline.strategy.columns import ColumnAggregator, Emitted
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +44,9 @@ COLUMNS_MIN_SYMBOLS = 8      # a replay of fewer symbols per time step goes bar 
 DEFAULT_HISTORY = 64         # completed bars / cloud states kept per (symbol, timeframe)
 _INF = math.inf
 _NO_BARS: tuple[Bar, ...] = ()
+# one completed bar of a track: (open time, open, high, low, close, volume, fast short, fast long, pullback short,
+# pullback long, trend short, trend long)
+Row = tuple[datetime, float, float, float, float, float, float, float, float, float, float, float]
 _ALL_GOOD = np.ones(0, dtype=bool)  # marker: every bar of a checked batch is good
 
 # tie-break among signals of equal conviction on one bar: the more specific setup wins
@@ -228,6 +231,10 @@ class BarAggregator:
             return None
         return p.emit(symbol, self.timeframe)
 
+    def close_time_at(self, ts: datetime) -> datetime:
+        """When a bar of this aggregator's timeframe opening at `ts` closes (see `bar_close_time`)."""
+        return self._hours.bar_end(ts, self.seconds)
+
     def bar_close_time(self, bar: Bar) -> datetime:
         """When `bar` (of this aggregator's timeframe) closes: open + timeframe, cut at the session close;
         for daily bars the session close of their date."""
@@ -235,64 +242,68 @@ class BarAggregator:
 
 
 class _Track:
-    """Clouds, history and volume average of one (symbol, timeframe)."""
+    """Clouds, history and volume average of one (symbol, timeframe).
+
+    The history is one tuple per completed bar, `Row` (timestamp, open, high, low, close, volume, then the six
+    EMAs fast short/long, pullback short/long, trend short/long): the rules read the tuples, and a `CloudState`
+    or `Bar` is built only when something asks for one (the exit monitor, for held tickers; a set-up's stop).
+    """
 
     __slots__ = (
-        "align_dir", "align_fired", "bars", "count", "fl", "fs", "last_ts", "pl", "prev_align", "ps", "states",
-        "symbol", "timeframe", "tl", "ts", "vol_n", "vol_sum", "vols",
+        "align_dir", "align_fired", "count", "emas", "last_ts", "prev_align", "rel_volume", "rows", "symbol",
+        "timeframe", "vol_n", "vol_sum", "vols",
     )
 
     def __init__(self, symbol: str, timeframe: str, spans: tuple[int, ...], history: int, lookback: int) -> None:
         self.symbol = symbol
         self.timeframe = timeframe
-        self.fs, self.fl, self.ps, self.pl, self.ts, self.tl = (EMA(s) for s in spans)
-        self.states: deque[CloudState] = deque(maxlen=history)
-        self.bars: deque[Bar] = deque(maxlen=history)
+        self.emas = CloudEmas(spans)  # type: ignore[arg-type]
+        self.rows: deque[Row] = deque(maxlen=history)
         self.vols: deque[float] = deque(maxlen=lookback)
         self.vol_sum = 0.0
         self.vol_n = 0
         self.count = 0
+        self.rel_volume = 1.0      # of the latest completed bar, against the `lookback` bars before it
         self.last_ts: datetime | None = None
         self.align_dir = 0         # structural alignment of the clouds: +1 bullish stack, -1 bearish, 0 none
         self.align_fired = False   # TREND_ALIGNED already given for the current alignment episode
         self.prev_align = 0        # align_dir as of the previous completed bar
 
-    def relative_volume(self, volume: float) -> float:
-        """`volume` over the average of the previous `lookback` bars (1.0 when there is no average yet)."""
-        n = len(self.vols)
-        if n == 0 or self.vol_sum <= 0.0:
-            return 1.0
-        return volume * n / self.vol_sum
-
-    def push_volume(self, volume: float) -> None:
+    def update(self, when: datetime, o: float, h: float, low: float, c: float, v: float) -> Row:
+        """Advance by one completed bar: its relative volume (against the previous `lookback` bars, 1.0 with
+        no average yet), the volume window, the six EMAs; records and returns its row."""
         vols = self.vols
-        if len(vols) == vols.maxlen:
+        n = len(vols)
+        self.rel_volume = 1.0 if n == 0 or self.vol_sum <= 0.0 else v * n / self.vol_sum
+        if n == vols.maxlen:
             self.vol_sum -= vols[0]
-        vols.append(volume)
-        self.vol_sum += volume
+        vols.append(v)
+        self.vol_sum += v
         self.vol_n += 1
         if self.vol_n & 1023 == 0:  # wipe accumulated rounding now and then
             self.vol_sum = math.fsum(vols)
-
-    def update(self, bar: Bar) -> CloudState:
-        """Advance the six EMAs by one completed bar and record its cloud state."""
-        c = bar.close
-        state = CloudState(
-            self.symbol, self.timeframe, bar.timestamp, c,
-            self.fs.update(c), self.fl.update(c), self.ps.update(c), self.pl.update(c),
-            self.ts.update(c), self.tl.update(c),
-        )
-        self.states.append(state)
-        self.bars.append(bar)
-        self.last_ts = bar.timestamp
+        e = self.emas
+        e.update(c)
+        row = (when, o, h, low, c, v, e.fs, e.fl, e.ps, e.pl, e.ts, e.tl)
+        self.rows.append(row)
+        self.last_ts = when
         self.count += 1
-        return state
+        return row
+
+    def state(self, row: Row) -> CloudState:
+        """The `CloudState` of one of its rows."""
+        return CloudState(self.symbol, self.timeframe, row[0], row[4], row[6], row[7], row[8], row[9], row[10],
+                          row[11])
+
+    def bar(self, row: Row) -> Bar:
+        """The completed `Bar` of one of its rows."""
+        return Bar(self.symbol, row[0], row[1], row[2], row[3], row[4], row[5], self.timeframe)
 
 
-def _structure(s: CloudState) -> int:
+def _structure(row: Row) -> int:
     """+1 when all three clouds are bullish and the fast and pullback clouds sit above the trend cloud,
     -1 for the bearish mirror, else 0."""
-    fs, fl, ps, pl, ts, tl = s.fast_short, s.fast_long, s.pullback_short, s.pullback_long, s.trend_short, s.trend_long
+    _, _, _, _, _, _, fs, fl, ps, pl, ts, tl = row
     if fs > fl and ps > pl and ts > tl and fl > ts and pl > ts:
         return 1
     if fs < fl and ps < pl and ts < tl and fl < ts and pl < ts:
@@ -352,24 +363,23 @@ def _stop(s: CloudState, direction: int, extreme: float | None = None) -> float 
     return stop if stop > entry and math.isfinite(stop) else None
 
 
-def _setups(track: _Track, prev: CloudState, cur: CloudState, prev_bar: Bar, fresh_alignment: int) -> list[
+def _setups(track: _Track, prev: Row, cur: Row, fresh_alignment: int) -> list[
     tuple[SignalType, int, float | None]
 ]:
-    """Every setup present on the bar just completed: (type, direction, extreme for the stop).
+    """Every setup present on the bar just completed (`cur`, after `prev`): (type, direction, extreme for the stop).
 
     Hot path (runs on every completed bar): cloud edges are computed inline, not through helpers."""
     found: list[tuple[SignalType, int, float | None]] = []
-    c, pc = cur.close, prev.close
-    a, b = prev.trend_short, prev.trend_long
+    _, _, p_high, p_low, pc, _, p_fs, p_fl, p_ps, p_pl, a, b = prev
     p_tr_lo, p_tr_hi = (b, a) if a >= b else (a, b)
-    a, b = cur.trend_short, cur.trend_long
+    _, _, _, _, c, _, fs, fl, ps, pl, a, b = cur
     tr_lo, tr_hi = (b, a) if a >= b else (a, b)
     if pc <= p_tr_hi and c > tr_hi:
         found.append((SignalType.CLOUD_CROSS_BULLISH, 1, None))
     elif pc >= p_tr_lo and c < tr_lo:
         found.append((SignalType.CLOUD_CROSS_BEARISH, -1, None))
-    was_bull = prev.fast_short >= prev.fast_long
-    if was_bull != (cur.fast_short >= cur.fast_long):
+    was_bull = p_fs >= p_fl
+    if was_bull != (fs >= fl):
         if was_bull:
             found.append((SignalType.CLOUD_FLIP_BEARISH, -1, None))
         else:
@@ -379,16 +389,14 @@ def _setups(track: _Track, prev: CloudState, cur: CloudState, prev_bar: Bar, fre
     elif fresh_alignment < 0:
         found.append((SignalType.TREND_ALIGNED_SHORT, -1, None))
     if track.align_dir > 0 and track.prev_align > 0:
-        a, b = prev.pullback_short, prev.pullback_long
-        top = a if a >= b else b
+        top = p_ps if p_ps >= p_pl else p_pl
         # the previous bar dipped into the pullback cloud and closed in it; this one closes above it again
-        if prev_bar.low <= top and pc <= top and c > _hi(cur.pullback_short, cur.pullback_long):
-            found.append((SignalType.PULLBACK_ENTRY_LONG, 1, prev_bar.low))
+        if p_low <= top and pc <= top and c > _hi(ps, pl):
+            found.append((SignalType.PULLBACK_ENTRY_LONG, 1, p_low))
     elif track.align_dir < 0 and track.prev_align < 0:
-        a, b = prev.pullback_short, prev.pullback_long
-        bottom = b if a >= b else a
-        if prev_bar.high >= bottom and pc >= bottom and c < _lo(cur.pullback_short, cur.pullback_long):
-            found.append((SignalType.PULLBACK_ENTRY_SHORT, -1, prev_bar.high))
+        bottom = p_pl if p_ps >= p_pl else p_ps
+        if p_high >= bottom and pc >= bottom and c < _lo(ps, pl):
+            found.append((SignalType.PULLBACK_ENTRY_SHORT, -1, p_high))
     return found
 
 
@@ -455,6 +463,7 @@ class EmaCloudStrategy:
         self._slot_row: list[_SymbolSlot | None] = []
         self._unique: dict[tuple[str, ...], bool] = {}
         self._slot_set: frozenset[str] = frozenset()
+        self._slot_gaps = False  # `_slot_row` has a symbol without a slot
         self._dirty: dict[str, _SymbolSlot] = {}  # symbols whose latest bar completed something (columns path)
 
     @classmethod
@@ -521,6 +530,7 @@ class EmaCloudStrategy:
         if symbols is not self._slot_key:
             get = self._symbols.get
             self._slot_row = [get(s) for s in symbols]
+            self._slot_gaps = None in self._slot_row
             self._slot_set = frozenset(symbols)
             self._slot_key = symbols
         return self._slot_row
@@ -531,8 +541,13 @@ class EmaCloudStrategy:
         dirty = self._dirty
         if dirty:  # the symbols of this step whose last bar completed something: that list starts afresh
             present = self._slot_set
-            for symbol in [s for s in dirty if s in present]:
-                dirty.pop(symbol).completed.clear()
+            if present.issuperset(dirty):  # the usual case: every one of them is in this step
+                for slot in dirty.values():
+                    slot.completed.clear()
+                dirty.clear()
+            else:
+                for symbol in [s for s in dirty if s in present]:
+                    dirty.pop(symbol).completed.clear()
         o, h, low, c, v = batch.open, batch.high, batch.low, batch.close, batch.volume
         ts = batch.timestamp
         if batch.timeframe not in TIMEFRAME_SECONDS or not isinstance(ts, datetime) or ts.tzinfo is None:
@@ -549,7 +564,7 @@ class EmaCloudStrategy:
             for j in np.flatnonzero(~ok).tolist():
                 bar = batch.bar(j)
                 self._reject(slots[j], bar, bar_problem(bar) or "bar: malformed")
-        if None in slots:
+        if self._slot_gaps:  # a symbol not seen before
             if ok is _ALL_GOOD:
                 ok = np.ones(len(symbols), dtype=bool)
             created = False
@@ -574,13 +589,14 @@ class EmaCloudStrategy:
                 return []
             o, h, low, c, v = o[positions], h[positions], low[positions], c[positions], v[positions]
         src = TIMEFRAME_SECONDS[batch.timeframe]
-        events: list[tuple[int, int, int, Bar]] = []
-        sources = 0  # lists of completed bars that went into events (each in batch order: one needs no sort)
+        # completed bars as (timeframe index, kind, [(position, open time, o, h, l, c, v)...] in batch order);
+        # kind 0: emitted because a later bar arrived, 1: completed by its last bar
+        sources: list[tuple[int, int, Emitted]] = []
         columns = self._columns or ()
         for i, agg in enumerate(self._aggregators):
             if src == agg.seconds:
-                events.extend((j, i, 1, batch.bar(j)) for j in positions.tolist())
-                sources += 1
+                sources.append((i, 1, list(zip(positions.tolist(), repeat(ts), o.tolist(), h.tolist(), low.tolist(),
+                                                c.tolist(), v.tolist(), strict=False))))
                 continue
             if src > agg.seconds:
                 continue
@@ -589,28 +605,32 @@ class EmaCloudStrategy:
             rows = column.rows(symbols)
             previous, done = column.update(batch, positions, rows if every else rows[positions], o, h, low, c, v)
             if previous:
-                events.extend((j, i, 0, bar) for j, bar in previous)
-                sources += 1
+                sources.append((i, 0, previous))
             if done:
-                events.extend((j, i, 1, bar) for j, bar in done)
-                sources += 1
-        if not events:
+                sources.append((i, 1, done))
+        if not sources:
             return []
-        if sources > 1:
-            events.sort(key=_event_order)
+        if len(sources) == 1:
+            i, _, items = sources[0]
+            events = [(i, item) for item in items]
+        else:
+            merged = [(item[0], i, kind, item) for i, kind, items in sources for item in items]
+            merged.sort(key=_event_order)
+            events = [(i, item) for _, i, _, item in merged]
         signals: list[tuple[int, TradeSignal]] = []
-        timeframes = self.timeframes
-        for j, i, _, done in events:
+        timeframes, aggregators, dirty = self.timeframes, self._aggregators, self._dirty
+        for i, (j, when, bo, bh, bl, bc, bv) in events:
             slot = slots[j]
             assert slot is not None
             track = slot.tracks[i]
-            if track.last_ts is not None and done.timestamp <= track.last_ts:
+            if track.last_ts is not None and when <= track.last_ts:
                 continue
             tf = timeframes[i]
-            if not slot.completed or slot.completed[-1] != tf:
-                slot.completed.append(tf)
-                self._dirty[symbols[j]] = slot
-            signal = self._on_completed(track, done, self._aggregators[i])
+            completed = slot.completed
+            if not completed or completed[-1] != tf:
+                completed.append(tf)
+                dirty[symbols[j]] = slot
+            signal = self._on_completed(track, when, bo, bh, bl, bc, bv, aggregators[i])
             if signal is not None:
                 signals.append((j, signal))
         return signals
@@ -646,24 +666,28 @@ class EmaCloudStrategy:
                     continue
                 if not slot.completed or slot.completed[-1] != agg.timeframe:
                     slot.completed.append(agg.timeframe)
-                signal = self._on_completed(track, done, agg)
+                signal = self._on_completed(track, done.timestamp, done.open, done.high, done.low, done.close,
+                                            done.volume, agg)
                 if signal is not None:
                     signals.append(signal)
         return signals
 
-    def _on_completed(self, track: _Track, bar: Bar, agg: BarAggregator) -> TradeSignal | None:
-        prev = track.states[-1] if track.states else None
-        prev_bar = track.bars[-1] if track.bars else None
-        rel_volume = track.relative_volume(bar.volume)
-        track.push_volume(bar.volume)
-        cur = track.update(bar)
+    def _on_completed(self, track: _Track, when: datetime, o: float, h: float, low: float, c: float, v: float,
+                      agg: BarAggregator) -> TradeSignal | None:
+        """One completed `timeframe` bar (its open time and OHLCV) through the clouds and the set-ups."""
+        rows = track.rows
+        prev = rows[-1] if rows else None
+        cur = track.update(when, o, h, low, c, v)
         fresh = self._advance_alignment(track, cur)
-        if prev is None or prev_bar is None or not self.enabled or track.count <= self.warmup_bars:
+        if prev is None or not self.enabled or track.count <= self.warmup_bars:
             return None
-        return self._best_signal(track, prev, cur, prev_bar, fresh, rel_volume, agg)
+        setups = _setups(track, prev, cur, fresh)
+        if not setups:  # most bars
+            return None
+        return self._best_signal(track, cur, setups, track.rel_volume, agg)
 
     @staticmethod
-    def _advance_alignment(track: _Track, cur: CloudState) -> int:
+    def _advance_alignment(track: _Track, cur: Row) -> int:
         """Update the alignment episode; returns +1/-1 on the bar a trend alignment (with price on its side)
         is first seen, else 0."""
         structure = _structure(cur)
@@ -673,28 +697,26 @@ class EmaCloudStrategy:
             track.align_fired = False
         if structure == 0 or track.align_fired:
             return 0
-        c = cur.close
-        on_side = c > _hi(cur.pullback_short, cur.pullback_long) if structure > 0 else (
-            c < _lo(cur.pullback_short, cur.pullback_long)
-        )
+        c, ps, pl = cur[4], cur[8], cur[9]
+        on_side = c > _hi(ps, pl) if structure > 0 else c < _lo(ps, pl)
         if not on_side:
             return 0
         track.align_fired = True
         return structure
 
     def _best_signal(
-        self, track: _Track, prev: CloudState, cur: CloudState, prev_bar: Bar, fresh: int, rel_volume: float,
+        self, track: _Track, cur: Row, setups: list[tuple[SignalType, int, float | None]], rel_volume: float,
         agg: BarAggregator,
     ) -> TradeSignal | None:
-        setups = _setups(track, prev, cur, prev_bar, fresh)
-        if not setups:
-            return None
+        """The strongest of the bar's set-ups (`_setups`) that has a stop, as a signal; None below
+        `min_conviction`."""
+        state = track.state(cur)  # the stop and conviction rules read a CloudState
         best: tuple[float, int, SignalType, int, float] | None = None
         for signal_type, direction, extreme in setups:
-            stop = _stop(cur, direction, extreme)
+            stop = _stop(state, direction, extreme)
             if stop is None:
                 continue
-            conviction = _conviction(cur, direction, track.align_dir, rel_volume)
+            conviction = _conviction(state, direction, track.align_dir, rel_volume)
             key = (conviction, _PRIORITY[signal_type], signal_type, direction, stop)
             if best is None or key[:2] > best[:2]:
                 best = key
@@ -707,10 +729,10 @@ class EmaCloudStrategy:
             ticker=track.symbol,
             timeframe=track.timeframe,
             conviction=conviction,
-            entry_price=cur.close,
+            entry_price=state.close,
             stop_loss=stop,
             target_price=None,
-            timestamp=agg.bar_close_time(track.bars[-1]),
+            timestamp=agg.close_time_at(cur[0]),
             source="strategy",
             metadata={"relative_volume": round(rel_volume, 4), "setups": [str(s[0]) for s in setups]},
             strategy=self.name,
@@ -742,17 +764,17 @@ class EmaCloudStrategy:
     def cloud_state(self, symbol: str, timeframe: str) -> CloudState | None:
         """The cloud state of the latest completed `timeframe` bar of `symbol`, or None."""
         track = self._track(symbol, timeframe)
-        return track.states[-1] if track is not None and track.states else None
+        return track.state(track.rows[-1]) if track is not None and track.rows else None
 
     def recent_states(self, symbol: str, timeframe: str, n: int) -> list[CloudState]:
         """Up to `n` latest cloud states, oldest first."""
         track = self._track(symbol, timeframe)
-        return _tail(track.states, n) if track is not None else []
+        return [track.state(row) for row in _tail(track.rows, n)] if track is not None else []
 
     def recent_bars(self, symbol: str, timeframe: str, n: int) -> list[Bar]:
         """Up to `n` latest completed `timeframe` bars, oldest first."""
         track = self._track(symbol, timeframe)
-        return _tail(track.bars, n) if track is not None else []
+        return [track.bar(row) for row in _tail(track.rows, n)] if track is not None else []
 
     def completed_on_last_bar(self, symbol: str) -> list[str]:
         """Timeframes that completed a bar on the most recent `on_bar` call for `symbol`."""
@@ -779,7 +801,7 @@ class EmaCloudStrategy:
         return max(TIMEFRAME_SECONDS[tf] for tf in self.timeframes) // 60 * (self.warmup_bars + 2)
 
 
-def _event_order(event: tuple[int, int, int, Bar]) -> tuple[int, int, int]:
+def _event_order(event: tuple[int, int, int, Any]) -> tuple[int, int, int]:
     return event[0], event[1], event[2]
 
 

@@ -12,7 +12,7 @@ import pytest
 from pipeline.core.calendar import NEW_YORK
 from pipeline.core.models import Bar
 from pipeline.strategy.ema_cloud import BarAggregator
-from pipeline.strategy.indicators import EMA, EmaCloud
+from pipeline.strategy.indicators import EMA, CloudEmas, EmaCloud
 
 # ---------------------------------------------------------------------------------------------- EMA
 
@@ -264,3 +264,24 @@ def test_flush_emits_unfinished_bucket() -> None:
     assert rest.volume == sum(b.volume for b in bars[15:20])
     assert agg.flush("X") is None
     assert agg.flush("NOPE") is None
+
+
+def test_cloud_emas_match_six_emas_bit_for_bit() -> None:
+    """Issue 17: the strategy's six EMAs held as one object give exactly `EMA.update`'s floats, bar after bar."""
+    spans = (5, 12, 8, 9, 34, 50)
+    together, apart = CloudEmas(spans), [EMA(s) for s in spans]
+    rng = random.Random(17)
+    price = 100.0
+    for _ in range(2_000):
+        price *= 1.0 + rng.gauss(0.0, 0.01)
+        together.update(price)
+        expected = [e.update(price) for e in apart]
+        assert [together.fs, together.fl, together.ps, together.pl, together.ts, together.tl] == expected
+    assert together.count == 2_000
+
+
+def test_cloud_emas_refuse_bad_spans() -> None:
+    with pytest.raises(ValueError, match="six EMA spans"):
+        CloudEmas((5, 12, 8, 9, 34))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="span must be an integer >= 1"):
+        CloudEmas((5, 12, 8, 0, 34, 50))

@@ -282,7 +282,12 @@ def test_accessors_for_the_exit_monitor() -> None:
     states = strategy.recent_states("RW", "5m", 3)
     assert [s.timestamp for s in states] == [START + timedelta(minutes=m) for m in (45, 50, 55)]
     latest = strategy.cloud_state("RW", "5m")
-    assert latest is states[-1] and latest.close == bars[-1].close
+    # the states are built when asked for (issue 17): equal values, not the same object
+    assert latest == states[-1] and latest.close == bars[-1].close
+    assert [s.timestamp for s in strategy.recent_states("RW", "5m", 100)][-12:] == [
+        START + timedelta(minutes=m) for m in range(0, 60, 5)]
+    assert [s.close for s in strategy.recent_states("RW", "5m", 12)] == [b.close for b in strategy.recent_bars(
+        "RW", "5m", 12)]
     five = strategy.recent_bars("RW", "5m", 100)
     assert len(five) == 12 and five[-1].volume == sum(b.volume for b in bars[55:60])
     assert strategy.recent_bars("RW", "5m", 0) == []
