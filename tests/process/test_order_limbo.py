@@ -405,6 +405,19 @@ async def test_a_fill_whose_journal_write_failed_is_applied_once_when_the_disk_r
         await core.stop()
 
 
+async def _a_fill_held(core: Core) -> OrderIntent:
+    """An entry sent and filled at the paper broker whose fill arrives while the journal cannot be written: held."""
+    paper = core.brokers["paper"]
+    assert isinstance(paper, PaperBroker) and core.journal is not None
+    paper.faults.drop_updates = True  # the order is sent and journaled; its events wait at the broker
+    result = await core.orchestrator.process_signal(_signal("AAPL"))
+    assert result.success and result.intent is not None
+    await core.settle()
+    await _journal_writes_fail(core.journal, True)
+    paper.redeliver()
+    await _until(lambda: core.events.held() >= 1, what="the fill held")
+    return result.intent
+
 
 async def test_a_held_fill_is_applied_by_settle_once_the_journal_takes_it_and_a_stuck_one_is_not_waited_for(
         tmp_path: Path) -> None:
@@ -414,16 +427,9 @@ async def test_a_held_fill_is_applied_by_settle_once_the_journal_takes_it_and_a_
     first: applied once the journal takes them; while it still cannot, the settle ends at once, leaves them held
     (applied later, or asked of the broker at the next start) and says so."""
     core = await _start(tmp_path, "paper")
-    paper = core.brokers["paper"]
-    assert isinstance(paper, PaperBroker) and core.journal is not None
+    assert core.journal is not None
     try:
-        paper.faults.drop_updates = True
-        result = await core.orchestrator.process_signal(_signal("AAPL"))
-        assert result.success and result.intent is not None
-        await core.settle()
-        await _journal_writes_fail(core.journal, True)
-        paper.redeliver()
-        await _until(lambda: core.events.held() >= 1, what="the fill held")
+        intent = await _a_fill_held(core)
         # nothing can move: a settle with a minute to spare must not spend it (before: it waited it all out —
         # 30 s for the broker's delivery of the held fill to give up, then the rest for events that stayed held)
         async with asyncio.timeout(20.0):
@@ -431,11 +437,10 @@ async def test_a_held_fill_is_applied_by_settle_once_the_journal_takes_it_and_a_
         assert core.events.held() >= 1 and _held(core, "AAPL") == 0  # held, not dropped, not applied
         await _journal_writes_fail(core.journal, False)
         await core.settle()  # no order check in between: the settle itself applies what is held
-        assert core.events.held() == 0 and _held(core, "AAPL") == result.intent.quantity
-        assert await _status(core, result.intent.client_order_id) == "filled"
+        assert core.events.held() == 0 and _held(core, "AAPL") == intent.quantity
+        assert await _status(core, intent.client_order_id) == "filled"
     finally:
         await core.stop()
-
 
 
 async def test_a_held_fill_is_applied_before_its_order_is_called_overdue(tmp_path: Path) -> None:
@@ -444,23 +449,15 @@ async def test_a_held_fill_is_applied_before_its_order_is_called_overdue(tmp_pat
     a critical 'fill_missing' alert for a fill the daemon itself holds)."""
     alerts = Alerts()
     core = await _start(tmp_path, "paper", alerts=alerts)
-    paper = core.brokers["paper"]
-    assert isinstance(paper, PaperBroker) and core.journal is not None
+    assert core.journal is not None
     try:
-        paper.faults.drop_updates = True
-        result = await core.orchestrator.process_signal(_signal("AAPL"))
-        assert result.success and result.intent is not None
-        coid = result.intent.client_order_id
-        await core.settle()
-        await _journal_writes_fail(core.journal, True)
-        paper.redeliver()
-        await _until(lambda: core.events.held() >= 1, what="the fill held")
+        intent = await _a_fill_held(core)
         assert isinstance(core.clock, SimulatedClock)
         core.clock.advance(core.config.fill_timeout_seconds + 5)  # the outage outlasts the fill timeout
         await _journal_writes_fail(core.journal, False)
         checked = await core.check_overdue()
-        assert coid not in checked  # not looked up as overdue: its fill was applied first
-        assert core.events.held() == 0 and _held(core, "AAPL") == result.intent.quantity
+        assert intent.client_order_id not in checked  # not looked up as overdue: its fill was applied first
+        assert core.events.held() == 0 and _held(core, "AAPL") == intent.quantity
         assert "fill_missing" not in alerts.kinds()
     finally:
         await core.stop()
