@@ -23,7 +23,7 @@ import contextlib
 import itertools
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Hashable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +47,7 @@ from pipeline.core.models import (
 from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
 from pipeline.record.journal_check import journal_damage, move_aside
 from pipeline.record.journal_thread import JournalThread
+from pipeline.record.journaled_keys import JournaledKeys
 from pipeline.record.wal_checkpoint import AUTOCHECKPOINT_PAGES, WalCheckpointer
 
 T = TypeVar("T")
@@ -227,6 +228,8 @@ class Journal:
         self._flushing: asyncio.Task[None] | None = None
         self._flush_at = batch_rows  # buffered rows that start a flush of their own (full) / a commit (batched)
         self._in_txn = 0  # batched: statements in the open transaction
+        # batched: the client order ids and (broker, fill id)s it may hold, so intents and fills join the bulk rows
+        self._journaled: JournaledKeys | None = JournaledKeys() if self.inline else None
         self.commits = 0  # transactions committed (a diagnostic: bench, tests)
         self.condition = JournalCondition("missing")
 
@@ -284,6 +287,11 @@ class Journal:
         conn.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+        if self._journaled is not None:  # a replay on a journal that holds orders already: every key it has
+            for (client_order_id,) in conn.execute("SELECT client_order_id FROM orders"):
+                self._journaled.add(client_order_id)
+            for broker, fill_id in conn.execute("SELECT broker, fill_id FROM fills"):
+                self._journaled.add((broker, fill_id))
         self._conn = conn
         if damage is not None:
             self.condition = JournalCondition("damaged", damage, preserved)
@@ -420,14 +428,14 @@ class Journal:
             str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
             stamp, stamp, _record_json(intent), intent.strategy,
         )
-        return self._durable_write(_INSERT_ORDER, row)
+        return self._durable_write(_INSERT_ORDER, row, intent.client_order_id)
 
     async def record_fill(self, fill: Fill, strategy: str = "") -> bool:
         """Commit a fill of `strategy`'s order (full: fsync'd, grouped like intents). False when this
         (broker, fill_id) was already journaled: apply it only once."""
         row = (fill.fill_id, fill.broker, fill.client_order_id, fill.broker_order_id, fill.symbol,
                str(fill.side), fill.quantity, fill.price, fill.commission, iso_of(fill.timestamp), strategy)
-        return await self._durable_write(_INSERT_FILL, row)
+        return await self._durable_write(_INSERT_FILL, row, (fill.broker, fill.fill_id))
 
     async def update_order(
         self, client_order_id: str, status: OrderStatus | str, *, ts: datetime, broker: str | None = None,
@@ -464,27 +472,39 @@ class Journal:
                 update[7] = filled_avg_price
         self._buffer(_INSERT_EVENT, (client_order_id, status, broker, reason, filled_qty, stamp), self._events)
 
-    def _durable_write(self, sql: str, params: tuple[Any, ...]) -> Awaitable[bool]:
-        """Execute one statement durably (see the module docstring); the awaitable says whether it wrote its row
-        (False: an INSERT OR IGNORE found it there). Started at once: the caller awaits the answer."""
+    def _durable_write(self, sql: str, params: tuple[Any, ...], key: Hashable) -> Awaitable[bool]:
+        """Execute one INSERT OR IGNORE of an order (`key`: its client order id) or a fill (its (broker, fill id))
+        durably (see the module docstring); the awaitable says whether it wrote its row (False: the row was there).
+        Started at once: the caller awaits the answer."""
         if self.inline:
-            # batched: the buffered rows join the open transaction in bulk (every batch_rows, and before any read
-            # or commit), not one executemany per table per order; a commit always takes them along, so what is
-            # committed never holds an intent without its decision record. Written now, on this thread: the
-            # answer is ready (no loop future per order)
-            try:
-                count = self._txn_execute(sql, params)
-                if self._in_txn >= self.batch_rows:
-                    self._flush_into_txn()
-                    self._commit_txn()
-            except Exception as exc:
-                return _Answered(False, exc)
-            return _WROTE if count == 1 else _FOUND
+            return self._batched_write(sql, params, key)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[bool] = loop.create_future()
         self._durable.append((sql, params, done))
         self._start_group(loop)
         return done
+
+    def _batched_write(self, sql: str, params: tuple[Any, ...], key: Hashable) -> Awaitable[bool]:
+        """Batched: a key the journal certainly lacks (`_journaled`) is buffered with the other rows and answered
+        "written" now (the buffered rows join the open transaction in bulk every batch_rows and before any read
+        or commit; a commit always takes them along, so what is committed never holds an intent without its
+        decision record). A key it may hold (a repeat) is asked of the table itself, after the buffered rows. A
+        failed write answers with its error and buffers nothing of this row."""
+        assert self._journaled is not None
+        try:
+            if key in self._journaled:
+                self._flush_into_txn()
+                count = self._txn_execute(sql, params)
+                if self._in_txn >= self.batch_rows:
+                    self._commit_txn()
+                return _WROTE if count == 1 else _FOUND
+            if self.pending_count() + 1 >= self._flush_at:
+                self._flush_into_txn()  # before this row joins them: a failure leaves it unwritten (and unsent)
+        except Exception as exc:
+            return _Answered(False, exc)
+        self._journaled.add(key)
+        self._pending.append((sql, params))
+        return _WROTE
 
     def _start_group(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand everything waiting to the journal thread as one transaction, unless one is under way (its

@@ -67,3 +67,50 @@ async def test_write_is_run_under_full_durability(tmp_path: Path) -> None:
         assert journal.pending_count() == 1  # the buffered decision waits for its flush, as with run
     finally:
         await journal.close()
+
+
+async def test_a_batched_journal_knows_the_orders_and_fills_it_held_when_opened(tmp_path: Path) -> None:
+    """Intents and fills join the bulk rows with their answer from a filter of the keys journaled: a replay on a
+    journal that holds orders already still finds them there (False: not written, not sent again)."""
+    fill = Fill("f1", _intent(1).client_order_id, "AAPL", Side.BUY, 1.0, 100.0, TS, "paper")
+    earlier = Journal(tmp_path / "journal.db")
+    await earlier.open()
+    assert await earlier.record_order_intent(_intent(1), "paper", TS)
+    assert await earlier.record_fill(fill)
+    await earlier.close()
+    journal = Journal(tmp_path / "journal.db", durability="batched")
+    await journal.open()
+    try:
+        assert not await journal.record_order_intent(_intent(1), "paper", TS)
+        assert not await journal.record_fill(fill)
+        assert await journal.record_order_intent(_intent(2), "paper", TS)
+        assert not await journal.record_order_intent(_intent(2), "paper", TS)  # a repeat within the run
+        other_broker = Fill("f1", _intent(1).client_order_id, "AAPL", Side.BUY, 1.0, 100.0, TS, "alpaca")
+        assert await journal.record_fill(other_broker)  # the key is (broker, fill id)
+        assert await journal.query("SELECT COUNT(*) AS n FROM orders") == [{"n": 2}]
+        assert await journal.query("SELECT COUNT(*) AS n FROM fills") == [{"n": 2}]
+    finally:
+        await journal.close()
+
+
+async def test_a_batched_intent_whose_write_fails_is_neither_written_nor_answered_written(tmp_path: Path) -> None:
+    """The buffered rows go in before the intent joins them: when that write fails the intent's answer is the
+    error (the router sends nothing) and the intent is not left buffered to appear later as never sent."""
+    journal = Journal(tmp_path / "journal.db", durability="batched", batch_rows=3)
+    await journal.open()
+    try:
+        await journal.run(lambda conn: conn.execute("DROP TABLE decisions"))
+        journal.record_decision("sig-1", "external", "approved", ts=TS)
+        journal.record_decision("sig-2", "external", "approved", ts=TS)
+        try:
+            await journal.record_order_intent(_intent(1), "paper", TS)
+        except Exception as exc:
+            assert "decisions" in str(exc)
+        else:
+            raise AssertionError("the failed write answered the intent as written")
+        left = journal._take_all()  # the decision rows wait for a write that works; the intent is not among them
+        assert [sql for sql, _ in left if "INTO orders" in sql] == []
+        assert len(left) == 2
+        assert await journal.query("SELECT COUNT(*) AS n FROM orders") == [{"n": 0}]
+    finally:
+        await journal.close()
