@@ -230,6 +230,7 @@ class Journal:
         self._in_txn = 0  # batched: statements in the open transaction
         # batched: the client order ids and (broker, fill id)s it may hold, so intents and fills join the bulk rows
         self._journaled: JournaledKeys | None = JournaledKeys() if self.inline else None
+        self._order_rows: dict[str, int] = {}  # batched: client order id -> index in _pending of its buffered INSERT
         self.commits = 0  # transactions committed (a diagnostic: bench, tests)
         self.condition = JournalCondition("missing")
 
@@ -361,7 +362,10 @@ class Journal:
 
     def _take_all(self) -> list[tuple[str, tuple[Any, ...]]]:
         """Every buffered row, signals and decisions first, then the order events and the orders' merged
-        status updates (loop thread only)."""
+        status updates (loop thread only). Batched: an order whose INSERT is still buffered is inserted as its
+        merged update leaves it (`_whole_order`), not inserted and then updated."""
+        if self._order_rows:
+            self._fold_updates()
         rows = self._pending
         if self._events or self._updates:
             rows = rows + self._events
@@ -369,6 +373,12 @@ class Journal:
             self._events, self._updates = [], {}
         self._pending = []
         return rows
+
+    def _fold_updates(self) -> None:
+        pending, updates = self._pending, self._updates
+        for client_order_id, at in self._order_rows.items():
+            pending[at] = (_INSERT_WHOLE_ORDER, _whole_order(pending[at][1], updates.pop(client_order_id, None)))
+        self._order_rows = {}
 
     def _buffer(self, sql: str, params: tuple[Any, ...],
                 into: list[tuple[str, tuple[Any, ...]]] | None = None) -> None:
@@ -503,6 +513,8 @@ class Journal:
         except Exception as exc:
             return _Answered(False, exc)
         self._journaled.add(key)
+        if sql is _INSERT_ORDER:
+            self._order_rows[key] = len(self._pending)  # type: ignore[index]
         self._pending.append((sql, params))
         return _WROTE
 
@@ -814,6 +826,10 @@ _INSERT_DECISION = ("INSERT INTO decisions(signal_id, stage, outcome, reason, ts
                     " VALUES (?,?,?,?,?,?,?,?,?)")
 _INSERT_ORDER = ("INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
                  " order_type, status, created_ts, updated_ts, intent, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+# batched: a new order's row with what its status updates buffered since made of it (see _whole_order)
+_INSERT_WHOLE_ORDER = ("INSERT INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity, order_type,"
+                       " status, created_ts, updated_ts, intent, strategy, broker_order_id, reason, filled_qty,"
+                       " filled_avg_price) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _INSERT_FILL = ("INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
                 " side, quantity, price, commission, ts, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 _INSERT_EVENT = ("INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
@@ -836,6 +852,19 @@ _UPDATE_ORDER = (
 # the rule's public names, for another backend of the journal (adapters/journal_pg.py translates the statement)
 STATUS_RANK = _STATUS_RANK
 UPDATE_ORDER_SQL = _UPDATE_ORDER
+
+
+def _whole_order(row: tuple[Any, ...], update: list[Any] | None) -> tuple[Any, ...]:
+    """An _INSERT_ORDER row (a new order: status pending) as _INSERT_WHOLE_ORDER's, `update` (update_order's
+    merged change, or None) applied exactly as _UPDATE_ORDER would apply it to the inserted row: every status
+    outranks or ties pending, so the status is the update's; the update's time; broker and filled_qty where it
+    gives them; its broker order id, reason and average price."""
+    if update is None:
+        return (*row, None, None, 0.0, None)
+    _, status, stamp, broker, broker_order_id, reason, filled_qty, filled_avg_price, _ = update
+    return (row[0], row[1], row[2], row[3] if broker is None else broker, row[4], row[5], row[6], row[7], status,
+            row[9], stamp, row[11], row[12], broker_order_id, reason, 0.0 if filled_qty is None else filled_qty,
+            filled_avg_price)
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[str, tuple[Any, ...]]]) -> None:

@@ -71,6 +71,34 @@ async def test_merged_updates_end_as_the_statements_one_by_one(tmp_path: Path, d
         await journal.close()
 
 
+async def test_a_batched_order_still_buffered_is_inserted_as_its_updates_leave_it(tmp_path: Path) -> None:
+    """Batched, an intent waits in the buffer with its status changes: it is inserted as the changes leave it, one
+    INSERT instead of an INSERT and an UPDATE, and the row is the same as the statements one by one."""
+    journal = Journal(tmp_path / "journal.db", durability="batched")
+    await journal.open()
+    try:
+        for i, changes in enumerate([*SEQUENCES, []]):
+            one_by_one, buffered = _intent(2 * i), _intent(2 * i + 1)
+            assert await journal.record_order_intent(one_by_one, "paper", TS)
+            await journal.flush()
+            await _apply(journal, one_by_one.client_order_id, changes, flush_each=True)
+            assert await journal.record_order_intent(buffered, "paper", TS)
+            await _apply(journal, buffered.client_order_id, changes, flush_each=False)
+            assert journal._order_rows  # the intent is still buffered, its changes with it
+            rows = {r["client_order_id"]: r for r in await journal.query(
+                f"SELECT client_order_id, created_ts, intent, {COLUMNS} FROM orders WHERE client_order_id IN (?, ?)",
+                (one_by_one.client_order_id, buffered.client_order_id))}
+            expected = {k: v for k, v in rows[one_by_one.client_order_id].items() if k not in ("client_order_id",
+                                                                                                "intent")}
+            got = {k: v for k, v in rows[buffered.client_order_id].items() if k not in ("client_order_id", "intent")}
+            assert got == expected, changes
+            assert not journal._order_rows and not journal._updates
+        order = await journal.query("SELECT client_order_id FROM orders ORDER BY rowid")
+        assert [r["client_order_id"] for r in order] == [_intent(i).client_order_id for i in range(len(order))]
+    finally:
+        await journal.close()
+
+
 async def test_a_failed_flush_keeps_the_merged_update_and_later_changes_follow_it(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.db")
     await journal.open()
