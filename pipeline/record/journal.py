@@ -827,9 +827,9 @@ _INSERT_DECISION = ("INSERT INTO decisions(signal_id, stage, outcome, reason, ts
 _INSERT_ORDER = ("INSERT OR IGNORE INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
                  " order_type, status, created_ts, updated_ts, intent, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 # batched: a new order's row with what its status updates buffered since made of it (see _whole_order)
-_INSERT_WHOLE_ORDER = ("INSERT INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity, order_type,"
-                       " status, created_ts, updated_ts, intent, strategy, broker_order_id, reason, filled_qty,"
-                       " filled_avg_price) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_INSERT_WHOLE_ORDER = ("INSERT INTO orders(client_order_id, signal_id, kind, broker, symbol, side, quantity,"
+                       " order_type, status, created_ts, updated_ts, intent, strategy, broker_order_id, reason,"
+                       " filled_qty, filled_avg_price) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _INSERT_FILL = ("INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
                 " side, quantity, price, commission, ts, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 _INSERT_EVENT = ("INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
