@@ -41,6 +41,8 @@ from pipeline.record.journal import (
     Journal,
     JournalCondition,
     dumps,
+    insert_row,
+    insert_sql,
 )
 
 # (STATUS_RANK, UPDATE_ORDER_SQL: the rule that an order's status never moves backwards has one home, the SQLite
@@ -459,6 +461,10 @@ class PgJournal:
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """`run` for a function that only writes (the SQLite journal's `write`): here exactly `run`."""
         return await self.run(fn, *args)
+
+    async def append_row(self, table: str, columns: tuple[str, ...], values: tuple[Any, ...]) -> int:
+        """The SQLite journal's `append_row` (a closed trade): one INSERT through `write`, its id."""
+        return int(await self.write(insert_row, insert_sql(table, columns), values))
 
     async def execute_sqlite(self, sql: str, params: tuple[Any, ...]) -> _Cursor:
         """One statement of a run() callback, in the SQLite dialect (only from within run(), which holds the

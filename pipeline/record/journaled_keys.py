@@ -5,7 +5,8 @@ rows, instead of one INSERT OR IGNORE each as they come (in a replay's loop each
 2x the cost of the same rows in bulk). The caller still needs the INSERT OR IGNORE's answer at once: is this client
 order id, this (broker, fill id), journaled already? This filter answers "certainly not" for a key never added
 (the row is buffered and the answer is "written"), and "perhaps" for one added (a repeat, or now and then another
-key sharing its bits): the journal then asks the table itself. It never says "not journaled" of a key it was
+key sharing its bits): the journal then asks the table itself. One call asks and adds (`add_if_new`): a key the
+journal is about to write is in the filter from then on. It never says "not journaled" of a key it was
 given, so a repeat is never written or sent twice.
 
 A Bloom filter: BITS bits (1 MiB, allocated once, whatever the run's length) and 3 bit positions per key from
@@ -22,7 +23,7 @@ _MASK = BITS - 1
 
 
 class JournaledKeys:
-    """A fixed-size Bloom filter of hashable keys: `add`, and `key in keys` (False: never added)."""
+    """A fixed-size Bloom filter of hashable keys: `add_if_new(key)` (True: never added before, and now added)."""
 
     __slots__ = ("_bits", "count")
 
@@ -30,20 +31,19 @@ class JournaledKeys:
         self._bits = bytearray(BITS // 8)
         self.count = 0  # keys added (a diagnostic)
 
-    @staticmethod
-    def _positions(key: Hashable) -> tuple[int, int, int]:
+    def add_if_new(self, key: Hashable) -> bool:
+        """Add `key`; True when it was certainly not there, False when it may have been (added before, or another
+        key's bits)."""
         h = hash(key) & 0xFFFFFFFFFFFFFFFF
         first, step = h & 0xFFFFFFFF, (h >> 32) | 1
-        return first & _MASK, (first + step) & _MASK, (first + 2 * step) & _MASK
-
-    def add(self, key: Hashable) -> None:
+        a, b, c = first & _MASK, (first + step) & _MASK, (first + 2 * step) & _MASK
         bits = self._bits
-        for pos in self._positions(key):
-            bits[pos >> 3] |= 1 << (pos & 7)
+        fa, fb, fc = 1 << (a & 7), 1 << (b & 7), 1 << (c & 7)
+        a, b, c = a >> 3, b >> 3, c >> 3
+        if bits[a] & fa and bits[b] & fb and bits[c] & fc:
+            return False
+        bits[a] |= fa
+        bits[b] |= fb
+        bits[c] |= fc
         self.count += 1
-
-    def __contains__(self, key: object) -> bool:
-        bits = self._bits
-        a, b, c = self._positions(key)  # type: ignore[arg-type]
-        return bool(bits[a >> 3] & (1 << (a & 7)) and bits[b >> 3] & (1 << (b & 7))
-                    and bits[c >> 3] & (1 << (c & 7)))
+        return True

@@ -8,7 +8,6 @@ order, starting from zero), broken down by signal type and by exit type.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -25,7 +24,6 @@ _COLUMNS = (
     "entry_price", "exit_price", "quantity", "pnl", "r_multiple", "exit_type", "holding_minutes", "broker", "day",
     "exit_fill_id", "strategy",
 )
-_INSERT = f"INSERT INTO trades({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 @dataclass(slots=True)
@@ -193,13 +191,7 @@ class TradeJournalWriter:
         problems = trade.problems()
         if problems:
             raise ValueError("closed trade: " + "; ".join(problems))
-        row = trade.row()
-
-        def _write(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(_INSERT, row)
-            return int(cur.lastrowid or 0)
-
-        return await self.journal.write(_write)
+        return await self.journal.append_row("trades", _COLUMNS, trade.row())
 
     async def unrecorded(self, exit_fill_ids: list[str]) -> list[str]:
         """Of these closing fills (in fill order), those with no trade row: a crash came between the fill and its

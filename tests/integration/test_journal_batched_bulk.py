@@ -114,3 +114,27 @@ async def test_a_batched_intent_whose_write_fails_is_neither_written_nor_answere
         assert await journal.query("SELECT COUNT(*) AS n FROM orders") == [{"n": 0}]
     finally:
         await journal.close()
+
+
+async def test_a_batched_trade_row_gets_the_id_sqlite_would_give_it(tmp_path: Path) -> None:
+    """Closed trades join the bulk rows with an id of their own: the one AUTOINCREMENT gives (one above any id ever
+    used, a deleted row's included), still right after another writer added a row in between (`run`)."""
+    from pipeline.record.trade_journal import TradeJournalWriter
+    from tests.integration.test_exits_journal import DAY
+
+    journal = Journal(tmp_path / "journal.db", durability="batched")
+    await journal.open()
+    try:
+        writer = TradeJournalWriter(journal)
+        first = [await writer.record(DAY[0]) for _ in range(3)]
+        assert first == [1, 2, 3]
+        await journal.run(lambda conn: conn.execute("DELETE FROM trades WHERE id = 3"))
+        assert await writer.record(DAY[0]) == 4  # never 3 again
+        await journal.run(lambda conn: conn.execute(
+            "INSERT INTO trades(ticker, entry_time, exit_time, day) VALUES ('X', '2026-11-24T16:00:00+00:00',"
+            " '2026-11-24T16:00:00+00:00', '2026-11-24')"))  # id 5, written by someone else
+        assert await writer.record(DAY[0]) == 6
+        rows = await journal.query("SELECT id FROM trades ORDER BY id")
+        assert [r["id"] for r in rows] == [1, 2, 4, 5, 6]
+    finally:
+        await journal.close()
