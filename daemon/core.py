@@ -58,7 +58,7 @@ from pipeline.record.feedback import FeedbackTracker
 from pipeline.record.journal import Journal
 from pipeline.record.marks import MARKS_KEY, snapshot
 from pipeline.record.strategy_pnl import StrategyPnL
-from pipeline.record.trade_journal import TradeJournalWriter
+from pipeline.record.trade_journal import TradeJournalWriter, TradeList
 from pipeline.safety.kill_switch import KillSwitch
 from pipeline.safety.state_manager import PersistentStateManager
 
@@ -116,12 +116,15 @@ class Core:
         self.strategy_pnl = StrategyPnL()
         self.budgets = StrategyBudgets(settings.effective_strategies(), settings.executor, self.strategy_pnl,
                                        also_known=[settings.webhook.strategy])
+        # closed trades: the journal's table; a replay without a journal keeps them in memory (it reports them)
+        self.trades = TradeJournalWriter(self.journal) if self.journal is not None else TradeList() if replay else None
         self.lifecycle = LifecycleManager(
             self.config, ledger=self.ledger, state=self.state, clock=clock, calendar=self.calendar,
             router=self.router, journal=self.journal, validator=validator, feedback=self.feedback,
             clouds=self.strategy, alert=self.alerts.alert, starting_equity=self.account.get_starting_equity,
             kill_switch=self.kill_switch, external=self.external, strategy_pnl=self.strategy_pnl,
             quote=self.prices.price,  # held options: marked from the primary broker's quote on the underlying's bar
+            trades=self.trades,
         )
         self.router.send_results_to(self.lifecycle.on_order_result)
         self.orchestrator = BotOrchestrator(
@@ -152,7 +155,6 @@ class Core:
                                       clock=clock)
         self.clock_offsets: dict[str, float] = {}
         self.stop_requested: Callable[[], bool] = lambda: False  # the daemon's SIGTERM ends start-up's retries
-        self.trades = TradeJournalWriter(self.journal) if self.journal is not None else None
         self.events = BrokerEvents(self)  # subscribes to the broker events now: none published before is missed
         self.recovery = Recovery(self)
         self.limbo = OrderLimbo(self)

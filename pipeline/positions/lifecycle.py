@@ -58,7 +58,7 @@ from pipeline.positions.ledger import Ledger, RoundTrip
 from pipeline.record.feedback import FeedbackTracker
 from pipeline.record.journal import Journal
 from pipeline.record.strategy_pnl import StrategyPnL
-from pipeline.record.trade_journal import ClosedTrade, TradeJournalWriter
+from pipeline.record.trade_journal import ClosedTrade, TradeJournalWriter, TradeList
 from pipeline.safety.kill_switch import KillSwitch
 from pipeline.safety.state_manager import PersistentStateManager
 
@@ -89,7 +89,9 @@ class LifecycleManager:
         external: ExternalBook | None = None,
         quote: Callable[[str], float | None] | None = None,
         strategy_pnl: StrategyPnL | None = None,
+        trades: TradeJournalWriter | TradeList | None = None,
     ) -> None:
+        """`trades`: where closed trades go (default: the journal's trades table, none without a journal)."""
         self.config = config
         # an option has no bars of its own: on each bar of its underlying it is marked at this price (the broker's
         # quote: the paper book's model value, a real venue's chain mid) before its exits are checked
@@ -102,7 +104,7 @@ class LifecycleManager:
         self.calendar = calendar
         self.router = router
         self.journal = journal
-        self.trades = TradeJournalWriter(journal) if journal is not None else None
+        self.trades = trades if trades is not None else TradeJournalWriter(journal) if journal is not None else None
         self.validator = validator or OrderValidator(config.fill_slippage_tolerance, config.fill_timeout_seconds)
         self.feedback = feedback or FeedbackTracker(config)
         self.monitor = ExitMonitor(self.executor, calendar, clock)

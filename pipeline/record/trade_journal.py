@@ -178,6 +178,40 @@ def summarize_by(trades: Iterable[ClosedTrade], period: str = "day") -> dict[str
     return {key: summarize(group) for key, group in sorted(groups.items())}
 
 
+# -- where closed trades go ---------------------------------------------------------------------------------
+_REAL_COLUMNS = frozenset(("entry_price", "exit_price", "quantity", "pnl", "r_multiple", "holding_minutes"))
+
+
+class TradeList:
+    """The closed trades of a replay run without a journal, kept in memory: a replay reports the same trades with
+    the journal on or off. Each is kept as the journal would give it back (its row read back: UTC times, REAL
+    numbers as floats) and `all_trades` orders them as the journal's read does (exit time, then arrival)."""
+
+    def __init__(self) -> None:
+        self._trades: list[tuple[str, int, ClosedTrade]] = []
+
+    async def record(self, trade: ClosedTrade) -> int:
+        """Keep one closed trade; its number in the run (from 1). A malformed trade raises ValueError naming the
+        field, as the journal's writer does."""
+        problems = trade.problems()
+        if problems:
+            raise ValueError("closed trade: " + "; ".join(problems))
+        row = dict(zip(_COLUMNS, trade.row(), strict=True))
+        for name in _REAL_COLUMNS:
+            row[name] = float(row[name])
+        number = len(self._trades) + 1
+        self._trades.append((row["exit_time"], number, ClosedTrade.from_row(row)))
+        return number
+
+    async def unrecorded(self, exit_fill_ids: list[str]) -> list[str]:
+        """Of these closing fills, those with no trade kept."""
+        known = {t.exit_fill_id for _, _, t in self._trades}
+        return [fill_id for fill_id in exit_fill_ids if fill_id not in known]
+
+    async def all_trades(self) -> list[ClosedTrade]:
+        return [t for _, _, t in sorted(self._trades, key=lambda entry: entry[:2])]
+
+
 # -- the journal writer -----------------------------------------------------------------------------------
 class TradeJournalWriter:
     """Writes closed trades into the journal's `trades` table and summarizes them."""
