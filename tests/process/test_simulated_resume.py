@@ -45,4 +45,9 @@ def test_a_restart_after_sigkill_continues_the_simulated_sessions(tmp_path: Path
         assert second.stop() == 0
     assert datetime.fromisoformat(resumed["after"]) == saved and resumed["warmed_batches"] > 0
     assert datetime.fromisoformat(flowing["bar_time"]) > saved  # nothing before the resume point is traded again
-    assert _resume_point(state_dir) > saved  # and a clean stop saves where it stopped
+    # and a clean stop saves where it stopped (on failure: the second life's feed and shutdown lines, for the cause
+    # of a rare miss seen in full-suite runs only)
+    story = [{k: line.get(k) for k in ("event", "after", "bar_time", "batches", "last", "error", "value")}
+             for line in second.lines() if "feed" in str(line.get("event")) or "stop" in str(line.get("event"))
+             or line.get("event") in ("bars", "bars_flowing", "simulated_feed_position_not_saved")]
+    assert _resume_point(state_dir) > saved, story
