@@ -1,6 +1,6 @@
 """Event and domain models that travel on the bus: bars, signals, order intents, updates, fills, positions.
 
-Internal events are slots dataclasses (cheap to build). External input is checked with
+Internal events are slots dataclasses or msgspec Structs (cheap to build). External input is checked with
 `signal_problems()` — the one set of signal rules, used by the guard and by the webhook's pydantic model.
 """
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 from config.settings import TIMEFRAMES
 from config.symbols import MAX_SYMBOL_LEN, symbol_problem
@@ -256,52 +258,65 @@ def _ticker_problem(ticker: str) -> str | None:
     return problem
 
 
+def _price_ok(value: Any) -> bool:
+    """A finite positive price up to MAX_SIGNAL_PRICE (a plain float or int: no _bad_number call)."""
+    cls = value.__class__
+    if (cls is float or cls is int) and 0 < value <= MAX_SIGNAL_PRICE:  # NaN and inf fail: the full test below
+        return True
+    return not (_bad_number(value) or value <= 0 or value > MAX_SIGNAL_PRICE)
+
+
 def signal_problems(signal: TradeSignal) -> list[str]:
     """Every reason this signal cannot be traded, each naming the field; empty when it is well formed."""
     problems: list[str] = []
-    if not (isinstance(signal.signal_type, str) and isinstance(signal.direction, str)
-            and isinstance(signal.timeframe, str) and isinstance(signal.source, str)):
+    signal_type, direction, timeframe = signal.signal_type, signal.direction, signal.timeframe
+    if not (isinstance(signal_type, str) and isinstance(direction, str)
+            and isinstance(timeframe, str) and isinstance(signal.source, str)):
         for name in ("signal_type", "direction", "timeframe", "source"):
             value = getattr(signal, name)
             if not isinstance(value, str):
                 problems.append(f"{name}: must be a string, got {type(value).__name__}")
         return problems
     ticker = signal.ticker
-    if not isinstance(ticker, str) or not ticker.strip():
-        problems.append("ticker: must be a non-empty symbol")
-    elif (problem := _ticker_problem(ticker)) is not None:
-        problems.append(f"ticker: {problem}")
-    if signal.direction not in _DIRECTIONS:
-        problems.append(f"direction: must be 'long' or 'short', got {signal.direction!r}")
-    if str(signal.signal_type) not in _SIGNAL_TYPE_VALUES:
-        problems.append(f"signal_type: unknown {str(signal.signal_type)[:40]!r}")
-    if signal.timeframe not in TIMEFRAME_SECONDS:
-        problems.append(f"timeframe: unknown {str(signal.timeframe)[:20]!r}; allowed: {', '.join(TIMEFRAMES)}")
-    if _bad_number(signal.conviction) or not 0 <= signal.conviction <= 100:
-        problems.append(f"conviction: must be between 0 and 100, got {signal.conviction!r}")
+    # a plain str of letters and digits is a symbol (what _ticker_problem finds first); anything else is asked
+    if not (ticker.__class__ is str and ticker.isalnum() and ticker.isascii() and len(ticker) <= MAX_TICKER_LEN):
+        if not isinstance(ticker, str) or not ticker.strip():
+            problems.append("ticker: must be a non-empty symbol")
+        elif (problem := _ticker_problem(ticker)) is not None:
+            problems.append(f"ticker: {problem}")
+    known_direction = direction in _DIRECTIONS
+    if not known_direction:
+        problems.append(f"direction: must be 'long' or 'short', got {direction!r}")
+    if str(signal_type) not in _SIGNAL_TYPE_VALUES:
+        problems.append(f"signal_type: unknown {str(signal_type)[:40]!r}")
+    if timeframe not in TIMEFRAME_SECONDS:
+        problems.append(f"timeframe: unknown {str(timeframe)[:20]!r}; allowed: {', '.join(TIMEFRAMES)}")
+    conviction = signal.conviction
+    cls = conviction.__class__
+    if not ((cls is float or cls is int) and 0 <= conviction <= 100) and \
+            (_bad_number(conviction) or not 0 <= conviction <= 100):
+        problems.append(f"conviction: must be between 0 and 100, got {conviction!r}")
+    entry, stop, target = signal.entry_price, signal.stop_loss, signal.target_price
     prices_ok = True
-    for name in ("entry_price", "stop_loss"):
-        value = getattr(signal, name)
-        if _bad_number(value) or value <= 0 or value > MAX_SIGNAL_PRICE:
-            problems.append(f"{name}: must be a finite positive price, got {value!r}")
-            prices_ok = False
-    if signal.target_price is not None and (
-        _bad_number(signal.target_price) or signal.target_price <= 0 or signal.target_price > MAX_SIGNAL_PRICE
-    ):
-        problems.append(f"target_price: must be a finite positive price, got {signal.target_price!r}")
+    if not _price_ok(entry):
+        problems.append(f"entry_price: must be a finite positive price, got {entry!r}")
         prices_ok = False
-    if prices_ok and signal.direction in _DIRECTIONS:
-        long = signal.direction == Direction.LONG
-        if signal.stop_loss == signal.entry_price or (signal.stop_loss > signal.entry_price) == long:
+    if not _price_ok(stop):
+        problems.append(f"stop_loss: must be a finite positive price, got {stop!r}")
+        prices_ok = False
+    if target is not None and not _price_ok(target):
+        problems.append(f"target_price: must be a finite positive price, got {target!r}")
+        prices_ok = False
+    if prices_ok and known_direction:
+        long = direction == Direction.LONG
+        if stop == entry or (stop > entry) == long:
             side = "below" if long else "above"
-            problems.append(
-                f"stop_loss: {signal.stop_loss} must be {side} entry_price {signal.entry_price} "
-                f"for a {signal.direction} signal"
-            )
-        if signal.target_price is not None and (signal.target_price > signal.entry_price) != long:
+            problems.append(f"stop_loss: {stop} must be {side} entry_price {entry} for a {direction} signal")
+        if target is not None and (target > entry) != long:
             side = "above" if long else "below"
-            problems.append(f"target_price: {signal.target_price} must be {side} entry_price for a {signal.direction}")
-    if signal.timestamp is not None and (not isinstance(signal.timestamp, datetime) or signal.timestamp.tzinfo is None):
+            problems.append(f"target_price: {target} must be {side} entry_price for a {direction}")
+    stamp = signal.timestamp
+    if stamp is not None and (not isinstance(stamp, datetime) or stamp.tzinfo is None):
         problems.append("timestamp: must be a timezone-aware datetime")
     return problems
 
@@ -607,8 +622,7 @@ class Alert:
     timestamp: datetime | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class StageOutcome:
+class StageOutcome(msgspec.Struct, frozen=True):
     """Where one signal's decision ended, published on the bus's `decisions` topic (the metrics count it): the
     stage that rejected it (or "approved"), the outcome, and the seconds the decision took."""
 

@@ -73,6 +73,8 @@ def apply_caps(
 
 
 def _cap(units: int, unit_cost: float, name: str, room: float, adjustments: dict[str, Any]) -> int:
+    if 0.0 < unit_cost < math.inf and units * unit_cost <= room < math.inf:
+        return units  # they fit: _floor_units(room, unit_cost) >= units (its 1e-9 margin covers the rounding)
     allowed = _floor_units(room, unit_cost)
     if units > allowed:
         adjustments[f"{name}_cap"] = {"from": units, "to": allowed, "room": round(max(room, 0.0), 2)}
