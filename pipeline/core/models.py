@@ -571,20 +571,19 @@ class ExitSignal:
         self.exit_type = ExitType(self.exit_type)
 
 
-@dataclass(slots=True)
-class RiskDecision:
-    """The verdict of a risk stage: approved, or rejected naming the check that failed."""
+class RiskDecision(msgspec.Struct):
+    """The verdict of a risk stage: approved, or rejected naming the check that failed (a Struct: built in C,
+    several per signal)."""
 
     approved: bool
     reason: str = ""
-    adjustments: dict[str, Any] = field(default_factory=dict)
+    adjustments: dict[str, Any] = msgspec.field(default_factory=dict)
     check: str = ""
     # a stage of several checks (the risk gate): each check's (name, approved / rejected / not_run, reason)
     checks: tuple[tuple[str, str, str], ...] = ()
 
 
-@dataclass(slots=True)
-class InstrumentDecision:
+class InstrumentDecision(msgspec.Struct):
     """Which instrument to trade for a signal, and why."""
 
     instrument_type: InstrumentType

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from config.settings import ExecutorConfig
 from pipeline.core.models import OPTION_MULTIPLIER, AccountState, TradeSignal
@@ -22,13 +23,12 @@ MIN_CONVICTION_FACTOR = 0.25
 BUYING_POWER_SLIPPAGE_BUFFER = 0.005  # default slippage: 50 bps of adverse fill allowed for before the broker refuses
 
 
-@dataclass(slots=True)
-class SizingResult:
+class SizingResult(msgspec.Struct):
     """How many shares (or contracts) to trade, what they cost, and which caps applied."""
 
     shares: int
     notional: float
-    adjustments: dict[str, Any] = field(default_factory=dict)
+    adjustments: dict[str, Any] = msgspec.field(default_factory=dict)
     reason: str = ""
     risk_amount: float = 0.0          # dollars lost if the stop is hit (premium for options)
     stop_price: float | None = None   # the instrument's stop (the ETF stop for leveraged ETFs)
