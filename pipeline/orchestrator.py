@@ -316,7 +316,8 @@ class BotOrchestrator:
         record.approve_by(intent.client_order_id, lambda: intent_outcome(intent))
         self.recorder.finish(record, signal)  # buffered ahead of the intent: its commit carries the record too
         self.book.reserve(intent)  # in flight: the reservations (a view of the book) count it from now
-        self.validator.track(intent)
+        if self.validator.book is not self.book:  # one book (the daemon's): the record reserve() made is tracked
+            self.validator.track(intent)
         self.book.touch(intent.symbol, now)  # order activity on the symbol (reconciliation's grace)
         if self.on_intent is not None:
             self.on_intent(intent)

@@ -139,11 +139,13 @@ class PositionSizer(_Sizer):
         factor = conviction_factor(signal.conviction)
         # risk_budget(), with the factor found once
         budget = max(0.0, account.equity) * self.config.max_risk_per_trade * factor * max(0.0, weight)
-        adjustments: dict[str, Any] = {"risk_budget": round(budget, 2), "conviction_factor": factor, "weight": weight}
         if stop_distance <= 0 or price <= 0:
-            return SizingResult(0, 0.0, adjustments, f"sizing: stop distance {stop_distance} / price {price} not > 0")
+            return SizingResult(0, 0.0, {"risk_budget": round(budget, 2), "conviction_factor": factor,
+                                         "weight": weight},
+                                f"sizing: stop distance {stop_distance} / price {price} not > 0")
         shares = _floor_units(budget, stop_distance)
-        adjustments["risk_shares"] = shares
+        adjustments: dict[str, Any] = {"risk_budget": round(budget, 2), "conviction_factor": factor, "weight": weight,
+                                       "risk_shares": shares}
         ticker = signal.ticker.strip().upper()
         shares = apply_caps(shares, price, adjustments, self.config, account, ticker,
                             sector or self.sectors.get(ticker), self.sectors, self.slippage)
