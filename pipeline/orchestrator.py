@@ -384,7 +384,10 @@ class BotOrchestrator:
             ticker = signal.ticker.strip().upper()
             return InstrumentDecision(InstrumentType.STOCK, ticker, f"explicit instrument: {ticker} stock",
                                       sector=self.sectors.get(ticker))
-        return self.instruments.priced(signal, self.instruments.route(signal, now), self._price)
+        decision = self.instruments.route(signal, now)
+        if decision.instrument_type is InstrumentType.STOCK:  # nothing to price (priced() returns it as it is)
+            return decision
+        return self.instruments.priced(signal, decision, self._price)
 
     def _size_instrument(
         self, signal: TradeSignal, account: AccountState, decision: InstrumentDecision, base: Any,

@@ -298,10 +298,11 @@ def signal_problems(signal: TradeSignal) -> list[str]:
         problems.append(f"conviction: must be between 0 and 100, got {conviction!r}")
     entry, stop, target = signal.entry_price, signal.stop_loss, signal.target_price
     prices_ok = True
-    if not _price_ok(entry):
+    # a float price in range is fine as it is (_price_ok's own first test, without its frame)
+    if not (entry.__class__ is float and 0.0 < entry <= MAX_SIGNAL_PRICE) and not _price_ok(entry):
         problems.append(f"entry_price: must be a finite positive price, got {entry!r}")
         prices_ok = False
-    if not _price_ok(stop):
+    if not (stop.__class__ is float and 0.0 < stop <= MAX_SIGNAL_PRICE) and not _price_ok(stop):
         problems.append(f"stop_loss: must be a finite positive price, got {stop!r}")
         prices_ok = False
     if target is not None and not _price_ok(target):
@@ -541,14 +542,13 @@ class Position:
         return sign * (price - self.entry_price) / risk
 
 
-@dataclass(slots=True)
-class AccountState:
-    """What the risk gate sees of the account (the spec's AccountState)."""
+class AccountState(msgspec.Struct):
+    """What the risk gate sees of the account (the spec's AccountState; a Struct: one or two per signal)."""
 
     equity: float
     cash: float
     buying_power: float
-    open_positions: list[Position] = field(default_factory=list)
+    open_positions: list[Position] = msgspec.field(default_factory=list)
     daily_pnl: float = 0.0
     starting_equity: float = 0.0
 
@@ -596,8 +596,7 @@ class InstrumentDecision(msgspec.Struct):
     sector: str | None = None        # the ticker's sector (sectors.toml), for sizing caps
 
 
-@dataclass(slots=True)
-class PipelineResult:
+class PipelineResult(msgspec.Struct):
     """What `BotOrchestrator.process_signal` did with a signal."""
 
     success: bool

@@ -197,7 +197,8 @@ class UnifiedRisk:
     def assess(self, signal: TradeSignal, account: AccountState, intended_notional: float) -> RiskDecision:
         """Approve, or reject with check 'correlation' or 'var' and the figures."""
         notes: dict[str, Any] = {}
-        rejection = self._check_correlation(signal, account.open_positions, notes)
+        positions = account.open_positions
+        rejection = self._check_correlation(signal, positions, notes) if positions else None  # none held: no peers
         if rejection is None:
             rejection = self._check_var(signal, account, intended_notional, notes)
         return rejection or RiskDecision(True, "correlation and VaR within limits", notes)
