@@ -222,7 +222,9 @@ class TradeSignal:
         return abs(self.entry_price - self.stop_loss)
 
     def __post_init__(self) -> None:
-        self.direction = _direction(self.direction)
+        direction = self.direction
+        if isinstance(direction, str):  # _direction(), without its frame (every signal and its moved copy)
+            self.direction = _DIRECTIONS.get(direction, direction)
 
     def dedup_key(self) -> tuple[str, str, str, str, str]:
         """What makes two signals the same request: one strategy's setup on one ticker, direction and timeframe
