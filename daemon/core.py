@@ -133,7 +133,7 @@ class Core:
             feedback=self.feedback, price_lookup=self.prices.price, validator=validator,
             chain_provider=self._chain_provider(), slippage=settings.entry_slippage(), exiting=self.lifecycle.exiting,
             kill_switch=self.kill_switch, book=self.book, decisions=self.bus.decisions, sectors=self.sectors,
-            budgets=self.budgets,
+            budgets=self.budgets, pnl_from_state=False,  # the account book reads the same state's daily P&L
         )
         self.stops = ProtectiveStops(
             settings.exits, brokers=self.brokers, router=self.router, ledger=self.ledger, clock=clock,

@@ -7,8 +7,9 @@
 Everything after MarketPrice sees the signal moved to the market price: entries are sized on the price they
 will fill at, and reserved at it plus the expected slippage.
 
-Every stage is a direct await inside one coroutine (no queue hops). Decisions are serialised by a lock and
-see in-flight orders through the ReservationBook, so a burst can never overshoot the limits. The approved
+Every stage is a direct call inside one synchronous function (no queue hops, no await): decisions are
+serialised by the event loop itself, one runs to its end before the next starts, and each sees in-flight orders
+through the ReservationBook, so a burst can never overshoot the limits. The approved
 intent is reserved, journaled and handed to the OrderRouter in a task of its own.
 
 Every stage's outcome goes into one DecisionRecord (pipeline.record.decision), journaled once per signal.
@@ -153,7 +154,6 @@ class BotOrchestrator:
         self.decisions = decisions  # each decision's StageOutcome is published here (the daemon's metrics)
         self.on_intent = on_intent
         self.exiting = exiting  # ticker -> an exit of its position is working (the lifecycle's view)
-        self._lock = asyncio.Lock()
         self._pnl_from_state = pnl_from_state
         self.counts: dict[str, int] = {}
 
@@ -214,14 +214,15 @@ class BotOrchestrator:
     # -- the pipeline ---------------------------------------------------------------------------------
     async def process_signal(self, signal: TradeSignal) -> PipelineResult:
         """Run one signal through every stage; returns where it stopped and why, or the order intent."""
-        async with self._lock:
-            started = monotonic()
-            result = self._decide(signal)
-        if self.decisions is not None:
-            stage = "approved" if result.success else result.pipeline_stage
-            await self.decisions.publish(StageOutcome(result.signal_id, stage,
-                                                      "approved" if result.success else "rejected",
-                                                      monotonic() - started))
+        started = monotonic()
+        result = self._decide(signal)  # synchronous: no other decision can run until it returns
+        decisions = self.decisions
+        if decisions is not None:
+            if result.success:
+                outcome = StageOutcome(result.signal_id, "approved", "approved", monotonic() - started)
+            else:
+                outcome = StageOutcome(result.signal_id, result.pipeline_stage, "rejected", monotonic() - started)
+            await decisions.publish(outcome)
         return result
 
     def _decide(self, signal: TradeSignal) -> PipelineResult:
@@ -315,7 +316,8 @@ class BotOrchestrator:
         record.approve_by(intent.client_order_id, lambda: intent_outcome(intent))
         self.recorder.finish(record, signal)  # buffered ahead of the intent: its commit carries the record too
         self.book.reserve(intent)  # in flight: the reservations (a view of the book) count it from now
-        self.validator.track(intent)
+        if self.validator.book is not self.book:  # one book (the daemon's): the record reserve() made is tracked
+            self.validator.track(intent)
         self.book.touch(intent.symbol, now)  # order activity on the symbol (reconciliation's grace)
         if self.on_intent is not None:
             self.on_intent(intent)
@@ -382,7 +384,10 @@ class BotOrchestrator:
             ticker = signal.ticker.strip().upper()
             return InstrumentDecision(InstrumentType.STOCK, ticker, f"explicit instrument: {ticker} stock",
                                       sector=self.sectors.get(ticker))
-        return self.instruments.priced(signal, self.instruments.route(signal, now), self._price)
+        decision = self.instruments.route(signal, now)
+        if decision.instrument_type is InstrumentType.STOCK:  # nothing to price (priced() returns it as it is)
+            return decision
+        return self.instruments.priced(signal, decision, self._price)
 
     def _size_instrument(
         self, signal: TradeSignal, account: AccountState, decision: InstrumentDecision, base: Any,
@@ -407,7 +412,10 @@ class BotOrchestrator:
         if self._price_lookup is None:
             return None
         try:
-            return usable_price(self._price_lookup(symbol))
+            price = self._price_lookup(symbol)
+            if price.__class__ is float and 0.0 < price < math.inf:  # usable as it is (usable_price's common case)
+                return price
+            return usable_price(price)
         except Exception:  # a broken lookup is no price: the entry is rejected, the bus keeps going
             log.exception("market_price_lookup_failed", symbol=symbol)
             return None

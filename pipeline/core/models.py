@@ -1,6 +1,6 @@
 """Event and domain models that travel on the bus: bars, signals, order intents, updates, fills, positions.
 
-Internal events are slots dataclasses (cheap to build). External input is checked with
+Internal events are slots dataclasses or msgspec Structs (cheap to build). External input is checked with
 `signal_problems()` — the one set of signal rules, used by the guard and by the webhook's pydantic model.
 """
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 from config.settings import TIMEFRAMES
 from config.symbols import MAX_SYMBOL_LEN, symbol_problem
@@ -220,7 +222,9 @@ class TradeSignal:
         return abs(self.entry_price - self.stop_loss)
 
     def __post_init__(self) -> None:
-        self.direction = _direction(self.direction)
+        direction = self.direction
+        if isinstance(direction, str):  # _direction(), without its frame (every signal and its moved copy)
+            self.direction = _DIRECTIONS.get(direction, direction)
 
     def dedup_key(self) -> tuple[str, str, str, str, str]:
         """What makes two signals the same request: one strategy's setup on one ticker, direction and timeframe
@@ -256,52 +260,66 @@ def _ticker_problem(ticker: str) -> str | None:
     return problem
 
 
+def _price_ok(value: Any) -> bool:
+    """A finite positive price up to MAX_SIGNAL_PRICE (a plain float or int: no _bad_number call)."""
+    cls = value.__class__
+    if (cls is float or cls is int) and 0 < value <= MAX_SIGNAL_PRICE:  # NaN and inf fail: the full test below
+        return True
+    return not (_bad_number(value) or value <= 0 or value > MAX_SIGNAL_PRICE)
+
+
 def signal_problems(signal: TradeSignal) -> list[str]:
     """Every reason this signal cannot be traded, each naming the field; empty when it is well formed."""
     problems: list[str] = []
-    if not (isinstance(signal.signal_type, str) and isinstance(signal.direction, str)
-            and isinstance(signal.timeframe, str) and isinstance(signal.source, str)):
+    signal_type, direction, timeframe = signal.signal_type, signal.direction, signal.timeframe
+    if not (isinstance(signal_type, str) and isinstance(direction, str)
+            and isinstance(timeframe, str) and isinstance(signal.source, str)):
         for name in ("signal_type", "direction", "timeframe", "source"):
             value = getattr(signal, name)
             if not isinstance(value, str):
                 problems.append(f"{name}: must be a string, got {type(value).__name__}")
         return problems
     ticker = signal.ticker
-    if not isinstance(ticker, str) or not ticker.strip():
-        problems.append("ticker: must be a non-empty symbol")
-    elif (problem := _ticker_problem(ticker)) is not None:
-        problems.append(f"ticker: {problem}")
-    if signal.direction not in _DIRECTIONS:
-        problems.append(f"direction: must be 'long' or 'short', got {signal.direction!r}")
-    if str(signal.signal_type) not in _SIGNAL_TYPE_VALUES:
-        problems.append(f"signal_type: unknown {str(signal.signal_type)[:40]!r}")
-    if signal.timeframe not in TIMEFRAME_SECONDS:
-        problems.append(f"timeframe: unknown {str(signal.timeframe)[:20]!r}; allowed: {', '.join(TIMEFRAMES)}")
-    if _bad_number(signal.conviction) or not 0 <= signal.conviction <= 100:
-        problems.append(f"conviction: must be between 0 and 100, got {signal.conviction!r}")
+    # a plain str of letters and digits is a symbol (what _ticker_problem finds first); anything else is asked
+    if not (ticker.__class__ is str and ticker.isalnum() and ticker.isascii() and len(ticker) <= MAX_TICKER_LEN):
+        if not isinstance(ticker, str) or not ticker.strip():
+            problems.append("ticker: must be a non-empty symbol")
+        elif (problem := _ticker_problem(ticker)) is not None:
+            problems.append(f"ticker: {problem}")
+    known_direction = direction in _DIRECTIONS
+    if not known_direction:
+        problems.append(f"direction: must be 'long' or 'short', got {direction!r}")
+    if str(signal_type) not in _SIGNAL_TYPE_VALUES:
+        problems.append(f"signal_type: unknown {str(signal_type)[:40]!r}")
+    if timeframe not in TIMEFRAME_SECONDS:
+        problems.append(f"timeframe: unknown {str(timeframe)[:20]!r}; allowed: {', '.join(TIMEFRAMES)}")
+    conviction = signal.conviction
+    cls = conviction.__class__
+    if not ((cls is float or cls is int) and 0 <= conviction <= 100) and \
+            (_bad_number(conviction) or not 0 <= conviction <= 100):
+        problems.append(f"conviction: must be between 0 and 100, got {conviction!r}")
+    entry, stop, target = signal.entry_price, signal.stop_loss, signal.target_price
     prices_ok = True
-    for name in ("entry_price", "stop_loss"):
-        value = getattr(signal, name)
-        if _bad_number(value) or value <= 0 or value > MAX_SIGNAL_PRICE:
-            problems.append(f"{name}: must be a finite positive price, got {value!r}")
-            prices_ok = False
-    if signal.target_price is not None and (
-        _bad_number(signal.target_price) or signal.target_price <= 0 or signal.target_price > MAX_SIGNAL_PRICE
-    ):
-        problems.append(f"target_price: must be a finite positive price, got {signal.target_price!r}")
+    # a float price in range is fine as it is (_price_ok's own first test, without its frame)
+    if not (entry.__class__ is float and 0.0 < entry <= MAX_SIGNAL_PRICE) and not _price_ok(entry):
+        problems.append(f"entry_price: must be a finite positive price, got {entry!r}")
         prices_ok = False
-    if prices_ok and signal.direction in _DIRECTIONS:
-        long = signal.direction == Direction.LONG
-        if signal.stop_loss == signal.entry_price or (signal.stop_loss > signal.entry_price) == long:
+    if not (stop.__class__ is float and 0.0 < stop <= MAX_SIGNAL_PRICE) and not _price_ok(stop):
+        problems.append(f"stop_loss: must be a finite positive price, got {stop!r}")
+        prices_ok = False
+    if target is not None and not _price_ok(target):
+        problems.append(f"target_price: must be a finite positive price, got {target!r}")
+        prices_ok = False
+    if prices_ok and known_direction:
+        long = direction == Direction.LONG
+        if stop == entry or (stop > entry) == long:
             side = "below" if long else "above"
-            problems.append(
-                f"stop_loss: {signal.stop_loss} must be {side} entry_price {signal.entry_price} "
-                f"for a {signal.direction} signal"
-            )
-        if signal.target_price is not None and (signal.target_price > signal.entry_price) != long:
+            problems.append(f"stop_loss: {stop} must be {side} entry_price {entry} for a {direction} signal")
+        if target is not None and (target > entry) != long:
             side = "above" if long else "below"
-            problems.append(f"target_price: {signal.target_price} must be {side} entry_price for a {signal.direction}")
-    if signal.timestamp is not None and (not isinstance(signal.timestamp, datetime) or signal.timestamp.tzinfo is None):
+            problems.append(f"target_price: {target} must be {side} entry_price for a {direction}")
+    stamp = signal.timestamp
+    if stamp is not None and (not isinstance(stamp, datetime) or stamp.tzinfo is None):
         problems.append("timestamp: must be a timezone-aware datetime")
     return problems
 
@@ -526,14 +544,13 @@ class Position:
         return sign * (price - self.entry_price) / risk
 
 
-@dataclass(slots=True)
-class AccountState:
-    """What the risk gate sees of the account (the spec's AccountState)."""
+class AccountState(msgspec.Struct):
+    """What the risk gate sees of the account (the spec's AccountState; a Struct: one or two per signal)."""
 
     equity: float
     cash: float
     buying_power: float
-    open_positions: list[Position] = field(default_factory=list)
+    open_positions: list[Position] = msgspec.field(default_factory=list)
     daily_pnl: float = 0.0
     starting_equity: float = 0.0
 
@@ -556,20 +573,19 @@ class ExitSignal:
         self.exit_type = ExitType(self.exit_type)
 
 
-@dataclass(slots=True)
-class RiskDecision:
-    """The verdict of a risk stage: approved, or rejected naming the check that failed."""
+class RiskDecision(msgspec.Struct):
+    """The verdict of a risk stage: approved, or rejected naming the check that failed (a Struct: built in C,
+    several per signal)."""
 
     approved: bool
     reason: str = ""
-    adjustments: dict[str, Any] = field(default_factory=dict)
+    adjustments: dict[str, Any] = msgspec.field(default_factory=dict)
     check: str = ""
     # a stage of several checks (the risk gate): each check's (name, approved / rejected / not_run, reason)
     checks: tuple[tuple[str, str, str], ...] = ()
 
 
-@dataclass(slots=True)
-class InstrumentDecision:
+class InstrumentDecision(msgspec.Struct):
     """Which instrument to trade for a signal, and why."""
 
     instrument_type: InstrumentType
@@ -582,8 +598,7 @@ class InstrumentDecision:
     sector: str | None = None        # the ticker's sector (sectors.toml), for sizing caps
 
 
-@dataclass(slots=True)
-class PipelineResult:
+class PipelineResult(msgspec.Struct):
     """What `BotOrchestrator.process_signal` did with a signal."""
 
     success: bool
@@ -607,8 +622,7 @@ class Alert:
     timestamp: datetime | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class StageOutcome:
+class StageOutcome(msgspec.Struct, frozen=True):
     """Where one signal's decision ended, published on the bus's `decisions` topic (the metrics count it): the
     stage that rejected it (or "approved"), the outcome, and the seconds the decision took."""
 

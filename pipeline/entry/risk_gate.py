@@ -20,9 +20,10 @@ positions and has their notional taken out of buying power. Sizing then caps the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from config.settings import ExecutorConfig
 from pipeline.core.calendar import MarketCalendar, default_calendar
@@ -32,8 +33,7 @@ from pipeline.instruments.catalog import load_sectors
 from pipeline.positions.time_exits import TimeExits
 
 
-@dataclass(slots=True)
-class RiskContext:
+class RiskContext(msgspec.Struct):
     """Everything a check looks at, with the derived figures the checks share (found once per signal)."""
 
     signal: TradeSignal
@@ -45,9 +45,9 @@ class RiskContext:
     now: datetime
     ticker: str = ""                                  # the signal's ticker, stripped and upper-case
     sector: str | None = None                         # its sector (the sector map), None when it has none
-    held: list[Position] = field(default_factory=list)  # the open positions in the ticker, any direction
+    held: list[Position] = msgspec.field(default_factory=list)  # the open positions in the ticker, any direction
     smallest: float = 0.0                             # the smallest entry worth sending (min_entry_value)
-    notes: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @property
     def direction(self) -> Direction | str:
@@ -277,14 +277,14 @@ class RiskGate:
             reason = f"{name}: check failed ({type(exc).__name__}: {exc})"
             return RiskDecision(False, reason, {}, name, checks_until(0, reason))
         adjustments: dict[str, Any] = {}
-        for index, (name, check) in enumerate(RISK_CHECKS):  # in the table's order
+        for name, check in RISK_CHECKS:  # in the table's order
             try:
                 decision = check(ctx)
             except Exception as exc:  # a check must fail closed, never crash the pipeline
                 decision = RiskDecision(False, f"{name}: check failed ({type(exc).__name__}: {exc})")
             if not decision.approved:
                 return RiskDecision(False, decision.reason, adjustments, check=name,
-                                    checks=checks_until(index, decision.reason))
+                                    checks=checks_until(_index_of(name), decision.reason))
             if decision.adjustments:
                 adjustments.update(decision.adjustments)
         return RiskDecision(True, ALL_PASSED_REASON, adjustments, "", ALL_PASSED)
@@ -292,6 +292,11 @@ class RiskGate:
 
 ALL_PASSED_REASON = f"all {len(RISK_CHECKS)} risk checks passed"
 ALL_PASSED: tuple[tuple[str, str, str], ...] = tuple((name, "approved", "") for name, _ in RISK_CHECKS)
+
+
+def _index_of(name: str) -> int:
+    """Where check `name` stands in RISK_CHECKS (asked only when it rejected)."""
+    return next(index for index, (check, _) in enumerate(RISK_CHECKS) if check == name)
 
 
 def checks_until(index: int, reason: str) -> tuple[tuple[str, str, str], ...]:

@@ -45,7 +45,12 @@ def type_problems(signal: TradeSignal) -> list[str]:
 def validation_failure(signal: TradeSignal) -> str | None:
     """All rule violations of `signal` joined in one line, or None when it is well formed."""
     try:
-        problems = type_problems(signal) or signal_problems(signal)
+        try:  # type_problems()'s own first test, without its frame: all four text fields are strings
+            texts = isinstance(signal.signal_type, str) and isinstance(signal.direction, str) \
+                and isinstance(signal.ticker, str) and isinstance(signal.timeframe, str)
+        except AttributeError:  # not a TradeSignal: type_problems() names each missing field
+            texts = False
+        problems = signal_problems(signal) if texts else (type_problems(signal) or signal_problems(signal))
     except Exception as exc:  # a hostile object must not crash the guard
         problems = [f"signal: unreadable ({type(exc).__name__}: {exc})"]
     return "; ".join(problems) if problems else None

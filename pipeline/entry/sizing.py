@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from config.settings import ExecutorConfig
 from pipeline.core.models import OPTION_MULTIPLIER, AccountState, TradeSignal
@@ -22,13 +23,12 @@ MIN_CONVICTION_FACTOR = 0.25
 BUYING_POWER_SLIPPAGE_BUFFER = 0.005  # default slippage: 50 bps of adverse fill allowed for before the broker refuses
 
 
-@dataclass(slots=True)
-class SizingResult:
+class SizingResult(msgspec.Struct):
     """How many shares (or contracts) to trade, what they cost, and which caps applied."""
 
     shares: int
     notional: float
-    adjustments: dict[str, Any] = field(default_factory=dict)
+    adjustments: dict[str, Any] = msgspec.field(default_factory=dict)
     reason: str = ""
     risk_amount: float = 0.0          # dollars lost if the stop is hit (premium for options)
     stop_price: float | None = None   # the instrument's stop (the ETF stop for leveraged ETFs)
@@ -73,6 +73,8 @@ def apply_caps(
 
 
 def _cap(units: int, unit_cost: float, name: str, room: float, adjustments: dict[str, Any]) -> int:
+    if 0.0 < unit_cost < math.inf and units * unit_cost <= room < math.inf:
+        return units  # they fit: _floor_units(room, unit_cost) >= units (its 1e-9 margin covers the rounding)
     allowed = _floor_units(room, unit_cost)
     if units > allowed:
         adjustments[f"{name}_cap"] = {"from": units, "to": allowed, "room": round(max(room, 0.0), 2)}
@@ -137,11 +139,13 @@ class PositionSizer(_Sizer):
         factor = conviction_factor(signal.conviction)
         # risk_budget(), with the factor found once
         budget = max(0.0, account.equity) * self.config.max_risk_per_trade * factor * max(0.0, weight)
-        adjustments: dict[str, Any] = {"risk_budget": round(budget, 2), "conviction_factor": factor, "weight": weight}
         if stop_distance <= 0 or price <= 0:
-            return SizingResult(0, 0.0, adjustments, f"sizing: stop distance {stop_distance} / price {price} not > 0")
+            return SizingResult(0, 0.0, {"risk_budget": round(budget, 2), "conviction_factor": factor,
+                                         "weight": weight},
+                                f"sizing: stop distance {stop_distance} / price {price} not > 0")
         shares = _floor_units(budget, stop_distance)
-        adjustments["risk_shares"] = shares
+        adjustments: dict[str, Any] = {"risk_budget": round(budget, 2), "conviction_factor": factor, "weight": weight,
+                                       "risk_shares": shares}
         ticker = signal.ticker.strip().upper()
         shares = apply_caps(shares, price, adjustments, self.config, account, ticker,
                             sector or self.sectors.get(ticker), self.sectors, self.slippage)

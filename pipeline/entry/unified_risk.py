@@ -169,7 +169,11 @@ def _exposures(account: AccountState, signal: TradeSignal, intended_notional: fl
         by_ticker[held] = by_ticker.get(held, 0.0) + _signed(p.direction, p.market_value)
     ticker = signal.ticker.strip().upper()
     by_ticker[ticker] = by_ticker.get(ticker, 0.0) + _signed(signal.direction, max(intended_notional, 0.0))
-    return [(t, d) for t, d in by_ticker.items() if d != 0.0]
+    out = []
+    for held, dollars in by_ticker.items():  # a loop, not a comprehension: no frame of its own (Python 3.11)
+        if dollars != 0.0:
+            out.append((held, dollars))
+    return out
 
 
 class UnifiedRisk:
@@ -197,7 +201,8 @@ class UnifiedRisk:
     def assess(self, signal: TradeSignal, account: AccountState, intended_notional: float) -> RiskDecision:
         """Approve, or reject with check 'correlation' or 'var' and the figures."""
         notes: dict[str, Any] = {}
-        rejection = self._check_correlation(signal, account.open_positions, notes)
+        positions = account.open_positions
+        rejection = self._check_correlation(signal, positions, notes) if positions else None  # none held: no peers
         if rejection is None:
             rejection = self._check_var(signal, account, intended_notional, notes)
         return rejection or RiskDecision(True, "correlation and VaR within limits", notes)

@@ -14,10 +14,10 @@ strings are `OrderStatus` values, see `OrderState.status`); a restart rebuilds t
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+import msgspec
 import structlog
 
 from pipeline.core.models import Fill, OrderIntent, OrderStatus, OrderType
@@ -78,14 +78,14 @@ _FROM_STATUS = {
 }
 
 
-@dataclass(slots=True, eq=False)
-class OrderRecord:
-    """Everything known about one order (one client order id). Move it only through its `OrderBook`."""
+class OrderRecord(msgspec.Struct, eq=False):
+    """Everything known about one order (one client order id). Move it only through its `OrderBook`. (A Struct:
+    one is made per order, in the decision.)"""
 
     intent: OrderIntent
     state: OrderState = OrderState.CREATED
     venue: str | None = None                 # the broker it was sent to (cancels and lookups go there)
-    fill_ids: set[str] = field(default_factory=set)
+    fill_ids: set[str] = msgspec.field(default_factory=set)
     filled_qty: float = 0.0                  # what the fills received cover
     accepted_at: datetime | None = None
     last_contact: datetime | None = None     # the last time a broker said anything about it

@@ -298,7 +298,8 @@ class OrderRouter:
             self.book.touch(child.symbol, now)
 
     def _spawn(self, coro: Any, intent: OrderIntent) -> asyncio.Task[OrderResult]:
-        task = asyncio.create_task(coro, name=f"order-{intent.client_order_id}")
+        # the running loop's own create_task (what asyncio.create_task calls, without its Python frame)
+        task = asyncio.get_running_loop().create_task(coro, name=f"order-{intent.client_order_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

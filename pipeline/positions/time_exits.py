@@ -89,7 +89,10 @@ class TimeExits:
     def day_of(self, when: datetime) -> _Day:
         """`when`'s New York day [start, end), its session's open and close and its EOD cutoff (UTC; None on a day
         without a session): the calendar's session of that day, looked up once per day."""
-        return self._day_of(when)
+        day = self._day
+        if day is None or not day.start <= when < day.end:
+            day = self._day = self._load_day(when)
+        return day
 
     def _day_of(self, when: datetime) -> _Day:
         day = self._day
