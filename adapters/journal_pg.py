@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+import structlog
 
 from adapters.journal_pg_schema import REGISTRY, REGISTRY_DDL, pg_statements, quote_ident, schema_name, to_pg
 from pipeline.core.calendar import TradingDayCache
@@ -49,10 +50,13 @@ from pipeline.record.journal import (
 # journal's statement; it is translated, not copied)
 
 T = TypeVar("T")
+log = structlog.get_logger("ordergate.journal")
 _DDL_LOCK = 0x6F72_6467_6174  # serialises schema creation across instances starting together ("ordgat")
 _CONNECTION_LOST = (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
                     asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.ConnectionDoesNotExistError,
                     asyncpg.InterfaceError)  # a connection lost inside a transaction: its __aexit__ finds it closed
+_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext($1))"
+_SESSION_SQL = "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
 _SIGNAL_SQL = (
     "INSERT INTO signals(signal_id, ts, received_ts, ticker, direction, signal_type, timeframe, conviction,"
     " entry_price, stop_loss, target_price, source, payload, strategy)"
@@ -166,6 +170,9 @@ class PgJournal:
         self.command_timeout = command_timeout
         self.condition = JournalCondition("missing")
         self._conn: asyncpg.Connection | None = None
+        # (server pid, backend start) of our connection's session, and of the one last given up on our side
+        self._session: tuple[int, Any] | None = None
+        self._lost_session: tuple[int, Any] | None = None
         self._lock = asyncio.Lock()  # one statement (or transaction) at a time on the connection, in call order
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._opened = False
@@ -188,21 +195,50 @@ class PgJournal:
         except (*_CONNECTION_LOST, asyncpg.PostgresError) as exc:
             raise JournalUnavailable(f"journal {self.path}: cannot connect: {type(exc).__name__}: {exc}") from exc
         try:
-            held = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"ordergate:{self.instance}")
+            held = await conn.fetchval(_LOCK_SQL, f"ordergate:{self.instance}")
+            if not held and self._lost_session is not None:
+                held = await self._end_lost_session(conn)
+            session = await conn.fetchrow(_SESSION_SQL) if held else None
         except BaseException:
             conn.terminate()
             raise
-        if not held:
+        if not held or session is None:
             await conn.close()
             raise JournalInUse(f"journal {self.path}: instance {self.instance!r} is in use by another ordergate "
                                "(its advisory lock is held); one daemon per instance")
+        self._session, self._lost_session = (session["pid"], session["backend_start"]), None
         self._conn = conn
         return conn
+
+    async def _end_lost_session(self, conn: asyncpg.Connection) -> bool:
+        """The lock is held, and we gave a connection up on our side: if the server still keeps that session (the
+        same pid and start time: ours, not a later one with its pid), end it and take the lock as it goes (within
+        connect_timeout). A session that is not our lost one is never ended: False."""
+        assert self._lost_session is not None
+        pid, started = self._lost_session
+        try:
+            ended = await conn.fetchval("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                        " WHERE pid = $1 AND backend_start = $2", pid, started)
+        except asyncpg.PostgresError as exc:  # a role without the right to end it: refused, as before, and said
+            log.warning("journal_lost_session_not_ended", instance=self.instance, pid=pid, error=str(exc))
+            return False
+        if not ended:
+            return False
+        log.warning("journal_lost_session_ended", instance=self.instance, pid=pid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        while not await conn.fetchval(_LOCK_SQL, f"ordergate:{self.instance}"):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     def _drop(self) -> None:
         if self._conn is not None:
             self._conn.terminate()
             self._conn = None
+            # the server may keep its session (and the instance's lock) until it notices: the next connect ends it
+            self._lost_session, self._session = self._session, None
 
     async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, retry_read: bool = False) -> T:
         """Run `fn(conn)` under the lock; a lost connection is dropped (the next call connects again) and raised

@@ -141,6 +141,30 @@ async def test_an_intent_whose_reply_is_lost_is_durable_exactly_when_reported(
     assert not await pg.record_order_intent(_intent(), "paper", NOW)  # journaled: the router will not resend
 
 
+async def test_a_reconnect_takes_the_lock_back_from_its_own_lost_session(pg: PgJournal, pg_dsn: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection lost on our side while the server still keeps its session (a network cut it has not noticed,
+    or a terminate it has not processed yet) holds the instance's advisory lock: the reconnect is not refused as
+    'in use by another ordergate' for as long as the server keeps it, it ends our own old session and goes on.
+    Another daemon's session is never ended: a second daemon on the instance is still refused."""
+    assert await pg.record_order_intent(_intent("sig-a"), "paper", NOW)
+    old = pg._conn
+    assert old is not None
+    monkeypatch.setattr(asyncpg.Connection, "terminate", lambda self: None)  # the cut: the server keeps it
+    pg._drop()
+    monkeypatch.undo()
+    try:
+        assert not old.is_closed()  # its session, and the lock with it, live on at the server
+        assert await pg.record_order_intent(_intent("sig-b"), "paper", NOW)
+        assert await pg.record_fill(_fill())
+        other = PgJournal(pg_dsn, pg.instance)
+        with pytest.raises(JournalInUse, match="one daemon per instance"):
+            await other.open()  # ours now: another daemon is refused, and our session is not ended
+        assert await pg.record_order_intent(_intent("sig-c"), "paper", NOW)
+    finally:
+        old.terminate()
+
+
 async def test_server_restart_fails_the_call_in_hand_then_reconnects(pg_server: PgServer, pg: PgJournal) -> None:
     assert await pg.record_order_intent(_intent("sig-a"), "paper", NOW)
     pg_server.stop()
