@@ -258,8 +258,10 @@ class Journal:
         bulk; a commit always takes them along); full, exactly `run`."""
         if not self.inline:
             return await self.run(fn, *args)
+        if self._next_ids:  # rows buffered under ids of their own go in first: fn's own rows get ids after them
+            self._flush_into_txn()
+            self._next_ids.clear()
         self._begin_txn()
-        self._next_ids.clear()  # as in run
         result = self._call(fn, args)
         self._in_txn += 1
         if self._in_txn >= self.batch_rows:
@@ -706,10 +708,12 @@ class Journal:
         return decision_counts(rows)
 
     async def set_kv(self, key: str, value: Any) -> None:
-        def _write(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)", (key, dumps(value)))
-
-        await self.write(_write)
+        """Store `value` (JSON) under `key`: full, committed before it returns; batched, a buffered row like the
+        others (the last value of a key wins: its rows go in in order; a read flushes them first)."""
+        if self.inline:
+            self._buffer(_SET_KV, (key, dumps(value)))
+            return
+        await self.write(insert_row, _SET_KV, (key, dumps(value)))
 
     async def get_kv(self, key: str, default: Any = None) -> Any:
         rows = await self.query("SELECT value FROM kv WHERE key=?", (key,))
@@ -857,6 +861,7 @@ _INSERT_WHOLE_ORDER = ("INSERT INTO orders(client_order_id, signal_id, kind, bro
                        " filled_qty, filled_avg_price) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _INSERT_FILL = ("INSERT OR IGNORE INTO fills(fill_id, broker, client_order_id, broker_order_id, symbol,"
                 " side, quantity, price, commission, ts, strategy) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+_SET_KV = "INSERT OR REPLACE INTO kv(key, value) VALUES (?, ?)"
 _INSERT_EVENT = ("INSERT INTO order_events(client_order_id, status, broker, reason, filled_qty, ts)"
                  " VALUES (?,?,?,?,?,?)")
 

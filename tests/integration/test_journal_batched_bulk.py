@@ -134,7 +134,15 @@ async def test_a_batched_trade_row_gets_the_id_sqlite_would_give_it(tmp_path: Pa
             "INSERT INTO trades(ticker, entry_time, exit_time, day) VALUES ('X', '2026-11-24T16:00:00+00:00',"
             " '2026-11-24T16:00:00+00:00', '2026-11-24')"))  # id 5, written by someone else
         assert await writer.record(DAY[0]) == 6
+        await journal.write(lambda conn: conn.execute(  # write joins the open transaction: still no id twice
+            "INSERT INTO trades(ticker, entry_time, exit_time, day) VALUES ('Y', '2026-11-24T16:00:00+00:00',"
+            " '2026-11-24T16:00:00+00:00', '2026-11-24')"))  # id 7
+        assert await writer.record(DAY[0]) == 8
+        await journal.set_kv("k", {"n": 1})  # a buffered row of its own: ids go on
+        await journal.set_kv("k", {"n": 2})
+        assert await writer.record(DAY[0]) == 9
+        assert await journal.get_kv("k") == {"n": 2}
         rows = await journal.query("SELECT id FROM trades ORDER BY id")
-        assert [r["id"] for r in rows] == [1, 2, 4, 5, 6]
+        assert [r["id"] for r in rows] == [1, 2, 4, 5, 6, 7, 8, 9]
     finally:
         await journal.close()
