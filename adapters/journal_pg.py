@@ -34,7 +34,7 @@ import structlog
 from adapters.journal_pg_schema import REGISTRY, REGISTRY_DDL, pg_statements, quote_ident, schema_name, to_pg
 from pipeline.core.calendar import TradingDayCache
 from pipeline.core.models import Fill, OrderIntent, OrderStatus, TradeSignal
-from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
+from pipeline.record.decision import DecisionRecord, encode_detail
 from pipeline.record.journal import (
     SCHEMA_VERSION,
     STATUS_RANK,
@@ -365,7 +365,7 @@ class PgJournal:
         and the intent's client order id when approved (committed with the next intent, or the next flush)."""
         self._pending.append((_DECISION_SQL, (
             record.signal_id, record.stage, record.outcome, record.reason, iso(record.ts),
-            encode_detail(record.detail), encode_stages(record.stages), record.client_order_id, self._day(record.ts),
+            encode_detail(record.detail), record.stages_json(), record.client_order_id, self._day(record.ts),
         )))
 
     def _day(self, ts: datetime | None) -> str | None:

@@ -118,11 +118,23 @@ class DecisionRecord:
     @property
     def stages(self) -> list[StageOutcome]:
         """Every stage outcome in order (an empty detail is none)."""
-        out: list[StageOutcome] = []
+        return self._outcomes(None)  # type: ignore[return-value]
+
+    def stages_json(self) -> str:
+        """`encode_stages(self.stages)`, the same text, made without a StageOutcome per plain check: a check that
+        passed (or was not run) without a reason is one of a few fixed fragments, encoded once."""
+        return _encoder.encode(self._outcomes(_CHECK_FRAGMENTS)).decode()
+
+    def _outcomes(self, fragments: dict[tuple[str, str, str], msgspec.Raw] | None) -> list[StageOutcome | msgspec.Raw]:
+        out: list[StageOutcome | msgspec.Raw] = []
         for entry in self._entries:
             if len(entry) == 2:
                 prefix, checks = entry  # type: ignore[misc]
-                out += [StageOutcome(f"{prefix}.{name}", outcome, why) for name, outcome, why in checks]
+                for name, outcome, why in checks:
+                    if why or fragments is None:
+                        out.append(StageOutcome(f"{prefix}.{name}", outcome, why))
+                    else:
+                        out.append(_check_fragment(fragments, prefix, name, outcome))
                 continue
             if len(entry) == 3:
                 stage, outcome, describe = entry  # type: ignore[misc]
@@ -151,6 +163,21 @@ def _enc_hook(value: Any) -> Any:
 
 
 _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+# (stage prefix, check, outcome) -> the encoded StageOutcome of a check without a reason: the risk gate's checks
+# are a fixed set (bounded all the same: a stage of checks made up at run time cannot grow it without end)
+_CHECK_FRAGMENTS: dict[tuple[str, str, str], msgspec.Raw] = {}
+_MAX_CHECK_FRAGMENTS = 512
+
+
+def _check_fragment(fragments: dict[tuple[str, str, str], msgspec.Raw], prefix: str, name: str,
+                    outcome: str) -> msgspec.Raw:
+    key = (prefix, name, outcome)
+    raw = fragments.get(key)
+    if raw is None:
+        if len(fragments) >= _MAX_CHECK_FRAGMENTS:
+            fragments.clear()
+        raw = fragments[key] = msgspec.Raw(_encoder.encode(StageOutcome(f"{prefix}.{name}", outcome)))
+    return raw
 _stages_decoder = msgspec.json.Decoder(list[StageOutcome])
 
 

@@ -45,7 +45,7 @@ from pipeline.core.models import (
     Side,
     TradeSignal,
 )
-from pipeline.record.decision import DecisionRecord, encode_detail, encode_stages
+from pipeline.record.decision import DecisionRecord, encode_detail
 from pipeline.record.journal_check import journal_damage, move_aside
 from pipeline.record.journal_thread import JournalThread
 from pipeline.record.journaled_keys import JournaledKeys
@@ -382,7 +382,7 @@ class Journal:
         at with its outcome and reason, and the intent's client order id when approved."""
         self._buffer(_INSERT_DECISION, (
             record.signal_id, record.stage, record.outcome, record.reason, _iso(record.ts),
-            encode_detail(record.detail), encode_stages(record.stages), record.client_order_id, _day(record.ts),
+            encode_detail(record.detail), record.stages_json(), record.client_order_id, _day(record.ts),
         ))
 
     def pending_count(self) -> int:

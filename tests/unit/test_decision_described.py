@@ -43,6 +43,7 @@ def test_described_stages_read_as_the_eager_ones() -> None:
     assert reason == "entry on the market price 100.50 (signal 100.00, 0.50% away)"
     assert detail == {"market_price": 100.5, "signal_entry_price": 100.0, "deviation": 0.004975}
     assert encode_stages(lazy.stages) == encode_stages(eager.stages)
+    assert lazy.stages_json() == encode_stages(eager.stages)  # the journal's encoding: the same text
     assert [s.stage for s in lazy.stages][2:5] == ["risk_gate.daily_loss", "risk_gate.exposure",
                                                     "risk_gate.buying_power"]
     assert (lazy.stage, lazy.outcome, lazy.reason, encode_detail(lazy.detail), lazy.client_order_id) == \
@@ -57,3 +58,19 @@ def test_a_rejection_after_a_described_stage_ends_with_its_own_reason() -> None:
     assert (record.stage, record.outcome, record.reason, record.detail) == \
         ("risk_gate", "rejected", "min_equity: too little", {"check": "min_equity"})
     assert [s.outcome for s in record.stages] == ["approved", "rejected"]
+
+
+def test_the_journals_encoding_is_the_stages_encoded_for_every_kind_of_check() -> None:
+    """stages_json() takes a fixed fragment for a check without a reason (encoded once) and the full outcome
+    otherwise: the text is exactly encode_stages(stages), the first time and from the fragments after."""
+    checks = (("daily_loss", "approved", ""), ("max_positions", "not_run", ""), ("exposure", "rejected", "too much"),
+              ("market_hours", "not_run", "after exposure rejected"), ("min_equity", "approved", "room: 5"),
+              ("buying_power", "rejected", ""))
+    for _ in range(2):
+        for prefix in ("risk_gate", "other_gate"):
+            record = DecisionRecord("sig-3", None)
+            record.passed("kill_switch")
+            record.checks(prefix, checks)
+            record.checks(prefix, ())
+            record.reject(prefix, "exposure: too much", {"check": "exposure", "figures": [1.5, None]})
+            assert record.stages_json() == encode_stages(record.stages)
