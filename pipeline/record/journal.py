@@ -253,9 +253,9 @@ class Journal:
         return await loop.run_in_executor(self._executor, self._call, fn, args)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """`run` for a function that only writes rows of its own (a closed trade, a kv value) and reads nothing
-        back: batched, it joins the open transaction without committing the buffered rows first (they follow in
-        bulk; a commit always takes them along); full, exactly `run`."""
+        """`run` for a function that only writes rows of its own and reads nothing back: batched, it joins the open
+        transaction without committing the buffered rows first (they follow in bulk; a commit always takes them
+        along; rows buffered under ids of their own go in before it); full, exactly `run`."""
         if not self.inline:
             return await self.run(fn, *args)
         if self._next_ids:  # rows buffered under ids of their own go in first: fn's own rows get ids after them
