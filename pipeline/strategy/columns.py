@@ -160,18 +160,8 @@ class ColumnAggregator:
             was = self.active[nr]
             if was.any():
                 previous = self._bars(nr[was], positions[new][was])
-            start, stop = self._hours.intraday_bucket(batch.timestamp, self.seconds)
-            s_ns, e_ns = to_ns(start), to_ns(stop)
-            self._stamps.setdefault(s_ns, start)
             self.active[nr] = True
-            self.stamp[nr] = s_ns
-            self.end[nr] = e_ns
-            self.last[nr] = ts
-            self.open[nr] = o[new]
-            self.high[nr] = h[new]
-            self.low[nr] = low[new]
-            self.close[nr] = c[new]
-            self.volume[nr] = v[new]
+            s_ns, e_ns = self._open_bucket(nr, batch, ts, o[new], h[new], low[new], c[new], v[new])
             if ts + src_ns >= e_ns:
                 done_rows.append(nr)
                 done_pos.append(positions[new])
@@ -186,6 +176,23 @@ class ColumnAggregator:
         if len(done_rows) > 1:
             done.sort(key=lambda item: item[0])
         return previous, done
+
+    def _open_bucket(self, index: np.ndarray | slice, batch: BarBatch, ts: int, o: np.ndarray, h: np.ndarray,
+                     low: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[int, int]:
+        """Start the rows at `index` (rows or a span) on the bucket holding `batch`'s time with these bars' values;
+        the bucket's (start, end) in ns."""
+        start, stop = self._hours.intraday_bucket(batch.timestamp, self.seconds)
+        s_ns, e_ns = to_ns(start), to_ns(stop)
+        self._stamps.setdefault(s_ns, start)
+        self.stamp[index] = s_ns
+        self.end[index] = e_ns
+        self.last[index] = ts
+        self.open[index] = o
+        self.high[index] = h
+        self.low[index] = low
+        self.close[index] = c
+        self.volume[index] = v
+        return s_ns, e_ns
 
     def _merge_span(self, span: slice, ts: int, h: np.ndarray, low: np.ndarray, c: np.ndarray, v: np.ndarray) -> None:
         self.last[span] = ts
@@ -213,17 +220,7 @@ class ColumnAggregator:
             self._uniform = (False, s_ns, e_ns, ts)
             return [], self._bars(span, positions, s_ns)
         previous = self._bars(span, positions, uniform[1]) if active else []
-        start, stop = self._hours.intraday_bucket(batch.timestamp, self.seconds)
-        s_ns, e_ns = to_ns(start), to_ns(stop)
-        self._stamps.setdefault(s_ns, start)
-        self.stamp[span] = s_ns
-        self.end[span] = e_ns
-        self.last[span] = ts
-        self.open[span] = o
-        self.high[span] = h
-        self.low[span] = low
-        self.close[span] = c
-        self.volume[span] = v
+        s_ns, e_ns = self._open_bucket(span, batch, ts, o, h, low, c, v)
         if ts + src_ns >= e_ns:
             self.active[span] = False
             self._uniform = (False, s_ns, e_ns, ts)
