@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator, Sequence
-from itertools import islice
-from operator import mul
+from itertools import islice, repeat
+from operator import add, mul, sub
 
 FLAT = 1e-12  # a variance this small relative to the mean square is a flat series (rounding, not movement)
 
@@ -105,7 +105,11 @@ def portfolio_variance(weights: Sequence[float], windows: Sequence[RollingWindow
     n = min(count, *(len(w) for w in windows))
     if n < 2:
         return 0.0, 0
-    series = [sum(map(mul, weights, row)) for row in zip(*(w.tail(n) for w in windows), strict=True)]
+    # the series asset by asset, each a C-level map over its window: w_0 r_0 + w_1 r_1 + ... in that order per bar
+    series = list(map(mul, repeat(weights[0], n), windows[0].tail(n)))
+    for weight, window in zip(weights[1:], windows[1:], strict=True):
+        series = list(map(add, series, map(mul, repeat(weight, n), window.tail(n))))
     mean = math.fsum(series) / n
-    variance = math.fsum((p - mean) * (p - mean) for p in series) / (n - 1)  # two passes: no cancellation
+    centred = list(map(sub, series, repeat(mean, n)))
+    variance = math.fsum(map(mul, centred, centred)) / (n - 1)  # two passes: no cancellation
     return variance, n
