@@ -146,3 +146,40 @@ async def test_a_batched_trade_row_gets_the_id_sqlite_would_give_it(tmp_path: Pa
         assert [r["id"] for r in rows] == [1, 2, 4, 5, 6, 7, 8, 9]
     finally:
         await journal.close()
+
+
+async def test_a_full_batch_is_written_behind_on_the_journal_thread_and_a_failure_loses_nothing(
+        tmp_path: Path) -> None:
+    """The bulk rows of a full batch go in on the journal's own thread while the caller goes on; the next use of
+    the connection waits for them. A write behind that fails raises there, and its rows are buffered again, ahead
+    of newer ones: once the cause is gone they are written, none lost and none twice."""
+    import threading
+
+    journal = Journal(tmp_path / "journal.db", durability="batched", batch_rows=3)
+    await journal.open()
+    threads: dict[str, set[int]] = {}
+
+    def traced(conn: sqlite3.Connection) -> None:
+        conn.set_trace_callback(lambda sql: threads.setdefault(sql.split()[0], set()).add(threading.get_ident()))
+        conn.execute("CREATE TRIGGER no_room BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'no room'); END")
+
+    try:
+        await journal.run(traced)
+        for i in range(3):  # the third fills the batch: handed to the journal thread, the call returns at once
+            journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
+        journal.record_decision("sig-3", "external", "approved", ts=TS)  # buffered behind it
+        try:
+            await journal.run(lambda conn: None)  # waits for the write behind: its error is raised here
+        except sqlite3.Error as exc:
+            assert "no room" in str(exc)
+        else:
+            raise AssertionError("the failed write behind was not reported")
+        assert [params[0] for _, params in journal._pending] == ["sig-0", "sig-1", "sig-2", "sig-3"]
+        await journal.write(lambda conn: conn.execute("DROP TRIGGER no_room"))
+        for i in range(4, 6):  # another full batch, written behind; the read waits for it
+            journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
+        rows = await journal.query("SELECT signal_id FROM decisions ORDER BY id")
+        assert [r["signal_id"] for r in rows] == [f"sig-{i}" for i in range(6)]
+    finally:
+        await journal.close()
+    assert threads["INSERT"] - {threading.get_ident()}  # the full batches went in on the journal's thread
