@@ -621,8 +621,10 @@ class Journal:
     def _flush_behind(self) -> None:
         """A batch of buffered rows is full: the journal thread inserts them into the open transaction (and
         commits it when it holds batch_rows) while the caller goes on. One such write at a time: the previous
-        one is waited for first."""
+        one is waited for first, unless the caller can go on buffering (up to two batches in all) while it runs."""
         if self._behind is not None:
+            if not self._behind.done() and self.pending_count() < 2 * self.batch_rows:
+                return
             self._catch_up()
         if self._conn is None:
             return

@@ -183,3 +183,27 @@ async def test_a_full_batch_is_written_behind_on_the_journal_thread_and_a_failur
     finally:
         await journal.close()
     assert threads["INSERT"] - {threading.get_ident()}  # the full batches went in on the journal's thread
+
+
+async def test_the_caller_keeps_buffering_while_a_write_behind_is_under_way(tmp_path: Path) -> None:
+    """A busy journal thread does not stop the loop: the next full batch stays buffered (up to two batches in
+    all) instead of waiting for the write behind; the next read waits, and sees every row in order."""
+    import threading
+    import time
+
+    journal = Journal(tmp_path / "journal.db", durability="batched", batch_rows=3)
+    await journal.open()
+    busy = threading.Event()
+    try:
+        journal._executor.post(lambda: busy.wait(5.0))  # the journal thread is held up
+        started = time.perf_counter()
+        for i in range(6):  # one batch handed over (queued behind the hold-up), the next full one kept buffered
+            journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
+        assert time.perf_counter() - started < 1.0  # never waited for the thread
+        assert journal.pending_count() == 3 and journal._behind is not None and not journal._behind.done()
+        busy.set()
+        rows = await journal.query("SELECT signal_id FROM decisions ORDER BY id")
+        assert [r["signal_id"] for r in rows] == [f"sig-{i}" for i in range(6)]
+    finally:
+        busy.set()
+        await journal.close()
