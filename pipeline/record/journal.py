@@ -289,7 +289,7 @@ class Journal:
                 assert self._conn is not None
                 found = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
                 row_id = (found[0] if found else 0) + 1
-            elif self.pending_count() + 1 >= self._flush_at:
+            elif self.pending_count() + 1 >= self._flush_at and not self._writing_behind(1):
                 self._flush_into_txn()
         except Exception as exc:
             return _Answered(0, exc)
@@ -421,7 +421,8 @@ class Journal:
         (self._pending if into is None else into).append((sql, params))
         if len(self._pending) + len(self._events) + len(self._updates) >= self._flush_at:
             if self.inline:
-                self._flush_behind()
+                if not self._writing_behind(0):
+                    self._flush_behind()
             elif self._flushing is None:  # full, and no writer task came by: committed now, in the background
                 self._flushing = asyncio.get_running_loop().create_task(self._flush_soon())
 
@@ -544,7 +545,7 @@ class Journal:
                 if self._in_txn >= self.batch_rows:
                     self._commit_txn()
                 return _WROTE if count == 1 else _FOUND
-            if self.pending_count() + 1 >= self._flush_at:
+            if self.pending_count() + 1 >= self._flush_at and not self._writing_behind(1):
                 self._flush_into_txn()  # before this row joins them: a failure leaves it unwritten (and unsent)
         except Exception as exc:
             return _Answered(False, exc)
@@ -618,13 +619,18 @@ class Journal:
         self._start_group(loop)
 
     # batched: one open transaction on the caller's thread (its bulk rows written behind it)
+    def _writing_behind(self, adding: int) -> bool:
+        """Batched, a batch full: whether the write behind is still under way and the buffer has room for
+        `adding` more rows meanwhile (up to two batches in all), so the caller goes on buffering instead of
+        waiting for it."""
+        behind = self._behind
+        return behind is not None and not behind.done() and self.pending_count() + adding < 2 * self.batch_rows
+
     def _flush_behind(self) -> None:
         """A batch of buffered rows is full: the journal thread inserts them into the open transaction (and
         commits it when it holds batch_rows) while the caller goes on. One such write at a time: the previous
-        one is waited for first, unless the caller can go on buffering (up to two batches in all) while it runs."""
+        one is waited for first."""
         if self._behind is not None:
-            if not self._behind.done() and self.pending_count() < 2 * self.batch_rows:
-                return
             self._catch_up()
         if self._conn is None:
             return

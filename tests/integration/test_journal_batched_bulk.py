@@ -199,11 +199,13 @@ async def test_the_caller_keeps_buffering_while_a_write_behind_is_under_way(tmp_
         started = time.perf_counter()
         for i in range(6):  # one batch handed over (queued behind the hold-up), the next full one kept buffered
             journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
+        assert await journal.record_order_intent(_intent(1), "paper", TS)  # an intent is buffered as well
         assert time.perf_counter() - started < 1.0  # never waited for the thread
-        assert journal.pending_count() == 3 and journal._behind is not None and not journal._behind.done()
+        assert journal.pending_count() == 4 and journal._behind is not None and not journal._behind.done()
         busy.set()
         rows = await journal.query("SELECT signal_id FROM decisions ORDER BY id")
         assert [r["signal_id"] for r in rows] == [f"sig-{i}" for i in range(6)]
+        assert await journal.query("SELECT COUNT(*) AS n FROM orders") == [{"n": 1}]
     finally:
         busy.set()
         await journal.close()
