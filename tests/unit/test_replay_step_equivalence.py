@@ -44,6 +44,24 @@ def test_push_matches_the_reference_update_bit_for_bit() -> None:
                                                                           ref["values"])
 
 
+def test_sums_read_now_and_then_are_the_running_update_of_every_push() -> None:
+    """The sums are worked out when read: read after every push or only now and then (across exact points, or
+    not for longer than a window), they are the running update's bit for bit."""
+    rng = np.random.default_rng(11)
+    for size in (1, 3, 60):
+        window = RollingWindow(size)
+        ref = {"values": [], "total": 0.0, "squares": 0.0, "pushes": 0}
+        gaps = iter(rng.integers(1, 3 * size + 2, 10_000).tolist())
+        read_at = next(gaps)
+        for count, value in enumerate(rng.normal(0.0, 0.02, 4_001).tolist(), 1):
+            window.push(value)
+            _reference_push(ref, value, size)
+            if count == read_at:
+                read_at += next(gaps)
+                assert (window.sums(len(window)), window.values) == ((ref["total"], ref["squares"]), ref["values"])
+                assert list(window.tail(size + 5)) == ref["values"]  # never a value from before the window
+
+
 def _state(history: PriceHistory) -> dict:
     out = {}
     for symbol in sorted(history._closes):
