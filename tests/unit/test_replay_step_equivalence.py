@@ -88,3 +88,19 @@ def test_update_many_is_update_per_bar() -> None:
         per_step.update_many(chosen, closes[:len(chosen)], timeframe)
         assert per_bar.timeframe == per_step.timeframe
     assert _state(per_step) == _state(per_bar)
+
+
+def test_checked_steps_of_one_tuple_are_update_per_bar() -> None:
+    """A replay's steps share one tuple of symbols (their series are looked up once): the same state as bar by
+    bar, through a new symbol, a step of other symbols and a change of timeframe."""
+    rng = np.random.default_rng(9)
+    wide, narrow = tuple(f"S{i}" for i in range(6)), ("S2", "S7")
+    per_bar, per_step = PriceHistory(9, "1m"), PriceHistory(9, "1m")
+    for step in range(300):
+        symbols = narrow if step % 11 == 0 else wide
+        timeframe = "5m" if step == 200 else None
+        closes = (100.0 * np.exp(rng.normal(0, 0.01, len(symbols)))).tolist()
+        for symbol, close in zip(symbols, closes, strict=True):
+            per_bar.update(symbol, close, timeframe)
+        per_step.update_many(symbols, closes, timeframe, checked=True)
+    assert _state(per_step) == _state(per_bar)
