@@ -79,11 +79,15 @@ class RollingWindow:
         return self._buf[-self._size:]
 
     def __len__(self) -> int:
-        return min(len(self._buf), self._size)
+        held = len(self._buf)
+        return held if held < self._size else self._size
 
     def tail(self, n: int) -> Iterator[float]:
-        """The last `n` values of the window (all of it for a larger `n`), oldest first (an iterator: no copy)."""
-        return islice(self._buf, len(self._buf) - min(n, len(self)), None)
+        """The last `n` values of the window (all of it for a larger `n`), oldest first (an iterator over a copy
+        of at most `size` values: cheaper than skipping the older values of the buffer one by one)."""
+        buf = self._buf
+        held = len(buf)
+        return iter(buf[held - min(n, held, self._size):]) if n > 0 else iter(())
 
     def sums(self, n: int) -> tuple[float, float]:
         """(sum, sum of squares) of the last `n` values: the maintained ones for the whole window."""
