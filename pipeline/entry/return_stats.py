@@ -10,7 +10,6 @@ sample covariance S without building S. No array per signal: the VaR's one list 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterator, Sequence
 from itertools import islice, repeat
 from operator import add, mul, sub
@@ -19,51 +18,81 @@ FLAT = 1e-12  # a variance this small relative to the mean square is a flat seri
 
 
 class RollingWindow:
-    """The last `size` values with their running sum and sum of squares."""
+    """The last `size` values with their running sum and sum of squares.
 
-    __slots__ = ("_pushes", "_size", "squares", "total", "values")
+    The sums are those of the running update — exact (`fsum`) once per `size` pushes, counted from the first, and
+    in between the oldest value subtracted and the newest added, in that order — but worked out when something
+    reads them, not on every push: a push only appends. The buffer holds the window as of the last exact point
+    (once there was one) and the values pushed since (fewer than `size`), which is all the update needs; the
+    sums already worked out are kept, so each value is added once however often they are read."""
+
+    __slots__ = ("_buf", "_limit", "_size", "_summed", "_sums")
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"size: must be at least 1, got {size}")
-        self.values: deque[float] = deque(maxlen=size)
+        self._buf: list[float] = []
         self._size = size
-        self.total = 0.0
-        self.squares = 0.0
-        self._pushes = 0
+        self._limit = 2 * size
+        self._sums = (0.0, 0.0)  # (sum, sum of squares) as of the first `_summed` values of the buffer
+        self._summed = 0
 
     def push(self, value: float) -> None:
-        values = self.values
-        size = self._size
-        pushes = self._pushes + 1
-        if pushes >= size:  # exact again once per window: drift stays bounded
-            values.append(value)
-            self._pushes = 0
-            self.total = math.fsum(values)
-            self.squares = math.fsum(map(mul, values, values))
-            return
-        self._pushes = pushes
-        if len(values) == size:
-            old = values[0]
-            values.append(value)
-            self.total = (self.total - old) + value
-            self.squares = (self.squares - old * old) + value * value
+        buf = self._buf
+        buf.append(value)
+        if len(buf) == self._limit:  # a window since the last exact point: this push is the next one
+            del buf[: self._size]
+            self._summed = 0
+
+    def _running(self) -> tuple[float, float]:
+        """(sum, sum of squares) of the window, as the update pushing one value at a time gives them."""
+        buf, size, done = self._buf, self._size, self._summed
+        n = len(buf)
+        if done == n:
+            return self._sums
+        total, squares = self._sums
+        if n < size:  # no exact point yet: summed from zero
+            for value in islice(buf, done, None):
+                total += value
+                squares += value * value
         else:
-            values.append(value)
-            self.total += value
-            self.squares += value * value
+            if done < size:  # from the exact point
+                window = buf[:size]
+                total, squares, done = math.fsum(window), math.fsum(map(mul, window, window)), size
+            for old, value in zip(islice(buf, done - size, n - size), islice(buf, done, None), strict=True):
+                total = (total - old) + value
+                squares = (squares - old * old) + value * value
+        self._sums, self._summed = (total, squares), n
+        return total, squares
+
+    @property
+    def total(self) -> float:
+        return self._running()[0]
+
+    @property
+    def squares(self) -> float:
+        return self._running()[1]
+
+    @property
+    def values(self) -> list[float]:
+        """The window's values, oldest first (a copy)."""
+        return self._buf[-self._size:]
 
     def __len__(self) -> int:
-        return len(self.values)
+        held = len(self._buf)
+        return held if held < self._size else self._size
 
     def tail(self, n: int) -> Iterator[float]:
-        """The last `n` values, oldest first (an iterator: no copy)."""
-        return islice(self.values, len(self.values) - n, None)
+        """The last `n` values of the window (all of it for a larger `n`), oldest first (an iterator over a copy
+        of at most `size` values: cheaper than skipping the older values of the buffer one by one)."""
+        buf = self._buf
+        held = len(buf)
+        return iter(buf[held - min(n, held, self._size):]) if n > 0 else iter(())
 
     def sums(self, n: int) -> tuple[float, float]:
         """(sum, sum of squares) of the last `n` values: the maintained ones for the whole window."""
-        if n == len(self.values):
-            return self.total, self.squares
+        if n == len(self):
+            return self._running()
         tail = list(self.tail(n))
         return math.fsum(tail), math.fsum(v * v for v in tail)
 

@@ -45,6 +45,8 @@ class PriceHistory:
         self._closes: dict[str, deque[float]] = {}
         self._returns: dict[str, RollingWindow] = {}  # the last maxlen - 1 returns, with running sums
         self._series: dict[str, tuple[deque[float], RollingWindow]] = {}  # both of a symbol, one lookup per bar
+        self._step_key: Sequence[str] | None = None  # the symbols of the last checked step, and their series
+        self._step_series: list[tuple[deque[float], RollingWindow]] = []
 
     @property
     def bars_per_day(self) -> float:
@@ -66,6 +68,7 @@ class PriceHistory:
             self._closes.clear()
             self._returns.clear()
             self._series.clear()
+            self._step_key = None
             self.timeframe = timeframe
         pair = self._series.get(symbol)
         closes, window = pair if pair is not None else self._start(symbol)
@@ -84,9 +87,7 @@ class PriceHistory:
             return
         series, start = self._series, self._start
         if checked:
-            for symbol, close in zip(symbols, closes, strict=True):
-                pair = series.get(symbol)
-                kept, window = pair if pair is not None else start(symbol)
+            for (kept, window), close in zip(self._step(symbols), closes, strict=True):
                 if kept:
                     window.push(close / kept[-1] - 1.0)
                 kept.append(close)
@@ -100,6 +101,17 @@ class PriceHistory:
             if kept:
                 window.push(close / kept[-1] - 1.0)
             kept.append(float(close))
+
+    def _step(self, symbols: Sequence[str]) -> list[tuple[deque[float], RollingWindow]]:
+        """The series of each symbol (started when new), cached for the same tuple: a replay's steps share one
+        tuple of symbols, so a step costs no lookup per bar."""
+        if symbols is self._step_key:
+            return self._step_series
+        series, start = self._series, self._start
+        found = [series.get(s) or start(s) for s in symbols]
+        if isinstance(symbols, tuple):  # not a list: it could change under the same identity
+            self._step_key, self._step_series = symbols, found
+        return found
 
     def window(self, symbol: str) -> RollingWindow | None:
         """The symbol's rolling returns (None when never seen)."""

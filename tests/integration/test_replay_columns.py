@@ -107,6 +107,23 @@ def test_one_symbol_layout_intraday_reads_the_same(tmp_path: Path, monkeypatch: 
     assert [list(x) for x in b] == a and rows_reader.problems == cols.problems and len(cols.problems) == 1
 
 
+def test_time_texts_of_mixed_widths_read_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time column is read from the chunk's bytes when every line's first field has one width, and by
+    pandas otherwise (here some steps say Z, others +00:00): the same batches either way."""
+    monkeypatch.setattr(replay_columns, "CHUNK_BYTES", 4_000)
+    lines = _file(tmp_path, 3, 300).read_text().splitlines(keepends=True)
+    body = [line.replace("+00:00,", "Z,", 1) if (i // 150) % 3 == 1 else line for i, line in enumerate(lines[1:])]
+    path = tmp_path / "zones.csv"
+    path.write_text(lines[0] + "".join(body))
+    first = replay_columns._first_fields
+    widths: list[bool] = []
+    monkeypatch.setattr(replay_columns, "_first_fields", lambda raw, n: widths.append(first(raw, n) is None) or
+                        first(raw, n))
+    rows, a, cols, b = _both(path)
+    assert True in widths and False in widths  # both ways were taken
+    assert len(a) == 300 and [list(x) for x in b] == a and rows.problems == cols.problems == []
+
+
 @pytest.mark.parametrize("timeframes", [["5m"], ["5m", "15m", "1m"]])
 def test_strategy_on_columns_gives_the_signals_and_states_of_bar_by_bar(tmp_path: Path, timeframes: list[str],
                                                                        columns_always: None) -> None:

@@ -44,6 +44,24 @@ def test_push_matches_the_reference_update_bit_for_bit() -> None:
                                                                           ref["values"])
 
 
+def test_sums_read_now_and_then_are_the_running_update_of_every_push() -> None:
+    """The sums are worked out when read: read after every push or only now and then (across exact points, or
+    not for longer than a window), they are the running update's bit for bit."""
+    rng = np.random.default_rng(11)
+    for size in (1, 3, 60):
+        window = RollingWindow(size)
+        ref = {"values": [], "total": 0.0, "squares": 0.0, "pushes": 0}
+        gaps = iter(rng.integers(1, 3 * size + 2, 10_000).tolist())
+        read_at = next(gaps)
+        for count, value in enumerate(rng.normal(0.0, 0.02, 4_001).tolist(), 1):
+            window.push(value)
+            _reference_push(ref, value, size)
+            if count == read_at:
+                read_at += next(gaps)
+                assert (window.sums(len(window)), window.values) == ((ref["total"], ref["squares"]), ref["values"])
+                assert list(window.tail(size + 5)) == ref["values"]  # never a value from before the window
+
+
 def _state(history: PriceHistory) -> dict:
     out = {}
     for symbol in sorted(history._closes):
@@ -69,4 +87,20 @@ def test_update_many_is_update_per_bar() -> None:
             per_bar.update(symbol, close, timeframe)
         per_step.update_many(chosen, closes[:len(chosen)], timeframe)
         assert per_bar.timeframe == per_step.timeframe
+    assert _state(per_step) == _state(per_bar)
+
+
+def test_checked_steps_of_one_tuple_are_update_per_bar() -> None:
+    """A replay's steps share one tuple of symbols (their series are looked up once): the same state as bar by
+    bar, through a new symbol, a step of other symbols and a change of timeframe."""
+    rng = np.random.default_rng(9)
+    wide, narrow = tuple(f"S{i}" for i in range(6)), ("S2", "S7")
+    per_bar, per_step = PriceHistory(9, "1m"), PriceHistory(9, "1m")
+    for step in range(300):
+        symbols = narrow if step % 11 == 0 else wide
+        timeframe = "5m" if step == 200 else None
+        closes = (100.0 * np.exp(rng.normal(0, 0.01, len(symbols)))).tolist()
+        for symbol, close in zip(symbols, closes, strict=True):
+            per_bar.update(symbol, close, timeframe)
+        per_step.update_many(symbols, closes, timeframe, checked=True)
     assert _state(per_step) == _state(per_bar)
