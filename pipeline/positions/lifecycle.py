@@ -338,9 +338,10 @@ class LifecycleManager:
         )
         self.pending_exits[pos.key] = intent.client_order_id
         self.register_intent(intent)
-        log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
-                 strategy=pos.strategy, symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority,
-                 reason=signal.reason)
+        if info_enabled(log):  # a filtered line builds no fields (one exit per closed position)
+            log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                     strategy=pos.strategy, symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority,
+                     reason=signal.reason)
         if self.router is not None:
             if self.stops is not None and self.stops.guards(pos.key):
                 self.router.dispatch_after(intent, self.release_stop)  # one exit, never two
