@@ -233,6 +233,7 @@ class Journal:
         self._journaled: JournaledKeys | None = JournaledKeys() if self.inline else None
         self._order_rows: dict[str, int] = {}  # batched: client order id -> index in _pending of its buffered INSERT
         self._next_ids: dict[str, int] = {}  # batched: the id the next buffered row of an AUTOINCREMENT table gets
+        self._kv: dict[str, Any] = {}  # batched: key -> the value set_kv stored last, in the order of those stores
         self.commits = 0  # transactions committed (a diagnostic: bench, tests)
         self.condition = JournalCondition("missing")
 
@@ -386,12 +387,13 @@ class Journal:
         ))
 
     def pending_count(self) -> int:
-        return len(self._pending) + len(self._events) + len(self._updates)
+        return len(self._pending) + len(self._events) + len(self._updates) + len(self._kv)
 
     def _take_all(self) -> list[tuple[str, tuple[Any, ...]]]:
         """Every buffered row, signals and decisions first, then the order events and the orders' merged
         status updates (loop thread only). Batched: an order whose INSERT is still buffered is inserted as its
-        merged update leaves it (`_whole_order`), not inserted and then updated."""
+        merged update leaves it (`_whole_order`), not inserted and then updated; the kv rows come last, the last
+        value of each key only (see set_kv)."""
         if self._order_rows:
             self._fold_updates()
         rows = self._pending
@@ -399,6 +401,9 @@ class Journal:
             rows = rows + self._events
             rows.extend(zip(itertools.repeat(_UPDATE_ORDER), map(tuple, self._updates.values())))
             self._events, self._updates = [], {}
+        if self._kv:
+            rows.extend((_SET_KV, (key, dumps(value))) for key, value in self._kv.items())
+            self._kv = {}
         self._pending = []
         return rows
 
@@ -708,10 +713,17 @@ class Journal:
         return decision_counts(rows)
 
     async def set_kv(self, key: str, value: Any) -> None:
-        """Store `value` (JSON) under `key`: full, committed before it returns; batched, a buffered row like the
-        others (the last value of a key wins: its rows go in in order; a read flushes them first)."""
+        """Store `value` (JSON) under `key`: full, committed before it returns. Batched, buffered like the other
+        rows (a read flushes them first), and only the last value of a key stored before the rows go in is
+        written (and encoded), when they go in: the table ends the same, key by key and in the order of the keys'
+        last stores, as with one INSERT OR REPLACE per call. So a batched caller hands over a value it no longer
+        changes (every caller builds a fresh one)."""
         if self.inline:
-            self._buffer(_SET_KV, (key, dumps(value)))
+            kv = self._kv
+            kv.pop(key, None)  # a key stored again moves to the end: its row goes in after the others'
+            kv[key] = value
+            if self.pending_count() >= self._flush_at:
+                self._flush_into_txn()
             return
         await self.write(insert_row, _SET_KV, (key, dumps(value)))
 
