@@ -769,8 +769,7 @@ class PaperBroker:
         if opening < _EPS:
             return
         cost = opening * price * order.multiplier + opening * self.settings.commission_per_share
-        _, short_value = self._market_values()
-        power = self._buying_power(short_value)
+        power = self._buying_power(self._short_value())
         if cost > power + 1e-6:
             raise OrderRejected(
                 f"buying_power: insufficient buying power for {order.side} {order.quantity} {order.symbol}: "
@@ -808,14 +807,26 @@ class PaperBroker:
     def _market_values(self) -> tuple[float, float]:
         long_value = short_value = 0.0
         for symbol, (qty, avg) in self._positions.items():
-            mark = self.last_price(symbol)
-            multiplier = OPTION_MULTIPLIER if len(symbol) > 6 and try_parse_occ(symbol) is not None else 1.0
-            value = abs(qty) * (avg if mark is None else mark) * multiplier
+            value = self._market_value(symbol, qty, avg)
             if qty > 0:
                 long_value += value
             else:
                 short_value += value
         return long_value, short_value
+
+    def _short_value(self) -> float:
+        """The short side of `_market_values` alone (every order's funding check): the longs are not valued."""
+        short_value = 0.0
+        for symbol, (qty, avg) in self._positions.items():
+            if not qty > 0:
+                short_value += self._market_value(symbol, qty, avg)
+        return short_value
+
+    def _market_value(self, symbol: str, qty: float, avg: float) -> float:
+        """One position at its last price (its average without one)."""
+        mark = self.last_price(symbol)
+        multiplier = OPTION_MULTIPLIER if len(symbol) > 6 and try_parse_occ(symbol) is not None else 1.0
+        return abs(qty) * (avg if mark is None else mark) * multiplier
 
     def _buying_power(self, short_value: float) -> float:
         return max(0.0, self.cash - short_value)
