@@ -120,6 +120,7 @@ class LifecycleManager:
         self._by_ticker: dict[str, set[str]] = {}      # underlying ticker -> held symbols
         self._deadlines: list[tuple[datetime, str]] = []
         self._day: Any = None                            # the trading day last seen (the daily rollover)
+        self._day_seen: Any = None                       # the exit monitor's New York day of the last clock check
         self.issues: list[FillIssue] = []
         self.round_trips = 0
         self.stops: Any = None  # ProtectiveStops (see protect_with): stops at the broker
@@ -283,12 +284,11 @@ class LifecycleManager:
                 signal = self.monitor.check_time_stop(pos, now)
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
-        day = self.calendar.trading_day(now)
-        if day != self._day:
-            self._day = day
-            if self.state.check_day_rollover():  # a new session: daily P&L and the breaker start over
-                log.info("day_rollover", day=str(day))
-        cutoff = self.monitor.time.eod_cutoff(now)
+        today = self.monitor.time.day_of(now)  # now's New York day, its session and EOD cutoff (cached per day)
+        if today is not self._day_seen:  # a day not seen yet (or its cache renewed): has the trading day rolled?
+            self._day_seen = today
+            self._roll_day(now)
+        cutoff = today.cutoff
         if cutoff is not None and now >= cutoff and self.ledger.holdings:
             for pos in self.ledger.positions():
                 if pos.key in self.pending_exits or self._exit_quantity(pos) <= 0:
@@ -297,6 +297,13 @@ class LifecycleManager:
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
         return intents
+
+    def _roll_day(self, now: datetime) -> None:
+        day = self.calendar.trading_day(now)
+        if day != self._day:
+            self._day = day
+            if self.state.check_day_rollover():  # a new session: daily P&L and the breaker start over
+                log.info("day_rollover", day=str(day))
 
     def _exit_quantity(self, pos: Position) -> float:
         """What an exit of this position may sell (buy back): its size, capped by `exit_cap` when someone else's
