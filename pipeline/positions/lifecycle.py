@@ -161,7 +161,8 @@ class LifecycleManager:
         keys = self._by_ticker.get(ticker)
         if not keys:  # nothing held in the ticker: no exit of it can be working
             return False
-        return any(key in self.pending_exits for key in keys if strategy is None or key[0] == strategy)
+        exits = self.book.exits  # pending_exits, read once
+        return any(key in exits for key in keys if strategy is None or key[0] == strategy)
 
     def register_intent(self, intent: OrderIntent) -> None:
         """Remember an order we send (entries from the orchestrator, exits from here): its record in the book."""
@@ -247,8 +248,10 @@ class LifecycleManager:
         return intents
 
     def _evaluate(self, key: PositionKey, ticker: str | None) -> OrderIntent | None:
-        """The exits of one position on a bar of `ticker` (None: no bar, the clock alone)."""
-        if key in self.pending_exits:
+        """The exits of one position on a bar of `ticker` (None: no bar, the clock alone). It runs for every bar of
+        every held ticker: the order book's pending exits and the strategy's exits are read without the property
+        and method that give them."""
+        if key in self.book.exits:
             return None
         pos = self.ledger.position_at(key)
         if pos is None:
@@ -263,7 +266,7 @@ class LifecycleManager:
         if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and ticker == pos.ticker \
                 and pos.timeframe in self.clouds.completed_on_last_bar(ticker):
             states = self.clouds.recent_states(ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
-        signal = self.monitor.check_all(pos, price, states, None, self.clock.now(), exits=self.exits_for(pos.strategy))
+        signal = self.monitor.check_all(pos, price, states, None, self.clock.now(), exits=self._exits.get(pos.strategy))
         if signal is None:
             if states and self.stops is not None:  # the trailing level moves the resting stop (rate-limited)
                 level = self.monitor.trailing_stop_level(pos, states)
