@@ -468,7 +468,7 @@ class Journal:
         stamp = iso_of(ts)
         row = (
             intent.client_order_id, intent.signal_id, str(intent.kind), broker, intent.symbol,
-            str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
+            str(intent.side), intent.quantity, str(intent.order_type), _PENDING,
             stamp, stamp, _record_json(intent), intent.strategy,
         )
         return self._durable_write(_INSERT_ORDER, row, intent.client_order_id)
@@ -493,7 +493,7 @@ class Journal:
         of the highest rank (the later one on a tie: an order never moves backwards), the latest time, and
         for each other field its latest non-null value."""
         stamp = iso_of(ts)
-        status = status.value if isinstance(status, OrderStatus) else str(status)
+        status = str(status)  # an OrderStatus (a StrEnum) is its value: str() is .value without its descriptor
         rank = _STATUS_RANK.get(status, 0)
         update = self._updates.get(client_order_id)
         if update is None:
@@ -878,6 +878,7 @@ _INSERT_EVENT = ("INSERT INTO order_events(client_order_id, status, broker, reas
                  " VALUES (?,?,?,?,?,?)")
 
 
+_PENDING = OrderStatus.PENDING.value  # a new order's status
 _STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,
                 "expired": 3, "replaced": 3, "never_reached": 3}
 # An order never moves backwards (a late submit reply after its fill event, say): the stored status stays when
