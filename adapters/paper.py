@@ -391,11 +391,21 @@ class PaperBroker:
     def _emit_all(self, events: Sequence[BrokerEvent]) -> None:
         """Queue the events of one call, in order, applying the scripted delivery faults to each: one queue item
         for them all (the pump delivers them one after the other, as it would separate items)."""
+        if not self._delivery_faults():  # nothing scripted: every event goes as it is, in order
+            if events:
+                self._queue.put_nowait(tuple(events))
+            return
         out: list[BrokerEvent] = []
         for event in events:
             self._route(event, out)
         if out:
             self._queue.put_nowait(tuple(out))
+
+    def _delivery_faults(self) -> bool:
+        """Whether a delivery fault is scripted or under way (`_route` would do more than pass an event on)."""
+        faults = self.faults
+        return faults.drop_updates or faults.duplicate_fill_delivery > 0 or faults.reorder_updates > 0 \
+            or self._reorder_held is not None
 
     def _route(self, event: BrokerEvent, out: list[BrokerEvent]) -> None:
         """Where the delivery faults put one event: held (dropped updates), twice (a duplicate fill), one later
