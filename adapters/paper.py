@@ -235,7 +235,7 @@ class PaperBroker:
         self._slip = settings.slippage_bps / 10_000.0
         self._handler: BrokerEventHandler | None = None
         self._send_guard: SendGuard = send_anything
-        self._queue: asyncio.Queue[BrokerEvent] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[BrokerEvent, ...]] = asyncio.Queue()  # the events of one call per item
         self._pump_task: asyncio.Task[None] | None = None
         self._delivering = False  # the pump holds an event taken from the queue and not yet handled
         self._persist_lock = asyncio.Lock()
@@ -332,32 +332,39 @@ class PaperBroker:
         if self._reorder_held is not None:
             held.append(self._reorder_held)
             self._reorder_held = None
-        for event in held:
-            self._queue.put_nowait(event)
+        if held:
+            self._queue.put_nowait(tuple(held))
         return len(held)
 
     async def _pump(self) -> None:
         while True:
-            event = await self._queue.get()
+            events = await self._queue.get()  # the events of one call (a submit's update, fill and update), in order
             self._delivering = True
             try:
-                if self._dirty:
-                    await self._persist_before_delivery()
-                if self._handler is None:
-                    if not self._warned_no_handler:
-                        self._warned_no_handler = True
-                        log.warning("paper_events_without_handler", broker=self.name)
-                    continue  # not acknowledged: a fill is sent again after a restart
-                await self._handler(event)
-                if isinstance(event, Fill):
-                    self._ack_fill(_fill_seq_of(event.fill_id))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("paper_event_handler_failed", broker=self.name, event_type=type(event).__name__)
+                for event in events:
+                    await self._deliver(event)
             finally:
                 self._delivering = False
                 self._queue.task_done()
+
+    async def _deliver(self, event: BrokerEvent) -> None:
+        """Hand one event to the handler (after the book that produced it is on disk); a handler's error is logged,
+        and the next event goes on."""
+        try:
+            if self._dirty:
+                await self._persist_before_delivery()
+            if self._handler is None:
+                if not self._warned_no_handler:
+                    self._warned_no_handler = True
+                    log.warning("paper_events_without_handler", broker=self.name)
+                return  # not acknowledged: a fill is sent again after a restart
+            await self._handler(event)
+            if isinstance(event, Fill):
+                self._ack_fill(_fill_seq_of(event.fill_id))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("paper_event_handler_failed", broker=self.name, event_type=type(event).__name__)
 
     async def _persist_before_delivery(self) -> None:
         """No event leaves before the book that produced it is on disk: retry a failing write, never skip it."""
@@ -379,6 +386,30 @@ class PaperBroker:
 
     def _emit(self, event: BrokerEvent) -> None:
         """Queue one event, applying the scripted delivery faults."""
+        self._emit_all((event,))
+
+    def _emit_all(self, events: Sequence[BrokerEvent]) -> None:
+        """Queue the events of one call, in order, applying the scripted delivery faults to each: one queue item
+        for them all (the pump delivers them one after the other, as it would separate items)."""
+        if not self._delivery_faults():  # nothing scripted: every event goes as it is, in order
+            if events:
+                self._queue.put_nowait(tuple(events))
+            return
+        out: list[BrokerEvent] = []
+        for event in events:
+            self._route(event, out)
+        if out:
+            self._queue.put_nowait(tuple(out))
+
+    def _delivery_faults(self) -> bool:
+        """Whether a delivery fault is scripted or under way (`_route` would do more than pass an event on)."""
+        faults = self.faults
+        return faults.drop_updates or faults.duplicate_fill_delivery > 0 or faults.reorder_updates > 0 \
+            or self._reorder_held is not None
+
+    def _route(self, event: BrokerEvent, out: list[BrokerEvent]) -> None:
+        """Where the delivery faults put one event: held (dropped updates), twice (a duplicate fill), one later
+        (a reordered update), or simply next in `out`."""
         faults = self.faults
         if faults.drop_updates:
             self._held.append(event)
@@ -389,14 +420,14 @@ class PaperBroker:
             copies = 2
         for _ in range(copies):
             if self._reorder_held is not None:
-                self._queue.put_nowait(event)
-                self._queue.put_nowait(self._reorder_held)
+                out.append(event)
+                out.append(self._reorder_held)
                 self._reorder_held = None
             elif faults.reorder_updates > 0:
                 faults.reorder_updates -= 1
                 self._reorder_held = event
             else:
-                self._queue.put_nowait(event)
+                out.append(event)
 
     def _redeliver_unacked_fills(self) -> None:
         """Once per process: re-send the loaded book's fills past the acknowledged watermark (at least once).
@@ -469,8 +500,7 @@ class PaperBroker:
             events = self._execute(order, price)
             self._dirty = True
             triggered += 1
-            for event in events:
-                self._emit(event)
+            self._emit_all(events)
         return triggered
 
     def _option_value(self, symbol: str, occ: OccContract | None, exact_quote: bool = False) -> float | None:
@@ -547,11 +577,9 @@ class PaperBroker:
             else:
                 await self._persist()
         except OSError as exc:
-            for event in events:
-                self._emit(event)  # the pump writes the book before it delivers them
+            self._emit_all(events)  # the pump writes the book before it delivers them
             raise RetryableBrokerError(f"{self.name}: book write failed: {exc}", ambiguous=True) from exc
-        for event in events:
-            self._emit(event)
+        self._emit_all(events)
         if faults.timeout_after_accept > 0:
             faults.timeout_after_accept -= 1
             raise RetryableBrokerError(f"{self.name}: reply lost after the order was accepted", ambiguous=True)
@@ -643,8 +671,7 @@ class PaperBroker:
             self._resting[self._trigger_symbol(new)].append(new)
         self._dirty = True
         await self._persist()
-        for event in events:
-            self._emit(event)
+        self._emit_all(events)
         return self._result(new)
 
     async def get_open_orders(self) -> list[OrderResult]:
@@ -769,8 +796,7 @@ class PaperBroker:
         if opening < _EPS:
             return
         cost = opening * price * order.multiplier + opening * self.settings.commission_per_share
-        _, short_value = self._market_values()
-        power = self._buying_power(short_value)
+        power = self._buying_power(self._short_value())
         if cost > power + 1e-6:
             raise OrderRejected(
                 f"buying_power: insufficient buying power for {order.side} {order.quantity} {order.symbol}: "
@@ -808,14 +834,26 @@ class PaperBroker:
     def _market_values(self) -> tuple[float, float]:
         long_value = short_value = 0.0
         for symbol, (qty, avg) in self._positions.items():
-            mark = self.last_price(symbol)
-            multiplier = OPTION_MULTIPLIER if len(symbol) > 6 and try_parse_occ(symbol) is not None else 1.0
-            value = abs(qty) * (avg if mark is None else mark) * multiplier
+            value = self._market_value(symbol, qty, avg)
             if qty > 0:
                 long_value += value
             else:
                 short_value += value
         return long_value, short_value
+
+    def _short_value(self) -> float:
+        """The short side of `_market_values` alone (every order's funding check): the longs are not valued."""
+        short_value = 0.0
+        for symbol, (qty, avg) in self._positions.items():
+            if not qty > 0:
+                short_value += self._market_value(symbol, qty, avg)
+        return short_value
+
+    def _market_value(self, symbol: str, qty: float, avg: float) -> float:
+        """One position at its last price (its average without one)."""
+        mark = self.last_price(symbol)
+        multiplier = OPTION_MULTIPLIER if len(symbol) > 6 and try_parse_occ(symbol) is not None else 1.0
+        return abs(qty) * (avg if mark is None else mark) * multiplier
 
     def _buying_power(self, short_value: float) -> float:
         return max(0.0, self.cash - short_value)

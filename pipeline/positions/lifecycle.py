@@ -120,6 +120,7 @@ class LifecycleManager:
         self._by_ticker: dict[str, set[str]] = {}      # underlying ticker -> held symbols
         self._deadlines: list[tuple[datetime, str]] = []
         self._day: Any = None                            # the trading day last seen (the daily rollover)
+        self._day_seen: Any = None                       # the exit monitor's New York day of the last clock check
         self.issues: list[FillIssue] = []
         self.round_trips = 0
         self.stops: Any = None  # ProtectiveStops (see protect_with): stops at the broker
@@ -160,7 +161,8 @@ class LifecycleManager:
         keys = self._by_ticker.get(ticker)
         if not keys:  # nothing held in the ticker: no exit of it can be working
             return False
-        return any(key in self.pending_exits for key in keys if strategy is None or key[0] == strategy)
+        exits = self.book.exits  # pending_exits, read once
+        return any(key in exits for key in keys if strategy is None or key[0] == strategy)
 
     def register_intent(self, intent: OrderIntent) -> None:
         """Remember an order we send (entries from the orchestrator, exits from here): its record in the book."""
@@ -246,8 +248,10 @@ class LifecycleManager:
         return intents
 
     def _evaluate(self, key: PositionKey, ticker: str | None) -> OrderIntent | None:
-        """The exits of one position on a bar of `ticker` (None: no bar, the clock alone)."""
-        if key in self.pending_exits:
+        """The exits of one position on a bar of `ticker` (None: no bar, the clock alone). It runs for every bar of
+        every held ticker: the order book's pending exits and the strategy's exits are read without the property
+        and method that give them."""
+        if key in self.book.exits:
             return None
         pos = self.ledger.position_at(key)
         if pos is None:
@@ -262,7 +266,7 @@ class LifecycleManager:
         if pos.instrument_type == InstrumentType.STOCK and self.clouds is not None and ticker == pos.ticker \
                 and pos.timeframe in self.clouds.completed_on_last_bar(ticker):
             states = self.clouds.recent_states(ticker, pos.timeframe, self.executor.momentum_exhaustion_candles + 2)
-        signal = self.monitor.check_all(pos, price, states, None, self.clock.now(), exits=self.exits_for(pos.strategy))
+        signal = self.monitor.check_all(pos, price, states, None, self.clock.now(), exits=self._exits.get(pos.strategy))
         if signal is None:
             if states and self.stops is not None:  # the trailing level moves the resting stop (rate-limited)
                 level = self.monitor.trailing_stop_level(pos, states)
@@ -283,12 +287,11 @@ class LifecycleManager:
                 signal = self.monitor.check_time_stop(pos, now)
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
-        day = self.calendar.trading_day(now)
-        if day != self._day:
-            self._day = day
-            if self.state.check_day_rollover():  # a new session: daily P&L and the breaker start over
-                log.info("day_rollover", day=str(day))
-        cutoff = self.monitor.time.eod_cutoff(now)
+        today = self.monitor.time.day_of(now)  # now's New York day, its session and EOD cutoff (cached per day)
+        if today is not self._day_seen:  # a day not seen yet (or its cache renewed): has the trading day rolled?
+            self._day_seen = today
+            self._roll_day(now)
+        cutoff = today.cutoff
         if cutoff is not None and now >= cutoff and self.ledger.holdings:
             for pos in self.ledger.positions():
                 if pos.key in self.pending_exits or self._exit_quantity(pos) <= 0:
@@ -297,6 +300,13 @@ class LifecycleManager:
                 if signal is not None:
                     intents.append(self._exit(pos, signal))
         return intents
+
+    def _roll_day(self, now: datetime) -> None:
+        day = self.calendar.trading_day(now)
+        if day != self._day:
+            self._day = day
+            if self.state.check_day_rollover():  # a new session: daily P&L and the breaker start over
+                log.info("day_rollover", day=str(day))
 
     def _exit_quantity(self, pos: Position) -> float:
         """What an exit of this position may sell (buy back): its size, capped by `exit_cap` when someone else's
@@ -338,9 +348,10 @@ class LifecycleManager:
         )
         self.pending_exits[pos.key] = intent.client_order_id
         self.register_intent(intent)
-        log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
-                 strategy=pos.strategy, symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority,
-                 reason=signal.reason)
+        if info_enabled(log):  # a filtered line builds no fields (one exit per closed position)
+            log.info("exit_signal", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                     strategy=pos.strategy, symbol=pos.symbol, exit_type=signal.exit_type, priority=signal.priority,
+                     reason=signal.reason)
         if self.router is not None:
             if self.stops is not None and self.stops.guards(pos.key):
                 self.router.dispatch_after(intent, self.release_stop)  # one exit, never two

@@ -239,6 +239,7 @@ class Journal:
         self._journaled: JournaledKeys | None = JournaledKeys() if self.inline else None
         self._order_rows: dict[str, int] = {}  # batched: client order id -> index in _pending of its buffered INSERT
         self._next_ids: dict[str, int] = {}  # batched: the id the next buffered row of an AUTOINCREMENT table gets
+        self._kv: dict[str, Any] = {}  # batched: key -> the value set_kv stored last, in the order of those stores
         self.commits = 0  # transactions committed (a diagnostic: bench, tests)
         self.condition = JournalCondition("missing")
 
@@ -394,12 +395,13 @@ class Journal:
         ))
 
     def pending_count(self) -> int:
-        return len(self._pending) + len(self._events) + len(self._updates)
+        return len(self._pending) + len(self._events) + len(self._updates) + len(self._kv)
 
     def _take_all(self) -> list[tuple[str, tuple[Any, ...]]]:
         """Every buffered row, signals and decisions first, then the order events and the orders' merged
         status updates (loop thread only). Batched: an order whose INSERT is still buffered is inserted as its
-        merged update leaves it (`_whole_order`), not inserted and then updated."""
+        merged update leaves it (`_whole_order`), not inserted and then updated; the kv rows come last, the last
+        value of each key only (see set_kv)."""
         if self._order_rows:
             self._fold_updates()
         rows = self._pending
@@ -407,6 +409,9 @@ class Journal:
             rows = rows + self._events
             rows.extend(zip(itertools.repeat(_UPDATE_ORDER), map(tuple, self._updates.values())))
             self._events, self._updates = [], {}
+        if self._kv:
+            rows.extend((_SET_KV, (key, dumps(value))) for key, value in self._kv.items())
+            self._kv = {}
         self._pending = []
         return rows
 
@@ -472,7 +477,7 @@ class Journal:
         stamp = iso_of(ts)
         row = (
             intent.client_order_id, intent.signal_id, str(intent.kind), broker, intent.symbol,
-            str(intent.side), intent.quantity, str(intent.order_type), OrderStatus.PENDING.value,
+            str(intent.side), intent.quantity, str(intent.order_type), _PENDING,
             stamp, stamp, _record_json(intent), intent.strategy,
         )
         return self._durable_write(_INSERT_ORDER, row, intent.client_order_id)
@@ -497,7 +502,7 @@ class Journal:
         of the highest rank (the later one on a tie: an order never moves backwards), the latest time, and
         for each other field its latest non-null value."""
         stamp = iso_of(ts)
-        status = status.value if isinstance(status, OrderStatus) else str(status)
+        status = str(status)  # an OrderStatus (a StrEnum) is its value: str() is .value without its descriptor
         rank = _STATUS_RANK.get(status, 0)
         update = self._updates.get(client_order_id)
         if update is None:
@@ -764,10 +769,17 @@ class Journal:
         return decision_counts(rows)
 
     async def set_kv(self, key: str, value: Any) -> None:
-        """Store `value` (JSON) under `key`: full, committed before it returns; batched, a buffered row like the
-        others (the last value of a key wins: its rows go in in order; a read flushes them first)."""
+        """Store `value` (JSON) under `key`: full, committed before it returns. Batched, buffered like the other
+        rows (a read flushes them first), and only the last value of a key stored before the rows go in is
+        written (and encoded), when they go in: the table ends the same, key by key and in the order of the keys'
+        last stores, as with one INSERT OR REPLACE per call. So a batched caller hands over a value it no longer
+        changes (every caller builds a fresh one)."""
         if self.inline:
-            self._buffer(_SET_KV, (key, dumps(value)))
+            kv = self._kv
+            kv.pop(key, None)  # a key stored again moves to the end: its row goes in after the others'
+            kv[key] = value
+            if self.pending_count() >= self._flush_at and not self._writing_behind(0):
+                self._flush_behind()
             return
         await self.write(insert_row, _SET_KV, (key, dumps(value)))
 
@@ -922,6 +934,7 @@ _INSERT_EVENT = ("INSERT INTO order_events(client_order_id, status, broker, reas
                  " VALUES (?,?,?,?,?,?)")
 
 
+_PENDING = OrderStatus.PENDING.value  # a new order's status
 _STATUS_RANK = {"pending": 0, "new": 1, "partially_filled": 2, "filled": 3, "canceled": 3, "rejected": 3,
                 "expired": 3, "replaced": 3, "never_reached": 3}
 # An order never moves backwards (a late submit reply after its fill event, say): the stored status stays when

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pipeline.core.calendar import NEW_YORK
+from pipeline.core.calendar import NEW_YORK, TradingDayCache
 from pipeline.core.clock import Clock
 from pipeline.core.models import Position
 from pipeline.record.journal import Journal, iso_of
@@ -99,7 +99,7 @@ class ClosedTrade:
             self.signal_id, self.ticker, self.symbol or self.ticker, self.direction, self.signal_type,
             self.timeframe, _utc_iso(self.entry_time), _utc_iso(self.exit_time), self.entry_price, self.exit_price,
             self.quantity, self.pnl, self.r_multiple, self.exit_type, self.holding_minutes, self.broker,
-            self.day.isoformat(), self.exit_fill_id, self.strategy,
+            _exit_days(self.exit_time), self.exit_fill_id, self.strategy,
         )
 
     @classmethod
@@ -113,6 +113,9 @@ class ClosedTrade:
             holding_minutes=row["holding_minutes"] or 0.0, broker=row["broker"] or "",
             exit_fill_id=row.get("exit_fill_id"), strategy=row.get("strategy") or "",
         )
+
+
+_exit_days = TradingDayCache()  # the `day` column: self.day.isoformat(), without a timezone conversion per trade
 
 
 def _utc_iso(ts: datetime) -> str:

@@ -209,3 +209,25 @@ async def test_the_caller_keeps_buffering_while_a_write_behind_is_under_way(tmp_
     finally:
         busy.set()
         await journal.close()
+
+
+async def test_set_kv_batched_ends_as_one_replace_per_call(tmp_path: Path) -> None:
+    """Batched, set_kv writes only each key's last value before the rows go in; the kv table ends the same, key by
+    key and in row order, as the full journal's one INSERT OR REPLACE per call."""
+    stores = [("feedback", {"n": 1}), ("marks", [1.5]), ("feedback", {"n": 2}), ("resume", "t1"),
+              ("marks", [2.5]), ("feedback", {"n": 3})]
+    tables = []
+    for durability in ("full", "batched"):
+        journal = Journal(tmp_path / f"{durability}.db", durability=durability, batch_rows=4)
+        await journal.open()
+        try:
+            for i, (key, value) in enumerate(stores):
+                await journal.set_kv(key, value)
+                if i == 3:
+                    assert await journal.get_kv("feedback") == {"n": 2}  # a read sees the last value stored
+            await journal.flush()
+        finally:
+            await journal.close()
+        with sqlite3.connect(tmp_path / f"{durability}.db") as conn:
+            tables.append(conn.execute("SELECT key, value FROM kv ORDER BY rowid").fetchall())
+    assert tables[0] == tables[1] == [("resume", '"t1"'), ("marks", "[2.5]"), ("feedback", '{"n": 3}')]
