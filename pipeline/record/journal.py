@@ -11,12 +11,9 @@ One code path, two durability settings:
   decision records ride along with the next intent or fill commit (an intent's decision record is on disk with
   it) or the writer task's `flush()`; order status events wait for the flush (every [journal] batch_interval_ms),
   off the path to the send. The WAL's checkpoints run mostly on a thread of their own (wal_checkpoint).
-- `batched` (a simulated throwaway run: replay, bench): the same statements in one open transaction that is
-  committed every `batch_rows` rows and at every flush, read and close, with synchronous=OFF: a crash loses the
-  run, which nobody keeps. They run on the caller's thread (nothing else waits on a simulated loop), except the
-  bulk rows that fill a batch: those are handed to the journal's own thread (`_flush_behind`, one write behind
-  the caller) while the loop goes on, and every other use of the connection waits for that write first, so the
-  statements still run one at a time in the order they were made.
+- `batched` (a simulated throwaway run: replay, bench): the same statements run on the caller's thread (nothing
+  else waits on a simulated loop) inside one open transaction that is committed every `batch_rows` rows and at
+  every flush, read and close, with synchronous=OFF: a crash loses the run, which nobody keeps.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Generator, Hashable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -233,8 +229,6 @@ class Journal:
         self._flushing: asyncio.Task[None] | None = None
         self._flush_at = batch_rows  # buffered rows that start a flush of their own (full) / a commit (batched)
         self._in_txn = 0  # batched: statements in the open transaction
-        self._behind: Future[int] | None = None  # batched: the bulk write handed to the journal thread, if any
-        self._behind_rows: list[tuple[str, tuple[Any, ...]]] = []  # ... and its rows (buffered again if it fails)
         # batched: the client order ids and (broker, fill id)s it may hold, so intents and fills join the bulk rows
         self._journaled: JournaledKeys | None = JournaledKeys() if self.inline else None
         self._order_rows: dict[str, int] = {}  # batched: client order id -> index in _pending of its buffered INSERT
@@ -290,7 +284,7 @@ class Journal:
                 assert self._conn is not None
                 found = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
                 row_id = (found[0] if found else 0) + 1
-            elif self.pending_count() + 1 >= self._flush_at and not self._writing_behind(1):
+            elif self.pending_count() + 1 >= self._flush_at:
                 self._flush_into_txn()
         except Exception as exc:
             return _Answered(0, exc)
@@ -299,8 +293,6 @@ class Journal:
         return _Answered(row_id)
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        if self._behind is not None:
-            self._catch_up()
         if self._conn is None:
             raise RuntimeError(f"journal {self.path} is not open")
         return fn(self._conn, *args)
@@ -426,8 +418,7 @@ class Journal:
         (self._pending if into is None else into).append((sql, params))
         if len(self._pending) + len(self._events) + len(self._updates) >= self._flush_at:
             if self.inline:
-                if not self._writing_behind(0):
-                    self._flush_behind()
+                self._flush_into_txn()
             elif self._flushing is None:  # full, and no writer task came by: committed now, in the background
                 self._flushing = asyncio.get_running_loop().create_task(self._flush_soon())
 
@@ -550,7 +541,7 @@ class Journal:
                 if self._in_txn >= self.batch_rows:
                     self._commit_txn()
                 return _WROTE if count == 1 else _FOUND
-            if self.pending_count() + 1 >= self._flush_at and not self._writing_behind(1):
+            if self.pending_count() + 1 >= self._flush_at:
                 self._flush_into_txn()  # before this row joins them: a failure leaves it unwritten (and unsent)
         except Exception as exc:
             return _Answered(False, exc)
@@ -623,51 +614,8 @@ class Journal:
                     done.set_result(count == 1)
         self._start_group(loop)
 
-    # batched: one open transaction on the caller's thread (its bulk rows written behind it)
-    def _writing_behind(self, adding: int) -> bool:
-        """Batched, a batch full: whether the write behind is still under way and the buffer has room for
-        `adding` more rows meanwhile (up to two batches in all), so the caller goes on buffering instead of
-        waiting for it."""
-        behind = self._behind
-        return behind is not None and not behind.done() and self.pending_count() + adding < 2 * self.batch_rows
-
-    def _flush_behind(self) -> None:
-        """A batch of buffered rows is full: the journal thread inserts them into the open transaction (and
-        commits it when it holds batch_rows) while the caller goes on. One such write at a time: the previous
-        one is waited for first."""
-        if self._behind is not None:
-            self._catch_up()
-        if self._conn is None:
-            return
-        rows = self._take_all()
-        try:
-            self._begin_txn()
-        except BaseException:
-            self._pending[:0] = rows
-            raise
-        self._in_txn += len(rows)
-        commit = self._in_txn >= self.batch_rows
-        if commit:
-            self._in_txn = 0
-        self._behind_rows = rows
-        self._behind = self._executor.submit(_write_behind, self._conn, rows, commit)
-
-    def _catch_up(self) -> None:
-        """Wait for the write behind (batched); its commit is counted. If it failed its rows are buffered again,
-        ahead of the newer ones, and its error is raised here: nothing is lost."""
-        behind, rows = self._behind, self._behind_rows
-        self._behind, self._behind_rows = None, []
-        if behind is None:
-            return
-        try:
-            self.commits += behind.result()
-        except BaseException:
-            self._pending[:0] = rows
-            raise
-
+    # batched: one open transaction on the caller's thread
     def _flush_into_txn(self) -> None:
-        if self._behind is not None:
-            self._catch_up()
         if not self.pending_count() or self._conn is None:
             return
         rows = self._take_all()
@@ -695,15 +643,11 @@ class Journal:
             self._checkpointer.committed()
 
     def _begin_txn(self) -> None:
-        if self._behind is not None:
-            self._catch_up()
         assert self._conn is not None
         if not self._conn.in_transaction:
             self._conn.execute("BEGIN IMMEDIATE")
 
     def _commit_txn(self) -> None:
-        if self._behind is not None:
-            self._catch_up()
         if self._conn is not None and self._conn.in_transaction:
             self._conn.execute("COMMIT")
             self.commits += 1
@@ -778,8 +722,8 @@ class Journal:
             kv = self._kv
             kv.pop(key, None)  # a key stored again moves to the end: its row goes in after the others'
             kv[key] = value
-            if self.pending_count() >= self._flush_at and not self._writing_behind(0):
-                self._flush_behind()
+            if self.pending_count() >= self._flush_at:
+                self._flush_into_txn()
             return
         await self.write(insert_row, _SET_KV, (key, dumps(value)))
 
@@ -977,24 +921,34 @@ def insert_row(conn: sqlite3.Connection, sql: str, values: tuple[Any, ...]) -> i
     return int(conn.execute(sql, values).lastrowid or 0)
 
 
-def _write_behind(conn: sqlite3.Connection, rows: list[tuple[str, tuple[Any, ...]]], commit: bool) -> int:
-    """On the journal thread (batched): the bulk rows into the open transaction, committed if `commit`; the
-    number of commits made."""
-    _insert_rows(conn, rows)
-    if commit:
-        conn.execute("COMMIT")
-        return 1
-    return 0
-
-
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
     """Execute buffered rows, one executemany per statement. Each statement inserts into its own table, so rows
-    keep their order within a table (the decisions' ids stay causal)."""
+    keep their order within a table (the decisions' ids stay causal). Many rows of one INSERT go in
+    MULTI_ROWS at a time, as one statement of that many VALUES rows (each row still its own insert, in order,
+    with the statement's conflict clause): one step of the statement instead of one per row."""
     by_sql: dict[str, list[tuple[Any, ...]]] = {}
     for sql, params in rows:
         by_sql.setdefault(sql, []).append(params)
     for sql, params_list in by_sql.items():
-        conn.executemany(sql, params_list)
+        whole = len(params_list) - len(params_list) % MULTI_ROWS
+        if whole and sql.startswith("INSERT"):
+            chain = itertools.chain.from_iterable
+            conn.executemany(_multi_row(sql), [tuple(chain(params_list[i:i + MULTI_ROWS]))
+                                               for i in range(0, whole, MULTI_ROWS)])
+            if whole < len(params_list):
+                conn.executemany(sql, params_list[whole:])
+        else:
+            conn.executemany(sql, params_list)
+
+
+MULTI_ROWS = 64  # VALUES rows per bulk INSERT: 64 x 17 columns at most, far below SQLite's 32 766 variables
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row(sql: str) -> str:
+    """`INSERT ... VALUES (?,...)` with MULTI_ROWS rows of VALUES."""
+    cut = sql.rindex(" VALUES ") + len(" VALUES ")
+    return sql[:cut] + ",".join([sql[cut:]] * MULTI_ROWS)
 
 
 def _shallow(obj: Any) -> dict[str, Any]:

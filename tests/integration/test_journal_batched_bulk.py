@@ -148,69 +148,6 @@ async def test_a_batched_trade_row_gets_the_id_sqlite_would_give_it(tmp_path: Pa
         await journal.close()
 
 
-async def test_a_full_batch_is_written_behind_on_the_journal_thread_and_a_failure_loses_nothing(
-        tmp_path: Path) -> None:
-    """The bulk rows of a full batch go in on the journal's own thread while the caller goes on; the next use of
-    the connection waits for them. A write behind that fails raises there, and its rows are buffered again, ahead
-    of newer ones: once the cause is gone they are written, none lost and none twice."""
-    import threading
-
-    journal = Journal(tmp_path / "journal.db", durability="batched", batch_rows=3)
-    await journal.open()
-    threads: dict[str, set[int]] = {}
-
-    def traced(conn: sqlite3.Connection) -> None:
-        conn.set_trace_callback(lambda sql: threads.setdefault(sql.split()[0], set()).add(threading.get_ident()))
-        conn.execute("CREATE TRIGGER no_room BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'no room'); END")
-
-    try:
-        await journal.run(traced)
-        for i in range(3):  # the third fills the batch: handed to the journal thread, the call returns at once
-            journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
-        journal.record_decision("sig-3", "external", "approved", ts=TS)  # buffered behind it
-        try:
-            await journal.run(lambda conn: None)  # waits for the write behind: its error is raised here
-        except sqlite3.Error as exc:
-            assert "no room" in str(exc)
-        else:
-            raise AssertionError("the failed write behind was not reported")
-        assert [params[0] for _, params in journal._pending] == ["sig-0", "sig-1", "sig-2", "sig-3"]
-        await journal.write(lambda conn: conn.execute("DROP TRIGGER no_room"))
-        for i in range(4, 6):  # another full batch, written behind; the read waits for it
-            journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
-        rows = await journal.query("SELECT signal_id FROM decisions ORDER BY id")
-        assert [r["signal_id"] for r in rows] == [f"sig-{i}" for i in range(6)]
-    finally:
-        await journal.close()
-    assert threads["INSERT"] - {threading.get_ident()}  # the full batches went in on the journal's thread
-
-
-async def test_the_caller_keeps_buffering_while_a_write_behind_is_under_way(tmp_path: Path) -> None:
-    """A busy journal thread does not stop the loop: the next full batch stays buffered (up to two batches in
-    all) instead of waiting for the write behind; the next read waits, and sees every row in order."""
-    import threading
-    import time
-
-    journal = Journal(tmp_path / "journal.db", durability="batched", batch_rows=3)
-    await journal.open()
-    busy = threading.Event()
-    try:
-        journal._executor.post(lambda: busy.wait(5.0))  # the journal thread is held up
-        started = time.perf_counter()
-        for i in range(6):  # one batch handed over (queued behind the hold-up), the next full one kept buffered
-            journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
-        assert await journal.record_order_intent(_intent(1), "paper", TS)  # an intent is buffered as well
-        assert time.perf_counter() - started < 1.0  # never waited for the thread
-        assert journal.pending_count() == 4 and journal._behind is not None and not journal._behind.done()
-        busy.set()
-        rows = await journal.query("SELECT signal_id FROM decisions ORDER BY id")
-        assert [r["signal_id"] for r in rows] == [f"sig-{i}" for i in range(6)]
-        assert await journal.query("SELECT COUNT(*) AS n FROM orders") == [{"n": 1}]
-    finally:
-        busy.set()
-        await journal.close()
-
-
 async def test_set_kv_batched_ends_as_one_replace_per_call(tmp_path: Path) -> None:
     """Batched, set_kv writes only each key's last value before the rows go in; the kv table ends the same, key by
     key and in row order, as the full journal's one INSERT OR REPLACE per call."""
@@ -231,3 +168,44 @@ async def test_set_kv_batched_ends_as_one_replace_per_call(tmp_path: Path) -> No
         with sqlite3.connect(tmp_path / f"{durability}.db") as conn:
             tables.append(conn.execute("SELECT key, value FROM kv ORDER BY rowid").fetchall())
     assert tables[0] == tables[1] == [("resume", '"t1"'), ("marks", "[2.5]"), ("feedback", '{"n": 3}')]
+
+
+def test_bulk_rows_go_in_as_multi_row_inserts_with_the_tables_one_insert_per_row_gives(tmp_path: Path) -> None:
+    """Many rows of one INSERT go in MULTI_ROWS at a time as one statement: every table ends exactly as one
+    INSERT per row leaves it — ids in order, a repeated order ignored (OR IGNORE), a repeated kv key replaced (OR
+    REPLACE), and the rows that do not fill a whole statement after the others."""
+    import itertools
+
+    from pipeline.record import journal as module
+
+    count = 3 * module.MULTI_ROWS + 5
+    rows: list[tuple[str, tuple[object, ...]]] = []
+    for i in range(count):
+        rows.append((module._INSERT_DECISION, (f"sig-{i}", "intent", "approved", "", TS.isoformat(), None, None,
+                                               None, "2026-11-24")))
+        coid = f"og-entry-{i % (count - 40):020x}"  # the last 40 repeat earlier ones: ignored
+        rows.append((module._INSERT_ORDER, (coid, f"sig-{i}", "entry", "paper", "AAPL", "buy", 1.0, "market",
+                                            "pending", TS.isoformat(), TS.isoformat(), "{}", "")))
+        rows.append((module._SET_KV, (f"k{i % 7}", str(i))))
+
+    def tables(path: Path, insert: object) -> list[list[tuple[object, ...]]]:
+        journal = Journal(path)
+        journal._open_sync()
+        conn = journal._conn
+        assert conn is not None
+        with conn:
+            insert(conn)
+        out = [conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in ("decisions", "orders", "kv")]
+        conn.close()
+        return out
+
+    def one_by_one(conn: sqlite3.Connection) -> None:
+        for sql, params in rows:
+            conn.execute(sql, params)
+
+    bulk = tables(tmp_path / "bulk.db", lambda conn: module._insert_rows(conn, rows))
+    single = tables(tmp_path / "single.db", one_by_one)
+    assert bulk == single
+    assert [len(t) for t in bulk] == [count, count - 40, 7]
+    assert module._multi_row(module._SET_KV).count("(?, ?)") == module.MULTI_ROWS
+    assert list(itertools.islice((r[0] for r in bulk[0]), 3)) == [1, 2, 3]
