@@ -237,7 +237,7 @@ class PaperBroker:
         self._send_guard: SendGuard = send_anything
         self._queue: asyncio.Queue[tuple[BrokerEvent, ...]] = asyncio.Queue()  # the events of one call per item
         self._pump_task: asyncio.Task[None] | None = None
-        self._delivering = False  # the pump holds an event taken from the queue and not yet handled
+        self._delivering = False  # the pump holds the events of a call taken from the queue, not all handled yet
         self._persist_lock = asyncio.Lock()
         self._connected = False
         self._dirty = False
@@ -280,7 +280,7 @@ class PaperBroker:
             try:
                 await asyncio.wait_for(self._queue.join(), drain_timeout)
             except TimeoutError:
-                log.warning("paper_close_undelivered", broker=self.name, queued=self._queue.qsize())
+                log.warning("paper_close_undelivered", broker=self.name, queued_calls=self._queue.qsize())
             self._pump_task.cancel()
             try:
                 await self._pump_task
