@@ -134,12 +134,14 @@ class Daemon:
             await asyncio.sleep(1.0)
 
     async def _order_checks(self) -> None:
-        """Every 5 s: brokers not yet connected are tried again, and accepted orders overdue a fill looked up."""
+        """Every 5 s: brokers not yet connected are tried again, a broker down past its breaker's cool-down is
+        probed, and accepted orders overdue a fill looked up."""
         while True:
             await asyncio.sleep(5.0)
             try:
                 if self.core.router.unstarted_brokers():
                     await self.core.connect_unstarted()
+                await self.core.router.probe_down_brokers()
                 await self.core.check_overdue()
             except Exception:  # one failed pass must not end the checks
                 log.exception("order_checks_failed")

@@ -35,12 +35,12 @@ class Venues:
 
 
 def make_core(tmp_path: Path, v: Venues, *, primary: str = "alpaca", fallback: str | None = "ibkr",
-              **overrides: Any) -> Core:
+              breaker_reset_seconds: float = 600, **overrides: Any) -> Core:
     """A Core (not started) routing to alpaca and ibkr at the fakes of `v`."""
     overrides.setdefault("exits", {"broker_stop": False})  # routing only: the protective stops have tests of their own
     settings = load_settings(
         state_dir=tmp_path / "state",
-        broker={"primary": primary, "fallback": fallback, "breaker_reset_seconds": 600},
+        broker={"primary": primary, "fallback": fallback, "breaker_reset_seconds": breaker_reset_seconds},
         alpaca=v.alpaca_settings,
         ibkr={"host": "127.0.0.1", "port": v.tws.port, "client_id": 11, "request_timeout_seconds": 3},
         pipeline={"enable_unified_risk": False, "retry_backoff_base": 0.01, "max_order_retries": 2},

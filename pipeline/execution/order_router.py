@@ -82,6 +82,15 @@ class BrokerHealth:
         self.last_error = error
         self._down_since = self._down_since or monotonic()
 
+    def probe_failed(self, error: str) -> None:
+        """A half-open probe failed: down again, for another cool-down from now."""
+        self.last_error = error
+        self._down_since = monotonic()
+
+    def probe_due(self) -> bool:
+        """Down, and its cool-down is over: one probe may find out whether it is back."""
+        return self._down_since is not None and self.available()
+
     def available(self) -> bool:
         """False while the breaker is open; after the cool-down one attempt is let through (half-open)."""
         if self._down_since is None:
@@ -217,6 +226,27 @@ class OrderRouter:
     def unstarted_brokers(self) -> list[str]:
         """The brokers whose start-up connect has not succeeded yet, by name."""
         return sorted(self.unstarted)
+
+    async def probe_down_brokers(self) -> list[str]:
+        """Each started broker whose breaker is open past its cool-down is asked for its account (a call that sends
+        nothing); an answer closes the breaker, so a broker that is back counts as up without waiting for the next
+        order. Returns the brokers found back."""
+        back = []
+        for name, health in self.health.items():
+            if name in self.unstarted or not health.probe_due():
+                continue
+            broker = self.brokers[name]
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await broker.get_account()
+            except Exception as exc:  # any failure keeps it down; the error is kept in its health
+                health.probe_failed(f"probe: {type(exc).__name__}: {str(exc)[:200]}")
+                log.info("broker_probe_failed", broker=name, error=health.last_error)
+                continue
+            health.record_success()
+            log.info("broker_recovered", broker=name)
+            back.append(name)
+        return back
 
     def broker_state(self, name: str) -> str:
         """up, degraded or down (the circuit breaker's view of `name`)."""

@@ -8,6 +8,7 @@ once; reconciliation covers every connected broker.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -382,3 +383,30 @@ async def test_broker_down_at_startup_is_connected_later_and_used_again(tmp_path
         second = await enter(core, "MSFT")
         await until(lambda: second.client_order_id in alpaca_refs(venues.alpaca))
         assert second.client_order_id not in ib_refs(venues.tws)
+
+
+async def test_a_primary_back_after_an_outage_is_found_back_by_a_probe_without_an_order(
+        tmp_path: Path, venues: Venues) -> None:
+    """Before: an order that failed while Alpaca refused connections left its breaker open until the next order
+    got through, so /healthz said 'down' for as long as the strategy was quiet. The order checks now probe a broker
+    down past its cool-down with a call that sends nothing (its account)."""
+    alpaca, tws = venues.alpaca, venues.tws
+    async with running(make_core(tmp_path, venues, breaker_reset_seconds=0.3)) as core:
+        health = core.router.health["alpaca"]
+        await alpaca.stop()                                        # connection refused
+        first = (await enter(core, "GOOGL")).client_order_id
+        assert health.state == "down" and ib_refs(tws) == [first]  # the fallback took it
+        assert await core.router.probe_down_brokers() == []       # still cooling down: not even asked
+        await asyncio.sleep(0.35)
+        assert await core.router.probe_down_brokers() == []       # asked, still refused: down for another cool-down
+        assert health.state == "down" and (health.last_error or "").startswith("probe: ")
+        assert not health.available()
+        await alpaca.start()                                       # back, same port
+        await asyncio.sleep(0.35)
+        posted = len(alpaca_posted(alpaca))
+        assert await core.router.probe_down_brokers() == ["alpaca"]
+        assert health.state == "connected"
+        assert len(alpaca_posted(alpaca)) == posted                # the probe sent no order
+        alpaca.next_submit_fills(PRICES["AAPL"])
+        second = (await enter(core, "AAPL")).client_order_id
+        assert second in alpaca_posted(alpaca) and second not in ib_refs(tws)  # entries go to the primary again

@@ -25,10 +25,16 @@ def _value(text: str, name: str) -> float:
     return total
 
 
+async def _status(http: aiohttp.ClientSession, url: str, expected: int) -> bool:
+    async with http.get(url) as response:
+        return response.status == expected
+
+
 async def test_metrics_move_during_replay_and_healthz_follows_the_broker(tmp_path: Path) -> None:
     port = free_port()
     settings = load_settings(state_dir=tmp_path / "state", metrics={"port": port},
-                             data={"bars_per_second": 200.0}, paper={"persistent": False})
+                             data={"bars_per_second": 200.0}, paper={"persistent": False},
+                             broker={"breaker_reset_seconds": 1.0})
     daemon = Daemon(settings)
     run = asyncio.create_task(daemon.run())
     base = f"http://127.0.0.1:{port}"
@@ -59,7 +65,9 @@ async def test_metrics_move_during_replay_and_healthz_follows_the_broker(tmp_pat
             assert down.status == 503
             assert "paper" in (await down.json())["reason"]
             daemon.core.brokers["paper"].faults.unavailable = False
-            assert (await http.get(f"{base}/healthz")).status == 200
+            # an order sent while it was down opened the breaker: the next probe (5 s checks, 1 s cool-down here)
+            # finds it back, with no order needed
+            await until(lambda: _status(http, f"{base}/healthz", 200), timeout=30, what="/healthz 200 again")
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(run, 20) == 0

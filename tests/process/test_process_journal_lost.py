@@ -31,24 +31,36 @@ def _entries(state_dir: Path) -> set[str]:
     return {o.client_order_id for o in _book(state_dir).all_orders() if o.client_order_id.startswith("og-entry-")}
 
 
+def _held(state_dir: Path) -> int:
+    """How many positions the paper broker's book (its file, written atomically) holds right now."""
+    if not (state_dir / "paper_book.json").exists():
+        return 0
+    return len([p for p in _book(state_dir).positions() if p.quantity])
+
+
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A state dir whose daemon was SIGKILLed while the paper broker held positions (made once, copied per test)."""
-    state_dir = tmp_path_factory.mktemp("crashed") / "state"
-    env = base_env(state_dir, ORDERGATE_DATA__BARS_PER_SECOND="200")
-    for _attempt in range(8):  # positions come and go: crash until one is caught open
+    """A state dir whose daemon was SIGKILLed while the paper broker held positions (made once, copied per test).
+
+    Watched on the broker's own book file, not through `ordergate status` (a subprocess per look, which on a loaded
+    machine could miss every moment positions were open before the 5-day feed ran out); each attempt starts on a
+    fresh dir, so a retry never resumes a feed that has already ended."""
+    root = tmp_path_factory.mktemp("crashed")
+    for attempt in range(5):  # positions come and go: crash until two are caught open
+        state_dir = root / f"state-{attempt}"
+        env = base_env(state_dir, ORDERGATE_DATA__BARS_PER_SECOND="200")
         daemon = DaemonProcess(state_dir, env=env).start()
         try:
             daemon.wait_for("daemon_ready")
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and status(state_dir)["open_positions"] < 2:
-                time.sleep(0.02)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _held(state_dir) < 2:
+                time.sleep(0.01)
             daemon.kill9()
         finally:
             daemon.stop()
-        if len([p for p in _book(state_dir).positions() if p.quantity]) >= 1:
+        if _held(state_dir) >= 1:
             break
-    assert [p for p in _book(state_dir).positions() if p.quantity], "the broker holds positions across the crash"
+    assert _held(state_dir), "the broker holds positions across the crash"
     assert (state_dir / "journal.db").exists()
     return state_dir
 
