@@ -1,66 +1,31 @@
-"""NYSE sessions from exchange_calendars (XNYS): holidays, early closes, regular hours. Cached per day.
+"""NYSE sessions (XNYS, from exchange_calendars): holidays, early closes, regular hours. Cached per day.
 
-Building XNYS costs most of its time in pandas' holiday rules: the session offset `day` asks them for every
-holiday from 1970 to 2200, and a rule with a start date is dated from that year on whatever range is asked.
-`_XNYS` cuts every rule to the calendar's own range (a year of margin each side) and asks for that range only:
-the same sessions, opens and closes (tests/unit/test_calendar_sessions.py), at about a third of the cost.
+The session table of the calendar's range comes from its cache file (pipeline.core.session_cache) when there
+is one of the installed exchange_calendars and pandas; only otherwise is it worked out
+(pipeline.core.xnys_rules, which imports pandas and exchange_calendars) and the file written for the next
+process.
 """
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import pandas as pd
-from exchange_calendars.exchange_calendar import HolidayCalendar
-from exchange_calendars.exchange_calendar_xnys import XNYSExchangeCalendar
-from pandas.tseries.offsets import CustomBusinessDay
+from pipeline.core import session_cache
 
 NEW_YORK = ZoneInfo("America/New_York")
-_MARGIN = pd.Timedelta(days=400)  # holidays this far beyond the range: an observed date never crosses it
 
 
-class _XNYS(XNYSExchangeCalendar):
-    """XNYS whose holiday and early-close rules are cut to its own range (see the module docstring)."""
+def session_table(start: str, end: str) -> dict[int, tuple[int, int]]:
+    """{day ordinal: (open, close) in UTC epoch seconds} of every XNYS session in [start, end]."""
+    rows = session_cache.read(start, end)
+    if rows is None:
+        from pipeline.core.xnys_rules import session_rows  # pandas and exchange_calendars: only to build
 
-    def __init__(self, start: str, end: str) -> None:
-        self._holiday_range = (pd.Timestamp(start) - _MARGIN, pd.Timestamp(end) + _MARGIN)
-        super().__init__(start=start, end=end)
-
-    @property
-    def regular_holidays(self) -> HolidayCalendar:
-        return _within(super().regular_holidays, *self._holiday_range)
-
-    @property
-    def special_closes(self) -> list[tuple[time, HolidayCalendar]]:
-        return [(at, _within(rules, *self._holiday_range)) for at, rules in super().special_closes]
-
-    @cached_property
-    def day(self) -> CustomBusinessDay:
-        lo, hi = self._holiday_range
-        return CustomBusinessDay(holidays=[*self.adhoc_holidays, *self.regular_holidays.holidays(lo, hi)],
-                                 weekmask=self.weekmask)
-
-
-def _within(calendar: HolidayCalendar, lo: pd.Timestamp, hi: pd.Timestamp) -> HolidayCalendar:
-    """The calendar's rules, each valid only on [lo, hi] (dropped if it never is there): a rule dates its
-    holidays from its own first year on (pandas ignores the asked range for a rule with a start date), so a
-    rule in force since 1885 would otherwise be evaluated for 140 years. On [lo, hi] the dates are the same."""
-    rules = []
-    for rule in calendar.rules:
-        if rule.year is not None:  # a one-off date
-            rules.append(rule)
-            continue
-        start = lo if rule.start_date is None else max(rule.start_date, lo)
-        end = hi if rule.end_date is None else min(rule.end_date, hi)
-        if start > end:
-            continue
-        cut = copy.copy(rule)
-        cut.start_date, cut.end_date = start, end
-        rules.append(cut)
-    return HolidayCalendar(rules)
+        rows = session_rows(start, end)
+        session_cache.write(start, end, rows)
+    return {day: (opens, closes) for day, opens, closes in rows}
 
 
 class MarketCalendar:
@@ -68,7 +33,7 @@ class MarketCalendar:
 
     def __init__(self, start: str = "2000-01-01", end: str | None = None) -> None:
         end = end or f"{datetime.now(UTC).year + 2}-12-31"
-        self._cal = _XNYS(start, end)
+        self._table = session_table(start, end)
         self._session_cache: dict[date, tuple[datetime, datetime] | None] = {}
 
     def session(self, day: date) -> tuple[datetime, datetime] | None:
@@ -77,13 +42,8 @@ class MarketCalendar:
             return self._session_cache[day]
         except KeyError:
             pass
-        label = pd.Timestamp(day)
-        result: tuple[datetime, datetime] | None = None
-        if self._cal.first_session <= label <= self._cal.last_session and self._cal.is_session(label):
-            result = (
-                self._cal.session_open(label).to_pydatetime(),
-                self._cal.session_close(label).to_pydatetime(),
-            )
+        row = self._table.get(day.toordinal())
+        result = None if row is None else (datetime.fromtimestamp(row[0], UTC), datetime.fromtimestamp(row[1], UTC))
         self._session_cache[day] = result
         return result
 
@@ -187,5 +147,5 @@ def daily_session_date(ts: datetime) -> date:
 
 @lru_cache(maxsize=1)
 def default_calendar() -> MarketCalendar:
-    """A process-wide calendar (building one costs ~0.04 s, see `_XNYS`)."""
+    """A process-wide calendar (read from its cache file, or built in ~0.04 s, see pipeline.core.xnys_rules)."""
     return MarketCalendar()

@@ -28,11 +28,13 @@ def test_template_unit_names_the_instance_config_state_and_identity() -> None:
     assert d["ExecStart"] == ["/opt/ordergate/.venv/bin/ordergate --instance %i run"]
     assert d["StateDirectory"] == ["ordergate/%i"]
     assert d["RuntimeDirectory"] == ["ordergate/%i"]
+    assert d["CacheDirectory"] == ["ordergate/%i"]
     assert d["SyslogIdentifier"] == ["ordergate-%i"]
     assert d["EnvironmentFile"] == ["-/etc/ordergate/desk.env", "-/etc/ordergate/%i.env"]
     # everything else (hardening, notify, watchdog, limits) is the single unit's, line for line
     single = directives(SINGLE)
-    differ = {"ExecStart", "StateDirectory", "RuntimeDirectory", "SyslogIdentifier", "EnvironmentFile", "Description"}
+    differ = {"ExecStart", "StateDirectory", "RuntimeDirectory", "CacheDirectory", "SyslogIdentifier",
+              "EnvironmentFile", "Description"}
     assert {k: v for k, v in d.items() if k not in differ} == {k: v for k, v in single.items() if k not in differ}
 
 

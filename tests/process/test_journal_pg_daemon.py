@@ -105,7 +105,8 @@ def test_postgresql_restart_mid_run(tmp_path: Path, pg_server: PgServer) -> None
         finally:
             pg_server.start()
         # refused, nothing sent: the intent could not be made durable (the broker-vs-journal check below holds it)
-        assert bought.returncode == 1 and "JournalUnavailable" in bought.stdout + bought.stderr, bought
+        assert bought.returncode == 1 and "JournalUnavailable" in bought.stdout + bought.stderr, \
+            f"exit {bought.returncode}: {bought.stdout} {bought.stderr} log: {daemon.text()[-4000:]}"
         deadline = time.monotonic() + 60  # it trades on: new intents are journaled after the server is back
         while time.monotonic() < deadline and len(_journal(dsn, instance)[0]) <= before + 2:
             time.sleep(0.2)

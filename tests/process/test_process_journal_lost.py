@@ -119,7 +119,10 @@ def test_deleted_journal_with_broker_positions_starts_halted(crashed: Path, tmp_
     st, daemon, _before, _after = _restart_and_look(state_dir)
     assert st["kill_switch"]["active"] is False, st["kill_switch"]
     assert not [line for line in daemon.lines() if line.get("event") == "journal_lost"]
-    # but deleting it again is a new loss
+    # but deleting it again is a new loss, with the broker holding positions again (the two runs above may have
+    # closed the crash's positions: a position rebuilt without its journal has its stop at its entry price)
+    shutil.copy2(crashed / "paper_book.json", state_dir / "paper_book.json")
+    assert _held(state_dir)
     for name in JOURNAL_FILES:
         (state_dir / name).unlink(missing_ok=True)
     st, daemon, before, after = _restart_and_look(state_dir)
