@@ -1,6 +1,6 @@
-"""The NYSE calendar built from the holidays of its own range only (pipeline.core.xnys_rules._XNYS, read back from its cache file once built) answers every
-day of the daemon's default range exactly as exchange_calendars' own XNYS does: sessions, opens, closes (early
-closes included), and no session on the days between them."""
+"""The NYSE calendar built from the holidays of its own range only (pipeline.core.xnys_rules._XNYS, read back
+from its cache file once built) answers every day of the daemon's default range exactly as exchange_calendars'
+own XNYS does: sessions, opens, closes (early closes included), and no session on the days between them."""
 
 from __future__ import annotations
 
