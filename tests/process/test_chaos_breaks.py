@@ -37,7 +37,9 @@ GAPS = "protection_gaps_while_trading"  # the campaign of the protection-gap tes
 def _broken_run(name: str, state_dir: Path) -> CrashRun:
     # the operator's kill switch, left active before the second run, is what the daemon must not forget
     plan = {1: True} if name == "kill_switch_forgotten" else None
-    crashes = 3 if name == "journal_invents_acks" else 2  # it needs an entry decided, not only a fill
+    # journal_invents_acks needs an entry decided, not only a fill; exits_leave_the_stop a price that later falls
+    # through the stop left resting (with 2 crash points it went unseen in 1 of 2 runs of the campaigns alone)
+    crashes = 3 if name in ("journal_invents_acks", "exits_leave_the_stop") else 2
     return crash_points(crashes, state_dir, seed=2, min_delay=1.2, max_delay=1.8, breaks=name, kill_plan=plan,
                         check_every_restart=False)
 
