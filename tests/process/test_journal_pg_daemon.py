@@ -47,6 +47,9 @@ def _env(state_dir: Path, dsn: str, instance: str, rate: str, **extra: str) -> d
 # the strategy opened, nor refused as pending_exit because the strategy happens to be exiting MSFT then)
 _NOT_MSFT = json.dumps([{"name": "ema_cloud", "kind": "ema_cloud",
                          "tickers": ["AAPL", "NVDA", "AMD", "JPM", "XOM", "GOOGL", "TSLA"]}])
+# and room for it: the strategy's AAPL/NVDA/AMD/GOOGL/TSLA can fill the 30 % technology cap by then (seen: the buy
+# refused by the risk gate instead of by the journal), and three losses in a row would pause entries
+_ROOM = {"ORDERGATE_EXECUTOR__MAX_SECTOR_EXPOSURE": "1.0", "ORDERGATE_EXECUTOR__CONSECUTIVE_LOSS_THRESHOLD": "1000"}
 
 
 def _assert_nothing_lost_nothing_twice(state_dir: Path, dsn: str, instance: str) -> None:
@@ -93,7 +96,7 @@ def test_postgresql_restart_mid_run(tmp_path: Path, pg_server: PgServer) -> None
     dsn, instance = pg_server.create_database(f"restart_{instance_name('d').replace('-', '_')}"), "restart"
     state_dir = tmp_path / "state"
     daemon = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "100",
-                                               ORDERGATE_STRATEGIES=_NOT_MSFT)).start()
+                                               ORDERGATE_STRATEGIES=_NOT_MSFT, **_ROOM)).start()
     try:
         daemon.wait_for("daemon_ready")
         daemon.wait_for("fill_applied", timeout=60)
@@ -118,7 +121,8 @@ def test_postgresql_restart_mid_run(tmp_path: Path, pg_server: PgServer) -> None
     finally:
         assert daemon.stop() == 0
     # a restart applies whatever the broker still holds unacknowledged; then the broker and the journal agree
-    again = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "5", ORDERGATE_STRATEGIES=_NOT_MSFT)).start()
+    again = DaemonProcess(state_dir, env=_env(state_dir, dsn, instance, "5", ORDERGATE_STRATEGIES=_NOT_MSFT,
+                                                **_ROOM)).start()
     try:
         again.wait_for("daemon_ready")
     finally:
