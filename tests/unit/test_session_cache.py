@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,6 @@ def test_a_table_read_back_is_the_table_built(cache: Path) -> None:
     assert session_table(START, END) == {d: (o, c) for d, o, c in built}  # read back
     assert _file(cache).read_bytes() == written
     # the half day after Thanksgiving 2020 closes at 13:00 ET; the 4th of July 2020 was observed on Friday the 3rd
-    from datetime import date
     cal = MarketCalendar(START, END)
     session = cal.session(date(2020, 11, 27))
     assert session is not None and (session[1] - session[0]).total_seconds() == 3.5 * 3600
