@@ -56,7 +56,7 @@ def read(start: str, end: str, directory: Path | None = None) -> Rows | None:
             return None
         header_end = data.index(b"\n", len(MAGIC))
         header = json.loads(data[len(MAGIC):header_end])
-        if header.get("key") != _key(start, end):
+        if not isinstance(header, dict) or header.get("key") != _key(start, end):
             return None
         values = array("q")
         values.frombytes(data[header_end + 1:])

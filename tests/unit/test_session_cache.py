@@ -59,7 +59,8 @@ def test_a_start_that_finds_the_file_does_not_import_pandas(cache: Path) -> None
     assert int(count) > 5000 and pandas == "False" and calendars == "False", out.stdout
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "other_versions", "other_count", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other_versions", "other_count", "empty",
+                                    "header_not_an_object"])
 def test_a_file_that_is_not_the_table_is_ignored_and_written_again(cache: Path, damage: str) -> None:
     built = session_rows(START, END)
     session_table(START, END)
@@ -77,6 +78,8 @@ def test_a_file_that_is_not_the_table_is_ignored_and_written_again(cache: Path, 
     elif damage == "other_count":
         header["rows"] += 1
         path.write_bytes(session_cache.MAGIC + json.dumps(header).encode() + b"\n" + body)
+    elif damage == "header_not_an_object":
+        path.write_bytes(session_cache.MAGIC + b"[1, 2]\n" + body)
     else:
         path.write_bytes(b"")
     assert session_cache.read(START, END) is None
