@@ -101,19 +101,25 @@ class Recovery:
                 if record is not None:
                     self.core.book.add_fill(record, fill)  # journaled: a redelivery is recognised by its fill id
                 intent = record.intent if record is not None else None
-                if intent is not None and intent.reduce_only and self.core.ledger.position_at(intent.key) is None:
+                if intent is None:
+                    # a ghost fill (an id of ours, no order journaled: the journal was lost before it): it was
+                    # counted as external, not traded; the start-up reconciliation takes the broker's quantity
+                    log.warning("rebuild_fill_without_order", client_order_id=fill.client_order_id,
+                                fill_id=fill.fill_id, symbol=fill.symbol, quantity=fill.quantity)
+                    continue
+                if intent.reduce_only and self.core.ledger.position_at(intent.key) is None:
                     # a manual exit journaled before exits named their position's strategy: the one position it
                     # reduces (and only then) is that symbol's only one on the side it closes
                     held = self.core.ledger.positions_in(fill.symbol)
                     if len(held) == 1 and held[0].closing_side == fill.side and not intent.strategy:
                         intent = dataclasses.replace(intent, strategy=held[0].strategy)
-                if intent is not None and intent.reduce_only and self.core.ledger.position_at(intent.key) is None:
+                if intent.reduce_only and self.core.ledger.position_at(intent.key) is None:
                     # the exit of a position that was not in the journal (adopted from the broker): it closed
                     # that position, it must not open one the other way
                     log.warning("rebuild_exit_without_position", client_order_id=fill.client_order_id,
                                 symbol=fill.symbol, quantity=fill.quantity)
                     continue
-                trip = self.core.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")
+                trip = self.core.ledger.apply_fill(fill, intent, intent.exit_type)
                 if trip is not None:
                     closed.append((trip, fill))
                 applied[fill.client_order_id] = applied.get(fill.client_order_id, 0.0) + fill.quantity

@@ -8,7 +8,6 @@ The `fake` fixture (a started FakeAlpaca) is in tests/conftest.py.
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 from tests.conftest import make_signal, until
-from tests.daemon_proc import cli
+from tests.daemon_proc import cli, status_async
 from tests.fakes.alpaca_server import FakeAlpaca
 from tests.market import set_market
 
@@ -92,7 +91,5 @@ async def cli_async(state_dir: Path, *args: str, env: dict[str, str]) -> subproc
 
 
 async def daemon_status(state_dir: Path, env: dict[str, str]) -> dict[str, Any]:
-    """`ordergate status --json` of the daemon at `state_dir`."""
-    out = await cli_async(state_dir, "status", "--json", env=env)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    """`ordergate status --json` of the daemon at `state_dir` (see `tests.daemon_proc.status`)."""
+    return await status_async(state_dir, env)

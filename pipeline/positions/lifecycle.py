@@ -13,7 +13,9 @@
 - `emergency_close_all`: cancel open orders, flatten everything.
 - Only its own orders: a fill whose client order id ordergate did not send (not a known intent, not of its id
   scheme) is journaled and alerted as external and handed to `on_external_fill`; it never touches the ledger,
-  so it is never exited. `activity` holds each symbol's last order activity (for reconciliation's grace).
+  so it is never exited. A fill of an id of ours that no journaled order has (the journal was lost or replaced)
+  is a `ghost_fill`: journaled, alerted, and counted as external too, never traded on a stop nobody set.
+  `activity` holds each symbol's last order activity (for reconciliation's grace).
 """
 
 from __future__ import annotations
@@ -483,6 +485,16 @@ class LifecycleManager:
             record.last_contact = self.clock.now()
         for issue in issues:
             await self._issue(issue)
+        if intent is None and self.external is not None:
+            # ours by its id, but of an order no journal holds (the journal was lost or replaced): nothing says
+            # what stop or strategy it had, so it is not traded on a made-up one; counted as external (risk,
+            # status), like a hand trade, until the user adopts it (`[reconcile] external = "adopt"`)
+            self.external.apply_fill(fill)
+            if self.stops is not None:
+                self.stops.request_sync(fill.symbol)
+            log.warning("unknown_own_fill_external", client_order_id=fill.client_order_id, fill_id=fill.fill_id,
+                        symbol=fill.symbol, side=str(fill.side), quantity=fill.quantity, price=fill.price)
+            return
         key = intent.key if intent is not None else ("", fill.symbol)  # the position of the order's strategy
         before = self.ledger.position_at(key)
         trip = self.ledger.apply_fill(fill, intent, intent.exit_type if intent else "")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_proc import DaemonProcess, base_env, cli
+from tests.daemon_proc import status as daemon_status
 
 pytestmark = pytest.mark.timeout(240)
 TOKEN = "dash-test-token-0123456789"
@@ -42,9 +43,7 @@ def _request(url: str, method: str = "GET", body: bytes | None = None, **headers
 
 
 def _status(daemon: DaemonProcess) -> dict:
-    out = cli(daemon.state_dir, "status", "--json", env=daemon.env)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return daemon_status(daemon.state_dir, daemon.env)
 
 
 def test_token_and_csrf_rules(daemon: DaemonProcess) -> None:

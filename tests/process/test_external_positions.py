@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.core.clock import SimulatedClock
+from pipeline.core.models import Bar
 from tests.alpaca_core import SESSION, alpaca_core, cli_async, daemon_status, held_quantity, until
 from tests.daemon_proc import DaemonProcess, base_env
 from tests.fakes.alpaca_server import FakeAlpaca
@@ -241,3 +242,45 @@ async def test_exits_trade_only_ordergates_part_of_a_symbol_someone_else_also_tr
         assert report.mismatches == [] and not core.state.is_kill_switch_active()
     finally:
         await core.stop()
+
+
+async def test_a_fill_of_an_id_of_ours_that_no_journal_holds_is_external_and_never_sold(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """A fill whose client order id is of ordergate's scheme but of no journaled order: the journal that sent it
+    was lost (the daemon starts halted and the broker redelivers the fill). Nothing says what its stop or strategy
+    was, so it is journaled and alerted as a ghost fill and counted as external, not put in the ledger with a
+    stop at its own entry price (which sold it on the first tick below, while halted); a restart does not rebuild
+    it as ordergate's either."""
+    clock = SimulatedClock(SESSION)
+    ghost = "og-entry-0123456789abcdef"
+    core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 1e9})
+    try:
+        await fake.place_manual_order("AAPL", 10, "buy", 100.0, client_order_id=ghost)
+        await until(lambda: core.external.quantity("AAPL") == 10, what="the ghost fill counted as external")
+        await core.settle()
+        assert core.ledger.holdings == {} and core.positions() == []
+        dip = Bar("AAPL", clock.now(), 99.0, 99.0, 95.0, 95.0, 5000.0)  # below the entry: a stop there sells
+        assert core.lifecycle.check_exits([dip]) == [] and await core.lifecycle.emergency_close_all() == []
+        assert fake.submits() == []
+        assert [(p["symbol"], p["shares"]) for p in core.external_positions()] == [("AAPL", 10.0)]
+    finally:
+        await core.stop()
+    conn = sqlite3.connect(tmp_path / "state" / "journal.db")
+    try:  # journaled all the same: the fill (deduplicated by its id) and the validator's finding
+        assert conn.execute("SELECT client_order_id FROM fills").fetchall() == [(ghost,)]
+        outcomes = [r[0] for r in conn.execute("SELECT outcome FROM decisions WHERE stage = 'fill_validator'")]
+        assert outcomes == ["ghost_fill"]
+    finally:
+        conn.close()
+    again = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 1e9,
+                                                                      "confirm_seconds": 0})
+    try:
+        assert again.ledger.holdings == {}  # its journaled fill is not rebuilt into a position of ours
+        await again.reconcile_at_start()
+        await again.reconcile()
+        assert [(p.symbol, p.shares) for p in again.external.positions()] == [("AAPL", 10)]
+        assert again.lifecycle.check_exits([dip]) == [] and fake.submits() == []
+        assert not again.state.is_kill_switch_active()  # external, not unexplained
+    finally:
+        await again.stop()

@@ -25,6 +25,7 @@ import pytest
 
 from pipeline.safety.state_manager import TRIP_RECORD_FILENAME, read_state_file
 from tests.daemon_proc import DaemonProcess, base_env, cli
+from tests.daemon_proc import status as daemon_status
 from tests.fakes.alpaca_server import FakeAlpaca
 
 pytestmark = pytest.mark.timeout(120)
@@ -59,9 +60,7 @@ def _on_disk(state_dir: Path) -> dict:
 
 
 def _status(state_dir: Path, env: dict[str, str]) -> dict:
-    out = cli(state_dir, "status", "--json", env=env)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return daemon_status(state_dir, env)
 
 
 def test_trip_whose_write_fails_holds_is_alerted_shown_and_retried(tmp_path: Path, immutable: list[Path]) -> None:

@@ -7,6 +7,7 @@ trade on an empty ledger: kill switch active with the reason, no new entry at th
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import time
@@ -29,6 +30,26 @@ def _book(state_dir: Path) -> PaperBroker:
 
 def _entries(state_dir: Path) -> set[str]:
     return {o.client_order_id for o in _book(state_dir).all_orders() if o.client_order_id.startswith("og-entry-")}
+
+
+def _book_now(state_dir: Path) -> tuple[set[str], dict[str, float]]:
+    """Every order id the broker's book has, and its positions (symbol -> signed quantity)."""
+    book = _book(state_dir)
+    return ({o.client_order_id for o in book.all_orders()},
+            {p.symbol: p.quantity for p in book.positions() if p.quantity})
+
+
+def _unacknowledge(state_dir: Path) -> None:
+    """As if the daemon was killed before it took any of the book's fills: the broker sends every one again at the
+    next connect (all of them ours by their ids, none of them of an order the lost journal could name)."""
+    path = state_dir / "paper_book.json"
+    book = json.loads(path.read_text())
+    book["acked_fill_seq"] = 0
+    path.write_text(json.dumps(book))
+
+
+def _external(st: dict) -> dict[str, float]:
+    return {p["symbol"]: p["shares"] for p in st["external_positions"]}
 
 
 def _held(state_dir: Path) -> int:
@@ -71,9 +92,14 @@ def _copy(crashed: Path, tmp_path: Path) -> Path:
     return state_dir
 
 
-def _restart_and_look(state_dir: Path) -> tuple[dict, DaemonProcess, set[str], set[str]]:
-    """Restart on the dir, let bars flow for a while, stop. Returns (status while up, daemon, entries before/after)."""
+def _restart_and_look(state_dir: Path, halted: bool = True) -> tuple[dict, DaemonProcess, set[str], set[str]]:
+    """Restart on the dir, let bars flow for a while, stop. Returns (status while up, daemon, entries before/after).
+
+    `halted`: the restart must start halted, and a halted daemon sends nothing at all: the positions the broker
+    holds without a journal behind them are not sold (their fills, redelivered, are ours by prefix but of orders
+    no journal knows: counted as external, not traded, until the user adopts them)."""
     before = _entries(state_dir)
+    orders_before, positions_before = _book_now(state_dir)
     # each position below the reconciliation's kill threshold (the issue's ~$4.9k each), so that check stays quiet
     env = base_env(state_dir, ORDERGATE_DATA__BARS_PER_SECOND="200", ORDERGATE_RECONCILE__KILL_NOTIONAL_THRESHOLD="1e9")
     daemon = DaemonProcess(state_dir, env=env).start()
@@ -83,9 +109,21 @@ def _restart_and_look(state_dir: Path) -> tuple[dict, DaemonProcess, set[str], s
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline and status(state_dir)["stats"]["bars"] < 2_000:
             time.sleep(0.05)
+        if halted:  # the reconciliation judges the broker's positions in two checks: external, not ordergate's
+            want = {s: abs(q) for s, q in positions_before.items()}
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and _external(status(state_dir)) != want:
+                time.sleep(0.2)
         st = status(state_dir)
     finally:
         assert daemon.stop() == 0, daemon.text()[-3000:]
+    if halted:
+        orders_after, positions_after = _book_now(state_dir)
+        assert orders_after == orders_before, f"a halted daemon sent orders: {sorted(orders_after - orders_before)}"
+        assert positions_after == positions_before
+        assert st["kill_switch"]["active"] is True, st["kill_switch"]
+        assert not st["positions"], st["positions"]  # none of them is traded as ordergate's
+        assert _external(st) == {s: abs(q) for s, q in positions_before.items()}, st["external_positions"]
     return st, daemon, before, _entries(state_dir)
 
 
@@ -108,19 +146,22 @@ def test_deleted_journal_with_broker_positions_starts_halted(crashed: Path, tmp_
     state_dir = _copy(crashed, tmp_path)
     for name in JOURNAL_FILES:
         (state_dir / name).unlink(missing_ok=True)
+    _unacknowledge(state_dir)
     st, daemon, before, after = _restart_and_look(state_dir)
     _assert_halted(st, daemon, before, after, "missing")
+    ghosts = [line for line in daemon.lines() if line.get("event") == "unknown_own_fill_external"]
+    assert ghosts, "every fill was redelivered: each is of an order the lost journal cannot name"
     # the status offline says so too, until `ordergate resume`
     down = status(state_dir)
     assert down["running"] is False and down["kill_switch"]["active"] is True
     # once resumed, a restart on the journal begun then does not halt again (the Alpaca case of a journal that
     # stays without orders is in test_journal_lost_core.py)
     assert cli(state_dir, "resume").returncode == 0
-    st, daemon, _before, _after = _restart_and_look(state_dir)
+    st, daemon, _before, _after = _restart_and_look(state_dir, halted=False)
     assert st["kill_switch"]["active"] is False, st["kill_switch"]
     assert not [line for line in daemon.lines() if line.get("event") == "journal_lost"]
-    # but deleting it again is a new loss, with the broker holding positions again (the two runs above may have
-    # closed the crash's positions: a position rebuilt without its journal has its stop at its entry price)
+    # but deleting it again is a new loss, with the broker holding positions again (the resumed run above trades:
+    # the crash's book is put back so that the broker holds the positions whatever that run did)
     shutil.copy2(crashed / "paper_book.json", state_dir / "paper_book.json")
     assert _held(state_dir)
     for name in JOURNAL_FILES:
@@ -162,7 +203,7 @@ def test_intact_journal_after_a_crash_does_not_halt(crashed: Path, tmp_path: Pat
     state_dir = _copy(crashed, tmp_path)
     with sqlite3.connect(state_dir / "journal.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] > 0
-    st, daemon, _before, _after = _restart_and_look(state_dir)
+    st, daemon, _before, _after = _restart_and_look(state_dir, halted=False)
     assert st["kill_switch"]["active"] is False, st["kill_switch"]
     assert not [line for line in daemon.lines() if line.get("event") == "journal_lost"]
     assert not list(state_dir.glob("journal.db.damaged*"))

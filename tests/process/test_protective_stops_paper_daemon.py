@@ -5,7 +5,6 @@ has the exit once, as `stop_loss (broker)`, and no stop is left for a position t
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Bar, OrderStatus, OrderType
 from pipeline.execution.protective_stops import BROKER_STOP_EXIT
 from tests.daemon_proc import DaemonProcess, base_env, cli
+from tests.daemon_proc import status as daemon_status
 from tests.protective_audit import oversold, protection_gaps
 
 pytestmark = pytest.mark.timeout(150)
@@ -82,6 +82,4 @@ def test_stop_fills_in_the_paper_book_while_the_daemon_is_down(tmp_path: Path) -
 
 
 def _status_positions(state_dir: Path, env: dict[str, str]) -> list[dict[str, Any]]:
-    out = cli(state_dir, "status", "--json", env=env)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["positions"]
+    return daemon_status(state_dir, env)["positions"]

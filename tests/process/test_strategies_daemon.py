@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.daemon_proc import DaemonProcess, base_env, cli
+from tests.daemon_proc import DaemonProcess, base_env
+from tests.daemon_proc import status as daemon_status
 
 STRATEGIES = [
     {"name": "clouds", "kind": "ema_cloud", "timeframes": ["5m"], "max_positions": 4, "equity_share": 0.6},
@@ -26,9 +27,7 @@ def _env(state_dir: Path, pace: str = "600") -> dict[str, str]:
 
 
 def _status(state_dir: Path) -> dict[str, Any]:
-    out = cli(state_dir, "status", "--json", env=_env(state_dir))
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return daemon_status(state_dir, _env(state_dir))
 
 
 def _open_in_journal(state_dir: Path) -> dict[str, str]:

@@ -5,12 +5,12 @@ the bot token never reaches the log."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 from tests.daemon_proc import DaemonProcess, base_env, cli
+from tests.daemon_proc import status as daemon_status
 from tests.fakes.telegram_server import FakeBotAPI
 
 pytestmark = pytest.mark.timeout(180)
@@ -37,9 +37,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _status(proc: DaemonProcess) -> dict:
-    out = cli(proc.state_dir, "status", "--json", env=proc.env)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return daemon_status(proc.state_dir, proc.env)
 
 
 def test_phone_control(setup) -> None:
