@@ -523,6 +523,12 @@ class PaperBroker:
         self, symbol: str, occ: OccContract, spot: float, now: datetime
     ) -> tuple[float | None, float]:
         """(mid of the exact contract or None, implied vol to price it with) from the options chain if present."""
+        if type(self).chain is PaperBroker.chain:  # the synthetic chain: its one contract, not the whole chain
+            from pipeline.instruments.options import synthetic_quote
+
+            exact = synthetic_quote(occ, spot, now, self.options_settings)
+            if exact is not None and exact.occ_symbol == symbol:
+                return float(exact.mid), float(exact.iv)
         try:
             quotes = self.chain(occ.underlying, spot, now)
         except ImportError:

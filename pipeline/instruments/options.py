@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from config.settings import OptionsSettings
 from pipeline.core.models import Direction
-from pipeline.instruments.occ import occ_symbol
+from pipeline.instruments.occ import OccContract, occ_symbol
 from pipeline.instruments.pricing import bs_delta, bs_price, years_from_days
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -125,6 +125,25 @@ def synthetic_chain(underlying: str, spot: float, as_of: datetime, settings: Opt
                 chain.append(_quote(underlying.upper(), spot, expiry, round(strike, 3), right, dte,
                                     settings.risk_free_rate))
     return chain
+
+
+def synthetic_quote(contract: OccContract, spot: float, as_of: datetime,
+                    settings: OptionsSettings) -> OptionQuote | None:
+    """The quote `synthetic_chain(contract.underlying, spot, as_of, settings)` holds for `contract`, or None when
+    that chain lists no such contract; computed alone (one contract, not the chain's ~800)."""
+    if not (math.isfinite(spot) and spot > 0) or contract.right not in ("C", "P"):
+        return None
+    today = _ny_date(as_of)
+    step = strike_step(spot)
+    atm = round(spot / step) * step
+    k = round((contract.strike - atm) / step)
+    strike = atm + k * step  # the chain's own arithmetic for its k-th strike, so the same float
+    if abs(k) > STRIKES_EACH_SIDE or strike <= 0 or contract.expiry not in weekly_expiries(today):
+        return None
+    quote = _quote(contract.underlying.upper(), spot, contract.expiry, round(strike, 3), contract.right,
+                   (contract.expiry - today).days, settings.risk_free_rate)
+    return quote if quote.occ_symbol == occ_symbol(contract.underlying.upper(), contract.expiry, contract.right,
+                                                   contract.strike) else None
 
 
 SYNTHETIC_LABEL = "synthetic chain (paper broker)"
