@@ -112,7 +112,7 @@ class _Section(BaseModel):
     """A settings section: unknown keys refused, numbers finite, no boolean/number punning; frozen once built
     (a new value comes from a new object: `model_copy(update=...)` or a reload, never an assignment)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod

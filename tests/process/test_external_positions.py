@@ -97,7 +97,9 @@ async def test_external_at_start_is_counted_not_traded_and_adopt_gives_a_visible
 ) -> None:
     fake.set_position("MSFT", 20, 400.0)  # held before ordergate ever ran: not its position
     clock = SimulatedClock(SESSION)
-    core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 100.0})
+    # no pause before the confirming second check (its timing is test_reconcile_confirm's): judged at once
+    core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 100.0,
+                                                                     "confirm_seconds": 0})
     set_market(core, {"MSFT": 400.0})  # alpaca_core marks MSFT at 100: the external position is valued at the market
     try:
         await core.reconcile_at_start()
@@ -112,7 +114,7 @@ async def test_external_at_start_is_counted_not_traded_and_adopt_gives_a_visible
         await core.stop()
 
     adopt = await alpaca_core(tmp_path / "adopt", fake, clock=clock,
-                        reconcile={"kill_notional_threshold": 100.0, "external": "adopt"})
+                        reconcile={"kill_notional_threshold": 100.0, "external": "adopt", "confirm_seconds": 0})
     try:
         await adopt.reconcile_at_start()
         assert not adopt.state.is_kill_switch_active()

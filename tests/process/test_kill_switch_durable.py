@@ -160,8 +160,8 @@ async def test_sigusr1_during_shutdown_trips_durably_and_a_second_sigterm_does_n
     tmp_path: Path, fake: FakeAlpaca,
 ) -> None:
     state_dir = tmp_path / "state"
-    env = base_env(state_dir, **fake.env(tickers=["AAPL"]), ORDERGATE_SHUTDOWN__TIMEOUT_SECONDS="8",
-                   ORDERGATE_ALPACA__REQUEST_TIMEOUT_SECONDS="6", ORDERGATE_EXECUTOR__INSTRUMENT_MODE="stock")
+    env = base_env(state_dir, **fake.env(tickers=["AAPL"]), ORDERGATE_SHUTDOWN__TIMEOUT_SECONDS="5",
+                   ORDERGATE_ALPACA__REQUEST_TIMEOUT_SECONDS="3", ORDERGATE_EXECUTOR__INSTRUMENT_MODE="stock")
     daemon = DaemonProcess(state_dir, env=env).start()
     try:
         await asyncio.to_thread(daemon.wait_for, "daemon_ready", 45.0)

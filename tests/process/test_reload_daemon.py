@@ -60,7 +60,7 @@ def test_a_lowered_time_stop_closes_positions_already_open_at_the_new_value(tmp_
     state_dir = tmp_path / "state"
     config = tmp_path / "ordergate.toml"
     config.write_text(f"[executor]\ntime_stop_minutes = {OLD_TIME_STOP}\n{EXITS}")
-    env = base_env(state_dir, ORDERGATE_DATA__BARS_PER_SECOND="20")
+    env = base_env(state_dir, ORDERGATE_DATA__BARS_PER_SECOND="100")
     daemon = DaemonProcess(state_dir, "--config", str(config), env=env).start()
     try:
         daemon.wait_for("fill_applied", timeout=90)
