@@ -75,6 +75,8 @@ class FeedLoop:
                     log.info("bars", batches=engine.batches, bars=engine.bars, last=batch[0].timestamp.isoformat(),
                              signals=engine.signals, entries=engine.entries, exits=engine.exits,
                              positions=self.core.ledger.count(), equity=round(self.core.ledger.equity(), 2))
+                if self.stop_requested():  # asked during the step: end now, not after the next bar (live: a minute)
+                    break
         except Exception:
             log.exception("feed_failed")
         finally:

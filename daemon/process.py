@@ -22,6 +22,7 @@ from daemon.os_signals import OsSignals
 from daemon.ready import ready_summary
 from daemon.services import Services
 from daemon.systemd import SystemdNotifier, watchdog_interval, watchdog_loop
+from daemon.task_stop import cancel_and_wait
 from pipeline.core.clock import Clock, LiveClock, SimulatedClock
 
 log = structlog.get_logger("ordergate.daemon")
@@ -184,11 +185,9 @@ class Daemon:
         self.notifier.stopping(status="shutting down")
         log.info("daemon_stopping")
         await self.services.stop_intake()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        running_on = await cancel_and_wait(self._tasks)
+        if running_on:
+            log.error("tasks_left_running_at_shutdown", tasks=[task.get_name() for task in running_on])
         with contextlib.suppress(Exception):
             await self.core.stop()
         await self.services.stop()
