@@ -25,8 +25,24 @@ async def test_a_task_that_lost_its_cancel_is_cancelled_again() -> None:
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=0.3)
     assert not done
-    left = await cancel_and_wait([task], timeout=2.0, retry_seconds=0.05)
+    left = await cancel_and_wait([task], timeout=2.0, grace=0.1, retry_seconds=0.05)
     assert left == [] and task.cancelled()
+
+
+async def test_a_task_cleaning_up_after_its_cancel_is_not_cut_short() -> None:
+    saved: list[str] = []
+
+    async def cleans_up() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0.3)  # its last write, longer than one retry
+            saved.append("resume point")
+
+    task = asyncio.create_task(cleans_up())
+    await asyncio.sleep(0)
+    assert await cancel_and_wait([task], timeout=2.0, grace=1.0, retry_seconds=0.05) == []
+    assert saved == ["resume point"]
 
 
 async def test_failed_and_finished_tasks_are_taken_and_a_stubborn_one_is_returned() -> None:
@@ -49,7 +65,7 @@ async def test_failed_and_finished_tasks_are_taken_and_a_stubborn_one_is_returne
     await asyncio.sleep(0)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    left = await cancel_and_wait([failed, finished, never], timeout=0.3, retry_seconds=0.05)
+    left = await cancel_and_wait([failed, finished, never], timeout=0.3, grace=0.1, retry_seconds=0.05)
     assert left == [never] and loop.time() - start < 1.0
     released = True
     await never
