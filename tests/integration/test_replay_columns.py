@@ -200,3 +200,46 @@ def test_steps_of_every_symbol_take_the_one_state_path_with_the_same_buckets(tmp
             assert columns.recent_states(symbol, tf, 64) == scalar.recent_states(symbol, tf, 64)
             assert columns.recent_bars(symbol, tf, 64) == scalar.recent_bars(symbol, tf, 64)
             assert columns.bars_seen(symbol, tf) == scalar.bars_seen(symbol, tf) > 100
+
+
+def _careful_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the chunks that go the careful (row by row) way."""
+    calls: list[int] = []
+    careful = replay_columns.ColumnReader._careful
+
+    def counted(self: replay_columns.ColumnReader, *args: object) -> object:
+        calls.append(1)
+        return careful(self, *args)
+
+    monkeypatch.setattr(replay_columns.ColumnReader, "_careful", counted)
+    return calls
+
+
+def test_a_clean_file_is_read_by_pyarrow_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chunk of a clean file is parsed by the columnar path (pyarrow), none row by row, and each chunk
+    is split in blocks parsed on threads: the values are the row reader's to the bit."""
+    monkeypatch.setattr(replay_columns, "CHUNK_BYTES", 30_000)
+    monkeypatch.setattr(replay_columns, "BLOCK_BYTES", 6_000)  # several blocks a chunk: dictionaries unified
+    calls = _careful_calls(monkeypatch)
+    rows, a, cols, b = _both(_file(tmp_path, 7, 700))
+    assert calls == [] and [list(x) for x in b] == a and rows.problems == cols.problems == []
+    assert {bar.symbol for batch in b for bar in batch} == {f"T{i}" for i in range(7)}
+
+
+def test_numbers_pyarrow_does_not_take_are_read_the_careful_way_as_float_reads_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """float() reads "1_000" and " 97.5 "; pyarrow does not take the first: that chunk goes row by row, and both
+    paths give the row reader's values (no row lost, no problem reported)."""
+    monkeypatch.setattr(replay_columns, "CHUNK_BYTES", 6_000)
+    lines = _file(tmp_path, 3, 300).read_text().splitlines(keepends=True)
+    ts, sym, o, h, low, c, v = lines[200].rstrip("\n").split(",")
+    lines[200] = f"{ts},{sym},{o},{h},{low},{c},1_{int(float(v)):03d}\n"
+    ts, sym, o, h, low, c, v = lines[500].rstrip("\n").split(",")
+    lines[500] = f"{ts}, {sym} , {o} ,{h},{low},{c},{v}\n"
+    path = tmp_path / "odd.csv"
+    path.write_text("".join(lines))
+    calls = _careful_calls(monkeypatch)
+    rows, a, cols, b = _both(path)
+    assert len(calls) == 1  # the "1_000" chunk only: the spaces are read by pyarrow as float() reads them
+    assert len(a) == 300 and [list(x) for x in b] == a and rows.problems == cols.problems == []
+    assert rows.bars_read == cols.bars_read == 900
