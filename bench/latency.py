@@ -246,6 +246,44 @@ def _p(values: list[float], q: float) -> float:
     return percentile(sorted(values), q)
 
 
+WAIT_SECONDS = 0.0008  # about one fsync'd commit on this disk: the wait a decision follows in the FULL figure
+
+
+async def decisions_after_waits(n: int) -> dict[str, float]:
+    """The decision alone (no journal, as `decide` above), each after a wait of WAIT_SECONDS: `idle` sleeps (the
+    thread blocks, as the loop does while the journal's fsync runs), `busy` spins on the clock for as long. Their
+    medians in µs: what an idle wait costs the decision after it (on a VM, the vCPU's caches are cold again). The
+    first block of each kind warms up and is left out."""
+    from daemon import heap
+
+    start = datetime.fromisoformat(SESSION_ISO)
+    out: dict[str, list[float]] = {"idle": [], "busy": []}
+    with tempfile.TemporaryDirectory(prefix="ordergate-bench-") as tmp:
+        core = await bench_core(Path(tmp), start, {"enabled": False})
+        try:
+            entered = time_submits(core.brokers["paper"])
+            for i in range(2 * n):
+                core.ledger.last_prices[_ticker(i)] = 100.0
+            for i in range(2 * n):
+                # alternating blocks of 100 (both see the same machine): within a block, each decision follows the
+                # previous one's wait of the same kind (one at a time interleaved, a spin does not warm what the
+                # sleep before the previous decision cooled)
+                kind = "idle" if (i // 100) % 2 else "busy"
+                if kind == "idle":
+                    time.sleep(WAIT_SECONDS)  # noqa: ASYNC251  (the point: the thread blocks, as in an fsync)
+                else:
+                    until = time.perf_counter() + WAIT_SECONDS
+                    while time.perf_counter() < until:
+                        pass
+                result, sample, decided = await timed_signal(core, i, start, entered)
+                if result.success and sample is not None and i >= 200:
+                    out[kind].append(decided)
+        finally:
+            await core.stop()
+            heap.defaults()
+    return {f"decision_after_{kind}_wait_p50_us": median(values) for kind, values in out.items()}
+
+
 async def latency_figures(n: int) -> dict[str, Any]:
     """Every latency figure of issue 17 from one run: the floors first and last, the configurations between."""
     hop_before = await queue_hop_floor(5000)
@@ -254,6 +292,7 @@ async def latency_figures(n: int) -> dict[str, Any]:
     # the journal-off run again with CPython's collector settings (no disk in either: their p99s differ by the
     # collector alone): what the daemon's settings (daemon.heap) change
     gc_default = await signal_to_order(n, fsync=True, journal=False, gc_policy="default")
+    waits = await decisions_after_waits(n)
     hop = median(hop_before + await queue_hop_floor(5000))
     commit = median(full["floor_commit"])
     p50, p99 = _p(full["samples"], 0.5), _p(full["samples"], 0.99)
@@ -279,6 +318,7 @@ async def latency_figures(n: int) -> dict[str, Any]:
         "decision_with_journal_p50_us": _p(full["decide"], 0.5),
         "journal_off_signal_to_order_p50_us": off_p50, "journal_on_off_latency_ratio": p50 / off_p50,
         "commits_per_intent": full["commits"] / max(1, len(full["samples"])),
+        **waits,
         "not_approved": {**full["rejected"], **{f"nojournal:{k}": v for k, v in nojournal["rejected"].items()}},
     }
 
@@ -314,6 +354,9 @@ def latency_rows(f: dict[str, Any], verdict: Callable[[str], str], first: str = 
          f"p99 {f['decision_p99_us'] / f['gc_default_decision_p99_us']:.2f}x", "", ""),
         (f"{rest}gc pauses, journal off: daemon's gc", _gc_cell(f["gc_daemon"]),
          f"CPython's: {_gc_cell(f['gc_default'])}", "", "", ""),
+        (f"{rest}decision after a 0.8 ms idle wait", f"{f['decision_after_idle_wait_p50_us']:.0f} µs",
+         f"{f['decision_after_busy_wait_p50_us']:.0f} µs after 0.8 ms busy",
+         f"{f['decision_after_idle_wait_p50_us'] / f['decision_after_busy_wait_p50_us']:.2f}x", "", ""),
         (f"{rest}journal commits per intent", f"{f['commits_per_intent']:.2f}", "", "", "", ""),
     ]
 
