@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CRASHES ?= 20
+# pytest-xdist workers for make test / test-fast (the machine has 2 cores; the suite waits on subprocesses a lot)
+WORKERS ?= 2
 
 .PHONY: install run test test-fast lint bench chaos install-service clean
 
@@ -18,11 +20,11 @@ run: $(STAMP)
 	$(BIN)/ordergate run
 
 test: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS)
 
 # the contributor's loop: everything but the tests marked slow (daemon subprocesses, chaos, breaks)
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS) -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

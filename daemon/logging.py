@@ -86,6 +86,32 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _SysStream:
+    """sys.stdout or sys.stderr as it is at each write, not as it was when logging was configured: a structlog
+    logger caches its output on first use, so without this a process that swaps the stream later (pytest's capture
+    between tests, a redirect) would keep writing to the old, possibly closed, one."""
+
+    def __init__(self, name: Literal["stdout", "stderr"]) -> None:
+        self._name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self._name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self._name).flush()
+
+
+_STDOUT, _STDERR = _SysStream("stdout"), _SysStream("stderr")  # one each: structlog keeps a lock per file
+
+
+def _output(stream: TextIO) -> Any:
+    if stream is sys.stdout:
+        return _STDOUT
+    if stream is sys.stderr:
+        return _STDERR
+    return stream
+
+
 def configure_logging(level: str | int = "INFO", fmt: LogFormat = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog and the stdlib root logger to write one line per event to `stream` (stdout).
 
@@ -106,13 +132,13 @@ def configure_logging(level: str | int = "INFO", fmt: LogFormat = "auto", stream
             *renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(number),
-        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        logger_factory=structlog.WriteLoggerFactory(file=_output(stream)),
         cache_logger_on_first_use=True,
     )
-    _route_stdlib(number, stream, renderer)
+    _route_stdlib(number, _output(stream), renderer)
 
 
-def _route_stdlib(level: int, stream: TextIO, renderer: list[Processor]) -> None:
+def _route_stdlib(level: int, stream: Any, renderer: list[Processor]) -> None:
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*_shared_processors(), structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder()],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, mask_secrets, *renderer],

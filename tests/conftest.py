@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,7 +108,8 @@ SLOW_TESTS = frozenset({
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    compile_sources()  # tests/bytecode.py: each daemon subprocess loads bytecode instead of compiling the repo
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:  # once, in the run's first process (xdist's controller)
+        compile_sources()  # tests/bytecode.py: each daemon subprocess loads bytecode instead of compiling the repo
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
