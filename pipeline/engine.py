@@ -102,11 +102,11 @@ class TradingEngine:
         if self.strategy is not None:
             for j, signal in self.strategy.on_batch(batch):  # type: ignore[union-attr]
                 if j >= done:
-                    update_many(symbols[done:j + 1], closes[done:j + 1], tf, checked)
+                    update_many(symbols, closes, tf, checked, done, j + 1)
                     done = j + 1
                 sent = await self.submit_signal(signal) or sent
         if done < n:
-            update_many(symbols[done:] if done else symbols, closes[done:] if done else closes, tf, checked)
+            update_many(symbols, closes, tf, checked, done, n)
         return sent
 
     def warm_up(self, batch: Sequence[Bar]) -> None:

@@ -44,6 +44,16 @@ class RollingWindow:
             del buf[: self._size]
             self._summed = 0
 
+    def extend(self, values: list[float]) -> None:
+        """`push` of each value, in order, in one call: the buffer is left as those pushes leave it (cut by
+        `size` each time it reached twice that)."""
+        buf = self._buf
+        buf.extend(values)
+        n, size = len(buf), self._size
+        if n >= self._limit:
+            del buf[: n - size - (n - size) % size]
+            self._summed = 0
+
     def _running(self) -> tuple[float, float]:
         """(sum, sum of squares) of the window, as the update pushing one value at a time gives them."""
         buf, size, done = self._buf, self._size, self._summed

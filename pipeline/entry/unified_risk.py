@@ -33,7 +33,13 @@ SESSION_SECONDS = 6.5 * 3600
 
 
 class PriceHistory:
-    """The last `maxlen` closes of each symbol, fed one bar at a time."""
+    """The last `maxlen` closes of each symbol, fed one bar at a time.
+
+    A replay's reader-checked time steps (`update_many(..., checked=True)`) are kept as rows and applied to a
+    symbol's series when something reads that symbol (a signal's correlation and VaR checks), or to every series
+    once `flush_rows` steps are waiting: a step costs one append instead of a push per bar. What a read sees is
+    what applying every bar in order gives, value for value (the same divisions; `RollingWindow.extend` is
+    `push` of each value)."""
 
     def __init__(self, maxlen: int = 61, timeframe: str = "5m") -> None:
         if maxlen < 2:
@@ -45,8 +51,14 @@ class PriceHistory:
         self._closes: dict[str, deque[float]] = {}
         self._returns: dict[str, RollingWindow] = {}  # the last maxlen - 1 returns, with running sums
         self._series: dict[str, tuple[deque[float], RollingWindow]] = {}  # both of a symbol, one lookup per bar
-        self._step_key: Sequence[str] | None = None  # the symbols of the last checked step, and their series
-        self._step_series: list[tuple[deque[float], RollingWindow]] = []
+        # checked steps not yet applied to every symbol: [symbols, closes, lo, hi] (the bars symbols[lo:hi]);
+        # `_applied[s]` counts the rows (from the first ever, `_base` of them gone) already applied to s
+        self._rows: list[list[Any]] = []
+        self._base = 0
+        self._applied: dict[str, int] = {}
+        self.flush_rows = max(32, 2 * maxlen)  # bounded: never more waiting than this many steps
+        self._pos_key: Sequence[str] | None = None  # the last step's symbols and {symbol: position} (distinct)
+        self._pos_map: dict[str, int] | None = None
 
     @property
     def bars_per_day(self) -> float:
@@ -62,13 +74,14 @@ class PriceHistory:
         """Append a close (ignored unless finite and positive). `timeframe` is the bar's: the history follows
         the bars that feed it, and a bar of another timeframe starts it afresh on that horizon (returns of two
         horizons never mix in one covariance)."""
+        if self._rows:
+            self._apply_all()
         if not (isinstance(close, (int, float)) and math.isfinite(close) and close > 0):
             return
         if timeframe is not None and timeframe != self.timeframe and timeframe in TIMEFRAME_SECONDS:
             self._closes.clear()
             self._returns.clear()
             self._series.clear()
-            self._step_key = None
             self.timeframe = timeframe
         pair = self._series.get(symbol)
         closes, window = pair if pair is not None else self._start(symbol)
@@ -77,23 +90,31 @@ class PriceHistory:
         closes.append(float(close))
 
     def update_many(self, symbols: Sequence[str], closes: Sequence[float], timeframe: str | None = None,
-                    checked: bool = False) -> None:
-        """`update(symbol, close, timeframe)` for each pair in order, in one call (a replay's time step): the same
-        arithmetic, without a call per bar. `checked`: every close is already a finite positive float (a
-        reader-checked `BarBatch`), so the per-bar test is skipped."""
+                    checked: bool = False, lo: int = 0, hi: int | None = None) -> None:
+        """`update(symbol, close, timeframe)` for each pair of `symbols[lo:hi]`, `closes[lo:hi]` in order, in one
+        call (a replay's time step, or the part of it up to a signal's bar). `checked`: every close is already a
+        finite positive float (a reader-checked `BarBatch`): the step is kept as a row (see the class)."""
+        hi = len(symbols) if hi is None else hi
+        if checked and (timeframe is None or timeframe == self.timeframe) and self._distinct(symbols) is not None:
+            rows = self._rows
+            if rows:
+                last = rows[-1]
+                if last[1] is closes and last[0] is symbols and last[3] == lo:  # the rest of the same step
+                    last[3] = hi
+                    return
+            rows.append([symbols, closes, lo, hi])
+            if len(rows) >= self.flush_rows:
+                self._apply_all()
+            return
+        if self._rows:
+            self._apply_all()
         if timeframe is not None and timeframe != self.timeframe:
-            for symbol, close in zip(symbols, closes, strict=True):
+            for symbol, close in zip(symbols[lo:hi], closes[lo:hi], strict=True):
                 self.update(symbol, close, timeframe)
             return
         series, start = self._series, self._start
-        if checked:
-            for (kept, window), close in zip(self._step(symbols), closes, strict=True):
-                if kept:
-                    window.push(close / kept[-1] - 1.0)
-                kept.append(close)
-            return
         finite = math.isfinite
-        for symbol, close in zip(symbols, closes, strict=True):
+        for symbol, close in zip(symbols[lo:hi], closes[lo:hi], strict=True):
             if not (isinstance(close, (int, float)) and finite(close) and close > 0):
                 continue
             pair = series.get(symbol)
@@ -102,22 +123,89 @@ class PriceHistory:
                 window.push(close / kept[-1] - 1.0)
             kept.append(float(close))
 
-    def _step(self, symbols: Sequence[str]) -> list[tuple[deque[float], RollingWindow]]:
-        """The series of each symbol (started when new), cached for the same tuple: a replay's steps share one
-        tuple of symbols, so a step costs no lookup per bar."""
-        if symbols is self._step_key:
-            return self._step_series
-        series, start = self._series, self._start
-        found = [series.get(s) or start(s) for s in symbols]
+    def _distinct(self, symbols: Sequence[str]) -> dict[str, int] | None:
+        """{symbol: position} of a step whose symbols are distinct (cached for the same tuple), else None."""
+        if symbols is self._pos_key:
+            return self._pos_map
+        positions = {s: i for i, s in enumerate(symbols)}
+        found = positions if len(positions) == len(symbols) else None
         if isinstance(symbols, tuple):  # not a list: it could change under the same identity
-            self._step_key, self._step_series = symbols, found
+            self._pos_key, self._pos_map = symbols, found
         return found
+
+    def _extend(self, symbol: str, values: np.ndarray) -> None:
+        """Apply a symbol's waiting closes (in order), as `update` one at a time would."""
+        pair = self._series.get(symbol)
+        kept, window = pair if pair is not None else self._start(symbol)
+        if kept:
+            returns = np.empty(values.size)
+            returns[0] = values[0] / kept[-1] - 1.0
+            np.subtract(np.divide(values[1:], values[:-1], out=returns[1:]), 1.0, out=returns[1:])
+        else:
+            returns = values[1:] / values[:-1] - 1.0
+        window.extend(returns.tolist())
+        kept.extend(values[-self.maxlen:].tolist())
+
+    def _catch_up(self, symbol: str) -> None:
+        """Apply the waiting rows to `symbol`'s series (a read of it is coming)."""
+        rows, base = self._rows, self._base
+        first = self._applied.get(symbol, base) - base
+        if first >= len(rows):
+            return
+        values: list[float] = []
+        upto = len(rows)
+        for k in range(first, len(rows)):
+            symbols, closes, lo, hi = rows[k]
+            p = self._distinct(symbols)
+            at = p.get(symbol) if p is not None else None
+            if at is None or at < lo:
+                continue
+            if at >= hi:
+                if k == len(rows) - 1:  # the step is still being applied: its bar of `symbol` comes later
+                    upto = k
+                continue
+            values.append(closes[at])
+        self._applied[symbol] = base + upto
+        if values:
+            self._extend(symbol, np.array(values, dtype=np.float64))
+
+    def _apply_all(self) -> None:
+        """Apply every waiting row to every series; none waits after."""
+        rows, base, applied = self._rows, self._base, self._applied
+        if not rows:
+            return
+        symbols = rows[0][0]
+        if all(row[0] is symbols for row in rows):  # one tuple of symbols (a replay's steps): column by column
+            block = np.array([row[1] for row in rows], dtype=np.float64)
+            lo = np.array([row[2] for row in rows])
+            hi = np.array([row[3] for row in rows])
+            full = bool((lo == 0).all() and (hi == len(symbols)).all())
+            for at, symbol in enumerate(symbols):
+                first = applied.get(symbol, base) - base
+                if full:
+                    column = block[first:, at]
+                else:
+                    covered = (lo <= at) & (at < hi)
+                    covered[:first] = False
+                    column = block[covered, at]
+                if column.size:
+                    self._extend(symbol, column)
+        else:
+            for symbol in {s for row in rows for s in row[0]}:
+                self._catch_up(symbol)
+        self._base = base + len(rows)
+        rows.clear()
+        applied.clear()
 
     def window(self, symbol: str) -> RollingWindow | None:
         """The symbol's rolling returns (None when never seen)."""
+        if self._rows:
+            self._catch_up(symbol)
         return self._returns.get(symbol)
 
     def closes(self, symbol: str) -> np.ndarray:
+        if self._rows:
+            self._catch_up(symbol)
         return np.fromiter(self._closes.get(symbol, ()), dtype=float)
 
     def returns(self, symbol: str, count: int) -> np.ndarray:
@@ -128,6 +216,8 @@ class PriceHistory:
         return closes[1:] / closes[:-1] - 1.0
 
     def __contains__(self, symbol: str) -> bool:
+        if self._rows:
+            self._catch_up(symbol)
         return symbol in self._closes
 
 
