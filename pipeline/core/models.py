@@ -6,7 +6,6 @@ Internal events are slots dataclasses or msgspec Structs (cheap to build). Exter
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import msgspec
 
 from config.settings import TIMEFRAMES
 from config.symbols import MAX_SYMBOL_LEN, symbol_problem
+from pipeline.core.digest import sha256_hex
 
 TIMEFRAME_SECONDS: dict[str, int] = {
     "1m": 60, "2m": 120, "3m": 180, "5m": 300, "10m": 600, "15m": 900, "30m": 1800,
@@ -329,7 +329,7 @@ def client_order_id_for(signal_id: str, leg: str = "entry") -> str:
 
     Fits Alpaca's 48-character limit and IB's orderRef.
     """
-    digest = hashlib.sha256(f"{signal_id}|{leg}".encode()).hexdigest()[:20]
+    digest = sha256_hex(f"{signal_id}|{leg}".encode())[:20]
     return f"og-{leg[:8]}-{digest}"
 
 

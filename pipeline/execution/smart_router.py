@@ -17,7 +17,6 @@ Pure logic, no I/O: `SmartRouter.route()` returns a `RoutingDecision` carrying e
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 from config.settings import SmartRouterSettings
 from pipeline.core.clock import Clock
+from pipeline.core.digest import sha256_hex
 from pipeline.core.models import OrderIntent
 
 MAX_CLIENT_ORDER_ID_LEN = 48
@@ -211,7 +211,7 @@ def child_client_order_id(parent_id: str, index: int) -> str:
     candidate = parent_id + suffix
     if len(candidate) <= MAX_CLIENT_ORDER_ID_LEN:
         return candidate
-    digest = hashlib.sha256(parent_id.encode()).hexdigest()[:10]
+    digest = sha256_hex(parent_id.encode())[:10]
     keep = MAX_CLIENT_ORDER_ID_LEN - len(suffix) - len(digest) - 1
     return f"{parent_id[:keep]}-{digest}{suffix}"
 

@@ -8,11 +8,11 @@ same client order id: the broker and the journal recognise it instead of trading
 from __future__ import annotations
 
 from datetime import datetime
-from hashlib import sha256
 from typing import Any
 
 import structlog
 
+from pipeline.core.digest import sha256_hex
 from pipeline.core.logs import info_enabled
 from pipeline.core.models import TradeSignal
 from pipeline.record.decision import REJECTED, DecisionRecord
@@ -30,7 +30,7 @@ def signal_id_for(signal: TradeSignal) -> str:
            f"{signal.source!s}|{signal.entry_price!s}|{signal.stop_loss!s}")
     if signal.strategy:  # two strategies seeing the same setup give two signals
         key = f"{key}|{signal.strategy!s}"
-    return "sig-" + sha256(key.encode()).hexdigest()[:20]
+    return "sig-" + sha256_hex(key.encode())[:20]
 
 
 class SignalRecorder:
