@@ -32,6 +32,9 @@ SESSION_SECONDS = 6.5 * 3600
 
 
 
+_FEW = 24  # waiting closes of one symbol up to which a catch-up pushes them one at a time (numpy's calls cost more)
+
+
 class PriceHistory:
     """The last `maxlen` closes of each symbol, fed one bar at a time.
 
@@ -133,10 +136,19 @@ class PriceHistory:
             self._pos_key, self._pos_map = symbols, found
         return found
 
-    def _extend(self, symbol: str, values: np.ndarray) -> None:
-        """Apply a symbol's waiting closes (in order), as `update` one at a time would."""
+    def _extend(self, symbol: str, values: np.ndarray | list[float]) -> None:
+        """Apply a symbol's waiting closes (in order), as `update` one at a time would: a few one at a time (a
+        symbol read every few steps), more as arrays."""
         pair = self._series.get(symbol)
         kept, window = pair if pair is not None else self._start(symbol)
+        if len(values) <= _FEW:
+            for close in values.tolist() if isinstance(values, np.ndarray) else values:
+                if kept:
+                    window.push(close / kept[-1] - 1.0)
+                kept.append(close)
+            return
+        if not isinstance(values, np.ndarray):
+            values = np.array(values, dtype=np.float64)
         if kept:
             returns = np.empty(values.size)
             returns[0] = values[0] / kept[-1] - 1.0
@@ -167,7 +179,7 @@ class PriceHistory:
             values.append(closes[at])
         self._applied[symbol] = base + upto
         if values:
-            self._extend(symbol, np.array(values, dtype=np.float64))
+            self._extend(symbol, values)
 
     def _apply_all(self) -> None:
         """Apply every waiting row to every series; none waits after."""
