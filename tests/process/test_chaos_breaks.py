@@ -40,8 +40,18 @@ def _broken_run(name: str, state_dir: Path) -> CrashRun:
     # journal_invents_acks needs an entry decided, not only a fill; exits_leave_the_stop a price that later falls
     # through the stop left resting (with 2 crash points it went unseen in 1 of 2 runs of the campaigns alone)
     crashes = 3 if name in ("journal_invents_acks", "exits_leave_the_stop") else 2
-    return crash_points(crashes, state_dir, seed=2, min_delay=1.2, max_delay=1.8, breaks=name, kill_plan=plan,
-                        check_every_restart=False)
+    # those two need the market to do something in time (a fill, a fall through a stop): on a loaded machine (the
+    # suite's two workers beside the campaigns) a run can trade too little for it (exits_leave_the_stop: 20
+    # orders and oversold = 0 once). Another run on a fresh directory, up to 3 in all, until the counter moves:
+    # an unbroken daemon never moves it, so a second chance cannot make the test pass wrongly
+    attempts = 3 if name in ("journal_invents_acks", "exits_leave_the_stop") else 1
+    for attempt in range(attempts):
+        where = state_dir if attempt == 0 else state_dir.with_name(f"{state_dir.name}-{attempt + 1}")
+        run = crash_points(crashes, where, seed=2 + attempt, min_delay=1.2, max_delay=1.8, breaks=name,
+                           kill_plan=plan, check_every_restart=False)
+        if "error" in run.final or run.final.get(BREAKS[name], 0) > 0:
+            break
+    return run
 
 
 @dataclass
