@@ -54,7 +54,8 @@ class PriceHistory:
         self._closes: dict[str, deque[float]] = {}
         self._returns: dict[str, RollingWindow] = {}  # the last maxlen - 1 returns, with running sums
         self._series: dict[str, tuple[deque[float], RollingWindow]] = {}  # both of a symbol, one lookup per bar
-        # checked steps not yet applied to every symbol: [symbols, closes, lo, hi] (the bars symbols[lo:hi]);
+        # checked steps not yet applied to every symbol: [symbols, closes, lo, hi, {symbol: position}] (the bars
+        # symbols[lo:hi]);
         # `_applied[s]` counts the rows (from the first ever, `_base` of them gone) already applied to s
         self._rows: list[list[Any]] = []
         self._base = 0
@@ -98,14 +99,15 @@ class PriceHistory:
         call (a replay's time step, or the part of it up to a signal's bar). `checked`: every close is already a
         finite positive float (a reader-checked `BarBatch`): the step is kept as a row (see the class)."""
         hi = len(symbols) if hi is None else hi
-        if checked and (timeframe is None or timeframe == self.timeframe) and self._distinct(symbols) is not None:
+        positions = self._distinct(symbols) if checked else None
+        if positions is not None and (timeframe is None or timeframe == self.timeframe):
             rows = self._rows
             if rows:
                 last = rows[-1]
                 if last[1] is closes and last[0] is symbols and last[3] == lo:  # the rest of the same step
                     last[3] = hi
                     return
-            rows.append([symbols, closes, lo, hi])
+            rows.append([symbols, closes, lo, hi, positions])
             if len(rows) >= self.flush_rows:
                 self._apply_all()
             return
@@ -167,9 +169,8 @@ class PriceHistory:
         values: list[float] = []
         upto = len(rows)
         for k in range(first, len(rows)):
-            symbols, closes, lo, hi = rows[k]
-            p = self._distinct(symbols)
-            at = p.get(symbol) if p is not None else None
+            _, closes, lo, hi, positions = rows[k]
+            at = positions.get(symbol)
             if at is None or at < lo:
                 continue
             if at >= hi:
