@@ -10,20 +10,17 @@ compute (max/min/sum in float64, in the same order). Daily targets stay with `Ba
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
-from itertools import repeat
 
 import numpy as np
 
 from pipeline.core.batch import BarBatch, from_ns, to_ns
 from pipeline.core.calendar import MarketCalendar
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar
+from pipeline.strategy.cloud_columns import Completed
 
 _NONE = np.iinfo(np.int64).min
 _STAMP_CACHE = 256
-# completed bars as (position in the batch, open time, open, high, low, close, volume): no `Bar` per bar
-Emitted = list[tuple[int, datetime, float, float, float, float, float]]
 
 
 class ColumnAggregator:
@@ -100,21 +97,25 @@ class ColumnAggregator:
             ts = self._stamps[ns] = from_ns(ns)
         return ts
 
-    def _bars(self, rows: np.ndarray | slice, positions: np.ndarray, stamp: int | None = None) -> Emitted:
-        """The buckets of `rows` as `Emitted` (`stamp`: the open time they all share, when known)."""
+    def _bars(self, rows: np.ndarray | slice, positions: np.ndarray, stamp: int | None = None) -> Completed:
+        """The buckets of `rows` as `Completed` (`stamp`: the open time they all share, when known)."""
         if stamp is not None:
-            stamps: Iterable[datetime] = repeat(self._stamp(stamp))
+            stamp_ns: int | np.ndarray = stamp
+            stamps: datetime | list[datetime] = self._stamp(stamp)
         else:
-            stamps = map(self._stamp, self.stamp[rows].tolist())
-        # `stamps` may be an endless repeat: not strict
-        return list(zip(positions.tolist(), stamps, self.open[rows].tolist(), self.high[rows].tolist(),
-                        self.low[rows].tolist(), self.close[rows].tolist(), self.volume[rows].tolist(), strict=False))
+            stamp_ns = self.stamp[rows]
+            stamps = list(map(self._stamp, stamp_ns.tolist()))
+        if isinstance(rows, slice):  # copies: the columns of a span are views the next bucket overwrites
+            return Completed(positions, stamp_ns, stamps, self.open[rows].copy(), self.high[rows].copy(),
+                             self.low[rows].copy(), self.close[rows].copy(), self.volume[rows].copy())
+        return Completed(positions, stamp_ns, stamps, self.open[rows], self.high[rows], self.low[rows],
+                         self.close[rows], self.volume[rows])
 
     def update(self, batch: BarBatch, positions: np.ndarray, rows: np.ndarray, o: np.ndarray, h: np.ndarray,
-               low: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[Emitted, Emitted]:
+               low: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[Completed | None, Completed | None]:
         """Feed the bars at `positions` of a batch (their rows and prices given; each row at most once).
-        Returns (buckets emitted because a later bar arrived, buckets completed by these bars), each as
-        (position, bar); a position may be in both (the previous bucket first)."""
+        Returns (buckets emitted because a later bar arrived, buckets completed by these bars), each a
+        `Completed` or None; a position may be in both (the previous bucket first)."""
         ts = batch.ts_ns
         src_ns = TIMEFRAME_SECONDS[batch.timeframe] * 1_000_000_000
         span = self._span
@@ -131,10 +132,10 @@ class ColumnAggregator:
                     self._merge_span(span, ts, h, low, c, v)
                     finished = ts + src_ns >= end
                     if not finished.any():
-                        return [], []
+                        return None, None
                     dr, dp = rows[finished], positions[finished]
                     self.active[dr] = False
-                    return [], self._bars(dr, dp)
+                    return None, self._bars(dr, dp)
         self._uniform = None
         end = self.end[rows]
         inside = ts < end
@@ -154,7 +155,7 @@ class ColumnAggregator:
                 if finished.any():
                     done_rows.append(mr[finished])
                     done_pos.append(positions[merge][finished])
-        previous: Emitted = []
+        previous: Completed | None = None
         if new.any():
             nr = rows[new]
             was = self.active[nr]
@@ -168,14 +169,11 @@ class ColumnAggregator:
         if span is not None and rows is self._last_rows and not inside.any():  # the whole span opened as one
             self._uniform = (ts + src_ns < e_ns, s_ns, e_ns, ts)
         if not done_rows:
-            return previous, []
+            return previous, None
         dr = done_rows[0] if len(done_rows) == 1 else np.concatenate(done_rows)
         dp = done_pos[0] if len(done_pos) == 1 else np.concatenate(done_pos)
         self.active[dr] = False
-        done = self._bars(dr, dp)
-        if len(done_rows) > 1:
-            done.sort(key=lambda item: item[0])
-        return previous, done
+        return previous, self._bars(dr, dp)
 
     def _open_bucket(self, index: np.ndarray | slice, batch: BarBatch, ts: int, o: np.ndarray, h: np.ndarray,
                      low: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[int, int]:
@@ -204,7 +202,7 @@ class ColumnAggregator:
 
     def _uniform_step(self, uniform: tuple[bool, int, int, int], span: slice, batch: BarBatch, ts: int, src_ns: int,
                       rows: np.ndarray, positions: np.ndarray, o: np.ndarray, h: np.ndarray, low: np.ndarray,
-                      c: np.ndarray, v: np.ndarray) -> tuple[Emitted, Emitted] | None:
+                      c: np.ndarray, v: np.ndarray) -> tuple[Completed | None, Completed | None] | None:
         """`update` of a span whose rows share one state: the same rules, decided once for all of them (the
         columns are kept exactly as the general path keeps them). None when the step is not one of the two
         usual cases (all merge, all open a new bucket): the general path takes it."""
@@ -215,11 +213,11 @@ class ColumnAggregator:
             self._merge_span(span, ts, h, low, c, v)
             if ts + src_ns < e_ns:
                 self._uniform = (True, s_ns, e_ns, ts)
-                return [], []
+                return None, None
             self.active[span] = False
             self._uniform = (False, s_ns, e_ns, ts)
-            return [], self._bars(span, positions, s_ns)
-        previous = self._bars(span, positions, uniform[1]) if active else []
+            return None, self._bars(span, positions, s_ns)
+        previous = self._bars(span, positions, uniform[1]) if active else None
         s_ns, e_ns = self._open_bucket(span, batch, ts, o, h, low, c, v)
         if ts + src_ns >= e_ns:
             self.active[span] = False
@@ -227,7 +225,7 @@ class ColumnAggregator:
             return previous, self._bars(span, positions, s_ns)
         self.active[span] = True
         self._uniform = (True, s_ns, e_ns, ts)
-        return previous, []
+        return previous, None
 
     def flush(self, symbol: str) -> Bar | None:
         """Emit the unfinished bucket of `symbol` now (end of a replay), if there is one."""
@@ -237,5 +235,6 @@ class ColumnAggregator:
         self._uniform = None
         self.active[row] = False
         rows = np.array([row], dtype=np.intp)
-        _, stamp, o, h, low, c, v = self._bars(rows, rows)[0]
-        return Bar(symbol, stamp, o, h, low, c, v, self.timeframe)
+        done = self._bars(rows, rows)
+        return Bar(symbol, done.stamps[0], float(done.open[0]), float(done.high[0]), float(done.low[0]),
+                   float(done.close[0]), float(done.volume[0]), self.timeframe)

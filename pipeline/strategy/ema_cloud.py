@@ -16,7 +16,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import islice, repeat
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,10 +27,11 @@ from config.settings import DEFAULT_STRATEGY, StrategySettings, StrategySpec, fo
 from pipeline.core.batch import BarBatch
 from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar, CloudState, Direction, SignalType, TradeSignal
+from pipeline.strategy.cloud_columns import CloudColumns, Completed, row_bar, row_state
 from pipeline.strategy.indicators import CloudEmas, EmaCloud
 
 if TYPE_CHECKING:
-    from pipeline.strategy.columns import ColumnAggregator, Emitted
+    from pipeline.strategy.columns import ColumnAggregator
 
 log = structlog.get_logger(__name__)
 
@@ -292,12 +293,11 @@ class _Track:
 
     def state(self, row: Row) -> CloudState:
         """The `CloudState` of one of its rows."""
-        return CloudState(self.symbol, self.timeframe, row[0], row[4], row[6], row[7], row[8], row[9], row[10],
-                          row[11])
+        return row_state(self.symbol, self.timeframe, row)
 
     def bar(self, row: Row) -> Bar:
         """The completed `Bar` of one of its rows."""
-        return Bar(self.symbol, row[0], row[1], row[2], row[3], row[4], row[5], self.timeframe)
+        return row_bar(self.symbol, self.timeframe, row)
 
 
 def _structure(row: Row) -> int:
@@ -465,6 +465,8 @@ class EmaCloudStrategy:
         self._slot_set: frozenset[str] = frozenset()
         self._slot_gaps = False  # `_slot_row` has a symbol without a slot
         self._dirty: dict[str, _SymbolSlot] = {}  # symbols whose latest bar completed something (columns path)
+        self._clouds: tuple[CloudColumns, ...] = ()  # columns path: each timeframe's tracks as columns
+        self._slot_rows = np.empty(0, dtype=np.intp)
 
     @classmethod
     def from_spec(cls, spec: StrategySpec, *, calendar: MarketCalendar | None = None) -> EmaCloudStrategy:
@@ -489,13 +491,16 @@ class EmaCloudStrategy:
         exactly what `on_bar` gives bar by bar. A `BarBatch` of distinct symbols updates the intraday buckets
         of all its symbols with a few numpy operations; a list of bars goes bar by bar."""
         if self._mode is None:
+            # columns only from the start: tracks built bar by bar stay on that path
             self._mode = "columns" if isinstance(batch, BarBatch) and len(batch) >= COLUMNS_MIN_SYMBOLS and all(
-                not agg.daily for agg in self._aggregators) else "bars"
+                not agg.daily for agg in self._aggregators) and not self._symbols else "bars"
             if self._mode == "columns":
                 from pipeline.strategy.columns import ColumnAggregator
 
                 self._columns = tuple(ColumnAggregator(tf, agg.calendar) for tf, agg in
                                       zip(self.timeframes, self._aggregators, strict=True))
+                self._clouds = tuple(CloudColumns(tf, self._spans, self._lookback, self._history)
+                                     for tf in self.timeframes)
         if self._mode == "columns":
             if isinstance(batch, BarBatch):
                 if batch.checked or self._distinct(batch.symbols):
@@ -533,6 +538,9 @@ class EmaCloudStrategy:
             self._slot_gaps = None in self._slot_row
             self._slot_set = frozenset(symbols)
             self._slot_key = symbols
+            # each symbol's row in the column state (the same in every timeframe's CloudColumns), -1: none yet
+            self._slot_rows = np.array([slot.tracks[0].row if slot is not None else -1 for slot in self._slot_row],
+                                       dtype=np.intp)
         return self._slot_row
 
     def _on_columns(self, batch: BarBatch) -> list[tuple[int, TradeSignal]]:
@@ -589,14 +597,13 @@ class EmaCloudStrategy:
                 return []
             o, h, low, c, v = o[positions], h[positions], low[positions], c[positions], v[positions]
         src = TIMEFRAME_SECONDS[batch.timeframe]
-        # completed bars as (timeframe index, kind, [(position, open time, o, h, l, c, v)...] in batch order);
-        # kind 0: emitted because a later bar arrived, 1: completed by its last bar
-        sources: list[tuple[int, int, Emitted]] = []
+        # the bars completed in this step, as (timeframe index, kind, Completed); kind 0: emitted because a later
+        # bar arrived, 1: completed by its last bar
+        groups: list[tuple[int, int, Completed]] = []
         columns = self._columns or ()
         for i, agg in enumerate(self._aggregators):
             if src == agg.seconds:
-                sources.append((i, 1, list(zip(positions.tolist(), repeat(ts), o.tolist(), h.tolist(), low.tolist(),
-                                                c.tolist(), v.tolist(), strict=False))))
+                groups.append((i, 1, Completed(positions, batch.ts_ns, ts, o, h, low, c, v)))
                 continue
             if src > agg.seconds:
                 continue
@@ -604,36 +611,51 @@ class EmaCloudStrategy:
             assert column is not None
             rows = column.rows(symbols)
             previous, done = column.update(batch, positions, rows if every else rows[positions], o, h, low, c, v)
-            if previous:
-                sources.append((i, 0, previous))
-            if done:
-                sources.append((i, 1, done))
-        if not sources:
+            if previous is not None:
+                groups.append((i, 0, previous))
+            if done is not None:
+                groups.append((i, 1, done))
+        if not groups:
             return []
-        if len(sources) == 1:
-            i, _, items = sources[0]
-            events = [(i, item) for item in items]
-        else:
-            merged = [(item[0], i, kind, item) for i, kind, items in sources for item in items]
-            merged.sort(key=_event_order)
-            events = [(i, item) for _, i, _, item in merged]
-        signals: list[tuple[int, TradeSignal]] = []
-        timeframes, aggregators, dirty = self.timeframes, self._aggregators, self._dirty
-        for i, (j, when, bo, bh, bl, bc, bv) in events:
+        # (position, timeframe index, kind, signal): each track's bars in order (the groups go by timeframe,
+        # then kind), the signals in batch order
+        found: list[tuple[int, int, int, TradeSignal]] = []
+        for i, kind, bars in groups:
+            self._advance_columns(i, kind, bars, slots, symbols, found)
+        if len(found) > 1:
+            found.sort(key=_event_order)
+        return [(j, signal) for j, _, _, signal in found]
+
+    def _advance_columns(self, i: int, kind: int, bars: Completed, slots: list[_SymbolSlot | None],
+                         symbols: tuple[str, ...], found: list[tuple[int, int, int, TradeSignal]]) -> None:
+        """One timeframe's completed bars of a step through its column state (`CloudColumns.advance`), then the
+        set-ups of the tracks that may have one, bar by bar."""
+        clouds = self._clouds[i]
+        track_rows = self._slot_rows[bars.positions]
+        advanced = clouds.advance(track_rows, bars, self.warmup_bars if self.enabled else None)
+        if advanced is None:
+            return
+        tf = self.timeframes[i]
+        dirty = self._dirty
+        for j in advanced.kept.positions.tolist():
             slot = slots[j]
             assert slot is not None
-            track = slot.tracks[i]
-            if track.last_ts is not None and when <= track.last_ts:
-                continue
-            tf = timeframes[i]
             completed = slot.completed
             if not completed or completed[-1] != tf:
                 completed.append(tf)
                 dirty[symbols[j]] = slot
-            signal = self._on_completed(track, when, bo, bh, bl, bc, bv, aggregators[i])
-            if signal is not None:
-                signals.append((j, signal))
-        return signals
+        if not advanced.candidates:
+            return
+        positions = advanced.kept.positions
+        agg = self._aggregators[i]
+        for at, prev, fresh, rel_volume in advanced.candidates:
+            track = advanced.tracks[at]
+            cur = advanced.rows[at]
+            setups = _setups(track, prev, cur, fresh)  # type: ignore[arg-type]
+            if setups:
+                signal = self._best_signal(track, cur, setups, rel_volume, agg)  # type: ignore[arg-type]
+                if signal is not None:
+                    found.append((int(positions[at]), i, kind, signal))
 
     def _on_scalar_bar(self, bar: Bar) -> list[TradeSignal]:
         try:
@@ -740,7 +762,11 @@ class EmaCloudStrategy:
 
     # ------------------------------------------------------------------ set-up and bad input
     def _new_slot(self, symbol: str) -> _SymbolSlot:
-        tracks = [_Track(symbol, tf, self._spans, self._history, self._lookback) for tf in self.timeframes]
+        tracks: list[Any]
+        if self._clouds:  # the column path: each timeframe's track is a row of its CloudColumns
+            tracks = [clouds.add(symbol) for clouds in self._clouds]
+        else:
+            tracks = [_Track(symbol, tf, self._spans, self._history, self._lookback) for tf in self.timeframes]
         slot = self._symbols[symbol] = _SymbolSlot(tracks)
         return slot
 
