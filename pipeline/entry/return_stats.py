@@ -4,15 +4,18 @@ Each symbol's `RollingWindow` holds its last `size` bar returns with their runni
 per bar; recomputed exactly once per `size` pushes, so rounding never accumulates). A check then needs only the
 cross terms over the bounded window: the candidate's sum of products with each peer (O(window) per peer), and for
 VaR the variance of the portfolio's return series sum_i w_i r_i (O(assets x window)), which equals w' S w for the
-sample covariance S without building S. No array per signal: the VaR's one list of `window` floats at most.
+sample covariance S without building S (from 3 assets the products as one assets x window array, summed in asset
+order).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from itertools import islice, repeat
+from itertools import chain, islice, repeat
 from operator import add, mul, sub
+
+import numpy as np
 
 FLAT = 1e-12  # a variance this small relative to the mean square is a flat series (rounding, not movement)
 
@@ -138,16 +141,31 @@ def correlations(candidate: RollingWindow, peers: Sequence[RollingWindow], count
     return out
 
 
+NUMPY_ASSETS = 3  # from this many assets the portfolio's series is summed as one numpy array (faster from 3)
+
+
+def _series_by_columns(weights: Sequence[float], windows: Sequence[RollingWindow], n: int) -> list[float]:
+    """sum_i w_i r_i per bar over the last `n` returns, as one assets x n array: each product w_i r_i, then the
+    rows added in asset order (numpy's reduction along the outer axis adds row after row), so every value is
+    the asset-by-asset sum's to the bit."""
+    flat = np.fromiter(chain.from_iterable(w.tail(n) for w in windows), dtype=np.float64, count=len(windows) * n)
+    products = flat.reshape(len(windows), n)
+    products *= np.array(weights, dtype=np.float64)[:, None]
+    return np.add.reduce(products, axis=0).tolist()
+
+
 def portfolio_variance(weights: Sequence[float], windows: Sequence[RollingWindow], count: int) -> tuple[float, int]:
     """The sample variance (ddof=1) of sum_i w_i r_i over the assets' common tail (at most `count` returns) — w' S w
     for their sample covariance S — and the number of returns it used (0 and 0 when fewer than 2)."""
     n = min(count, *(len(w) for w in windows))
     if n < 2:
         return 0.0, 0
-    # the series asset by asset, each a C-level map over its window: w_0 r_0 + w_1 r_1 + ... in that order per bar
-    series = list(map(mul, repeat(weights[0], n), windows[0].tail(n)))
-    for weight, window in zip(weights[1:], windows[1:], strict=True):
-        series = list(map(add, series, map(mul, repeat(weight, n), window.tail(n))))
+    if len(windows) >= NUMPY_ASSETS:
+        series = _series_by_columns(weights, windows, n)
+    else:  # asset by asset, each a C-level map over its window: w_0 r_0 + w_1 r_1 + ... in that order per bar
+        series = list(map(mul, repeat(weights[0], n), windows[0].tail(n)))
+        for weight, window in zip(weights[1:], windows[1:], strict=True):
+            series = list(map(add, series, map(mul, repeat(weight, n), window.tail(n))))
     mean = math.fsum(series) / n
     centred = list(map(sub, series, repeat(mean, n)))
     variance = math.fsum(map(mul, centred, centred)) / (n - 1)  # two passes: no cancellation

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.settings import PipelineConfig
 from pipeline.core.models import AccountState, Position, TradeSignal
@@ -93,3 +95,29 @@ def test_unified_risk_gives_numpys_figures_for_the_same_history() -> None:
     matrix = np.column_stack([arrays["BBB"], arrays["CCC"], arrays["AAA"]])
     expected = parametric_var(weights, matrix, history.bars_per_day)
     assert decision.adjustments["var_95_1d"] == pytest.approx(round(expected, 2), abs=0.011)
+
+
+def _asset_by_asset(weights: list[float], windows: list[RollingWindow], n: int) -> list[float]:
+    """The reference: w_0 r_0 + w_1 r_1 + ... per bar, one asset after the other, in Python floats."""
+    series = [weights[0] * r for r in windows[0].tail(n)]
+    for weight, window in zip(weights[1:], windows[1:], strict=True):
+        series = [s + weight * r for s, r in zip(series, window.tail(n), strict=True)]
+    return series
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 100_000), assets=st.integers(1, 40), lengths=st.integers(0, 70))
+def test_portfolio_series_by_columns_is_the_asset_by_asset_sum_to_the_bit(seed: int, assets: int, lengths: int) -> None:
+    """From NUMPY_ASSETS assets the series is one array; every value, hence the variance, is the reference's."""
+    from pipeline.entry import return_stats
+
+    rng = np.random.default_rng(seed)
+    windows = [_window(rng.normal(0, 0.01, 60 + lengths) * 10.0 ** rng.uniform(-6, 6), 60) for _ in range(assets)]
+    weights = [float(w) for w in rng.uniform(-1e5, 1e5, assets) * 10.0 ** rng.uniform(-5, 5, assets)]
+    n = min(60, *(len(w) for w in windows))
+    reference = _asset_by_asset(weights, windows, n)
+    if assets >= return_stats.NUMPY_ASSETS:
+        assert return_stats._series_by_columns(weights, windows, n) == reference
+    mean = math.fsum(reference) / n
+    expected = math.fsum((s - mean) * (s - mean) for s in reference) / (n - 1)
+    assert portfolio_variance(weights, windows, 60) == (expected, n)
