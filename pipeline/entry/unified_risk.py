@@ -63,6 +63,13 @@ class PriceHistory:
         self.flush_rows = max(32, 2 * maxlen)  # bounded: never more waiting than this many steps
         self._pos_key: Sequence[str] | None = None  # the last step's symbols and {symbol: position} (distinct)
         self._pos_map: dict[str, int] | None = None
+        # the closes of rows[_bstart:] as one array, a row each, while those steps share one tuple of symbols
+        # (`_bsym`, None: no block): a symbol's waiting closes are then one column slice, not a loop over the rows
+        self._block = np.empty((0, 0))
+        self._bsym: tuple[str, ...] | None = None
+        self._bpos: dict[str, int] = {}
+        self._bstart = 0
+        self._bragged = False  # a row before the block's last covers part of its step: read row by row
 
     @property
     def bars_per_day(self) -> float:
@@ -108,6 +115,7 @@ class PriceHistory:
                     last[3] = hi
                     return
             rows.append([symbols, closes, lo, hi, positions])
+            self._block_add(symbols, closes, positions)
             if len(rows) >= self.flush_rows:
                 self._apply_all()
             return
@@ -138,6 +146,27 @@ class PriceHistory:
             self._pos_key, self._pos_map = symbols, found
         return found
 
+    def _block_add(self, symbols: Sequence[str], closes: Sequence[float], positions: dict[str, int]) -> None:
+        """Note the row just appended in the block (or start a block with it)."""
+        rows = self._rows
+        k = len(rows) - 1
+        width = len(symbols)
+        if symbols is not self._bsym:
+            if not isinstance(symbols, tuple) or len(closes) != width:
+                self._bsym = None
+                return
+            self._bsym, self._bpos, self._bstart, self._bragged = symbols, positions, k, False
+            if self._block.shape[1] != width or self._block.shape[0] < self.flush_rows:
+                self._block = np.empty((max(self.flush_rows, 1), width))
+        else:
+            before = rows[k - 1]
+            if before[2] != 0 or before[3] != width:  # finished covering part of its step only
+                self._bragged = True
+        at = k - self._bstart
+        if at >= self._block.shape[0]:  # flush_rows raised since the block began
+            self._block = np.concatenate([self._block, np.empty((at + 1, width))])
+        self._block[at] = closes
+
     def _extend(self, symbol: str, values: np.ndarray | list[float]) -> None:
         """Apply a symbol's waiting closes (in order), as `update` one at a time would: a few one at a time (a
         symbol read every few steps), more as arrays."""
@@ -166,21 +195,48 @@ class PriceHistory:
         first = self._applied.get(symbol, base) - base
         if first >= len(rows):
             return
+        if self._bsym is not None and first >= self._bstart and not self._bragged:
+            self._catch_up_block(symbol, first)
+            return
         values: list[float] = []
-        upto = len(rows)
-        for k in range(first, len(rows)):
+        last = len(rows) - 1
+        upto = last + 1
+        seen: dict[str, int] | None = None  # steps of one symbol tuple share one {symbol: position}: one lookup
+        at: int | None = None
+        for k in range(first, last + 1):
             _, closes, lo, hi, positions = rows[k]
-            at = positions.get(symbol)
+            if positions is not seen:
+                seen, at = positions, positions.get(symbol)
             if at is None or at < lo:
                 continue
             if at >= hi:
-                if k == len(rows) - 1:  # the step is still being applied: its bar of `symbol` comes later
+                if k == last:  # the step is still being applied: its bar of `symbol` comes later
                     upto = k
                 continue
             values.append(closes[at])
         self._applied[symbol] = base + upto
         if values:
             self._extend(symbol, values)
+
+    def _catch_up_block(self, symbol: str, first: int) -> None:
+        """`_catch_up` of rows that are all in the block (each but the last covering its whole step): the
+        symbol's column, the last row's bar if that row has reached it."""
+        rows, base = self._rows, self._base
+        last = len(rows) - 1
+        at = self._bpos.get(symbol)
+        if at is None:
+            self._applied[symbol] = base + last + 1
+            return
+        _, _, lo, hi, _ = rows[last]
+        upto = end = last + 1
+        if at < lo:  # the last row skips it (counted as applied)
+            end = last
+        elif at >= hi:  # the step is still being applied: its bar of `symbol` comes later
+            upto = end = last
+        self._applied[symbol] = base + upto
+        if end > first:
+            start = self._bstart
+            self._extend(symbol, self._block[first - start:end - start, at])
 
     def _apply_all(self) -> None:
         """Apply every waiting row to every series; none waits after."""
@@ -189,7 +245,10 @@ class PriceHistory:
             return
         symbols = rows[0][0]
         if all(row[0] is symbols for row in rows):  # one tuple of symbols (a replay's steps): column by column
-            block = np.array([row[1] for row in rows], dtype=np.float64)
+            if self._bsym is symbols and self._bstart == 0:
+                block = self._block[:len(rows)]
+            else:
+                block = np.array([row[1] for row in rows], dtype=np.float64)
             lo = np.array([row[2] for row in rows])
             hi = np.array([row[3] for row in rows])
             full = bool((lo == 0).all() and (hi == len(symbols)).all())
@@ -209,6 +268,7 @@ class PriceHistory:
         self._base = base + len(rows)
         rows.clear()
         applied.clear()
+        self._bsym = None
 
     def window(self, symbol: str) -> RollingWindow | None:
         """The symbol's rolling returns (None when never seen)."""
