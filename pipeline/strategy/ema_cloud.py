@@ -7,7 +7,10 @@ fast (5/12), pullback (8/9) and trend (34/50), and emits at most one `TradeSigna
 also keeps the recent `CloudState`s and bars the exit monitor reads.
 
 Hot path rules: no pandas, plain floats, no per-bar dict rebuilding; objects are allocated only for a
-completed bar (its `CloudState`) or a signal.
+completed bar (its `CloudState`) or a signal. A replay of `BarBatch`es (time steps of many symbols) takes the
+column path from its first step: `columns.ColumnAggregator` builds the buckets of every symbol at once and
+`cloud_columns.CloudColumns` advances the clouds of every bar a step completes at once; the set-up rules then
+run only for the tracks whose bar may hold one. Both paths give the same rows, states and signals.
 """
 
 from __future__ import annotations
