@@ -30,7 +30,7 @@ from config.settings import DEFAULT_STRATEGY, StrategySettings, StrategySpec, fo
 from pipeline.core.batch import BarBatch
 from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar, CloudState, Direction, SignalType, TradeSignal
-from pipeline.strategy.cloud_columns import CloudColumns, Completed, row_bar, row_state
+from pipeline.strategy.cloud_columns import CloudColumns, ColumnTrack, Completed, row_bar, row_state
 from pipeline.strategy.indicators import CloudEmas, EmaCloud
 
 if TYPE_CHECKING:
@@ -366,7 +366,7 @@ def _stop(s: CloudState, direction: int, extreme: float | None = None) -> float 
     return stop if stop > entry and math.isfinite(stop) else None
 
 
-def _setups(track: _Track, prev: Row, cur: Row, fresh_alignment: int) -> list[
+def _setups(track: _Track | ColumnTrack, prev: Row, cur: Row, fresh_alignment: int) -> list[
     tuple[SignalType, int, float | None]
 ]:
     """Every setup present on the bar just completed (`cur`, after `prev`): (type, direction, extreme for the stop).
@@ -654,9 +654,9 @@ class EmaCloudStrategy:
         for at, prev, fresh, rel_volume in advanced.candidates:
             track = advanced.tracks[at]
             cur = advanced.rows[at]
-            setups = _setups(track, prev, cur, fresh)  # type: ignore[arg-type]
+            setups = _setups(track, prev, cur, fresh)
             if setups:
-                signal = self._best_signal(track, cur, setups, rel_volume, agg)  # type: ignore[arg-type]
+                signal = self._best_signal(track, cur, setups, rel_volume, agg)
                 if signal is not None:
                     found.append((int(positions[at]), i, kind, signal))
 
@@ -730,8 +730,8 @@ class EmaCloudStrategy:
         return structure
 
     def _best_signal(
-        self, track: _Track, cur: Row, setups: list[tuple[SignalType, int, float | None]], rel_volume: float,
-        agg: BarAggregator,
+        self, track: _Track | ColumnTrack, cur: Row, setups: list[tuple[SignalType, int, float | None]],
+        rel_volume: float, agg: BarAggregator,
     ) -> TradeSignal | None:
         """The strongest of the bar's set-ups (`_setups`) that has a stop, as a signal; None below
         `min_conviction`."""
