@@ -1,5 +1,7 @@
 """Figure 1: signal -> order submitted, in process, beside its floors measured in the same run: one idle
-asyncio.Queue hop, and a bare fsync'd SQLite commit of one row in the journal's own directory.
+asyncio.Queue hop, a bare fsync'd SQLite commit of one row in the journal's own directory, and an idle round
+trip through a journal thread (the two hand-overs an intent's durable write pays for keeping the disk off the
+loop, on top of its commit).
 
 A Core with the paper broker (not persistent), the journal on and a SimulatedClock inside a session. Each
 signal has its own ticker (no dedup, no exposure overlap) and is fed alone: the time runs from the call of
@@ -51,6 +53,33 @@ async def queue_hop_floor(n: int) -> list[float]:
         await done.wait()
     await task
     return samples
+
+
+async def thread_round_trip_floor(n: int) -> list[float]:
+    """n idle round trips through a journal thread (journal_thread.JournalThread, the journal's own hand-over):
+    the loop posts a job, the thread answers with `call_soon_threadsafe`, the loop wakes: µs from the post to
+    the answer. What an intent's durable write pays on top of its commit for keeping the disk off the loop
+    (two thread hand-overs), whatever the commit costs."""
+    from pipeline.record.journal_thread import JournalThread
+
+    loop = asyncio.get_running_loop()
+    thread = JournalThread("bench-floor")
+    samples: list[float] = []
+
+    def answer(done: asyncio.Future[None]) -> None:
+        loop.call_soon_threadsafe(done.set_result, None)
+
+    try:
+        for _ in range(n):
+            done: asyncio.Future[None] = loop.create_future()
+            await asyncio.sleep(0)
+            t0 = PERF()
+            thread.post(answer, done)
+            await done
+            samples.append((PERF() - t0) / 1000.0)
+    finally:
+        thread.shutdown(wait=True)
+    return samples[min(100, n // 10):]  # the thread's start and first trips left out
 
 
 def _ticker(i: int) -> str:
@@ -293,6 +322,7 @@ async def latency_figures(n: int) -> dict[str, Any]:
     # collector alone): what the daemon's settings (daemon.heap) change
     gc_default = await signal_to_order(n, fsync=True, journal=False, gc_policy="default")
     waits = await decisions_after_waits(n)
+    trips = await thread_round_trip_floor(n)
     hop = median(hop_before + await queue_hop_floor(5000))
     commit = median(full["floor_commit"])
     p50, p99 = _p(full["samples"], 0.5), _p(full["samples"], 0.99)
@@ -305,6 +335,7 @@ async def latency_figures(n: int) -> dict[str, Any]:
         "signal_to_order_p50_us": p50, "signal_to_order_p99_us": p99,
         "signal_to_order_p999_us": _p(full["samples"], 0.999),
         "signal_to_order_over_commit_hops": (p50 - commit) / hop,
+        "thread_round_trip_p50_us": median(trips), "thread_round_trip_hops": median(trips) / hop,
         "signal_to_order_p99_over_p50": p99 / p50,
         "bare_commit_p99_over_p50": _p(full["floor_commit"], 0.99) / commit,
         "journal_off_signal_to_order_p99_us": _p(nojournal["samples"], 0.99),
@@ -337,6 +368,8 @@ def latency_rows(f: dict[str, Any], verdict: Callable[[str], str], first: str = 
         (f"{first}signal->order p50, journal FULL", f"{f['signal_to_order_p50_us']:.0f} µs",
          f"{f['bare_commit_p50_us']:.0f} µs bare commit", f"+{f['signal_to_order_over_commit_hops']:.1f} hops",
          "<= commit + 25 hops", verdict("signal_to_order_over_commit_hops")),
+        (f"{rest}journal thread round trip, idle", f"{f['thread_round_trip_p50_us']:.0f} µs",
+         "post -> thread -> loop: an intent pays it", f"{f['thread_round_trip_hops']:.1f} hops", "", ""),
         (f"{rest}signal->order p99", f"{f['signal_to_order_p99_us']:.0f} µs",
          f"{f['bare_commit_p99_us']:.0f} µs commit p99 ({f['bare_commit_p99_over_p50']:.1f}x its p50)",
          f"{f['signal_to_order_p99_over_p50']:.2f}x p50", "<= 3x p50", verdict("signal_to_order_p99_over_p50")),
