@@ -63,6 +63,7 @@ def ema_floor(chunk: list[Any], emas: dict[str, list[Any]]) -> float:
 async def replay_core(n_tickers: int, n_bars: int, journal: bool = True, sample_every: int = 1) -> dict[str, Any]:
     """Replay n_bars per ticker through a fresh Core (the `ordergate replay` settings) with its floor."""
     from config.settings import Settings
+    from daemon import heap
     from daemon.core import Core
     from daemon.replay import replay_settings
     from pipeline.core.clock import SimulatedClock
@@ -83,25 +84,26 @@ async def replay_core(n_tickers: int, n_bars: int, journal: bool = True, sample_
         emas: dict[str, list[Any]] = {}
         bars = 0
         try:
-            for index, chunk in enumerate(chunks(n_tickers, n_bars)):
-                n = sum(len(b) for b in chunk)
-                floor = ema_floor(chunk, emas)
+            with heap.start_up_frozen():  # the collector as `ordergate replay` sets it (daemon.heap)
+                for index, chunk in enumerate(chunks(n_tickers, n_bars)):
+                    n = sum(len(b) for b in chunk)
+                    floor = ema_floor(chunk, emas)
+                    started = time.perf_counter()
+                    for batch in chunk:
+                        clock.advance_to(batch[0].timestamp + step)
+                        await engine.on_batch(batch)
+                    spent = time.perf_counter() - started
+                    core_s += spent
+                    floor_s += floor
+                    bars += n
+                    chunk_rates.append(n / spent)
+                    floor_rates.append(n / floor)
+                    if index % sample_every == 0:
+                        rss.append(rss_mb())
                 started = time.perf_counter()
-                for batch in chunk:
-                    clock.advance_to(batch[0].timestamp + step)
-                    await engine.on_batch(batch)
-                spent = time.perf_counter() - started
-                core_s += spent
-                floor_s += floor
-                bars += n
-                chunk_rates.append(n / spent)
-                floor_rates.append(n / floor)
-                if index % sample_every == 0:
-                    rss.append(rss_mb())
-            started = time.perf_counter()
-            await core.settle()
-            core_s += time.perf_counter() - started
-            rss.append(rss_mb())
+                await core.settle()
+                core_s += time.perf_counter() - started
+                rss.append(rss_mb())
         finally:
             await core.stop()
     return {

@@ -13,6 +13,8 @@ runs.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # generation 0 every 10 000 net container allocations instead of 700 (a decision allocates a few hundred, so the
 # default collects every few signals); the older generations keep CPython's ratios of 10
@@ -31,3 +33,20 @@ def defaults() -> None:
     """CPython's own settings again (tests, a bench's comparison run): nothing frozen, thresholds (700, 10, 10)."""
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)
+
+
+@contextmanager
+def start_up_frozen(thresholds: tuple[int, int, int] = THRESHOLDS) -> Iterator[None]:
+    """`freeze_start_up()` for the length of a run inside a process that may have settings of its own (a replay
+    from the CLI or a test): on leaving, the thresholds are the caller's again and what was frozen is unfrozen. A
+    process that has already frozen something (a daemon) is left as it is: nothing is frozen or changed."""
+    if gc.get_freeze_count():
+        yield
+        return
+    before = gc.get_threshold()
+    freeze_start_up(thresholds)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from daemon import heap
 from pipeline.core.batch import BarBatch
 from pipeline.core.clock import SimulatedClock
 
@@ -74,25 +75,26 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
         engine = core.engine
         initial = core.ledger.equity()
         try:
-            async for batch in feed.batches():
-                await engine.on_batch(batch)
-                now = clock.now()
-                if isinstance(batch, BarBatch):
-                    recorder.record_step(now, core.ledger.equity(), bool(core.ledger.holdings), batch.symbols,
-                                         batch.closes())
-                else:
-                    recorder.record(now, core.ledger.equity(), bool(core.ledger.holdings),
-                                    {b.symbol: b.close for b in batch})
-                if progress is not None and engine.batches % PROGRESS_EVERY == 0:
-                    progress(now, engine.bars, engine.signals, engine.entries)
-            await core.settle()
-            trades = await core.trades.all_trades() if core.trades is not None else []
-            open_positions = core.positions()
-            by_strategy = strategy_summaries(trades, core.ledger.positions(), initial,
-                                             [spec.name for spec in run_settings.effective_strategies()])
-            rejections = await _rejections(core)
-            stages = await core.journal.decision_counts() if core.journal is not None else \
-                stage_counts(core.orchestrator.counts)
+            with heap.start_up_frozen():  # the daemon's collector settings for the run (daemon.heap)
+                async for batch in feed.batches():
+                    await engine.on_batch(batch)
+                    now = clock.now()
+                    if isinstance(batch, BarBatch):
+                        recorder.record_step(now, core.ledger.equity(), bool(core.ledger.holdings), batch.symbols,
+                                             batch.closes())
+                    else:
+                        recorder.record(now, core.ledger.equity(), bool(core.ledger.holdings),
+                                        {b.symbol: b.close for b in batch})
+                    if progress is not None and engine.batches % PROGRESS_EVERY == 0:
+                        progress(now, engine.bars, engine.signals, engine.entries)
+                await core.settle()
+                trades = await core.trades.all_trades() if core.trades is not None else []
+                open_positions = core.positions()
+                by_strategy = strategy_summaries(trades, core.ledger.positions(), initial,
+                                                 [spec.name for spec in run_settings.effective_strategies()])
+                rejections = await _rejections(core)
+                stages = await core.journal.decision_counts() if core.journal is not None else \
+                    stage_counts(core.orchestrator.counts)
         finally:
             await core.stop()
     period = "month" if tf == "1d" else "day"
