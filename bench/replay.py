@@ -102,6 +102,8 @@ async def replay_core(n_tickers: int, n_bars: int, journal: bool = True, sample_
                         rss.append(rss_mb())
                 started = time.perf_counter()
                 await core.settle()
+                if core.journal is not None:  # the last rows buffered are the run's too (stop would commit them)
+                    await core.journal.flush()
                 core_s += time.perf_counter() - started
                 rss.append(rss_mb())
         finally:
