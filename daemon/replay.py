@@ -21,6 +21,7 @@ from config.settings import Settings
 from daemon import heap
 from pipeline.core.batch import BarBatch
 from pipeline.core.clock import SimulatedClock
+from pipeline.record.rejections import RejectionKinds
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 EMBEDDED = "embedded"  # `ordergate replay embedded`: the synthetic data `make run` trades
@@ -92,9 +93,9 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
                 open_positions = core.positions()
                 by_strategy = strategy_summaries(trades, core.ledger.positions(), initial,
                                                  [spec.name for spec in run_settings.effective_strategies()])
-                rejections = await _rejections(core)
-                stages = await core.journal.decision_counts() if core.journal is not None else \
-                    stage_counts(core.orchestrator.counts)
+                rejections = await _top_rejections(core)
+                stages = await core.journal.decision_counts() if core.orchestrator.recorder.journal is not None \
+                    else stage_counts(core.orchestrator.counts)
         finally:
             await core.stop()
     period = "month" if tf == "1d" else "day"
@@ -111,7 +112,7 @@ async def replay(settings: Settings, path: Path | list[Path], timeframe: str | N
         "open_positions": len(open_positions),
         "problems": [{"file": p.file, "line": p.line, "reason": p.reason} for p in feed.problems],
         "stages": stages,  # where each signal's decision record ended (the journal's, else the counters)
-        "top_rejections": top_rejections(rejections),
+        "top_rejections": rejections,
         "performance": performance(recorder.curve(), initial, recorder.exposure),
         "buy_and_hold": buy_and_hold(recorder, initial),
         "equity_curve": [(d.isoformat(), round(v, 2)) for d, v in recorder.curve()],
@@ -131,19 +132,26 @@ def _trade(t: Any) -> dict[str, Any]:
             "quantity": t.quantity, "pnl": round(t.pnl, 2), "exit_type": t.exit_type, "strategy": t.strategy}
 
 
-async def _rejections(core: Any) -> list[dict[str, Any]]:
-    """Every rejected stage decision of the run, from the journal (flushed first)."""
-    if core.journal is None:
-        return []
-    return await core.journal.query("SELECT stage, reason, detail FROM decisions WHERE outcome = 'rejected' "
+async def _top_rejections(core: Any) -> list[dict[str, Any]]:
+    """The run's most frequent kinds of rejection: from the signal recorder's tally where it journals no decision
+    records (no journal), else from every rejected decision in the journal (flushed first)."""
+    tally = core.orchestrator.recorder.rejections
+    if tally is not None:
+        return tally.top(TOP_REASONS)
+    rows = await core.journal.query("SELECT stage, reason, detail FROM decisions WHERE outcome = 'rejected' "
                                     "ORDER BY id")
+    return top_rejections(rows)
 
 
 def stage_counts(counts: dict[str, int]) -> dict[str, dict[str, int]]:
-    """The orchestrator's 'stage:outcome' counters as {stage: {outcome: n}}: where each signal ended."""
+    """The orchestrator's 'stage:outcome' counters as {stage: {outcome: n}}: where each signal ended, named as
+    the decision records name it (an approved signal ended at its intent)."""
+    from pipeline.orchestrator import APPROVED_KEY
+    from pipeline.record.decision import APPROVED, INTENT_STAGE
+
     stages: dict[str, dict[str, int]] = {}
     for key, n in sorted(counts.items()):
-        stage, _, outcome = key.partition(":")
+        stage, _, outcome = (INTENT_STAGE, "", APPROVED) if key == APPROVED_KEY else key.partition(":")
         stages.setdefault(stage, {})[outcome] = n
     return stages
 
@@ -151,14 +159,10 @@ def stage_counts(counts: dict[str, int]) -> dict[str, dict[str, int]]:
 def top_rejections(rows: list[dict[str, Any]], limit: int = TOP_REASONS) -> list[dict[str, Any]]:
     """The most frequent kinds of rejection: (stage, the reason's leading name such as 'var' or 'freshness'),
     with a count and the first full reason as an example."""
-    kinds: dict[tuple[str, str], dict[str, Any]] = {}
+    kinds = RejectionKinds(limit=None)
     for row in rows:
-        reason = str(row.get("reason") or "")
-        kind = reason.split(":", 1)[0].strip()[:60] if ":" in reason else reason[:60]
-        entry = kinds.setdefault((str(row.get("stage")), kind), {"stage": str(row.get("stage")), "kind": kind,
-                                                                 "count": 0, "example": reason})
-        entry["count"] += 1
-    return sorted(kinds.values(), key=lambda e: (-e["count"], e["stage"], e["kind"]))[:limit]
+        kinds.add(str(row.get("stage")), str(row.get("reason") or ""))
+    return kinds.top(limit)
 
 
 def embedded_csv(settings: Settings, directory: Path) -> Path:

@@ -17,6 +17,7 @@ from pipeline.core.logs import info_enabled
 from pipeline.core.models import TradeSignal
 from pipeline.record.decision import REJECTED, DecisionRecord
 from pipeline.record.journal import Journal, iso_of
+from pipeline.record.rejections import RejectionKinds
 
 log = structlog.get_logger("ordergate.signals")
 
@@ -38,6 +39,8 @@ class SignalRecorder:
 
     def __init__(self, journal: Journal | None, enabled: bool = True) -> None:
         self.journal = journal if enabled else None
+        # no journal to hold the decision records: the kinds of rejection they would show, tallied here
+        self.rejections: RejectionKinds | None = RejectionKinds() if self.journal is None else None
 
     def assign(self, signal: TradeSignal, received: datetime) -> str:
         """Give the signal its id (unless it has one) and journal it (buffered)."""
@@ -60,9 +63,12 @@ class SignalRecorder:
         rejection with the signal id."""
         if self.journal is not None:
             self.journal.record_signal_decision(record)
-        if record.outcome == REJECTED and info_enabled(log):
-            log.info("signal_rejected", signal_id=record.signal_id, ticker=str(signal.ticker)[:24],
-                     stage=record.stage, reason=record.reason)
+        if record.outcome == REJECTED:
+            if self.rejections is not None:
+                self.rejections.add(record.stage, record.reason)
+            if info_enabled(log):
+                log.info("signal_rejected", signal_id=record.signal_id, ticker=str(signal.ticker)[:24],
+                         stage=record.stage, reason=record.reason)
 
     def stage(
         self, signal: TradeSignal, stage: str, approved: bool, reason: str = "", ts: datetime | None = None,
