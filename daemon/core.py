@@ -19,6 +19,7 @@ import structlog
 
 from config.settings import Settings
 from daemon.broker_events import BrokerEvents
+from daemon.broker_time import fills_through
 from daemon.journal_backend import make_journal
 from daemon.limbo import OrderLimbo
 from daemon.reconciliation import Reconciliation
@@ -272,8 +273,10 @@ class Core:
         name = self.settings.broker.primary
         if not self.brokers[name].is_connected():  # primary down at start-up: the broker that trades meanwhile
             name = next((n for n, b in self.brokers.items() if b.is_connected()), name)
+        through = await fills_through(self.brokers[name], self.clock, self.settings.reconcile.grace_seconds,
+                                      self.settings.broker.request_timeout_seconds)
         account = await self.brokers[name].get_account()
-        self.account.sync(account)  # the broker's cash already reflects every fill, hand trades included
+        self.account.sync(account, through)  # the broker's cash already reflects every fill, hand trades included
         log.info("book_rebuilt", positions=self.ledger.count(), cash=round(account.cash, 2),
                  equity=round(account.equity, 2), open_orders=len(self.book.working()))
 

@@ -17,11 +17,12 @@ of, or on the other side), and broker quantity on a symbol with an unfinished or
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from daemon.broker_time import fills_through
 from pipeline.core.models import Position
 from pipeline.execution.protective_stops import STOP_KIND
 from pipeline.positions.external import ExternalPosition
@@ -68,6 +69,7 @@ class Reconciliation:
             log.warning("reservation_expired", client_order_id=stale.client_order_id, symbol=stale.intent.symbol,
                         awaited_qty=awaited, reason="final status seen, its fills never arrived")
         broker_positions: list[dict[str, Any]] = []
+        through: dict[str, datetime | None] = {}  # each broker's positions hold its fills up to (broker time)
         skipped: set[str] = set()
         for broker in self.core.brokers.values():
             if not broker.is_connected():
@@ -79,6 +81,9 @@ class Reconciliation:
                 skipped.add(broker.name)
                 continue
             self.confirmer.observe_orders(broker.name, orders, now)
+            through[broker.name] = await fills_through(broker, self.core.clock,
+                                                       self.core.settings.reconcile.grace_seconds,
+                                                       self.core.settings.broker.request_timeout_seconds)
             for bp in await broker.get_positions():
                 broker_positions.append({"symbol": bp.symbol, "shares": bp.quantity, "price": bp.market_price
                                          or bp.avg_price, "broker": broker.name, "avg_price": bp.avg_price})
@@ -96,7 +101,7 @@ class Reconciliation:
         raw = self.core.reconciler.reconcile(internal, broker_positions)
         judged = self.confirmer.judge(raw.mismatches, now, self.core.lifecycle.activity)
         found, unexplained = await self._classify(judged.confirmed)
-        self._take_external(found, broker_positions, now)
+        self._take_external(found, broker_positions, now, through)
         self.core.external.set_pending(self._broker_only(m) for m, _why in judged.pending)
         report = ReconciliationReport(raw.matches, unexplained, self.core.settings.reconcile.kill_notional_threshold)
         await self._report(report, judged, found, now)
@@ -149,8 +154,11 @@ class Reconciliation:
             return False
         return await self.core.journal.has_unsettled_order(symbol, except_kind=STOP_KIND)
 
-    def _take_external(self, found: list[Mismatch], broker_positions: list[dict[str, Any]], now: Any) -> None:
-        """Record confirmed external quantities, or adopt them into the ledger (`[reconcile] external = adopt`)."""
+    def _take_external(self, found: list[Mismatch], broker_positions: list[dict[str, Any]], now: Any,
+                       through: dict[str, datetime | None]) -> None:
+        """Record confirmed external quantities, or adopt them into the ledger (`[reconcile] external = adopt`),
+        each with the broker time up to which the broker's positions held every fill (daemon.broker_time: a hand
+        fill that reaches us only later is not counted on top)."""
         by_symbol = {p["symbol"]: p for p in broker_positions}
         for m in found:
             bp = by_symbol.get(m.symbol, {})
@@ -158,8 +166,9 @@ class Reconciliation:
             qty = m.broker_qty - ours
             avg = float(bp.get("avg_price") or bp.get("price") or m.price or 0.0)
             broker = str(bp.get("broker") or self.core.settings.broker.primary)
+            held_through = through.get(broker)
             if self.core.settings.reconcile.external == "adopt" and abs(ours) < 1e-9 and abs(qty) > 1e-9:
-                self.core.external.remove(m.symbol)
+                self.core.external.remove(m.symbol, held_through)
                 position = self._adopted_position(m.symbol, qty, avg, float(bp.get("price") or avg), broker,
                                                   "adopted")
                 self.core.ledger.adopt(position, qty)
@@ -168,7 +177,7 @@ class Reconciliation:
                 log.warning("external_position_adopted", symbol=m.symbol, quantity=qty, avg_price=avg,
                             stop_loss=position.stop_loss, broker=broker)
                 continue
-            self.core.external.set(m.symbol, qty, avg, broker, now)
+            self.core.external.set(m.symbol, qty, avg, broker, now, held_through)
             log.warning("external_position", symbol=m.symbol, quantity=qty, avg_price=avg, broker=broker,
                         policy=self.core.settings.reconcile.external,
                         description="held at the broker, not opened by ordergate: counted as risk, not traded")

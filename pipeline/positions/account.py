@@ -3,6 +3,8 @@ never traded), the state file's daily P&L, and the starting equity the broker re
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pipeline.core.models import AccountSnapshot, AccountState
 from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger
@@ -18,11 +20,11 @@ class AccountBook:
         self.state = state
         self.starting_equity = 0.0
 
-    def sync(self, account: AccountSnapshot) -> None:
+    def sync(self, account: AccountSnapshot, fills_through: datetime | None = None) -> None:
         """Cash and starting equity from the broker's account (its cash already reflects every fill, ours and
-        anyone's)."""
+        anyone's: every one up to `fills_through`, broker time, when known)."""
         self.ledger.cash = account.cash
-        self.external.reset_cash()
+        self.external.reset_cash(fills_through)
         self.starting_equity = account.equity
 
     def get_starting_equity(self) -> float:

@@ -6,7 +6,10 @@ in the ledger, so the exits and `flatten` never trade them (`[reconcile] externa
 ledger instead).
 
 Quantities are the broker's: set by a confirmed reconciliation, and moved at once by a fill whose client order id
-ordergate never made (deduplicated by fill id), so the gate sees a hand trade before the next check. Broker-only
+ordergate never made (deduplicated by fill id), so the gate sees a hand trade before the next check. A fill that
+arrives after the broker's figures already held it (a stream lagging behind REST, a fill redelivered after a
+restart) is counted once: each confirmed quantity, and the cash taken from the account, says up to which broker
+time it holds every fill (`fills_through`), and a fill stamped at or before that moves nothing it covers. Broker-only
 quantities that reconciliation has not judged yet are held as *pending* and counted by the gate too (a lagging
 view must not open a second position beside a real one). The broker's cash moved with a hand trade and the
 ledger's did not: `cash_adjustment` carries the difference until the next account sync.
@@ -52,12 +55,16 @@ class ExternalBook:
         self._held: dict[str, ExternalPosition] = {}
         self._pending: dict[str, ExternalPosition] = {}
         self._fills: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # symbol -> the broker time up to which its last confirmed quantity holds every fill (see the module)
+        self._through: OrderedDict[str, datetime] = OrderedDict()
+        self._cash_through: datetime | None = None  # the same for the cash the ledger took from the broker
         self._price = price_lookup or (lambda _symbol: None)
         self.cash_adjustment = 0.0
 
     # -- changes --------------------------------------------------------------------------------------
     def apply_fill(self, fill: Fill) -> bool:
-        """A fill of an order someone else placed; False when this fill was already applied."""
+        """A fill of an order someone else placed; False when this fill was already applied. What the broker's
+        figures already held (the fill stamped at or before their `fills_through`) it leaves as it is."""
         key = (fill.broker, fill.fill_id)
         if key in self._fills:
             return False
@@ -65,7 +72,10 @@ class ExternalBook:
         if len(self._fills) > _SEEN_FILLS:
             self._fills.popitem(last=False)
         signed = fill.quantity if fill.side == Side.BUY else -fill.quantity
-        self.cash_adjustment -= signed * fill.price
+        if not held_by(fill.timestamp, self._cash_through):
+            self.cash_adjustment -= signed * fill.price
+        if held_by(fill.timestamp, self._through.get(fill.symbol)):
+            return True  # the symbol's confirmed quantity holds it already
         held = self._held.get(fill.symbol)
         old = held.quantity if held else 0.0
         new = old + signed
@@ -80,8 +90,11 @@ class ExternalBook:
         self._pending.pop(fill.symbol, None)
         return True
 
-    def set(self, symbol: str, quantity: float, avg_price: float, broker: str, now: datetime) -> None:
-        """The broker's truth for this symbol's external part (0 removes it)."""
+    def set(self, symbol: str, quantity: float, avg_price: float, broker: str, now: datetime,
+            fills_through: datetime | None = None) -> None:
+        """The broker's truth for this symbol's external part (0 removes it); `fills_through`: the broker time
+        up to which that truth holds every fill (None: not known, a fill arriving later is counted on top)."""
+        self._note_through(symbol, fills_through)
         self._pending.pop(symbol, None)
         if abs(quantity) < 1e-9:
             self._held.pop(symbol, None)
@@ -93,17 +106,29 @@ class ExternalBook:
             return
         self._held[symbol] = ExternalPosition(symbol, quantity, avg_price, broker, now)
 
-    def remove(self, symbol: str) -> ExternalPosition | None:
+    def remove(self, symbol: str, fills_through: datetime | None = None) -> ExternalPosition | None:
+        """Forget the symbol's external part (adopted into the ledger, which holds every fill up to
+        `fills_through` now)."""
+        self._note_through(symbol, fills_through)
         self._pending.pop(symbol, None)
         return self._held.pop(symbol, None)
+
+    def _note_through(self, symbol: str, fills_through: datetime | None) -> None:
+        self._through.pop(symbol, None)
+        if fills_through is not None:
+            self._through[symbol] = fills_through
+            if len(self._through) > _SEEN_FILLS:
+                self._through.popitem(last=False)
 
     def set_pending(self, items: Iterable[ExternalPosition]) -> None:
         """Broker-only quantities not judged yet (replaces the previous set)."""
         self._pending = {p.symbol: p for p in items if p.symbol not in self._held and abs(p.quantity) > 1e-9}
 
-    def reset_cash(self) -> None:
-        """The ledger's cash was just taken from the broker: it already reflects every hand trade."""
+    def reset_cash(self, fills_through: datetime | None = None) -> None:
+        """The ledger's cash was just taken from the broker: it already reflects every hand trade (every fill up
+        to `fills_through`, broker time, when known)."""
         self.cash_adjustment = 0.0
+        self._cash_through = fills_through
 
     # -- views ----------------------------------------------------------------------------------------
     def quantity(self, symbol: str) -> float:
@@ -152,3 +177,11 @@ class ExternalBook:
             daily_pnl=account.daily_pnl,
             starting_equity=account.starting_equity,
         )
+
+
+def held_by(stamp: datetime | None, through: datetime | None) -> bool:
+    """Whether figures that hold every fill up to `through` hold a fill stamped `stamp` (never when either is
+    unknown, or they cannot be compared: then the fill is counted)."""
+    if stamp is None or through is None or (stamp.tzinfo is None) != (through.tzinfo is None):
+        return False
+    return stamp <= through

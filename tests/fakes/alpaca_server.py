@@ -24,6 +24,7 @@ accepted and stay open):
     await fake.fill(client_order_id, qty, price, times=2)   # an execution; times=2 sends the frame twice
     await fake.cancel(client_order_id)                   # broker-side cancel
     fake.drop_trade_stream(block=True) / fake.allow_trade_stream()
+    fake.hold_trade_updates(); await fake.release_trade_updates()   # the stream lags behind REST: frames wait
     await fake.push_bar("AAPL", ts, o, h, l, c, v) ; fake.drop_data_stream()
     fake.set_position("AAPL", 10, 100.0) ; fake.account.update(equity="...")
     await fake.place_manual_order("AAPL", 10, "buy", 100.0)  # a hand-placed order (foreign id), filled at once
@@ -124,6 +125,7 @@ class FakeAlpaca:
         self.data_stream_connects = 0
         self.block_trade_stream = False
         self.sent_trade_frames: list[dict[str, Any]] = []
+        self._held_frames: list[dict[str, Any]] | None = None  # trade_updates frames held back (hold_trade_updates)
         self.fill_slippage = 0.0  # market orders are funded (and, with market_fills, filled) this far from the last
         self.auto_fill: SubmitScript | None = None  # how unscripted market orders are answered (market_fills)
         self.submit_answers: list[int] = []  # the HTTP status of every POST /v2/orders answered
@@ -346,9 +348,29 @@ class FakeAlpaca:
         await self.push_trade_update("canceled", order)
 
     async def push_trade_update(self, event: str, order: dict[str, Any], **extra: Any) -> None:
-        """Send one trade_updates frame (as Alpaca does) to every listening socket."""
+        """Send one trade_updates frame (as Alpaca does) to every listening socket (held back, in order, while
+        `hold_trade_updates` is on)."""
         data = {"event": event, "order": dict(order), "timestamp": order["updated_at"], **extra}
         frame = {"stream": "trade_updates", "data": data}
+        if self._held_frames is not None:
+            self._held_frames.append(frame)
+            return
+        await self._send_trade_frame(frame)
+
+    def hold_trade_updates(self) -> None:
+        """The trade_updates stream lags behind REST (a stalled websocket): frames wait, the orders, positions
+        and account move at once; `release_trade_updates` sends them."""
+        if self._held_frames is None:
+            self._held_frames = []
+
+    async def release_trade_updates(self) -> int:
+        """Send the held frames in order and stop holding; returns how many."""
+        frames, self._held_frames = self._held_frames or [], None
+        for frame in frames:
+            await self._send_trade_frame(frame)
+        return len(frames)
+
+    async def _send_trade_frame(self, frame: dict[str, Any]) -> None:
         self.sent_trade_frames.append(frame)
         for ws in list(self.trade_sockets):
             with contextlib.suppress(Exception):
