@@ -101,7 +101,9 @@ _ORDER_STATUS = {
     "rejected": OrderStatus.REJECTED,
     "replaced": OrderStatus.REPLACED,
 }
-# trade_updates event -> the status it reports; events not listed (pending_*, restated, ...) are skipped.
+# trade_updates event -> the status it reports; events not listed (pending_*, restated, ...) are skipped. Among
+# them `done_for_day`: "done executing for the day, no further updates until the next trading day" is not an end
+# (a GTC stop rests on overnight; GET /v2/orders says done_for_day, which `order_status` reads as working too).
 _EVENT_STATUS = {
     "new": OrderStatus.NEW,
     "accepted": OrderStatus.NEW,
@@ -111,7 +113,6 @@ _EVENT_STATUS = {
     "rejected": OrderStatus.REJECTED,
     "expired": OrderStatus.EXPIRED,
     "replaced": OrderStatus.REPLACED,
-    "done_for_day": OrderStatus.EXPIRED,
 }
 
 

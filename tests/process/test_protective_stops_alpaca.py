@@ -350,3 +350,38 @@ async def test_a_resting_stop_does_not_make_a_hand_bought_addition_unexplained(
         assert [float(o["qty"]) for o in _stops(fake)] == [qty]  # and ours stays protected, no more
     finally:
         await core.stop()
+
+
+async def test_a_gtc_stop_done_for_the_day_keeps_resting_and_is_not_placed_twice(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """At the close Alpaca sends `done_for_day` for a GTC order that rests on: "done executing for the day, no
+    further updates until the next trading day" (its REST status says the same, not final). It used to be taken
+    as expired: the stop was put back as a second one while the first still rested at Alpaca."""
+    core = await _core(tmp_path, fake)
+    alerts: list[str] = []
+
+    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
+        alerts.append(kind)
+
+    core.alerts.attach(hook)
+    try:
+        _, qty = await _entered(core, fake)
+        (stop,) = _stops(fake)
+        fake._set_status(stop, "done_for_day")  # as Alpaca shows it overnight; it rests on
+        await fake.push_trade_update("done_for_day", stop)
+        await asyncio.sleep(0.5)
+        await core.settle()
+        assert [o["client_order_id"] for o in fake.orders.values() if o["type"] == "stop"] == \
+            [stop["client_order_id"]], "a second stop was placed beside the resting one"
+        resting = core.positions()[0]["resting_stop"]
+        assert resting is not None and resting.get("client_order_id") == stop["client_order_id"], resting
+        assert resting["status"] != "unprotected" and "position_unprotected" not in alerts
+        record = core.book.get(stop["client_order_id"])
+        assert record is not None and not record.final, record
+        # the next day it fills at the broker: booked once, as the broker's stop
+        fake._set_status(stop, "new")
+        await fake.fill(stop["client_order_id"], qty, 97.5)
+        await until(lambda: held_quantity(core, "AAPL") == 0, what="the stop's fill booked")
+    finally:
+        await core.stop()
