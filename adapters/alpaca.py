@@ -101,9 +101,8 @@ _ORDER_STATUS = {
     "rejected": OrderStatus.REJECTED,
     "replaced": OrderStatus.REPLACED,
 }
-# trade_updates event -> the status it reports; events not listed (pending_*, restated, ...) are skipped. Among
-# them `done_for_day`: "done executing for the day, no further updates until the next trading day" is not an end
-# (a GTC stop rests on overnight; GET /v2/orders says done_for_day, which `order_status` reads as working too).
+# trade_updates event -> the status it reports; events not listed (pending_*, restated, ...) are skipped.
+# `done_for_day` ("done executing for the day, no further updates until the next trading day") is `day_end_status`.
 _EVENT_STATUS = {
     "new": OrderStatus.NEW,
     "accepted": OrderStatus.NEW,
@@ -228,9 +227,21 @@ def _enum_value(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
+# time in force of an order that lives one session at most: done for the day is done
+_ONE_SESSION = frozenset({"day", "opg", "cls", "ioc", "fok"})
+DONE_FOR_DAY = "done_for_day"
+
+
+def day_end_status(order: Order) -> OrderStatus | None:
+    """What `done_for_day` says of an order: the end (expired) of one that lives a session at most; nothing of
+    a GTC order, which rests on to the next trading day (a protective stop): it is still working."""
+    return OrderStatus.EXPIRED if _enum_value(order.time_in_force) in _ONE_SESSION else None
+
+
 def order_status(order: Order) -> OrderStatus:
     """Our status for an Alpaca order."""
-    status = _ORDER_STATUS.get(_enum_value(order.status))
+    raw = _enum_value(order.status)
+    status = _ORDER_STATUS.get(raw) or (day_end_status(order) if raw == DONE_FOR_DAY else None)
     if status is not None:
         return status
     return OrderStatus.PARTIALLY_FILLED if _f(order.filled_qty) > EPS else OrderStatus.NEW
@@ -759,7 +770,7 @@ class AlpacaBroker(ChainVenueMixin):
             fill = self._next_fill(tracked, order, fill_id, update.price, update.qty, update.timestamp)
             if fill is not None:
                 await self._emit(fill)
-        status = _EVENT_STATUS.get(event)
+        status = day_end_status(order) if event == DONE_FOR_DAY else _EVENT_STATUS.get(event)
         if status is None:
             log.debug("alpaca_event_skipped", event_type=event, client_order_id=order.client_order_id)
             return
