@@ -26,8 +26,8 @@ from tests.market import set_market
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular session: the risk gate is open
 BARS_START = datetime(2026, 11, 24, 14, 31, tzinfo=UTC)  # 09:31 ET
 
-__all__ = ["BARS_START", "SESSION", "alpaca_core", "alpaca_settings", "cli_async", "daemon_status", "entry_signal",
-           "held_quantity", "journal_fills", "order_row", "order_status_is", "until"]
+__all__ = ["BARS_START", "SESSION", "alert_kinds", "alpaca_core", "alpaca_settings", "cli_async", "daemon_status",
+           "entry_signal", "held_quantity", "journal_fills", "order_row", "order_status_is", "until"]
 
 
 def alpaca_settings(tmp_path: Path, fake: FakeAlpaca, **overrides: Any) -> Settings:
@@ -77,6 +77,17 @@ async def journal_fills(core: Core, coid: str) -> list[dict[str, Any]]:
 async def order_status_is(core: Core, coid: str, status: str) -> bool:
     row = await order_row(core, coid)
     return row is not None and row["status"] == status
+
+
+def alert_kinds(core: Core) -> list[str]:
+    """The kinds of the alerts the Core raises from now on, in order (a list that grows as they come)."""
+    kinds: list[str] = []
+
+    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
+        kinds.append(kind)
+
+    core.alerts.attach(hook)
+    return kinds
 
 
 def held_quantity(core: Core, symbol: str) -> float:

@@ -12,27 +12,16 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from daemon.broker_time import MIN_VIEW_LAG_SECONDS
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
-from tests.alpaca_core import alpaca_core, until
+from tests.alpaca_core import alert_kinds, alpaca_core, until
 from tests.fakes.alpaca_server import FakeAlpaca
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _alerts(core: Core) -> list[str]:
-    seen: list[str] = []
-
-    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
-        seen.append(kind)
-
-    core.alerts.attach(hook)
-    return seen
 
 
 async def _confirmed_external(core: Core, symbol: str, qty: float) -> None:
@@ -49,7 +38,7 @@ async def test_a_hand_fill_streamed_after_the_positions_held_it_is_counted_once(
 ) -> None:
     clock = SimulatedClock(datetime.now(UTC))  # our clock with the broker's (the fake runs on the host's)
     core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"grace_seconds": 0.0})
-    alerts = _alerts(core)
+    alerts = alert_kinds(core)
     try:
         fake.hold_trade_updates()  # the websocket stalls; REST answers at once
         await fake.place_manual_order("AAPL", 10, "buy", 100.0)
@@ -78,7 +67,7 @@ async def test_a_hand_fill_the_lagging_positions_did_not_show_yet_is_still_count
     read at a time are taken to hold only the fills stamped a margin before it (daemon.broker_time)."""
     clock = SimulatedClock(datetime.now(UTC))
     core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"grace_seconds": 0.0})
-    alerts = _alerts(core)
+    alerts = alert_kinds(core)
     try:
         fake.hold_trade_updates()
         await fake.place_manual_order("AAPL", 10, "buy", 100.0)
@@ -104,7 +93,7 @@ async def test_the_cash_read_at_start_holds_a_hand_fill_streamed_afterwards(tmp_
     await asyncio.sleep(MIN_VIEW_LAG_SECONDS + 0.5)
     clock = SimulatedClock(datetime.now(UTC))
     core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"grace_seconds": 0.0})  # lag: the margin
-    alerts = _alerts(core)
+    alerts = alert_kinds(core)
     try:
         broker_cash = float(fake.account["cash"])
         assert core.ledger.cash == broker_cash

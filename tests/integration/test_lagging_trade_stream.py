@@ -9,26 +9,14 @@ order is looked up (the overdue timer), and, when the late events finally arrive
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
-from tests.alpaca_core import SESSION, alpaca_core, entry_signal, held_quantity, journal_fills, until
+from tests.alpaca_core import SESSION, alert_kinds, alpaca_core, entry_signal, held_quantity, journal_fills, until
 from tests.fakes.alpaca_server import FakeAlpaca
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _alerts(core: Core) -> list[str]:
-    seen: list[str] = []
-
-    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
-        seen.append(kind)
-
-    core.alerts.attach(hook)
-    return seen
 
 
 async def test_a_fill_held_back_by_the_stream_is_found_once_and_trips_nothing(
@@ -36,7 +24,7 @@ async def test_a_fill_held_back_by_the_stream_is_found_once_and_trips_nothing(
 ) -> None:
     clock = SimulatedClock(SESSION)
     core = await alpaca_core(tmp_path, fake, clock=clock, reconcile={"kill_notional_threshold": 100.0})
-    alerts = _alerts(core)
+    alerts = alert_kinds(core)
     try:
         fake.hold_trade_updates()
         fake.next_submit_fills(100.0)

@@ -18,7 +18,7 @@ import pytest
 from daemon.core import Core
 from pipeline.core.models import client_order_id_for
 from pipeline.execution.protective_stops import BROKER_STOP_EXIT
-from tests.alpaca_core import alpaca_core, cli_async, daemon_status, entry_signal, held_quantity, until
+from tests.alpaca_core import alert_kinds, alpaca_core, cli_async, daemon_status, entry_signal, held_quantity, until
 from tests.daemon_proc import DaemonProcess, base_env
 from tests.fakes.alpaca_server import FINAL, FakeAlpaca
 
@@ -233,12 +233,7 @@ async def test_a_stop_cancelled_at_alpaca_is_put_back_then_alerted_if_it_keeps_g
     from pipeline.execution.protective_stops import MAX_PUT_BACK
 
     core = await _core(tmp_path, fake)
-    alerts: list[str] = []
-
-    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
-        alerts.append(kind)
-
-    core.alerts.attach(hook)
+    alerts = alert_kinds(core)
     try:
         signal_id, _ = await _entered(core, fake)
         for n in range(1, MAX_PUT_BACK + 1):
@@ -359,12 +354,7 @@ async def test_a_gtc_stop_done_for_the_day_keeps_resting_and_is_not_placed_twice
     further updates until the next trading day" (its REST status says the same, not final). It used to be taken
     as expired: the stop was put back as a second one while the first still rested at Alpaca."""
     core = await _core(tmp_path, fake)
-    alerts: list[str] = []
-
-    async def hook(kind: str, message: str, severity: str = "warning", **_fields: Any) -> None:
-        alerts.append(kind)
-
-    core.alerts.attach(hook)
+    alerts = alert_kinds(core)
     try:
         _, qty = await _entered(core, fake)
         (stop,) = _stops(fake)
