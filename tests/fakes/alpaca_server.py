@@ -21,6 +21,7 @@ accepted and stay open):
     fake.next_submit_hangs()                            # the order IS stored, the reply never comes
     fake.next_submit_reply_held(); fake.release_replies()  # the reply (the order as accepted) comes when released
     fake.next_replace_reply_held()                       # likewise for the next PATCH /v2/orders/{id}
+    fake.next_replace_done_then_errors(status=500)       # the next PATCH is done and announced, its reply a 5xx
     await fake.fill(client_order_id, qty, price, times=2)   # an execution; times=2 sends the frame twice
     await fake.cancel(client_order_id)                   # broker-side cancel
     fake.drop_trade_stream(block=True) / fake.allow_trade_stream()
@@ -138,6 +139,7 @@ class FakeAlpaca:
         self._hung: list[asyncio.Future[None]] = []
         self._held: asyncio.Event | None = None  # replies of `held` submits wait for it (release_replies)
         self._held_replaces = 0  # the next this many replace replies wait for it too
+        self._erring_replaces: list[int] = []  # statuses the next replaces answer with, once done
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -270,6 +272,11 @@ class FakeAlpaca:
     def next_replace_reply_held(self) -> None:
         """Likewise for the next PATCH /v2/orders/{id}: done and announced on the stream, its reply held."""
         self._held_replaces += 1
+
+    def next_replace_done_then_errors(self, status: int = 500) -> None:
+        """The next PATCH /v2/orders/{id} is done and announced on the stream, but answered with `status` (a 5xx
+        at the worst moment: the client cannot tell it from a replace that never happened)."""
+        self._erring_replaces.append(status)
 
     def release_replies(self) -> None:
         if self._held is not None:
@@ -750,6 +757,8 @@ class FakeAlpaca:
             await self.push_trade_update("new", new)
 
         self._spawn(announce())
+        if self._erring_replaces:
+            return _error(self._erring_replaces.pop(0), 50010000, "internal server error")
         if self._held_replaces:
             self._held_replaces -= 1
             replaced = dict(new)

@@ -375,3 +375,32 @@ async def test_a_gtc_stop_done_for_the_day_keeps_resting_and_is_not_placed_twice
         await until(lambda: held_quantity(core, "AAPL") == 0, what="the stop's fill booked")
     finally:
         await core.stop()
+
+
+async def test_a_trailing_replace_done_at_alpaca_but_answered_500_leaves_one_stop(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """The PATCH that trails the stop is done at Alpaca (the old stop `replaced`, the new one resting, both on the
+    stream) but its reply is a 500. Whatever the daemon makes of the error, the account must end with one stop for
+    the position, shown as resting, and a fall through it sells once."""
+    core = await _core(tmp_path, fake, exits={"stop_replace_min_seconds": 0})
+    alerts = alert_kinds(core)
+    try:
+        signal_id, qty = await _entered(core, fake)
+        fake.next_replace_done_then_errors(500)
+        assert core.stops.trail(core.ledger.holding("AAPL").position, 99.25)
+        moved = client_order_id_for(signal_id, "stop1")
+        await until(lambda: [o["client_order_id"] for o in _stops(fake)] == [moved], what="stop moved at Alpaca")
+        await asyncio.sleep(1.0)
+        await core.settle()
+        open_stops = _stops(fake)
+        assert [(float(o["qty"]), float(o["stop_price"])) for o in open_stops] == [(qty, 99.25)], open_stops
+        resting = core.positions()[0]["resting_stop"]
+        assert resting is not None and resting.get("client_order_id") == open_stops[0]["client_order_id"], resting
+        assert "position_unprotected" not in alerts, alerts
+        assert await fake.trade("AAPL", 99.0) == [open_stops[0]["client_order_id"]]
+        await until(lambda: not core.ledger.holds("AAPL"), what="the stop's fill booked")
+        await asyncio.sleep(0.3)
+        assert "AAPL" not in fake.positions and not _sell_orders(fake)[1:], _sell_orders(fake)
+    finally:
+        await core.stop()
