@@ -22,6 +22,7 @@ accepted and stay open):
     fake.next_submit_reply_held(); fake.release_replies()  # the reply (the order as accepted) comes when released
     fake.next_replace_reply_held()                       # likewise for the next PATCH /v2/orders/{id}
     fake.next_replace_done_then_errors(status=500)       # the next PATCH is done and announced, its reply a 5xx
+    fake.next_cancel_done_then_errors(status=500)        # likewise for the next DELETE /v2/orders/{id}
     await fake.fill(client_order_id, qty, price, times=2)   # an execution; times=2 sends the frame twice
     await fake.cancel(client_order_id)                   # broker-side cancel
     fake.drop_trade_stream(block=True) / fake.allow_trade_stream()
@@ -140,6 +141,7 @@ class FakeAlpaca:
         self._held: asyncio.Event | None = None  # replies of `held` submits wait for it (release_replies)
         self._held_replaces = 0  # the next this many replace replies wait for it too
         self._erring_replaces: list[int] = []  # statuses the next replaces answer with, once done
+        self._erring_cancels: list[int] = []   # statuses the next cancels answer with, once done
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -277,6 +279,11 @@ class FakeAlpaca:
         """The next PATCH /v2/orders/{id} is done and announced on the stream, but answered with `status` (a 5xx
         at the worst moment: the client cannot tell it from a replace that never happened)."""
         self._erring_replaces.append(status)
+
+    def next_cancel_done_then_errors(self, status: int = 500) -> None:
+        """The next DELETE /v2/orders/{id} cancels the order (announced on the stream), but is answered with
+        `status`."""
+        self._erring_cancels.append(status)
 
     def release_replies(self) -> None:
         if self._held is not None:
@@ -724,6 +731,8 @@ class FakeAlpaca:
             return _error(422, 42210000, f"order is already in \"{order['status']}\" state")
         self._set_status(order, "pending_cancel")
         self._spawn(self.cancel(order["client_order_id"]))
+        if self._erring_cancels:
+            return _error(self._erring_cancels.pop(0), 50010000, "internal server error")
         return web.Response(status=204)
 
     async def _replace(self, request: web.Request) -> web.Response:

@@ -404,3 +404,25 @@ async def test_a_trailing_replace_done_at_alpaca_but_answered_500_leaves_one_sto
         assert "AAPL" not in fake.positions and not _sell_orders(fake)[1:], _sell_orders(fake)
     finally:
         await core.stop()
+
+
+async def test_a_stop_cancel_done_at_alpaca_but_answered_500_still_lets_the_exit_sell_once(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """The daemon's exit cancels the resting stop first; Alpaca cancels it but answers the DELETE with a 500.
+    The exit must still go (the stop's cancel confirmed by asking), sell the position once, and leave nothing
+    resting that could sell it again."""
+    core = await _core(tmp_path, fake)
+    try:
+        _, qty = await _entered(core, fake)
+        (stop,) = _stops(fake)
+        fake.next_cancel_done_then_errors(500)
+        fake.next_submit_fills(101.0)
+        assert len(await core.lifecycle.emergency_close_all("flatten")) == 1
+        await until(lambda: not core.ledger.holds("AAPL"), what="exit filled")
+        assert fake.orders[stop["id"]]["status"] == "canceled"
+        assert await fake.trade("AAPL", 90.0) == []  # nothing rests to sell a second time
+        assert [float(o["filled_qty"]) for o in _sell_orders(fake)] == [qty]
+        assert "AAPL" not in fake.positions
+    finally:
+        await core.stop()
