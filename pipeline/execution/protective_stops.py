@@ -33,7 +33,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -73,6 +73,9 @@ STOP_KIND = OrderKind.STOP
 STOP_PREFIX = "og-stop"
 _EPS = 1e-9
 MAX_PUT_BACK = 3  # a stop the broker keeps ending (cancelled, expired) is put back this often, then alerted
+# ...counting only the stops it ended within this long of their placing: one that rested longer and was then ended
+# (a GTC order's age limit at the broker, a split) is put back as a first time
+PUT_BACK_RESTED = timedelta(days=1)
 AlertFn = Callable[..., Awaitable[None]]
 
 
@@ -231,6 +234,9 @@ class ProtectiveStops:
                 and stop.key not in self._releasing:
             log.warning("protective_stop_gone", symbol=stop.symbol, strategy=stop.intent.strategy,
                         client_order_id=stop.client_order_id, status=str(update.status), reason=update.reason)
+            placed = stop.intent.created_at
+            if placed is not None and self.clock.now() - placed >= PUT_BACK_RESTED:
+                self._put_back.pop(stop.key, None)  # it rested a good while: not a stop that keeps being ended
             tries = self._put_back[stop.key] = self._put_back.get(stop.key, 0) + 1
             if update.status == OrderStatus.REJECTED or tries > MAX_PUT_BACK:
                 why = f"stop {update.status} by {stop.broker}: {update.reason or 'no reason given'}"

@@ -426,3 +426,36 @@ async def test_a_stop_cancel_done_at_alpaca_but_answered_500_still_lets_the_exit
         assert "AAPL" not in fake.positions
     finally:
         await core.stop()
+
+
+async def test_a_stop_the_broker_ends_after_resting_for_months_is_always_put_back(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """A GTC stop does not rest for ever: Alpaca expires GTC orders after 90 days, IB cancels them at the end of
+    the quarter after next and on splits. A position held for a year sees that happen more often than the put-back
+    limit (meant for a stop that keeps being ended at once); each time, the stop must come back, not an
+    'unprotected' alert."""
+    from datetime import timedelta
+
+    from pipeline.core.clock import SimulatedClock
+    from pipeline.execution.protective_stops import MAX_PUT_BACK
+    from tests.alpaca_core import SESSION
+
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock=clock)
+    alerts = alert_kinds(core)
+    try:
+        signal_id, qty = await _entered(core, fake)
+        for n in range(1, MAX_PUT_BACK + 3):
+            clock.advance(timedelta(days=90).total_seconds())
+            (stop,) = _stops(fake)
+            fake._set_status(stop, "expired", "expired_at")  # its 90 days are up
+            await fake.push_trade_update("expired", stop)
+            again = client_order_id_for(signal_id, f"stop{n}")
+            await until(lambda again=again: [o["client_order_id"] for o in _stops(fake)] == [again],
+                        what=f"stop put back after expiry {n}")
+        assert "position_unprotected" not in alerts, alerts
+        (back,) = _stops(fake)
+        assert float(back["qty"]) == qty
+    finally:
+        await core.stop()
