@@ -84,7 +84,13 @@ class Reconciliation:
             through[broker.name] = await fills_through(broker, self.core.clock,
                                                        self.core.settings.reconcile.grace_seconds,
                                                        self.core.settings.broker.request_timeout_seconds)
-            for bp in await broker.get_positions():
+            try:
+                positions = await broker.get_positions()
+            except Exception as exc:  # likewise: this broker's holdings are judged at the next check
+                log.warning("reconcile_positions_unreadable", broker=broker.name, error=str(exc))
+                skipped.add(broker.name)
+                continue
+            for bp in positions:
                 broker_positions.append({"symbol": bp.symbol, "shares": bp.quantity, "price": bp.market_price
                                          or bp.avg_price, "broker": broker.name, "avg_price": bp.avg_price})
         # a position held at a broker that is not connected cannot be checked: it is not an orphan
@@ -104,7 +110,7 @@ class Reconciliation:
         self._take_external(found, broker_positions, now, through)
         self.core.external.set_pending(self._broker_only(m) for m, _why in judged.pending)
         report = ReconciliationReport(raw.matches, unexplained, self.core.settings.reconcile.kill_notional_threshold)
-        await self._report(report, judged, found, now)
+        await self._report(report, judged, found, now, skipped)
         if unexplained:
             if self.core.settings.reconcile.policy == "adopt":
                 self._adopt(report, broker_positions)
@@ -190,8 +196,9 @@ class Reconciliation:
         return ExternalPosition(m.symbol, gap if adds else 0.0, m.price or 0.0)
 
     async def _report(self, report: ReconciliationReport, judged: Judgement, found: list[Mismatch],
-                      now: Any) -> None:
-        """Log, alert (once per difference) and keep the outcome for `status` / `ordergate reconcile`."""
+                      now: Any, skipped: set[str]) -> None:
+        """Log, alert (once per difference) and keep the outcome for `status` / `ordergate reconcile`; a connected
+        broker whose orders or positions could not be read (`skipped`) leaves the check not OK."""
         policy = self.core.settings.reconcile.policy
         fresh = {id(m) for m in judged.newly_confirmed}
         for m in report.mismatches:
@@ -207,7 +214,7 @@ class Reconciliation:
         for m, why in judged.pending:
             log.info("reconciliation_pending", symbol=m.symbol, type=m.mismatch_type, description=m.description,
                      why=why)
-        ok = not report.mismatches and not judged.pending
+        ok = not report.mismatches and not judged.pending and not skipped
         if ok:
             log.info("reconciliation_ok", matches=report.matches, external=len(self.core.external.held()))
         self.core.last_reconciliation = {
@@ -218,6 +225,7 @@ class Reconciliation:
             "pending": [{"symbol": m.symbol, "type": m.mismatch_type, "description": m.description, "why": why}
                         for m, why in judged.pending],
             "external": [{"symbol": e.symbol, "quantity": e.quantity} for e in self.core.external.held()],
+            "unread_brokers": sorted(skipped),
         }
 
     def _adopted_position(self, symbol: str, qty: float, avg: float, price: float, broker: str,

@@ -138,3 +138,27 @@ async def test_broker_position_from_our_own_unfinished_order_is_unexplained(tmp_
         assert core.state.is_kill_switch_active()
     finally:
         await core.stop()
+
+
+async def test_a_positions_endpoint_failing_after_the_orders_read_skips_that_broker_for_the_check(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """GET /v2/orders answers, GET /v2/positions keeps failing (5xx past the retries): the check goes on without
+    that broker, as when its orders cannot be read (nothing judged, nothing tripped, no exception out of the
+    pass that also prunes and saves marks), and judges it again once the endpoint is back."""
+    core = await alpaca_core(tmp_path, fake, reconcile={"kill_notional_threshold": 100.0})
+    alerts = _alerts(core)
+    try:
+        qty = await _bought(core, fake, "AAPL")
+        fake.fail_requests("GET", "/v2/positions", status=503, times=50)
+        report = await core.reconcile()
+        assert report.mismatches == [] and not core.state.is_kill_switch_active()
+        assert core.last_reconciliation is not None and core.last_reconciliation["ok"] is False
+        assert core.last_reconciliation["unread_brokers"] == ["alpaca"]  # not OK: nothing was checked there
+        assert not alerts
+        fake._failures.clear()  # the endpoint is back
+        again = await core.reconcile()
+        assert again.mismatches == [] and again.matches == 1 and held_quantity(core, "AAPL") == qty
+        assert core.last_reconciliation["ok"] is True
+    finally:
+        await core.stop()
