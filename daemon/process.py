@@ -99,16 +99,30 @@ class Daemon:
     async def _housekeeping(self) -> None:
         while not self._stop.is_set():
             await self._reconcile_wait()
+            await self.housekeep()
+
+    async def housekeep(self) -> None:
+        """One pass of the reconcile interval's chores, in order; each runs whatever an earlier one raised (a
+        failing reconciliation must not stop the pruning, the marks or the journal's flush)."""
+        core = self.core
+        chores = (("day_rollover", self._day_rollover), ("reconcile", core.reconcile), ("prune", self._prune),
+                  ("marks", core.save_marks), ("flush", self._flush_journal))
+        for name, chore in chores:
             try:
-                if self.core.state.check_day_rollover():
-                    log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
-                await self.core.reconcile()
-                self.core.engine.prune()
-                await self.core.save_marks()
-                if self.core.journal is not None:
-                    await self.core.journal.flush()
+                await chore()
             except Exception:
-                log.exception("housekeeping_failed")
+                log.exception("housekeeping_failed", chore=name)
+
+    async def _day_rollover(self) -> None:
+        if self.core.state.check_day_rollover():
+            log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
+
+    async def _prune(self) -> None:
+        self.core.engine.prune()
+
+    async def _flush_journal(self) -> None:
+        if self.core.journal is not None:
+            await self.core.journal.flush()
 
     async def _reconcile_wait(self) -> None:
         """Sleep `[reconcile] interval_seconds`; a reload that changes it starts the wait over at the new value."""
