@@ -234,3 +234,19 @@ async def paper_core(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[An
 
     async for build in stopped_after(make):
         yield build
+
+
+@pytest.fixture
+async def paper_daemon(tmp_path: Path) -> AsyncIterator[Any]:
+    """A `Daemon` on a non-persistent paper broker with its Core started (the Core stopped after): for tests of
+    its loops without the whole run."""
+    from config.settings import load_settings
+    from daemon.process import Daemon
+
+    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": False})
+    daemon = Daemon(settings)
+    await daemon.core.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.core.stop()

@@ -5,21 +5,17 @@ whole settle (10 s), and that must not stall the heartbeat or a kill-switch trip
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
-from config.settings import load_settings
 from daemon.process import Daemon
 
 
 async def test_a_long_order_check_does_not_stall_the_heartbeat_or_the_kill_switch_retry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    paper_daemon: Daemon, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = load_settings(state_dir=tmp_path / "state", broker={"primary": "paper"}, paper={"persistent": False})
-    daemon = Daemon(settings)
+    daemon = paper_daemon
     core = daemon.core
-    await core.start()
     stuck = asyncio.Event()
     retries: list[float] = []
 
@@ -39,4 +35,3 @@ async def test_a_long_order_check_does_not_stall_the_heartbeat_or_the_kill_switc
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await core.stop()
