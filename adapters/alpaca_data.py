@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from alpaca.data.enums import DataFeed
+from alpaca.data.enums import Adjustment, DataFeed
 from alpaca.data.historical.stock import StockHistoricalDataClient
 from alpaca.data.live.stock import StockDataStream
 from alpaca.data.requests import StockBarsRequest
@@ -209,11 +209,12 @@ class AlpacaBarFeed:
 
     async def _fetch(self, start: datetime, end: datetime) -> list[Bar]:
         """Closed minute bars of every ticker in [start, end] from the REST data API (retried on any failure); the
-        bar of a minute not over by `end` is left to the live stream."""
+        bar of a minute not over by `end` is left to the live stream. Split-adjusted: a split since then gives them
+        in today's shares, as the live bars are (raw history would show the split as a crash to the indicators)."""
         if end < start:
             return []
         request = StockBarsRequest(symbol_or_symbols=self.tickers, timeframe=TimeFrame.Minute, start=start, end=end,
-                                   feed=DataFeed(self.settings.feed))
+                                   feed=DataFeed(self.settings.feed), adjustment=Adjustment.SPLIT)
         client = self._history_client()
         async for attempt in AsyncRetrying(stop=stop_after_attempt(HISTORY_ATTEMPTS), reraise=True,
                                            wait=wait_exponential(multiplier=self.stream_backoff[0],

@@ -520,6 +520,9 @@ class PgJournal:
     order_records = Journal.order_records
     unfinished_orders = Journal.unfinished_orders
     fill_records = Journal.fill_records
+    fill_count = Journal.fill_count
+    split_records = Journal.split_records
+    record_split = Journal.record_split
     journaled = Journal.journaled
     has_unsettled_order = Journal.has_unsettled_order
     recent_orders = Journal.recent_orders

@@ -239,6 +239,7 @@ class Core:
         await self.settle()
         await self.recovery.measure_clock_offsets()
         await self.recovery.recover_open_orders()
+        await self.reconciliation.splits_at_start()  # a split while we were down: rebased before any stop moves
         await self.stops.check_at_start()  # every open position has its resting stop; orphans are cancelled
         await self.settle()
         await self.sync_account()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from daemon.broker_time import fills_through
+from daemon.splits import Splits
 from pipeline.core.models import Position
 from pipeline.execution.protective_stops import STOP_KIND
 from pipeline.positions.external import ExternalPosition
@@ -42,6 +43,7 @@ class Reconciliation:
         self.core = core
         self.confirmer = MismatchConfirmer(core.settings.reconcile.grace_seconds)
         self._lock = asyncio.Lock()  # the timer and `ordergate reconcile` never interleave their checks
+        self.splits = Splits(core)
 
     def reconfigure(self, grace_seconds: float) -> None:
         """A new [reconcile] grace_seconds (a reload) for the confirmer."""
@@ -106,7 +108,8 @@ class Reconciliation:
         ]
         raw = self.core.reconciler.reconcile(internal, broker_positions)
         judged = self.confirmer.judge(raw.mismatches, now, self.core.lifecycle.activity)
-        found, unexplained = await self._classify(judged.confirmed)
+        confirmed = await self._take_splits(judged.confirmed, broker_positions)
+        found, unexplained = await self._classify(confirmed)
         self._take_external(found, broker_positions, now, through)
         self.core.external.set_pending(self._broker_only(m) for m, _why in judged.pending)
         report = ReconciliationReport(raw.matches, unexplained, self.core.settings.reconcile.kill_notional_threshold)
@@ -132,6 +135,49 @@ class Reconciliation:
             await asyncio.sleep(self.core.settings.reconcile.confirm_seconds)
             report = await self.run()
         return report
+
+    async def _take_splits(self, confirmed: list[Mismatch], broker_positions: list[dict[str, Any]]) -> list[Mismatch]:
+        """Apply the stock splits among the confirmed differences (daemon.splits); returns the others. A symbol
+        with an order of ours unfinished is never one: the difference may be that order's fill."""
+        rest = []
+        for m in confirmed:
+            if not await self._split(m.symbol, broker_positions):
+                rest.append(m)
+        return rest
+
+    async def _split(self, symbol: str, broker_positions: list[dict[str, Any]]) -> bool:
+        """Apply the split that explains what the broker holds of `symbol`, if one does; True when applied."""
+        ratio = self.splits.ratio(symbol, broker_positions)
+        if ratio is None or await self._ours_unfinished(symbol):
+            return False
+        bp = next(p for p in broker_positions if p["symbol"] == symbol)
+        await self.splits.apply(symbol, ratio, float(bp["shares"]), str(bp["broker"]))
+        return True
+
+    async def splits_at_start(self) -> int:
+        """Before the start-up's stop check: a split made while the daemon was down is applied to the book the
+        journal rebuilt, so no stop is placed or resized at a pre-split level (a sell stop above the new price
+        would sell at once). One read of each broker's positions; the start-up reconciliation judges the rest.
+        Returns how many splits were applied."""
+        async with self._lock:
+            rows: list[dict[str, Any]] = []
+            for broker in self.core.brokers.values():
+                if not broker.is_connected():
+                    continue
+                try:
+                    positions = await broker.get_positions()
+                except Exception as exc:  # judged by the start-up reconciliation instead
+                    log.warning("split_check_positions_unreadable", broker=broker.name, error=str(exc))
+                    continue
+                rows += [{"symbol": bp.symbol, "shares": bp.quantity, "avg_price": bp.avg_price,
+                          "broker": broker.name} for bp in positions]
+            applied = 0
+            for symbol in sorted({r["symbol"] for r in rows}):
+                held = self.core.ledger.net(symbol) + self.core.external.quantity(symbol)
+                broker_qty = sum(float(r["shares"]) for r in rows if r["symbol"] == symbol)
+                if abs(held) > 1e-9 and abs(broker_qty - held) > 1e-9 and await self._split(symbol, rows):
+                    applied += 1
+            return applied
 
     async def _classify(self, confirmed: list[Mismatch]) -> tuple[list[Mismatch], list[Mismatch]]:
         """(external, unexplained): a difference is external when it moves the external part of a symbol

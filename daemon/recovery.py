@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
@@ -12,6 +13,7 @@ import structlog
 from pipeline.core.ports import AdoptsOrders, MeasuresClock
 from pipeline.execution.order_resolver import Verdict
 from pipeline.execution.protective_stops import STOP_KIND
+from pipeline.positions.splits import SplitsInOrder
 
 if TYPE_CHECKING:
     from daemon.core import Core
@@ -96,7 +98,10 @@ class Recovery:
                 self.core.book.restore(intent, status, broker if broker in self.core.brokers else None)
             applied: dict[str, float] = {}
             closed = []
+            splits = SplitsInOrder(await self.core.journal.split_records())
             for fill in await self.core.journal.fill_records():
+                for split in splits.before_fill(fill.symbol):  # a split applied after the fills before this one
+                    self.core.ledger.rescale(split.symbol, split.ratio, split.whole)
                 record = self.core.book.get(fill.client_order_id)
                 if record is not None:
                     self.core.book.add_fill(record, fill)  # journaled: a redelivery is recognised by its fill id
@@ -123,6 +128,8 @@ class Recovery:
                 if trip is not None:
                     closed.append((trip, fill))
                 applied[fill.client_order_id] = applied.get(fill.client_order_id, 0.0) + fill.quantity
+            for split in splits.rest():  # applied after the symbol's last fill
+                self.core.ledger.rescale(split.symbol, split.ratio, split.whole)
             await self.core.lifecycle.record_missing_trades(closed)
             for record in self.core.book.working():
                 intent = record.intent
@@ -132,5 +139,7 @@ class Recovery:
                 elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
                     self.core.book.exits[intent.key] = intent.client_order_id
             await self.core.stops.rebuild()
+            for split in splits.records:  # a stop journaled before a split (its move not journaled yet) moves
+                self.core.stops.rescale(split.symbol, float(split.ratio), datetime.fromisoformat(split.at))
         self.core.lifecycle.rebuild_index()
 

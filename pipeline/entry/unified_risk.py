@@ -136,6 +136,17 @@ class PriceHistory:
                 window.push(close / kept[-1] - 1.0)
             kept.append(float(close))
 
+    def rescale(self, symbol: str, ratio: float) -> None:
+        """A split by `ratio` (new shares per old share): the symbol's closes in new-share prices (over `ratio`),
+        so the first close after it is not a -1/ratio return. The returns so far do not change."""
+        if self._rows:
+            self._apply_all()
+        closes = self._closes.get(symbol)
+        if closes:
+            scaled = [c / ratio for c in closes]
+            closes.clear()
+            closes.extend(scaled)
+
     def _distinct(self, symbols: Sequence[str]) -> dict[str, int] | None:
         """{symbol: position} of a step whose symbols are distinct (cached for the same tuple), else None."""
         if symbols is self._pos_key:

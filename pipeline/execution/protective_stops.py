@@ -281,6 +281,23 @@ class ProtectiveStops:
         self.request_sync(position.key)
         return True
 
+    def rescale(self, symbol: str, ratio: float, placed_before: datetime | None = None) -> None:
+        """A split by `ratio` (new shares per old share): each resting stop on `symbol` moves to its level over
+        `ratio`, for the rescaled position's quantity (a replace, or a new stop where the broker ended the old
+        one). Alpaca keeps a resting stop's price through a split: left there, a long's stop would sit far above
+        the new price and sell at the open. `placed_before` (a rebuild from the journal): only stops placed
+        before the split move, and only their level is set; the start-up check then brings them in line."""
+        for key, stop in list(self.stops.items()):
+            if key[1] != symbol:
+                continue
+            placed = stop.intent.created_at
+            if placed_before is not None and (placed is None or placed >= placed_before):
+                continue
+            level = self._targets.get(key, stop.stop_price)
+            self._targets[key] = round_stop(level / ratio)
+        if placed_before is None:
+            self.request_sync(symbol)
+
     # -- syncing one position -------------------------------------------------------------------------
     def request_sync(self, where: str | PositionKey) -> None:
         """Bring a position's resting stop in line with it (in a router task: settle waits for it). A symbol alone:

@@ -21,9 +21,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from fractions import Fraction
 
 from pipeline.core.models import OPTION_MULTIPLIER, AccountState, Direction, Fill, Position, Side
 from pipeline.instruments.occ import is_occ
+from pipeline.positions.splits import rescaled_quantity
 
 _SEEN_FILLS = 10_000
 
@@ -112,6 +114,18 @@ class ExternalBook:
         self._note_through(symbol, fills_through)
         self._pending.pop(symbol, None)
         return self._held.pop(symbol, None)
+
+    def rescale(self, symbol: str, ratio: Fraction, whole: bool) -> None:
+        """A split by `ratio` (pipeline.positions.splits): the symbol's external part, confirmed or pending, holds
+        `ratio` times the shares at its average price over `ratio`."""
+        for book in (self._held, self._pending):
+            held = book.get(symbol)
+            if held is None:
+                continue
+            held.quantity = rescaled_quantity(held.quantity, ratio, whole)
+            held.avg_price /= float(ratio)
+            if abs(held.quantity) < 1e-9:
+                del book[symbol]
 
     def _note_through(self, symbol: str, fills_through: datetime | None) -> None:
         self._through.pop(symbol, None)

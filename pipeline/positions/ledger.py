@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from fractions import Fraction
 
 from pipeline.core.models import (
     Direction,
@@ -25,6 +26,7 @@ from pipeline.core.models import (
     Side,
     contract_multiplier,
 )
+from pipeline.positions.splits import rescaled_quantity
 
 
 @dataclass(slots=True)
@@ -263,6 +265,30 @@ class Ledger:
         newest.quantity = rest
         newest.position.shares = abs(rest)
         return True
+
+    def rescale(self, symbol: str, ratio: Fraction, whole: bool) -> list[Position]:
+        """A split by `ratio` (new shares per old share, pipeline.positions.splits): every strategy's position in
+        `symbol` holds `ratio` times the shares (`whole`: rounded down to whole shares, the broker pays the rest
+        as cash) at its prices over `ratio` (entry, stop, target, mark), so its cost, its risk and its P&L so far
+        are what they were. Cash and realized P&L do not move. Returns the positions rescaled."""
+        r = float(ratio)
+        done = []
+        for holding in list(self._in.get(symbol, {}).values()):
+            pos = holding.position
+            holding.quantity = rescaled_quantity(holding.quantity, ratio, whole)
+            holding.closed_qty *= r  # the closed part in the new shares: its average exit price stays in dollars
+            pos.shares = abs(holding.quantity)
+            pos.entry_price /= r
+            pos.current_price /= r
+            pos.stop_loss /= r
+            if pos.target_price is not None:
+                pos.target_price /= r
+            done.append(pos)
+            if abs(holding.quantity) < 1e-9:  # a reverse split left less than a share: all paid out as cash
+                self._remove(pos.key)
+        if symbol in self.last_prices:
+            self.last_prices[symbol] /= r
+        return done
 
     # -- what is held ---------------------------------------------------------------------------------
     def holds(self, symbol: str) -> bool:

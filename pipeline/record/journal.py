@@ -45,6 +45,8 @@ from pipeline.core.models import (
     Side,
     TradeSignal,
 )
+from pipeline.positions.splits import JOURNAL_KEY as SPLITS_KEY
+from pipeline.positions.splits import SplitRecord
 from pipeline.record.decision import DecisionRecord, encode_detail
 from pipeline.record.journal_check import journal_damage, move_aside
 from pipeline.record.journal_thread import JournalThread
@@ -759,6 +761,28 @@ class Journal:
         return [Fill(r["fill_id"], r["client_order_id"], r["symbol"], Side(r["side"]), r["quantity"], r["price"],
                      datetime.fromisoformat(r["ts"]), r["broker"], r["broker_order_id"], r["commission"] or 0.0)
                 for r in await self.fills()]
+
+    async def fill_count(self, symbol: str) -> int:
+        """How many fills of `symbol` the journal holds (a split's place among them: `SplitRecord.fills_before`)."""
+        rows = await self.query("SELECT COUNT(*) AS n FROM fills WHERE symbol=?", (symbol,))
+        return int(rows[0]["n"]) if rows else 0
+
+    async def split_records(self) -> list[SplitRecord]:
+        """The stock splits applied to the book, oldest first (kv `splits`); an unreadable one is logged and left
+        out."""
+        out = []
+        for item in await self.get_kv(SPLITS_KEY, []) or []:
+            try:
+                out.append(SplitRecord.from_json(item))
+            except (ValueError, TypeError, AttributeError) as exc:
+                log.error("journal_split_unreadable", record=str(item)[:200], error=str(exc))
+        return out
+
+    async def record_split(self, record: SplitRecord) -> None:
+        """Add a split to the journal's splits (committed before it returns, with the journal FULL)."""
+        items = list(await self.get_kv(SPLITS_KEY, []) or [])
+        items.append(record.to_json())
+        await self.set_kv(SPLITS_KEY, items)
 
     async def journaled(self, client_order_ids: list[str]) -> set[str]:
         """Which of these client order ids have an order row."""

@@ -33,6 +33,8 @@ accepted and stay open):
     fake.positions_lag = 2.0   # GET /v2/positions answers the positions as they were 2 s ago
     fake.fail_requests("GET", "/v2/orders", status=503, times=1)   # the next matching requests answer 503
     fake.clock_offset = -10.0     # Alpaca's clock 10 s behind the host's: its timestamps and GET /v2/clock
+    fake.split("AAPL", 2.0)       # a 2-for-1 split overnight: position x2 at half its price, open orders' qty x2
+                                  # at their old prices, history split-adjusted for adjustment=split
     fake.options.add("AAPL", expiry, "C", 100, bid=3.1, ask=3.3, delta=0.5, iv=0.27, open_interest=1500)
                                   # option contracts + snapshots (tests/fakes/alpaca_options.py)
 
@@ -48,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -119,6 +122,7 @@ class FakeAlpaca:
         self.trade_sockets: set[web.WebSocketResponse] = set()
         self.data_sockets: set[web.WebSocketResponse] = set()
         self.data_subscriptions: set[str] = set()
+        self.splits: list[tuple[str, float, datetime]] = []  # (symbol, ratio, effective) as `split` made them
         self.history: list[dict[str, Any]] = []  # minute bars served by GET /v2/stocks/bars (S, t, o, h, l, c, v)
         self.history_fail = 0  # answer that many history requests with a 500
         self.history_page_size = 10_000  # bars per page at most (the SDK asks for 10 000)
@@ -404,6 +408,33 @@ class FakeAlpaca:
         """A minute bar the historical bars endpoint serves."""
         self.history.append({"S": symbol, "t": ts, "o": o, "h": h, "l": low, "c": c, "v": v})
 
+    def split(self, symbol: str, ratio: float, *, at: datetime | None = None) -> None:
+        """A `ratio`-for-1 stock split (0.1: 1-for-10) processed overnight, as Alpaca does it: the position holds
+        `ratio` times the shares (whole shares: the fraction is paid as cash in lieu at the new price) at its
+        average price over `ratio`; each open order on the symbol keeps its prices and gets `ratio` times its
+        quantity (what alpaca-py issue 469 reports of a resting stop: 50 shares, still at the pre-split stop); the
+        last price is over `ratio`, and history before `at` (default: now) is split-adjusted when asked for with
+        adjustment=split. No trade_updates event is sent (Alpaca sends none for a corporate action)."""
+        self.splits.append((symbol, ratio, at or self.now()))
+        price = self.prices.get(symbol)
+        if price is not None:
+            self.prices[symbol] = price / ratio
+        pos = self.positions.get(symbol)
+        if pos is not None:
+            qty, avg = float(pos["qty"]), float(pos["avg_entry_price"])
+            exact = qty * ratio
+            new = math.copysign(math.floor(abs(exact) + 1e-9), exact) if qty == int(qty) else exact
+            new_price = (price / ratio) if price is not None else avg / ratio
+            self.account["cash"] = _num(float(self.account["cash"]) + (exact - new) * new_price)
+            if abs(new) < 1e-9:
+                self.positions.pop(symbol)
+            else:
+                self.positions[symbol] = _position_json(symbol, new, avg / ratio, new_price, pos["asset_class"])
+            self._positions_changed()
+        for order in self.orders.values():
+            if order["symbol"] == symbol and order["status"] not in FINAL:
+                order["qty"] = _num(math.floor(float(order["qty"]) * ratio + 1e-9))
+
     def history_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == "/v2/stocks/bars"]
 
@@ -683,12 +714,23 @@ class FakeAlpaca:
         offset = int(q.get("page_token") or 0)
         limit = min(int(q.get("limit") or 1000), self.history_page_size)
         page = rows[offset:offset + limit]
+        adjusted = q.get("adjustment", "raw") in ("split", "all")
         bars: dict[str, list[dict[str, Any]]] = {}
         for b in page:
-            bars.setdefault(b["S"], []).append({"t": _iso(b["t"]), "o": b["o"], "h": b["h"], "l": b["l"],
-                                                 "c": b["c"], "v": b["v"], "n": 10, "vw": b["c"]})
+            k = self._split_factor(b["S"], b["t"]) if adjusted else 1.0
+            bars.setdefault(b["S"], []).append({"t": _iso(b["t"]), "o": b["o"] / k, "h": b["h"] / k,
+                                                 "l": b["l"] / k, "c": b["c"] / k, "v": b["v"] * k, "n": 10,
+                                                 "vw": b["c"] / k})
         token = str(offset + limit) if offset + limit < len(rows) else None
         return web.json_response({"bars": bars, "next_page_token": token})
+
+    def _split_factor(self, symbol: str, ts: datetime) -> float:
+        """What a bar of `symbol` at `ts` is divided by in split-adjusted history: every later split's ratio."""
+        factor = 1.0
+        for split_symbol, ratio, at in self.splits:
+            if split_symbol == symbol and ts < at:
+                factor *= ratio
+        return factor
 
     async def _list_orders(self, request: web.Request) -> web.Response:
         q = request.query

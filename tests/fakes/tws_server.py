@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -410,6 +411,29 @@ class FakeTWS:
                 self._execute(order, order.remaining, price)
                 fired.append(order.order_ref)
         return fired
+
+    def split(self, symbol: str, ratio: float) -> None:
+        """A `ratio`-for-1 stock split (0.1: 1-for-10) as IB processes it overnight: the position holds `ratio`
+        times the shares (whole shares, the rest paid as cash) at its average cost over `ratio`, the price is over
+        `ratio`, and every open order on the stock is cancelled (IB cancels GTC orders on a split); their statuses
+        go to every connected client."""
+        for contract in self.contracts:
+            if contract.symbol != symbol or contract.sec_type != "STK":
+                continue
+            contract.price /= ratio
+            held = self.positions.get(contract.con_id)
+            if held is not None:
+                qty, cost = held
+                new = math.copysign(math.floor(abs(qty) * ratio + 1e-9), qty)
+                if new:
+                    self.positions[contract.con_id] = (new, cost / ratio)
+                else:
+                    self.positions.pop(contract.con_id)
+            for order in self.orders.values():
+                if order.contract is contract and not order.is_done:
+                    order.status = "Cancelled"
+                    self._broadcast(self._order_status_fields(order))
+        self._notify()
 
     def send_error(self, req_id: int, code: int, message: str) -> None:
         """Push an error message (e.g. 1100 / 1101 / 1102 connectivity) to every connected client."""

@@ -153,3 +153,22 @@ async def test_minutes_missed_while_the_data_socket_was_down_are_backfilled_in_o
         assert datetime.fromisoformat(request.query["start"].replace("Z", "+00:00")) == T0 + timedelta(minutes=1)
     finally:
         await c.stop()
+
+
+async def test_warm_up_history_is_split_adjusted(fake: FakeAlpaca) -> None:
+    """A 2-for-1 split after the warm-up's first minutes: the history comes in today's shares (the live bars'),
+    not as a halving the indicators would read as a crash."""
+    _history(fake, ["AAPL"], range(0, 6))
+    fake.prices["AAPL"] = 100.0
+    fake.split("AAPL", 2.0, at=T0 + timedelta(minutes=3))
+    feed = AlpacaBarFeed(fake.alpaca_settings(), ["AAPL"], SimulatedClock(T0 + timedelta(minutes=30)),
+                         stream_backoff=(0.05, 0.3))
+    try:
+        batches = await feed.warm_up(T0)
+        raw = {m: 100.0 + 0.1 * m for m in range(0, 6)}  # what _history wrote as each minute's open
+        opens = [(batch[0].timestamp, batch[0].open) for batch in batches]
+        assert opens == [(T0 + timedelta(minutes=m), pytest.approx(raw[m] / (2.0 if m < 3 else 1.0)))
+                         for m in range(0, 6)]
+        assert fake.history_requests()[-1].query["adjustment"] == "split"
+    finally:
+        await feed.close()
