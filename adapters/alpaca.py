@@ -230,6 +230,7 @@ def _enum_value(value: Any) -> str:
 # time in force of an order that lives one session at most: done for the day is done
 _ONE_SESSION = frozenset({"day", "opg", "cls", "ioc", "fok"})
 DONE_FOR_DAY = "done_for_day"
+CALCULATED = "calculated"  # "completed for the day (filled or done for day), settlement calculations pending"
 
 
 def day_end_status(order: Order) -> OrderStatus | None:
@@ -242,6 +243,9 @@ def order_status(order: Order) -> OrderStatus:
     """Our status for an Alpaca order."""
     raw = _enum_value(order.status)
     status = _ORDER_STATUS.get(raw) or (day_end_status(order) if raw == DONE_FOR_DAY else None)
+    if status is None and raw == CALCULATED:  # filled, or done for the day: which one its quantities say
+        qty = _f(order.qty)
+        status = OrderStatus.FILLED if qty > EPS and _f(order.filled_qty) >= qty - EPS else day_end_status(order)
     if status is not None:
         return status
     return OrderStatus.PARTIALLY_FILLED if _f(order.filled_qty) > EPS else OrderStatus.NEW

@@ -54,3 +54,29 @@ async def test_a_gtc_order_done_for_the_day_reads_as_working_from_rest(tmp_path:
         assert looked_up is not None and looked_up.status == OrderStatus.NEW
     finally:
         await core.stop()
+
+
+@pytest.mark.parametrize(("tif", "filled", "status"), [
+    ("day", "5", OrderStatus.FILLED),       # completed for the day by filling: filled
+    ("day", "2", OrderStatus.EXPIRED),      # done for the day with 2 of 5: over, with what filled
+    ("gtc", "2", OrderStatus.PARTIALLY_FILLED),  # a GTC order rests on to the next day
+])
+async def test_an_order_calculated_after_the_close_reads_as_what_it_is(
+    tmp_path: Path, fake: FakeAlpaca, tif: str, filled: str, status: OrderStatus,
+) -> None:
+    """Alpaca's `calculated` ("completed for the day, filled or done for day; settlement calculations pending")
+    from GET /v2/orders: before, a filled order read as partially filled (still working) until Alpaca moved it on."""
+    core = await alpaca_core(tmp_path, fake)
+    try:
+        coid = f"og-entry-calc{tif}{filled}0000000000000"
+        order = fake._new_order({"symbol": "AAPL", "qty": "5", "side": "buy", "type": "market",
+                                 "time_in_force": tif, "client_order_id": coid})
+        order["filled_qty"] = filled
+        order["filled_avg_price"] = "100"
+        fake._set_status(order, "calculated")
+        broker = core.brokers["alpaca"]
+        assert isinstance(broker, AlpacaBroker)
+        looked_up = await broker.get_order_by_client_id(coid)
+        assert looked_up is not None and looked_up.status == status
+    finally:
+        await core.stop()
