@@ -27,6 +27,7 @@ from config.settings import StrategySpec, format_validation_error
 from pipeline.core.calendar import MarketCalendar
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar, Direction, SignalType, TradeSignal
 from pipeline.strategy.ema_cloud import BarAggregator, bar_problem
+from pipeline.strategy.rescale import check_ratio, divide_values
 
 log = structlog.get_logger(__name__)
 BASE_CONVICTION = 60.0
@@ -58,6 +59,17 @@ class _Channel:
         self.tr_sum = 0.0
         self.count = 0
         self.side = 0          # +1 after a long breakout until the close is back inside, -1 for a short
+
+    def rescale(self, ratio: float) -> None:
+        """Every price it holds divided by `ratio` (a split): the channel's highs and lows, the previous close,
+        the ATR and the true-range sum of its warm-up. The count and the breakout side stay."""
+        divide_values(self.highs, ratio)
+        divide_values(self.lows, ratio)
+        if self.prev_close is not None:
+            self.prev_close /= ratio
+        if self.atr is not None:
+            self.atr /= ratio
+        self.tr_sum /= ratio
 
 
 class DailyBreakoutStrategy:
@@ -169,6 +181,21 @@ class DailyBreakoutStrategy:
             metadata={"channel_edge": round(edge, 6), "atr": round(atr, 6)},
             strategy=self.name,
         )
+
+    def rescale(self, symbol: str, ratio: float) -> bool:
+        """Rescale `symbol`'s state after a split of `ratio` new shares per old one, as if its history had been
+        split-adjusted: each timeframe's channel and ATR (`_Channel.rescale`) and the bucket being built (prices
+        divided by `ratio`, volume multiplied). False when it holds nothing for `symbol`; ValueError for a bad
+        `ratio`."""
+        ratio = check_ratio(ratio)
+        held = False
+        for agg in self._aggregators:
+            held = agg.rescale(symbol, ratio) or held
+            track = self._tracks.get((symbol, agg.timeframe))
+            if track is not None:
+                track.rescale(ratio)
+                held = True
+        return held
 
     # -- the port's read side ---------------------------------------------------------------------------------
     def bars_seen(self, symbol: str, timeframe: str) -> int:

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pipeline.core.models import Bar, CloudState
+from pipeline.strategy.rescale import split_rows
 
 NO_TIME = np.iinfo(np.int64).min
 
@@ -87,6 +88,11 @@ class ColumnTrack:
 
     def bar(self, row: tuple) -> Bar:
         return row_bar(self.symbol, self.timeframe, row)
+
+    def rescale(self, ratio: float) -> None:
+        """Its rows of history and its row of the columns after a `ratio` split (`CloudColumns.rescale_row`)."""
+        split_rows(self.rows, ratio)
+        self._columns.rescale_row(self.row, ratio)
 
     @property
     def count(self) -> int:
@@ -164,6 +170,16 @@ class CloudColumns:
         track = ColumnTrack(self, row, symbol, self.timeframe, self.history)
         self.tracks.append(track)
         return track
+
+    def rescale_row(self, row: int, ratio: float) -> None:
+        """One track's prices (its EMAs, the last bar's high, low and close) divided by `ratio`, its volumes (the
+        window and its sum) multiplied by it: a `ratio` split. The relative volume, a ratio of volumes, stays."""
+        self.ema[row] /= ratio
+        self.last_high[row] /= ratio
+        self.last_low[row] /= ratio
+        self.last_close[row] /= ratio
+        self.vols[row] *= ratio
+        self.vol_sum[row] *= ratio
 
     def advance(self, rows: np.ndarray, bars: Completed, setups_from: int | None) -> Advanced | None:
         """Advance the tracks `rows` (distinct) by one completed bar each (`bars`, in the same order); a bar not

@@ -227,6 +227,17 @@ class ColumnAggregator:
         self._uniform = (True, s_ns, e_ns, ts)
         return previous, None
 
+    def rescale(self, symbol: str, ratio: float) -> bool:
+        """The bucket being built for `symbol` after a `ratio` split: prices divided by it, the volume multiplied.
+        False when it has no row here."""
+        row = self._rows.get(symbol)
+        if row is None:
+            return False
+        for column in (self.open, self.high, self.low, self.close):
+            column[row] /= ratio
+        self.volume[row] *= ratio
+        return True
+
     def flush(self, symbol: str) -> Bar | None:
         """Emit the unfinished bucket of `symbol` now (end of a replay), if there is one."""
         row = self._rows.get(symbol)

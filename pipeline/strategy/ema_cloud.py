@@ -32,6 +32,7 @@ from pipeline.core.calendar import NEW_YORK, MarketCalendar, daily_session_date
 from pipeline.core.models import TIMEFRAME_SECONDS, Bar, CloudState, Direction, SignalType, TradeSignal
 from pipeline.strategy.cloud_columns import CloudColumns, ColumnTrack, Completed, row_bar, row_state
 from pipeline.strategy.indicators import CloudEmas, EmaCloud
+from pipeline.strategy.rescale import check_ratio, scale_values, split_rows
 
 if TYPE_CHECKING:
     from pipeline.strategy.columns import ColumnAggregator
@@ -155,6 +156,14 @@ class _Partial:
         self.close = bar.close
         self.volume += bar.volume
 
+    def rescale(self, ratio: float) -> None:
+        """Its prices divided by `ratio`, its volume multiplied by it (a stock split)."""
+        self.open /= ratio
+        self.high /= ratio
+        self.low /= ratio
+        self.close /= ratio
+        self.volume *= ratio
+
     def emit(self, symbol: str, timeframe: str) -> Bar:
         self.active = False
         return Bar(symbol, self.stamp, self.open, self.high, self.low, self.close, self.volume, timeframe)
@@ -228,6 +237,15 @@ class BarAggregator:
             return p.emit(bar.symbol, self.timeframe)
         return None
 
+    def rescale(self, symbol: str, ratio: float) -> bool:
+        """The bucket of `symbol` (being built, or the last one built) after a `ratio` split; False when it has
+        none."""
+        p = self._partials.get(symbol)
+        if p is None:
+            return False
+        p.rescale(ratio)
+        return True
+
     def flush(self, symbol: str) -> Bar | None:
         """Emit the unfinished bucket of `symbol` now (end of a replay), if there is one."""
         p = self._partials.get(symbol)
@@ -293,6 +311,15 @@ class _Track:
         self.last_ts = when
         self.count += 1
         return row
+
+    def rescale(self, ratio: float) -> None:
+        """After a `ratio` split: the EMAs and the rows' prices divided by it, the rows' volumes and the volume
+        window (and its sum) multiplied by it. The relative volume (a ratio of volumes), the count and the
+        alignment episode stay."""
+        self.emas.rescale(ratio)
+        split_rows(self.rows, ratio)
+        scale_values(self.vols, ratio)
+        self.vol_sum *= ratio
 
     def state(self, row: Row) -> CloudState:
         """The `CloudState` of one of its rows."""
@@ -487,6 +514,24 @@ class EmaCloudStrategy:
                 "bars_seen": {s: {tf: t.count for tf, t in zip(self.timeframes, slot.tracks, strict=True)}
                               for s, slot in self._symbols.items()},
                 "rejected_bars": self.rejected_bars}
+
+    def rescale(self, symbol: str, ratio: float) -> bool:
+        """Rescale `symbol`'s state after a split of `ratio` new shares per old one, as if its whole history had
+        been split-adjusted: every track's EMAs and rows of history, the volume window and the buckets being
+        built (both paths). Prices are divided by `ratio`, volumes multiplied by it; counts, timestamps and
+        the alignment episodes stay. False when it holds nothing for `symbol`; ValueError for a bad `ratio`."""
+        ratio = check_ratio(ratio)
+        slot = self._symbols.get(symbol)
+        held = slot is not None
+        if slot is not None:
+            for track in slot.tracks:
+                track.rescale(ratio)
+        for agg in self._aggregators:
+            held = agg.rescale(symbol, ratio) or held
+        for column in self._columns or ():
+            if column is not None:
+                held = column.rescale(symbol, ratio) or held
+        return held
 
     # ------------------------------------------------------------------ hot path
     def on_batch(self, batch: Sequence[Bar]) -> list[tuple[int, TradeSignal]]:

@@ -127,3 +127,12 @@ class CloudEmas:
         else:
             self.fs = self.fl = self.ps = self.pl = self.ts = self.tl = float(x)
         self.count += 1
+
+    def rescale(self, ratio: float) -> None:
+        """Divide all six averages by `ratio` (a stock split: every value they averaged divided by it)."""
+        self.fs /= ratio
+        self.fl /= ratio
+        self.ps /= ratio
+        self.pl /= ratio
+        self.ts /= ratio
+        self.tl /= ratio

@@ -15,6 +15,11 @@ breakout none beyond the common ones.
 Warm-up: a strategy emits nothing until it has seen `warmup_bars` completed bars of a (symbol, timeframe);
 `is_warm` says whether it has, and `warm_up_minutes` how much 1-minute history a live start should feed it
 (through `on_bar`, signals discarded) to be warm at once.
+
+Splits (optional, `RescalesPrices`): after a split of `ratio` new shares per old one, `rescale(symbol, ratio)`
+puts the strategy's state for that symbol in post-split terms, exactly as if its whole history had been
+split-adjusted (prices divided by `ratio`, volumes multiplied by it), so the first post-split bars do not read
+as a crash. A strategy without the method (a plug-in, say) keeps pre-split state; `StrategySet.rescale` names it.
 """
 
 from __future__ import annotations
@@ -49,6 +54,19 @@ class Strategy(Protocol):
 
     def state(self) -> dict[str, Any]:
         """Its own state, as plain data (for status and tests): bars seen, what it watches."""
+        ...
+
+
+@runtime_checkable
+class RescalesPrices(Protocol):
+    """Optional capability of a strategy: rescale one symbol's state after a stock split."""
+
+    def rescale(self, symbol: str, ratio: float) -> bool:
+        """After a split of `ratio` new shares per old one (2.0 for 2:1, 0.1 for 1:10): divide every price it
+        holds for `symbol` (bars, partial bars, averages, channels, ATRs, last prices) by `ratio` and multiply
+        every volume by it, in place, as if the whole history had been split-adjusted; counts, timestamps and
+        colours stay. True when it held state for `symbol`, False (nothing done) otherwise. ValueError unless
+        `ratio` is a finite number > 0."""
         ...
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from pipeline.core.models import Bar, CloudState, TradeSignal
 from pipeline.core.ports import DeclaresExits
-from pipeline.strategy.port import Strategy
+from pipeline.strategy.port import RescalesPrices, Strategy
+from pipeline.strategy.rescale import check_ratio
 
 
 class StrategySet:
@@ -68,6 +69,21 @@ class StrategySet:
                 out.extend(signals)
         return out
 
+    # -- splits ----------------------------------------------------------------------------------------------
+    def rescale(self, symbol: str, ratio: float) -> tuple[str, ...]:
+        """Rescale `symbol`'s state after a split of `ratio` new shares per old one (`RescalesPrices.rescale`) in
+        every member that trades it, and in the exits' clouds when they are not a member.
+
+        Returns the names of those that could NOT (no `rescale` method: a plug-in, say), in member order, the
+        clouds last: their state stays in pre-split prices and the caller should warn. An empty tuple: all did
+        (a member that held nothing for `symbol` counts as done). ValueError for a bad `ratio`, before any
+        member is touched."""
+        ratio = check_ratio(ratio)
+        owners = list(self._members_for(symbol))
+        if self._feed_clouds:
+            owners.append(self.clouds)
+        return tuple(owner.name for owner in owners if not _rescaled(owner, symbol, ratio))
+
     # -- warm-up (the daemon's live start) ----------------------------------------------------------------------
     def is_warm(self, symbol: str, timeframe: str) -> bool:
         """True when every member that trades (symbol, timeframe) is warm for it."""
@@ -95,3 +111,11 @@ class StrategySet:
 
     def recent_bars(self, symbol: str, timeframe: str, n: int) -> list[Bar]:
         return self.clouds.recent_bars(symbol, timeframe, n) if self.clouds is not None else []
+
+
+def _rescaled(strategy: Any, symbol: str, ratio: float) -> bool:
+    """Rescale `strategy`'s `symbol` if it can; False when it has no `rescale`."""
+    if not isinstance(strategy, RescalesPrices):
+        return False
+    strategy.rescale(symbol, ratio)
+    return True
