@@ -19,6 +19,8 @@ import structlog
 
 from pipeline.instruments.occ import is_occ
 from pipeline.positions.splits import SplitRecord, describe, is_whole, split_ratio
+from pipeline.strategy.port import RescalesPrices
+from pipeline.strategy.strategy_set import StrategySet
 
 if TYPE_CHECKING:
     from daemon.core import Core
@@ -84,11 +86,19 @@ class Splits:
         core.ledger.rescale(symbol, ratio, record.whole)
         core.external.rescale(symbol, ratio, record.whole)
         core.orchestrator.prices.rescale(symbol, float(ratio))
-        rescale = getattr(core.strategy, "rescale", None)
-        if rescale is not None:
-            left_out = rescale(symbol, float(ratio))
-            if left_out:
-                log.warning("stock_split_strategy_not_rescaled", symbol=symbol, strategies=list(left_out),
-                            description="these strategies keep pre-split prices for the symbol")
+        left_out = self._rescale_strategies(symbol, float(ratio))
+        if left_out:
+            log.warning("stock_split_strategy_not_rescaled", symbol=symbol, strategies=list(left_out),
+                        description="these strategies keep pre-split prices for the symbol")
         core.lifecycle.rebuild_index()
         core.stops.rescale(symbol, float(ratio))
+
+    def _rescale_strategies(self, symbol: str, ratio: float) -> tuple[str, ...]:
+        """The strategies' indicators of `symbol` in the new shares; the names of those that cannot rescale."""
+        strategy = self.core.strategy
+        if isinstance(strategy, StrategySet):
+            return strategy.rescale(symbol, ratio)
+        if isinstance(strategy, RescalesPrices):  # one strategy alone (its own cloud source)
+            strategy.rescale(symbol, ratio)
+            return ()
+        return (str(getattr(strategy, "name", type(strategy).__name__)),)

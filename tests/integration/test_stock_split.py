@@ -11,6 +11,7 @@ stop in the new shares, and a restart rebuilds the same book.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
+from pipeline.core.models import Bar
 from tests.alpaca_core import SESSION, alert_kinds, alpaca_core, entry_signal, held_quantity, until
 from tests.fakes.alpaca_server import FINAL, FakeAlpaca
 
@@ -179,3 +181,33 @@ async def test_a_stop_not_moved_before_a_crash_is_moved_at_the_restart(tmp_path:
         assert await fake.trade("AAPL", 50.0) == []
     finally:
         await again.stop()
+
+
+async def test_the_clouds_are_rescaled_so_no_cloud_exit_fires_on_the_new_prices(
+    tmp_path: Path, fake: FakeAlpaca,
+) -> None:
+    """The position's cloud exits (cloud flip, trailing cloud) read the strategy's EMAs: left at the pre-split
+    prices, the first candle at half the price is far below every cloud and sells the position."""
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock)
+    try:
+        start = SESSION - timedelta(minutes=240)
+        core.engine.warm_up([Bar("AAPL", start + timedelta(minutes=m), 100.0, 100.05, 99.95, 100.0, 10_000.0)
+                             for m in range(240)])  # a quiet market at 100: the clouds flat, no exit reads them
+        qty = await _held_with_stop(core, fake)
+        fake.split("AAPL", 2.0)
+        await _reconciled(core, clock)
+        assert held_quantity(core, "AAPL") == 2 * qty
+        state = core.strategy.cloud_state("AAPL", "5m")
+        assert state is not None and (state.close, state.fast_short, state.trend_long) == pytest.approx((50, 50, 50))
+        for _ in range(6):  # a 5-minute candle just above the clouds, at the new price
+            clock.advance(60)
+            price = 50.025
+            await core.engine.on_batch([Bar("AAPL", clock.now(), price, price + 0.025, price - 0.025, price,
+                                            20_000.0)])
+            await core.settle()
+        exits = [r.body for r in fake.submits() if r.body["side"] == "sell" and r.body["type"] != "stop"]
+        assert exits == [], "an exit was sent on the split"
+        assert held_quantity(core, "AAPL") == 2 * qty and _stops(fake)
+    finally:
+        await core.stop()
