@@ -6,8 +6,7 @@ level over r for the new shares, so the first trade at the new price sells nothi
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from config.settings import load_settings
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
+from tests.conftest import until
 from tests.fakes.tws_server import FakeTWS
 from tests.market import set_market
 
@@ -31,15 +31,6 @@ async def tws() -> AsyncIterator[FakeTWS]:
     server.add_stock("AAPL", 100.0)
     yield server
     await server.stop()
-
-
-async def _until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"no {what} within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def _live_stops(tws: FakeTWS) -> list[tuple[float, float]]:
@@ -64,16 +55,16 @@ async def test_a_split_at_ib_moves_the_put_back_stop_to_the_new_level(tmp_path: 
         result = await core.orchestrator.process_signal(signal)
         assert result.success and result.intent is not None, result
         qty = result.intent.quantity
-        await _until(lambda: core.ledger.holds("AAPL"), "entry fill")
+        await until(lambda: core.ledger.holds("AAPL"), what="entry fill")
         await core.settle()
-        await _until(lambda: _live_stops(tws) == [(qty, 97.0)], "the stop resting")
+        await until(lambda: _live_stops(tws) == [(qty, 97.0)], what="the stop resting")
         tws.split("AAPL", 2.0)
         for _ in range(3):  # a difference counts once two checks in a row have seen it
             clock.advance(5)
             await core.reconcile()
             await core.settle()
         assert core.ledger.net("AAPL") == 2 * qty and core.external.quantity("AAPL") == 0
-        await _until(lambda: _live_stops(tws) == [(2 * qty, 48.5)], "one stop, at 48.5 for the new shares")
+        await until(lambda: _live_stops(tws) == [(2 * qty, 48.5)], what="one stop, at 48.5 for the new shares")
         assert tws.trade("AAPL", 50.0) == []
         assert core.last_reconciliation is not None and core.last_reconciliation["ok"] is True
     finally:
