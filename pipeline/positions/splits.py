@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-MAX_DENOMINATOR = 1000     # a 1-for-1000 reverse split is still one
+MAX_DENOMINATOR = 1000     # a 1-for-1000 reverse split is still one, and a 1000-for-1 split
 MAX_MIXED_DENOMINATOR = 20  # r = n/m with m > 1 beyond 1/m: 3-for-2, 5-for-4, 21-for-20 (a 5 % stock dividend)
 MIN_CHANGE = 0.04          # |r - 1| at least this: a 4 % stock dividend and up (smaller ones look like a small add)
 PRICE_TOLERANCE = 0.001    # the broker's average over r, rounded (4 decimals) or with IB's commission in it
@@ -53,7 +53,7 @@ def split_ratio(before_qty: float, before_avg: float, after_qty: float, after_av
 def _split_like(ratio: Fraction) -> bool:
     """A ratio a split or a stock dividend has: a move of MIN_CHANGE or more, n-for-1, 1-for-n or n-for-m with a
     small m."""
-    if ratio <= 0 or abs(float(ratio) - 1.0) < MIN_CHANGE:
+    if not 1 / MAX_DENOMINATOR <= ratio <= MAX_DENOMINATOR or abs(float(ratio) - 1.0) < MIN_CHANGE:
         return False
     return ratio.numerator == 1 or ratio.denominator <= MAX_MIXED_DENOMINATOR
 

@@ -45,6 +45,7 @@ def test_a_split_is_seen_in_the_quantity_and_the_average(before: tuple[float, fl
     ((10, 100.0), (20, 0.0)),        # no average
     ((0, 100.0), (20, 50.0)),        # nothing held before
     ((10, float("nan")), (20, 50.0)),
+    ((10, 100.0), (20_000, 0.05)),   # 2000-for-1: a broken figure, not a split
 ])
 def test_what_a_trade_or_a_broken_figure_does_is_not_a_split(before: tuple[float, float],
                                                              after: tuple[float, float]) -> None:
@@ -115,3 +116,15 @@ def test_a_split_record_reads_back_and_names_what_is_wrong() -> None:
                        ({"fills_before": True}, "fills_before"), ({"symbol": ""}, "symbol")]:
         with pytest.raises(ValueError, match=field):
             SplitRecord.from_json({**record.to_json(), **bad})
+
+
+@given(qty=st.integers(1, 100_000), avg=st.floats(0.5, 5_000.0),
+       ratio=st.sampled_from([Fraction(2), Fraction(3), Fraction(4), Fraction(10), Fraction(20), Fraction(3, 2),
+                              Fraction(5, 4), Fraction(1, 2), Fraction(1, 5), Fraction(1, 10), Fraction(1, 50),
+                              Fraction(21, 20), Fraction(11, 10)]))
+def test_every_split_the_broker_books_is_found(qty: int, avg: float, ratio: Fraction) -> None:
+    """Whole shares after it (the rest paid as cash), the broker's average rounded to 4 decimals."""
+    after = int(qty * ratio)
+    if after == 0 or after == qty:  # all paid out as cash, or no share more: no difference to judge
+        return
+    assert split_ratio(qty, avg, after, round(avg / float(ratio), 4)) == ratio
