@@ -285,18 +285,31 @@ class ProtectiveStops:
         """A split by `ratio` (new shares per old share): each resting stop on `symbol` moves to its level over
         `ratio`, for the rescaled position's quantity (a replace, or a new stop where the broker ended the old
         one). Alpaca keeps a resting stop's price through a split: left there, a long's stop would sit far above
-        the new price and sell at the open. `placed_before` (a rebuild from the journal): only stops placed
-        before the split move, and only their level is set; the start-up check then brings them in line."""
+        the new price and sell at the open. Only a stop still in the old shares moves: its quantity nearer the
+        position's old size than its new one (the ledger is rescaled already), so a stop moved for this split
+        before (the split found again after its journal record was lost) is not moved twice. `placed_before` (a
+        rebuild from the journal's splits): instead, only stops placed before the split move, and only their
+        level is set; the start-up check then brings them in line."""
         for key, stop in list(self.stops.items()):
             if key[1] != symbol:
                 continue
-            placed = stop.intent.created_at
-            if placed_before is not None and (placed is None or placed >= placed_before):
+            if placed_before is not None:
+                placed = stop.intent.created_at
+                if placed is None or placed >= placed_before:
+                    continue
+            elif not self._in_old_shares(key, stop, ratio):
                 continue
             level = self._targets.get(key, stop.stop_price)
             self._targets[key] = round_stop(level / ratio)
         if placed_before is None:
             self.request_sync(symbol)
+
+    def _in_old_shares(self, key: PositionKey, stop: RestingStop, ratio: float) -> bool:
+        pos = self.ledger.position_at(key)
+        if pos is None:
+            return False
+        new = abs(pos.shares)
+        return abs(stop.quantity - new / ratio) < abs(stop.quantity - new)
 
     # -- syncing one position -------------------------------------------------------------------------
     def request_sync(self, where: str | PositionKey) -> None:

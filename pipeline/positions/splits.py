@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
@@ -85,7 +86,7 @@ class SplitRecord:
     symbol: str
     ratio: Fraction
     fills_before: int
-    at: str            # ISO time it was applied (the injected clock)
+    at: str            # ISO time it was applied (the injected clock), with its zone
     broker: str = ""
     whole: bool = True  # whole shares: each position's fraction of a share was paid out as cash
 
@@ -108,7 +109,14 @@ class SplitRecord:
         symbol = data.get("symbol")
         if not isinstance(symbol, str) or not symbol:
             raise ValueError(f"split record: bad symbol {symbol!r}")
-        return cls(symbol, ratio, fills, str(data.get("at", "")), str(data.get("broker", "")),
+        at = data.get("at")
+        try:
+            when = datetime.fromisoformat(str(at))
+        except ValueError as exc:
+            raise ValueError(f"split record: bad at {at!r} (an ISO time)") from exc
+        if when.tzinfo is None:
+            raise ValueError(f"split record: at {at!r} has no time zone")
+        return cls(symbol, ratio, fills, str(at), str(data.get("broker", "")),
                    bool(data.get("whole", True)))
 
 

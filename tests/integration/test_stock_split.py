@@ -211,3 +211,26 @@ async def test_the_clouds_are_rescaled_so_no_cloud_exit_fires_on_the_new_prices(
         assert held_quantity(core, "AAPL") == 2 * qty and _stops(fake)
     finally:
         await core.stop()
+
+
+async def test_a_damaged_split_record_is_left_out_and_the_split_found_again(tmp_path: Path, fake: FakeAlpaca) -> None:
+    """A journal whose split record cannot be read still opens: that record is logged and left out, the ledger
+    rebuilds in the old shares, and the start-up's split check finds the split again from the broker."""
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock)
+    try:
+        qty = await _held_with_stop(core, fake)
+        fake.split("AAPL", 2.0)
+        await _reconciled(core, clock)
+        assert core.journal is not None
+        await core.journal.set_kv("splits", [{"symbol": "AAPL", "ratio": "two", "fills_before": 1}])
+    finally:
+        await core.stop()
+    again = await _core(tmp_path, fake, clock)
+    try:
+        assert held_quantity(again, "AAPL") == 2 * qty and again.external.quantity("AAPL") == 0
+        pos = again.ledger.position("AAPL")
+        assert pos is not None and pos.stop_loss == pytest.approx(49.0)
+        assert [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 49.0)]
+    finally:
+        await again.stop()

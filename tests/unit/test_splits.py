@@ -113,7 +113,8 @@ def test_a_split_record_reads_back_and_names_what_is_wrong() -> None:
     assert SplitRecord.from_json(record.to_json()) == record
     assert describe(Fraction(1, 10)) == "1-for-10"
     for bad, field in [({"ratio": "x"}, "ratio"), ({"ratio": "-2"}, "ratio"), ({"fills_before": -1}, "fills_before"),
-                       ({"fills_before": True}, "fills_before"), ({"symbol": ""}, "symbol")]:
+                       ({"fills_before": True}, "fills_before"), ({"symbol": ""}, "symbol"),
+                       ({"at": ""}, "at"), ({"at": "2026-11-24T16:00:00"}, "zone")]:
         with pytest.raises(ValueError, match=field):
             SplitRecord.from_json({**record.to_json(), **bad})
 
