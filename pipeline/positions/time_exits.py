@@ -7,15 +7,17 @@ instead of computing the same instants itself. The session of each New York day 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import NamedTuple
 
 from config.settings import ExecutorConfig
 from pipeline.core.calendar import NEW_YORK, MarketCalendar
-from pipeline.core.models import TIMEFRAME_SECONDS, Position
+from pipeline.core.models import TIMEFRAME_SECONDS, InstrumentType, Position
+from pipeline.instruments.occ import is_occ, try_parse_occ
 
 _DAY_SECONDS = 86_400
+_MAX_HOLIDAY_RUN = 10  # days back from an option's expiry to its last session (a weekend and holidays)
 
 
 def is_intraday(timeframe: str) -> bool:
@@ -39,6 +41,7 @@ class TimeExits:
 
     def __init__(self, config: ExecutorConfig, calendar: MarketCalendar) -> None:
         self.calendar = calendar
+        self._last_sessions: dict[date, date | None] = {}  # option expiry -> its last session on or before it
         self.reconfigure(config)
 
     def reconfigure(self, config: ExecutorConfig) -> None:
@@ -72,9 +75,11 @@ class TimeExits:
     def eod_reason(self, position: Position, now: datetime) -> str | None:
         """Why the EOD close fires now, or None. Intraday positions close at/after that session's close minus N
         minutes (15:55 ET, 12:55 on early closes); a day trade still held from an earlier session is closed as
-        soon as the market is open. Daily and longer timeframes are exempt."""
+        soon as the market is open. Daily and longer timeframes are exempt, except an option on the last session
+        before it expires: it closes at that cutoff too (held through expiry, a long call in the money is
+        exercised into 100 shares a contract, a long put into a short sale of them)."""
         if not is_intraday(position.timeframe):
-            return None
+            return self._expiry_reason(position, now)
         day = self._day_of(now)
         if day.cutoff is None:
             return None
@@ -85,6 +90,34 @@ class TimeExits:
         if entry is not None and entry < day.start and day.open <= now < day.close:  # type: ignore[operator]
             return f"day trade held over from {entry.astimezone(NEW_YORK):%Y-%m-%d}"
         return None
+
+    def _expiry_reason(self, position: Position, now: datetime) -> str | None:
+        """The EOD close of an option on its last session on or before its expiry (at/after the cutoff), or None."""
+        if position.instrument_type is not InstrumentType.OPTIONS and not is_occ(position.symbol):
+            return None  # a stock (an adopted option is known by its symbol)
+        contract = try_parse_occ(position.symbol)
+        day = self._day_of(now)
+        if contract is None or day.cutoff is None or now < day.cutoff:
+            return None
+        last = self._last_session_by(contract.expiry)
+        today = day.start.astimezone(NEW_YORK).date()
+        if last is None or today < last:
+            return None
+        local = day.cutoff.astimezone(NEW_YORK)
+        return f"option expires {contract.expiry:%Y-%m-%d}: closed at the {local:%H:%M} ET cutoff of its last session"
+
+    def _last_session_by(self, expiry: date) -> date | None:
+        """The last session on or before `expiry` (a holiday expiry trades last the day before); cached."""
+        if expiry not in self._last_sessions:
+            day = expiry
+            for _ in range(_MAX_HOLIDAY_RUN):
+                if self.calendar.is_session(day):
+                    break
+                day -= timedelta(days=1)
+            else:
+                day = None  # type: ignore[assignment]
+            self._last_sessions[expiry] = day
+        return self._last_sessions[expiry]
 
     def day_of(self, when: datetime) -> _Day:
         """`when`'s New York day [start, end), its session's open and close and its EOD cutoff (UTC; None on a day

@@ -276,3 +276,37 @@ async def test_a_paper_option_is_held_until_its_underlying_reaches_the_stop(tmp_
     finally:
         await core.stop()
 
+
+
+async def test_a_swing_option_is_closed_at_the_cutoff_of_its_last_session(tmp_path: Path) -> None:
+    """A daily-timeframe option has no time stop and no day-trade close; held past its last session it would be
+    exercised (a call into shares, a put into a short sale). The paper position is sold at 15:55 ET of its expiry
+    day, by the clock alone, and not a minute earlier."""
+    from pipeline.instruments.occ import parse_occ
+    from pipeline.positions.time_exits import TimeExits
+
+    settings = load_settings(state_dir=tmp_path / "state", executor={"instrument_mode": "options"},
+                             pipeline={"enable_unified_risk": False})
+    clock = SimulatedClock(SESSION)
+    core = Core(settings, clock)
+    await core.start()
+    try:
+        set_market(core, {"NVDA": 100.0})
+        result = await core.orchestrator.process_signal(make_signal("NVDA", 100.0, 98.0, conviction=90,
+                                                                    timeframe="1d", at=SESSION))
+        assert result.success and result.intent is not None, result.rejection_reason
+        symbol = result.intent.symbol
+        await until(lambda: core.ledger.position(symbol) is not None, what="the paper option fill")
+        expiry = parse_occ(symbol).expiry
+        cutoff = TimeExits(settings.executor, core.calendar).eod_cutoff(
+            datetime.combine(expiry, datetime.min.time(), tzinfo=UTC) + timedelta(hours=17))
+        assert cutoff is not None
+        clock.advance_to(cutoff - timedelta(minutes=1))
+        assert core.lifecycle.check_exits() == []
+        clock.advance_to(cutoff)
+        (exit_intent,) = core.lifecycle.check_exits()
+        assert exit_intent.exit_type == "eod_close" and exit_intent.symbol == symbol
+        await core.settle()
+        await until(lambda: core.ledger.position(symbol) is None, what="the option sold", timeout=5)
+    finally:
+        await core.stop()

@@ -9,7 +9,7 @@ import pytest
 from config.settings import ExecutorConfig
 from pipeline.core.calendar import NEW_YORK, MarketCalendar, default_calendar
 from pipeline.core.clock import SimulatedClock
-from pipeline.core.models import CloudState, Position
+from pipeline.core.models import CloudState, InstrumentType, Position
 from pipeline.positions.exit_monitor import EXIT_STRATEGIES, PRIORITY, ExitMonitor
 
 TICK = 0.01
@@ -152,6 +152,41 @@ def test_daily_timeframe_is_exempt_from_eod(calendar):
     assert monitor.check_eod_close(swing, et(2026, 11, 27, 12, 59)) is None
     day_trade = make_position(entry_time=et(2026, 11, 24, 10, 0), timeframe="4h")
     assert monitor.check_eod_close(day_trade, et(2026, 11, 24, 15, 59)) is not None
+
+
+def _option(symbol: str, timeframe: str = "1d") -> Position:
+    return Position(ticker="AAPL", direction="long", entry_price=3.0, current_price=3.0, shares=2, stop_loss=1.5,
+                    entry_time=et(2026, 11, 2, 10, 0), timeframe=timeframe, symbol=symbol,
+                    instrument_type=InstrumentType.OPTIONS, multiplier=100.0)
+
+
+@pytest.mark.parametrize(("symbol", "last_session", "cutoff"), [
+    ("AAPL  261120C00100000", (2026, 11, 20), (15, 55)),  # a Friday expiry
+    ("AAPL  261127P00100000", (2026, 11, 27), (12, 55)),  # the day after Thanksgiving: the early close's cutoff
+    ("AAPL  270326C00100000", (2027, 3, 25), (15, 55)),   # Good Friday 2027: the options trade last on Thursday
+])
+def test_an_option_held_as_a_swing_trade_closes_on_its_last_session(calendar, symbol, last_session, cutoff):
+    """Held through expiry, a long call in the money becomes 100 shares a contract and a long put a short sale
+    of them: the EOD close takes the option out at the cutoff of its last session, whatever its timeframe."""
+    monitor = make_monitor(calendar)
+    option = _option(symbol)
+    day_before = datetime(*last_session).date() - timedelta(days=1)
+    while not calendar.is_session(day_before):
+        day_before -= timedelta(days=1)
+    assert monitor.check_eod_close(option, et(day_before.year, day_before.month, day_before.day, 15, 59)) is None
+    cut = et(*last_session, *cutoff)
+    assert monitor.check_eod_close(option, cut - timedelta(seconds=1)) is None
+    signal = monitor.check_eod_close(option, cut)
+    assert signal is not None and signal.exit_type == "eod_close" and "option expires" in signal.reason
+    stock = make_position(entry_time=et(2026, 11, 2, 10, 0), timeframe="1d")
+    assert monitor.check_eod_close(stock, cut) is None  # a swing trade in the stock itself stays
+
+
+def test_an_adopted_option_is_known_by_its_symbol(calendar):
+    monitor = make_monitor(calendar)
+    adopted = Position(ticker="AAPL  261120C00100000", direction="long", entry_price=3.0, current_price=3.0,
+                       shares=2, stop_loss=2.85, timeframe="1d", symbol="AAPL  261120C00100000", origin="adopted")
+    assert monitor.check_eod_close(adopted, et(2026, 11, 20, 15, 55)) is not None
 
 
 def test_day_trade_held_over_a_holiday_closes_at_the_next_open(calendar):
