@@ -26,6 +26,7 @@ from daemon.broker_time import fills_through
 from daemon.splits import Splits
 from pipeline.core.models import Position
 from pipeline.execution.protective_stops import STOP_KIND
+from pipeline.positions.external import JOURNAL_KEY as EXTERNAL_KEY
 from pipeline.positions.external import ExternalPosition
 from pipeline.positions.reconciler import Judgement, Mismatch, MismatchConfirmer, ReconciliationReport
 
@@ -44,6 +45,7 @@ class Reconciliation:
         self.confirmer = MismatchConfirmer(core.settings.reconcile.grace_seconds)
         self._lock = asyncio.Lock()  # the timer and `ordergate reconcile` never interleave their checks
         self.splits = Splits(core)
+        self._saved_external: list[dict[str, Any]] | None = None  # what the journal holds (kv `external`)
 
     def reconfigure(self, grace_seconds: float) -> None:
         """A new [reconcile] grace_seconds (a reload) for the confirmer."""
@@ -112,6 +114,7 @@ class Reconciliation:
         found, unexplained = await self._classify(confirmed)
         self._take_external(found, broker_positions, now, through)
         self.core.external.set_pending(self._broker_only(m) for m, _why in judged.pending)
+        await self._save_external()
         report = ReconciliationReport(raw.matches, unexplained, self.core.settings.reconcile.kill_notional_threshold)
         await self._report(report, judged, found, now, skipped)
         if unexplained:
@@ -125,6 +128,16 @@ class Reconciliation:
                           + ", ".join(f"{m.symbol} {m.mismatch_type}" for m in report.severe_mismatches(limit)))
                 self.core.kill_switch.activate(reason, source="reconciliation")  # logs and alerts the trip
         return report
+
+    async def _save_external(self) -> None:
+        """The confirmed external positions into the journal when they changed (kv `external`): a restart starts
+        from them, so a split made while it was down is judged on the whole book and a hand fill the figures held
+        is not counted again."""
+        saved = self.core.external.to_json()
+        if self.core.journal is None or saved == self._saved_external:
+            return
+        await self.core.journal.set_kv(EXTERNAL_KEY, saved)
+        self._saved_external = saved
 
     async def at_start(self) -> ReconciliationReport:
         """The start-up reconciliation (before READY): differences seen by the first check are checked once more

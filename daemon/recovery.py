@@ -13,6 +13,7 @@ import structlog
 from pipeline.core.ports import AdoptsOrders, MeasuresClock
 from pipeline.execution.order_resolver import Verdict
 from pipeline.execution.protective_stops import STOP_KIND
+from pipeline.positions.external import JOURNAL_KEY as EXTERNAL_KEY
 from pipeline.positions.splits import SplitsInOrder
 
 if TYPE_CHECKING:
@@ -92,7 +93,8 @@ class Recovery:
     async def rebuild(self) -> None:
         """The order book, open positions and working orders from the journal: every journaled order's record
         (its state from its journaled status, its venue, its fills by id), each open entry reserving its unfilled
-        rest and each open exit its symbol's pending exit."""
+        rest and each open exit its symbol's pending exit; the external positions the last reconciliation
+        confirmed."""
         if self.core.journal is not None:
             for intent, status, broker in await self.core.journal.order_records():
                 self.core.book.restore(intent, status, broker if broker in self.core.brokers else None)
@@ -139,7 +141,18 @@ class Recovery:
                 elif intent.kind != STOP_KIND:  # a resting protective stop is not a working exit
                     self.core.book.exits[intent.key] = intent.client_order_id
             await self.core.stops.rebuild()
+            await self._restore_external()
             for split in splits.records:  # a stop journaled before a split (its move not journaled yet) moves
                 self.core.stops.rescale(split.symbol, float(split.ratio), datetime.fromisoformat(split.at))
         self.core.lifecycle.rebuild_index()
 
+    async def _restore_external(self) -> None:
+        """The external positions the last reconciliation confirmed (kv `external`), with the broker time their
+        figures hold every fill up to; the start-up reconciliation then judges them against the broker again."""
+        assert self.core.journal is not None
+        items = await self.core.journal.get_kv(EXTERNAL_KEY, []) or []
+        if not isinstance(items, list):
+            log.error("journal_external_unreadable", value=str(items)[:200])
+            return
+        for problem in self.core.external.restore(items):
+            log.error("journal_external_unreadable", problem=problem)

@@ -17,17 +17,20 @@ ledger's did not: `cash_adjustment` carries the difference until the next accoun
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
+from typing import Any
 
 from pipeline.core.models import OPTION_MULTIPLIER, AccountState, Direction, Fill, Position, Side
 from pipeline.instruments.occ import is_occ
 from pipeline.positions.splits import rescaled_quantity
 
 _SEEN_FILLS = 10_000
+JOURNAL_KEY = "external"  # the journal's kv key of the confirmed external positions (`ExternalBook.to_json`)
 
 
 @dataclass(slots=True)
@@ -127,6 +130,27 @@ class ExternalBook:
             if abs(held.quantity) < 1e-9:
                 del book[symbol]
 
+    # -- the journal's copy (kv `external`): a restart starts from the last confirmed figures ------------------
+    def to_json(self) -> list[dict[str, Any]]:
+        """The confirmed external positions with the broker time their figures hold every fill up to."""
+        return [{"symbol": p.symbol, "quantity": p.quantity, "avg_price": p.avg_price, "broker": p.broker,
+                 "since": _iso(p.since), "through": _iso(self._through.get(p.symbol))}
+                for p in self._held.values()]
+
+    def restore(self, items: Iterable[Any]) -> list[str]:
+        """Take back what `to_json` wrote (the book empty, at start); returns a one-line problem for each item
+        that could not be read (it is left out: the start-up reconciliation finds that symbol again)."""
+        problems = []
+        for item in items:
+            try:
+                position, through = _external_from_json(item)
+            except (ValueError, TypeError, KeyError) as exc:
+                problems.append(f"external position {str(item)[:120]}: {exc}")
+                continue
+            self._held[position.symbol] = position
+            self._note_through(position.symbol, through)
+        return problems
+
     def _note_through(self, symbol: str, fills_through: datetime | None) -> None:
         self._through.pop(symbol, None)
         if fills_through is not None:
@@ -199,3 +223,30 @@ def held_by(stamp: datetime | None, through: datetime | None) -> bool:
     if stamp is None or through is None or (stamp.tzinfo is None) != (through.tzinfo is None):
         return False
     return stamp <= through
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _when(text: Any, field: str) -> datetime | None:
+    if text is None:
+        return None
+    when = datetime.fromisoformat(str(text))
+    if when.tzinfo is None:
+        raise ValueError(f"{field} {text!r} has no time zone")
+    return when
+
+
+def _external_from_json(item: Any) -> tuple[ExternalPosition, datetime | None]:
+    """One `ExternalBook.to_json` item back; ValueError / TypeError / KeyError naming what is wrong."""
+    symbol = item["symbol"]
+    if not isinstance(symbol, str) or not symbol:
+        raise ValueError(f"bad symbol {symbol!r}")
+    quantity, avg = float(item["quantity"]), float(item["avg_price"])
+    if not math.isfinite(quantity) or abs(quantity) < 1e-9:
+        raise ValueError(f"bad quantity {item['quantity']!r}")
+    if not math.isfinite(avg) or avg < 0:
+        raise ValueError(f"bad avg_price {item['avg_price']!r}")
+    position = ExternalPosition(symbol, quantity, avg, str(item.get("broker") or ""), _when(item.get("since"), "since"))
+    return position, _when(item.get("through"), "through")

@@ -234,3 +234,28 @@ async def test_a_damaged_split_record_is_left_out_and_the_split_found_again(tmp_
         assert [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 49.0)]
     finally:
         await again.stop()
+
+
+async def test_a_split_while_down_on_a_symbol_also_held_by_hand_is_found(tmp_path: Path, fake: FakeAlpaca) -> None:
+    """The account also holds 40 AAPL bought by hand: the external part the last check confirmed is journaled,
+    so the start-up judges the split on the whole book (ours and the hand shares) and rebases both."""
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock)
+    try:
+        qty = await _held_with_stop(core, fake)
+        await fake.place_manual_order("AAPL", 40, "buy", 100.0)
+        await _reconciled(core, clock)
+        assert core.external.quantity("AAPL") == 40
+    finally:
+        await core.stop()
+    fake.split("AAPL", 2.0)
+    clock.advance(3600)
+    again = await _core(tmp_path, fake, clock)
+    try:
+        assert held_quantity(again, "AAPL") == 2 * qty and again.external.quantity("AAPL") == 80
+        await until(lambda: [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 49.0)],
+                    what="the stop at 49 for the new shares")
+        await _reconciled(again, clock)
+        assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
+    finally:
+        await again.stop()

@@ -286,3 +286,51 @@ async def test_a_fill_of_an_id_of_ours_that_no_journal_holds_is_external_and_nev
         assert not again.state.is_kill_switch_active()  # external, not unexplained
     finally:
         await again.stop()
+
+
+async def test_the_external_positions_are_back_at_a_restart_before_any_check(tmp_path: Path) -> None:
+    """The last check's external positions are journaled (with the broker time their figures hold every fill up
+    to): a restart has the 10 AAPL bought by hand in TWS back at once, counted by the risk gate before the
+    start-up reconciliation runs (before, none until it had confirmed them again), and TWS's replay of that day's
+    executions at the connect does not count them twice."""
+    from tests.fakes.tws_server import FakeTWS
+    from tests.two_brokers import PRICES, Venues, make_core
+
+    clock = SimulatedClock(datetime.now(UTC))  # our clock with TWS's: its executions are stamped by it
+    tws = FakeTWS(now=clock.now)
+    await tws.start()
+    alpaca = await FakeAlpaca().start()
+    try:
+        for symbol, price in PRICES.items():
+            tws.add_stock(symbol, price)
+        venues = Venues(alpaca, tws, clock, alpaca.alpaca_settings(request_timeout_seconds=3))
+        settings = {"primary": "ibkr", "fallback": None,
+                    "reconcile": {"kill_notional_threshold": 100.0, "confirm_seconds": 0, "grace_seconds": 0.0}}
+        core = make_core(tmp_path, venues, **settings)
+        await core.start()
+        try:
+            contract = next(c for c in tws.contracts if c.symbol == "AAPL")
+            tws.place_manual_order(contract, "BUY", 10, PRICES["AAPL"])
+            await core.brokers["ibkr"].flush_events()  # type: ignore[attr-defined]
+            await core.settle()
+            clock.advance(10)
+            await core.reconcile()
+            await core.reconcile()
+            assert core.external.quantity("AAPL") == 10
+        finally:
+            await core.stop()
+        clock.advance(10)
+        again = make_core(tmp_path, venues, **settings)
+        await again.start()
+        try:
+            await again.brokers["ibkr"].flush_events()  # type: ignore[attr-defined]
+            await again.settle()
+            assert again.external.quantity("AAPL") == 10, "the external part is not back (or counted twice)"
+            assert [(p.ticker, p.shares) for p in again.account_state().open_positions] == [("AAPL", 10.0)]
+            await again.reconcile()
+            assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
+        finally:
+            await again.stop()
+    finally:
+        await alpaca.stop()
+        await tws.stop()

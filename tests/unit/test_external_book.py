@@ -66,3 +66,27 @@ def test_times_that_cannot_be_compared_hold_nothing() -> None:
     assert held_by(T, T) and held_by(T - timedelta(microseconds=1), T) and not held_by(T + timedelta(seconds=1), T)
     assert not held_by(None, T) and not held_by(T, None)
     assert not held_by(T.replace(tzinfo=None) - timedelta(days=1), T)  # naive against aware: counted
+
+
+def test_the_journal_copy_reads_back_and_names_what_is_wrong() -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.positions.external import ExternalBook
+
+    t0 = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+    book = ExternalBook()
+    book.set("AAPL", 10, 100.0, "alpaca", t0, fills_through=t0)
+    book.set("TSLA", -5, 200.0, "ibkr", t0)
+    saved = book.to_json()
+    again = ExternalBook()
+    assert again.restore(saved) == [] and again.to_json() == saved
+    assert [(p.symbol, p.quantity, p.avg_price, p.broker) for p in again.held()] == \
+        [("AAPL", 10, 100.0, "alpaca"), ("TSLA", -5, 200.0, "ibkr")]
+    bad = [{"symbol": "", "quantity": 1, "avg_price": 1}, {"symbol": "X", "quantity": "nan", "avg_price": 1},
+           {"symbol": "Y", "quantity": 1, "avg_price": -1}, {"symbol": "Z", "quantity": 1},
+           {"symbol": "W", "quantity": 1, "avg_price": 1, "through": "2026-11-24T16:00:00"}, "junk"]
+    third = ExternalBook()
+    problems = third.restore([*bad, saved[0]])
+    assert len(problems) == len(bad) and third.quantity("AAPL") == 10 and len(third.held()) == 1
+    for problem, word in zip(problems, ["symbol", "quantity", "avg_price", "avg_price", "zone", ""], strict=True):
+        assert problem.startswith("external position ") and word in problem
