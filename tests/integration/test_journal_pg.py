@@ -194,3 +194,29 @@ async def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_schema_name_is_per_instance() -> None:
     assert schema_name("family-1") == "ordergate_family_1"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_split_records_and_fill_counts_in_either_journal(tmp_path: Path, pg_dsn: str, backend: str) -> None:
+    """What the split handling keeps in the journal (pipeline.positions.splits): the symbol's fill count at the
+    split and the records, oldest first, read back the same from SQLite and PostgreSQL; a damaged one is left out."""
+    from fractions import Fraction
+
+    from pipeline.positions.splits import SplitRecord
+
+    journal: Any = Journal(tmp_path / "journal.db") if backend == "sqlite" else PgJournal(pg_dsn, instance_name())
+    await journal.open()
+    try:
+        assert await journal.fill_count("AAPL") == 0
+        assert await journal.record_order_intent(_intent(), "paper", NOW)
+        assert await journal.record_fill(_fill("f-1")) and await journal.record_fill(_fill("f-2"))
+        assert await journal.fill_count("AAPL") == 2 and await journal.fill_count("MSFT") == 0
+        first = SplitRecord("AAPL", Fraction(2), 2, NOW.isoformat(), "paper")
+        second = SplitRecord("AAPL", Fraction(1, 10), 2, NOW.isoformat(), "paper", whole=False)
+        await journal.record_split(first)
+        await journal.record_split(second)
+        assert await journal.split_records() == [first, second]
+        await journal.set_kv("splits", [first.to_json(), {"symbol": "AAPL", "ratio": "0"}])
+        assert await journal.split_records() == [first]
+    finally:
+        await journal.close()
