@@ -109,9 +109,9 @@ class Reconciliation:
             for e in self.core.external.held() if e.broker not in unreachable
         ]
         raw = self.core.reconciler.reconcile(internal, broker_positions)
-        judged = self.confirmer.judge(raw.mismatches, now, self.core.lifecycle.activity)
-        confirmed = await self._take_splits(judged.confirmed, broker_positions)
-        found, unexplained = await self._classify(confirmed)
+        mismatches = await self._take_splits(raw.mismatches, broker_positions, now)
+        judged = self.confirmer.judge(mismatches, now, self.core.lifecycle.activity)
+        found, unexplained = await self._classify(judged.confirmed)
         self._take_external(found, broker_positions, now, through)
         self.core.external.set_pending(self._broker_only(m) for m, _why in judged.pending)
         await self._save_external()
@@ -149,12 +149,16 @@ class Reconciliation:
             report = await self.run()
         return report
 
-    async def _take_splits(self, confirmed: list[Mismatch], broker_positions: list[dict[str, Any]]) -> list[Mismatch]:
-        """Apply the stock splits among the confirmed differences (daemon.splits); returns the others. A symbol
-        with an order of ours unfinished is never one: the difference may be that order's fill."""
+    async def _take_splits(self, mismatches: list[Mismatch], broker_positions: list[dict[str, Any]],
+                           now: datetime) -> list[Mismatch]:
+        """Apply the stock splits among this check's differences (daemon.splits); returns the others, to be
+        confirmed as any difference. One sighting is enough: no lagging view of our own fills or of a hand trade
+        keeps the cost while the quantity moves. A symbol with order activity within the grace period, or an
+        order of ours unfinished, is never one (the difference may be that order's fill)."""
         rest = []
-        for m in confirmed:
-            if not await self._split(m.symbol, broker_positions):
+        for m in mismatches:
+            quiet = self.confirmer.last_activity(m.symbol, now, self.core.lifecycle.activity) is None
+            if not (quiet and await self._split(m.symbol, broker_positions)):
                 rest.append(m)
         return rest
 

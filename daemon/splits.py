@@ -1,8 +1,9 @@
 """Stock splits found by reconciliation: the book rebased the way the broker rebased the position.
 
-A confirmed difference (seen on two checks, no order activity within the grace, no order of ours unfinished on
-the symbol) whose broker side is a split of the whole book of that symbol, ordergate's positions and the
-external part together (`pipeline.positions.splits.split_ratio`), is not a mismatch: the split is journaled first
+A difference (no order activity on the symbol within the grace, no order of ours unfinished on it; one sighting
+is enough, since no lagging view keeps the cost while the quantity moves) whose broker side is a split of the
+whole book of that symbol, ordergate's positions and the external part together
+(`pipeline.positions.splits.split_ratio`), is not a mismatch: the split is journaled first
 (kv `splits`, so a restart rebuilding the ledger from the fills applies it at the same place), then every part
 that holds prices of the symbol takes the new shares: the ledger's positions (entry, stop, target over r), the
 external part, the risk's close history, the strategies' indicators, and each resting stop (a replace at its
@@ -29,7 +30,7 @@ log = structlog.get_logger("ordergate.daemon")
 
 
 class Splits:
-    """Finds the splits among a reconciliation's confirmed differences and applies them to a Core's parts."""
+    """Finds the splits among a reconciliation's differences and applies them to a Core's parts."""
 
     def __init__(self, core: Core) -> None:
         self.core = core

@@ -154,15 +154,20 @@ class MismatchConfirmer:
                 del self._orders[key]
         self._orders.update(current)
 
+    def last_activity(self, symbol: str, now: datetime, activity: Mapping[str, datetime]) -> datetime | None:
+        """The symbol's last order activity when it is within the grace period (its figures may lag), else None."""
+        last = max((t for t in (activity.get(symbol), self.order_activity.get(symbol)) if t is not None),
+                   default=None)
+        return last if last is not None and now - last < self.grace else None
+
     def judge(self, mismatches: Iterable[Mismatch], now: datetime,
               activity: Mapping[str, datetime]) -> Judgement:
         """Sort this check's mismatches into confirmed and pending; remembers them for the next check."""
         out = Judgement()
         seen: dict[str, tuple[tuple[float, float], int]] = {}
         for m in mismatches:
-            last = max((t for t in (activity.get(m.symbol), self.order_activity.get(m.symbol)) if t is not None),
-                       default=None)
-            if last is not None and now - last < self.grace:
+            last = self.last_activity(m.symbol, now, activity)
+            if last is not None:
                 out.pending.append((m, f"order activity {max(0.0, (now - last).total_seconds()):.0f}s ago, "
                                        f"within the {self.grace.total_seconds():g}s grace period"))
                 continue  # the streak starts again once the symbol is quiet

@@ -3,7 +3,7 @@
 On a split's ex-date the broker rebases the position overnight: r times the shares (less a fraction of a share
 paid as cash in lieu), the average price over r. Nothing ordergate sent did that, and no trade can: a hand buy
 adds its cost (the average would have to drop by the whole factor, which takes shares bought at a few percent of
-the price), a hand sale keeps the average. So a confirmed difference whose broker side is the book's quantity
+the price), a hand sale keeps the average. So a difference whose broker side is the book's quantity
 times r at the book's average price over r, r a simple fraction (2, 3/2, 1/10, 21/20 for a 5 % stock dividend),
 is a split. The book is then rebased the same way (`Ledger.rescale`, `ExternalBook.rescale`): the entry, the
 stop and the target over r, the shares times r. Left alone, the stop-loss exit and the resting stop at the

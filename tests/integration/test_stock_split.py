@@ -259,3 +259,21 @@ async def test_a_split_while_down_on_a_symbol_also_held_by_hand_is_found(tmp_pat
         assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
     finally:
         await again.stop()
+
+
+async def test_one_check_is_enough_for_a_split_but_not_within_the_grace(tmp_path: Path, fake: FakeAlpaca) -> None:
+    """A split is applied on the first check that sees it (no lagging view keeps the cost while the quantity
+    moves), but not while the symbol has had order activity within the grace period."""
+    clock = SimulatedClock(SESSION)
+    core = await alpaca_core(tmp_path, fake, clock=clock, exits={"broker_stop": True},
+                             reconcile={"grace_seconds": 30.0})
+    try:
+        qty = await _held_with_stop(core, fake)
+        fake.split("AAPL", 2.0)
+        await core.reconcile()
+        assert held_quantity(core, "AAPL") == qty, "a split judged within the grace of the entry's fill"
+        clock.advance(31)
+        await core.reconcile()
+        assert held_quantity(core, "AAPL") == 2 * qty
+    finally:
+        await core.stop()
