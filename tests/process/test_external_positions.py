@@ -9,8 +9,10 @@ It is never applied to the ledger, never exited (no order on a dip), shown as ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -126,19 +128,30 @@ async def test_external_at_start_is_counted_not_traded_and_adopt_gives_a_visible
         await adopt.stop()
 
 
-async def test_hand_placed_tws_order_is_external_and_blocks_a_duplicate(tmp_path: Path) -> None:
-    """The same through ib_async against FakeTWS: an order placed by hand in TWS (empty orderRef)."""
+@contextlib.asynccontextmanager
+async def _tws_venues(clock: SimulatedClock) -> AsyncIterator[Any]:
+    """A started FakeTWS (every two_brokers stock listed) and FakeAlpaca on `clock`, as two_brokers.Venues."""
     from tests.fakes.tws_server import FakeTWS
-    from tests.two_brokers import PRICES, Venues, make_core, signal
+    from tests.two_brokers import PRICES, Venues
 
-    clock = SimulatedClock(SESSION)
     tws = FakeTWS(now=clock.now)
     await tws.start()
     alpaca = await FakeAlpaca().start()
     try:
         for symbol, price in PRICES.items():
             tws.add_stock(symbol, price)
-        venues = Venues(alpaca, tws, clock, alpaca.alpaca_settings(request_timeout_seconds=3))
+        yield Venues(alpaca, tws, clock, alpaca.alpaca_settings(request_timeout_seconds=3))
+    finally:
+        await alpaca.stop()
+        await tws.stop()
+
+async def test_hand_placed_tws_order_is_external_and_blocks_a_duplicate(tmp_path: Path) -> None:
+    """The same through ib_async against FakeTWS: an order placed by hand in TWS (empty orderRef)."""
+    from tests.two_brokers import PRICES, make_core, signal
+
+    clock = SimulatedClock(SESSION)
+    async with _tws_venues(clock) as venues:
+        tws = venues.tws
         core = make_core(tmp_path, venues, primary="ibkr", fallback=None,
                          reconcile={"kill_notional_threshold": 100.0, "confirm_seconds": 0})
         await core.start()
@@ -159,9 +172,6 @@ async def test_hand_placed_tws_order_is_external_and_blocks_a_duplicate(tmp_path
             assert tws.place_requests == []  # nothing sent: no exit, no second entry
         finally:
             await core.stop()
-    finally:
-        await alpaca.stop()
-        await tws.stop()
 
 
 async def test_adopted_position_closed_by_ordergate_stays_closed_after_a_restart(
@@ -293,17 +303,11 @@ async def test_the_external_positions_are_back_at_a_restart_before_any_check(tmp
     to): a restart has the 10 AAPL bought by hand in TWS back at once, counted by the risk gate before the
     start-up reconciliation runs (before, none until it had confirmed them again), and TWS's replay of that day's
     executions at the connect does not count them twice."""
-    from tests.fakes.tws_server import FakeTWS
-    from tests.two_brokers import PRICES, Venues, make_core
+    from tests.two_brokers import PRICES, make_core
 
     clock = SimulatedClock(datetime.now(UTC))  # our clock with TWS's: its executions are stamped by it
-    tws = FakeTWS(now=clock.now)
-    await tws.start()
-    alpaca = await FakeAlpaca().start()
-    try:
-        for symbol, price in PRICES.items():
-            tws.add_stock(symbol, price)
-        venues = Venues(alpaca, tws, clock, alpaca.alpaca_settings(request_timeout_seconds=3))
+    async with _tws_venues(clock) as venues:
+        tws = venues.tws
         settings = {"primary": "ibkr", "fallback": None,
                     "reconcile": {"kill_notional_threshold": 100.0, "confirm_seconds": 0, "grace_seconds": 0.0}}
         core = make_core(tmp_path, venues, **settings)
@@ -331,6 +335,3 @@ async def test_the_external_positions_are_back_at_a_restart_before_any_check(tmp
             assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
         finally:
             await again.stop()
-    finally:
-        await alpaca.stop()
-        await tws.stop()
