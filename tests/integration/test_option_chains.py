@@ -248,20 +248,30 @@ async def test_the_paper_brokers_synthetic_chain_is_labelled(tmp_path: Path) -> 
     assert "synthetic chain (paper broker)" in decision.reason
 
 
-async def test_a_paper_option_is_held_until_its_underlying_reaches_the_stop(tmp_path: Path) -> None:
-    """The paper broker's synthetic chain: the option is marked from the paper book's model value on each bar of
-    NVDA; a flat bar keeps it (its stop is not the entry premium), a fall through the signal's stop closes it."""
+async def _paper_option(tmp_path: Path, clock: SimulatedClock, signal: TradeSignal) -> tuple[Core, str]:
+    """A started paper Core in options mode with NVDA at 100, holding the option `signal` bought (its symbol)."""
     settings = load_settings(state_dir=tmp_path / "state", executor={"instrument_mode": "options"},
                              pipeline={"enable_unified_risk": False})
-    clock = SimulatedClock(SESSION)
     core = Core(settings, clock)
     await core.start()
     try:
         set_market(core, {"NVDA": 100.0})
-        result = await core.orchestrator.process_signal(_signal())
+        result = await core.orchestrator.process_signal(signal)
         assert result.success and result.intent is not None, result.rejection_reason
         symbol = result.intent.symbol
         await until(lambda: core.ledger.position(symbol) is not None, what="the paper option fill")
+    except BaseException:
+        await core.stop()
+        raise
+    return core, symbol
+
+
+async def test_a_paper_option_is_held_until_its_underlying_reaches_the_stop(tmp_path: Path) -> None:
+    """The paper broker's synthetic chain: the option is marked from the paper book's model value on each bar of
+    NVDA; a flat bar keeps it (its stop is not the entry premium), a fall through the signal's stop closes it."""
+    clock = SimulatedClock(SESSION)
+    core, symbol = await _paper_option(tmp_path, clock, _signal())
+    try:
         for price in (100.05, 99.9):
             clock.advance(300)
             await core.engine.on_batch([Bar("NVDA", clock.now(), price, price, price, price, 10_000.0)])
@@ -277,7 +287,6 @@ async def test_a_paper_option_is_held_until_its_underlying_reaches_the_stop(tmp_
         await core.stop()
 
 
-
 async def test_a_swing_option_is_closed_at_the_cutoff_of_its_last_session(tmp_path: Path) -> None:
     """A daily-timeframe option has no time stop and no day-trade close; held past its last session it would be
     exercised (a call into shares, a put into a short sale). The paper position is sold at 15:55 ET of its expiry
@@ -285,20 +294,12 @@ async def test_a_swing_option_is_closed_at_the_cutoff_of_its_last_session(tmp_pa
     from pipeline.instruments.occ import parse_occ
     from pipeline.positions.time_exits import TimeExits
 
-    settings = load_settings(state_dir=tmp_path / "state", executor={"instrument_mode": "options"},
-                             pipeline={"enable_unified_risk": False})
     clock = SimulatedClock(SESSION)
-    core = Core(settings, clock)
-    await core.start()
-    try:
-        set_market(core, {"NVDA": 100.0})
-        result = await core.orchestrator.process_signal(make_signal("NVDA", 100.0, 98.0, conviction=90,
+    core, symbol = await _paper_option(tmp_path, clock, make_signal("NVDA", 100.0, 98.0, conviction=90,
                                                                     timeframe="1d", at=SESSION))
-        assert result.success and result.intent is not None, result.rejection_reason
-        symbol = result.intent.symbol
-        await until(lambda: core.ledger.position(symbol) is not None, what="the paper option fill")
+    try:
         expiry = parse_occ(symbol).expiry
-        cutoff = TimeExits(settings.executor, core.calendar).eod_cutoff(
+        cutoff = TimeExits(core.settings.executor, core.calendar).eod_cutoff(
             datetime.combine(expiry, datetime.min.time(), tzinfo=UTC) + timedelta(hours=17))
         assert cutoff is not None
         clock.advance_to(cutoff - timedelta(minutes=1))
