@@ -46,6 +46,7 @@ class Reconciliation:
         self._lock = asyncio.Lock()  # the timer and `ordergate reconcile` never interleave their checks
         self.splits = Splits(core)
         self._saved_external: list[dict[str, Any]] | None = None  # what the journal holds (kv `external`)
+        self._agreed: dict[str, tuple[float, float]] = {}  # symbol -> (broker qty, avg) when it last agreed
 
     def reconfigure(self, grace_seconds: float) -> None:
         """A new [reconcile] grace_seconds (a reload) for the confirmer."""
@@ -110,6 +111,7 @@ class Reconciliation:
         ]
         raw = self.core.reconciler.reconcile(internal, broker_positions)
         mismatches = await self._take_splits(raw.mismatches, broker_positions, now)
+        self._note_agreed(broker_positions, {m.symbol for m in raw.mismatches})
         judged = self.confirmer.judge(mismatches, now, self.core.lifecycle.activity)
         found, unexplained = await self._classify(judged.confirmed)
         self._take_external(found, broker_positions, now, through)
@@ -162,9 +164,17 @@ class Reconciliation:
                 rest.append(m)
         return rest
 
+    def _note_agreed(self, broker_positions: list[dict[str, Any]], differing: set[str]) -> None:
+        """Each symbol's broker quantity and average while the broker agrees with the book (a split's before)."""
+        for bp in broker_positions:
+            if bp["symbol"] not in differing:
+                self._agreed[bp["symbol"]] = (float(bp["shares"]), float(bp.get("avg_price") or 0.0))
+        for symbol in [s for s in self._agreed if s not in {bp["symbol"] for bp in broker_positions}]:
+            del self._agreed[symbol]
+
     async def _split(self, symbol: str, broker_positions: list[dict[str, Any]]) -> bool:
         """Apply the split that explains what the broker holds of `symbol`, if one does; True when applied."""
-        ratio = self.splits.ratio(symbol, broker_positions)
+        ratio = self.splits.ratio(symbol, broker_positions, self._agreed.get(symbol))
         if ratio is None or await self._ours_unfinished(symbol):
             return False
         bp = next(p for p in broker_positions if p["symbol"] == symbol)

@@ -35,9 +35,12 @@ class Splits:
     def __init__(self, core: Core) -> None:
         self.core = core
 
-    def ratio(self, symbol: str, broker_positions: list[dict[str, Any]]) -> Fraction | None:
+    def ratio(self, symbol: str, broker_positions: list[dict[str, Any]],
+              seen: tuple[float, float] | None = None) -> Fraction | None:
         """The split that turned the symbol's whole book (ours and external, one side) into the broker's one
-        position in it ({symbol, shares, avg_price, broker} rows, as reconciliation reads them), or None."""
+        position in it ({symbol, shares, avg_price, broker} rows, as reconciliation reads them), or None.
+        `seen`: (quantity, average) the broker showed when it last agreed with the book; its own average is the
+        better one to compare (IB's average cost holds the commissions, more than the slack on a small position)."""
         if is_occ(symbol):
             return None
         at_broker = [p for p in broker_positions if p["symbol"] == symbol]
@@ -46,8 +49,11 @@ class Splits:
         before = self._book(symbol)
         if before is None:
             return None
-        qty, avg = before
-        return split_ratio(qty, avg, float(at_broker[0]["shares"]), float(at_broker[0].get("avg_price") or 0.0))
+        after = float(at_broker[0]["shares"]), float(at_broker[0].get("avg_price") or 0.0)
+        ratio = split_ratio(*before, *after)
+        if ratio is None and seen is not None and abs(seen[0] - before[0]) < 1e-9:
+            ratio = split_ratio(*seen, *after)
+        return ratio
 
     def _book(self, symbol: str) -> tuple[float, float] | None:
         """(signed quantity, average price) of everything the book holds of `symbol`, or None when there is

@@ -249,7 +249,7 @@ class FakeTWS:
         self.host = "127.0.0.1"
         self.port = 0
         self.contracts: list[FakeContract] = []
-        self.positions: dict[int, tuple[float, float]] = {}  # conId -> (qty, avg cost)
+        self.positions: dict[int, tuple[float, float]] = {}  # conId -> (qty, avg cost, commissions in: IB)
         self.account_values: dict[str, float] = {
             "NetLiquidation": 100_000.0, "TotalCashValue": 100_000.0, "BuyingPower": 400_000.0,
         }
@@ -767,7 +767,7 @@ class FakeTWS:
             time=self._now(), cum_qty=order.filled, avg_price=order.avg_price, commission=commission,
         )
         self.executions.append(execution)
-        self._apply_position(order, qty, price)
+        self._apply_position(order, qty, price, commission)
         if push:
             self._broadcast(self._exec_fields(-1, execution))
             self._broadcast(self._order_status_fields(order))
@@ -775,7 +775,9 @@ class FakeTWS:
             self._broadcast(self._commission_fields(execution))
         self._notify()
 
-    def _apply_position(self, order: FakeOrder, qty: float, price: float) -> None:
+    def _apply_position(self, order: FakeOrder, qty: float, price: float, commission: float = 0.0) -> None:
+        """The position after an execution; its average cost holds the commissions paid to open it, as IB's
+        avgCost does (a buy of 5 at 20 for a 1.00 commission: 20.20)."""
         signed = qty if order.action == "BUY" else -qty
         old_qty, old_cost = self.positions.get(order.contract.con_id, (0.0, 0.0))
         mult = float(order.contract.multiplier or 1)
@@ -784,7 +786,8 @@ class FakeTWS:
             self.positions.pop(order.contract.con_id, None)
             return
         same_side = old_qty == 0 or (old_qty > 0) == (signed > 0)
-        cost = (old_cost * abs(old_qty) + price * mult * qty) / abs(new_qty) if same_side else old_cost
+        paid = price * mult * qty + (commission if signed > 0 else -commission)  # a short's proceeds, less it
+        cost = (old_cost * abs(old_qty) + paid) / abs(new_qty) if same_side else old_cost
         self.positions[order.contract.con_id] = (new_qty, cost)
 
     # ------------------------------------------------------------------ encoders (match ib_async decoder.py)

@@ -269,9 +269,14 @@ async def test_one_check_is_enough_for_a_split_but_not_within_the_grace(tmp_path
                              reconcile={"grace_seconds": 30.0})
     try:
         qty = await _held_with_stop(core, fake)
+        (stop,) = _stops(fake)
+        await until(lambda: any(f["data"]["event"] == "new" and f["data"]["order"]["id"] == stop["id"]
+                                for f in fake.sent_trade_frames), what="the stop's new event sent")
+        await core.settle()  # and applied before the clock moves: it is order activity on the symbol too
         fake.split("AAPL", 2.0)
         await core.reconcile()
         assert held_quantity(core, "AAPL") == qty, "a split judged within the grace of the entry's fill"
+        await core.settle()  # what that check's order read brought in is applied now, not after the clock moves
         clock.advance(31)
         await core.reconcile()
         assert held_quantity(core, "AAPL") == 2 * qty
