@@ -41,13 +41,26 @@ def split_ratio(before_qty: float, before_avg: float, after_qty: float, after_av
         return None
     by_price = before_avg / after_avg
     for candidate in (by_price, abs(after_qty) / abs(before_qty)):
-        ratio = Fraction(candidate).limit_denominator(MAX_DENOMINATOR)
-        if not _split_like(ratio):
+        ratio = _simplest_near(candidate)
+        if ratio is None or not _split_like(ratio):
             continue
         if abs(float(ratio) - by_price) > PRICE_TOLERANCE * by_price:
             continue  # the average did not move by r: shares were bought or sold, not split
         if _shares_after(abs(before_qty), ratio, abs(after_qty)):
             return ratio
+    return None
+
+
+def _simplest_near(value: float) -> Fraction | None:
+    """The fraction with the smallest denominator (at most MAX_MIXED_DENOMINATOR, or 1/n) within PRICE_TOLERANCE
+    of `value`: 21/20 for 1.05007 (a 5 % stock dividend over an average rounded to 4 decimals), never 1049/999."""
+    for den in range(1, MAX_MIXED_DENOMINATOR + 1):
+        num = round(value * den)
+        if num >= 1 and abs(num / den - value) <= PRICE_TOLERANCE * value:
+            return Fraction(num, den)
+    n = round(1 / value) if value > 0 else 0
+    if 1 <= n <= MAX_DENOMINATOR and abs(1 / n - value) <= PRICE_TOLERANCE * value:
+        return Fraction(1, n)
     return None
 
 
