@@ -31,6 +31,11 @@ def _stops(fake: FakeAlpaca) -> list[dict[str, Any]]:
             and o["status"] not in FINAL]
 
 
+def _resting(fake: FakeAlpaca) -> list[tuple[float, float]]:
+    """(quantity, stop price) of each AAPL stop resting at the fake."""
+    return [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)]
+
+
 def _sold(fake: FakeAlpaca) -> float:
     return sum(float(o["filled_qty"]) for o in fake.orders.values() if o["symbol"] == "AAPL" and o["side"] == "sell")
 
@@ -46,7 +51,7 @@ async def _held_with_stop(core: Core, fake: FakeAlpaca) -> float:
     assert result.success and result.intent is not None, result
     qty = result.intent.quantity
     await until(lambda: held_quantity(core, "AAPL") == qty, what="entry filled")
-    await until(lambda: [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(qty, 98.0)],
+    await until(lambda: _resting(fake) == [(qty, 98.0)],
                 what="the stop resting")
     return qty
 
@@ -71,7 +76,7 @@ async def test_a_split_overnight_rebases_the_position_and_its_stop(tmp_path: Pat
         assert pos is not None and held_quantity(core, "AAPL") == 2 * qty
         assert (pos.entry_price, pos.stop_loss) == pytest.approx((50.0, 49.0))
         assert core.external.quantity("AAPL") == 0, "the new shares are not someone else's"
-        await until(lambda: [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 49.0)],
+        await until(lambda: _resting(fake) == [(2 * qty, 49.0)],
                     what="the resting stop moved to 49 for the new shares")
         assert core.last_reconciliation is not None and core.last_reconciliation["ok"] is True
         assert "stock_split" in alerts and not core.kill_switch.is_active()
@@ -112,7 +117,7 @@ async def test_a_restart_after_the_split_rebuilds_the_rebased_book(tmp_path: Pat
         assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
         assert held_quantity(again, "AAPL") == 2 * qty, "the split was applied a second time"
         assert "stock_split" not in alerts
-        assert [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 49.0)]
+        assert _resting(fake) == [(2 * qty, 49.0)]
     finally:
         await again.stop()
 
@@ -133,7 +138,7 @@ async def test_a_split_while_the_daemon_was_down_is_applied_at_start(tmp_path: P
         pos = again.ledger.position("AAPL")
         assert pos is not None and (pos.entry_price, pos.stop_loss) == pytest.approx((1000.0, 980.0))
         assert again.external.quantity("AAPL") == 0
-        await until(lambda: [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(held, 980.0)],
+        await until(lambda: _resting(fake) == [(held, 980.0)],
                     what="the stop at 980 for the new shares")
     finally:
         await again.stop()
@@ -149,7 +154,7 @@ async def test_a_hand_buy_that_doubles_the_shares_is_not_a_split(tmp_path: Path,
         await _reconciled(core, clock)
         assert held_quantity(core, "AAPL") == qty and core.external.quantity("AAPL") == qty
         assert "stock_split" not in alerts
-        assert [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(qty, 98.0)]
+        assert _resting(fake) == [(qty, 98.0)]
     finally:
         await core.stop()
 
@@ -170,13 +175,13 @@ async def test_a_stop_not_moved_before_a_crash_is_moved_at_the_restart(tmp_path:
         with pytest.raises(RuntimeError, match="died"):
             await _reconciled(core, clock)
         assert core.journal is not None and len(await core.journal.split_records()) == 1
-        assert [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 98.0)]
+        assert _resting(fake) == [(2 * qty, 98.0)]
     finally:
         await core.stop()
     clock.advance(60)
     again = await _core(tmp_path, fake, clock)
     try:
-        await until(lambda: [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 49.0)],
+        await until(lambda: _resting(fake) == [(2 * qty, 49.0)],
                     what="the stop moved to 49 at the restart")
         assert await fake.trade("AAPL", 50.0) == []
     finally:
@@ -231,7 +236,7 @@ async def test_a_damaged_split_record_is_left_out_and_the_split_found_again(tmp_
         assert held_quantity(again, "AAPL") == 2 * qty and again.external.quantity("AAPL") == 0
         pos = again.ledger.position("AAPL")
         assert pos is not None and pos.stop_loss == pytest.approx(49.0)
-        assert [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 49.0)]
+        assert _resting(fake) == [(2 * qty, 49.0)]
     finally:
         await again.stop()
 
@@ -253,7 +258,7 @@ async def test_a_split_while_down_on_a_symbol_also_held_by_hand_is_found(tmp_pat
     again = await _core(tmp_path, fake, clock)
     try:
         assert held_quantity(again, "AAPL") == 2 * qty and again.external.quantity("AAPL") == 80
-        await until(lambda: [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)] == [(2 * qty, 49.0)],
+        await until(lambda: _resting(fake) == [(2 * qty, 49.0)],
                     what="the stop at 49 for the new shares")
         await _reconciled(again, clock)
         assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
