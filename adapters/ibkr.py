@@ -151,6 +151,7 @@ class _Tracked:
     reason: str | None = None
     acked: bool = False
     emitted: tuple[OrderStatus, float] | None = None
+    held: bool = False               # IB has held it for a locate (logged once)
 
     @property
     def broker_order_id(self) -> str | None:
@@ -512,6 +513,12 @@ class IBKRBroker(ChainVenueMixin):
         new_status, reason = self._map_status(trade, tracked)
         if new_status is None:
             return
+        if status == "Inactive" and _held_for_locate(trade) and not tracked.held:
+            tracked.held = True
+            log.warning("ibkr_order_held_for_locate", extra={
+                "broker": self.name, "client_order_id": cid, "symbol": tracked.symbol,
+                "detail": "IB holds this short sale while it locates shares to borrow: it stays working and can "
+                          "fill at any time until it is cancelled"})
         tracked.status, tracked.reason = new_status, reason or tracked.reason
         tracked.filled = max(tracked.filled, trade.orderStatus.filled)
         if trade.orderStatus.avgFillPrice:
@@ -530,6 +537,8 @@ class IBKRBroker(ChainVenueMixin):
                 return OrderStatus.REJECTED, message or f"rejected by IB ({code})"
             return OrderStatus.CANCELED, message if code and code != ERR_CANCELLED else None
         if ib_status == "Inactive":
+            if _held_for_locate(trade):  # a short sale IB holds while it looks for shares to borrow: still live
+                return (OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.NEW), None
             return OrderStatus.REJECTED, message or "order inactive at IB"
         if ib_status in ("PreSubmitted", "Submitted", "PendingCancel"):
             return (OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.NEW), None
@@ -795,7 +804,7 @@ class IBKRBroker(ChainVenueMixin):
         self._require_ready()
         trade = self._find_trade(client_order_id)
         old = self._orders.get(client_order_id)
-        if trade is None or trade.isDone() or trade.order.orderType != "STP":
+        if trade is None or _is_done(trade) or trade.order.orderType != "STP":
             raise OrderRejected(f"{self.name}: {client_order_id} is not a resting stop", code="not_found")
         if new_client_order_id in self._orders:
             raise DuplicateClientOrderId(f"{self.name}: client order id {new_client_order_id} is already at IB",
@@ -867,7 +876,7 @@ class IBKRBroker(ChainVenueMixin):
     def _reusable(self, order_id: int) -> bool:
         """An unacknowledged order's IB id can be sent again unless ib_async already closed that trade."""
         trade = self.ib.wrapper.trades.get(self.ib.wrapper.orderKey(self.ib.wrapper.clientId, order_id, 0))
-        return trade is None or not trade.isDone()
+        return trade is None or not _is_done(trade)
 
     def _drop_unplaced(self, tracked: _Tracked) -> None:
         self._forget(tracked.client_order_id)
@@ -933,7 +942,7 @@ class IBKRBroker(ChainVenueMixin):
 
     def _find_trade(self, client_order_id: str) -> Trade | None:
         matches = [t for t in self.ib.trades() if t.order.orderRef == client_order_id]
-        active = [t for t in matches if not t.isDone()]
+        active = [t for t in matches if not _is_done(t)]
         return (active or matches or [None])[-1]
 
     def _result_of_trade(self, cid: str, trade: Trade, tracked: _Tracked | None) -> OrderResult:
@@ -968,7 +977,7 @@ class IBKRBroker(ChainVenueMixin):
         """Cancel the open order with this client order id; a no-op when it is already final."""
         self._require_ready()
         trade = self._find_trade(client_order_id)
-        if trade is None or trade.isDone():
+        if trade is None or _is_done(trade):
             if trade is not None or client_order_id in self._orders:
                 return
             raise OrderRejected(f"{self.name}: no open order with client order id {client_order_id}",
@@ -979,7 +988,7 @@ class IBKRBroker(ChainVenueMixin):
             raise BrokerUnavailable(f"{self.name}: not connected ({exc})") from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        while not trade.isDone() and loop.time() < deadline:
+        while not _is_done(trade) and loop.time() < deadline:
             self._status_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._status_changed.wait(), max(deadline - loop.time(), 0.0))
@@ -989,7 +998,7 @@ class IBKRBroker(ChainVenueMixin):
         trades = await self._call(lambda: self.ib.reqAllOpenOrdersAsync(), "open orders")
         results: list[OrderResult] = []
         for trade in trades:
-            if trade.isDone():
+            if _is_done(trade):
                 continue
             cid = trade.order.orderRef or f"ib-perm-{trade.order.permId}"
             results.append(self._result_of_trade(cid, trade, self._orders.get(cid)))
@@ -1052,6 +1061,18 @@ def _avg_price(fills: list[IBFill]) -> float | None:
     if qty <= 0:
         return None
     return sum(f.execution.shares * f.execution.price for f in fills) / qty
+
+
+def _held_for_locate(trade: Trade) -> bool:
+    """IB holds this order while it locates shares to borrow for a short sale (whyHeld "locate"): it reports the
+    order `Inactive`, yet the order is live: IB keeps looking and fills it once it finds them (ib_async counts
+    `Inactive` as done; nautilus_trader#3723 and ib_insync#363 saw the same)."""
+    return "locate" in (trade.orderStatus.whyHeld or "").lower()
+
+
+def _is_done(trade: Trade) -> bool:
+    """ib_async's `isDone`, less an order held for a locate (live, though `Inactive`)."""
+    return trade.isDone() and not (trade.orderStatus.status == "Inactive" and _held_for_locate(trade))
 
 
 def _latest_error(trade: Trade) -> tuple[int, str]:

@@ -85,9 +85,12 @@ ERR_CANCELLED = 202
 ERR_DUPLICATE_ORDER_ID = 103
 ERR_PACING = 100
 ERR_NOT_CANCELLABLE = 161
+WARN_LOCATING = 404
+LOCATING = ("Shares for this order are not immediately available for short sale. The order will be held while we "
+            "attempt to locate the shares.")
 
 NO_SECURITY = "No security definition has been found for the request"
-ACTIONS = ("fill", "partial", "reject", "rest", "duplicate", "pacing", "drop", "silent")
+ACTIONS = ("fill", "partial", "reject", "rest", "duplicate", "pacing", "drop", "silent", "locate")
 
 
 @dataclass
@@ -144,8 +147,11 @@ class FakeContract:
 class OrderScript:
     """What the fake does with one incoming order.
 
-    action: fill | partial | reject | rest | duplicate | pacing | drop | silent.
+    action: fill | partial | reject | rest | duplicate | pacing | drop | silent | locate.
     `fill_qty` for partial (default half), `price` overrides the contract's price, `reason` for reject.
+    locate: a short sale of shares IB cannot borrow yet: acknowledged, then warning 404 and status `Inactive`
+    with whyHeld `locate` (the order is held, still live: IB keeps looking); `FakeTWS.locate(ref)` finds the
+    shares (the order goes `Submitted` and fills).
     drop: accept (unless `drop_before_ack`), then close every connection; with `fill_while_down` the order
     fills while the client is away (it finds it in completed orders and executions on reconnect).
     """
@@ -186,6 +192,7 @@ class FakeOrder:
     avg_price: float = 0.0
     last_fill_price: float = 0.0
     completed_status: str = ""
+    why_held: str = ""               # "locate": held while IB looks for shares to borrow (live, though Inactive)
 
     @property
     def remaining(self) -> float:
@@ -193,7 +200,7 @@ class FakeOrder:
 
     @property
     def is_done(self) -> bool:
-        return self.status in ("Filled", "Cancelled", "Inactive")
+        return self.status in ("Filled", "Cancelled") or (self.status == "Inactive" and not self.why_held)
 
 
 @dataclass
@@ -396,6 +403,17 @@ class FakeTWS:
         qty = target.remaining if quantity is None else min(quantity, target.remaining)
         self._execute(target, qty, target.contract.price if price is None else price, push=push)
 
+    def locate(self, order: FakeOrder | int | str) -> None:
+        """IB found the shares to borrow for an order held for a locate: it goes `Submitted` and fills (at once,
+        unless its script was `rest`-like)."""
+        target = self._find_order(order)
+        if target.why_held != "locate" or target.status != "Inactive":
+            raise ValueError(f"order {target.order_id} is not held for a locate ({target.status})")
+        target.status, target.why_held = "Submitted", ""
+        self._broadcast(self._open_order_fields(target))
+        self._broadcast(self._order_status_fields(target))
+        self._execute(target, target.remaining, target.contract.price)
+
     def trade(self, symbol: str, price: float) -> list[str]:
         """The market trades `symbol` at `price`: live STP orders it crosses fill there (a child only once its
         parent has filled). Returns the orderRefs that filled."""
@@ -431,7 +449,7 @@ class FakeTWS:
                     self.positions.pop(contract.con_id)
             for order in self.orders.values():
                 if order.contract is contract and not order.is_done:
-                    order.status = "Cancelled"
+                    order.status, order.why_held = "Cancelled", ""
                     self._broadcast(self._order_status_fields(order))
         self._notify()
 
@@ -686,6 +704,9 @@ class FakeTWS:
     def _go_live(self, order: FakeOrder, script: OrderScript, *, acknowledged: bool = False) -> None:
         if not acknowledged:
             self._acknowledge(order)
+        if script.action == "locate":
+            self._hold_for_locate(order, script)
+            return
         contract = order.contract
         price = contract.price if script.price is None else script.price
         if order.order_type == "LMT" and script.price is None and order.lmt_price:
@@ -701,6 +722,15 @@ class FakeTWS:
             order.status = status
             self._broadcast(self._open_order_fields(order))
             self._broadcast(self._order_status_fields(order))
+
+    def _hold_for_locate(self, order: FakeOrder, script: OrderScript) -> None:
+        """A short sale IB cannot borrow for yet: warning 404 to the client that placed it, then `Inactive` with
+        whyHeld "locate" (live: `locate` finds the shares)."""
+        order.status, order.why_held, order.script = "Inactive", "locate", script
+        for conn in self._live():
+            if conn.client_id == order.client_id:
+                self._send_error(conn, order.order_id, WARN_LOCATING, LOCATING)
+        self._broadcast(self._order_status_fields(order))
 
     def _drop_after(self, order: FakeOrder, script: OrderScript) -> None:
         if not script.drop_before_ack:
@@ -734,7 +764,7 @@ class FakeTWS:
                              f"Cancel attempted when order is not in a cancellable state. Order permId ="
                              f"{order.perm_id if order else 0}")
             return
-        order.status = "Cancelled"
+        order.status, order.why_held = "Cancelled", ""
         self._broadcast(self._order_status_fields(order))
         self._send_error(conn, order_id, ERR_CANCELLED, "Order Canceled - reason:")
         for child in [o for o in self.orders.values() if o.parent_id == order_id and not o.is_done]:
@@ -795,7 +825,7 @@ class FakeTWS:
     def _order_status_fields(self, order: FakeOrder) -> list[Any]:
         return [OUT_ORDER_STATUS, order.order_id, order.status, _num(order.filled) or "0", _num(order.remaining) or "0",
                 _num(order.avg_price) or "0", order.perm_id, order.parent_id, _num(order.last_fill_price) or "0",
-                order.client_id, "", ""]
+                order.client_id, order.why_held, ""]
 
     def _exec_fields(self, req_id: int, ex: FakeExecution) -> list[Any]:
         order = ex.order

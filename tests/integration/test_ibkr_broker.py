@@ -188,6 +188,45 @@ async def test_reject_201(fake: FakeTWS, ibkr: tuple[IBKRBroker, Recorder]) -> N
         await broker.submit_order(intent("og-rej-1"))
 
 
+async def test_short_held_for_a_locate_stays_working_and_its_fill_arrives(
+        fake: FakeTWS, ibkr: tuple[IBKRBroker, Recorder], caplog: pytest.LogCaptureFixture) -> None:
+    # IB holds a short sale it cannot borrow for yet: warning 404, status Inactive with whyHeld "locate". The
+    # order is live (IB keeps looking and may fill it any time): not rejected, listed open, and its fill arrives
+    broker, rec = ibkr
+    fake.script(OrderScript("locate"))
+    result = await broker.submit_order(intent("og-short-1", side=Side.SELL))
+    assert result.status == OrderStatus.NEW
+    await until(lambda: broker.ib.trades() and broker.ib.trades()[-1].orderStatus.whyHeld == "locate")
+    await broker.flush_events()
+    assert OrderStatus.REJECTED not in rec.statuses("og-short-1")
+    assert [o.client_order_id for o in await broker.get_open_orders()] == ["og-short-1"]
+    found = await broker.get_order_by_client_id("og-short-1")
+    assert found is not None and found.status == OrderStatus.NEW
+    assert [r.getMessage() for r in caplog.records if r.getMessage() == "ibkr_order_held_for_locate"] == \
+        ["ibkr_order_held_for_locate"]  # said once, as the hold begins
+    fake.locate("og-short-1")  # the shares are found: it goes Submitted and fills
+    await until(lambda: OrderStatus.FILLED in rec.statuses("og-short-1"))
+    await broker.flush_events()
+    assert [f.quantity for f in rec.fills("og-short-1")] == [5.0]
+    assert OrderStatus.REJECTED not in rec.statuses("og-short-1")
+
+
+async def test_an_order_held_for_a_locate_is_cancelled_at_ib(fake: FakeTWS,
+                                                             ibkr: tuple[IBKRBroker, Recorder]) -> None:
+    # a kill switch or a stale entry cancels it: the cancel must reach IB, or the short can still fill later
+    broker, rec = ibkr
+    fake.script(OrderScript("locate"))
+    await broker.submit_order(intent("og-short-2", side=Side.SELL))
+    await until(lambda: broker.ib.trades() and broker.ib.trades()[-1].orderStatus.whyHeld == "locate")
+    await broker.cancel_order("og-short-2")
+    held = fake.orders_with_ref("og-short-2")[0]
+    assert fake.cancel_requests == [held.order_id] and held.status == "Cancelled"
+    await until(lambda: OrderStatus.CANCELED in rec.statuses("og-short-2"))
+    assert await broker.get_open_orders() == []
+    with pytest.raises(ValueError):
+        fake.locate("og-short-2")
+
+
 async def test_pacing_100_is_retryable_and_resend_works(fake: FakeTWS, ibkr: tuple[IBKRBroker, Recorder]) -> None:
     broker, rec = ibkr
     fake.script("pacing")
@@ -375,6 +414,28 @@ async def test_restart_rebuilds_from_completed_orders_and_executions(fake: FakeT
         assert await second.get_order_by_client_id("og-unknown") is None
         with pytest.raises(DuplicateClientOrderId):
             await second.submit_order(intent("og-rs-1"))
+    finally:
+        await second.close()
+
+
+async def test_a_restart_finds_an_order_held_for_a_locate_still_working(fake: FakeTWS) -> None:
+    first, _ = make_broker(fake, client_id=7)
+    await first.connect()
+    fake.script(OrderScript("locate"))
+    await first.submit_order(intent("og-rs-held", side=Side.SELL))
+    await until(lambda: first.ib.trades() and first.ib.trades()[-1].orderStatus.whyHeld == "locate")
+    await first.close()
+    second, rec2 = make_broker(fake, client_id=7)
+    await second.connect()
+    try:
+        assert [(o.client_order_id, o.status) for o in await second.get_open_orders()] == \
+            [("og-rs-held", OrderStatus.NEW)]
+        found = await second.get_order_by_client_id("og-rs-held")
+        assert found is not None and found.status == OrderStatus.NEW
+        fake.locate("og-rs-held")
+        await until(lambda: OrderStatus.FILLED in rec2.statuses("og-rs-held"))
+        await second.flush_events()
+        assert [f.quantity for f in rec2.fills("og-rs-held")] == [5.0]
     finally:
         await second.close()
 
