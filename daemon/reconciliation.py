@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from daemon.broker_time import fills_through
+from daemon.cash_sync import CashSync
 from daemon.splits import Splits
 from pipeline.core.models import Position
 from pipeline.execution.protective_stops import STOP_KIND
@@ -45,6 +46,7 @@ class Reconciliation:
         self.confirmer = MismatchConfirmer(core.settings.reconcile.grace_seconds)
         self._lock = asyncio.Lock()  # the timer and `ordergate reconcile` never interleave their checks
         self.splits = Splits(core)
+        self.cash = CashSync(core, self.confirmer)
         self._saved_external: list[dict[str, Any]] | None = None  # what the journal holds (kv `external`)
         self._agreed: dict[str, tuple[float, float]] = {}  # symbol -> (broker qty, avg) when it last agreed
 
@@ -119,6 +121,8 @@ class Reconciliation:
         await self._save_external()
         report = ReconciliationReport(raw.matches, unexplained, self.core.settings.reconcile.kill_notional_threshold)
         await self._report(report, judged, found, now, skipped)
+        in_agreement = not raw.mismatches and not judged.pending
+        await self.cash.check(now, in_agreement, skipped, through)
         if unexplained:
             if self.core.settings.reconcile.policy == "adopt":
                 self._adopt(report, broker_positions)

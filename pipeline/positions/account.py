@@ -27,6 +27,16 @@ class AccountBook:
         self.external.reset_cash(fills_through)
         self.starting_equity = account.equity
 
+    def comparable_cash(self) -> float:
+        """The ledger's cash as the broker's should read: with the hand trades' cash the external book carries."""
+        return self.ledger.cash + self.external.cash_adjustment
+
+    def take_cash(self, cash: float, fills_through: datetime | None = None) -> None:
+        """The broker's cash, read during the run (a drift confirmed by `cash_drift`): the ledger's from now on;
+        the starting equity stays the start's."""
+        self.ledger.cash = cash
+        self.external.reset_cash(fills_through)
+
     def get_starting_equity(self) -> float:
         """The equity the broker reported at start (0 until synced)."""
         return self.starting_equity

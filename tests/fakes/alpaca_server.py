@@ -435,6 +435,21 @@ class FakeAlpaca:
             if order["symbol"] == symbol and order["status"] not in FINAL:
                 order["qty"] = _num(math.floor(float(order["qty"]) * ratio + 1e-9))
 
+    def pay_dividend(self, symbol: str, per_share: float) -> float:
+        """A cash dividend on the position in `symbol` posts to the account (an activity, no order and no
+        trade_updates event, as Alpaca books it): cash and equity go up by quantity x per_share (a short pays it).
+        Returns the amount."""
+        pos = self.positions.get(symbol)
+        amount = round(float(pos["qty"]) * per_share, 2) if pos is not None else 0.0
+        self.move_cash(amount)
+        return amount
+
+    def move_cash(self, amount: float) -> None:
+        """Cash moves without a fill (a dividend, a fee, interest, a deposit or a withdrawal): cash, buying power
+        and equity by `amount`."""
+        for key in ("cash", "buying_power", "equity", "portfolio_value"):
+            self.account[key] = _num(float(self.account[key]) + amount)
+
     def history_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == "/v2/stocks/bars"]
 
