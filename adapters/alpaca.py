@@ -230,6 +230,7 @@ def _enum_value(value: Any) -> str:
 # time in force of an order that lives one session at most: done for the day is done
 _ONE_SESSION = frozenset({"day", "opg", "cls", "ioc", "fok"})
 DONE_FOR_DAY = "done_for_day"
+MAX_REPLACEMENTS = 20  # edits of one order followed by `replacement_of` (a chain longer than this is not a person's)
 CALCULATED = "calculated"  # "completed for the day (filled or done for day), settlement calculations pending"
 
 
@@ -258,7 +259,7 @@ def order_result(order: Order, broker: str) -> OrderResult:
         broker_order_id=str(order.id), symbol=to_ours(order.symbol or ""),
         side=Side(_enum_value(order.side)) if order.side else None, quantity=_f(order.qty),
         filled_qty=_f(order.filled_qty), filled_avg_price=_f(order.filled_avg_price, 0.0) or None,
-        submitted_at=order.submitted_at,
+        submitted_at=order.submitted_at, stop_price=_f(order.stop_price, 0.0) or None,
     )
 
 
@@ -613,6 +614,20 @@ class AlpacaBroker(ChainVenueMixin):
         self._remember(order)
         log.info("alpaca_order_replaced", client_order_id=order.client_order_id, replaces=client_order_id,
                  order_id=str(order.id))
+        return order_result(order, self.name)
+
+    async def replacement_of(self, client_order_id: str) -> OrderResult | None:
+        """The order an edit made outside ordergate (Alpaca's app, another API client) put in this one's place:
+        its `replaced_by`, followed to the last of a chain of edits (GET /v2/orders/{id}); None when the order
+        was not replaced or Alpaca has none by this id."""
+        order = await self._order_by_client_id(client_order_id)
+        hops = 0
+        while order is not None and order.replaced_by is not None and hops < MAX_REPLACEMENTS:
+            order = await self._call(self._client_fn("get_order_by_id"), str(order.replaced_by), op="lookup")
+            hops += 1
+        if order is None or hops == 0:
+            return None
+        self._remember(order)
         return order_result(order, self.name)
 
     async def get_open_orders(self) -> list[OrderResult]:

@@ -417,6 +417,7 @@ class OrderResult(_OrderAtBroker):
     reason: str | None = None
     submitted_at: datetime | None = None
     found_existing: bool = False     # the router found it already at the broker (journaled before: a restart)
+    stop_price: float | None = None  # a stop order's trigger price, where the broker says it
 
 
 @dataclass(slots=True)

@@ -204,6 +204,16 @@ class StopVenue(Protocol):
 
 # -- optional broker features: each a small Protocol, tested with isinstance (never probed with hasattr) ---------
 @runtime_checkable
+class FollowsReplacements(Protocol):
+    """A broker where an edit of an open order made elsewhere (the account holder in the broker's app) puts a new
+    order, with an id of the broker's making, in its place (Alpaca: `replaced_by`); the order record ends
+    `replaced`. `replacement_of` is that new order (the last of a chain of edits), or None when the order was not
+    replaced."""
+
+    async def replacement_of(self, client_order_id: str) -> OrderResult | None: ...
+
+
+@runtime_checkable
 class WatchesBars(Protocol):
     """A broker that sees every batch of feed bars (the paper broker marks its prices and triggers resting
     orders on them); returns how many resting orders filled."""

@@ -55,7 +55,7 @@ from pipeline.core.models import (
     asset_class_of,
     client_order_id_for,
 )
-from pipeline.core.ports import Broker, BrokerError, OrderRejected, StopVenue
+from pipeline.core.ports import Broker, BrokerError, FollowsReplacements, OrderRejected, StopVenue
 from pipeline.positions.ledger import Ledger
 from pipeline.record.journal import STATUS_RANK, Journal, intent_from_json
 
@@ -76,6 +76,7 @@ MAX_PUT_BACK = 3  # a stop the broker keeps ending (cancelled, expired) is put b
 # ...counting only the stops it ended within this long of their placing: one that rested longer and was then ended
 # (a GTC order's age limit at the broker, a split) is put back as a first time
 PUT_BACK_RESTED = timedelta(days=1)
+FOLLOW_RETRIES = (0.5, 1.0, 2.0, 4.0)  # pauses between lookups of what replaced a stop at the broker
 AlertFn = Callable[..., Awaitable[None]]
 
 
@@ -230,6 +231,10 @@ class ProtectiveStops:
         stop.status = update.status
         stop.filled_qty = max(stop.filled_qty, update.filled_qty)
         stop.broker_order_id = update.broker_order_id or stop.broker_order_id
+        if update.status == OrderStatus.REPLACED and stop.key not in self._replacing:
+            # replaced, and not by us: an edit made at the broker (its app) put another order in its place
+            self.router.spawn(self._follow(stop.key, stop.client_order_id), f"stop-follow-{_name(stop.key)}")
+            return
         if update.status.is_final and update.status not in (OrderStatus.FILLED, OrderStatus.REPLACED) \
                 and stop.key not in self._releasing:
             log.warning("protective_stop_gone", symbol=stop.symbol, strategy=stop.intent.strategy,
@@ -488,6 +493,76 @@ class ProtectiveStops:
                  replaces=old_coid, symbol=stop.symbol, quantity=qty, stop_price=price)
         if early is not None:
             self.on_update(early)  # ended at the broker while the reply was on its way: put back (or alerted)
+
+    async def _follow(self, key: PositionKey, old_coid: str) -> None:
+        """The stop `old_coid` was replaced at the broker by an edit made outside ordergate: the order that took its
+        place (its id the broker's, its level and size the editor's) becomes the position's stop, journaled as
+        one of ours, so an exit cancels it before selling and a restart finds it. When none can be found, the stop
+        is gone: the position gets a fresh one."""
+        async with self._lock(key):
+            stop = self.stops.get(key)
+            if stop is None or stop.client_order_id != old_coid:
+                return  # moved on meanwhile (a replace of ours, an exit)
+            venue = self.brokers.get(stop.broker)
+            successor: OrderResult | None = None
+            if isinstance(venue, FollowsReplacements):
+                for delay in FOLLOW_RETRIES:
+                    try:
+                        async with asyncio.timeout(self.timeout):
+                            successor = await venue.replacement_of(old_coid)
+                        break
+                    except (BrokerError, TimeoutError) as exc:
+                        log.warning("protective_stop_follow_failed", client_order_id=old_coid, error=str(exc))
+                        await asyncio.sleep(delay)
+                else:  # the broker cannot say now: another order may rest; never place a second one blind
+                    await self._unprotected(key, f"its stop {old_coid} was replaced at {stop.broker} and what "
+                                                 "replaced it could not be looked up")
+                    return
+            if successor is None or successor.status.is_final:
+                log.warning("protective_stop_gone", symbol=stop.symbol, strategy=stop.intent.strategy,
+                            client_order_id=old_coid, status="replaced",
+                            reason="replaced at the broker, and no working order took its place")
+                await self._journal(old_coid, OrderStatus.REPLACED, stop.broker)
+                self._dirty.add(key)
+                adopted = None
+            else:
+                adopted = await self._adopt(stop, successor)
+        if adopted is None:
+            self.request_sync(key)
+            return
+        if self.alert is not None:
+            await self.alert("protective_stop_moved",
+                             f"{stop.symbol}: its protective stop was changed at {stop.broker} outside ordergate "
+                             f"({adopted}); ordergate follows it", "info", symbol=stop.symbol)
+        self.request_sync(key)  # the quantity comes back in line with the position (the level stays the editor's)
+
+    async def _adopt(self, stop: RestingStop, successor: OrderResult) -> str:
+        """Make `successor` (what replaced `stop` at its broker) the position's stop; describes it."""
+        now = self.clock.now()
+        old_coid = stop.client_order_id
+        qty = successor.quantity or stop.quantity
+        price = successor.stop_price or stop.stop_price
+        new = dataclasses.replace(stop.intent, client_order_id=successor.client_order_id, quantity=qty,
+                                  stop_price=price, stop_loss=price, reference_price=price, created_at=now)
+        self.register(new)
+        self._by_coid[new.client_order_id] = stop.key
+        if self.journal is not None:
+            await self.journal.record_order_intent(new, stop.broker, now)
+        await self._journal(old_coid, OrderStatus.REPLACED, stop.broker,
+                            reason=f"replaced at the broker by {new.client_order_id} (an edit outside ordergate)")
+        stop.client_order_id, stop.intent, stop.quantity, stop.stop_price = new.client_order_id, new, qty, price
+        stop.filled_qty = stop.applied_qty = 0.0
+        stop.status = OrderStatus.PENDING
+        stop.moved_at = now
+        self._apply(stop, successor)
+        await self._journal(new.client_order_id, successor.status, stop.broker,
+                            broker_order_id=successor.broker_order_id, filled_qty=successor.filled_qty)
+        self._targets.pop(stop.key, None)
+        described = f"now {qty:g} at {price:g}, order {new.client_order_id}"
+        log.warning("protective_stop_replaced_elsewhere", signal_id=stop.signal_id, symbol=stop.symbol,
+                    strategy=stop.intent.strategy, replaces=old_coid, client_order_id=new.client_order_id,
+                    quantity=qty, stop_price=price, broker=stop.broker)
+        return described
 
     # -- releasing before a daemon exit ---------------------------------------------------------------
     async def release(self, exit_intent: OrderIntent) -> OrderIntent | str:

@@ -435,6 +435,30 @@ class FakeAlpaca:
             if order["symbol"] == symbol and order["status"] not in FINAL:
                 order["qty"] = _num(math.floor(float(order["qty"]) * ratio + 1e-9))
 
+    async def replace_by_hand(self, client_order_id: str, *, stop_price: float | None = None,
+                              limit_price: float | None = None, qty: float | None = None) -> dict[str, Any]:
+        """The account holder edits an open order in Alpaca's app (a stop moved): as a PATCH without a
+        client_order_id, the new order gets one Alpaca makes up and `replaces` the old, which ends `replaced`;
+        trade_updates says `replaced` (the old order, `replaced_by` set) then `new` (the new one)."""
+        old = self.order_by_client_id(client_order_id)
+        if old is None or old["status"] in FINAL:
+            raise KeyError(f"no open order {client_order_id}")
+        now = _iso(_now())
+        new = dict(old)
+        new.update({"id": str(uuid.uuid4()), "client_order_id": str(uuid.uuid4()), "created_at": now,
+                    "updated_at": now, "submitted_at": now, "filled_qty": "0", "filled_avg_price": None,
+                    "filled_at": None, "replaces": old["id"], "replaced_by": None, "replaced_at": None,
+                    "status": "new"})
+        for name, value in (("qty", qty), ("limit_price", limit_price), ("stop_price", stop_price)):
+            if value is not None:
+                new[name] = _num(float(value))
+        self._set_status(old, "replaced", "replaced_at")
+        old["replaced_by"] = new["id"]
+        self.orders[new["id"]] = new
+        await self.push_trade_update("replaced", old)
+        await self.push_trade_update("new", new)
+        return new
+
     def pay_dividend(self, symbol: str, per_share: float) -> float:
         """A cash dividend on the position in `symbol` posts to the account (an activity, no order and no
         trade_updates event, as Alpaca books it): cash and equity go up by quantity x per_share (a short pays it).

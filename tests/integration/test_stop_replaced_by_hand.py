@@ -1,0 +1,102 @@
+"""The account holder moves the protective stop by hand (Alpaca's app): the daemon follows the replacement.
+
+Alpaca answers an edit of an open order with a new order (a client order id it makes up, `replaces` the old one)
+and ends the old one `replaced`. The daemon knew only the old id: it took the stop as gone for good (replaced, not
+put back) while the holder's stop kept resting with all the shares. The daemon's own exit then cancelled nothing
+and sent a sale Alpaca refuses (the shares are held by that stop: "insufficient qty available"), or, if it went
+through, left a sell stop under a position that is no more: a short opened by the next dip. Now the new order is
+the position's stop: its level is the holder's, an exit cancels it before selling, and a restart finds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.core import Core
+from pipeline.core.clock import SimulatedClock
+from tests.alpaca_core import SESSION, alpaca_core, entry_signal, held_quantity, until
+from tests.fakes.alpaca_server import FINAL, FakeAlpaca
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _live_stops(fake: FakeAlpaca) -> list[dict[str, Any]]:
+    return [o for o in fake.orders.values() if o["symbol"] == "AAPL" and o["type"] == "stop"
+            and o["status"] not in FINAL]
+
+
+def _resting(fake: FakeAlpaca) -> list[tuple[float, float]]:
+    return [(float(o["qty"]), float(o["stop_price"])) for o in _live_stops(fake)]
+
+
+async def _core(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock) -> Core:
+    return await alpaca_core(tmp_path, fake, clock=clock, exits={"broker_stop": True},
+                             reconcile={"grace_seconds": 0.0})
+
+
+async def _held_with_stop(core: Core, fake: FakeAlpaca) -> float:
+    fake.next_submit_fills(100.0)
+    result = await core.orchestrator.process_signal(entry_signal("AAPL", 100.0, 98.0))
+    assert result.success and result.intent is not None, result
+    qty = result.intent.quantity
+    await until(lambda: held_quantity(core, "AAPL") == qty, what="entry filled")
+    await until(lambda: _resting(fake) == [(qty, 98.0)], what="the stop resting")
+    await core.settle()
+    return qty
+
+
+def _resting_stop(core: Core) -> dict[str, Any] | None:
+    (position,) = core.positions()
+    return position.get("resting_stop")
+
+
+async def test_a_stop_moved_by_hand_is_followed_and_cancelled_before_the_exit_sells(tmp_path: Path,
+                                                                                  fake: FakeAlpaca) -> None:
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock)
+    try:
+        qty = await _held_with_stop(core, fake)
+        (ours,) = _live_stops(fake)
+        theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
+        await asyncio.sleep(0.5) or None and until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
+                    what="the holder's stop taken as the position's")
+        for _ in range(3):
+            clock.advance(5)
+            await core.reconcile()
+            await core.settle()
+        assert _resting(fake) == [(qty, 95.0)], "a second stop was placed beside the holder's"
+        assert core.last_reconciliation is not None and core.last_reconciliation["ok"] is True
+        fake.prices["AAPL"] = 100.0
+        fake.market_fills()
+        report = await core.flatten("test")
+        assert report["ok"], report
+        await until(lambda: not core.ledger.holds("AAPL"), what="the exit's fill")
+        await core.settle()
+        assert _live_stops(fake) == [], "a sell stop left under a position that is gone"
+        assert "AAPL" not in fake.positions
+    finally:
+        await core.stop()
+
+
+async def test_a_restart_finds_the_stop_moved_by_hand(tmp_path: Path, fake: FakeAlpaca) -> None:
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock)
+    try:
+        qty = await _held_with_stop(core, fake)
+        (ours,) = _live_stops(fake)
+        theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
+        await asyncio.sleep(0.5) or None and until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
+                    what="the holder's stop taken as the position's")
+    finally:
+        await core.stop()
+    again = await _core(tmp_path, fake, clock)
+    try:
+        await again.settle()
+        assert _resting(fake) == [(qty, 95.0)], "the restart placed a stop beside the holder's"
+        assert (_resting_stop(again) or {}).get("client_order_id") == theirs["client_order_id"]
+    finally:
+        await again.stop()
