@@ -100,3 +100,19 @@ async def test_a_restart_finds_the_stop_moved_by_hand(tmp_path: Path, fake: Fake
         assert (_resting_stop(again) or {}).get("client_order_id") == theirs["client_order_id"]
     finally:
         await again.stop()
+
+
+async def test_a_stop_cut_by_hand_to_part_of_the_position_is_brought_back_to_all_of_it(tmp_path: Path,
+                                                                                       fake: FakeAlpaca) -> None:
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock)
+    try:
+        qty = await _held_with_stop(core, fake)
+        (ours,) = _live_stops(fake)
+        await fake.replace_by_hand(ours["client_order_id"], stop_price=96.0, qty=qty // 3)
+        await until(lambda: _resting(fake) == [(qty, 96.0)], what="the whole position protected, at 96")
+        await core.settle()
+        (current,) = _live_stops(fake)
+        assert (_resting_stop(core) or {}).get("client_order_id") == current["client_order_id"]
+    finally:
+        await core.stop()
