@@ -10,7 +10,6 @@ the position's stop: its level is the holder's, an exit cancels it before sellin
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,7 @@ async def test_a_stop_moved_by_hand_is_followed_and_cancelled_before_the_exit_se
         qty = await _held_with_stop(core, fake)
         (ours,) = _live_stops(fake)
         theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
-        await asyncio.sleep(0.5) or None and until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
+        await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
                     what="the holder's stop taken as the position's")
         for _ in range(3):
             clock.advance(5)
@@ -89,7 +88,7 @@ async def test_a_restart_finds_the_stop_moved_by_hand(tmp_path: Path, fake: Fake
         qty = await _held_with_stop(core, fake)
         (ours,) = _live_stops(fake)
         theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
-        await asyncio.sleep(0.5) or None and until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
+        await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
                     what="the holder's stop taken as the position's")
     finally:
         await core.stop()
