@@ -54,6 +54,7 @@ from pipeline.core.ports import StrategyExits
 from pipeline.execution.fill_validator import FillIssue, OrderValidator
 from pipeline.execution.order_record import IntentsView, OrderBook
 from pipeline.execution.order_router import OrderRouter
+from pipeline.positions.exit_backoff import ExitBackoff
 from pipeline.positions.exit_monitor import ExitMonitor, applicable_exits
 from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger, RoundTrip
@@ -119,6 +120,7 @@ class LifecycleManager:
         # every order's record lives in the book the validator views (pipeline.execution.order_record)
         self.book: OrderBook = self.validator.book
         self._exit_attempts: dict[str, int] = {}       # signal id -> exits tried
+        self.backoff = ExitBackoff()                     # positions whose exits the broker refused: when to retry
         self._by_ticker: dict[str, set[str]] = {}      # underlying ticker -> held symbols
         self._deadlines: list[tuple[datetime, str]] = []
         self._day: Any = None                            # the trading day last seen (the daily rollover)
@@ -179,6 +181,7 @@ class LifecycleManager:
         held = {pos.signal_id or pos.symbol for pos in self.ledger.positions()}
         for key in [k for k in self._exit_attempts if k not in held]:
             del self._exit_attempts[key]  # a closed position's exits are over; its signal never reopens
+        self.backoff.keep_only({pos.key for pos in self.ledger.positions()})
         return dropped
 
     def rebuild_index(self) -> None:
@@ -258,6 +261,8 @@ class LifecycleManager:
         pos = self.ledger.position_at(key)
         if pos is None:
             return None
+        if self.backoff.refusals and self.backoff.holds(key, self.clock.now()) is not None:
+            return None  # its last exit was refused: the next one waits (ExitBackoff)
         symbol = pos.symbol
         if self.quote is not None and pos.instrument_type == InstrumentType.OPTIONS:
             quoted = self.quote(symbol)
@@ -285,6 +290,10 @@ class LifecycleManager:
         while self._deadlines and self._deadlines[0][0] <= now:
             _, key = heapq.heappop(self._deadlines)
             pos = self.ledger.position_at(key)
+            held_back = self.backoff.holds(key, now) if self.backoff.refusals else None
+            if pos is not None and held_back is not None:
+                heapq.heappush(self._deadlines, (held_back, key))  # the time stop comes back once the pause ends
+                continue
             if pos is not None and key not in self.pending_exits and self._exit_quantity(pos) > 0:
                 signal = self.monitor.check_time_stop(pos, now)
                 if signal is not None:
@@ -297,6 +306,8 @@ class LifecycleManager:
         if cutoff is not None and now >= cutoff and self.ledger.holdings:
             for pos in self.ledger.positions():
                 if pos.key in self.pending_exits or self._exit_quantity(pos) <= 0:
+                    continue
+                if self.backoff.refusals and self.backoff.holds(pos.key, now) is not None:
                     continue
                 signal = self.monitor.check_eod_close(pos, now)
                 if signal is not None:
@@ -458,12 +469,29 @@ class LifecycleManager:
             # the exit is over: if it did not happen, or an add filled beside it and left a remainder, the exit
             # loop looks at the position again
             del self.pending_exits[intent.key]
+            if update.status == OrderStatus.REJECTED:
+                await self._exit_refused(intent, update.reason or "no reason given", now)
+                return
+            self.backoff.taken(intent.key)
         if update.status == OrderStatus.REJECTED:
             log.warning("order_rejected", signal_id=intent.signal_id if intent else None,
                         client_order_id=update.client_order_id, reason=update.reason)
             if self.alert is not None:
                 await self.alert("order_rejected", f"order {update.client_order_id} rejected: {update.reason}",
                                  client_order_id=update.client_order_id)
+
+    async def _exit_refused(self, intent: OrderIntent, reason: str, now: datetime) -> None:
+        """The broker refused an exit: the position's next one waits (ExitBackoff); a new reason is alerted."""
+        new, pause = self.backoff.refused(intent.key, reason, now)
+        log.warning("exit_refused", signal_id=intent.signal_id, client_order_id=intent.client_order_id,
+                    symbol=intent.symbol, strategy=intent.strategy, reason=reason,
+                    retry_in_seconds=pause.total_seconds())
+        if new and self.alert is not None:
+            await self.alert("exit_refused", f"{intent.symbol}: exit {intent.client_order_id} refused by "
+                             f"{intent.broker or 'the broker'}: {reason}; tried again after "
+                             f"{pause.total_seconds():g} s, the pause doubling up to "
+                             f"{self.backoff.most.total_seconds():g} s (alerted again on another reason)",
+                             client_order_id=intent.client_order_id, symbol=intent.symbol)
 
     async def _on_fill(self, fill: Fill) -> None:
         record = self.book.get(fill.client_order_id)

@@ -315,6 +315,17 @@ class FakeAlpaca:
         await self.fill(order["client_order_id"], qty, price)
         return order
 
+    async def rest_manual_order(self, symbol: str, qty: float, side: str, limit_price: float) -> dict[str, Any]:
+        """A limit order the account holder placed by hand that rests (no fill): a client order id ordergate did
+        not make; as at Alpaca, the shares it would sell are held by it (an order of ours beyond what is left is
+        refused: insufficient qty available)."""
+        order = self._new_order({"symbol": symbol, "qty": _num(qty), "side": side, "type": "limit",
+                                 "limit_price": _num(limit_price), "time_in_force": "gtc",
+                                 "client_order_id": str(uuid.uuid4())})
+        self._set_status(order, "new")
+        await self.push_trade_update("new", order)
+        return order
+
     def order_by_client_id(self, client_order_id: str) -> dict[str, Any] | None:
         return next((o for o in self.orders.values() if o["client_order_id"] == client_order_id), None)
 
