@@ -24,6 +24,7 @@ from daemon.journal_backend import make_journal
 from daemon.limbo import OrderLimbo
 from daemon.reconciliation import Reconciliation
 from daemon.recovery import Recovery
+from daemon.stale_entries import StaleEntries
 from daemon.wiring import make_broker
 from pipeline.core.bus import Bus
 from pipeline.core.calendar import MarketCalendar, default_calendar
@@ -159,6 +160,7 @@ class Core:
         self.events = BrokerEvents(self)  # subscribes to the broker events now: none published before is missed
         self.recovery = Recovery(self)
         self.limbo = OrderLimbo(self)
+        self.stale_entries = StaleEntries(self)
         self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
         self.last_reconciliation: dict[str, Any] | None = None
@@ -291,7 +293,9 @@ class Core:
         return await self.recovery.connect_unstarted()
 
     async def check_overdue(self) -> list[str]:
-        """The timer's pass over orders in limbo (see `OrderLimbo.check_overdue`)."""
+        """The timer's pass over orders in limbo (see `OrderLimbo.check_overdue`), after the entries working longer
+        than a signal may be are cancelled (`StaleEntries`)."""
+        await self.stale_entries.cancel()
         return await self.limbo.check_overdue()
 
     async def flatten(self, reason: str = "flatten") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 from pipeline.execution.order_record import OrderState
+from tests.alpaca_core import alert_kinds
 from tests.conftest import until
 from tests.fakes.tws_server import FakeTWS, OrderScript
 from tests.market import set_market
@@ -102,5 +103,36 @@ async def test_a_held_short_is_cancelled_at_ib_on_shutdown(tmp_path: Path, tws: 
         assert held.status == "Cancelled" and held.order_id in tws.cancel_requests
         await until(lambda: core.book.get(cid).state is OrderState.CANCELLED, what="the cancel confirmed")
         assert core.book.reserved() == []
+    finally:
+        await core.stop()
+
+
+async def test_a_short_held_longer_than_a_signal_lives_is_cancelled(tmp_path: Path, tws: FakeTWS) -> None:
+    # filled hours later, the short would open on a market the signal never saw: an entry still working with
+    # nothing filled after [pipeline] max_signal_age_seconds (120) is cancelled, as a stale signal is refused
+    clock = SimulatedClock(SESSION)
+    core = _core(tmp_path, tws, clock)
+    alerts = alert_kinds(core)
+    await core.start()
+    try:
+        set_market(core, {"GME": 20.0})
+        tws.script(OrderScript("locate"))
+        result = await core.orchestrator.process_signal(_short(clock))
+        assert result.success and result.intent is not None, result
+        cid = result.intent.client_order_id
+        await until(lambda: any(o.why_held == "locate" for o in tws.orders_with_ref(cid)), what="held for locate")
+        await core.settle()
+        clock.advance(100)
+        await core.check_overdue()
+        (held,) = tws.orders_with_ref(cid)
+        assert held.status == "Inactive" and tws.cancel_requests == []  # younger than a signal may be: working
+        clock.advance(30)
+        await core.check_overdue()
+        await until(lambda: held.status == "Cancelled", what="the stale entry cancelled at IB")
+        await until(lambda: core.book.get(cid).state is OrderState.CANCELLED, what="the cancel confirmed")
+        assert core.book.reserved() == [] and "stale_entry_cancelled" in alerts
+        clock.advance(30)
+        await core.check_overdue()
+        assert tws.cancel_requests == [held.order_id]  # cancelled once
     finally:
         await core.stop()
