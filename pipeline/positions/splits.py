@@ -26,6 +26,7 @@ MAX_DENOMINATOR = 1000     # a 1-for-1000 reverse split is still one, and a 1000
 MAX_MIXED_DENOMINATOR = 20  # r = n/m with m > 1 beyond 1/m: 3-for-2, 5-for-4, 21-for-20 (a 5 % stock dividend)
 MIN_CHANGE = 0.04          # |r - 1| at least this: a 4 % stock dividend and up (smaller ones look like a small add)
 PRICE_TOLERANCE = 0.001    # the broker's average over r, rounded (4 decimals) or with IB's commission in it
+AVG_ROUNDING = 0.00005     # half the 4th decimal a broker may round its average to: all the slack a sub-dime one has
 JOURNAL_KEY = "splits"     # the journal's kv key of the SplitRecords, oldest first
 _EPS = 1e-6
 
@@ -40,26 +41,27 @@ def split_ratio(before_qty: float, before_avg: float, after_qty: float, after_av
             or (before_qty > 0) != (after_qty > 0):
         return None
     by_price = before_avg / after_avg
+    slack = PRICE_TOLERANCE + AVG_ROUNDING / after_avg  # 0.04375 shown as 0.0437 is 0.11 % off
     for candidate in (by_price, abs(after_qty) / abs(before_qty)):
-        ratio = _simplest_near(candidate)
+        ratio = _simplest_near(candidate, slack)
         if ratio is None or not _split_like(ratio):
             continue
-        if abs(float(ratio) - by_price) > PRICE_TOLERANCE * by_price:
+        if abs(float(ratio) - by_price) > slack * by_price:
             continue  # the average did not move by r: shares were bought or sold, not split
         if _shares_after(abs(before_qty), ratio, abs(after_qty)):
             return ratio
     return None
 
 
-def _simplest_near(value: float) -> Fraction | None:
-    """The fraction with the smallest denominator (at most MAX_MIXED_DENOMINATOR, or 1/n) within PRICE_TOLERANCE
+def _simplest_near(value: float, slack: float = PRICE_TOLERANCE) -> Fraction | None:
+    """The fraction with the smallest denominator (at most MAX_MIXED_DENOMINATOR, or 1/n) within `slack` (relative)
     of `value`: 21/20 for 1.05007 (a 5 % stock dividend over an average rounded to 4 decimals), never 1049/999."""
     for den in range(1, MAX_MIXED_DENOMINATOR + 1):
         num = round(value * den)
-        if num >= 1 and abs(num / den - value) <= PRICE_TOLERANCE * value:
+        if num >= 1 and abs(num / den - value) <= slack * value:
             return Fraction(num, den)
     n = round(1 / value) if value > 0 else 0
-    if 1 <= n <= MAX_DENOMINATOR and abs(1 / n - value) <= PRICE_TOLERANCE * value:
+    if 1 <= n <= MAX_DENOMINATOR and abs(1 / n - value) <= slack * value:
         return Fraction(1, n)
     return None
 

@@ -129,3 +129,9 @@ def test_every_split_the_broker_books_is_found(qty: int, avg: float, ratio: Frac
     if after == 0 or after == qty:  # all paid out as cash, or no share more: no difference to judge
         return
     assert split_ratio(qty, avg, after, round(avg / float(ratio), 4)) == ratio
+
+
+def test_a_sub_dime_average_rounded_to_four_decimals_is_still_a_split() -> None:
+    # 0.875 / 20 = 0.04375, shown as 0.0437: 0.11 % off, past the relative slack alone (hypothesis found it)
+    assert split_ratio(1, 0.875, 20, 0.0437) == Fraction(20)
+    assert split_ratio(300, 0.9, 3000, 0.09) == Fraction(10)
