@@ -24,6 +24,7 @@ import structlog
 
 from daemon.broker_time import fills_through
 from daemon.cash_sync import CashSync
+from daemon.expiries import Expiries
 from daemon.splits import Splits
 from pipeline.core.models import Position
 from pipeline.execution.protective_stops import STOP_KIND
@@ -47,6 +48,7 @@ class Reconciliation:
         self._lock = asyncio.Lock()  # the timer and `ordergate reconcile` never interleave their checks
         self.splits = Splits(core)
         self.cash = CashSync(core, self.confirmer)
+        self.expiries = Expiries(core)
         self._saved_external: list[dict[str, Any]] | None = None  # what the journal holds (kv `external`)
         self._agreed: dict[str, tuple[float, float]] = {}  # symbol -> (broker qty, avg) when it last agreed
 
@@ -113,6 +115,7 @@ class Reconciliation:
         ]
         raw = self.core.reconciler.reconcile(internal, broker_positions)
         mismatches = await self._take_splits(raw.mismatches, broker_positions, now)
+        mismatches = await self.expiries.take(mismatches, now, self._ours_unfinished)
         self._note_agreed(broker_positions, {m.symbol for m in raw.mismatches})
         judged = self.confirmer.judge(mismatches, now, self.core.lifecycle.activity)
         found, unexplained = await self._classify(judged.confirmed)

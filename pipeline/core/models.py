@@ -94,6 +94,7 @@ class ExitType(StrEnum):
     TRAILING_STOP = "trailing_stop"
     BROKER_STOP = "stop_loss (broker)"     # the protective stop at the broker filled
     FLATTEN = "flatten"                    # emergency close of everything
+    OPTION_EXPIRED = "option_expired"      # an option past its last session, gone from its broker (at 0)
     RESEND = "resend"                      # a fresh exit for one that never reached its broker
     MANUAL_BUY = "manual_buy"              # TradingService closing a short by hand
     MANUAL_SELL = "manual_sell"            # TradingService closing a long by hand

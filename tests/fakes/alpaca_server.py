@@ -454,18 +454,8 @@ class FakeAlpaca:
         old = self.order_by_client_id(client_order_id)
         if old is None or old["status"] in FINAL:
             raise KeyError(f"no open order {client_order_id}")
-        now = _iso(_now())
-        new = dict(old)
-        new.update({"id": str(uuid.uuid4()), "client_order_id": str(uuid.uuid4()), "created_at": now,
-                    "updated_at": now, "submitted_at": now, "filled_qty": "0", "filled_avg_price": None,
-                    "filled_at": None, "replaces": old["id"], "replaced_by": None, "replaced_at": None,
-                    "status": "new"})
-        for name, value in (("qty", qty), ("limit_price", limit_price), ("stop_price", stop_price)):
-            if value is not None:
-                new[name] = _num(float(value))
-        self._set_status(old, "replaced", "replaced_at")
-        old["replaced_by"] = new["id"]
-        self.orders[new["id"]] = new
+        new = self._replacement(old, str(uuid.uuid4()),
+                                {"qty": qty, "limit_price": limit_price, "stop_price": stop_price})
         await self.push_trade_update("replaced", old)
         await self.push_trade_update("new", new)
         return new
@@ -525,6 +515,22 @@ class FakeAlpaca:
         order["updated_at"] = now
         if stamp:
             order[stamp] = now
+
+    def _replacement(self, old: dict[str, Any], client_order_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """The order that takes `old`'s place (its own id, `replaces` the old, the changed fields); the old one ends
+        `replaced` with `replaced_by` set."""
+        now = _iso(_now())
+        new = dict(old)
+        new.update({"id": str(uuid.uuid4()), "client_order_id": client_order_id, "created_at": now, "updated_at": now,
+                    "submitted_at": now, "filled_qty": "0", "filled_avg_price": None, "filled_at": None,
+                    "replaces": old["id"], "replaced_by": None, "replaced_at": None, "status": "new"})
+        for name, value in changes.items():
+            if value is not None:
+                new[name] = _num(float(value))
+        self._set_status(old, "replaced", "replaced_at")
+        old["replaced_by"] = new["id"]
+        self.orders[new["id"]] = new
+        return new
 
     def _execute(self, order: dict[str, Any], qty: float, price: float) -> str:
         filled = float(order["filled_qty"])
@@ -839,19 +845,9 @@ class FakeAlpaca:
         coid = body.get("client_order_id") or str(uuid.uuid4())
         if self.order_by_client_id(coid) is not None:
             return _error(422, 40010001, DUPLICATE_MESSAGE)
-        now = _iso(_now())
-        new = dict(old)
-        new.update({"id": str(uuid.uuid4()), "client_order_id": coid, "created_at": now, "updated_at": now,
-                    "submitted_at": now, "filled_qty": "0", "filled_avg_price": None, "filled_at": None,
-                    "replaces": old["id"], "replaced_by": None, "replaced_at": None, "status": "new"})
-        for name in ("qty", "limit_price", "stop_price"):
-            if body.get(name) is not None:
-                new[name] = _num(float(body[name]))
+        new = self._replacement(old, coid, {name: body.get(name) for name in ("qty", "limit_price", "stop_price")})
         if body.get("time_in_force"):
             new["time_in_force"] = body["time_in_force"]
-        self._set_status(old, "replaced", "replaced_at")
-        old["replaced_by"] = new["id"]
-        self.orders[new["id"]] = new
 
         async def announce() -> None:
             await self.push_trade_update("replaced", old)
