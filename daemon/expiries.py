@@ -54,11 +54,18 @@ class Expiries:
             expiry = expired_by(m.symbol, now, self.core.calendar.session) \
                 if m.broker_qty == 0 and m.internal_qty != 0 else None
             held = self.core.ledger.positions_in(m.symbol) if expiry is not None else []
-            if expiry is None or not held or await unfinished(m.symbol):
+            # a booking cut short (down between its journaled exit and its fill) is finished, not judged again
+            begun = any(r.intent.symbol == m.symbol and r.intent.exit_type is ExitType.OPTION_EXPIRED
+                        for r in self.core.book.working())
+            if expiry is None or not held or (not begun and await unfinished(m.symbol)):
                 rest.append(m)
                 continue
-            for position in held:
-                await self._book(position, expiry, now)
+            try:
+                for position in held:
+                    await self._book(position, expiry, now)
+            except Exception as exc:  # a journal that cannot write now (a full disk): booked at a later check
+                log.error("option_expiry_not_booked", symbol=m.symbol, error=str(exc))
+                rest.append(m)
         return rest
 
     async def _book(self, position: Position, expiry: date, now: datetime) -> None:
@@ -75,9 +82,10 @@ class Expiries:
             exit_type=ExitType.OPTION_EXPIRED, strategy=position.strategy,
         )
         cid = intent.client_order_id
-        core.lifecycle.register_intent(intent)
-        if core.journal is not None:
-            await core.journal.record_order_intent(intent, broker, now)
+        if cid not in core.book:  # journaled first: an exit the journal lacks is never one the book holds
+            if core.journal is not None:
+                await core.journal.record_order_intent(intent, broker, now)
+            core.lifecycle.register_intent(intent)
         fill = Fill(fill_id=f"expiry:{position.symbol}:{expiry.isoformat()}:{position.strategy}", client_order_id=cid,
                     symbol=position.symbol, side=side, quantity=qty, price=0.0, timestamp=now, broker=broker)
         await core.lifecycle.on_broker_event(fill)

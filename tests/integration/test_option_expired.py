@@ -106,3 +106,32 @@ async def test_an_option_gone_before_its_expiry_is_still_a_difference(tmp_path: 
         assert await _trades(core) == []
     finally:
         await core.stop()
+
+
+async def test_a_booking_cut_short_is_finished_at_the_next_start_and_never_sent(tmp_path: Path,
+                                                                                fake: FakeAlpaca) -> None:
+    await _holding_the_call(tmp_path, fake)
+    fake.positions.pop(COMPACT)
+    core = await _started(_settings(tmp_path, fake, "options"), SimulatedClock(AFTER_EXPIRY))
+    try:
+        applied = core.lifecycle.on_broker_event
+
+        async def down_before_the_fill(event: object) -> None:  # the process dies between exit and fill
+            raise OSError("disk full")
+
+        core.lifecycle.on_broker_event = down_before_the_fill  # type: ignore[method-assign]
+        await core.reconcile_at_start()
+        core.lifecycle.on_broker_event = applied  # type: ignore[method-assign]
+        assert core.ledger.holds(PADDED)
+    finally:
+        await core.stop()
+    again = await _started(_settings(tmp_path, fake, "options"), SimulatedClock(AFTER_EXPIRY))
+    try:
+        await again.reconcile_at_start()
+        assert not again.ledger.holds(PADDED)
+        (trade,) = await _trades(again)
+        assert trade["exit_type"] == "option_expired"
+        await again.check_overdue()
+        assert [r.body["side"] for r in fake.submits()] == ["buy"], "the expiry's exit went to the broker"
+    finally:
+        await again.stop()
