@@ -115,3 +115,58 @@ async def test_a_stop_cut_by_hand_to_part_of_the_position_is_brought_back_to_all
         assert (_resting_stop(core) or {}).get("client_order_id") == current["client_order_id"]
     finally:
         await core.stop()
+
+
+async def test_the_followed_stop_filling_closes_the_position_live_and_after_a_restart(tmp_path: Path,
+                                                                                    fake: FakeAlpaca) -> None:
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock)
+    try:
+        qty = await _held_with_stop(core, fake)
+        (ours,) = _live_stops(fake)
+        theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
+        await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
+                    what="the holder's stop taken as the position's")
+        await core.settle()
+        assert await fake.trade("AAPL", 94.5) == [theirs["client_order_id"]]
+        await until(lambda: not core.ledger.holds("AAPL"), what="the followed stop's fill closing the position")
+        await core.settle()
+        assert core.external.quantity("AAPL") == 0, "the fill was taken for someone else's sale"
+        assert core.journal is not None
+        (trade,) = await core.journal.query("SELECT exit_type, quantity FROM trades")
+        assert trade["exit_type"] == "stop_loss (broker)" and trade["quantity"] == qty
+    finally:
+        await core.stop()
+    again = await _core(tmp_path, fake, clock)
+    try:
+        assert not again.ledger.holds("AAPL") and again.external.quantity("AAPL") == 0
+        await again.reconcile()
+        assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
+    finally:
+        await again.stop()
+
+
+async def test_the_followed_stop_filling_while_down_is_booked_as_ours_at_the_start(tmp_path: Path,
+                                                                                 fake: FakeAlpaca) -> None:
+    clock = SimulatedClock(SESSION)
+    core = await _core(tmp_path, fake, clock)
+    try:
+        await _held_with_stop(core, fake)
+        (ours,) = _live_stops(fake)
+        theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
+        await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
+                    what="the holder's stop taken as the position's")
+        await core.settle()
+    finally:
+        await core.stop()
+    assert await fake.trade("AAPL", 94.5) == [theirs["client_order_id"]]  # fills while the daemon is down
+    again = await _core(tmp_path, fake, clock)
+    try:
+        await until(lambda: not again.ledger.holds("AAPL"), what="the stop's fill found at the start")
+        await again.settle()
+        assert again.external.quantity("AAPL") == 0
+        await again.reconcile()
+        assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
+        assert [o for o in fake.orders.values() if o["side"] == "sell" and o["type"] == "market"] == []
+    finally:
+        await again.stop()
