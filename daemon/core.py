@@ -24,8 +24,8 @@ from daemon.journal_backend import make_journal
 from daemon.limbo import OrderLimbo
 from daemon.reconciliation import Reconciliation
 from daemon.recovery import Recovery
-from daemon.stale_entries import StaleEntries
 from daemon.wiring import make_broker
+from daemon.working_entries import WorkingEntries
 from pipeline.core.bus import Bus
 from pipeline.core.calendar import MarketCalendar, default_calendar
 from pipeline.core.clock import Clock
@@ -160,7 +160,7 @@ class Core:
         self.events = BrokerEvents(self)  # subscribes to the broker events now: none published before is missed
         self.recovery = Recovery(self)
         self.limbo = OrderLimbo(self)
-        self.stale_entries = StaleEntries(self)
+        self.working_entries = WorkingEntries(self)
         self.event_observer: Any = None
         self._signal_queue: asyncio.Queue[Any] | None = self.bus.signals.subscribe()
         self.last_reconciliation: dict[str, Any] | None = None
@@ -294,8 +294,8 @@ class Core:
 
     async def check_overdue(self) -> list[str]:
         """The timer's pass over orders in limbo (see `OrderLimbo.check_overdue`), after the entries working longer
-        than a signal may be are cancelled (`StaleEntries`)."""
-        await self.stale_entries.cancel()
+        than a signal may be (or any, while the kill switch is active) are cancelled (`WorkingEntries`)."""
+        await self.working_entries.cancel()
         return await self.limbo.check_overdue()
 
     async def flatten(self, reason: str = "flatten") -> dict[str, Any]:

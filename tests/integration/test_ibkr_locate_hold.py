@@ -136,3 +136,30 @@ async def test_a_short_held_longer_than_a_signal_lives_is_cancelled(tmp_path: Pa
         assert tws.cancel_requests == [held.order_id]  # cancelled once
     finally:
         await core.stop()
+
+
+async def test_a_held_short_is_cancelled_once_the_kill_switch_trips(tmp_path: Path, tws: FakeTWS) -> None:
+    # no entry leaves the process after a trip, and none already at the broker may open a position after it
+    clock = SimulatedClock(SESSION)
+    core = _core(tmp_path, tws, clock)
+    alerts = alert_kinds(core)
+    await core.start()
+    try:
+        set_market(core, {"GME": 20.0})
+        tws.script(OrderScript("locate"))
+        result = await core.orchestrator.process_signal(_short(clock))
+        assert result.success and result.intent is not None, result
+        cid = result.intent.client_order_id
+        await until(lambda: any(o.why_held == "locate" for o in tws.orders_with_ref(cid)), what="held for locate")
+        await core.settle()
+        clock.advance(5)
+        await core.check_overdue()
+        assert tws.cancel_requests == []  # young, and trading on: it may fill
+        core.kill_switch.activate("operator halt", source="test")
+        await core.check_overdue()
+        (held,) = tws.orders_with_ref(cid)
+        await until(lambda: held.status == "Cancelled", what="the held short cancelled after the trip")
+        await until(lambda: core.book.get(cid).state is OrderState.CANCELLED, what="the cancel confirmed")
+        assert "entry_cancelled_by_kill_switch" in alerts and core.book.reserved() == []
+    finally:
+        await core.stop()
