@@ -20,14 +20,15 @@ from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
 from tests.conftest import make_signal, until
 from tests.daemon_proc import cli, status_async
-from tests.fakes.alpaca_server import FakeAlpaca
+from tests.fakes.alpaca_server import FINAL, FakeAlpaca
 from tests.market import set_market
 
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a regular session: the risk gate is open
 BARS_START = datetime(2026, 11, 24, 14, 31, tzinfo=UTC)  # 09:31 ET
 
 __all__ = ["BARS_START", "SESSION", "alert_kinds", "alpaca_core", "alpaca_settings", "cli_async", "daemon_status",
-           "entry_signal", "held_quantity", "journal_fills", "order_row", "order_status_is", "until"]
+           "entry_signal", "held_quantity", "held_with_stop", "journal_fills", "live_stops", "order_row",
+           "order_status_is", "resting_stops", "stops_core", "until"]
 
 
 def alpaca_settings(tmp_path: Path, fake: FakeAlpaca, **overrides: Any) -> Settings:
@@ -104,3 +105,31 @@ async def cli_async(state_dir: Path, *args: str, env: dict[str, str]) -> subproc
 async def daemon_status(state_dir: Path, env: dict[str, str]) -> dict[str, Any]:
     """`ordergate status --json` of the daemon at `state_dir` (see `tests.daemon_proc.status`)."""
     return await status_async(state_dir, env)
+
+
+def live_stops(fake: FakeAlpaca, symbol: str = "AAPL") -> list[dict[str, Any]]:
+    """The stop orders on `symbol` open at the fake."""
+    return [o for o in fake.orders.values() if o["symbol"] == symbol and o["type"] == "stop"
+            and o["status"] not in FINAL]
+
+
+def resting_stops(fake: FakeAlpaca, symbol: str = "AAPL") -> list[tuple[float, float]]:
+    """(quantity, stop price) of each stop on `symbol` resting at the fake."""
+    return [(float(o["qty"]), float(o["stop_price"])) for o in live_stops(fake, symbol)]
+
+
+async def stops_core(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock) -> Core:
+    """A started Core on alpaca at `fake` with protective stops at the broker, no reconciliation grace."""
+    return await alpaca_core(tmp_path, fake, clock=clock, exits={"broker_stop": True},
+                             reconcile={"grace_seconds": 0.0})
+
+
+async def held_with_stop(core: Core, fake: FakeAlpaca) -> float:
+    """A long AAPL entry filled at 100 with its protective stop resting at 98; the quantity."""
+    fake.next_submit_fills(100.0)
+    result = await core.orchestrator.process_signal(entry_signal("AAPL", 100.0, 98.0))
+    assert result.success and result.intent is not None, result
+    qty = result.intent.quantity
+    await until(lambda: held_quantity(core, "AAPL") == qty, what="entry filled")
+    await until(lambda: resting_stops(fake) == [(qty, 98.0)], what="the stop resting")
+    return qty

@@ -54,19 +54,25 @@ def _short(clock: SimulatedClock) -> TradeSignal:
                        metadata={"instrument": "stock"})
 
 
+async def _held_short(core: Core, tws: FakeTWS, clock: SimulatedClock) -> tuple[str, float]:
+    """A short entry of GME that IB holds for a locate: (its client order id, its quantity)."""
+    set_market(core, {"GME": 20.0})
+    tws.script(OrderScript("locate"))
+    result = await core.orchestrator.process_signal(_short(clock))
+    assert result.success and result.intent is not None, result
+    cid = result.intent.client_order_id
+    await until(lambda: any(o.why_held == "locate" for o in tws.orders_with_ref(cid)), what="held for locate")
+    await core.settle()
+    return cid, result.intent.quantity
+
+
 async def test_a_short_held_for_a_locate_stays_reserved_and_opens_with_its_stop(tmp_path: Path,
                                                                               tws: FakeTWS) -> None:
     clock = SimulatedClock(SESSION)
     core = _core(tmp_path, tws, clock)
     await core.start()
     try:
-        set_market(core, {"GME": 20.0})
-        tws.script(OrderScript("locate"))
-        result = await core.orchestrator.process_signal(_short(clock))
-        assert result.success and result.intent is not None, result
-        cid, qty = result.intent.client_order_id, result.intent.quantity
-        await until(lambda: any(o.why_held == "locate" for o in tws.orders_with_ref(cid)), what="held for locate")
-        await core.settle()
+        cid, qty = await _held_short(core, tws, clock)
         record = core.book.get(cid)
         assert record is not None and record.state is OrderState.ACCEPTED, record and record.state
         assert [r.client_order_id for r in core.book.reserved()] == [cid]  # its exposure still counts
@@ -91,13 +97,7 @@ async def test_a_held_short_is_cancelled_at_ib_on_shutdown(tmp_path: Path, tws: 
     core = _core(tmp_path, tws, clock)
     await core.start()
     try:
-        set_market(core, {"GME": 20.0})
-        tws.script(OrderScript("locate"))
-        result = await core.orchestrator.process_signal(_short(clock))
-        assert result.success and result.intent is not None, result
-        cid = result.intent.client_order_id
-        await until(lambda: any(o.why_held == "locate" for o in tws.orders_with_ref(cid)), what="held for locate")
-        await core.settle()
+        cid, _ = await _held_short(core, tws, clock)
         assert await core.limbo.cancel_working_entries() == [cid]
         (held,) = tws.orders_with_ref(cid)
         assert held.status == "Cancelled" and held.order_id in tws.cancel_requests
@@ -115,13 +115,7 @@ async def test_a_short_held_longer_than_a_signal_lives_is_cancelled(tmp_path: Pa
     alerts = alert_kinds(core)
     await core.start()
     try:
-        set_market(core, {"GME": 20.0})
-        tws.script(OrderScript("locate"))
-        result = await core.orchestrator.process_signal(_short(clock))
-        assert result.success and result.intent is not None, result
-        cid = result.intent.client_order_id
-        await until(lambda: any(o.why_held == "locate" for o in tws.orders_with_ref(cid)), what="held for locate")
-        await core.settle()
+        cid, _ = await _held_short(core, tws, clock)
         clock.advance(100)
         await core.check_overdue()
         (held,) = tws.orders_with_ref(cid)
@@ -145,13 +139,7 @@ async def test_a_held_short_is_cancelled_once_the_kill_switch_trips(tmp_path: Pa
     alerts = alert_kinds(core)
     await core.start()
     try:
-        set_market(core, {"GME": 20.0})
-        tws.script(OrderScript("locate"))
-        result = await core.orchestrator.process_signal(_short(clock))
-        assert result.success and result.intent is not None, result
-        cid = result.intent.client_order_id
-        await until(lambda: any(o.why_held == "locate" for o in tws.orders_with_ref(cid)), what="held for locate")
-        await core.settle()
+        cid, _ = await _held_short(core, tws, clock)
         clock.advance(5)
         await core.check_overdue()
         assert tws.cancel_requests == []  # young, and trading on: it may fill

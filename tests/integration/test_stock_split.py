@@ -13,47 +13,30 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import Bar
-from tests.alpaca_core import SESSION, alert_kinds, alpaca_core, entry_signal, held_quantity, until
-from tests.fakes.alpaca_server import FINAL, FakeAlpaca
+from tests.alpaca_core import (
+    SESSION,
+    alert_kinds,
+    alpaca_core,
+    held_quantity,
+    held_with_stop,
+    live_stops,
+    resting_stops,
+    stops_core,
+    until,
+)
+from tests.fakes.alpaca_server import FakeAlpaca
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _stops(fake: FakeAlpaca) -> list[dict[str, Any]]:
-    return [o for o in fake.orders.values() if o["symbol"] == "AAPL" and o["type"] == "stop"
-            and o["status"] not in FINAL]
-
-
-def _resting(fake: FakeAlpaca) -> list[tuple[float, float]]:
-    """(quantity, stop price) of each AAPL stop resting at the fake."""
-    return [(float(o["qty"]), float(o["stop_price"])) for o in _stops(fake)]
-
-
 def _sold(fake: FakeAlpaca) -> float:
     return sum(float(o["filled_qty"]) for o in fake.orders.values() if o["symbol"] == "AAPL" and o["side"] == "sell")
-
-
-async def _core(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock) -> Core:
-    return await alpaca_core(tmp_path, fake, clock=clock, exits={"broker_stop": True},
-                             reconcile={"grace_seconds": 0.0})
-
-
-async def _held_with_stop(core: Core, fake: FakeAlpaca) -> float:
-    fake.next_submit_fills(100.0)
-    result = await core.orchestrator.process_signal(entry_signal("AAPL", 100.0, 98.0))
-    assert result.success and result.intent is not None, result
-    qty = result.intent.quantity
-    await until(lambda: held_quantity(core, "AAPL") == qty, what="entry filled")
-    await until(lambda: _resting(fake) == [(qty, 98.0)],
-                what="the stop resting")
-    return qty
 
 
 async def _reconciled(core: Core, clock: SimulatedClock, checks: int = 3) -> None:
@@ -65,10 +48,10 @@ async def _reconciled(core: Core, clock: SimulatedClock, checks: int = 3) -> Non
 
 async def test_a_split_overnight_rebases_the_position_and_its_stop(tmp_path: Path, fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     alerts = alert_kinds(core)
     try:
-        qty = await _held_with_stop(core, fake)
+        qty = await held_with_stop(core, fake)
         fake.split("AAPL", 2.0)
         await _reconciled(core, clock)
         assert await fake.trade("AAPL", 50.0) == [], "the stop sold at the new price"
@@ -76,7 +59,7 @@ async def test_a_split_overnight_rebases_the_position_and_its_stop(tmp_path: Pat
         assert pos is not None and held_quantity(core, "AAPL") == 2 * qty
         assert (pos.entry_price, pos.stop_loss) == pytest.approx((50.0, 49.0))
         assert core.external.quantity("AAPL") == 0, "the new shares are not someone else's"
-        await until(lambda: _resting(fake) == [(2 * qty, 49.0)],
+        await until(lambda: resting_stops(fake) == [(2 * qty, 49.0)],
                     what="the resting stop moved to 49 for the new shares")
         assert core.last_reconciliation is not None and core.last_reconciliation["ok"] is True
         assert "stock_split" in alerts and not core.kill_switch.is_active()
@@ -89,7 +72,8 @@ async def test_a_split_overnight_rebases_the_position_and_its_stop(tmp_path: Pat
         assert trade["pnl"] == pytest.approx(2 * qty * (48.9 - 50.0)), "the P&L of the whole position, in dollars"
     finally:
         await core.stop()
-    again = await _core(tmp_path, fake, clock)  # the rebuild: the entry, the split, then the stop's sale of 2 x qty
+    # the rebuild: the entry, the split, then the stop's sale of 2 x qty
+    again = await stops_core(tmp_path, fake, clock)
     try:
         assert not again.ledger.holds("AAPL"), "rebuilt without the split, the sale would open a short"
         assert again.ledger.realized_pnl == pytest.approx(core.ledger.realized_pnl)
@@ -99,15 +83,15 @@ async def test_a_split_overnight_rebases_the_position_and_its_stop(tmp_path: Pat
 
 async def test_a_restart_after_the_split_rebuilds_the_rebased_book(tmp_path: Path, fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
+        qty = await held_with_stop(core, fake)
         fake.split("AAPL", 2.0)
         await _reconciled(core, clock)
         assert held_quantity(core, "AAPL") == 2 * qty
     finally:
         await core.stop()
-    again = await _core(tmp_path, fake, clock)
+    again = await stops_core(tmp_path, fake, clock)
     alerts = alert_kinds(again)
     try:
         pos = again.ledger.position("AAPL")
@@ -117,28 +101,28 @@ async def test_a_restart_after_the_split_rebuilds_the_rebased_book(tmp_path: Pat
         assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
         assert held_quantity(again, "AAPL") == 2 * qty, "the split was applied a second time"
         assert "stock_split" not in alerts
-        assert _resting(fake) == [(2 * qty, 49.0)]
+        assert resting_stops(fake) == [(2 * qty, 49.0)]
     finally:
         await again.stop()
 
 
 async def test_a_split_while_the_daemon_was_down_is_applied_at_start(tmp_path: Path, fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
+        qty = await held_with_stop(core, fake)
     finally:
         await core.stop()
     fake.split("AAPL", 0.1)  # 1-for-10: a whole-share position rounds down, the rest is paid as cash
     clock.advance(3600)
-    again = await _core(tmp_path, fake, clock)
+    again = await stops_core(tmp_path, fake, clock)
     try:
         held = held_quantity(again, "AAPL")
         assert held == qty // 10
         pos = again.ledger.position("AAPL")
         assert pos is not None and (pos.entry_price, pos.stop_loss) == pytest.approx((1000.0, 980.0))
         assert again.external.quantity("AAPL") == 0
-        await until(lambda: _resting(fake) == [(held, 980.0)],
+        await until(lambda: resting_stops(fake) == [(held, 980.0)],
                     what="the stop at 980 for the new shares")
     finally:
         await again.stop()
@@ -146,15 +130,15 @@ async def test_a_split_while_the_daemon_was_down_is_applied_at_start(tmp_path: P
 
 async def test_a_hand_buy_that_doubles_the_shares_is_not_a_split(tmp_path: Path, fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     alerts = alert_kinds(core)
     try:
-        qty = await _held_with_stop(core, fake)
+        qty = await held_with_stop(core, fake)
         await fake.place_manual_order("AAPL", qty, "buy", 100.0)
         await _reconciled(core, clock)
         assert held_quantity(core, "AAPL") == qty and core.external.quantity("AAPL") == qty
         assert "stock_split" not in alerts
-        assert _resting(fake) == [(qty, 98.0)]
+        assert resting_stops(fake) == [(qty, 98.0)]
     finally:
         await core.stop()
 
@@ -163,9 +147,9 @@ async def test_a_stop_not_moved_before_a_crash_is_moved_at_the_restart(tmp_path:
     """The split is journaled before the stop moves: a daemon that stopped in between finds, at its restart, a
     stop journaled before the split, and moves it to the level over r instead of keeping 98 for the new shares."""
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
+        qty = await held_with_stop(core, fake)
 
         def crash(_record: object) -> None:
             raise RuntimeError("the daemon died here")
@@ -175,13 +159,13 @@ async def test_a_stop_not_moved_before_a_crash_is_moved_at_the_restart(tmp_path:
         with pytest.raises(RuntimeError, match="died"):
             await _reconciled(core, clock)
         assert core.journal is not None and len(await core.journal.split_records()) == 1
-        assert _resting(fake) == [(2 * qty, 98.0)]
+        assert resting_stops(fake) == [(2 * qty, 98.0)]
     finally:
         await core.stop()
     clock.advance(60)
-    again = await _core(tmp_path, fake, clock)
+    again = await stops_core(tmp_path, fake, clock)
     try:
-        await until(lambda: _resting(fake) == [(2 * qty, 49.0)],
+        await until(lambda: resting_stops(fake) == [(2 * qty, 49.0)],
                     what="the stop moved to 49 at the restart")
         assert await fake.trade("AAPL", 50.0) == []
     finally:
@@ -194,12 +178,12 @@ async def test_the_clouds_are_rescaled_so_no_cloud_exit_fires_on_the_new_prices(
     """The position's cloud exits (cloud flip, trailing cloud) read the strategy's EMAs: left at the pre-split
     prices, the first candle at half the price is far below every cloud and sells the position."""
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
         start = SESSION - timedelta(minutes=240)
         core.engine.warm_up([Bar("AAPL", start + timedelta(minutes=m), 100.0, 100.05, 99.95, 100.0, 10_000.0)
                              for m in range(240)])  # a quiet market at 100: the clouds flat, no exit reads them
-        qty = await _held_with_stop(core, fake)
+        qty = await held_with_stop(core, fake)
         fake.split("AAPL", 2.0)
         await _reconciled(core, clock)
         assert held_quantity(core, "AAPL") == 2 * qty
@@ -213,7 +197,7 @@ async def test_the_clouds_are_rescaled_so_no_cloud_exit_fires_on_the_new_prices(
             await core.settle()
         exits = [r.body for r in fake.submits() if r.body["side"] == "sell" and r.body["type"] != "stop"]
         assert exits == [], "an exit was sent on the split"
-        assert held_quantity(core, "AAPL") == 2 * qty and _stops(fake)
+        assert held_quantity(core, "AAPL") == 2 * qty and live_stops(fake)
     finally:
         await core.stop()
 
@@ -222,21 +206,21 @@ async def test_a_damaged_split_record_is_left_out_and_the_split_found_again(tmp_
     """A journal whose split record cannot be read still opens: that record is logged and left out, the ledger
     rebuilds in the old shares, and the start-up's split check finds the split again from the broker."""
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
+        qty = await held_with_stop(core, fake)
         fake.split("AAPL", 2.0)
         await _reconciled(core, clock)
         assert core.journal is not None
         await core.journal.set_kv("splits", [{"symbol": "AAPL", "ratio": "two", "fills_before": 1}])
     finally:
         await core.stop()
-    again = await _core(tmp_path, fake, clock)
+    again = await stops_core(tmp_path, fake, clock)
     try:
         assert held_quantity(again, "AAPL") == 2 * qty and again.external.quantity("AAPL") == 0
         pos = again.ledger.position("AAPL")
         assert pos is not None and pos.stop_loss == pytest.approx(49.0)
-        assert _resting(fake) == [(2 * qty, 49.0)]
+        assert resting_stops(fake) == [(2 * qty, 49.0)]
     finally:
         await again.stop()
 
@@ -245,9 +229,9 @@ async def test_a_split_while_down_on_a_symbol_also_held_by_hand_is_found(tmp_pat
     """The account also holds 40 AAPL bought by hand: the external part the last check confirmed is journaled,
     so the start-up judges the split on the whole book (ours and the hand shares) and rebases both."""
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
+        qty = await held_with_stop(core, fake)
         await fake.place_manual_order("AAPL", 40, "buy", 100.0)
         await _reconciled(core, clock)
         assert core.external.quantity("AAPL") == 40
@@ -255,10 +239,10 @@ async def test_a_split_while_down_on_a_symbol_also_held_by_hand_is_found(tmp_pat
         await core.stop()
     fake.split("AAPL", 2.0)
     clock.advance(3600)
-    again = await _core(tmp_path, fake, clock)
+    again = await stops_core(tmp_path, fake, clock)
     try:
         assert held_quantity(again, "AAPL") == 2 * qty and again.external.quantity("AAPL") == 80
-        await until(lambda: _resting(fake) == [(2 * qty, 49.0)],
+        await until(lambda: resting_stops(fake) == [(2 * qty, 49.0)],
                     what="the stop at 49 for the new shares")
         await _reconciled(again, clock)
         assert again.last_reconciliation is not None and again.last_reconciliation["ok"] is True
@@ -273,8 +257,8 @@ async def test_one_check_is_enough_for_a_split_but_not_within_the_grace(tmp_path
     core = await alpaca_core(tmp_path, fake, clock=clock, exits={"broker_stop": True},
                              reconcile={"grace_seconds": 30.0})
     try:
-        qty = await _held_with_stop(core, fake)
-        (stop,) = _stops(fake)
+        qty = await held_with_stop(core, fake)
+        (stop,) = live_stops(fake)
         await until(lambda: any(f["data"]["event"] == "new" and f["data"]["order"]["id"] == stop["id"]
                                 for f in fake.sent_trade_frames), what="the stop's new event sent")
         await core.settle()  # and applied before the clock moves: it is order activity on the symbol too

@@ -17,35 +17,10 @@ import pytest
 
 from daemon.core import Core
 from pipeline.core.clock import SimulatedClock
-from tests.alpaca_core import SESSION, alpaca_core, entry_signal, held_quantity, until
-from tests.fakes.alpaca_server import FINAL, FakeAlpaca
+from tests.alpaca_core import SESSION, held_with_stop, live_stops, resting_stops, stops_core, until
+from tests.fakes.alpaca_server import FakeAlpaca
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _live_stops(fake: FakeAlpaca) -> list[dict[str, Any]]:
-    return [o for o in fake.orders.values() if o["symbol"] == "AAPL" and o["type"] == "stop"
-            and o["status"] not in FINAL]
-
-
-def _resting(fake: FakeAlpaca) -> list[tuple[float, float]]:
-    return [(float(o["qty"]), float(o["stop_price"])) for o in _live_stops(fake)]
-
-
-async def _core(tmp_path: Path, fake: FakeAlpaca, clock: SimulatedClock) -> Core:
-    return await alpaca_core(tmp_path, fake, clock=clock, exits={"broker_stop": True},
-                             reconcile={"grace_seconds": 0.0})
-
-
-async def _held_with_stop(core: Core, fake: FakeAlpaca) -> float:
-    fake.next_submit_fills(100.0)
-    result = await core.orchestrator.process_signal(entry_signal("AAPL", 100.0, 98.0))
-    assert result.success and result.intent is not None, result
-    qty = result.intent.quantity
-    await until(lambda: held_quantity(core, "AAPL") == qty, what="entry filled")
-    await until(lambda: _resting(fake) == [(qty, 98.0)], what="the stop resting")
-    await core.settle()
-    return qty
 
 
 def _resting_stop(core: Core) -> dict[str, Any] | None:
@@ -53,21 +28,30 @@ def _resting_stop(core: Core) -> dict[str, Any] | None:
     return position.get("resting_stop")
 
 
+async def _followed(core: Core, fake: FakeAlpaca, stop_price: float = 95.0) -> tuple[float, dict[str, Any]]:
+    """A long with its stop, the stop moved by hand to `stop_price`, and the daemon following it: (the quantity,
+    the holder's order)."""
+    qty = await held_with_stop(core, fake)
+    await core.settle()
+    (ours,) = live_stops(fake)
+    theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=stop_price)
+    await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
+                what="the holder's stop taken as the position's")
+    await core.settle()
+    return qty, theirs
+
+
 async def test_a_stop_moved_by_hand_is_followed_and_cancelled_before_the_exit_sells(tmp_path: Path,
                                                                                   fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
-        (ours,) = _live_stops(fake)
-        theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
-        await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
-                    what="the holder's stop taken as the position's")
+        qty, _ = await _followed(core, fake)
         for _ in range(3):
             clock.advance(5)
             await core.reconcile()
             await core.settle()
-        assert _resting(fake) == [(qty, 95.0)], "a second stop was placed beside the holder's"
+        assert resting_stops(fake) == [(qty, 95.0)], "a second stop was placed beside the holder's"
         assert core.last_reconciliation is not None and core.last_reconciliation["ok"] is True
         fake.prices["AAPL"] = 100.0
         fake.market_fills()
@@ -75,7 +59,7 @@ async def test_a_stop_moved_by_hand_is_followed_and_cancelled_before_the_exit_se
         assert report["ok"], report
         await until(lambda: not core.ledger.holds("AAPL"), what="the exit's fill")
         await core.settle()
-        assert _live_stops(fake) == [], "a sell stop left under a position that is gone"
+        assert live_stops(fake) == [], "a sell stop left under a position that is gone"
         assert "AAPL" not in fake.positions
     finally:
         await core.stop()
@@ -83,19 +67,15 @@ async def test_a_stop_moved_by_hand_is_followed_and_cancelled_before_the_exit_se
 
 async def test_a_restart_finds_the_stop_moved_by_hand(tmp_path: Path, fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
-        (ours,) = _live_stops(fake)
-        theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
-        await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
-                    what="the holder's stop taken as the position's")
+        qty, theirs = await _followed(core, fake)
     finally:
         await core.stop()
-    again = await _core(tmp_path, fake, clock)
+    again = await stops_core(tmp_path, fake, clock)
     try:
         await again.settle()
-        assert _resting(fake) == [(qty, 95.0)], "the restart placed a stop beside the holder's"
+        assert resting_stops(fake) == [(qty, 95.0)], "the restart placed a stop beside the holder's"
         assert (_resting_stop(again) or {}).get("client_order_id") == theirs["client_order_id"]
     finally:
         await again.stop()
@@ -104,14 +84,15 @@ async def test_a_restart_finds_the_stop_moved_by_hand(tmp_path: Path, fake: Fake
 async def test_a_stop_cut_by_hand_to_part_of_the_position_is_brought_back_to_all_of_it(tmp_path: Path,
                                                                                        fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
-        (ours,) = _live_stops(fake)
-        await fake.replace_by_hand(ours["client_order_id"], stop_price=96.0, qty=qty // 3)
-        await until(lambda: _resting(fake) == [(qty, 96.0)], what="the whole position protected, at 96")
+        qty = await held_with_stop(core, fake)
         await core.settle()
-        (current,) = _live_stops(fake)
+        (ours,) = live_stops(fake)
+        await fake.replace_by_hand(ours["client_order_id"], stop_price=96.0, qty=qty // 3)
+        await until(lambda: resting_stops(fake) == [(qty, 96.0)], what="the whole position protected, at 96")
+        await core.settle()
+        (current,) = live_stops(fake)
         assert (_resting_stop(core) or {}).get("client_order_id") == current["client_order_id"]
     finally:
         await core.stop()
@@ -120,14 +101,9 @@ async def test_a_stop_cut_by_hand_to_part_of_the_position_is_brought_back_to_all
 async def test_the_followed_stop_filling_closes_the_position_live_and_after_a_restart(tmp_path: Path,
                                                                                     fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        qty = await _held_with_stop(core, fake)
-        (ours,) = _live_stops(fake)
-        theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
-        await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
-                    what="the holder's stop taken as the position's")
-        await core.settle()
+        qty, theirs = await _followed(core, fake)
         assert await fake.trade("AAPL", 94.5) == [theirs["client_order_id"]]
         await until(lambda: not core.ledger.holds("AAPL"), what="the followed stop's fill closing the position")
         await core.settle()
@@ -137,7 +113,7 @@ async def test_the_followed_stop_filling_closes_the_position_live_and_after_a_re
         assert trade["exit_type"] == "stop_loss (broker)" and trade["quantity"] == qty
     finally:
         await core.stop()
-    again = await _core(tmp_path, fake, clock)
+    again = await stops_core(tmp_path, fake, clock)
     try:
         assert not again.ledger.holds("AAPL") and again.external.quantity("AAPL") == 0
         await again.reconcile()
@@ -149,18 +125,13 @@ async def test_the_followed_stop_filling_closes_the_position_live_and_after_a_re
 async def test_the_followed_stop_filling_while_down_is_booked_as_ours_at_the_start(tmp_path: Path,
                                                                                  fake: FakeAlpaca) -> None:
     clock = SimulatedClock(SESSION)
-    core = await _core(tmp_path, fake, clock)
+    core = await stops_core(tmp_path, fake, clock)
     try:
-        await _held_with_stop(core, fake)
-        (ours,) = _live_stops(fake)
-        theirs = await fake.replace_by_hand(ours["client_order_id"], stop_price=95.0)
-        await until(lambda: (_resting_stop(core) or {}).get("client_order_id") == theirs["client_order_id"],
-                    what="the holder's stop taken as the position's")
-        await core.settle()
+        _, theirs = await _followed(core, fake)
     finally:
         await core.stop()
     assert await fake.trade("AAPL", 94.5) == [theirs["client_order_id"]]  # fills while the daemon is down
-    again = await _core(tmp_path, fake, clock)
+    again = await stops_core(tmp_path, fake, clock)
     try:
         await until(lambda: not again.ledger.holds("AAPL"), what="the stop's fill found at the start")
         await again.settle()
