@@ -586,6 +586,8 @@ class LifecycleManager:
     async def _closed(self, trip: RoundTrip, fill: Fill) -> None:
         pos = trip.position
         self.round_trips += 1
+        if self.backoff.refusals:
+            self.backoff.taken(pos.key)  # closed (by its stop, by hand): a later position there starts afresh
         entry_time = pos.entry_time or trip.exit_time
         trade = ClosedTrade(
             signal_id=pos.signal_id, ticker=pos.ticker, symbol=pos.symbol, direction=pos.direction,
