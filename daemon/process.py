@@ -116,6 +116,7 @@ class Daemon:
     async def _day_rollover(self) -> None:
         if self.core.state.check_day_rollover():
             log.info("day_rollover", day=str(self.core.calendar.trading_day(self.clock.now())))
+        self.core.account.renew_day()  # the daily loss limit is a share of the new day's starting equity
 
     async def _prune(self) -> None:
         self.core.engine.prune()

@@ -1,14 +1,20 @@
 """The account as the risk gate sees it: the ledger's cash and positions, the external positions (real risk,
-never traded), the state file's daily P&L, and the starting equity the broker reported at start."""
+never traded), the state file's daily P&L, and the day's starting equity: the broker's at start, renewed on each
+new trading day (the daily loss limit is a share of it; taken once, a service up for weeks would judge today's loss
+against the equity of the day it started)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import structlog
+
 from pipeline.core.models import AccountSnapshot, AccountState
 from pipeline.positions.external import ExternalBook
 from pipeline.positions.ledger import Ledger
 from pipeline.safety.state_manager import PersistentStateManager
+
+log = structlog.get_logger("ordergate.account")
 
 
 class AccountBook:
@@ -19,6 +25,7 @@ class AccountBook:
         self.external = external
         self.state = state
         self.starting_equity = 0.0
+        self._equity_day: str | None = None  # the trading day starting_equity is that of
 
     def sync(self, account: AccountSnapshot, fills_through: datetime | None = None) -> None:
         """Cash and starting equity from the broker's account (its cash already reflects every fill, ours and
@@ -26,6 +33,7 @@ class AccountBook:
         self.ledger.cash = account.cash
         self.external.reset_cash(fills_through)
         self.starting_equity = account.equity
+        self._equity_day = self.state.today()
 
     def comparable_cash(self) -> float:
         """The ledger's cash as the broker's should read: with the hand trades' cash the external book carries."""
@@ -37,8 +45,21 @@ class AccountBook:
         self.ledger.cash = cash
         self.external.reset_cash(fills_through)
 
+    def renew_day(self) -> bool:
+        """On a trading day after the one the starting equity is of: it becomes the equity now less today's realised
+        P&L (what the account held as the day began). True when renewed; nothing before the first sync."""
+        day = self.state.today()
+        if self._equity_day is None or day == self._equity_day:
+            return False
+        before = self.starting_equity
+        self.starting_equity = self.account_state().equity - self.state.get_daily_pnl()
+        self._equity_day = day
+        log.info("starting_equity_renewed", day=day, was=round(before, 2), now=round(self.starting_equity, 2))
+        return True
+
     def get_starting_equity(self) -> float:
-        """The equity the broker reported at start (0 until synced)."""
+        """The day's starting equity (the broker's at start, renewed on each new trading day; 0 until synced)."""
+        self.renew_day()
         return self.starting_equity
 
     def account_state(self) -> AccountState:

@@ -490,6 +490,10 @@ class PersistentStateManager:
     def _now_iso(self) -> str:
         return self._clock.now().isoformat()
 
+    def today(self) -> str:
+        """The trading day (ISO date) the daily figures are kept for, now."""
+        return self._today()
+
     def _today(self) -> str:
         now = self._clock.now()
         window = self._day_window
