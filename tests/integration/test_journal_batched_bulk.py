@@ -209,3 +209,28 @@ def test_bulk_rows_go_in_as_multi_row_inserts_with_the_tables_one_insert_per_row
     assert [len(t) for t in bulk] == [count, count - 40, 7]
     assert module._multi_row(module._SET_KV).count("(?, ?)") == module.MULTI_ROWS
     assert list(itertools.islice((r[0] for r in bulk[0]), 3)) == [1, 2, 3]
+
+
+async def test_a_batched_journal_writes_no_wal_and_the_daemon_gets_its_wal_back(tmp_path: Path) -> None:
+    """Batched (replay): the rollback journal in memory, every page written once (no WAL file beside it); the same
+    file opened by the daemon (full) is in WAL mode again and holds every row."""
+    path = tmp_path / "journal.db"
+    journal = Journal(path, durability="batched", batch_rows=50)
+    await journal.open()
+    try:
+        for i in range(200):
+            journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
+            assert await journal.record_order_intent(_intent(i), "paper", TS)
+        assert await journal.query("PRAGMA journal_mode") == [{"journal_mode": "memory"}]
+        assert journal.commits >= 3
+        assert not (tmp_path / "journal.db-wal").exists()
+    finally:
+        await journal.close()
+    daemon = Journal(path)
+    await daemon.open()
+    try:
+        assert await daemon.query("PRAGMA journal_mode") == [{"journal_mode": "wal"}]
+        assert await daemon.query("SELECT COUNT(*) AS n FROM orders") == [{"n": 200}]
+        assert daemon.condition.state == "intact"
+    finally:
+        await daemon.close()
