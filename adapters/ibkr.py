@@ -150,8 +150,9 @@ class _Tracked:
     avg_price: float | None = None
     reason: str | None = None
     acked: bool = False
-    emitted: tuple[OrderStatus, float] | None = None
+    emitted: tuple[OrderStatus, float, float | None] | None = None
     held: bool = False               # IB has held it for a locate (logged once)
+    stop_price: float | None = None  # a STP order's trigger (auxPrice) as IB last gave it: an edit in TWS moves it
 
     @property
     def broker_order_id(self) -> str | None:
@@ -453,6 +454,7 @@ class IBKRBroker(ChainVenueMixin):
             self._by_order_id[trade.order.orderId] = cid
         tracked.perm_id = trade.order.permId or trade.orderStatus.permId or tracked.perm_id
         tracked.acked = True
+        tracked.stop_price = _trigger_of(trade) or tracked.stop_price
         status, reason = self._map_status(trade, tracked)
         if status is not None and not (tracked.status.is_final and not status.is_final):
             if status != tracked.status:
@@ -520,6 +522,7 @@ class IBKRBroker(ChainVenueMixin):
                 "detail": "IB holds this short sale while it locates shares to borrow: it stays working and can "
                           "fill at any time until it is cancelled"})
         tracked.status, tracked.reason = new_status, reason or tracked.reason
+        tracked.stop_price = _trigger_of(trade) or tracked.stop_price
         tracked.filled = max(tracked.filled, trade.orderStatus.filled)
         if trade.orderStatus.avgFillPrice:
             tracked.avg_price = trade.orderStatus.avgFillPrice
@@ -547,7 +550,7 @@ class IBKRBroker(ChainVenueMixin):
     def _emit_update(self, tracked: _Tracked) -> None:
         if tracked.status == OrderStatus.PENDING:
             return
-        key = (tracked.status, tracked.filled)
+        key = (tracked.status, tracked.filled, tracked.stop_price)  # a new trigger alone (an edit in TWS) is news
         if key == tracked.emitted:
             return
         tracked.emitted = key
@@ -555,7 +558,7 @@ class IBKRBroker(ChainVenueMixin):
             client_order_id=tracked.client_order_id, status=tracked.status, broker=self.name,
             broker_order_id=tracked.broker_order_id, symbol=tracked.symbol, side=tracked.side,
             filled_qty=tracked.filled, filled_avg_price=tracked.avg_price, reason=tracked.reason,
-            timestamp=self.clock.now(),
+            timestamp=self.clock.now(), stop_price=tracked.stop_price,
         ))
 
     def _on_exec(self, trade: Trade, ib_fill: IBFill) -> None:
@@ -815,7 +818,7 @@ class IBKRBroker(ChainVenueMixin):
         tracked = _Tracked(new_client_order_id, symbol=old.symbol if old else symbol_of(trade.contract),
                            side=Side.BUY if order.action == "BUY" else Side.SELL, quantity=float(quantity),
                            order_id=order.orderId, perm_id=order.permId or (old.perm_id if old else 0),
-                           status=OrderStatus.NEW, acked=True)
+                           status=OrderStatus.NEW, acked=True, stop_price=float(stop_price))
         self._orders[new_client_order_id] = tracked
         self._by_order_id[order.orderId] = new_client_order_id
         try:
@@ -958,7 +961,7 @@ class IBKRBroker(ChainVenueMixin):
             broker_order_id=str(trade.order.permId or trade.orderStatus.permId or trade.order.orderId or "") or None,
             symbol=tracked.symbol if tracked and tracked.symbol else symbol_of(trade.contract),
             side=Side.BUY if trade.order.action == "BUY" else Side.SELL, quantity=float(trade.order.totalQuantity),
-            filled_qty=filled, filled_avg_price=avg, reason=reason,
+            filled_qty=filled, filled_avg_price=avg, reason=reason, stop_price=_trigger_of(trade),
         )
 
     def _result_of_fills(self, cid: str, fills: list[IBFill], tracked: _Tracked | None) -> OrderResult:
@@ -1061,6 +1064,14 @@ def _avg_price(fills: list[IBFill]) -> float | None:
     if qty <= 0:
         return None
     return sum(f.execution.shares * f.execution.price for f in fills) / qty
+
+
+def _trigger_of(trade: Trade) -> float | None:
+    """A STP order's trigger price (its auxPrice: what an edit in TWS changes), None for other orders or unset."""
+    if trade.order.orderType != "STP":
+        return None
+    aux = trade.order.auxPrice
+    return float(aux) if isinstance(aux, (int, float)) and aux != UNSET_DOUBLE and 0 < aux < math.inf else None
 
 
 def _held_for_locate(trade: Trade) -> bool:

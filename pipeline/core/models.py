@@ -429,6 +429,7 @@ class OrderUpdate(_OrderAtBroker):
     filled_avg_price: float | None = None
     reason: str | None = None
     timestamp: datetime | None = None
+    stop_price: float | None = None  # a stop order's trigger price, where the broker pushes it (IB's openOrder)
 
 
 @dataclass(slots=True)

@@ -226,6 +226,11 @@ class ProtectiveStops:
             if key is not None and self._replacing.get(key) == update.client_order_id and update.status.is_final:
                 self._early[key] = update  # the replacement ended before its reply came: applied once it is current
             return  # a replaced predecessor, or a replacement not yet current
+        if update.stop_price is not None and stop.live and not update.status.is_final \
+                and abs(update.stop_price - stop.stop_price) > _EPS and stop.key not in self._replacing:
+            # the same order at a new level, not by us: an edit at the broker that keeps the order (TWS)
+            self.router.spawn(self._moved(stop.key, stop.client_order_id, update.stop_price),
+                              f"stop-moved-{_name(stop.key)}")
         if not _advances(stop.status, update.status):
             return  # an older view of the order (a late reply, a frame overtaken): a final status stays final
         stop.status = update.status
@@ -536,6 +541,29 @@ class ProtectiveStops:
                              f"({adopted}); ordergate follows it", "info", symbol=stop.symbol)
         self.request_sync(key)  # the quantity comes back in line with the position (the level stays the editor's)
 
+    async def _moved(self, key: PositionKey, coid: str, price: float, while_down: bool = False) -> None:
+        """The stop `coid` rests at its broker at `price`, not at the level the daemon set: the holder edited it
+        there (an edit that keeps the order: TWS). That level is the position's stop from now on: shown, journaled,
+        and the one a trailing move must beat (a stop tightened by hand is never loosened by the trail)."""
+        async with self._lock(key):
+            stop = self.stops.get(key)
+            if stop is None or stop.client_order_id != coid or not stop.live or key in self._replacing \
+                    or abs(stop.stop_price - price) <= _EPS:
+                return  # moved on meanwhile (a replace of ours, an exit), or already there
+            was, stop.stop_price = stop.stop_price, price
+            stop.moved_at = self.clock.now()
+            self._targets.pop(key, None)
+            when = " while ordergate was down" if while_down else ""
+            await self._journal(coid, stop.status, stop.broker,
+                                reason=f"stop moved from {was:g} to {price:g} at {stop.broker} outside ordergate{when}")
+        log.warning("protective_stop_moved_elsewhere", signal_id=stop.signal_id, symbol=stop.symbol,
+                    strategy=stop.intent.strategy, client_order_id=coid, stop_price=price, was=was,
+                    broker=stop.broker, while_down=while_down)
+        if self.alert is not None:
+            await self.alert("protective_stop_moved",
+                             f"{stop.symbol}: its protective stop was moved from {was:g} to {price:g} at {stop.broker} "
+                             f"outside ordergate{when}; ordergate follows it", "info", symbol=stop.symbol)
+
     async def _adopt(self, stop: RestingStop, successor: OrderResult) -> str:
         """Make `successor` (what replaced `stop` at its broker) the position's stop; describes it."""
         now = self.clock.now()
@@ -676,6 +704,8 @@ class ProtectiveStops:
                                     reason="never reached the broker: not found there at start")
             elif isinstance(found, OrderResult):
                 self._apply(stop, found)
+                if found.stop_price is not None and stop.live and abs(found.stop_price - stop.stop_price) > _EPS:
+                    await self._moved(stop.key, stop.client_order_id, found.stop_price, while_down=True)
         for name, broker in self.brokers.items():  # our stops the journal lost track of
             if not broker.is_connected():
                 continue

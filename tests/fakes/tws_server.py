@@ -414,6 +414,23 @@ class FakeTWS:
         self._broadcast(self._order_status_fields(target))
         self._execute(target, target.remaining, target.contract.price)
 
+    def edit_by_hand(self, order: FakeOrder | int | str, *, stop_price: float | None = None,
+                     quantity: float | None = None) -> FakeOrder:
+        """The account holder edits an open order in TWS: the same IB order id and orderRef, a new trigger price
+        (auxPrice) and/or quantity. TWS tells the API client that placed it by openOrder and orderStatus, as for
+        a modification of its own (nothing is sent to a client that is not connected: it finds the new values by
+        asking for its open orders)."""
+        target = self._find_order(order)
+        if target.is_done:
+            raise ValueError(f"order {target.order_id} is {target.status}")
+        if stop_price is not None:
+            target.aux_price = _num(stop_price)
+        if quantity is not None:
+            target.quantity = float(quantity)
+        self._broadcast(self._open_order_fields(target))
+        self._broadcast(self._order_status_fields(target))
+        return target
+
     def trade(self, symbol: str, price: float) -> list[str]:
         """The market trades `symbol` at `price`: live STP orders it crosses fill there (a child only once its
         parent has filled). Returns the orderRefs that filled."""
