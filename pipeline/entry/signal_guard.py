@@ -2,7 +2,8 @@
 
 Checks in order: the signal rules of `models.signal_problems()` (every problem named by its field), freshness
 (older than `max_signal_age_seconds` or dated in the future -> rejected; a daily signal's age is measured from
-the NYSE close of its session, so no stamp hour and no DST change puts it in the future) and dedup (the same
+the NYSE close of its session, so no stamp hour and no DST change puts it in the future, and it is fresh until
+the next session's bar is complete: Friday's until Monday's close) and dedup (the same
 ticker, direction, type and timeframe within `dedup_window_seconds` -> rejected). Only a signal that passes is
 remembered for dedup; the memory is bounded (entries older than the window are evicted, and a hard cap holds
 in any case).
@@ -114,14 +115,19 @@ class SignalGuard:
             daily = self._daily_time(signal_time, now)
             if isinstance(daily, str):
                 return RiskDecision(False, daily, check="freshness")
-            signal_time = daily
-            max_age = self.max_age_for(DAILY)
+            signal_time, next_close = daily
+            age = (now - signal_time).total_seconds()
+            if now > next_close and age > self.max_age_for(DAILY):
+                return RiskDecision(False, f"freshness: daily signal of the session that closed "
+                                           f"{signal_time.isoformat()} is {age:.1f}s old: the next session's bar "
+                                           f"({next_close.astimezone(NEW_YORK).date()}) closed at "
+                                           f"{next_close.isoformat()}", check="freshness")
         else:
             max_age = self._max_age
-        age = (now - signal_time).total_seconds()
-        if age > max_age or -age > self.future_tolerance_seconds:
-            return RiskDecision(False, freshness_failure(signal_time, now, max_age, self.future_tolerance_seconds)
-                                or "freshness", check="freshness")
+            age = (now - signal_time).total_seconds()
+            if age > max_age or -age > self.future_tolerance_seconds:
+                return RiskDecision(False, freshness_failure(signal_time, now, max_age, self.future_tolerance_seconds)
+                                    or "freshness", check="freshness")
         seen = self._seen
         if seen and now != self._evicted_at:
             self._evict(now)
@@ -132,9 +138,10 @@ class SignalGuard:
         self._remember(key, now)
         return RiskDecision(True, FRESH, {"signal_age_seconds": age})
 
-    def _daily_time(self, signal_time: datetime, now: datetime) -> datetime | str:
-        """The instant a daily signal's age counts from (its session's close, or now while the session forms),
-        or why it is not fresh."""
+    def _daily_time(self, signal_time: datetime, now: datetime) -> tuple[datetime, datetime] | str:
+        """The instant a daily signal's age counts from (its session's close, or now while the session forms) and
+        the close of the session after it (until then no newer daily bar is complete: the signal is acted on
+        across a weekend or a holiday), or why it is not fresh."""
         session = self.calendar.daily_session(signal_time)
         if session is None:
             return (f"freshness: daily signal {signal_time.isoformat()}: no NYSE session on "
@@ -146,7 +153,16 @@ class SignalGuard:
             return (f"freshness: daily signal {signal_time.isoformat()} of the "
                     f"{session[0].astimezone(NEW_YORK).date()} session is {ahead:.1f}s in the future")
         # during its session the daily bar is forming (age 0); after it, age counts from that session's close
-        return min(session[1], now)
+        return min(session[1], now), self._next_close(session[1])
+
+    def _next_close(self, close: datetime) -> datetime:
+        """The close of the first session opening after `close` (the next daily bar's); a day after `close`
+        beyond the calendar."""
+        try:
+            following = self.calendar.session_for(self.calendar.next_open(close))
+        except ValueError:
+            following = None
+        return following[1] if following is not None else close + timedelta(seconds=TIMEFRAME_SECONDS[DAILY])
 
     @property
     def calendar(self) -> MarketCalendar:
@@ -157,7 +173,8 @@ class SignalGuard:
 
     def max_age_for(self, timeframe: str) -> float:
         """How old a signal may be: max_signal_age_seconds, but a daily-bar signal (stamped at the session close
-        and acted on until the next bar) stays fresh for one day."""
+        and acted on until the next bar) stays fresh for one day at least, and until the next session's close
+        (over a weekend or a holiday, longer: see `check`)."""
         if timeframe == "1d":
             return max(self.config.max_signal_age_seconds, float(TIMEFRAME_SECONDS["1d"]))
         return self.config.max_signal_age_seconds

@@ -102,6 +102,28 @@ def test_freshness_of_a_daily_signal_is_measured_from_its_session_close() -> Non
     assert summer.approved and summer.adjustments["signal_age_seconds"] == 0.0
 
 
+def test_a_daily_signal_stays_fresh_until_the_next_session_closes_across_a_weekend_and_a_holiday() -> None:
+    """A daily bar's signal is acted on until the next daily bar is complete: Friday's until Monday's close (not
+    Saturday's afternoon: a Friday signal used to be refused at Monday's open, 65 h after its close, as older than a
+    day), Wednesday's before Thanksgiving until Friday's early close."""
+    guard = SignalGuard(PipelineConfig(), calendar=default_calendar())
+    friday_close = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
+    monday_open, monday_close = datetime(2026, 12, 7, 14, 30, tzinfo=UTC), datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
+    for now in (datetime(2026, 12, 6, 21, 0, tzinfo=UTC), monday_open, monday_open + timedelta(minutes=1),
+                monday_close - timedelta(seconds=1), monday_close):
+        decision = guard.check(_daily_signal(friday_close), now)
+        assert decision.approved, (now, decision.reason)
+        assert decision.adjustments["signal_age_seconds"] == (now - friday_close).total_seconds()
+        guard.clear()
+    stale = guard.check(_daily_signal(friday_close), monday_close + timedelta(seconds=1))
+    assert not stale.approved and "2026-12-07" in stale.reason, stale.reason  # Monday's bar is complete by then
+    wednesday_close, friday_early = datetime(2026, 11, 25, 21, 0, tzinfo=UTC), datetime(2026, 11, 27, 18, 0,
+                                                                                      tzinfo=UTC)
+    assert guard.check(_daily_signal(wednesday_close), friday_early).approved
+    guard.clear()
+    assert not guard.check(_daily_signal(wednesday_close), friday_early + timedelta(seconds=1)).approved
+
+
 def _stamped_file(tmp_path: Path, hour_utc: int) -> Path:
     """MSFT's real daily bars (Stooq) re-stamped at the same UTC hour all year, in the canonical layout."""
     return canonical_daily("MSFT", tmp_path / "msft-20z.csv", f"T{hour_utc:02d}:00:00Z")
