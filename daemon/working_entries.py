@@ -4,8 +4,10 @@ A market entry fills within moments of its acceptance; one still working with no
 being held: a short sale IB holds while it locates shares, an order queued behind a trading halt or a broker's own
 hold. Two kinds are cancelled at their broker (once each; what filled of one stays, managed as any position):
 
-- one older than `[pipeline] max_signal_age_seconds` (120 s): its signal would be refused as stale by now, and
-  filled later it would trade a market that signal never saw (`stale_entry_cancelled`);
+- one working longer than `[pipeline] max_signal_age_seconds` (120 s) since it could first fill (its acceptance,
+  or the next open for one accepted while the market is closed: a daily strategy's entry at the close waits at its
+  broker for the open): its signal would be refused as stale by now, and filled later it would trade a market
+  that signal never saw (`stale_entry_cancelled`);
 - any, while the kill switch is active: no entry leaves the process after a trip, and none already out should
   open a position after it either (`entry_cancelled_by_kill_switch`).
 
@@ -16,7 +18,7 @@ this every 5 s (`Core.check_overdue`).
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
@@ -50,7 +52,7 @@ class WorkingEntries:
             if intent.kind is not OrderKind.ENTRY or intent.order_type is not OrderType.MARKET \
                     or record.accepted_at is None or cid in self._asked:
                 continue
-            waited = (now - record.accepted_at).total_seconds()
+            waited = (now - self._could_fill_from(record.accepted_at)).total_seconds()
             if not halted and waited < age.total_seconds():
                 continue
             self._asked.add(cid)
@@ -70,3 +72,14 @@ class WorkingEntries:
                              f"{record.filled_qty:g} of {intent.quantity:g} filled: cancelled ({why})", "warning",
                              client_order_id=cid)
         return cancelled
+
+    def _could_fill_from(self, accepted_at: datetime) -> datetime:
+        """When an entry accepted at `accepted_at` could first fill: then, or the next open when the market was
+        closed (a market order waits at its broker for it)."""
+        calendar = self.core.calendar
+        if calendar.is_open(accepted_at):
+            return accepted_at
+        try:
+            return calendar.next_open(accepted_at)
+        except ValueError:  # beyond the calendar: from its acceptance
+            return accepted_at

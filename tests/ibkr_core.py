@@ -23,15 +23,16 @@ SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET
 __all__ = ["SESSION", "enter_with_stop", "ibkr_core", "until"]
 
 
-async def ibkr_core(tmp_path: Path, tws: FakeTWS, **overrides: Any) -> Core:
-    """A started Core on ibkr at `tws` (client id 11), no unified risk, a 50 % single-stock limit."""
+async def ibkr_core(tmp_path: Path, tws: FakeTWS, clock: SimulatedClock | None = None, **overrides: Any) -> Core:
+    """A started Core on ibkr at `tws` (client id 11), no unified risk, a 50 % single-stock limit; its clock at
+    SESSION unless given."""
     settings = load_settings(
         state_dir=tmp_path / "state", broker={"primary": "ibkr", "fallback": None},
         ibkr={"host": "127.0.0.1", "port": tws.port, "client_id": 11, "request_timeout_seconds": 3},
         pipeline={"enable_unified_risk": False, "retry_backoff_base": 0.01},
         executor={"max_single_stock_exposure": 0.5}, **overrides,
     )
-    core = Core(settings, SimulatedClock(SESSION))
+    core = Core(settings, clock or SimulatedClock(SESSION))
     await core.start()
     return core
 
