@@ -18,7 +18,7 @@ this every 5 s (`Core.check_overdue`).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
@@ -52,7 +52,7 @@ class WorkingEntries:
             if intent.kind is not OrderKind.ENTRY or intent.order_type is not OrderType.MARKET \
                     or record.accepted_at is None or cid in self._asked:
                 continue
-            waited = (now - self._could_fill_from(record.accepted_at)).total_seconds()
+            waited = (now - core.calendar.tradable_from(record.accepted_at)).total_seconds()
             if not halted and waited < age.total_seconds():
                 continue
             self._asked.add(cid)
@@ -72,14 +72,3 @@ class WorkingEntries:
                              f"{record.filled_qty:g} of {intent.quantity:g} filled: cancelled ({why})", "warning",
                              client_order_id=cid)
         return cancelled
-
-    def _could_fill_from(self, accepted_at: datetime) -> datetime:
-        """When an entry accepted at `accepted_at` could first fill: then, or the next open when the market was
-        closed (a market order waits at its broker for it)."""
-        calendar = self.core.calendar
-        if calendar.is_open(accepted_at):
-            return accepted_at
-        try:
-            return calendar.next_open(accepted_at)
-        except ValueError:  # beyond the calendar: from its acceptance
-            return accepted_at

@@ -68,6 +68,16 @@ class MarketCalendar:
                 return session[0]
         raise ValueError(f"no NYSE session within 15 days of {ts.isoformat()}")
 
+    def tradable_from(self, ts: datetime) -> datetime:
+        """When a market order accepted at `ts` can first fill: `ts` during a session, else the next open (its
+        broker holds it until then); `ts` itself beyond the calendar."""
+        if self.is_open(ts):
+            return ts
+        try:
+            return self.next_open(ts)
+        except ValueError:
+            return ts
+
     def open_sessions_back(self, ts: datetime, sessions: int) -> datetime:
         """The open of the `sessions`-th session counting back from `ts` (1: the latest session opened at or
         before `ts`)."""

@@ -4,7 +4,8 @@ Daily-bar signals come at the close and bypass the market-hours check: their mar
 holds a DAY market order until the open; Alpaca queues it) and fills at the next open. The working-entries rule
 (an entry still working past max_signal_age_seconds is held: cancelled) counted from the acceptance, so every such
 entry was cancelled two minutes after the close, and a daily strategy never traded. The time counts from when the
-entry could first fill: the next open.
+entry could first fill: the next open (and it is not looked up as an order whose fill went missing, every 30 s of
+the weekend, either).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 
 from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import TradeSignal
@@ -50,11 +52,14 @@ async def test_a_daily_entry_sent_after_the_close_waits_for_the_open(tmp_path: P
         assert result.success, result
         cid = result.intent.client_order_id
         await until(lambda: core.book.get(cid).accepted_at is not None, what="the entry accepted", timeout=10.0)
-        for at in (FRIDAY_CLOSE + timedelta(minutes=10), datetime(2026, 12, 6, 20, 0, tzinfo=UTC),
-                   MONDAY_OPEN + timedelta(seconds=100)):
-            clock.advance_to(at)
-            await core.check_overdue()
-            assert tws.cancel_requests == [] and "stale_entry_cancelled" not in alerts, at
+        with structlog.testing.capture_logs() as logged:
+            for at in (FRIDAY_CLOSE + timedelta(minutes=10), datetime(2026, 12, 6, 20, 0, tzinfo=UTC),
+                       MONDAY_OPEN + timedelta(seconds=20), MONDAY_OPEN + timedelta(seconds=100)):
+                clock.advance_to(at)
+                await core.check_overdue()
+                assert tws.cancel_requests == [] and "stale_entry_cancelled" not in alerts, at
+        # not looked up as a lost fill all weekend either: from 30 s after the open (fill_timeout_seconds)
+        assert [e["event"] for e in logged if e["event"] == "order_overdue"] == ["order_overdue"]
         (held,) = tws.orders_with_ref(cid)
         assert not held.is_done
         # two minutes after the open and still nothing filled: held (a halt, a hold), cancelled as before
