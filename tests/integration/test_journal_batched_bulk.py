@@ -212,8 +212,8 @@ def test_bulk_rows_go_in_as_multi_row_inserts_with_the_tables_one_insert_per_row
 
 
 async def test_a_batched_journal_writes_no_wal_and_the_daemon_gets_its_wal_back(tmp_path: Path) -> None:
-    """Batched (replay): the rollback journal in memory, every page written once (no WAL file beside it); the same
-    file opened by the daemon (full) is in WAL mode again and holds every row."""
+    """Batched (replay): a rollback journal, no WAL (every page was written twice: to the WAL, then into the file
+    by its checkpoints); the same file opened by the daemon (full) is in WAL mode again and holds every row."""
     path = tmp_path / "journal.db"
     journal = Journal(path, durability="batched", batch_rows=50)
     await journal.open()
@@ -221,7 +221,7 @@ async def test_a_batched_journal_writes_no_wal_and_the_daemon_gets_its_wal_back(
         for i in range(200):
             journal.record_decision(f"sig-{i}", "external", "approved", ts=TS)
             assert await journal.record_order_intent(_intent(i), "paper", TS)
-        assert await journal.query("PRAGMA journal_mode") == [{"journal_mode": "memory"}]
+        assert await journal.query("PRAGMA journal_mode") == [{"journal_mode": "persist"}]
         assert journal.commits >= 3
         assert not (tmp_path / "journal.db-wal").exists()
     finally:
