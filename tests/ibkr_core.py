@@ -1,11 +1,14 @@
 """Shared helpers for tests that trade through ib_async against FakeTWS (tests/fakes/tws_server.py).
 
-`ibkr_core`: a started Core whose only broker is ibkr at a FakeTWS, at SESSION (a regular session); `enter_with_stop`:
-a long AAPL entry at 100 with its stop at 97, filled, its child STP adopted as the position's resting stop.
+`aapl_tws`: a started FakeTWS quoting AAPL at 100; `ibkr_core`: a started Core whose only broker is ibkr at it, at
+SESSION (a regular session); `enter_with_stop`: a long AAPL entry at 100 with its stop at 97, filled, its child STP
+adopted as the position's resting stop.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,19 @@ from tests.market import set_market
 
 SESSION = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET
 
-__all__ = ["SESSION", "enter_with_stop", "ibkr_core", "until"]
+__all__ = ["SESSION", "aapl_tws", "enter_with_stop", "ibkr_core", "until"]
+
+
+@asynccontextmanager
+async def aapl_tws(at: datetime = SESSION) -> AsyncIterator[FakeTWS]:
+    """A started FakeTWS whose clock reads `at`, AAPL at 100; stopped on leaving."""
+    server = FakeTWS(now=SimulatedClock(at).now)
+    await server.start()
+    server.add_stock("AAPL", 100.0)
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 async def ibkr_core(tmp_path: Path, tws: FakeTWS, clock: SimulatedClock | None = None, **overrides: Any) -> Core:

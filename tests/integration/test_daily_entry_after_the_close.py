@@ -22,7 +22,7 @@ from pipeline.core.models import TradeSignal
 from pipeline.execution.order_record import OrderState
 from tests.alpaca_core import alert_kinds
 from tests.fakes.tws_server import FakeTWS, OrderScript
-from tests.ibkr_core import ibkr_core, until
+from tests.ibkr_core import aapl_tws, ibkr_core, until
 from tests.market import set_market
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,11 +32,8 @@ MONDAY_OPEN = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
 
 @pytest.fixture
 async def tws() -> AsyncIterator[FakeTWS]:
-    server = FakeTWS(now=SimulatedClock(FRIDAY_CLOSE).now)
-    await server.start()
-    server.add_stock("AAPL", 100.0)
-    yield server
-    await server.stop()
+    async with aapl_tws(FRIDAY_CLOSE) as server:
+        yield server
 
 
 async def test_a_daily_entry_sent_after_the_close_waits_for_the_open(tmp_path: Path, tws: FakeTWS) -> None:

@@ -14,22 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import client_order_id_for
 from tests.alpaca_core import alert_kinds
 from tests.fakes.tws_server import FakeTWS
-from tests.ibkr_core import SESSION, enter_with_stop, ibkr_core, until
+from tests.ibkr_core import aapl_tws, enter_with_stop, ibkr_core, until
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 async def tws() -> AsyncIterator[FakeTWS]:
-    server = FakeTWS(now=SimulatedClock(SESSION).now)
-    await server.start()
-    server.add_stock("AAPL", 100.0)
-    yield server
-    await server.stop()
+    async with aapl_tws() as server:
+        yield server
 
 
 def _level(core: object) -> float:

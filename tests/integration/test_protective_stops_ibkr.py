@@ -11,23 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.clock import SimulatedClock
 from pipeline.core.models import client_order_id_for
 from pipeline.execution.protective_stops import BROKER_STOP_EXIT
 from tests.fakes.tws_server import FakeTWS
-from tests.ibkr_core import SESSION, enter_with_stop, ibkr_core, until
+from tests.ibkr_core import aapl_tws, enter_with_stop, ibkr_core, until
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 async def tws() -> AsyncIterator[FakeTWS]:
-    clock = SimulatedClock(SESSION)
-    server = FakeTWS(now=clock.now)
-    await server.start()
-    server.add_stock("AAPL", 100.0)
-    yield server
-    await server.stop()
+    async with aapl_tws() as server:
+        yield server
 
 
 async def test_entry_goes_out_with_its_stop_attached_as_a_child(tmp_path: Path, tws: FakeTWS) -> None:
