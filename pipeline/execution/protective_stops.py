@@ -548,7 +548,7 @@ class ProtectiveStops:
         async with self._lock(key):
             stop = self.stops.get(key)
             if stop is None or stop.client_order_id != coid or not stop.live or key in self._replacing \
-                    or abs(stop.stop_price - price) <= _EPS:
+                    or not price > 0 or abs(stop.stop_price - price) <= _EPS:
                 return  # moved on meanwhile (a replace of ours, an exit), or already there
             was, stop.stop_price = stop.stop_price, price
             stop.moved_at = self.clock.now()
