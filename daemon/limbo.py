@@ -172,11 +172,9 @@ class OrderLimbo:
         await self.core.events.apply_held()
         checked = []
         timeout = timedelta(seconds=self.core.config.fill_timeout_seconds)
-        now, calendar = self.core.clock.now(), self.core.calendar
         # one accepted while the market is closed waits for the open (a daily entry at the close): not overdue yet
-        overdue = [r.intent for r in self.core.book.overdue(now, timeout)
-                   if r.accepted_at is None or now - calendar.tradable_from(r.accepted_at) >= timeout]
-        for intent in overdue:
+        overdue = self.core.book.overdue(self.core.clock.now(), timeout, fillable_from=self.core.calendar.tradable_from)
+        for intent in [r.intent for r in overdue]:
             name = self.core.book.venue(intent.client_order_id) or intent.broker or self.core.settings.broker.primary
             broker = self.core.brokers.get(name)
             if broker is None or not broker.is_connected():

@@ -13,7 +13,7 @@ strings are `OrderStatus` values, see `OrderState.status`); a restart rebuilds t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -215,16 +215,20 @@ class OrderBook:
                 record.accepted_at = now
             self.transition(client_order_id, OrderState.ACCEPTED, now)
 
-    def overdue(self, now: datetime, timeout: timedelta, market_only: bool = True) -> list[OrderRecord]:
+    def overdue(self, now: datetime, timeout: timedelta, market_only: bool = True,
+                fillable_from: Callable[[datetime], datetime] | None = None) -> list[OrderRecord]:
         """Accepted orders with no fill after `timeout` (also those said 'filled' with no fill behind it), each
-        returned at most once per timeout period: to be looked up at the broker."""
+        returned at most once per timeout period: to be looked up at the broker. `fillable_from(accepted_at)`:
+        when an order accepted then could first fill (the next open for one accepted while the market is closed:
+        the timeout counts from there); default its acceptance."""
         due = []
         for r in self._records.values():
             if r.filled_qty or r.accepted_at is None or (market_only and r.intent.order_type != OrderType.MARKET):
                 continue
             if r.state.is_final and r.state != OrderState.FILLED:
                 continue  # canceled, rejected, expired: nothing to find
-            if now - r.accepted_at < timeout or (r.checked_at is not None and now - r.checked_at < timeout):
+            start = r.accepted_at if fillable_from is None else fillable_from(r.accepted_at)
+            if now - start < timeout or (r.checked_at is not None and now - r.checked_at < timeout):
                 continue
             r.checked_at = now
             due.append(r)
