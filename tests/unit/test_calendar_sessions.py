@@ -26,3 +26,16 @@ def test_every_day_of_the_default_range_matches_exchange_calendars() -> None:
             early += (expected[day][1] - expected[day][0]) < timedelta(hours=6)
         day += timedelta(days=1)
     assert len(expected) > 7000 and early > 40  # the half days (July 3, Black Friday, Christmas Eve) are in
+
+
+def test_an_order_accepted_while_the_market_is_closed_can_first_fill_at_the_next_open() -> None:
+    calendar = MarketCalendar(start="2026-11-01", end="2026-12-31")
+    during = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)
+    assert calendar.tradable_from(during) == during
+    monday_open = datetime(2026, 12, 7, 14, 30, tzinfo=UTC)
+    for closed in (datetime(2026, 12, 4, 21, 0, tzinfo=UTC), datetime(2026, 12, 6, 12, 0, tzinfo=UTC),
+                   datetime(2026, 12, 7, 9, 0, tzinfo=UTC)):  # at Friday's close, on Sunday, before Monday's open
+        assert calendar.tradable_from(closed) == monday_open
+    # Thanksgiving: Friday's (early-closing) session opens as usual
+    assert calendar.tradable_from(datetime(2026, 11, 26, 15, 0, tzinfo=UTC)) == datetime(2026, 11, 27, 14, 30,
+                                                                                        tzinfo=UTC)
