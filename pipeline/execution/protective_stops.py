@@ -704,7 +704,7 @@ class ProtectiveStops:
                                     reason="never reached the broker: not found there at start")
             elif isinstance(found, OrderResult):
                 self._apply(stop, found)
-                if found.stop_price is not None and stop.live and abs(found.stop_price - stop.stop_price) > _EPS:
+                if found.stop_price is not None:  # at another level than ours: edited while we were down
                     await self._moved(stop.key, stop.client_order_id, found.stop_price, while_down=True)
         for name, broker in self.brokers.items():  # our stops the journal lost track of
             if not broker.is_connected():
